@@ -1,0 +1,1 @@
+"""Synthetic palm-print data generators (seed 004 candidate geometry)."""
