@@ -1,0 +1,69 @@
+"""One wrapper around an onnxruntime session: verifies the file against models/manifest.json,
+names inputs and outputs, sets threads. The only place the runtime touches onnxruntime."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+class ModelError(RuntimeError):
+    """A model file is missing, unlisted, or does not match its manifest entry."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
+    path = Path(models_dir) / "manifest.json"
+    if not path.exists():
+        raise ModelError(f"model manifest not found: {path}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"model manifest {path} is not valid JSON: {e}") from e
+
+
+class Model:
+    """An ONNX model listed in the manifest. ``Model('palm_generator.onnx')(candidate=..)``."""
+
+    def __init__(self, name: str, models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
+                 verify: bool = True):
+        import onnxruntime as ort
+
+        self.path = Path(models_dir) / name
+        if not self.path.exists():
+            raise ModelError(f"model file not found: {self.path} (retrain it with tools/, see "
+                             f"README)")
+        manifest = load_manifest(Path(models_dir))
+        self.entry = manifest.get("models", {}).get(name)
+        if self.entry is None:
+            raise ModelError(f"{name} is not listed in {Path(models_dir) / 'manifest.json'}")
+        if verify and _sha256(self.path) != self.entry["sha256"]:
+            raise ModelError(f"{self.path} does not match the sha256 in the manifest: the file "
+                             f"was changed or damaged")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(self.path), opts,
+                                            providers=["CPUExecutionProvider"])
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        self.outputs = [o.name for o in self.session.get_outputs()]
+
+    def __call__(self, **feeds: np.ndarray) -> dict[str, np.ndarray]:
+        missing = set(self.inputs) - set(feeds)
+        if missing:
+            raise ValueError(f"{self.path.name} needs inputs {sorted(missing)}")
+        out = self.session.run(None, {k: np.ascontiguousarray(feeds[k], np.float32)
+                                      for k in self.inputs})
+        return dict(zip(self.outputs, out))
