@@ -2,6 +2,11 @@
 # The README's test command: installs everything the tests need into .venv-test, runs pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# socat makes the pseudo-terminal pairs the serial-protocol tests talk over.
+if ! command -v socat >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq socat >/dev/null
+  else sudo apt-get update -qq && sudo apt-get install -y -qq socat >/dev/null; fi
+fi
 python3 -m venv .venv-test
 . .venv-test/bin/activate
 python -m pip install -q --upgrade pip

@@ -138,9 +138,12 @@ class PalmSynthesizer:
         return self.finish(identity, self.generate(self.candidate_maps(identity, rng, n), rng),
                            rng)
 
+    def surface(self, identity: Identity, palms: np.ndarray) -> np.ndarray:
+        """The identity's fine skin texture on generator outputs (N,128,128) in [0,1]."""
+        tex = skin_texture(identity.texture_seed, palms.shape[-1]) * self.config.texture
+        return np.clip(palms + tex * (0.6 + 0.4 * palms), 0, 1).astype(np.float32)
+
     def finish(self, identity: Identity, palms: np.ndarray, rng: np.random.Generator):
         """Texture, pose, light, blur and noise on generator outputs (N,128,128) in [0,1]."""
-        tex = skin_texture(identity.texture_seed, palms.shape[-1]) * self.config.texture
-        out = [_pose_light(np.clip(p + tex * (0.6 + 0.4 * p), 0, 1), rng, self.config)
-               for p in palms]
+        out = [_pose_light(p, rng, self.config) for p in self.surface(identity, palms)]
         return (np.stack(out) * 255 + 0.5).astype(np.uint8)

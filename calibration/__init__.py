@@ -1,0 +1,1 @@
+"""Factory calibration tool (``palmgate-calibrate``)."""
