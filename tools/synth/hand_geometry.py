@@ -16,6 +16,7 @@ mirror image (+x toward the little finger), so a left palm shows its thumb on th
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -388,7 +389,7 @@ def rotation_3d(pose: HandPose) -> np.ndarray:
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
-    return v / (np.linalg.norm(v) + 1e-12)
+    return v / (math.hypot(float(v[0]), float(v[1])) + 1e-12)
 
 
 def _rot(v: np.ndarray, deg: float) -> np.ndarray:
@@ -566,19 +567,16 @@ def hand_layout(geom: HandGeometry, pose: HandPose | None = None) -> HandLayout:
                         centre + ru * side / 2 + rn * side / 2, centre - ru * side / 2 + rn * side / 2])
     valleys = {"index_middle": v_im, "middle_ring": v_mr, "ring_little": v_rl, "thumb_index": v_t,
                "ulnar_corner": e[0], "radial_corner": e[4]}
-    half = np.array([W / 2, H / 2])
-    veins = tuple(Polyline((v.points * half).astype(np.float32), v.width, v.depth)
-                  for v in geom.veins)
-    creases = tuple(Polyline((c.points * half).astype(np.float32), c.width, c.depth)
-                    for c in geom.creases)
+    half = np.array([W / 2, H / 2], np.float32) * (np.float32([-1, 1]) if geom.hand == "left"
+                                                   else np.float32([1, 1]))
+    veins = tuple(Polyline(v.points * half, v.width, v.depth) for v in geom.veins)
+    creases = tuple(Polyline(c.points * half, c.width, c.depth) for c in geom.creases)
 
     mirror = geom.hand == "left"
+    flip = np.array([-1.0, 1.0])
 
     def m(p: np.ndarray) -> np.ndarray:
-        p = np.asarray(p, np.float64).copy()
-        if mirror:
-            p[..., 0] *= -1
-        return p
+        return p * flip if mirror else p
 
     def m_bone(b: Bone) -> Bone:
         return Bone(b.name, m(b.a), m(b.b), b.width, b.flare_base, b.flare_head)
@@ -600,10 +598,7 @@ def hand_layout(geom: HandGeometry, pose: HandPose | None = None) -> HandLayout:
         carpals=tuple(Ellipse(c.name, m(c.centre), c.axes, -c.angle if mirror else c.angle)
                       for c in carpals),
         sesamoids=tuple(Ellipse(c.name, m(c.centre), c.axes, c.angle) for c in ses),
-        creases_mm=tuple(Polyline(m(c.points).astype(np.float32), c.width, c.depth)
-                         for c in creases),
-        veins_mm=tuple(Polyline(m(v.points).astype(np.float32), v.width, v.depth)
-                       for v in veins),
+        creases_mm=creases, veins_mm=veins,       # already mirrored
     )
 
 

@@ -290,14 +290,15 @@ def _motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 
 
 def _render_view(canvas: _Canvas, Hm: np.ndarray, background: np.ndarray,
-                 rng: np.random.Generator, motion: tuple[float, float] | None) -> np.ndarray:
+                 rng: np.random.Generator, motion: tuple[float, float] | None,
+                 lut: np.ndarray | None = None) -> np.ndarray:
     h, w = background.shape[:2]
     Ht = Hm @ canvas.to_hand
     hand = cv2.warpPerspective(canvas.bgr, Ht, (w, h), flags=cv2.INTER_LINEAR)
     a = cv2.warpPerspective(canvas.alpha, Ht, (w, h), flags=cv2.INTER_LINEAR)
     a = a.astype(np.float32) / 255.0
     img = cv2.blendLinear(hand, background, a, 1.0 - a)
-    img = cv2.LUT(img, _tone_lut(rng))
+    img = cv2.LUT(img, lut if lut is not None else _tone_lut(rng))
     sig = rng.uniform(0.3, 1.2)
     img = cv2.GaussianBlur(img, (0, 0), sig)
     if motion is not None:
@@ -379,6 +380,7 @@ def render_hand_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.rand
                    tilt=(float(rng.uniform(-1.5, 1.5)), float(rng.uniform(-1.5, 1.5))))
     vz = rng.uniform(-6, 2)
     shutter = rng.uniform(0.1, 0.4)
+    lut = _tone_lut(rng)                     # one camera, one exposure setting per burst
     cur = pose
     prev_centre = None
     for k in range(views):
@@ -395,6 +397,6 @@ def render_hand_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.rand
             prev_centre = 2 * centre - _project(Hn, layout.palm_centre[None])[0][0]
         blur = tuple((centre - prev_centre) * shutter)
         prev_centre = centre
-        img = _render_view(canvas, Hm, bg, rng, blur)
+        img = _render_view(canvas, Hm, bg, rng, blur, lut)
         out.append((img, _meta(geom, layout, cam, R_hand, t_hand, k, mode, size)))
     return out

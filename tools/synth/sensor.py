@@ -177,26 +177,25 @@ def bone_paths(bones: tuple[Bone, ...] | list[Bone], grid: Grid, cortex_fraction
         ys = np.arange(y0, y1, dtype=np.float32) - a_px[1]
         along = ys[:, None] * u[1] + xs[None, :] * u[0]
         across = ys[:, None] * u[0] - xs[None, :] * u[1]
-        R = np.full_like(along, r)
         if flare:
-            s = 1.0 / (0.9 * r) ** 2
-            R *= 1 + b.flare_base * np.exp(-along * along * s) \
-                + b.flare_head * np.exp(-(L - along) ** 2 * s)
-        # ellipsoidal ends inside [0, L]
+            sc = -1.0 / (0.9 * r) ** 2
+            R = r * (1 + b.flare_base * np.exp(along * along * sc)
+                     + b.flare_head * np.exp((L - along) ** 2 * sc))
+        else:
+            R = r
+        # ellipsoidal ends inside [0, L]: e = how far past the straight part, in cap lengths
         c = max(end_round * r, 0.5)
-        e0 = np.clip((c - along) / c, 0, None)
-        e1 = np.clip((along - (L - c)) / c, 0, None)
-        end = np.sqrt(np.clip(1 - np.maximum(e0, e1) ** 2, 0, 1))
-        R = R * end
+        e = np.maximum(np.abs(along - L / 2) - (L / 2 - c), 0) * (1.0 / c)
+        R2 = R * R * np.maximum(1 - e * e, 0)
         d2 = across * across
-        outer = 2 * np.sqrt(np.maximum(R * R - d2, 0))
+        outer = 2 * np.sqrt(np.maximum(R2 - d2, 0))
         if hollow:
-            t = np.clip(along / L, 0, 1)
+            t = np.minimum(np.maximum(along * (1.0 / L), 0), 1)
             ct = cortex_fraction * r * (0.35 + 0.65 * np.sin(np.pi * t))
-            rin = np.maximum(R - ct, 0)
+            rin = np.maximum(np.sqrt(R2) - ct, 0)
             inner = 2 * np.sqrt(np.maximum(rin * rin - d2, 0))
         else:
-            inner = np.zeros_like(outer)
+            inner = 0.0
         cort[y0:y1, x0:x1] += (outer - inner) / k
         marrow[y0:y1, x0:x1] += inner / k
     return cort, marrow
@@ -325,23 +324,26 @@ def sample_exposure(rng: np.random.Generator, sensor: str) -> Exposure:
         black=float(rng.uniform(0.0, 0.1) if xr else rng.uniform(0.0, 0.05)),
         collimation=tuple(float(v) for v in (rng.uniform(0, 0.12, 4) * (rng.random() < 0.6)
                                               if xr else np.zeros(4))),
-        target_mean=float(rng.uniform(0.18, 0.45) if xr else rng.uniform(0.33, 0.6)),
+        target_mean=float(rng.uniform(0.15, 0.35) if xr else rng.uniform(0.3, 0.52)),
         gain=float(rng.uniform(0.8, 1.0)),
         offset=float(rng.uniform(0.0, 0.1)),
     )
 
 
-_GAMMAS = np.exp(np.linspace(np.log(0.4), np.log(2.5), 97))
-_CENTRES = (np.arange(64) + 0.5) / 64
+_GAMMAS = np.exp(np.linspace(np.log(0.33), np.log(3.0), 97))
+_CENTRES = (np.arange(256) + 0.5) / 256
+_POWERS = _CENTRES[None, :] ** _GAMMAS[:, None]
 
 
 def auto_gamma(x: np.ndarray, target: float) -> float:
     """Gamma of the tone curve ``x ** gamma`` that brings the mean of ``x`` (in [0, 1]) to
-    ``target`` -- the sensor's auto-brightness (clamped to [0.4, 2.5])."""
-    idx = np.minimum((x.ravel() * 64).astype(np.int32), 63)
-    p = np.bincount(idx, minlength=64).astype(np.float64)
-    p = p / max(p.sum(), 1.0)
-    means = (_CENTRES[None, :] ** _GAMMAS[:, None]) @ p
+    ``target`` -- the sensor's auto-brightness (clamped to [0.33, 3])."""
+    v = x.ravel()
+    n = max(v.size, 1)
+    ones = float(np.count_nonzero(v >= 1.0))
+    inner = v[(v > 0.0) & (v < 1.0)]
+    p = np.bincount(np.minimum((inner * 256).astype(np.int32), 255), minlength=256)
+    means = (_POWERS @ p + ones) / n
     return float(_GAMMAS[int(np.argmin(np.abs(means - target)))])
 
 
