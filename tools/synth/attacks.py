@@ -33,18 +33,21 @@ NIR species:
 from __future__ import annotations
 
 from dataclasses import replace
+from types import MappingProxyType
+from typing import Mapping
 
 import cv2
 import numpy as np
 
 from tools.synth import sensor as S
-from tools.synth.hand_geometry import (Bone, Ellipse, HandGeometry, HandLayout, Joint,
+from tools.synth.hand_geometry import (Bone, Ellipse, HandGeometry, HandLayout,
                                        hand_layout, perturb_pose, sample_hand_geometry)
 
 XRAY_SPECIES: tuple[str, ...] = ("hi_precision_model", "no_bones", "simple_bones",
                                  "other_material_bones", "photo")
 NIR_SPECIES: tuple[str, ...] = ("printed_photo", "screen_replay", "silicone_cast")
-SPECIES: dict[str, tuple[str, ...]] = {"xray": XRAY_SPECIES, "nir": NIR_SPECIES}
+SPECIES: Mapping[str, tuple[str, ...]] = MappingProxyType({"xray": XRAY_SPECIES,
+                                                            "nir": NIR_SPECIES})
 BONA_FIDE = "bona_fide"
 
 
@@ -290,7 +293,7 @@ def _printer(src: np.ndarray, rng: np.random.Generator, base: tuple[int, int],
         paper = 1 + fibre_amp * S.fit(fibre, shape)
         sheet = np.ones(shape, np.float32)
         if edge:
-            sheet = np.clip((edge_pos - S._ramp(shape, edge_ang)) * 8, 0, 1)
+            sheet = np.clip((edge_pos - S.ramp(shape, edge_ang)) * 8, 0, 1)
         if cutout is not None:
             sheet = sheet * S.fit(cutout, shape)
         return sheet, cov_h, paper
@@ -389,7 +392,8 @@ def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
         grid = S.sensor_grid(layout, pose, "nir", shape, zoom)
         mask, shade = S.nir_skin(layout, grid, falloff)
         creases = S.nir_crease_map(layout, grid, blur_mm=crease_blur)
-        skin = (0.35 + 0.65 * shade) * (1 + S.fit(mottle, shape) + 0.3 * bub_sign * S.fit(bub, shape))
+        spots = 0.3 * bub_sign * S.fit(bub, shape)
+        skin = (0.35 + 0.65 * shade) * (1 + S.fit(mottle, shape) + spots)
         skin = skin * (1 - crease_c * creases)
         rad = S.illumination(shape, *light) * skin + sheen * S.illumination(shape, sx, sy, 0.12)
         return (mask * rad + (1 - mask) * bg_level).astype(np.float32)
@@ -397,7 +401,7 @@ def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
     return _scene(paint, layout, pose, "nir", zoom)
 
 
-_SCENES = {
+_SCENES: Mapping[tuple[str, str], S.SceneFn] = MappingProxyType({
     ("xray", BONA_FIDE): S.bona_fide_xray_scene,
     ("xray", "hi_precision_model"): _hi_precision_scene,
     ("xray", "no_bones"): _no_bones_scene,
@@ -408,7 +412,7 @@ _SCENES = {
     ("nir", "printed_photo"): _printed_photo_scene,
     ("nir", "screen_replay"): _screen_replay_scene,
     ("nir", "silicone_cast"): _silicone_cast_scene,
-}
+})
 
 
 def scene_for(species: str, sensor: str) -> S.SceneFn:

@@ -563,8 +563,8 @@ def hand_layout(geom: HandGeometry, pose: HandPose | None = None) -> HandLayout:
     rn = np.array([ru[1], -ru[0]])                           # toward the wrist
     side = 1.25 * span
     centre = (v_rl + v_im) / 2 + rn * (0.25 * span + side / 2)
-    corners = np.array([centre - ru * side / 2 - rn * side / 2, centre + ru * side / 2 - rn * side / 2,
-                        centre + ru * side / 2 + rn * side / 2, centre - ru * side / 2 + rn * side / 2])
+    hu, hn = ru * side / 2, rn * side / 2
+    corners = np.array([centre - hu - hn, centre + hu - hn, centre + hu + hn, centre - hu + hn])
     valleys = {"index_middle": v_im, "middle_ring": v_mr, "ring_little": v_rl, "thumb_index": v_t,
                "ulnar_corner": e[0], "radial_corner": e[4]}
     half = np.array([W / 2, H / 2], np.float32) * (np.float32([-1, 1]) if geom.hand == "left"

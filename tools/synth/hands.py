@@ -80,7 +80,8 @@ def sample_rig(rng: np.random.Generator, views: int, size: tuple[int, int] = (48
         pitch = np.deg2rad((1 if k % 2 else -1) * rng.uniform(0, 12) if views > 1
                            else rng.normal(0, 4))
         d = rng.uniform(240, 290)
-        eye = d * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch), np.cos(yaw) * np.cos(pitch)])
+        eye = d * np.array([np.sin(yaw) * np.cos(pitch), np.sin(pitch),
+                            np.cos(yaw) * np.cos(pitch)])
         target = np.array([rng.normal(0, 6), 32 + rng.normal(0, 6), 0.0])
         R, t = look_at(eye + target * np.array([1, 1, 0]), target)
         cams.append(Camera(K, R, t))
@@ -192,7 +193,8 @@ def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarr
         u = (tip - base) / np.linalg.norm(tip - base)
         n = np.array([-u[1], u[0]])
         c0 = base + u * 3.0
-        seg = np.array([c0 - n * layout.finger_widths[f] * 0.6, c0 + n * layout.finger_widths[f] * 0.6])
+        half = n * layout.finger_widths[f] * 0.6
+        seg = np.array([c0 - half, c0 + half])
         cv2.polylines(crease, [P(seg)], False, 0.8, max(1, int(0.8 * mm)), cv2.LINE_AA, 4)
     wy = -geom.palm_height / 2
     for dy in (0.0, -rng.uniform(4, 7)):                      # wrist (bracelet) creases
@@ -250,7 +252,8 @@ def _background(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
             c2 = (int(rng.uniform(0, w)), int(rng.uniform(0, h)))
             cv2.line(bg, c, c2, col, int(rng.integers(1, 12)), cv2.LINE_AA)
         else:
-            pts = (np.array(c) + rng.uniform(-120, 120, (int(rng.integers(3, 7)), 2))).astype(np.int32)
+            pts = np.array(c) + rng.uniform(-120, 120, (int(rng.integers(3, 7)), 2))
+            pts = pts.astype(np.int32)
             cv2.fillPoly(bg, [pts], col, cv2.LINE_AA)
     sig = rng.uniform(1.0, 4.0)
     small = cv2.resize(bg, (w // 4, h // 4), interpolation=cv2.INTER_AREA)

@@ -3,10 +3,11 @@
 Sizes (documented choice; seed 001 gives none):
 
 * X-ray: the detector sees a 220 mm square (the whole hand: distal radius/ulna, carpals,
-  metacarpals, all phalanges).  Capture 128x128 (1.72 mm/px: a shaft is ~5 px, a joint space
+  metacarpals, all phalanges), divided by the presentation's geometric magnification (1.0-1.3:
+  the palm is held somewhere between source and detector).  Capture 128x128 (1.72 mm/px: a shaft is ~5 px, a joint space
   ~1 px, so joint detail is only barely there -- the reason seed 001 adds super-resolution);
   the x2 SR target is 256x256 (0.86 mm/px).
-* NIR: the sensor sees a 120 mm square around the palm centre.  Capture 128x128 (0.94 mm/px),
+* NIR: the sensor sees a 120 mm square around the palm centre (/ zoom 0.8-1.25).  Capture 128x128 (0.94 mm/px),
   x2 target 256x256.
 
 Pipeline of one capture (same for bona fide and every attack species, see ``attacks.py``):
@@ -31,7 +32,8 @@ dark background (radiograph convention); in NIR veins are dark on bright skin.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import cv2
 import numpy as np
@@ -43,12 +45,13 @@ XRAY_CAPTURE_SIZE: tuple[int, int] = (128, 128)
 """X-ray capture resolution (H, W); the SR target is twice it."""
 NIR_CAPTURE_SIZE: tuple[int, int] = (128, 128)
 """NIR capture resolution (H, W); the SR target is twice it."""
-CAPTURE_SIZE: dict[str, tuple[int, int]] = {"xray": XRAY_CAPTURE_SIZE, "nir": NIR_CAPTURE_SIZE}
+CAPTURE_SIZE: Mapping[str, tuple[int, int]] = MappingProxyType(
+    {"xray": XRAY_CAPTURE_SIZE, "nir": NIR_CAPTURE_SIZE})
 SR_SCALE = 2
-FOV_MM: dict[str, float] = {"xray": 220.0, "nir": 120.0}
-"""Side of the square field of view of each sensor, mm."""
+FOV_MM: Mapping[str, float] = MappingProxyType({"xray": 220.0, "nir": 120.0})
+"""Side of the square field of view of each sensor at magnification 1, mm."""
 
-# linear attenuation coefficients, 1/mm (~50 keV)
+# linear attenuation coefficients, 1/mm (hand radiography, ~50-55 kVp, ~30-35 keV effective)
 MU_SOFT = 0.028
 MU_CORTEX = 0.16
 MU_MARROW = 0.06
@@ -173,7 +176,7 @@ def bone_paths(bones: tuple[Bone, ...] | list[Bone], grid: Grid, cortex_fraction
         y1 = int(min(np.ceil(max(a_px[1], b_px[1]) + rmax) + 1, grid.h))
         if x0 >= x1 or y0 >= y1:
             continue
-        xs = np.arange(x0, x1, dtype=np.float32) + 0.0 - a_px[0]
+        xs = np.arange(x0, x1, dtype=np.float32) - a_px[0]
         ys = np.arange(y0, y1, dtype=np.float32) - a_px[1]
         along = ys[:, None] * u[1] + xs[None, :] * u[0]
         across = ys[:, None] * u[0] - xs[None, :] * u[1]
@@ -333,6 +336,9 @@ def sample_exposure(rng: np.random.Generator, sensor: str) -> Exposure:
 _GAMMAS = np.exp(np.linspace(np.log(0.33), np.log(3.0), 97))
 _CENTRES = (np.arange(256) + 0.5) / 256
 _POWERS = _CENTRES[None, :] ** _GAMMAS[:, None]
+for _a in (_GAMMAS, _CENTRES, _POWERS):
+    _a.flags.writeable = False                     # read-only lookup tables
+del _a
 
 
 def auto_gamma(x: np.ndarray, target: float) -> float:
@@ -347,7 +353,8 @@ def auto_gamma(x: np.ndarray, target: float) -> float:
     return float(_GAMMAS[int(np.argmin(np.abs(means - target)))])
 
 
-def _ramp(shape: tuple[int, int], angle: float) -> np.ndarray:
+def ramp(shape: tuple[int, int], angle: float) -> np.ndarray:
+    """Linear ramp in [-1, 1] (about the image centre) along direction ``angle``."""
     h, w = shape
     x = (np.arange(w, dtype=np.float32) - w / 2) / (w / 2)
     y = (np.arange(h, dtype=np.float32) - h / 2) / (h / 2)
@@ -365,9 +372,10 @@ def sensor_response(phys: np.ndarray, exp: Exposure, rng: np.random.Generator, s
     """
     shape = phys.shape
     area = (base_px / shape[0]) ** 2               # render pixels are smaller at larger scales
-    ramp = 1 + exp.gradient * _ramp(shape, exp.gradient_angle)
+    grad = ramp(shape, exp.gradient_angle)
+    heel = 1 + exp.gradient * grad
     if sensor == "xray":
-        I = np.exp(-phys) * ramp
+        I = np.exp(-phys) * heel
         small = cv2.resize(I, (max(shape[1] // 8, 1), max(shape[0] // 8, 1)),
                            interpolation=cv2.INTER_AREA)
         I = (1 - exp.scatter) * I + exp.scatter * cv2.resize(
@@ -375,10 +383,10 @@ def sensor_response(phys: np.ndarray, exp: Exposure, rng: np.random.Generator, s
             interpolation=cv2.INTER_LINEAR)
         n = exp.photons * area
         I = I + rng.standard_normal(shape, dtype=np.float32) * np.sqrt(np.maximum(I, 1e-6) / n)
-        flat = 1 + exp.gradient * 0.85 * _ramp(shape, exp.gradient_angle)   # imperfect flat field
+        flat = 1 + exp.gradient * 0.85 * grad         # imperfect flat-field correction
         sig = -np.log(np.maximum(I / flat, 1e-3))
     else:
-        I = phys * ramp * (1 - exp.scatter) + exp.scatter * 0.2
+        I = phys * heel * (1 - exp.scatter) + exp.scatter * 0.2
         n = exp.photons * area
         sig = I + rng.standard_normal(shape, dtype=np.float32) * np.sqrt(np.maximum(I, 1e-6) / n)
     # the window is set on a noise-free preview of the exposed field (the console's
