@@ -70,9 +70,11 @@ def test_keypoints_land_on_the_hand(hand, mode):
                         for a in np.linspace(0, 2 * np.pi, 32, endpoint=False)]
                 skin = np.array([_is_skin(img, p) for p in ring])
                 assert 4 <= skin.sum() <= 29, f"{name}: a valley sits on the hand's edge"
-                # the gap between the fingers opens away from the palm centre
+                # the gap between the fingers opens away from the palm centre (the thumb web
+                # opens sideways to it)
                 gap = np.mean([p - v for p, sk in zip(ring, skin) if not sk], axis=0)
-                assert np.dot(gap, d) < 0.0, name
+                gap /= np.linalg.norm(gap)
+                assert np.dot(gap, d) < (0.4 if name == "thumb_index" else -0.3), name
 
 
 def test_valley_order_and_handedness():
@@ -122,12 +124,12 @@ def test_camera_metadata_reprojects_keypoints():
 def test_views_differ():
     _, multi = _render(6, "right", "multi_camera", views=3)
     _, motion = _render(6, "right", "motion", views=3)
-    for shots in (multi, motion):
+    for shots, min_diff in ((multi, 5.0), (motion, 1.0)):
         imgs = [s[0].astype(np.float32) for s in shots]
         cents = [np.array(s[1]["palm_centre"]) for s in shots]
         for i in range(len(imgs)):
             for j in range(i + 1, len(imgs)):
-                assert np.abs(imgs[i] - imgs[j]).mean() > 5
+                assert np.abs(imgs[i] - imgs[j]).mean() > min_diff
                 assert np.linalg.norm(cents[i] - cents[j]) > 2
     # multi-camera: K cameras; motion: one camera, moving hand
     assert len({json.dumps(s[1]["camera"]["R"]) for s in multi}) == 3

@@ -122,12 +122,11 @@ def _fix(p: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(p) * 16).astype(np.int32)
 
 
-def _texture_modulation(tex: np.ndarray) -> np.ndarray:
-    """Palm-print texture -> multiplicative luminance (creases < 1 < ridges), mean ~1."""
-    t = tex.astype(np.float32)
-    lo, hi = np.percentile(t, [1, 99])
-    t = np.clip((t - lo) / max(hi - lo, 1e-3), 0, 1)
-    return (0.45 + 0.6 * t) / (0.45 + 0.6 * float(t.mean()))
+def _texture_modulation(tex: np.ndarray, strength: float) -> np.ndarray:
+    """Palm-print texture -> multiplicative luminance around 1 (creases < 1), keeping the
+    texture's own relative contrast (``(t / median) ** strength``)."""
+    t = np.maximum(tex.astype(np.float32), 1e-3)
+    return np.clip((t / float(np.median(t))) ** strength, 0.3, 1.6)
 
 
 def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarray,
@@ -161,7 +160,7 @@ def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarr
     src = np.float32([[0, 0], [TEXTURE_SIZE - 1, 0], [TEXTURE_SIZE - 1, TEXTURE_SIZE - 1]])
     dst = _to_px(to_hand, layout.roi_corners[:3]).astype(np.float32)
     A = cv2.getAffineTransform(src, dst)
-    tex_mod = _texture_modulation(palm_texture)
+    tex_mod = _texture_modulation(palm_texture, rng.uniform(0.7, 0.95))
     ext = cv2.warpAffine(tex_mod, A, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
     inside = cv2.warpAffine(np.ones((TEXTURE_SIZE, TEXTURE_SIZE), np.float32), A, (w, h),
@@ -172,8 +171,8 @@ def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarr
     palm = np.zeros((h, w), np.uint8)
     cv2.fillPoly(palm, [P(layout.palm_polygon)], 255, cv2.LINE_AA, 4)
     kp = int(6 * mm) | 1
-    palm = cv2.GaussianBlur(palm, (kp, kp), 0).astype(np.float32) * (0.3 / 255)
-    weight = np.maximum(weight, palm)              # faded extension over the rest of the palm
+    palm = cv2.GaussianBlur(palm, (kp, kp), 0).astype(np.float32) * (0.6 / 255)
+    weight = np.maximum(weight, palm)              # mirrored extension over the rest of the palm
     mod = 1 + weight * (ext - 1)
     # creases outside the ROI and finger flexion creases
     crease = np.zeros((h, w), np.float32)
