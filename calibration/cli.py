@@ -34,7 +34,7 @@ from calibration.limits import check, limits_for, within
 from calibration.registration import apply_homography, estimate_homography, undistort_pixels
 from calibration import report as rpt
 from device import __version__
-from device.calibration_runtime import CalibrationError, load_calibration
+from device.calibration_runtime import CalibrationError, load_calibration, undistort_image
 from device.frames import FrameError, FolderSource, open_source
 from device.keys import DeviceKeyError, load_device_key
 from device.relay import RelayError, open_relay
@@ -181,7 +181,9 @@ def cmd_intrinsics(a) -> int:
     found = _found(views, spec, board, f"camera {a.camera}")
     res = _intrinsics(found, a.model, not a.no_drop)
     record = res.to_json()
+    used = sorted({v.detection.subpix for v in found if v.detection.subpix is not None})
     record.update({"camera": a.camera, "board": board.spec(), "subpix": subpix,
+                   "subpix_used": used,       # smaller where the squares were too small for N
                    "images": len(views), "images_with_board": len(found),
                    "images_without_board": [v.name for v in views if v.detection is None]})
     checks = [check("rms", res.rms, "<=", lim["max_rms"], "px"),
@@ -316,28 +318,37 @@ def cmd_registration(a) -> int:
     s_in, r_in = (s_in[:2] if s_in else None), (r_in[:2] if r_in else None)
     sd = {v.key: v.detection for v in views[a.sensor] if v.detection is not None}
     rd = {v.key: v.detection for v in views[a.reference] if v.detection is not None}
-    res = estimate_homography(sd, rd, s_in, r_in)
-    record = {"sensor": a.sensor, "reference": a.reference, "board": board.spec(),
-              "mode": a.mode, **res.to_json()}
     if a.mode == "stereo":
+        # the board moves through depth; R, T and the working plane give the homography
         if s_in is None or r_in is None:
             raise InputError("--mode stereo needs the intrinsics of both the sensor and the "
                              "reference camera in --calfile")
         if not a.working_distance:
             raise InputError("--mode stereo needs --working-distance (board units, along the "
                              "reference camera's axis)")
-        st = calibrate_pair(rd, sd, r_in, s_in, res.ref_size, camera=a.sensor, reference=a.reference)
-        H_rs = plane_homography(r_in[0], s_in[0], st.R, st.T, (0, 0, 1), a.working_distance)
-        H = np.linalg.inv(H_rs)
+        sensor_size = next(iter(sd.values())).image_size
+        ref_size = next(iter(rd.values())).image_size
+        st = calibrate_pair(rd, sd, r_in, s_in, ref_size, camera=a.sensor, reference=a.reference)
+        H = np.linalg.inv(plane_homography(r_in[0], s_in[0], st.R, st.T, (0, 0, 1),
+                                           a.working_distance))
         H /= H[2, 2]
-        record.update({"H": H.tolist(), "stereo": st.to_json(),
-                       "working_distance": a.working_distance})
-    checks = [check("rms", record["rms"], "<=", lim["max_rms"], "px"),
-              check("points", res.points, ">=", lim["min_points"]),
-              check("max_view_disagreement", res.max_view_disagreement_px, "<=",
-                    lim["max_view_disagreement_px"], "px")]
-    if a.mode == "stereo":
-        checks.append(check("stereo.rms", record["stereo"]["rms"], "<=", lim["max_rms"], "px"))
+        record = {"sensor": a.sensor, "reference": a.reference, "board": board.spec(),
+                  "mode": a.mode, "H": H.tolist(), "rms": st.rms, "stereo": st.to_json(),
+                  "working_distance": a.working_distance, "sensor_size": list(sensor_size),
+                  "ref_size": list(ref_size), "sensor_undistorted": True,
+                  "ref_undistorted": True}
+        checks = [check("stereo.rms", st.rms, "<=", lim["max_rms"], "px"),
+                  check("stereo.pairs_used", len(st.pairs), ">=", 3)]
+        points = sum(len(sd[k]) for k in st.pairs)
+    else:
+        res = estimate_homography(sd, rd, s_in, r_in)
+        record = {"sensor": a.sensor, "reference": a.reference, "board": board.spec(),
+                  "mode": a.mode, **res.to_json()}
+        checks = [check("rms", res.rms, "<=", lim["max_rms"], "px"),
+                  check("points", res.points, ">=", lim["min_points"]),
+                  check("max_view_disagreement", res.max_view_disagreement_px, "<=",
+                        lim["max_view_disagreement_px"], "px")]
+        points = res.points
     record["pass"] = all(c["pass"] for c in checks)
     record["checks"] = checks
     out = {"step": "registration", **record, "report": []}
@@ -348,18 +359,23 @@ def cmd_registration(a) -> int:
         for k in sorted(set(sd) & set(rd), key=natural_key):
             ids = np.intersect1d(sd[k].ids, rd[k].ids)
             ps = undistort_pixels(sd[k].image_points[np.isin(sd[k].ids, ids)], *(s_in or (None, None)))
-            pr = rd[k].image_points[np.isin(rd[k].ids, ids)]
-            resid = apply_homography(H, ps) - undistort_pixels(pr, *(r_in or (None, None)))
+            pr = undistort_pixels(rd[k].image_points[np.isin(rd[k].ids, ids)], *(r_in or (None, None)))
+            resid = apply_homography(H, ps) - pr
             sens = views[a.sensor][[v.key for v in views[a.sensor]].index(k)].image
-            warped = cv2.warpPerspective(rpt._bgr(sens), H, tuple(res.ref_size))
-            blend = cv2.addWeighted(rpt._bgr(byk[k].image), 0.5, warped, 0.5, 0)
+            ref_img = byk[k].image
+            if s_in:                           # show what the runtime shows: undistorted views
+                sens = undistort_image(sens, *s_in)
+            if r_in:
+                ref_img = undistort_image(ref_img, *r_in)
+            warped = cv2.warpPerspective(rpt._bgr(sens), H, tuple(record["ref_size"]))
+            blend = cv2.addWeighted(rpt._bgr(ref_img), 0.5, warped, 0.5, 0)
             tiles.append({"image": blend, "points": pr, "residuals": resid, "name": k})
             per[k] = float(np.sqrt(np.mean(np.sum(resid ** 2, 1))))
         out["report"].append(str(rpt.views_png(Path(a.report) / "registration.png", tiles, per,
                                                None, f"{a.sensor} on {a.reference} (50% blend)")))
         out["report"].append(str(rpt.write_json(Path(a.report) / "registration.json", out)))
     out["calfile"] = _save(a, doc, key, "registration", record, lim)
-    human = [f"registration {a.sensor} -> {a.reference} ({a.mode}): {res.points} points, "
+    human = [f"registration {a.sensor} -> {a.reference} ({a.mode}): {points} points, "
              f"RMS {record['rms']:.3f}px"]
     return _finish(a, out, human)
 

@@ -9,7 +9,7 @@ import pytest
 
 from calibration.boards import parse_board
 from calibration.cli import main
-from calibration.extrinsics import calibrate_pair, rotation_angle_deg
+from calibration.extrinsics import calibrate_pair, plane_homography, rotation_angle_deg
 from calibration.intrinsics import calibrate_intrinsics
 from calibration.registration import estimate_homography, homography_grid_error
 from calibration.synthetic import Camera, board_homography, board_poses, render_view, rot
@@ -176,3 +176,22 @@ def test_cli_end_to_end_charuco_unit_file(world, tmp_path):
     m = on_ref > 0
     corr = np.corrcoef(on_ref[m].astype(float), ref[m].astype(float))[0, 1]
     assert corr > 0.8, corr                                   # the IR frame lands on the board
+    # stereo mode: camera B as the "sensor", board moving through depth, plane at 420 mm
+    assert main(["registration", "--mode", "stereo", "--working-distance", "420",
+                 "--sensor-images", str(r / "B"), "--ref-images", str(r / "A"), "--board", BOARD,
+                 "--sensor", "cam1", "--reference", "cam0", *common]) == 0
+    c = load_calibration(cal, load_device_key(key))
+    H_ab = plane_homography(CAM_A.K, CAM_B.K, CAM_B.R, CAM_B.T, (0, 0, 1), 420.0)
+    H = np.asarray(c.results["registration"]["H"])
+    assert homography_grid_error(H, np.linalg.inv(H_ab), CAM_B.size)["mean_px"] < 2.0
+
+
+def test_plane_homography_matches_rendering():
+    Rw, tw = rot(4.0, -3.0, 2.0), np.array([-135.0, -105.0, 380.0])
+    n = Rw[:, 2]                                              # board normal in A coordinates
+    H_a_ir = plane_homography(CAM_A.K, CAM_IR.K, CAM_IR.R, CAM_IR.T, n, float(n @ tw))
+    S = np.eye(3)
+    Ri, ti = CAM_IR.pose_of(Rw, tw)
+    H_true = board_homography(CAM_IR.K, Ri, ti, S) @ np.linalg.inv(
+        board_homography(CAM_A.K, Rw, tw, S))
+    assert homography_grid_error(H_a_ir, H_true / H_true[2, 2], CAM_A.size)["max_px"] < 1e-6
