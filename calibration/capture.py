@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.boards import Board, Detection
-from device.frames import EndOfFrames, FolderSource, FrameError, FrameSource
+from device.frames import EndOfFrames, FolderSource, FrameSource
 
 
 class Progress:
@@ -180,4 +180,4 @@ def collect_synced(sources: dict[str, FrameSource], board: Board, subpix: int | 
     return out
 
 
-__all__ = ["Progress", "View", "assign_keys", "collect_views", "collect_synced", "FrameError"]
+__all__ = ["Progress", "View", "assign_keys", "collect_views", "collect_synced"]

@@ -176,6 +176,12 @@ def test_cli_end_to_end_charuco_unit_file(world, tmp_path):
     m = on_ref > 0
     corr = np.corrcoef(on_ref[m].astype(float), ref[m].astype(float))[0, 1]
     assert corr > 0.8, corr                                   # the IR frame lands on the board
+    # the runtime's rectification from the file: corners land on the same rows
+    a, b = c.rectify("cam0", "cam1", world["views"]["A"][5], world["views"]["B"][5])
+    d1, d2 = world["board"].detect(a), world["board"].detect(b)
+    ids = np.intersect1d(d1.ids, d2.ids)
+    dy = d1.image_points[np.isin(d1.ids, ids), 1] - d2.image_points[np.isin(d2.ids, ids), 1]
+    assert len(ids) > 20 and float(np.median(np.abs(dy))) < 0.5
     # stereo mode: camera B as the "sensor", board moving through depth, plane at 420 mm
     assert main(["registration", "--mode", "stereo", "--working-distance", "420",
                  "--sensor-images", str(r / "B"), "--ref-images", str(r / "A"), "--board", BOARD,

@@ -1,7 +1,6 @@
 """Relay drivers against real peers on a socat pseudo-terminal pair: a byte-exact LCUS board
 simulator, and a pymodbus RTU server."""
 import asyncio
-import os
 import shutil
 import subprocess
 import threading
