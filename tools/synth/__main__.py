@@ -45,10 +45,8 @@ def cmd_palms(a) -> dict:
 def cmd_hands(a) -> dict:
     from tools.synth.hand_textures import palm_texture_fn
     from tools.synth.sensor_sets import write_hands
-    write_hands(Path(a.out), a.subjects, a.sessions, a.samples, a.views, a.seed,
-                palm_texture_fn(_synth(a), a.seed))
-    return {"out": a.out, "subjects": a.subjects,
-            "images": a.subjects * a.sessions * a.samples * a.views}
+    return write_hands(Path(a.out), a.subjects, a.sessions, a.samples, a.views, a.seed,
+                       palm_texture_fn(_synth(a), a.seed), mode=a.mode)
 
 
 def cmd_liveness(a) -> dict:
@@ -98,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_palms)
     sp = sub.add_parser("hands", help="full hands seen by K cameras, keypoints in JSON")
     common(sp)
-    sp.add_argument("--views", type=int, default=3)
+    sp.add_argument("--views", type=int, default=3,
+                    help="K: samples k*K+1 .. (k+1)*K of a session are one presentation")
+    sp.add_argument("--mode", choices=["multi_camera", "motion"], default="multi_camera",
+                    help="K cameras at different angles, or one camera while the palm moves")
     sp.set_defaults(fn=cmd_hands)
     sp = sub.add_parser("liveness", help="bona fide and attack-species sensor images")
     common(sp, sessions=False)
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     try:
         result = a.fn(a)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2))

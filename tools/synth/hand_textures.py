@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.synth.palm_sets import subject_rng
-from tools.synth.palms import Identity, PalmSynthesizer, new_identity
+from tools.synth.palm_sets import subject_identity
+from tools.synth.palms import Identity, PalmSynthesizer
 
 
 def palm_texture_fn(synth: PalmSynthesizer, seed: int):
@@ -16,9 +16,8 @@ def palm_texture_fn(synth: PalmSynthesizer, seed: int):
     def fn(subject: int, sample: int, rng: np.random.Generator) -> np.ndarray:
         if subject not in cache:
             cache.clear()  # subjects are written one after another
-            cache[subject] = new_identity(subject_rng(seed, subject), config=synth.config)
+            cache[subject] = subject_identity(seed, subject, synth)[0]
         ident = cache[subject]
-        palm = synth.generate(synth.candidate_maps(ident, rng, 1), rng)
-        return synth.surface(ident, palm)[0]
+        return synth.palms(ident, 1, rng)[0]
 
     return fn

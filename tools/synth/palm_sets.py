@@ -16,6 +16,17 @@ def subject_rng(seed: int, subject: int) -> np.random.Generator:
     return np.random.default_rng([seed, subject])
 
 
+def subject_hand(subject: int) -> str:
+    """Even subjects are right palms, odd ones left (as the synthetic hands are)."""
+    return "right" if subject % 2 == 0 else "left"
+
+
+def subject_identity(seed: int, subject: int, synth: PalmSynthesizer):
+    """The palm identity of subject ``subject`` of a set made with ``seed``, and its rng."""
+    rng = subject_rng(seed, subject)
+    return new_identity(rng, subject_hand(subject), synth.config), rng
+
+
 def write_palms(out: Path, subjects: int, sessions: int, samples: int, seed: int,
                 synth: PalmSynthesizer, progress=None, first_subject: int = 0) -> dict:
     """``out/<subject:04d>/<session>_<sample:02d>.png`` plus ``out/identities.json`` (label,
@@ -23,8 +34,7 @@ def write_palms(out: Path, subjects: int, sessions: int, samples: int, seed: int
     out = Path(out)
     meta = {"seed": seed, "sessions": sessions, "samples": samples, "identities": {}}
     for k in range(first_subject, first_subject + subjects):
-        rng = subject_rng(seed, k)
-        ident = new_identity(rng, config=synth.config)
+        ident, rng = subject_identity(seed, k, synth)
         imgs = synth.samples(ident, sessions * samples, rng)
         name = f"{k:04d}"
         for j, im in enumerate(imgs):

@@ -36,10 +36,12 @@ class SampleConfig:
     shift: float = 0.05
     gain: tuple = (0.8, 1.2)
     offset: tuple = (-0.06, 0.06)
-    gradient: float = 0.12        # peak amplitude of a linear illumination ramp
-    blur_sigma: tuple = (0.0, 1.0)
-    noise_sigma: tuple = (0.004, 0.02)
-    texture: float = 0.05         # amplitude of the identity's fine skin texture
+    gradient: float = 0.2         # peak amplitude of a linear illumination ramp
+    mounds: float = 0.2           # peak amplitude of each broad shading blob
+    blur_sigma: tuple = (0.3, 1.2)
+    noise_sigma: tuple = (0.002, 0.01)
+    texture: float = 0.03        # relative amplitude of the identity's fine skin texture
+    crease_depth: tuple = (0.15, 0.3)   # relative darkening at the deepest crease
     candidate: CandidateConfig = field(default_factory=CandidateConfig)
 
 
@@ -60,23 +62,20 @@ def new_identity(rng: np.random.Generator, hand: str | None = None,
 
 
 def skin_texture(seed: int, size: int = 128) -> np.ndarray:
-    """Zero-mean fine skin texture of one identity: band-pass noise plus short oriented
-    wrinkles, unit standard deviation. Stable for a seed (it belongs to the palm)."""
+    """Zero-mean fine skin texture of one identity, unit standard deviation, stable for a seed
+    (it belongs to the palm): the cross-hatched furrows of palm skin as white noise through two
+    oriented band-pass (Gabor) filters about 70 degrees apart, plus fine pores."""
     rng = np.random.default_rng(seed)
     n = rng.standard_normal((size, size)).astype(np.float32)
-    pores = cv2.GaussianBlur(n, (0, 0), 0.8) - cv2.GaussianBlur(n, (0, 0), 2.5)
-    wr = np.zeros((size, size), np.float32)
-    theta0 = rng.uniform(0, np.pi)  # fine wrinkles share a dominant direction, as on skin
-    for _ in range(int(rng.integers(40, 90))):
-        c = rng.uniform(0, size, 2)
-        th = theta0 + rng.normal(0, 0.5)
-        length = rng.uniform(3, 12)
-        d = np.array([np.cos(th), np.sin(th)]) * length / 2
-        p0, p1 = np.round((c - d) * 16).astype(int), np.round((c + d) * 16).astype(int)
-        cv2.line(wr, tuple(p0), tuple(p1), float(rng.uniform(0.3, 1.0)), 1, cv2.LINE_AA, 4)
-    wr = cv2.GaussianBlur(wr, (0, 0), 0.6)
-    t = pores / (pores.std() + 1e-6) - 1.5 * wr / (wr.std() + 1e-6)
-    return ((t - t.mean()) / (t.std() + 1e-6)).astype(np.float32)
+    theta = rng.uniform(0, np.pi)
+    out = np.zeros((size, size), np.float32)
+    for th, w in ((theta, 1.0), (theta + np.deg2rad(rng.uniform(55, 85)), rng.uniform(0.5, 0.9))):
+        k = cv2.getGaborKernel((11, 11), 1.6, th, rng.uniform(4.0, 6.0), 0.6, 0)
+        r = cv2.filter2D(n, cv2.CV_32F, k - k.mean())
+        out += w * r / (r.std() + 1e-6)
+    pores = cv2.GaussianBlur(n, (0, 0), 0.7) - cv2.GaussianBlur(n, (0, 0), 1.6)
+    out += 0.5 * pores / (pores.std() + 1e-6)
+    return ((out - out.mean()) / (out.std() + 1e-6)).astype(np.float32)
 
 
 def _pose_light(img: np.ndarray, rng: np.random.Generator, c: SampleConfig) -> np.ndarray:
@@ -89,6 +88,11 @@ def _pose_light(img: np.ndarray, rng: np.random.Generator, c: SampleConfig) -> n
     yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) / s - 0.5
     th = rng.uniform(0, 2 * np.pi)
     ramp = 1 + rng.uniform(0, c.gradient) * 2 * (np.cos(th) * xx + np.sin(th) * yy)
+    for _ in range(3):  # broad shading of the palm's mounds and hollow
+        cy, cx = rng.uniform(-0.6, 0.6, 2)
+        w = rng.uniform(0.25, 0.5)
+        ramp += rng.uniform(-c.mounds, c.mounds) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2)
+                                                          / (2 * w * w))
     out = out * ramp * rng.uniform(*c.gain) + rng.uniform(*c.offset)
     sig = rng.uniform(*c.blur_sigma)
     if sig > 0.2:
@@ -133,17 +137,29 @@ class PalmSynthesizer:
         cond = self.conditions[rng.integers(len(self.conditions), size=len(maps))]
         return self.generator(candidate=maps[:, None], condition=cond)["palm"][:, 0]
 
+    def surface(self, identity: Identity, palms: np.ndarray, maps: np.ndarray,
+                rng: np.random.Generator) -> np.ndarray:
+        """Generator outputs (N,128,128) in [0,1] finished as skin: a light blur against the
+        transposed convolutions' checkerboard, the creases of the candidate maps deepened
+        (the generator alone renders them with too little contrast after CPU-budget training),
+        and the identity's fine skin texture."""
+        c = self.config
+        tex = skin_texture(identity.texture_seed, palms.shape[-1]) * c.texture
+        out = []
+        for p, m in zip(palms, maps):
+            p = cv2.GaussianBlur(p, (0, 0), 0.8)
+            depth = rng.uniform(*c.crease_depth)
+            p = p * (1 - depth * cv2.GaussianBlur(m, (0, 0), 0.7))
+            out.append(np.clip(p * (1 + tex), 0, 1))
+        return np.stack(out).astype(np.float32)
+
+    def palms(self, identity: Identity, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` unposed float (n,128,128) palm surfaces of one identity, in [0,1]."""
+        maps = self.candidate_maps(identity, rng, n)
+        return self.surface(identity, self.generate(maps, rng), maps, rng)
+
     def samples(self, identity: Identity, n: int, rng: np.random.Generator) -> np.ndarray:
-        """``n`` uint8 (n,128,128) samples of one identity."""
-        return self.finish(identity, self.generate(self.candidate_maps(identity, rng, n), rng),
-                           rng)
-
-    def surface(self, identity: Identity, palms: np.ndarray) -> np.ndarray:
-        """The identity's fine skin texture on generator outputs (N,128,128) in [0,1]."""
-        tex = skin_texture(identity.texture_seed, palms.shape[-1]) * self.config.texture
-        return np.clip(palms + tex * (0.6 + 0.4 * palms), 0, 1).astype(np.float32)
-
-    def finish(self, identity: Identity, palms: np.ndarray, rng: np.random.Generator):
-        """Texture, pose, light, blur and noise on generator outputs (N,128,128) in [0,1]."""
-        out = [_pose_light(p, rng, self.config) for p in self.surface(identity, palms)]
+        """``n`` uint8 (n,128,128) ROI samples of one identity: palms plus pose, light, blur
+        and noise."""
+        out = [_pose_light(p, rng, self.config) for p in self.palms(identity, n, rng)]
         return (np.stack(out) * 255 + 0.5).astype(np.uint8)

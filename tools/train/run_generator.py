@@ -54,7 +54,7 @@ def evaluate(model, idnet, images, creases, labels, rng, n: int = 256) -> dict:
                 "identity_loss": float(identity_loss(idnet(images[idx]), idnet(gen)))}
 
 
-def train(data_train, data_val, idnet, steps: int, batch: int = 32, lr: float = 2e-3,
+def train(data_train, data_val, idnet, steps: int, batch: int = 16, lr: float = 2e-3,
           seed: int = 0, log=print):
     torch.manual_seed(seed)
     gen_t = torch.Generator().manual_seed(seed)
@@ -87,7 +87,7 @@ def train(data_train, data_val, idnet, steps: int, batch: int = 32, lr: float = 
         opt.step()
         sched.step()
         if step % 50 == 0 or step == steps - 1:
-            history.append({"step": step, "l1": float(l1), "identity_loss": float(lid)})
+            history.append({"step": step, "l1": l1.item(), "identity_loss": lid.item()})
             log(f"generator step {step}/{steps} l1 {l1.item():.4f} id {lid.item():.4f} "
                 f"{time.time() - t0:.0f}s", flush=True)
     val = evaluate(model, idnet, x_va, c_va, data_val.labels, np.random.default_rng(1))
