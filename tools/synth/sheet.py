@@ -31,23 +31,25 @@ def pick_images(src: Path, max_images: int) -> list[Path]:
 def contact_sheet(src: Path, out: Path, max_images: int = 48, tile: int = 128) -> int:
     """Write a PNG grid of images of ``src`` with their relative paths; return the count."""
     picks = pick_images(src, max_images)
-    cols = int(np.ceil(np.sqrt(len(picks) * 4 / 3)))
-    rows = int(np.ceil(len(picks) / cols))
-    th = tile + 14
-    sheet = np.full((rows * th, cols * tile, 3), 255, np.uint8)
-    for k, p in enumerate(picks):
+    images = []
+    for p in picks:
         im = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if im is None:
             raise ValueError(f"cannot decode image {p}")
         h, w = im.shape[:2]
         s = tile / max(h, w)
-        im = cv2.resize(im, (max(1, round(w * s)), max(1, round(h * s))),
-                        interpolation=cv2.INTER_AREA)
+        images.append(cv2.resize(im, (max(1, round(w * s)), max(1, round(h * s))),
+                                 interpolation=cv2.INTER_AREA))
+    cols = int(np.ceil(np.sqrt(len(picks) * 4 / 3)))
+    rows = int(np.ceil(len(picks) / cols))
+    th = max(im.shape[0] for im in images) + 14
+    sheet = np.full((rows * th, cols * tile, 3), 255, np.uint8)
+    for k, (p, im) in enumerate(zip(picks, images)):
         r, c = divmod(k, cols)
         y, x = r * th, c * tile
         sheet[y:y + im.shape[0], x:x + im.shape[1]] = im
-        label = str(p.relative_to(src))[-22:]
-        cv2.putText(sheet, label, (x + 2, y + tile + 11), cv2.FONT_HERSHEY_PLAIN, 0.8,
+        label = f"{p.parent.name}/{p.stem}"[-18:]
+        cv2.putText(sheet, label, (x + 2, y + th - 3), cv2.FONT_HERSHEY_PLAIN, 0.8,
                     (0, 0, 0), 1, cv2.LINE_AA)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), sheet):
