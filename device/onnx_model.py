@@ -15,7 +15,8 @@ class ModelError(RuntimeError):
     """A model file is missing, unlisted, or does not match its manifest entry."""
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -33,6 +34,21 @@ def load_manifest(models_dir: Path = DEFAULT_MODELS_DIR) -> dict:
         raise ModelError(f"model manifest {path} is not valid JSON: {e}") from e
 
 
+def verified_file(name: str, models_dir: Path | str = DEFAULT_MODELS_DIR) -> tuple[Path, dict]:
+    """Path and manifest entry of a shipped file, after checking it exists, is listed and
+    matches its sha256; a :class:`ModelError` that names the problem otherwise."""
+    path = Path(models_dir) / name
+    if not path.exists():
+        raise ModelError(f"model file not found: {path} (retrain it with tools/, see README)")
+    entry = load_manifest(Path(models_dir)).get("models", {}).get(name)
+    if entry is None:
+        raise ModelError(f"{name} is not listed in {Path(models_dir) / 'manifest.json'}")
+    if sha256_file(path) != entry["sha256"]:
+        raise ModelError(f"{path} does not match the sha256 in the manifest: the file was "
+                         f"changed or damaged")
+    return path, entry
+
+
 class Model:
     """An ONNX model listed in the manifest. ``Model('palm_generator.onnx')(candidate=..)``."""
 
@@ -40,17 +56,11 @@ class Model:
                  verify: bool = True):
         import onnxruntime as ort
 
-        self.path = Path(models_dir) / name
-        if not self.path.exists():
-            raise ModelError(f"model file not found: {self.path} (retrain it with tools/, see "
-                             f"README)")
-        manifest = load_manifest(Path(models_dir))
-        self.entry = manifest.get("models", {}).get(name)
-        if self.entry is None:
-            raise ModelError(f"{name} is not listed in {Path(models_dir) / 'manifest.json'}")
-        if verify and _sha256(self.path) != self.entry["sha256"]:
-            raise ModelError(f"{self.path} does not match the sha256 in the manifest: the file "
-                             f"was changed or damaged")
+        if verify:
+            self.path, self.entry = verified_file(name, models_dir)
+        else:
+            self.path = Path(models_dir) / name
+            self.entry = load_manifest(Path(models_dir)).get("models", {}).get(name, {})
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads

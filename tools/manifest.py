@@ -1,20 +1,12 @@
 """models/manifest.json: one entry per shipped model file (sha256, shapes, metrics, recipe)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
 
+from device.onnx_model import sha256_file  # noqa: F401  (re-exported for tools)
 from tools.paths import MODELS_DIR
-
-
-def sha256_file(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def onnx_io(path) -> dict:

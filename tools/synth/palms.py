@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.onnx_model import DEFAULT_MODELS_DIR, Model
+from device.onnx_model import DEFAULT_MODELS_DIR, Model, verified_file
 from tools.synth.bezier import Candidate, CandidateConfig, jitter_candidate, sample_candidate
 from tools.synth.candidate_render import render_candidate
 from tools.synth.labels import strict_label
@@ -116,7 +116,7 @@ class PalmSynthesizer:
         self.generator = Model(GENERATOR, self.models_dir, threads)
         self.threads = threads
         if conditions is None:
-            conditions = np.load(self.models_dir / STYLE_BANK).astype(np.float32)
+            conditions = np.load(verified_file(STYLE_BANK, self.models_dir)[0]).astype(np.float32)
         self.conditions = np.asarray(conditions, np.float32)
 
     def conditions_from_images(self, images: np.ndarray) -> np.ndarray:

@@ -32,8 +32,12 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    p.add_argument("--work", default="work", help="checkpoint folder (git-ignored)")
-    p.add_argument("--models", default=None, help="where to write ONNX files (default models/)")
+    p.add_argument("--work", default="work",
+                   help="checkpoint folder (git-ignored); checkpoints go to WORK/<profile>")
+    p.add_argument("--models", default=None,
+                   help="where to write ONNX files (default: models/ for --profile full, "
+                        "WORK/quick/models for --profile quick, so a quick run never replaces "
+                        "the shipped models)")
     a = p.parse_args(argv)
 
     import torch
@@ -42,9 +46,12 @@ def main(argv=None) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
-    work = Path(a.work)
+    work = Path(a.work) / a.profile  # checkpoints per profile: quick never feeds full
     work.mkdir(parents=True, exist_ok=True)
-    models = Path(a.models) if a.models else MODELS_DIR
+    if a.models:
+        models = Path(a.models)
+    else:
+        models = MODELS_DIR if a.profile == "full" else work / "models"
     todo = ["idnet", "generator"] if a.what == "synth" else [a.what]
     for what in todo:
         steps = a.steps or PROFILES[what][a.profile]["steps"]
