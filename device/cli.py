@@ -17,6 +17,19 @@ def cmd_demo(a) -> int:
     return 0
 
 
+def cmd_evaluate(a) -> int:
+    """ISO/IEC 19795-style verification test of a matcher on a data set."""
+    from device.evaluation import evaluate
+    if a.protected or a.precision != "fp32":
+        raise ValueError("--protected and --precision int8 need the protected matcher and the "
+                         "learned feature model, which this build does not ship yet")
+    report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
+                      matcher=a.matcher, out=a.out,
+                      progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="palmgate",
@@ -32,6 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="also write the synthetic palms and a contact "
                                                 "sheet here")
     sp.set_defaults(fn=cmd_demo)
+
+    sp = sub.add_parser("evaluate", help="verification test (EER, TAR@FAR, DET) on a data set "
+                                         "in the standard layout DIR/<subject>/<session>_<sample>")
+    sp.add_argument("dir")
+    sp.add_argument("--level", choices=["roi", "hand"], default="roi")
+    sp.add_argument("--views", type=int, default=1, help="samples per capture (N)")
+    sp.add_argument("--protocol", choices=["cross-session", "all-pairs"],
+                    default="cross-session")
+    sp.add_argument("--protected", action="store_true", help="match protected templates")
+    sp.add_argument("--precision", choices=["int8", "fp32"], default="fp32")
+    sp.add_argument("--matcher", default=None,
+                    help="cells (the gate's feature, default), bocv or compcode (classical "
+                         "baselines)")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_evaluate)
     return p
 
 

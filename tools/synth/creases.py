@@ -8,7 +8,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tools.gabor import gabor_bank
+from device.gabor import gabor_bank
 
 
 def crease_map(roi: np.ndarray, sigma: float = 2.5, n_orient: int = 12, floor_pct: float = 85.0,

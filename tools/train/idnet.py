@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from device.metrics import d_prime, eer, tar_at_far
-from tools.gabor import gabor_bank
+from device.gabor import gabor_bank
 from tools.train.augment import random_affine, random_photometric
 
 

@@ -1,0 +1,126 @@
+"""``palmgate evaluate``: an ISO/IEC 19795-style verification test on any data set in the
+standard layout. A capture is N consecutive samples of one session of one subject; its score
+against another capture is the mean of the N x N image scores. cross-session compares every
+session-1 capture with every session-2 capture; all-pairs compares all captures."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.det_plot import draw_det
+from device.layout import SampleRef, scan
+from device.metrics import eer, tar_at_far
+from device.recognition.matchers import get_matcher, subset
+
+FARS = ("1e-3", "1e-4", "1e-5")
+
+
+@dataclass(frozen=True)
+class Capture:
+    subject: str
+    session: int
+    refs: tuple[SampleRef, ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.subject}/{self.session}_{self.refs[0].sample:02d}"
+
+
+def make_captures(refs: list[SampleRef], views: int) -> list[Capture]:
+    """Consecutive runs of ``views`` samples within each (subject, session); a remainder is
+    dropped."""
+    if views < 1:
+        raise ValueError("--views must be at least 1")
+    groups: dict[tuple[str, int], list[SampleRef]] = {}
+    for r in sorted(refs):
+        groups.setdefault((r.subject, r.session), []).append(r)
+    caps = []
+    for (subj, sess), rs in groups.items():
+        for k in range(len(rs) // views):
+            caps.append(Capture(subj, sess, tuple(rs[k * views:(k + 1) * views])))
+    return caps
+
+
+def capture_pairs(caps: list[Capture], protocol: str):
+    """(i, j) index pairs of captures to compare, and whether each pair is genuine."""
+    n = len(caps)
+    if protocol == "cross-session":
+        a = [k for k, c in enumerate(caps) if c.session == 1]
+        b = [k for k, c in enumerate(caps) if c.session == 2]
+        if not a or not b:
+            raise ValueError("cross-session needs captures of sessions 1 and 2")
+        i, j = np.meshgrid(a, b, indexing="ij")
+    elif protocol == "all-pairs":
+        i, j = np.triu_indices(n, k=1)
+    else:
+        raise ValueError(f"unknown protocol {protocol!r}")
+    i, j = i.ravel(), j.ravel()
+    subj = np.array([c.subject for c in caps])
+    return i, j, subj[i] == subj[j]
+
+
+def load_rois(refs: list[SampleRef], size: int = 128):
+    """Grey ROIs resized to ``size``; indices of the images that failed to decode."""
+    imgs, failed = [], []
+    for k, r in enumerate(refs):
+        im = cv2.imread(str(r.path), cv2.IMREAD_GRAYSCALE)
+        if im is None:
+            failed.append(k)
+            im = np.zeros((size, size), np.uint8)
+        elif im.shape != (size, size):
+            im = cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+        imgs.append(im)
+    return np.stack(imgs), failed
+
+
+def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
+             matcher: str | None = None, out=None, progress=None) -> dict:
+    if level != "roi":
+        raise ValueError("--level hand needs the palm region model, which is not shipped yet; "
+                         "crop ROIs first or use --level roi")
+    m = get_matcher(matcher or "cells")
+    refs = scan(root)
+    if not refs:
+        raise ValueError(f"no images in the standard layout under {root}")
+    images, failed = load_rois(refs)
+    caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
+    index = {r.path: k for k, r in enumerate(refs)}
+    codes = m.encode(images)
+    if progress:
+        progress("encoded", len(images))
+    # image-level scores between every image that appears in some capture
+    used = sorted({index[r.path] for c in caps for r in c.refs})
+    pos = {k: n for n, k in enumerate(used)}
+    sub = subset(codes, np.asarray(used))
+    s = m.scores(sub, sub)
+    s = (s + s.T) / 2  # symmetric: a comparison does not depend on which side is enrolled
+    members = np.array([[pos[index[r.path]] for r in c.refs] for c in caps])
+    i, j, genuine = capture_pairs(caps, protocol)
+    # capture score = mean over the views x views image pairs
+    pair = np.zeros(len(i), np.float64)
+    for a in range(views):
+        for b in range(views):
+            pair += s[members[i, a], members[j, b]]
+    pair /= views * views
+    g, imp = pair[genuine], pair[~genuine]
+    if len(g) == 0 or len(imp) == 0:
+        raise ValueError("the data set gives no genuine or no impostor comparisons")
+    report = {"matcher": m.name, "level": level, "views": views, "protocol": protocol,
+              "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
+              "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
+              "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}
+    if out:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        ids = np.array([c.id for c in caps])
+        np.savez_compressed(out / "scores.npz", genuine=g, impostor=imp,
+                            genuine_pairs=np.stack([ids[i[genuine]], ids[j[genuine]]], 1),
+                            impostor_pairs=np.stack([ids[i[~genuine]], ids[j[~genuine]]], 1))
+        (out / "report.json").write_text(json.dumps(report, indent=2))
+        draw_det({f"{m.name}, {views} view(s)": (g, imp)}, out / "det.png",
+                 title=f"{Path(root).name}: {protocol}")
+    return report
