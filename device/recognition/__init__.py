@@ -1,0 +1,1 @@
+"""Palm recognition features (the classical cell feature until the learned fusion model lands)."""

@@ -1,0 +1,241 @@
+"""Classical palm-cell feature (../shared/FINDINGS.md): soft competitive orientation weights
+pooled into a 7x7 grid of cells, each cell projected to 16 dims by a PCA and L2-normalised.
+
+    ROI 128x128 ──6 Gabor filters, sampled every 4 px──► 32x32x6 responses
+        ──softmax(-beta * response) over the 6 orientations──► soft orientation weights
+        ──central 28x28 window, 4x4 map pixels per cell──► 7x7 cells x 96 raw values
+        ──(raw - mean) @ PCA (96 -> 16), L2 per cell──► (G=49, 16) sub-features
+
+The template comes from the centred window; a query from the 25 windows shifted by up to
+±2 map pixels (±8 image px), so ``query(roi)[s, g]`` is the cell that lands on template cell
+``g`` under shift ``s``. The score of a query against a template is the best, over shifts, of
+the importance-weighted mean cell cosine.
+
+Everything the extractor needs (Gabor kernels, PCA, mean, importance, the constants) lives in
+one file, ``models/cells_pca.npz``, checked against its sha256 in ``models/manifest.json``.
+``FeatureExtractor`` is the seam the learned fusion model will plug into. numpy + OpenCV.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import cv2
+import numpy as np
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+CELLS_FILE = "cells_pca.npz"
+
+# Geometry of the classical cell feature (also stored in the npz and checked on load).
+ROI_SIZE = 128
+STRIDE = 4            # Gabor responses sampled every STRIDE px -> 32x32 map
+OFFSET = 2            # first sampled pixel
+MAP = ROI_SIZE // STRIDE
+CELL = 4              # map pixels per cell side
+GRID = 7              # cells per side -> G = 49
+MAX_SHIFT = 2         # map pixels (x STRIDE = ±8 image px) -> 25 query windows
+N_ORIENT = 6
+
+
+class FeatureError(RuntimeError):
+    """The feature model file is missing, unlisted or altered, or an ROI has the wrong shape."""
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """What the template protection and the matcher need from a palm feature.
+
+    ``template(roi) -> (G, D)`` unit sub-features of the centred window; ``query(roi) ->
+    (S, G, D)`` the same cells of S shifted windows (``shifts[zero_shift]`` is (0, 0));
+    ``importance -> (G,)`` non-negative weights that sum to 1.
+    """
+
+    n_cells: int
+    dim: int
+
+    @property
+    def importance(self) -> np.ndarray: ...
+
+    @property
+    def shifts(self) -> np.ndarray: ...
+
+    @property
+    def zero_shift(self) -> int: ...
+
+    def template(self, roi: np.ndarray) -> np.ndarray: ...
+
+    def query(self, roi: np.ndarray) -> np.ndarray: ...
+
+
+def shift_offsets(max_shift: int = MAX_SHIFT) -> np.ndarray:
+    """(S, 2) window shifts (dy, dx) in map pixels, row-major; the centre one is (0, 0)."""
+    r = np.arange(-max_shift, max_shift + 1)
+    return np.stack(np.meshgrid(r, r, indexing="ij"), -1).reshape(-1, 2)
+
+
+def orientation_responses(roi: np.ndarray, bank: np.ndarray, stride: int = STRIDE,
+                          offset: int = OFFSET) -> np.ndarray:
+    """Gabor responses of one ROI at every ``stride``-th pixel: (n_orient, H/stride, W/stride).
+
+    Correlation with each kernel (the kernels are point-symmetric, so it equals convolution),
+    image borders mirrored (OpenCV's BORDER_REFLECT), then sampled from ``offset`` on.
+    """
+    img = np.asarray(roi, dtype=np.float32)
+    if img.ndim != 2:
+        raise FeatureError(f"expected a grey ROI (H, W), got shape {img.shape}")
+    return np.stack([cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
+                     [offset::stride, offset::stride] for k in bank])
+
+
+def soft_orientation(responses: np.ndarray, beta: float) -> np.ndarray:
+    """Soft competitive code: softmax over orientations of ``-beta * response`` (palm lines are
+    dark, so the most negative response marks the line orientation). Same shape, sums to 1."""
+    z = -beta * np.asarray(responses, np.float32)
+    z = z - z.max(axis=-3, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-3, keepdims=True)
+
+
+def raw_cells(weights: np.ndarray, oy: int, ox: int, grid: int = GRID,
+              cell: int = CELL) -> np.ndarray:
+    """Cells of the window at map offset (oy, ox): (..., n_orient, map, map) -> (..., G, 96)."""
+    w = weights[..., oy:oy + grid * cell, ox:ox + grid * cell]
+    lead = w.shape[:-3]
+    n = w.shape[-3]
+    w = w.reshape(*lead, n, grid, cell, grid, cell)
+    nd = len(lead)
+    perm = tuple(range(nd)) + (nd + 1, nd + 3, nd, nd + 2, nd + 4)
+    return w.transpose(perm).reshape(*lead, grid * grid, n * cell * cell)
+
+
+def project(raw: np.ndarray, mean: np.ndarray, pca: np.ndarray) -> np.ndarray:
+    """(raw - mean) @ pca, L2-normalised over the last axis (float32)."""
+    z = (np.asarray(raw, np.float32) - mean) @ pca
+    n = np.linalg.norm(z, axis=-1, keepdims=True)
+    return (z / np.maximum(n, 1e-12)).astype(np.float32)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class CellExtractor:
+    """The classical cell feature of FINDINGS, loaded from ``models/cells_pca.npz``.
+
+    ``CellExtractor()`` verifies the file against the manifest; ``CellExtractor.from_arrays``
+    builds one from in-memory parameters (fitting, tests).
+    """
+
+    dim = 16
+
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, name: str = CELLS_FILE,
+                 verify: bool = True):
+        path = Path(models_dir) / name
+        if not path.exists():
+            raise FeatureError(f"cell feature file not found: {path} (make it with "
+                               f"`python -m tools.fit_cells_pca`)")
+        if verify:
+            mpath = Path(models_dir) / "manifest.json"
+            try:
+                entry = json.loads(mpath.read_text())["models"][name]
+            except (OSError, KeyError, json.JSONDecodeError):
+                raise FeatureError(f"{name} is not listed in {mpath}") from None
+            if _sha256(path) != entry["sha256"]:
+                raise FeatureError(f"{path} does not match the sha256 in the manifest: the file "
+                                   f"was changed or damaged")
+        with np.load(path) as z:
+            params = {k: z[k] for k in z.files}
+        self._init(params)
+
+    @classmethod
+    def from_arrays(cls, **params) -> "CellExtractor":
+        obj = cls.__new__(cls)
+        obj._init({k: np.asarray(v) for k, v in params.items()})
+        return obj
+
+    def _init(self, p: dict) -> None:
+        self.bank = p["gabor"].astype(np.float32)
+        self.beta = float(p["beta"])
+        self.mean = p["mean"].astype(np.float32)
+        self.pca = p["pca"].astype(np.float32)
+        self.dim = int(self.pca.shape[1])
+        self.n_cells = GRID * GRID
+        imp = p.get("importance")
+        imp = np.full(self.n_cells, 1.0 / self.n_cells) if imp is None else imp.astype(np.float64)
+        if imp.shape != (self.n_cells,) or np.any(imp < 0):
+            raise FeatureError("importance must be (G,) and non-negative")
+        self._importance = (imp / imp.sum()).astype(np.float32)
+        self._shifts = shift_offsets(MAX_SHIFT)
+        self._zero = int(np.flatnonzero((self._shifts == 0).all(1))[0])
+        if self.bank.shape[0] != N_ORIENT or self.pca.shape[0] != N_ORIENT * CELL * CELL:
+            raise FeatureError("cell feature file has unexpected shapes")
+
+    def params(self) -> dict:
+        return {"gabor": self.bank, "beta": np.float32(self.beta), "mean": self.mean,
+                "pca": self.pca, "importance": self._importance}
+
+    @property
+    def importance(self) -> np.ndarray:
+        return self._importance
+
+    @property
+    def shifts(self) -> np.ndarray:
+        return self._shifts
+
+    @property
+    def zero_shift(self) -> int:
+        return self._zero
+
+    def weights(self, roi: np.ndarray) -> np.ndarray:
+        """Soft orientation weights of one ROI: (6, 32, 32)."""
+        roi = np.asarray(roi)
+        if roi.shape != (ROI_SIZE, ROI_SIZE):
+            raise FeatureError(f"expected a {ROI_SIZE}x{ROI_SIZE} grey ROI, got {roi.shape}")
+        return soft_orientation(orientation_responses(roi, self.bank), self.beta)
+
+    def _window(self, w: np.ndarray, dy: int, dx: int) -> np.ndarray:
+        return project(raw_cells(w, MAX_SHIFT + dy, MAX_SHIFT + dx), self.mean, self.pca)
+
+    def template(self, roi: np.ndarray) -> np.ndarray:
+        """(G, D) unit cells of the centred window."""
+        return self._window(self.weights(roi), 0, 0)
+
+    def query(self, roi: np.ndarray) -> np.ndarray:
+        """(S, G, D) unit cells of the S shifted windows."""
+        w = self.weights(roi)
+        return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+
+    def templates(self, rois) -> np.ndarray:
+        return np.stack([self.template(r) for r in rois])
+
+    def queries(self, rois) -> np.ndarray:
+        return np.stack([self.query(r) for r in rois])
+
+    def both(self, rois) -> tuple[np.ndarray, np.ndarray]:
+        """Templates (N, G, D) and queries (N, S, G, D) from one pass over the images."""
+        T, Q = [], []
+        for r in rois:
+            w = self.weights(r)
+            q = np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+            Q.append(q)
+            T.append(q[self._zero])
+        return np.stack(T), np.stack(Q)
+
+
+def shift_max_scores(queries: np.ndarray, templates: np.ndarray,
+                     importance: np.ndarray | None = None) -> np.ndarray:
+    """Unprotected scores (Nq, Nt): max over shifts of the weighted mean cell cosine."""
+    nq, s, g, d = queries.shape
+    w = np.full(g, 1.0 / g, np.float32) if importance is None else np.asarray(importance,
+                                                                              np.float32)
+    t = (templates * w[None, :, None]).reshape(len(templates), g * d).astype(np.float32)
+    best = np.full((nq, len(templates)), -np.inf, np.float32)
+    for k in range(s):
+        best = np.maximum(best, queries[:, k].reshape(nq, g * d).astype(np.float32) @ t.T)
+    return best
