@@ -77,16 +77,43 @@ def load_rois(refs: list[SampleRef], size: int = 128):
     return np.stack(imgs), failed
 
 
+def load_hand_rois(refs: list[SampleRef], progress=None):
+    """First regions (128x128 palm-centre ROIs, device.regions) of whole-hand images; indices
+    of the images where no ROI could be acquired, and how many failed for which reason."""
+    from device.regions import FIRST_SIZE, RegionError, extract_regions, read_hand_image
+    imgs, failed, reasons = [], [], {}
+    for k, r in enumerate(refs):
+        try:
+            im = read_hand_image(r.path)
+            if im is None:
+                raise RegionError("bad_input", f"cannot decode {r.path}")
+            roi = extract_regions(im).roi
+        except RegionError as e:
+            failed.append(k)
+            reasons[e.reason] = reasons.get(e.reason, 0) + 1
+            roi = np.zeros((FIRST_SIZE, FIRST_SIZE), np.uint8)
+        imgs.append(roi)
+        if progress and (k + 1) % 500 == 0:
+            progress("regions", k + 1)
+    return np.stack(imgs), failed, reasons
+
+
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
              matcher: str | None = None, out=None, progress=None) -> dict:
-    if level != "roi":
-        raise ValueError("--level hand needs the palm region model, which is not shipped yet; "
-                         "crop ROIs first or use --level roi")
+    """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
+    colour photos), cut to their first region by device.regions first -- an image without
+    one counts toward ``fta`` and leaves the comparisons, as an undecodable file does."""
+    if level not in ("roi", "hand"):
+        raise ValueError(f"unknown level {level!r}; use roi or hand")
     m = get_matcher(matcher or "cells")
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
-    images, failed = load_rois(refs)
+    reasons = None
+    if level == "hand":
+        images, failed, reasons = load_hand_rois(refs, progress)
+    else:
+        images, failed = load_rois(refs)
     caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
     index = {r.path: k for k, r in enumerate(refs)}
     codes = m.encode(images)
@@ -113,6 +140,8 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
               "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
               "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
               "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}
+    if reasons is not None:
+        report["fta_reasons"] = reasons
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
