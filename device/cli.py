@@ -30,6 +30,43 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def cmd_evaluate_protection(a) -> int:
+    """Template-protection test (seed 002, ISO/IEC 30136): accuracy, D_sys, inversion."""
+    from device.protect.evaluate import config_from_args, run
+    report = run(a.dir, a.out, config=config_from_args(a), seed=a.seed, do_sweep=a.sweep,
+                 ts=a.sweep_t, drops=a.sweep_drop, rotations=a.sweep_rotation,
+                 max_subjects=a.max_subjects,
+                 log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps({k: v for k, v in report.items() if k != "detail"}, indent=2))
+    return 0
+
+
+def cmd_bench_match(a) -> int:
+    """1:N protected search time over a large in-memory gallery (prints JSON)."""
+    from device.protect.bench import bench_match
+    from device.protect.evaluate import config_from_args
+    print(json.dumps(bench_match(users=a.users, templates=a.templates, queries=a.queries,
+                                 config=config_from_args(a), seed=a.seed,
+                                 distractors=a.distractors, plant=a.plant, check=a.check),
+                     indent=None if a.json else 2))
+    return 0
+
+
+def _protect_args(sp) -> None:
+    from device.protect.defaults import DEFAULT_CONFIG as D
+    sp.add_argument("--t", type=float, default=None, help=f"slerp weight (default {D.t})")
+    sp.add_argument("--rotation", choices=["fraction", "equal_angle"], default=None,
+                    help=f"fraction: the seed's fixed t; equal_angle: every sub-feature turns "
+                         f"by t*90 deg (default {D.rotation})")
+    sp.add_argument("--n-drop", type=int, default=None,
+                    help=f"dimensions dropped per sub-feature (default {D.n_drop})")
+    sp.add_argument("--drop-mode", choices=["random", "importance"], default=None)
+    sp.add_argument("--fill", choices=["zero", "random"], default=None)
+    sp.add_argument("--key-mode", choices=["per_cell", "shared"], default=None)
+    sp.add_argument("--seed", type=int, default=0, help="enrolment randomness (reproducible "
+                                                        "evaluation; the gate uses os.urandom)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="palmgate",
@@ -60,6 +97,35 @@ def build_parser() -> argparse.ArgumentParser:
                          "baselines)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("evaluate-protection", help="template-protection test (seed 002): "
+                        "protected vs unprotected EER/TAR, unlinkability D_sys, inversion "
+                        "success with and without the key; --sweep over t and drop count")
+    sp.add_argument("dir")
+    sp.add_argument("--out", required=True)
+    _protect_args(sp)
+    sp.add_argument("--sweep", action="store_true", help="also sweep t x drop count for both "
+                                                         "rotation rules (OUT/sweep.json)")
+    sp.add_argument("--sweep-t", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95])
+    sp.add_argument("--sweep-drop", type=int, nargs="+", default=[0, 2, 4, 6])
+    sp.add_argument("--sweep-rotation", nargs="+", choices=["fraction", "equal_angle"],
+                    default=["fraction", "equal_angle"])
+    sp.add_argument("--max-subjects", type=int, default=None)
+    sp.set_defaults(fn=cmd_evaluate_protection)
+
+    sp = sub.add_parser("bench-match", help="1:N protected search time over a large "
+                                            "in-memory gallery (match_ms median/p95)")
+    sp.add_argument("--users", type=int, default=10000)
+    sp.add_argument("--templates", type=int, default=3, help="templates per user")
+    sp.add_argument("--queries", type=int, default=50)
+    sp.add_argument("--distractors", default=None, help="layout folder whose palms make "
+                                                        "chimera distractors")
+    sp.add_argument("--plant", default=None, help="layout folder of real users to enrol and "
+                                                  "query (session 1 enrolled, session 2 queries)")
+    sp.add_argument("--check", type=int, default=5, help="queries also searched exhaustively")
+    sp.add_argument("--json", action="store_true", help="one line of JSON")
+    _protect_args(sp)
+    sp.set_defaults(fn=cmd_bench_match)
     return p
 
 

@@ -1,0 +1,149 @@
+"""Append-only audit log: each record chained to the previous one by SHA-256 and MAC'd.
+
+    hash_n = SHA256(hash_{n-1} || canonical(seq, ts, kind, payload)),  mac_n = HMAC(k, hash_n)
+
+The table refuses UPDATE and DELETE (triggers); the head (seq, hash) is also kept, MAC'd, in
+the store's meta table, so cutting records off the end is detected too. ``verify()`` walks the
+whole chain. Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
+versions -- never images or features: values must be short scalars, and field names are
+checked against ``ALLOWED``.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import sqlite3
+import time
+from dataclasses import dataclass
+
+ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
+           "template_version", "reason", "failures", "delay_s", "count", "window_s",
+           "mode", "terminal", "views", "users", "templates", "config"}
+_GENESIS = b"\0" * 32
+
+
+class AuditError(RuntimeError):
+    """The audit chain is broken or a record was refused."""
+
+
+def bucket_score(score: float, threshold: float, width: float = 0.002,
+                 span: int = 5) -> str:
+    """A score as a coarse band around the threshold: "<-5", "-5".."+4", ">=+5" in units of
+    ``width`` (never the score itself)."""
+    if not math.isfinite(score):
+        return "nan"
+    k = math.floor((score - threshold) / width)
+    if k < -span:
+        return f"<-{span}"
+    if k >= span:
+        return f">=+{span}"
+    return f"{k:+d}"
+
+
+@dataclass
+class AuditRecord:
+    seq: int
+    ts: float
+    kind: str
+    payload: dict
+
+
+def _canonical(seq: int, ts: float, kind: str, payload: str) -> bytes:
+    return json.dumps([seq, repr(float(ts)), kind, payload], separators=(",", ":")).encode()
+
+
+def _check_payload(payload: dict) -> str:
+    for k, v in payload.items():
+        if k not in ALLOWED:
+            raise AuditError(f"audit field {k!r} is not allowed (the log holds decisions, "
+                             f"bucketed scores and verdicts only)")
+        if isinstance(v, (list, tuple, dict, bytes, bytearray)) and k != "config":
+            raise AuditError(f"audit field {k!r} must be a scalar")
+        if isinstance(v, str) and len(v) > 200:
+            raise AuditError(f"audit field {k!r} is too long")
+        if hasattr(v, "shape"):
+            raise AuditError("arrays (images, features) never go into the audit log")
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    if len(text) > 2000:
+        raise AuditError("audit record too large")
+    return text
+
+
+class AuditLog:
+    """The audit log in the store's database (table ``audit``, schema version >= 2)."""
+
+    def __init__(self, conn: sqlite3.Connection, key: bytes):
+        self.conn = conn
+        self._key = bytes(key)
+
+    def _mac(self, data: bytes) -> bytes:
+        return hmac.new(self._key, data, hashlib.sha256).digest()
+
+    def _head(self):
+        r = self.conn.execute("SELECT value FROM meta WHERE name='audit_head'").fetchone()
+        if r is None:
+            return 0, _GENESIS
+        v = bytes(r[0])
+        seq, h, mac = int.from_bytes(v[:8], "big"), v[8:40], v[40:72]
+        if not hmac.compare_digest(mac, self._mac(b"head" + v[:40])):
+            raise AuditError("audit head record fails its MAC")
+        return seq, h
+
+    def append(self, kind: str, when: float | None = None, **payload) -> AuditRecord:
+        """Add one record (its own transaction unless one is open)."""
+        text = _check_payload(payload)
+        ts = time.time() if when is None else float(when)
+        own = not self.conn.in_transaction
+        if own:
+            self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            seq, prev = self._head()
+            last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
+                                     ).fetchone()
+            if (last[0] if last else 0) != seq or (last and bytes(last[1]) != prev):
+                raise AuditError("audit log does not end at its recorded head")
+            seq += 1
+            h = hashlib.sha256(prev + _canonical(seq, ts, kind, text)).digest()
+            self.conn.execute("INSERT INTO audit(seq, ts, kind, payload, prev, hash, mac) "
+                              "VALUES(?,?,?,?,?,?,?)",
+                              (seq, ts, kind, text, prev, h, self._mac(h)))
+            head = seq.to_bytes(8, "big") + h
+            self.conn.execute("INSERT INTO meta(name, value) VALUES('audit_head', ?) ON "
+                              "CONFLICT(name) DO UPDATE SET value=excluded.value",
+                              (head + self._mac(b"head" + head),))
+            if own:
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if own:
+                self.conn.execute("ROLLBACK")
+            raise
+        return AuditRecord(seq, ts, kind, payload)
+
+    def records(self, since: int = 0) -> list[AuditRecord]:
+        return [AuditRecord(s, t, k, json.loads(p)) for s, t, k, p in self.conn.execute(
+            "SELECT seq, ts, kind, payload FROM audit WHERE seq > ? ORDER BY seq", (since,))]
+
+    def verify(self) -> int:
+        """Walk the chain; returns the number of records or raises ``AuditError`` naming the
+        first bad record."""
+        prev, n = _GENESIS, 0
+        for seq, ts, kind, text, p, h, mac in self.conn.execute(
+                "SELECT seq, ts, kind, payload, prev, hash, mac FROM audit ORDER BY seq"):
+            n += 1
+            if seq != n:
+                raise AuditError(f"audit record {n} is missing (found {seq})")
+            if bytes(p) != prev:
+                raise AuditError(f"audit record {seq} does not chain to record {seq - 1}")
+            want = hashlib.sha256(prev + _canonical(seq, ts, kind, text)).digest()
+            if bytes(h) != want:
+                raise AuditError(f"audit record {seq} was altered (hash mismatch)")
+            if not hmac.compare_digest(bytes(mac), self._mac(want)):
+                raise AuditError(f"audit record {seq} fails its MAC")
+            prev = want
+        head_seq, head_hash = self._head()
+        if head_seq != n or head_hash != prev:
+            raise AuditError(f"audit log ends at record {n} but its head says {head_seq}: "
+                             f"records were cut off")
+        return n
