@@ -105,6 +105,9 @@ def segment_nir_candidates(grey: np.ndarray):
     fingers far from the light stay in)."""
     g = to_grey(grey)
     b = cv2.GaussianBlur(g, (5, 5), 0)
+    if float(b.std()) < 4.0:  # a flat frame: nothing to segment
+        yield np.zeros(g.shape, np.uint8)
+        return
     t_lo, t_hi = _nir_levels(b)
     k = max(3, int(round(min(g.shape) * 0.012)))
     for t in ((t_lo + t_hi) / 2, t_lo):

@@ -80,6 +80,17 @@ NIR_GEOMETRY = RegionGeometry(0.95, 0.75)
 largest square that stays on the palm of held-out-free training subjects (see README)."""
 
 
+VISIBLE_VALLEY_TESTS = dict(min_palm_distance=0.7, max_spacing_ratio=1.6, min_outer_finger=0.2,
+                            allow_hidden_middle=False)
+"""find_valleys settings for whole hands seen by a camera."""
+
+NIR_VALLEY_TESTS = dict(min_palm_distance=0.55, max_spacing_ratio=1.6, min_outer_finger=0.1,
+                        allow_hidden_middle=True)
+"""find_valleys settings for contact NIR frames: the palm fills the frame (it sits closer to
+the valley line), the fingers leave it after a short stub, and a peg may hide the middle-ring
+valley."""
+
+
 def default_geometry(modality: str) -> RegionGeometry:
     return NIR_GEOMETRY if modality == "nir" else VISIBLE_GEOMETRY
 
@@ -351,8 +362,9 @@ def _middle_between(a: _Defect, c: _Defect, dense: np.ndarray, palm: np.ndarray
     k = len(dense)
     idx = _arc(k, a.dense_idx, c.dense_idx)
     pts = dense[idx]
-    _, n, span = _line_frame(a.p, c.p, palm)
-    away = (np.hypot(*(pts - a.p).T) > 0.25 * span) & (np.hypot(*(pts - c.p).T) > 0.25 * span)
+    t, n, span = _line_frame(a.p, c.p, palm)
+    # in the middle half of the span, between the two gaps
+    away = np.abs((pts - (a.p + c.p) / 2) @ t) <= 0.25 * span
     if not away.any():
         return None
     s = np.where(away, pts @ n, -np.inf)
@@ -379,6 +391,8 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
     area = float(np.count_nonzero(mask))
     if area < 0.02 * h * w:
         raise RegionError("no_hand", "no hand-sized region in the image")
+    if area > 0.97 * h * w:
+        raise RegionError("no_hand", "no background around the hand (blank frame?)")
     scale = np.sqrt(area)
     _, r_in, _, pc = cv2.minMaxLoc(inner_distance(mask))
     palm = np.array(pc, np.float64)
@@ -391,7 +405,7 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
         raise RegionError("too_few_valleys", f"{len(cand)} finger gaps found, {need} needed "
                           "(fingers closed or cut off?)")
     window = max(3, int(round(0.05 * scale)))
-    tol = max(0.75, 0.004 * scale)
+    tol = max(1.0, 0.01 * scale)
     for d in cand:  # the bottom of each gap as seen from the palm
         v = palm - d.far
         d.p = _refine(dense, d, v / max(1e-9, float(np.hypot(*v))), tol, window)
@@ -574,8 +588,7 @@ def extract_regions(image: np.ndarray, modality: str = "auto",
     best: HandRegions | None = None
     for mask in masks:
         try:
-            fit = find_valleys(mask, min_palm_distance=0.55 if nir else 0.7,
-                               allow_hidden_middle=nir)
+            fit = find_valleys(mask, **(NIR_VALLEY_TESTS if nir else VISIBLE_VALLEY_TESTS))
             reg = regions_from_valleys(image, fit, mask, geometry, modality)
         except RegionError as e:
             errors.append(e)
