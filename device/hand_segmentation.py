@@ -172,8 +172,9 @@ def _cores(seed: np.ndarray, n_max: int = 3, frac: float = 0.7) -> list[np.ndarr
 
 
 def _visible_from_core(small: np.ndarray, ycc: np.ndarray, core: np.ndarray, k: int,
-                       grabcut_iters: int) -> np.ndarray:
-    """Grow a skin region from a palm disc with the disc's own colour model, then GrabCut."""
+                       grabcut_iters: int):
+    """Grow a skin region from a palm disc with the disc's own colour model, then GrabCut.
+    Returns the mask and GrabCut's (background, foreground) colour models (None without)."""
     sh, sw = small.shape[:2]
     md = _skin_distance(ycc, core)
     adapt = _component_at(_smooth(((md <= 12.0).astype(np.uint8) | core), k), core)
@@ -187,16 +188,52 @@ def _visible_from_core(small: np.ndarray, ycc: np.ndarray, core: np.ndarray, k: 
     gc[(md > 49.0) & (adapt == 0)] = cv2.GC_BGD
     gc[(adapt > 0) & (md <= 4.0)] = cv2.GC_PR_FGD
     gc[_palm_core(adapt, 0.8) > 0] = cv2.GC_FGD
-    m = adapt
+    m, models = adapt, None
     if grabcut_iters > 0 and (gc == cv2.GC_BGD).any():
         bgm, fgm = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         cv2.setRNGSeed(0x5EED)  # GrabCut's k-means draws from OpenCV's global RNG
         try:
             cv2.grabCut(small, gc, None, bgm, fgm, grabcut_iters, cv2.GC_INIT_WITH_MASK)
             m = ((gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)).astype(np.uint8)
+            models = (bgm, fgm)
         except cv2.error:
             pass
-    return _component_at(_smooth(m, k), core)
+    return _component_at(_smooth(m, k), core), models
+
+
+def _gmm_loglik(model: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Log-likelihood of BGR pixels (N, 3) under a GrabCut colour model (1, 65): 5 weights,
+    5 means, 5 covariances (OpenCV's layout)."""
+    p = model.ravel()
+    w, mu, cov = p[:5], p[5:20].reshape(5, 3), p[20:65].reshape(5, 3, 3)
+    out = np.zeros(len(x))
+    for k in range(5):
+        if w[k] <= 0:
+            continue
+        c = cov[k] + np.eye(3) * 1e-2
+        d = x - mu[k]
+        md = np.einsum("ni,ij,nj->n", d, np.linalg.inv(c), d)
+        out += w[k] * np.exp(-0.5 * md) / np.sqrt((2 * np.pi) ** 3 * max(np.linalg.det(c), 1e-12))
+    return np.log(out + 1e-300)
+
+
+def _refine_boundary(im: np.ndarray, mask: np.ndarray, models, s: float) -> np.ndarray:
+    """Re-decide the pixels near the outline of an up-scaled mask at full resolution with
+    GrabCut's own colour models, so that finger gaps narrower than a working-size pixel open
+    again."""
+    if models is None or s >= 1:
+        return mask
+    r = int(np.ceil(1.5 / s))
+    ker = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    band = (cv2.dilate(mask, ker) > 0) & (cv2.erode(mask, ker) == 0)
+    x = cv2.GaussianBlur(im, (3, 3), 0)[band].astype(np.float64)
+    bgm, fgm = models
+    keep = _gmm_loglik(fgm, x) >= _gmm_loglik(bgm, x)
+    out = mask.copy()
+    out[band] = keep.astype(np.uint8)
+    out = cv2.morphologyEx(out, cv2.MORPH_OPEN,
+                           cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
+    return _component_at(out, cv2.erode(mask, ker))
 
 
 def _component_at(mask: np.ndarray, core: np.ndarray) -> np.ndarray:
@@ -241,7 +278,8 @@ def segment_visible_candidates(bgr: np.ndarray, grabcut_iters: int = 4, n_cores:
     if seed.sum() < 0.01 * sh * sw:
         return
     for core in _cores(prior, n_cores):
-        yield _upscale(_visible_from_core(small, ycc, core, k, grabcut_iters), (h, w), s)
+        m, models = _visible_from_core(small, ycc, core, k, grabcut_iters)
+        yield _refine_boundary(im, _upscale(m, (h, w), s), models, s)
 
 
 def segment_visible(bgr: np.ndarray, grabcut_iters: int = 4) -> np.ndarray:

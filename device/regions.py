@@ -289,7 +289,7 @@ def _refine(dense: np.ndarray, d: _Defect, n: np.ndarray, tol: float,
 
 
 def _outward_rise(dense: np.ndarray, start: int, stop: int, step: int, valley: np.ndarray,
-                  n: np.ndarray, span: float) -> float:
+                  n: np.ndarray, span: float, shape=None) -> float:
     """How far (in spans, toward the fingers, -n) the outline rises above ``valley`` walking
     from dense index ``start`` away from the triple (``step`` -1: backward, +1: forward) up to
     dense index ``stop`` (the next gap) or four spans of outline."""
@@ -304,7 +304,15 @@ def _outward_rise(dense: np.ndarray, start: int, stop: int, step: int, valley: n
     pts = pts[np.cumsum(seg) <= 4 * span]
     if not len(pts):
         return 0.0
-    return float((-(pts - valley) @ n).max()) / span
+    rise = (-(pts - valley) @ n) / span
+    if shape is not None:
+        # a finger that leaves the image above the valley line counts as a whole finger
+        h, w = shape
+        edge = (pts[:, 0] <= 0.5) | (pts[:, 1] <= 0.5) | (pts[:, 0] >= w - 1.5) \
+            | (pts[:, 1] >= h - 1.5)
+        if (edge & (rise > 0.02)).any():
+            return max(1.0, float(rise.max()))
+    return float(rise.max())
 
 
 @dataclass
@@ -316,7 +324,7 @@ class _Params:
 
 def _score_triple(a: _Defect, b: _Defect, c: _Defect, prev_idx: int, next_idx: int,
                   dense: np.ndarray, palm: np.ndarray, r_in: float, scale: float,
-                  prm: _Params):
+                  prm: _Params, shape=None):
     """(score, fit, n, span) when a, b, c (in outline order) look like the index-middle /
     middle-ring / ring-little valleys (either way round), else None."""
     k = len(dense)
@@ -346,8 +354,8 @@ def _score_triple(a: _Defect, b: _Defect, c: _Defect, prev_idx: int, next_idx: i
     # ... and beyond each end there is one more finger (index, little): the outline leaving
     # the end valley outward rises toward the fingers before it turns to the wrist. This
     # rejects the gap between the little finger and the palm edge.
-    rise = min(_outward_rise(dense, a.dense_idx, prev_idx, -1, a.p, n, span),
-               _outward_rise(dense, c.dense_idx, next_idx, +1, c.p, n, span))
+    rise = min(_outward_rise(dense, a.dense_idx, prev_idx, -1, a.p, n, span, shape),
+               _outward_rise(dense, c.dense_idx, next_idx, +1, c.p, n, span, shape))
     if rise < prm.min_outer_finger:
         return None
     depth = min(a.depth, b.depth, c.depth) / span
@@ -416,7 +424,8 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
         for rot in range(3):
             ia, ib, ic = (trip[(rot + q) % 3] for q in range(3))
             r = _score_triple(cand[ia], cand[ib], cand[ic], cand[(ia - 1) % nc].dense_idx,
-                              cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale, prm)
+                              cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale, prm,
+                              (h, w))
             if r is not None and (best is None or r[0] > best[0]):
                 best = (r[0], r[1], ia, cand[ib], ic, r[2], r[3])
     if best is None and allow_hidden_middle:
@@ -429,7 +438,7 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
                     continue
                 r = _score_triple(cand[ia], b, cand[ic], cand[(ia - 1) % nc].dense_idx,
                                   cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale,
-                                  prm)
+                                  prm, (h, w))
                 if r is not None and (best is None or r[0] > best[0]):
                     best = (r[0], r[1], ia, b, ic, r[2], r[3])
     if best is None:
