@@ -17,15 +17,14 @@ one file, ``models/cells_pca.npz``, checked against its sha256 in ``models/manif
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-DEFAULT_MODELS_DIR = Path(__file__).resolve().parent.parent.parent / "models"
+from device.onnx_model import DEFAULT_MODELS_DIR, ModelError, verified_file
+
 CELLS_FILE = "cells_pca.npz"
 
 # Geometry of the classical cell feature (also stored in the npz and checked on load).
@@ -117,14 +116,6 @@ def project(raw: np.ndarray, mean: np.ndarray, pca: np.ndarray) -> np.ndarray:
     return (z / np.maximum(n, 1e-12)).astype(np.float32)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class CellExtractor:
     """The classical cell feature of FINDINGS, loaded from ``models/cells_pca.npz``.
 
@@ -141,14 +132,10 @@ class CellExtractor:
             raise FeatureError(f"cell feature file not found: {path} (make it with "
                                f"`python -m tools.fit_cells_pca`)")
         if verify:
-            mpath = Path(models_dir) / "manifest.json"
             try:
-                entry = json.loads(mpath.read_text())["models"][name]
-            except (OSError, KeyError, json.JSONDecodeError):
-                raise FeatureError(f"{name} is not listed in {mpath}") from None
-            if _sha256(path) != entry["sha256"]:
-                raise FeatureError(f"{path} does not match the sha256 in the manifest: the file "
-                                   f"was changed or damaged")
+                verified_file(name, models_dir)
+            except ModelError as e:
+                raise FeatureError(str(e)) from None
         with np.load(path) as z:
             params = {k: z[k] for k in z.files}
         self._init(params)
