@@ -381,6 +381,34 @@ def _middle_between(a: _Defect, c: _Defect, dense: np.ndarray, palm: np.ndarray
                    p=pts[m].copy())
 
 
+def _find_thumb(cand: list, ia: int, ic: int, b: _Defect, n: np.ndarray, span: float):
+    """(thumb-index gap, the end of the triple beside it) or (None, None): the next deep gap
+    along the outline beyond one end of the triple, lying beyond that end across the hand and
+    well down toward the wrist (the lower and deeper of two such gaps)."""
+    a, c = cand[ia], cand[ic]
+    nc = len(cand)
+    mid = (a.p + c.p) / 2
+    thumb, thumb_end, best_t = None, None, -np.inf
+    for q, end, other in (((ic + 1) % nc, c, a), ((ia - 1) % nc, a, c)):
+        d = cand[q]
+        if d is a or d is c or d is b:
+            continue
+        lat = float(np.dot(d.p - mid, (end.p - other.p) / span))
+        down = float(np.dot(d.p - mid, n)) / span
+        dist_end = np.hypot(*(d.p - end.p)) / span
+        if lat >= 0.65 and 0.3 <= down <= 1.8 and 0.5 <= dist_end <= 2.2 \
+                and d.depth >= 0.3 * span:
+            s = d.depth / span - abs(down - 0.9)
+            if s > best_t:
+                best_t, thumb, thumb_end = s, d, end
+    return thumb, thumb_end
+
+
+THUMB_BONUS = 0.4
+"""Score bonus of a valley triple with a thumb-index gap beside it: of two triples one finger
+apart (the thumb web taken for the index-middle gap), the right one has the thumb beyond it."""
+
+
 def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
                  max_spacing_ratio: float = 1.6, min_outer_finger: float = 0.2,
                  allow_hidden_middle: bool = False) -> ValleyFit:
@@ -426,8 +454,11 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
             r = _score_triple(cand[ia], cand[ib], cand[ic], cand[(ia - 1) % nc].dense_idx,
                               cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale, prm,
                               (h, w))
-            if r is not None and (best is None or r[0] > best[0]):
-                best = (r[0], r[1], ia, cand[ib], ic, r[2], r[3])
+            if r is not None:
+                sc = r[0] + THUMB_BONUS * (_find_thumb(cand, ia, ic, cand[ib], r[2], r[3])[0]
+                                           is not None)
+                if best is None or sc > best[0]:
+                    best = (sc, r[1], ia, cand[ib], ic, r[2], r[3])
     if best is None and allow_hidden_middle:
         for ia in range(nc):
             for ic in range(nc):
@@ -439,30 +470,17 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
                 r = _score_triple(cand[ia], b, cand[ic], cand[(ia - 1) % nc].dense_idx,
                                   cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale,
                                   prm, (h, w))
-                if r is not None and (best is None or r[0] > best[0]):
-                    best = (r[0], r[1], ia, b, ic, r[2], r[3])
+                if r is not None:
+                    sc = r[0] + THUMB_BONUS * (_find_thumb(cand, ia, ic, b, r[2], r[3])[0]
+                                               is not None)
+                    if best is None or sc > best[0]:
+                        best = (sc, r[1], ia, b, ic, r[2], r[3])
     if best is None:
         raise RegionError("too_few_valleys", "no three finger valleys in a row "
                           f"({len(cand)} gaps found, none evenly spaced beside the palm)")
     _, fit, ia, b, ic, n, span = best
     a, c = cand[ia], cand[ic]
-    # thumb: the next deep gap along the outline beyond one end of the triple, lying beyond
-    # that end across the hand and well down toward the wrist
-    thumb, thumb_end = None, None
-    mid = (a.p + c.p) / 2
-    best_t = -np.inf
-    for q, end, other in (((ic + 1) % nc, c, a), ((ia - 1) % nc, a, c)):
-        d = cand[q]
-        if d is a or d is c or d is b:
-            continue
-        lat = float(np.dot(d.p - mid, (end.p - other.p) / span))
-        down = float(np.dot(d.p - mid, n)) / span
-        dist_end = np.hypot(*(d.p - end.p)) / span
-        if lat >= 0.65 and 0.3 <= down <= 1.8 and 0.5 <= dist_end <= 2.2 \
-                and d.depth >= 0.3 * span:
-            s = d.depth / span - abs(down - 0.9)
-            if s > best_t:
-                best_t, thumb, thumb_end = s, d, end
+    thumb, thumb_end = _find_thumb(cand, ia, ic, b, n, span)
     # refine the valley points to the middle of the web bottom, now seen along the frame
     va, vc = (_refine(dense, d, n, tol, window) for d in (a, c))
     vb = _refine(dense, b, n, tol, window) if b.idx >= 0 else b.p
