@@ -84,11 +84,12 @@ VISIBLE_VALLEY_TESTS = dict(min_palm_distance=0.7, max_spacing_ratio=1.6, min_ou
                             allow_hidden_middle=False)
 """find_valleys settings for whole hands seen by a camera."""
 
-NIR_VALLEY_TESTS = dict(min_palm_distance=0.55, max_spacing_ratio=1.6, min_outer_finger=0.1,
+NIR_VALLEY_TESTS = dict(min_palm_distance=0.55, max_spacing_ratio=2.0, min_outer_finger=0.1,
                         allow_hidden_middle=True)
 """find_valleys settings for contact NIR frames: the palm fills the frame (it sits closer to
-the valley line), the fingers leave it after a short stub, and a peg may hide the middle-ring
-valley."""
+the valley line), the fingers leave it after a short stub, a peg may hide the middle-ring
+valley, and the peg's tip (the middle-ring valley seen) need not lie midway (the thumb, which
+the spacing test guards against, is out of view)."""
 
 
 def default_geometry(modality: str) -> RegionGeometry:
@@ -411,7 +412,8 @@ apart (the thumb web taken for the index-middle gap), the right one has the thum
 
 def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
                  max_spacing_ratio: float = 1.6, min_outer_finger: float = 0.2,
-                 allow_hidden_middle: bool = False) -> ValleyFit:
+                 allow_hidden_middle: bool = False, fingers_leave_image: bool = True,
+                 thumb_bonus: float = THUMB_BONUS) -> ValleyFit:
     """The finger valleys of a hand mask (uint8 0/1). Raises RegionError.
 
     ``min_palm_distance``: the palm (centre of the largest inscribed circle) lies at least this
@@ -422,7 +424,9 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
     beyond the ends must rise at least this many spans above their valleys.
     ``allow_hidden_middle``: when no three gaps fit, accept two gaps with the middle-ring
     valley taken as the deepest outline point between them (a peg between the middle and ring
-    fingers, as on PolyU-style NIR sensors)."""
+    fingers, as on PolyU-style NIR sensors). ``fingers_leave_image``: an index or little finger
+    that leaves the image above its valley passes ``min_outer_finger``. ``thumb_bonus``: score
+    added to a triple with a thumb-web gap beside it."""
     h, w = mask.shape
     area = float(np.count_nonzero(mask))
     if area < 0.02 * h * w:
@@ -446,6 +450,7 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
         v = palm - d.far
         d.p = _refine(dense, d, v / max(1e-9, float(np.hypot(*v))), tol, window)
     prm = _Params(min_palm_distance, max_spacing_ratio, min_outer_finger)
+    shape = (h, w) if fingers_leave_image else None
     nc = len(cand)
     best = None
     for trip in itertools.combinations(range(nc), 3):
@@ -453,9 +458,9 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
             ia, ib, ic = (trip[(rot + q) % 3] for q in range(3))
             r = _score_triple(cand[ia], cand[ib], cand[ic], cand[(ia - 1) % nc].dense_idx,
                               cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale, prm,
-                              (h, w))
+                              shape)
             if r is not None:
-                sc = r[0] + THUMB_BONUS * (_find_thumb(cand, ia, ic, cand[ib], r[2], r[3])[0]
+                sc = r[0] + thumb_bonus * (_find_thumb(cand, ia, ic, cand[ib], r[2], r[3])[0]
                                            is not None)
                 if best is None or sc > best[0]:
                     best = (sc, r[1], ia, cand[ib], ic, r[2], r[3])
@@ -469,9 +474,9 @@ def find_valleys(mask: np.ndarray, min_palm_distance: float = 0.7,
                     continue
                 r = _score_triple(cand[ia], b, cand[ic], cand[(ia - 1) % nc].dense_idx,
                                   cand[(ic + 1) % nc].dense_idx, dense, palm, r_in, scale,
-                                  prm, (h, w))
+                                  prm, shape)
                 if r is not None:
-                    sc = r[0] + THUMB_BONUS * (_find_thumb(cand, ia, ic, b, r[2], r[3])[0]
+                    sc = r[0] + thumb_bonus * (_find_thumb(cand, ia, ic, b, r[2], r[3])[0]
                                                is not None)
                     if best is None or sc > best[0]:
                         best = (sc, r[1], ia, b, ic, r[2], r[3])
