@@ -30,6 +30,32 @@ def cmd_evaluate(a) -> int:
     return 0
 
 
+def cmd_evaluate_liveness(a) -> int:
+    """ISO/IEC 30107-3 presentation-attack detection test of the sensor branch (seed 001)."""
+    from device.liveness_eval import evaluate_liveness
+    report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
+                               models_dir=a.models, threads=a.threads)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_evaluate_sr(a) -> int:
+    """PSNR/SSIM of the sensor branch's super-resolution model against bicubic x2."""
+    from device.liveness_eval import evaluate_sr
+    print(json.dumps(evaluate_sr(a.dir, a.sensor, a.out, precision=a.precision,
+                                 models_dir=a.models, threads=a.threads), indent=2))
+    return 0
+
+
+def cmd_review(a) -> int:
+    """Keep reviewer-labelled misclassified presentations for liveness retraining."""
+    from device.review import review
+    print(json.dumps(review(a.dir, a.sensor, a.out, labels_file=a.labels,
+                            precision=a.precision, models_dir=a.models,
+                            threads=a.threads), indent=2))
+    return 0
+
+
 def cmd_evaluate_protection(a) -> int:
     """Template-protection test (seed 002, ISO/IEC 30136): accuracy, D_sys, inversion."""
     from device.protect.evaluate import config_from_args, run
@@ -67,6 +93,14 @@ def _protect_args(sp) -> None:
                                                         "evaluation; the gate uses os.urandom)")
 
 
+def _sensor_args(sp) -> None:
+    sp.add_argument("dir")
+    sp.add_argument("--sensor", choices=["xray", "nir"], required=True)
+    sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    sp.add_argument("--threads", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="palmgate",
@@ -97,6 +131,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "baselines)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("evaluate-liveness", help="ISO/IEC 30107-3 liveness test (APCER per "
+                        "species, BPCER, BPCER20/100, DET) on DIR/bona_fide and "
+                        "DIR/attack/<species>")
+    _sensor_args(sp)
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_evaluate_liveness)
+
+    sp = sub.add_parser("evaluate-sr", help="PSNR/SSIM of the super-resolution model vs "
+                                            "bicubic on DIR/lr, DIR/hr pairs")
+    _sensor_args(sp)
+    sp.add_argument("--out", default=None)
+    sp.set_defaults(fn=cmd_evaluate_sr)
+
+    sp = sub.add_parser("review", help="keep reviewer-labelled misclassified presentations "
+                                       "(liveness layout) for `python -m tools.train liveness "
+                                       "--retrain-from OUT`")
+    _sensor_args(sp)
+    sp.add_argument("--labels", default=None, help="CSV file,label[,species] or JSON "
+                                                   "{file: label}; default: DIR's own layout")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_review)
 
     sp = sub.add_parser("evaluate-protection", help="template-protection test (seed 002): "
                         "protected vs unprotected EER/TAR, unlinkability D_sys, inversion "

@@ -5,6 +5,10 @@ what:
              identity loss and by the synthetic-identity check
   generator  the palm print generation model of seed 004 (needs idnet first)
   synth      idnet then generator
+  sensor     seed 001's transmission-sensor branch, X-ray and NIR: super-resolution and
+             liveness models, fp32 and int8 (tools/train/sensor.py)
+  liveness   with --retrain-from DIR: fine-tune the shipped liveness model on reviewed
+             presentations (claim 9; `palmgate review` writes DIR); SR unchanged
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ from pathlib import Path
 PROFILES = {
     "idnet": {"quick": {"steps": 120}, "full": {"steps": 1000}},
     "generator": {"quick": {"steps": 80}, "full": {"steps": 1500}},
+    "sensor": {"quick": {"steps": 60}, "full": {"steps": 2500}},      # liveness steps
+    "liveness": {"quick": {"steps": 40}, "full": {"steps": 200}},     # --retrain-from
 }
 
 
@@ -27,7 +33,7 @@ def _command_line() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["idnet", "generator", "synth"])
+    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness"])
     p.add_argument("--profile", choices=["quick", "full"], default="quick")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
@@ -38,6 +44,12 @@ def main(argv=None) -> int:
                    help="where to write ONNX files (default: models/ for --profile full, "
                         "WORK/quick/models for --profile quick, so a quick run never replaces "
                         "the shipped models)")
+    p.add_argument("--sensor", choices=["xray", "nir"], default=None,
+                   help="sensor/liveness: only this sensor kind (default: both / from DIR)")
+    p.add_argument("--retrain-from", default=None, metavar="DIR",
+                   help="liveness: reviewed presentations (liveness layout) to fine-tune on")
+    p.add_argument("--models-from", default=None,
+                   help="liveness: models to fine-tune (default: the shipped models/)")
     a = p.parse_args(argv)
 
     import torch
@@ -52,6 +64,8 @@ def main(argv=None) -> int:
         models = Path(a.models)
     else:
         models = MODELS_DIR if a.profile == "full" else work / "models"
+    if a.what in ("sensor", "liveness"):
+        return _sensor(a, work, models, torch)
     todo = ["idnet", "generator"] if a.what == "synth" else [a.what]
     for what in todo:
         steps = a.steps or PROFILES[what][a.profile]["steps"]
@@ -62,6 +76,28 @@ def main(argv=None) -> int:
         report = run(steps=steps, seed=a.seed, work=work, models=models,
                      command=_command_line(), profile=a.profile)
         print(json.dumps({what: report}, indent=2))
+    return 0
+
+
+def _sensor(a, work, models, torch) -> int:
+    from tools.train import sensor
+
+    torch.set_num_threads(a.threads or 1)   # one thread is fastest on a shared 2-core machine
+    steps = a.steps or PROFILES[a.what][a.profile]["steps"]
+    if a.what == "sensor":
+        report = sensor.run(steps=steps, seed=a.seed, work=work, models=models,
+                            command=_command_line(), profile=a.profile,
+                            sensors=[a.sensor] if a.sensor else sensor.SENSORS,
+                            threads=a.threads or 1)
+    else:
+        if not a.retrain_from:
+            raise SystemExit("liveness: --retrain-from DIR is required")
+        from tools.paths import MODELS_DIR
+        dst = Path(a.models) if a.models else work / "retrain" / "models"
+        report = sensor.retrain(Path(a.retrain_from), a.sensor, steps, a.seed, work,
+                                Path(a.models_from) if a.models_from else MODELS_DIR, dst,
+                                _command_line(), a.profile, threads=a.threads or 1)
+    print(json.dumps(report, indent=1, default=float))
     return 0
 
 

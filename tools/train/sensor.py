@@ -1,0 +1,802 @@
+"""Train, evaluate, quantise and export the transmission-sensor branch of seed 001 for both
+sensor kinds (``python -m tools.train sensor --profile quick|full``), and fine-tune the liveness
+model on reviewed presentations (claim 9: ``python -m tools.train liveness --retrain-from DIR``).
+
+Data (all synthetic sets are written by the synthetic engine, deterministic per seed, under
+``WORK/../sensor_data``; different seeds for training, validation and the held-out test):
+
+* liveness sets: ``python -m tools.synth liveness --sensor S --bona-fide N --per-species M
+  --seed {1001 train, 2002 validation, 3003 held-out test}``;
+* SR pairs: ``python -m tools.synth sr-pairs --sensor S --n N --seed {1101 train, 3103 test}``;
+* real NIR (``../shared/data/real/polyu_nir``, 250 palms): subject-disjoint thirds --
+  validation = ``split_subjects(250, 0.2, 0)``'s 50 palms, held-out test = 50 of the other 200
+  (``split_subjects(200, 0.25, 1)``), training = the remaining 150.  Real captures are bona fide
+  for NIR liveness (centre-cropped and area-resized to the 128x128 capture, as the runtime does)
+  and make real SR pairs: the same square frame centre area-resized to 256x256 is the HR image,
+  the engine's sensor degradation (area /2, sensor PSF, read noise) of it the LR capture.
+
+Per sensor: SR (train, export, PSNR/SSIM vs bicubic on held-out pairs) -> liveness on the SR
+output (train, threshold on validation, rates on the held-out set) -> the same classifier
+without SR (ablation) -> int8 QDQ of both models (calibrated on training frames) with their own
+validation threshold -> sizes, latencies, int8 operators -> occlusion maps -> manifest entries.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_liveness_dir,
+                                  sr_quality, summarise_sr)
+from device.sensor_branch import SENSORS, is_live, to_capture
+from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
+from tools.train import sensor_quant as Q
+from tools.train.liveness_model import (DEFAULT_CONFIG, export_liveness_onnx, load_from_onnx,
+                                        predict, train_liveness)
+from tools.train.sr_model import export_sr_onnx, train_sr
+
+LIVENESS_SEEDS = {"train": (1001, 1002), "val": (2002,), "test": (3003,)}
+SR_SEEDS = {"train": 1101, "test": 3103}
+REAL_PAIR_SEED = 4104
+SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
+                    "photo"),
+           "nir": ("printed_photo", "screen_replay", "silicone_cast")}
+
+# synthetic liveness sets of each split: (seed, bona fide, per species); real NIR palms per
+# split (None: all of the split)
+CONFIG = {
+    "quick": {"liveness": {"xray": {"train": [(1001, 240, 48)], "val": [(2002, 100, 20)],
+                                    "test": [(3003, 200, 40)]},
+                           "nir": {"train": [(1001, 120, 60)], "val": [(2002, 60, 20)],
+                                   "test": [(3003, 200, 60)]}},
+              "real_subjects": {"train": 16, "val": 6, "test": 8},
+              "sr_pairs": {"train": 160, "test": 40}, "sr_iters": 200, "sr_patch": 40,
+              "liveness_steps": 60, "calibration_frames": 16, "occlusion": True,
+              "retrain_replay": 600},
+    "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
+                                   "val": [(2002, 500, 100)], "test": [(3003, 1000, 300)]},
+                          "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
+                                  "val": [(2002, 300, 150)], "test": [(3003, 1000, 300)]}},
+             "real_subjects": {"train": None, "val": None, "test": None},
+             "sr_pairs": {"train": 1500, "test": 200}, "sr_iters": 4000, "sr_patch": 48,
+             "liveness_steps": 1500, "calibration_frames": 64, "occlusion": True,
+             "retrain_replay": 3000},
+}
+SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
+
+
+
+def _log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def data_root(work: Path) -> Path:
+    return Path(work).parent / "sensor_data"
+
+
+def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
+    """One synthetic liveness set ``spec = (seed, bona fide, per species)`` of a split,
+    written by the engine if not there yet."""
+    from tools.synth.sensor_sets import write_liveness
+
+    seed, nb, na = spec
+    if seed not in LIVENESS_SEEDS[split]:
+        raise ValueError(f"seed {seed} is not a {split} seed {LIVENESS_SEEDS[split]}")
+    d = root / f"liveness_{sensor}_{split}_s{seed}_b{nb}_a{na}"
+    if not (d / "manifest.json").exists():
+        t = time.time()
+        write_liveness(d, sensor, nb, na, seed)
+        _log(f"  wrote {d} ({time.time() - t:.0f} s)")
+    return d
+
+
+def synth_command(sensor: str, spec) -> str:
+    return (f"python -m tools.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
+            f"--per-species {spec[2]} --seed {spec[0]}")
+
+
+def load_split(root: Path, sensor: str, split: str, specs):
+    """(captures, labels, classes) of every set of a split, concatenated."""
+    parts = [load_liveness_dir(liveness_set(root, sensor, split, sp)) for sp in specs]
+    return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
+
+
+def load_liveness_dir(d: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(captures uint8 (N,128,128), labels 1 live / 0 attack, class names) of a liveness
+    folder (any image size: frames are mapped to the capture like the runtime does)."""
+    bona, attacks = scan_liveness_dir(d)
+    files = [(f, "bona_fide") for f in bona] + [(f, sp) for sp, fs in attacks.items()
+                                                for f in fs]
+    imgs = np.stack([_capture_u8(read_grey(f)) for f, _ in files])
+    cls = np.array([c for _, c in files])
+    return imgs, (cls == "bona_fide").astype(np.int64), cls
+
+
+def _capture_u8(frame: np.ndarray) -> np.ndarray:
+    return np.round(to_capture(frame) * 255).astype(np.uint8)
+
+
+def sr_pair_set(root: Path, sensor: str, split: str, n: int) -> Path:
+    from tools.synth.sensor_sets import write_sr_pairs
+
+    seed = SR_SEEDS[split]
+    d = root / f"sr_{sensor}_{split}_s{seed}_n{n}"
+    if not (d / "manifest.json").exists():
+        t = time.time()
+        write_sr_pairs(d, sensor, n, seed)
+        _log(f"  wrote {d} ({time.time() - t:.0f} s)")
+    return d
+
+
+def load_pairs(d: Path) -> tuple[np.ndarray, np.ndarray]:
+    names = sorted(p.name for p in (d / "lr").glob("*.png"))
+    lr = np.stack([read_grey(d / "lr" / n) for n in names])
+    hr = np.stack([read_grey(d / "hr" / n) for n in names])
+    return lr, hr
+
+
+def real_nir_dir() -> Path | None:
+    d = shared_data_dir() / "real" / "polyu_nir"
+    return d if d.is_dir() else None
+
+
+def real_nir_split() -> dict[str, list[str]]:
+    """Subject-disjoint training / validation / held-out test palms of the real NIR set."""
+    from tools.train.realdata import split_subjects
+
+    d = real_nir_dir()
+    if d is None:
+        return {"train": [], "val": [], "test": []}
+    names = sorted(p.name for p in d.iterdir() if p.is_dir())
+    rest, val = split_subjects(len(names), 0.2, 0)
+    rtr, rte = split_subjects(len(rest), 0.25, 1)
+    return {"train": [names[i] for i in rest[rtr]], "val": [names[i] for i in val],
+            "test": [names[i] for i in rest[rte]]}
+
+
+def real_nir_files(subjects: list[str]) -> list[Path]:
+    d = real_nir_dir()
+    return [f for s in subjects for f in sorted((d / s).glob("*.jpg"))] if d else []
+
+
+def real_pairs(files: list[Path], seed: int, random_crop: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Real SR pairs at the gate's scale: HR = the square frame centre (the part the runtime
+    maps to the 128x128 capture) area-resized to 256x256; LR = the synthetic engine's sensor
+    degradation of it (area /2, sensor PSF, read noise).  ``random_crop``: a random square of
+    240-288 px at a random position instead of the centre (training augmentation)."""
+    from tools.synth.sensor import degrade
+
+    lrs, hrs = [], []
+    for i, f in enumerate(files):
+        im = read_grey(f)
+        rng = np.random.default_rng([seed, i])
+        h, w = im.shape
+        side = min(h, w)
+        if random_crop:
+            side = int(rng.integers(240, side + 1))
+            r, c = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        else:
+            r, c = (h - side) // 2, (w - side) // 2
+        hr = cv2.resize(im[r:r + side, c:c + side].astype(np.float32) / 255.0, (256, 256),
+                        interpolation=cv2.INTER_AREA)
+        lr = degrade(hr, rng)
+        hrs.append(np.round(hr * 255).astype(np.uint8))
+        lrs.append(np.round(lr * 255).astype(np.uint8))
+    return np.stack(lrs), np.stack(hrs)
+
+
+def write_real_heldout(root: Path, subjects: list[str]) -> tuple[Path, Path]:
+    """Folders for the CLI on the held-out real palms (git-ignored work area): a liveness
+    layout of symbolic links to the real captures, and the real SR pairs as PNG (rewritten
+    when the subject list changes)."""
+    import shutil
+
+    files = real_nir_files(subjects)
+    stamp = "gate-scale pairs v2\n" + "\n".join(subjects) + "\n"
+    suffix = "" if len(subjects) == len(real_nir_split()["test"]) else f"_{len(subjects)}"
+    live, pairs = root / f"real_nir_heldout{suffix}", root / f"real_nir_sr_heldout{suffix}"
+    for d in (live, pairs):
+        if (d / "done").exists() and (d / "done").read_text() != stamp:
+            shutil.rmtree(d)
+    if not (live / "done").exists():
+        (live / "bona_fide").mkdir(parents=True, exist_ok=True)
+        for f in files:
+            os.symlink(f.resolve(), live / "bona_fide" / f"{f.parent.name}_{f.name}")
+        (live / "done").write_text(stamp)
+    if not (pairs / "done").exists():
+        lr, hr = real_pairs(files, SR_SEEDS["test"], random_crop=False)
+        for k, f in enumerate(files):
+            for sub, a in (("lr", lr[k]), ("hr", hr[k])):
+                (pairs / sub).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(pairs / sub / f"{f.parent.name}_{f.stem}.png"), a)
+        (pairs / "done").write_text(stamp)
+    return live, pairs
+
+
+# --------------------------------------------------------------------------------------------
+# running the exported models (onnxruntime, the same graphs the gate runs)
+
+
+def run_sr(sess, caps_u8: np.ndarray, as_u8: bool = True, batch: int = 16) -> np.ndarray:
+    out = []
+    for i in range(0, len(caps_u8), batch):
+        x = caps_u8[i:i + batch, None].astype(np.float32) / 255.0
+        y = sess.run(None, {"capture": x})[0][:, 0]
+        out.append(np.round(y * 255).astype(np.uint8) if as_u8 else y)
+    return np.concatenate(out)
+
+
+def run_liveness(sess, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    out = []
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch, None]
+        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+        out.append(sess.run(None, {"image": x})[0][:, 1])
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def branch_scores(sr_sess, lv_sess, caps_u8: np.ndarray, batch: int = 16) -> np.ndarray:
+    """p(live) of captures through SR -> liveness in float, exactly as the runtime does."""
+    out = []
+    for i in range(0, len(caps_u8), batch):
+        sr = run_sr(sr_sess, caps_u8[i:i + batch], as_u8=False, batch=batch)
+        out.append(run_liveness(lv_sess, sr, batch))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def by_species(p: np.ndarray, cls: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    bona = p[cls == "bona_fide"]
+    return bona, {sp: p[cls == sp] for sp in dict.fromkeys(cls) if sp != "bona_fide"}
+
+
+def _logit(p, eps: float = 1e-7):
+    p = np.clip(np.asarray(p, np.float64), eps, 1 - eps)
+    return np.log(p) - np.log1p(-p)
+
+
+def species_margins(attacks: dict[str, np.ndarray], thr: float) -> dict:
+    """How close each species comes to being accepted: logit(p) - logit(threshold) of its
+    median and highest-scoring presentations (larger = harder)."""
+    t = float(_logit(thr))
+    return {sp: {"median": round(float(np.median(_logit(s)) - t), 2),
+                 "p99": round(float(np.percentile(_logit(s), 99) - t), 2),
+                 "max": round(float(np.max(_logit(s)) - t), 2)} for sp, s in attacks.items()
+            if len(s)}
+
+
+def rates(p, cls, thr, real_p=None) -> dict:
+    bona, att = by_species(p, cls)
+    r = pad_rates(bona, att, thr)
+    r["n_bona_fide"], r["n_attack"] = int(bona.size), {k: int(v.size) for k, v in att.items()}
+    if real_p is not None and len(real_p):
+        r["real_nir_bpcer"] = float(np.mean(~is_live(real_p, thr)))
+        r["real_nir_n"] = int(len(real_p))
+    return r
+
+
+def choose(p_val, cls_val, real_val=None) -> float:
+    bona, att = by_species(p_val, cls_val)
+    if real_val is not None and len(real_val):
+        bona = np.concatenate([bona, real_val])
+    return choose_threshold(bona, att)
+
+
+# --------------------------------------------------------------------------------------------
+# occlusion maps
+
+
+def occlusion_map(lv_sess, img: np.ndarray, patch: int = 32, stride: int = 16) -> np.ndarray:
+    """Evidence map for the decision: how much the decision's logit drops when a patch is
+    replaced by a heavily blurred copy of the image (positive = the region supports it)."""
+    base = float(_logit(run_liveness(lv_sess, img[None])[0]))
+    sign = 1.0 if base > 0 else -1.0
+    blur = cv2.GaussianBlur(img, (0, 0), 8)
+    h, w = img.shape
+    pos = [(r, c) for r in range(0, h - patch + 1, stride) for c in range(0, w - patch + 1, stride)]
+    batch = np.repeat(img[None], len(pos), 0)
+    for k, (r, c) in enumerate(pos):
+        batch[k, r:r + patch, c:c + patch] = blur[r:r + patch, c:c + patch]
+    lo = _logit(run_liveness(lv_sess, batch))
+    heat = np.zeros((h, w), np.float64)
+    cnt = np.zeros((h, w), np.float64)
+    for k, (r, c) in enumerate(pos):
+        heat[r:r + patch, c:c + patch] += sign * (base - lo[k])
+        cnt[r:r + patch, c:c + patch] += 1
+    return heat / np.maximum(cnt, 1)
+
+
+def occlusion_png(lv_sess, examples: list[tuple[str, np.ndarray, float]], path: Path,
+                  tile: int = 112) -> None:
+    """Top row: SR images; bottom row: occlusion evidence for the model's decision."""
+    cols = []
+    for title, img, p in examples:
+        heat = np.maximum(occlusion_map(lv_sess, img), 0)
+        heat = heat / (heat.max() + 1e-9)
+        g = cv2.resize((img * 255).astype(np.uint8), (tile, tile), interpolation=cv2.INTER_AREA)
+        g3 = cv2.cvtColor(g, cv2.COLOR_GRAY2BGR)
+        hm = cv2.applyColorMap(cv2.resize((heat * 255).astype(np.uint8), (tile, tile)),
+                               cv2.COLORMAP_JET)
+        over = cv2.addWeighted(g3, 0.5, hm, 0.5, 0)
+        lab = np.full((30, tile, 3), 255, np.uint8)
+        cv2.putText(lab, title[:17], (2, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (0, 0, 0), 1)
+        cv2.putText(lab, f"p(live) {p:.3f}", (2, 25), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                    (0, 0, 0), 1)
+        cols.append(np.vstack([g3, over, lab]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.hstack(cols), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
+# --------------------------------------------------------------------------------------------
+# the pipeline of one sensor
+
+
+def _weights(cls: np.ndarray, real_mask: np.ndarray | None = None) -> np.ndarray:
+    """Sampling weights: half bona fide (split evenly between synthetic and real when there
+    are real captures), half attacks, split evenly over species."""
+    w = np.zeros(len(cls))
+    bona = cls == "bona_fide"
+    if real_mask is not None and real_mask.any():
+        syn = bona & ~real_mask
+        w[syn] = 0.25 / syn.sum()
+        w[real_mask] = 0.25 / real_mask.sum()
+    else:
+        w[bona] = 0.5 / bona.sum()
+    species = [s for s in dict.fromkeys(cls) if s != "bona_fide"]
+    for s in species:
+        m = cls == s
+        w[m] = 0.5 / len(species) / m.sum()
+    return w / w.sum()
+
+
+def _sr_block(sensor, cfg, root, work, models, threads, seed):
+    """Train, export and evaluate the SR model of a sensor; returns (report, sessions)."""
+    t0 = time.time()
+    lr, hr = load_pairs(sr_pair_set(root, sensor, "train", cfg["sr_pairs"]["train"]))
+    weights, data = None, [f"synthetic {sensor} SR pairs: "
+                           f"python -m tools.synth sr-pairs --sensor {sensor} --n "
+                           f"{cfg['sr_pairs']['train']} --seed {SR_SEEDS['train']}"]
+    split = real_nir_split()
+    if sensor == "nir" and split["train"]:
+        files = real_nir_files(split["train"][:cfg["real_subjects"]["train"]])
+        rl, rh = real_pairs(files, REAL_PAIR_SEED, random_crop=True)
+        weights = np.concatenate([np.full(len(lr), 0.35 / len(lr)),
+                                  np.full(len(rl), 0.65 / len(rl))])
+        lr, hr = np.concatenate([lr, rl]), np.concatenate([hr, rh])
+        data.append(f"real NIR SR pairs of {len(files)} captures of "
+                    f"{len(set(f.parent.name for f in files))} training palms (PolyU, random "
+                    f"240-288 px square crop resized to 256x256 as HR, engine degradation "
+                    f"as LR, seed "
+                    f"{REAL_PAIR_SEED}), sampled 65 % real / 35 % synthetic")
+    _log(f"[{sensor}] SR: {len(lr)} training pairs")
+    model, hist = train_sr(lr, hr, max_iters=cfg["sr_iters"], seed=seed, patch=cfg["sr_patch"],
+                           weights=weights, **SR_ARCH, log=_log,
+                           log_every=max(cfg["sr_iters"] // 10, 1))
+    torch.save({"state_dict": model.state_dict(), "history": hist, "arch": SR_ARCH},
+               work / f"sr_{sensor}.pt")
+    path = models / f"sr_{sensor}.onnx"
+    export_sr_onnx(model, path)
+    sess = Q.session(path, threads)
+    # check claim 2 on a forward pass: C(F2) > C(F1)
+    with torch.no_grad():
+        f1, f2, y = model.stages(torch.zeros(1, 1, 16, 16))
+    report = {"train_seconds": round(time.time() - t0, 1), "history": hist,
+              "channels": {"F1": int(f1.shape[1]), "F2": int(f2.shape[1])},
+              "data": data}
+    tl, th = load_pairs(sr_pair_set(root, sensor, "test", cfg["sr_pairs"]["test"]))
+    report["heldout_synthetic"] = _sr_eval(sess, tl, th)
+    report["heldout_synthetic"]["data"] = (f"python -m tools.synth sr-pairs --sensor {sensor} "
+                                           f"--n {cfg['sr_pairs']['test']} --seed "
+                                           f"{SR_SEEDS['test']}")
+    if sensor == "nir" and split["test"]:
+        files = real_nir_files(split["test"][:cfg["real_subjects"]["test"]])
+        rl, rh = real_pairs(files, SR_SEEDS["test"], random_crop=False)
+        report["heldout_real_nir"] = _sr_eval(sess, rl, rh)
+        n_palms = len(set(f.parent.name for f in files))
+        report["heldout_real_nir"]["data"] = (f"{len(files)} captures of {n_palms} held-out real "
+                                              f"palms, centre 288x288 square resized to 256x256 "
+                                              f"as HR, engine degradation as LR, seed "
+                                              f"{SR_SEEDS['test']}")
+    held = {k: v for k, v in report.items() if k.startswith("heldout")}
+    _log(f"[{sensor}] SR held-out: {json.dumps(held)}")
+    return report, sess, (tl, th), path
+
+
+def _sr_eval(sess, lr, hr, int8_sess=None) -> dict:
+    rows, snr = [], []
+    for i in range(len(lr)):
+        x = lr[i].astype(np.float32) / 255.0
+        y = hr[i].astype(np.float32) / 255.0
+        sr = sess.run(None, {"capture": x[None, None]})[0][0, 0]
+        rows.append(sr_quality(x, y, sr))
+        if int8_sess is not None:
+            s8 = int8_sess.run(None, {"capture": x[None, None]})[0][0, 0]
+            snr.append(10 * math.log10(np.sum(sr.astype(np.float64) ** 2) /
+                                       max(np.sum((sr - s8).astype(np.float64) ** 2), 1e-12)))
+    out = summarise_sr(rows)
+    if snr:
+        out["snr_vs_fp32_db"] = round(float(np.mean(snr)), 2)
+    return out
+
+
+def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, docs: Path,
+               steps: int, seed: int, threads: int, command: str, manifest: Path,
+               profile: str) -> dict:
+    t_all = time.time()
+    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
+    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
+    sizes = cfg["liveness"][sensor]
+
+    # ---- data
+    caps, labels, cls = {}, {}, {}
+    for s in ("train", "val", "test"):
+        caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
+    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
+                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    _log(f"[{sensor}] liveness data: " + ", ".join(
+        f"{s} {len(caps[s])} synthetic + {len(real_caps[s])} real" for s in caps))
+
+    # ---- SR
+    sr_report, sr_sess, sr_test_pairs, sr_path = _sr_block(sensor, cfg, root, work, models,
+                                                           threads, seed)
+
+    # ---- liveness on SR output
+    train_caps = np.concatenate([caps["train"], real_caps["train"]])
+    train_cls = np.concatenate([cls["train"], np.full(len(real_caps["train"]), "bona_fide")])
+    real_mask = np.zeros(len(train_caps), bool)
+    real_mask[len(caps["train"]):] = True
+    train_y = (train_cls == "bona_fide").astype(np.int64)
+    w = _weights(train_cls, real_mask)
+    t = time.time()
+    train_sr_imgs = run_sr(sr_sess, train_caps)
+    _log(f"[{sensor}] SR of {len(train_caps)} training captures: {time.time() - t:.0f} s")
+    t = time.time()
+    lv, lv_hist = train_liveness(train_sr_imgs, train_y, steps=steps, seed=seed, weights=w,
+                                 config=None, log=_log,
+                                 log_every=max(steps // 15, 1))
+    lv_seconds = time.time() - t
+    torch.save({"state_dict": lv.state_dict(), "history": lv_hist}, work / f"liveness_{sensor}.pt")
+    lv_path = models / f"liveness_{sensor}.onnx"
+    export_liveness_onnx(lv, lv_path)
+    lv_sess = Q.session(lv_path, threads)
+
+    def pipeline_scores(srs, lvs):
+        return {s: branch_scores(srs, lvs, caps[s]) for s in ("val", "test")}, \
+               {s: branch_scores(srs, lvs, real_caps[s]) for s in ("val", "test")}
+
+    p_syn, p_real = pipeline_scores(sr_sess, lv_sess)
+    thr = choose(p_syn["val"], cls["val"], p_real["val"])
+    fp32 = {"threshold": thr,
+            "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
+            "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
+    _, att = by_species(p_syn["test"], cls["test"])
+    fp32["heldout"]["species_margin_logit"] = species_margins(att, thr)
+    _log(f"[{sensor}] fp32 threshold {thr:.4g} held-out {json.dumps(fp32['heldout'])}")
+
+    # ---- ablation: the same classifier on the captures themselves (no SR)
+    t = time.time()
+    lv_raw, raw_hist = train_liveness(train_caps, train_y, steps=steps, seed=seed, weights=w,
+                                      config=None, log=_log,
+                                      log_every=max(steps // 5, 1))
+    raw_seconds = time.time() - t
+    q = {s: predict(lv_raw, caps[s]) for s in ("val", "test")}
+    qr = {s: predict(lv_raw, real_caps[s]) for s in ("val", "test")}
+    thr_raw = choose(q["val"], cls["val"], qr["val"])
+    ablation = {"without_sr": {"threshold": thr_raw,
+                               "heldout": rates(q["test"], cls["test"], thr_raw, qr["test"]),
+                               "validation": rates(q["val"], cls["val"], thr_raw, qr["val"]),
+                               "final_train_log": raw_hist[-1],
+                               "train_seconds": round(raw_seconds, 1)}}
+    _, att_raw = by_species(q["test"], cls["test"])
+    ablation["without_sr"]["heldout"]["species_margin_logit"] = species_margins(att_raw, thr_raw)
+    torch.save({"state_dict": lv_raw.state_dict(), "history": raw_hist},
+               work / f"liveness_{sensor}_nosr.pt")
+    _log(f"[{sensor}] without SR: held-out {json.dumps(ablation['without_sr']['heldout'])}")
+
+    # ---- int8
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(train_caps), cfg["calibration_frames"], replace=False, p=w)
+    calib_caps = [train_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
+    sr8_path = models / f"sr_{sensor}_int8.onnx"
+    Q.quantize_int8(sr_path, sr8_path, calib_caps, "capture")
+    calib_sr = [sr_sess.run(None, {"capture": c})[0] for c in calib_caps]
+    lv8_path = models / f"liveness_{sensor}_int8.onnx"
+    Q.quantize_int8(lv_path, lv8_path, calib_sr, "image")
+    sr8_sess, lv8_sess = Q.session(sr8_path, threads), Q.session(lv8_path, threads)
+    p8_syn, p8_real = pipeline_scores(sr8_sess, lv8_sess)
+    thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"])
+    int8 = {"threshold": thr8,
+            "validation": rates(p8_syn["val"], cls["val"], thr8, p8_real["val"]),
+            "heldout": rates(p8_syn["test"], cls["test"], thr8, p8_real["test"]),
+            "heldout_at_fp32_threshold": rates(p8_syn["test"], cls["test"], thr,
+                                               p8_real["test"])}
+    int8["max_rate_difference_pp"] = _max_rate_diff(fp32["heldout"], int8["heldout"])
+    sr_report["heldout_synthetic_int8"] = _sr_eval(sr_sess, *sr_test_pairs, int8_sess=sr8_sess)
+    sr_report["heldout_synthetic_int8"] = {
+        **_sr_eval(sr8_sess, *sr_test_pairs),
+        "snr_vs_fp32_db": sr_report["heldout_synthetic_int8"]["snr_vs_fp32_db"]}
+    if sensor == "nir" and real["test"]:
+        rl, rh = real_pairs(real["test"], SR_SEEDS["test"], random_crop=False)
+        a = _sr_eval(sr_sess, rl, rh, int8_sess=sr8_sess)
+        sr_report["heldout_real_nir_int8"] = {**_sr_eval(sr8_sess, rl, rh),
+                                              "snr_vs_fp32_db": a["snr_vs_fp32_db"]}
+    _log(f"[{sensor}] int8 threshold {thr8:.4g} held-out {json.dumps(int8['heldout'])}")
+
+    # ---- sizes, latencies, int8 operators
+    x_cap = {"capture": np.random.default_rng(0).random((1, 1, 128, 128), np.float32)}
+    x_sr = {"image": np.random.default_rng(0).random((1, 1, 256, 256), np.float32)}
+    perf = {}
+    for name, path, feed in ((f"sr_{sensor}.onnx", sr_path, x_cap),
+                             (f"sr_{sensor}_int8.onnx", sr8_path, x_cap),
+                             (f"liveness_{sensor}.onnx", lv_path, x_sr),
+                             (f"liveness_{sensor}_int8.onnx", lv8_path, x_sr)):
+        perf[name] = {"bytes": path.stat().st_size,
+                      "latency_ms_1thread": Q.latency_ms(path, feed, threads=1)}
+        if name.endswith("_int8.onnx"):
+            perf[name]["operators"] = Q.int8_report(path)
+    _log(f"[{sensor}] perf {json.dumps(perf)}")
+
+    # ---- occlusion maps on a few held-out examples
+    occ_path = None
+    if cfg["occlusion"]:
+        ex = []
+        for c in ["bona_fide"] + list(SPECIES[sensor]):
+            idx = np.where(cls["test"] == c)[0]
+            if len(idx):
+                i = idx[np.argmax(p_syn["test"][idx])] if c != "bona_fide" else idx[0]
+                ex.append((c if c == "bona_fide" else c + " (top)",
+                           run_sr(sr_sess, caps["test"][i:i + 1], as_u8=False)[0],
+                           float(p_syn["test"][i])))
+        if len(real_caps["test"]):
+            ex.append(("real NIR bona fide", run_sr(sr_sess, real_caps["test"][:1],
+                                                    as_u8=False)[0], float(p_real["test"][0])))
+        occ_path = docs / f"liveness_occlusion_{sensor}.png"
+        occlusion_png(lv_sess, ex, occ_path)
+
+    # ---- manifest entries
+    def palms(files):
+        return len(set(f.parent.name for f in files))
+
+    data_lv = [f"{s}: " + " and ".join(synth_command(sensor, sp) for sp in sizes[s])
+               for s in ("train", "val", "test")]
+    if real["train"]:
+        data_lv.append(
+            f"real NIR bona fide (PolyU, centre-cropped to 128x128): training "
+            f"{len(real['train'])} captures of {palms(real['train'])} palms; "
+            f"validation {len(real['val'])} captures of {palms(real['val'])} "
+            f"palms (split_subjects(250, 0.2, 0)); held-out {len(real['test'])} captures of "
+            f"{palms(real['test'])} other palms (split_subjects(200, 0.25, 1))")
+    data_lv = "; ".join(data_lv) + (f"; training images are the outputs of sr_{sensor}.onnx; "
+                                    f"threshold chosen on validation only")
+    common = {"command": command, "manifest_path": manifest}
+    from tools.manifest import update_entry
+    update_entry(f"sr_{sensor}.onnx", metrics={
+        "heldout_synthetic": sr_report["heldout_synthetic"],
+        **({"heldout_real_nir": sr_report["heldout_real_nir"]}
+           if "heldout_real_nir" in sr_report else {}),
+        "train_log": sr_report["history"][-3:], "profile": profile, "iters": cfg["sr_iters"],
+        **perf[f"sr_{sensor}.onnx"]}, data="; ".join(sr_report["data"]),
+        notes=f"Seed 001 SR (claim 2), {sensor}: capture (N,1,H,W) in [0,1] -> x2 image, clipped "
+              f"to [0,1]. feature_extraction conv5x5 1->{SR_ARCH['c1']} ReLU; feature_mapping "
+              f"{SR_ARCH['c1']}->{SR_ARCH['c2']} (+{SR_ARCH['mapping_layers'] - 1} x "
+              f"{SR_ARCH['c2']}->{SR_ARCH['c2']}) conv3x3 ReLU; reconstruction conv3x3 -> 4 + "
+              f"capture, DepthToSpace(2). PSNR/SSIM with 4 HR px shaved.",
+        extra={"scale": 2, "stages": sr_report["channels"]}, **common)
+    update_entry(f"sr_{sensor}_int8.onnx", metrics={
+        "heldout_synthetic": sr_report["heldout_synthetic_int8"],
+        **({"heldout_real_nir": sr_report["heldout_real_nir_int8"]}
+           if "heldout_real_nir_int8" in sr_report else {}),
+        **perf[f"sr_{sensor}_int8.onnx"]},
+        data=f"static int8 QDQ of sr_{sensor}.onnx (per-channel weights, MinMax) calibrated on "
+             f"{len(calib_caps)} training captures (bona fide and every species)",
+        notes="int8 version of the fp32 SR model; see 'operators' for what runs in int8",
+        extra={"scale": 2, "quantized_from": f"sr_{sensor}.onnx"}, **common)
+    lv_metrics = {"heldout": fp32["heldout"], "validation": fp32["validation"],
+                  "ablation_without_sr": ablation["without_sr"]["heldout"],
+                  "train_log": lv_hist, "steps": steps, "profile": profile,
+                  **perf[f"liveness_{sensor}.onnx"]}
+    update_entry(f"liveness_{sensor}.onnx", metrics=lv_metrics, data=data_lv,
+                 notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
+                       f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
+                       f"threshold (equality is not live). Conv layers (channels, max-pool after) "
+                       f"{DEFAULT_CONFIG['plan']} (first 3x3 stride 1 without BN), global "
+                       f"average + max pooling, linear.",
+                 extra={"threshold": thr, "input": f"output of sr_{sensor}.onnx",
+                        "sr_model": f"sr_{sensor}.onnx"}, **common)
+    update_entry(f"liveness_{sensor}_int8.onnx", metrics={
+        "heldout": int8["heldout"], "validation": int8["validation"],
+        "heldout_at_fp32_threshold": int8["heldout_at_fp32_threshold"],
+        "max_rate_difference_vs_fp32_pp": int8["max_rate_difference_pp"],
+        **perf[f"liveness_{sensor}_int8.onnx"]},
+        data=f"static int8 QDQ of liveness_{sensor}.onnx calibrated on the SR outputs of "
+             f"{len(calib_caps)} training captures; threshold chosen on validation with "
+             f"sr_{sensor}_int8.onnx in front",
+        notes="int8 version of the fp32 liveness model (Softmax left in float)",
+        extra={"threshold": thr8, "input": f"output of sr_{sensor}_int8.onnx",
+               "sr_model": f"sr_{sensor}_int8.onnx",
+               "quantized_from": f"liveness_{sensor}.onnx"}, **common)
+
+    return {"sr": sr_report, "liveness_fp32": fp32, "liveness_int8": int8,
+            "ablation": ablation, "perf": perf,
+            "occlusion_png": str(occ_path) if occ_path else None,
+            "liveness_train_log": lv_hist, "liveness_train_seconds": round(lv_seconds, 1),
+            "heldout_dirs": {"synthetic": [str(liveness_set(root, sensor, "test", sp))
+                                           for sp in sizes["test"]]},
+            "seconds": round(time.time() - t_all, 1)}
+
+
+def _max_rate_diff(a: dict, b: dict) -> float:
+    diffs = [abs(a["apcer"][k] - b["apcer"][k]) for k in a["apcer"]]
+    for k in ("bpcer", "bpcer20", "bpcer100", "real_nir_bpcer"):
+        if a.get(k) is not None and b.get(k) is not None:
+            diffs.append(abs(a[k] - b[k]))
+    return round(100 * max(diffs), 3)
+
+
+def run(steps: int, seed: int, work: Path, models: Path, command: str, profile: str,
+        sensors=SENSORS, threads: int = 0) -> dict:
+    """``python -m tools.train sensor``: both sensors, SR + liveness, fp32 + int8."""
+    cfg = CONFIG[profile]
+    work = Path(work)
+    root = data_root(work)
+    models = Path(models)
+    models.mkdir(parents=True, exist_ok=True)
+    shipped = models.resolve() == MODELS_DIR.resolve()
+    manifest = models / "manifest.json"
+    docs = PROJECT_ROOT / "docs" if shipped else work / "docs"
+    report = {"profile": profile, "command": command}
+    split = real_nir_split()
+    if split["test"] and "nir" in sensors:
+        live, pairs = write_real_heldout(root, split["test"][:cfg["real_subjects"]["test"]])
+        report["real_nir_heldout_dirs"] = {"liveness": str(live), "sr_pairs": str(pairs)}
+    name = "sensor_report.json" if len(sensors) > 1 else f"sensor_report_{sensors[0]}.json"
+    for sensor in sensors:
+        report[sensor] = run_sensor(sensor, cfg, root, work, models, docs, steps, seed, threads,
+                                    command, manifest, profile)
+        (work / name).write_text(json.dumps(report, indent=2, default=float))
+    _log(f"report: {work / name}")
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# claim 9: fine-tune the liveness model on reviewed presentations
+
+
+def retrain(reviewed: Path, sensor: str | None, steps: int, seed: int, work: Path,
+            models_src: Path, models_dst: Path, command: str, profile: str,
+            threads: int = 0) -> dict:
+    """Fine-tune ``liveness_<sensor>.onnx`` of ``models_src`` on the reviewed presentations in
+    ``reviewed`` (liveness layout, as written by ``palmgate review``) mixed with replayed
+    training data; the SR model is used frozen and copied unchanged.  The threshold is chosen
+    again on the validation set; before/after rates on the reviewed samples, the validation
+    set and the held-out test set are returned and written to WORK/retrain_<sensor>.json."""
+    import shutil
+
+    from tools.manifest import update_entry
+
+    reviewed = Path(reviewed)
+    meta = reviewed / "review.json"
+    if sensor is None:
+        if not meta.exists():
+            raise ValueError("--sensor is needed (no review.json in the reviewed folder)")
+        sensor = json.loads(meta.read_text())["sensor"]
+    cfg = CONFIG[profile]
+    root = data_root(work)
+    src_manifest = json.loads((Path(models_src) / "manifest.json").read_text())["models"]
+    old_thr = float(src_manifest[f"liveness_{sensor}.onnx"]["threshold"])
+    sr_path = Path(models_src) / f"sr_{sensor}.onnx"
+    lv_src = Path(models_src) / f"liveness_{sensor}.onnx"
+    sr_sess, lv_old = Q.session(sr_path, threads), Q.session(lv_src, threads)
+
+    rev_caps, rev_y, rev_cls = load_liveness_dir(reviewed)
+    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
+    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
+    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
+                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    sizes = cfg["liveness"][sensor]
+    caps, cls = {}, {}
+    for s in ("train", "val", "test"):
+        caps[s], _, cls[s] = load_split(root, sensor, s, sizes[s])
+
+    # replay: a class-balanced draw of the original training data
+    tr_caps = np.concatenate([caps["train"], real_caps["train"]])
+    tr_cls = np.concatenate([cls["train"], np.full(len(real_caps["train"]), "bona_fide")])
+    rm = np.zeros(len(tr_caps), bool)
+    rm[len(caps["train"]):] = True
+    rng = np.random.default_rng(seed)
+    n_rep = min(cfg["retrain_replay"], len(tr_caps))
+    rep = rng.choice(len(tr_caps), n_rep, replace=False, p=_weights(tr_cls, rm))
+    rep_caps, rep_cls = tr_caps[rep], tr_cls[rep]
+
+    def evaluate(lv_sess, thr):
+        out = {"reviewed": {"n": int(len(rev_caps)), "correct": int(np.sum(
+            is_live(branch_scores(sr_sess, lv_sess, rev_caps), thr) == (rev_y == 1)))}}
+        for s in ("val", "test"):
+            p = branch_scores(sr_sess, lv_sess, caps[s])
+            pr = branch_scores(sr_sess, lv_sess, real_caps[s]) if len(real_caps[s]) else None
+            out["validation" if s == "val" else "heldout"] = rates(p, cls[s], thr, pr)
+        return out
+
+    before = evaluate(lv_old, old_thr)
+    _log(f"[{sensor}] before: reviewed {before['reviewed']}")
+    model = load_from_onnx(lv_src)
+    all_caps = np.concatenate([rev_caps, rep_caps])
+    all_cls = np.concatenate([rev_cls, rep_cls])
+    all_y = (all_cls == "bona_fide").astype(np.int64)
+    w = np.concatenate([np.full(len(rev_caps), 0.25 / max(len(rev_caps), 1)),
+                        np.full(len(rep_caps), 0.75 / len(rep_caps))])
+    imgs = run_sr(sr_sess, all_caps)
+    model, hist = train_liveness(imgs, all_y, steps=steps, seed=seed, weights=w, model=model,
+                                 lr_rate=3e-4, log=_log, log_every=max(steps // 5, 1))
+    models_dst = Path(models_dst)
+    models_dst.mkdir(parents=True, exist_ok=True)
+    manifest = models_dst / "manifest.json"
+    if models_dst.resolve() != Path(models_src).resolve():
+        shutil.copy(sr_path, models_dst / sr_path.name)
+        shutil.copy(Path(models_src) / f"sr_{sensor}_int8.onnx", models_dst)
+        for n in (f"sr_{sensor}.onnx", f"sr_{sensor}_int8.onnx"):
+            e = src_manifest[n]
+            update_entry(n, metrics=e["metrics"], command=e["command"], data=e["data"],
+                         notes=e.get("notes", ""), manifest_path=manifest,
+                         extra={k: v for k, v in e.items() if k in ("scale", "stages",
+                                                                    "quantized_from")})
+    lv_path = models_dst / f"liveness_{sensor}.onnx"
+    export_liveness_onnx(model, lv_path)
+    lv_new = Q.session(lv_path, threads)
+    p_val = branch_scores(sr_sess, lv_new, caps["val"])
+    pr_val = branch_scores(sr_sess, lv_new, real_caps["val"]) if len(real_caps["val"]) else None
+    thr = choose(p_val, cls["val"], pr_val)
+    after = evaluate(lv_new, thr)
+    _log(f"[{sensor}] after: reviewed {after['reviewed']}")
+    # int8 of the fine-tuned model, calibrated like the shipped one
+    pick = rng.choice(len(tr_caps), cfg["calibration_frames"], replace=False,
+                      p=_weights(tr_cls, rm))
+    calib = [tr_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
+    lv8 = models_dst / f"liveness_{sensor}_int8.onnx"
+    Q.quantize_int8(lv_path, lv8, [sr_sess.run(None, {"capture": c})[0] for c in calib], "image")
+    sr8 = Q.session(Path(models_src) / f"sr_{sensor}_int8.onnx", threads)
+    lv8_sess = Q.session(lv8, threads)
+    thr8 = choose(branch_scores(sr8, lv8_sess, caps["val"]), cls["val"],
+                  branch_scores(sr8, lv8_sess, real_caps["val"]) if len(real_caps["val"]) else None)
+    report = {"sensor": sensor, "reviewed_dir": str(reviewed), "reviewed_classes":
+              {c: int(np.sum(rev_cls == c)) for c in dict.fromkeys(rev_cls)},
+              "replayed_training_images": int(n_rep), "steps": steps,
+              "threshold_before": old_thr, "threshold_after": thr, "threshold_int8_after": thr8,
+              "before": before, "after": after, "train_log": hist,
+              "sr_unchanged": Q_sha(sr_path) == src_manifest[f"sr_{sensor}.onnx"]["sha256"]}
+    src_sha = src_manifest[f"liveness_{sensor}.onnx"]["sha256"][:12]
+    data = (f"fine-tuned from {lv_src} (sha256 {src_sha}) "
+            f"on {len(rev_caps)} reviewed presentations of {reviewed} (SR outputs of the "
+            f"unchanged sr_{sensor}.onnx) + {n_rep} replayed training images; threshold "
+            f"chosen on validation")
+    update_entry(lv_path.name, metrics={"heldout": after["heldout"],
+                                        "validation": after["validation"],
+                                        "reviewed": after["reviewed"],
+                                        "before_retrain": before, "steps": steps},
+                 command=command, data=data, manifest_path=manifest,
+                 notes=f"claim-9 fine-tune of liveness_{sensor}.onnx",
+                 extra={"threshold": thr, "input": f"output of sr_{sensor}.onnx",
+                        "sr_model": f"sr_{sensor}.onnx"})
+    update_entry(lv8.name, metrics={"steps": steps}, command=command,
+                 data=f"static int8 QDQ of {lv_path.name} ({len(calib)} calibration frames)",
+                 manifest_path=manifest, notes="int8 of the claim-9 fine-tuned model",
+                 extra={"threshold": thr8, "input": f"output of sr_{sensor}_int8.onnx",
+                        "sr_model": f"sr_{sensor}_int8.onnx",
+                        "quantized_from": lv_path.name})
+    Path(work).mkdir(parents=True, exist_ok=True)
+    (Path(work) / f"retrain_{sensor}.json").write_text(json.dumps(report, indent=2, default=float))
+    return report
+
+
+def Q_sha(path) -> str:
+    from tools.manifest import sha256_file
+    return sha256_file(path)
