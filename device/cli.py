@@ -69,6 +69,10 @@ def cmd_evaluate_protection(a) -> int:
 
 def cmd_bench_match(a) -> int:
     """1:N protected search time over a large in-memory gallery (prints JSON)."""
+    import os
+    if a.blas_threads and "numpy" not in sys.modules:   # must precede numpy's import
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(a.blas_threads)
     from device.protect.bench import bench_match
     from device.protect.evaluate import config_from_args
     print(json.dumps(bench_match(users=a.users, templates=a.templates, queries=a.queries,
@@ -79,13 +83,14 @@ def cmd_bench_match(a) -> int:
 
 
 def _protect_args(sp) -> None:
-    from device.protect.defaults import DEFAULT_CONFIG as D
-    sp.add_argument("--t", type=float, default=None, help=f"slerp weight (default {D.t})")
+    # no device.protect import here: bench-match sets BLAS threads before numpy loads
+    sp.add_argument("--t", type=float, default=None, help="slerp weight toward the key "
+                    "(default: device/protect/defaults.py)")
     sp.add_argument("--rotation", choices=["fraction", "equal_angle"], default=None,
-                    help=f"fraction: the seed's fixed t; equal_angle: every sub-feature turns "
-                         f"by t*90 deg (default {D.rotation})")
+                    help="fraction: the seed's fixed t; equal_angle: every sub-feature turns "
+                         "by t*90 deg")
     sp.add_argument("--n-drop", type=int, default=None,
-                    help=f"dimensions dropped per sub-feature (default {D.n_drop})")
+                    help="dimensions dropped per sub-feature")
     sp.add_argument("--drop-mode", choices=["random", "importance"], default=None)
     sp.add_argument("--fill", choices=["zero", "random"], default=None)
     sp.add_argument("--key-mode", choices=["per_cell", "shared"], default=None)
@@ -180,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "query (session 1 enrolled, session 2 queries)")
     sp.add_argument("--check", type=int, default=5, help="queries also searched exhaustively")
     sp.add_argument("--json", action="store_true", help="one line of JSON")
+    sp.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads for the search (default 1: one query at a time; "
+                         "0 leaves the library default)")
     _protect_args(sp)
     sp.set_defaults(fn=cmd_bench_match)
     return p

@@ -7,13 +7,12 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from device.protect.core import ProtectConfig, ProtectedTemplate, enrol
+from device.protect.core import ProtectConfig, enrol
 from device.templates.store import (SCHEMA_VERSION, StoreError, TamperedError, TemplateStore,
                                     User, WrongKeyError, migrate)
 

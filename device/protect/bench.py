@@ -11,6 +11,7 @@ on the first ``--check`` queries -- whether the exhaustive exact search picks th
 """
 from __future__ import annotations
 
+import os
 import resource
 import time
 
@@ -120,5 +121,7 @@ def bench_match(users: int = 10000, templates: int = 3, queries: int = 50,
             "gallery_bytes_per_template": round(sum(mem.values()) / max(1, len(gal)), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "build_s": round(t_build, 1), "config": config.to_dict(),
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS", "default"),
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "distractors": "chimera palms of " + str(distractors) if distractors
             else "random unit cells"}

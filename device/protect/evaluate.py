@@ -118,7 +118,7 @@ def _key_strip(data, keys, masks):
 
 
 def protected_block(config, w, Tt, Qq, rng, shortlist: int = 64, check_search: bool = False,
-                    pick=None):
+                    pick=None, owners=None, same=None):
     """Enrol ``Tt`` under fresh keys, score every query of ``Qq`` against every template
     (or, with ``pick`` (nq, nt) boolean, only the picked pairs; the rest are NaN)."""
     data, keys, masks, fills = enrol_many(Tt, config, importance=w, rng=rng)
@@ -135,10 +135,19 @@ def protected_block(config, w, Tt, Qq, rng, shortlist: int = 64, check_search: b
     if check_search:
         # coarse-to-fine against exhaustive: same best template, same score
         found = np.array([gal.search(q).index for q in Qq])
-        agree = {"best_template_same": float(np.mean(found == S.argmax(1))),
+        best = S.argmax(1)
+        agree = {"best_template_same": float(np.mean(found == best)),
                  "best_score_same": float(np.mean(
                      np.isclose(S[np.arange(len(Qq)), found], S.max(1), rtol=0, atol=1e-6))),
                  "shortlist": gal.shortlist_size(), "gallery": len(gal)}
+        if owners is not None and same is not None:
+            own = np.asarray(owners)
+            for f in FARS:
+                thr = threshold_at_far(S[~same], float(f))
+                acc_f = S[np.arange(len(Qq)), found] >= thr
+                acc_e = S.max(1) >= thr
+                agree[f"same_decision_and_user_far_{f}"] = float(np.mean(
+                    (acc_f == acc_e) & (~acc_e | (own[found] == own[best]))))
     return S, (data, keys, masks, fills), agree
 
 
@@ -163,7 +172,8 @@ def evaluate_config(config: ProtectConfig, labels, sessions, T, Q, w, *, seed=No
         pick[np.arange(len(iq))[:, None], np.argsort(r, 1)[:, :k]] = True
         pick &= valid
     Sp, (data, keys, masks, fills), agree = protected_block(config, w, T[ie], Q[iq], rng,
-                                                            shortlist, check_search, pick)
+                                                            shortlist, check_search, pick,
+                                                            labels[ie], same & valid)
     sel = valid if pick is None else pick
     out = {"config": config.to_dict()}
     out["protected"] = _acc(Sp[same & sel], Sp[~same & sel])
@@ -247,13 +257,15 @@ def frontier(rows: list[dict]) -> list[dict]:
     return sorted(front, key=lambda r: r["dsys"])
 
 
-def choose(rows: list[dict]) -> dict | None:
-    """Default: among configurations that drop at least one dimension (without a drop the
-    key-holder inverts exactly, check 13) and meet every target, the lowest protected EER
-    (ties: lower D_sys); None if none does."""
-    ok = [r for r in rows if r["meets_targets"] and r["n_drop"] >= 1]   # the seed needs a drop
+def choose(rows: list[dict], min_drop: int = 2, dsys_margin: float = 0.5) -> dict | None:
+    """The default rule: among configurations that meet every target, drop at least
+    ``min_drop`` dimensions per sub-feature (the seed's irreversibility rests on the drop;
+    2-6 of 16 is its plausible range) and keep D_sys within ``dsys_margin`` of its budget
+    (room for other data), the lowest protected EER (ties: lower D_sys). None if none."""
+    ok = [r for r in rows if r["meets_targets"] and r["n_drop"] >= min_drop
+          and r["dsys"] <= dsys_margin * 0.2]
     if ok:
-        return min(ok, key=lambda r: (r["eer_protected"], r["dsys"]))
+        return min(ok, key=lambda r: (round(r["eer_protected"], 5), r["dsys"]))
     return None
 
 
