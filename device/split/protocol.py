@@ -1,0 +1,198 @@
+"""What one node computes, layer by layer, with its peer (seed 003, two nodes).
+
+Every function takes the node's ``role`` (0 or 1), a channel to the peer (``exchange(bytes)
+-> bytes`` sends this node's message and returns the peer's, ``send``/``recv`` one way), the
+node's shard (``device.split.dealer``) and the inference's triples, and returns this node's
+share. Both nodes call the same functions in the same order (lock-step). Rounds per query in
+shared (claim-8) mode: Gabor open, softmax recovery, PCA open, normalisation recovery, match
+open, score opening to node 0 -- 6; in plain (claim-9) mode 4.
+
+Mask recovery (seed Fig. 9, with the spec's corrections): one random ownership bit per
+*group* (a map pixel's 6 orientations; a cell's 16 dims), fresh per layer and inference from
+the inference seed; node 0 owns the set bits, node 1 the rest. Each node sends its share at
+the peer's positions, so each opens exactly its own positions, applies the non-linearity only
+there and re-shares: the owner keeps v - R and the peer holds R, where R is a uniform stream
+from the common seed. That is the seed's "split, keep one share, send the other" with the
+sent share drawn from a PRG both nodes hold instead of transmitted (it is uniform either way),
+saving a round and n/2 ring elements per layer.
+"""
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+from device.split.cellnet import (DENSE, F_R, F_S, F_SCORE, F_U, F_Y, MAP, TEMPLATE_ROWS,
+                                  WINDOW_ROWS, cell_patches, gabor_patches, softmax_orient,
+                                  unit_cells)
+from device.split.ring import U64, Prg, decode, derive, encode
+
+S = len(WINDOW_ROWS)
+
+
+class ProtocolError(RuntimeError):
+    """The peer is out of step (another triple, another job) or an opened value is out of
+    range: the transaction is denied."""
+
+
+def to_bytes(a: np.ndarray) -> bytes:
+    return np.ascontiguousarray(a, U64).tobytes()
+
+
+def from_bytes(b: bytes, shape) -> np.ndarray:
+    a = np.frombuffer(b, U64)
+    if a.size != int(np.prod(shape)):
+        raise ProtocolError(f"peer sent {a.size} ring elements, expected {int(np.prod(shape))}")
+    return a.reshape(shape).copy()
+
+
+def open_value(ch, mine: np.ndarray) -> np.ndarray:
+    """Open a shared value to both nodes: one exchange."""
+    return mine + from_bytes(ch.exchange(to_bytes(mine)), mine.shape)
+
+
+def ownership(seed: bytes, layer: str, n: int) -> np.ndarray:
+    """(n,) bool, True where node 0 owns the group; the complement is node 1's."""
+    return Prg(derive(seed, "mask/" + layer)).bits(n)
+
+
+def mask_recover(role: int, ch, share: np.ndarray, own0: np.ndarray, frac: int):
+    """Open ``share`` (groups, width) at this node's groups only. Returns (mine, values)."""
+    mine = own0 if role == 0 else ~own0
+    got = from_bytes(ch.exchange(to_bytes(share[~mine])), share[mine].shape)
+    return mine, decode(share[mine] + got, frac)
+
+
+def reshare(mine: np.ndarray, owned_enc: np.ndarray, seed: bytes, layer: str,
+            shape) -> np.ndarray:
+    R = Prg(derive(seed, "reshare/" + layer)).ring(shape)
+    out = R.copy()
+    out[mine] = owned_enc - R[mine]
+    return out
+
+
+def gabor_layer(role: int, ch, shard: dict, tri: dict, x: np.ndarray) -> np.ndarray:
+    """Shares of the strided Gabor responses (1024, 6) at F_R = F_X + F_K."""
+    if shard["mode"] == "plain":                       # claim 9: plaintext kernels, local
+        return gabor_patches(x) @ shard["gab_K"]
+    e = open_value(ch, x - tri["A1"])                  # claim 8: Beaver, fixed kernel mask
+    W = shard["gab_B"] + shard["gab_F"] if role == 0 else shard["gab_B"]
+    return gabor_patches(e) @ W + gabor_patches(tri["A1"]) @ shard["gab_F"] + tri["Z1"]
+
+
+def softmax_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.ndarray:
+    """Soft orientation weights (6, 32, 32) at F_S by mask recovery over map pixels."""
+    own0 = ownership(tri["seed"], "softmax", len(r))
+    mine, vals = mask_recover(role, ch, r, own0, F_R)
+    w = encode(softmax_orient(vals, shard["beta"]), F_S)
+    s = reshare(mine, w, tri["seed"], "softmax", r.shape)
+    return s.T.reshape(-1, MAP, MAP)
+
+
+def cell_layer(role: int, ch, shard: dict, tri: dict, s: np.ndarray) -> np.ndarray:
+    """Projected dense cells (841, 16) at F_Y = F_S + F_P (PCA of every 4x4 block, minus
+    mean @ PCA)."""
+    if shard["mode"] == "plain":
+        return cell_patches(s) @ shard["pca_W"] + shard["bias"]
+    e = open_value(ch, s - tri["A2"])
+    W = shard["pca_B"] + shard["pca_F"] if role == 0 else shard["pca_B"]
+    return (cell_patches(e) @ W + cell_patches(tri["A2"]) @ shard["pca_F"] + tri["Z2"]
+            + shard["bias"])
+
+
+def normalise_layer(role: int, ch, shard: dict, tri: dict, y: np.ndarray,
+                    template: bool) -> np.ndarray:
+    """Unit cells at F_U by mask recovery over cells. A template keeps only its 49 cells,
+    each scaled by its importance (the owner does it on the opened cell), so that a match
+    score is a plain inner product."""
+    if template:
+        y = y[TEMPLATE_ROWS]
+    own0 = ownership(tri["seed"], "normalise", len(y))
+    mine, vals = mask_recover(role, ch, y, own0, F_Y)
+    u = unit_cells(vals)
+    if template:
+        u = u * shard["importance"][mine][:, None]
+    return reshare(mine, encode(u, F_U), tri["seed"], "normalise", y.shape)
+
+
+def extract(role: int, ch, shard: dict, tri: dict, x: np.ndarray,
+            template: bool = False) -> np.ndarray:
+    """This node's share of the feature of input share ``x`` (128x128 at F_X): the dense
+    query map (841, 16), or the weighted template (49, 16)."""
+    r = gabor_layer(role, ch, shard, tri, x)
+    s = softmax_layer(role, ch, shard, tri, r)
+    y = cell_layer(role, ch, shard, tri, s)
+    return normalise_layer(role, ch, shard, tri, y, template)
+
+
+# ---------------------------------------------------------------- gallery and matching
+
+class Gallery:
+    """One node's template slots: the opened masked templates F3 (784, capacity), this node's
+    mask share B3, and which user holds which slot."""
+
+    def __init__(self, role: int, gal_B: np.ndarray):
+        self.role = role
+        self.B = gal_B
+        self.F = np.zeros_like(gal_B)
+        self.uids: list[str] = []
+
+    @property
+    def capacity(self) -> int:
+        return self.B.shape[1]
+
+    def _W(self, n: int) -> np.ndarray:
+        return self.B[:, :n] + self.F[:, :n] if self.role == 0 else self.B[:, :n]
+
+    def fill_from(self, F: np.ndarray, uids: list[str]) -> None:
+        self.F[:, :F.shape[1]] = F
+        self.uids = list(uids)
+
+
+def enrol(role: int, ch, gallery: Gallery, uid: str, t: np.ndarray) -> int:
+    """Store this node's template share ``t`` (49, 16) in the next slot: the nodes open
+    F3 = T - B3 for the slot (one exchange); the share itself need not be kept."""
+    k = len(gallery.uids)
+    if k >= gallery.capacity:
+        raise ProtocolError("gallery full: provision more template slots")
+    gallery.F[:, k] = open_value(ch, t.reshape(-1) - gallery.B[:, k])
+    gallery.uids.append(uid)
+    return k
+
+
+def match_shares(role: int, ch, gallery: Gallery, mt: dict, u: np.ndarray) -> np.ndarray:
+    """Shares (25, K) of every template's score at every shift: sum over cells of
+    importance-weighted cosines, at F_SCORE. Beaver with the slot masks (one exchange)."""
+    n = len(gallery.uids)
+    e = open_value(ch, u - mt["A3"])
+    G = lambda m: m[WINDOW_ROWS].reshape(S, -1)       # noqa: E731
+    return G(e) @ gallery._W(n) + G(mt["A3"]) @ gallery.F[:, :n] + mt["Z3"][:, :n]
+
+
+def decide(role: int, ch, shares: np.ndarray, threshold: float):
+    """Node 1 sends its score shares to node 0, which sums them, takes the best shift of each
+    template, then the best template (never a per-node maximum), and decides. Node 0
+    returns (accept, index, best score, scores per template); node 1 returns None."""
+    if role == 1:
+        ch.send(to_bytes(shares))
+        return None
+    scores = decode(shares + from_bytes(ch.recv(), shares.shape), F_SCORE)
+    if scores.size and np.abs(scores).max() > 1.0 + 1e-3:
+        raise ProtocolError("opened score out of range: peer out of step")
+    per_t = scores.max(axis=0)
+    if per_t.size == 0:
+        return False, -1, float("-inf"), per_t
+    k = int(per_t.argmax())
+    return bool(per_t[k] >= threshold), k, float(per_t[k]), per_t
+
+
+def check_step(ch, job: int, triple: int) -> None:
+    """Both nodes must be at the same job and triple index: one exchange before each job."""
+    mine = struct.pack(">QQ", job, triple)
+    if ch.exchange(mine) != mine:
+        raise ProtocolError("peer is at another job or triple: deny")
+
+
+__all__ = ["ProtocolError", "Gallery", "extract", "enrol", "match_shares", "decide",
+           "check_step", "open_value", "mask_recover", "reshare", "ownership",
+           "to_bytes", "from_bytes", "DENSE"]

@@ -1,0 +1,246 @@
+"""Authenticated, encrypted, sequenced messages between two parties (node-node,
+terminal-node) over a byte stream: TCP or Unix sockets, or a serial line (pyserial).
+
+Frame: ``len (4 B, big endian) | seq (8 B) | AES-256-GCM(payload)``; the 12 header bytes are
+the associated data and the nonce is ``direction (4 B) | seq``. Keys: a 32-byte link key
+provisioned at the factory (``device.split.dealer.link_keys``); each session derives one key
+per direction with HKDF-SHA256 over both sides' fresh 16-byte hello nonces, so a message
+recorded in another session never verifies. The receiver expects seq = last + 1: a tampered
+frame fails the tag, a replayed or reordered one has the wrong seq, a dropped one makes the
+next one arrive with the wrong seq (or the read times out). Each of these raises
+``ChannelError``, which the node and the terminal turn into a deny.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import struct
+import threading
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+MAX_FRAME = 64 << 20
+HEADER = struct.Struct(">IQ")
+
+
+class ChannelError(RuntimeError):
+    """Tampered, replayed, dropped or timed-out message, or a closed link: deny."""
+
+
+class SocketLink:
+    """A connected stream socket (TCP or Unix)."""
+
+    def __init__(self, sock: socket.socket, timeout: float | None = 30.0):
+        self.sock = sock
+        sock.settimeout(timeout)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def write(self, b: bytes) -> None:
+        try:
+            self.sock.sendall(b)
+        except OSError as e:
+            raise ChannelError(f"link write failed: {e}") from None
+
+    def read_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(min(n - len(buf), 1 << 20))
+            except OSError as e:
+                raise ChannelError(f"link read failed: {e}") from None
+            if not chunk:
+                raise ChannelError("link closed")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class SerialLink:
+    """A serial port (pyserial URL or device path) used as a byte stream."""
+
+    def __init__(self, port: str, baudrate: int = 921600, timeout: float = 30.0):
+        import serial
+        self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
+        self.timeout = timeout
+
+    def write(self, b: bytes) -> None:
+        try:
+            self.ser.write(b)
+            self.ser.flush()
+        except Exception as e:                   # serial.SerialException and OSError
+            raise ChannelError(f"serial write failed: {e}") from None
+
+    def read_exact(self, n: int) -> bytes:
+        buf = bytearray()
+        while len(buf) < n:
+            try:
+                chunk = self.ser.read(n - len(buf))
+            except Exception as e:
+                raise ChannelError(f"serial read failed: {e}") from None
+            if not chunk:
+                raise ChannelError("serial read timed out (message dropped?)")
+            buf += chunk
+        return bytes(buf)
+
+    def close(self) -> None:
+        self.ser.close()
+
+
+def _hkdf(key: bytes, salt: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
+
+
+class SecureChannel:
+    """AES-GCM channel over a link. ``side`` is 0 or 1 (the two ends must differ)."""
+
+    def __init__(self, link, key: bytes, side: int, label: str = "peer"):
+        if len(key) != 32 or side not in (0, 1):
+            raise ValueError("need a 32-byte key and side 0 or 1")
+        self.link, self.side = link, side
+        mine = os.urandom(16)
+        link.write(mine)
+        theirs = link.read_exact(16)
+        n0, n1 = (mine, theirs) if side == 0 else (theirs, mine)
+        info = b"palmgate-split/1 " + label.encode()
+        k01 = _hkdf(key, n0 + n1, info + b" 0>1")
+        k10 = _hkdf(key, n0 + n1, info + b" 1>0")
+        self._tx = AESGCM(k01 if side == 0 else k10)
+        self._rx = AESGCM(k10 if side == 0 else k01)
+        self._dir_tx = struct.pack(">I", side)
+        self._dir_rx = struct.pack(">I", 1 - side)
+        self._seq_tx = 0
+        self._seq_rx = 0
+        self.bytes_sent = 32           # both hello nonces count toward the traffic
+        self.bytes_received = 0
+        self.messages_sent = 0
+        self.rounds = 0
+
+    def frame(self, payload: bytes) -> bytes:
+        self._seq_tx += 1
+        n = len(payload) + 16
+        header = HEADER.pack(n, self._seq_tx)
+        ct = self._tx.encrypt(self._dir_tx + struct.pack(">Q", self._seq_tx), payload, header)
+        return header + ct
+
+    def send(self, payload: bytes) -> None:
+        f = self.frame(payload)
+        self.link.write(f)
+        self.bytes_sent += len(f)
+        self.messages_sent += 1
+
+    def recv(self) -> bytes:
+        header = self.link.read_exact(HEADER.size)
+        n, seq = HEADER.unpack(header)
+        if n > MAX_FRAME:
+            raise ChannelError("frame too long (tampered length)")
+        body = self.link.read_exact(n)
+        self.bytes_received += HEADER.size + n
+        if seq != self._seq_rx + 1:
+            raise ChannelError(f"sequence {seq}, expected {self._seq_rx + 1}: replayed or "
+                               f"dropped message")
+        try:
+            out = self._rx.decrypt(self._dir_rx + struct.pack(">Q", seq), body, header)
+        except InvalidTag:
+            raise ChannelError("authentication failed: tampered message") from None
+        self._seq_rx = seq
+        return out
+
+    def exchange(self, payload: bytes) -> bytes:
+        """Send and receive at the same time (the link is full duplex): one round."""
+        err: list[BaseException] = []
+
+        def tx():
+            try:
+                self.send(payload)
+            except BaseException as e:            # re-raised below
+                err.append(e)
+
+        t = threading.Thread(target=tx, daemon=True)
+        t.start()
+        try:
+            got = self.recv()
+        finally:
+            t.join()
+        if err:
+            raise err[0]
+        self.rounds += 1
+        return got
+
+    def close(self) -> None:
+        self.link.close()
+
+
+def socket_pair_channels(key: bytes, label: str = "peer"):
+    """Two connected channels in one process (tests, in-process evaluation)."""
+    a, b = socket.socketpair()
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault(1, SecureChannel(SocketLink(b), key, 1,
+                                                                        label)))
+    t.start()
+    c0 = SecureChannel(SocketLink(a), key, 0, label)
+    t.join()
+    return c0, box[1]
+
+
+def parse_address(addr: str):
+    """``tcp:HOST:PORT``, ``unix:PATH`` or ``serial:PORT[@BAUD]``."""
+    kind, _, rest = addr.partition(":")
+    if kind == "tcp":
+        host, _, port = rest.rpartition(":")
+        return kind, (host or "127.0.0.1", int(port))
+    if kind == "unix":
+        return kind, rest
+    if kind == "serial":
+        port, _, baud = rest.partition("@")
+        return kind, (port, int(baud or 921600))
+    raise ValueError(f"address must be tcp:HOST:PORT, unix:PATH or serial:PORT[@BAUD]: {addr}")
+
+
+def open_link(addr: str, listen: bool, timeout: float = 30.0, ready=None):
+    """Open a link: listen (accept one connection) or connect; serial ports just open.
+    ``ready`` is called once a listening socket is bound."""
+    kind, where = parse_address(addr)
+    if kind == "serial":
+        if ready:
+            ready()
+        return SerialLink(where[0], where[1], timeout)
+    fam = socket.AF_INET if kind == "tcp" else socket.AF_UNIX
+    if listen:
+        srv = socket.socket(fam, socket.SOCK_STREAM)
+        if kind == "tcp":
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        elif os.path.exists(where):
+            os.unlink(where)
+        srv.bind(where)
+        srv.listen(1)
+        srv.settimeout(timeout)
+        if ready:
+            ready()
+        try:
+            conn, _ = srv.accept()
+        except OSError as e:
+            raise ChannelError(f"no connection on {addr}: {e}") from None
+        finally:
+            srv.close()
+        return SocketLink(conn, timeout)
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        s = socket.socket(fam, socket.SOCK_STREAM)
+        try:
+            s.connect(where)
+            return SocketLink(s, timeout)
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                raise ChannelError(f"cannot connect to {addr}") from None
+            time.sleep(0.02)
