@@ -99,13 +99,19 @@ def load_hand_rois(refs: list[SampleRef], progress=None):
 
 
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
-             matcher: str | None = None, out=None, progress=None) -> dict:
+             matcher: str | None = None, out=None, progress=None,
+             protected: bool = False) -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.regions first -- an image without
-    one counts toward ``fta`` and leaves the comparisons, as an undecodable file does."""
+    one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
+    ``protected``: the gate's protected templates (matcher ``cells-protected``): the first
+    capture of each compared pair (session 1 in cross-session) is enrolled, the other probes."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
-    m = get_matcher(matcher or "cells")
+    if protected and matcher not in (None, "cells", "cells-protected"):
+        raise ValueError(f"--protected protects the gate's cell feature; matcher {matcher!r} "
+                         f"has no protected form")
+    m = get_matcher("cells-protected" if protected else (matcher or "cells"))
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
@@ -124,7 +130,8 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     pos = {k: n for n, k in enumerate(used)}
     sub = subset(codes, np.asarray(used))
     s = m.scores(sub, sub)
-    s = (s + s.T) / 2  # symmetric: a comparison does not depend on which side is enrolled
+    if getattr(m, "symmetric", True):
+        s = (s + s.T) / 2  # a comparison does not depend on which side is enrolled
     members = np.array([[pos[index[r.path]] for r in c.refs] for c in caps])
     i, j, genuine = capture_pairs(caps, protocol)
     # capture score = mean over the views x views image pairs
@@ -136,12 +143,21 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     g, imp = pair[genuine], pair[~genuine]
     if len(g) == 0 or len(imp) == 0:
         raise ValueError("the data set gives no genuine or no impostor comparisons")
-    report = {"matcher": m.name, "level": level, "views": views, "protocol": protocol,
+    report = {"matcher": m.name, "protected": bool(protected), "level": level, "views": views,
+              "protocol": protocol,
               "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
               "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
               "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}
     if reasons is not None:
         report["fta_reasons"] = reasons
+    if protected:
+        from device.protect.defaults import DEFAULT_THRESHOLDS
+        from dataclasses import asdict
+        report["protection"] = asdict(m.config)
+        report["shipped_thresholds"] = DEFAULT_THRESHOLDS
+        report["accept_rates_at_shipped_thresholds"] = {
+            f: {"genuine": float(np.mean(g >= t)), "impostor": float(np.mean(imp >= t))}
+            for f, t in DEFAULT_THRESHOLDS.items()}
     if out:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

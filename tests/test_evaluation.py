@@ -80,3 +80,21 @@ def test_orientation_codes_identical_images_score_one():
         c = m.encode(img)
         s = m.scores(c, c)
         assert np.allclose(np.diag(s), 1.0) and s[0, 1] < 0.9
+
+
+def test_evaluate_protected_enrols_one_side_and_keeps_the_contract(palms, tmp_path, capsys):
+    plain = evaluate(palms, views=1, matcher="cells")
+    assert palmgate(["evaluate", str(palms), "--protected", "--out", str(tmp_path)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["protected"] is True and rep["matcher"] == "cells-protected"
+    assert rep["n_genuine"] == plain["n_genuine"] and rep["n_impostor"] == plain["n_impostor"]
+    assert rep["protection"]["t"] == pytest.approx(0.9)
+    assert set(rep["accept_rates_at_shipped_thresholds"]) == {"1e-3", "1e-4"}
+    sc = np.load(tmp_path / "scores.npz")
+    assert sc["genuine"].mean() > sc["impostor"].mean()
+    # protected scores are not the plaintext ones (every score leans toward 1 as t grows)
+    assert sc["impostor"].mean() > 0.5
+    assert palmgate(["evaluate", str(palms), "--protected", "--matcher", "bocv",
+                     "--out", str(tmp_path)]) == 2
+    assert palmgate(["evaluate", str(palms), "--precision", "int8", "--out",
+                     str(tmp_path)]) == 2

@@ -36,7 +36,29 @@ class CellMatcher:
                                 self.extractor.importance).T
 
 
-MATCHERS = {"cells": CellMatcher, "bocv": BOCV, "compcode": CompCode}
+class ProtectedCellMatcher(CellMatcher):
+    """The gate as it runs: every gallery image enrolled as a seed-002 rotate-and-drop template
+    under its own fresh key (the shipped protection defaults), every probe matched against it
+    with the protected shift search. Scores are not symmetric: rows are the enrolled side."""
+
+    name = "cells-protected"
+    symmetric = False
+
+    def __init__(self, config=None):
+        super().__init__()
+        from device.protect.defaults import DEFAULT_CONFIG
+        self.config = config or DEFAULT_CONFIG
+
+    def scores(self, gallery: CellCodes, probes: CellCodes) -> np.ndarray:
+        from device.protect.core import secure_rng
+        from device.protect.evaluate import protected_block
+        s, _, _ = protected_block(self.config, self.extractor.importance, gallery.templates,
+                                  probes.queries, secure_rng())
+        return s.T
+
+
+MATCHERS = {"cells": CellMatcher, "cells-protected": ProtectedCellMatcher, "bocv": BOCV,
+            "compcode": CompCode}
 DEFAULT_MATCHER = "cells"
 
 
