@@ -9,11 +9,12 @@ from device import __version__
 
 
 def cmd_demo(a) -> int:
-    """Until the gate loop lands: synthesise a few palm identities with the shipped ONNX
-    generation model and show that the real-trained identity extractor tells them apart."""
+    """The real gate loop on synthetic people: enrol, then genuine / impostor / attack
+    presentations through a simulated relay; decisions with stage timings, a contact sheet."""
     from device.demo import run_demo
-    print(json.dumps(run_demo(subjects=a.subjects, samples=a.samples, seed=a.seed,
-                              out=a.out), indent=2))
+    print(json.dumps(run_demo(people=a.people, per_kind=a.per_kind, seed=a.seed, out=a.out,
+                              views=a.views, precision=a.precision, models=a.models),
+                     indent=2))
     return 0
 
 
@@ -136,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"palmgate {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sp = sub.add_parser("demo", help="run the main job on an embedded default (no camera, "
-                                     "no relay hardware)")
-    sp.add_argument("--subjects", type=int, default=8)
-    sp.add_argument("--samples", type=int, default=4)
+                                     "no relay hardware): synthetic people enrolled, then "
+                                     "genuine/impostor/attack presentations through the gate")
+    sp.add_argument("--people", type=int, default=4, help="synthetic people to enrol")
+    sp.add_argument("--per-kind", type=int, default=3, help="presentations of each kind")
+    sp.add_argument("--views", type=int, default=3)
+    sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
     sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--out", default=None, help="also write the synthetic palms and a contact "
-                                                "sheet here")
+    sp.add_argument("--out", default=None, help="folder for the store, key and contact sheet "
+                                                "(default: a new temporary folder)")
+    sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
     sp.set_defaults(fn=cmd_demo)
 
     sp = sub.add_parser("evaluate", help="verification test (EER, TAR@FAR, DET) on a data set "
@@ -243,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--allow-reveal", action="store_true",
                     help="evaluation only: answer reveal jobs with this node's feature share")
     sp.set_defaults(fn=cmd_node)
+    from device.gate.cli import add_gate_commands
+    add_gate_commands(sub)
     return p
 
 

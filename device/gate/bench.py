@@ -1,0 +1,141 @@
+"""``palmgate bench``: presentation-to-relay-command latency of the real gate loop.
+
+Setup (not timed): a sealed template store in a temporary folder with ``planted`` synthetic
+people enrolled through the real enrolment path (K views each), plus distractor users up to
+``users`` (3 protected templates each, made from random unit cells with
+``device.protect.core.enrol_many``; the gallery holds them in memory exactly as the gate
+holds store templates, preallocated so the build never doubles it). Presentations are
+rendered beforehand by the synthetic source (genuine presentations of the planted people).
+
+Timed: ``Gate.present`` on each burst -- quality, regions (K views), sensor (SR + liveness),
+feature, match (1:N, views fused), audit record, relay pulse over a serial line to the LCUS
+board simulator -- ``end_to_end_ms`` is the time from the burst in memory to the relay
+command returning; ``match_ms`` the match stage alone. ``peak_rss_mb`` is the process's
+peak resident set (``ru_maxrss``), setup included.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def _ms(a) -> dict:
+    a = np.asarray(a, np.float64)
+    if a.size == 0:
+        return {"median": None, "p95": None}
+    return {"median": round(float(np.median(a)), 2), "p95": round(float(np.percentile(a, 95)),
+                                                                    2)}
+
+
+def _progress(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bool = False,
+          presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
+          sensor: str = "nir", templates_per_user: int = 3, progress=_progress) -> dict:
+    from device.gate.config import load_config
+    from device.gate.enrol import enrol_user
+    from device.gate.gallery import GalleryBuilder
+    from device.gate.gate import Gate
+    from device.gate.pipeline import Pipeline
+    from device.gate.synthetic import SyntheticPeople
+    from device.protect.core import enrol_many
+    from device.templates.store import TemplateStore
+
+    split_result = None
+    if split:
+        try:
+            from device.split.bench import split_bench
+        except ImportError as e:
+            raise RuntimeError(f"--split needs the split-mode package (device/split/bench.py), "
+                               f"which is not installed in this build: {e}") from None
+    tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
+    cfg = load_config(None, gate={"views": views, "precision": precision, "threads": threads,
+                                  "cooldown_s": 0.0, "min_views": min(2, views)},
+                      paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key"},
+                      liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6})
+    pipe = Pipeline(cfg)
+    if pipe.sensor is not None and pipe.sensor.load() is None:
+        raise RuntimeError(f"the {precision} {sensor} sensor models cannot be loaded: "
+                           f"{pipe.sensor.error}")
+    people = SyntheticPeople(seed=seed, views=views, sensor=sensor, threads=1)
+    store = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=True)
+    progress(f"enrolling {planted} synthetic people")
+    for i in range(planted):
+        enrol_user(pipe, store, f"person-{i:03d}", [people.burst(i, "enrol", 0)])
+    progress(f"rendering {presentations} presentations")
+    bursts = [people.burst(i % planted, "genuine", i // planted) for i in range(presentations)]
+    n_planted = store.count()["templates"]
+    n_distract = max(0, users - planted)
+    total = n_planted + n_distract * templates_per_user
+    progress(f"building the gallery: {users} users, {total} templates")
+    t_build = time.time()
+    ex = pipe.extractor
+    b = GalleryBuilder(pipe.protect_config, ex.importance, total, dim=ex.dim, shifts=ex.shifts,
+                       shortlist=cfg.match.shortlist)
+    for uid, _, ver, t in store.templates():
+        b.add(uid, t)
+    rng = np.random.default_rng(seed)
+    step = 1000
+    g, d = ex.n_cells, ex.dim
+    for lo in range(0, n_distract, step):
+        n = min(step, n_distract - lo)
+        base = rng.standard_normal((n, 1, g, d)).astype(np.float32)
+        x = base + 0.6 * rng.standard_normal((n, templates_per_user, g, d)).astype(
+            np.float32) / np.sqrt(d)
+        x = (x / np.linalg.norm(x, axis=-1, keepdims=True)).reshape(-1, g, d)
+        dat, key, msk, fil = enrol_many(x, pipe.protect_config, ex.importance, rng)
+        b.add_arrays(np.repeat([f"distractor-{k:06d}" for k in range(lo, lo + n)],
+                               templates_per_user).tolist(), dat, key, msk, fil)
+        if (lo // step) % 10 == 9:
+            progress(f"  {lo + n}/{n_distract} distractor users")
+    pipe.gallery = b.finish()
+    pipe.versions = {f"person-{i:03d}": 1 for i in range(planted)}
+    t_build = time.time() - t_build
+    gate = Gate(cfg, store=store, pipeline=pipe)
+    gate.reload = lambda: None              # keep the in-memory distractor gallery
+    gate._data_version = gate._store_version()
+    try:
+        progress("warm-up")
+        for bu in bursts[:2]:
+            gate.present(bu)
+        e2e, stages, decisions, correct = [], {}, {}, 0
+        for k, bu in enumerate(bursts):
+            dd = gate.present(bu)
+            e2e.append(dd.total_ms)
+            for s, v in dd.stages_ms.items():
+                stages.setdefault(s, []).append(v)
+            decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
+            correct += dd.opened and dd.user_id == bu.meta["person"]
+            if (k + 1) % 5 == 0:
+                progress(f"  {k + 1}/{len(bursts)} presentations")
+            time.sleep(cfg.relay.pulse_ms / 1000.0 * 0.1)
+    finally:
+        gate.close()
+        store.close()
+    if split:
+        progress("split mode")
+        split_result = split_bench(users, presentations, "local", seed)
+    out = {
+        "end_to_end_ms": _ms(e2e),
+        "match_ms": _ms(stages.get("match", [])),
+        "stages_ms": {s: round(float(np.median(v)), 2) for s, v in stages.items()},
+        "stages_p95_ms": {s: round(float(np.percentile(v, 95)), 2) for s, v in stages.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "precision": precision, "users": users, "views": views,
+        "templates": total, "presentations": len(e2e), "decisions": decisions,
+        "correct_opens": int(correct), "sensor": sensor, "threads": threads,
+        "gallery_mb": round(sum(pipe.gallery.nbytes().values()) / 2 ** 20, 1),
+        "build_s": round(t_build, 1), "load_average_1min": round(os.getloadavg()[0], 2),
+        "gallery": "planted synthetic people from a sealed store + random-cell distractors "
+                   "in memory",
+    }
+    if split_result is not None:
+        out["split"] = split_result
+    return out

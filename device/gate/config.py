@@ -1,0 +1,294 @@
+"""The gate's one configuration file (TOML), every option documented, validated at start.
+
+``load_config(path)`` reads a TOML file (``None``: the defaults, which run the demo), checks
+every key against :data:`SCHEMA` and returns a :class:`Config` (``cfg.relay.pulse_ms``,
+``cfg["relay"]["pulse_ms"]``). An unknown section or key, a wrong type or a value outside its
+allowed range raises :class:`ConfigError` naming the key, e.g. ``relay.pulse_ms: 20 is below
+the minimum 50``. ``render_example()`` writes the documented example file
+(``device/gate/palmgate.example.toml``, kept equal to it by a test).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:                                    # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:             # pragma: no cover - 3.10 with the tomli backport
+    import tomli as tomllib             # type: ignore[no-redef]
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, of the wrong type or out of range (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Opt:
+    default: Any
+    doc: str
+    type: type | tuple = str
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+
+
+# section -> (section doc, {key: Opt}). Empty string = "not set" where nullable.
+SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
+    "gate": ("The terminal and its decision loop.", {
+        "terminal": Opt("gate-1", "Name of this terminal in the audit log."),
+        "mode": Opt("identify", "identify: 1:N search over all enrolled users; verify: 1:1 "
+                    "against the id claimed with the presentation (card, PIN pad).",
+                    choices=("identify", "verify")),
+        "views": Opt(3, "Visible views K per presentation burst.", int, min=1, max=8),
+        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*): "
+                         "fp32 or int8 (the _int8 files; faster on ARM cores with dot-product "
+                         "instructions).",
+                         choices=("int8", "fp32")),
+        "threads": Opt(2, "Worker threads: onnxruntime intra-op threads and the pool that "
+                          "finds the palm regions of the K views in parallel.", int, min=1,
+                       max=16),
+        "cooldown_s": Opt(1.0, "Pause after every decision before the next presentation "
+                               "(the turnstile turns, the person walks through).", float,
+                          min=0.0, max=60.0),
+        "min_views": Opt(2, "Fewest views with a usable palm region for a decision; below "
+                            "this the person is asked to adjust the palm.", int, min=1, max=8),
+    }),
+    "paths": ("Files on the unit.", {
+        "store": Opt("palmgate/templates.db", "Sealed SQLite template store (relative paths "
+                     "are relative to the working directory)."),
+        "device_key": Opt("palmgate/device.key", "32-byte device key file, mode 0600; made "
+                          "on first use when create_key is true."),
+        "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
+                                "false on a deployed unit).", bool),
+        "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",
+                      nullable=True),
+    }),
+    "source": ("Where presentation bursts come from.", {
+        "kind": Opt("synthetic", "synthetic: rendered presentations (demo); replay: recorded "
+                    "bursts under replay_dir; cameras: live FrameSources.",
+                    choices=("synthetic", "replay", "cameras")),
+        "replay_dir": Opt("", "Folder of recorded bursts (one sub-folder per burst: "
+                          "view_0.png .. view_<K-1>.png, sensor.png, burst.json).",
+                          nullable=True),
+        "cameras": Opt([], "Visible cameras, one FrameSource spec each (opencv:0, "
+                           "opencv:/dev/video2, folder:GLOB, or picamera2:<Id> where the "
+                           "picamera2 adapter is installed).", list),
+        "sensor_camera": Opt("", "Transmission-sensor FrameSource spec (X-ray panel or NIR "
+                                 "camera).", nullable=True),
+        "capture_timeout_s": Opt(2.0, "A camera that delivers no frame within this is a fault "
+                                      "(deny, reason camera_timeout).", float, min=0.05,
+                                 max=60.0),
+        "synthetic_seed": Opt(0, "Seed of the synthetic source.", int, min=0),
+    }),
+    "quality": ("Quality gate on every view before the pipeline runs.", {
+        "min_mean": Opt(25.0, "Darkest acceptable mean grey level (0-255): under-exposed "
+                              "below.", float, min=0.0, max=255.0),
+        "max_mean": Opt(230.0, "Brightest acceptable mean grey level: over-exposed above.",
+                        float, min=0.0, max=255.0),
+        "max_clipped": Opt(0.25, "Largest fraction of saturated (>=250) pixels.", float,
+                           min=0.0, max=1.0),
+        "min_sharpness": Opt(15.0, "Smallest variance of the Laplacian of the palm region "
+                                   "(motion or focus blur below).", float, min=0.0),
+        "min_region_quality": Opt(0.5, "Smallest palm-region quality (device.regions, 0-1).",
+                                  float, min=0.0, max=1.0),
+    }),
+    "liveness": ("Transmission-sensor branch (seed 001): SR x2, then p(live) > threshold.", {
+        "enabled": Opt(True, "Run the liveness check. false only for tests of the matcher; "
+                             "a gate without liveness accepts printed palms.", bool),
+        "sensor": Opt("nir", "Sensor kind: xray or nir (selects sr_<sensor>, "
+                             "liveness_<sensor> models).", choices=("xray", "nir")),
+        "threshold": Opt("", "Override the manifest's threshold (empty: the shipped one).",
+                         float, min=0.0, max=1.0, nullable=True),
+    }),
+    "match": ("Protected-template matching (seed 002).", {
+        "far": Opt("1e-4", "Operating point: the threshold calibrated for this false-accept "
+                           "rate (device/protect/defaults.py).", choices=("1e-3", "1e-4")),
+        "threshold": Opt("", "Explicit score threshold instead of far (empty: use far).",
+                         float, min=-1.0, max=1.0, nullable=True),
+        "shortlist": Opt(64, "Templates that get the exact search after the coarse pass.",
+                         int, min=1),
+    }),
+    "relay": ("Turnstile / door relay.", {
+        "kind": Opt("sim", "sim: in-process simulator (no hardware); lcus: LCUS USB relay; "
+                           "modbus: Modbus RTU relay board.", choices=("sim", "lcus", "modbus")),
+        "port": Opt("", "Serial port (/dev/ttyUSB0) or pyserial URL.", nullable=True),
+        "channel": Opt(1, "Relay channel that opens the turnstile.", int, min=1, max=32),
+        "channels": Opt(1, "Channels on the board (all switched off at start).", int, min=1,
+                        max=32),
+        "pulse_ms": Opt(200, "Pulse length; turnstile controllers want at least 100 ms.",
+                        int, min=50, max=60000),
+        "unit": Opt(1, "Modbus unit id.", int, min=1, max=247),
+        "baudrate": Opt(9600, "Serial speed.", int, min=1200, max=921600),
+        "timeout_s": Opt(0.5, "Seconds to wait for a Modbus answer.", float, min=0.05,
+                         max=10.0),
+    }),
+    "timeouts": ("Per-stage time limits in milliseconds: a stage over its limit denies "
+                 "(reason timeout:<stage>); it never opens.", {
+        "capture": Opt(2000, "Whole burst capture.", int, min=1),
+        "quality": Opt(500, "Quality gate.", int, min=1),
+        "regions": Opt(3000, "Palm regions of all views.", int, min=1),
+        "sensor": Opt(1000, "SR + liveness.", int, min=1),
+        "feature": Opt(1000, "Cell features of all views.", int, min=1),
+        "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
+    }),
+    "attempts": ("Attempt limiting at the terminal (device/templates/attempts.py).", {
+        "max_failures": Opt(0, "Consecutive failures before delays start (0: 5, or 10 with "
+                               "liveness on).", int, min=0),
+        "base_delay_s": Opt(30.0, "First lock-out delay; doubles with every further failure.",
+                            float, min=0.0),
+    }),
+}
+
+
+class Section:
+    def __init__(self, name: str, values: dict):
+        self._name, self._values = name, values
+
+    def __getattr__(self, k):
+        try:
+            return self.__dict__["_values"][k]
+        except KeyError:
+            raise AttributeError(f"{self._name}.{k}") from None
+
+    def __getitem__(self, k):
+        return self._values[k]
+
+    def as_dict(self) -> dict:
+        return dict(self._values)
+
+
+class Config:
+    def __init__(self, data: dict, path: str | None = None):
+        self.path = path
+        self._data = data
+        for s, v in data.items():
+            setattr(self, s, Section(s, v))
+
+    def __getitem__(self, s):
+        return self._data[s]
+
+    def as_dict(self) -> dict:
+        return {s: dict(v) for s, v in self._data.items()}
+
+    def replace(self, **sections) -> "Config":
+        """A copy with some keys changed: ``cfg.replace(relay={"kind": "lcus"})`` (validated)."""
+        d = self.as_dict()
+        for s, kv in sections.items():
+            d.setdefault(s, {}).update(kv)
+        return validate(d, self.path)
+
+
+def _check(section: str, key: str, opt: Opt, value):
+    name = f"{section}.{key}"
+    if opt.nullable and (value == "" or value is None):
+        return None
+    t = opt.type
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if t is int and isinstance(value, bool) or t is float and isinstance(value, bool):
+        raise ConfigError(f"{name}: expected {t.__name__}, got {value!r}")
+    if not isinstance(value, t):
+        raise ConfigError(f"{name}: expected {getattr(t, '__name__', t)}, got "
+                          f"{type(value).__name__} {value!r}")
+    if t is list:
+        for v in value:
+            if not isinstance(v, str):
+                raise ConfigError(f"{name}: every entry must be a string, got {v!r}")
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, opt.choices))}")
+    if opt.min is not None and value < opt.min:
+        raise ConfigError(f"{name}: {value!r} is below the minimum {opt.min:g}")
+    if opt.max is not None and value > opt.max:
+        raise ConfigError(f"{name}: {value!r} is above the maximum {opt.max:g}")
+    return value
+
+
+def validate(raw: dict, path: str | None = None) -> Config:
+    where = f" in {path}" if path else ""
+    out: dict[str, dict] = {}
+    for section, kv in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{section}: unknown section{where} (known: "
+                              f"{', '.join(SCHEMA)})")
+        if not isinstance(kv, dict):
+            raise ConfigError(f"{section}: must be a [table]{where}")
+        for k in kv:
+            if k not in SCHEMA[section][1]:
+                raise ConfigError(f"{section}.{k}: unknown key{where} (known: "
+                                  f"{', '.join(SCHEMA[section][1])})")
+    for section, (_, opts) in SCHEMA.items():
+        given = raw.get(section, {})
+        out[section] = {k: _check(section, k, o, given.get(k, o.default))
+                        for k, o in opts.items()}
+    g = out["gate"]
+    if g["min_views"] > g["views"]:
+        raise ConfigError(f"gate.min_views: {g['min_views']} is more than gate.views "
+                          f"{g['views']}")
+    q = out["quality"]
+    if q["min_mean"] >= q["max_mean"]:
+        raise ConfigError("quality.min_mean: must be below quality.max_mean")
+    if out["source"]["kind"] == "replay" and not out["source"]["replay_dir"]:
+        raise ConfigError("source.replay_dir: required when source.kind is replay")
+    if out["source"]["kind"] == "cameras" and len(out["source"]["cameras"]) < g["views"]:
+        raise ConfigError(f"source.cameras: {len(out['source']['cameras'])} given, "
+                          f"gate.views needs {g['views']} (or use fewer views)")
+    r = out["relay"]
+    if r["kind"] != "sim" and not r["port"]:
+        raise ConfigError(f"relay.port: required for relay.kind {r['kind']!r}")
+    if r["channel"] > r["channels"]:
+        raise ConfigError(f"relay.channel: {r['channel']} is above relay.channels "
+                          f"{r['channels']}")
+    return Config(out, path)
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
+    """Read and validate a TOML file (None: defaults). ``overrides``: {section: {key: value}}."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {p}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for s, kv in overrides.items():
+        raw.setdefault(s, {}).update(kv)
+    return validate(raw, str(path) if path else None)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def render_example() -> str:
+    """The documented example configuration: every key at its default, with its meaning."""
+    import textwrap
+    lines = ["# PalmGate gate configuration (palmgate run --config FILE).",
+             "# Every key is optional: these are the defaults, which run the demo (synthetic",
+             "# presentations, simulated relay). Generated by device.gate.config.render_example().",
+             ""]
+    for section, (doc, opts) in SCHEMA.items():
+        lines += [f"# {doc}", f"[{section}]"]
+        for k, o in opts.items():
+            extra = []
+            if o.choices:
+                extra.append("one of " + ", ".join(map(str, o.choices)))
+            if o.min is not None:
+                extra.append(f"min {o.min:g}")
+            if o.max is not None:
+                extra.append(f"max {o.max:g}")
+            text = o.doc + (f" ({'; '.join(extra)})" if extra else "")
+            lines += ["# " + t for t in textwrap.wrap(text, 92)]
+            lines.append(f"{k} = {_toml_value(o.default)}")
+        lines.append("")
+    return "\n".join(lines)

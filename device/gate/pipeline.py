@@ -1,0 +1,248 @@
+"""One presentation through the recognition pipeline, every stage timed:
+
+    quality (raw frames) -> regions (K views, in parallel) -> sensor (SR x2 + liveness)
+    -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
+    -> decision
+
+Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
+reason (``corrupt_frame``, ``quality:<issue>``, ``not_live``, ``liveness_unavailable``,
+``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
+that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
+Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
+(camera captures, which can hang, are bounded in :mod:`device.gate.burst`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.gate.quality import CorruptFrame, QualityIssue, frame_check, roi_check
+
+log = logging.getLogger("palmgate.gate")
+
+STAGES = ("quality", "regions", "sensor", "feature", "match")
+
+
+@dataclass
+class Decision:
+    decision: str = "deny"                 # "open" or "deny"
+    reason: str = ""
+    prompt: str = ""
+    user_id: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    p_live: float | None = None
+    live: bool | None = None
+    views_used: int = 0
+    template_version: int | None = None
+    stages_ms: dict = field(default_factory=dict)
+    total_ms: float = 0.0
+    relay: str = "none"                    # none | pulsed | error
+    burst: str = ""
+    rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
+    sensor_sr: np.ndarray | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self.decision == "open"
+
+    def summary(self) -> dict:
+        d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "score",
+                                           "threshold", "p_live", "live", "views_used",
+                                           "relay", "burst")}
+        d["stages_ms"] = {k: round(v, 1) for k, v in self.stages_ms.items()}
+        d["total_ms"] = round(self.total_ms, 1)
+        for k in ("score", "threshold", "p_live"):
+            if d[k] is not None:
+                d[k] = round(float(d[k]), 5)
+        return d
+
+
+class Deny(Exception):
+    def __init__(self, reason: str, prompt: str = "", detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason, self.prompt, self.detail = reason, prompt, detail
+
+
+class SensorStage:
+    """The seed-001 sensor branch, loaded lazily and re-tried after a failure, so a missing or
+    tampered model denies every presentation (``liveness_unavailable``) and the gate recovers
+    by itself once a good file is in place."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.branch = None
+        self.error: str | None = None
+        self._tried = 0.0
+
+    def load(self):
+        from device.onnx_model import DEFAULT_MODELS_DIR
+        from device.sensor_branch import SensorBranch
+        c = self.cfg
+        try:
+            self.branch = SensorBranch(c.liveness.sensor, c.gate.precision,
+                                       c.paths.models or DEFAULT_MODELS_DIR,
+                                       threads=c.gate.threads,
+                                       threshold=c.liveness.threshold)
+            self.error = None
+        except Exception as e:     # noqa: BLE001 - ModelError, onnxruntime errors, OSError
+            self.branch, self.error = None, f"{type(e).__name__}: {e}"
+            log.error("liveness models unavailable: %s", self.error)
+        return self.branch
+
+    def __call__(self, frame):
+        if self.branch is None and self.load() is None:
+            raise Deny("liveness_unavailable", "", self.error or "")
+        return self.branch(frame)
+
+
+class Pipeline:
+    """Everything between a burst and a decision. ``gallery`` is a ProtectedGallery (or None
+    before enrolment); ``threshold`` the match threshold."""
+
+    def __init__(self, cfg, extractor=None, gallery=None, versions=None):
+        from device.onnx_model import DEFAULT_MODELS_DIR
+        from device.protect.defaults import DEFAULT_CONFIG, DEFAULT_THRESHOLDS
+        from device.recognition.cells import CellExtractor
+        self.cfg = cfg
+        self.extractor = extractor or CellExtractor(cfg.paths.models or DEFAULT_MODELS_DIR)
+        self.protect_config = DEFAULT_CONFIG
+        self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
+            DEFAULT_THRESHOLDS[cfg.match.far]
+        self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
+        self.gallery = gallery
+        self.versions = versions or {}
+        self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
+
+    def close(self):
+        self.pool.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ stages
+    def _quality(self, burst, out: Decision):
+        if len(burst.views) < self.cfg.gate.min_views:
+            raise Deny("quality:few_views", "adjust palm angle",
+                       f"{len(burst.views)} views delivered")
+        issues = []
+        ok = []
+        for k, v in enumerate(burst.views):
+            try:
+                frame_check(v, self.cfg.quality)
+                ok.append(k)
+            except CorruptFrame as e:
+                raise Deny("corrupt_frame", "please present your palm again",
+                           f"view {k}: {e}") from None
+            except QualityIssue as e:
+                issues.append(e)
+        if len(ok) < self.cfg.gate.min_views:
+            e = issues[0]
+            raise Deny(f"quality:{e.reason}", e.prompt, str(e))
+        if self.sensor is not None:
+            s = burst.sensor
+            if not isinstance(s, np.ndarray) or s.ndim not in (2, 3) or s.size == 0 \
+                    or s.dtype != np.uint8:
+                raise Deny("corrupt_frame", "please present your palm again",
+                           "sensor frame missing or not an image")
+        return ok
+
+    def _one_region(self, img):
+        from device.regions import RegionError, extract_regions
+        try:
+            reg = extract_regions(img)
+            roi_check(reg, self.cfg.quality)
+            return reg, None
+        except RegionError as e:
+            return None, QualityIssue(e.reason, str(e))
+        except QualityIssue as e:
+            return None, e
+
+    def regions(self, views, idx=None):
+        idx = list(range(len(views))) if idx is None else idx
+        res = list(self.pool.map(self._one_region, [views[k] for k in idx]))
+        rois = [r.roi for r, _ in res if r is not None]
+        issues = [e for _, e in res if e is not None]
+        return rois, issues
+
+    def _regions(self, burst, ok, out):
+        rois, issues = self.regions(burst.views, ok)
+        out.rois = rois
+        if len(rois) < self.cfg.gate.min_views:
+            e = issues[0] if issues else QualityIssue("few_views")
+            raise Deny(f"quality:{e.reason}", e.prompt, str(e))
+        return rois
+
+    def _sensor(self, burst, out):
+        pres = self.sensor(burst.sensor)
+        out.p_live, out.live, out.sensor_sr = pres.p_live, pres.live, pres.sr
+        if not pres.live:
+            raise Deny("not_live", "", f"p(live) {pres.p_live:.3f} <= {pres.threshold:.3f}")
+
+    def features(self, rois):
+        """Queries (K, S, G, d) of the views' ROIs."""
+        return np.stack([self.extractor.query(r) for r in rois])
+
+    def templates(self, rois):
+        """Plaintext templates (K, G, d) -- only ever handed to protection at enrolment."""
+        return np.stack([self.extractor.template(r) for r in rois])
+
+    def _match(self, queries, claimed, out):
+        from device.gate.gallery import fused_search, fused_verify
+        if self.gallery is None or len(self.gallery) == 0:
+            raise Deny("no_match", "", "nobody is enrolled")
+        if claimed is not None:
+            m = fused_verify(self.gallery, queries, claimed, self.threshold)
+            if m is None:
+                raise Deny("unknown_user", "", f"claimed id {claimed!r} is not enrolled")
+        else:
+            m = fused_search(self.gallery, queries, self.threshold,
+                             shortlist=self.cfg.match.shortlist)
+        out.score, out.threshold, out.user_id = m.score, self.threshold, m.owner
+        out.template_version = self.versions.get(m.owner)
+        if not m.accepted:
+            out.user_id = None
+            raise Deny("no_match")
+        return m
+
+    # ------------------------------------------------------------------ the presentation
+    def decide(self, burst, claimed: str | None = None) -> Decision:
+        t_start = time.perf_counter()
+        out = Decision(burst=str(burst.meta.get("burst", "")))
+        limits = self.cfg.timeouts
+        stage = "quality"
+
+        def timed(name, fn, *a):
+            nonlocal stage
+            stage = name
+            t0 = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                ms = (time.perf_counter() - t0) * 1e3
+                out.stages_ms[name] = ms
+                lim = limits[name]
+                if ms > lim:
+                    raise Deny(f"timeout:{name}", "please present your palm again",
+                               f"{name} took {ms:.0f} ms > {lim} ms")
+
+        try:
+            ok = timed("quality", self._quality, burst, out)
+            rois = timed("regions", self._regions, burst, ok, out)
+            out.views_used = len(rois)
+            if self.sensor is not None:
+                timed("sensor", self._sensor, burst, out)
+            q = timed("feature", self.features, rois)
+            timed("match", self._match, q, claimed, out)
+            out.decision, out.reason = "open", "match"
+        except Deny as d:
+            out.decision, out.reason, out.prompt = "deny", d.reason, d.prompt
+            if d.detail:
+                log.info("deny %s: %s", d.reason, d.detail)
+        except Exception as e:      # noqa: BLE001 - any failure of any stage is a deny
+            out.decision, out.reason = "deny", f"error:{stage}"
+            out.prompt = "please present your palm again"
+            log.exception("stage %s failed: %s", stage, e)
+        out.total_ms = (time.perf_counter() - t_start) * 1e3
+        return out
