@@ -58,6 +58,12 @@ def modbus_write_coil_frame(unit: int, coil: int, state: bool) -> bytes:
     return pdu + bytes([crc & 0xFF, crc >> 8])
 
 
+def modbus_read_coils_frame(unit: int, coil: int, count: int = 1) -> bytes:
+    pdu = bytes([unit, 0x01, coil >> 8, coil & 0xFF, count >> 8, count & 0xFF])
+    crc = crc16_modbus(pdu)
+    return pdu + bytes([crc & 0xFF, crc >> 8])
+
+
 class _SerialRelay:
     """Shared plumbing: port ownership, a lock for the line, pulse timers, fail-secure open/close."""
 
@@ -69,6 +75,7 @@ class _SerialRelay:
         self._lock = threading.RLock()
         self._timers: dict[int, threading.Timer] = {}
         self.errors: list[BaseException] = []     # failures inside pulse timers, newest last
+        self.states: dict[int, bool] = {}         # last state each channel was switched to
         if isinstance(port, str):
             try:
                 self._ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout,
@@ -163,6 +170,7 @@ class _SerialRelay:
                 self._transact(ch, state)
             except (serial.SerialException, OSError) as e:
                 raise RelayError(f"relay line {self.port} failed: {e}") from e
+            self.states[ch] = state
 
     def _transact(self, ch: int, state: bool) -> None:
         raise NotImplementedError
@@ -216,6 +224,39 @@ class ModbusRelay(_SerialRelay):
             last = (f"no answer within {self.timeout} s" if not resp
                     else f"bad answer {resp.hex(' ')} to {req.hex(' ')}")
         raise RelayError(f"Modbus unit {self.unit} on {self.port}: {last} "
+                         f"({self.retries + 1} tries)")
+
+
+    def read(self, channel: int) -> bool:
+        """Read the channel's coil back from the board (function 01): the state the board
+        reports, not the one last sent. ``RelayError`` on silence or a wrong answer."""
+        ch = self._check(channel)
+        coil = self.coil_base + ch - 1
+        req = modbus_read_coils_frame(self.unit, coil)
+        last = ""
+        with self._lock:
+            if self._closed:
+                raise RelayError(f"relay on {self.port} is closed")
+            for _ in range(self.retries + 1):
+                try:
+                    self._ser.reset_input_buffer()
+                    self._ser.write(req)
+                    self._ser.flush()
+                    resp = self._ser.read(5)
+                    if len(resp) == 5 and resp[0] == self.unit and resp[1] == 0x81:
+                        if crc16_modbus(resp[:3]) == resp[3] | resp[4] << 8:
+                            raise RelayError(f"Modbus unit {self.unit} on {self.port} refused "
+                                             f"to read coil {coil}: exception code {resp[2]}")
+                    elif len(resp) == 5:
+                        resp += self._ser.read(1)
+                except (serial.SerialException, OSError) as e:
+                    raise RelayError(f"relay line {self.port} failed: {e}") from e
+                if (len(resp) == 6 and resp[:3] == bytes([self.unit, 0x01, 1])
+                        and crc16_modbus(resp[:4]) == resp[4] | resp[5] << 8):
+                    return bool(resp[3] & 1)
+                last = (f"no answer within {self.timeout} s" if not resp
+                        else f"bad answer {resp.hex(' ')} to {req.hex(' ')}")
+        raise RelayError(f"Modbus unit {self.unit} on {self.port}: read coil {coil}: {last} "
                          f"({self.retries + 1} tries)")
 
 

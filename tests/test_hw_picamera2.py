@@ -389,3 +389,20 @@ def test_camera_failing_mid_rig_releases_everything(fake):
     _, meta = rig.capture()
     assert meta["index"] == 1
     rig.stop()
+
+
+def test_open_camera_from_a_config_spec(fake):
+    src = __import__("device.hw.picamera2_source", fromlist=["open_camera"]).open_camera(
+        IDS[2] + "?size=32x24&exposure_us=3000&gain=4&grayscale=1&name=ir")
+    assert (src.camera_id, src.size, src.exposure_us, src.gain, src.grayscale, src.name) == (
+        IDS[2], (32, 24), 3000, 4.0, True, "ir")
+    src.start()
+    frame, meta = src.capture()
+    assert frame.shape == (24, 32) and meta["name"] == "ir"
+    src.stop()
+    from device.hw.picamera2_source import open_camera
+    assert open_camera("").camera_id is None
+    with pytest.raises(ValueError, match="unknown option 'iso'"):
+        open_camera(IDS[0] + "?iso=100")
+    with pytest.raises(ValueError, match="WxH"):
+        open_camera(IDS[0] + "?size=640")

@@ -347,6 +347,42 @@ class Picamera2Source:
                 "sync_role": self.sync_role, "frames": self._n}
 
 
+_SPEC_TYPES = {"exposure_us": int, "gain": float, "tuning": str, "mode": str,
+               "frame_rate": float, "buffer_count": int, "frame_timeout_s": float,
+               "warmup_frames": int, "name": str}
+
+
+def open_camera(spec: str, grayscale: bool = False, **kw) -> Picamera2Source:
+    """A source from a config string: ``ID[?key=value&...]`` (the part after ``picamera2:``),
+    keys ``size=WxH``, ``grayscale=0|1``, ``exposure_us``, ``gain``, ``tuning``, ``mode``,
+    ``frame_rate``, ``buffer_count``, ``frame_timeout_s``, ``warmup_frames``, ``name``;
+    keyword arguments override. An empty Id takes the only camera there is. Example:
+    ``/base/axi/pcie@1000120000/rp1/i2c@80000/imx219@10?exposure_us=4000&gain=2&grayscale=1``."""
+    from urllib.parse import parse_qsl
+    cam_id, _, query = spec.partition("?")
+    opts: dict[str, Any] = {"grayscale": grayscale}
+    for k, v in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+        if k == "size":
+            try:
+                w, h = (int(x) for x in v.lower().split("x"))
+            except ValueError:
+                raise ValueError(f"picamera2 spec {spec!r}: size={v!r}, expected WxH") from None
+            opts["size"] = (w, h)
+        elif k == "grayscale":
+            opts["grayscale"] = v.lower() in ("1", "true", "yes", "on")
+        elif k in _SPEC_TYPES:
+            try:
+                opts[k] = _SPEC_TYPES[k](v)
+            except ValueError:
+                raise ValueError(f"picamera2 spec {spec!r}: {k}={v!r} is not a "
+                                 f"{_SPEC_TYPES[k].__name__}") from None
+        else:
+            raise ValueError(f"picamera2 spec {spec!r}: unknown option {k!r} (known: size, "
+                             f"grayscale, {', '.join(_SPEC_TYPES)})")
+    opts.update(kw)
+    return Picamera2Source(cam_id or None, **opts)
+
+
 class Picamera2Rig:
     """Several :class:`Picamera2Source` cameras captured as one time-matched set.
 
