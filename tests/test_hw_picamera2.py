@@ -406,3 +406,13 @@ def test_open_camera_from_a_config_spec(fake):
         open_camera(IDS[0] + "?iso=100")
     with pytest.raises(ValueError, match="WxH"):
         open_camera(IDS[0] + "?size=640")
+
+
+def test_numpy_abi_clash_names_the_fix(monkeypatch):
+    class Broken(types.ModuleType):
+        def __getattr__(self, name):
+            raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+
+    monkeypatch.setitem(sys.modules, "picamera2", Broken("picamera2"))
+    with pytest.raises(HardwareConfigError, match="pip install simplejpeg"):
+        Picamera2Source(IDS[0]).start()

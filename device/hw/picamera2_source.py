@@ -56,8 +56,14 @@ def _import_picamera2():
     try:
         from picamera2 import Picamera2
     except Exception as e:   # ImportError off a Pi; RuntimeError/OSError when libcamera is broken
+        hint = INSTALL_HINT
+        if "numpy" in str(e) or "binary incompatib" in str(e):
+            # apt's simplejpeg is built for the system numpy 1.x; the venv's numpy is 2.x
+            hint = ("apt's simplejpeg was built for another numpy than the venv's: run "
+                    "`pip install simplejpeg` inside the venv (README, Installing on a "
+                    "Raspberry Pi 5)")
         raise HardwareConfigError(f"cannot import picamera2 ({type(e).__name__}: {e}); "
-                                  f"{INSTALL_HINT}") from e
+                                  f"{hint}") from e
     return Picamera2
 
 
