@@ -193,6 +193,52 @@ def check_step(ch, job: int, triple: int) -> None:
         raise ProtocolError("peer is at another job or triple: deny")
 
 
+# ------------------------------------------------- generic layers (CNN-shaped feature models)
+
+def activation_layer(role: int, ch, seed: bytes, layer: str, x: np.ndarray, fn,
+                     frac_in: int, frac_out: int) -> np.ndarray:
+    """Element-wise activation by mask recovery: fresh element-wise ownership, ``fn`` applied
+    only to the opened, owned values (never to the masked zeros, so sigmoid-like functions with
+    fn(0) != 0 stay exact), re-shared at ``frac_out``."""
+    flat = x.reshape(-1, 1)
+    own0 = ownership(seed, layer, len(flat))
+    mine, vals = mask_recover(role, ch, flat, own0, frac_in)
+    return reshare(mine, encode(fn(vals), frac_out), seed, layer, flat.shape).reshape(x.shape)
+
+
+def avg_pool_sum(x: np.ndarray, k: int) -> np.ndarray:
+    """Average pooling on shares, local and exact: the k x k window sums of (C, H, W); the 1/k^2
+    belongs to the next layer's weights (or to the next opening's scale)."""
+    c, h, w = x.shape
+    return x[:, :h - h % k, :w - w % k].reshape(c, h // k, k, w // k, k).sum(axis=(2, 4))
+
+
+def max_pool_layer(role: int, ch, seed: bytes, layer: str, x: np.ndarray, k: int,
+                   frac: int) -> np.ndarray:
+    """Exact max pooling by mask recovery with window-aligned masks: each k x k window belongs
+    wholly to one node, which opens it, takes its max and re-shares (C, H/k, W/k)."""
+    c, h, w = x.shape
+    win = (x.reshape(c, h // k, k, w // k, k).transpose(0, 1, 3, 2, 4)
+           .reshape(-1, k * k))
+    own0 = ownership(seed, layer, len(win))
+    mine, vals = mask_recover(role, ch, win, own0, frac)
+    out = reshare(mine, encode(vals.max(axis=1, keepdims=True), frac), seed, layer,
+                  (len(win), 1))
+    return out.reshape(c, h // k, w // k)
+
+
+FIG9_MASK = np.array([[1, 0, 1, 0], [0, 1, 1, 0], [1, 1, 0, 1], [0, 0, 1, 0]], bool)
+
+
+def naive_max_pool_fig9(values: np.ndarray, k: int = 2) -> np.ndarray:
+    """The seed's literal Fig. 9/10 max pooling, for the regression test only: each node
+    max-pools its zero-masked recovery (Fig. 9 pattern, not window-aligned) and the results
+    are added. Not equal to the max pool of ``values`` (4x4)."""
+    m = FIG9_MASK
+    pool = lambda v: v.reshape(2, k, 2, k).max(axis=(1, 3))     # noqa: E731
+    return pool(np.where(m, values, 0.0)) + pool(np.where(~m, values, 0.0))
+
+
 __all__ = ["ProtocolError", "Gallery", "extract", "enrol", "match_shares", "decide",
            "check_step", "open_value", "mask_recover", "reshare", "ownership",
            "to_bytes", "from_bytes", "DENSE"]

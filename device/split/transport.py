@@ -122,7 +122,7 @@ class SecureChannel:
         self.bytes_sent = 32           # both hello nonces count toward the traffic
         self.bytes_received = 0
         self.messages_sent = 0
-        self.rounds = 0
+        self.rounds = 0                # exchanges plus one-way messages sent or awaited
 
     def frame(self, payload: bytes) -> bytes:
         self._seq_tx += 1
@@ -132,12 +132,23 @@ class SecureChannel:
         return header + ct
 
     def send(self, payload: bytes) -> None:
+        """One-way message (counts as a round)."""
+        self._send(payload)
+        self.rounds += 1
+
+    def recv(self) -> bytes:
+        """Wait for a one-way message (counts as a round)."""
+        out = self._recv()
+        self.rounds += 1
+        return out
+
+    def _send(self, payload: bytes) -> None:
         f = self.frame(payload)
         self.link.write(f)
         self.bytes_sent += len(f)
         self.messages_sent += 1
 
-    def recv(self) -> bytes:
+    def _recv(self) -> bytes:
         header = self.link.read_exact(HEADER.size)
         n, seq = HEADER.unpack(header)
         if n > MAX_FRAME:
@@ -160,14 +171,14 @@ class SecureChannel:
 
         def tx():
             try:
-                self.send(payload)
+                self._send(payload)
             except BaseException as e:            # re-raised below
                 err.append(e)
 
         t = threading.Thread(target=tx, daemon=True)
         t.start()
         try:
-            got = self.recv()
+            got = self._recv()
         finally:
             t.join()
         if err:

@@ -1,0 +1,163 @@
+"""Measurements of split mode against the plaintext gate (in-process pair of nodes with the
+real channel; the arithmetic is that of two processes).
+
+``split_eval``: session-1 images of ``subjects`` palms are enrolled through the split
+template path, session-2 images go through the split query path and the split 1:N match
+(Beaver scores opened to node 0); every split feature is compared with the plaintext
+``CellExtractor`` feature (cosine of the whole (25, 49, 16) query or (49, 16) template), and
+every split score and decision with ``shift_max_scores`` on the plaintext features.
+
+``leakage_report``: uniformity of everything node 1 receives (and, as a control that the test
+has power, of opened plaintext values), correlation of the first message with the input, and
+the least-squares input reconstruction from node 0's view in both modes.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.recognition.cells import CellExtractor, shift_max_scores
+from device.split.bench import _tongji_dir
+from device.split.cellnet import CellNet, query_from_dense
+from device.split.dealer import Dealer
+from device.split.local import LocalPair
+
+
+def _images(data, subjects: int, per_session: int):
+    d = Path(data) if data else _tongji_dir()
+    if d is None:
+        raise FileNotFoundError("no data folder (give --data DIR in the standard layout)")
+    subj = sorted(p for p in d.iterdir() if p.is_dir())[:subjects]
+    out = {1: [], 2: []}
+    for s in subj:
+        for sess in (1, 2):
+            files = sorted(s.glob(f"{sess}_*"))[:per_session]
+            for f in files:
+                im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+                out[sess].append((s.name, cv2.resize(im, (128, 128))))
+    return out
+
+
+def _cos(a, b) -> float:
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "shared",
+               log=None) -> dict:
+    log = log or (lambda m: None)
+    per = max(1, inputs // (2 * subjects))
+    ims = _images(data, subjects, per)
+    ext = CellExtractor()
+    net = CellNet.from_extractor(ext)
+    enrol_set, query_set = ims[1], ims[2]
+    pair = LocalPair(Dealer(net, mode, capacity=len(enrol_set)))
+    t0 = time.perf_counter()
+    cos_t, cos_q, T_plain = [], [], []
+    for k, (sid, im) in enumerate(enrol_set):
+        t = pair.feature(im, template=True) / net.importance[:, None]
+        T_plain.append(ext.template(im))
+        cos_t.append(_cos(t, T_plain[-1]))
+        pair.enrol(sid, im)
+        if k % 100 == 0:
+            log(f"enrolled {k + 1}/{len(enrol_set)}")
+    T_plain = np.stack(T_plain)
+    split_scores, Q_plain = [], []
+    for k, (sid, im) in enumerate(query_set):
+        q = ext.query(im)
+        Q_plain.append(q)
+        cos_q.append(_cos(query_from_dense(pair.feature(im)), q))
+        res = pair.identify(im, threshold=0.0)
+        split_scores.append(res[3])
+        if k % 100 == 0:
+            log(f"queried {k + 1}/{len(query_set)}")
+    elapsed = time.perf_counter() - t0
+    S = np.stack(split_scores)
+    P = shift_max_scores(np.stack(Q_plain), T_plain, ext.importance).astype(np.float64)
+    genuine = np.array([[a == b for b, _ in enrol_set] for a, _ in query_set])
+    imp = np.sort(P[~genuine])[::-1]
+    thresholds = {"far_1e-3": float(imp[int(1e-3 * len(imp))]),
+                  "far_1e-2": float(imp[int(1e-2 * len(imp))])}
+    agree = {}
+    for name, th in thresholds.items():
+        v = float(((S >= th) == (P >= th)).mean())
+        ident_s = [(int(s.argmax()), bool(s.max() >= th)) for s in S]
+        ident_p = [(int(p.argmax()), bool(p.max() >= th)) for p in P]
+        agree[name] = {"threshold": th, "verification_agreement": v,
+                       "identification_agreement": float(np.mean([a == b for a, b in
+                                                                  zip(ident_s, ident_p)])),
+                       "pairs_within_1e-4": int((np.abs(P - th) < 1e-4).sum()),
+                       "split_tar": float((S[genuine] >= th).mean()),
+                       "plain_tar": float((P[genuine] >= th).mean()),
+                       "split_far": float((S[~genuine] >= th).mean()),
+                       "plain_far": float((P[~genuine] >= th).mean())}
+    cos_all = np.array(cos_t + cos_q)
+    return {"mode": mode, "inputs": int(len(cos_all)), "templates": len(enrol_set),
+            "queries": len(query_set), "pairs": int(S.size),
+            "cosine_min": float(cos_all.min()), "cosine_min_template": float(min(cos_t)),
+            "cosine_min_query": float(min(cos_q)),
+            "score_abs_err_max": float(np.abs(S - P).max()),
+            "decisions": agree, "seconds": elapsed}
+
+
+def leakage_report(data=None, images: int = 5, seed: int = 0) -> dict:
+    from device.split.cellnet import F_R
+    from device.split.leakage import (Recorder, input_correlation, ls_reconstruct,
+                                      node0_first_layer_view, node0_kernels, psnr_affine,
+                                      uniformity_pvalue)
+    from device.split.ring import encode
+    ims = _images(data, images + 1, 1)[1]
+    ext = CellExtractor()
+    net = CellNet.from_extractor(ext)
+    out = {}
+    for mode in ("shared", "plain"):
+        pair = LocalPair(Dealer(net, mode, capacity=4, seed=bytes(32)))
+        rec = Recorder(pair.ch[1])
+        pair.ch = (pair.ch[0], rec)
+        pair.enrol("a", ims[0][1])
+        rec.received.clear()
+        for _, im in ims[1:4]:
+            pair.identify(im, 0.5)
+        msgs = [np.frombuffer(m, np.uint64) for m in rec.received if len(m) > 16]
+        per = [uniformity_pvalue(m) for m in msgs]
+        words = np.concatenate(msgs)
+        first = msgs[0]
+        x = ims[1][1].astype(np.float64)
+        out[mode] = {"messages": len(msgs), "words": int(words.size),
+                     "uniformity_p_min": uniformity_pvalue(words),
+                     "per_message_p_min": float(min(per)),
+                     "per_message_p_min_bonferroni": float(min(1.0, 8 * len(per) * min(per))),
+                     "first_message_input_corr": (input_correlation(first, x)
+                                                  if first.size == x.size else None)}
+    own, vals = node0_first_layer_view(LocalPair(Dealer(net, "plain", capacity=2)), ims[1][1])
+    out["control_opened_values_p"] = uniformity_pvalue(encode(vals, F_R))
+    rows = []
+    for sid, im in ims[:images]:
+        T = ext.template(im)[None]
+        r = {"subject": sid, "chance_psnr": 20 * np.log10(255 / im.std())}
+        for mode in ("plain", "shared"):
+            pair = LocalPair(Dealer(net, mode, capacity=2))
+            own, vals = node0_first_layer_view(pair, im)
+            kernels = [("shard", node0_kernels(pair.shards[0]))]
+            if mode == "shared":
+                kernels.append(("public_bank", ext.bank))
+            for name, bank in kernels:
+                est = ls_reconstruct(bank, own, vals, lam=1e-2, iters=300)
+                e = est - est.min()
+                e = (255 * e / max(e.max(), 1e-12)).astype(np.float32)
+                score = float(shift_max_scores(ext.query(e)[None], T, ext.importance)[0, 0])
+                key = "claim9" if mode == "plain" else f"claim8_{name}"
+                r[key] = {"psnr": psnr_affine(est, im), "match_score": score}
+        rows.append(r)
+    summary = {}
+    for key in ("claim9", "claim8_shard", "claim8_public_bank"):
+        summary[key] = {"psnr_mean": float(np.mean([r[key]["psnr"] for r in rows])),
+                        "match_score_mean": float(np.mean([r[key]["match_score"]
+                                                           for r in rows]))}
+    summary["chance_psnr_mean"] = float(np.mean([r["chance_psnr"] for r in rows]))
+    out["reconstruction"] = summary
+    out["reconstruction_per_image"] = rows
+    return out

@@ -1,0 +1,152 @@
+"""Leakage checks of split mode, on transcripts and on one node's view.
+
+``uniformity_pvalue``: every byte position of the 64-bit words of a transcript against the
+uniform distribution (chi-square, 255 degrees of freedom, Wilson-Hilferty p-value); the
+smallest of the eight p-values. ``input_correlation``: |corr| of the words' top 16 bits with
+the input pixels (for messages shaped like the input).
+
+``ls_reconstruct``: the known attack on the seed's first layer. A node sees the plaintext
+Gabor responses at its owned map pixels (the softmax mask recovery opens them); with the
+kernels it solves regularised least squares  min ||M (G x) - r||^2 + lam ||grad x||^2  for
+the image x by conjugate gradients (zero border in the attacker's model). In claim-9 mode the
+node holds the kernels; in claim-8 mode its shard holds only a uniform share of them.
+``psnr_affine`` scores an estimate after the best gain and offset (the Gabor kernels are
+zero-mean, so brightness and contrast are not observable): an upper bound on what the
+attacker gets.
+"""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from device.split.cellnet import MAP, OFFSET, STRIDE
+
+
+class Recorder:
+    """Wraps a channel and keeps every payload this end receives."""
+
+    def __init__(self, ch):
+        self.ch = ch
+        self.received: list[bytes] = []
+
+    def exchange(self, payload: bytes) -> bytes:
+        got = self.ch.exchange(payload)
+        self.received.append(got)
+        return got
+
+    def send(self, payload: bytes) -> None:
+        self.ch.send(payload)
+
+    def recv(self) -> bytes:
+        got = self.ch.recv()
+        self.received.append(got)
+        return got
+
+
+def _chi2_sf(x: float, df: int) -> float:
+    z = ((x / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def uniformity_pvalue(words: np.ndarray) -> float:
+    b = np.ascontiguousarray(words, np.uint64).view(np.uint8).reshape(-1, 8)
+    ps = []
+    for k in range(8):
+        c = np.bincount(b[:, k], minlength=256).astype(np.float64)
+        e = len(b) / 256
+        ps.append(_chi2_sf(float(((c - e) ** 2 / e).sum()), 255))
+    return float(min(ps))
+
+
+def input_correlation(words: np.ndarray, x: np.ndarray) -> float:
+    top = (np.asarray(words, np.uint64) >> np.uint64(48)).astype(np.float64).ravel()
+    return float(abs(np.corrcoef(top, np.asarray(x, np.float64).ravel())[0, 1]))
+
+
+def _forward(x, bank, own):
+    r = np.stack([cv2.filter2D(x, cv2.CV_64F, k, borderType=cv2.BORDER_CONSTANT)
+                  [OFFSET::STRIDE, OFFSET::STRIDE][:MAP, :MAP] for k in bank], -1)
+    return r.reshape(-1, len(bank))[own]
+
+
+def _adjoint(r, bank, own, shape):
+    out = np.zeros(shape)
+    full = np.zeros((MAP * MAP, len(bank)))
+    full[own] = r
+    full = full.reshape(MAP, MAP, -1)
+    for j, k in enumerate(bank):
+        up = np.zeros(shape)
+        up[OFFSET::STRIDE, OFFSET::STRIDE][:MAP, :MAP] = full[..., j]
+        out += cv2.filter2D(up, cv2.CV_64F, k[::-1, ::-1].copy(),
+                            borderType=cv2.BORDER_CONSTANT)
+    return out
+
+
+def _grad_pen(x):
+    lap = cv2.Laplacian(x, cv2.CV_64F, borderType=cv2.BORDER_REPLICATE)
+    return -lap
+
+
+def ls_reconstruct(bank: np.ndarray, own: np.ndarray, resp: np.ndarray, lam: float = 1e-3,
+                   iters: int = 150, shape=(128, 128)) -> np.ndarray:
+    """Least-squares image from the responses ``resp`` (n_own, 6) at pixels ``own`` (1024,)."""
+    bank = np.asarray(bank, np.float64)
+
+    def A(x):
+        return _adjoint(_forward(x, bank, own), bank, own, shape) + lam * _grad_pen(x)
+
+    b = _adjoint(resp, bank, own, shape)
+    x = np.zeros(shape)
+    r = b - A(x)
+    p = r.copy()
+    rs = float((r * r).sum())
+    for _ in range(iters):
+        Ap = A(p)
+        alpha = rs / max(float((p * Ap).sum()), 1e-300)
+        x += alpha * p
+        r -= alpha * Ap
+        rs_new = float((r * r).sum())
+        if rs_new < 1e-20:
+            break
+        p = r + (rs_new / rs) * p
+        rs = rs_new
+    return x
+
+
+def psnr_affine(est: np.ndarray, truth: np.ndarray) -> float:
+    """PSNR (peak 255) of the estimate after the least-squares gain and offset."""
+    e, t = np.asarray(est, np.float64).ravel(), np.asarray(truth, np.float64).ravel()
+    A = np.stack([e, np.ones_like(e)], 1)
+    coef, *_ = np.linalg.lstsq(A, t, rcond=None)
+    mse = float(((A @ coef - t) ** 2).mean())
+    return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
+
+
+def node0_first_layer_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
+    """Run the first two steps of an inference on a ``LocalPair`` and return what node 0
+    opens at the softmax mask recovery: (own pixels (1024,), responses (n_own, 6))."""
+    from device.split.cellnet import F_R
+    from device.split.local import run_pair, split_input
+    from device.split.protocol import gabor_layer, mask_recover, ownership
+    tri = pair.dealer.inference_triples()
+    x = split_input(roi, pair.prg)
+
+    def node(role, ch, shard, t, xs):
+        r = gabor_layer(role, ch, shard, t, xs)
+        return mask_recover(role, ch, r, ownership(t["seed"], "softmax", len(r)), F_R)
+
+    (mine, vals), _ = run_pair(node, pair.ch, pair.shards, tri, x)
+    return mine, vals
+
+
+def node0_kernels(shard: dict) -> np.ndarray:
+    """The kernels as node 0's shard alone gives them: plaintext (claim 9) or, in claim-8
+    mode, its best guess F + B0 (a uniform ring matrix that decodes to noise)."""
+    from device.split.cellnet import F_K, KSIZE
+    from device.split.ring import decode
+    K = shard["gab_K"] if shard["mode"] == "plain" else shard["gab_F"] + shard["gab_B"]
+    k = decode(K, F_K)
+    k = np.clip(k, -1e3, 1e3)
+    return k.T.reshape(-1, KSIZE, KSIZE)
