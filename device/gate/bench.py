@@ -4,8 +4,10 @@ Setup (not timed): a sealed template store in a temporary folder with ``planted`
 people enrolled through the real enrolment path (K views each), plus distractor users up to
 ``users`` (3 protected templates each, made from random unit cells with
 ``device.protect.core.enrol_many``; the gallery holds them in memory exactly as the gate
-holds store templates, preallocated so the build never doubles it). Presentations are
-rendered beforehand by the synthetic source (genuine presentations of the planted people).
+holds store templates, preallocated so the build never doubles it). Enrolment (2 bursts per
+person) and presentation bursts (genuine presentations of the planted people) are rendered
+by a child process into the replay layout, and the gate reads them one at a time as it would
+from a camera; the match threshold is the demo's (synthetic hands).
 
 Timed: ``Gate.present`` on each burst -- quality, regions (K views), sensor (SR + liveness),
 feature, match (1:N, views fused), audit record, relay pulse over a serial line to the LCUS
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,15 +39,37 @@ def _progress(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def _bursts(folder, views):
+    from device.gate.burst import ReplaySource
+    src = ReplaySource(folder, views=views)
+    src.start()
+    return [src.capture_burst() for _ in range(len(src))]
+
+
+def render(out, planted, presentations, views, sensor, seed) -> None:
+    """Write the bench's synthetic enrolment and presentation bursts (replay layout)."""
+    from device.gate.burst import write_burst
+    from device.gate.synthetic import SyntheticPeople
+    planted, presentations, views, seed = int(planted), int(presentations), int(views), int(seed)
+    people = SyntheticPeople(seed=seed, views=views, sensor=sensor, threads=1)
+    for i in range(planted):
+        for k in range(2):
+            write_burst(f"{out}/enrol/{i:03d}/{k}", people.burst(i, "enrol", k))
+    for k in range(presentations):
+        write_burst(f"{out}/present/{k:03d}", people.burst(k % planted, "genuine", k // planted))
+
+
 def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bool = False,
           presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
-          sensor: str = "nir", templates_per_user: int = 3, progress=_progress) -> dict:
+          sensor: str = "nir", templates_per_user: int = 3, models: str | None = None,
+          progress=_progress) -> dict:
     from device.gate.config import load_config
     from device.gate.enrol import enrol_user
     from device.gate.gallery import GalleryBuilder
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
-    from device.gate.synthetic import SyntheticPeople
+    from device.demo import DEMO_THRESHOLD
+    from device.gate.burst import ReplaySource
     from device.protect.core import enrol_many
     from device.templates.store import TemplateStore
 
@@ -58,19 +83,23 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
     cfg = load_config(None, gate={"views": views, "precision": precision, "threads": threads,
                                   "cooldown_s": 0.0, "min_views": min(2, views)},
-                      paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key"},
-                      liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6})
+                      paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key",
+                             "models": str(models or "")},
+                      liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6},
+                      match={"threshold": DEMO_THRESHOLD})
     pipe = Pipeline(cfg)
     if pipe.sensor is not None and pipe.sensor.load() is None:
         raise RuntimeError(f"the {precision} {sensor} sensor models cannot be loaded: "
                            f"{pipe.sensor.error}")
-    people = SyntheticPeople(seed=seed, views=views, sensor=sensor, threads=1)
+    progress(f"rendering {planted} enrolments and {presentations} presentations "
+             f"(in a child process: its memory is not the gate's)")
+    subprocess.run([sys.executable, "-c", "import sys; from device.gate.bench import render; "
+                    "render(*sys.argv[1:])", tmp, str(planted), str(presentations), str(views),
+                    sensor, str(seed)], check=True)
     store = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=True)
     progress(f"enrolling {planted} synthetic people")
     for i in range(planted):
-        enrol_user(pipe, store, f"person-{i:03d}", [people.burst(i, "enrol", 0)])
-    progress(f"rendering {presentations} presentations")
-    bursts = [people.burst(i % planted, "genuine", i // planted) for i in range(presentations)]
+        enrol_user(pipe, store, f"person-{i:03d}", _bursts(f"{tmp}/enrol/{i:03d}", views))
     n_planted = store.count()["templates"]
     n_distract = max(0, users - planted)
     total = n_planted + n_distract * templates_per_user
@@ -82,7 +111,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     for uid, _, ver, t in store.templates():
         b.add(uid, t)
     rng = np.random.default_rng(seed)
-    step = 1000
+    step = 200
     g, d = ex.n_cells, ex.dim
     for lo in range(0, n_distract, step):
         n = min(step, n_distract - lo)
@@ -93,20 +122,24 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         dat, key, msk, fil = enrol_many(x, pipe.protect_config, ex.importance, rng)
         b.add_arrays(np.repeat([f"distractor-{k:06d}" for k in range(lo, lo + n)],
                                templates_per_user).tolist(), dat, key, msk, fil)
-        if (lo // step) % 10 == 9:
+        if (lo // step) % 10 == 9 or lo + n == n_distract:
             progress(f"  {lo + n}/{n_distract} distractor users")
-    pipe.gallery = b.finish()
-    pipe.versions = {f"person-{i:03d}": 1 for i in range(planted)}
+    gallery = b.finish()
     t_build = time.time() - t_build
     gate = Gate(cfg, store=store, pipeline=pipe)
     gate.reload = lambda: None              # keep the in-memory distractor gallery
-    gate._data_version = gate._store_version()
+    pipe.gallery = gallery
+    del gallery, b
+    src = ReplaySource(f"{tmp}/present", views=views)
     try:
         progress("warm-up")
-        for bu in bursts[:2]:
-            gate.present(bu)
+        src.start()
+        for _ in range(2):
+            gate.present(src.capture_burst())
+        src.start()
         e2e, stages, decisions, correct = [], {}, {}, 0
-        for k, bu in enumerate(bursts):
+        for k in range(len(src)):
+            bu = src.capture_burst()               # read from disk: not timed
             dd = gate.present(bu)
             e2e.append(dd.total_ms)
             for s, v in dd.stages_ms.items():
@@ -114,7 +147,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
             decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
             correct += dd.opened and dd.user_id == bu.meta["person"]
             if (k + 1) % 5 == 0:
-                progress(f"  {k + 1}/{len(bursts)} presentations")
+                progress(f"  {k + 1}/{len(src)} presentations")
             time.sleep(cfg.relay.pulse_ms / 1000.0 * 0.1)
     finally:
         gate.close()

@@ -250,7 +250,7 @@ def cmd_bench(a) -> int:
     from device.gate.bench import bench
     r = bench(users=a.users, views=a.views, precision=a.precision, split=a.split,
               presentations=a.presentations, seed=a.seed, threads=a.threads,
-              sensor=a.sensor)
+              sensor=a.sensor, models=a.models)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
@@ -324,5 +324,6 @@ def add_gate_commands(sub) -> None:
     sp.add_argument("--sensor", choices=["nir", "xray"], default="nir")
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
     sp.add_argument("--json", action="store_true", help="one line of JSON")
     sp.set_defaults(fn=cmd_bench)
