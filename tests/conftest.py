@@ -1,0 +1,123 @@
+"""Shared fixtures of the gate tests (tests/test_gate_*.py): a models folder with tiny sensor
+models, rendered synthetic bursts (once per session), gate configurations in a tmp folder.
+The socat / pymodbus / LCUS peers live in tests/test_relay.py and are imported from there."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "models"
+
+
+def _tiny_sensor_models(folder: Path, sensor: str = "nir") -> dict:
+    """SR = nearest x2 upsample; liveness p(live) = mean intensity (everything bright is
+    'live'): real ONNX files the runtime loads and hashes, made with onnx.helper."""
+    import onnx
+    from onnx import TensorProto, helper
+    sr = helper.make_graph(
+        [helper.make_node("Resize", ["capture", "", "scales"], ["sr"], mode="nearest")],
+        "sr", [helper.make_tensor_value_info("capture", TensorProto.FLOAT, ["b", 1, "h", "w"])],
+        [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["b", 1, "sh", "sw"])],
+        [helper.make_tensor("scales", TensorProto.FLOAT, [4], [1, 1, 2, 2])])
+    lv = helper.make_graph(
+        [helper.make_node("ReduceMean", ["image", "axes"], ["m"], keepdims=1),
+         helper.make_node("Reshape", ["m", "shape"], ["m2"]),
+         helper.make_node("Sub", ["one", "m2"], ["dead"]),
+         helper.make_node("Concat", ["dead", "m2"], ["probs"], axis=1)],
+        "liveness",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["b", 1, "h", "w"])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["b", 2])],
+        [helper.make_tensor("axes", TensorProto.INT64, [3], [1, 2, 3]),
+         helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 1]),
+         helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    entries = {}
+    for name, g in ((f"sr_{sensor}", sr), (f"liveness_{sensor}", lv)):
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+        m.ir_version = 9
+        for suffix in ("", "_int8"):
+            p = folder / f"{name}{suffix}.onnx"
+            onnx.save(m, str(p))
+            entries[p.name] = {"sha256": hashlib.sha256(p.read_bytes()).hexdigest()}
+            if name.startswith("liveness"):
+                entries[p.name]["threshold"] = 0.02
+    return entries
+
+
+@pytest.fixture
+def tiny_models(tmp_path) -> Path:
+    """A models folder: the shipped cell feature and generator files (linked) plus tiny
+    sensor models, with a manifest that lists them all."""
+    d = tmp_path / "models"
+    d.mkdir()
+    man = json.loads((SHIPPED / "manifest.json").read_text())
+    for name in list(man["models"]):
+        if (SHIPPED / name).exists():
+            os.symlink(SHIPPED / name, d / name)
+    man["models"].update(_tiny_sensor_models(d))
+    (d / "manifest.json").write_text(json.dumps(man))
+    return d
+
+
+def shipped_sensor_models_listed(sensor: str = "nir", precision: str = "fp32") -> bool:
+    from device.sensor_branch import model_names
+    man = json.loads((SHIPPED / "manifest.json").read_text())["models"]
+    return all(n in man and (SHIPPED / n).exists() for n in model_names(sensor, precision)) \
+        and "threshold" in man.get(model_names(sensor, precision)[1], {})
+
+
+@pytest.fixture(scope="session")
+def synthetic_bursts():
+    """Rendered once: enrolment bursts (2 each) of persons 0, 1 and presentations."""
+    from device.gate.synthetic import SyntheticPeople
+    people = SyntheticPeople(seed=0, views=3, sensor="nir", threads=1)
+    out = {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},
+           "genuine": [people.burst(0, "genuine", 0), people.burst(1, "genuine", 0)],
+           "impostor": [people.burst(5, "impostor", 0), people.burst(6, "impostor", 0)],
+           "attack": [people.burst(0, "attack", 0, species="printed_photo"),
+                      people.burst(1, "attack", 1, species="silicone_cast")]}
+    return out
+
+
+def gate_config(tmp_path, models=None, **sections):
+    from device.demo import DEMO_THRESHOLD
+    from device.gate.config import load_config
+    base = {"gate": {"cooldown_s": 0.0, "precision": "fp32"},
+            "paths": {"store": str(tmp_path / "state" / "templates.db"),
+                      "device_key": str(tmp_path / "state" / "device.key"),
+                      "models": str(models or "")},
+            "match": {"threshold": DEMO_THRESHOLD}}
+    for s, kv in sections.items():
+        base.setdefault(s, {}).update(kv)
+    return load_config(None, **base)
+
+
+def write_toml(path: Path, cfg) -> Path:
+    from device.gate.config import _toml_value
+    lines = []
+    for s, kv in cfg.as_dict().items():
+        lines.append(f"[{s}]")
+        for k, v in kv.items():
+            if v is not None:
+                lines.append(f"{k} = {_toml_value(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def copy_models(tmp_path):
+    def make(src: Path) -> Path:
+        d = tmp_path / "models_copy"
+        shutil.copytree(src, d, symlinks=True)
+        return d
+    return make
+
+
+def unit(v):
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
