@@ -279,8 +279,10 @@ def test_busy_camera_and_bad_config_are_config_errors(fake):
     fake.cameras[0]["busy"] = True
     with pytest.raises(HardwareConfigError, match="could not be opened"):
         Picamera2Source(IDS[0]).start()
+    bad = Picamera2Source(IDS[1], size=(33, 24))
     with pytest.raises(HardwareConfigError, match="even"):
-        Picamera2Source(IDS[1], size=(33, 24)).start()
+        bad.start()
+    assert bad.cam is None and fake.opened[-1].closed        # not left open
     with pytest.raises(HardwareConfigError, match="not advertised"):
         Picamera2Source(IDS[1], controls={"NoSuchControl": 1}).start()
     with pytest.raises(ValueError):

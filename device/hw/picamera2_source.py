@@ -240,18 +240,23 @@ class Picamera2Source:
 
     # -- FrameSource ----------------------------------------------------------------------
     def start(self, warmup: bool = True) -> None:
+        """Open, configure and start the camera; on any failure it is closed again."""
         self.open()
-        self.configure()
         try:
-            self.cam.start()
-        except Exception as e:
-            raise FrameError(f"camera {self.info.get('Id')} did not start: {e}") from e
-        manual = self.manual_controls()
-        if manual:                          # again at run time: some stacks drop config controls
-            self.cam.set_controls(manual)
-        self._n = 0
-        if warmup:
-            self.warm_up()
+            self.configure()
+            try:
+                self.cam.start()
+            except Exception as e:
+                raise FrameError(f"camera {self.info.get('Id')} did not start: {e}") from e
+            manual = self.manual_controls()
+            if manual:                      # again at run time: some stacks drop config controls
+                self.cam.set_controls(manual)
+            self._n = 0
+            if warmup:
+                self.warm_up()
+        except BaseException:
+            self.stop()
+            raise
 
     def warm_up(self) -> None:
         """Drop ``warmup_frames`` frames (let exposure settle after start)."""
