@@ -195,3 +195,16 @@ def test_contact_sheet(tmp_path):
         reason="camera_timeout"), "fault")], tmp_path / "s.png")
     img = cv2.imread(p)
     assert img is not None and img.shape[1] > 7 * 100
+
+
+def test_empty_scene_is_idle_not_an_attempt(tmp_path, tiny_models):
+    from conftest import gate_config
+
+    from device.gate.gate import Gate
+    from device.gate.relays import MemoryRelay
+    cfg = gate_config(tmp_path, tiny_models)
+    with Gate(cfg, relay=MemoryRelay()) as gate:
+        d = gate.present(Burst([np.full((480, 640, 3), 128, np.uint8)] * 3,
+                               np.full((128, 128), 128, np.uint8), {}))
+        assert d.idle and d.decision == "deny" and d.prompt
+        assert gate.store.audit.records() == [] and gate.limiter.failures == 0

@@ -35,8 +35,12 @@ def _ms(a) -> dict:
                                                                     2)}
 
 
+def _rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def _progress(msg: str) -> None:
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
+    print(f"bench: {msg} [peak RSS {_rss_mb()} MB]", file=sys.stderr, flush=True)
 
 
 def _bursts(folder, views):
@@ -73,6 +77,8 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     from device.protect.core import enrol_many
     from device.templates.store import TemplateStore
 
+    from device.gate.memory import trim, tune_malloc
+    tune_malloc()
     split_result = None
     if split:
         try:
@@ -100,6 +106,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     progress(f"enrolling {planted} synthetic people")
     for i in range(planted):
         enrol_user(pipe, store, f"person-{i:03d}", _bursts(f"{tmp}/enrol/{i:03d}", views))
+    trim()                                   # enrolment's freed buffers back to the OS
     n_planted = store.count()["templates"]
     n_distract = max(0, users - planted)
     total = n_planted + n_distract * templates_per_user
@@ -160,7 +167,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         "match_ms": _ms(stages.get("match", [])),
         "stages_ms": {s: round(float(np.median(v)), 2) for s, v in stages.items()},
         "stages_p95_ms": {s: round(float(np.percentile(v, 95)), 2) for s, v in stages.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": _rss_mb(),
         "precision": precision, "users": users, "views": views,
         "templates": total, "presentations": len(e2e), "decisions": decisions,
         "correct_opens": int(correct), "sensor": sensor, "threads": threads,

@@ -41,6 +41,8 @@ def cmd_run(a) -> int:
     import signal
 
     from device.gate.gate import Gate, make_source
+    from device.gate.memory import tune_malloc
+    tune_malloc()
     cfg = _cfg(a)
     try:
         from device.ops.jsonlog import setup_logging
@@ -66,7 +68,8 @@ def cmd_run(a) -> int:
             notifier.ready(f"{len(gate.pipeline.gallery or [])} templates")
 
         def on_decision(burst, d):
-            print(json.dumps(d.summary()), flush=True)
+            if not d.idle:
+                print(json.dumps(d.summary()), flush=True)
             if notifier is not None:
                 notifier.watchdog()
 

@@ -56,7 +56,10 @@ class Gate:
     def reload(self):
         """(Re)build the gallery from the store (after enrolments by another process)."""
         from device.gate.gallery import load_gallery
+        from device.gate.memory import trim
         p = self.pipeline
+        p.gallery = None                        # the old one goes before the new one comes
+        trim()
         gal, versions = load_gallery(self.store, p.protect_config, p.extractor.importance,
                                      when=time.time(), dim=p.extractor.dim,
                                      shifts=p.extractor.shifts,
@@ -124,6 +127,9 @@ class Gate:
             if v is not None and v != self._data_version:
                 self.reload()
             d = self.pipeline.decide(burst, claimed)
+        if d.idle:                          # an empty scene: no record, no attempt
+            d.total_ms = (time.perf_counter() - t0) * 1e3
+            return d
         # the audit record comes first: a full disk or a broken chain denies
         ta = time.perf_counter()
         try:

@@ -50,6 +50,11 @@ class Decision:
     def opened(self) -> bool:
         return self.decision == "open"
 
+    @property
+    def idle(self) -> bool:
+        """No hand in any view: nobody presented anything (not audited, not an attempt)."""
+        return self.reason == "quality:no_hand"
+
     def summary(self) -> dict:
         d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "score",
                                            "threshold", "p_live", "live", "views_used",
