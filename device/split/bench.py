@@ -98,10 +98,11 @@ def _socat_pair(tmp: Path):
 def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
                 seed: int = 0, mode: str = "shared", threshold: float | None = None) -> dict:
     """Latency, rounds and bytes of a split 1:N decision (two node processes) and the cosine
-    of the split feature to the plaintext feature. ``transport``: "tcp" (loopback),
+    of the split feature to the plaintext feature. ``transport``: "tcp" (loopback; "local"
+    is the same),
     "unix" or "serial" (a socat pty pair between the nodes; ptys do not pace bytes at a baud
-    rate, so ``serial_line_s`` adds the time the node link's bytes take at 921,600 baud,
-    10 bits per byte)."""
+    rate, so ``serial_line_s`` is the time the busier direction's bytes take on a real line
+    at 921,600 baud, 10 bits per byte, full duplex)."""
     from device.recognition.cells import CellExtractor
     from device.split.cellnet import CellNet, query_from_dense
     from device.split.node import DEFAULT_THRESHOLD, Terminal
@@ -126,7 +127,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
     try:
         provision_dir(tmp, net, mode, capacity=users, inferences=n_jobs, matches=n_jobs,
                       seed=seed.to_bytes(32, "big"), gallery=gallery, uids=uids)
-        if transport == "tcp":
+        if transport in ("tcp", "local"):
             peer = [f"tcp:127.0.0.1:{_free_port()}"] * 2
         elif transport == "unix":
             peer = [f"unix:{tmp / 'peer.sock'}"] * 2
@@ -151,6 +152,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
         k0, k1 = terminal_keys(tmp)
         t = Terminal(term[0], term[1], k0, k1)
         t.identify(pairs[0][1])                                  # warm-up, not timed
+        busiest = []
         lat, rounds, nbytes, ex_lat, ex_rounds, ex_bytes, cos = [], [], [], [], [], [], []
         correct = agree = 0
         for k, (a, b) in enumerate(pairs):
@@ -166,6 +168,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             lat.append(1e3 * (time.perf_counter() - t0))
             rounds.append(r["link"]["rounds"])
             nbytes.append(r["link"]["bytes"])
+            busiest.append(max(r["link"]["sent"], r["link"]["received"]))
             correct += int(r.get("uid") == uids[k])
             qp = ext.query(b).reshape(25, -1).astype(np.float64)
             ps = (qp @ gallery.reshape(users, -1).T).max(0)
@@ -183,13 +186,15 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             "extract": {"latency_ms": {"median": float(np.median(ex_lat)),
                                        "p95": float(np.percentile(ex_lat, 95))},
                         "rounds": int(np.median(ex_rounds)), "bytes": int(np.median(ex_bytes))},
+            "bytes_busier_direction": int(np.median(busiest)),
             "terminal_bytes": 2 * (128 * 128 * 8),
             "users": users, "inferences": n_planted, "transport": transport, "mode": mode,
             "rank1_correct": correct, "decision_agreement": agree / n_planted,
             "threshold": threshold,
         }
         if transport == "serial":
-            out["serial_line_s"] = link_bytes * 10 / SERIAL_BAUD
+            # full duplex: the busier direction sets the line time
+            out["serial_line_s"] = float(np.median(busiest)) * 10 / SERIAL_BAUD
         return out
     finally:
         for p, _ in procs:

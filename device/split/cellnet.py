@@ -1,14 +1,14 @@
 """The shipped cell feature (``device/recognition/cells.py``) written as a small network whose
 linear layers run on shares. This is the exact feature, not a split-friendly variant:
 
-    ROI (128x128, grey 0..255)                                  input,   F_X = 16 fraction bits
-    ─ conv 45x45, 6 Gabor kernels, stride 4, reflect border ─►  (1024, 6) at F_X + F_K = 40
-    ─ softmax(-beta * r) over the 6 orientations of a pixel ─►  (6, 32, 32)   at F_S = 20
+    ROI (128x128, grey 0..255)                                  input,   F_X = 8 fraction bits
+    ─ conv 45x45, 6 Gabor kernels, stride 4, reflect border ─►  (1024, 6) at F_X + F_K = 48
+    ─ softmax(-beta * r) over the 6 orientations of a pixel ─►  (6, 32, 32)   at F_S = 28
           (mask recovery, masks aligned to pixels: all 6 orientations of a map pixel
            belong to one node, so the softmax is exact)
     ─ conv 4x4, 6 -> 16 channels, stride 1 = the PCA of every
-      4x4 block of map pixels, minus mean @ PCA ─►              (841, 16) dense cells at 40
-    ─ L2 per cell (x importance for a template) ─►              (841, 16) at F_U = 24
+      4x4 block of map pixels, minus mean @ PCA ─►              (841, 16) dense cells at 56
+    ─ L2 per cell (x importance for a template) ─►              (841, 16) at F_U = 28
           (mask recovery, masks aligned to cells)
 
 The 7x7 grid of any of the 25 shifted windows is a set of rows of the dense 29x29 cell map
@@ -25,8 +25,10 @@ class (it opens about half of every intermediate map). A secure reciprocal squar
 would keep the cells hidden but needs truncation on shares, which fails with probability
 ~|x|/2^64 per element at the scales needed here (see README, Split mode).
 
-Scales keep every ring value below 2^62: |response| <= 255 * sum|g| = 255 (kernels have unit
-L1 norm) -> 2^48; |cell| <= ||raw - mean|| <= 4 -> 2^42; |score| <= 1 -> 2^48.
+Scales keep every opened ring value below 2^62: |response| <= 255 * sum|g| = 255 (kernels
+have unit L1 norm) -> 2^56; |cell| <= ||raw - mean|| <= 4 -> 2^58; |score| <= 1 -> 2^56.
+(With 16/24/20/20/24 bits the split cells were off by up to 6e-4, mostly from the rounding
+of the 2,025 kernel taps; with these, by 7e-9.)
 """
 from __future__ import annotations
 
@@ -38,11 +40,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from device.recognition.cells import (CELL, GRID, MAX_SHIFT, OFFSET, ROI_SIZE, STRIDE,
                                       CellExtractor, shift_offsets)
 
-F_X = 16      # input pixels
-F_K = 24      # Gabor kernels
-F_S = 20      # soft orientation weights
-F_P = 20      # PCA matrix
-F_U = 24      # unit cells (query and template)
+F_X = 8       # input pixels (a uint8 ROI is exact; a float ROI keeps 8 bits)
+F_K = 40      # Gabor kernels
+F_S = 28      # soft orientation weights
+F_P = 28      # PCA matrix
+F_U = 28      # unit cells (query and template)
 F_R = F_X + F_K       # Gabor responses
 F_Y = F_S + F_P       # projected cells
 F_SCORE = 2 * F_U     # match scores

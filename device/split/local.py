@@ -66,18 +66,24 @@ class LocalPair:
         s0, s1 = self._extract(roi, template)
         return decode(s0 + s1, F_U)
 
-    def enrol(self, uid: str, roi) -> None:
+    def enrol(self, uid: str, roi, reveal: bool = False):
+        """Split enrolment; with ``reveal`` (evaluation only) also the reconstructed
+        weighted template (49, 16)."""
         shares = self._extract(roi, True)
         run_pair(lambda r, ch, g, t: enrol(r, ch, g, uid, t), self.ch, self.galleries, shares)
+        return decode(shares[0] + shares[1], F_U) if reveal else None
 
-    def identify(self, roi, threshold: float):
+    def identify(self, roi, threshold: float, reveal: bool = False):
+        """Node 0's (accept, index, score, scores per template); with ``reveal`` (evaluation
+        only) also the reconstructed dense query feature."""
         shares = self._extract(roi, False)
         mt = self.dealer.match_triples()
 
         def node(role, ch, g, m, u):
             return decide(role, ch, match_shares(role, ch, g, m, u), threshold)
 
-        return run_pair(node, self.ch, self.galleries, mt, shares)[0]
+        res = run_pair(node, self.ch, self.galleries, mt, shares)[0]
+        return (res, decode(shares[0] + shares[1], F_U)) if reveal else res
 
     def import_gallery(self, templates: np.ndarray, uids) -> None:
         F = self.dealer.gallery_from_plain(templates)

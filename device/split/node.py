@@ -124,7 +124,8 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                 tch.send(pack({"ok": True}))
                 return 0
             job += 1
-            b0, r0, t0 = pch.bytes_sent + pch.bytes_received, pch.rounds, time.perf_counter()
+            s0, b0, r0 = pch.bytes_sent, pch.bytes_received, pch.rounds
+            t0 = time.perf_counter()
             try:
                 x = arrays["x"]
                 idx, tri = stock.next_inference()
@@ -156,7 +157,8 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                 except ChannelError:
                     pass
                 return 1
-            reply["link"] = {"bytes": pch.bytes_sent + pch.bytes_received - b0,
+            reply["link"] = {"bytes": pch.bytes_sent - s0 + pch.bytes_received - b0,
+                             "sent": pch.bytes_sent - s0, "received": pch.bytes_received - b0,
                              "rounds": pch.rounds - r0,
                              "ms": 1e3 * (time.perf_counter() - t0)}
             tch.send(pack(reply, out))
