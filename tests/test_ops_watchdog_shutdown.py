@@ -117,14 +117,14 @@ def test_watchdog_explicit_channels_and_systemd_ping_rate():
     relay_all_off(relay, [2])
     assert relay.calls == [("off", 2)]
     t = [100.0]
-    n = Notifier(watchdog_s=10.0)
+    n = Notifier(watchdog_s=20.0)
     wd = RelayWatchdog(relay, timeout_s=1.0, notifier=n, clock=lambda: t[0])
     for _ in range(20):                             # 20 pets within 4.75 s: one ping
         wd.pet()
         t[0] += 0.25
     assert n.sent == ["WATCHDOG=1"]
     t[0] += 0.1
-    wd.pet()                                        # 5 s (half of WatchdogSec) later: again
+    wd.pet()                                        # 5 s (WatchdogSec / 4) later: again
     assert n.sent == ["WATCHDOG=1", "WATCHDOG=1"]
     wd.notifier = Notifier(watchdog_s=None)         # no WatchdogSec: never pings
     wd.pet()

@@ -3,8 +3,8 @@
 The loop calls ``pet()`` once per iteration (idle or not). A thread holds a deadline; when
 ``timeout_s`` passes without a pet, it switches every relay channel off (cancelling any pulse)
 and calls ``on_expire``. It stays *tripped* (and keeps retrying the off until the line takes it)
-until the loop pets again. A pet also forwards ``WATCHDOG=1`` to systemd (at half of
-``WatchdogSec``), so systemd's watchdog sees the loop, not merely a live process: a hung loop
+until the loop pets again. A pet also forwards ``WATCHDOG=1`` to systemd (at most every quarter
+of ``WatchdogSec``), so systemd's watchdog sees the loop, not merely a live process: a hung loop
 first loses the relay, then gets killed and restarted by systemd (``Restart=on-failure``), and
 the restarted gate's relay driver switches everything off again when it opens.
 """
@@ -86,7 +86,9 @@ class RelayWatchdog:
             self._wake.notify_all()
         n = self.notifier
         if n is not None and getattr(n, "watchdog_s", None):
-            if now - self._last_sd >= n.watchdog_s / 2:
+            # a quarter of WatchdogSec: systemd then hears from a loop whose iterations take
+            # up to 3/4 of it (sd_watchdog_enabled(3) asks for at least every half)
+            if now - self._last_sd >= n.watchdog_s / 4:
                 self._last_sd = now
                 n.watchdog()
 
