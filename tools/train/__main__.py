@@ -44,6 +44,9 @@ def main(argv=None) -> int:
                    help="where to write ONNX files (default: models/ for --profile full, "
                         "WORK/quick/models for --profile quick, so a quick run never replaces "
                         "the shipped models)")
+    p.add_argument("--resume", action="store_true",
+                   help="sensor: reuse the SR/liveness checkpoints already in the work folder "
+                        "(work/<profile>/*.pt) instead of training them again")
     p.add_argument("--sensor", choices=["xray", "nir"], default=None,
                    help="sensor/liveness: only this sensor kind (default: both / from DIR)")
     p.add_argument("--retrain-from", default=None, metavar="DIR",
@@ -88,7 +91,7 @@ def _sensor(a, work, models, torch) -> int:
         report = sensor.run(steps=steps, seed=a.seed, work=work, models=models,
                             command=_command_line(), profile=a.profile,
                             sensors=[a.sensor] if a.sensor else sensor.SENSORS,
-                            threads=a.threads or 1)
+                            threads=a.threads or 1, resume=a.resume)
     else:
         if not a.retrain_from:
             raise SystemExit("liveness: --retrain-from DIR is required")

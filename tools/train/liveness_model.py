@@ -168,10 +168,23 @@ def load_from_onnx(path) -> LivenessNet:
     return net.eval()
 
 
-def _batch(images: np.ndarray, idx: np.ndarray, rng, augment: str) -> torch.Tensor:
+def random_crops(images: np.ndarray, idx: np.ndarray, rng, crop: int) -> np.ndarray:
+    """One random ``crop`` x ``crop`` window of each picked uint8 image (N, H, W)."""
+    h, w = images.shape[1:]
+    if crop >= h and crop >= w:
+        return images[idx]
+    ys = rng.integers(0, h - crop + 1, len(idx))
+    xs = rng.integers(0, w - crop + 1, len(idx))
+    return np.stack([images[i, y:y + crop, x:x + crop] for i, y, x in zip(idx, ys, xs)])
+
+
+def _batch(images: np.ndarray, idx: np.ndarray, rng, augment: str,
+           crop: int | None = None) -> torch.Tensor:
     """uint8 images -> float batch; ``augment``: '' none, 'h' random left-right flips (left
-    and right hands), 'hv' also random up-down flips."""
-    x = images[idx].astype(np.float32) / 255.0
+    and right hands), 'hv' also random up-down flips; ``crop``: train on random windows of
+    that size (the network is fully convolutional up to global pooling, so it is applied to
+    whole images afterwards)."""
+    x = (random_crops(images, idx, rng, crop) if crop else images[idx]).astype(np.float32) / 255.0
     if "h" in augment:
         flip = rng.random(len(idx)) < 0.5
         x[flip] = x[flip, :, ::-1]
@@ -185,11 +198,12 @@ def train_liveness(images: np.ndarray, labels: np.ndarray, *, steps: int, seed: 
                    batch: int = 32, lr_rate: float = 2e-3, weights: np.ndarray | None = None,
                    model: LivenessNet | None = None, config: dict | None = None,
                    weight_decay: float = 1e-4, augment: str = "h", log_every: int = 50,
-                   log=print):
+                   crop: int | None = None, log=print):
     """Train (or, with ``model``, fine-tune) on uint8 images (N, H, W) with labels 1 = live,
     0 = non-live; ``weights`` are per-image sampling probabilities.  Stops when the iteration
     count reaches ``steps`` (claim 8's only stopping rule).  Returns (model, history): every
-    ``log_every`` steps the running mean cross-entropy and the claim-8 0/1 second loss."""
+    ``log_every`` steps the running mean cross-entropy and the claim-8 0/1 second loss.
+    ``crop``: train on random square windows of this size (cheaper per step on a CPU)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = model if model is not None else LivenessNet(config)
@@ -203,7 +217,7 @@ def train_liveness(images: np.ndarray, labels: np.ndarray, *, steps: int, seed: 
     ce_sum = zo_sum = n_sum = 0.0
     for it in range(1, steps + 1):
         idx = rng.choice(len(images), batch, p=p)
-        x = _batch(images, idx, rng, augment)
+        x = _batch(images, idx, rng, augment, crop)
         y = torch.from_numpy(labels[idx])
         logits = model(x)
         ce = F.cross_entropy(logits, y)

@@ -37,9 +37,9 @@ from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_l
 from device.sensor_branch import SENSORS, is_live, to_capture
 from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
 from tools.train import sensor_quant as Q
-from tools.train.liveness_model import (DEFAULT_CONFIG, export_liveness_onnx, load_from_onnx,
-                                        predict, train_liveness)
-from tools.train.sr_model import export_sr_onnx, train_sr
+from tools.train.liveness_model import (DEFAULT_CONFIG, LivenessNet, export_liveness_onnx,
+                                        load_from_onnx, predict, train_liveness)
+from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
 LIVENESS_SEEDS = {"train": (1001, 1002), "val": (2002,), "test": (3003,)}
 SR_SEEDS = {"train": 1101, "test": 3103}
@@ -58,7 +58,7 @@ CONFIG = {
               "real_subjects": {"train": 16, "val": 6, "test": 8},
               "sr_pairs": {"train": 160, "test": 40}, "sr_iters": 200, "sr_patch": 40,
               "liveness_steps": 60, "calibration_frames": 16, "occlusion": True,
-              "retrain_replay": 600},
+              "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None}},
     "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
                                    "val": [(2002, 500, 100)], "test": [(3003, 1000, 300)]},
                           "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
@@ -66,7 +66,11 @@ CONFIG = {
              "real_subjects": {"train": None, "val": None, "test": None},
              "sr_pairs": {"train": 1500, "test": 200}, "sr_iters": 4000, "sr_patch": 48,
              "liveness_steps": 1500, "calibration_frames": 64, "occlusion": True,
-             "retrain_replay": 3000},
+             "retrain_replay": 3000,
+             # whole 256x256 SR images; random 128x128 windows were 3-4x cheaper a step but
+             # the X-ray photo attack then reached APCER 8.3 % at BPCER 8.7 % (its cues -- the
+             # printed sheet's edges and tone -- are spread over the whole frame)
+             "liveness_crop": {"xray": None, "nir": None}},
 }
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
@@ -358,8 +362,18 @@ def _weights(cls: np.ndarray, real_mask: np.ndarray | None = None) -> np.ndarray
     return w / w.sum()
 
 
-def _sr_block(sensor, cfg, root, work, models, threads, seed):
-    """Train, export and evaluate the SR model of a sensor; returns (report, sessions)."""
+def _resumed(work: Path, name: str, resume: bool) -> dict | None:
+    """The training checkpoint ``work/name`` when resuming and it exists (else None)."""
+    path = work / name
+    if not (resume and path.exists()):
+        return None
+    _log(f"resuming from {path}")
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
+    """Train (or, resuming, reload), export and evaluate the SR model of a sensor; returns
+    (report, session, held-out pairs, path)."""
     t0 = time.time()
     lr, hr = load_pairs(sr_pair_set(root, sensor, "train", cfg["sr_pairs"]["train"]))
     weights, data = None, [f"synthetic {sensor} SR pairs: "
@@ -378,11 +392,17 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed):
                     f"as LR, seed "
                     f"{REAL_PAIR_SEED}), sampled 65 % real / 35 % synthetic")
     _log(f"[{sensor}] SR: {len(lr)} training pairs")
-    model, hist = train_sr(lr, hr, max_iters=cfg["sr_iters"], seed=seed, patch=cfg["sr_patch"],
-                           weights=weights, **SR_ARCH, log=_log,
-                           log_every=max(cfg["sr_iters"] // 10, 1))
-    torch.save({"state_dict": model.state_dict(), "history": hist, "arch": SR_ARCH},
-               work / f"sr_{sensor}.pt")
+    ckpt = _resumed(work, f"sr_{sensor}.pt", resume)
+    if ckpt is not None and ckpt.get("arch") == SR_ARCH:
+        model, hist = SRNet(**SR_ARCH), ckpt["history"]
+        model.load_state_dict(ckpt["state_dict"])
+        model.eval()
+    else:
+        model, hist = train_sr(lr, hr, max_iters=cfg["sr_iters"], seed=seed,
+                               patch=cfg["sr_patch"], weights=weights, **SR_ARCH, log=_log,
+                               log_every=max(cfg["sr_iters"] // 10, 1))
+        torch.save({"state_dict": model.state_dict(), "history": hist, "arch": SR_ARCH},
+                   work / f"sr_{sensor}.pt")
     path = models / f"sr_{sensor}.onnx"
     export_sr_onnx(model, path)
     sess = Q.session(path, threads)
@@ -390,6 +410,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed):
     with torch.no_grad():
         f1, f2, y = model.stages(torch.zeros(1, 1, 16, 16))
     report = {"train_seconds": round(time.time() - t0, 1), "history": hist,
+              "resumed_from_checkpoint": ckpt is not None,
               "channels": {"F1": int(f1.shape[1]), "F2": int(f2.shape[1])},
               "data": data}
     tl, th = load_pairs(sr_pair_set(root, sensor, "test", cfg["sr_pairs"]["test"]))
@@ -411,6 +432,26 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed):
     return report, sess, (tl, th), path
 
 
+def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, seed, weights,
+                    crop):
+    """Train (or, resuming, reload from ``work/name``) a liveness model and save its
+    checkpoint; returns (model, history, training seconds)."""
+    ckpt = _resumed(work, name, resume)
+    if ckpt is not None:
+        model = LivenessNet(ckpt.get("config"))
+        model.load_state_dict(ckpt["state_dict"])
+        return model.eval(), ckpt["history"], (ckpt.get("seconds")
+                                               or ckpt["history"][-1].get("s", 0.0))
+    t = time.time()
+    model, hist = train_liveness(images, labels, steps=steps, seed=seed, weights=weights,
+                                 config=None, log=_log, log_every=max(steps // 15, 1),
+                                 crop=crop)
+    seconds = round(time.time() - t, 1)
+    torch.save({"state_dict": model.state_dict(), "history": hist, "config": model.config,
+                "seconds": seconds, "crop": crop}, work / name)
+    return model, hist, seconds
+
+
 def _sr_eval(sess, lr, hr, int8_sess=None) -> dict:
     rows, snr = [], []
     for i in range(len(lr)):
@@ -430,7 +471,7 @@ def _sr_eval(sess, lr, hr, int8_sess=None) -> dict:
 
 def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, docs: Path,
                steps: int, seed: int, threads: int, command: str, manifest: Path,
-               profile: str) -> dict:
+               profile: str, resume: bool = False) -> dict:
     t_all = time.time()
     split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
     real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
@@ -447,7 +488,7 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
 
     # ---- SR
     sr_report, sr_sess, sr_test_pairs, sr_path = _sr_block(sensor, cfg, root, work, models,
-                                                           threads, seed)
+                                                           threads, seed, resume)
 
     # ---- liveness on SR output
     train_caps = np.concatenate([caps["train"], real_caps["train"]])
@@ -460,11 +501,9 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     train_sr_imgs = run_sr(sr_sess, train_caps)
     _log(f"[{sensor}] SR of {len(train_caps)} training captures: {time.time() - t:.0f} s")
     t = time.time()
-    lv, lv_hist = train_liveness(train_sr_imgs, train_y, steps=steps, seed=seed, weights=w,
-                                 config=None, log=_log,
-                                 log_every=max(steps // 15, 1))
-    lv_seconds = time.time() - t
-    torch.save({"state_dict": lv.state_dict(), "history": lv_hist}, work / f"liveness_{sensor}.pt")
+    crop = cfg["liveness_crop"][sensor]
+    lv, lv_hist, lv_seconds = _liveness_block(work, f"liveness_{sensor}.pt", resume,
+                                              train_sr_imgs, train_y, steps, seed, w, crop)
     lv_path = models / f"liveness_{sensor}.onnx"
     export_liveness_onnx(lv, lv_path)
     lv_sess = Q.session(lv_path, threads)
@@ -483,11 +522,9 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     _log(f"[{sensor}] fp32 threshold {thr:.4g} held-out {json.dumps(fp32['heldout'])}")
 
     # ---- ablation: the same classifier on the captures themselves (no SR)
-    t = time.time()
-    lv_raw, raw_hist = train_liveness(train_caps, train_y, steps=steps, seed=seed, weights=w,
-                                      config=None, log=_log,
-                                      log_every=max(steps // 5, 1))
-    raw_seconds = time.time() - t
+    lv_raw, raw_hist, raw_seconds = _liveness_block(
+        work, f"liveness_{sensor}_nosr.pt", resume, train_caps, train_y, steps, seed, w,
+        crop if crop and crop < train_caps.shape[1] else None)
     q = {s: predict(lv_raw, caps[s]) for s in ("val", "test")}
     qr = {s: predict(lv_raw, real_caps[s]) for s in ("val", "test")}
     thr_raw = choose(q["val"], cls["val"], qr["val"])
@@ -498,8 +535,6 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                                "train_seconds": round(raw_seconds, 1)}}
     _, att_raw = by_species(q["test"], cls["test"])
     ablation["without_sr"]["heldout"]["species_margin_logit"] = species_margins(att_raw, thr_raw)
-    torch.save({"state_dict": lv_raw.state_dict(), "history": raw_hist},
-               work / f"liveness_{sensor}_nosr.pt")
     _log(f"[{sensor}] without SR: held-out {json.dumps(ablation['without_sr']['heldout'])}")
 
     # ---- int8
@@ -603,7 +638,7 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     lv_metrics = {"heldout": fp32["heldout"], "validation": fp32["validation"],
                   "ablation_without_sr": ablation["without_sr"]["heldout"],
                   "train_log": lv_hist, "steps": steps, "profile": profile,
-                  **perf[f"liveness_{sensor}.onnx"]}
+                  "train_crop": crop, **perf[f"liveness_{sensor}.onnx"]}
     update_entry(f"liveness_{sensor}.onnx", metrics=lv_metrics, data=data_lv,
                  notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
                        f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
@@ -643,7 +678,7 @@ def _max_rate_diff(a: dict, b: dict) -> float:
 
 
 def run(steps: int, seed: int, work: Path, models: Path, command: str, profile: str,
-        sensors=SENSORS, threads: int = 0) -> dict:
+        sensors=SENSORS, threads: int = 0, resume: bool = False) -> dict:
     """``python -m tools.train sensor``: both sensors, SR + liveness, fp32 + int8."""
     cfg = CONFIG[profile]
     work = Path(work)
@@ -661,7 +696,7 @@ def run(steps: int, seed: int, work: Path, models: Path, command: str, profile: 
     name = "sensor_report.json" if len(sensors) > 1 else f"sensor_report_{sensors[0]}.json"
     for sensor in sensors:
         report[sensor] = run_sensor(sensor, cfg, root, work, models, docs, steps, seed, threads,
-                                    command, manifest, profile)
+                                    command, manifest, profile, resume)
         (work / name).write_text(json.dumps(report, indent=2, default=float))
     _log(f"report: {work / name}")
     return report
