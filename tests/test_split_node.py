@@ -48,9 +48,24 @@ def test_node_program_enrols_identifies_and_denies_on_a_broken_link(tmp_path):
         assert t.enrol(f"u{k}", im)["slot"] == k
     r = t.identify(np.roll(palms[1], 2, axis=0))
     assert r["accept"] and r["uid"] == "u1"
+    g = np.load(tmp_path / "node1_gallery.npz")              # split enrolment persisted
+    assert list(g["uids"]) == ["u0", "u1"] and g["F"].shape == (784, 2)
     ps[1].kill()                                   # node 1 dies mid-service
     ps[1].join(5)
     r = t.identify(palms[0])
     assert r["accept"] is False and r.get("deny")
     ps[0].join(10)
     assert ps[0].exitcode == 1
+
+
+def test_triples_are_never_reused_across_restarts(tmp_path):
+    from device.split.node import TripleStock
+    provision_dir(tmp_path, mode="plain", capacity=2, inferences=3, matches=1, seed=b"s" * 32)
+    a = TripleStock(tmp_path / "node0_triples.npz")
+    i0, _ = a.next_inference()
+    i1, _ = a.next_inference()
+    b = TripleStock(tmp_path / "node0_triples.npz")           # the node restarts
+    i2, _ = b.next_inference()
+    assert (i0, i1, i2) == (0, 1, 2)
+    with pytest.raises(Exception, match="out of inference triples"):
+        b.next_inference()

@@ -9,6 +9,8 @@ Each inference is run twice: a ``reveal`` job (evaluation only: the nodes return
 feature shares, the terminal compares the reconstructed feature with the plaintext one) and
 an ``identify`` job (split extraction, 1:N Beaver scores over all users, opening to node 0,
 max, decision), which is what ``latency_ms`` times, from the terminal's split to its answer.
+Jobs are ``IDLE_S`` apart; the input-independent Beaver terms of the next job are computed in
+that pause (the offline phase), so the latency is the online phase.
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ import cv2
 import numpy as np
 
 SERIAL_BAUD = 921600
+IDLE_S = 0.5      # pause between jobs, as between presentations at a gate: the nodes use it for
+#                   the offline terms of the next job (node.TripleStock.prepare)
 
 
 def _free_port() -> int:
@@ -156,6 +160,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
         lat, rounds, nbytes, ex_lat, ex_rounds, ex_bytes, cos = [], [], [], [], [], [], []
         correct = agree = 0
         for k, (a, b) in enumerate(pairs):
+            time.sleep(IDLE_S)
             t0 = time.perf_counter()
             feat, m = t.reveal(b)
             ex_lat.append(1e3 * (time.perf_counter() - t0))
@@ -163,6 +168,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             ex_bytes.append(m["link"]["bytes"])
             q, qr = query_from_dense(feat).ravel(), ext.query(b).astype(np.float64).ravel()
             cos.append(float(q @ qr / np.linalg.norm(q) / np.linalg.norm(qr)))
+            time.sleep(IDLE_S)
             t0 = time.perf_counter()
             r = t.identify(b)
             lat.append(1e3 * (time.perf_counter() - t0))

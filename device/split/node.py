@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import sys
 import time
@@ -72,27 +73,74 @@ def save_triples(path, inference: list[dict], match: list[dict]) -> None:
 
 
 class TripleStock:
-    """Triples consumed in order; each index is used once."""
+    """Triples consumed in order; each index is used once, also across restarts: the next
+    indices are written (and fsynced) to ``<path>.used`` before a triple is handed out."""
 
     def __init__(self, path):
         z = np.load(path)
         self.inf = {k[4:]: z[k] for k in z.files if k.startswith("inf_")}
         self.match = {k[6:]: z[k] for k in z.files if k.startswith("match_")}
+        self._used = Path(str(path) + ".used")
         self.i = self.m = 0
+        self._ready: dict = {}
+        self._ready_m: dict = {}
+        if self._used.exists():
+            self.i, self.m = (int(v) for v in self._used.read_text().split())
+
+    def _commit(self, i: int, m: int) -> None:
+        tmp = self._used.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(f"{i} {m}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._used)
+
+    def _inference(self, i: int) -> dict:
+        if i in self._ready:
+            return self._ready.pop(i)
+        t = {k: v[i] for k, v in self.inf.items()}
+        t["seed"] = t["seed"].tobytes()
+        return t
+
+    def prepare(self, shard: dict, gallery: Gallery) -> None:
+        """Offline phase, between jobs: the input-independent terms of the next triples."""
+        from device.split.protocol import match_offline_term, offline_terms
+        if self.inf and self.i < len(self.inf["seed"]) and self.i not in self._ready:
+            t = self._inference(self.i)
+            if shard["mode"] == "shared":
+                offline_terms(shard, t)
+            self._ready[self.i] = t
+        if self.match and self.m < len(self.match["A3"]) and gallery.uids:
+            mt = self._ready_m.get(self.m) or {k: v[self.m] for k, v in self.match.items()}
+            match_offline_term(gallery, mt)
+            self._ready_m = {self.m: mt}
 
     def next_inference(self) -> tuple[int, dict]:
         if not self.inf or self.i >= len(self.inf["seed"]):
             raise ProtocolError("out of inference triples: provision more")
-        t = {k: v[self.i] for k, v in self.inf.items()}
-        t["seed"] = t["seed"].tobytes()
+        t = self._inference(self.i)
+        self._commit(self.i + 1, self.m)
         self.i += 1
         return self.i - 1, t
 
     def next_match(self) -> tuple[int, dict]:
         if not self.match or self.m >= len(self.match["A3"]):
             raise ProtocolError("out of match triples: provision more")
+        self._commit(self.i, self.m + 1)
         self.m += 1
-        return self.m - 1, {k: v[self.m - 1] for k, v in self.match.items()}
+        mt = self._ready_m.pop(self.m - 1, None)
+        return self.m - 1, mt or {k: v[self.m - 1] for k, v in self.match.items()}
+
+
+def save_gallery(path: Path, gallery: Gallery) -> None:
+    """Atomically write the node's masked templates and user ids."""
+    tmp = Path(str(path) + ".tmp")
+    n = len(gallery.uids)
+    with open(tmp, "wb") as f:
+        np.savez(f, F=gallery.F[:, :n], uids=np.array(gallery.uids, dtype=str))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def serve(role: int, directory: str | Path, peer: str, terminal: str,
@@ -116,6 +164,7 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
     pch = SecureChannel(open_link(peer, listen=(role == 1), timeout=timeout),
                         shard["key_peer"], role, "peer")
     job = 0
+    stock.prepare(shard, gallery)
     try:
         while True:
             meta, arrays = unpack(tch.recv())
@@ -133,6 +182,7 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                 if op == "enrol":
                     t = extract(role, pch, shard, tri, x, template=True)
                     slot = enrol(role, pch, gallery, str(meta["uid"]), t)
+                    save_gallery(gpath, gallery)
                     reply, out = {"ok": True, "slot": slot}, {}
                 elif op == "identify":
                     u = extract(role, pch, shard, tri, x)
@@ -162,6 +212,7 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                              "rounds": pch.rounds - r0,
                              "ms": 1e3 * (time.perf_counter() - t0)}
             tch.send(pack(reply, out))
+            stock.prepare(shard, gallery)
     finally:
         pch.close()
         tch.close()

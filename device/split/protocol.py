@@ -71,13 +71,32 @@ def reshare(mine: np.ndarray, owned_enc: np.ndarray, seed: bytes, layer: str,
     return out
 
 
+def offline_terms(shard: dict, tri: dict) -> dict:
+    """The parts of this node's Beaver results that do not depend on the input,
+    P(A_i) @ F + Z_i for the Gabor and the cell layer: computed while the node waits for
+    the next job (``tri`` caches them), or on first use."""
+    if "C1" not in tri:
+        tri["C1"] = gabor_patches(tri["A1"]) @ shard["gab_F"] + tri["Z1"]
+        tri["C2"] = cell_patches(tri["A2"]) @ shard["pca_F"] + tri["Z2"]
+    return tri
+
+
+def match_offline_term(gallery: "Gallery", mt: dict) -> np.ndarray:
+    """G(A3_i) @ F3 + Z3_i over the current gallery (cached in ``mt`` for its size)."""
+    n = len(gallery.uids)
+    if mt.get("C3_n") != n:
+        mt["C3"] = mt["A3"][WINDOW_ROWS].reshape(S, -1) @ gallery.F[:, :n] + mt["Z3"][:, :n]
+        mt["C3_n"] = n
+    return mt["C3"]
+
+
 def gabor_layer(role: int, ch, shard: dict, tri: dict, x: np.ndarray) -> np.ndarray:
     """Shares of the strided Gabor responses (1024, 6) at F_R = F_X + F_K."""
     if shard["mode"] == "plain":                       # claim 9: plaintext kernels, local
         return gabor_patches(x) @ shard["gab_K"]
     e = open_value(ch, x - tri["A1"])                  # claim 8: Beaver, fixed kernel mask
     W = shard["gab_B"] + shard["gab_F"] if role == 0 else shard["gab_B"]
-    return gabor_patches(e) @ W + gabor_patches(tri["A1"]) @ shard["gab_F"] + tri["Z1"]
+    return gabor_patches(e) @ W + offline_terms(shard, tri)["C1"]
 
 
 def softmax_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.ndarray:
@@ -96,8 +115,7 @@ def cell_layer(role: int, ch, shard: dict, tri: dict, s: np.ndarray) -> np.ndarr
         return cell_patches(s) @ shard["pca_W"] + shard["bias"]
     e = open_value(ch, s - tri["A2"])
     W = shard["pca_B"] + shard["pca_F"] if role == 0 else shard["pca_B"]
-    return (cell_patches(e) @ W + cell_patches(tri["A2"]) @ shard["pca_F"] + tri["Z2"]
-            + shard["bias"])
+    return cell_patches(e) @ W + offline_terms(shard, tri)["C2"] + shard["bias"]
 
 
 def normalise_layer(role: int, ch, shard: dict, tri: dict, y: np.ndarray,
@@ -166,7 +184,7 @@ def match_shares(role: int, ch, gallery: Gallery, mt: dict, u: np.ndarray) -> np
     n = len(gallery.uids)
     e = open_value(ch, u - mt["A3"])
     G = lambda m: m[WINDOW_ROWS].reshape(S, -1)       # noqa: E731
-    return G(e) @ gallery._W(n) + G(mt["A3"]) @ gallery.F[:, :n] + mt["Z3"][:, :n]
+    return G(e) @ gallery._W(n) + match_offline_term(gallery, mt)
 
 
 def decide(role: int, ch, shares: np.ndarray, threshold: float):
