@@ -1,0 +1,160 @@
+"""Learned palm-cell feature with the seed-000 multi-view fusion (onnxruntime + numpy + OpenCV).
+
+    ROI 128x128 ──6 Gabor filters (models/cells_pca.npz bank), softmax(-beta r) at every pixel──►
+        input (7, 64, 64): the ROI (standardised) + 6 soft orientation maps, averaged 2x2
+        ──models/recognition_cells*.onnx (dense conv net -> 32x32x16 map, 4x4 average pooling at
+        the 25 window offsets, L2 per cell)──► (25, 49, 16) unit cells of every shifted window
+    views (V >= 1) of one palm ──models/recognition_fusion*.onnx (seed 000: keys from the
+        palm-centre cells, queries from the other cells, values from all, key-key / query-query /
+        key-query similarities fused into the attention weights, FF/BN residual)──►
+        (25, 49, 16) fused unit cells + (49,) importance
+
+``LearnedExtractor`` has the CellExtractor interface (template / query / importance / shifts /
+both), so the matchers and seed 002's protection take it unchanged; ``fuse(cells)`` is the
+multi-view entry point. The geometry (32x32 map, 7x7 cells, ±2 map px = ±8 image px shifts) is
+the classical feature's (device.recognition.cells).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError, verified_file
+from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
+                                      shift_offsets)
+
+CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
+FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
+N_SHIFTS = (2 * MAX_SHIFT + 1) ** 2
+# first region (seed 000's "preset part", the palm centre): the central 3x3 of the 7x7 cells
+CENTRE = np.array([r * GRID + c for r in range(2, 5) for c in range(2, 5)])
+OTHER = np.array([g for g in range(GRID * GRID) if g not in set(CENTRE.tolist())])
+
+
+def load_bank(models_dir: str | Path = DEFAULT_MODELS_DIR, verify: bool = True):
+    """The Gabor bank and softmax sharpness of the shipped classical feature file."""
+    path = Path(models_dir) / CELLS_FILE
+    if verify:
+        try:
+            verified_file(CELLS_FILE, models_dir)
+        except ModelError as e:
+            raise FeatureError(str(e)) from None
+    with np.load(path) as z:
+        return z["gabor"].astype(np.float32), float(z["beta"])
+
+
+def net_input(roi: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
+    """(7, 64, 64) float32: the standardised ROI and its six soft orientation maps (each minus
+    1/6, so a flat area is zero), computed at 128x128 and averaged 2x2."""
+    img = np.asarray(roi, np.float32)
+    if img.shape != (ROI_SIZE, ROI_SIZE):
+        raise FeatureError(f"expected a {ROI_SIZE}x{ROI_SIZE} grey ROI, got {img.shape}")
+    r = np.stack([cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT) for k in bank])
+    z = -beta * r
+    z -= z.max(0, keepdims=True)
+    e = np.exp(z)
+    soft = e / e.sum(0, keepdims=True) - 1.0 / len(bank)
+    g = (img - img.mean()) / (img.std() + 1e-3)
+    x = np.concatenate([g[None], soft]).astype(np.float32)
+    # 2x2 average: the net reads 64x64 (cells pool 16x16 image px; a 2-core budget)
+    return x.reshape(7, ROI_SIZE // 2, 2, ROI_SIZE // 2, 2).mean((2, 4))
+
+
+class LearnedExtractor:
+    """The learned cells (+ seed-000 fusion) with CellExtractor's interface.
+
+    ``precision``: "fp32" or "int8" (the static-QDQ cell network; the fusion stays fp32).
+    ``fusion``: False gives the cell network alone (cells of one view, uniform importance).
+    """
+
+    dim = 16
+    n_cells = GRID * GRID
+
+    def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, precision: str = "fp32",
+                 fusion: bool = True, threads: int = 0, verify: bool = True):
+        if precision not in CELL_MODEL:
+            raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
+        self.precision = precision
+        self.bank, self.beta = load_bank(models_dir, verify)
+        try:
+            self.cells_model = Model(CELL_MODEL[precision], models_dir, threads, verify)
+            self.fusion_model = (Model(FUSION_MODEL[precision], models_dir, threads, verify)
+                                 if fusion else None)
+        except ModelError as e:
+            raise FeatureError(f"{e} (train it with `python -m tools.train recognition`)") \
+                from None
+        self._shifts = shift_offsets(MAX_SHIFT)
+        self._zero = int(np.flatnonzero((self._shifts == 0).all(1))[0])
+        if self.fusion_model is None:
+            self._importance = np.full(self.n_cells, 1.0 / self.n_cells, np.float32)
+        else:
+            _, imp = self._fuse(np.zeros((1, N_SHIFTS, self.n_cells, self.dim), np.float32)
+                                + 0.25)
+            self._importance = imp
+
+    @property
+    def importance(self) -> np.ndarray:
+        return self._importance
+
+    @property
+    def shifts(self) -> np.ndarray:
+        return self._shifts
+
+    @property
+    def zero_shift(self) -> int:
+        return self._zero
+
+    def cells(self, rois, batch: int = 32) -> np.ndarray:
+        """(N, 25, 49, 16) unit cells of every ROI at every window shift (no fusion)."""
+        out = []
+        rois = list(rois)
+        for k in range(0, len(rois), batch):
+            x = np.stack([net_input(r, self.bank, self.beta) for r in rois[k:k + batch]])
+            out.append(self.cells_model(x=x)["cells"])
+        if not out:
+            return np.zeros((0, N_SHIFTS, self.n_cells, self.dim), np.float32)
+        return np.concatenate(out)
+
+    def _fuse(self, cells: np.ndarray):
+        o = self.fusion_model(cells=cells)
+        return o["fused"], (o["importance"] / o["importance"].sum()).astype(np.float32)
+
+    def fuse(self, cells: np.ndarray) -> np.ndarray:
+        """Views (V, 25, 49, 16) of one palm -> fused (25, 49, 16) unit cells. V >= 1."""
+        cells = np.asarray(cells, np.float32)
+        if cells.ndim != 4 or cells.shape[0] < 1:
+            raise ValueError("fusion needs at least one view: cells of shape (V>=1, 25, 49, 16)")
+        if self.fusion_model is None:
+            f = cells.mean(0)
+            return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+        return self._fuse(cells)[0]
+
+    def query_set(self, rois) -> np.ndarray:
+        """(25, 49, 16) fused query of the views of one palm."""
+        rois = list(rois)
+        if not rois:
+            raise ValueError("empty view set: a palm feature needs at least one view")
+        return self.fuse(self.cells(rois))
+
+    def template_set(self, rois) -> np.ndarray:
+        return self.query_set(rois)[self._zero]
+
+    def query(self, roi: np.ndarray) -> np.ndarray:
+        return self.query_set([roi])
+
+    def template(self, roi: np.ndarray) -> np.ndarray:
+        return self.template_set([roi])
+
+    def both(self, rois) -> tuple[np.ndarray, np.ndarray]:
+        """Single-view templates (N, G, D) and queries (N, S, G, D)."""
+        c = self.cells(rois)
+        q = np.stack([self.fuse(c[k:k + 1]) for k in range(len(c))]) if len(c) else c
+        return q[:, self._zero], q
+
+    def templates(self, rois) -> np.ndarray:
+        return self.both(rois)[0]
+
+    def queries(self, rois) -> np.ndarray:
+        return self.both(rois)[1]
