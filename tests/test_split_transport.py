@@ -140,3 +140,34 @@ def test_over_socat_serial_pair(tmp_path):
         lb.close()
     finally:
         proc.terminate()
+
+
+@needs_socat
+def test_serial_hello_survives_a_peer_that_opens_late(tmp_path):
+    """Opening a port flushes its input: a hello sent before the far end opened is lost, so
+    the serial hello repeats until answered."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
+                             f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if a.exists() and b.exists():
+                break
+            time.sleep(0.02)
+        box = {}
+
+        def early():
+            c = SecureChannel(SerialLink(str(a), 921600, 5), KEY, 0)
+            c.send(b"first frame right after the hello")
+            box[0] = c
+
+        t = threading.Thread(target=early)
+        t.start()
+        time.sleep(0.6)                                   # A has sent hellos into the void
+        c1 = SecureChannel(SerialLink(str(b), 921600, 5), KEY, 1)
+        t.join()
+        assert c1.recv() == b"first frame right after the hello"
+        box[0].link.close()
+        c1.link.close()
+    finally:
+        proc.terminate()

@@ -83,8 +83,9 @@ def _node_proc(role, directory, peer, terminal, threshold, ready):
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
         _os.environ.setdefault(v, "1")
     from device.split.node import serve
+    import sys
     serve(role, directory, peer, terminal, threshold=threshold, allow_reveal=True,
-          ready=ready.set)
+          ready=ready.set, log=lambda m: print(m, file=sys.stderr))
 
 
 def _socat_pair(tmp: Path):

@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAX_FRAME = 64 << 20
+SERIAL_HELLO = b"PGSPLIT\x01"
+SERIAL_READY = b"PGSPLIT\x02"
 HEADER = struct.Struct(">IQ")
 
 
@@ -71,6 +73,7 @@ class SerialLink:
         import serial
         self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
         self.timeout = timeout
+        self._pending = b""
 
     def write(self, b: bytes) -> None:
         try:
@@ -80,7 +83,8 @@ class SerialLink:
             raise ChannelError(f"serial write failed: {e}") from None
 
     def read_exact(self, n: int) -> bytes:
-        buf = bytearray()
+        buf = bytearray(self._pending[:n])
+        self._pending = self._pending[n:]
         while len(buf) < n:
             try:
                 chunk = self.ser.read(n - len(buf))
@@ -90,6 +94,52 @@ class SerialLink:
                 raise ChannelError("serial read timed out (message dropped?)")
             buf += chunk
         return bytes(buf)
+
+    def hello(self, mine: bytes, timeout: float = 30.0) -> bytes:
+        """Exchange 16-byte session nonces on a line whose far end may open later (opening a
+        port flushes its input, so a lone hello can be lost): send HELLO+nonce every 0.2 s
+        until the peer's nonce arrives, then READY+nonce once; done when the peer's READY
+        is in. Bytes before it (repeated HELLOs, a cut one) are skipped; frames follow it."""
+        import time
+        hello, ready = SERIAL_HELLO + mine, SERIAL_READY + mine
+        theirs, sent_ready, got_ready = None, False, False
+        buf = bytearray()
+        deadline = time.monotonic() + timeout
+        last = 0.0
+        old = self.ser.timeout
+        self.ser.timeout = 0.05
+        try:
+            while not (sent_ready and got_ready):
+                if time.monotonic() > deadline:
+                    raise ChannelError("serial peer did not answer the hello")
+                if theirs is None and time.monotonic() - last > 0.2:
+                    self.write(hello)
+                    last = time.monotonic()
+                elif theirs is not None and not sent_ready:
+                    self.write(ready)
+                    sent_ready = True
+                if got_ready:
+                    continue
+                buf += self.ser.read(self.ser.in_waiting or 1)
+                while True:
+                    h, r = buf.find(SERIAL_HELLO), buf.find(SERIAL_READY)
+                    cands = [(i, m) for i, m in ((h, "h"), (r, "r")) if i >= 0]
+                    if not cands:
+                        del buf[:max(0, len(buf) - 7)]
+                        break
+                    i, m = min(cands)
+                    if len(buf) < i + 24:
+                        del buf[:i]
+                        break
+                    theirs = bytes(buf[i + 8:i + 24])
+                    del buf[:i + 24]
+                    if m == "r":
+                        got_ready = True
+                        break
+            self._pending = bytes(buf)         # the peer's first frame may follow its READY
+            return theirs
+        finally:
+            self.ser.timeout = old
 
     def close(self) -> None:
         self.ser.close()
@@ -107,8 +157,11 @@ class SecureChannel:
             raise ValueError("need a 32-byte key and side 0 or 1")
         self.link, self.side = link, side
         mine = os.urandom(16)
-        link.write(mine)
-        theirs = link.read_exact(16)
+        if hasattr(link, "hello"):
+            theirs = link.hello(mine)
+        else:
+            link.write(mine)
+            theirs = link.read_exact(16)
         n0, n1 = (mine, theirs) if side == 0 else (theirs, mine)
         info = b"palmgate-split/1 " + label.encode()
         k01 = _hkdf(key, n0 + n1, info + b" 0>1")
