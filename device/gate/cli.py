@@ -62,20 +62,36 @@ def cmd_run(a) -> int:
         gate.stop_event.set()
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    watchdog = None
     try:
         src = make_source(cfg)
+        try:                                 # the relay side of the watchdog (device/ops)
+            from device.ops.watchdog import RelayWatchdog
+            if gate.relay is not None:
+                limit_s = sum(cfg.timeouts.as_dict().values()) / 1000.0 + cfg.gate.cooldown_s \
+                    + cfg.source.capture_timeout_s * (cfg.gate.views + 1) + 5.0
+                watchdog = RelayWatchdog(gate.relay, timeout_s=limit_s, notifier=notifier,
+                                         name="palmgate run").start()
+        except ImportError:
+            pass
         if notifier is not None:
             notifier.ready(f"{len(gate.pipeline.gallery or [])} templates")
 
         def on_decision(burst, d):
             if not d.idle:
                 print(json.dumps(d.summary()), flush=True)
-            if notifier is not None:
+            if watchdog is not None:
+                if gate.relay is not None:
+                    watchdog.relay = gate.relay      # reopened after a relay fault
+                watchdog.pet()
+            elif notifier is not None:
                 notifier.watchdog()
 
         n = gate.run(src, limit=a.limit, on_decision=on_decision, max_faults=a.max_faults)
         _err(f"palmgate run: {n} presentations")
     finally:
+        if watchdog is not None:
+            watchdog.stop()
         gate.close()                       # relay off
         for s, h in old.items():
             signal.signal(s, h)

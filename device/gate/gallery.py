@@ -81,7 +81,11 @@ def load_gallery(store, config, weights, when: float | None = None, **kw):
 
 
 def _fused_exact(gal: ProtectedGallery, queries, idx) -> np.ndarray:
-    return np.mean([gal.exact(q, idx).max(1) for q in queries], axis=0)
+    """Mean over views of each template's best-shift exact score: the K views' S windows go
+    through one exact pass (K*S query rows)."""
+    q = np.asarray(queries, np.float32)
+    k, s = q.shape[:2]
+    return gal.exact(q.reshape(k * s, *q.shape[2:]), idx).reshape(len(idx), k, s).max(2).mean(1)
 
 
 def fused_search(gal: ProtectedGallery, queries, threshold: float = -np.inf,
