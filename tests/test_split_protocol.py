@@ -106,3 +106,49 @@ def test_average_pooling_on_shares_is_exact():
     s0, s1 = share(v, Prg(b"z" * 32))
     got = decode(avg_pool_sum(s0, 2) + avg_pool_sum(s1, 2), 16) / 4
     assert np.allclose(got, decode(v, 16).reshape(2, 2, 2, 2, 2).mean(axis=(2, 4)))
+
+
+def test_every_layer_reconstructs_to_the_plaintext_layer(net, palms):
+    """Gabor responses, soft orientation weights, projected cells and unit cells, each
+    opened from the two shares, against the float64 reference of the same layer."""
+    from device.split.cellnet import (F_S, F_U, F_Y, MAP, cell_patches, softmax_orient,
+                                      unit_cells)
+    from device.split.protocol import cell_layer, normalise_layer, softmax_layer
+    pair = LocalPair(Dealer(net, "shared", capacity=2, seed=b"q" * 32), seed=b"w" * 32)
+    x = split_input(palms[2], pair.prg)
+    tri = pair.dealer.inference_triples()
+
+    def node(role, ch, sh, t, xs):
+        r = gabor_layer(role, ch, sh, t, xs)
+        s = softmax_layer(role, ch, sh, t, r)
+        y = cell_layer(role, ch, sh, t, s)
+        return r, s, y, normalise_layer(role, ch, sh, t, y, template=False)
+
+    a, b = run_pair(node, pair.ch, pair.shards, tri, x)
+    r = gabor_patches(palms[2].astype(np.float64)) @ net.gabor
+    s = softmax_orient(r, net.beta).T.reshape(-1, MAP, MAP)
+    y = cell_patches(s) @ net.pca + net.bias
+    assert np.abs(decode(a[0] + b[0], F_R) - r).max() < 1e-7
+    assert np.abs(decode(a[1] + b[1], F_S) - s).max() < 1e-7
+    assert np.abs(decode(a[2] + b[2], F_Y) - y).max() < 1e-6
+    assert np.abs(decode(a[3] + b[3], F_U) - unit_cells(y)).max() < 1e-6
+
+
+def test_a_tampered_frame_mid_query_aborts(net, palms):
+    from device.split.transport import ChannelError
+    pair = LocalPair(Dealer(net, "shared", capacity=2, seed=b"e" * 32), seed=b"f" * 32)
+    pair.enrol("a", palms[0])
+    for c in pair.ch:              # node 0 waits for the node that aborted: keep it short
+        c.link.sock.settimeout(2)
+    link = pair.ch[0].link
+    real_write, count = link.write, [0]
+
+    def flip_third(b):
+        count[0] += 1
+        if count[0] == 3:
+            b = b[:40] + bytes([b[40] ^ 1]) + b[41:]
+        real_write(b)
+
+    link.write = flip_third
+    with pytest.raises(ChannelError):
+        pair.identify(palms[0], threshold=0.3)
