@@ -143,13 +143,16 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         for _ in range(2):
             gate.present(src.capture_burst())
         src.start()
-        e2e, stages, decisions, correct = [], {}, {}, 0
+        e2e, e2e_cpu, stages, cpu, decisions, correct = [], [], {}, {}, {}, 0
         for k in range(len(src)):
             bu = src.capture_burst()               # read from disk: not timed
             dd = gate.present(bu)
             e2e.append(dd.total_ms)
+            e2e_cpu.append(dd.total_cpu_ms)
             for s, v in dd.stages_ms.items():
                 stages.setdefault(s, []).append(v)
+            for s, v in dd.stages_cpu_ms.items():
+                cpu.setdefault(s, []).append(v)
             decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
             correct += dd.opened and dd.user_id == bu.meta["person"]
             if (k + 1) % 5 == 0:
@@ -163,6 +166,9 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         "match_ms": _ms(stages.get("match", [])),
         "stages_ms": {s: round(float(np.median(v)), 2) for s, v in stages.items()},
         "stages_p95_ms": {s: round(float(np.percentile(v, 95)), 2) for s, v in stages.items()},
+        # process CPU time (every thread): what the work costs, whatever else loads the cores
+        "end_to_end_cpu_ms": _ms(e2e_cpu),
+        "stages_cpu_ms": {s: round(float(np.median(v)), 2) for s, v in cpu.items()},
         "peak_rss_mb": _rss_mb(),
         "precision": precision, "users": users, "views": views,
         "templates": total, "presentations": len(e2e), "decisions": decisions,

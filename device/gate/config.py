@@ -47,9 +47,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                          "fp32 or int8 (the _int8 files; faster on ARM cores with dot-product "
                          "instructions).",
                          choices=("int8", "fp32")),
-        "threads": Opt(2, "Worker threads: onnxruntime intra-op threads and the pool that "
-                          "finds the palm regions of the K views in parallel.", int, min=1,
-                       max=16),
+        "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
+                          "parallel.", int, min=1, max=16),
+        "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "
+                                "threads spin between runs and take CPU from the other "
+                                "stages on a small board).", int, min=1, max=16),
         "cooldown_s": Opt(1.0, "Pause after every decision before the next presentation "
                                "(the turnstile turns, the person walks through).", float,
                           min=0.0, max=60.0),

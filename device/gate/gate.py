@@ -115,7 +115,7 @@ class Gate:
     def present(self, burst, claimed: str | None = None) -> Decision:
         """Decide one burst and act on it. Returns the decision (``stages_ms`` per stage,
         ``total_ms`` = presentation to relay command)."""
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         if self.cfg.gate.mode == "verify" and claimed is None:
             claimed = burst.meta.get("claimed")
         chk = self.limiter.check()
@@ -158,6 +158,7 @@ class Gate:
                     pass
             d.stages_ms["relay"] = (time.perf_counter() - tr) * 1e3
         d.total_ms = (time.perf_counter() - t0) * 1e3
+        d.total_cpu_ms = (time.process_time() - c0) * 1e3
         if d.reason != "locked_out" and not d.reason.startswith("quality"):
             try:
                 self.limiter.record(d.opened, score=d.score, threshold=d.threshold)

@@ -40,7 +40,9 @@ class Decision:
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)
+    stages_cpu_ms: dict = field(default_factory=dict)   # process CPU time (all threads)
     total_ms: float = 0.0
+    total_cpu_ms: float = 0.0
     relay: str = "none"                    # none | pulsed | error
     burst: str = ""
     rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
@@ -91,7 +93,7 @@ class SensorStage:
         try:
             self.branch = SensorBranch(c.liveness.sensor, c.gate.precision,
                                        c.paths.models or DEFAULT_MODELS_DIR,
-                                       threads=c.gate.threads,
+                                       threads=c.gate.model_threads,
                                        threshold=c.liveness.threshold)
             self.error = None
         except Exception as e:     # noqa: BLE001 - ModelError, onnxruntime errors, OSError
@@ -221,12 +223,13 @@ class Pipeline:
         def timed(name, fn, *a):
             nonlocal stage
             stage = name
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 return fn(*a)
             finally:
                 ms = (time.perf_counter() - t0) * 1e3
                 out.stages_ms[name] = ms
+                out.stages_cpu_ms[name] = (time.process_time() - c0) * 1e3
                 lim = limits[name]
                 if ms > lim:
                     raise Deny(f"timeout:{name}", "please present your palm again",
