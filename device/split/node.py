@@ -70,6 +70,7 @@ def save_triples(path, inference: list[dict], match: list[dict]) -> None:
             arr[prefix + k] = np.stack(v)
     with open(path, "wb") as f:
         np.savez(f, **arr)
+    os.chmod(path, 0o600)
 
 
 class TripleStock:

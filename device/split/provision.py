@@ -38,6 +38,7 @@ def provision_dir(out: str | Path, net: CellNet | None = None, mode: str = "shar
         for i in (0, 1):
             with open(out / f"node{i}_gallery.npz", "wb") as f:
                 np.savez(f, F=F, uids=ids)
+            os.chmod(out / f"node{i}_gallery.npz", 0o600)
     kp = out / "terminal_keys.npz"
     with open(kp, "wb") as f:
         np.savez(f, key0=np.frombuffer(dealer.keys["terminal0"], np.uint8),
