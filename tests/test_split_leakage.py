@@ -5,7 +5,7 @@ import pytest
 
 from device.recognition.cells import CellExtractor, shift_max_scores
 from device.split.bench import drawn_palm
-from device.split.cellnet import F_R, CellNet
+from device.split.cellnet import CellNet
 from device.split.dealer import Dealer
 from device.split.leakage import (Recorder, input_correlation, ls_reconstruct,
                                   node0_first_layer_view, node0_kernels, psnr_affine,

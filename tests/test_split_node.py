@@ -1,8 +1,6 @@
 """Two node processes over loopback: split_bench's contract, split enrolment through the node
 program, and a deny when the peer link breaks."""
 import multiprocessing as mp
-import socket
-import threading
 
 import numpy as np
 import pytest

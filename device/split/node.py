@@ -19,7 +19,6 @@ session with the peer is no longer in step); the terminal treats a missing answe
 """
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
@@ -141,6 +140,7 @@ def save_gallery(path: Path, gallery: Gallery) -> None:
         np.savez(f, F=gallery.F[:, :n], uids=np.array(gallery.uids, dtype=str))
         f.flush()
         os.fsync(f.fileno())
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
@@ -274,4 +274,5 @@ def main_node(role: int, directory: str, peer: str, terminal: str, threshold: fl
                  allow_reveal=allow_reveal, log=lambda m: print(m, file=sys.stderr))
 
 
-__all__ = ["serve", "Terminal", "pack", "unpack", "save_triples", "TripleStock", "io"]
+__all__ = ["serve", "Terminal", "pack", "unpack", "save_triples", "save_gallery",
+           "TripleStock"]
