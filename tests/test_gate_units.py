@@ -208,3 +208,26 @@ def test_empty_scene_is_idle_not_an_attempt(tmp_path, tiny_models):
                                np.full((128, 128), 128, np.uint8), {}))
         assert d.idle and d.decision == "deny" and d.prompt
         assert gate.store.audit.records() == [] and gate.limiter.failures == 0
+
+
+def test_run_writes_the_health_status_file(tmp_path, tiny_models, synthetic_bursts, capsys):
+    import json
+
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    write_burst(tmp_path / "replay" / "0", synthetic_bursts["impostor"][0])
+    status = tmp_path / "run" / "status.json"
+    cfg = gate_config(tmp_path, tiny_models, source={"kind": "replay",
+                                                     "replay_dir": str(tmp_path / "replay")},
+                      paths={"status_file": str(status)})
+    f = write_toml(tmp_path / "p.toml", cfg)
+    assert main(["run", "--config", str(f), "--plain-log"]) == 0
+    d = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert d["decision"] == "deny"
+    st = json.loads(status.read_text())
+    assert st["decisions"]["total"] == 1 and st["relay"]["driver"] in ("LcusRelay",
+                                                                        "MemoryRelay")
+    assert main(["status", "--config", str(f)]) in (0, 1)
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["running_gate"]["decisions"]["total"] == 1

@@ -77,9 +77,39 @@ def cmd_run(a) -> int:
         if notifier is not None:
             notifier.ready(f"{len(gate.pipeline.gallery or [])} templates")
 
+        started = time.time()
+        health_cache: dict = {}
+
+        def write_health():
+            try:
+                from device.ops import health
+            except ImportError:
+                return
+            from device.onnx_model import DEFAULT_MODELS_DIR
+            try:
+                st = health.build_status(
+                    models=health.model_report(cfg.paths.models or DEFAULT_MODELS_DIR,
+                                               cache=health_cache),
+                    relay=health.relay_report(gate.relay),
+                    database=health.database_report(cfg.paths.store),
+                    decisions=health.decisions_report(gate.last), watchdog=watchdog,
+                    started_at=started,
+                    extra={"gallery_templates": len(gate.pipeline.gallery or []),
+                           "liveness_error": gate.pipeline.sensor.error
+                           if gate.pipeline.sensor else None})
+                health.write_status(cfg.paths.status_file, st)
+            except Exception as e:  # noqa: BLE001 - the report never stops the gate
+                import logging
+                logging.getLogger("palmgate.gate").error("status file: %s", e)
+
+        if cfg.paths.status_file:
+            write_health()
+
         def on_decision(burst, d):
             if not d.idle:
                 print(json.dumps(d.summary()), flush=True)
+            if cfg.paths.status_file:
+                write_health()
             if watchdog is not None:
                 if gate.relay is not None:
                     watchdog.relay = gate.relay      # reopened after a relay fault
@@ -256,6 +286,13 @@ def cmd_status(a) -> int:
             ok = False
     else:
         rep["store"] = {"path": cfg.paths.store, "error": "not created yet"}
+    if cfg.paths.status_file and Path(cfg.paths.status_file).exists():
+        try:
+            from device.ops.health import read_status
+            rep["running_gate"] = read_status(cfg.paths.status_file, max_age_s=a.max_age)
+            ok = ok and rep["running_gate"].get("ok", False)
+        except Exception as e:      # noqa: BLE001
+            rep["running_gate"] = {"error": f"{type(e).__name__}: {e}"}
     rep["ok"] = ok
     print(json.dumps(rep, indent=2))
     return 0 if ok else 1
@@ -331,6 +368,8 @@ def add_gate_commands(sub) -> None:
                                        "decisions; exit 1 when something is wrong")
     config(sp)
     sp.add_argument("--last", type=int, default=10)
+    sp.add_argument("--max-age", type=float, default=120.0, help="a running gate's status "
+                    "file older than this (s) counts as a problem")
     sp.set_defaults(fn=cmd_status)
 
     sp = sub.add_parser("bench", help="presentation-to-relay latency of the real loop (JSON: "

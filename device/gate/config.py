@@ -67,6 +67,9 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                 "false on a deployed unit).", bool),
         "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",
                       nullable=True),
+        "status_file": Opt("", "Health report the running gate rewrites after every "
+                           "decision (device/ops/health.py), e.g. /run/palmgate/status.json; "
+                           "empty: none.", nullable=True),
     }),
     "source": ("Where presentation bursts come from.", {
         "kind": Opt("synthetic", "synthetic: rendered presentations (demo); replay: recorded "
