@@ -260,3 +260,19 @@ def test_sigkill_mid_decision_then_restart(tmp_path, pty_pair, tiny_models, synt
         if proc.poll() is None:
             proc.kill()
         peer.stop()
+
+
+def test_attempt_limiter_locks_out_after_failures(tmp_path, tiny_models):
+    cfg = gate_config(tmp_path, tiny_models, attempts={"max_failures": 2, "base_delay_s": 30})
+    relay = MemoryRelay()
+    pipe = Pipeline(cfg)
+    pipe.decide = lambda burst, claimed=None: Decision(reason="no_match", score=0.97,
+                                                       threshold=0.98)
+    with Gate(cfg, pipeline=pipe, relay=relay) as gate:
+        assert [gate.present(_blank_burst(k)).reason for k in range(3)] == \
+            ["no_match", "no_match", "locked_out"]
+        d = gate.present(_blank_burst(3))
+        assert d.reason == "locked_out" and "wait" in d.prompt
+        kinds = [k for k, _ in _audit(gate)]
+        assert "lockout" in kinds and kinds.count("decision") == 4
+    assert relay.events == [] or not any(e[2] for e in relay.events)
