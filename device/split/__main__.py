@@ -21,6 +21,8 @@ def main(argv=None) -> int:
     sp.add_argument("--transport", choices=["tcp", "unix", "serial"], default="tcp")
     sp.add_argument("--mode", choices=["shared", "plain"], default="shared")
     sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--pace", action="store_true", help="serial: hold the node link to the "
+                                                        "921,600-baud line rate")
     sp = sub.add_parser("eval", help="split vs plaintext feature and decisions (in-process)")
     sp.add_argument("--data", default=None, help="standard-layout ROI folder (default: Tongji)")
     sp.add_argument("--inputs", type=int, default=1000)
@@ -38,7 +40,7 @@ def main(argv=None) -> int:
     elif a.cmd == "bench":
         from device.split.bench import split_bench
         out = split_bench(users=a.users, inferences=a.inferences, transport=a.transport,
-                          seed=a.seed, mode=a.mode)
+                          seed=a.seed, mode=a.mode, pace=a.pace)
     elif a.cmd == "eval":
         from device.split.evaluate import split_eval
         out = split_eval(a.data, inputs=a.inputs, subjects=a.subjects, mode=a.mode,

@@ -101,13 +101,15 @@ def _socat_pair(tmp: Path):
 
 
 def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
-                seed: int = 0, mode: str = "shared", threshold: float | None = None) -> dict:
+                seed: int = 0, mode: str = "shared", threshold: float | None = None,
+                pace: bool = False) -> dict:
     """Latency, rounds and bytes of a split 1:N decision (two node processes) and the cosine
     of the split feature to the plaintext feature. ``transport``: "tcp" (loopback; "local"
     is the same),
     "unix" or "serial" (a socat pty pair between the nodes; ptys do not pace bytes at a baud
     rate, so ``serial_line_s`` is the time the busier direction's bytes take on a real line
-    at 921,600 baud, 10 bits per byte, full duplex)."""
+    at 921,600 baud, 10 bits per byte, full duplex); ``pace=True`` makes the nodes hold their
+    serial writes to that rate, so the latency is measured at the line rate (emulated)."""
     from device.recognition.cells import CellExtractor
     from device.split.cellnet import CellNet, query_from_dense
     from device.split.node import DEFAULT_THRESHOLD, Terminal
@@ -140,7 +142,8 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             if shutil.which("socat") is None:
                 raise RuntimeError("serial transport needs socat")
             socat, a, b = _socat_pair(tmp)
-            peer = [f"serial:{a}@{SERIAL_BAUD}", f"serial:{b}@{SERIAL_BAUD}"]
+            opt = "+pace" if pace else ""
+            peer = [f"serial:{a}@{SERIAL_BAUD}{opt}", f"serial:{b}@{SERIAL_BAUD}{opt}"]
         else:
             raise ValueError("transport must be tcp, unix or serial")
         term = [f"tcp:127.0.0.1:{_free_port()}" for _ in (0, 1)]
@@ -176,7 +179,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             rounds.append(r["link"]["rounds"])
             nbytes.append(r["link"]["bytes"])
             busiest.append(max(r["link"]["sent"], r["link"]["received"]))
-            correct += int(r.get("uid") == uids[k])
+            correct += int(k < users and r.get("uid") == uids[k])
             qp = ext.query(b).reshape(25, -1).astype(np.float64)
             ps = (qp @ gallery.reshape(users, -1).T).max(0)
             kk = int(ps.argmax())
@@ -200,6 +203,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             "threshold": threshold,
         }
         if transport == "serial":
+            out["paced"] = pace
             # full duplex: the busier direction sets the line time
             out["serial_line_s"] = float(np.median(busiest)) * 10 / SERIAL_BAUD
         return out

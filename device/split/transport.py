@@ -69,15 +69,37 @@ class SocketLink:
 class SerialLink:
     """A serial port (pyserial URL or device path) used as a byte stream."""
 
-    def __init__(self, port: str, baudrate: int = 921600, timeout: float = 30.0):
+    def __init__(self, port: str, baudrate: int = 921600, timeout: float = 30.0,
+                 pace: bool = False):
         import serial
         self.ser = serial.serial_for_url(port, baudrate=baudrate, timeout=timeout)
         self.timeout = timeout
         self._pending = b""
+        # pace: hold writes to the line rate (10 bits a byte), for pseudo-terminals, which
+        # pass bytes as fast as they come whatever baud rate is set
+        self._rate = baudrate / 10.0 if pace else None
+        self._free_at = 0.0
+
+    def _paced(self, b: bytes) -> None:
+        import time
+        for i in range(0, len(b), 4096):
+            chunk = b[i:i + 4096]
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            self._free_at = start + len(chunk) / self._rate
+            if start > now:
+                time.sleep(start - now)
+            self.ser.write(chunk)
+        wait = self._free_at - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
 
     def write(self, b: bytes) -> None:
         try:
-            self.ser.write(b)
+            if self._rate:
+                self._paced(b)
+            else:
+                self.ser.write(b)
             self.ser.flush()
         except Exception as e:                   # serial.SerialException and OSError
             raise ChannelError(f"serial write failed: {e}") from None
@@ -256,7 +278,8 @@ def socket_pair_channels(key: bytes, label: str = "peer"):
 
 
 def parse_address(addr: str):
-    """``tcp:HOST:PORT``, ``unix:PATH`` or ``serial:PORT[@BAUD]``."""
+    """``tcp:HOST:PORT``, ``unix:PATH`` or ``serial:PORT[@BAUD][+pace]`` (+pace: hold writes
+    to the line rate, for pseudo-terminal pairs)."""
     kind, _, rest = addr.partition(":")
     if kind == "tcp":
         host, _, port = rest.rpartition(":")
@@ -264,8 +287,11 @@ def parse_address(addr: str):
     if kind == "unix":
         return kind, rest
     if kind == "serial":
+        rest, plus, opt = rest.partition("+")
+        if plus and opt != "pace":
+            raise ValueError(f"unknown serial option +{opt} (only +pace)")
         port, _, baud = rest.partition("@")
-        return kind, (port, int(baud or 921600))
+        return kind, (port, int(baud or 921600), bool(plus))
     raise ValueError(f"address must be tcp:HOST:PORT, unix:PATH or serial:PORT[@BAUD]: {addr}")
 
 
@@ -276,7 +302,7 @@ def open_link(addr: str, listen: bool, timeout: float = 30.0, ready=None):
     if kind == "serial":
         if ready:
             ready()
-        return SerialLink(where[0], where[1], timeout)
+        return SerialLink(where[0], where[1], timeout, pace=where[2])
     fam = socket.AF_INET if kind == "tcp" else socket.AF_UNIX
     if listen:
         srv = socket.socket(fam, socket.SOCK_STREAM)
