@@ -13,7 +13,8 @@ def cmd_demo(a) -> int:
     presentations through a simulated relay; decisions with stage timings, a contact sheet."""
     from device.demo import run_demo
     print(json.dumps(run_demo(people=a.people, per_kind=a.per_kind, seed=a.seed, out=a.out,
-                              views=a.views, precision=a.precision, models=a.models),
+                              views=a.views, precision=a.precision, models=a.models,
+                              sensor=a.sensor),
                      indent=2))
     return 0
 
@@ -21,11 +22,12 @@ def cmd_demo(a) -> int:
 def cmd_evaluate(a) -> int:
     """ISO/IEC 19795-style verification test of a matcher on a data set."""
     from device.evaluation import evaluate
-    if a.precision != "fp32":
-        raise ValueError("--precision int8 applies to a learned feature model; the shipped "
-                         "recognition feature (cells) is classical and has no int8 form yet")
+    if a.precision != "fp32" and not (a.matcher or "").startswith("learned"):
+        raise ValueError("--precision int8 applies to the learned feature (--matcher learned, "
+                         "learned-cells, learned-protected); the other matchers are classical")
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
                       matcher=a.matcher, out=a.out, protected=a.protected,
+                      precision=a.precision,
                       progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
     print(json.dumps(report, indent=2))
     return 0
@@ -147,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="folder for the store, key and contact sheet "
                                                 "(default: a new temporary folder)")
     sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    sp.add_argument("--sensor", choices=["nir", "xray"], default="nir",
+                    help="transmission sensor of the simulated gate")
     sp.set_defaults(fn=cmd_demo)
 
     sp = sub.add_parser("evaluate", help="verification test (EER, TAR@FAR, DET) on a data set "
@@ -160,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--precision", choices=["int8", "fp32"], default="fp32")
     sp.add_argument("--matcher", default=None,
                     help="cells (the gate's feature, default), bocv or compcode (classical "
-                         "baselines)")
+                         "baselines), learned (learned cells + seed-000 view fusion; "
+                         "--precision int8 selects its int8 cell net), learned-cells (no "
+                         "fusion), learned-protected")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate)
 

@@ -50,7 +50,7 @@ def _print(line: str) -> None:
 
 def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None = None,
              views: int = 3, precision: str = "fp32", models: str | None = None,
-             log=_print) -> dict:
+             sensor: str = "nir", log=_print) -> dict:
     from device.gate.enrol import enrol_user
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
@@ -59,7 +59,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
 
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
     root.mkdir(parents=True, exist_ok=True)
-    cfg = demo_config(root, views, precision, models=models)
+    cfg = demo_config(root, views, precision, sensor=sensor, models=models)
     pipe = Pipeline(cfg)
     notes = []
     if pipe.sensor is not None and pipe.sensor.load() is None:

@@ -78,7 +78,8 @@ def synthetic_bursts():
     from device.gate.synthetic import SyntheticPeople
     people = SyntheticPeople(seed=0, views=3, sensor="nir", threads=1)
     out = {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},
-           "genuine": [people.burst(0, "genuine", 0), people.burst(1, "genuine", 0)],
+           "genuine": [people.burst(0, "genuine", 0), people.burst(1, "genuine", 0),
+                       people.burst(0, "genuine", 1)],
            "impostor": [people.burst(5, "impostor", 0), people.burst(6, "impostor", 0)],
            "attack": [people.burst(0, "attack", 0, species="printed_photo"),
                       people.burst(1, "attack", 1, species="silicone_cast")]}
@@ -92,7 +93,10 @@ def gate_config(tmp_path, models=None, **sections):
             "paths": {"store": str(tmp_path / "state" / "templates.db"),
                       "device_key": str(tmp_path / "state" / "device.key"),
                       "models": str(models or "")},
-            "match": {"threshold": DEMO_THRESHOLD}}
+            "match": {"threshold": DEMO_THRESHOLD},
+            # a shared, loaded test machine: stage time limits are tested on their own
+            "timeouts": {k: 120_000 for k in ("capture", "quality", "regions", "sensor",
+                                              "feature", "match")}}
     for s, kv in sections.items():
         base.setdefault(s, {}).update(kv)
     return load_config(None, **base)
