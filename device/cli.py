@@ -149,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default=None, help="folder for the store, key and contact sheet "
                                                 "(default: a new temporary folder)")
     sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
-    sp.add_argument("--sensor", choices=["nir", "xray"], default="nir",
-                    help="transmission sensor of the simulated gate")
+    sp.add_argument("--sensor", choices=["nir", "xray"], default=None,
+                    help="transmission sensor of the simulated gate (default: NIR when its "
+                         "models are shipped, else X-ray)")
     sp.set_defaults(fn=cmd_demo)
 
     sp = sub.add_parser("evaluate", help="verification test (EER, TAR@FAR, DET) on a data set "

@@ -44,13 +44,28 @@ def demo_config(root: Path, views: int = 3, precision: str = "fp32", liveness: b
                        match={"threshold": threshold}, relay=relay or {"kind": "sim"})
 
 
+def shipped_sensor(precision: str = "fp32", models: str | None = None) -> str:
+    """NIR when its SR and liveness models are listed in the manifest, else X-ray when those
+    are, else NIR (the gate then denies every presentation: liveness_unavailable)."""
+    from device.onnx_model import DEFAULT_MODELS_DIR, load_manifest
+    from device.sensor_branch import model_names
+    try:
+        listed = load_manifest(models or DEFAULT_MODELS_DIR).get("models", {})
+    except Exception:        # noqa: BLE001 - a broken manifest is reported by the gate
+        return "nir"
+    for s in ("nir", "xray"):
+        if all(n in listed for n in model_names(s, precision)):
+            return s
+    return "nir"
+
+
 def _print(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
 def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None = None,
              views: int = 3, precision: str = "fp32", models: str | None = None,
-             sensor: str = "nir", log=_print) -> dict:
+             sensor: str | None = None, log=_print) -> dict:
     from device.gate.enrol import enrol_user
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
@@ -59,6 +74,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
 
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
     root.mkdir(parents=True, exist_ok=True)
+    sensor = sensor or shipped_sensor(precision, models)
     cfg = demo_config(root, views, precision, sensor=sensor, models=models)
     pipe = Pipeline(cfg)
     notes = []
@@ -68,7 +84,8 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
         log("demo: " + notes[-1])
     synth = SyntheticPeople(seed=seed, views=views, sensor=cfg.liveness.sensor)
     with Gate(cfg, pipeline=pipe) as gate:
-        log(f"demo: store {cfg.paths.store}; relay: {type(gate.relay).__name__} on "
+        log(f"demo: {sensor} sensor, {precision} models; store {cfg.paths.store}; relay: "
+            f"{type(gate.relay).__name__} on "
             f"{getattr(gate.relay, 'port', '?')}"
             + (" (LCUS board simulator on a pty)" if gate.relay_sim else ""))
         for i in range(people):
@@ -120,7 +137,8 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
     return {"out": str(root), "contact_sheet": sheet, "people": people,
             "presentations": len(results), "correct_decisions": correct,
             "by_label": summary, "relay": relay_frames, "audit_records": chain,
-            "threshold": cfg.match.threshold, "notes": notes}
+            "threshold": cfg.match.threshold, "sensor": sensor, "precision": precision,
+            "notes": notes}
 
 
 if __name__ == "__main__":
