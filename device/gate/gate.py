@@ -192,7 +192,6 @@ class Gate:
             max_faults: int | None = None) -> int:
         """Presentations from ``source`` until it ends, ``limit`` is reached, ``stop_event``
         is set or ``max_faults`` consecutive capture faults; returns presentations done."""
-        from device.gate.pipeline import Deny  # noqa: F401 - for callers' isinstance checks
         n = faults = 0
         source.start()
         try:
