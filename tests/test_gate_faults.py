@@ -276,3 +276,22 @@ def test_attempt_limiter_locks_out_after_failures(tmp_path, tiny_models):
         kinds = [k for k, _ in _audit(gate)]
         assert "lockout" in kinds and kinds.count("decision") == 4
     assert relay.events == [] or not any(e[2] for e in relay.events)
+
+
+def test_database_full_for_real(tmp_path, tiny_models):
+    """SQLite's own "database or disk is full" (max_page_count pinned to the file's size):
+    the presentation that cannot be recorded does not open; raising the limit recovers."""
+    cfg = gate_config(tmp_path, tiny_models)
+    relay = MemoryRelay()
+    with Gate(cfg, pipeline=_always_open(Pipeline(cfg)), relay=relay) as gate:
+        c = gate.store.conn
+        c.execute(f"PRAGMA max_page_count={c.execute('PRAGMA page_count').fetchone()[0]}")
+        for k in range(200):
+            d = gate.present(_blank_burst(k))
+            if d.reason != "match":
+                break
+        assert (d.decision, d.reason, d.relay) == ("deny", "audit_unavailable", "none")
+        pulses = sum(1 for e in relay.events if e[2])
+        assert pulses == k                              # one per recorded open, none after
+        c.execute("PRAGMA max_page_count=1000000")
+        assert gate.present(_blank_burst(999)).relay == "pulsed"
