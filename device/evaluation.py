@@ -100,7 +100,7 @@ def load_hand_rois(refs: list[SampleRef], progress=None):
 
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
              matcher: str | None = None, out=None, progress=None,
-             protected: bool = False) -> dict:
+             protected: bool = False, precision: str = "fp32") -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.regions first -- an image without
     one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
@@ -108,10 +108,14 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     capture of each compared pair (session 1 in cross-session) is enrolled, the other probes."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
-    if protected and matcher not in (None, "cells", "cells-protected"):
+    if protected and matcher not in (None, "cells", "cells-protected", "learned",
+                                     "learned-protected"):
         raise ValueError(f"--protected protects the gate's cell feature; matcher {matcher!r} "
                          f"has no protected form")
-    m = get_matcher("cells-protected" if protected else (matcher or "cells"))
+    if protected:
+        matcher = "learned-protected" if matcher in ("learned", "learned-protected") \
+            else "cells-protected"
+    m = get_matcher(matcher or "cells", precision=precision)
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
@@ -122,28 +126,39 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
         images, failed = load_rois(refs)
     caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
     index = {r.path: k for k, r in enumerate(refs)}
-    codes = m.encode(images)
-    if progress:
-        progress("encoded", len(images))
-    # image-level scores between every image that appears in some capture
-    used = sorted({index[r.path] for c in caps for r in c.refs})
-    pos = {k: n for n, k in enumerate(used)}
-    sub = subset(codes, np.asarray(used))
-    s = m.scores(sub, sub)
-    if getattr(m, "symmetric", True):
-        s = (s + s.T) / 2  # a comparison does not depend on which side is enrolled
-    members = np.array([[pos[index[r.path]] for r in c.refs] for c in caps])
     i, j, genuine = capture_pairs(caps, protocol)
-    # capture score = mean over the views x views image pairs
-    pair = np.zeros(len(i), np.float64)
-    for a in range(views):
-        for b in range(views):
-            pair += s[members[i, a], members[j, b]]
-    pair /= views * views
+    if views > 1 and getattr(m, "fuse_views", False):
+        # seed 000: the views of a capture are fused into one feature, captures compared
+        codes = m.encode_sets(images, [[index[r.path] for r in c.refs] for c in caps])
+        if progress:
+            progress("encoded", len(images))
+        s = m.scores(codes, codes)
+        if getattr(m, "symmetric", True):
+            s = (s + s.T) / 2
+        pair = s[i, j].astype(np.float64)
+    else:
+        codes = m.encode(images)
+        if progress:
+            progress("encoded", len(images))
+        # image-level scores between every image that appears in some capture
+        used = sorted({index[r.path] for c in caps for r in c.refs})
+        pos = {k: n for n, k in enumerate(used)}
+        sub = subset(codes, np.asarray(used))
+        s = m.scores(sub, sub)
+        if getattr(m, "symmetric", True):
+            s = (s + s.T) / 2  # a comparison does not depend on which side is enrolled
+        members = np.array([[pos[index[r.path]] for r in c.refs] for c in caps])
+        # capture score = mean over the views x views image pairs
+        pair = np.zeros(len(i), np.float64)
+        for a in range(views):
+            for b in range(views):
+                pair += s[members[i, a], members[j, b]]
+        pair /= views * views
     g, imp = pair[genuine], pair[~genuine]
     if len(g) == 0 or len(imp) == 0:
         raise ValueError("the data set gives no genuine or no impostor comparisons")
     report = {"matcher": m.name, "protected": bool(protected), "level": level, "views": views,
+              "precision": precision,
               "protocol": protocol,
               "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
               "fta": len(failed) / len(refs), "n_genuine": int(len(g)),

@@ -57,14 +57,64 @@ class ProtectedCellMatcher(CellMatcher):
         return s.T
 
 
+class LearnedMatcher(CellMatcher):
+    """The learned palm cells with seed 000's multi-view fusion (device.recognition.learned,
+    models/recognition_*.onnx). One view: the fused form of that view; with ``fuse_views``
+    ``palmgate evaluate --views N`` fuses the N views of a capture into one feature."""
+
+    name = "learned"
+    fuse_views = True
+    fusion = True
+
+    def __init__(self, precision: str = "fp32"):
+        from device.recognition.learned import LearnedExtractor
+        self.extractor = LearnedExtractor(precision=precision, fusion=self.fusion)
+
+    def encode_sets(self, images: np.ndarray, sets) -> CellCodes:
+        """One fused code per set of image indices (the views of one capture)."""
+        c = self.extractor.cells(images)
+        q = np.stack([self.extractor.fuse(c[list(s)]) for s in sets])
+        return CellCodes(q[:, self.extractor.zero_shift], q)
+
+
+class LearnedCellsMatcher(LearnedMatcher):
+    """The learned cells alone, no fusion (views combined at score level, as for cells)."""
+
+    name = "learned-cells"
+    fuse_views = False
+    fusion = False
+
+
+class ProtectedLearnedMatcher(ProtectedCellMatcher):
+    """The learned feature under seed 002's protection (as cells-protected)."""
+
+    name = "learned-protected"
+    fuse_views = True
+
+    def __init__(self, precision: str = "fp32", config=None):
+        from device.protect.defaults import DEFAULT_CONFIG
+        from device.recognition.learned import LearnedExtractor
+        self.extractor = LearnedExtractor(precision=precision)
+        self.config = config or DEFAULT_CONFIG
+
+    encode_sets = LearnedMatcher.encode_sets
+
+
 MATCHERS = {"cells": CellMatcher, "cells-protected": ProtectedCellMatcher, "bocv": BOCV,
-            "compcode": CompCode}
+            "compcode": CompCode, "learned": LearnedMatcher,
+            "learned-cells": LearnedCellsMatcher, "learned-protected": ProtectedLearnedMatcher}
+LEARNED = ("learned", "learned-cells", "learned-protected")  # take precision="fp32"|"int8"
 DEFAULT_MATCHER = "cells"
 
 
-def get_matcher(name: str):
+def get_matcher(name: str, precision: str = "fp32"):
     if name not in MATCHERS:
         raise ValueError(f"unknown matcher {name!r}; choose one of {sorted(MATCHERS)}")
+    if name in LEARNED:
+        return MATCHERS[name](precision=precision)
+    if precision != "fp32":
+        raise ValueError(f"--precision {precision} applies to the learned matchers "
+                         f"{list(LEARNED)}; {name!r} is classical and has no int8 form")
     return MATCHERS[name]()
 
 

@@ -9,6 +9,8 @@ what:
              liveness models, fp32 and int8 (tools/train/sensor.py)
   liveness   with --retrain-from DIR: fine-tune the shipped liveness model on reviewed
              presentations (claim 9; `palmgate review` writes DIR); SR unchanged
+  recognition  learned palm cells + seed-000 view fusion on Tongji training palms, fp32 and
+             int8 (tools/train/recognition.py; quick: ~45 min on 2 CPU cores)
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ def _command_line() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness"])
+    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness",
+                                    "recognition"])
     p.add_argument("--profile", choices=["quick", "full"], default="quick")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
@@ -69,6 +72,12 @@ def main(argv=None) -> int:
         models = MODELS_DIR if a.profile == "full" else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)
+    if a.what == "recognition":
+        from tools.train.recognition import run as run_recognition
+        rep = run_recognition(a.profile, work / "recognition", models, _command_line(),
+                              a.seed, a.threads or 2)
+        print(json.dumps(rep, indent=1, default=float))
+        return 0
     todo = ["idnet", "generator"] if a.what == "synth" else [a.what]
     for what in todo:
         steps = a.steps or PROFILES[what][a.profile]["steps"]

@@ -17,7 +17,7 @@ import numpy as np
 PROFILES = {
     # cells: steps, palms per batch; fusion: steps
     "quick": {"cell_steps": 700, "palms": 32, "cell_budget_s": 35 * 60, "fusion_steps": 300,
-              "pretrain_steps": 300},
+              "pretrain_steps": 200},
     "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
              "pretrain_steps": 1000},
 }

@@ -109,12 +109,12 @@ class Fusion(nn.Module):
         ff_, qq = fi * fj, (1 - fi) * (1 - fj)
         lk, lq, lc = self.lam
         lam = lk * ff_ + lq * qq + lc * (1 - ff_ - qq)
-        m = m * lam
-        if lk == 0:
+        m = m * lam / self.log_tau.exp()                      # temperature before masking:
+        if lk == 0:                                            # -inf / tau has a NaN gradient
             m = m.masked_fill(ff_ > 0, float("-inf"))
         if lq == 0:
             m = m.masked_fill(qq > 0, float("-inf"))
-        a = torch.softmax(m / self.log_tau.exp(), -1)
+        a = torch.softmax(m, -1)
         return a, split(self.wv(x)), x
 
     def forward(self, cells: torch.Tensor):
