@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,15 +113,6 @@ def write_toml(path: Path, cfg) -> Path:
                 lines.append(f"{k} = {_toml_value(v)}")
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-@pytest.fixture
-def copy_models(tmp_path):
-    def make(src: Path) -> Path:
-        d = tmp_path / "models_copy"
-        shutil.copytree(src, d, symlinks=True)
-        return d
-    return make
 
 
 def unit(v):
