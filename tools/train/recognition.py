@@ -1,5 +1,6 @@
-"""``python -m tools.train recognition --profile quick|full``: the learned palm cells, the
-seed-000 fusion on top, fp32 + static int8 ONNX export into models/ with manifest entries.
+"""``python -m tools.train recognition --profile quick|full``: the learned palm cells
+(pre-trained on synthetic identities of the shipped generation model, seed 004, then trained on
+real palms), the seed-000 fusion on top, fp32 + static int8 ONNX export with manifest entries.
 
 Data: the Tongji ROIs (../shared/data/real/tongji), subject-disjoint split
 ``split_subjects(300, 0.2, 0)`` of tools/train/realdata.py: the 240 training palms train every
@@ -17,9 +18,9 @@ import numpy as np
 PROFILES = {
     # cells: steps, palms per batch; fusion: steps
     "quick": {"cell_steps": 700, "palms": 32, "cell_budget_s": 35 * 60, "fusion_steps": 300,
-              "pretrain_steps": 200},
+              "pretrain_steps": 200, "synth_subjects": 1000},
     "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
-             "pretrain_steps": 1000},
+             "pretrain_steps": 1000, "synth_subjects": 4000},
 }
 WORK = Path("/tmp/palmgate_recognition")
 
@@ -45,6 +46,15 @@ def load_data(work: Path = WORK):
         x = inputs_u8(ps.images, bank, beta, log)
         np.save(cache, x)
     return x, ps.labels, ps.sessions, np.isin(ps.labels, tr), np.isin(ps.labels, va)
+
+
+def make_synth(out: Path, subjects: int, seed: int = 7) -> None:
+    """Synthetic identities from the shipped generation model (seed 004, tools.synth)."""
+    import subprocess
+    import sys
+    subprocess.run([sys.executable, "-m", "tools.synth", "palms", "--out", str(out),
+                    "--subjects", str(subjects), "--sessions", "2", "--samples", "3",
+                    "--seed", str(seed), "--threads", "1"], check=True)
 
 
 def stage_pretrain(profile: dict, work: Path, synth_dir, seed: int = 0) -> None:
@@ -83,15 +93,22 @@ def stage_cells(profile: dict, work: Path = WORK, seed: int = 0, init=None,
 
 
 def run(profile: str, work: Path, models: Path | None, command: str, seed: int = 0,
-        threads: int = 2, stages=("cells", "fusion", "export")) -> dict:
+        threads: int = 2, stages=("pretrain", "cells", "fusion", "export")) -> dict:
     """Train / export the stages; ``models`` None: export and measure under ``work`` only."""
     import torch
     torch.set_num_threads(threads)
     prof = PROFILES[profile]
     work = Path(work)
     out = {}
+    init = None
+    if "pretrain" in stages:
+        synth = work / "synth"
+        if not synth.exists():
+            make_synth(synth, prof["synth_subjects"])
+        stage_pretrain(prof, work, synth, seed)
+        init = torch.load(work / "cells_synth.pt")
     if "cells" in stages:
-        out["cells"] = stage_cells(prof, work, seed)
+        out["cells"] = stage_cells(prof, work, seed, init=init)
     if "fusion" in stages:
         from tools.train.recognition_fusion import stage_fusion
         out["fusion"] = stage_fusion(prof, work, seed, log=log)
@@ -107,8 +124,9 @@ def run(profile: str, work: Path, models: Path | None, command: str, seed: int =
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.train.recognition")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--stages", default="cells,fusion,export",
-                    help="comma-separated: cells, fusion, export")
+    ap.add_argument("--stages", default="pretrain,cells,fusion,export",
+                    help="comma-separated: pretrain (synthetic identities), cells, fusion, "
+                         "export")
     ap.add_argument("--work", default=str(WORK))
     ap.add_argument("--models", default=None,
                     help="install the exported files + manifest entries here")

@@ -74,7 +74,7 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     net = CellNet()
     net.load_state_dict(torch.load(work / "cells.pt"))
     fusion = Fusion(mode="three")
-    fusion.load_state_dict(torch.load(work / "fusion_three.pt"))
+    fusion.load_state_dict(torch.load(work / "fusion_ship.pt"))
     export_cells(net, stage / "recognition_cells.onnx")
     export_fusion(fusion, stage / "recognition_fusion.onnx")
     x, lab, ses, tr, va = load_data(work)
@@ -155,6 +155,9 @@ def install(work, summary: dict, profile: str, log=print, models_dir=None,
             metrics["ablation"] = summary.get("fusion_ablation_torch", {})
         if prec == "int8":
             metrics["int8_ops"] = summary["int8_ops"]
+        if name == "recognition_fusion.onnx" and summary.get("fusion_ablation_torch", {}).get(
+                "shipped"):
+            notes += ". Shipped weights: " + summary["fusion_ablation_torch"]["shipped"]
         update_entry(name, metrics=metrics, command=cmd, data=data, notes=notes,
                      manifest_path=models_dir / "manifest.json")
         log(f"installed models/{name}")

@@ -320,4 +320,14 @@ def stage_fusion(profile: dict, work, seed: int = 0, log=print,
         res[f"fusion_{mode}"] = evaluate_fusion(fu, cv, lv, sv)
         log(f"fusion[{mode}]: validation {res[f'fusion_{mode}']}")
         (work / "fusion_metrics.json").write_text(json.dumps(res, indent=1))
+    # the shipped fusion: the trained claim-2 model, unless it is worse on the validation
+    # palms than its own initial state (exactly the mean of the views' cells)
+    key = lambda r: (r["3view"]["eer"], r["1view"]["eer"])  # noqa: E731
+    trained = "fusion_three" in res and key(res["fusion_three"]) <= key(res["mean_of_cells"])
+    ship = torch.load(work / "fusion_three.pt") if trained else Fusion(mode="three").state_dict()
+    torch.save(ship, work / "fusion_ship.pt")
+    res["shipped"] = "fusion_three (trained)" if trained else \
+        "fusion at initialisation (= mean of the views' cells): the trained one was worse"
+    log(f"fusion: shipped {res['shipped']}")
+    (work / "fusion_metrics.json").write_text(json.dumps(res, indent=1))
     return res
