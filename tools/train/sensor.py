@@ -37,7 +37,7 @@ from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_l
 from device.sensor_branch import SENSORS, is_live, to_capture
 from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
 from tools.train import sensor_quant as Q
-from tools.train.liveness_model import (DEFAULT_CONFIG, LivenessNet, export_liveness_onnx,
+from tools.train.liveness_model import (LivenessNet, export_liveness_onnx,
                                         load_from_onnx, predict, train_liveness)
 from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
@@ -58,7 +58,8 @@ CONFIG = {
               "real_subjects": {"train": 16, "val": 6, "test": 8},
               "sr_pairs": {"train": 160, "test": 40}, "sr_iters": 200, "sr_patch": 40,
               "liveness_steps": 60, "calibration_frames": 16, "occlusion": True,
-              "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None}},
+              "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None},
+              "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
     "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
                                    "val": [(2002, 500, 100)], "test": [(3003, 1000, 300)]},
                           "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
@@ -70,7 +71,12 @@ CONFIG = {
              # whole 256x256 SR images; random 128x128 windows were 3-4x cheaper a step but
              # the X-ray photo attack then reached APCER 8.3 % at BPCER 8.7 % (its cues -- the
              # printed sheet's edges and tone -- are spread over the whole frame)
-             "liveness_crop": {"xray": None, "nir": None}},
+             "liveness_crop": {"xray": None, "nir": None},
+             # X-ray: a 4x4 stride-2 first conv (about 4x cheaper a step on whole frames; the
+             # X-ray attacks differ in bones, material and the sheet, not in the finest texture);
+             # NIR keeps the stride-1 stem for print and screen texture.  The ablation without
+             # SR uses the same layout.
+             "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
 }
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
@@ -433,7 +439,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
 
 
 def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, seed, weights,
-                    crop):
+                    crop, config=None):
     """Train (or, resuming, reload from ``work/name``) a liveness model and save its
     checkpoint; returns (model, history, training seconds)."""
     ckpt = _resumed(work, name, resume)
@@ -444,7 +450,7 @@ def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, 
                                                or ckpt["history"][-1].get("s", 0.0))
     t = time.time()
     model, hist = train_liveness(images, labels, steps=steps, seed=seed, weights=weights,
-                                 config=None, log=_log, log_every=max(steps // 15, 1),
+                                 config=config, log=_log, log_every=max(steps // 15, 1),
                                  crop=crop)
     seconds = round(time.time() - t, 1)
     torch.save({"state_dict": model.state_dict(), "history": hist, "config": model.config,
@@ -502,8 +508,10 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     _log(f"[{sensor}] SR of {len(train_caps)} training captures: {time.time() - t:.0f} s")
     t = time.time()
     crop = cfg["liveness_crop"][sensor]
+    lv_config = cfg.get("liveness_config", {}).get(sensor)
     lv, lv_hist, lv_seconds = _liveness_block(work, f"liveness_{sensor}.pt", resume,
-                                              train_sr_imgs, train_y, steps, seed, w, crop)
+                                              train_sr_imgs, train_y, steps, seed, w, crop,
+                                              lv_config)
     lv_path = models / f"liveness_{sensor}.onnx"
     export_liveness_onnx(lv, lv_path)
     lv_sess = Q.session(lv_path, threads)
@@ -524,7 +532,7 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     # ---- ablation: the same classifier on the captures themselves (no SR)
     lv_raw, raw_hist, raw_seconds = _liveness_block(
         work, f"liveness_{sensor}_nosr.pt", resume, train_caps, train_y, steps, seed, w,
-        crop if crop and crop < train_caps.shape[1] else None)
+        crop if crop and crop < train_caps.shape[1] else None, lv_config)
     q = {s: predict(lv_raw, caps[s]) for s in ("val", "test")}
     qr = {s: predict(lv_raw, real_caps[s]) for s in ("val", "test")}
     thr_raw = choose(q["val"], cls["val"], qr["val"])
@@ -542,7 +550,8 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     pick = rng.choice(len(train_caps), cfg["calibration_frames"], replace=False, p=w)
     calib_caps = [train_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
     sr8_path = models / f"sr_{sensor}_int8.onnx"
-    Q.quantize_int8(sr_path, sr8_path, calib_caps, "capture")
+    Q.quantize_int8(sr_path, sr8_path, calib_caps, "capture",
+                    exclude_name_parts=Q.SR_FLOAT_NODES)
     calib_sr = [sr_sess.run(None, {"capture": c})[0] for c in calib_caps]
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
     Q.quantize_int8(lv_path, lv8_path, calib_sr, "image")
@@ -643,7 +652,9 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                  notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
                        f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
                        f"threshold (equality is not live). Conv layers (channels, max-pool after) "
-                       f"{DEFAULT_CONFIG['plan']} (first 3x3 stride 1 without BN), global "
+                       f"{lv.config['plan']} (first conv "
+                       f"{'4x4 stride 2' if lv.config['stem'] == 's2' else '3x3 stride 1'} "
+                       f"without BN), global "
                        f"average + max pooling, linear.",
                  extra={"threshold": thr, "input": f"output of sr_{sensor}.onnx",
                         "sr_model": f"sr_{sensor}.onnx"}, **common)
