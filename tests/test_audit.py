@@ -151,3 +151,16 @@ def test_attempt_state_survives_a_restart_and_resists_forgery(tmp_path):
                        (b'{"failures": 0, "locked_until": 0.0}' + b"\0" * 32,))
         forged = AttemptLimiter(store=s)
         assert not forged.check().allowed          # a forged reset is not honoured
+
+
+
+def test_full_database_reports_the_real_cause(store):
+    _fill(store.audit, 2)
+    pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+    store.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        for i in range(200):
+            store.audit.append("decision", when=2000.0 + i, decision="reject",
+                               user_id=f"user-{i:04d}-" + "x" * 180)
+    store.conn.execute("PRAGMA max_page_count = 1073741823")
+    assert store.audit.verify() >= 2                       # what was committed is intact

@@ -116,7 +116,9 @@ class AuditLog:
             if own:
                 self.conn.execute("COMMIT")
         except BaseException:
-            if own:
+            # SQLite may have rolled back already (SQLITE_FULL, I/O errors): a ROLLBACK then
+            # fails with "no transaction is active" and would hide the real cause
+            if own and self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
         return AuditRecord(seq, ts, kind, payload)
