@@ -52,6 +52,24 @@ def lcus_frame(channel: int, state: bool) -> bytes:
     return bytes([0xA0, channel, s, (0xA0 + channel + s) & 0xFF])
 
 
+def parse_lcus_frames(buf: bytes) -> tuple[list[bytes], list[bytes], bytes]:
+    """Split a byte stream into LCUS frames ``A0 ch state sum`` as a board reads it: (valid
+    frames, rejected bytes/frames -- a stray byte before a header, a bad checksum or state --,
+    the incomplete tail to keep for the next read)."""
+    frames, bad = [], []
+    while len(buf) >= 4:
+        if buf[0] != 0xA0:
+            bad.append(buf[:1])
+            buf = buf[1:]
+            continue
+        f, buf = buf[:4], buf[4:]
+        if (f[0] + f[1] + f[2]) & 0xFF != f[3] or f[2] not in (0, 1):
+            bad.append(f)
+        else:
+            frames.append(f)
+    return frames, bad, buf
+
+
 def modbus_write_coil_frame(unit: int, coil: int, state: bool) -> bytes:
     pdu = bytes([unit, 0x05, coil >> 8, coil & 0xFF, 0xFF if state else 0x00, 0x00])
     crc = crc16_modbus(pdu)

@@ -1,11 +1,13 @@
 """Shared fixtures of the gate tests (tests/test_gate_*.py): a models folder with tiny sensor
 models, rendered synthetic bursts (once per session), gate configurations in a tmp folder.
-The socat / pymodbus / LCUS peers live in tests/test_relay.py and are imported from there."""
+The socat pty pair (``pty_pair``) is here; the pymodbus and LCUS peers live in tests/test_relay.py."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +119,24 @@ def write_toml(path: Path, cfg) -> Path:
 
 def unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+@pytest.fixture
+def pty_pair(tmp_path):
+    """Two linked pseudo-terminals made by socat (``socat`` must be installed; tests that use
+    this mark themselves ``skipif(shutil.which("socat") is None)``): (path A, path B)."""
+    a, b = tmp_path / "A", tmp_path / "B"
+    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
+                             f"pty,raw,echo=0,link={b}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(250):
+            if a.exists() and b.exists():
+                break
+            time.sleep(0.02)
+        else:
+            pytest.fail("socat did not create the pty pair")
+        yield str(a), str(b)
+    finally:
+        proc.terminate()
+        proc.wait(5)

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -185,20 +184,9 @@ def test_relay_step_and_verify(capsys, tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
-def test_relay_step_fails_when_the_line_is_silent(capsys, tmp_path):
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if a.exists() and b.exists():
-                break
-            time.sleep(0.02)
-        rc, out, _ = run(capsys, "relay", "--protocol", "modbus", "--port", a,
-                         "--timeout", 0.1, "--json", "--quiet")
-        r = json.loads(out)
-        assert rc == 1 and not r["pass"] and "no answer" in r["error"]
-    finally:
-        proc.terminate()
-        proc.wait(5)
+def test_relay_step_fails_when_the_line_is_silent(capsys, pty_pair):
+    a, _ = pty_pair
+    rc, out, _ = run(capsys, "relay", "--protocol", "modbus", "--port", a,
+                     "--timeout", 0.1, "--json", "--quiet")
+    r = json.loads(out)
+    assert rc == 1 and not r["pass"] and "no answer" in r["error"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import gate_config, shipped_sensor_models_listed, write_toml
-from test_relay import ModbusPeer, needs_socat, pty_pair  # noqa: F401 - fixtures
+from test_relay import ModbusPeer, needs_socat
 
 from device.cli import main
 from device.gate.burst import write_burst

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 from conftest import ROOT, gate_config, write_toml
-from test_relay import ModbusPeer, needs_socat, pty_pair  # noqa: F401 - fixtures
+from test_relay import ModbusPeer, needs_socat
 
 from device.frames import FrameError
 from device.gate.burst import Burst, CameraBurstSource, ReplaySource, write_burst

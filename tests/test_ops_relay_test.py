@@ -3,9 +3,7 @@ tests/test_relay.py on socat pseudo-terminal pairs: the LCUS board simulator and
 RTU server."""
 import json
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,23 +21,6 @@ def test_read_coils_frame():
     assert modbus_read_coils_frame(1, 0) == bytes.fromhex("01 01 00 00 00 01 FD CA")
 
 
-@pytest.fixture
-def pty_pair(tmp_path):
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(250):
-            if a.exists() and b.exists():
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("socat did not create the pty pair")
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 @pytest.fixture

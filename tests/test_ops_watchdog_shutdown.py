@@ -164,18 +164,6 @@ def test_relay_that_cannot_switch_off_is_reported():
     assert stop.relay_off is False and any("unplugged" in e for e in stop.errors)
 
 
-@pytest.fixture
-def pty_pair(tmp_path):
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        assert wait_for(lambda: a.exists() and b.exists(), 5.0), "socat made no pty pair"
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 @needs_socat

@@ -2,7 +2,6 @@
 simulator, and a pymodbus RTU server."""
 import asyncio
 import shutil
-import subprocess
 import threading
 import time
 
@@ -10,7 +9,7 @@ import pytest
 import serial
 
 from device.relay import (LcusRelay, ModbusRelay, Relay, RelayError, crc16_modbus, lcus_frame,
-                          modbus_write_coil_frame, open_relay)
+                          modbus_write_coil_frame, open_relay, parse_lcus_frames)
 
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None,
                                  reason="socat is not installed (apt-get install socat): the "
@@ -55,23 +54,6 @@ def test_bad_arguments():
 
 
 # -- socat peers -------------------------------------------------------------------------------
-@pytest.fixture
-def pty_pair(tmp_path):
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if a.exists() and b.exists():
-                break
-            time.sleep(0.02)
-        else:
-            pytest.fail("socat did not create the pty pair")
-        yield str(a), str(b)
-    finally:
-        proc.terminate()
-        proc.wait(5)
 
 
 class LcusSimulator(threading.Thread):
@@ -90,15 +72,9 @@ class LcusSimulator(threading.Thread):
         buf = b""
         while not self._halt.is_set():
             buf += self.ser.read(64)
-            while len(buf) >= 4:
-                if buf[0] != 0xA0:
-                    self.bad.append(buf[:1])
-                    buf = buf[1:]
-                    continue
-                f, buf = buf[:4], buf[4:]
-                if (f[0] + f[1] + f[2]) & 0xFF != f[3] or f[2] not in (0, 1):
-                    self.bad.append(f)
-                    continue
+            frames, bad, buf = parse_lcus_frames(buf)
+            self.bad += bad
+            for f in frames:
                 self.frames.append((time.monotonic(), f))
                 self.state[f[1]] = bool(f[2])
 
@@ -259,3 +235,10 @@ def test_modbus_wrong_unit_id_fails(modbus_peer):
     host, peer = modbus_peer
     with pytest.raises(RelayError, match="unit 7"):
         ModbusRelay(host, unit=7, channels=1, timeout=0.2, retries=0)
+
+
+def test_parse_lcus_frames_keeps_the_tail_and_rejects_noise():
+    good = lcus_frame(1, True) + lcus_frame(2, False)
+    frames, bad, rest = parse_lcus_frames(b"\x00" + good + bytes([0xA0, 1, 1, 0]) + b"\xA0\x01")
+    assert frames == [lcus_frame(1, True), lcus_frame(2, False)]
+    assert bad == [b"\x00", bytes([0xA0, 1, 1, 0])] and rest == b"\xA0\x01"

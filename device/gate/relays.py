@@ -15,6 +15,8 @@ import os
 import threading
 import time
 
+from device.relay import parse_lcus_frames
+
 
 class MemoryRelay:
     """The relay protocol, recorded in memory (``events``: (monotonic, channel, state))."""
@@ -83,15 +85,9 @@ class LcusBoardSim(threading.Thread):
                 buf += os.read(self.master, 64)
             except OSError:
                 break
-            while len(buf) >= 4:
-                if buf[0] != 0xA0:
-                    self.bad.append(buf[:1])
-                    buf = buf[1:]
-                    continue
-                f, buf = buf[:4], buf[4:]
-                if (f[0] + f[1] + f[2]) & 0xFF != f[3] or f[2] not in (0, 1):
-                    self.bad.append(f)
-                    continue
+            frames, bad, buf = parse_lcus_frames(buf)
+            self.bad += bad
+            for f in frames:
                 self.frames.append((time.monotonic(), f))
                 self.state[f[1]] = bool(f[2])
 
