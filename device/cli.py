@@ -62,9 +62,15 @@ def cmd_review(a) -> int:
 def cmd_evaluate_protection(a) -> int:
     """Template-protection test (seed 002, ISO/IEC 30136): accuracy, D_sys, inversion."""
     from device.protect.evaluate import config_from_args, run
+    if a.feature == "learned":
+        from device.recognition.learned import LearnedExtractor
+        extractor = LearnedExtractor()
+    else:
+        from device.recognition.cells import CellExtractor
+        extractor = CellExtractor()
     report = run(a.dir, a.out, config=config_from_args(a), seed=a.seed, do_sweep=a.sweep,
                  ts=a.sweep_t, drops=a.sweep_drop, rotations=a.sweep_rotation,
-                 max_subjects=a.max_subjects,
+                 max_subjects=a.max_subjects, extractor=extractor,
                  log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in report.items() if k != "detail"}, indent=2))
     return 0
@@ -206,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sweep-rotation", nargs="+", choices=["fraction", "equal_angle"],
                     default=["fraction", "equal_angle"])
     sp.add_argument("--max-subjects", type=int, default=None)
+    sp.add_argument("--feature", choices=["cells", "learned"], default="cells",
+                    help="the recognition feature whose sub-features are protected (cells: the "
+                         "shipped classical one; learned: models/recognition_*.onnx)")
     sp.set_defaults(fn=cmd_evaluate_protection)
 
     sp = sub.add_parser("bench-match", help="1:N protected search time over a large "

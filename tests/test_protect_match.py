@@ -204,3 +204,12 @@ def test_bench_match_prints_match_ms(capsys):
     r = json.loads(capsys.readouterr().out)
     assert set(r["match_ms"]) == {"median", "p95"} and r["templates"] == 900
     assert r["exhaustive_agreement"]["same_template"] == 1.0
+
+
+def test_evaluate_protection_of_the_learned_feature(tmp_path):
+    from device.cli import main
+    _write_layout(tmp_path / "data")
+    assert main(["evaluate-protection", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
+                 "--feature", "learned"]) == 0
+    r = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert r["feature"] == "LearnedExtractor" and 0 <= r["eer_protected"] <= 1
