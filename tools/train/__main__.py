@@ -75,7 +75,7 @@ def main(argv=None) -> int:
     if a.what == "recognition":
         from tools.train.recognition import run as run_recognition
         rep = run_recognition(a.profile, work / "recognition", models, _command_line(),
-                              a.seed, a.threads or 2)
+                              a.seed, a.threads or 1)
         print(json.dumps(rep, indent=1, default=float))
         return 0
     todo = ["idnet", "generator"] if a.what == "synth" else [a.what]

@@ -17,7 +17,7 @@ import numpy as np
 
 PROFILES = {
     # cells: steps, palms per batch; fusion: steps
-    "quick": {"cell_steps": 700, "palms": 32, "cell_budget_s": 35 * 60, "fusion_steps": 300,
+    "quick": {"cell_steps": 600, "palms": 64, "cell_budget_s": 40 * 60, "fusion_steps": 300,
               "pretrain_steps": 200, "synth_subjects": 1000},
     "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
              "pretrain_steps": 1000, "synth_subjects": 4000},
@@ -93,7 +93,7 @@ def stage_cells(profile: dict, work: Path = WORK, seed: int = 0, init=None,
 
 
 def run(profile: str, work: Path, models: Path | None, command: str, seed: int = 0,
-        threads: int = 2, stages=("pretrain", "cells", "fusion", "export")) -> dict:
+        threads: int = 1, stages=("pretrain", "cells", "fusion", "export")) -> dict:
     """Train / export the stages; ``models`` None: export and measure under ``work`` only."""
     import torch
     torch.set_num_threads(threads)
@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default=str(WORK))
     ap.add_argument("--models", default=None,
                     help="install the exported files + manifest entries here")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
     cmd = f"python -m tools.train recognition --profile {a.profile}"
