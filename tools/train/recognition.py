@@ -18,9 +18,9 @@ import numpy as np
 PROFILES = {
     # cells: steps, palms per batch; fusion: steps
     "quick": {"cell_steps": 600, "palms": 64, "cell_budget_s": 40 * 60, "fusion_steps": 300,
-              "pretrain_steps": 200, "synth_subjects": 1000},
+              "pretrain_steps": 200, "pretrain_palms": 32, "synth_subjects": 1000},
     "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
-             "pretrain_steps": 1000, "synth_subjects": 4000},
+             "pretrain_steps": 1000, "pretrain_palms": 64, "synth_subjects": 4000},
 }
 WORK = Path("/tmp/palmgate_recognition")
 
@@ -69,7 +69,7 @@ def stage_pretrain(profile: dict, work: Path, synth_dir, seed: int = 0) -> None:
     x = inputs_u8(ps.images, bank, beta, log)
     log(f"pretrain: {len(ps.subjects)} synthetic identities, {len(x)} images")
     net = train_cells(x, ps.labels, ps.sessions, steps=profile["pretrain_steps"],
-                      palms=profile["palms"], seed=seed, log=log)
+                      palms=profile.get("pretrain_palms", profile["palms"]), seed=seed, log=log)
     torch.save(net.state_dict(), work / "cells_synth.pt")
 
 
@@ -99,6 +99,7 @@ def run(profile: str, work: Path, models: Path | None, command: str, seed: int =
     torch.set_num_threads(threads)
     prof = PROFILES[profile]
     work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
     out = {}
     init = None
     if "pretrain" in stages:

@@ -127,6 +127,7 @@ def install(work, summary: dict, profile: str, log=print, models_dir=None,
     work = Path(work)
     models_dir = Path(models_dir or MODELS_DIR)
     cmd = command or f"python -m tools.train recognition --profile {profile}"
+    models_dir.mkdir(parents=True, exist_ok=True)
     data = ("../shared/data/real/tongji ROIs: trained on the 240 training palms of "
             "split_subjects(300, 0.2, 0) (tools/train/realdata.py); metrics on the 60 "
             "validation palms (every choice was made on them; no test set), session 1 vs "
