@@ -554,7 +554,8 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                     exclude_name_parts=Q.SR_FLOAT_NODES)
     calib_sr = [sr_sess.run(None, {"capture": c})[0] for c in calib_caps]
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
-    Q.quantize_int8(lv_path, lv8_path, calib_sr, "image")
+    Q.quantize_int8(lv_path, lv8_path, calib_sr, "image",
+                    exclude_name_parts=Q.first_conv(lv_path))
     sr8_sess, lv8_sess = Q.session(sr8_path, threads), Q.session(lv8_path, threads)
     p8_syn, p8_real = pipeline_scores(sr8_sess, lv8_sess)
     thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"])
@@ -808,7 +809,8 @@ def retrain(reviewed: Path, sensor: str | None, steps: int, seed: int, work: Pat
                       p=_weights(tr_cls, rm))
     calib = [tr_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
     lv8 = models_dst / f"liveness_{sensor}_int8.onnx"
-    Q.quantize_int8(lv_path, lv8, [sr_sess.run(None, {"capture": c})[0] for c in calib], "image")
+    Q.quantize_int8(lv_path, lv8, [sr_sess.run(None, {"capture": c})[0] for c in calib], "image",
+                    exclude_name_parts=Q.first_conv(lv_path))
     sr8 = Q.session(Path(models_src) / f"sr_{sensor}_int8.onnx", threads)
     lv8_sess = Q.session(lv8, threads)
     thr8 = choose(branch_scores(sr8, lv8_sess, caps["val"]), cls["val"],
