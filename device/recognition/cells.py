@@ -116,7 +116,25 @@ def project(raw: np.ndarray, mean: np.ndarray, pca: np.ndarray) -> np.ndarray:
     return (z / np.maximum(n, 1e-12)).astype(np.float32)
 
 
-class CellExtractor:
+class ShiftGridFeature:
+    """What the matchers read from a cell-grid feature: ``importance`` (G,), ``shifts`` (S, 2)
+    query-window offsets and the index of the zero shift (set by the subclass as ``_importance``,
+    ``_shifts``, ``_zero``)."""
+
+    @property
+    def importance(self) -> np.ndarray:
+        return self._importance
+
+    @property
+    def shifts(self) -> np.ndarray:
+        return self._shifts
+
+    @property
+    def zero_shift(self) -> int:
+        return self._zero
+
+
+class CellExtractor(ShiftGridFeature):
     """The classical cell feature of FINDINGS, loaded from ``models/cells_pca.npz``.
 
     ``CellExtractor()`` verifies the file against the manifest; ``CellExtractor.from_arrays``
@@ -167,17 +185,6 @@ class CellExtractor:
         return {"gabor": self.bank, "beta": np.float32(self.beta), "mean": self.mean,
                 "pca": self.pca, "importance": self._importance}
 
-    @property
-    def importance(self) -> np.ndarray:
-        return self._importance
-
-    @property
-    def shifts(self) -> np.ndarray:
-        return self._shifts
-
-    @property
-    def zero_shift(self) -> int:
-        return self._zero
 
     def weights(self, roi: np.ndarray) -> np.ndarray:
         """Soft orientation weights of one ROI: (6, 32, 32)."""

@@ -23,7 +23,7 @@ import numpy as np
 
 from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError, verified_file
 from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
-                                      shift_offsets)
+                                      ShiftGridFeature, shift_offsets)
 
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
@@ -62,7 +62,7 @@ def net_input(roi: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
     return x.reshape(7, ROI_SIZE // 2, 2, ROI_SIZE // 2, 2).mean((2, 4))
 
 
-class LearnedExtractor:
+class LearnedExtractor(ShiftGridFeature):
     """The learned cells (+ seed-000 fusion) with CellExtractor's interface.
 
     ``precision``: "fp32" or "int8" (the static-QDQ cell network; the fusion stays fp32).
@@ -94,17 +94,6 @@ class LearnedExtractor:
                                 + 0.25)
             self._importance = imp
 
-    @property
-    def importance(self) -> np.ndarray:
-        return self._importance
-
-    @property
-    def shifts(self) -> np.ndarray:
-        return self._shifts
-
-    @property
-    def zero_shift(self) -> int:
-        return self._zero
 
     def cells(self, rois, batch: int = 32) -> np.ndarray:
         """(N, 25, 49, 16) unit cells of every ROI at every window shift (no fusion)."""

@@ -9,7 +9,6 @@ shift, contrast), a symmetric softmax loss with a margin over the shift-max scor
 """
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -18,6 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from device.recognition.cells import GRID, MAX_SHIFT
+from tools.train.augment import random_affine
 
 MAP = 32
 CELL = 4
@@ -89,18 +89,6 @@ def pair_loss(a: torch.Tensor, b: torch.Tensor, zero: int, scale: float, margin:
         logits = scale * (s - margin * eye)
         loss = loss + F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)
     return loss / 4
-
-
-def random_affine(x, gen, rot_deg=8.0, scale=0.06, shift=0.06):
-    b = x.shape[0]
-    u = lambda: torch.rand(b, generator=gen) * 2 - 1  # noqa: E731
-    ang = u() * math.radians(rot_deg)
-    s = 1 + u() * scale
-    tx, ty = u() * shift * 2, u() * shift * 2
-    cos, sin = torch.cos(ang) / s, torch.sin(ang) / s
-    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def augment(x, gen, contrast=0.25):
