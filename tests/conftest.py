@@ -140,3 +140,15 @@ def pty_pair(tmp_path):
     finally:
         proc.terminate()
         proc.wait(5)
+
+
+@pytest.fixture
+def modbus_peer(pty_pair):
+    """(host end of a pty pair, a pymodbus RTU relay board serving the other end)."""
+    from test_relay import ModbusPeer
+    host, board = pty_pair
+    peer = ModbusPeer(board)
+    try:
+        yield host, peer
+    finally:
+        peer.stop()

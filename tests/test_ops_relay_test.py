@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_relay import LcusSimulator, ModbusPeer  # noqa: E402
+from test_relay import LcusSimulator  # noqa: E402
 
 from device.cli import main  # noqa: E402
 from device.relay import ModbusRelay, RelayError, modbus_read_coils_frame  # noqa: E402
@@ -19,18 +19,6 @@ needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="socat no
 
 def test_read_coils_frame():
     assert modbus_read_coils_frame(1, 0) == bytes.fromhex("01 01 00 00 00 01 FD CA")
-
-
-
-
-@pytest.fixture
-def modbus_peer(pty_pair):
-    host, board = pty_pair
-    peer = ModbusPeer(board)
-    try:
-        yield host, peer
-    finally:
-        peer.stop()
 
 
 def run_cli(args, capsys):

@@ -171,16 +171,6 @@ class ModbusPeer:
             self.thread.join(5)
 
 
-@pytest.fixture
-def modbus_peer(pty_pair):
-    host, board = pty_pair
-    peer = ModbusPeer(board)
-    try:
-        yield host, peer
-    finally:
-        peer.stop()
-
-
 @needs_socat
 def test_modbus_relay_against_pymodbus_server(modbus_peer):
     host, peer = modbus_peer
