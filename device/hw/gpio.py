@@ -74,7 +74,24 @@ def _device(role: str, cls_name: str, pin, pin_factory, **kw):
                                   f"({hint})") from e
 
 
-class _Output:
+class _OneTimer:
+    """At most one pending ``threading.Timer`` (daemon) per object, in ``self._timer``."""
+
+    _timer: threading.Timer | None = None
+
+    def _start_timer(self, seconds: float, fn: Callable[[], Any]) -> None:
+        t = threading.Timer(seconds, fn)
+        t.daemon = True
+        self._timer = t
+        t.start()
+
+    def _cancel(self) -> None:
+        t, self._timer = self._timer, None
+        if t is not None:
+            t.cancel()
+
+
+class _Output(_OneTimer):
     """A digital output with an upper bound on how long it may stay on (``max_on_s``)."""
 
     role = "output"
@@ -132,15 +149,7 @@ class _Output:
             raise HardwareConfigError(f"GPIO {self.role} on pin {self.pin} is closed")
 
     def _arm(self, seconds: float) -> None:
-        t = threading.Timer(seconds, self._expire)
-        t.daemon = True
-        self._timer = t
-        t.start()
-
-    def _cancel(self) -> None:
-        t, self._timer = self._timer, None
-        if t is not None:
-            t.cancel()
+        self._start_timer(seconds, self._expire)
 
     def _expire(self) -> None:
         with self._lock:
@@ -284,7 +293,7 @@ class ExitButton(_Input):
             self.on_press()
 
 
-class DoorMonitor:
+class DoorMonitor(_OneTimer):
     """Held-open and forced-open detection (see the module docstring).
 
     ``on_event(event: dict)`` gets every event; ``events`` keeps the last ``keep`` of them.
@@ -387,15 +396,7 @@ class DoorMonitor:
 
     def _arm(self) -> None:
         self._cancel()
-        t = threading.Timer(self.held_open_s, self.check)
-        t.daemon = True
-        self._timer = t
-        t.start()
-
-    def _cancel(self) -> None:
-        t, self._timer = self._timer, None
-        if t is not None:
-            t.cancel()
+        self._start_timer(self.held_open_s, self.check)
 
 
 class GateIO:
