@@ -116,6 +116,23 @@ def project(raw: np.ndarray, mean: np.ndarray, pca: np.ndarray) -> np.ndarray:
     return (z / np.maximum(n, 1e-12)).astype(np.float32)
 
 
+def load_cell_params(models_dir: str | Path = DEFAULT_MODELS_DIR, name: str = CELLS_FILE,
+                     verify: bool = True) -> dict:
+    """The arrays of the cell feature file (Gabor bank, beta, PCA, importance), checked against
+    the manifest's sha256 unless ``verify`` is false."""
+    path = Path(models_dir) / name
+    if not path.exists():
+        raise FeatureError(f"cell feature file not found: {path} (make it with "
+                           f"`python -m tools.fit_cells_pca`)")
+    if verify:
+        try:
+            verified_file(name, models_dir)
+        except ModelError as e:
+            raise FeatureError(str(e)) from None
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
 class ShiftGridFeature:
     """What the matchers read from a cell-grid feature: ``importance`` (G,), ``shifts`` (S, 2)
     query-window offsets and the index of the zero shift (set by the subclass as ``_importance``,
@@ -145,18 +162,7 @@ class CellExtractor(ShiftGridFeature):
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, name: str = CELLS_FILE,
                  verify: bool = True):
-        path = Path(models_dir) / name
-        if not path.exists():
-            raise FeatureError(f"cell feature file not found: {path} (make it with "
-                               f"`python -m tools.fit_cells_pca`)")
-        if verify:
-            try:
-                verified_file(name, models_dir)
-            except ModelError as e:
-                raise FeatureError(str(e)) from None
-        with np.load(path) as z:
-            params = {k: z[k] for k in z.files}
-        self._init(params)
+        self._init(load_cell_params(models_dir, name, verify))
 
     @classmethod
     def from_arrays(cls, **params) -> "CellExtractor":

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError, verified_file
+from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError
 from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
-                                      ShiftGridFeature, shift_offsets)
+                                      ShiftGridFeature, load_cell_params, shift_offsets)
 
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
@@ -35,14 +35,8 @@ OTHER = np.array([g for g in range(GRID * GRID) if g not in set(CENTRE.tolist())
 
 def load_bank(models_dir: str | Path = DEFAULT_MODELS_DIR, verify: bool = True):
     """The Gabor bank and softmax sharpness of the shipped classical feature file."""
-    path = Path(models_dir) / CELLS_FILE
-    if verify:
-        try:
-            verified_file(CELLS_FILE, models_dir)
-        except ModelError as e:
-            raise FeatureError(str(e)) from None
-    with np.load(path) as z:
-        return z["gabor"].astype(np.float32), float(z["beta"])
+    p = load_cell_params(models_dir, CELLS_FILE, verify)
+    return p["gabor"].astype(np.float32), float(p["beta"])
 
 
 def net_input(roi: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
