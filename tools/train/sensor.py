@@ -597,9 +597,8 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                 ex.append((c if c == "bona_fide" else c + " (top)",
                            run_sr(sr_sess, caps["test"][i:i + 1], as_u8=False)[0],
                            float(p_syn["test"][i])))
-        if len(real_caps["test"]):
-            ex.append(("real NIR bona fide", run_sr(sr_sess, real_caps["test"][:1],
-                                                    as_u8=False)[0], float(p_real["test"][0])))
+        # synthetic examples only: the sheet goes into docs/, and no real research capture
+        # (or an image made from one) may go into the project's git
         occ_path = docs / f"liveness_occlusion_{sensor}.png"
         occlusion_png(lv_sess, ex, occ_path)
 
