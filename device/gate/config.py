@@ -10,6 +10,7 @@ the minimum 50``. ``render_example()`` writes the documented example file
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ class Opt:
     min: float | None = None
     max: float | None = None
     nullable: bool = False
+    pin: bool = False          # a GPIO pin spec: int (BCM) or "GPIO17" / "BCM17" / "BOARD11"
 
 
 # section -> (section doc, {key: Opt}). Empty string = "not set" where nullable.
@@ -145,6 +147,54 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "base_delay_s": Opt(30.0, "First lock-out delay; doubles with every further failure.",
                             float, min=0.0),
     }),
+    "gpio": ("GPIO devices on the board through gpiozero (device/hw/gpio.py): the IR/X-ray "
+             "illuminator and LED strobe (on while a burst is captured), the door sensor "
+             "(held-open and forced-open alarms) and the request-to-exit button (pulses the "
+             "relay). All off by default, so the gate runs on a laptop. A pin is an integer "
+             "(BCM numbering, 17 = GPIO17) or a gpiozero pin name (\"GPIO17\", \"BOARD11\"); "
+             "empty: that device is not fitted. A configured pin without gpiozero or without "
+             "a working pin factory stops the gate at start with a configuration error.", {
+        "enabled": Opt(False, "Use the GPIO devices below. false: none is opened and gpiozero "
+                              "is never imported (the pins below are ignored).", bool),
+        "pin_factory": Opt("", "gpiozero pin factory: lgpio (Raspberry Pi 5), rpigpio, "
+                               "pigpio, native, mock (tests); empty: gpiozero's default "
+                               "($GPIOZERO_PIN_FACTORY, else the first that loads).",
+                           choices=("lgpio", "rpigpio", "pigpio", "native", "mock"),
+                           nullable=True),
+        "illuminator_pin": Opt("", "Output that switches the IR/X-ray illuminator; on for "
+                                   "each burst capture, off after it.", nullable=True,
+                               pin=True),
+        "illuminator_active_high": Opt(True, "true: the illuminator is on when the pin is "
+                                             "high; false: on when low.", bool),
+        "illuminator_max_on_s": Opt(2.0, "Longest time the illuminator may stay on, whatever "
+                                         "the capture does (the output's own timer switches "
+                                         "it off).", float, min=0.05, max=30.0),
+        "strobe_pin": Opt("", "Output of the LED strobe, on during each burst capture.",
+                          nullable=True, pin=True),
+        "strobe_active_high": Opt(True, "true: the strobe is on when the pin is high.", bool),
+        "door_pin": Opt("", "Input of the door contact (reed switch); with it the gate "
+                            "reports held-open and forced-open doors.", nullable=True,
+                        pin=True),
+        "door_closed_when_active": Opt(True, "true: the input reads active while the door is "
+                                             "shut (a reed switch to ground with the pull-up); "
+                                             "false: active while open.", bool),
+        "door_pull_up": Opt(True, "Internal pull-up on the door input (false: pull-down).",
+                            bool),
+        "held_open_s": Opt(10.0, "An authorised door still open after this many seconds is "
+                                 "held open (alarm: log, audit record, status).", float,
+                           min=0.5, max=3600.0),
+        "grant_window_s": Opt(5.0, "A door that opens within this many seconds of a relay "
+                                   "pulse (palm or exit button) is authorised; any other "
+                                   "opening is forced open.", float, min=0.5, max=300.0),
+        "exit_pin": Opt("", "Input of the request-to-exit button: a press pulses the relay "
+                            "(egress, never blocked by the attempt limiter) and writes an "
+                            "audit record.", nullable=True, pin=True),
+        "exit_pull_up": Opt(True, "true: the button connects the pin to ground (internal "
+                                  "pull-up, pressed = low); false: to 3V3 (pull-down, "
+                                  "pressed = high).", bool),
+        "bounce_s": Opt(0.05, "Debounce time of the door and exit inputs (0: none).", float,
+                        min=0.0, max=1.0),
+    }),
 }
 
 
@@ -186,10 +236,42 @@ class Config:
         return validate(d, self.path)
 
 
+_PIN_RE = re.compile(r"(?:GPIO|BCM|BOARD|WPI|J8:)?\d+", re.IGNORECASE)
+
+
+def _check_pin(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name}: expected a pin (17, \"GPIO17\", \"BOARD11\"), got "
+                          f"{type(value).__name__} {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value <= 53:
+            raise ConfigError(f"{name}: {value} is not a BCM GPIO number (0-53)")
+        return value
+    if not _PIN_RE.fullmatch(value.strip()):
+        raise ConfigError(f"{name}: {value!r} is not a pin name (17, \"GPIO17\", \"BCM17\", "
+                          f"\"BOARD11\", \"J8:11\")")
+    v = value.strip()
+    return int(v) if v.isdigit() else v.upper()
+
+
+def _pin_id(pin) -> str:
+    """One spelling per physical BCM pin (17, "GPIO17", "BCM17" are one pin)."""
+    s = str(pin).upper()
+    for p in ("GPIO", "BCM"):
+        if s.startswith(p):
+            return str(int(s[len(p):]))
+    return s
+
+
+GPIO_PINS = ("illuminator_pin", "strobe_pin", "door_pin", "exit_pin")
+
+
 def _check(section: str, key: str, opt: Opt, value):
     name = f"{section}.{key}"
     if opt.nullable and (value == "" or value is None):
         return None
+    if opt.pin:
+        return _check_pin(name, value)
     t = opt.type
     if t is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
@@ -246,6 +328,19 @@ def validate(raw: dict, path: str | None = None) -> Config:
     if r["channel"] > r["channels"]:
         raise ConfigError(f"relay.channel: {r['channel']} is above relay.channels "
                           f"{r['channels']}")
+    gp = out["gpio"]
+    if gp["enabled"]:
+        used: dict[str, str] = {}
+        for k in GPIO_PINS:
+            if gp[k] is None:
+                continue
+            pid = _pin_id(gp[k])
+            if pid in used:
+                raise ConfigError(f"gpio.{k}: pin {gp[k]!r} is already gpio.{used[pid]}")
+            used[pid] = k
+        if not used:
+            raise ConfigError("gpio.enabled: true, but no pin is set (gpio.illuminator_pin, "
+                              "gpio.strobe_pin, gpio.door_pin or gpio.exit_pin)")
     return Config(out, path)
 
 
@@ -280,10 +375,12 @@ def render_example() -> str:
     import textwrap
     lines = ["# PalmGate gate configuration (palmgate run --config FILE).",
              "# Every key is optional: these are the defaults, which run the demo (synthetic",
-             "# presentations, simulated relay). Generated by device.gate.config.render_example().",
+             "# presentations, simulated relay). Generated by device.gate.config.render_example():",
+             "# python -m device.gate.config > device/gate/palmgate.example.toml",
              ""]
     for section, (doc, opts) in SCHEMA.items():
-        lines += [f"# {doc}", f"[{section}]"]
+        lines += ["# " + t for t in textwrap.wrap(doc, 92, break_on_hyphens=False)]
+        lines.append(f"[{section}]")
         for k, o in opts.items():
             extra = []
             if o.choices:
@@ -293,7 +390,11 @@ def render_example() -> str:
             if o.max is not None:
                 extra.append(f"max {o.max:g}")
             text = o.doc + (f" ({'; '.join(extra)})" if extra else "")
-            lines += ["# " + t for t in textwrap.wrap(text, 92)]
+            lines += ["# " + t for t in textwrap.wrap(text, 92, break_on_hyphens=False)]
             lines.append(f"{k} = {_toml_value(o.default)}")
         lines.append("")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":          # python -m device.gate.config > palmgate.example.toml
+    print(render_example())

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import threading
 import time
+from collections import deque
 
 from device.frames import EndOfFrames, FrameError
 from device.gate.pipeline import Decision, Pipeline
@@ -25,22 +27,50 @@ log = logging.getLogger("palmgate.gate")
 
 
 class Gate:
-    def __init__(self, cfg, store=None, pipeline=None, relay=None, open_relay: bool = True):
-        from device.templates.attempts import AttemptLimiter
+    def __init__(self, cfg, store=None, pipeline=None, relay=None, open_relay: bool = True,
+                 pin_factory=None):
+        """``pin_factory``: a gpiozero pin factory for ``[gpio]`` (tests pass a MockFactory);
+        None: the one ``gpio.pin_factory`` names."""
         self.cfg = cfg
-        self._own_store = store is None
-        self.store = store if store is not None else open_store(cfg)
-        self.pipeline = pipeline or Pipeline(cfg)
-        self._data_version = None
-        self.reload()
-        self.limiter = AttemptLimiter(liveness=cfg.liveness.enabled,
-                                      max_failures=cfg.attempts.max_failures or None,
-                                      base_delay=cfg.attempts.base_delay_s, store=self.store)
         self.relay, self.relay_sim, self.relay_error = relay, None, None
+        self.io = None                              # device.hw.gpio.GateIO with [gpio] on
+        self.store = self.pipeline = None
+        self._own_store = store is None
+        self.last: list[dict] = []
+        self.door_events: deque = deque(maxlen=20)  # door and egress events, newest last
+        self.on_event = None                        # on_event(kind, data) after processing
+        self.stop_event = threading.Event()
+        self._events: queue.SimpleQueue = queue.SimpleQueue()   # from GPIO callback threads
+        self._wake = threading.Event()
+        # fail secure before anything slow: the relay driver switches every channel off when
+        # it opens, so a pulse left on by a killed gate ends here, not after the models load
         if relay is None and open_relay:
             self._open_relay()
-        self.last: list[dict] = []
-        self.stop_event = threading.Event()
+        try:
+            self._open_io(pin_factory)              # a bad [gpio] stops the gate here
+            from device.templates.attempts import AttemptLimiter
+            self.store = store if store is not None else open_store(cfg)
+            self.pipeline = pipeline or Pipeline(cfg)
+            self._data_version = None
+            self.reload()
+            self.limiter = AttemptLimiter(liveness=cfg.liveness.enabled,
+                                          max_failures=cfg.attempts.max_failures or None,
+                                          base_delay=cfg.attempts.base_delay_s,
+                                          store=self.store)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_io(self, pin_factory=None):
+        g = getattr(self.cfg, "gpio", None)
+        if g is None or not g.enabled:
+            return
+        from device.hw.gpio import GateIO
+        opts = {k: v for k, v in g.as_dict().items() if k != "enabled" and v is not None}
+        self.io = GateIO(opts, pin_factory=pin_factory, on_door_event=self._door_event,
+                         on_exit=self._exit_pressed)
+        log.info("GPIO devices open: %s", json.dumps(self.io.describe(), default=str),
+                 extra={"event": "gpio_ready"})
 
     # ------------------------------------------------------------------ resources
     def _open_relay(self):
@@ -75,6 +105,15 @@ class Gate:
             return None
 
     def close(self):
+        if self.io is not None:
+            try:
+                self.io.close()                  # outputs off, inputs released
+            except Exception as e:  # noqa: BLE001
+                log.error("GPIO close failed: %s", e)
+        try:
+            self.process_events()                # audit what the inputs reported last
+        except Exception as e:      # noqa: BLE001
+            log.error("GPIO events at close: %s", e)
         if self.relay is not None:
             try:
                 self.relay.close()              # every channel off
@@ -82,8 +121,9 @@ class Gate:
                 log.error("relay close failed: %s", e)
         if self.relay_sim is not None:
             self.relay_sim.close()
-        self.pipeline.close()
-        if self._own_store:
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self._own_store and self.store is not None:
             self.store.close()
 
     def __enter__(self):
@@ -148,6 +188,8 @@ class Gate:
                     raise RuntimeError(self.relay_error or "no relay")
                 self.relay.pulse(self.cfg.relay.channel, self.cfg.relay.pulse_ms)
                 d.relay = "pulsed"
+                if self.io is not None:
+                    self.io.granted("access")         # the door may open now
             except Exception as e:  # noqa: BLE001 - RelayError and friends
                 log.error("relay pulse failed: %s", e)
                 d.decision, d.reason, d.relay = "deny", "relay_error", "error"
@@ -187,6 +229,128 @@ class Gate:
         self.last = (self.last + [d.summary()])[-20:]
         return d
 
+    # ------------------------------------------------------------------ GPIO events
+    def _post(self, kind: str, data: dict) -> None:
+        self._events.put((kind, time.time(), data))
+        self._wake.set()
+
+    def _exit_pressed(self) -> None:
+        """The request-to-exit button (a GPIO callback thread): pulse the relay now; the audit
+        record follows from the loop thread (the store's connection belongs to it). Egress is
+        never held back by the attempt limiter or a missing audit record."""
+        relay, err = self.relay, None
+        try:
+            if relay is None:
+                raise RuntimeError(self.relay_error or "no relay")
+            relay.pulse(self.cfg.relay.channel, self.cfg.relay.pulse_ms)
+            result = "pulsed"
+        except Exception as e:      # noqa: BLE001 - RelayError and friends
+            result, err = "error", f"{type(e).__name__}: {e}"
+        log.log(logging.INFO if err is None else logging.ERROR, "exit button: relay %s%s",
+                result, f" ({err})" if err else "",
+                extra={"event": "egress", "relay": result, "error": err})
+        self._post("egress", {"relay": result, "error": err})
+
+    def _door_event(self, ev: dict) -> None:
+        """DoorMonitor events (GPIO callback or timer thread); logged there already."""
+        self._post("door", dict(ev))
+
+    def _audit_event(self, kind: str, at: float, **payload) -> bool:
+        if self.store is None:
+            return False
+        try:
+            self.store.audit.append(kind, when=at, terminal=self.cfg.gate.terminal, **payload)
+            return True
+        except Exception as e:      # noqa: BLE001 - a full disk: the log line stays
+            log.error("audit record %s failed: %s", kind, e,
+                      extra={"event": "audit_failed", "kind": kind})
+            return False
+
+    def process_events(self) -> list[tuple[str, dict]]:
+        """Write the audit records of the GPIO events that came in (exit button, door
+        alarms). The loop calls this between presentations and while it waits."""
+        done = []
+        while True:
+            try:
+                kind, at, data = self._events.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "egress":
+                if data["relay"] == "error" and self.store is not None:
+                    self._retry_egress(at, data)
+                ok = data["relay"] == "pulsed"
+                data["audited"] = self._audit_event(
+                    "egress", at, decision="open" if ok else "deny",
+                    reason="exit_button" if ok else f"relay_error: {data['error']}"[:200])
+            elif kind == "door":
+                k = data["kind"]
+                audit_kind = None
+                if k in ("forced_open", "held_open"):
+                    audit_kind, reason = "door_" + k, k
+                elif k == "door_closed" and (data.get("was_forced") or data.get("was_held")):
+                    audit_kind = "door_closed"
+                    reason = (f"closed after {'forced_open' if data['was_forced'] else 'held_open'}"
+                              f", open {data['open_s']:.1f} s")
+                if audit_kind:
+                    extra = {"window_s": self.cfg.gpio.held_open_s} if k == "held_open" else {}
+                    data["audited"] = self._audit_event(audit_kind, at, reason=reason, **extra)
+            data = dict(data, event=kind, time=at)
+            self.door_events.append(data)
+            done.append((kind, data))
+            if self.on_event is not None:
+                try:
+                    self.on_event(kind, data)
+                except Exception:   # noqa: BLE001
+                    log.exception("on_event callback failed")
+        return done
+
+    def _retry_egress(self, at: float, data: dict) -> None:
+        """The callback could not pulse (line down, relay not open): once more from the loop
+        thread on a reopened line, while the person can still be standing at the door."""
+        window = self.cfg.gpio.grant_window_s
+        if time.time() - at > window:
+            return
+        self._drop_relay()
+        self._open_relay()
+        if self.relay is None:
+            return
+        try:
+            self.relay.pulse(self.cfg.relay.channel, self.cfg.relay.pulse_ms)
+            data.update(relay="pulsed", error=None, retried=True)
+            if self.io is not None:
+                self.io.granted("exit_button")
+            log.info("exit button: relay pulsed on the reopened line",
+                     extra={"event": "egress", "relay": "pulsed", "retried": True})
+        except Exception as e:      # noqa: BLE001
+            data["error"] = f"{type(e).__name__}: {e}"
+            self._drop_relay()
+
+    def io_status(self) -> dict:
+        """GPIO devices, door state and the last door / egress events (health report)."""
+        if self.io is None:
+            return {"enabled": False}
+        d = self.io.describe()
+        d["enabled"] = True
+        d["events"] = list(self.door_events)[-10:]
+        return d
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` (stop_event ends it), handling GPIO events meanwhile."""
+        end = time.monotonic() + seconds
+        while not self.stop_event.is_set():
+            self._wake.clear()
+            self.process_events()
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._wake.wait(min(left, 0.2))
+
+    def _capture(self, source):
+        if self.io is None:
+            return source.capture_burst()
+        with self.io.lit():                       # illuminator + strobe for the burst only
+            return source.capture_burst()
+
     # ------------------------------------------------------------------ the loop
     def run(self, source, limit: int | None = None, on_decision=None,
             max_faults: int | None = None) -> int:
@@ -196,8 +360,9 @@ class Gate:
         source.start()
         try:
             while not self.stop_event.is_set() and (limit is None or n < limit):
+                self.process_events()
                 try:
-                    burst = source.capture_burst()
+                    burst = self._capture(source)
                     faults = 0
                 except EndOfFrames:
                     break
@@ -212,14 +377,13 @@ class Gate:
                         on_decision(None, d)
                     if max_faults is not None and faults >= max_faults:
                         break
-                    self.stop_event.wait(min(5.0, 0.2 * faults))
+                    self._wait(min(5.0, 0.2 * faults))
                     continue
                 d = self.present(burst)
                 n += 1
                 if on_decision:
                     on_decision(burst, d)
-                if self.cfg.gate.cooldown_s:
-                    self.stop_event.wait(self.cfg.gate.cooldown_s)
+                self._wait(self.cfg.gate.cooldown_s)
         finally:
             source.stop()
         return n

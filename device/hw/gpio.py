@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import Any, Callable
 
 from device.hw import HardwareConfigError
@@ -386,7 +387,9 @@ class DoorMonitor(_OneTimer):
         ev = {"kind": kind, "at": self.clock(), **kw}
         self.events.append(ev)
         level = logging.WARNING if kind in ("forced_open", "held_open") else logging.INFO
-        log.log(level, "door %s", kind, extra={"event": "door", "door": ev})
+        log.log(level, "door %s", kind,
+                extra={"event": kind if kind.startswith("door_") else "door_" + kind,
+                       "door": ev})
         if self.on_event:
             try:
                 self.on_event(ev)
@@ -412,7 +415,7 @@ class GateIO:
     KEYS = {"pin_factory", "illuminator_pin", "illuminator_active_high", "illuminator_max_on_s",
             "strobe_pin", "strobe_active_high", "door_pin", "door_closed_when_active",
             "door_pull_up", "held_open_s", "grant_window_s", "exit_pin", "exit_pull_up",
-            "relay_pin", "relay_active_high", "bounce_s"}
+            "relay_pin", "relay_active_high", "bounce_s", "enabled"}
 
     def __init__(self, config: dict | None = None, *, pin_factory=None,
                  on_door_event: Callable[[dict], None] | None = None,
@@ -423,25 +426,40 @@ class GateIO:
         if bad:
             raise HardwareConfigError(f"unknown gpio option(s) {', '.join(bad)}; known: "
                                       f"{', '.join(sorted(self.KEYS))}")
-        pf = make_pin_factory(pin_factory if pin_factory is not None
-                              else cfg.get("pin_factory"))
-        bounce = cfg.get("bounce_s", 0.05)
         self.illuminator = self.strobe = self.relay = None
         self.door = self.exit_button = self.monitor = None
         self.on_exit = on_exit
+        # a failure names the [gpio] key of the device (the gate's TOML uses these names)
+        if any(cfg.get(k) is not None for k in self.KEYS if k.endswith("_pin")):
+            try:
+                _gpiozero()
+            except HardwareConfigError as e:
+                raise HardwareConfigError(f"gpio.enabled: {e}") from e
+        key = "pin_factory"
+        try:
+            pf = make_pin_factory(pin_factory if pin_factory is not None
+                                  else cfg.get("pin_factory"))
+        except HardwareConfigError as e:
+            raise HardwareConfigError(f"gpio.{key}: {e}") from e
+        self.pin_factory = pf
+        bounce = cfg.get("bounce_s", 0.05) or None          # 0: no debounce
         try:
             if cfg.get("illuminator_pin") is not None:
+                key = "illuminator_pin"
                 self.illuminator = Illuminator(
                     cfg["illuminator_pin"], pin_factory=pf,
                     active_high=cfg.get("illuminator_active_high", True),
                     max_on_s=cfg.get("illuminator_max_on_s", 2.0))
             if cfg.get("strobe_pin") is not None:
+                key = "strobe_pin"
                 self.strobe = Strobe(cfg["strobe_pin"], pin_factory=pf, max_on_s=5.0,
                                      active_high=cfg.get("strobe_active_high", True))
             if cfg.get("relay_pin") is not None:
+                key = "relay_pin"
                 self.relay = GpioRelay(cfg["relay_pin"], pin_factory=pf,
                                        active_high=cfg.get("relay_active_high", True))
             if cfg.get("door_pin") is not None:
+                key = "door_pin"
                 self.monitor = DoorMonitor(cfg.get("held_open_s", 10.0),
                                            cfg.get("grant_window_s", 5.0),
                                            on_event=on_door_event, timers=monitor_timers)
@@ -454,12 +472,44 @@ class GateIO:
                 if self.door.is_open:            # open already at start: nobody granted it
                     self.monitor.opened()
             if cfg.get("exit_pin") is not None:
+                key = "exit_pin"
                 self.exit_button = ExitButton(cfg["exit_pin"], pin_factory=pf, bounce_s=bounce,
                                               pull_up=cfg.get("exit_pull_up", True),
                                               on_press=self._exit_pressed)
+        except HardwareConfigError as e:
+            self.close()
+            raise HardwareConfigError(f"gpio.{key}: {e}") from e
         except BaseException:
             self.close()
             raise
+
+    @contextmanager
+    def lit(self):
+        """Illuminator and strobe on for a burst capture, off after it (whatever happens)."""
+        lit = []
+        try:
+            for dev in (self.illuminator, self.strobe):
+                if dev is not None:
+                    try:
+                        dev.on()
+                        lit.append(dev)
+                    except Exception as e:      # a light that fails never stops the capture
+                        log.error("GPIO %s did not switch on: %s", dev.role, e,
+                                  extra={"event": "gpio_error", "device": dev.role})
+            yield self
+        finally:
+            for dev in lit:
+                try:
+                    dev.off()
+                except Exception as e:
+                    log.error("GPIO %s did not switch off: %s", dev.role, e,
+                              extra={"event": "gpio_error", "device": dev.role})
+
+    def outputs_off(self) -> None:
+        """Every GPIO output off (illuminator, strobe, GPIO relay)."""
+        for dev in (self.illuminator, self.strobe, self.relay):
+            if dev is not None:
+                dev.off()
 
     def _exit_pressed(self) -> None:
         if self.monitor is not None:
