@@ -61,8 +61,10 @@ def test_notify_watchdog_restart(unit):
     assert one(unit, "Service", "NotifyAccess") == "main"       # only the gate's own pid
     wd = seconds(one(unit, "Service", "WatchdogSec"))
     assert 2 <= wd <= 60
-    assert one(unit, "Service", "Restart") == "on-failure"
-    assert seconds(one(unit, "Service", "RestartSec")) >= 1
+    assert one(unit, "Service", "Restart") == "always"
+    assert 1 <= seconds(one(unit, "Service", "RestartSec")) <= 5
+    # a crash loop ends (relay off) instead of pulsing forever
+    assert int(one(unit, "Unit", "StartLimitBurst")) >= 3
     # the stop path (SIGTERM -> relay off -> exit) has time to finish before SIGKILL
     assert one(unit, "Service", "KillSignal") == "SIGTERM"
     assert seconds(one(unit, "Service", "TimeoutStopSec")) >= 5
@@ -73,6 +75,19 @@ def test_exec_start(unit):
     assert cmd[0].startswith("/") and cmd[0].endswith("/palmgate")
     assert cmd[1:] == ["run", "--config", "/etc/palmgate/palmgate.toml"]
     assert one(unit, "Unit", "ConditionPathExists") == "/etc/palmgate/palmgate.toml"
+
+
+def test_exec_stop_post_switches_the_relay_off(unit):
+    """After the main process exits for any reason (SIGKILL included) systemd runs the relay-off
+    command with the same configuration: every channel off (tests/test_ops_relay_off.py)."""
+    posts = unit["Service"].get("ExecStopPost")
+    assert posts, "ExecStopPost= missing"
+    cmd = posts[-1].split()
+    assert cmd[0] == one(unit, "Service", "ExecStart").split()[0]     # no "-": failures count
+    assert cmd[1:] == ["relay-off", "--config", "/etc/palmgate/palmgate.toml"]
+    from device.cli import build_parser
+    a = build_parser().parse_args(cmd[1:])
+    assert a.fn.__name__ == "cmd_relay_off"
 
 
 def test_dedicated_user_and_groups(unit):

@@ -60,6 +60,7 @@ def cmd_run(a) -> int:
 
     def stop(signum, frame):
         gate.stop_event.set()
+        gate._wake.set()
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     watchdog = None
@@ -93,8 +94,11 @@ def cmd_run(a) -> int:
                     relay=health.relay_report(gate.relay),
                     database=health.database_report(cfg.paths.store),
                     decisions=health.decisions_report(gate.last), watchdog=watchdog,
+                    door=gate.io.monitor.status() if gate.io is not None
+                    and gate.io.monitor is not None else None,
                     started_at=started,
                     extra={"gallery_templates": len(gate.pipeline.gallery or []),
+                           "gpio": gate.io_status(),
                            "liveness_error": gate.pipeline.sensor.error
                            if gate.pipeline.sensor else None})
                 health.write_status(cfg.paths.status_file, st)
@@ -104,6 +108,14 @@ def cmd_run(a) -> int:
 
         if cfg.paths.status_file:
             write_health()
+
+        def on_event(kind, data):                # door alarms, exit button (GPIO)
+            if watchdog is not None and gate.relay is not None:
+                watchdog.relay = gate.relay          # reopened by an egress retry
+            if cfg.paths.status_file:
+                write_health()
+
+        gate.on_event = on_event
 
         def on_decision(burst, d):
             if not d.idle:
@@ -128,6 +140,18 @@ def cmd_run(a) -> int:
         if notifier is not None:
             notifier.stopping()
     return 0
+
+
+# ------------------------------------------------------------------ relay-off
+def cmd_relay_off(a) -> int:
+    """Every configured relay channel and GPIO output off (systemd ExecStopPost=)."""
+    from device.ops.jsonlog import setup_logging
+    from device.ops.relayoff import relay_off
+    cfg = _cfg(a)
+    setup_logging("INFO", static={"terminal": cfg.gate.terminal})
+    rep = relay_off(cfg, attempts=a.attempts, pause_s=a.pause)
+    print(json.dumps(rep))
+    return 0 if rep["ok"] else 1
 
 
 # ------------------------------------------------------------------ enrol / identify / verify
@@ -324,6 +348,15 @@ def add_gate_commands(sub) -> None:
                     help="stop after N consecutive capture faults (default: never)")
     sp.add_argument("--plain-log", action="store_true", help="text logs instead of JSON")
     sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("relay-off", help="switch every relay channel of [relay] (and the "
+                                          "[gpio] outputs) off, read back where the board "
+                                          "answers; for systemd's ExecStopPost= (runs after "
+                                          "the gate exits, even on SIGKILL); exit 1 if not off")
+    config(sp)
+    sp.add_argument("--attempts", type=int, default=3, help="tries when the line fails")
+    sp.add_argument("--pause", type=float, default=1.0, help="seconds between tries")
+    sp.set_defaults(fn=cmd_relay_off)
 
     sp = sub.add_parser("enroll", help="enrol a user from recorded bursts (or a synthetic "
                                        "person) into the sealed store")

@@ -69,8 +69,7 @@ class Gate:
         opts = {k: v for k, v in g.as_dict().items() if k != "enabled" and v is not None}
         self.io = GateIO(opts, pin_factory=pin_factory, on_door_event=self._door_event,
                          on_exit=self._exit_pressed)
-        log.info("GPIO devices open: %s", json.dumps(self.io.describe(), default=str),
-                 extra={"event": "gpio_ready"})
+        log.info("GPIO devices open", extra={"event": "gpio_ready", "gpio": self.io.describe()})
 
     # ------------------------------------------------------------------ resources
     def _open_relay(self):
