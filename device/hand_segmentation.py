@@ -13,6 +13,12 @@ Two modalities:
 
 ``segment_hand`` returns a uint8 mask (0/1) at the input's resolution: the largest connected
 component, holes filled, lightly smoothed.
+
+:class:`NetSegmenter` is the fast path for colour views: a small encoder-decoder trained on
+synthetic hands (``python -m tools.train handseg``; models/hand_seg[_int8].onnx) gives the hand
+mask in a few milliseconds, where GrabCut takes about 110 ms a 640x480 view.
+``device.regions.extract_regions(..., segmenter=...)`` tries its mask first and falls back to
+the classical hypotheses when no valid set of finger valleys comes out of it.
 """
 from __future__ import annotations
 
@@ -287,6 +293,45 @@ def segment_visible(bgr: np.ndarray, grabcut_iters: int = 4) -> np.ndarray:
     for m in segment_visible_candidates(bgr, grabcut_iters, n_cores=1):
         return m
     return np.zeros(np.asarray(bgr).shape[:2], np.uint8)
+
+
+NET_SIDE = 320
+"""Longest side of :class:`NetSegmenter`'s input (the trained network's scale)."""
+NET_PAD = 8
+NET_STRIDE = 2
+
+
+class NetSegmenter:
+    """Hand mask of a colour view from the shipped segmentation network (onnxruntime).
+
+    ``precision``: "int8" (models/hand_seg_int8.onnx) or "fp32" (models/hand_seg.onnx); the
+    file is checked against models/manifest.json. Thread-safe (one onnxruntime session)."""
+
+    def __init__(self, precision: str = "int8", models_dir=None, threads: int = 1):
+        from device.onnx_model import DEFAULT_MODELS_DIR, Model
+        if precision not in ("int8", "fp32"):
+            raise ValueError(f"precision must be int8 or fp32, not {precision!r}")
+        name = "hand_seg_int8.onnx" if precision == "int8" else "hand_seg.onnx"
+        self.model = Model(name, models_dir or DEFAULT_MODELS_DIR, threads)
+        self.precision = precision
+
+    def logits(self, bgr: np.ndarray) -> np.ndarray:
+        """Hand logits of a BGR view at the input's resolution (float32 (H, W))."""
+        im = np.asarray(bgr)[..., :3]
+        h, w = im.shape[:2]
+        s = NET_SIDE / max(h, w)
+        nh, nw = max(NET_PAD, round(h * s)), max(NET_PAD, round(w * s))
+        ph, pw = -(-nh // NET_PAD) * NET_PAD, -(-nw // NET_PAD) * NET_PAD
+        x = np.zeros((ph, pw, 3), np.float32)
+        x[:nh, :nw] = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA)
+        out = self.model(image=x.transpose(2, 0, 1)[None])["logits"][0, 0]
+        out = out[:-(-nh // NET_STRIDE), :-(-nw // NET_STRIDE)]
+        return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+
+    def __call__(self, bgr: np.ndarray) -> np.ndarray:
+        """The hand mask (uint8 0/1 at the input's size): the largest component, holes
+        filled."""
+        return largest_component(self.logits(bgr) > 0)
 
 
 def segment_hand(image: np.ndarray, modality: str = "auto") -> tuple[np.ndarray, str]:

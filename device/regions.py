@@ -142,6 +142,9 @@ class HandRegions:
     hand_mask: np.ndarray | None = field(default=None, repr=False)
     """(H, W) uint8 0/1 segmentation (None for ROI-level input)."""
     image_shape: tuple[int, int] | None = None
+    segmentation: str = ""
+    """Where the hand mask came from: "net" (the segmentation network), "classical" (skin
+    colour + GrabCut or the NIR levels), "" for ROI-level input."""
 
     def image_masks(self) -> tuple[np.ndarray, np.ndarray]:
         """(first, second) bool masks at the image's size: the first region's square, and the
@@ -595,8 +598,12 @@ def regions_from_valleys(image: np.ndarray, fit: ValleyFit, mask: np.ndarray | N
 
 def extract_regions(image: np.ndarray, modality: str = "auto",
                     geometry: RegionGeometry | None = None,
-                    min_quality: float = 0.0) -> HandRegions:
+                    min_quality: float = 0.0, segmenter=None) -> HandRegions:
     """First and second palm regions of a hand image (grey NIR frame or BGR photo).
+
+    ``segmenter``: a callable BGR view -> hand mask (e.g.
+    :class:`device.hand_segmentation.NetSegmenter`) tried first on colour views; the classical
+    hypotheses follow when its mask gives no valid set of finger valleys.
 
     ``modality``: "auto" (grey -> nir, colour -> visible), "nir" or "visible". ``geometry``
     defaults to :data:`NIR_GEOMETRY` / :data:`VISIBLE_GEOMETRY`. Raises :class:`RegionError`.
@@ -613,18 +620,24 @@ def extract_regions(image: np.ndarray, modality: str = "auto",
     if modality == "visible" and is_grey(image):
         modality = "nir"  # a grey frame has no skin colour: use the intensity segmentation
     geometry = geometry or default_geometry(modality)
-    masks = segment_nir_candidates(image) if modality == "nir" else \
-        segment_visible_candidates(image)
+    if modality == "nir":
+        masks = segment_nir_candidates(image)
+    elif segmenter is not None:
+        masks = itertools.chain((segmenter(image),), segment_visible_candidates(image))
+    else:
+        masks = segment_visible_candidates(image)
+    first_is_net = modality != "nir" and segmenter is not None
     nir = modality == "nir"
     errors: list[RegionError] = []
     best: HandRegions | None = None
-    for mask in masks:
+    for k, mask in enumerate(masks):
         try:
             fit = find_valleys(mask, **(NIR_VALLEY_TESTS if nir else VISIBLE_VALLEY_TESTS))
             reg = regions_from_valleys(image, fit, mask, geometry, modality)
         except RegionError as e:
             errors.append(e)
             continue
+        reg.segmentation = "net" if first_is_net and k == 0 else "classical"
         best = reg  # hypotheses come most likely first: the first that passes wins
         break
     if best is None:

@@ -2,6 +2,7 @@
 
     python -m tools.eval_regions DIR --kind synthetic|polyu|ntust [--split all|train|val]
                                  [--out OUT] [--sheet N] [--limit N]
+                                 [--segmenter classical|net] [--precision int8|fp32]
 
 Prints one JSON object: ``n``, ``fta`` (failure-to-acquire rate), ``failures`` by reason,
 ``quality`` (median, p05), ``ms_per_image`` and, where a ``.json`` with ground-truth keypoints
@@ -11,6 +12,8 @@ valley span. With ``--out`` it also writes OUT/report.json, OUT/regions.json (pe
 OUT/sheet.png: a contact sheet of N images with the hand outline, the detected valleys (red),
 the ground truth (green crosses, when known), the first region (yellow) and the second region
 (cyan); failures carry their reason. Do not commit sheets of real research images.
+``--segmenter net`` puts the segmentation network (models/hand_seg[_int8].onnx) first on colour
+views, with the classical hypotheses as fallback; ``by_segmentation`` counts which one acquired.
 
 ``--split`` applies to PolyU NIR (250 palms): ``tools.train.realdata.split_subjects(250, 0.2, 0)``
 on the sorted subject folders.
@@ -110,7 +113,8 @@ def contact_sheet(tiles: list[np.ndarray], cols: int = 6) -> np.ndarray:
 
 
 def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int = 36,
-                     limit: int | None = None, modality: str = "auto") -> dict:
+                     limit: int | None = None, modality: str = "auto",
+                     segmenter=None) -> dict:
     root = Path(root)
     paths = list_images(root, kind, split)
     if limit:
@@ -123,6 +127,7 @@ def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int =
     errs = {n: [] for n in KP_NAMES}
     rel = {n: [] for n in KP_NAMES}
     quality, per_image, tiles, times = [], [], [], []
+    by_seg: dict[str, int] = {}
     for k, p in enumerate(paths):
         im = read_hand_image(p)
         gt = ground_truth(p)
@@ -131,7 +136,8 @@ def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int =
         try:
             if im is None:
                 raise RegionError("bad_input", "cannot decode")
-            reg = extract_regions(im, modality=modality)
+            reg = extract_regions(im, modality=modality, segmenter=segmenter)
+            by_seg[reg.segmentation] = by_seg.get(reg.segmentation, 0) + 1
         except RegionError as e:
             err = e.reason
             failures[e.reason] = failures.get(e.reason, 0) + 1
@@ -163,7 +169,9 @@ def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int =
               "fta": round(sum(failures.values()) / n, 4), "failures": failures,
               "quality": {"median": round(float(np.median(quality)), 3),
                           "p05": round(float(np.percentile(quality, 5)), 3)} if quality else None,
-              "ms_per_image": round(1000 * float(np.mean(times)), 1)}
+              "ms_per_image": round(1000 * float(np.mean(times)), 1),
+              "ms_per_image_median": round(1000 * float(np.median(times)), 1),
+              "by_segmentation": by_seg}
     if any(errs.values()):
         fingers = errs["index_middle"] + errs["middle_ring"] + errs["ring_little"]
         report["keypoint_error_px"] = {"finger_valleys": _stats(fingers),
@@ -196,8 +204,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--sheet", type=int, default=36, help="images on the contact sheet")
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--segmenter", choices=["classical", "net"], default="classical")
+    ap.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    ap.add_argument("--models", default=None, help="models folder (default: models/)")
     a = ap.parse_args(argv)
-    rep = evaluate_regions(a.dir, a.kind, a.split, a.out, a.sheet, a.limit, a.modality)
+    seg = None
+    if a.segmenter == "net":
+        from device.hand_segmentation import NetSegmenter
+        seg = NetSegmenter(a.precision, a.models)
+    rep = evaluate_regions(a.dir, a.kind, a.split, a.out, a.sheet, a.limit, a.modality, seg)
     json.dump(rep, sys.stdout, indent=2)
     print()
     return 0

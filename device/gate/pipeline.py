@@ -107,6 +107,37 @@ class SensorStage:
         return self.branch(frame)
 
 
+class SegmenterStage:
+    """The hand segmentation network of the fast palm-region path (models/hand_seg*.onnx at
+    the gate's precision). A missing or tampered file is logged and the regions step falls
+    back to the classical segmentation (slower, same decisions); the file is tried again every
+    minute, so the gate recovers by itself once a good file is in place."""
+
+    RETRY_S = 60.0
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.segmenter = None
+        self.error: str | None = None
+        self._tried = -self.RETRY_S
+
+    def get(self):
+        if self.segmenter is None and time.monotonic() - self._tried >= self.RETRY_S:
+            from device.hand_segmentation import NetSegmenter
+            from device.onnx_model import DEFAULT_MODELS_DIR
+            self._tried = time.monotonic()
+            try:
+                self.segmenter = NetSegmenter(self.cfg.gate.precision,
+                                              self.cfg.paths.models or DEFAULT_MODELS_DIR,
+                                              threads=1)
+                self.error = None
+            except Exception as e:     # noqa: BLE001 - ModelError, onnxruntime errors
+                self.error = f"{type(e).__name__}: {e}"
+                log.error("hand segmentation model unavailable, using the classical "
+                          "segmentation: %s", self.error)
+        return self.segmenter
+
+
 class Pipeline:
     """Everything between a burst and a decision. ``gallery`` is a ProtectedGallery (or None
     before enrolment); ``threshold`` the match threshold."""
@@ -121,6 +152,8 @@ class Pipeline:
         self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
             DEFAULT_THRESHOLDS[cfg.match.far]
         self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
+        self.segmenter = SegmenterStage(cfg) \
+            if getattr(cfg.gate, "segmenter", "net") == "net" else None
         self.gallery = gallery
         self.versions = versions or {}
         self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
@@ -155,10 +188,10 @@ class Pipeline:
                            "sensor frame missing or not an image")
         return ok
 
-    def _one_region(self, img):
+    def _one_region(self, img, segmenter=None):
         from device.regions import RegionError, extract_regions
         try:
-            reg = extract_regions(img)
+            reg = extract_regions(img, segmenter=segmenter)
             roi_check(reg, self.cfg.quality)
             return reg, None
         except RegionError as e:
@@ -168,7 +201,9 @@ class Pipeline:
 
     def regions(self, views, idx=None):
         idx = list(range(len(views))) if idx is None else idx
-        res = list(self.pool.map(self._one_region, [views[k] for k in idx]))
+        seg = self.segmenter.get() if self.segmenter is not None else None
+        res = list(self.pool.map(self._one_region, [views[k] for k in idx],
+                                 [seg] * len(idx)))
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
         return rois, issues

@@ -293,12 +293,16 @@ def _motion_kernel(dx: float, dy: float) -> np.ndarray | None:
 
 def _render_view(canvas: _Canvas, Hm: np.ndarray, background: np.ndarray,
                  rng: np.random.Generator, motion: tuple[float, float] | None,
-                 lut: np.ndarray | None = None) -> np.ndarray:
+                 lut: np.ndarray | None = None, alpha_out: list | None = None) -> np.ndarray:
+    """One camera image of the canvas; with ``alpha_out`` the hand's coverage (float32 in
+    [0, 1], before blur and noise) is appended to it: the segmentation ground truth."""
     h, w = background.shape[:2]
     Ht = Hm @ canvas.to_hand
     hand = cv2.warpPerspective(canvas.bgr, Ht, (w, h), flags=cv2.INTER_LINEAR)
     a = cv2.warpPerspective(canvas.alpha, Ht, (w, h), flags=cv2.INTER_LINEAR)
     a = a.astype(np.float32) / 255.0
+    if alpha_out is not None:
+        alpha_out.append(a)
     img = cv2.blendLinear(hand, background, a, 1.0 - a)
     img = cv2.LUT(img, lut if lut is not None else _tone_lut(rng))
     sig = rng.uniform(0.3, 1.2)
@@ -341,15 +345,16 @@ def _meta(geom: HandGeometry, layout: HandLayout, cam: Camera, R_hand: np.ndarra
 def render_hand_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.random.Generator,
                       views: int = 3, mode: str = "multi_camera",
                       size: tuple[int, int] = (480, 640), *, rig: list[Camera] | None = None,
-                      pose: HandPose | None = None, background: np.ndarray | None = None
-                      ) -> list[tuple[np.ndarray, dict]]:
+                      pose: HandPose | None = None, background: np.ndarray | None = None,
+                      alpha_out: list | None = None) -> list[tuple[np.ndarray, dict]]:
     """Render ``views`` BGR images (``size`` = (H, W)) of one presentation of ``geom`` with
     ``palm_texture`` (128x128 float32 in [0, 1]) on its palm ROI, each with a JSON-serialisable
     keypoint dict (see module doc).
 
     ``rig``: the cameras for ``multi_camera`` (default: :func:`sample_rig` from ``rng``; in
     ``motion`` mode its first camera is used); ``pose``: the hand pose (default: drawn);
-    ``background``: an (H, W, 3) uint8 image to composite on instead of synthetic clutter.
+    ``background``: an (H, W, 3) uint8 image to composite on instead of synthetic clutter;
+    ``alpha_out``: a list that receives each view's hand coverage (float32 (H, W) in [0, 1]).
     """
     if mode not in ("multi_camera", "motion"):
         raise ValueError(f"mode must be 'multi_camera' or 'motion', not {mode!r}")
@@ -370,7 +375,7 @@ def render_hand_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.rand
         for k in range(views):
             bg = background if background is not None else _background(rng, size)
             Hm = _homography(cams[k], R_hand, t_hand)
-            img = _render_view(canvas, Hm, bg, rng, None)
+            img = _render_view(canvas, Hm, bg, rng, None, alpha_out=alpha_out)
             out.append((img, _meta(geom, layout, cams[k], R_hand, t_hand, k, mode, size)))
         return out
     cam = (rig if rig is not None else sample_rig(rng, 1, size))[0]
@@ -399,6 +404,6 @@ def render_hand_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.rand
             prev_centre = 2 * centre - _project(Hn, layout.palm_centre[None])[0][0]
         blur = tuple((centre - prev_centre) * shutter)
         prev_centre = centre
-        img = _render_view(canvas, Hm, bg, rng, blur, lut)
+        img = _render_view(canvas, Hm, bg, rng, blur, lut, alpha_out)
         out.append((img, _meta(geom, layout, cam, R_hand, t_hand, k, mode, size)))
     return out
