@@ -195,6 +195,47 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "bounce_s": Opt(0.05, "Debounce time of the door and exit inputs (0: none).", float,
                         min=0.0, max=1.0),
     }),
+    "split": ("Split mode (seed 003): the palm feature and the 1:N (or 1:1) scores are computed "
+              "on additive secret shares by two node processes (palmgate node --role 0|1, on "
+              "this board and a second controller, or two processes on one board), so no "
+              "single processor holds the palm image, the feature model or a template. The "
+              "terminal splits each view's palm region into two shares with os.urandom and "
+              "forgets it; node 0 sums the score shares, fuses the views, takes the best "
+              "user and decides with its own threshold (palmgate node --threshold). "
+              "Enrolment stores each node's share of the feature on that node; the template "
+              "store on the terminal gets only the audit record. A node that does not answer, "
+              "or a tampered, replayed or dropped message, is a deny (reason split:...), and "
+              "the next presentation connects again. off: the feature and the protected "
+              "match run in this process (the default; the demo).", {
+        "mode": Opt("off", "off: plaintext feature and protected templates in this process; "
+                           "split: feature and match on shares by the two nodes.",
+                    choices=("off", "split")),
+        "transport": Opt("tcp", "Link from the terminal to each node: tcp (node0/node1 = "
+                                "host:port), unix (a socket path) or serial (a serial port "
+                                "or pyserial URL, at baudrate).",
+                         choices=("tcp", "unix", "serial")),
+        "node0": Opt("", "Node 0's terminal link (the address given to palmgate node --role "
+                         "0 --terminal), e.g. 127.0.0.1:7010, /run/palmgate/node0.sock or "
+                         "/dev/ttyAMA1; required in split mode.", nullable=True),
+        "node1": Opt("", "Node 1's terminal link, e.g. 127.0.0.1:7011 or /dev/ttyUSB1; "
+                         "required in split mode.", nullable=True),
+        "baudrate": Opt(921600, "Serial speed of the terminal-node lines (transport serial).",
+                        int, min=1200, max=4000000),
+        "dir": Opt("", "Provisioning folder written by python -m device.split provision: the "
+                       "terminal reads its two link keys from terminal_keys.npz here "
+                       "(checked at start). The nodes' model shards, Beaver triples and "
+                       "template shares (node0_*.npz, node1_*.npz) belong to the nodes, each "
+                       "started with palmgate node --dir on its own controller; required in "
+                       "split mode.", nullable=True),
+        "connect_timeout_s": Opt(2.0, "Longest wait to connect to a node (and pair the "
+                                      "link); a node that is not there is a deny, reason "
+                                      "split:node_unavailable.", float, min=0.05, max=60.0),
+        "reply_timeout_s": Opt(5.0, "Longest wait for a node's answer to one presentation "
+                                    "(all views) or enrolment; no answer is a deny, reason "
+                                    "split:link_error. Over a 921,600-baud line a decision "
+                                    "takes about 6 s per view: raise it there.", float,
+                               min=0.05, max=600.0),
+    }),
 }
 
 
@@ -341,7 +382,36 @@ def validate(raw: dict, path: str | None = None) -> Config:
         if not used:
             raise ConfigError("gpio.enabled: true, but no pin is set (gpio.illuminator_pin, "
                               "gpio.strobe_pin, gpio.door_pin or gpio.exit_pin)")
+    sp = out["split"]
+    if sp["mode"] == "split":
+        for k in ("node0", "node1", "dir"):
+            if not sp[k]:
+                raise ConfigError(f"split.{k}: required when split.mode is split")
+        for k in ("node0", "node1"):
+            split_address(sp, k)
+        if sp["node0"] == sp["node1"]:
+            raise ConfigError(f"split.node1: {sp['node1']!r} is also split.node0 (two nodes, "
+                              f"two links)")
     return Config(out, path)
+
+
+def split_address(sp, key: str) -> str:
+    """The [split] node address ``key`` as a device.split.transport address (tcp:HOST:PORT,
+    unix:PATH, serial:PORT@BAUD); a malformed one raises ConfigError naming the key."""
+    v, t = str(sp[key] or ""), sp["transport"]
+    if t == "tcp":
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"split.{key}: {v!r} is not host:port (transport tcp)")
+        return f"tcp:{host}:{int(port)}"
+    if t == "unix":
+        if not v.strip():
+            raise ConfigError(f"split.{key}: empty socket path (transport unix)")
+        return f"unix:{v}"
+    if "@" in v or "+" in v:
+        raise ConfigError(f"split.{key}: {v!r}: give the port only; the speed is "
+                          f"split.baudrate")
+    return f"serial:{v}@{sp['baudrate']}"
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:

@@ -1,6 +1,7 @@
 """Enrolment: bursts of one person -> palm regions -> cell templates -> protected templates
 (seed 002, a fresh key each) -> the sealed store. The plaintext features live only in this
-function's locals."""
+function's locals. In split mode (``[split] mode = "split"``) the regions go to the two
+nodes as shares instead, and each node keeps its share of every template."""
 from __future__ import annotations
 
 from device.gate.quality import CorruptFrame, QualityIssue, frame_check
@@ -28,6 +29,8 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if not rois:
         raise EnrolError(f"no usable palm view for {user_id!r}: "
                          f"{'; '.join(issues) or 'no views'}")
+    if getattr(pipeline, "split", None) is not None:
+        return _enrol_split(pipeline, store, user_id, rois, issues, terminal)
     plain = pipeline.templates(rois)
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
     del plain
@@ -36,3 +39,23 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
                        terminal=terminal or pipeline.cfg.gate.terminal)
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
             "views_rejected": len(issues), "rois": rois}
+
+
+def _enrol_split(pipeline, store, user_id, rois, issues, terminal) -> dict:
+    """Split mode (seed 003): every view's region goes to the two nodes as shares; each node
+    stores its share of the template (one slot per view, the user id beside it). No template,
+    plaintext or protected, is written on the terminal; its store gets the audit record.
+    The regions are dropped here (the returned dict has none)."""
+    from device.gate.split_stage import SplitUnavailable
+    try:
+        r = pipeline.split.enrol(user_id, rois)
+    except SplitUnavailable as e:
+        raise EnrolError(f"split enrolment of {user_id!r} failed: {e}") from None
+    n = len(rois)
+    del rois[:]
+    store.audit.append("enrol", user_id=user_id, views=n, mode="split",
+                       templates=len(r.get("slots", [])),
+                       terminal=terminal or pipeline.cfg.gate.terminal)
+    return {"user_id": user_id, "templates": len(r.get("slots", [])), "version": None,
+            "views_rejected": len(issues), "split": True, "slots": r.get("slots", []),
+            "rois": []}

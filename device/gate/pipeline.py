@@ -156,10 +156,14 @@ class Pipeline:
             if getattr(cfg.gate, "segmenter", "net") == "net" else None
         self.gallery = gallery
         self.versions = versions or {}
+        from device.gate.split_stage import split_stage
+        self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
         self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
 
     def close(self):
         self.pool.shutdown(wait=False)
+        if self.split is not None:
+            self.split.close()
 
     # ------------------------------------------------------------------ stages
     def _quality(self, burst, out: Decision):
@@ -276,8 +280,12 @@ class Pipeline:
             out.views_used = len(rois)
             if self.sensor is not None:
                 timed("sensor", self._sensor, burst, out)
-            q = timed("feature", self.features, rois)
-            timed("match", self._match, q, claimed, out)
+            if self.split is not None:         # the nodes extract and match on shares
+                job = timed("feature", self.split.send, rois, claimed, out)
+                timed("match", self.split.match, job, out)
+            else:
+                q = timed("feature", self.features, rois)
+                timed("match", self._match, q, claimed, out)
             out.decision, out.reason = "open", "match"
         except Deny as d:
             out.decision, out.reason, out.prompt = "deny", d.reason, d.prompt

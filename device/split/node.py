@@ -102,18 +102,31 @@ class TripleStock:
         t["seed"] = t["seed"].tobytes()
         return t
 
-    def prepare(self, shard: dict, gallery: Gallery) -> None:
-        """Offline phase, between jobs: the input-independent terms of the next triples."""
+    def prepare(self, shard: dict, gallery: Gallery, ahead: int = 1) -> None:
+        """Offline phase, between jobs: the input-independent terms of the next ``ahead``
+        triples (one per view of a presentation)."""
         from device.split.protocol import match_offline_term, offline_terms
-        if self.inf and self.i < len(self.inf["seed"]) and self.i not in self._ready:
-            t = self._inference(self.i)
-            if shard["mode"] == "shared":
-                offline_terms(shard, t)
-            self._ready[self.i] = t
-        if self.match and self.m < len(self.match["A3"]) and gallery.uids:
-            mt = self._ready_m.get(self.m) or {k: v[self.m] for k, v in self.match.items()}
-            match_offline_term(gallery, mt)
-            self._ready_m = {self.m: mt}
+        n_inf = len(self.inf["seed"]) if self.inf else 0
+        for i in range(self.i, min(self.i + ahead, n_inf)):
+            if i not in self._ready:
+                t = self._inference(i)
+                if shard["mode"] == "shared":
+                    offline_terms(shard, t)
+                self._ready[i] = t
+        n_m = len(self.match["A3"]) if self.match else 0
+        if gallery.uids:
+            ready = {}
+            for m in range(self.m, min(self.m + ahead, n_m)):
+                mt = self._ready_m.get(m) or {k: v[m] for k, v in self.match.items()}
+                match_offline_term(gallery, mt)
+                ready[m] = mt
+            self._ready_m = ready
+
+    def skip_to(self, i: int, m: int) -> None:
+        """Move on to indices (i, m) (the peer has used triples this node has not)."""
+        if (i, m) != (self.i, self.m):
+            self._commit(max(i, self.i), max(m, self.m))
+            self.i, self.m = max(i, self.i), max(m, self.m)
 
     def next_inference(self) -> tuple[int, dict]:
         if not self.inf or self.i >= len(self.inf["seed"]):
@@ -144,10 +157,76 @@ def save_gallery(path: Path, gallery: Gallery) -> None:
     os.replace(tmp, path)
 
 
+def _views(x: np.ndarray) -> list[np.ndarray]:
+    """A job's input shares: one ROI (128, 128) or K views (K, 128, 128)."""
+    x = np.asarray(x)
+    if x.ndim == 2:
+        return [x]
+    if x.ndim == 3 and 1 <= len(x) <= 16:
+        return list(x)
+    raise ProtocolError(f"input share of shape {x.shape}: expected (128, 128) or (K, 128, 128)")
+
+
+def _accept(addr: str, timeout: float | None, peer=None, ready=None,
+            link_timeout: float = 30.0):
+    """Accept the terminal's link. Sockets: wait (``timeout`` None: however long), but give
+    up when the paired peer's link closes meanwhile (the session is then re-paired); the
+    accepted link reads with the node's time limit. Serial: open the port."""
+    import select
+    import socket as _socket
+    from device.split.transport import SocketLink, parse_address
+    kind, where = parse_address(addr)
+    if kind == "serial":
+        return open_link(addr, listen=True, timeout=link_timeout, ready=ready)
+    srv = _socket.socket(_socket.AF_INET if kind == "tcp" else _socket.AF_UNIX,
+                         _socket.SOCK_STREAM)
+    try:
+        if kind == "tcp":
+            srv.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+        elif os.path.exists(where):
+            os.unlink(where)
+        srv.bind(where)
+        srv.listen(1)
+        if ready:
+            ready()
+        watch = [srv] + ([peer.link.sock] if isinstance(getattr(peer, "link", None),
+                                                        SocketLink) else [])
+        while True:
+            r, _, _ = select.select(watch, [], [], timeout)
+            if not r:
+                raise ChannelError(f"no terminal on {addr} within {timeout} s")
+            if srv in r:
+                conn, _ = srv.accept()
+                return SocketLink(conn, link_timeout)
+            raise ChannelError("peer link closed while waiting for the terminal")
+    finally:
+        srv.close()
+
+
+def _wait_job(tch: SecureChannel, pch: SecureChannel) -> bytes:
+    """The terminal's next job, however long the gate is idle; a peer link that closes
+    meanwhile ends the session (it is re-paired)."""
+    import select
+    from device.split.transport import SocketLink
+    tl, pl = tch.link, pch.link
+    if isinstance(tl, SocketLink) and isinstance(pl, SocketLink):
+        while True:
+            r, _, _ = select.select([tl.sock, pl.sock], [], [])
+            if tl.sock in r:
+                break
+            raise ChannelError("peer link closed between jobs")
+    return tch.recv()
+
+
 def serve(role: int, directory: str | Path, peer: str, terminal: str,
           threshold: float = DEFAULT_THRESHOLD, allow_reveal: bool = False,
-          timeout: float = 60.0, ready=None, log=None) -> int:
-    """Run node ``role`` until the terminal says bye. Returns 0, or 1 after a deny."""
+          timeout: float = 60.0, ready=None, log=None, state: dict | None = None) -> int:
+    """One session of node ``role``: pair with the peer (node 1 listens, node 0 connects),
+    bring the two into step (``check_sync``), accept the terminal and run its jobs until it
+    says bye. Returns 0, or 1 after a deny (the session is over; ``run_node`` starts the
+    next). ``state`` carries the offline look-ahead (views per job) across sessions."""
+    from device.split.protocol import check_sync, decide_fused
+    state = state if state is not None else {}
     d = Path(directory)
     shard = load_shard(d / f"node{role}_shard.npz")
     if int(shard["role"]) != role:
@@ -159,48 +238,59 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
         z = np.load(gpath)
         gallery.fill_from(z["F"], [str(u) for u in z["uids"]])
     log = log or (lambda *_: None)
-    # node 1 listens for its peer; the terminal link is always accepted by the node
-    tlink = open_link(terminal, listen=True, timeout=timeout, ready=ready)
-    tch = SecureChannel(tlink, shard["key_terminal"], 1, "terminal")
     pch = SecureChannel(open_link(peer, listen=(role == 1), timeout=timeout),
                         shard["key_peer"], role, "peer")
-    job = 0
-    stock.prepare(shard, gallery)
+    tch = None
     try:
+        i, m, n = check_sync(pch, stock.i, stock.m, gallery.uids)
+        stock.skip_to(i, m)
+        if n < len(gallery.uids):
+            log(f"node {role}: dropping {len(gallery.uids) - n} slot(s) the peer lacks")
+            gallery.truncate(n)
+            save_gallery(gpath, gallery)
+        stock.prepare(shard, gallery, state.get("ahead", 1))
+        tch = SecureChannel(_accept(terminal, None, pch, ready, timeout), shard["key_terminal"],
+                            1, "terminal")
+        job = 0
         while True:
-            meta, arrays = unpack(tch.recv())
+            meta, arrays = unpack(_wait_job(tch, pch))
             op = meta.get("op")
             if op == "bye":
                 tch.send(pack({"ok": True}))
                 return 0
-            job += 1
             s0, b0, r0 = pch.bytes_sent, pch.bytes_received, pch.rounds
             t0 = time.perf_counter()
             try:
-                x = arrays["x"]
-                idx, tri = stock.next_inference()
-                check_step(pch, job, idx)
-                if op == "enrol":
-                    t = extract(role, pch, shard, tri, x, template=True)
-                    slot = enrol(role, pch, gallery, str(meta["uid"]), t)
-                    save_gallery(gpath, gallery)
-                    reply, out = {"ok": True, "slot": slot}, {}
-                elif op == "identify":
-                    u = extract(role, pch, shard, tri, x)
-                    _, mt = stock.next_match()
-                    res = decide(role, pch, match_shares(role, pch, gallery, mt, u), threshold)
-                    if role == 0:
-                        acc, k, score, _ = res
-                        reply = {"accept": acc, "uid": gallery.uids[k] if k >= 0 else None,
-                                 "score": score}
+                views = _views(arrays["x"])
+                state["ahead"] = len(views)
+                feats = []
+                for x in views:
+                    job += 1
+                    idx, tri = stock.next_inference()
+                    check_step(pch, job, idx)
+                    if op == "enrol":
+                        feats.append(extract(role, pch, shard, tri, x, template=True))
+                    elif op == "identify":
+                        u = extract(role, pch, shard, tri, x)
+                        _, mt = stock.next_match()
+                        feats.append(match_shares(role, pch, gallery, mt, u))
+                    elif op == "reveal" and allow_reveal:
+                        feats.append(extract(role, pch, shard, tri, x,
+                                             template=bool(meta.get("template"))))
                     else:
-                        reply = {"ok": True}
-                    out = {}
-                elif op == "reveal" and allow_reveal:
-                    u = extract(role, pch, shard, tri, x, template=bool(meta.get("template")))
-                    reply, out = {"ok": True}, {"share": u}
+                        raise ProtocolError(f"unknown or forbidden job {op!r}")
+                out = {}
+                if op == "enrol":
+                    slots = [enrol(role, pch, gallery, str(meta["uid"]), t) for t in feats]
+                    save_gallery(gpath, gallery)
+                    reply = {"ok": True, "slot": slots[0], "slots": slots}
+                elif op == "identify":
+                    res = decide_fused(role, pch, np.stack(feats), gallery.uids, threshold,
+                                       meta.get("claimed"))
+                    reply = res if role == 0 else {"ok": True}
                 else:
-                    raise ProtocolError(f"unknown or forbidden job {op!r}")
+                    reply = {"ok": True}
+                    out = {"share": feats[0] if len(feats) == 1 else np.stack(feats)}
             except (ChannelError, ProtocolError) as e:
                 log(f"node {role}: deny: {e}")
                 try:
@@ -213,19 +303,48 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                              "rounds": pch.rounds - r0,
                              "ms": 1e3 * (time.perf_counter() - t0)}
             tch.send(pack(reply, out))
-            stock.prepare(shard, gallery)
+            stock.prepare(shard, gallery, state.get("ahead", 1))
     finally:
         pch.close()
-        tch.close()
+        if tch is not None:
+            tch.close()
+
+
+def run_node(role: int, directory: str | Path, peer: str, terminal: str,
+             threshold: float = DEFAULT_THRESHOLD, allow_reveal: bool = False,
+             timeout: float = 30.0, ready=None, log=None, stop=None) -> int:
+    """The node as a service: sessions one after another, so that after a deny, a broken
+    link, a peer that restarted or a terminal that went away the two nodes pair again and
+    the gate recovers at its next presentation. ``stop``: a threading.Event (tests)."""
+    log = log or (lambda *_: None)
+    state: dict = {}
+    while stop is None or not stop.is_set():
+        try:
+            rc = serve(role, directory, peer, terminal, threshold, allow_reveal, timeout,
+                       ready, log, state)
+            log(f"node {role}: session ended ({'bye' if rc == 0 else 'deny'})")
+        except (ChannelError, ProtocolError, OSError) as e:
+            log(f"node {role}: session failed: {e}")
+            time.sleep(0.2)
+    return 0
 
 
 class Terminal:
     """The terminal side: splits each ROI with fresh OS randomness, sends one share to each
-    node and reads the answers. Any broken link or deny is a deny."""
+    node and reads the answers. Any broken link or deny is a deny. ``timeout`` bounds the
+    connection (and the pairing hello); ``reply_timeout`` each answer (default: the same)."""
 
-    def __init__(self, addr0: str, addr1: str, key0: bytes, key1: bytes, timeout: float = 60.0):
-        self.ch = [SecureChannel(open_link(a, listen=False, timeout=timeout), k, 0, "terminal")
-                   for a, k in ((addr0, key0), (addr1, key1))]
+    def __init__(self, addr0: str, addr1: str, key0: bytes, key1: bytes, timeout: float = 60.0,
+                 reply_timeout: float | None = None):
+        self.ch = []
+        try:
+            for a, k in ((addr0, key0), (addr1, key1)):
+                link = open_link(a, listen=False, timeout=timeout)
+                self.ch.append(SecureChannel(link, k, 0, "terminal"))
+                _set_timeout(link, reply_timeout or timeout)
+        except BaseException:
+            self.close(polite=False)
+            raise
 
     def _job(self, meta: dict, roi) -> list[tuple[dict, dict]]:
         from device.split.local import split_input
@@ -235,9 +354,14 @@ class Terminal:
         del x0, x1
         return [unpack(ch.recv()) for ch in self.ch]
 
-    def identify(self, roi) -> dict:
+    def identify(self, roi, claimed: str | None = None) -> dict:
+        """One ROI (128, 128) or K views (K, 128, 128); ``claimed``: 1:1 against that user.
+        Node 0's answer {accept, uid, score, ...}, or {accept: False, deny: True, error}."""
+        meta = {"op": "identify"}
+        if claimed is not None:
+            meta["claimed"] = str(claimed)
         try:
-            (m0, _), (m1, _) = self._job({"op": "identify"}, roi)
+            (m0, _), (m1, _) = self._job(meta, roi)
         except ChannelError as e:
             return {"accept": False, "deny": True, "error": str(e)}
         if m0.get("deny") or m1.get("deny"):
@@ -258,21 +382,31 @@ class Terminal:
             raise ProtocolError(m0.get("error") or m1.get("error"))
         return decode(a0["share"] + a1["share"], F_U), m0
 
-    def close(self) -> None:
+    def close(self, polite: bool = True) -> None:
         for ch in self.ch:
-            try:
-                ch.send(pack({"op": "bye"}))
-                ch.recv()
-            except ChannelError:
-                pass
+            if polite:
+                try:
+                    ch.send(pack({"op": "bye"}))
+                    ch.recv()
+                except ChannelError:
+                    pass
             ch.close()
+        self.ch = []
+
+
+def _set_timeout(link, seconds: float) -> None:
+    if hasattr(link, "sock"):
+        link.sock.settimeout(seconds)
+    elif hasattr(link, "ser"):
+        link.ser.timeout = seconds
 
 
 def main_node(role: int, directory: str, peer: str, terminal: str, threshold: float,
               allow_reveal: bool) -> int:
-    return serve(role, directory, peer, terminal, threshold=threshold,
-                 allow_reveal=allow_reveal, log=lambda m: print(m, file=sys.stderr))
+    return run_node(role, directory, peer, terminal, threshold=threshold,
+                    allow_reveal=allow_reveal, log=lambda m: print(m, file=sys.stderr,
+                                                                   flush=True))
 
 
-__all__ = ["serve", "Terminal", "pack", "unpack", "save_triples", "save_gallery",
+__all__ = ["serve", "run_node", "Terminal", "pack", "unpack", "save_triples", "save_gallery",
            "TripleStock"]

@@ -166,6 +166,10 @@ class Gallery:
         self.F[:, :F.shape[1]] = F
         self.uids = list(uids)
 
+    def truncate(self, n: int) -> None:
+        self.F[:, n:] = 0
+        self.uids = self.uids[:n]
+
 
 def enrol(role: int, ch, gallery: Gallery, uid: str, t: np.ndarray) -> int:
     """Store this node's template share ``t`` (49, 16) in the next slot: the nodes open
@@ -202,6 +206,51 @@ def decide(role: int, ch, shares: np.ndarray, threshold: float):
         return False, -1, float("-inf"), per_t
     k = int(per_t.argmax())
     return bool(per_t[k] >= threshold), k, float(per_t[k]), per_t
+
+
+def decide_fused(role: int, ch, shares: np.ndarray, uids: list, threshold: float,
+                 claimed: str | None = None):
+    """The gate's decision over K views: node 1 sends its (K, 25, N) score shares to node 0,
+    which sums them, takes each template's best shift per view, the mean over the views (the
+    gate's view fusion), each user's best template (1:1: only the claimed user's), then the
+    best user, and compares it with the threshold. The maximum is taken only on summed
+    scores, never per node. Node 0 returns a dict {accept, uid, score, threshold[, unknown]};
+    node 1 returns None."""
+    if role == 1:
+        ch.send(to_bytes(shares))
+        return None
+    scores = decode(shares + from_bytes(ch.recv(), shares.shape), F_SCORE)
+    if scores.size and np.abs(scores).max() > 1.0 + 1e-3:
+        raise ProtocolError("opened score out of range: peer out of step")
+    per_t = scores.max(axis=1).mean(axis=0) if scores.size else np.zeros(0)
+    best: dict[str, float] = {}
+    for u, s in zip(uids, per_t):
+        if claimed is None or u == claimed:
+            best[u] = max(best.get(u, -np.inf), float(s))
+    out = {"accept": False, "uid": None, "score": None, "threshold": float(threshold),
+           "templates": int(per_t.size)}
+    if not best:
+        out["unknown"] = claimed is not None
+        return out
+    uid = max(best, key=best.get)
+    out.update(uid=uid, score=best[uid], accept=bool(best[uid] >= threshold))
+    return out
+
+
+def check_sync(ch, stock_i: int, stock_m: int, uids: list) -> tuple[int, int, int]:
+    """Bring two freshly paired nodes into step (one node may have restarted after a deny):
+    both move to the later triple indices (a triple is skipped, never reused) and keep the
+    common prefix of their galleries (a slot one node saved and the other did not is
+    dropped); galleries that differ inside that prefix are a ProtocolError. Two exchanges.
+    Returns (inference index, match index, gallery size)."""
+    import hashlib
+    mine = struct.pack(">QQQ", stock_i, stock_m, len(uids))
+    i1, m1, n1 = struct.unpack(">QQQ", ch.exchange(mine))
+    n = min(len(uids), n1)
+    h = hashlib.sha256("\x00".join(uids[:n]).encode()).digest()
+    if ch.exchange(h) != h:
+        raise ProtocolError("the two nodes' galleries differ: re-provision or restore them")
+    return max(stock_i, i1), max(stock_m, m1), n
 
 
 def check_step(ch, job: int, triple: int) -> None:
@@ -258,5 +307,6 @@ def naive_max_pool_fig9(values: np.ndarray, k: int = 2) -> np.ndarray:
 
 
 __all__ = ["ProtocolError", "Gallery", "extract", "enrol", "match_shares", "decide",
+           "decide_fused", "check_sync",
            "check_step", "open_value", "mask_recover", "reshare", "ownership",
            "to_bytes", "from_bytes", "DENSE"]
