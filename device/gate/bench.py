@@ -81,7 +81,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     tune_malloc()
     if split:
         try:
-            from device.split.bench import split_bench
+            from device.split.node import run_node  # noqa: F401
         except ImportError as e:
             raise RuntimeError(f"--split needs the split-mode package (device/split/bench.py), "
                                f"which is not installed in this build: {e}") from None
@@ -144,6 +144,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
             gate.present(src.capture_burst())
         src.start()
         e2e, e2e_cpu, stages, cpu, decisions, correct = [], [], {}, {}, {}, 0
+        plain_decisions = []
         for k in range(len(src)):
             bu = src.capture_burst()               # read from disk: not timed
             dd = gate.present(bu)
@@ -154,6 +155,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
             for s, v in dd.stages_cpu_ms.items():
                 cpu.setdefault(s, []).append(v)
             decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
+            plain_decisions.append((dd.opened, dd.user_id))
             correct += dd.opened and dd.user_id == bu.meta["person"]
             if (k + 1) % 5 == 0:
                 progress(f"  {k + 1}/{len(src)} presentations")
@@ -179,6 +181,144 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
                    "in memory",
     }
     if split:          # after the gate's figures: its processes are not the gate's memory
-        progress("split mode (seed 003): two node processes")
-        out["split"] = split_bench(users, min(presentations, 5), "tcp", seed)
+        progress("split mode (seed 003): the gate with [split] mode = split, two node "
+                 "processes on loopback TCP")
+        out["split"] = split_gate_bench(tmp, cfg, planted, views, min(users, SPLIT_USERS),
+                                        seed, plain=plain_decisions, progress=progress)
+    return out
+
+
+SPLIT_USERS = 1000      # the split gallery: the seed's 1:N over 1,000 users (one slot a user)
+
+
+def _split_node(role, d, peer, term, threshold, ev):
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(v, "1")
+    import sys
+    from device.split.node import run_node
+    run_node(role, d, peer, term, threshold=threshold, allow_reveal=True, ready=ev.set,
+             log=lambda m: print(f"bench: {m}", file=sys.stderr, flush=True))
+
+
+def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
+                     progress=_progress) -> dict:
+    """The real gate path in split mode: a provisioning folder (the dealer; ``users - planted``
+    distractor users imported as one random importance-weighted template slot each), two node
+    processes (``run_node``, loopback TCP for the peer and the terminal links), the planted
+    people enrolled through ``enrol_user`` (each view's template shares on the nodes), then
+    the same presentation bursts through ``Gate.present`` with ``[split] mode = "split"``.
+    ``latency_ms``: the split part of a presentation (feature + match stages: the terminal
+    splits the K views' regions, the nodes extract and score on shares, node 0 decides);
+    ``end_to_end_ms``: the whole presentation (quality, regions, liveness, split, audit,
+    relay). ``rounds``/``bytes``: node-to-node per presentation (K views). ``cosine_min``: the
+    split feature (``reveal`` jobs, evaluation only) against the plaintext feature of the same
+    regions."""
+    import multiprocessing as mp
+    from pathlib import Path
+    from device.gate.enrol import enrol_user
+    from device.gate.gate import Gate
+    from device.gate.pipeline import Pipeline
+    from device.gate.burst import ReplaySource
+    from device.gate.split_stage import SYNTHETIC_THRESHOLD
+    from device.split.bench import _free_port
+    from device.split.cellnet import CellNet, query_from_dense
+    from device.split.provision import provision_dir
+    from device.templates.store import TemplateStore
+    d = Path(tmp) / "split"
+    n_pres = len(ReplaySource(f"{tmp}/present", views=views))
+    n_dist = max(0, users - planted)
+    net = CellNet.shipped()
+    rng = np.random.default_rng(seed + 7)
+    cells = rng.standard_normal((n_dist, 49, 16))
+    cells /= np.linalg.norm(cells, axis=-1, keepdims=True)
+    gal = cells * net.importance[None, :, None]
+    capacity = n_dist + 2 * planted * views
+    jobs = (2 * planted + n_pres + 2) * views
+    progress(f"split: provisioning {capacity} template slots, {jobs + n_pres * views} "
+             f"inference triples")
+    provision_dir(d, net, "shared", capacity=capacity, inferences=jobs + n_pres * views + 8,
+                  matches=(n_pres + 2) * views + 8, gallery=gal if n_dist else None,
+                  uids=[f"distractor-{k:06d}" for k in range(n_dist)] if n_dist else None)
+    del gal, cells
+    term = [f"127.0.0.1:{_free_port()}" for _ in (0, 1)]
+    peer = f"tcp:127.0.0.1:{_free_port()}"
+    ctx = mp.get_context("spawn")
+    procs = []
+    for role in (0, 1):
+        ev = ctx.Event()
+        p = ctx.Process(target=_split_node, args=(role, str(d), peer, f"tcp:{term[role]}",
+                                                  SYNTHETIC_THRESHOLD, ev), daemon=True)
+        p.start()
+        procs.append((p, ev))
+    scfg = cfg.replace(paths={"store": f"{tmp}/split-templates.db"},
+                       split={"mode": "split", "transport": "tcp", "node0": term[0],
+                              "node1": term[1], "dir": str(d), "connect_timeout_s": 10.0,
+                              "reply_timeout_s": 60.0})
+    gate = store = None
+    try:
+        for p, ev in procs:
+            if not ev.wait(120):
+                raise RuntimeError("split node did not start")
+        pipe = Pipeline(scfg)
+        store = TemplateStore(scfg.paths.store, key_path=scfg.paths.device_key, create=True)
+        progress(f"split: enrolling {planted} people through the nodes")
+        for i in range(planted):
+            enrol_user(pipe, store, f"person-{i:03d}", _bursts(f"{tmp}/enrol/{i:03d}", views))
+        gate = Gate(scfg, store=store, pipeline=pipe)
+        src = ReplaySource(f"{tmp}/present", views=views)
+        src.start()
+        for _ in range(2):                                   # warm-up
+            gate.present(src.capture_burst())
+        src.start()
+        lat, e2e, stages, rounds, nbytes, node_ms, decisions = [], [], {}, [], [], [], []
+        correct, rois_all, reasons, used = 0, [], {}, []
+        for k in range(len(src)):
+            bu = src.capture_burst()
+            time.sleep(0.5)          # presentations are apart: the nodes' offline phase
+            pipe.split.last = {}
+            dd = gate.present(bu)
+            decisions.append((dd.opened, dd.user_id))
+            reasons[dd.reason] = reasons.get(dd.reason, 0) + 1
+            if "link" not in pipe.split.last:      # denied before the nodes (liveness ...)
+                continue
+            lat.append(dd.stages_ms["feature"] + dd.stages_ms["match"])
+            e2e.append(dd.total_ms)
+            for s, v in dd.stages_ms.items():
+                stages.setdefault(s, []).append(v)
+            link = pipe.split.last["link"]
+            rounds.append(link["rounds"])
+            nbytes.append(link["bytes"])
+            node_ms.append(link["ms"])
+            used.append(dd.views_used)
+            correct += dd.opened and dd.user_id == bu.meta["person"]
+            rois_all.append(pipe.regions(bu.views)[0])      # for the cosine check only
+        progress("split: split feature vs plaintext feature (reveal jobs)")
+        cos = []
+        term_ = pipe.split._connect()
+        for rois in rois_all:
+            for r in rois:
+                feat, _ = term_.reveal(np.asarray(r, np.float64))
+                q = query_from_dense(feat).ravel()
+                qr = pipe.extractor.query(r).astype(np.float64).ravel()
+                cos.append(float(q @ qr / np.linalg.norm(q) / np.linalg.norm(qr)))
+    finally:
+        if gate is not None:
+            gate.close()
+        if store is not None:
+            store.close()
+        for p, _ in procs:
+            p.kill()
+            p.join(10)
+    out = {"latency_ms": _ms(lat), "end_to_end_ms": _ms(e2e),
+           "stages_ms": {s: round(float(np.median(v)), 2) for s, v in stages.items()},
+           "node_ms": _ms(node_ms), "rounds": int(np.median(rounds)),
+           "bytes": int(np.median(nbytes)), "cosine_min": float(min(cos)) if cos else None,
+           "views_used_median": float(np.median(used)) if used else None,
+           "users": users, "templates": capacity, "views": views,
+           "presentations": len(decisions), "timed": len(lat), "decisions": reasons,
+           "correct_opens": int(correct),
+           "threshold": SYNTHETIC_THRESHOLD, "transport": "tcp loopback", "mode": "shared",
+           "load_average_1min": round(os.getloadavg()[0], 2)}
+    if plain is not None and len(plain) == len(decisions):
+        out["decision_agreement"] = sum(a == b for a, b in zip(plain, decisions)) / len(plain)
     return out

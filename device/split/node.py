@@ -198,9 +198,23 @@ def _accept(addr: str, timeout: float | None, peer=None, ready=None,
             if srv in r:
                 conn, _ = srv.accept()
                 return SocketLink(conn, link_timeout)
-            raise ChannelError("peer link closed while waiting for the terminal")
+            if _peer_closed(watch[1]):
+                raise ChannelError("peer link closed while waiting for the terminal")
+            watch = [srv]
     finally:
         srv.close()
+
+
+def _peer_closed(sock) -> bool:
+    """True when a readable socket is at its end (not when the peer has sent data: it may
+    start the next job before this node has read the terminal's)."""
+    import socket as _socket
+    try:
+        return sock.recv(1, _socket.MSG_PEEK | _socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
 
 
 def _wait_job(tch: SecureChannel, pch: SecureChannel) -> bytes:
@@ -210,11 +224,14 @@ def _wait_job(tch: SecureChannel, pch: SecureChannel) -> bytes:
     from device.split.transport import SocketLink
     tl, pl = tch.link, pch.link
     if isinstance(tl, SocketLink) and isinstance(pl, SocketLink):
+        watch = [tl.sock, pl.sock]
         while True:
-            r, _, _ = select.select([tl.sock, pl.sock], [], [])
+            r, _, _ = select.select(watch, [], [])
             if tl.sock in r:
                 break
-            raise ChannelError("peer link closed between jobs")
+            if _peer_closed(pl.sock):
+                raise ChannelError("peer link closed between jobs")
+            watch = [tl.sock]          # the peer is ahead: its job's data waits for ours
     return tch.recv()
 
 
