@@ -69,7 +69,8 @@ def cmd_evaluate_protection(a) -> int:
         from device.recognition.cells import CellExtractor
         extractor = CellExtractor()
     report = run(a.dir, a.out, config=config_from_args(a), seed=a.seed, do_sweep=a.sweep,
-                 ts=a.sweep_t, drops=a.sweep_drop, rotations=a.sweep_rotation,
+                 ts=a.sweep_t, drops=a.sweep_drop, budgets=a.sweep_budget,
+                 rotations=a.sweep_rotation,
                  max_subjects=a.max_subjects, extractor=extractor,
                  log=lambda line: print(line, file=sys.stderr))
     print(json.dumps({k: v for k, v in report.items() if k != "detail"}, indent=2))
@@ -117,13 +118,19 @@ def _protect_args(sp) -> None:
     # no device.protect import here: bench-match sets BLAS threads before numpy loads
     sp.add_argument("--t", type=float, default=None, help="slerp weight toward the key "
                     "(default: device/protect/defaults.py)")
-    sp.add_argument("--rotation", choices=["fraction", "equal_angle"], default=None,
+    sp.add_argument("--rotation", default=None,
+                    choices=["fraction", "equal_angle", "orthographic", "equal_distance"],
                     help="fraction: the seed's fixed t; equal_angle: every sub-feature turns "
-                         "by t*90 deg")
+                         "by t*90 deg; orthographic: its offset from the key is "
+                         "sin((1-t)*90 deg) times the feature's; equal_distance: every "
+                         "sub-feature lands (1-t)*90 deg from its key (README)")
     sp.add_argument("--n-drop", type=int, default=None,
-                    help="dimensions dropped per sub-feature")
+                    help="dimensions dropped per sub-feature (mode A; with --drop-mode "
+                         "importance the budget is n-drop x G unless --drop-total)")
     sp.add_argument("--drop-mode", choices=["random", "importance"], default=None)
-    sp.add_argument("--fill", choices=["zero", "random"], default=None)
+    sp.add_argument("--drop-total", type=int, default=None,
+                    help="claim-6 budget: dimensions dropped over all sub-features")
+    sp.add_argument("--fill", choices=["zero", "random", "key"], default=None)
     sp.add_argument("--key-mode", choices=["per_cell", "shared"], default=None)
     sp.add_argument("--seed", type=int, default=0, help="enrolment randomness (reproducible "
                                                         "evaluation; the gate uses os.urandom)")
@@ -205,12 +212,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dir")
     sp.add_argument("--out", required=True)
     _protect_args(sp)
-    sp.add_argument("--sweep", action="store_true", help="also sweep t x drop count for both "
-                                                         "rotation rules (OUT/sweep.json)")
-    sp.add_argument("--sweep-t", type=float, nargs="+", default=[0.5, 0.7, 0.8, 0.9, 0.95])
-    sp.add_argument("--sweep-drop", type=int, nargs="+", default=[0, 2, 4, 6])
-    sp.add_argument("--sweep-rotation", nargs="+", choices=["fraction", "equal_angle"],
-                    default=["fraction", "equal_angle"])
+    sp.add_argument("--sweep", action="store_true", help="also sweep rotation x t x drop "
+                                                         "(OUT/sweep.json)")
+    sp.add_argument("--sweep-t", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 0.98])
+    sp.add_argument("--sweep-drop", type=int, nargs="+", default=[0, 1, 2, 4],
+                    help="mode-A drop counts per sub-feature")
+    sp.add_argument("--sweep-budget", type=int, nargs="*", default=[12, 25],
+                    help="claim-6 drop budgets (importance-driven counts over all cells)")
+    sp.add_argument("--sweep-rotation", nargs="+",
+                    choices=["fraction", "equal_angle", "orthographic", "equal_distance"],
+                    default=["fraction", "orthographic", "equal_distance"])
     sp.add_argument("--max-subjects", type=int, default=None)
     sp.add_argument("--feature", choices=["cells", "learned"], default="cells",
                     help="the recognition feature whose sub-features are protected (cells: the "

@@ -4,7 +4,9 @@ import pytest
 
 from device.protect.core import (ProtectConfig, ProtectedTemplate, drop_counts, enrol,
                                  enrol_many, inverse_slerp, keygen, key_strip, match_score,
-                                 protect_with, random_mask, secure_rng, slerp, weighted_score)
+                                 orthographic_eps, protect_with, random_mask, rotation_weight,
+                                 secure_rng, slerp, weighted_score)
+from device.protect.defaults import DEFAULT_CONFIG
 
 G, D = 49, 16
 
@@ -85,8 +87,53 @@ def test_equal_angle_variant_turns_every_sub_feature_by_the_same_angle(rng):
     assert np.allclose(np.linalg.norm(r, axis=1), 1)
 
 
+def _in_span_with_weight_in_0_1(x, k, r, rotation, t):
+    """r is the claim-5 slerp of x toward k with the per-sub-feature weight t_i in [0, 1]."""
+    c = np.sum(x * k, -1, keepdims=True)
+    ti = rotation_weight(c, t, rotation)
+    assert ti.min() >= 0 and ti.max() <= 1
+    th = angle(x, k)[:, None]
+    want = (np.sin((1 - ti) * th) * x + np.sin(ti * th) * k) / np.sin(th)
+    assert np.abs(r - want).max() < 1e-9
+
+
+def test_equal_distance_variant_lands_every_sub_feature_at_the_same_angle(rng):
+    x, k = unit(rng.standard_normal((500, D))), unit(rng.standard_normal((500, D)))
+    for t in (0.5, 0.9, 0.95):
+        r = slerp(x, k, t, "equal_distance")
+        alpha = (1 - t) * np.pi / 2
+        assert np.allclose(np.linalg.norm(r, axis=1), 1, atol=1e-12)
+        assert np.allclose(angle(r, k), alpha, atol=1e-6)     # same distance to the key
+        az = lambda v: unit(v - np.sum(v * k, -1, keepdims=True) * k)
+        assert np.allclose(az(r), az(x), atol=1e-9)           # azimuth about k preserved
+        _in_span_with_weight_in_0_1(x, k, r, "equal_distance", t)
+    # with one key, the cosine of two landed vectors is affine in their azimuth cosine
+    k1 = unit(rng.standard_normal(D))
+    x1, x2 = unit(rng.standard_normal((2, 200, D)))
+    t, alpha = 0.9, 0.1 * np.pi / 2
+    az = lambda v: unit(v - np.sum(v * k1, -1, keepdims=True) * k1)
+    cos = np.sum(slerp(x1, k1, t, "equal_distance") * slerp(x2, k1, t, "equal_distance"), -1)
+    want = np.cos(alpha) ** 2 + np.sin(alpha) ** 2 * np.sum(az(x1) * az(x2), -1)
+    assert np.allclose(cos, want, atol=1e-12)
+    # a feature already closer to its key than alpha stays put (weight 0)
+    near = unit(k1 + 0.01 * unit(rng.standard_normal(D)))
+    assert np.allclose(slerp(near, k1, 0.5, "equal_distance"), near)
+
+
+def test_orthographic_variant_offsets_by_a_fixed_share_of_the_feature(rng):
+    x, k = unit(rng.standard_normal((500, D))), unit(rng.standard_normal((500, D)))
+    t = 0.9
+    r = slerp(x, k, t, "orthographic")
+    c = np.sum(x * k, -1, keepdims=True)
+    eps = orthographic_eps(t)
+    rc = np.sum(r * k, -1, keepdims=True)
+    assert np.allclose(r - rc * k, eps * (x - c * k), atol=1e-12)   # offset = eps * P(x)
+    assert np.allclose(np.linalg.norm(r, axis=1), 1, atol=1e-12)
+    _in_span_with_weight_in_0_1(x, k, r, "orthographic", t)
+
+
 # --------------------------------------------------------------------------- check 3
-@pytest.mark.parametrize("fill", ["zero", "random"])
+@pytest.mark.parametrize("fill", ["zero", "random", "key"])
 def test_mode_a_drops_exactly_n_with_the_fill_value(rng, fill):
     x = unit(rng.standard_normal((G, D)))
     cfg = ProtectConfig(n_drop=5, fill=fill)
@@ -97,6 +144,8 @@ def test_mode_a_drops_exactly_n_with_the_fill_value(rng, fill):
     if fill == "zero":
         assert t.fill is None and np.all(t.data[~t.mask] == 0)
     else:
+        if fill == "key":                                     # the key's own entries
+            assert np.array_equal(t.fill[~t.mask], t.keys()[~t.mask])
         ratio = t.data[~t.mask] / t.fill[~t.mask]
         per_cell = np.repeat(np.arange(G), 5)
         for g in range(G):                                    # one scale per sub-feature
@@ -132,7 +181,9 @@ def test_mode_b_counts_follow_importance(rng):
 
 # --------------------------------------------------------------------------- checks 5-8
 CONFIGS = [ProtectConfig(), ProtectConfig(fill="random"), ProtectConfig(key_mode="shared"),
-           ProtectConfig(t=0.6, rotation="equal_angle", drop_mode="importance")]
+           ProtectConfig(t=0.6, rotation="equal_angle", drop_mode="importance"),
+           DEFAULT_CONFIG,
+           ProtectConfig(t=0.9, rotation="orthographic", fill="key", key_mode="shared")]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -219,3 +270,26 @@ def test_weighted_score_matches_claim_11(rng):
     w[3] = 0.25
     w[10] = 0.75
     assert weighted_score(a, b, w) == pytest.approx(0.25 * cos[3] + 0.75 * cos[10])
+
+
+def test_shipped_default_keeps_the_claims(rng):
+    """The shipped default: claim-6 counts (a budget of 25 over 49 cells, the more important
+    cells dropping fewer), key fill stored as nothing but the key, equal-distance landing."""
+    cfg = DEFAULT_CONFIG
+    assert cfg.drop_mode == "importance" and cfg.fill == "key"
+    imp = rng.random(G) + 0.05
+    x = unit(rng.standard_normal((G, D)))
+    t = enrol(x, cfg, importance=imp, rng=rng)
+    n = (~t.mask).sum(1)
+    assert n.sum() == cfg.budget(G) and 0 < n.sum() < G
+    assert np.all(np.diff(n[np.argsort(imp)]) <= 0)
+    # the record stores no fill array: it is rebuilt from the key and the mask
+    plain = ProtectedTemplate(t.data, t.key, t.mask, None, ProtectConfig(
+        **{**cfg.to_dict(), "fill": "zero"})).to_bytes()
+    blob = t.to_bytes()
+    assert abs(len(blob) - len(plain)) < 16
+    back = ProtectedTemplate.from_bytes(blob)
+    assert np.array_equal(back.fill, t.fill)
+    kept = t.mask
+    r = slerp(x, t.keys(), cfg.t, cfg.rotation)
+    assert np.allclose(unit(np.where(kept, r, t.keys())), t.data, atol=1e-6)

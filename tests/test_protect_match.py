@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from device.protect.core import ProtectConfig, enrol, enrol_many, match_score, protect_query
+from device.protect.defaults import DEFAULT_CONFIG
 from device.protect.evaluate import dsys
 from device.protect.gallery import ProtectedGallery
 
@@ -24,7 +25,10 @@ def rng():
 
 CONFIGS = [ProtectConfig(), ProtectConfig(t=0.5, fill="random"),
            ProtectConfig(t=0.8, key_mode="shared", drop_mode="importance", n_drop=3),
-           ProtectConfig(t=0.6, rotation="equal_angle", n_drop=2)]
+           ProtectConfig(t=0.6, rotation="equal_angle", n_drop=2), DEFAULT_CONFIG,
+           ProtectConfig(t=0.9, rotation="orthographic", n_drop=2, fill="key",
+                         key_mode="shared"),
+           ProtectConfig(t=0.95, rotation="equal_distance", n_drop=3, fill="random")]
 
 
 @pytest.mark.parametrize("cfg", CONFIGS)
@@ -186,7 +190,7 @@ def test_evaluate_protection_command_contract(tmp_path):
     _write_layout(tmp_path / "data")
     rc = main(["evaluate-protection", str(tmp_path / "data"), "--out", str(tmp_path / "out"),
                "--sweep", "--sweep-t", "0.5", "0.9", "--sweep-drop", "2",
-               "--sweep-rotation", "fraction"])
+               "--sweep-budget", "25", "--sweep-rotation", "fraction"])
     assert rc == 0
     r = json.loads((tmp_path / "out" / "report.json").read_text())
     for k in ("eer_protected", "eer_unprotected", "dsys", "dsys_bins",
@@ -194,7 +198,9 @@ def test_evaluate_protection_command_contract(tmp_path):
         assert k in r
     assert 0 <= r["dsys"] <= 1 and r["dsys_bins"] > 0
     sw = json.loads((tmp_path / "out" / "sweep.json").read_text())
-    assert len(sw["rows"]) == 2 and sw["frontier"]
+    assert len(sw["rows"]) == 4 and sw["frontier"]
+    assert {(r["drop_mode"], r["drop_total"]) for r in sw["rows"]} == {("random", 98),
+                                                                        ("importance", 25)}
 
 
 def test_bench_match_prints_match_ms(capsys):

@@ -64,6 +64,17 @@ def test_round_trip_and_no_plaintext_on_disk(tmp_path, key, feats):
     assert b"alice" in raw            # ids are in the clear (associated data), nothing else
 
 
+def test_round_trip_of_the_shipped_default(tmp_path, key, feats):
+    """Key fill (the default) stores no fill array; it comes back from the key and mask."""
+    from device.protect.defaults import DEFAULT_CONFIG
+    t = enrol(feats[0], DEFAULT_CONFIG, importance=np.linspace(1, 2, G))
+    with TemplateStore(tmp_path / "d.db", device_key=key) as s:
+        s.enrol("carol", [t])
+        got = s.templates("carol")[0][3]
+    assert got.config == DEFAULT_CONFIG and np.array_equal(got.data, t.data)
+    assert np.array_equal(got.mask, t.mask) and np.array_equal(got.fill, t.fill)
+
+
 def test_copied_database_under_another_key_fails_clearly(tmp_path, key, feats):
     db = _fill(tmp_path / "t.db", key, feats)
     for with_seal in (True, False):

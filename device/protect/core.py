@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-ROTATIONS = ("fraction", "equal_angle")
+ROTATIONS = ("fraction", "equal_angle", "orthographic", "equal_distance")
 DROP_MODES = ("random", "importance")
-FILLS = ("zero", "random")
+FILLS = ("zero", "random", "key")
 KEY_MODES = ("per_cell", "shared")
 _EPS = 1e-7
 
@@ -92,11 +92,27 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-30)
 
 
+def orthographic_eps(t: float) -> float:
+    """The offset scale eps of the ``"orthographic"`` rule: a sub-feature orthogonal to its key
+    turns by t * 90 deg, as under the fixed fraction."""
+    return float(np.sin((1.0 - float(t)) * np.pi / 2))
+
+
 def rotation_weight(cos_xk: np.ndarray, t: float, rotation: str = "fraction") -> np.ndarray:
     """The slerp weight t_i of each sub-feature (its share of the way to the key)."""
     if rotation == "fraction":
         return np.full(np.shape(cos_xk), float(t))
-    theta = np.arccos(np.clip(cos_xk, -1.0, 1.0))
+    c = np.clip(cos_xk, -1.0, 1.0)
+    theta = np.arccos(c)
+    if rotation == "orthographic":
+        # land at the angle alpha with sin(alpha) = eps * sin(theta)
+        eps = orthographic_eps(t)
+        alpha = np.arcsin(np.clip(eps * np.sqrt(np.maximum(1.0 - c * c, 0.0)), 0.0, 1.0))
+        return np.where(theta < 1e-6, 1.0 - eps, 1.0 - alpha / np.maximum(theta, 1e-12))
+    if rotation == "equal_distance":
+        # land at the angle (1 - t) * 90 deg from the key (stay put if already closer)
+        alpha = (1.0 - t) * np.pi / 2
+        return np.where(theta <= alpha, 0.0, 1.0 - alpha / np.maximum(theta, 1e-12))
     return np.minimum(1.0, (t * np.pi / 2) / np.maximum(theta, 1e-12))
 
 
@@ -108,6 +124,19 @@ def slerp_coefficients(cos_xk: np.ndarray, t, rotation: str = "fraction"):
     weights (see ``rotation_weight``).
     """
     c = np.clip(np.asarray(cos_xk, dtype=np.result_type(cos_xk, np.float32)), -1.0, 1.0)
+    if rotation == "orthographic":
+        # r = cos(alpha) k + eps (x - c k): the offset from the key is eps times the feature's
+        eps = np.asarray(orthographic_eps(t), c.dtype)
+        b = np.sqrt(np.maximum(1.0 - eps * eps * (1.0 - c * c), 0.0)) - eps * c
+        return np.broadcast_to(eps, c.shape), b
+    if rotation == "equal_distance":
+        # r = cos(alpha) k + sin(alpha) v, v the unit azimuth of x about k
+        alpha = np.asarray((1.0 - t) * np.pi / 2, c.dtype)
+        s = np.sqrt(np.maximum(1.0 - c * c, 0.0))
+        far = s > np.sin(alpha)                       # theta > alpha (keys are never that close)
+        a = np.where(far, np.sin(alpha) / np.where(far, s, 1.0), 1.0)
+        b = np.where(far, np.cos(alpha) - a * c, 0.0)
+        return a.astype(c.dtype), b.astype(c.dtype)
     tt = rotation_weight(c, t, rotation).astype(c.dtype)
     theta = np.arccos(c)
     s = np.sin(theta)
@@ -185,12 +214,20 @@ def random_mask(n_cells: int, dim: int, counts, rng: np.random.Generator | None 
     return ranks >= counts[:, None]
 
 
-def make_fill(mask: np.ndarray, mode: str, rng: np.random.Generator | None = None
-              ) -> np.ndarray | None:
+def make_fill(mask: np.ndarray, mode: str, rng: np.random.Generator | None = None,
+              key: np.ndarray | None = None) -> np.ndarray | None:
     """Claim 7: the values the dropped positions take: None for zero fill; for random fill
-    N(0, 1/d) draws at the dropped positions (zero where kept), stored with the template."""
+    N(0, 1/d) draws at the dropped positions (zero where kept), stored with the template; for
+    key fill the key's own entries there (random values, independent of the feature, that the
+    stored key already holds: nothing more is stored). Key fill keeps each sub-feature's norm
+    before renormalisation independent of which key entries were dropped, so the drop does not
+    reweight the sub-features at random (README, "Protected templates")."""
     if mode == "zero":
         return None
+    if mode == "key":
+        if key is None:
+            raise ValueError("key fill needs the key")
+        return np.where(mask, 0.0, np.broadcast_to(key, mask.shape)).astype(np.float32)
     rng = rng or secure_rng()
     d = mask.shape[-1]
     f = rng.standard_normal(mask.shape) / np.sqrt(d)
@@ -231,12 +268,13 @@ class ProtectedTemplate:
     def to_bytes(self) -> bytes:
         """Compact binary record (header JSON + float32/bit arrays); what the store seals."""
         g, d = self.data.shape
+        stored_fill = self.fill is not None and self.config.fill != "key"
         head = json.dumps({"g": g, "d": d, "shared": self.key.shape[0] == 1,
-                           "fill": self.fill is not None, "config": self.config.to_dict()},
+                           "fill": stored_fill, "config": self.config.to_dict()},
                           sort_keys=True).encode()
         parts = [self.data.astype("<f4").tobytes(), self.key.astype("<f4").tobytes(),
                  np.packbits(self.mask.astype(bool), axis=None).tobytes()]
-        if self.fill is not None:
+        if stored_fill:
             parts.append(self.fill.astype("<f4").tobytes())
         return self._MAGIC + struct.pack("<I", len(head)) + head + b"".join(parts)
 
@@ -264,7 +302,10 @@ class ProtectedTemplate:
             else None
         if off != len(blob):
             raise ValueError("protected template record has trailing or missing bytes")
-        return cls(data, key, mask, fill, ProtectConfig.from_dict(h["config"]))
+        config = ProtectConfig.from_dict(h["config"])
+        if config.fill == "key":
+            fill = make_fill(mask, "key", key=key)
+        return cls(data, key, mask, fill, config)
 
 
 def protect_with(x: np.ndarray, key: np.ndarray, mask: np.ndarray, fill: np.ndarray | None,
@@ -297,7 +338,7 @@ def enrol(x: np.ndarray, config: ProtectConfig = ProtectConfig(),
     else:
         counts = config.n_drop
     mask = random_mask(g, d, counts, rng)
-    fill = make_fill(mask, config.fill, rng)
+    fill = make_fill(mask, config.fill, rng, key)
     data = protect_with(x, key, mask, fill, config).astype(np.float32)
     return ProtectedTemplate(data, key, mask, fill, config)
 
@@ -330,6 +371,8 @@ def enrol_many(x: np.ndarray, config: ProtectConfig = ProtectConfig(),
     if config.fill == "random":
         fills = np.where(masks, 0.0, rng.standard_normal((n, g, d)) / np.sqrt(d)
                          ).astype(np.float32)
+    elif config.fill == "key":
+        fills = np.where(masks, 0.0, np.broadcast_to(keys, masks.shape)).astype(np.float32)
     data = np.empty_like(x)
     for lo in range(0, n, 4096):
         sl = slice(lo, lo + 4096)

@@ -222,24 +222,34 @@ def meets(r: dict, eer_margin: float = 0.003, dsys_max: float = 0.2,
             and r["dsys"] <= dsys_max and r["inversion_success_key_unknown"] <= inv_max)
 
 
-def sweep(labels, sessions, T, Q, w, ts, drops, rotations=("fraction", "equal_angle"),
+def drop_specs(drops=(), budgets=()) -> list[dict]:
+    """The drop axis of a sweep: mode-A counts per sub-feature, then claim-6 budgets."""
+    return ([{"drop_mode": "random", "n_drop": int(n), "drop_total": None} for n in drops]
+            + [{"drop_mode": "importance", "drop_total": int(b)} for b in budgets])
+
+
+def sweep(labels, sessions, T, Q, w, ts, drops, rotations=("fraction", "equal_distance"),
           base: ProtectConfig = ProtectConfig(), seed: int = 0, log=None,
-          impostors_per_query: int | None = 100) -> list[dict]:
-    """Every (rotation, t, drop count): the protected matcher scores all genuine pairs and
-    ``impostors_per_query`` random impostors per query (the unprotected side and D_sys use
-    all pairs)."""
+          impostors_per_query: int | None = 100, budgets=()) -> list[dict]:
+    """Every (rotation, t, drop): mode-A counts ``drops`` and claim-6 budgets ``budgets``; the
+    other settings (fill, key mode) from ``base``. The protected matcher scores all genuine
+    pairs and ``impostors_per_query`` random impostors per query (the unprotected side and
+    D_sys use all pairs)."""
     ie, iq, _ = split_protocol(labels, sessions)
     unprot = unprotected_scores(Q[iq], T[ie], w)
+    g = T.shape[1]
     rows = []
     for rot in rotations:
         for t in ts:
-            for nd in drops:
-                cfg = replace(base, t=float(t), n_drop=int(nd), rotation=rot)
+            for spec in drop_specs(drops, budgets):
+                cfg = replace(base, t=float(t), rotation=rot, **spec)
                 t0 = time.time()
                 r = evaluate_config(cfg, labels, sessions, T, Q, w, seed=seed, unprot=unprot,
                                     impostors_per_query=impostors_per_query)
-                row = {"rotation": rot, "t": float(t), "n_drop": int(nd), **headline(r),
-                       "meets_targets": meets(r), "seconds": round(time.time() - t0, 1)}
+                row = {"rotation": rot, "t": float(t), "drop_mode": cfg.drop_mode,
+                       "n_drop": int(cfg.n_drop), "drop_total": int(cfg.budget(g)),
+                       "fill": cfg.fill, **headline(r), "meets_targets": meets(r),
+                       "seconds": round(time.time() - t0, 1)}
                 rows.append(row)
                 if log:
                     log(row)
@@ -257,12 +267,16 @@ def frontier(rows: list[dict]) -> list[dict]:
     return sorted(front, key=lambda r: r["dsys"])
 
 
-def choose(rows: list[dict], min_drop: int = 2, dsys_margin: float = 0.5) -> dict | None:
+def choose(rows: list[dict], n_cells: int = 49, min_share: float = 0.5,
+           dsys_margin: float = 0.5) -> dict | None:
     """The default rule: among configurations that meet every target, drop at least
-    ``min_drop`` dimensions per sub-feature (the seed's irreversibility rests on the drop;
-    2-6 of 16 is its plausible range) and keep D_sys within ``dsys_margin`` of its budget
-    (room for other data), the lowest protected EER (ties: lower D_sys). None if none."""
-    ok = [r for r in rows if r["meets_targets"] and r["n_drop"] >= min_drop
+    ``min_share`` of a dimension per sub-feature on average (claim 1 drops elements; the
+    shipped budget 25 of 49 cells) and keep D_sys within ``dsys_margin`` of its budget (room
+    for other data), the lowest protected EER (ties: lower D_sys). None if none. On 200
+    synthetic palms EER differences under ~0.1 pp are key noise (README): the shipped default
+    was checked over several enrolment seeds and both validation sets, not one row."""
+    ok = [r for r in rows if r["meets_targets"]
+          and r.get("drop_total", r["n_drop"] * n_cells) >= min_share * n_cells
           and r["dsys"] <= dsys_margin * 0.2]
     if ok:
         return min(ok, key=lambda r: (round(r["eer_protected"], 5), r["dsys"]))
@@ -270,9 +284,9 @@ def choose(rows: list[dict], min_drop: int = 2, dsys_margin: float = 0.5) -> dic
 
 
 def run(root, out, config: ProtectConfig | None = None, seed: int | None = 0,
-        do_sweep: bool = False, ts=(0.3, 0.5, 0.7, 0.8, 0.9, 0.95), drops=(0, 2, 4, 6),
-        rotations=("fraction", "equal_angle"), extractor=None, max_subjects=None,
-        log=print) -> dict:
+        do_sweep: bool = False, ts=(0.8, 0.85, 0.9, 0.95, 0.98), drops=(0, 1, 2, 4),
+        rotations=("fraction", "orthographic", "equal_distance"), extractor=None,
+        max_subjects=None, log=print, budgets=(12, 25)) -> dict:
     """The command: writes OUT/report.json (and OUT/sweep.json with ``do_sweep``)."""
     from device.protect.defaults import DEFAULT_CONFIG
     if extractor is None:
@@ -296,9 +310,10 @@ def run(root, out, config: ProtectConfig | None = None, seed: int | None = 0,
                           "inversion_key_unknown_max": 0.01}}
     if do_sweep:
         rows = sweep(labels, sessions, T, Q, w, ts, drops, rotations,
-                     base=config, seed=seed or 0,
+                     base=config, seed=seed or 0, budgets=budgets,
                      log=lambda row: log(json.dumps(row)) if log else None)
-        best = {rot: choose([x for x in rows if x["rotation"] == rot]) for rot in rotations}
+        best = {rot: choose([x for x in rows if x["rotation"] == rot], n_cells=T.shape[1])
+                for rot in rotations}
         sw = {"rows": rows, "frontier": frontier(rows), "best_meeting_targets": best}
         (out / "sweep.json").write_text(json.dumps(sw, indent=2))
         report["sweep"] = {"file": str(out / "sweep.json"), "best_meeting_targets": best,
@@ -308,9 +323,11 @@ def run(root, out, config: ProtectConfig | None = None, seed: int | None = 0,
 
 
 def config_from_args(a) -> ProtectConfig:
-    """The shipped default with any of --t/--rotation/--n-drop/--drop-mode/--fill/--key-mode
-    replaced."""
+    """The shipped default with any of --t/--rotation/--n-drop/--drop-mode/--drop-total/
+    --fill/--key-mode replaced (--n-drop alone also resets the claim-6 budget to n-drop x G)."""
     from device.protect.defaults import DEFAULT_CONFIG
-    over = {k: getattr(a, k) for k in ("t", "rotation", "n_drop", "drop_mode", "fill",
-                                       "key_mode") if getattr(a, k, None) is not None}
+    over = {k: getattr(a, k) for k in ("t", "rotation", "n_drop", "drop_mode", "drop_total",
+                                       "fill", "key_mode") if getattr(a, k, None) is not None}
+    if "n_drop" in over and "drop_total" not in over:
+        over["drop_total"] = None
     return replace(DEFAULT_CONFIG, **over).check()

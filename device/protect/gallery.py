@@ -85,11 +85,13 @@ class ProtectedGallery:
         self.coarse_dims = int(min(coarse_dims, dim))
         self._owners: list = []
         kr = 1 if config.key_mode == "shared" else self.g
-        self._e = np.zeros((0, self.g, dim), np.float32)           # m * e (kept part)
+        self._e = np.zeros((0, self.g, dim), np.float32)   # m * e (kept part); e for key fill
         self._k = np.zeros((0, kr, dim), np.float32)
         self._mbits = np.zeros((0, (self.g * dim + 7) // 8), np.uint8)
-        self._f = None if config.fill == "zero" else np.zeros((0, self.g, dim), np.float32)
-        self._ef = None if config.fill == "zero" else np.zeros((0, self.g), np.float32)
+        # random fill is stored; key fill is the key's entries at the dropped positions (not
+        # stored): for it ``_e`` keeps the whole encrypted template, dropped entries included
+        self._f = None if config.fill != "random" else np.zeros((0, self.g, dim), np.float32)
+        self._ef = None if config.fill != "random" else np.zeros((0, self.g), np.float32)
         self._xt = np.zeros((self.g * self.coarse_dims, 0), np.float32)  # coarse index^T
         self._chunks: list = []
 
@@ -127,7 +129,8 @@ class ProtectedGallery:
         if self._f is not None:
             f = np.asarray(fills, np.float32)
             ef = np.einsum("ngd,ngd->ng", np.where(masks, 0.0, data), f).astype(np.float32)
-        self._chunks.append((list(owners), me, keys, mbits, f, ef, x.astype(np.float32)))
+        stored = data if self.config.fill == "key" else me
+        self._chunks.append((list(owners), stored, keys, mbits, f, ef, x.astype(np.float32)))
         return first
 
     def _flush(self) -> None:
@@ -195,6 +198,8 @@ class ProtectedGallery:
         m = np.unpackbits(self._mbits[sel], axis=1)[:, :g * d].reshape(n, g, d).astype(bool)
         me = self._e[sel]
         k = np.broadcast_to(self._k[sel], (n, g, d))
+        if self.config.fill == "key":
+            full, me = me, np.where(m, me, 0.0).astype(np.float32)
         mk = np.where(m, k, 0.0).astype(np.float32)
         m2 = np.einsum("ngd,ngd->ng", mk, mk)
         ek = np.einsum("ngd,ngd->ng", me, k)
@@ -202,6 +207,10 @@ class ProtectedGallery:
             f = self._f[sel]
             f2 = np.einsum("ngd,ngd->ng", f, f)
             ef = self._ef[sel]
+        elif self.config.fill == "key":
+            # f = (1-m) k: |f|^2 = |k|^2 - |m k|^2, e.f = ((1-m) e).k
+            f2 = np.maximum(np.einsum("ngd,ngd->ng", k, k) - m2, 0.0)
+            ef = np.einsum("ngd,ngd->ng", full - me, k)
         else:
             f2 = ef = np.zeros((n, g), np.float32)
         # (g, s, d) @ (g, d, n) -> (g, s, n), one batched product per functional
@@ -262,5 +271,7 @@ class ProtectedGallery:
             f2 = np.sum(fill * fill, -1)
             ne = f2 / np.maximum(self._ef[i], 1e-30)
             data = data + np.where(m, 0.0, fill / ne[:, None])
+        elif self.config.fill == "key":
+            fill = np.where(m, 0.0, np.broadcast_to(self._k[i], (g, d))).astype(np.float32)
         return ProtectedTemplate(data.astype(np.float32), self._k[i].copy(), m, fill,
                                  self.config)
