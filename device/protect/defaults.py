@@ -16,7 +16,7 @@
 - one key per cell (claim 4 i).
 
 Measured with this default (cross-session, several enrolment seeds): protected EER within
-0.2 pp of unprotected on both sets (cells and the learned feature), D_sys <= 0.08, inversion
+0.2 pp of unprotected on both sets (cells and the learned feature), D_sys <= 0.09, inversion
 with the key unknown 0 %; with the key known the key strip still inverts every template, as
 the seed's appendix says, which is why the store seals every record.
 
