@@ -25,7 +25,8 @@ every template; tests and the evaluation command check both give the same decisi
 
 Memory per template (G=49, d=16, per-cell keys, zero fill): encrypted cells 3136 B, keys
 3136 B (64 B shared-key), mask bits 98 B, coarse index 49 * coarse_dims * 4 B (1176 B at 6);
-random fill adds 3136 B.
+random fill adds 3136 B; key fill nothing (``_e`` keeps the whole encrypted cell, the fill is
+the key at the dropped positions).
 """
 from __future__ import annotations
 
