@@ -312,7 +312,7 @@ class NetSegmenter:
         if precision not in ("int8", "fp32"):
             raise ValueError(f"precision must be int8 or fp32, not {precision!r}")
         name = "hand_seg_int8.onnx" if precision == "int8" else "hand_seg.onnx"
-        self.model = Model(name, models_dir or DEFAULT_MODELS_DIR, threads)
+        self.model = Model(name, models_dir or DEFAULT_MODELS_DIR, threads, arena=False)
         self.precision = precision
 
     def logits(self, bgr: np.ndarray) -> np.ndarray:

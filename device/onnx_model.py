@@ -53,7 +53,7 @@ class Model:
     """An ONNX model listed in the manifest. ``Model('palm_generator.onnx')(candidate=..)``."""
 
     def __init__(self, name: str, models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
-                 verify: bool = True):
+                 verify: bool = True, arena: bool = True):
         import onnxruntime as ort
 
         if verify:
@@ -62,6 +62,11 @@ class Model:
             self.path = Path(models_dir) / name
             self.entry = load_manifest(Path(models_dir)).get("models", {}).get(name, {})
         opts = ort.SessionOptions()
+        # ``arena=False``: no memory arena. The arena keeps its high-water mark resident for
+        # good; for the hand segmentation network run from two region threads at once that was
+        # ~40 MB of the gate's peak (measured), while the sensor models ran twice as slowly
+        # without it (7 -> 15 ms a presentation in `palmgate bench`), so it stays on for them.
+        opts.enable_cpu_mem_arena = bool(arena)
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1

@@ -145,7 +145,8 @@ def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int =
         rec = {"path": str(p.relative_to(root)), "error": err}
         if reg is not None:
             quality.append(reg.quality)
-            rec.update(reg.keypoints.as_dict(), quality=round(reg.quality, 3))
+            rec.update(reg.keypoints.as_dict(), quality=round(reg.quality, 3),
+                       segmentation=reg.segmentation)
             if gt is not None:
                 span = np.hypot(*(gt["index_middle"] - gt["ring_little"])) \
                     if gt["index_middle"] is not None and gt["ring_little"] is not None else None

@@ -145,6 +145,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         src.start()
         e2e, e2e_cpu, stages, cpu, decisions, correct = [], [], {}, {}, {}, 0
         plain_decisions = []
+        segs: dict = {}
         for k in range(len(src)):
             bu = src.capture_burst()               # read from disk: not timed
             dd = gate.present(bu)
@@ -156,6 +157,8 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
                 cpu.setdefault(s, []).append(v)
             decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
             plain_decisions.append((dd.opened, dd.user_id))
+            for m, c in dd.segmentation.items():
+                segs[m] = segs.get(m, 0) + c
             correct += dd.opened and dd.user_id == bu.meta["person"]
             if (k + 1) % 5 == 0:
                 progress(f"  {k + 1}/{len(src)} presentations")
@@ -173,6 +176,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         "stages_cpu_ms": {s: round(float(np.median(v)), 2) for s, v in cpu.items()},
         "peak_rss_mb": _rss_mb(),
         "precision": precision, "users": users, "views": views,
+        "views_by_segmentation": segs,
         "templates": total, "presentations": len(e2e), "decisions": decisions,
         "correct_opens": int(correct), "sensor": sensor, "threads": threads,
         "gallery_mb": round(sum(pipe.gallery.nbytes().values()) / 2 ** 20, 1),

@@ -45,6 +45,7 @@ class Decision:
     total_cpu_ms: float = 0.0
     relay: str = "none"                    # none | pulsed | error
     burst: str = ""
+    segmentation: dict = field(default_factory=dict)   # views acquired per mask source
     rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
     sensor_sr: np.ndarray | None = None
 
@@ -203,17 +204,25 @@ class Pipeline:
         except QualityIssue as e:
             return None, e
 
-    def regions(self, views, idx=None):
+    def _region_results(self, views, idx=None):
         idx = list(range(len(views))) if idx is None else idx
         seg = self.segmenter.get() if self.segmenter is not None else None
-        res = list(self.pool.map(self._one_region, [views[k] for k in idx],
-                                 [seg] * len(idx)))
+        return list(self.pool.map(self._one_region, [views[k] for k in idx],
+                                  [seg] * len(idx)))
+
+    def regions(self, views, idx=None, segmentation: dict | None = None):
+        """(first-region ROIs of the views that gave regions, the others' quality issues);
+        ``segmentation`` (a dict) counts the acquired views per mask source."""
+        res = self._region_results(views, idx)
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
+        for r, _ in res:
+            if r is not None and segmentation is not None:
+                segmentation[r.segmentation] = segmentation.get(r.segmentation, 0) + 1
         return rois, issues
 
     def _regions(self, burst, ok, out):
-        rois, issues = self.regions(burst.views, ok)
+        rois, issues = self.regions(burst.views, ok, out.segmentation)
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
             e = issues[0] if issues else QualityIssue("few_views")
