@@ -50,6 +50,26 @@ def test_gallery_closed_form_equals_the_claims_step_by_step(rng, cfg):
     assert gal.search(q).owner == "u2" == gal.search(q, exhaustive=True).owner
 
 
+@pytest.mark.parametrize("cfg", [DEFAULT_CONFIG, ProtectConfig(t=0.5, fill="random")])
+def test_float16_storage_moves_scores_by_less_than_1e4(rng, cfg):
+    """The gate keeps cells and keys in float16 (half the memory); scores stay within 1e-4
+    of the float32 gallery's and the decisions are the same."""
+    w = rng.random(G) + 0.2
+    X = unit(rng.standard_normal((8, G, D)))
+    tmpls = [enrol(x, cfg, importance=w / w.sum(), rng=rng) for x in X]
+    g32, g16 = ProtectedGallery(cfg, w), ProtectedGallery(cfg, w, storage="float16")
+    for i, t in enumerate(tmpls):
+        g32.add(f"u{i}", t)
+        g16.add(f"u{i}", t)
+    assert g16.nbytes()["keys"] * 2 == g32.nbytes()["keys"]
+    q = unit(X[5][None] + 0.4 * rng.standard_normal((S, G, D)) / 4)
+    assert np.abs(g16.exact(q) - g32.exact(q)).max() < 1e-4
+    assert g16.search(q).owner == g32.search(q).owner == "u5"
+    assert np.allclose(g16.template(3).data, g32.template(3).data, atol=2e-3)
+    with pytest.raises(ValueError, match="storage"):
+        ProtectedGallery(cfg, w, storage="int8")
+
+
 def test_matcher_protocol_check_11(rng):
     cfg = ProtectConfig(t=0.9, n_drop=4)
     x = unit(rng.standard_normal((G, D)))

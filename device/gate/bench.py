@@ -113,7 +113,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     t_build = time.time()
     ex = pipe.extractor
     b = GalleryBuilder(pipe.protect_config, ex.importance, total, dim=ex.dim, shifts=ex.shifts,
-                       shortlist=cfg.match.shortlist)
+                       shortlist=cfg.match.shortlist, storage=cfg.match.storage)
     for uid, _, ver, t in store.templates():
         b.add(uid, t)
     rng = np.random.default_rng(seed)

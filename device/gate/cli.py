@@ -187,7 +187,8 @@ def _decide(a, claimed):
         with _store(cfg) as st:
             pipe.gallery, pipe.versions = load_gallery(
                 st, pipe.protect_config, pipe.extractor.importance, when=time.time(),
-                shifts=pipe.extractor.shifts, shortlist=cfg.match.shortlist)
+                shifts=pipe.extractor.shifts, shortlist=cfg.match.shortlist,
+                storage=cfg.match.storage)
         for b in _bursts(a.burst, cfg.gate.views):
             d = pipe.decide(b, claimed)
             out.append(d.summary())

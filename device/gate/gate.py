@@ -92,7 +92,8 @@ class Gate:
         gal, versions = load_gallery(self.store, p.protect_config, p.extractor.importance,
                                      when=time.time(), dim=p.extractor.dim,
                                      shifts=p.extractor.shifts,
-                                     shortlist=self.cfg.match.shortlist)
+                                     shortlist=self.cfg.match.shortlist,
+                                     storage=self.cfg.match.storage)
         p.gallery, p.versions = gal, versions
         self._data_version = self._store_version()
 

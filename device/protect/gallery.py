@@ -65,8 +65,14 @@ class ProtectedGallery:
     def __init__(self, config: ProtectConfig, weights: np.ndarray, dim: int = 16,
                  shifts: np.ndarray | None = None, shortlist: int = 64,
                  shortlist_fraction: float = 0.002, coarse_dims: int = 6,
-                 coarse_shifts: str = "all"):
+                 coarse_shifts: str = "all", storage: str = "float32"):
         self.config = config.check(dim)
+        if storage not in ("float32", "float16"):
+            raise ValueError("storage must be 'float32' or 'float16'")
+        # float16 halves the resident gallery (encrypted cells and keys, the bulk of it); the
+        # arithmetic stays float32. Measured on Tongji ROIs: scores move by at most 2.8e-5
+        # (median 1e-5), against 8.5e-4 between the 1e-3 and 1e-4 thresholds.
+        self._sdt = np.dtype(storage)
         w = np.asarray(weights, np.float64)
         if np.any(w <= 0):
             raise ValueError("weights must be positive")
@@ -86,8 +92,8 @@ class ProtectedGallery:
         self.coarse_dims = int(min(coarse_dims, dim))
         self._owners: list = []
         kr = 1 if config.key_mode == "shared" else self.g
-        self._e = np.zeros((0, self.g, dim), np.float32)   # m * e (kept part); e for key fill
-        self._k = np.zeros((0, kr, dim), np.float32)
+        self._e = np.zeros((0, self.g, dim), self._sdt)   # m * e (kept part); e for key fill
+        self._k = np.zeros((0, kr, dim), self._sdt)
         self._mbits = np.zeros((0, (self.g * dim + 7) // 8), np.uint8)
         # random fill is stored; key fill is the key's entries at the dropped positions (not
         # stored): for it ``_e`` keeps the whole encrypted template, dropped entries included
@@ -131,7 +137,8 @@ class ProtectedGallery:
             f = np.asarray(fills, np.float32)
             ef = np.einsum("ngd,ngd->ng", np.where(masks, 0.0, data), f).astype(np.float32)
         stored = data if self.config.fill == "key" else me
-        self._chunks.append((list(owners), stored, keys, mbits, f, ef, x.astype(np.float32)))
+        self._chunks.append((list(owners), stored.astype(self._sdt), keys.astype(self._sdt),
+                             mbits, f, ef, x.astype(np.float32)))
         return first
 
     def _flush(self) -> None:
@@ -197,8 +204,8 @@ class ProtectedGallery:
         g, d = self.g, self.d
         n = len(sel)
         m = np.unpackbits(self._mbits[sel], axis=1)[:, :g * d].reshape(n, g, d).astype(bool)
-        me = self._e[sel]
-        k = np.broadcast_to(self._k[sel], (n, g, d))
+        me = self._e[sel].astype(np.float32)
+        k = np.broadcast_to(self._k[sel].astype(np.float32), (n, g, d))
         if self.config.fill == "key":
             full, me = me, np.where(m, me, 0.0).astype(np.float32)
         mk = np.where(m, k, 0.0).astype(np.float32)
@@ -264,7 +271,7 @@ class ProtectedGallery:
         self._flush()
         g, d = self.g, self.d
         m = np.unpackbits(self._mbits[i])[:g * d].reshape(g, d).astype(bool)
-        data = self._e[i].copy()
+        data = self._e[i].astype(np.float32)
         fill = None
         if self._f is not None:
             fill = self._f[i]
@@ -274,5 +281,5 @@ class ProtectedGallery:
             data = data + np.where(m, 0.0, fill / ne[:, None])
         elif self.config.fill == "key":
             fill = np.where(m, 0.0, np.broadcast_to(self._k[i], (g, d))).astype(np.float32)
-        return ProtectedTemplate(data.astype(np.float32), self._k[i].copy(), m, fill,
+        return ProtectedTemplate(data.astype(np.float32), self._k[i].astype(np.float32), m, fill,
                                  self.config)
