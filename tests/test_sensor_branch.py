@@ -90,3 +90,23 @@ def test_onnx_round_trip_for_fine_tuning():
     with torch.no_grad():
         got = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
     assert np.allclose(got, ref, atol=1e-4)
+
+
+def test_finetune_weights_shares_and_hard_mining():
+    from tools.train.sensor import _finetune_weights
+    cls = np.array(["bona_fide"] * 10 + ["printed_photo"] * 10 + ["screen_replay"] * 10
+                   + ["bona_fide"] * 10)
+    real = np.zeros(40, bool)
+    real[30:] = True
+    mine = np.zeros(40, bool)
+    mine[[0, 1, 10, 11, 12, 13, 20, 21]] = True
+    scores = np.array([0.9, 0.2, 0.1, 0.8, 0.3, 0.7, 0.05, 0.01])   # p(live) of the mined set
+    w, hard = _finetune_weights(cls, real, mine, scores, "printed_photo", 0.6, 0.5, 3.0)
+    assert np.isclose(w.sum(), 1)
+    # hardest half of every class of the mined set: lowest p(live) bona fide, highest attacks
+    assert sorted(np.where(hard)[0]) == [1, 11, 13, 20]
+    assert np.isclose(w[1] / w[0], 4.0)
+    # shares before hard mining: 0.25 synthetic / 0.25 real bona fide, 0.3 / 0.2 attacks
+    w0, _ = _finetune_weights(cls, real, mine, scores, "printed_photo", 0.6, 0.5, 0.0)
+    assert np.isclose(w0[:10].sum(), 0.25) and np.isclose(w0[30:].sum(), 0.25)
+    assert np.isclose(w0[10:20].sum(), 0.3) and np.isclose(w0[20:30].sum(), 0.2)

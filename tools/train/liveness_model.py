@@ -180,11 +180,13 @@ def random_crops(images: np.ndarray, idx: np.ndarray, rng, crop: int) -> np.ndar
 
 def _batch(images: np.ndarray, idx: np.ndarray, rng, augment: str,
            crop: int | None = None) -> torch.Tensor:
-    """uint8 images -> float batch; ``augment``: '' none, 'h' random left-right flips (left
+    """uint8 images (0-255) or float images (0-1, e.g. float16 SR outputs as the runtime
+    feeds them, unrounded) -> float batch; ``augment``: '' none, 'h' random left-right flips (left
     and right hands), 'hv' also random up-down flips; ``crop``: train on random windows of
     that size (the network is fully convolutional up to global pooling, so it is applied to
     whole images afterwards)."""
-    x = (random_crops(images, idx, rng, crop) if crop else images[idx]).astype(np.float32) / 255.0
+    x = random_crops(images, idx, rng, crop) if crop else images[idx]
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if "h" in augment:
         flip = rng.random(len(idx)) < 0.5
         x[flip] = x[flip, :, ::-1]

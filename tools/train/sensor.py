@@ -41,7 +41,7 @@ from tools.train.liveness_model import (LivenessNet, export_liveness_onnx,
                                         load_from_onnx, predict, train_liveness)
 from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
-LIVENESS_SEEDS = {"train": (1001, 1002), "val": (2002,), "test": (3003,)}
+LIVENESS_SEEDS = {"train": (1001, 1002, 1003), "val": (2002, 2003), "test": (3003,)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104
 SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
@@ -61,9 +61,11 @@ CONFIG = {
               "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None},
               "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
     "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
-                                   "val": [(2002, 500, 100)], "test": [(3003, 1000, 300)]},
+                                   "val": [(2002, 500, 100), (2003, 1000, 300)],
+                                   "test": [(3003, 1000, 300)]},
                           "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
-                                  "val": [(2002, 300, 150)], "test": [(3003, 1000, 300)]}},
+                                  "val": [(2002, 300, 150), (2003, 1000, 300)],
+                                 "test": [(3003, 1000, 300)]}},
              "real_subjects": {"train": None, "val": None, "test": None},
              "sr_pairs": {"train": 1500, "test": 200}, "sr_iters": 4000, "sr_patch": 48,
              "liveness_steps": 1500, "calibration_frames": 64, "occlusion": True,
@@ -76,7 +78,17 @@ CONFIG = {
              # X-ray attacks differ in bones, material and the sheet, not in the finest texture);
              # NIR keeps the stride-1 stem for print and screen texture.  The ablation without
              # SR uses the same layout.
-             "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
+             "liveness_config": {"xray": {"stem": "s2"}, "nir": None},
+             # hard-example fine-tune of the trained liveness model (see _finetune_weights):
+             # a fresh training set (its own seed) scored by the model; its hardest
+             # presentations of every class get extra sampling weight, the photo species a
+             # larger share of the attack half
+             "finetune": {"xray": {"mine": (1003, 2000, 800), "steps": 1500, "lr": 5e-4,
+                                   "seed": 7, "photo_share": 0.6, "hard_q": 0.2,
+                                   "hard_extra": 3.0},
+                          "nir": {"mine": (1003, 2000, 1500), "steps": 800, "lr": 5e-4,
+                                  "seed": 7, "photo_share": 0.6, "hard_q": 0.2,
+                                  "hard_extra": 3.0}}},
 }
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
@@ -368,6 +380,63 @@ def _weights(cls: np.ndarray, real_mask: np.ndarray | None = None) -> np.ndarray
     return w / w.sum()
 
 
+def _finetune_weights(cls: np.ndarray, real_mask: np.ndarray, mine_mask: np.ndarray,
+                      mine_scores: np.ndarray, photo: str, photo_share: float, hard_q: float,
+                      hard_extra: float) -> tuple[np.ndarray, np.ndarray]:
+    """Sampling weights of the hard-example fine-tune, and which images are the mined hard
+    ones.  Class shares: half bona fide (a quarter synthetic, a quarter real when there are
+    real captures), half attacks with ``photo_share`` of it on the ``photo`` species and the
+    rest split evenly over the other species; within a class, equal weights.  Hard mining on
+    the fresh set (``mine_mask``, scored by the model to be fine-tuned: ``mine_scores`` =
+    p(live) of those images in order): the ``hard_q`` fraction of every class that the model
+    gets most wrong (lowest p(live) of bona fide, highest of each species) is drawn
+    ``1 + hard_extra`` times as often."""
+    w = np.zeros(len(cls))
+    species = [s for s in dict.fromkeys(cls) if s != "bona_fide"]
+    bona = cls == "bona_fide"
+    if real_mask.any():
+        groups = {"syn": bona & ~real_mask, "real": real_mask}
+        share = {"syn": 0.25, "real": 0.25}
+    else:
+        groups, share = {"syn": bona}, {"syn": 0.5}
+    for sp in species:
+        groups[sp] = cls == sp
+        others = (1 - photo_share) / max(len(species) - 1, 1)
+        share[sp] = 0.5 * (photo_share if sp == photo else others)
+    for g, m in groups.items():
+        w[m] = share[g] / m.sum()
+    hard = np.zeros(len(cls), bool)
+    mi = np.where(mine_mask)[0]
+    for c in dict.fromkeys(cls[mi]):
+        idx = mi[cls[mi] == c]
+        sc = mine_scores[cls[mi] == c]
+        k = max(1, int(hard_q * len(idx)))
+        hard[idx[np.argsort(sc if c == "bona_fide" else -sc, kind="stable")[:k]]] = True
+    w[hard] *= 1 + hard_extra
+    return w / w.sum(), hard
+
+
+def finetune_liveness(model: LivenessNet, images: np.ndarray, cls: np.ndarray,
+                      real_mask: np.ndarray, mine_mask: np.ndarray, mine_scores: np.ndarray,
+                      sensor: str, ft: dict, log=_log):
+    """Hard-example fine-tune (from ``model``) on the SR images of the training pool
+    (original training sets, the fresh mining set, real captures); returns (model, history,
+    weights report)."""
+    photo = "printed_photo" if sensor == "nir" else "photo"
+    w, hard = _finetune_weights(cls, real_mask, mine_mask, mine_scores, photo,
+                                ft["photo_share"], ft["hard_q"], ft["hard_extra"])
+    y = (cls == "bona_fide").astype(np.int64)
+    info = {"pool": {c: int(np.sum(cls == c)) for c in dict.fromkeys(cls)},
+            "real": int(real_mask.sum()), "mined_set": int(mine_mask.sum()),
+            "hard": {c: int(np.sum(hard & (cls == c))) for c in dict.fromkeys(cls)},
+            "weight_share": {c: round(float(w[cls == c].sum()), 3) for c in dict.fromkeys(cls)}}
+    log(f"[{sensor}] fine-tune pool {json.dumps(info)}")
+    model, hist = train_liveness(images, y, steps=ft["steps"], seed=ft["seed"], weights=w,
+                                 model=model, lr_rate=ft["lr"], log=log,
+                                 log_every=max(ft["steps"] // 10, 1))
+    return model, hist, info
+
+
 def _resumed(work: Path, name: str, resume: bool) -> dict | None:
     """The training checkpoint ``work/name`` when resuming and it exists (else None)."""
     path = work / name
@@ -441,7 +510,8 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
 def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, seed, weights,
                     crop, config=None):
     """Train (or, resuming, reload from ``work/name``) a liveness model and save its
-    checkpoint; returns (model, history, training seconds)."""
+    checkpoint; returns (model, history, training seconds).  ``images`` may be a callable
+    returning them (only called when training)."""
     ckpt = _resumed(work, name, resume)
     if ckpt is not None:
         model = LivenessNet(ckpt.get("config"))
@@ -449,6 +519,7 @@ def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, 
         return model.eval(), ckpt["history"], (ckpt.get("seconds")
                                                or ckpt["history"][-1].get("s", 0.0))
     t = time.time()
+    images = images() if callable(images) else images
     model, hist = train_liveness(images, labels, steps=steps, seed=seed, weights=weights,
                                  config=config, log=_log, log_every=max(steps // 15, 1),
                                  crop=crop)
@@ -456,6 +527,48 @@ def _liveness_block(work: Path, name: str, resume: bool, images, labels, steps, 
     torch.save({"state_dict": model.state_dict(), "history": hist, "config": model.config,
                 "seconds": seconds, "crop": crop}, work / name)
     return model, hist, seconds
+
+
+def _finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, train_caps,
+                    train_cls, real_train_caps, resume=False):
+    """Hard-example fine-tune of the trained liveness model (config ``ft``: ``mine`` = the
+    fresh training set (seed, bona fide, per species), ``steps``, ``lr``, ``seed``,
+    ``photo_share``, ``hard_q``, ``hard_extra``).  The pool is the training sets, the fresh
+    set and the real training captures, as float SR outputs (stored as float16, not rounded
+    to uint8: the runtime feeds the liveness model the unrounded SR image, and the model
+    reacts to ~1 grey level of structured noise); the fresh set is scored by the model
+    before fine-tuning to find its hard presentations.  Resuming reloads
+    ``work/liveness_<sensor>_ft.pt``.  Returns (model, report)."""
+    m_caps, _, m_cls = load_liveness_dir(liveness_set(root, sensor, "train", ft["mine"]))
+    pool_caps = np.concatenate([train_caps, m_caps, real_train_caps])
+    pool_cls = np.concatenate([train_cls, m_cls, np.full(len(real_train_caps), "bona_fide")])
+    mine_mask = np.zeros(len(pool_caps), bool)
+    mine_mask[len(train_caps):len(train_caps) + len(m_caps)] = True
+    real_mask = np.zeros(len(pool_caps), bool)
+    real_mask[len(train_caps) + len(m_caps):] = True
+    name = f"liveness_{sensor}_ft.pt"
+    ckpt = _resumed(work, name, resume)
+    report = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in ft.items()},
+              "mined_set": synth_command(sensor, ft["mine"])}
+    if ckpt is not None:
+        model = LivenessNet(ckpt.get("config"))
+        model.load_state_dict(ckpt["state_dict"])
+        report.update(ckpt["report"])
+        return model.eval(), report
+    t = time.time()
+    base_path = work / f"liveness_{sensor}_before_ft.onnx"
+    export_liveness_onnx(model, base_path)
+    pool = run_sr(sr_sess, pool_caps, as_u8=False).astype(np.float16)
+    mine_scores = run_liveness(Q.session(base_path, threads), pool[mine_mask])
+    _log(f"[{sensor}] fine-tune: SR of {len(pool)} pool captures and scores of the mined set "
+         f"{time.time() - t:.0f} s")
+    model, hist, info = finetune_liveness(model, pool, pool_cls, real_mask, mine_mask,
+                                          mine_scores, sensor, ft)
+    report.update({"pool": info, "train_log": hist,
+                   "seconds": round(time.time() - t, 1)})
+    torch.save({"state_dict": model.state_dict(), "config": model.config, "report": report},
+               work / name)
+    return model.eval(), report
 
 
 def _sr_eval(sess, lr, hr, reference=None) -> dict:
@@ -505,14 +618,33 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     real_mask[len(caps["train"]):] = True
     train_y = (train_cls == "bona_fide").astype(np.int64)
     w = _weights(train_cls, real_mask)
-    t = time.time()
-    train_sr_imgs = run_sr(sr_sess, train_caps)
-    _log(f"[{sensor}] SR of {len(train_caps)} training captures: {time.time() - t:.0f} s")
+    def train_sr_imgs():
+        t = time.time()
+        out = run_sr(sr_sess, train_caps)
+        _log(f"[{sensor}] SR of {len(train_caps)} training captures: {time.time() - t:.0f} s")
+        return out
+
     crop = cfg["liveness_crop"][sensor]
     lv_config = cfg["liveness_config"][sensor]
     lv, lv_hist, lv_seconds = _liveness_block(work, f"liveness_{sensor}.pt", resume,
                                               train_sr_imgs, train_y, steps, seed, w, crop,
                                               lv_config)
+    ft = cfg.get("finetune", {}).get(sensor)
+    ft_report = None
+    if ft:
+        # the model before the fine-tune on the same validation data, for the comparison
+        base_path = work / f"liveness_{sensor}_before_ft.onnx"
+        export_liveness_onnx(lv, base_path)
+        base_sess = Q.session(base_path, threads)
+        pb = branch_scores(sr_sess, base_sess, caps["val"])
+        pbr = branch_scores(sr_sess, base_sess, real_caps["val"])
+        thr_b = choose(pb, cls["val"], pbr)
+        val_before = rates(pb, cls["val"], thr_b, pbr)
+        _log(f"[{sensor}] before fine-tune: validation {json.dumps(val_before)}")
+        lv, ft_report = _finetune_block(sensor, ft, lv, root, work, models, sr_sess, threads,
+                                        caps["train"], cls["train"], real_caps["train"],
+                                        resume)
+        ft_report["validation_before"] = val_before
     lv_path = models / f"liveness_{sensor}.onnx"
     export_liveness_onnx(lv, lv_path)
     lv_sess = Q.session(lv_path, threads)
@@ -644,6 +776,12 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                   "ablation_without_sr": ablation["without_sr"]["heldout"],
                   "train_log": lv_hist, "steps": steps, "profile": profile,
                   "train_crop": crop, **perf[f"liveness_{sensor}.onnx"]}
+    if ft_report:
+        lv_metrics["finetune"] = ft_report
+        data_lv += (f"; then fine-tuned ({ft_report['config']['steps']} steps) on the training "
+                    f"sets + a fresh hard-example set ({ft_report['mined_set']}) + the real "
+                    f"training captures, as unrounded SR outputs, hardest presentations of the "
+                    f"fresh set drawn {1 + ft_report['config']['hard_extra']:g}x as often")
     update_entry(f"liveness_{sensor}.onnx", metrics=lv_metrics, data=data_lv,
                  notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
                        f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
@@ -671,6 +809,7 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
             "ablation": ablation, "perf": perf,
             "occlusion_png": str(occ_path) if occ_path else None,
             "liveness_train_log": lv_hist, "liveness_train_seconds": round(lv_seconds, 1),
+            "finetune": ft_report,
             "heldout_dirs": {"synthetic": [str(liveness_set(root, sensor, "test", sp))
                                            for sp in sizes["test"]]},
             "seconds": round(time.time() - t_all, 1)}
