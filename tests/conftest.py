@@ -105,6 +105,27 @@ def gate_config(tmp_path, models=None, **sections):
     return load_config(None, **base)
 
 
+def enrolled_replay_gate(tmp_path, models, bursts, presentations: int, relay: dict):
+    """A gate that has person-000 enrolled and ``presentations`` copies of their genuine burst
+    to replay: (config, its TOML file). For tests that run ``palmgate run`` in a subprocess."""
+    from device.gate.burst import write_burst
+    from device.gate.enrol import enrol_user
+    from device.gate.gate import open_store
+    from device.gate.pipeline import Pipeline
+    replay = tmp_path / "replay"
+    for n in range(presentations):
+        write_burst(replay / f"{n:02d}", bursts["genuine"][0])
+    cfg = gate_config(tmp_path, models, source={"kind": "replay", "replay_dir": str(replay)},
+                      relay=relay)
+    pipe = Pipeline(cfg)
+    try:
+        with open_store(cfg) as st:
+            enrol_user(pipe, st, "person-000", bursts["enrol"][0])
+    finally:
+        pipe.close()
+    return cfg, write_toml(tmp_path / "p.toml", cfg)
+
+
 def write_toml(path: Path, cfg) -> Path:
     from device.gate.config import _toml_value
     lines = []

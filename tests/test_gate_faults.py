@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, gate_config, write_toml
+from conftest import ROOT, enrolled_replay_gate, gate_config
 from test_relay import ModbusPeer, needs_socat
 
 from device.frames import FrameError
@@ -218,22 +218,11 @@ def test_stage_error_and_timeout_deny(tmp_path, tiny_models, synthetic_bursts):
 # --------------------------------------------------------------------------- SIGKILL
 @needs_socat
 def test_sigkill_mid_decision_then_restart(tmp_path, pty_pair, tiny_models, synthetic_bursts):
-    from device.gate.enrol import enrol_user
-    from device.gate.gate import open_store
     host, board = pty_pair
     peer = ModbusPeer(board)
-    replay = tmp_path / "replay"
-    for n in range(6):
-        write_burst(replay / f"{n:02d}", synthetic_bursts["genuine"][0])
-    cfg = gate_config(tmp_path, tiny_models,
-                      source={"kind": "replay", "replay_dir": str(replay)},
-                      relay={"kind": "modbus", "port": host, "pulse_ms": 5000,
-                             "timeout_s": 0.2})
-    pipe = Pipeline(cfg)
-    with open_store(cfg) as st:
-        enrol_user(pipe, st, "person-000", synthetic_bursts["enrol"][0])
-    pipe.close()
-    f = write_toml(tmp_path / "p.toml", cfg)
+    cfg, f = enrolled_replay_gate(tmp_path, tiny_models, synthetic_bursts, 6,
+                                  {"kind": "modbus", "port": host, "pulse_ms": 5000,
+                                   "timeout_s": 0.2})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "device.cli", "run", "--config", str(f), "--plain-log"]
     try:

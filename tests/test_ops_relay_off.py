@@ -10,11 +10,9 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, gate_config, write_toml
+from conftest import ROOT, enrolled_replay_gate, gate_config, write_toml
 from test_relay import needs_socat
 
-from device.gate.burst import write_burst
-from device.gate.pipeline import Pipeline
 
 COIL_ON = bytes.fromhex("01 05 00 00 FF 00 8C 3A")
 COIL_OFF = bytes.fromhex("01 05 00 00 00 00 CD CA")
@@ -30,21 +28,10 @@ def _cli(*args, cfg, cwd, timeout=60):
 @needs_socat
 def test_sigkill_mid_pulse_then_relay_off(tmp_path, modbus_peer, tiny_models,
                                           synthetic_bursts):
-    from device.gate.enrol import enrol_user
-    from device.gate.gate import open_store
     host, peer = modbus_peer
-    replay = tmp_path / "replay"
-    for n in range(4):
-        write_burst(replay / f"{n:02d}", synthetic_bursts["genuine"][0])
-    cfg = gate_config(tmp_path, tiny_models,
-                      source={"kind": "replay", "replay_dir": str(replay)},
-                      relay={"kind": "modbus", "port": host, "pulse_ms": 60000,
-                             "timeout_s": 0.3})
-    pipe = Pipeline(cfg)
-    with open_store(cfg) as st:
-        enrol_user(pipe, st, "person-000", synthetic_bursts["enrol"][0])
-    pipe.close()
-    f = write_toml(tmp_path / "p.toml", cfg)
+    cfg, f = enrolled_replay_gate(tmp_path, tiny_models, synthetic_bursts, 4,
+                                  {"kind": "modbus", "port": host, "pulse_ms": 60000,
+                                   "timeout_s": 0.3})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(f),
                              "--plain-log"], stdout=subprocess.PIPE,

@@ -178,7 +178,18 @@ class _TamperProxy(threading.Thread):
                 c, _ = self.srv.accept()
             except OSError:
                 return
-            u = socket.create_connection(("127.0.0.1", self.target))
+            # node 0 listens for the terminal again once it has re-paired with node 1 after
+            # the previous session: retry for a while, as the terminal itself would
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    u = socket.create_connection(("127.0.0.1", self.target))
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        c.close()
+                        raise
+                    time.sleep(0.1)
             threading.Thread(target=self._pipe, args=(c, u, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(u, c, True), daemon=True).start()
 
@@ -236,6 +247,9 @@ def test_tampered_answer_is_a_deny(tmp_path, tiny_models, synthetic_bursts, node
     try:
         with Gate(cfg, relay=relay) as g:
             assert g.present(synthetic_bursts["genuine"][0]).opened   # frame 1: intact
+            t_end = time.monotonic() + 5                  # the first pulse ends on its own
+            while relay.state[1] and time.monotonic() < t_end:
+                time.sleep(0.02)
             d = g.present(synthetic_bursts["genuine"][0])             # frame 2: one bit off
             assert d.decision == "deny" and d.reason == "split:link_error", d.summary()
             assert d.relay == "none" and relay.state[1] is False

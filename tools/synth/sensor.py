@@ -204,6 +204,22 @@ def bone_paths(bones: tuple[Bone, ...] | list[Bone], grid: Grid, cortex_fraction
     return cort, marrow
 
 
+def _ellipse_window(grid, c, u, a: float, b: float):
+    """The pixel window around an ellipse (centre ``c`` px, major axis along unit ``u``,
+    semi-axes ``a`` and ``b`` px) clipped to the grid, and rho = (p/a)^2 + (q/b)^2 over it
+    (< 1 inside); None when the window is empty."""
+    rr = max(a, b) + 1
+    x0, x1 = int(max(c[0] - rr, 0)), int(min(c[0] + rr + 1, grid.w))
+    y0, y1 = int(max(c[1] - rr, 0)), int(min(c[1] + rr + 1, grid.h))
+    if x0 >= x1 or y0 >= y1:
+        return None
+    xs = np.arange(x0, x1, dtype=np.float32) - c[0]
+    ys = np.arange(y0, y1, dtype=np.float32) - c[1]
+    p = xs[None, :] * u[0] + ys[:, None] * u[1]
+    q = -xs[None, :] * u[1] + ys[:, None] * u[0]
+    return (y0, y1, x0, x1), (p / a) ** 2 + (q / b) ** 2
+
+
 def ellipsoid_paths(ellipses: tuple[Ellipse, ...] | list[Ellipse], grid: Grid,
                     shell: float = 0.22, depth_ratio: float = 0.9
                     ) -> tuple[np.ndarray, np.ndarray]:
@@ -217,16 +233,10 @@ def ellipsoid_paths(ellipses: tuple[Ellipse, ...] | list[Ellipse], grid: Grid,
         depth = depth_ratio * (e.axes[0] + e.axes[1]) / 2
         ang = np.deg2rad(e.angle)
         ux = grid.vec(np.array([np.cos(ang), np.sin(ang)]))
-        rr = max(ax, by) + 1
-        x0, x1 = int(max(c[0] - rr, 0)), int(min(c[0] + rr + 1, grid.w))
-        y0, y1 = int(max(c[1] - rr, 0)), int(min(c[1] + rr + 1, grid.h))
-        if x0 >= x1 or y0 >= y1:
+        win = _ellipse_window(grid, c, ux, ax, by)
+        if win is None:
             continue
-        xs = np.arange(x0, x1, dtype=np.float32) - c[0]
-        ys = np.arange(y0, y1, dtype=np.float32) - c[1]
-        p = xs[None, :] * ux[0] + ys[:, None] * ux[1]
-        q = -xs[None, :] * ux[1] + ys[:, None] * ux[0]
-        rho = (p / ax) ** 2 + (q / by) ** 2
+        (y0, y1, x0, x1), rho = win
         outer = 2 * depth * np.sqrt(np.clip(1 - rho, 0, 1))
         inner = 2 * depth * (1 - shell) * np.sqrt(np.clip(1 - rho / (1 - shell) ** 2, 0, 1))
         cort[y0:y1, x0:x1] += outer - inner
@@ -247,16 +257,10 @@ def joint_tissue(joints: tuple[Joint, ...] | list[Joint], grid: Grid) -> np.ndar
         a = (j.gap / 2 + 0.45 * j.width) * j.tissue * k
         b = 0.78 * j.width * j.tissue * k
         depth = 0.7 * b / k
-        rr = max(a, b) + 1
-        x0, x1 = int(max(c[0] - rr, 0)), int(min(c[0] + rr + 1, grid.w))
-        y0, y1 = int(max(c[1] - rr, 0)), int(min(c[1] + rr + 1, grid.h))
-        if x0 >= x1 or y0 >= y1:
+        win = _ellipse_window(grid, c, u, a, b)
+        if win is None:
             continue
-        xs = np.arange(x0, x1, dtype=np.float32) - c[0]
-        ys = np.arange(y0, y1, dtype=np.float32) - c[1]
-        p = xs[None, :] * u[0] + ys[:, None] * u[1]
-        q = -xs[None, :] * u[1] + ys[:, None] * u[0]
-        rho = (p / a) ** 2 + (q / b) ** 2
+        (y0, y1, x0, x1), rho = win
         out[y0:y1, x0:x1] += 2 * depth * np.sqrt(np.clip(1 - rho, 0, 1))
     return out
 
