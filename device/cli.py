@@ -22,12 +22,16 @@ def cmd_demo(a) -> int:
 def cmd_evaluate(a) -> int:
     """ISO/IEC 19795-style verification test of a matcher on a data set."""
     from device.evaluation import evaluate
-    if a.precision != "fp32" and not (a.matcher or "").startswith("learned"):
+    if a.precision != "fp32" and not (a.matcher or "").startswith("learned") \
+            and a.segmenter != "net":
         raise ValueError("--precision int8 applies to the learned feature (--matcher learned, "
-                         "learned-cells, learned-protected); the other matchers are classical")
+                         "learned-cells, learned-protected) and to --segmenter net; the other "
+                         "matchers are classical")
+    if a.segmenter != "classical" and a.level != "hand":
+        raise ValueError("--segmenter applies to --level hand")
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
                       matcher=a.matcher, out=a.out, protected=a.protected,
-                      precision=a.precision,
+                      precision=a.precision, segmenter=a.segmenter,
                       progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
     print(json.dumps(report, indent=2))
     return 0
@@ -176,6 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
                     default="cross-session")
     sp.add_argument("--protected", action="store_true", help="match protected templates")
     sp.add_argument("--precision", choices=["int8", "fp32"], default="fp32")
+    sp.add_argument("--segmenter", choices=["classical", "net"], default="classical",
+                    help="--level hand: the hand mask of colour images from the classical "
+                         "segmentation, or the gate's segmentation network first (at "
+                         "--precision) with the classical one as fallback")
     sp.add_argument("--matcher", default=None,
                     help="cells (the gate's feature, default), bocv or compcode (classical "
                          "baselines), learned (learned cells + seed-000 view fusion; "

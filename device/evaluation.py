@@ -77,9 +77,10 @@ def load_rois(refs: list[SampleRef], size: int = 128):
     return np.stack(imgs), failed
 
 
-def load_hand_rois(refs: list[SampleRef], progress=None):
+def load_hand_rois(refs: list[SampleRef], progress=None, segmenter=None):
     """First regions (128x128 palm-centre ROIs, device.regions) of whole-hand images; indices
-    of the images where no ROI could be acquired, and how many failed for which reason."""
+    of the images where no ROI could be acquired, and how many failed for which reason.
+    ``segmenter``: tried first on colour images (device.hand_segmentation.NetSegmenter)."""
     from device.regions import FIRST_SIZE, RegionError, extract_regions, read_hand_image
     imgs, failed, reasons = [], [], {}
     for k, r in enumerate(refs):
@@ -87,7 +88,7 @@ def load_hand_rois(refs: list[SampleRef], progress=None):
             im = read_hand_image(r.path)
             if im is None:
                 raise RegionError("bad_input", f"cannot decode {r.path}")
-            roi = extract_regions(im).roi
+            roi = extract_regions(im, segmenter=segmenter).roi
         except RegionError as e:
             failed.append(k)
             reasons[e.reason] = reasons.get(e.reason, 0) + 1
@@ -100,12 +101,15 @@ def load_hand_rois(refs: list[SampleRef], progress=None):
 
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
              matcher: str | None = None, out=None, progress=None,
-             protected: bool = False, precision: str = "fp32") -> dict:
+             protected: bool = False, precision: str = "fp32",
+             segmenter: str = "classical") -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.regions first -- an image without
     one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
     ``protected``: the gate's protected templates (matcher ``cells-protected``): the first
-    capture of each compared pair (session 1 in cross-session) is enrolled, the other probes."""
+    capture of each compared pair (session 1 in cross-session) is enrolled, the other probes.
+    ``segmenter`` (hand level): "classical" or "net" (the gate's segmentation network first on
+    colour images, at ``precision``, the classical hypotheses as fallback)."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
     if protected and matcher not in (None, "cells", "cells-protected", "learned",
@@ -115,13 +119,22 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     if protected:
         matcher = "learned-protected" if matcher in ("learned", "learned-protected") \
             else "cells-protected"
-    m = get_matcher(matcher or "cells", precision=precision)
+    # with the segmentation network, --precision picks its file; a classical matcher stays fp32
+    learned = (matcher or "").startswith("learned")
+    m = get_matcher(matcher or "cells",
+                    precision=precision if learned or segmenter != "net" else "fp32")
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
     reasons = None
+    if segmenter not in ("classical", "net"):
+        raise ValueError(f"unknown segmenter {segmenter!r}; use classical or net")
     if level == "hand":
-        images, failed, reasons = load_hand_rois(refs, progress)
+        seg = None
+        if segmenter == "net":
+            from device.hand_segmentation import NetSegmenter
+            seg = NetSegmenter(precision)
+        images, failed, reasons = load_hand_rois(refs, progress, seg)
     else:
         images, failed = load_rois(refs)
     caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
@@ -160,6 +173,7 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     report = {"matcher": m.name, "protected": bool(protected), "level": level, "views": views,
               "precision": precision,
               "protocol": protocol,
+              **({"segmenter": segmenter} if level == "hand" else {}),
               "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
               "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
               "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}

@@ -139,3 +139,22 @@ def test_training_pieces_run_end_to_end(tmp_path):
         s = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
         out = s.run(None, {"image": np.zeros((1, 3, 96, 128), np.float32)})[0]
         assert out.shape == (1, 1, 48, 64)
+
+
+@needs_model
+def test_evaluate_hand_level_with_the_network(tmp_path):
+    """`palmgate evaluate DIR --level hand --segmenter net --precision int8`: the network's
+    regions feed the classical cell matcher (which stays fp32)."""
+    import subprocess
+    import sys
+
+    from device.evaluation import evaluate
+    d = tmp_path / "hands"
+    subprocess.run([sys.executable, "-m", "tools.synth", "hands", "--out", str(d), "--seed",
+                    "77", "--subjects", "3", "--sessions", "2", "--samples", "1", "--views",
+                    "1", "--threads", "1"], check=True, capture_output=True)
+    rep = evaluate(d, level="hand", segmenter="net", precision="int8", out=tmp_path / "o")
+    assert rep["segmenter"] == "net" and rep["matcher"] == "cells"
+    assert rep["fta"] == 0 and rep["n_genuine"] == 3
+    with pytest.raises(ValueError, match="segmenter"):
+        evaluate(d, level="hand", segmenter="grabcut", out=tmp_path / "o2")
