@@ -158,3 +158,17 @@ def test_evaluate_hand_level_with_the_network(tmp_path):
     assert rep["fta"] == 0 and rep["n_genuine"] == 3
     with pytest.raises(ValueError, match="segmenter"):
         evaluate(d, level="hand", segmenter="grabcut", out=tmp_path / "o2")
+
+
+def test_segmenter_is_configuration(tmp_path):
+    from device.gate.config import ConfigError
+    from device.gate.pipeline import Pipeline
+    from tests.conftest import gate_config
+    p = Pipeline(gate_config(tmp_path, gate={"segmenter": "classical"},
+                             liveness={"enabled": False}))
+    try:
+        assert p.segmenter is None
+    finally:
+        p.close()
+    with pytest.raises(ConfigError, match="gate.segmenter"):
+        gate_config(tmp_path, gate={"segmenter": "grabcut"})

@@ -288,6 +288,8 @@ def cmd_status(a) -> int:
     names = ["cells_pca.npz"]
     if cfg.liveness.enabled:
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
+    if cfg.gate.segmenter == "net":
+        names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
     models, ok = {}, True
     for n in names:
         try:

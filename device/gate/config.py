@@ -45,10 +45,16 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                     "against the id claimed with the presentation (card, PIN pad).",
                     choices=("identify", "verify")),
         "views": Opt(3, "Visible views K per presentation burst.", int, min=1, max=8),
-        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*): "
-                         "fp32 or int8 (the _int8 files; faster on ARM cores with dot-product "
-                         "instructions).",
+        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*) and "
+                         "of the hand segmentation network (hand_seg*): fp32 or int8 (the "
+                         "_int8 files; faster on ARM cores with dot-product instructions).",
                          choices=("int8", "fp32")),
+        "segmenter": Opt("net", "Hand mask of colour views: net = the segmentation network "
+                                "first (models/hand_seg*.onnx, a few ms a view), the classical "
+                                "skin-colour + GrabCut hypotheses as fallback; classical = "
+                                "GrabCut only (about 110 ms of CPU a 640x480 view). Grey NIR "
+                                "views always take the fast intensity segmentation.",
+                         choices=("net", "classical")),
         "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
                           "parallel.", int, min=1, max=16),
         "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "

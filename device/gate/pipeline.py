@@ -153,8 +153,7 @@ class Pipeline:
         self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
             DEFAULT_THRESHOLDS[cfg.match.far]
         self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
-        self.segmenter = SegmenterStage(cfg) \
-            if getattr(cfg.gate, "segmenter", "net") == "net" else None
+        self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.gallery = gallery
         self.versions = versions or {}
         from device.gate.split_stage import split_stage
