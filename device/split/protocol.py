@@ -191,16 +191,25 @@ def match_shares(role: int, ch, gallery: Gallery, mt: dict, u: np.ndarray) -> np
     return G(e) @ gallery._W(n) + match_offline_term(gallery, mt)
 
 
-def decide(role: int, ch, shares: np.ndarray, threshold: float):
-    """Node 1 sends its score shares to node 0, which sums them, takes the best shift of each
-    template, then the best template (never a per-node maximum), and decides. Node 0
-    returns (accept, index, best score, scores per template); node 1 returns None."""
+def _open_scores(role: int, ch, shares: np.ndarray):
+    """The designated opening of the scores: node 1 sends its shares and gets None; node 0
+    adds them to its own and gets the scores (a range check catches a peer out of step)."""
     if role == 1:
         ch.send(to_bytes(shares))
         return None
     scores = decode(shares + from_bytes(ch.recv(), shares.shape), F_SCORE)
     if scores.size and np.abs(scores).max() > 1.0 + 1e-3:
         raise ProtocolError("opened score out of range: peer out of step")
+    return scores
+
+
+def decide(role: int, ch, shares: np.ndarray, threshold: float):
+    """Node 1 sends its score shares to node 0, which sums them, takes the best shift of each
+    template, then the best template (never a per-node maximum), and decides. Node 0
+    returns (accept, index, best score, scores per template); node 1 returns None."""
+    scores = _open_scores(role, ch, shares)
+    if scores is None:
+        return None
     per_t = scores.max(axis=0)
     if per_t.size == 0:
         return False, -1, float("-inf"), per_t
@@ -216,12 +225,9 @@ def decide_fused(role: int, ch, shares: np.ndarray, uids: list, threshold: float
     best user, and compares it with the threshold. The maximum is taken only on summed
     scores, never per node. Node 0 returns a dict {accept, uid, score, threshold[, unknown]};
     node 1 returns None."""
-    if role == 1:
-        ch.send(to_bytes(shares))
+    scores = _open_scores(role, ch, shares)
+    if scores is None:
         return None
-    scores = decode(shares + from_bytes(ch.recv(), shares.shape), F_SCORE)
-    if scores.size and np.abs(scores).max() > 1.0 + 1e-3:
-        raise ProtocolError("opened score out of range: peer out of step")
     per_t = scores.max(axis=1).mean(axis=0) if scores.size else np.zeros(0)
     best: dict[str, float] = {}
     for u, s in zip(uids, per_t):
