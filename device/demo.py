@@ -35,7 +35,9 @@ def demo_config(root: Path, views: int = 3, precision: str = "fp32", liveness: b
                 models: str | None = None):
     from device.gate.config import load_config
     return load_config(None,
-                       gate={"views": views, "precision": precision, "cooldown_s": 0.0,
+                       # a stream of people: each passes before the next presents (the
+                       # relay's 200 ms pulse ends first; the gate decides faster than that)
+                       gate={"views": views, "precision": precision, "cooldown_s": 0.25,
                              "terminal": "demo-gate"},
                        paths={"store": str(root / "templates.db"),
                               "device_key": str(root / "device.key"),
