@@ -30,7 +30,7 @@ import numpy as np
 
 from device.split.cellnet import F_U
 from device.split.dealer import load_shard
-from device.split.protocol import (Gallery, ProtocolError, check_step, decide, enrol,
+from device.split.protocol import (Gallery, ProtocolError, check_step, enrol,
                                    extract, match_shares)
 from device.split.ring import Prg, fresh_seed
 from device.split.transport import ChannelError, SecureChannel, open_link
