@@ -2,7 +2,6 @@
 (ChannelError -> deny), over a socketpair and over a socat pseudo-terminal pair."""
 import shutil
 import socket
-import subprocess
 import threading
 import time
 
@@ -112,62 +111,44 @@ def test_silence_is_a_timeout():
 
 
 @needs_socat
-def test_over_socat_serial_pair(tmp_path):
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if a.exists() and b.exists():
-                break
-            time.sleep(0.02)
-        la, lb = SerialLink(str(a), 921600, 5), SerialLink(str(b), 921600, 5)
-        box = {}
-        t = threading.Thread(target=lambda: box.setdefault(1, SecureChannel(lb, KEY, 1)))
-        t.start()
-        c0 = SecureChannel(la, KEY, 0)
-        t.join()
-        c1 = box[1]
-        t = threading.Thread(target=lambda: box.setdefault("x", c1.exchange(b"b" * 50_000)))
-        t.start()
-        assert c0.exchange(b"a" * 50_000) == b"b" * 50_000
-        t.join()
-        assert box["x"] == b"a" * 50_000
-        la.ser.write(b"\x00\x00\x00\x20" + b"\x00" * 8 + b"\x01" * 32)   # forged frame
-        with pytest.raises(ChannelError):
-            c1.recv()
-        la.close()
-        lb.close()
-    finally:
-        proc.terminate()
+def test_over_socat_serial_pair(pty_pair):
+    a, b = pty_pair
+    la, lb = SerialLink(a, 921600, 5), SerialLink(b, 921600, 5)
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault(1, SecureChannel(lb, KEY, 1)))
+    t.start()
+    c0 = SecureChannel(la, KEY, 0)
+    t.join()
+    c1 = box[1]
+    t = threading.Thread(target=lambda: box.setdefault("x", c1.exchange(b"b" * 50_000)))
+    t.start()
+    assert c0.exchange(b"a" * 50_000) == b"b" * 50_000
+    t.join()
+    assert box["x"] == b"a" * 50_000
+    la.ser.write(b"\x00\x00\x00\x20" + b"\x00" * 8 + b"\x01" * 32)   # forged frame
+    with pytest.raises(ChannelError):
+        c1.recv()
+    la.close()
+    lb.close()
 
 
 @needs_socat
-def test_serial_hello_survives_a_peer_that_opens_late(tmp_path):
+def test_serial_hello_survives_a_peer_that_opens_late(pty_pair):
     """Opening a port flushes its input: a hello sent before the far end opened is lost, so
     the serial hello repeats until answered."""
-    a, b = tmp_path / "A", tmp_path / "B"
-    proc = subprocess.Popen(["socat", "-d", "-d", f"pty,raw,echo=0,link={a}",
-                             f"pty,raw,echo=0,link={b}"], stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(100):
-            if a.exists() and b.exists():
-                break
-            time.sleep(0.02)
-        box = {}
+    a, b = pty_pair
+    box = {}
 
-        def early():
-            c = SecureChannel(SerialLink(str(a), 921600, 5), KEY, 0)
-            c.send(b"first frame right after the hello")
-            box[0] = c
+    def early():
+        c = SecureChannel(SerialLink(a, 921600, 5), KEY, 0)
+        c.send(b"first frame right after the hello")
+        box[0] = c
 
-        t = threading.Thread(target=early)
-        t.start()
-        time.sleep(0.6)                                   # A has sent hellos into the void
-        c1 = SecureChannel(SerialLink(str(b), 921600, 5), KEY, 1)
-        t.join()
-        assert c1.recv() == b"first frame right after the hello"
-        box[0].link.close()
-        c1.link.close()
-    finally:
-        proc.terminate()
+    t = threading.Thread(target=early)
+    t.start()
+    time.sleep(0.6)                                       # A has sent hellos into the void
+    c1 = SecureChannel(SerialLink(b, 921600, 5), KEY, 1)
+    t.join()
+    assert c1.recv() == b"first frame right after the hello"
+    box[0].link.close()
+    c1.link.close()

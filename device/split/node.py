@@ -173,20 +173,12 @@ def _accept(addr: str, timeout: float | None, peer=None, ready=None,
     up when the paired peer's link closes meanwhile (the session is then re-paired); the
     accepted link reads with the node's time limit. Serial: open the port."""
     import select
-    import socket as _socket
-    from device.split.transport import SocketLink, parse_address
+    from device.split.transport import SocketLink, listen_socket, parse_address
     kind, where = parse_address(addr)
     if kind == "serial":
         return open_link(addr, listen=True, timeout=link_timeout, ready=ready)
-    srv = _socket.socket(_socket.AF_INET if kind == "tcp" else _socket.AF_UNIX,
-                         _socket.SOCK_STREAM)
+    srv = listen_socket(kind, where)
     try:
-        if kind == "tcp":
-            srv.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
-        elif os.path.exists(where):
-            os.unlink(where)
-        srv.bind(where)
-        srv.listen(1)
         if ready:
             ready()
         watch = [srv] + ([peer.link.sock] if isinstance(getattr(peer, "link", None),

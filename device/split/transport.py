@@ -295,6 +295,23 @@ def parse_address(addr: str):
     raise ValueError(f"address must be tcp:HOST:PORT, unix:PATH or serial:PORT[@BAUD]: {addr}")
 
 
+def listen_socket(kind: str, where) -> socket.socket:
+    """A bound socket listening for one connection at a parsed tcp/unix address (TCP: address
+    reuse; Unix: a stale socket file is removed first)."""
+    srv = socket.socket(socket.AF_INET if kind == "tcp" else socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        if kind == "tcp":
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        elif os.path.exists(where):
+            os.unlink(where)
+        srv.bind(where)
+        srv.listen(1)
+    except BaseException:
+        srv.close()
+        raise
+    return srv
+
+
 def open_link(addr: str, listen: bool, timeout: float = 30.0, ready=None):
     """Open a link: listen (accept one connection) or connect; serial ports just open.
     ``ready`` is called once a listening socket is bound."""
@@ -305,13 +322,7 @@ def open_link(addr: str, listen: bool, timeout: float = 30.0, ready=None):
         return SerialLink(where[0], where[1], timeout, pace=where[2])
     fam = socket.AF_INET if kind == "tcp" else socket.AF_UNIX
     if listen:
-        srv = socket.socket(fam, socket.SOCK_STREAM)
-        if kind == "tcp":
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        elif os.path.exists(where):
-            os.unlink(where)
-        srv.bind(where)
-        srv.listen(1)
+        srv = listen_socket(kind, where)
         srv.settimeout(timeout)
         if ready:
             ready()
