@@ -85,7 +85,6 @@ class SensorStage:
         self.cfg = cfg
         self.branch = None
         self.error: str | None = None
-        self._tried = 0.0
 
     def load(self):
         from device.onnx_model import DEFAULT_MODELS_DIR
@@ -203,21 +202,18 @@ class Pipeline:
         except QualityIssue as e:
             return None, e
 
-    def _region_results(self, views, idx=None):
-        idx = list(range(len(views))) if idx is None else idx
-        seg = self.segmenter.get() if self.segmenter is not None else None
-        return list(self.pool.map(self._one_region, [views[k] for k in idx],
-                                  [seg] * len(idx)))
-
     def regions(self, views, idx=None, segmentation: dict | None = None):
         """(first-region ROIs of the views that gave regions, the others' quality issues);
         ``segmentation`` (a dict) counts the acquired views per mask source."""
-        res = self._region_results(views, idx)
+        idx = list(range(len(views))) if idx is None else idx
+        seg = self.segmenter.get() if self.segmenter is not None else None
+        res = list(self.pool.map(self._one_region, [views[k] for k in idx], [seg] * len(idx)))
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
-        for r, _ in res:
-            if r is not None and segmentation is not None:
-                segmentation[r.segmentation] = segmentation.get(r.segmentation, 0) + 1
+        if segmentation is not None:
+            for r, _ in res:
+                if r is not None:
+                    segmentation[r.segmentation] = segmentation.get(r.segmentation, 0) + 1
         return rois, issues
 
     def _regions(self, burst, ok, out):
