@@ -301,6 +301,15 @@ NET_PAD = 8
 NET_STRIDE = 2
 
 
+def net_input_size(h: int, w: int) -> tuple[int, int, int, int]:
+    """(resized height, width, padded height, width) of the segmentation network's input for
+    an h x w frame: longest side ``NET_SIDE``, each side padded up to a multiple of
+    ``NET_PAD`` (the training data is made at this size too)."""
+    s = NET_SIDE / max(h, w)
+    nh, nw = max(NET_PAD, round(h * s)), max(NET_PAD, round(w * s))
+    return nh, nw, -(-nh // NET_PAD) * NET_PAD, -(-nw // NET_PAD) * NET_PAD
+
+
 class NetSegmenter:
     """Hand mask of a colour view from the shipped segmentation network (onnxruntime).
 
@@ -319,9 +328,7 @@ class NetSegmenter:
         """Hand logits of a BGR view at the input's resolution (float32 (H, W))."""
         im = np.asarray(bgr)[..., :3]
         h, w = im.shape[:2]
-        s = NET_SIDE / max(h, w)
-        nh, nw = max(NET_PAD, round(h * s)), max(NET_PAD, round(w * s))
-        ph, pw = -(-nh // NET_PAD) * NET_PAD, -(-nw // NET_PAD) * NET_PAD
+        nh, nw, ph, pw = net_input_size(h, w)
         x = np.zeros((ph, pw, 3), np.float32)
         x[:nh, :nw] = cv2.resize(im, (nw, nh), interpolation=cv2.INTER_AREA)
         out = self.model(image=x.transpose(2, 0, 1)[None])["logits"][0, 0]

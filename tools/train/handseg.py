@@ -27,12 +27,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-NET_SIDE = 320
-"""Longest side of the network input (the frame is resized to it, the rest padded to a
-multiple of ``PAD``)."""
-PAD = 8
-OUT_STRIDE = 2
-"""The logits come at 1/2 of the network input."""
+# the input geometry is the runtime's: longest side NET_SIDE, padded to a multiple of NET_PAD,
+# logits at 1/NET_STRIDE of the input
+from device.hand_segmentation import NET_STRIDE as OUT_STRIDE
+from device.hand_segmentation import net_input_size
+
 WIDTHS = (12, 24, 40)
 
 PROFILES = {
@@ -85,14 +84,6 @@ def _background(rng: np.random.Generator, size, calib: list[np.ndarray]) -> np.n
     return np.broadcast_to(bg, (h, w, 3)).astype(np.uint8).copy()
 
 
-def network_size(h: int, w: int) -> tuple[int, int, float]:
-    """(height, width, scale) of the network input for an h x w frame: longest side
-    ``NET_SIDE``, each side rounded up to a multiple of ``PAD`` by padding."""
-    s = NET_SIDE / max(h, w)
-    nh, nw = round(h * s), round(w * s)
-    return -(-nh // PAD) * PAD, -(-nw // PAD) * PAD, s
-
-
 def render_set(n: int, seed: int, calib_dir=None, size=(480, 640), threads: int = 1,
                progress=None):
     """``n`` colour views of synthetic hands at the network's input size and their coverage
@@ -103,7 +94,7 @@ def render_set(n: int, seed: int, calib_dir=None, size=(480, 640), threads: int 
 
     synth = PalmSynthesizer(threads=threads)
     calib = _calib_backgrounds(calib_dir)
-    H, W, _ = network_size(*size)
+    _, _, H, W = net_input_size(*size)
     X = np.zeros((n, H, W, 3), np.uint8)
     Y = np.zeros((n, H // OUT_STRIDE, W // OUT_STRIDE), np.float32)
     k = 0
