@@ -7,6 +7,14 @@ on one link and meets its peer on another (node 1 listens, node 0 connects; a se
 symmetric), both ``SecureChannel``s. Jobs from the terminal:
 
     enrol    {uid} + input share   -> both nodes extract a template share and open its slot
+                                      (always a fresh slot: slots are never reused)
+    delete   {uid}                 -> the node tombstones every slot of the user (F3 column
+                                      zeroed, slot marked dead, gallery fsynced) and answers
+                                      {ok, uid, killed, already, slots}; no peer round, so
+                                      it also works as the retry of a delete that reached
+                                      one node only (the nodes then refuse every job until
+                                      ``check_sync`` at the next pairing has applied it on
+                                      both)
     identify {} + input share      -> shares of every score, opened to node 0, which decides
                                       (max over shifts, then over templates) and answers
                                       {accept, uid, score}; node 1 answers {ok}
@@ -114,7 +122,7 @@ class TripleStock:
                     offline_terms(shard, t)
                 self._ready[i] = t
         n_m = len(self.match["A3"]) if self.match else 0
-        if gallery.uids:
+        if len(gallery.live()):
             ready = {}
             for m in range(self.m, min(self.m + ahead, n_m)):
                 mt = self._ready_m.get(m) or {k: v[m] for k, v in self.match.items()}
@@ -145,16 +153,71 @@ class TripleStock:
         return self.m - 1, mt or {k: v[self.m - 1] for k, v in self.match.items()}
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_gallery(path: Path, gallery: Gallery) -> None:
-    """Atomically write the node's masked templates and user ids."""
+    """Atomically and durably write the node's masked templates, user ids and tombstones
+    (the file, then its folder, fsynced: a delete survives a power cut once answered).
+    A tombstoned slot's F3 column is written as zeros."""
+    path = Path(path)
     tmp = Path(str(path) + ".tmp")
-    n = len(gallery.uids)
+    n = gallery.n
     with open(tmp, "wb") as f:
-        np.savez(f, F=gallery.F[:, :n], uids=np.array(gallery.uids, dtype=str))
+        np.savez(f, F=gallery.F[:, :n], uids=np.array(gallery.uids, dtype=str),
+                 dead=gallery.dead[:n].copy())
         f.flush()
         os.fsync(f.fileno())
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+def _slots_path(gpath: Path) -> Path:
+    return Path(str(gpath) + ".slots")
+
+
+def reserve_slots(gpath: Path, n: int) -> None:
+    """Record (fsynced) that slots below ``n`` have been used, before a slot is opened."""
+    p = _slots_path(gpath)
+    tmp = Path(str(p) + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(f"{n}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, p)
+    _fsync_dir(p)
+
+
+def load_gallery(gpath: Path, gallery: Gallery) -> bool:
+    """Fill ``gallery`` from the node's file; slots reserved but never saved (the node
+    stopped during an enrolment) become tombstones. Returns True when that changed it."""
+    gpath = Path(gpath)
+    if gpath.exists():
+        z = np.load(gpath)
+        gallery.fill_from(z["F"], [str(u) for u in z["uids"]],
+                          z["dead"] if "dead" in z.files else None)
+    sp = _slots_path(gpath)
+    if sp.exists():
+        hwm = int(sp.read_text().split()[0])
+        if hwm > gallery.n:
+            gallery.extend_dead(hwm)
+            return True
+    return False
+
+
+def delete_user(gallery: Gallery, uid: str) -> dict:
+    """Tombstone every slot of ``uid``; the caller saves the gallery before answering."""
+    slots = gallery.slots_of(uid)
+    killed = gallery.kill(slots)
+    return {"ok": True, "uid": uid, "slots": slots, "killed": killed,
+            "already": [k for k in slots if k not in killed], "unknown": not slots,
+            "n_slots": gallery.n, "live": int(len(gallery.live()))}
 
 
 def _views(x: np.ndarray) -> list[np.ndarray]:
@@ -243,19 +306,20 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
     stock = TripleStock(d / f"node{role}_triples.npz")
     gallery = Gallery(role, shard["gal_B"])
     gpath = d / f"node{role}_gallery.npz"
-    if gpath.exists():
-        z = np.load(gpath)
-        gallery.fill_from(z["F"], [str(u) for u in z["uids"]])
     log = log or (lambda *_: None)
+    if load_gallery(gpath, gallery):
+        log(f"node {role}: slots up to {gallery.n} were reserved and never saved: tombstones")
+        save_gallery(gpath, gallery)
+    gallery.reserve_hook = lambda n: reserve_slots(gpath, n)
     pch = SecureChannel(open_link(peer, listen=(role == 1), timeout=timeout),
                         shard["key_peer"], role, "peer")
     tch = None
     try:
-        i, m, n = check_sync(pch, stock.i, stock.m, gallery.uids)
+        i, m, sync = check_sync(pch, stock.i, stock.m, gallery)
         stock.skip_to(i, m)
-        if n < len(gallery.uids):
-            log(f"node {role}: dropping {len(gallery.uids) - n} slot(s) the peer lacks")
-            gallery.truncate(n)
+        if sync["added"] or sync["killed"]:
+            log(f"node {role}: in step with the peer: tombstoned slot(s) "
+                f"{sorted(set(sync['added']) | set(sync['killed']))}")
             save_gallery(gpath, gallery)
         stock.prepare(shard, gallery, state.get("ahead", 1))
         tch = SecureChannel(_accept(terminal, None, pch, ready, timeout), shard["key_terminal"],
@@ -267,6 +331,18 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
             if op == "bye":
                 tch.send(pack({"ok": True}))
                 return 0
+            if op == "delete":
+                uid = meta.get("uid")
+                if not isinstance(uid, str) or not uid:
+                    tch.send(pack({"deny": True, "error": "delete needs a user id"}))
+                    return 1
+                reply = delete_user(gallery, uid)
+                if reply["killed"]:
+                    save_gallery(gpath, gallery)
+                    log(f"node {role}: deleted {uid!r}: slot(s) {reply['killed']} tombstoned")
+                tch.send(pack(reply))
+                stock.prepare(shard, gallery, state.get("ahead", 1))
+                continue
             s0, b0, r0 = pch.bytes_sent, pch.bytes_received, pch.rounds
             t0 = time.perf_counter()
             try:
@@ -276,7 +352,7 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                 for x in views:
                     job += 1
                     idx, tri = stock.next_inference()
-                    check_step(pch, job, idx)
+                    check_step(pch, job, idx, gallery)
                     if op == "enrol":
                         feats.append(extract(role, pch, shard, tri, x, template=True))
                     elif op == "identify":
@@ -294,8 +370,8 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
                     save_gallery(gpath, gallery)
                     reply = {"ok": True, "slot": slots[0], "slots": slots}
                 elif op == "identify":
-                    res = decide_fused(role, pch, np.stack(feats), gallery.uids, threshold,
-                                       meta.get("claimed"))
+                    res = decide_fused(role, pch, np.stack(feats), gallery.live_uids(),
+                                       threshold, meta.get("claimed"))
                     reply = res if role == 0 else {"ok": True}
                 else:
                     reply = {"ok": True}
@@ -383,6 +459,23 @@ class Terminal:
             raise ProtocolError(m0.get("error") or m1.get("error"))
         return m0
 
+    def delete(self, uid: str) -> list[dict]:
+        """Tombstone ``uid``'s slots on both nodes. One answer per node: the node's reply
+        ({ok, killed, already, unknown, ...}) or {ok: False, error} when its link failed
+        (the other node may have applied it: the caller keeps the delete pending for the
+        node that did not answer and the two nodes refuse every job until they agree)."""
+        out = []
+        for r, ch in enumerate(self.ch):
+            try:
+                ch.send(pack({"op": "delete", "uid": str(uid)}))
+                m, _ = unpack(ch.recv())
+                if m.get("deny"):
+                    m = {"ok": False, "error": m.get("error") or "node denied the delete"}
+            except ChannelError as e:
+                m = {"ok": False, "error": f"link to node {r}: {e}"}
+            out.append(m)
+        return out
+
     def reveal(self, roi, template: bool = False) -> tuple[np.ndarray, dict]:
         """Evaluation only: the reconstructed split feature (and node 0's link stats)."""
         from device.split.ring import decode
@@ -418,4 +511,5 @@ def main_node(role: int, directory: str, peer: str, terminal: str, threshold: fl
 
 
 __all__ = ["serve", "run_node", "Terminal", "pack", "unpack", "save_triples", "save_gallery",
+           "load_gallery", "reserve_slots", "delete_user",
            "TripleStock"]

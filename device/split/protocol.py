@@ -82,11 +82,19 @@ def offline_terms(shard: dict, tri: dict) -> dict:
 
 
 def match_offline_term(gallery: "Gallery", mt: dict) -> np.ndarray:
-    """G(A3_i) @ F3 + Z3_i over the current gallery (cached in ``mt`` for its size)."""
-    n = len(gallery.uids)
-    if mt.get("C3_n") != n:
-        mt["C3"] = mt["A3"][WINDOW_ROWS].reshape(S, -1) @ gallery.F[:, :n] + mt["Z3"][:, :n]
-        mt["C3_n"] = n
+    """G(A3_i) @ F3 + Z3_i over the live slots of the gallery, cached in ``mt`` for the
+    gallery's state (its digest: slot count, tombstones, users), so that a term computed
+    before a delete is never used after it (a tombstone is not a change of slot count)."""
+    key = gallery.digest()
+    if mt.get("C3_key") != key:
+        G = mt["A3"][WINDOW_ROWS].reshape(S, -1)
+        if gallery.all_live():
+            n = gallery.n
+            mt["C3"] = G @ gallery.F[:, :n] + mt["Z3"][:, :n]
+        else:
+            k = gallery.live()
+            mt["C3"] = G @ gallery.F[:, k] + mt["Z3"][:, k]
+        mt["C3_key"] = key
     return mt["C3"]
 
 
@@ -147,48 +155,130 @@ def extract(role: int, ch, shard: dict, tri: dict, x: np.ndarray,
 
 class Gallery:
     """One node's template slots: the opened masked templates F3 (784, capacity), this node's
-    mask share B3, and which user holds which slot."""
+    mask share B3, and which user holds which slot.
+
+    Slots are used in order and never again: ``uids`` grows by one per enrolled view and a
+    deleted (or half-enrolled) slot stays in place as a tombstone (``dead``; its F3 column
+    zeroed), so the mask B3 of a slot masks one template only. Opening F' = T' - B3 next to
+    an old F = T - B3 would give T' - T. The live slots are the ones that are matched."""
 
     def __init__(self, role: int, gal_B: np.ndarray):
         self.role = role
         self.B = gal_B
         self.F = np.zeros_like(gal_B)
         self.uids: list[str] = []
+        self.dead = np.zeros(gal_B.shape[1], bool)
+        self.reserve_hook = None        # node: fsync the slot high-water mark before opening
+        self._cache: dict = {}
 
     @property
     def capacity(self) -> int:
         return self.B.shape[1]
 
-    def _W(self, n: int) -> np.ndarray:
-        return self.B[:, :n] + self.F[:, :n] if self.role == 0 else self.B[:, :n]
+    @property
+    def n(self) -> int:
+        """Slots used so far, tombstones included: the next template gets slot ``n``."""
+        return len(self.uids)
 
-    def fill_from(self, F: np.ndarray, uids: list[str]) -> None:
+    def _changed(self) -> None:
+        self._cache = {}
+
+    def live(self) -> np.ndarray:
+        """Indices of the live slots (the columns that are matched)."""
+        if "live" not in self._cache:
+            self._cache["live"] = np.flatnonzero(~self.dead[:self.n])
+        return self._cache["live"]
+
+    def live_uids(self) -> list[str]:
+        return [self.uids[k] for k in self.live()]
+
+    def all_live(self) -> bool:
+        return not self.dead[:self.n].any()
+
+    def digest(self) -> bytes:
+        """What the two nodes must agree on before a job: the slot count, which slots are
+        dead and the user of every live slot (a dead slot's former user does not count: the
+        node that never saved the slot does not know it)."""
+        if "digest" not in self._cache:
+            import hashlib
+            h = hashlib.sha256(struct.pack(">Q", self.n))
+            h.update(np.packbits(self.dead[:self.n]).tobytes())
+            h.update("\x00".join("" if d else u
+                                  for u, d in zip(self.uids, self.dead)).encode())
+            self._cache["digest"] = h.digest()
+        return self._cache["digest"]
+
+    def _W(self, n: int | None = None) -> np.ndarray:
+        """This node's share of the live templates' weights: B3 + F3 (node 0) or B3."""
+        if self.all_live():
+            n = self.n
+            return self.B[:, :n] + self.F[:, :n] if self.role == 0 else self.B[:, :n]
+        k = self.live()
+        return self.B[:, k] + self.F[:, k] if self.role == 0 else self.B[:, k]
+
+    def fill_from(self, F: np.ndarray, uids: list[str], dead=None) -> None:
         self.F[:, :F.shape[1]] = F
         self.uids = list(uids)
+        self.dead[:] = False
+        if dead is not None:
+            self.dead[:len(dead)] = np.asarray(dead, bool)
+            self.F[:, self.dead] = 0
+        self._changed()
+
+    def slots_of(self, uid: str) -> list[int]:
+        return [k for k, u in enumerate(self.uids) if u == uid]
+
+    def kill(self, slots) -> list[int]:
+        """Tombstone ``slots``: their F3 columns overwritten with zeros, marked dead, never
+        matched or reused. Returns the slots that were live."""
+        slots = [int(k) for k in slots if 0 <= int(k) < self.n]
+        was = [k for k in slots if not self.dead[k]]
+        if slots:
+            self.F[:, slots] = 0
+            self.dead[slots] = True
+            self._changed()
+        return was
+
+    def extend_dead(self, n: int) -> None:
+        """Slots up to ``n`` that this node never saved (the peer did, or a template was
+        opened and the node stopped before saving it): tombstones, so that their masks
+        are never used again."""
+        if n > self.capacity:
+            raise ProtocolError(f"slot count {n} beyond this node's capacity {self.capacity}")
+        while self.n < n:
+            self.dead[self.n] = True
+            self.F[:, self.n] = 0
+            self.uids.append("")
+        self._changed()
 
     def truncate(self, n: int) -> None:
-        self.F[:, n:] = 0
-        self.uids = self.uids[:n]
+        """Kept for old callers: slots from ``n`` on become tombstones (never reusable)."""
+        self.kill(range(n, self.n))
 
 
 def enrol(role: int, ch, gallery: Gallery, uid: str, t: np.ndarray) -> int:
-    """Store this node's template share ``t`` (49, 16) in the next slot: the nodes open
-    F3 = T - B3 for the slot (one exchange); the share itself need not be kept."""
-    k = len(gallery.uids)
+    """Store this node's template share ``t`` (49, 16) in the next fresh slot: the nodes
+    open F3 = T - B3 for the slot (one exchange); the share itself need not be kept. The
+    slot is reserved first (``reserve_hook``), so one opened and never saved is a
+    tombstone after a restart, not a slot whose mask a later template would reuse."""
+    k = gallery.n
     if k >= gallery.capacity:
         raise ProtocolError("gallery full: provision more template slots")
+    if gallery.reserve_hook is not None:
+        gallery.reserve_hook(k + 1)
     gallery.F[:, k] = open_value(ch, t.reshape(-1) - gallery.B[:, k])
     gallery.uids.append(uid)
+    gallery._changed()
     return k
 
 
 def match_shares(role: int, ch, gallery: Gallery, mt: dict, u: np.ndarray) -> np.ndarray:
-    """Shares (25, K) of every template's score at every shift: sum over cells of
-    importance-weighted cosines, at F_SCORE. Beaver with the slot masks (one exchange)."""
-    n = len(gallery.uids)
+    """Shares (25, K) of every live template's score at every shift: sum over cells of
+    importance-weighted cosines, at F_SCORE. Beaver with the slot masks (one exchange).
+    Tombstoned slots are not scored (their columns are left out on both nodes)."""
     e = open_value(ch, u - mt["A3"])
     G = lambda m: m[WINDOW_ROWS].reshape(S, -1)       # noqa: E731
-    return G(e) @ gallery._W(n) + match_offline_term(gallery, mt)
+    return G(e) @ gallery._W() + match_offline_term(gallery, mt)
 
 
 def _open_scores(role: int, ch, shares: np.ndarray):
@@ -243,27 +333,43 @@ def decide_fused(role: int, ch, shares: np.ndarray, uids: list, threshold: float
     return out
 
 
-def check_sync(ch, stock_i: int, stock_m: int, uids: list) -> tuple[int, int, int]:
-    """Bring two freshly paired nodes into step (one node may have restarted after a deny):
-    both move to the later triple indices (a triple is skipped, never reused) and keep the
-    common prefix of their galleries (a slot one node saved and the other did not is
-    dropped); galleries that differ inside that prefix are a ProtocolError. Two exchanges.
-    Returns (inference index, match index, gallery size)."""
-    import hashlib
-    mine = struct.pack(">QQQ", stock_i, stock_m, len(uids))
+def check_sync(ch, stock_i: int, stock_m: int, gallery: Gallery) -> tuple[int, int, dict]:
+    """Bring two freshly paired nodes into step (one node may have restarted after a deny, a
+    power cut or a delete that reached only one of them): both move to the later triple
+    indices (a triple is skipped, never reused) and to the larger slot count, and a slot is
+    live afterwards only where it is live on both nodes: a slot one node lacks (saved by the
+    peer only, or opened and never saved) and a slot either node has tombstoned become
+    tombstones on both (the union of the deletes; a slot is never dropped and reused).
+    Galleries that still differ (another user in a live slot) are a ProtocolError. Three
+    exchanges. Returns (inference index, match index, {"added": slots this node lacked,
+    "killed": slots it tombstoned because of the peer})."""
+    mine = struct.pack(">QQQ", stock_i, stock_m, gallery.n)
     i1, m1, n1 = struct.unpack(">QQQ", ch.exchange(mine))
-    n = min(len(uids), n1)
-    h = hashlib.sha256("\x00".join(uids[:n]).encode()).digest()
+    n = max(gallery.n, n1)
+    added = list(range(gallery.n, n))
+    gallery.extend_dead(n)
+    bits = np.packbits(gallery.dead[:n]).tobytes()
+    got = ch.exchange(bits)
+    if len(got) != len(bits):
+        raise ProtocolError("peer sent a tombstone map of another size")
+    peer_dead = np.unpackbits(np.frombuffer(got, np.uint8))[:n].astype(bool)
+    killed = gallery.kill(np.flatnonzero(peer_dead & ~gallery.dead[:n]))
+    h = gallery.digest()
     if ch.exchange(h) != h:
         raise ProtocolError("the two nodes' galleries differ: re-provision or restore them")
-    return max(stock_i, i1), max(stock_m, m1), n
+    return max(stock_i, i1), max(stock_m, m1), {"added": added, "killed": killed}
 
 
-def check_step(ch, job: int, triple: int) -> None:
-    """Both nodes must be at the same job and triple index: one exchange before each job."""
-    mine = struct.pack(">QQ", job, triple)
+def check_step(ch, job: int, triple: int, gallery: Gallery | None = None) -> None:
+    """Both nodes must be at the same job and triple index and (with ``gallery``) hold the
+    same gallery state (slot count, tombstones, users): one exchange before each job. A
+    delete that reached one node only therefore denies every job until the nodes are
+    paired again and ``check_sync`` has applied it on both."""
+    mine = struct.pack(">QQ", job, triple) + (gallery.digest() if gallery is not None
+                                              else b"")
     if ch.exchange(mine) != mine:
-        raise ProtocolError("peer is at another job or triple: deny")
+        raise ProtocolError("peer is at another job or triple, or holds another gallery "
+                            "(a delete not yet on both nodes): deny")
 
 
 # ------------------------------------------------- generic layers (CNN-shaped feature models)
