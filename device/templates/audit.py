@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "template_version", "reason", "failures", "delay_s", "count", "window_s",
-           "mode", "terminal", "views", "users", "templates", "config"}
+           "mode", "terminal", "views", "users", "templates", "config",
+           "status", "pending_nodes"}      # split-mode deletes: deleted|pending, "0,1"
 _GENESIS = b"\0" * 32
 
 

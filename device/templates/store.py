@@ -259,10 +259,12 @@ class TemplateStore:
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self.conn.close()
         self.conn = None
-        for suffix in ("-wal", "-shm"):
-            p = self.path.with_name(self.path.name + suffix)
-            if p.exists() and p.stat().st_size == 0:
-                p.unlink()
+        # SQLite removes the -wal and -shm files when its last connection closes; if they
+        # are still there, another process (the running gate, while ``palmgate users ...``
+        # closes) has the store open: unlinking them would cut that connection off from
+        # its log, and a seal now would be stale at once. The last one to close seals.
+        if self.path.with_name(self.path.name + "-wal").exists():
+            return
         tmp = self._seal_path.with_suffix(".tmp")
         tmp.write_bytes(self._file_mac())
         os.replace(tmp, self._seal_path)
@@ -492,6 +494,34 @@ class TemplateStore:
             self.conn.execute("DELETE FROM users WHERE user_id=?", (user_id,))
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return n
+
+    # ------------------------------------------------------------------ split mode
+    def split_pending(self) -> dict:
+        """Split-mode deletes that a node has not yet confirmed: {user_id: {"nodes":
+        [roles still to apply it], "since": ts, ...}} (one sealed meta record; the gate
+        retries them before any other job on its next connection to the nodes)."""
+        raw = self._meta("split_pending")
+        if raw is None:
+            return {}
+        plain = self._open(raw[:12], raw[12:], self._ad_split_pending(),
+                           "split pending-delete record")
+        return json.loads(plain)
+
+    def update_split_pending(self, change) -> dict:
+        """Read, change and write the pending deletes in one transaction (the gate and a
+        ``palmgate users delete`` in another process may both be at it): ``change(dict)``
+        edits the dict in place or returns a new one. Returns what was written."""
+        with self._tx():
+            cur = self.split_pending()
+            new = change(cur)
+            new = cur if new is None else new
+            nonce, sealed = self._seal(json.dumps(new, sort_keys=True).encode(),
+                                       self._ad_split_pending())
+            self._set_meta("split_pending", nonce + sealed)
+        return new
+
+    def _ad_split_pending(self) -> bytes:
+        return b"palmgate/split-pending|" + (self._meta("store_id") or b"")
 
     def vacuum(self) -> None:
         """Rebuild the file (drops free pages); safe at any time."""
