@@ -30,7 +30,7 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         raise EnrolError(f"no usable palm view for {user_id!r}: "
                          f"{'; '.join(issues) or 'no views'}")
     if getattr(pipeline, "split", None) is not None:
-        return _enrol_split(pipeline, store, user_id, rois, issues, terminal)
+        return _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace)
     plain = pipeline.templates(rois)
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
     del plain
@@ -41,14 +41,26 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
             "views_rejected": len(issues), "rois": rois}
 
 
-def _enrol_split(pipeline, store, user_id, rois, issues, terminal) -> dict:
+def _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace=False) -> dict:
     """Split mode (seed 003): every view's region goes to the two nodes as shares; each node
     stores its share of the template (one slot per view, the user id beside it). No template,
     plaintext or protected, is written on the terminal; its store gets the audit record.
-    The regions are dropped here (the returned dict has none)."""
+    The regions are dropped here (the returned dict has none). ``replace``: the user's old
+    slots are first tombstoned on both nodes (a split delete; refused while it is pending on
+    a node); the new templates always get fresh slots and masks."""
     from device.gate.split_stage import SplitUnavailable
+    split = pipeline.split
+    if split.store is None:
+        split.store = store
+    if replace:
+        d = split.delete(user_id)
+        if d["status"] == "pending":
+            del rois[:]
+            raise EnrolError(f"split re-enrolment of {user_id!r}: the old templates are not "
+                             f"yet deleted on node(s) {d['pending_nodes']} ({d.get('error')}); "
+                             f"nothing enrolled, the delete stays pending")
     try:
-        r = pipeline.split.enrol(user_id, rois)
+        r = split.enrol(user_id, rois)
     except SplitUnavailable as e:
         raise EnrolError(f"split enrolment of {user_id!r} failed: {e}") from None
     n = len(rois)

@@ -21,7 +21,7 @@ import time
 from collections import deque
 
 from device.frames import EndOfFrames, FrameError
-from device.gate.pipeline import Decision, Pipeline
+from device.gate.pipeline import Decision, Deny, Pipeline
 
 log = logging.getLogger("palmgate.gate")
 
@@ -51,6 +51,9 @@ class Gate:
             from device.templates.attempts import AttemptLimiter
             self.store = store if store is not None else open_store(cfg)
             self.pipeline = pipeline or Pipeline(cfg)
+            if getattr(self.pipeline, "split", None) is not None:
+                self.pipeline.split.store = self.store    # pending split deletes
+                self._split_flush()                       # retried at start
             self._data_version = None
             self.reload()
             self.limiter = AttemptLimiter(liveness=cfg.liveness.enabled,
@@ -96,6 +99,27 @@ class Gate:
                                      storage=self.cfg.match.storage)
         p.gallery, p.versions = gal, versions
         self._data_version = self._store_version()
+
+    def _split_flush(self) -> None:
+        """Split mode: send deletes still pending on a node (``palmgate users delete`` while
+        a node was down, or while this gate held the nodes' links) when there are any.
+        A failure is only logged here: the next presentation retries, and denies meanwhile."""
+        sp = getattr(self.pipeline, "split", None)
+        if sp is None or sp.store is None:
+            return
+        if time.monotonic() < getattr(self, "_split_retry_at", 0.0):
+            return                          # failed a moment ago: the presentation retries
+        try:
+            if sp.pending_deletes():
+                sp.flush()
+        except Deny as d:
+            # not at every idle frame while a node is down (each try waits up to
+            # connect_timeout_s; door and exit-button events wait meanwhile): a presentation
+            # tries anyway
+            self._split_retry_at = time.monotonic() + 10.0
+            log.warning("split delete still pending: %s", d.detail)
+        except Exception as e:      # noqa: BLE001 - never stops the gate
+            log.error("split delete retry failed: %s", e)
 
     def _store_version(self):
         try:
@@ -158,6 +182,7 @@ class Gate:
         t0, c0 = time.perf_counter(), time.process_time()
         if self.cfg.gate.mode == "verify" and claimed is None:
             claimed = burst.meta.get("claimed")
+        self._split_flush()                 # split deletes asked for meanwhile, first
         chk = self.limiter.check()
         if not chk.allowed:
             d = Decision(reason="locked_out", prompt=f"please wait {chk.wait_s:.0f} s",

@@ -21,10 +21,20 @@ Faults are denies with a reason and never open the relay:
 
 After any fault the terminal drops both links; the next presentation connects again, so the
 gate recovers by itself once both nodes are back and paired (``device.split.node.run_node``).
+
+Deletes (:meth:`SplitStage.delete`, ``palmgate users delete`` and ``enroll --replace``) are
+first written to the terminal's store as pending on both nodes (sealed, one transaction),
+then sent to each node, which tombstones the user's slots; a node that answered is taken off
+the pending entry. Whatever is still pending is sent again before any other job on every
+later connection (the gate also tries at start and between presentations), and while it is
+pending the gate denies every presentation (``split:delete_pending``): a half-deleted user
+is never matched. The nodes themselves refuse every job while their galleries differ and
+apply each other's tombstones when they pair again (``device.split.protocol.check_sync``).
 """
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +61,7 @@ class SplitStage:
     def __init__(self, cfg):
         sp = cfg.split
         self.sp = sp
+        self.terminal_id = str(getattr(getattr(cfg, "gate", None), "terminal", "") or "")
         self.addr = (split_address(sp, "node0"), split_address(sp, "node1"))
         kp = Path(sp.dir) / "terminal_keys.npz"
         try:
@@ -66,6 +77,9 @@ class SplitStage:
         self.terminal = None
         self.pending = False            # a job was sent whose answers were not read
         self.last: dict = {}            # node 0's last answer (link statistics), for benches
+        self.store = None               # the terminal's TemplateStore (pending deletes); the
+        #                                 Gate and the CLI set it
+        self.blocked: set = set()       # users whose delete is not confirmed by both nodes
 
     # ------------------------------------------------------------------ links
     def _connect(self):
@@ -92,6 +106,146 @@ class SplitStage:
         if t is not None:
             t.close()
 
+    # ------------------------------------------------------------------ deletes
+    def pending_deletes(self) -> dict:
+        return self.store.split_pending() if self.store is not None else {}
+
+    def flush(self) -> dict:
+        """Send every pending delete to the nodes (connecting if need be) before any other
+        job. Returns {user_id: report}; raises Deny("split:delete_pending") when one is
+        still not confirmed by both nodes (the presentation is denied: fail secure)."""
+        pend = self.pending_deletes()
+        self.blocked = set(pend)
+        if not pend:
+            return {}
+        if self.pending:
+            self.drop()
+        try:
+            self._connect()
+        except Deny as d:
+            raise Deny("split:delete_pending", "please present your palm again",
+                       f"delete of {sorted(pend)} pending on both nodes: {d.detail}") from None
+        out = {}
+        for uid in sorted(pend, key=lambda u: pend[u].get("since", 0)):
+            out[uid] = r = self._apply(uid)
+            if r["status"] == "pending":
+                raise Deny("split:delete_pending", "please present your palm again",
+                           f"delete of {uid!r} pending on node(s) {r['pending_nodes']}: "
+                           f"{r.get('error', '')}")
+        self.blocked = set(self.pending_deletes())
+        return out
+
+    def _apply(self, uid: str) -> dict:
+        """One pending delete to both nodes over the open links; updates the store's
+        pending entry and the audit log. Returns the report (see :meth:`delete`)."""
+        answers = self.terminal.delete(uid)
+        failed = [r for r, a in enumerate(answers) if not a.get("ok")]
+        if failed:
+            self.drop()                 # a node whose link failed: start afresh next time
+
+        def change(p):
+            e = p.get(uid)
+            if e is None:
+                return
+            left = [r for r in e.get("nodes", [0, 1]) if r in failed]
+            if left:
+                e["nodes"] = left
+            else:
+                del p[uid]
+        self.store.update_split_pending(change)
+        nodes = []
+        for r, a in enumerate(answers):
+            nodes.append({"node": r, "ok": bool(a.get("ok")),
+                          **({k: a[k] for k in ("killed", "already", "n_slots", "live")
+                              if k in a} if a.get("ok") else {"error": a.get("error")})})
+        unknown = not failed and all(a.get("unknown") for a in answers)
+        status = "pending" if failed else "unknown" if unknown else "deleted"
+        rep = {"user_id": uid, "mode": "split", "status": status, "nodes": nodes,
+               "pending_nodes": failed,
+               "slots": sorted({k for a in answers if a.get("ok") for k in a["slots"]})}
+        if failed:
+            rep["error"] = "; ".join(str(answers[r].get("error")) for r in failed)
+        if status != "unknown":
+            self._audit(rep)
+        return rep
+
+    def _apply_pending(self, uid: str) -> dict | None:
+        """Every pending delete, oldest first (the order they were asked in), up to the
+        first that stays pending. Returns ``uid``'s report (None: not reached)."""
+        rep = None
+        pend = self.pending_deletes()
+        for u in sorted(pend, key=lambda u: pend[u].get("since", 0)):
+            r = self._apply(u)
+            if u == uid:
+                rep = r
+            if r["status"] == "pending":
+                break
+        return rep
+
+    def _audit(self, rep: dict) -> None:
+        try:
+            self.store.audit.append(
+                "user_delete", user_id=rep["user_id"], mode="split", status=rep["status"],
+                pending_nodes=",".join(str(r) for r in rep["pending_nodes"]),
+                templates=len(rep.get("slots", [])),
+                terminal=self.terminal_id)
+        except Exception as e:      # noqa: BLE001 - the delete itself is recorded as pending
+            log.error("audit record of the split delete failed: %s", e)
+
+    def delete(self, user_id: str, wait_s: float = 0.0) -> dict:
+        """Delete ``user_id`` on both nodes. The delete is first recorded in the store as
+        pending on both nodes (durable before any node is asked), then sent. Returns
+        {user_id, mode, status: deleted|pending|unknown, nodes: [per-node answer],
+        pending_nodes: [roles], slots: [tombstoned slot indices], error}. ``unknown``: both
+        nodes answered and neither ever held the id. When the nodes cannot be reached (a
+        node down, or a running gate holds their links), waits up to ``wait_s`` for another
+        process (the running gate) to apply it."""
+        if self.store is None:
+            raise RuntimeError("split delete needs the terminal's store")
+        uid = str(user_id)
+        if not uid:
+            raise ValueError("user id must be a non-empty string")
+
+        def add(p):
+            e = p.setdefault(uid, {"nodes": [0, 1], "since": time.time()})
+            e["nodes"] = [0, 1]             # ask both again (a node may have restarted)
+        self.store.update_split_pending(add)
+        if self.pending:
+            self.drop()
+        fresh = self.terminal is None
+        try:
+            self._connect()
+        except Deny as d:
+            t_end = time.monotonic() + wait_s
+            while time.monotonic() < t_end and uid in self.pending_deletes():
+                time.sleep(0.2)
+            if uid not in self.pending_deletes():
+                return {"user_id": uid, "mode": "split", "status": "deleted", "nodes": [],
+                        "pending_nodes": [], "slots": [], "applied_by": "another process "
+                        "(the running gate)"}
+            rep = {"user_id": uid, "mode": "split", "status": "pending", "nodes": [],
+                   "pending_nodes": list(self.pending_deletes().get(uid, {}).get(
+                       "nodes", [0, 1])), "slots": [], "error": d.detail or d.reason}
+            self._audit(rep)
+            return rep
+        rep = self._apply_pending(uid)
+        if not fresh and (rep is None or rep["status"] == "pending"):
+            # links opened for an earlier job may be stale (a node restarted since): once
+            # more on fresh ones
+            try:
+                self._connect()
+                rep = self._apply_pending(uid)
+            except Deny:
+                pass
+        if rep is None:                  # an older delete could not be applied
+            rep = {"user_id": uid, "mode": "split", "status": "pending",
+                   "pending_nodes": list(self.pending_deletes().get(uid, {}).get(
+                       "nodes", [0, 1])), "nodes": [], "slots": [],
+                   "error": "an earlier pending delete failed first"}
+            self._audit(rep)
+        self.blocked = set(self.pending_deletes())
+        return rep
+
     @staticmethod
     def _stack(rois) -> np.ndarray:
         x = np.stack([np.asarray(r, np.float64) for r in rois])
@@ -107,6 +261,7 @@ class SplitStage:
         from device.split.transport import ChannelError
         if self.pending:                # the last job's answers were never read (a stage
             self.drop()                 # limit ran out between send and match): start afresh
+        self.flush()                    # deletes not yet on both nodes first (else deny)
         t = self._connect()
         x0, x1 = split_input(self._stack(rois))       # fresh os.urandom seed per call
         out.rois = []                                  # the terminal keeps no palm region
@@ -147,6 +302,8 @@ class SplitStage:
             raise Deny("no_match", "", "nobody is enrolled on the nodes")
         if not m0.get("accept"):
             raise Deny("no_match")
+        if m0["uid"] in self.blocked:       # never match a user whose delete is pending
+            raise Deny("split:delete_pending", "", f"{m0['uid']!r} is being deleted")
         out.user_id = m0["uid"]
         return m0
 
@@ -159,6 +316,7 @@ class SplitStage:
         if self.pending:
             self.drop()
         try:
+            self.flush()
             t = self._connect()
         except Deny as d:
             raise SplitUnavailable(f"{d.reason}: {d.detail}") from None
