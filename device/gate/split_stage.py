@@ -182,6 +182,9 @@ class SplitStage:
                 break
         return rep
 
+    def _audit_head(self) -> int:
+        return self.store.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
+
     def _audit(self, rep: dict) -> None:
         try:
             self.store.audit.append(
@@ -209,6 +212,7 @@ class SplitStage:
         def add(p):
             e = p.setdefault(uid, {"nodes": [0, 1], "since": time.time()})
             e["nodes"] = [0, 1]             # ask both again (a node may have restarted)
+        seq0 = self._audit_head()
         self.store.update_split_pending(add)
         if self.pending:
             self.drop()
@@ -220,9 +224,13 @@ class SplitStage:
             while time.monotonic() < t_end and uid in self.pending_deletes():
                 time.sleep(0.2)
             if uid not in self.pending_deletes():
-                return {"user_id": uid, "mode": "split", "status": "deleted", "nodes": [],
-                        "pending_nodes": [], "slots": [], "applied_by": "another process "
-                        "(the running gate)"}
+                # the running gate applied it: its audit record says how
+                recs = [r.payload for r in self.store.audit.records(since=seq0)
+                        if r.kind == "user_delete" and r.payload.get("user_id") == uid]
+                return {"user_id": uid, "mode": "split",
+                        "status": "deleted" if recs else "unknown", "nodes": [],
+                        "pending_nodes": [], "slots": [],
+                        "applied_by": "another process (the running gate)"}
             rep = {"user_id": uid, "mode": "split", "status": "pending", "nodes": [],
                    "pending_nodes": list(self.pending_deletes().get(uid, {}).get(
                        "nodes", [0, 1])), "slots": [], "error": d.detail or d.reason}
