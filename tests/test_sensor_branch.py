@@ -82,13 +82,14 @@ def test_second_loss_claim8():
 
 def test_onnx_round_trip_for_fine_tuning():
     torch = pytest.importorskip("torch")
-    from tools.train.liveness_model import load_from_onnx
+    from tools.train.liveness_model import Softmaxed, load_from_onnx, onnx_mirror
     from tools.train.sensor_quant import session
-    net = load_from_onnx(DEFAULT_MODELS_DIR / "liveness_xray.onnx")
+    path = DEFAULT_MODELS_DIR / "liveness_xray.onnx"
+    net = Softmaxed(load_from_onnx(path), onnx_mirror(path))
     x = np.random.default_rng(0).random((2, 1, 256, 256), np.float32)
-    ref = session(DEFAULT_MODELS_DIR / "liveness_xray.onnx").run(None, {"image": x})[0]
+    ref = session(path).run(None, {"image": x})[0]
     with torch.no_grad():
-        got = torch.softmax(net(torch.from_numpy(x)), 1).numpy()
+        got = net(torch.from_numpy(x)).numpy()
     assert np.allclose(got, ref, atol=1e-4)
 
 

@@ -96,12 +96,22 @@ class LivenessNet(nn.Module):
 
 
 class Softmaxed(nn.Module):
-    def __init__(self, net: nn.Module):
+    """The exported function: softmax of the classifier's logits averaged over the image and
+    its left-right mirror (``mirror=True``; the model is trained with random left-right flips
+    -- left and right hands -- so both are equally valid views of one presentation, and
+    averaging them halved the X-ray photo APCER at the same BPCER on validation data).  Both
+    go through the network as one batch of 2N."""
+
+    def __init__(self, net: nn.Module, mirror: bool = True):
         super().__init__()
-        self.net = net
+        self.net, self.mirror = net, mirror
 
     def forward(self, x):
-        return torch.softmax(self.net(x), dim=1)
+        if not self.mirror:
+            return torch.softmax(self.net(x), dim=1)
+        n = x.shape[0]
+        logits = self.net(torch.cat([x, torch.flip(x, [3])], 0))
+        return torch.softmax((logits[:n] + logits[n:]) * 0.5, dim=1)
 
 
 def fused(model: LivenessNet) -> LivenessNet:
@@ -126,19 +136,30 @@ def fused(model: LivenessNet) -> LivenessNet:
     return out.eval()
 
 
-def export_liveness_onnx(model: LivenessNet, path, size: int = 256) -> None:
+def export_liveness_onnx(model: LivenessNet, path, size: int = 256,
+                         mirror: bool = True) -> None:
     import onnx
 
     net = fused(model)
     x = torch.zeros(1, 1, size, size)
-    torch.onnx.export(Softmaxed(net), x, str(path), input_names=["image"],
+    torch.onnx.export(Softmaxed(net, mirror), x, str(path), input_names=["image"],
                       output_names=["probs"],
                       dynamic_axes={"image": {0: "batch", 2: "h", 3: "w"},
                                     "probs": {0: "batch"}},
                       opset_version=17, dynamo=False)
     m = onnx.load(str(path))
-    onnx.helper.set_model_props(m, {"liveness_config": json.dumps(net.config)})
+    onnx.helper.set_model_props(m, {"liveness_config": json.dumps(net.config),
+                                    "mirror_average": json.dumps(bool(mirror))})
     onnx.save(m, str(path))
+
+
+def onnx_mirror(path) -> bool:
+    """Whether an exported liveness file averages the image with its mirror (files exported
+    before the mirror average have no such property: False)."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    return bool(json.loads(props.get("mirror_average", "false")))
 
 
 def load_from_onnx(path) -> LivenessNet:
@@ -243,12 +264,15 @@ def train_liveness(images: np.ndarray, labels: np.ndarray, *, steps: int, seed: 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, batch: int = 64) -> np.ndarray:
+def predict(model: nn.Module, images: np.ndarray, batch: int = 64,
+            mirror: bool = False) -> np.ndarray:
     """p(live) of uint8 images (N, H, W) with a torch model (training-time checks only; the
-    shipped numbers come from the ONNX files)."""
+    shipped numbers come from the ONNX files); ``mirror``: as the exported graph, logits
+    averaged over the image and its left-right mirror."""
     model.eval()
     out = []
+    net = Softmaxed(model, mirror)
     for i in range(0, len(images), batch):
         x = torch.from_numpy(images[i:i + batch].astype(np.float32)[:, None] / 255.0)
-        out.append(torch.softmax(model(x), 1)[:, 1].numpy())
+        out.append(net(x)[:, 1].numpy())
     return np.concatenate(out) if out else np.zeros(0)
