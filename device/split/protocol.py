@@ -87,13 +87,8 @@ def match_offline_term(gallery: "Gallery", mt: dict) -> np.ndarray:
     before a delete is never used after it (a tombstone is not a change of slot count)."""
     key = gallery.digest()
     if mt.get("C3_key") != key:
-        G = mt["A3"][WINDOW_ROWS].reshape(S, -1)
-        if gallery.all_live():
-            n = gallery.n
-            mt["C3"] = G @ gallery.F[:, :n] + mt["Z3"][:, :n]
-        else:
-            k = gallery.live()
-            mt["C3"] = G @ gallery.F[:, k] + mt["Z3"][:, k]
+        c = gallery.live_columns()
+        mt["C3"] = mt["A3"][WINDOW_ROWS].reshape(S, -1) @ gallery.F[:, c] + mt["Z3"][:, c]
         mt["C3_key"] = key
     return mt["C3"]
 
@@ -208,13 +203,15 @@ class Gallery:
             self._cache["digest"] = h.digest()
         return self._cache["digest"]
 
-    def _W(self, n: int | None = None) -> np.ndarray:
+    def live_columns(self):
+        """The live slots as a column selector: a slice while no slot is dead (a view, no
+        copy), else their indices."""
+        return slice(0, self.n) if self.all_live() else self.live()
+
+    def _W(self) -> np.ndarray:
         """This node's share of the live templates' weights: B3 + F3 (node 0) or B3."""
-        if self.all_live():
-            n = self.n
-            return self.B[:, :n] + self.F[:, :n] if self.role == 0 else self.B[:, :n]
-        k = self.live()
-        return self.B[:, k] + self.F[:, k] if self.role == 0 else self.B[:, k]
+        c = self.live_columns()
+        return self.B[:, c] + self.F[:, c] if self.role == 0 else self.B[:, c]
 
     def fill_from(self, F: np.ndarray, uids: list[str], dead=None) -> None:
         self.F[:, :F.shape[1]] = F
@@ -250,10 +247,6 @@ class Gallery:
             self.F[:, self.n] = 0
             self.uids.append("")
         self._changed()
-
-    def truncate(self, n: int) -> None:
-        """Kept for old callers: slots from ``n`` on become tombstones (never reusable)."""
-        self.kill(range(n, self.n))
 
 
 def enrol(role: int, ch, gallery: Gallery, uid: str, t: np.ndarray) -> int:
