@@ -96,12 +96,7 @@ class TripleStock:
             self.i, self.m = (int(v) for v in self._used.read_text().split())
 
     def _commit(self, i: int, m: int) -> None:
-        tmp = self._used.with_suffix(".tmp")
-        with open(tmp, "w") as f:
-            f.write(f"{i} {m}\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._used)
+        _write_text_durably(self._used, f"{i} {m}\n", tmp=self._used.with_suffix(".tmp"))
 
     def _inference(self, i: int) -> dict:
         if i in self._ready:
@@ -161,6 +156,21 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_text_durably(path: Path, text: str, tmp: Path | None = None,
+                        sync_dir: bool = False) -> None:
+    """Replace ``path`` with ``text`` atomically: written to ``tmp`` (default path + .tmp),
+    fsynced, renamed over it; ``sync_dir`` also fsyncs the folder (the rename survives a
+    power cut)."""
+    tmp = tmp or Path(str(path) + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    if sync_dir:
+        _fsync_dir(path)
+
+
 def save_gallery(path: Path, gallery: Gallery) -> None:
     """Atomically and durably write the node's masked templates, user ids and tombstones
     (the file, then its folder, fsynced: a delete survives a power cut once answered).
@@ -184,14 +194,7 @@ def _slots_path(gpath: Path) -> Path:
 
 def reserve_slots(gpath: Path, n: int) -> None:
     """Record (fsynced) that slots below ``n`` have been used, before a slot is opened."""
-    p = _slots_path(gpath)
-    tmp = Path(str(p) + ".tmp")
-    with open(tmp, "w") as f:
-        f.write(f"{n}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, p)
-    _fsync_dir(p)
+    _write_text_durably(_slots_path(gpath), f"{n}\n", sync_dir=True)
 
 
 def load_gallery(gpath: Path, gallery: Gallery) -> bool:
