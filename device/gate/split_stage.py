@@ -126,14 +126,23 @@ class SplitStage:
             raise Deny("split:delete_pending", "please present your palm again",
                        f"delete of {sorted(pend)} pending on both nodes: {d.detail}") from None
         out = {}
-        for uid in sorted(pend, key=lambda u: pend[u].get("since", 0)):
-            out[uid] = r = self._apply(uid)
+        for uid, r in self._apply_in_order(pend):
+            out[uid] = r
             if r["status"] == "pending":
                 raise Deny("split:delete_pending", "please present your palm again",
                            f"delete of {uid!r} pending on node(s) {r['pending_nodes']}: "
                            f"{r.get('error', '')}")
         self.blocked = set(self.pending_deletes())
         return out
+
+    def _apply_in_order(self, pend: dict):
+        """Apply the pending deletes ``pend`` oldest first (the order they were asked in),
+        yielding (user_id, report), up to and including the first that stays pending."""
+        for uid in sorted(pend, key=lambda u: pend[u].get("since", 0)):
+            r = self._apply(uid)
+            yield uid, r
+            if r["status"] == "pending":
+                return
 
     def _apply(self, uid: str) -> dict:
         """One pending delete to both nodes over the open links; updates the store's
@@ -173,13 +182,17 @@ class SplitStage:
         """Every pending delete, oldest first (the order they were asked in), up to the
         first that stays pending. Returns ``uid``'s report (None: not reached)."""
         rep = None
-        pend = self.pending_deletes()
-        for u in sorted(pend, key=lambda u: pend[u].get("since", 0)):
-            r = self._apply(u)
+        for u, r in self._apply_in_order(self.pending_deletes()):
             if u == uid:
                 rep = r
-            if r["status"] == "pending":
-                break
+        return rep
+
+    def _pending_report(self, uid: str, error: str) -> dict:
+        """The report of a delete that could not be sent now (audited as pending)."""
+        rep = {"user_id": uid, "mode": "split", "status": "pending", "nodes": [],
+               "pending_nodes": list(self.pending_deletes().get(uid, {}).get("nodes", [0, 1])),
+               "slots": [], "error": error}
+        self._audit(rep)
         return rep
 
     def _audit_head(self) -> int:
@@ -231,11 +244,7 @@ class SplitStage:
                         "status": "deleted" if recs else "unknown", "nodes": [],
                         "pending_nodes": [], "slots": [],
                         "applied_by": "another process (the running gate)"}
-            rep = {"user_id": uid, "mode": "split", "status": "pending", "nodes": [],
-                   "pending_nodes": list(self.pending_deletes().get(uid, {}).get(
-                       "nodes", [0, 1])), "slots": [], "error": d.detail or d.reason}
-            self._audit(rep)
-            return rep
+            return self._pending_report(uid, d.detail or d.reason)
         rep = self._apply_pending(uid)
         if not fresh and (rep is None or rep["status"] == "pending"):
             # links opened for an earlier job may be stale (a node restarted since): once
@@ -246,11 +255,7 @@ class SplitStage:
             except Deny:
                 pass
         if rep is None:                  # an older delete could not be applied
-            rep = {"user_id": uid, "mode": "split", "status": "pending",
-                   "pending_nodes": list(self.pending_deletes().get(uid, {}).get(
-                       "nodes", [0, 1])), "nodes": [], "slots": [],
-                   "error": "an earlier pending delete failed first"}
-            self._audit(rep)
+            rep = self._pending_report(uid, "an earlier pending delete failed first")
         self.blocked = set(self.pending_deletes())
         return rep
 
