@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 from conftest import gate_config, write_toml
-from test_split_gate import Nodes
+from test_split_gate import provisioned_nodes
 
 from device.cli import main
 from device.gate.enrol import enrol_user
@@ -19,7 +19,6 @@ from device.split.local import run_pair
 from device.split.node import load_gallery, reserve_slots, save_gallery
 from device.split.protocol import (Gallery, ProtocolError, check_step, check_sync,
                                    match_offline_term)
-from device.split.provision import provision_dir
 from device.split.ring import Prg
 from device.split.transport import socket_pair_channels
 
@@ -95,13 +94,7 @@ def test_tombstones_and_reserved_slots_survive_a_restart(tmp_path):
 # ------------------------------------------------------------------ two node processes
 @pytest.fixture
 def nodes(tmp_path):
-    d = tmp_path / "split"
-    provision_dir(d, mode="shared", capacity=64, inferences=120, matches=80, seed=b"d" * 32)
-    n = Nodes(d)
-    try:
-        yield n
-    finally:
-        n.stop()
+    yield from provisioned_nodes(tmp_path, b"d" * 32)
 
 
 def _gallery(nodes, role):

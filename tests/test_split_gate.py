@@ -68,15 +68,21 @@ class Nodes:
         return s
 
 
-@pytest.fixture
-def nodes(tmp_path):
+def provisioned_nodes(tmp_path, seed: bytes):
+    """Generator for a fixture: a dealer folder provisioned with ``seed`` and its two node
+    processes, stopped afterwards."""
     d = tmp_path / "split"
-    provision_dir(d, mode="shared", capacity=64, inferences=120, matches=80, seed=b"g" * 32)
+    provision_dir(d, mode="shared", capacity=64, inferences=120, matches=80, seed=seed)
     n = Nodes(d)
     try:
         yield n
     finally:
         n.stop()
+
+
+@pytest.fixture
+def nodes(tmp_path):
+    yield from provisioned_nodes(tmp_path, b"g" * 32)
 
 
 def _enrol_both(gate, bursts):
