@@ -89,9 +89,9 @@ CONFIG = {
                           "nir": {"mine": (1003, 2000, 1500), "steps": 800, "lr": 5e-4,
                                   "seed": 7, "photo_share": 0.6, "hard_q": 0.2,
                                   "hard_extra": 3.0}},
-             # second round from the first round's model: the pool grows by another fresh
-             # training set (seed 1004), every image of it (training sets, both fresh sets, real
-             # captures) scored by the first round's model; its hardest tenth of every class
+             # second round from the first round's model: the pool grows by more fresh
+             # training sets (X-ray 1004 + 1005, NIR 1004), every image of it (training sets,
+             # fresh sets, real captures) scored by the first round's model; its hardest tenth of every class
              # drawn 5x as often, a lower learning rate.  (X-ray: the same round without new data
              # left validation where it was -- photo APCER 2.25 % at BPCER 2.2 % vs 1.75 / 2.0 %
              # -- while its training error went to ~0: the photo species needs more variety)
@@ -119,6 +119,22 @@ def data_root(work: Path) -> Path:
     return Path(work).parent / "sensor_data"
 
 
+def liveness_set_dir(root: Path, sensor: str, split: str, spec) -> Path:
+    seed, nb, na = spec
+    return root / f"liveness_{sensor}_{split}_s{seed}_b{nb}_a{na}"
+
+
+def finetune_set_specs(cfg: dict, sensor: str) -> list[tuple]:
+    """The training sets the fine-tune rounds add to the pool (``extra`` and ``mine`` of
+    ``finetune`` then ``finetune2``), in order, each once."""
+    specs = []
+    for key in ("finetune", "finetune2"):
+        ft = cfg.get(key, {}).get(sensor)
+        if ft:
+            specs += [tuple(sp) for sp in ft.get("extra", ())] + [tuple(ft["mine"])]
+    return list(dict.fromkeys(specs))
+
+
 def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
     """One synthetic liveness set ``spec = (seed, bona fide, per species)`` of a split,
     written by the engine if not there yet."""
@@ -127,7 +143,7 @@ def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
     seed, nb, na = spec
     if seed not in LIVENESS_SEEDS[split]:
         raise ValueError(f"seed {seed} is not a {split} seed {LIVENESS_SEEDS[split]}")
-    d = root / f"liveness_{sensor}_{split}_s{seed}_b{nb}_a{na}"
+    d = liveness_set_dir(root, sensor, split, spec)
     if not (d / "manifest.json").exists():
         t = time.time()
         write_liveness(d, sensor, nb, na, seed)
@@ -952,11 +968,9 @@ def retrain(reviewed: Path, sensor: str | None, steps: int, seed: int, work: Pat
     # training sets and the fine-tune rounds' fresh sets, when they are there, and the real
     # captures); replaying the first training sets only pulled the fine-tuned model back
     # (held-out BPCER 1.0 -> 2.5 % after 300 steps)
-    ft_sets = [sp for key in ("finetune", "finetune2")
-               for sp in (list(cfg.get(key, {}).get(sensor, {}).get("extra", ()))
-                          + ([cfg[key][sensor]["mine"]] if sensor in cfg.get(key, {}) else []))]
-    ft_sets = [sp for sp in dict.fromkeys(map(tuple, ft_sets))
-               if (root / f"liveness_{sensor}_train_s{sp[0]}_b{sp[1]}_a{sp[2]}").exists()]
+    ft_sets = [sp for sp in finetune_set_specs(cfg, sensor)
+               if liveness_set_dir(root, sensor, "train", sp).exists()]
+    _log(f"[{sensor}] replay from the training sets and fine-tune sets {ft_sets}")
     ft_loaded = [load_liveness_dir(liveness_set(root, sensor, "train", sp)) for sp in ft_sets]
     tr_caps = np.concatenate([caps["train"]] + [f[0] for f in ft_loaded] + [real_caps["train"]])
     tr_cls = np.concatenate([cls["train"]] + [f[2] for f in ft_loaded]
