@@ -279,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "serial:PORT[@BAUD]")
     sp.add_argument("--terminal", required=True, help="where the terminal connects "
                                                       "(tcp:/unix:/serial:)")
-    sp.add_argument("--threshold", type=float, default=0.45, help="accept threshold (node 0)")
+    sp.add_argument("--threshold", type=float, default=None,
+                    help="accept threshold (node 0); default: the one of the feature the "
+                         "shard was provisioned with (device.split.node.DEFAULT_THRESHOLDS)")
     sp.add_argument("--allow-reveal", action="store_true",
                     help="evaluation only: answer reveal jobs with this node's feature share")
     sp.set_defaults(fn=cmd_node)

@@ -19,7 +19,10 @@ def test_split_bench_two_processes():
     r = split_bench(users=50, inferences=2, transport="unix", seed=1)
     assert set(r) >= {"latency_ms", "rounds", "bytes", "cosine_min"}
     assert r["cosine_min"] >= 0.9999 and r["rank1_correct"] == 2
-    assert r["decision_agreement"] == 1.0 and r["rounds"] == 7 and r["bytes"] > 0
+    # the unit feature: 9 rounds (the softmax feature's 7, with the squares' and the
+    # product's openings)
+    assert r["feature"] == "unit"
+    assert r["decision_agreement"] == 1.0 and r["rounds"] == 9 and r["bytes"] > 0
 
 
 def _node(role, d, peer, term, ev):

@@ -31,9 +31,16 @@ from device.gabor import gabor_bank
 SIGMA, KSIZE, OCTAVES, BETA, DIM = 5.5, 45, 1.5, 8.0, 16
 
 
-def soft_maps(images: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
-    return np.stack([C.soft_orientation(C.orientation_responses(im, bank), beta)
+def soft_maps(images: np.ndarray, bank: np.ndarray, beta: float,
+              activation: str = "softmax") -> np.ndarray:
+    return np.stack([C.orientation_weights(C.orientation_responses(im, bank), activation, beta)
                      for im in images])
+
+
+def centred_bank(bank: np.ndarray) -> np.ndarray:
+    """Each kernel minus the mean kernel: responses centred over the orientations (the part
+    of a pixel's response vector the softmax depends on)."""
+    return (bank - bank.mean(axis=0, keepdims=True)).astype(np.float32)
 
 
 def fit_pca(maps: np.ndarray, dim: int = DIM) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +107,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="where to write cells_pca.npz (default models/)")
     p.add_argument("--link-val", default=None, help="also write symlinks to the held-out palms")
     p.add_argument("--max-subjects", type=int, default=None, help="(smoke tests only)")
+    p.add_argument("--activation", choices=["softmax", "unit"], default="softmax",
+                   help="softmax: the gate's feature (cells_pca.npz); unit: centred kernels "
+                        "and unit response vectors, the split-mode feature (cells_unit.npz)")
     a = p.parse_args(argv)
 
     from tools.manifest import update_entry
@@ -112,7 +122,10 @@ def main(argv=None) -> int:
     if a.link_val:
         link_val(real_dir("tongji"), [ps.subjects[i] for i in val], Path(a.link_val))
     bank = gabor_bank(C.N_ORIENT, SIGMA, KSIZE, OCTAVES)
-    maps = soft_maps(ps.images, bank, BETA)
+    unit = a.activation == "unit"
+    if unit:
+        bank = centred_bank(bank)
+    maps = soft_maps(ps.images, bank, BETA, a.activation)
     tr = np.isin(ps.labels, train)
     va = np.isin(ps.labels, val)
     mu, pca = fit_pca(maps[tr])
@@ -128,25 +141,34 @@ def main(argv=None) -> int:
                          "n_genuine": int(g.size), "n_impostor": int(i.size)}
     models = Path(a.models) if a.models else MODELS_DIR
     models.mkdir(parents=True, exist_ok=True)
-    out = models / C.CELLS_FILE
-    np.savez(out, gabor=bank, beta=np.float32(BETA), mean=mu, pca=pca, importance=imp,
+    name = C.UNIT_CELLS_FILE if unit else C.CELLS_FILE
+    out = models / name
+    extra = {"activation": np.str_("unit"), "eps": np.float32(C.UNIT_EPS)} if unit else {}
+    np.savez(out, gabor=bank, beta=np.float32(BETA), mean=mu, pca=pca, importance=imp, **extra,
              sigma=np.float32(SIGMA), octaves=np.float32(OCTAVES), stride=np.int32(C.STRIDE),
              offset=np.int32(C.OFFSET), grid=np.int32(C.GRID), cell=np.int32(C.CELL),
              max_shift=np.int32(C.MAX_SHIFT))
     command = "python -m tools.fit_cells_pca " + " ".join(shlex.quote(x) for x in
                                                            (argv if argv is not None
                                                             else sys.argv[1:]))
+    notes = ("classical cell feature (FINDINGS): 6 Gabor (sigma 5.5, 45x45, 1.5 oct), "
+             "softmax(-8 r) over orientations, stride 4 -> 32x32x6; 7x7 cells of 4x4x6 over "
+             "the central 28x28; shared PCA 96->16 per cell; L2 per cell. Arrays: gabor "
+             "(6,45,45), mean (96,), pca (96,16), importance (49,)")
+    if unit:
+        notes = ("split-mode cell feature: the classical cell feature with the 6 Gabor kernels "
+                 "centred over the orientations (each minus their mean) and r / sqrt(|r|^2 + "
+                 f"{C.UNIT_EPS:g}^2) per map pixel instead of the softmax, which commutes with a "
+                 "rotation of the 6 responses: the split dealer draws a secret rotation per "
+                 "unit and folds it into the kernel and PCA shares. Arrays as cells_pca.npz "
+                 "plus activation ('unit') and eps")
     entry = update_entry(
-        C.CELLS_FILE, metrics={"tongji_val_cross_session_1view": metrics},
+        name, metrics={"tongji_val_cross_session_1view": metrics},
         command=command.strip(),
         data=(f"../shared/data/real/tongji: PCA and importance fitted on the {len(train)} "
               f"training palms of split_subjects({n}, 0.2, 0); metrics on the {len(val)} "
               f"held-out palms, session 1 vs session 2, query shifted ±8 px"),
-        notes=("classical cell feature (FINDINGS): 6 Gabor (sigma 5.5, 45x45, 1.5 oct), "
-               "softmax(-8 r) over orientations, stride 4 -> 32x32x6; 7x7 cells of 4x4x6 over "
-               "the central 28x28; shared PCA 96->16 per cell; L2 per cell. Arrays: gabor "
-               "(6,45,45), mean (96,), pca (96,16), importance (49,)"),
-        manifest_path=models / "manifest.json")
+        notes=notes, manifest_path=models / "manifest.json")
     print(json.dumps({"file": str(out), "sha256": entry["sha256"], "metrics": metrics},
                      indent=2))
     return 0

@@ -225,13 +225,15 @@ def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
     from device.gate.burst import ReplaySource
     from device.gate.split_stage import SYNTHETIC_THRESHOLD
     from device.split.bench import _free_port
-    from device.split.cellnet import CellNet, query_from_dense
+    from device.split.cellnet import (DEFAULT_FEATURE, CellNet, feature_extractor,
+                                      query_from_dense)
     from device.split.provision import provision_dir
     from device.templates.store import TemplateStore
     d = Path(tmp) / "split"
     n_pres = len(ReplaySource(f"{tmp}/present", views=views))
     n_dist = max(0, users - planted)
-    net = CellNet.shipped()
+    net = CellNet.shipped(DEFAULT_FEATURE)        # what `python -m device.split provision` shares
+    split_ext = feature_extractor(DEFAULT_FEATURE)
     rng = np.random.default_rng(seed + 7)
     cells = rng.standard_normal((n_dist, 49, 16))
     cells /= np.linalg.norm(cells, axis=-1, keepdims=True)
@@ -303,7 +305,7 @@ def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
             for r in rois:
                 feat, _ = term_.reveal(np.asarray(r, np.float64))
                 q = query_from_dense(feat).ravel()
-                qr = pipe.extractor.query(r).astype(np.float64).ravel()
+                qr = split_ext.query(r).astype(np.float64).ravel()
                 cos.append(float(q @ qr / np.linalg.norm(q) / np.linalg.norm(qr)))
     finally:
         if gate is not None:
@@ -322,6 +324,7 @@ def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
            "presentations": len(decisions), "timed": len(lat), "decisions": reasons,
            "correct_opens": int(correct),
            "threshold": SYNTHETIC_THRESHOLD, "transport": "tcp loopback", "mode": "shared",
+           "feature": DEFAULT_FEATURE,
            "load_average_1min": round(os.getloadavg()[0], 2)}
     if plain is not None and len(plain) == len(decisions):
         out["decision_agreement"] = sum(a == b for a, b in zip(plain, decisions)) / len(plain)

@@ -26,6 +26,12 @@ import numpy as np
 from device.onnx_model import DEFAULT_MODELS_DIR, ModelError, verified_file
 
 CELLS_FILE = "cells_pca.npz"
+# the unit-response variant for split mode: kernels centred over the orientations, each map
+# pixel's 6 responses divided by their norm instead of the softmax (``unit_orientation``);
+# `python -m tools.fit_cells_pca --activation unit`
+UNIT_CELLS_FILE = "cells_unit.npz"
+UNIT_EPS = 0.5        # norm floor of unit_orientation (median response norm ~1.6 on Tongji;
+#                       0.1..1.0 give the same validation TAR at FAR 1e-4)
 
 # Geometry of the classical cell feature (also stored in the npz and checked on load).
 ROI_SIZE = 128
@@ -95,6 +101,23 @@ def soft_orientation(responses: np.ndarray, beta: float) -> np.ndarray:
     z = z - z.max(axis=-3, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=-3, keepdims=True)
+
+
+def unit_orientation(responses: np.ndarray, eps: float = UNIT_EPS) -> np.ndarray:
+    """Each map pixel's responses divided by their norm, r / sqrt(|r|^2 + eps^2), over the
+    orientation axis (-3).  Unlike the softmax it commutes with any rotation of the
+    orientation axis (|R r| = |r|), which split mode uses to hide the first layer."""
+    r = np.asarray(responses, np.float32)
+    return r / np.sqrt((r * r).sum(axis=-3, keepdims=True) + np.float32(eps) ** 2)
+
+
+def orientation_weights(responses: np.ndarray, activation: str, beta: float) -> np.ndarray:
+    """The feature's first non-linearity: "softmax" (soft competitive code) or "unit"."""
+    if activation == "softmax":
+        return soft_orientation(responses, beta)
+    if activation == "unit":
+        return unit_orientation(responses)
+    raise FeatureError(f"unknown activation {activation!r}")
 
 
 def raw_cells(weights: np.ndarray, oy: int, ox: int, grid: int = GRID,
@@ -173,6 +196,9 @@ class CellExtractor(ShiftGridFeature):
     def _init(self, p: dict) -> None:
         self.bank = p["gabor"].astype(np.float32)
         self.beta = float(p["beta"])
+        self.activation = str(p.get("activation", "softmax"))
+        if self.activation not in ("softmax", "unit"):
+            raise FeatureError(f"cell feature file has an unknown activation {self.activation!r}")
         self.mean = p["mean"].astype(np.float32)
         self.pca = p["pca"].astype(np.float32)
         self.dim = int(self.pca.shape[1])
@@ -189,15 +215,17 @@ class CellExtractor(ShiftGridFeature):
 
     def params(self) -> dict:
         return {"gabor": self.bank, "beta": np.float32(self.beta), "mean": self.mean,
-                "pca": self.pca, "importance": self._importance}
+                "pca": self.pca, "importance": self._importance,
+                "activation": np.str_(self.activation)}
 
 
     def weights(self, roi: np.ndarray) -> np.ndarray:
-        """Soft orientation weights of one ROI: (6, 32, 32)."""
+        """Orientation weights of one ROI (soft or unit, see ``activation``): (6, 32, 32)."""
         roi = np.asarray(roi)
         if roi.shape != (ROI_SIZE, ROI_SIZE):
             raise FeatureError(f"expected a {ROI_SIZE}x{ROI_SIZE} grey ROI, got {roi.shape}")
-        return soft_orientation(orientation_responses(roi, self.bank), self.beta)
+        return orientation_weights(orientation_responses(roi, self.bank), self.activation,
+                                   self.beta)
 
     def _window(self, w: np.ndarray, dy: int, dx: int) -> np.ndarray:
         return project(raw_cells(w, MAX_SHIFT + dy, MAX_SHIFT + dx), self.mean, self.pca)

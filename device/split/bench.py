@@ -26,6 +26,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.split.cellnet import DEFAULT_FEATURE
+
 SERIAL_BAUD = 921600
 IDLE_S = 0.5      # pause between jobs, as between presentations at a gate: the nodes use it for
 #                   the offline terms of the next job (node.TripleStock.prepare)
@@ -102,7 +104,7 @@ def _socat_pair(tmp: Path):
 
 def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
                 seed: int = 0, mode: str = "shared", threshold: float | None = None,
-                pace: bool = False) -> dict:
+                pace: bool = False, feature: str = DEFAULT_FEATURE) -> dict:
     """Latency, rounds and bytes of a split 1:N decision (two node processes) and the cosine
     of the split feature to the plaintext feature. ``transport``: "tcp" (loopback; "local"
     is the same),
@@ -110,14 +112,13 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
     rate, so ``serial_line_s`` is the time the busier direction's bytes take on a real line
     at 921,600 baud, 10 bits per byte, full duplex); ``pace=True`` makes the nodes hold their
     serial writes to that rate, so the latency is measured at the line rate (emulated)."""
-    from device.recognition.cells import CellExtractor
-    from device.split.cellnet import CellNet, query_from_dense
-    from device.split.node import DEFAULT_THRESHOLD, Terminal
+    from device.split.cellnet import CellNet, feature_extractor, query_from_dense
+    from device.split.node import DEFAULT_THRESHOLDS, Terminal
     from device.split.provision import provision_dir, terminal_keys
 
-    threshold = DEFAULT_THRESHOLD if threshold is None else threshold
-    ext = CellExtractor()
-    net = CellNet.from_extractor(ext)
+    threshold = DEFAULT_THRESHOLDS[feature] if threshold is None else threshold
+    ext = feature_extractor(feature)
+    net = CellNet.from_extractor(ext, feature)
     pairs = palm_pairs(inferences, seed)
     n_planted = len(pairs)
     rng = np.random.default_rng(seed + 1)
@@ -199,7 +200,7 @@ def split_bench(users: int = 1000, inferences: int = 5, transport: str = "tcp",
             "bytes_busier_direction": int(np.median(busiest)),
             "terminal_bytes": 2 * (128 * 128 * 8),
             "users": users, "inferences": n_planted, "transport": transport, "mode": mode,
-            "rank1_correct": correct, "decision_agreement": agree / n_planted,
+            "feature": feature, "rank1_correct": correct, "decision_agreement": agree / n_planted,
             "threshold": threshold,
         }
         if transport == "serial":

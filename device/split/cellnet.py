@@ -1,7 +1,9 @@
-"""The shipped cell feature (``device/recognition/cells.py``) written as a small network whose
-linear layers run on shares. This is the exact feature, not a split-friendly variant:
+"""The cell features of split mode written as small networks whose linear layers run on
+shares.  Two features (``FEATURE_FILES``):
 
-    ROI (128x128, grey 0..255)                                  input,   F_X = 8 fraction bits
+"gabor", the gate's plaintext feature (``cells_pca.npz``), exactly:
+
+    ROI (128x128, grey 0..255)                                  input,   F_X = 0 fraction bits
     ─ conv 45x45, 6 Gabor kernels, stride 4, reflect border ─►  (1024, 6) at F_X + F_K = 48
     ─ softmax(-beta * r) over the 6 orientations of a pixel ─►  (6, 32, 32)   at F_S = 28
           (mask recovery, masks aligned to pixels: all 6 orientations of a map pixel
@@ -11,22 +13,30 @@ linear layers run on shares. This is the exact feature, not a split-friendly var
     ─ L2 per cell (x importance for a template) ─►              (841, 16) at F_U = 28
           (mask recovery, masks aligned to cells)
 
+"unit" (``cells_unit.npz``, the default of ``python -m device.split provision``): the same
+layers with the kernels centred over the orientations and r / sqrt(|r|^2 + eps^2) per map
+pixel in place of the softmax (same validation TAR at FAR 1e-4 on Tongji).  The softmax's
+mask recovery hands a pixel's owner its 6 responses, a public linear function of the palm
+(the kernels are a textbook Gabor bank), so one node rebuilds the palm by least squares even
+in claim-8 mode (device/split/leakage.py).  The unit activation needs only each pixel's
+squared norm in the clear: the nodes square the responses on shares (Beaver), the owner
+opens |r|^2, computes 1/norm and re-shares it, and a Beaver product gives r / norm
+(``protocol.unit_layer``; two more rounds).  Every product stays inside the ring (bounds
+below), so nothing is truncated on shares.
+
 The 7x7 grid of any of the 25 shifted windows is a set of rows of the dense 29x29 cell map
 (``window_rows``), so the query (25, 49, 16) and the template (49, 16, its zero shift) are
 gathers of one dense map, and the shift-search score of a template is one matrix product.
 
-Why the exact feature: its non-linear steps are both functions of a small group of values
-(6 orientations of a map pixel; 16 dims of a cell), so the seed's mask recovery computes them
-exactly once the masks are aligned to those groups; everything else is linear. A retrained
-variant would buy nothing in accuracy and would break the decision agreement with the
-plaintext gate. The cost is one more opening (the normalisation): each node sees about half
-of the dense unit cells of every inference in plaintext, which is the seed's own leakage
-class (it opens about half of every intermediate map). A secure reciprocal square root
-would keep the cells hidden but needs truncation on shares, which fails with probability
-~|x|/2^64 per element at the scales needed here (see README, Split mode).
+The L2 per cell is a mask recovery in both features: each node sees about half of the dense
+unit cells of every inference in plaintext, which is the seed's own leakage class (it opens
+about half of every intermediate map). A secure reciprocal square root would keep the cells
+hidden but needs truncation on shares, which fails with probability ~|x|/2^64 per element at
+the scales needed here (see README, Split mode).
 
 Scales keep every opened ring value below 2^62: |response| <= 255 * sum|g| = 255 (kernels
 have unit L1 norm) -> 2^56; |cell| <= ||raw - mean|| <= 4 -> 2^58; |score| <= 1 -> 2^56.
+The input has no fraction bits: a uint8 ROI is exact (the terminal rounds a float ROI).
 (With 16/24/20/20/24 bits the split cells were off by up to 6e-4, mostly from the rounding
 of the 2,025 kernel taps; with these, by 7e-9.)
 """
@@ -37,17 +47,41 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from device.recognition.cells import (CELL, GRID, MAX_SHIFT, OFFSET, ROI_SIZE, STRIDE,
-                                      CellExtractor, shift_offsets)
+from device.recognition.cells import (CELL, CELLS_FILE, GRID, MAX_SHIFT, OFFSET, ROI_SIZE,
+                                      STRIDE, UNIT_CELLS_FILE, UNIT_EPS, CellExtractor,
+                                      shift_offsets)
 
-F_X = 8       # input pixels (a uint8 ROI is exact; a float ROI keeps 8 bits)
-F_K = 40      # Gabor kernels
+F_X = 0       # input pixels: integer grey levels (a uint8 ROI is exact; the terminal rounds
+#               a float ROI), which leaves the unit feature's squares room in the ring
+F_K = 48      # Gabor kernels
 F_S = 28      # soft orientation weights
 F_P = 28      # PCA matrix
 F_U = 28      # unit cells (query and template)
 F_R = F_X + F_K       # Gabor responses
 F_Y = F_S + F_P       # projected cells
 F_SCORE = 2 * F_U     # match scores
+# the unit feature (activation "unit"): responses twice, at F_KM for the product and at F_KL
+# for the squares, from kernels rounded to sum to exactly zero (``encode_kernels``: the image's
+# mean grey level then adds nothing); squared norms at F_N; the owner's 1/norm at F_SC; unit
+# vectors at F_SU; PCA at F_PU; projected cells at F_YU.  Bounds: a zero-sum kernel k on
+# pixels in [0, 255] gives |r| <= 127.5 |k|_1, and the centred kernels have |k|_1 = 0.9, so
+# |r|^2 summed over the 6 < 2^16.3 -> 2^60.3 at F_N; |u| <= 1; |cell| <= 8 -> 2^62 at F_YU.
+# (Fraction bits chosen on 8 Tongji ROIs against float64: largest cell error 1.9e-5.)
+F_KM = 25
+F_KL = 22
+F_N = 2 * F_KL
+F_SC = 17
+F_SU = F_KM + F_SC
+F_PU = 17
+F_YU = F_SU + F_PU       # 59
+
+# the cell features split mode can run: "gabor" is the gate's plaintext feature; its softmax
+# is computed by opening the responses of the public Gabor bank at a node's pixels, so a node
+# rebuilds the palm by least squares even in claim-8 mode.  "unit" (cells_unit.npz) divides
+# each pixel's (centred) response vector by its norm instead: the nodes square the responses
+# on shares and open only the squared norm to the pixel's owner (``unit_layer``)
+FEATURE_FILES = {"gabor": CELLS_FILE, "unit": UNIT_CELLS_FILE}
+DEFAULT_FEATURE = "unit"
 
 MAP = ROI_SIZE // STRIDE                       # 32
 DENSE = MAP - CELL + 1                         # 29 cell origins per side
@@ -89,25 +123,52 @@ def cell_patches(s: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class CellNet:
     """Real-valued parameters of the feature as layers: ``gabor`` (2025, 6), ``beta``,
-    ``pca`` (96, 16), ``bias`` (16,) = -mean @ pca, ``importance`` (49,)."""
+    ``pca`` (96, 16), ``bias`` (16,) = -mean @ pca, ``importance`` (49,); ``feature`` names
+    the file (a key of ``FEATURE_FILES``), ``activation`` its first non-linearity ("softmax"
+    or "unit")."""
 
     gabor: np.ndarray
     beta: float
     pca: np.ndarray
     bias: np.ndarray
     importance: np.ndarray
+    feature: str = "gabor"
+    activation: str = "softmax"
 
     @classmethod
-    def from_extractor(cls, ext: CellExtractor) -> "CellNet":
+    def from_extractor(cls, ext: CellExtractor, feature: str = "gabor") -> "CellNet":
         bank = ext.bank.astype(np.float64)
         pca = ext.pca.astype(np.float64)
         return cls(gabor=bank.reshape(len(bank), -1).T.copy(), beta=float(ext.beta), pca=pca,
                    bias=-(ext.mean.astype(np.float64) @ pca),
-                   importance=ext.importance.astype(np.float64))
+                   importance=ext.importance.astype(np.float64), feature=feature,
+                   activation=ext.activation)
 
     @classmethod
-    def shipped(cls) -> "CellNet":
-        return cls.from_extractor(CellExtractor())
+    def shipped(cls, feature: str = "gabor") -> "CellNet":
+        return cls.from_extractor(feature_extractor(feature), feature)
+
+
+def encode_kernels(g: np.ndarray, frac: int) -> np.ndarray:
+    """Kernels (taps, n) to the ring at ``frac`` bits, each column rounded to nearest and then
+    moved by one unit at the taps whose rounding went furthest the same way until it sums to
+    exactly zero like the real kernel (so a flat image gives exactly 0)."""
+    s = np.asarray(g, np.float64) * float(2 ** frac)
+    k = np.round(s)
+    for j in range(k.shape[1]):
+        res = int(k[:, j].sum())
+        if res:
+            step = np.sign(res)
+            idx = np.argsort(-(k[:, j] - s[:, j]) * step)[:abs(res)]
+            k[idx, j] -= step
+    return k.astype(np.int64).view(np.uint64)
+
+
+def feature_extractor(feature: str = "gabor") -> CellExtractor:
+    """The plaintext extractor of a split feature (checked against the manifest)."""
+    if feature not in FEATURE_FILES:
+        raise ValueError(f"split feature must be one of {sorted(FEATURE_FILES)}, not {feature!r}")
+    return CellExtractor(name=FEATURE_FILES[feature])
 
 
 def softmax_orient(r: np.ndarray, beta: float) -> np.ndarray:
@@ -118,6 +179,20 @@ def softmax_orient(r: np.ndarray, beta: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def unit_orient(r: np.ndarray, eps: float = UNIT_EPS) -> np.ndarray:
+    """Unit response vectors of responses (..., 6): r / sqrt(|r|^2 + eps^2) (float64)."""
+    return r / np.sqrt((r * r).sum(axis=-1, keepdims=True) + eps ** 2)
+
+
+def orient_activation(r: np.ndarray, activation: str, beta: float) -> np.ndarray:
+    """The first non-linearity on responses (..., 6) at the owner of a map pixel."""
+    if activation == "unit":
+        return unit_orient(r)
+    if activation == "softmax":
+        return softmax_orient(r, beta)
+    raise ValueError(f"unknown activation {activation!r}")
+
+
 def unit_cells(y: np.ndarray) -> np.ndarray:
     n = np.linalg.norm(y, axis=-1, keepdims=True)
     return y / np.maximum(n, 1e-12)
@@ -126,7 +201,7 @@ def unit_cells(y: np.ndarray) -> np.ndarray:
 def plain_dense(net: CellNet, roi: np.ndarray) -> np.ndarray:
     """Float64 reference of the dense unit-cell map (841, 16) through the same layers."""
     r = gabor_patches(np.asarray(roi, np.float64)) @ net.gabor             # (1024, 6)
-    s = softmax_orient(r, net.beta).T.reshape(-1, MAP, MAP)                 # (6, 32, 32)
+    s = orient_activation(r, net.activation, net.beta).T.reshape(-1, MAP, MAP)  # (6, 32, 32)
     return unit_cells(cell_patches(s) @ net.pca + net.bias)
 
 

@@ -22,12 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from device.split.cellnet import (F_K, F_P, F_U, F_Y, N_DENSE, WINDOW_ROWS, CellNet,
+from device.split.cellnet import (F_K, F_KL, F_KM, F_P, F_PU, F_U, F_Y, F_YU, MAP, N_DENSE,
+                                  WINDOW_ROWS, CellNet, encode_kernels,
                                   cell_patches, gabor_patches)
 from device.split.ring import Prg, derive, encode, fresh_seed, share
 
 MODES = ("shared", "plain")
 CELLS = WINDOW_ROWS.shape[1]      # 49
+MAP_PIXELS = MAP * MAP            # 1024
 DIM = 16
 
 
@@ -48,9 +50,15 @@ class Dealer:
         self.net, self.mode, self.capacity = net, mode, int(capacity)
         self._seed = seed if seed is not None else fresh_seed()
         self._prg = Prg(derive(self._seed, "dealer"))
-        self.K = encode(net.gabor, F_K)                 # (2025, 6)
-        self.W = encode(net.pca, F_P)                   # (96, 16)
-        self.bias = encode(net.bias, F_Y)               # (16,)
+        self.unit = net.activation == "unit"
+        if self.unit:   # kernels twice: for the product (F_KM) and for the squares (F_KL)
+            self.K = np.concatenate([encode_kernels(net.gabor, F_KM),
+                                     encode_kernels(net.gabor, F_KL)], 1)      # (2025, 12)
+            self.W = encode(net.pca, F_PU)              # (96, 16)
+        else:
+            self.K = encode(net.gabor, F_K)             # (2025, 6)
+            self.W = encode(net.pca, F_P)               # (96, 16)
+        self.bias = encode(net.bias, F_YU if self.unit else F_Y)    # (16,)
         self.B1 = self._prg.ring(self.K.shape)
         self.B2 = self._prg.ring(self.W.shape)
         self.B3 = self._prg.ring((CELLS * DIM, self.capacity))
@@ -64,7 +72,8 @@ class Dealer:
         G3 = share(self.B3, self._prg)
         out = []
         for i in (0, 1):
-            s = {"role": i, "mode": self.mode, "beta": self.net.beta,
+            s = {"role": i, "mode": self.mode, "feature": self.net.feature,
+                 "activation": self.net.activation, "beta": self.net.beta,
                  "importance": self.net.importance.copy(), "bias": (b1, b2)[i],
                  "gal_B": G3[i], "key_peer": self.keys["peer"],
                  "key_terminal": self.keys[f"terminal{i}"]}
@@ -77,8 +86,9 @@ class Dealer:
         return out[0], out[1]
 
     def inference_triples(self) -> tuple[dict, dict]:
-        """One inference's material: mask/reshare seed (same for both) and, in shared mode,
-        the Beaver pairs of the two linear layers."""
+        """One inference's material: mask/reshare seed (same for both); in shared mode the
+        Beaver pairs of the two linear layers; for the unit feature the Beaver squares of the
+        responses and the Beaver product of responses and 1/norm."""
         seed = self._prg.bytes(32)
         t = [{"seed": seed}, {"seed": seed}]
         if self.mode == "shared":
@@ -87,6 +97,14 @@ class Dealer:
             A2 = self._prg.ring((6, 32, 32))
             Z2 = cell_patches(A2) @ self.B2
             for name, v in (("A1", A1), ("Z1", Z1), ("A2", A2), ("Z2", Z2)):
+                s = share(v, self._prg)
+                t[0][name], t[1][name] = s
+        if self.unit:   # both modes: the squares and the product are on shares in claim 9 too
+            Alo = self._prg.ring((MAP_PIXELS, 6))     # masks the responses at F_KL (squares)
+            Ar = self._prg.ring((MAP_PIXELS, 6))      # masks the responses at F_KM (product)
+            Bs = self._prg.ring((MAP_PIXELS, 1))      # masks 1/norm
+            for name, v in (("Alo", Alo), ("Zsq", Alo * Alo), ("Ar", Ar), ("Bs", Bs),
+                            ("Zrs", Ar * Bs)):
                 s = share(v, self._prg)
                 t[0][name], t[1][name] = s
         return t[0], t[1]

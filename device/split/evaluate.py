@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.recognition.cells import CellExtractor, shift_max_scores
+from device.recognition.cells import shift_max_scores
 from device.split.bench import _tongji_dir
-from device.split.cellnet import CellNet, query_from_dense
+from device.split.cellnet import DEFAULT_FEATURE, CellNet, feature_extractor, query_from_dense
 from device.split.dealer import Dealer
 from device.split.local import LocalPair
 
@@ -47,12 +47,12 @@ def _cos(a, b) -> float:
 
 
 def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "shared",
-               log=None) -> dict:
+               log=None, feature: str = DEFAULT_FEATURE) -> dict:
     log = log or (lambda m: None)
     per = max(1, inputs // (2 * subjects))
     ims = _images(data, subjects, per)
-    ext = CellExtractor()
-    net = CellNet.from_extractor(ext)
+    ext = feature_extractor(feature)
+    net = CellNet.from_extractor(ext, feature)
     enrol_set, query_set = ims[1], ims[2]
     pair = LocalPair(Dealer(net, mode, capacity=len(enrol_set)))
     t0 = time.perf_counter()
@@ -98,7 +98,7 @@ def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "
                        "split_far": float((S[~genuine] >= th).mean()),
                        "plain_far": float((P[~genuine] >= th).mean())}
     cos_all = np.array(cos_t + cos_q)
-    return {"mode": mode, "inputs": int(len(cos_all)), "templates": len(enrol_set),
+    return {"mode": mode, "feature": feature, "inputs": int(len(cos_all)), "templates": len(enrol_set),
             "queries": len(query_set), "pairs": int(S.size),
             "cosine_min": float(cos_all.min()), "cosine_min_template": float(min(cos_t)),
             "cosine_min_query": float(min(cos_q)),
@@ -107,25 +107,33 @@ def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "
             "decisions": agree, "seconds": elapsed}
 
 
-def leakage_report(data=None, images: int = 5, seed: int = 0) -> dict:
+def leakage_report(data=None, images: int = 5, seed: int = 0,
+                   features: tuple = ("gabor", "unit"), guesses: dict | None = None,
+                   public_subjects: int = 150) -> dict:
+    """Transcript uniformity (claim 8 and 9, the default feature) and, for every feature in
+    ``features``, reconstructions of each ROI from what node 0 opens at the first
+    non-linearity.  "gabor" (node 0 opens the responses at its pixels): least squares with the
+    kernels node 0 has or can guess -- its shard (claim 9: the plaintext kernels; claim 8: a
+    uniform share), in claim 8 also the textbook Gabor bank (``device/gabor.py``) and any
+    ``guesses`` (name -> (6, 45, 45) kernels).  Both features: a learned linear inverse
+    (ridge regression from the view to the image, fitted on ``public_subjects`` other Tongji
+    palms whose views the attacker computes with the published kernels).  "unit" opens
+    squared norms only, so there is no least-squares system.  Every reconstruction is judged
+    by the gate's plaintext feature: its cell score against the palm's own template."""
     from device.split.cellnet import F_R
-    from device.split.leakage import (Recorder, input_correlation, ls_reconstruct,
-                                      node0_first_layer_view, node0_kernels, psnr_affine,
-                                      uniformity_pvalue)
+    from device.split.leakage import (input_correlation, ls_reconstruct, node1_transcript,
+                                      node0_first_layer_view, node0_kernels, node0_unit_view,
+                                      psnr_affine, ridge_reconstruct, uniformity_pvalue,
+                                      view_map)
     from device.split.ring import encode
     ims = _images(data, images + 1, 1)[1]
-    ext = CellExtractor()
-    net = CellNet.from_extractor(ext)
-    out = {}
+    judge = feature_extractor("gabor")
+    net = CellNet.shipped(DEFAULT_FEATURE)
+    out = {"transcript_feature": DEFAULT_FEATURE}
     for mode in ("shared", "plain"):
         pair = LocalPair(Dealer(net, mode, capacity=4, seed=bytes(32)))
-        rec = Recorder(pair.ch[1])
-        pair.ch = (pair.ch[0], rec)
-        pair.enrol("a", ims[0][1])
-        rec.received.clear()
-        for _, im in ims[1:4]:
-            pair.identify(im, 0.5)
-        msgs = [np.frombuffer(m, np.uint64) for m in rec.received if len(m) > 16]
+        msgs = node1_transcript(pair, ims[0][1], [im for _, im in ims[1:4]],
+                                include_enrol=False)
         per = [uniformity_pvalue(m) for m in msgs]
         words = np.concatenate(msgs)
         first = msgs[0]
@@ -136,32 +144,92 @@ def leakage_report(data=None, images: int = 5, seed: int = 0) -> dict:
                      "per_message_p_min_bonferroni": float(min(1.0, 8 * len(per) * min(per))),
                      "first_message_input_corr": (input_correlation(first, x)
                                                   if first.size == x.size else None)}
-    own, vals = node0_first_layer_view(LocalPair(Dealer(net, "plain", capacity=2)), ims[1][1])
+    own, vals = node0_first_layer_view(LocalPair(Dealer(CellNet.shipped("gabor"), "plain",
+                                                        capacity=2)), ims[1][1])
     out["control_opened_values_p"] = uniformity_pvalue(encode(vals, F_R))
-    rows = []
-    for sid, im in ims[:images]:
-        T = ext.template(im)[None]
-        r = {"subject": sid, "chance_psnr": 20 * np.log10(255 / im.std())}
-        for mode in ("plain", "shared"):
-            pair = LocalPair(Dealer(net, mode, capacity=2))
-            own, vals = node0_first_layer_view(pair, im)
-            kernels = [("shard", node0_kernels(pair.shards[0]))]
-            if mode == "shared":
-                kernels.append(("public_bank", ext.bank))
-            for name, bank in kernels:
-                est = ls_reconstruct(bank, own, vals, lam=1e-2, iters=300)
+    guesses = {"public_bank": judge.bank, **(guesses or {})}
+    public = _public_palms(data, skip=images + 1, n_subjects=public_subjects)
+    out["reconstruction"] = {}
+    for feature in features:
+        fnet = CellNet.shipped(feature)
+        unit = fnet.activation == "unit"
+        attack = _ridge_attack(feature_extractor(feature).bank, unit, public, seed)
+        rows = []
+        for sid, im in ims[:images]:
+            T = judge.template(im)[None]
+            r = {"subject": sid, "chance_psnr": 20 * np.log10(255 / im.std())}
+
+            def judged(est):
                 e = est - est.min()
                 e = (255 * e / max(e.max(), 1e-12)).astype(np.float32)
-                score = float(shift_max_scores(ext.query(e)[None], T, ext.importance)[0, 0])
-                key = "claim9" if mode == "plain" else f"claim8_{name}"
-                r[key] = {"psnr": psnr_affine(est, im), "match_score": score}
-        rows.append(r)
-    summary = {}
-    for key in ("claim9", "claim8_shard", "claim8_public_bank"):
-        summary[key] = {"psnr_mean": float(np.mean([r[key]["psnr"] for r in rows])),
-                        "match_score_mean": float(np.mean([r[key]["match_score"]
-                                                           for r in rows]))}
-    summary["chance_psnr_mean"] = float(np.mean([r["chance_psnr"] for r in rows]))
-    out["reconstruction"] = summary
-    out["reconstruction_per_image"] = rows
+                return {"psnr": psnr_affine(est, im),
+                        "match_score": float(shift_max_scores(judge.query(e)[None], T,
+                                                              judge.importance)[0, 0])}
+
+            for mode in ("plain", "shared"):
+                pair = LocalPair(Dealer(fnet, mode, capacity=2))
+                tag = "claim9" if mode == "plain" else "claim8"
+                if unit:       # node 0 opens squared norms only: no linear system to solve
+                    own, vals = node0_unit_view(pair, im)
+                    r[f"{tag}_ridge"] = judged(ridge_reconstruct(attack, view_map(own, vals)))
+                    continue
+                own, vals = node0_first_layer_view(pair, im)
+                r[f"{tag}_ridge"] = judged(ridge_reconstruct(attack, view_map(own, vals)))
+                kernels = [("shard", node0_kernels(pair.shards[0]))]
+                if mode == "shared":
+                    kernels += list(guesses.items())
+                for name, bank in kernels:
+                    key = "claim9_ls" if mode == "plain" else f"claim8_ls_{name}"
+                    r[key] = judged(ls_reconstruct(bank, own, vals, lam=1e-2, iters=300))
+            rows.append(r)
+        summary = {key: {"psnr_mean": float(np.mean([r[key]["psnr"] for r in rows])),
+                         "match_score_mean": float(np.mean([r[key]["match_score"]
+                                                            for r in rows])),
+                         "match_score_max": float(max(r[key]["match_score"] for r in rows))}
+                   for key in rows[0] if key.startswith("claim")}
+        summary["chance_psnr_mean"] = float(np.mean([r["chance_psnr"] for r in rows]))
+        summary["ridge_lambda"] = attack[3]
+        out["reconstruction"][feature] = {"summary": summary, "per_image": rows}
     return out
+
+
+def _public_palms(data, skip: int, n_subjects: int) -> np.ndarray:
+    """The attacker's public palms: session-1 and -2 images of ``n_subjects`` subjects after
+    the first ``skip`` (the evaluated ones)."""
+    d = Path(data) if data else _tongji_dir()
+    subj = sorted(p for p in d.iterdir() if p.is_dir())[skip:skip + n_subjects]
+    out = []
+    for s in subj:
+        for f in sorted(s.iterdir())[::2]:
+            im = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+            if im is not None:
+                out.append(cv2.resize(im, (128, 128)))
+    return np.stack(out)
+
+
+def _ridge_attack(bank: np.ndarray, unit: bool, public: np.ndarray, seed: int):
+    """A node's best linear inverse for a feature, fitted on public palms: their first-layer
+    openings computed in plaintext with the published kernels (responses at the owned
+    pixels, or squared norms for the unit feature) under random ownership masks; the ridge
+    strength picked on a fifth of the public palms.  Returns (mean, scale, W, lambda)."""
+    from device.recognition.cells import orientation_responses
+    from device.split.leakage import (fit_ridge_attack, psnr_affine, ridge_reconstruct,
+                                      view_map)
+    rng = np.random.default_rng(seed)
+    views = []
+    for im in public:
+        r = orientation_responses(im, bank).reshape(len(bank), -1).T.astype(np.float64)
+        if unit:
+            r = (r * r).sum(1, keepdims=True)
+        own = rng.random(len(r)) < 0.5
+        views.append(view_map(own, r[own]))
+    views = np.stack(views)
+    n_fit = len(public) * 4 // 5
+    best = None
+    for lam in (1.0, 10.0, 100.0, 1000.0):
+        m = fit_ridge_attack(views[:n_fit], public[:n_fit], lam)
+        p = np.mean([psnr_affine(ridge_reconstruct(m, v), im)
+                     for v, im in zip(views[n_fit:], public[n_fit:])])
+        if best is None or p > best[0]:
+            best = (p, lam)
+    return (*fit_ridge_attack(views, public, best[1]), best[1])

@@ -45,6 +45,20 @@ class Recorder:
         return got
 
 
+def node1_transcript(pair, enrol_roi, query_rois, include_enrol: bool = True,
+                     threshold: float = 0.5) -> list[np.ndarray]:
+    """Every payload node 1 of a ``LocalPair`` receives (as ring words, frames of more than
+    two words) while ``enrol_roi`` is enrolled and ``query_rois`` are identified."""
+    rec = Recorder(pair.ch[1])
+    pair.ch = (pair.ch[0], rec)
+    pair.enrol("a", enrol_roi)
+    if not include_enrol:
+        rec.received.clear()
+    for roi in query_rois:
+        pair.identify(roi, threshold)
+    return [np.frombuffer(m, np.uint64) for m in rec.received if len(m) > 16]
+
+
 def _chi2_sf(x: float, df: int) -> float:
     z = ((x / df) ** (1 / 3) - (1 - 2 / (9 * df))) / math.sqrt(2 / (9 * df))
     return 0.5 * math.erfc(z / math.sqrt(2))
@@ -139,6 +153,53 @@ def node0_first_layer_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
 
     (mine, vals), _ = run_pair(node, pair.ch, pair.shards, tri, x)
     return mine, vals
+
+
+def node0_unit_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
+    """What node 0 opens at the first non-linearity of the unit feature: (own pixels
+    (1024,), squared response norms (n_own, 1)); the other openings of that layer are
+    masked by fresh dealer randomness."""
+    from device.split.cellnet import F_N
+    from device.split.local import run_pair, split_input
+    from device.split.protocol import gabor_layer, mask_recover, ownership, squared_norms
+    tri = pair.dealer.inference_triples()
+    x = split_input(roi, pair.prg)
+
+    def node(role, ch, shard, t, xs):
+        n2, _ = squared_norms(role, ch, t, gabor_layer(role, ch, shard, t, xs))
+        return mask_recover(role, ch, n2, ownership(t["seed"], "norm", len(n2)), F_N)
+
+    (mine, vals), _ = run_pair(node, pair.ch, pair.shards, tri, x)
+    return mine, vals
+
+
+def view_map(own: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    """A node's opened values as a full (1024 * width + 1024) vector: the values at its own
+    pixels, 0 elsewhere, then its ownership mask (what a regression attack reads)."""
+    full = np.zeros((len(own), vals.shape[1]))
+    full[own] = vals
+    return np.concatenate([full.ravel(), own.astype(np.float64)])
+
+
+def fit_ridge_attack(views: np.ndarray, images: np.ndarray, lam: float = 1.0,
+                     size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A learned linear inverse from views (n, d) to images (n, 128, 128), fitted on public
+    palms: ridge regression onto ``size`` x ``size`` images (standardised inputs).  Returns
+    (mean, scale, weights)."""
+    mu, sd = views.mean(0), views.std(0) + 1e-9
+    X = np.concatenate([(views - mu) / sd, np.ones((len(views), 1))], 1)
+    Y = np.stack([cv2.resize(np.asarray(im, np.float32), (size, size),
+                             interpolation=cv2.INTER_AREA) for im in images]).reshape(len(images), -1)
+    W = np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ Y)
+    return mu, sd, W
+
+
+def ridge_reconstruct(model, view: np.ndarray, shape=(128, 128)) -> np.ndarray:
+    mu, sd, W = model[:3]
+    size = int(round(math.sqrt(W.shape[1])))
+    y = np.concatenate([(view - mu) / sd, [1.0]]) @ W
+    return cv2.resize(y.reshape(size, size).astype(np.float32), shape[::-1],
+                      interpolation=cv2.INTER_CUBIC).astype(np.float64)
 
 
 def node0_kernels(shard: dict) -> np.ndarray:

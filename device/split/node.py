@@ -44,6 +44,17 @@ from device.split.ring import Prg, fresh_seed
 from device.split.transport import ChannelError, SecureChannel, open_link
 
 DEFAULT_THRESHOLD = 0.45     # operating point of the unprotected cell score; set per gate
+# per split feature (the shard names its feature; a shard without one is "gabor"): node 0's
+# threshold when ``palmgate node`` gets no --threshold.  Tongji validation palms (60,
+# session 1 vs 2): gabor's highest impostor score 0.386, its FAR 1e-5 point 0.377, and 0.45
+# sits 0.073 above it (FRR 4.6 %); the unit feature's FAR 1e-5 point is 0.417, so 0.49
+# (highest impostor 0.428; FRR 3.3 %)
+DEFAULT_THRESHOLDS = {"gabor": DEFAULT_THRESHOLD, "unit": 0.49}
+
+
+def shard_threshold(shard: dict) -> float:
+    """The default accept threshold of the feature a shard was provisioned with."""
+    return DEFAULT_THRESHOLDS[str(shard.get("feature", "gabor"))]
 
 
 def pack(meta: dict, arrays: dict | None = None) -> bytes:
@@ -294,7 +305,7 @@ def _wait_job(tch: SecureChannel, pch: SecureChannel) -> bytes:
 
 
 def serve(role: int, directory: str | Path, peer: str, terminal: str,
-          threshold: float = DEFAULT_THRESHOLD, allow_reveal: bool = False,
+          threshold: float | None = None, allow_reveal: bool = False,
           timeout: float = 60.0, ready=None, log=None, state: dict | None = None) -> int:
     """One session of node ``role``: pair with the peer (node 1 listens, node 0 connects),
     bring the two into step (``check_sync``), accept the terminal and run its jobs until it
@@ -306,6 +317,8 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
     shard = load_shard(d / f"node{role}_shard.npz")
     if int(shard["role"]) != role:
         raise ValueError(f"{d} holds the shard of node {shard['role']}, not {role}")
+    if threshold is None:
+        threshold = shard_threshold(shard)
     stock = TripleStock(d / f"node{role}_triples.npz")
     gallery = Gallery(role, shard["gal_B"])
     gpath = d / f"node{role}_gallery.npz"
@@ -399,7 +412,7 @@ def serve(role: int, directory: str | Path, peer: str, terminal: str,
 
 
 def run_node(role: int, directory: str | Path, peer: str, terminal: str,
-             threshold: float = DEFAULT_THRESHOLD, allow_reveal: bool = False,
+             threshold: float | None = None, allow_reveal: bool = False,
              timeout: float = 30.0, ready=None, log=None, stop=None) -> int:
     """The node as a service: sessions one after another, so that after a deny, a broken
     link, a peer that restarted or a terminal that went away the two nodes pair again and
@@ -506,7 +519,7 @@ def _set_timeout(link, seconds: float) -> None:
         link.ser.timeout = seconds
 
 
-def main_node(role: int, directory: str, peer: str, terminal: str, threshold: float,
+def main_node(role: int, directory: str, peer: str, terminal: str, threshold: float | None,
               allow_reveal: bool) -> int:
     return run_node(role, directory, peer, terminal, threshold=threshold,
                     allow_reveal=allow_reveal, log=lambda m: print(m, file=sys.stderr,

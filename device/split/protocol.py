@@ -22,9 +22,9 @@ import struct
 
 import numpy as np
 
-from device.split.cellnet import (DENSE, F_R, F_S, F_SCORE, F_U, F_Y, MAP, TEMPLATE_ROWS,
-                                  WINDOW_ROWS, cell_patches, gabor_patches, softmax_orient,
-                                  unit_cells)
+from device.split.cellnet import (DENSE, F_N, F_R, F_S, F_SC, F_SCORE, F_U, F_Y, F_YU, MAP,
+                                  TEMPLATE_ROWS, UNIT_EPS, WINDOW_ROWS, cell_patches,
+                                  gabor_patches, softmax_orient, unit_cells)
 from device.split.ring import U64, Prg, decode, derive, encode
 
 S = len(WINDOW_ROWS)
@@ -103,7 +103,8 @@ def gabor_layer(role: int, ch, shard: dict, tri: dict, x: np.ndarray) -> np.ndar
 
 
 def softmax_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.ndarray:
-    """Soft orientation weights (6, 32, 32) at F_S by mask recovery over map pixels."""
+    """Soft orientation weights (6, 32, 32) at F_S by mask recovery over map pixels (the
+    owner of a pixel sees its 6 responses)."""
     own0 = ownership(tri["seed"], "softmax", len(r))
     mine, vals = mask_recover(role, ch, r, own0, F_R)
     w = encode(softmax_orient(vals, shard["beta"]), F_S)
@@ -111,8 +112,40 @@ def softmax_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.nd
     return s.T.reshape(-1, MAP, MAP)
 
 
+def squared_norms(role: int, ch, tri: dict, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Steps 1-2 of ``unit_layer``: shares of every pixel's squared response norm (1024, 1)
+    at F_N, and the opened Er = r - Ar for the product."""
+    both = open_value(ch, np.concatenate([r[:, 6:] - tri["Alo"], r[:, :6] - tri["Ar"]], 1))
+    e, er = both[:, :6], both[:, 6:]
+    sq = U64(2) * e * tri["Alo"] + tri["Zsq"]
+    if role == 0:
+        sq = sq + e * e
+    return sq.sum(axis=1, keepdims=True, dtype=np.uint64), er
+
+
+def unit_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.ndarray:
+    """Unit response vectors (6, 32, 32) at F_SU, opening only each pixel's squared norm to
+    its owner.  ``r`` (1024, 12): the responses at F_KM and again at F_KL.
+      1. open E = r_lo - Alo and Er = r - Ar (uniform), one round;
+      2. squares on shares, r_lo^2 = E^2 + 2 E Alo + Alo^2, summed over the 6: |r|^2 at F_N;
+      3. mask recovery of |r|^2 (one value per pixel) by the pixel's owner, which computes
+         1/sqrt(|r|^2 + eps^2) and re-shares it at F_SC;
+      4. open Es = s - Bs, one round; the product r * s = (Er + Ar)(Es + Bs) on shares.
+    Every product stays in the ring (bounds in cellnet), so nothing is truncated."""
+    n2, er = squared_norms(role, ch, tri, r)
+    mine, vals = mask_recover(role, ch, n2, ownership(tri["seed"], "norm", len(n2)), F_N)
+    s_own = encode(1.0 / np.sqrt(np.maximum(vals, 0.0) + UNIT_EPS ** 2), F_SC)
+    s = reshare(mine, s_own, tri["seed"], "norm", n2.shape)
+    es = open_value(ch, s - tri["Bs"])
+    u = er * tri["Bs"] + tri["Ar"] * es + tri["Zrs"]
+    if role == 0:
+        u = u + er * es
+    return u.T.reshape(-1, MAP, MAP)
+
+
 def cell_layer(role: int, ch, shard: dict, tri: dict, s: np.ndarray) -> np.ndarray:
-    """Projected dense cells (841, 16) at F_Y = F_S + F_P (PCA of every 4x4 block, minus
+    """Projected dense cells (841, 16) at F_Y = F_S + F_P, or F_YU for the unit feature (PCA
+    of every 4x4 block, minus
     mean @ PCA)."""
     if shard["mode"] == "plain":
         return cell_patches(s) @ shard["pca_W"] + shard["bias"]
@@ -129,7 +162,8 @@ def normalise_layer(role: int, ch, shard: dict, tri: dict, y: np.ndarray,
     if template:
         y = y[TEMPLATE_ROWS]
     own0 = ownership(tri["seed"], "normalise", len(y))
-    mine, vals = mask_recover(role, ch, y, own0, F_Y)
+    unit = str(shard.get("activation", "softmax")) == "unit"
+    mine, vals = mask_recover(role, ch, y, own0, F_YU if unit else F_Y)
     u = unit_cells(vals)
     if template:
         u = u * shard["importance"][mine][:, None]
@@ -141,7 +175,10 @@ def extract(role: int, ch, shard: dict, tri: dict, x: np.ndarray,
     """This node's share of the feature of input share ``x`` (128x128 at F_X): the dense
     query map (841, 16), or the weighted template (49, 16)."""
     r = gabor_layer(role, ch, shard, tri, x)
-    s = softmax_layer(role, ch, shard, tri, r)
+    if str(shard.get("activation", "softmax")) == "unit":
+        s = unit_layer(role, ch, shard, tri, r)
+    else:
+        s = softmax_layer(role, ch, shard, tri, r)
     y = cell_layer(role, ch, shard, tri, s)
     return normalise_layer(role, ch, shard, tri, y, template)
 

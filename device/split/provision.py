@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.split.cellnet import CellNet
+from device.split.cellnet import DEFAULT_FEATURE, CellNet
 from device.split.dealer import Dealer, save_shard
 from device.split.node import save_triples
 
@@ -22,10 +22,12 @@ from device.split.node import save_triples
 def provision_dir(out: str | Path, net: CellNet | None = None, mode: str = "shared",
                   capacity: int = 1000, inferences: int = 10, matches: int = 10,
                   seed: bytes | None = None, gallery: np.ndarray | None = None,
-                  uids: list[str] | None = None) -> Path:
+                  uids: list[str] | None = None, feature: str = DEFAULT_FEATURE) -> Path:
+    """``net`` (default: the shipped ``feature``, a key of ``FEATURE_FILES``) is what the
+    dealer shares; the node shards record its feature name."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    dealer = Dealer(net or CellNet.shipped(), mode, capacity=capacity, seed=seed)
+    dealer = Dealer(net or CellNet.shipped(feature), mode, capacity=capacity, seed=seed)
     for i, s in enumerate(dealer.model_shards()):
         save_shard(out / f"node{i}_shard.npz", s)
     inf = [dealer.inference_triples() for _ in range(inferences)]
