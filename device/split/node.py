@@ -107,7 +107,9 @@ class TripleStock:
             self.i, self.m = (int(v) for v in self._used.read_text().split())
 
     def _commit(self, i: int, m: int) -> None:
-        _write_text_durably(self._used, f"{i} {m}\n", tmp=self._used.with_suffix(".tmp"))
+        # the folder too: a rename lost in a power cut would hand out used triples again
+        _write_text_durably(self._used, f"{i} {m}\n", tmp=self._used.with_suffix(".tmp"),
+                            sync_dir=True)
 
     def _inference(self, i: int) -> dict:
         if i in self._ready:
