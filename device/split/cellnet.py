@@ -65,14 +65,15 @@ F_SCORE = 2 * F_U     # match scores
 # mean grey level then adds nothing); squared norms at F_N; the owner's 1/norm at F_SC; unit
 # vectors at F_SU; PCA at F_PU; projected cells at F_YU.  Bounds: a zero-sum kernel k on
 # pixels in [0, 255] gives |r| <= 127.5 |k|_1, and the centred kernels have |k|_1 = 0.9, so
-# |r|^2 summed over the 6 < 2^16.3 -> 2^60.3 at F_N; |u| <= 1; |cell| <= 8 -> 2^62 at F_YU.
-# (Fraction bits chosen on 8 Tongji ROIs against float64: largest cell error 1.9e-5.)
+# |r|^2 summed over the 6 < 2^16.3 -> 2^62.3 at F_N (non-negative, below 2^63); 1/norm <= 2;
+# |u| <= 1; |cell| <= 8 -> 2^62 at F_YU.  (The split of F_YU's bits between the three chosen
+# on 12 Tongji ROIs against float64: largest cell error 1.1e-5, mean 1.5e-6.)
 F_KM = 25
-F_KL = 22
+F_KL = 23
 F_N = 2 * F_KL
-F_SC = 17
+F_SC = 16
 F_SU = F_KM + F_SC
-F_PU = 17
+F_PU = 18
 F_YU = F_SU + F_PU       # 59
 
 # the cell features split mode can run: "gabor" is the gate's plaintext feature; its softmax
