@@ -158,10 +158,11 @@ def main(argv=None) -> int:
     if unit:
         notes = ("split-mode cell feature: the classical cell feature with the 6 Gabor kernels "
                  "centred over the orientations (each minus their mean) and r / sqrt(|r|^2 + "
-                 f"{C.UNIT_EPS:g}^2) per map pixel instead of the softmax, which commutes with a "
-                 "rotation of the 6 responses: the split dealer draws a secret rotation per "
-                 "unit and folds it into the kernel and PCA shares. Arrays as cells_pca.npz "
-                 "plus activation ('unit') and eps")
+                 f"{C.UNIT_EPS:g}^2) per map pixel instead of the softmax, which needs only the "
+                 "norm of a pixel's responses: split mode computes the squares and the product "
+                 "on shares and opens only each pixel's squared norm to its owner "
+                 "(device/split/protocol.py unit_layer). Arrays as cells_pca.npz plus "
+                 "activation ('unit') and eps")
     entry = update_entry(
         name, metrics={"tongji_val_cross_session_1view": metrics},
         command=command.strip(),

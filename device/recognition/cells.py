@@ -103,12 +103,16 @@ def soft_orientation(responses: np.ndarray, beta: float) -> np.ndarray:
     return e / e.sum(axis=-3, keepdims=True)
 
 
-def unit_orientation(responses: np.ndarray, eps: float = UNIT_EPS) -> np.ndarray:
+def unit_orientation(responses: np.ndarray, eps: float = UNIT_EPS,
+                     axis: int = -3) -> np.ndarray:
     """Each map pixel's responses divided by their norm, r / sqrt(|r|^2 + eps^2), over the
-    orientation axis (-3).  Unlike the softmax it commutes with any rotation of the
-    orientation axis (|R r| = |r|), which split mode uses to hide the first layer."""
-    r = np.asarray(responses, np.float32)
-    return r / np.sqrt((r * r).sum(axis=-3, keepdims=True) + np.float32(eps) ** 2)
+    orientation ``axis``; float64 stays float64 (split mode's reference), anything else is
+    computed in float32.  Unlike the softmax it needs only the norm of a pixel's responses,
+    which split mode opens in their place."""
+    r = np.asarray(responses)
+    if r.dtype != np.float64:
+        r = r.astype(np.float32)
+    return r / np.sqrt((r * r).sum(axis=axis, keepdims=True) + r.dtype.type(eps) ** 2)
 
 
 def orientation_weights(responses: np.ndarray, activation: str, beta: float) -> np.ndarray:

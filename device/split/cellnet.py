@@ -48,8 +48,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from device.recognition.cells import (CELL, CELLS_FILE, GRID, MAX_SHIFT, OFFSET, ROI_SIZE,
-                                      STRIDE, UNIT_CELLS_FILE, UNIT_EPS, CellExtractor,
-                                      shift_offsets)
+                                      STRIDE, UNIT_CELLS_FILE, CellExtractor, shift_offsets,
+                                      unit_orientation)
 
 F_X = 0       # input pixels: integer grey levels (a uint8 ROI is exact; the terminal rounds
 #               a float ROI), which leaves the unit feature's squares room in the ring
@@ -180,15 +180,10 @@ def softmax_orient(r: np.ndarray, beta: float) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def unit_orient(r: np.ndarray, eps: float = UNIT_EPS) -> np.ndarray:
-    """Unit response vectors of responses (..., 6): r / sqrt(|r|^2 + eps^2) (float64)."""
-    return r / np.sqrt((r * r).sum(axis=-1, keepdims=True) + eps ** 2)
-
-
 def orient_activation(r: np.ndarray, activation: str, beta: float) -> np.ndarray:
     """The first non-linearity on responses (..., 6) at the owner of a map pixel."""
     if activation == "unit":
-        return unit_orient(r)
+        return unit_orientation(np.asarray(r, np.float64), axis=-1)
     if activation == "softmax":
         return softmax_orient(r, beta)
     raise ValueError(f"unknown activation {activation!r}")

@@ -101,7 +101,8 @@ def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "
                        "split_far": float((S[~genuine] >= th).mean()),
                        "plain_far": float((P[~genuine] >= th).mean())}
     cos_all = np.array(cos_t + cos_q)
-    return {"mode": mode, "feature": feature, "inputs": int(len(cos_all)), "templates": len(enrol_set),
+    return {"mode": mode, "feature": feature, "inputs": int(len(cos_all)),
+            "templates": len(enrol_set),
             "queries": len(query_set), "pairs": int(S.size),
             "cosine_min": float(cos_all.min()), "cosine_min_template": float(min(cos_t)),
             "cosine_min_query": float(min(cos_q)),
@@ -154,14 +155,16 @@ def leakage_report(data=None, images: int = 5, seed: int = 0,
     public = _public_palms(data, skip=images + 1, n_subjects=public_subjects)
     out["reconstruction"] = {}
     for feature in features:
-        fnet = CellNet.shipped(feature)
+        fext = feature_extractor(feature)
+        fnet = CellNet.from_extractor(fext, feature)
         unit = fnet.activation == "unit"
-        attack = _ridge_attack(feature_extractor(feature).bank, unit, public, seed)
+        attack, lam = _ridge_attack(fext.bank, unit, public, seed)
+        mean_palm = public.mean(0)
         rows = []
         for sid, im in ims[:images]:
             T = judge.template(im)[None]
             r = {"subject": sid, "chance_psnr": 20 * np.log10(255 / im.std()),
-                 "mean_palm_psnr": psnr_affine(public.mean(0), im)}
+                 "mean_palm_psnr": psnr_affine(mean_palm, im)}
 
             def judged(est):
                 e = est - est.min()
@@ -173,12 +176,11 @@ def leakage_report(data=None, images: int = 5, seed: int = 0,
             for mode in ("plain", "shared"):
                 pair = LocalPair(Dealer(fnet, mode, capacity=2))
                 tag = "claim9" if mode == "plain" else "claim8"
-                if unit:       # node 0 opens squared norms only: no linear system to solve
-                    own, vals = node0_unit_view(pair, im)
-                    r[f"{tag}_ridge"] = judged(ridge_reconstruct(attack, view_map(own, vals)))
-                    continue
-                own, vals = node0_first_layer_view(pair, im)
+                # unit: node 0 opens squared norms only, so there is no linear system to solve
+                own, vals = (node0_unit_view if unit else node0_first_layer_view)(pair, im)
                 r[f"{tag}_ridge"] = judged(ridge_reconstruct(attack, view_map(own, vals)))
+                if unit:
+                    continue
                 kernels = [("shard", node0_kernels(pair.shards[0]))]
                 if mode == "shared":
                     kernels += list(guesses.items())
@@ -194,7 +196,7 @@ def leakage_report(data=None, images: int = 5, seed: int = 0,
         summary["chance_psnr_mean"] = float(np.mean([r["chance_psnr"] for r in rows]))
         # what knowing nothing of this palm gives: the public palms' mean image
         summary["mean_palm_psnr_mean"] = float(np.mean([r["mean_palm_psnr"] for r in rows]))
-        summary["ridge_lambda"] = attack[3]
+        summary["ridge_lambda"] = lam
         out["reconstruction"][feature] = {"summary": summary, "per_image": rows}
     return out
 
@@ -217,7 +219,7 @@ def _ridge_attack(bank: np.ndarray, unit: bool, public: np.ndarray, seed: int):
     """A node's best linear inverse for a feature, fitted on public palms: their first-layer
     openings computed in plaintext with the published kernels (responses at the owned
     pixels, or squared norms for the unit feature) under random ownership masks; the ridge
-    strength picked on a fifth of the public palms.  Returns (mean, scale, W, lambda)."""
+    strength picked on a fifth of the public palms.  Returns ((mean, scale, W), lambda)."""
     from device.recognition.cells import orientation_responses
     from device.split.leakage import (fit_ridge_attack, psnr_affine, ridge_reconstruct,
                                       view_map)
@@ -238,4 +240,4 @@ def _ridge_attack(bank: np.ndarray, unit: bool, public: np.ndarray, seed: int):
                      for v, im in zip(views[n_fit:], public[n_fit:])])
         if best is None or p > best[0]:
             best = (p, lam)
-    return (*fit_ridge_attack(views, public, best[1]), best[1])
+    return fit_ridge_attack(views, public, best[1]), best[1]

@@ -138,21 +138,31 @@ def psnr_affine(est: np.ndarray, truth: np.ndarray) -> float:
     return 10 * math.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
-def node0_first_layer_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
-    """Run the first two steps of an inference on a ``LocalPair`` and return what node 0
-    opens at the softmax mask recovery: (own pixels (1024,), responses (n_own, 6))."""
-    from device.split.cellnet import F_R
+def _node0_opening(pair, roi, opening) -> tuple[np.ndarray, np.ndarray]:
+    """Run the first layer of one inference on a ``LocalPair`` and return node 0's part of
+    ``opening(role, ch, shard, triple, responses)``: (own groups, values)."""
     from device.split.local import run_pair, split_input
-    from device.split.protocol import gabor_layer, mask_recover, ownership
+    from device.split.protocol import gabor_layer
     tri = pair.dealer.inference_triples()
     x = split_input(roi, pair.prg)
 
     def node(role, ch, shard, t, xs):
-        r = gabor_layer(role, ch, shard, t, xs)
-        return mask_recover(role, ch, r, ownership(t["seed"], "softmax", len(r)), F_R)
+        return opening(role, ch, shard, t, gabor_layer(role, ch, shard, t, xs))
 
     (mine, vals), _ = run_pair(node, pair.ch, pair.shards, tri, x)
     return mine, vals
+
+
+def node0_first_layer_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
+    """What node 0 opens at the softmax mask recovery: (own pixels (1024,), responses
+    (n_own, 6))."""
+    from device.split.cellnet import F_R
+    from device.split.protocol import mask_recover, ownership
+
+    def opening(role, ch, shard, t, r):
+        return mask_recover(role, ch, r, ownership(t["seed"], "softmax", len(r)), F_R)
+
+    return _node0_opening(pair, roi, opening)
 
 
 def node0_unit_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
@@ -160,17 +170,13 @@ def node0_unit_view(pair, roi) -> tuple[np.ndarray, np.ndarray]:
     (1024,), squared response norms (n_own, 1)); the other openings of that layer are
     masked by fresh dealer randomness."""
     from device.split.cellnet import F_N
-    from device.split.local import run_pair, split_input
-    from device.split.protocol import gabor_layer, mask_recover, ownership, squared_norms
-    tri = pair.dealer.inference_triples()
-    x = split_input(roi, pair.prg)
+    from device.split.protocol import mask_recover, ownership, squared_norms
 
-    def node(role, ch, shard, t, xs):
-        n2, _ = squared_norms(role, ch, t, gabor_layer(role, ch, shard, t, xs))
+    def opening(role, ch, shard, t, r):
+        n2, _ = squared_norms(role, ch, t, r)
         return mask_recover(role, ch, n2, ownership(t["seed"], "norm", len(n2)), F_N)
 
-    (mine, vals), _ = run_pair(node, pair.ch, pair.shards, tri, x)
-    return mine, vals
+    return _node0_opening(pair, roi, opening)
 
 
 def view_map(own: np.ndarray, vals: np.ndarray) -> np.ndarray:
@@ -189,13 +195,14 @@ def fit_ridge_attack(views: np.ndarray, images: np.ndarray, lam: float = 1.0,
     mu, sd = views.mean(0), views.std(0) + 1e-9
     X = np.concatenate([(views - mu) / sd, np.ones((len(views), 1))], 1)
     Y = np.stack([cv2.resize(np.asarray(im, np.float32), (size, size),
-                             interpolation=cv2.INTER_AREA) for im in images]).reshape(len(images), -1)
+                             interpolation=cv2.INTER_AREA) for im in images])
+    Y = Y.reshape(len(images), -1)
     W = np.linalg.solve(X.T @ X + lam * np.eye(X.shape[1]), X.T @ Y)
     return mu, sd, W
 
 
 def ridge_reconstruct(model, view: np.ndarray, shape=(128, 128)) -> np.ndarray:
-    mu, sd, W = model[:3]
+    mu, sd, W = model
     size = int(round(math.sqrt(W.shape[1])))
     y = np.concatenate([(view - mu) / sd, [1.0]]) @ W
     return cv2.resize(y.reshape(size, size).astype(np.float32), shape[::-1],

@@ -23,8 +23,9 @@ import struct
 import numpy as np
 
 from device.split.cellnet import (DENSE, F_N, F_R, F_S, F_SC, F_SCORE, F_U, F_Y, F_YU, MAP,
-                                  TEMPLATE_ROWS, UNIT_EPS, WINDOW_ROWS, cell_patches,
-                                  gabor_patches, softmax_orient, unit_cells)
+                                  TEMPLATE_ROWS, WINDOW_ROWS, cell_patches, gabor_patches,
+                                  softmax_orient, unit_cells)
+from device.recognition.cells import UNIT_EPS
 from device.split.ring import U64, Prg, decode, derive, encode
 
 S = len(WINDOW_ROWS)
@@ -143,10 +144,14 @@ def unit_layer(role: int, ch, shard: dict, tri: dict, r: np.ndarray) -> np.ndarr
     return u.T.reshape(-1, MAP, MAP)
 
 
+def is_unit(shard: dict) -> bool:
+    """Whether a shard is of the unit feature (a shard without an activation is softmax)."""
+    return str(shard.get("activation", "softmax")) == "unit"
+
+
 def cell_layer(role: int, ch, shard: dict, tri: dict, s: np.ndarray) -> np.ndarray:
     """Projected dense cells (841, 16) at F_Y = F_S + F_P, or F_YU for the unit feature (PCA
-    of every 4x4 block, minus
-    mean @ PCA)."""
+    of every 4x4 block, minus mean @ PCA)."""
     if shard["mode"] == "plain":
         return cell_patches(s) @ shard["pca_W"] + shard["bias"]
     e = open_value(ch, s - tri["A2"])
@@ -162,8 +167,7 @@ def normalise_layer(role: int, ch, shard: dict, tri: dict, y: np.ndarray,
     if template:
         y = y[TEMPLATE_ROWS]
     own0 = ownership(tri["seed"], "normalise", len(y))
-    unit = str(shard.get("activation", "softmax")) == "unit"
-    mine, vals = mask_recover(role, ch, y, own0, F_YU if unit else F_Y)
+    mine, vals = mask_recover(role, ch, y, own0, F_YU if is_unit(shard) else F_Y)
     u = unit_cells(vals)
     if template:
         u = u * shard["importance"][mine][:, None]
@@ -175,7 +179,7 @@ def extract(role: int, ch, shard: dict, tri: dict, x: np.ndarray,
     """This node's share of the feature of input share ``x`` (128x128 at F_X): the dense
     query map (841, 16), or the weighted template (49, 16)."""
     r = gabor_layer(role, ch, shard, tri, x)
-    if str(shard.get("activation", "softmax")) == "unit":
+    if is_unit(shard):
         s = unit_layer(role, ch, shard, tri, r)
     else:
         s = softmax_layer(role, ch, shard, tri, r)

@@ -41,7 +41,8 @@ from tools.train.liveness_model import (LivenessNet, export_liveness_onnx,
                                         load_from_onnx, onnx_mirror, predict, train_liveness)
 from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
-LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007), "val": (2002, 2003), "test": (3003,)}
+LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007), "val": (2002, 2003),
+                  "test": (3003,)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104
 SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
@@ -91,7 +92,8 @@ CONFIG = {
                                   "hard_extra": 3.0}},
              # second round from the first round's model: the pool grows by more fresh
              # training sets (X-ray 1004 + 1005, NIR 1004), every image of it (training sets,
-             # fresh sets, real captures) scored by the first round's model; its hardest tenth of every class
+             # fresh sets, real captures) scored by the first round's model; its hardest tenth of
+             # every class
              # drawn 5x as often, a lower learning rate.  (X-ray: the same round without new data
              # left validation where it was -- photo APCER 2.25 % at BPCER 2.2 % vs 1.75 / 2.0 %
              # -- while its training error went to ~0: the photo species needs more variety)
