@@ -22,11 +22,12 @@ def cmd_demo(a) -> int:
 def cmd_evaluate(a) -> int:
     """ISO/IEC 19795-style verification test of a matcher on a data set."""
     from device.evaluation import evaluate
-    if a.precision != "fp32" and not (a.matcher or "").startswith("learned") \
+    from device.recognition.matchers import DEFAULT_MATCHER, LEARNED
+    if a.precision != "fp32" and (a.matcher or DEFAULT_MATCHER) not in LEARNED \
             and a.segmenter != "net":
-        raise ValueError("--precision int8 applies to the learned feature (--matcher learned, "
-                         "learned-cells, learned-protected) and to --segmenter net; the other "
-                         "matchers are classical")
+        raise ValueError(f"--precision int8 applies to the matchers with a learned network "
+                         f"({', '.join(LEARNED)}) and to --segmenter net; the other matchers "
+                         f"are classical")
     if a.segmenter != "classical" and a.level != "hand":
         raise ValueError("--segmenter applies to --level hand")
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
@@ -185,10 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "segmentation, or the gate's segmentation network first (at "
                          "--precision) with the classical one as fallback")
     sp.add_argument("--matcher", default=None,
-                    help="cells (the gate's feature, default), bocv or compcode (classical "
-                         "baselines), learned (learned cells + seed-000 view fusion; "
-                         "--precision int8 selects its int8 cell net), learned-cells (no "
-                         "fusion), learned-protected")
+                    help="hybrid (default: the classical and the learned cells in one shift "
+                         "search, the gate's [match] feature = hybrid; --precision int8 "
+                         "selects its int8 cell net), cells (the classical cells alone, the "
+                         "gate's [match] feature = cells), bocv or compcode (classical "
+                         "baselines), learned (learned cells + seed-000 view fusion), "
+                         "learned-cells (no fusion); --protected gives the protected form of "
+                         "hybrid, cells or learned")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate)
 

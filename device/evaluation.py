@@ -14,7 +14,8 @@ import numpy as np
 from device.det_plot import draw_det
 from device.layout import SampleRef, scan
 from device.metrics import eer, tar_at_far
-from device.recognition.matchers import get_matcher, subset
+from device.recognition.matchers import (DEFAULT_MATCHER, LEARNED, PROTECTED, get_matcher,
+                                         subset)
 
 FARS = ("1e-3", "1e-4", "1e-5")
 
@@ -112,17 +113,15 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     colour images, at ``precision``, the classical hypotheses as fallback)."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
-    if protected and matcher not in (None, "cells", "cells-protected", "learned",
-                                     "learned-protected"):
-        raise ValueError(f"--protected protects the gate's cell feature; matcher {matcher!r} "
+    matcher = matcher or DEFAULT_MATCHER
+    if protected and matcher not in PROTECTED:
+        raise ValueError(f"--protected protects the gate's cell features; matcher {matcher!r} "
                          f"has no protected form")
     if protected:
-        matcher = "learned-protected" if matcher in ("learned", "learned-protected") \
-            else "cells-protected"
+        matcher = PROTECTED[matcher]
     # with the segmentation network, --precision picks its file; a classical matcher stays fp32
-    learned = (matcher or "").startswith("learned")
-    m = get_matcher(matcher or "cells",
-                    precision=precision if learned or segmenter != "net" else "fp32")
+    m = get_matcher(matcher,
+                    precision=precision if matcher in LEARNED or segmenter != "net" else "fp32")
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")

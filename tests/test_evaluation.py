@@ -84,7 +84,8 @@ def test_orientation_codes_identical_images_score_one():
 
 def test_evaluate_protected_enrols_one_side_and_keeps_the_contract(palms, tmp_path, capsys):
     plain = evaluate(palms, views=1, matcher="cells")
-    assert palmgate(["evaluate", str(palms), "--protected", "--out", str(tmp_path)]) == 0
+    assert palmgate(["evaluate", str(palms), "--protected", "--matcher", "cells",
+                     "--out", str(tmp_path)]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["protected"] is True and rep["matcher"] == "cells-protected"
     assert rep["n_genuine"] == plain["n_genuine"] and rep["n_impostor"] == plain["n_impostor"]
@@ -96,5 +97,15 @@ def test_evaluate_protected_enrols_one_side_and_keeps_the_contract(palms, tmp_pa
     assert sc["impostor"].mean() > 0.5
     assert palmgate(["evaluate", str(palms), "--protected", "--matcher", "bocv",
                      "--out", str(tmp_path)]) == 2
-    assert palmgate(["evaluate", str(palms), "--precision", "int8", "--out",
-                     str(tmp_path)]) == 2
+    assert palmgate(["evaluate", str(palms), "--precision", "int8", "--matcher", "cells",
+                     "--out", str(tmp_path)]) == 2
+
+
+def test_default_matcher_is_the_hybrid_feature_in_both_precisions(palms, tmp_path, capsys):
+    """DESIGN's command without --matcher: the gate's most accurate feature, int8 included."""
+    for precision in ("fp32", "int8"):
+        assert palmgate(["evaluate", str(palms), "--precision", precision, "--protected",
+                         "--out", str(tmp_path / precision)]) == 0
+        rep = json.loads(capsys.readouterr().out)
+        assert rep["matcher"] == "hybrid-protected" and rep["precision"] == precision
+        assert rep["n_genuine"] == 5 * 3 * 3

@@ -144,7 +144,7 @@ def test_training_pieces_run_end_to_end(tmp_path):
 @needs_model
 def test_evaluate_hand_level_with_the_network(tmp_path):
     """`palmgate evaluate DIR --level hand --segmenter net --precision int8`: the network's
-    regions feed the classical cell matcher (which stays fp32)."""
+    regions feed the default matcher (hybrid: its learned net at int8 too)."""
     import subprocess
     import sys
 
@@ -154,7 +154,8 @@ def test_evaluate_hand_level_with_the_network(tmp_path):
                     "77", "--subjects", "3", "--sessions", "2", "--samples", "1", "--views",
                     "1", "--threads", "1"], check=True, capture_output=True)
     rep = evaluate(d, level="hand", segmenter="net", precision="int8", out=tmp_path / "o")
-    assert rep["segmenter"] == "net" and rep["matcher"] == "cells"
+    assert rep["segmenter"] == "net" and rep["matcher"] == "hybrid"
+    assert rep["precision"] == "int8"
     assert rep["fta"] == 0 and rep["n_genuine"] == 3
     with pytest.raises(ValueError, match="segmenter"):
         evaluate(d, level="hand", segmenter="grabcut", out=tmp_path / "o2")

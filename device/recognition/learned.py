@@ -33,6 +33,11 @@ CENTRE = np.array([r * GRID + c for r in range(2, 5) for c in range(2, 5)])
 OTHER = np.array([g for g in range(GRID * GRID) if g not in set(CENTRE.tolist())])
 
 
+def unit_cells(x: np.ndarray) -> np.ndarray:
+    """Each cell (last axis) scaled to unit length."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def load_bank(models_dir: str | Path = DEFAULT_MODELS_DIR, verify: bool = True):
     """The Gabor bank and softmax sharpness of the shipped classical feature file."""
     p = load_cell_params(models_dir, CELLS_FILE, verify)
@@ -56,7 +61,41 @@ def net_input(roi: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
     return x.reshape(7, ROI_SIZE // 2, 2, ROI_SIZE // 2, 2).mean((2, 4))
 
 
-class LearnedExtractor(ShiftGridFeature):
+class ViewSetFeature(ShiftGridFeature):
+    """A cell feature whose views are fused: the subclass gives ``cells(rois) -> (N, S, G, D)``
+    (each ROI alone) and ``fuse(cells (V, S, G, D)) -> (S, G, D)``; this gives the
+    CellExtractor interface (template / query of one ROI) and the view-set forms."""
+
+    def query_set(self, rois) -> np.ndarray:
+        """(S, G, D) fused query of the views of one palm."""
+        rois = list(rois)
+        if not rois:
+            raise ValueError("empty view set: a palm feature needs at least one view")
+        return self.fuse(self.cells(rois))
+
+    def template_set(self, rois) -> np.ndarray:
+        return self.query_set(rois)[self._zero]
+
+    def query(self, roi: np.ndarray) -> np.ndarray:
+        return self.query_set([roi])
+
+    def template(self, roi: np.ndarray) -> np.ndarray:
+        return self.template_set([roi])
+
+    def both(self, rois) -> tuple[np.ndarray, np.ndarray]:
+        """Single-view templates (N, G, D) and queries (N, S, G, D)."""
+        c = self.cells(rois)
+        q = np.stack([self.fuse(c[k:k + 1]) for k in range(len(c))]) if len(c) else c
+        return q[:, self._zero], q
+
+    def templates(self, rois) -> np.ndarray:
+        return self.both(rois)[0]
+
+    def queries(self, rois) -> np.ndarray:
+        return self.both(rois)[1]
+
+
+class LearnedExtractor(ViewSetFeature):
     """The learned cells (+ seed-000 fusion) with CellExtractor's interface.
 
     ``precision``: "fp32" or "int8" (the static-QDQ cell network; the fusion stays fp32).
@@ -110,34 +149,5 @@ class LearnedExtractor(ShiftGridFeature):
         if cells.ndim != 4 or cells.shape[0] < 1:
             raise ValueError("fusion needs at least one view: cells of shape (V>=1, 25, 49, 16)")
         if self.fusion_model is None:
-            f = cells.mean(0)
-            return f / np.maximum(np.linalg.norm(f, axis=-1, keepdims=True), 1e-12)
+            return unit_cells(cells.mean(0))
         return self._fuse(cells)[0]
-
-    def query_set(self, rois) -> np.ndarray:
-        """(25, 49, 16) fused query of the views of one palm."""
-        rois = list(rois)
-        if not rois:
-            raise ValueError("empty view set: a palm feature needs at least one view")
-        return self.fuse(self.cells(rois))
-
-    def template_set(self, rois) -> np.ndarray:
-        return self.query_set(rois)[self._zero]
-
-    def query(self, roi: np.ndarray) -> np.ndarray:
-        return self.query_set([roi])
-
-    def template(self, roi: np.ndarray) -> np.ndarray:
-        return self.template_set([roi])
-
-    def both(self, rois) -> tuple[np.ndarray, np.ndarray]:
-        """Single-view templates (N, G, D) and queries (N, S, G, D)."""
-        c = self.cells(rois)
-        q = np.stack([self.fuse(c[k:k + 1]) for k in range(len(c))]) if len(c) else c
-        return q[:, self._zero], q
-
-    def templates(self, rois) -> np.ndarray:
-        return self.both(rois)[0]
-
-    def queries(self, rois) -> np.ndarray:
-        return self.both(rois)[1]

@@ -67,8 +67,12 @@ class LearnedMatcher(CellMatcher):
     fusion = True
 
     def __init__(self, precision: str = "fp32"):
+        self.extractor = self.feature(precision=precision, fusion=self.fusion)
+
+    @staticmethod
+    def feature(**kw):
         from device.recognition.learned import LearnedExtractor
-        self.extractor = LearnedExtractor(precision=precision, fusion=self.fusion)
+        return LearnedExtractor(**kw)
 
     def encode_sets(self, images: np.ndarray, sets) -> CellCodes:
         """One fused code per set of image indices (the views of one capture)."""
@@ -93,18 +97,45 @@ class ProtectedLearnedMatcher(ProtectedCellMatcher):
 
     def __init__(self, precision: str = "fp32", config=None):
         from device.protect.defaults import DEFAULT_CONFIG
-        from device.recognition.learned import LearnedExtractor
-        self.extractor = LearnedExtractor(precision=precision)
+        self.extractor = self.feature(precision=precision)
         self.config = config or DEFAULT_CONFIG
 
+    feature = LearnedMatcher.feature
     encode_sets = LearnedMatcher.encode_sets
+
+
+def _hybrid(**kw):
+    from device.recognition.hybrid import HybridExtractor
+    return HybridExtractor(**kw)
+
+
+class HybridMatcher(LearnedMatcher):
+    """The gate's feature: the classical cells and the learned cells (seed-000 view fusion) in
+    one shift search (device.recognition.hybrid); --precision picks the learned net's file."""
+
+    name = "hybrid"
+    feature = staticmethod(_hybrid)
+
+
+class ProtectedHybridMatcher(ProtectedLearnedMatcher):
+    """The hybrid feature under seed 002's protection, as the gate stores it."""
+
+    name = "hybrid-protected"
+    feature = staticmethod(_hybrid)
 
 
 MATCHERS = {"cells": CellMatcher, "cells-protected": ProtectedCellMatcher, "bocv": BOCV,
             "compcode": CompCode, "learned": LearnedMatcher,
-            "learned-cells": LearnedCellsMatcher, "learned-protected": ProtectedLearnedMatcher}
-LEARNED = ("learned", "learned-cells", "learned-protected")  # take precision="fp32"|"int8"
-DEFAULT_MATCHER = "cells"
+            "learned-cells": LearnedCellsMatcher, "learned-protected": ProtectedLearnedMatcher,
+            "hybrid": HybridMatcher, "hybrid-protected": ProtectedHybridMatcher}
+# the matchers with a learned network: they take precision="fp32"|"int8"
+LEARNED = ("learned", "learned-cells", "learned-protected", "hybrid", "hybrid-protected")
+# each matcher's protected form (palmgate evaluate --protected)
+PROTECTED = {"cells": "cells-protected", "learned": "learned-protected",
+             "hybrid": "hybrid-protected"}
+PROTECTED.update({v: v for v in list(PROTECTED.values())})
+# palmgate evaluate's default: the most accurate feature the gate offers ([match] feature)
+DEFAULT_MATCHER = "hybrid"
 
 
 def get_matcher(name: str, precision: str = "fp32"):

@@ -40,12 +40,16 @@ def export_fusion(fusion, path) -> None:
         onnx.save(g, str(path))
 
 
-def runtime_metrics(models_dir, precision, images, labels, sessions, fusion=True) -> dict:
+def runtime_metrics(models_dir, precision, images, labels, sessions, fusion=True,
+                    hybrid=False) -> dict:
     """Validation EER / TAR through the runtime extractor (onnxruntime): 1 view, and 3 views
-    fused by the seed-000 model (fusion) or scored as the mean of 3x3 image scores."""
+    fused by the seed-000 model (fusion) or scored as the mean of 3x3 image scores.
+    ``hybrid``: the gate's hybrid feature (these learned cells beside the classical ones)."""
+    from device.recognition.hybrid import HybridExtractor
     from device.recognition.learned import LearnedExtractor
     from tools.train.recognition_fusion import capture_metrics, capture_sets, score_level
-    ex = LearnedExtractor(models_dir, precision, fusion=fusion, verify=False)
+    ex = (HybridExtractor if hybrid else LearnedExtractor)(models_dir, precision, fusion=fusion,
+                                                             verify=False)
     cells = ex.cells(images)
     out = {}
     for v in (1, 3):
@@ -97,6 +101,7 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
         metrics[prec] = runtime_metrics(stage, prec, imgs, vl, vs, fusion=True)
         metrics[prec + "_cells_only_score_mean"] = runtime_metrics(stage, prec, imgs, vl, vs,
                                                                    fusion=False)
+        metrics[prec + "_hybrid"] = runtime_metrics(stage, prec, imgs, vl, vs, hybrid=True)
         log(f"export: {prec} {metrics[prec]} ({time.time() - t:.0f}s)")
     one = {"x": decode(x[va][:1]).numpy()}
     lat = {p: {f"threads{t}": latency_ms(stage / f, one, threads=t) for t in (1, 2)}
@@ -149,6 +154,8 @@ def install(work, summary: dict, profile: str, log=print, models_dir=None,
         shutil.copy(work / "models" / name, models_dir / name)
         metrics = {"tongji_val": v[prec], "tongji_val_cells_only_score_mean":
                    v[prec + "_cells_only_score_mean"], "bytes": summary["bytes"][name]}
+        if prec + "_hybrid" in v:         # the gate's hybrid feature with these cells
+            metrics["tongji_val_hybrid"] = v[prec + "_hybrid"]
         if name.startswith("recognition_cells"):
             metrics["latency_ms_1_roi"] = summary["latency_ms"][prec]
         else:
