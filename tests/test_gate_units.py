@@ -160,6 +160,24 @@ def test_load_gallery_reads_store_user_by_user(tmp_path):
     assert versions == {"u0": 1, "u1": 1, "u3": 1}
 
 
+def test_load_gallery_skips_templates_of_another_feature(tmp_path, caplog):
+    """After `[match] feature` changes, old templates stay in the store but are not matched
+    (a 49-cell template cannot be scored against a 98-cell query); the log says who."""
+    from device.gate.gallery import load_gallery
+    from device.protect.defaults import DEFAULT_CONFIG
+    from device.templates.store import TemplateStore
+    base, tm, w, _ = _enrolled(n_users=2)
+    wide = np.concatenate([w, w]) / 2                   # a feature with twice the cells
+    with TemplateStore(tmp_path / "t.db", device_key=b"k" * 32) as st:
+        for u in ("u0", "u1"):
+            st.enrol(u, [t for o, t in tm if o == u])
+        with caplog.at_level("WARNING"):
+            gal, versions = load_gallery(st, DEFAULT_CONFIG, wide)
+        assert len(gal) == 0 and versions == {}
+        assert "2 users have templates of another palm feature" in caplog.text
+        assert len(list(st.templates("u0"))) > 0         # nothing deleted
+
+
 # --------------------------------------------------------------------------- relay sim
 def test_lcus_board_simulator_on_a_pty():
     import time

@@ -66,7 +66,7 @@ def render(out, planted, presentations, views, sensor, seed) -> None:
 def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bool = False,
           presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
           sensor: str = "nir", templates_per_user: int = 3, models: str | None = None,
-          progress=_progress) -> dict:
+          feature: str = "cells", progress=_progress) -> dict:
     from device.gate.config import load_config
     from device.gate.enrol import enrol_user
     from device.gate.gallery import GalleryBuilder
@@ -91,7 +91,10 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
                       paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key",
                              "models": str(models or "")},
                       liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6},
-                      match={"threshold": DEMO_THRESHOLD})
+                      # the demo threshold was calibrated for the cells feature on synthetic
+                      # people; with feature="hybrid" the bench is a cost measurement and its
+                      # decisions use that same threshold
+                      match={"threshold": DEMO_THRESHOLD, "feature": feature})
     pipe = Pipeline(cfg)
     if pipe.sensor is not None and pipe.sensor.load() is None:
         raise RuntimeError(f"the {precision} {sensor} sensor models cannot be loaded: "
@@ -175,7 +178,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         "end_to_end_cpu_ms": _ms(e2e_cpu),
         "stages_cpu_ms": {s: round(float(np.median(v)), 2) for s, v in cpu.items()},
         "peak_rss_mb": _rss_mb(),
-        "precision": precision, "users": users, "views": views,
+        "precision": precision, "feature": feature, "users": users, "views": views,
         "views_by_segmentation": segs,
         "templates": total, "presentations": len(e2e), "decisions": decisions,
         "correct_opens": int(correct), "sensor": sensor, "threads": threads,

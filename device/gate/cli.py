@@ -374,7 +374,7 @@ def cmd_bench(a) -> int:
     from device.gate.bench import bench
     r = bench(users=a.users, views=a.views, precision=a.precision, split=a.split,
               presentations=a.presentations, seed=a.seed, threads=a.threads,
-              sensor=a.sensor, models=a.models)
+              sensor=a.sensor, models=a.models, feature=a.feature)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
@@ -461,6 +461,8 @@ def add_gate_commands(sub) -> None:
     sp.add_argument("--split", action="store_true", help="also time split mode (seed 003)")
     sp.add_argument("--presentations", type=int, default=20)
     sp.add_argument("--sensor", choices=["nir", "xray"], default="nir")
+    sp.add_argument("--feature", choices=["cells", "hybrid"], default="cells",
+                    help="[match] feature of the gate under test")
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")

@@ -117,8 +117,17 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                          float, min=0.0, max=1.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {
+        "feature": Opt("cells", "Palm feature: cells = the classical Gabor cells (49 "
+                                "sub-features); hybrid = those and the learned cells (seed 000, "
+                                "models/recognition_*.onnx at [gate] precision) in one shift "
+                                "search, 98 sub-features: half the one-view errors on real palms, "
+                                "about twice the gallery memory and match time, and about 20 ms "
+                                "of feature CPU more per view (README). Templates enrolled with "
+                                "the other feature are not loaded: re-enrol after a change.",
+                       choices=("cells", "hybrid")),
         "far": Opt("1e-4", "Operating point: the threshold calibrated for this false-accept "
-                           "rate (device/protect/defaults.py).", choices=("1e-3", "1e-4")),
+                           "rate and feature (device/protect/defaults.py).",
+                   choices=("1e-3", "1e-4")),
         "threshold": Opt("", "Explicit score threshold instead of far (empty: use far).",
                          float, min=-1.0, max=1.0, nullable=True),
         "shortlist": Opt(64, "Templates that get the exact search after the coarse pass.",

@@ -14,9 +14,13 @@ same palm frame, so their shifted windows correspond): one coarse product, whate
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from device.protect.gallery import Match, ProtectedGallery
+
+log = logging.getLogger(__name__)
 
 
 class GalleryBuilder:
@@ -72,11 +76,20 @@ def load_gallery(store, config, weights, when: float | None = None, **kw):
              if (u.enabled if when is None else u.active(when))]
     b = GalleryBuilder(config, weights, store.count()["templates"], **kw)
     versions = {}
+    other = set()
     for u in users:
         for uid, _, ver, t in store.templates(u.user_id):
-            if ver == u.version and t.config == config:
-                b.add(uid, t)
-                versions[uid] = ver
+            if ver != u.version or t.config != config:
+                continue
+            if t.data.shape[0] != b.gal.g:      # enrolled with the other [match] feature
+                other.add(uid)
+                continue
+            b.add(uid, t)
+            versions[uid] = ver
+    if other:
+        log.warning("%d users have templates of another palm feature ([match] feature was "
+                    "changed?) and cannot be matched until they are enrolled again: %s",
+                    len(other), ", ".join(sorted(other)[:10]))
     return b.finish(), versions
 
 

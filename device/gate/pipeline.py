@@ -138,19 +138,27 @@ class SegmenterStage:
         return self.segmenter
 
 
+def gate_feature(cfg, models_dir):
+    """The palm feature extractor of ``[match] feature`` (the learned net at [gate] precision)."""
+    if cfg.match.feature == "hybrid":
+        from device.recognition.hybrid import HybridExtractor
+        return HybridExtractor(models_dir, precision=cfg.gate.precision, threads=1)
+    from device.recognition.cells import CellExtractor
+    return CellExtractor(models_dir)
+
+
 class Pipeline:
     """Everything between a burst and a decision. ``gallery`` is a ProtectedGallery (or None
     before enrolment); ``threshold`` the match threshold."""
 
     def __init__(self, cfg, extractor=None, gallery=None, versions=None):
         from device.onnx_model import DEFAULT_MODELS_DIR
-        from device.protect.defaults import DEFAULT_CONFIG, DEFAULT_THRESHOLDS
-        from device.recognition.cells import CellExtractor
+        from device.protect.defaults import DEFAULT_CONFIG, feature_threshold
         self.cfg = cfg
-        self.extractor = extractor or CellExtractor(cfg.paths.models or DEFAULT_MODELS_DIR)
+        self.extractor = extractor or gate_feature(cfg, cfg.paths.models or DEFAULT_MODELS_DIR)
         self.protect_config = DEFAULT_CONFIG
         self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
-            DEFAULT_THRESHOLDS[cfg.match.far]
+            feature_threshold(cfg.match.feature, cfg.match.far)
         self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.gallery = gallery
