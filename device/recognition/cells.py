@@ -87,11 +87,16 @@ def orientation_responses(roi: np.ndarray, bank: np.ndarray, stride: int = STRID
     Correlation with each kernel (the kernels are point-symmetric, so it equals convolution),
     image borders mirrored (OpenCV's BORDER_REFLECT), then sampled from ``offset`` on.
     """
+    return full_responses(roi, bank)[:, offset::stride, offset::stride]
+
+
+def full_responses(roi: np.ndarray, bank: np.ndarray) -> np.ndarray:
+    """Gabor responses of one ROI at every pixel: (n_orient, H, W) float32 (borders mirrored)."""
     img = np.asarray(roi, dtype=np.float32)
     if img.ndim != 2:
         raise FeatureError(f"expected a grey ROI (H, W), got shape {img.shape}")
     return np.stack([cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT)
-                     [offset::stride, offset::stride] for k in bank])
+                     for k in bank])
 
 
 def soft_orientation(responses: np.ndarray, beta: float) -> np.ndarray:
@@ -241,6 +246,13 @@ class CellExtractor(ShiftGridFeature):
     def query(self, roi: np.ndarray) -> np.ndarray:
         """(S, G, D) unit cells of the S shifted windows."""
         w = self.weights(roi)
+        return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+
+    def query_from_responses(self, responses: np.ndarray) -> np.ndarray:
+        """``query`` from the ROI's Gabor responses at every pixel (``full_responses`` with
+        this feature's bank), for a caller that needs them for something else too."""
+        w = orientation_weights(responses[:, OFFSET::STRIDE, OFFSET::STRIDE], self.activation,
+                                self.beta)
         return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
 
     def templates(self, rois) -> np.ndarray:

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from device.onnx_model import DEFAULT_MODELS_DIR
-from device.recognition.cells import CellExtractor
-from device.recognition.learned import LearnedExtractor, ViewSetFeature, unit_cells
+from device.recognition.cells import CellExtractor, full_responses
+from device.recognition.learned import (LearnedExtractor, ViewSetFeature, net_input,
+                                        unit_cells)
 
 # share of the score given to the learned half; chosen on the Tongji validation palms from
 # 0.1, 0.2, ..., 0.9 as the weight with the highest TAR at FAR 1e-4 in the worse of fp32 and
@@ -72,8 +73,15 @@ class HybridExtractor(ViewSetFeature):
         rois = list(rois)
         if not rois:
             return np.zeros((0, len(self._shifts), self.n_cells, self.dim), np.float32)
-        c = self.classical.queries(rois)
-        le = self.learned.cells(rois)
+        if not np.array_equal(self.classical.bank, self.learned.bank):
+            c, le = self.classical.queries(rois), self.learned.cells(rois)
+        else:                           # one Gabor filtering of each ROI serves both halves
+            c, x = [], []
+            for roi in rois:
+                r = full_responses(roi, self.classical.bank)
+                c.append(self.classical.query_from_responses(r))
+                x.append(net_input(roi, self.learned.bank, self.learned.beta, r))
+            c, le = np.stack(c), self.learned.cells_of_inputs(x)
         return np.concatenate([c, le], axis=2).astype(np.float32)
 
     def fuse(self, cells: np.ndarray) -> np.ndarray:

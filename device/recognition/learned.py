@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError
 from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
-                                      ShiftGridFeature, load_cell_params, shift_offsets)
+                                      ShiftGridFeature, full_responses, load_cell_params,
+                                      shift_offsets)
 
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
@@ -44,13 +44,15 @@ def load_bank(models_dir: str | Path = DEFAULT_MODELS_DIR, verify: bool = True):
     return p["gabor"].astype(np.float32), float(p["beta"])
 
 
-def net_input(roi: np.ndarray, bank: np.ndarray, beta: float) -> np.ndarray:
+def net_input(roi: np.ndarray, bank: np.ndarray, beta: float,
+              responses: np.ndarray | None = None) -> np.ndarray:
     """(7, 64, 64) float32: the standardised ROI and its six soft orientation maps (each minus
-    1/6, so a flat area is zero), computed at 128x128 and averaged 2x2."""
+    1/6, so a flat area is zero), computed at 128x128 and averaged 2x2. ``responses``: the
+    ROI's ``full_responses`` with ``bank`` when the caller has them already."""
     img = np.asarray(roi, np.float32)
     if img.shape != (ROI_SIZE, ROI_SIZE):
         raise FeatureError(f"expected a {ROI_SIZE}x{ROI_SIZE} grey ROI, got {img.shape}")
-    r = np.stack([cv2.filter2D(img, cv2.CV_32F, k, borderType=cv2.BORDER_REFLECT) for k in bank])
+    r = full_responses(img, bank) if responses is None else responses
     z = -beta * r
     z -= z.max(0, keepdims=True)
     e = np.exp(z)
@@ -130,11 +132,12 @@ class LearnedExtractor(ViewSetFeature):
 
     def cells(self, rois, batch: int = 32) -> np.ndarray:
         """(N, 25, 49, 16) unit cells of every ROI at every window shift (no fusion)."""
-        out = []
-        rois = list(rois)
-        for k in range(0, len(rois), batch):
-            x = np.stack([net_input(r, self.bank, self.beta) for r in rois[k:k + batch]])
-            out.append(self.cells_model(x=x)["cells"])
+        return self.cells_of_inputs([net_input(r, self.bank, self.beta) for r in rois], batch)
+
+    def cells_of_inputs(self, inputs, batch: int = 32) -> np.ndarray:
+        """``cells`` from the ROIs' ``net_input`` arrays."""
+        out = [self.cells_model(x=np.stack(inputs[k:k + batch]))["cells"]
+               for k in range(0, len(inputs), batch)]
         if not out:
             return np.zeros((0, N_SHIFTS, self.n_cells, self.dim), np.float32)
         return np.concatenate(out)
