@@ -89,6 +89,8 @@ def test_hybrid_matchers_and_int8(rois):
     sets = matchers.get_matcher("hybrid").encode_sets(rois, [[0, 1], [2, 3]])
     assert sets.queries.shape == (2, 25, 98, 16)
     assert matchers.PROTECTED["hybrid"] == "hybrid-protected"
+    for name in matchers.LEARNED:                 # every learned matcher builds its feature
+        assert matchers.get_matcher(name, precision="int8").extractor.precision == "int8"
     assert matchers.DEFAULT_MATCHER == "hybrid"
 
 

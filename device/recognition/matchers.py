@@ -57,6 +57,16 @@ class ProtectedCellMatcher(CellMatcher):
         return s.T
 
 
+def _learned(**kw):
+    from device.recognition.learned import LearnedExtractor
+    return LearnedExtractor(**kw)
+
+
+def _hybrid(**kw):
+    from device.recognition.hybrid import HybridExtractor
+    return HybridExtractor(**kw)
+
+
 class LearnedMatcher(CellMatcher):
     """The learned palm cells with seed 000's multi-view fusion (device.recognition.learned,
     models/recognition_*.onnx). One view: the fused form of that view; with ``fuse_views``
@@ -66,13 +76,10 @@ class LearnedMatcher(CellMatcher):
     fuse_views = True
     fusion = True
 
+    feature = staticmethod(_learned)
+
     def __init__(self, precision: str = "fp32"):
         self.extractor = self.feature(precision=precision, fusion=self.fusion)
-
-    @staticmethod
-    def feature(**kw):
-        from device.recognition.learned import LearnedExtractor
-        return LearnedExtractor(**kw)
 
     def encode_sets(self, images: np.ndarray, sets) -> CellCodes:
         """One fused code per set of image indices (the views of one capture)."""
@@ -100,13 +107,8 @@ class ProtectedLearnedMatcher(ProtectedCellMatcher):
         self.extractor = self.feature(precision=precision)
         self.config = config or DEFAULT_CONFIG
 
-    feature = LearnedMatcher.feature
+    feature = staticmethod(_learned)
     encode_sets = LearnedMatcher.encode_sets
-
-
-def _hybrid(**kw):
-    from device.recognition.hybrid import HybridExtractor
-    return HybridExtractor(**kw)
 
 
 class HybridMatcher(LearnedMatcher):
@@ -131,9 +133,9 @@ MATCHERS = {"cells": CellMatcher, "cells-protected": ProtectedCellMatcher, "bocv
 # the matchers with a learned network: they take precision="fp32"|"int8"
 LEARNED = ("learned", "learned-cells", "learned-protected", "hybrid", "hybrid-protected")
 # each matcher's protected form (palmgate evaluate --protected)
-PROTECTED = {"cells": "cells-protected", "learned": "learned-protected",
-             "hybrid": "hybrid-protected"}
-PROTECTED.update({v: v for v in list(PROTECTED.values())})
+PROTECTED = {"cells": "cells-protected", "cells-protected": "cells-protected",
+             "learned": "learned-protected", "learned-protected": "learned-protected",
+             "hybrid": "hybrid-protected", "hybrid-protected": "hybrid-protected"}
 # palmgate evaluate's default: the most accurate feature the gate offers ([match] feature)
 DEFAULT_MATCHER = "hybrid"
 
