@@ -243,17 +243,19 @@ class CellExtractor(ShiftGridFeature):
         """(G, D) unit cells of the centred window."""
         return self._window(self.weights(roi), 0, 0)
 
+    def _windows(self, w: np.ndarray) -> np.ndarray:
+        """(S, G, D) unit cells of the S shifted windows of orientation weights ``w``."""
+        return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+
     def query(self, roi: np.ndarray) -> np.ndarray:
         """(S, G, D) unit cells of the S shifted windows."""
-        w = self.weights(roi)
-        return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+        return self._windows(self.weights(roi))
 
     def query_from_responses(self, responses: np.ndarray) -> np.ndarray:
         """``query`` from the ROI's Gabor responses at every pixel (``full_responses`` with
         this feature's bank), for a caller that needs them for something else too."""
-        w = orientation_weights(responses[:, OFFSET::STRIDE, OFFSET::STRIDE], self.activation,
-                                self.beta)
-        return np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+        return self._windows(orientation_weights(
+            responses[:, OFFSET::STRIDE, OFFSET::STRIDE], self.activation, self.beta))
 
     def templates(self, rois) -> np.ndarray:
         return np.stack([self.template(r) for r in rois])
@@ -265,8 +267,7 @@ class CellExtractor(ShiftGridFeature):
         """Templates (N, G, D) and queries (N, S, G, D) from one pass over the images."""
         T, Q = [], []
         for r in rois:
-            w = self.weights(r)
-            q = np.stack([self._window(w, dy, dx) for dy, dx in self._shifts])
+            q = self._windows(self.weights(r))
             Q.append(q)
             T.append(q[self._zero])
         return np.stack(T), np.stack(Q)

@@ -63,9 +63,7 @@ class HybridExtractor(ViewSetFeature):
         self.learned_weight = learned_weight
         self._importance = hybrid_importance(self.classical.importance,
                                              self.learned.importance, learned_weight)
-        if not np.array_equal(self.classical.shifts, self.learned.shifts):
-            raise ValueError("the two cell features search different window shifts")
-        self._shifts = self.classical.shifts
+        self._shifts = self.classical.shifts       # both: shift_offsets(MAX_SHIFT)
         self._zero = self.classical.zero_shift
 
     def cells(self, rois) -> np.ndarray:
@@ -73,16 +71,14 @@ class HybridExtractor(ViewSetFeature):
         rois = list(rois)
         if not rois:
             return np.zeros((0, len(self._shifts), self.n_cells, self.dim), np.float32)
-        if not np.array_equal(self.classical.bank, self.learned.bank):
-            c, le = self.classical.queries(rois), self.learned.cells(rois)
-        else:                           # one Gabor filtering of each ROI serves both halves
-            c, x = [], []
-            for roi in rois:
-                r = full_responses(roi, self.classical.bank)
-                c.append(self.classical.query_from_responses(r))
-                x.append(net_input(roi, self.learned.bank, self.learned.beta, r))
-            c, le = np.stack(c), self.learned.cells_of_inputs(x)
-        return np.concatenate([c, le], axis=2).astype(np.float32)
+        # both halves read the Gabor bank of cells_pca.npz: one filtering of each ROI serves both
+        c, x = [], []
+        for roi in rois:
+            r = full_responses(roi, self.classical.bank)
+            c.append(self.classical.query_from_responses(r))
+            x.append(net_input(roi, self.learned.bank, self.learned.beta, r))
+        return np.concatenate([np.stack(c), self.learned.cells_of_inputs(x)],
+                              axis=2).astype(np.float32)
 
     def fuse(self, cells: np.ndarray) -> np.ndarray:
         """Views (V, 25, 98, 16) of one palm -> (25, 98, 16). V >= 1."""
