@@ -33,13 +33,14 @@ DEFAULT_CONFIG = ProtectConfig(t=0.9, rotation="equal_distance", n_drop=1,
                                key_mode="per_cell")
 
 DEFAULT_THRESHOLDS = {"1e-3": 0.98401, "1e-4": 0.98486}
-# per gate feature ([match] feature); hybrid: the same rule on its protected scores, the higher
-# of the fp32 and int8 learned nets' values (README, "Learned palm feature")
+# per gate feature ([match] feature); hybrid: the same rule on its protected scores, the highest
+# of two enrolments each with the fp32 and the int8 learned net (README, "Learned palm feature")
 FEATURE_THRESHOLDS = {"cells": DEFAULT_THRESHOLDS, "hybrid": {"1e-3": 0.98290, "1e-4": 0.98372}}
 
 
 def feature_threshold(feature: str, far: str) -> float:
     """The shipped protected-score threshold of ``feature`` at false-accept rate ``far``."""
     if feature not in FEATURE_THRESHOLDS:
-        raise ValueError(f"unknown feature {feature!r}; choose one of {sorted(FEATURE_THRESHOLDS)}")
+        raise ValueError(f"unknown feature {feature!r}; choose one of "
+                         f"{sorted(FEATURE_THRESHOLDS)}")
     return FEATURE_THRESHOLDS[feature][far]

@@ -112,8 +112,9 @@ class ProtectedLearnedMatcher(ProtectedCellMatcher):
 
 
 class HybridMatcher(LearnedMatcher):
-    """The gate's feature: the classical cells and the learned cells (seed-000 view fusion) in
-    one shift search (device.recognition.hybrid); --precision picks the learned net's file."""
+    """The classical cells and the learned cells (seed-000 view fusion) in one shift search
+    (device.recognition.hybrid; the gate's with [match] feature = "hybrid"); --precision picks
+    the learned net's file."""
 
     name = "hybrid"
     feature = staticmethod(_hybrid)
