@@ -4,6 +4,7 @@
   hands     full hands seen by K views     --out DIR --subjects N --sessions 2 --samples M --views K --seed S
   liveness  bona fide + attack species     --sensor xray|nir --out DIR --bona-fide N --per-species M --seed S
   sr-pairs  super-resolution pairs         --sensor xray|nir --out DIR --n N --seed S
+  pairs     matched live/attack pairs      --sensor xray|nir --species SP --out DIR --n N --seed S
   sheet     contact sheet of any set       SRC --out FILE.png
   check     identity separation and image statistics of a palms set against real ROIs
 """
@@ -53,6 +54,12 @@ def cmd_liveness(a) -> dict:
     from tools.synth.sensor_sets import write_liveness
     write_liveness(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed)
     return {"out": a.out, "sensor": a.sensor}
+
+
+def cmd_pairs(a) -> dict:
+    from tools.synth.sensor_sets import write_matched_pairs
+    write_matched_pairs(Path(a.out), a.sensor, a.species, a.n, a.seed)
+    return {"out": a.out, "sensor": a.sensor, "species": a.species}
 
 
 def cmd_sr_pairs(a) -> dict:
@@ -112,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sensor", choices=["xray", "nir"], required=True)
     sp.add_argument("--n", type=int, required=True)
     sp.set_defaults(fn=cmd_sr_pairs)
+    sp = sub.add_parser("pairs", help="matched pairs: a live capture and an attack copying it")
+    common(sp, sessions=False)
+    sp.add_argument("--sensor", choices=["xray", "nir"], required=True)
+    sp.add_argument("--species", required=True)
+    sp.add_argument("--n", type=int, required=True)
+    sp.set_defaults(fn=cmd_pairs)
     sp = sub.add_parser("sheet", help="contact sheet PNG of a data set folder")
     sp.add_argument("src")
     sp.add_argument("--out", required=True)

@@ -32,7 +32,7 @@ from tools.synth.sensor import CAPTURE_SIZE, render_scene
 TextureFn = Callable[[int, int, np.random.Generator], np.ndarray]
 """palm_texture_fn(subject_index, sample_index, rng) -> (128, 128) float32 in [0, 1]."""
 
-_KIND_GEOM, _KIND_LIVE, _KIND_SR, _KIND_RIG, _KIND_HAND = 1, 2, 3, 4, 5
+_KIND_GEOM, _KIND_LIVE, _KIND_SR, _KIND_RIG, _KIND_HAND, _KIND_PAIR = 1, 2, 3, 4, 5, 6
 
 
 def _u8(img: np.ndarray) -> np.ndarray:
@@ -79,6 +79,36 @@ def write_liveness(out_dir: str | Path, sensor: str, n_bona_fide: int, per_speci
                           "identity": ident})
     manifest = {"sensor": sensor, "seed": seed, "size": list(size), "classes": list(classes),
                 "files": files}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return manifest
+
+
+def write_matched_pairs(out_dir: str | Path, sensor: str, species: str, n: int,
+                        seed: int, size: tuple[int, int] | None = None) -> dict:
+    """Write ``n`` matched pairs for training: ``bona_fide/<i>.png`` and
+    ``attack/<species>/<i>.png`` drawn from the same generator state, so the attack copies
+    *that* live presentation (for the X-ray ``photo``: a print of the very radiograph in
+    ``bona_fide/<i>.png``, same hand, pose and exposure of the original) and the pair differs
+    only in what the attack changes.  The liveness layout, so any liveness reader takes it;
+    the manifest gives each file its ``pair`` index.  Returns the manifest."""
+    if sensor not in SPECIES or species not in SPECIES[sensor]:
+        raise ValueError(f"unknown species {species!r} for sensor {sensor!r}")
+    out = Path(out_dir)
+    size = tuple(size or CAPTURE_SIZE[sensor])
+    n_ids = max(2, n // 4)
+    files = []
+    for i in range(n):
+        ident = i % n_ids
+        geom = identity(seed, ident)
+        for cls in (BONA_FIDE, species):
+            rng = np.random.default_rng([seed, _KIND_PAIR, i])
+            img = render_scene(scene_for(cls, sensor), geom, rng, sensor, size, 1)
+            rel = f"bona_fide/{i:05d}.png" if cls == BONA_FIDE else f"attack/{cls}/{i:05d}.png"
+            _png(out / rel, _u8(img))
+            files.append({"file": rel, "class": cls, "live": cls == BONA_FIDE,
+                          "identity": ident, "pair": i})
+    manifest = {"sensor": sensor, "seed": seed, "size": list(size),
+                "classes": [BONA_FIDE, species], "matched_pairs": n, "files": files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
