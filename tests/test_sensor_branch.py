@@ -111,3 +111,79 @@ def test_finetune_weights_shares_and_hard_mining():
     w0, _ = _finetune_weights(cls, real, mine, scores, "printed_photo", 0.6, 0.5, 0.0)
     assert np.isclose(w0[:10].sum(), 0.25) and np.isclose(w0[30:].sum(), 0.25)
     assert np.isclose(w0[10:20].sum(), 0.3) and np.isclose(w0[20:30].sum(), 0.2)
+
+
+def test_widened_model_computes_the_same_function():
+    torch = pytest.importorskip("torch")
+    from tools.train.liveness_model import LivenessNet, fused, widened
+    net = fused(LivenessNet({"stem": "s2"}).eval())
+    wide = widened(net, ((12, True), (24, True), (32, True), (48, True), (80, False)), seed=3)
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(net(x), wide(x), atol=1e-5)
+    assert wide.config["plan"][-1] == (80, False)
+    with pytest.raises(ValueError):            # narrower is not a widening
+        widened(net, ((4, True), (16, True), (32, True), (48, True), (64, False)))
+    with pytest.raises(ValueError):            # BatchNorm must be folded first
+        widened(LivenessNet(), net.config["plan"])
+
+
+def test_matched_pairs_copy_their_own_live_capture(tmp_path):
+    from tools.synth.sensor_sets import write_matched_pairs
+    from tools.train.sensor import load_liveness_dir
+    man = write_matched_pairs(tmp_path, "xray", "photo", 3, seed=4321)
+    caps, y, cls = load_liveness_dir(tmp_path)
+    assert list(cls) == ["bona_fide"] * 3 + ["photo"] * 3 and list(y) == [1] * 3 + [0] * 3
+    assert [f["pair"] for f in man["files"]] == [0, 0, 1, 1, 2, 2]
+    # each photo shows the hand and pose of its own live capture (coarse shape: blurred,
+    # border cut, where the sheet edge and exposure differ)
+    import cv2
+    g = np.array([cv2.GaussianBlur(c.astype(np.float32), (0, 0), 3)[16:-16, 16:-16].ravel()
+                  for c in caps])
+    g = (g - g.mean(1, keepdims=True)) / g.std(1, keepdims=True)
+    c = g[3:] @ g[:3].T / g.shape[1]
+    assert (np.argmax(c, axis=1) == [0, 1, 2]).all()
+    with pytest.raises(ValueError):
+        write_matched_pairs(tmp_path / "x", "xray", "printed_photo", 1, seed=1)
+
+
+def test_continue_rounds_from_the_shipped_file(tmp_path, monkeypatch):
+    """``--continue-rounds``: a round from the shipped liveness file on tiny sets, SR
+    unchanged, both liveness files and their manifest entries rewritten."""
+    pytest.importorskip("torch")
+    import shutil
+
+    from tools.manifest import sha256_file
+    from tools.train import sensor as T
+    models = tmp_path / "models"
+    models.mkdir()
+    man = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())
+    names = ["sr_xray.onnx", "sr_xray_int8.onnx", "liveness_xray.onnx", "liveness_xray_int8.onnx"]
+    for n in names:
+        shutil.copy(DEFAULT_MODELS_DIR / n, models / n)
+    (models / "manifest.json").write_text(json.dumps(
+        {"format": 1, "models": {n: man["models"][n] for n in names}}))
+    tiny = dict(T.CONFIG["quick"], occlusion=False, calibration_frames=4,
+                liveness={"xray": {"train": [(1001, 6, 2)], "val": [(2002, 6, 3)],
+                                   "test": [(3003, 6, 3)]}},
+                finetune4={"xray": {"pool_only": True, "pairs": (("photo", 1012, 4),),
+                                    "mine": (1010, 6, 2), "mine_all": True, "steps": 3,
+                                    "lr": 1e-5, "seed": 1, "photo_share": 0.7, "hard_q": 0.1,
+                                    "hard_extra": 4.0, "widen": ((8, True), (16, True),
+                                                                 (32, True), (48, True),
+                                                                 (72, False))}})
+    monkeypatch.setitem(T.CONFIG, "tiny", tiny)
+    sr_before = sha256_file(models / "sr_xray.onnx")
+    rep = T.continue_rounds("xray", ["finetune4"], tmp_path / "work", models, "test", "tiny")
+    got = json.loads((models / "manifest.json").read_text())["models"]
+    assert sha256_file(models / "sr_xray.onnx") == sr_before
+    for n in ("liveness_xray.onnx", "liveness_xray_int8.onnx"):
+        assert got[n]["sha256"] == sha256_file(models / n) != man["models"][n]["sha256"]
+        assert 0 < got[n]["threshold"] < 1
+    e = got["liveness_xray.onnx"]
+    assert "a fourth round" in e["data"] and "widened" in e["data"]
+    assert e["metrics"]["finetune"]["round4"]["pool"]["pool"]["photo"] == 4 + 2
+    assert "(72, False)" in e["notes"]
+    assert rep["liveness_int8"]["max_rate_difference_pp"] >= 0
+    with pytest.raises(ValueError):             # no such round in the profile
+        T.continue_rounds("xray", ["finetune9"], tmp_path / "work", models, "test", "tiny")

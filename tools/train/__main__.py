@@ -54,6 +54,10 @@ def main(argv=None) -> int:
                         "(work/<profile>/*.pt) instead of training them again")
     p.add_argument("--sensor", choices=["xray", "nir"], default=None,
                    help="sensor/liveness: only this sensor kind (default: both / from DIR)")
+    p.add_argument("--continue-rounds", nargs="+", default=None, metavar="ROUND",
+                   help="sensor: run only these fine-tune rounds of the profile (e.g. "
+                        "finetune4) on the liveness file in the models folder, SR unchanged "
+                        "(needs --sensor)")
     p.add_argument("--retrain-from", default=None, metavar="DIR",
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
@@ -104,7 +108,13 @@ def _sensor(a, work, models, torch) -> int:
 
     torch.set_num_threads(a.threads or 1)   # one thread is fastest on a shared 2-core machine
     steps = a.steps or PROFILES[a.what][a.profile]["steps"]
-    if a.what == "sensor":
+    if a.what == "sensor" and a.continue_rounds:
+        if not a.sensor:
+            raise SystemExit("sensor --continue-rounds needs --sensor xray|nir")
+        report = sensor.continue_rounds(a.sensor, a.continue_rounds, work, models,
+                                        _command_line(), a.profile, threads=a.threads or 1,
+                                        seed=a.seed, resume=a.resume)
+    elif a.what == "sensor":
         report = sensor.run(steps=steps, seed=a.seed, work=work, models=models,
                             command=_command_line(), profile=a.profile,
                             sensors=[a.sensor] if a.sensor else sensor.SENSORS,

@@ -136,6 +136,41 @@ def fused(model: LivenessNet) -> LivenessNet:
     return out.eval()
 
 
+def widened(model: LivenessNet, plan, seed: int = 0, init_scale: float = 0.1) -> LivenessNet:
+    """A wider copy of a fused (``bn=False``) model that computes the same function: every
+    conv layer gets the channels of ``plan`` (same pooling); the new filters read all inputs
+    with small random weights (``init_scale`` x the layer's weight spread), the old filters
+    and the classifier give the new channels zero weight, so training starts where the model
+    is and grows into the new capacity (net2net-style)."""
+    if model.bn:
+        raise ValueError("widened: fuse the model first (fused())")
+    plan = tuple((int(c), bool(p)) for c, p in plan)
+    old_plan = model.config["plan"]
+    if len(plan) != len(old_plan) or any(
+            c < c0 or p != p0 for (c, p), (c0, p0) in zip(plan, old_plan)):
+        raise ValueError(f"widened: {plan} does not widen {old_plan}")
+    out = LivenessNet(dict(model.config, plan=plan), bn=False, hp_init=False)
+    gen = torch.Generator().manual_seed(seed)
+    src = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    dst = [m for m in out.features if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        for a, b in zip(src, dst):
+            co, ci = a.weight.shape[:2]
+            w = torch.randn(b.weight.shape, generator=gen) * (init_scale * a.weight.std())
+            w[:co] = 0
+            w[:co, :ci] = a.weight
+            b.weight.copy_(w)
+            b.bias.zero_()
+            b.bias[:co] = a.bias
+        c_old, c_new = src[-1].out_channels, dst[-1].out_channels
+        wc = torch.zeros_like(out.classifier.weight)
+        wc[:, :c_old] = model.classifier.weight[:, :c_old]                  # average pool
+        wc[:, c_new:c_new + c_old] = model.classifier.weight[:, c_old:]     # max pool
+        out.classifier.weight.copy_(wc)
+        out.classifier.bias.copy_(model.classifier.bias)
+    return out.eval()
+
+
 def export_liveness_onnx(model: LivenessNet, path, size: int = 256,
                          mirror: bool = True) -> None:
     import onnx

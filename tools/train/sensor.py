@@ -37,12 +37,13 @@ from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_l
 from device.sensor_branch import SENSORS, is_live, to_capture
 from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
 from tools.train import sensor_quant as Q
-from tools.train.liveness_model import (LivenessNet, export_liveness_onnx,
-                                        load_from_onnx, onnx_mirror, predict, train_liveness)
+from tools.train.liveness_model import (LivenessNet, export_liveness_onnx, fused,
+                                        load_from_onnx, onnx_mirror, predict, train_liveness,
+                                        widened)
 from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
-LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007), "val": (2002, 2003),
-                  "test": (3003,)}
+LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012),
+                  "val": (2002, 2003, 2004), "test": (3003, 3004)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104
 SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
@@ -62,8 +63,11 @@ CONFIG = {
               "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None},
               "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
     "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
-                                   "val": [(2002, 500, 100), (2003, 1000, 300)],
-                                   "test": [(3003, 1000, 300)]},
+                                   # 2004 and 3004 came with the fourth round: 400 validation
+                                   # photos had left the rounds' choices to 5 errors
+                                   "val": [(2002, 500, 100), (2003, 1000, 300),
+                                           (2004, 1000, 600)],
+                                   "test": [(3003, 1000, 300), (3004, 1000, 600)]},
                           "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
                                   "val": [(2002, 300, 150), (2003, 1000, 300)],
                                  "test": [(3003, 1000, 300)]}},
@@ -116,7 +120,7 @@ CONFIG = {
                                     "hard_extra": 4.0}}},
 }
 # the fine-tune rounds after the first, in order: each starts from the model of the one before
-LATER_ROUNDS = ("finetune2", "finetune3")
+LATER_ROUNDS = ("finetune2", "finetune3", "finetune4")
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
 
@@ -163,6 +167,27 @@ def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
         write_liveness(d, sensor, nb, na, seed)
         _log(f"  wrote {d} ({time.time() - t:.0f} s)")
     return d
+
+
+def pair_set(root: Path, sensor: str, spec) -> Path:
+    """A matched-pair training set ``spec = (species, seed, n)`` (see
+    :func:`tools.synth.sensor_sets.write_matched_pairs`), written by the engine if not there."""
+    from tools.synth.sensor_sets import write_matched_pairs
+
+    species, seed, n = spec
+    if seed not in LIVENESS_SEEDS["train"]:
+        raise ValueError(f"seed {seed} is not a train seed {LIVENESS_SEEDS['train']}")
+    d = root / f"pairs_{sensor}_{species}_s{seed}_n{n}"
+    if not (d / "manifest.json").exists():
+        t = time.time()
+        write_matched_pairs(d, sensor, species, n, seed)
+        _log(f"  wrote {d} ({time.time() - t:.0f} s)")
+    return d
+
+
+def pairs_command(sensor: str, spec) -> str:
+    return (f"python -m tools.synth pairs --sensor {sensor} --species {spec[0]} --n {spec[2]} "
+            f"--seed {spec[1]}")
 
 
 def synth_command(sensor: str, spec) -> str:
@@ -591,10 +616,19 @@ def _finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, tra
     reacts to ~1 grey level of structured noise); the fresh set is scored by the model
     before fine-tuning to find its hard presentations.  Optional: ``extra`` = more training
     sets (seed, bona fide, per species) added to the pool before the fresh set; ``mine_all``
-    scores the whole pool, not only the fresh set.  Resuming reloads
+    scores the whole pool, not only the fresh set; ``pairs`` = matched-pair sets (species,
+    seed, n) added like ``extra``; ``pool_only`` leaves the first training sets out of the pool
+    (the round's own sets and the real captures only); ``fused`` trains the model with its
+    BatchNorm folded into the convolutions (the function the exported file computes, so a
+    round can also start from a shipped file: :func:`continue_rounds`); ``widen`` = a wider
+    ``plan`` (channels per conv layer), grown from the model without changing its function
+    (:func:`tools.train.liveness_model.widened`).  Resuming reloads
     ``work/liveness_<sensor>_<name>.pt``.  Returns (model, report)."""
+    if ft.get("pool_only"):
+        train_caps, train_cls = train_caps[:0], train_cls[:0]
     extra = [load_liveness_dir(liveness_set(root, sensor, "train", sp))
              for sp in ft.get("extra", ())]
+    extra += [load_liveness_dir(pair_set(root, sensor, sp)) for sp in ft.get("pairs", ())]
     if extra:
         train_caps = np.concatenate([train_caps] + [e[0] for e in extra])
         train_cls = np.concatenate([train_cls] + [e[2] for e in extra])
@@ -612,9 +646,10 @@ def _finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, tra
     ckpt = _resumed(work, ckpt_name, resume)
     report = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in ft.items()},
               "mined_set": synth_command(sensor, ft["mine"]),
-              "extra_sets": [synth_command(sensor, sp) for sp in ft.get("extra", ())]}
+              "extra_sets": [synth_command(sensor, sp) for sp in ft.get("extra", ())]
+              + [pairs_command(sensor, sp) for sp in ft.get("pairs", ())]}
     if ckpt is not None:
-        model = LivenessNet(ckpt.get("config"))
+        model = LivenessNet(ckpt.get("config"), bn=not ft.get("fused"), hp_init=False)
         model.load_state_dict(ckpt["state_dict"])
         report.update(ckpt["report"])
         return model.eval(), report
@@ -625,6 +660,10 @@ def _finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, tra
     mine_scores = run_liveness(Q.session(base_path, threads), pool[mine_mask])
     _log(f"[{sensor}] fine-tune: SR of {len(pool)} pool captures and scores of the mined set "
          f"{time.time() - t:.0f} s")
+    if ft.get("fused"):
+        model = fused(model)
+    if ft.get("widen"):
+        model = widened(model, ft["widen"], seed=ft["seed"])
     model, hist, info = finetune_liveness(model, pool, pool_cls, real_mask, mine_mask,
                                           mine_scores, sensor, ft)
     report.update({"pool": info, "train_log": hist,
@@ -651,6 +690,116 @@ def _sr_eval(sess, lr, hr, reference=None) -> dict:
     if snr:
         out["snr_vs_fp32_db"] = round(float(np.mean(snr)), 2)
     return out
+
+
+def calibration_captures(caps: np.ndarray, weights: np.ndarray, n: int,
+                         seed: int) -> list[np.ndarray]:
+    """int8 calibration inputs: ``n`` captures drawn without replacement by ``weights``."""
+    pick = np.random.default_rng(seed).choice(len(caps), n, replace=False, p=weights)
+    return [caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
+
+
+def quantize_liveness(lv_path: Path, lv8_path: Path, sr_sess, calib_caps) -> None:
+    """Static int8 QDQ of a liveness file, calibrated on the SR outputs of ``calib_caps``
+    (first conv and the mirror's input ops left in float)."""
+    calib_sr = [sr_sess.run(None, {"capture": c})[0] for c in calib_caps]
+    Q.quantize_int8(lv_path, lv8_path, calib_sr, "image",
+                    exclude_name_parts=Q.first_conv(lv_path),
+                    only_prefix=Q.LIVENESS_NET_PREFIX)
+
+
+def _int8_rates(scores, cls: dict, fp32: dict) -> dict:
+    """int8 threshold (validation), rates, and the largest held-out change against fp32."""
+    p8_syn, p8_real = scores
+    thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"])
+    int8 = {"threshold": thr8,
+            "validation": rates(p8_syn["val"], cls["val"], thr8, p8_real["val"]),
+            "heldout": rates(p8_syn["test"], cls["test"], thr8, p8_real["test"]),
+            "heldout_at_fp32_threshold": rates(p8_syn["test"], cls["test"],
+                                               fp32["threshold"], p8_real["test"])}
+    int8["max_rate_difference_pp"] = _max_rate_diff(fp32["heldout"], int8["heldout"])
+    return int8
+
+
+def model_perf(paths: list[Path]) -> dict:
+    """Bytes and 1-thread median latency of each file (int8 files: which operators run in
+    int8)."""
+    feeds = {"capture": {"capture": np.random.default_rng(0).random((1, 1, 128, 128),
+                                                                    np.float32)},
+             "image": {"image": np.random.default_rng(0).random((1, 1, 256, 256),
+                                                                np.float32)}}
+    perf = {}
+    for path in paths:
+        feed = feeds["capture" if path.name.startswith("sr_") else "image"]
+        perf[path.name] = {"bytes": path.stat().st_size,
+                           "latency_ms_1thread": Q.latency_ms(path, feed, threads=1)}
+        if path.name.endswith("_int8.onnx"):
+            perf[path.name]["operators"] = Q.int8_report(path)
+    return perf
+
+
+def occlusion_sheet(sensor: str, sr_sess, lv_sess, caps: np.ndarray, cls: np.ndarray,
+                    p: np.ndarray, path: Path) -> None:
+    """Occlusion maps of the first bona fide and the top-scoring presentation of every
+    species of a held-out set.  Synthetic examples only: the sheet goes into docs/, and no
+    real research capture (or an image made from one) may go into the project's git."""
+    ex = []
+    for c in ["bona_fide"] + list(SPECIES[sensor]):
+        idx = np.where(cls == c)[0]
+        if len(idx):
+            i = idx[np.argmax(p[idx])] if c != "bona_fide" else idx[0]
+            ex.append((c if c == "bona_fide" else c + " (top)",
+                       run_sr(sr_sess, caps[i:i + 1], as_u8=False)[0], float(p[i])))
+    occlusion_png(lv_sess, ex, path)
+
+
+_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth"}
+
+
+def round_text(k: int, rk: dict) -> str:
+    """The manifest's words for fine-tune round ``k`` (report ``rk`` of _finetune_block)."""
+    c = rk["config"]
+    more = rk.get("extra_sets", []) + [rk["mined_set"]]
+    start = "from the model before it"
+    if c.get("fused"):
+        start += " with BatchNorm folded"
+    if c.get("widen"):
+        start += f", widened function-preserving to {[w for w, _ in c['widen']]} channels"
+    pool = "the pool grown by" if not c.get("pool_only") else "a pool of"
+    photo = "printed_photo" if "nir" in rk.get("mined_set", "") else "photo"
+    return (f"; a {_ORDINALS.get(k, f'#{k}')} round ({c['steps']} steps, learning rate "
+            f"{c['lr']:g}) {start}, on {pool} {' and '.join(dict.fromkeys(more))}, every "
+            f"image of it scored by that model and its hardest {100 * c['hard_q']:g} % per "
+            f"class drawn {1 + c['hard_extra']:g}x as often, the {photo} species "
+            f"{100 * c['photo_share']:g} % of the attack half")
+
+
+def _liveness_entries(sensor: str, config: dict, metrics: dict, data: str, thr: float,
+                      int8: dict, perf: dict, n_calib: int, common: dict) -> None:
+    """Manifest entries of liveness_<sensor>.onnx and its int8 file."""
+    from tools.manifest import update_entry
+
+    update_entry(f"liveness_{sensor}.onnx", metrics=metrics, data=data,
+                 notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
+                       f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
+                       f"threshold (equality is not live). Conv layers (channels, max-pool after) "
+                       f"{tuple(tuple(x) for x in config['plan'])} (first conv "
+                       f"{'4x4 stride 2' if config['stem'] == 's2' else '3x3 stride 1'} "
+                       f"without BN), global average + max pooling, linear.",
+                 extra={"threshold": thr, "input": f"output of sr_{sensor}.onnx",
+                        "sr_model": f"sr_{sensor}.onnx"}, **common)
+    update_entry(f"liveness_{sensor}_int8.onnx", metrics={
+        "heldout": int8["heldout"], "validation": int8["validation"],
+        "heldout_at_fp32_threshold": int8["heldout_at_fp32_threshold"],
+        "max_rate_difference_vs_fp32_pp": int8["max_rate_difference_pp"],
+        **perf[f"liveness_{sensor}_int8.onnx"]},
+        data=f"static int8 QDQ of liveness_{sensor}.onnx calibrated on the SR outputs of "
+             f"{n_calib} training captures; threshold chosen on validation with "
+             f"sr_{sensor}_int8.onnx in front",
+        notes="int8 version of the fp32 liveness model (Softmax left in float)",
+        extra={"threshold": int8["threshold"], "input": f"output of sr_{sensor}_int8.onnx",
+               "sr_model": f"sr_{sensor}_int8.onnx",
+               "quantized_from": f"liveness_{sensor}.onnx"}, **common)
 
 
 def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, docs: Path,
@@ -758,26 +907,14 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
              f"{json.dumps(base_heldout)}")
 
     # ---- int8
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(train_caps), cfg["calibration_frames"], replace=False, p=w)
-    calib_caps = [train_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
+    calib_caps = calibration_captures(train_caps, w, cfg["calibration_frames"], seed)
     sr8_path = models / f"sr_{sensor}_int8.onnx"
     Q.quantize_int8(sr_path, sr8_path, calib_caps, "capture",
                     exclude_name_parts=Q.SR_FLOAT_NODES)
-    calib_sr = [sr_sess.run(None, {"capture": c})[0] for c in calib_caps]
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
-    Q.quantize_int8(lv_path, lv8_path, calib_sr, "image",
-                    exclude_name_parts=Q.first_conv(lv_path),
-                    only_prefix=Q.LIVENESS_NET_PREFIX)
+    quantize_liveness(lv_path, lv8_path, sr_sess, calib_caps)
     sr8_sess, lv8_sess = Q.session(sr8_path, threads), Q.session(lv8_path, threads)
-    p8_syn, p8_real = pipeline_scores(sr8_sess, lv8_sess)
-    thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"])
-    int8 = {"threshold": thr8,
-            "validation": rates(p8_syn["val"], cls["val"], thr8, p8_real["val"]),
-            "heldout": rates(p8_syn["test"], cls["test"], thr8, p8_real["test"]),
-            "heldout_at_fp32_threshold": rates(p8_syn["test"], cls["test"], thr,
-                                               p8_real["test"])}
-    int8["max_rate_difference_pp"] = _max_rate_diff(fp32["heldout"], int8["heldout"])
+    int8 = _int8_rates(pipeline_scores(sr8_sess, lv8_sess), cls, fp32)
     sr_report["heldout_synthetic_int8"] = _sr_eval(sr8_sess, *sr_test_pairs, reference=sr_sess)
     if sensor == "nir" and real["test"]:
         rl, rh = real_pairs(real["test"], SR_SEEDS["test"], random_crop=False)
@@ -785,34 +922,15 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     _log(f"[{sensor}] int8 threshold {thr8:.4g} held-out {json.dumps(int8['heldout'])}")
 
     # ---- sizes, latencies, int8 operators
-    x_cap = {"capture": np.random.default_rng(0).random((1, 1, 128, 128), np.float32)}
-    x_sr = {"image": np.random.default_rng(0).random((1, 1, 256, 256), np.float32)}
-    perf = {}
-    for name, path, feed in ((f"sr_{sensor}.onnx", sr_path, x_cap),
-                             (f"sr_{sensor}_int8.onnx", sr8_path, x_cap),
-                             (f"liveness_{sensor}.onnx", lv_path, x_sr),
-                             (f"liveness_{sensor}_int8.onnx", lv8_path, x_sr)):
-        perf[name] = {"bytes": path.stat().st_size,
-                      "latency_ms_1thread": Q.latency_ms(path, feed, threads=1)}
-        if name.endswith("_int8.onnx"):
-            perf[name]["operators"] = Q.int8_report(path)
+    perf = model_perf([sr_path, sr8_path, lv_path, lv8_path])
     _log(f"[{sensor}] perf {json.dumps(perf)}")
 
     # ---- occlusion maps on a few held-out examples
     occ_path = None
     if cfg["occlusion"]:
-        ex = []
-        for c in ["bona_fide"] + list(SPECIES[sensor]):
-            idx = np.where(cls["test"] == c)[0]
-            if len(idx):
-                i = idx[np.argmax(p_syn["test"][idx])] if c != "bona_fide" else idx[0]
-                ex.append((c if c == "bona_fide" else c + " (top)",
-                           run_sr(sr_sess, caps["test"][i:i + 1], as_u8=False)[0],
-                           float(p_syn["test"][i])))
-        # synthetic examples only: the sheet goes into docs/, and no real research capture
-        # (or an image made from one) may go into the project's git
         occ_path = docs / f"liveness_occlusion_{sensor}.png"
-        occlusion_png(lv_sess, ex, occ_path)
+        occlusion_sheet(sensor, sr_sess, lv_sess, caps["test"], cls["test"], p_syn["test"],
+                        occ_path)
 
     # ---- manifest entries
     def palms(files):
@@ -864,40 +982,13 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                     f"sets + a fresh hard-example set ({ft_report['mined_set']}) + the real "
                     f"training captures, as unrounded SR outputs, hardest presentations of the "
                     f"fresh set drawn {1 + ft_report['config']['hard_extra']:g}x as often")
-        for k, word in ((2, "second"), (3, "third")):
-            if f"round{k}" not in ft_report:
-                continue
-            rk = ft_report[f"round{k}"]
-            more = rk.get("extra_sets", []) + [rk["mined_set"]]
-            data_lv += (f"; a {word} round ({rk['config']['steps']} steps, learning rate "
-                        f"{rk['config']['lr']:g}) from the model before it, on the pool grown "
-                        f"by {' and '.join(dict.fromkeys(more))}, every image of it scored by "
-                        f"that model and its hardest {100 * rk['config']['hard_q']:g} % per "
-                        f"class drawn {1 + rk['config']['hard_extra']:g}x as often")
+        for k in range(2, 2 + len(LATER_ROUNDS)):
+            if f"round{k}" in ft_report:
+                data_lv += round_text(k, ft_report[f"round{k}"])
         data_lv += ("; exported with the mirror average (logits of the image and its "
                     "left-right mirror averaged before the softmax)")
-    update_entry(f"liveness_{sensor}.onnx", metrics=lv_metrics, data=data_lv,
-                 notes=f"Seed 001 liveness model, {sensor}: SR image (N,1,256,256) in [0,1] -> "
-                       f"probs (N,2) softmax over (non-live, live). Live iff probs[:,1] > "
-                       f"threshold (equality is not live). Conv layers (channels, max-pool after) "
-                       f"{lv.config['plan']} (first conv "
-                       f"{'4x4 stride 2' if lv.config['stem'] == 's2' else '3x3 stride 1'} "
-                       f"without BN), global "
-                       f"average + max pooling, linear.",
-                 extra={"threshold": thr, "input": f"output of sr_{sensor}.onnx",
-                        "sr_model": f"sr_{sensor}.onnx"}, **common)
-    update_entry(f"liveness_{sensor}_int8.onnx", metrics={
-        "heldout": int8["heldout"], "validation": int8["validation"],
-        "heldout_at_fp32_threshold": int8["heldout_at_fp32_threshold"],
-        "max_rate_difference_vs_fp32_pp": int8["max_rate_difference_pp"],
-        **perf[f"liveness_{sensor}_int8.onnx"]},
-        data=f"static int8 QDQ of liveness_{sensor}.onnx calibrated on the SR outputs of "
-             f"{len(calib_caps)} training captures; threshold chosen on validation with "
-             f"sr_{sensor}_int8.onnx in front",
-        notes="int8 version of the fp32 liveness model (Softmax left in float)",
-        extra={"threshold": thr8, "input": f"output of sr_{sensor}_int8.onnx",
-               "sr_model": f"sr_{sensor}_int8.onnx",
-               "quantized_from": f"liveness_{sensor}.onnx"}, **common)
+    _liveness_entries(sensor, lv.config, lv_metrics, data_lv, fp32["threshold"], int8, perf,
+                      len(calib_caps), common)
 
     return {"sr": sr_report, "liveness_fp32": fp32, "liveness_int8": int8,
             "ablation": ablation, "perf": perf,
@@ -907,6 +998,107 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
             "heldout_dirs": {"synthetic": [str(liveness_set(root, sensor, "test", sp))
                                            for sp in sizes["test"]]},
             "seconds": round(time.time() - t_all, 1)}
+
+
+def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, command: str,
+                    profile: str, threads: int = 1, seed: int = 0,
+                    resume: bool = False) -> dict:
+    """Run fine-tune rounds of ``CONFIG[profile]`` (keys such as ``finetune4``) on the liveness
+    file in ``models`` -- the model the earlier rounds made, whose training checkpoints need
+    not be here -- with ``sr_<sensor>.onnx`` unchanged; then export fp32 and int8 again,
+    choose both thresholds on validation, measure the held-out sets, and update the two
+    liveness entries of the manifest (the earlier rounds' data and the without-SR ablation are
+    kept).  ``python -m tools.train sensor --continue-rounds KEY ...``."""
+    from tools.manifest import sha256_file
+
+    cfg = CONFIG[profile]
+    missing = [k for k in rounds if not cfg.get(k, {}).get(sensor)]
+    if missing:
+        raise ValueError(f"profile {profile!r} has no round {missing} for {sensor}")
+    models, work = Path(models), Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    root = data_root(work)
+    manifest = models / "manifest.json"
+    lv_path = models / f"liveness_{sensor}.onnx"
+    entry = json.loads(manifest.read_text())["models"][lv_path.name]
+    src_sha = sha256_file(lv_path)
+    if src_sha != entry["sha256"]:
+        raise ValueError(f"{lv_path} does not match its manifest entry")
+    sr_path = models / f"sr_{sensor}.onnx"
+    sr_sess = Q.session(sr_path, threads)
+    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
+    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
+    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
+                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    caps, cls = {}, {}
+    for s in ("train", "val", "test"):
+        caps[s], _, cls[s] = load_split(root, sensor, s, cfg["liveness"][sensor][s])
+    model, mirror = load_from_onnx(lv_path), onnx_mirror(lv_path)
+    reports = {}
+    for key in rounds:
+        ft = cfg[key][sensor]
+        # the file's function has its BatchNorm folded already
+        model, reports[key] = _finetune_block(sensor, dict(ft, fused=True), model, root, work,
+                                              models, sr_sess, threads, caps["train"],
+                                              cls["train"], real_caps["train"], resume,
+                                              name=key)
+    export_liveness_onnx(model, lv_path, mirror=mirror)
+
+    def scores(srs, lvs):
+        return ({s: branch_scores(srs, lvs, caps[s]) for s in ("val", "test")},
+                {s: branch_scores(srs, lvs, real_caps[s]) for s in ("val", "test")})
+
+    lv_sess = Q.session(lv_path, threads)
+    p_syn, p_real = scores(sr_sess, lv_sess)
+    thr = choose(p_syn["val"], cls["val"], p_real["val"])
+    fp32 = {"threshold": thr,
+            "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
+            "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
+    fp32["heldout"]["species_margin_logit"] = species_margins(by_species(p_syn["test"],
+                                                                         cls["test"])[1], thr)
+    _log(f"[{sensor}] fp32 threshold {thr:.4g} held-out {json.dumps(fp32['heldout'])}")
+    train_caps = np.concatenate([caps["train"], real_caps["train"]])
+    real_mask = np.arange(len(train_caps)) >= len(caps["train"])
+    train_cls = np.concatenate([cls["train"], np.full(len(real_caps["train"]), "bona_fide")])
+    calib = calibration_captures(train_caps, _weights(train_cls, real_mask),
+                                 cfg["calibration_frames"], seed)
+    lv8_path = models / f"liveness_{sensor}_int8.onnx"
+    quantize_liveness(lv_path, lv8_path, sr_sess, calib)
+    sr8_sess = Q.session(models / f"sr_{sensor}_int8.onnx", threads)
+    int8 = _int8_rates(scores(sr8_sess, Q.session(lv8_path, threads)), cls, fp32)
+    _log(f"[{sensor}] int8 threshold {int8['threshold']:.4g} held-out "
+         f"{json.dumps(int8['heldout'])}")
+    perf = model_perf([lv_path, lv8_path])
+    if cfg["occlusion"]:
+        docs = PROJECT_ROOT / "docs" if models.resolve() == MODELS_DIR.resolve() \
+            else work / "docs"
+        docs.mkdir(parents=True, exist_ok=True)
+        occlusion_sheet(sensor, sr_sess, lv_sess, caps["test"], cls["test"], p_syn["test"],
+                        docs / f"liveness_occlusion_{sensor}.png")
+    old = entry["metrics"]
+    finetune = dict(old.get("finetune") or {})
+    data = entry["data"].split("; exported with the mirror average")[0]
+    for key in rounds:
+        k = 2 + LATER_ROUNDS.index(key) if key in LATER_ROUNDS else 1
+        finetune[f"round{k}"] = reports[key]
+        data += round_text(k, reports[key])
+    data += (f"; rounds from {', '.join(rounds)} continued from the file with sha256 "
+             f"{src_sha[:12]} by this command; the validation and held-out sets are those of "
+             f"the profile now: " + "; ".join(
+                 f"{s}: " + " and ".join(synth_command(sensor, sp)
+                                         for sp in cfg["liveness"][sensor][s])
+                 for s in ("val", "test")))
+    if mirror:
+        data += ("; exported with the mirror average (logits of the image and its "
+                 "left-right mirror averaged before the softmax)")
+    metrics = {**old, "heldout": fp32["heldout"], "validation": fp32["validation"],
+               "finetune": finetune, **perf[lv_path.name]}
+    _liveness_entries(sensor, model.config, metrics, data, thr, int8, perf, len(calib),
+                      {"command": command, "manifest_path": manifest})
+    report = {"rounds": reports, "liveness_fp32": fp32, "liveness_int8": int8, "perf": perf,
+              "continued_from_sha256": src_sha}
+    (work / f"continue_{sensor}.json").write_text(json.dumps(report, indent=2, default=float))
+    return report
 
 
 def _max_rate_diff(a: dict, b: dict) -> float:
@@ -1047,9 +1239,7 @@ def retrain(reviewed: Path, sensor: str | None, steps: int, seed: int, work: Pat
                       p=_weights(tr_cls, rm))
     calib = [tr_caps[i][None, None].astype(np.float32) / 255.0 for i in pick]
     lv8 = models_dst / f"liveness_{sensor}_int8.onnx"
-    Q.quantize_int8(lv_path, lv8, [sr_sess.run(None, {"capture": c})[0] for c in calib], "image",
-                    exclude_name_parts=Q.first_conv(lv_path),
-                    only_prefix=Q.LIVENESS_NET_PREFIX)
+    quantize_liveness(lv_path, lv8, sr_sess, calib)
     sr8 = Q.session(Path(models_src) / f"sr_{sensor}_int8.onnx", threads)
     lv8_sess = Q.session(lv8, threads)
     thr8 = choose(branch_scores(sr8, lv8_sess, caps["val"]), cls["val"],
