@@ -124,9 +124,10 @@ CONFIG = {
              # photos, from round 3's model with BatchNorm folded (so it also runs on the
              # shipped file: --continue-rounds finetune4).  Validation (2002-2004), each at its
              # own threshold, APCER_max / BPCER: round 3 1.40 / 1.44 %, this round 0.80 /
-             # 0.76 % (int8 1.0 / 0.84 %).  Tried beside it (experiments on a like pool): 4,000
-             # loose photos instead of one pair set 0.80 / 0.88 % (3,000 steps), pairs drawn
-             # together in every batch 0.90 / 0.96 % (3,000 steps); and finetune4_wide below
+             # 0.76 % (int8 1.0 / 0.84 %).  Tried beside it (experiments, 3,000 steps): 4,000
+             # unpaired photos (seed 1009) in place of the 1011 pairs 0.80 / 0.88 %, the same
+             # with a pair drawn together 8 times in every batch 0.90 / 0.96 %; and
+             # finetune4_wide below
              "finetune4": {"xray": {"pool_only": True, "mine": (1010, 5000, 1500),
                                     "pairs": (("photo", 1011, 4000), ("photo", 1012, 4000)),
                                     "mine_all": True, "fused": True, "steps": 4000,
