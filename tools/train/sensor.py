@@ -718,6 +718,36 @@ def _sr_eval(sess, lr, hr, reference=None) -> dict:
     return out
 
 
+def real_captures(cfg: dict, sensor: str) -> tuple[dict, dict]:
+    """The real NIR files of each split (none for X-ray), cut to the profile's
+    ``real_subjects``, and their captures (uint8, (N, 128, 128)) per split."""
+    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
+    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
+    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
+                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    return real, real_caps
+
+
+def split_scores(sr_sess, lv_sess, caps: dict, real_caps: dict) -> tuple[dict, dict]:
+    """p(live) of the validation and held-out captures, synthetic and real, through SR ->
+    liveness."""
+    return ({s: branch_scores(sr_sess, lv_sess, caps[s]) for s in ("val", "test")},
+            {s: branch_scores(sr_sess, lv_sess, real_caps[s]) for s in ("val", "test")})
+
+
+def _fp32_rates(scores, cls: dict) -> dict:
+    """Validation threshold, validation and held-out rates, and the held-out species
+    margins of an fp32 pipeline."""
+    p_syn, p_real = scores
+    thr = choose(p_syn["val"], cls["val"], p_real["val"])
+    fp32 = {"threshold": thr,
+            "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
+            "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
+    fp32["heldout"]["species_margin_logit"] = species_margins(
+        by_species(p_syn["test"], cls["test"])[1], thr)
+    return fp32
+
+
 def calibration_captures(caps: np.ndarray, weights: np.ndarray, n: int,
                          seed: int) -> list[np.ndarray]:
     """int8 calibration inputs: ``n`` captures drawn without replacement by ``weights``."""
@@ -782,7 +812,7 @@ def occlusion_sheet(sensor: str, sr_sess, lv_sess, caps: np.ndarray, cls: np.nda
 _ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth"}
 
 
-def round_text(k: int, rk: dict) -> str:
+def round_text(k: int, rk: dict, sensor: str) -> str:
     """The manifest's words for fine-tune round ``k`` (report ``rk`` of _finetune_block)."""
     c = rk["config"]
     more = rk.get("extra_sets", []) + [rk["mined_set"]]
@@ -792,7 +822,7 @@ def round_text(k: int, rk: dict) -> str:
     if c.get("widen"):
         start += f", widened function-preserving to {[w for w, _ in c['widen']]} channels"
     pool = "the pool grown by" if not c.get("pool_only") else "a pool of"
-    photo = "printed_photo" if "nir" in rk.get("mined_set", "") else "photo"
+    photo = "printed_photo" if sensor == "nir" else "photo"
     return (f"; a {_ORDINALS.get(k, f'#{k}')} round ({c['steps']} steps, learning rate "
             f"{c['lr']:g}) {start}, on {pool} {' and '.join(dict.fromkeys(more))}, every "
             f"image of it scored by that model and its hardest {100 * c['hard_q']:g} % per "
@@ -832,16 +862,13 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                steps: int, seed: int, threads: int, command: str, manifest: Path,
                profile: str, resume: bool = False) -> dict:
     t_all = time.time()
-    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
-    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
+    real, real_caps = real_captures(cfg, sensor)
     sizes = cfg["liveness"][sensor]
 
     # ---- data
     caps, labels, cls = {}, {}, {}
     for s in ("train", "val", "test"):
         caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
-    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
-                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
     _log(f"[{sensor}] liveness data: " + ", ".join(
         f"{s} {len(caps[s])} synthetic + {len(real_caps[s])} real" for s in caps))
 
@@ -898,17 +925,9 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     export_liveness_onnx(lv, lv_path)
     lv_sess = Q.session(lv_path, threads)
 
-    def pipeline_scores(srs, lvs):
-        return {s: branch_scores(srs, lvs, caps[s]) for s in ("val", "test")}, \
-               {s: branch_scores(srs, lvs, real_caps[s]) for s in ("val", "test")}
-
-    p_syn, p_real = pipeline_scores(sr_sess, lv_sess)
-    thr = choose(p_syn["val"], cls["val"], p_real["val"])
-    fp32 = {"threshold": thr,
-            "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
-            "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
-    _, att = by_species(p_syn["test"], cls["test"])
-    fp32["heldout"]["species_margin_logit"] = species_margins(att, thr)
+    p_syn, p_real = split_scores(sr_sess, lv_sess, caps, real_caps)
+    fp32 = _fp32_rates((p_syn, p_real), cls)
+    thr = fp32["threshold"]
     _log(f"[{sensor}] fp32 threshold {thr:.4g} held-out {json.dumps(fp32['heldout'])}")
 
     # ---- ablation: the same classifier on the captures themselves (no SR)
@@ -940,12 +959,13 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
     quantize_liveness(lv_path, lv8_path, sr_sess, calib_caps)
     sr8_sess, lv8_sess = Q.session(sr8_path, threads), Q.session(lv8_path, threads)
-    int8 = _int8_rates(pipeline_scores(sr8_sess, lv8_sess), cls, fp32)
+    int8 = _int8_rates(split_scores(sr8_sess, lv8_sess, caps, real_caps), cls, fp32)
     sr_report["heldout_synthetic_int8"] = _sr_eval(sr8_sess, *sr_test_pairs, reference=sr_sess)
     if sensor == "nir" and real["test"]:
         rl, rh = real_pairs(real["test"], SR_SEEDS["test"], random_crop=False)
         sr_report["heldout_real_nir_int8"] = _sr_eval(sr8_sess, rl, rh, reference=sr_sess)
-    _log(f"[{sensor}] int8 threshold {thr8:.4g} held-out {json.dumps(int8['heldout'])}")
+    _log(f"[{sensor}] int8 threshold {int8['threshold']:.4g} held-out "
+         f"{json.dumps(int8['heldout'])}")
 
     # ---- sizes, latencies, int8 operators
     perf = model_perf([sr_path, sr8_path, lv_path, lv8_path])
@@ -1010,7 +1030,7 @@ def run_sensor(sensor: str, cfg: dict, root: Path, work: Path, models: Path, doc
                     f"fresh set drawn {1 + ft_report['config']['hard_extra']:g}x as often")
         for k in range(2, 2 + len(LATER_ROUNDS)):
             if f"round{k}" in ft_report:
-                data_lv += round_text(k, ft_report[f"round{k}"])
+                data_lv += round_text(k, ft_report[f"round{k}"], sensor)
         data_lv += ("; exported with the mirror average (logits of the image and its "
                     "left-right mirror averaged before the softmax)")
     _liveness_entries(sensor, lv.config, lv_metrics, data_lv, fp32["threshold"], int8, perf,
@@ -1052,10 +1072,7 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
         raise ValueError(f"{lv_path} does not match its manifest entry")
     sr_path = models / f"sr_{sensor}.onnx"
     sr_sess = Q.session(sr_path, threads)
-    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
-    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
-    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
-                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    _, real_caps = real_captures(cfg, sensor)
     caps, cls = {}, {}
     for s in ("train", "val", "test"):
         caps[s], _, cls[s] = load_split(root, sensor, s, cfg["liveness"][sensor][s])
@@ -1069,19 +1086,10 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
                                               cls["train"], real_caps["train"], resume,
                                               name=key)
     export_liveness_onnx(model, lv_path, mirror=mirror)
-
-    def scores(srs, lvs):
-        return ({s: branch_scores(srs, lvs, caps[s]) for s in ("val", "test")},
-                {s: branch_scores(srs, lvs, real_caps[s]) for s in ("val", "test")})
-
     lv_sess = Q.session(lv_path, threads)
-    p_syn, p_real = scores(sr_sess, lv_sess)
-    thr = choose(p_syn["val"], cls["val"], p_real["val"])
-    fp32 = {"threshold": thr,
-            "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
-            "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
-    fp32["heldout"]["species_margin_logit"] = species_margins(by_species(p_syn["test"],
-                                                                         cls["test"])[1], thr)
+    p_syn, p_real = split_scores(sr_sess, lv_sess, caps, real_caps)
+    fp32 = _fp32_rates((p_syn, p_real), cls)
+    thr = fp32["threshold"]
     _log(f"[{sensor}] fp32 threshold {thr:.4g} held-out {json.dumps(fp32['heldout'])}")
     train_caps = np.concatenate([caps["train"], real_caps["train"]])
     real_mask = np.arange(len(train_caps)) >= len(caps["train"])
@@ -1091,7 +1099,8 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
     quantize_liveness(lv_path, lv8_path, sr_sess, calib)
     sr8_sess = Q.session(models / f"sr_{sensor}_int8.onnx", threads)
-    int8 = _int8_rates(scores(sr8_sess, Q.session(lv8_path, threads)), cls, fp32)
+    int8 = _int8_rates(split_scores(sr8_sess, Q.session(lv8_path, threads), caps, real_caps),
+                       cls, fp32)
     _log(f"[{sensor}] int8 threshold {int8['threshold']:.4g} held-out "
          f"{json.dumps(int8['heldout'])}")
     perf = model_perf([lv_path, lv8_path])
@@ -1107,10 +1116,10 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     for key in rounds:
         k = 2 + LATER_ROUNDS.index(key) if key in LATER_ROUNDS else 1
         finetune[f"round{k}"] = reports[key]
-        data += round_text(k, reports[key])
+        data += round_text(k, reports[key], sensor)
     data += (f"; rounds from {', '.join(rounds)} continued from the file with sha256 "
-             f"{src_sha[:12]} (made by: {entry['command']}) by this command; the validation and held-out sets are those of "
-             f"the profile now: " + "; ".join(
+             f"{src_sha[:12]} (made by: {entry['command']}) by this command; the validation "
+             f"and held-out sets are those of the profile now: " + "; ".join(
                  f"{s}: " + " and ".join(synth_command(sensor, sp)
                                          for sp in cfg["liveness"][sensor][s])
                  for s in ("val", "test")))
@@ -1191,10 +1200,7 @@ def retrain(reviewed: Path, sensor: str | None, steps: int, seed: int, work: Pat
     sr_sess, lv_old = Q.session(sr_path, threads), Q.session(lv_src, threads)
 
     rev_caps, rev_y, rev_cls = load_liveness_dir(reviewed)
-    split = real_nir_split() if sensor == "nir" else {"train": [], "val": [], "test": []}
-    real = {k: real_nir_files(v[:cfg["real_subjects"][k]]) for k, v in split.items()}
-    real_caps = {s: (np.stack([_capture_u8(read_grey(f)) for f in fs]) if fs else
-                     np.zeros((0, 128, 128), np.uint8)) for s, fs in real.items()}
+    _, real_caps = real_captures(cfg, sensor)
     sizes = cfg["liveness"][sensor]
     caps, cls = {}, {}
     for s in ("train", "val", "test"):
