@@ -1114,7 +1114,8 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     finetune = dict(old.get("finetune") or {})
     data = entry["data"].split("; exported with the mirror average")[0]
     for key in rounds:
-        k = 2 + LATER_ROUNDS.index(key) if key in LATER_ROUNDS else 1
+        # the next number after the rounds the file's entry already reports
+        k = 1 + max((int(r[5:]) for r in finetune if r.startswith("round")), default=1)
         finetune[f"round{k}"] = reports[key]
         data += round_text(k, reports[key], sensor)
     data += (f"; rounds from {', '.join(rounds)} continued from the file with sha256 "
