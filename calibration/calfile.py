@@ -1,6 +1,6 @@
 """The unit's calibration file: one signed JSON document per unit, updated step by step.
 
-Layout (``device.calibration_runtime.FORMAT``)::
+Layout (``device.vision.calibration.FORMAT``)::
 
     {"format": "palmgate-calibration/1", "unit_serial": "...", "signed_utc": "...Z",
      "tool": {"name": "palmgate-calibrate", "version": ..., "opencv": ..., "numpy": ...},
@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from device import __version__
-from device.calibration_runtime import (FORMAT, CalibrationError, canonical_json, check_document,
+from device.vision.calibration import (FORMAT, CalibrationError, canonical_json, check_document,
                                         sign_document)
 
 

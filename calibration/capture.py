@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from calibration.boards import Board, Detection
-from device.frames import EndOfFrames, FolderSource, FrameSource
+from device.sources.base import EndOfFrames, FolderSource, FrameSource
 
 
 class Progress:

@@ -34,10 +34,10 @@ from calibration.limits import check, limits_for, within
 from calibration.registration import apply_homography, estimate_homography, undistort_pixels
 from calibration import report as rpt
 from device import __version__
-from device.calibration_runtime import CalibrationError, load_calibration, undistort_image
-from device.frames import FrameError, FolderSource, open_source
-from device.keys import DeviceKeyError, load_device_key
-from device.relay import RelayError, open_relay
+from device.vision.calibration import CalibrationError, load_calibration, undistort_image
+from device.sources.base import FrameError, FolderSource, open_source
+from device.store.keys import DeviceKeyError, load_device_key
+from device.relays.serial import RelayError, open_relay
 
 PROG = "palmgate-calibrate"
 
@@ -426,7 +426,7 @@ def cmd_flatfield(a) -> int:
     record["checks"] = checks
     out = {"step": "flatfield", **record, "report": []}
     if a.report:
-        from device.calibration_runtime import apply_gain, gain_map
+        from device.vision.calibration import apply_gain, gain_map
         w, h = res.image_size
         g = gain_map(res.gain_grid, (w, h))
         gv = cv2.applyColorMap(cv2.normalize(g, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8),

@@ -1,5 +1,5 @@
 """Flat field and exposure of the transmission channel (X-ray/NIR) from frames of a uniform
-target: the gain map the runtime applies (``device.calibration_runtime.apply_gain``), plus the
+target: the gain map the runtime applies (``device.vision.calibration.apply_gain``), plus the
 numbers that say whether illumination and exposure are in bounds.
 
 The gain map is smooth by construction (illumination fall-off, not pixel response), so it is
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from device.calibration_runtime import apply_gain, gain_map
+from device.vision.calibration import apply_gain, gain_map
 
 
 def full_scale_of(img: np.ndarray, bit_depth: int | None = None) -> float:

@@ -69,7 +69,7 @@ def tiny_models(tmp_path) -> Path:
 
 
 def shipped_sensor_models_listed(sensor: str = "nir", precision: str = "fp32") -> bool:
-    from device.sensor_branch import model_names
+    from device.models.sensor_branch import model_names
     man = json.loads((SHIPPED / "manifest.json").read_text())["models"]
     return all(n in man and (SHIPPED / n).exists() for n in model_names(sensor, precision)) \
         and "threshold" in man.get(model_names(sensor, precision)[1], {})
@@ -78,7 +78,7 @@ def shipped_sensor_models_listed(sensor: str = "nir", precision: str = "fp32") -
 @pytest.fixture(scope="session")
 def synthetic_bursts():
     """Rendered once: enrolment bursts (2 each) of persons 0, 1 and presentations."""
-    from device.gate.synthetic import SyntheticPeople
+    from device.synth.source import SyntheticPeople
     people = SyntheticPeople(seed=0, views=3, sensor="nir", threads=1)
     out = {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},
            "genuine": [people.burst(0, "genuine", 0), people.burst(1, "genuine", 0),
@@ -90,8 +90,8 @@ def synthetic_bursts():
 
 
 def gate_config(tmp_path, models=None, **sections):
-    from device.demo import DEMO_THRESHOLD
-    from device.gate.config import load_config
+    from device.eval.demo import DEMO_THRESHOLD
+    from device.config import load_config
     base = {"gate": {"cooldown_s": 0.0, "precision": "fp32"},
             "paths": {"store": str(tmp_path / "state" / "templates.db"),
                       "device_key": str(tmp_path / "state" / "device.key"),
@@ -108,7 +108,7 @@ def gate_config(tmp_path, models=None, **sections):
 def enrolled_replay_gate(tmp_path, models, bursts, presentations: int, relay: dict):
     """A gate that has person-000 enrolled and ``presentations`` copies of their genuine burst
     to replay: (config, its TOML file). For tests that run ``palmgate run`` in a subprocess."""
-    from device.gate.burst import write_burst
+    from device.sources.replay import write_burst
     from device.gate.enrol import enrol_user
     from device.gate.gate import open_store
     from device.gate.pipeline import Pipeline
@@ -127,7 +127,7 @@ def enrolled_replay_gate(tmp_path, models, bursts, presentations: int, relay: di
 
 
 def write_toml(path: Path, cfg) -> Path:
-    from device.gate.config import _toml_value
+    from device.config import _toml_value
     lines = []
     for s, kv in cfg.as_dict().items():
         lines.append(f"[{s}]")

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.synth import sensor as S
-from tools.synth.attacks import (NIR_SPECIES, SPECIES, XRAY_SPECIES, render_attack,
+from device.synth import sensor as S
+from device.synth.attacks import (NIR_SPECIES, SPECIES, XRAY_SPECIES, render_attack,
                                  render_bona_fide)
-from tools.synth.hand_geometry import sample_hand_geometry
-from tools.synth.sensor_sets import write_liveness, write_sr_pairs
+from device.synth.hand_geometry import sample_hand_geometry
+from device.synth.sensor_sets import write_liveness, write_sr_pairs
 
 N_CUE = 120            # images per class (the full 128x128, 300-per-class run is in the docs)
 CUE_SIZE = (64, 64)    # captures rendered smaller than the 128x128 default to keep tests fast

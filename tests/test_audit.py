@@ -5,9 +5,9 @@ import sqlite3
 import numpy as np
 import pytest
 
-from device.templates.attempts import AttemptLimiter
-from device.templates.audit import AuditError, AuditLog, bucket_score
-from device.templates.store import TemplateStore
+from device.store.attempts import AttemptLimiter
+from device.store.audit import AuditError, AuditLog, bucket_score
+from device.store.store import TemplateStore
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_edited_record_is_found(store):
 def test_rechained_forgery_fails_the_mac(store):
     """An attacker who recomputes the hashes still cannot make the MACs."""
     import hashlib
-    from device.templates.audit import _canonical
+    from device.store.audit import _canonical
     _fill(store.audit)
     _bypass(store)
     rows = store.conn.execute("SELECT seq, ts, kind, payload FROM audit ORDER BY seq").fetchall()

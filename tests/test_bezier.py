@@ -1,4 +1,4 @@
-"""Acceptance checks 1-14 of spec seed-004 section 6 for tools/synth/bezier.py."""
+"""Acceptance checks 1-14 of spec seed-004 section 6 for device/synth/bezier.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from tools.synth.bezier import (
+from device.synth.bezier import (
     FIG7_LINES,
     Candidate,
     CandidateConfig,

@@ -13,8 +13,8 @@ import pytest
 from calibration.boards import parse_board
 from calibration.cli import main
 from calibration.synthetic import Camera, board_poses, render_view
-from device.calibration_runtime import load_calibration
-from device.keys import load_device_key
+from device.vision.calibration import load_calibration
+from device.store.keys import load_device_key
 
 
 def run(capsys, *args):

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from calibration import calfile
-from device.calibration_runtime import (Calibration, CalibrationError, apply_gain,
+from device.vision.calibration import (Calibration, CalibrationError, apply_gain,
                                         canonical_json, gain_map, load_calibration,
                                         register_to_reference, undistort_image)
-from device.keys import load_device_key
+from device.store.keys import load_device_key
 
 K = [[600.0, 0.0, 320.0], [0.0, 600.0, 240.0], [0.0, 0.0, 1.0]]
 

@@ -13,8 +13,8 @@ from calibration.extrinsics import calibrate_pair, plane_homography, rotation_an
 from calibration.intrinsics import calibrate_intrinsics
 from calibration.registration import estimate_homography, homography_grid_error
 from calibration.synthetic import Camera, board_homography, board_poses, render_view, rot
-from device.calibration_runtime import load_calibration, rectify_pair
-from device.keys import load_device_key
+from device.vision.calibration import load_calibration, rectify_pair
+from device.store.keys import load_device_key
 
 BOARD = "charuco:9x7:30:22:DICT_5X5_100"          # 270 x 210 mm, 48 inner corners
 CAM_A = Camera(np.array([[600.0, 0, 322.0], [0, 603.0, 236.0], [0, 0, 1]]), (640, 480),

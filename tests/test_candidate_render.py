@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pytest
 
-from tools.synth.bezier import (
+from device.synth.bezier import (
     Candidate,
     CandidateConfig,
     bezier_arc_length,
@@ -16,7 +16,7 @@ from tools.synth.bezier import (
     sagitta_ratio,
     sample_candidate,
 )
-from tools.synth.candidate_render import (
+from device.synth.candidate_render import (
     auto_supersample,
     cv2_aa_thickness,
     render_batch,

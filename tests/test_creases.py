@@ -1,8 +1,8 @@
 import numpy as np
 
-from tools.synth.bezier import sample_candidate
-from tools.synth.candidate_render import render_candidate
-from tools.synth.creases import crease_map
+from device.synth.bezier import sample_candidate
+from device.synth.candidate_render import render_candidate
+from device.synth.creases import crease_map
 
 
 def test_crease_map_finds_drawn_lines():

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 
 from device.cli import main as palmgate
-from device.evaluation import capture_pairs, evaluate, make_captures
-from device.layout import SampleRef
+from device.eval.recognition import capture_pairs, evaluate, make_captures
+from device.eval.layout import SampleRef
 from device.recognition.orientation_codes import BOCV, CompCode
-from tools.synth.palm_sets import write_palms
-from tools.synth.palms import PalmSynthesizer
+from device.synth.palm_sets import write_palms
+from device.synth.palms import PalmSynthesizer
 
 
 @pytest.fixture(scope="module")

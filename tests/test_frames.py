@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.frames import (EndOfFrames, FolderSource, FrameError, FrameSource, OpenCVSource,
+from device.sources.base import (EndOfFrames, FolderSource, FrameError, FrameSource, OpenCVSource,
                            expand_images, frames, open_source)
 
 

@@ -11,7 +11,7 @@ from conftest import gate_config, shipped_sensor_models_listed, write_toml
 from test_relay import ModbusPeer, needs_socat
 
 from device.cli import main
-from device.gate.burst import write_burst
+from device.sources.replay import write_burst
 
 COIL_ON = bytes.fromhex("01 05 00 00 FF 00 8C 3A")
 COIL_OFF = bytes.fromhex("01 05 00 00 00 00 CD CA")
@@ -30,7 +30,7 @@ needs_liveness = pytest.mark.skipif(
 def e2e_bursts(synthetic_bursts):
     if SENSOR == "nir":
         return synthetic_bursts
-    from device.gate.synthetic import SyntheticPeople
+    from device.synth.source import SyntheticPeople
     people = SyntheticPeople(seed=0, views=3, sensor=SENSOR, threads=1)
     a, b = ATTACKS[SENSOR]
     return {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},

@@ -15,11 +15,11 @@ import pytest
 from conftest import ROOT, enrolled_replay_gate, gate_config
 from test_relay import ModbusPeer, needs_socat
 
-from device.frames import FrameError
-from device.gate.burst import Burst, CameraBurstSource, ReplaySource, write_burst
+from device.sources.base import FrameError
+from device.sources.replay import Burst, CameraBurstSource, ReplaySource, write_burst
 from device.gate.gate import Gate
 from device.gate.pipeline import Decision, Pipeline
-from device.gate.relays import MemoryRelay
+from device.relays.factory import MemoryRelay
 
 COIL_ON = bytes.fromhex("01 05 00 00 FF 00 8C 3A")
 

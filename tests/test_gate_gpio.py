@@ -12,12 +12,12 @@ import pytest
 from conftest import gate_config, write_toml
 from test_relay import needs_socat
 
-from device.frames import EndOfFrames
-from device.gate.burst import Burst
-from device.gate.config import ConfigError, load_config
+from device.sources.base import EndOfFrames
+from device.sources.replay import Burst
+from device.config import ConfigError, load_config
 from device.gate.gate import Gate
 from device.gate.pipeline import Decision, Pipeline
-from device.gate.relays import MemoryRelay
+from device.relays.factory import MemoryRelay
 
 gpiozero = pytest.importorskip("gpiozero", reason="gpiozero is in the test extra")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
@@ -121,7 +121,7 @@ def test_start_switches_relay_off_before_anything_else(tmp_path, monkeypatch):
     """Start-up order: relay (all channels off) -> GPIO -> store -> models; a failure on the
     way closes the relay again."""
     import device.gate.gate as gate_mod
-    import device.gate.relays as relays
+    import device.relays.factory as relays
     order = []
     relay = MemoryRelay()
     relay.state[1] = True                        # left on by a killed gate

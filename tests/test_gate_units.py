@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from conftest import unit
 
-from device.frames import EndOfFrames
-from device.gate.burst import Burst, ReplaySource, read_burst, write_burst
-from device.gate.config import SCHEMA, ConfigError, load_config, render_example
+from device.sources.base import EndOfFrames
+from device.sources.replay import Burst, ReplaySource, read_burst, write_burst
+from device.config import SCHEMA, ConfigError, load_config, render_example
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "device" / "gate" / "palmgate.example.toml"
+EXAMPLE = Path(__file__).resolve().parent.parent / "device" / "palmgate.example.toml"
 
 
 # --------------------------------------------------------------------------- config
@@ -64,7 +64,7 @@ def test_config_types_and_overrides(tmp_path):
 
 # --------------------------------------------------------------------------- quality
 def test_frame_quality_checks():
-    from device.gate.quality import (PROMPTS, CorruptFrame, QualityIssue, frame_check,
+    from device.vision.quality import (PROMPTS, CorruptFrame, QualityIssue, frame_check,
                                      sharpness)
     q = load_config(None).quality
     frame_check(np.full((480, 640, 3), 120, np.uint8), q)
@@ -149,7 +149,7 @@ def test_fused_search_and_verify_and_builder():
 def test_load_gallery_reads_store_user_by_user(tmp_path):
     from device.gate.gallery import load_gallery
     from device.protect.defaults import DEFAULT_CONFIG
-    from device.templates.store import TemplateStore
+    from device.store.store import TemplateStore
     base, tm, w, _ = _enrolled(n_users=4)
     with TemplateStore(tmp_path / "t.db", device_key=b"k" * 32) as st:
         for u in ("u0", "u1", "u2", "u3"):
@@ -165,7 +165,7 @@ def test_load_gallery_skips_templates_of_another_feature(tmp_path, caplog):
     (a 49-cell template cannot be scored against a 98-cell query); the log says who."""
     from device.gate.gallery import load_gallery
     from device.protect.defaults import DEFAULT_CONFIG
-    from device.templates.store import TemplateStore
+    from device.store.store import TemplateStore
     base, tm, w, _ = _enrolled(n_users=2)
     wide = np.concatenate([w, w]) / 2                   # a feature with twice the cells
     with TemplateStore(tmp_path / "t.db", device_key=b"k" * 32) as st:
@@ -182,7 +182,7 @@ def test_load_gallery_skips_templates_of_another_feature(tmp_path, caplog):
 def test_lcus_board_simulator_on_a_pty():
     import time
 
-    from device.gate.relays import open_gate_relay
+    from device.relays.factory import open_gate_relay
     cfg = load_config(None, relay={"pulse_ms": 60})
     relay, sim = open_gate_relay(cfg)
     try:
@@ -204,7 +204,7 @@ def test_contact_sheet(tmp_path):
     import cv2
 
     from device.gate.pipeline import Decision
-    from device.gate.sheet import contact_sheet
+    from device.eval.sheet import contact_sheet
     b = Burst([np.full((480, 640, 3), 90, np.uint8)] * 3, np.full((128, 128), 50, np.uint8))
     d1 = Decision(decision="open", reason="match", user_id="u1", score=0.99, p_live=0.9,
                   rois=[np.full((128, 128), 100, np.uint8)] * 3)
@@ -219,7 +219,7 @@ def test_empty_scene_is_idle_not_an_attempt(tmp_path, tiny_models):
     from conftest import gate_config
 
     from device.gate.gate import Gate
-    from device.gate.relays import MemoryRelay
+    from device.relays.factory import MemoryRelay
     cfg = gate_config(tmp_path, tiny_models)
     with Gate(cfg, relay=MemoryRelay()) as gate:
         d = gate.present(Burst([np.full((480, 640, 3), 128, np.uint8)] * 3,

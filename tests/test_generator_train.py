@@ -51,8 +51,8 @@ def test_losses():                                               # checks 23-24
 def test_losses_fall_when_overfitting_a_small_subset():          # check 27
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
-    from tools.synth.bezier import sample_candidate
-    from tools.synth.candidate_render import render_candidate
+    from device.synth.bezier import sample_candidate
+    from device.synth.candidate_render import render_candidate
     cand = torch.from_numpy(np.stack([render_candidate(sample_candidate(rng))
                                       for _ in range(4)]))[:, None]
     target = (0.6 - 0.4 * cand).clamp(0, 1)          # a palm-like target drawn from the lines

@@ -1,6 +1,6 @@
 """The gate's fast palm-region path: the shipped hand segmentation network
-(models/hand_seg[_int8].onnx, device.hand_segmentation.NetSegmenter), its place in
-device.regions.extract_regions (first hypothesis on colour views, classical fallback), the
+(models/hand_seg[_int8].onnx, device.vision.segmentation.NetSegmenter), its place in
+device.vision.regions.extract_regions (first hypothesis on colour views, classical fallback), the
 pipeline's fallback when the model is missing, and the training code's pieces."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import shutil
 import numpy as np
 import pytest
 
-from device.hand_segmentation import NetSegmenter
-from device.onnx_model import ModelError
-from device.regions import extract_regions
+from device.vision.segmentation import NetSegmenter
+from device.models.model import ModelError
+from device.vision.regions import extract_regions
 
 from tests.conftest import SHIPPED
 
@@ -30,9 +30,9 @@ needs_model = pytest.mark.skipif(not _shipped(), reason="hand_seg models not shi
 def gate_views():
     """Three fixed synthetic gate views (seed 9001, never a training seed) with their exact
     hand coverage."""
-    from tools.synth.hand_geometry import perturb_pose, sample_hand_geometry
-    from tools.synth.hands import render_hand_views, sample_rig
-    from tools.synth.palms import skin_texture
+    from device.synth.hand_geometry import perturb_pose, sample_hand_geometry
+    from device.synth.hands import render_hand_views, sample_rig
+    from device.synth.palms import skin_texture
     rng = np.random.default_rng(9001)
     geom = sample_hand_geometry(rng, "right", veins=False)
     tex = np.clip(0.5 + 0.1 * skin_texture(3), 0, 1)
@@ -148,9 +148,9 @@ def test_evaluate_hand_level_with_the_network(tmp_path):
     import subprocess
     import sys
 
-    from device.evaluation import evaluate
+    from device.eval.recognition import evaluate
     d = tmp_path / "hands"
-    subprocess.run([sys.executable, "-m", "tools.synth", "hands", "--out", str(d), "--seed",
+    subprocess.run([sys.executable, "-m", "device.synth", "hands", "--out", str(d), "--seed",
                     "77", "--subjects", "3", "--sessions", "2", "--samples", "1", "--views",
                     "1", "--threads", "1"], check=True, capture_output=True)
     rep = evaluate(d, level="hand", segmenter="net", precision="int8", out=tmp_path / "o")
@@ -162,7 +162,7 @@ def test_evaluate_hand_level_with_the_network(tmp_path):
 
 
 def test_segmenter_is_configuration(tmp_path):
-    from device.gate.config import ConfigError
+    from device.config import ConfigError
     from device.gate.pipeline import Pipeline
     from tests.conftest import gate_config
     p = Pipeline(gate_config(tmp_path, gate={"segmenter": "classical"},

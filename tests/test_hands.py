@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.synth.hand_geometry import (HandPose, bone_lengths, hand_layout, perturb_pose,
+from device.synth.hand_geometry import (HandPose, bone_lengths, hand_layout, perturb_pose,
                                        sample_hand_geometry)
-from tools.synth.hands import render_hand_views, sample_rig
-from tools.synth.sensor_sets import write_hands
+from device.synth.hands import render_hand_views, sample_rig
+from device.synth.sensor_sets import write_hands
 
 SIZE = (480, 640)
 BLUE = np.zeros((*SIZE, 3), np.uint8)

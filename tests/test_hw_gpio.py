@@ -5,14 +5,14 @@ import time
 
 import pytest
 
-from device.hw import HardwareConfigError
-from device.hw.gpio import (DoorMonitor, DoorSensor, ExitButton, GateIO, GpioRelay, Illuminator,
+from device.errors import HardwareConfigError
+from device.relays.gpio import (DoorMonitor, DoorSensor, ExitButton, GateIO, GpioRelay, Illuminator,
                             Strobe, make_pin_factory)
 
 gpiozero = pytest.importorskip("gpiozero", reason="gpiozero is in the test extra")
 from gpiozero.pins.mock import MockFactory  # noqa: E402
 
-from device.relay import Relay  # noqa: E402
+from device.relays.serial import Relay  # noqa: E402
 
 
 class Clock:

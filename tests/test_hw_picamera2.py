@@ -17,9 +17,9 @@ import types
 import numpy as np
 import pytest
 
-from device.frames import FrameError, FrameSource
-from device.hw import HardwareConfigError
-from device.hw.picamera2_source import (Picamera2Rig, Picamera2Source, list_cameras,
+from device.sources.base import FrameError, FrameSource
+from device.errors import HardwareConfigError
+from device.sources.picamera2 import (Picamera2Rig, Picamera2Source, list_cameras,
                                         load_tuning, resolve_camera)
 
 IDS = ["/base/axi/pcie@1000120000/rp1/i2c@88000/imx219@10",
@@ -394,7 +394,7 @@ def test_camera_failing_mid_rig_releases_everything(fake):
 
 
 def test_open_camera_from_a_config_spec(fake):
-    src = __import__("device.hw.picamera2_source", fromlist=["open_camera"]).open_camera(
+    src = __import__("device.sources.picamera2", fromlist=["open_camera"]).open_camera(
         IDS[2] + "?size=32x24&exposure_us=3000&gain=4&grayscale=1&name=ir")
     assert (src.camera_id, src.size, src.exposure_us, src.gain, src.grayscale, src.name) == (
         IDS[2], (32, 24), 3000, 4.0, True, "ir")
@@ -402,7 +402,7 @@ def test_open_camera_from_a_config_spec(fake):
     frame, meta = src.capture()
     assert frame.shape == (24, 32) and meta["name"] == "ir"
     src.stop()
-    from device.hw.picamera2_source import open_camera
+    from device.sources.picamera2 import open_camera
     assert open_camera("").camera_id is None
     with pytest.raises(ValueError, match="unknown option 'iso'"):
         open_camera(IDS[0] + "?iso=100")

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from device.keys import KEY_BYTES, DeviceKeyError, load_device_key
+from device.store.keys import KEY_BYTES, DeviceKeyError, load_device_key
 
 
 def test_created_on_first_use_private_and_stable(tmp_path):

@@ -1,4 +1,4 @@
-"""Acceptance checks 16-19 of spec seed-004 section 6 for tools/synth/labels.py."""
+"""Acceptance checks 16-19 of spec seed-004 section 6 for device/synth/labels.py."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from tools.synth.bezier import Candidate, jitter_candidate, sample_candidate
-from tools.synth.labels import (
+from device.synth.bezier import Candidate, jitter_candidate, sample_candidate
+from device.synth.labels import (
     ToleranceLabeler,
     max_point_change,
     strict_label,

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
-from device.onnx_model import DEFAULT_MODELS_DIR
-from device.liveness_eval import (apcer, bpcer, bpcer_at_apcer, choose_threshold, pad_rates,
+from device.models.model import DEFAULT_MODELS_DIR
+from device.eval.liveness import (apcer, bpcer, bpcer_at_apcer, choose_threshold, pad_rates,
                                   threshold_at_apcer)
 
 
@@ -48,7 +48,7 @@ def test_threshold_choice_separates_and_report_handles_empty_parts():
 
 @pytest.fixture(scope="module")
 def xray_set(tmp_path_factory):
-    from tools.synth.sensor_sets import write_liveness
+    from device.synth.sensor_sets import write_liveness
     d = tmp_path_factory.mktemp("livex")
     write_liveness(d, "xray", 12, 4, seed=4242)
     return d
@@ -80,7 +80,7 @@ def test_evaluate_liveness_contract(xray_set, tmp_path):
 
 
 def test_int8_agrees_with_fp32(xray_set, tmp_path):
-    from device.liveness_eval import evaluate_liveness
+    from device.eval.liveness import evaluate_liveness
     a = evaluate_liveness(xray_set, "xray", tmp_path / "fp32")
     b = evaluate_liveness(xray_set, "xray", tmp_path / "int8", precision="int8")
     sa, sb = np.load(tmp_path / "fp32/scores.npz"), np.load(tmp_path / "int8/scores.npz")

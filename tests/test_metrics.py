@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from device.metrics import d_prime, eer, tar_at_far, threshold_at_far
+from device.eval.metrics import d_prime, eer, tar_at_far, threshold_at_far
 
 
 def test_eer_separated_and_overlapping():

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
 from tools.manifest import sha256_file
 
 MANIFEST = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())

@@ -9,7 +9,7 @@ import pytest
 from device.ops.health import (build_status, camera_report, check_models, database_report,
                                decisions_report, file_hashes, model_report, read_status,
                                relay_report, write_status)
-from device.relay import LcusRelay
+from device.relays.serial import LcusRelay
 
 
 def sha(b):

@@ -82,7 +82,7 @@ def test_relay_off_sim_and_gpio_outputs(tmp_path, monkeypatch):
     pytest.importorskip("gpiozero")
     from gpiozero.pins.mock import MockFactory
 
-    from device.hw import gpio
+    from device.relays import gpio
     from device.ops.relayoff import relay_off
     pf = MockFactory()
     seen = {}

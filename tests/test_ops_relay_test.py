@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_relay import LcusSimulator  # noqa: E402
 
 from device.cli import main  # noqa: E402
-from device.relay import ModbusRelay, RelayError, modbus_read_coils_frame  # noqa: E402
+from device.relays.serial import ModbusRelay, RelayError, modbus_read_coils_frame  # noqa: E402
 
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
 

@@ -18,7 +18,7 @@ from test_relay import LcusSimulator  # noqa: E402
 
 from device.ops.shutdown import GracefulShutdown  # noqa: E402
 from device.ops.watchdog import RelayWatchdog, relay_all_off  # noqa: E402
-from device.relay import LcusRelay, RelayError  # noqa: E402
+from device.relays.serial import LcusRelay, RelayError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
@@ -188,7 +188,7 @@ CHILD = textwrap.dedent("""
     from device.ops.jsonlog import setup_logging
     from device.ops.shutdown import GracefulShutdown
     from device.ops.watchdog import RelayWatchdog
-    from device.relay import LcusRelay
+    from device.relays.serial import LcusRelay
     setup_logging("INFO")
     relay = LcusRelay(sys.argv[1], channels=2)
     wd = RelayWatchdog(relay, timeout_s=30).start()

@@ -8,7 +8,7 @@ import pytest
 
 from device.protect.core import ProtectConfig, enrol, enrol_many, match_score, protect_query
 from device.protect.defaults import DEFAULT_CONFIG
-from device.protect.evaluate import dsys
+from device.eval.protection import dsys
 from device.protect.gallery import ProtectedGallery
 
 G, D, S = 49, 16, 25

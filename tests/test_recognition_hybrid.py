@@ -95,9 +95,9 @@ def test_hybrid_matchers_and_int8(rois):
 
 
 def test_gate_feature_option_and_thresholds(tmp_path):
-    from device.gate.config import ConfigError, load_config
+    from device.config import ConfigError, load_config
     from device.gate.pipeline import gate_feature
-    from device.onnx_model import DEFAULT_MODELS_DIR
+    from device.models.model import DEFAULT_MODELS_DIR
     from device.protect.defaults import FEATURE_THRESHOLDS, feature_threshold
     cfg = load_config(None, match={"feature": "hybrid"}, gate={"precision": "int8"})
     f = gate_feature(cfg, DEFAULT_MODELS_DIR)

@@ -132,7 +132,7 @@ def tiny_models(tmp_path_factory):
     """A small untrained cell net and fusion exported as the runtime expects them."""
     pytest.importorskip("onnx")
     from tools.train.recognition_export import export_cells, export_fusion
-    from device.onnx_model import DEFAULT_MODELS_DIR
+    from device.models.model import DEFAULT_MODELS_DIR
     d = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
     net = CellNet(8, 8).eval()

@@ -1,4 +1,4 @@
-"""Palm regions (device.regions, seed 000 claim 7): finger valleys, the palm frame, the first
+"""Palm regions (device.vision.regions, seed 000 claim 7): finger valleys, the palm frame, the first
 region (palm centre) and the second region (the rest of the palm), failures, ROI-level input and
 ``palmgate evaluate --level hand``."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from device.regions import (FIRST_SIZE, REASONS, SECOND_SIZE, VISIBLE_GEOMETRY, RegionError,
+from device.vision.regions import (FIRST_SIZE, REASONS, SECOND_SIZE, VISIBLE_GEOMETRY, RegionError,
                             extract_regions, find_valleys, frame_corners, read_hand_image,
                             rectify, regions_from_roi)
 
@@ -82,7 +82,7 @@ def test_valleys_of_a_drawn_hand(grey):
     span = np.hypot(*(valleys[0] - valleys[2]))
     want = (valleys[0] + valleys[2]) / 2 + np.array([0, 1]) * VISIBLE_GEOMETRY.offset * span
     if grey:
-        from device.regions import NIR_GEOMETRY
+        from device.vision.regions import NIR_GEOMETRY
         want = (valleys[0] + valleys[2]) / 2 + np.array([0, 1]) * NIR_GEOMETRY.offset * span
     assert np.hypot(*(reg.keypoints.palm_centre - want)) < 3.0
     assert reg.roi.shape == (FIRST_SIZE, FIRST_SIZE) and reg.roi.dtype == np.uint8
@@ -240,7 +240,7 @@ def _texture(subject: int, sample: int, rng: np.random.Generator) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def synth_hands(tmp_path_factory):
-    from tools.synth.sensor_sets import write_hands
+    from device.synth.sensor_sets import write_hands
     root = tmp_path_factory.mktemp("hands")
     write_hands(root, subjects=4, sessions=2, samples=1, views=1, seed=2024,
                 palm_texture_fn=_texture)
@@ -266,7 +266,7 @@ def test_evaluate_hand_level(synth_hands, tmp_path):
     """palmgate evaluate --level hand: region failures count toward fta and leave the pairs."""
     import shutil
 
-    from device.evaluation import evaluate
+    from device.eval.recognition import evaluate
     root = tmp_path / "set"
     shutil.copytree(synth_hands, root)
     cv2.imwrite(str(root / "0000" / "1_02.png"), np.full((H, W, 3), 90, np.uint8))

@@ -8,7 +8,7 @@ import time
 import pytest
 import serial
 
-from device.relay import (LcusRelay, ModbusRelay, Relay, RelayError, crc16_modbus, lcus_frame,
+from device.relays.serial import (LcusRelay, ModbusRelay, Relay, RelayError, crc16_modbus, lcus_frame,
                           modbus_write_coil_frame, open_relay, parse_lcus_frames)
 
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None,

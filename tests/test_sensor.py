@@ -1,4 +1,4 @@
-"""Transmission-sensor renderer (tools/synth/sensor.py): X-ray skeleton/joint and NIR images."""
+"""Transmission-sensor renderer (device/synth/sensor.py): X-ray skeleton/joint and NIR images."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.synth import sensor as S
-from tools.synth.attacks import render_class_pair
-from tools.synth.hand_geometry import HandPose, sample_hand_geometry
+from device.synth import sensor as S
+from device.synth.attacks import render_class_pair
+from device.synth.hand_geometry import HandPose, sample_hand_geometry
 
 
 def _geom(i: int, hand: str = "right"):

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from device.liveness_eval import read_grey
-from device.onnx_model import DEFAULT_MODELS_DIR
-from device.sensor_branch import SensorBranch, is_live, model_names, to_capture
+from device.eval.liveness import read_grey
+from device.models.model import DEFAULT_MODELS_DIR
+from device.models.sensor_branch import SensorBranch, is_live, model_names, to_capture
 
 MAN = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())["models"]
 
@@ -49,7 +49,7 @@ def test_shipped_entries(sensor):
 
 @pytest.fixture(scope="module")
 def nir_set(tmp_path_factory):
-    from tools.synth.sensor_sets import write_liveness
+    from device.synth.sensor_sets import write_liveness
     d = tmp_path_factory.mktemp("liven")
     write_liveness(d, "nir", 8, 4, seed=4244)
     return d
@@ -129,7 +129,7 @@ def test_widened_model_computes_the_same_function():
 
 
 def test_matched_pairs_copy_their_own_live_capture(tmp_path):
-    from tools.synth.sensor_sets import write_matched_pairs
+    from device.synth.sensor_sets import write_matched_pairs
     from tools.train.sensor import load_liveness_dir
     man = write_matched_pairs(tmp_path, "xray", "photo", 3, seed=4321)
     caps, y, cls = load_liveness_dir(tmp_path)

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from device.liveness_eval import scan_liveness_dir
+from device.eval.liveness import scan_liveness_dir
 
 
 @pytest.fixture(scope="module")
 def small_set(tmp_path_factory):
-    from tools.synth.sensor_sets import write_liveness
+    from device.synth.sensor_sets import write_liveness
     d = tmp_path_factory.mktemp("rev")
     write_liveness(d, "xray", 4, 1, seed=4245)
     return d
@@ -60,7 +60,7 @@ def test_review_keeps_only_misclassified(small_set, tmp_path):
 
 def test_fine_tune_fixes_reviewed_samples_and_not_sr(small_set):
     torch = pytest.importorskip("torch")
-    from device.onnx_model import DEFAULT_MODELS_DIR
+    from device.models.model import DEFAULT_MODELS_DIR
     from tools.manifest import sha256_file
     from tools.train.liveness_model import load_from_onnx, predict, train_liveness
     from tools.train.sensor import load_liveness_dir, run_sr

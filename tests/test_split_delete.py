@@ -14,7 +14,7 @@ from test_split_gate import provisioned_nodes
 from device.cli import main
 from device.gate.enrol import enrol_user
 from device.gate.gate import Gate
-from device.gate.relays import MemoryRelay
+from device.relays.factory import MemoryRelay
 from device.split.local import run_pair
 from device.split.node import load_gallery, reserve_slots, save_gallery
 from device.split.protocol import (Gallery, ProtocolError, check_step, check_sync,

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from conftest import gate_config
 
-from device.gate.config import ConfigError, load_config
+from device.config import ConfigError, load_config
 from device.gate.enrol import enrol_user
 from device.gate.gate import Gate
-from device.gate.relays import MemoryRelay
+from device.relays.factory import MemoryRelay
 from device.gate.split_stage import SYNTHETIC_THRESHOLD
-from device.split.bench import _free_port
+from device.eval.split_bench import _free_port
 from device.split.provision import provision_dir
 
 
@@ -291,7 +291,7 @@ def test_split_config_defaults_off_and_missing_keys_stop_the_start(tmp_path, tin
     assert cfg.split.mode == "off"
     ok = load_config(None, split={"mode": "split", "transport": "unix", "node0": "/run/a",
                                   "node1": "/run/b", "dir": str(tmp_path)})
-    from device.gate.config import split_address
+    from device.config import split_address
     assert split_address(ok.split, "node0") == "unix:/run/a"
     s = load_config(None, split={"mode": "split", "transport": "serial",
                                  "node0": "/dev/ttyAMA1", "node1": "/dev/ttyUSB1",

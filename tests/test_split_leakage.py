@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 from device.recognition.cells import CellExtractor, shift_max_scores
-from device.split.bench import drawn_palm
+from device.eval.split_bench import drawn_palm
 from device.split.cellnet import CellNet
 from device.split.dealer import Dealer
-from device.split.leakage import (input_correlation, ls_reconstruct, node1_transcript,
+from device.eval.split_leakage import (input_correlation, ls_reconstruct, node1_transcript,
                                   node0_first_layer_view, node0_kernels, psnr_affine,
                                   uniformity_pvalue)
 from device.split.local import LocalPair

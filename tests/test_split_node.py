@@ -5,7 +5,7 @@ import multiprocessing as mp
 import numpy as np
 import pytest
 
-from device.split.bench import _free_port, drawn_palm, split_bench
+from device.eval.split_bench import _free_port, drawn_palm, split_bench
 from device.split.node import Terminal, pack, serve, unpack
 from device.split.provision import provision_dir, terminal_keys
 

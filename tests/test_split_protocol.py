@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from device.recognition.cells import CellExtractor, shift_max_scores
-from device.split.bench import drawn_palm
+from device.eval.split_bench import drawn_palm
 from device.split.cellnet import (F_R, CellNet, gabor_patches, plain_dense, query_from_dense,
                                   template_from_dense)
 from device.split.dealer import Dealer

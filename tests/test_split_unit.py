@@ -6,11 +6,11 @@ import pytest
 
 from device.recognition.cells import (UNIT_CELLS_FILE, CellExtractor, FeatureError,
                                       orientation_responses)
-from device.split.bench import drawn_palm
+from device.eval.split_bench import drawn_palm
 from device.split.cellnet import (F_KL, F_KM, CellNet, encode_kernels, feature_extractor,
                                   query_from_dense)
 from device.split.dealer import Dealer
-from device.split.leakage import node0_unit_view, node1_transcript, uniformity_pvalue
+from device.eval.split_leakage import node0_unit_view, node1_transcript, uniformity_pvalue
 from device.split.local import LocalPair
 from device.split.node import shard_threshold
 

@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from device.liveness_eval import bicubic_x2, psnr, sr_quality, ssim  # noqa: E402
-from device.onnx_model import DEFAULT_MODELS_DIR, Model  # noqa: E402
+from device.eval.liveness import bicubic_x2, psnr, sr_quality, ssim  # noqa: E402
+from device.models.model import DEFAULT_MODELS_DIR, Model  # noqa: E402
 from tools.train.sr_model import SRNet, bicubic_subpixel_kernel, train_sr  # noqa: E402
 
 
@@ -56,7 +56,7 @@ def test_psnr_ssim_basics():
 
 @pytest.fixture(scope="module")
 def xray_pairs(tmp_path_factory):
-    from tools.synth.sensor_sets import write_sr_pairs
+    from device.synth.sensor_sets import write_sr_pairs
     d = tmp_path_factory.mktemp("srx")
     write_sr_pairs(d, "xray", 6, seed=4343)
     return d

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from device.protect.core import ProtectConfig, enrol
-from device.templates.store import (SCHEMA_VERSION, StoreError, TamperedError, TemplateStore,
+from device.store.store import (SCHEMA_VERSION, StoreError, TamperedError, TemplateStore,
                                     User, WrongKeyError, migrate)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,7 +159,7 @@ CHILD = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, {root!r})
     from device.protect.core import enrol
-    from device.templates.store import TemplateStore
+    from device.store.store import TemplateStore
     key = bytes.fromhex({key!r})
     rng = np.random.default_rng(0)
     x = rng.standard_normal((49, 16)); x /= np.linalg.norm(x, axis=1, keepdims=True)

@@ -1,4 +1,4 @@
-"""Measure the palm-region step (device.regions) on a folder of hand images.
+"""Measure the palm-region step (device.vision.regions) on a folder of hand images.
 
     python -m tools.eval_regions DIR --kind synthetic|polyu|ntust [--split all|train|val]
                                  [--out OUT] [--sheet N] [--limit N]
@@ -6,7 +6,7 @@
 
 Prints one JSON object: ``n``, ``fta`` (failure-to-acquire rate), ``failures`` by reason,
 ``quality`` (median, p05), ``ms_per_image`` and, where a ``.json`` with ground-truth keypoints
-sits beside an image (synthetic hands from ``python -m tools.synth hands``), ``keypoint_error_px``
+sits beside an image (synthetic hands from ``python -m device.synth hands``), ``keypoint_error_px``
 (median and p95 per keypoint and over the three finger valleys) and the same in units of the
 valley span. With ``--out`` it also writes OUT/report.json, OUT/regions.json (per image) and
 OUT/sheet.png: a contact sheet of N images with the hand outline, the detected valleys (red),
@@ -29,8 +29,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.layout import IMAGE_EXTENSIONS
-from device.regions import VALLEY_NAMES, RegionError, extract_regions, read_hand_image
+from device.eval.layout import IMAGE_EXTENSIONS
+from device.vision.regions import VALLEY_NAMES, RegionError, extract_regions, read_hand_image
 
 KP_NAMES = VALLEY_NAMES + ("palm_centre",)
 
@@ -211,7 +211,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     seg = None
     if a.segmenter == "net":
-        from device.hand_segmentation import NetSegmenter
+        from device.vision.segmentation import NetSegmenter
         seg = NetSegmenter(a.precision, a.models)
     rep = evaluate_regions(a.dir, a.kind, a.split, a.out, a.sheet, a.limit, a.modality, seg)
     json.dump(rep, sys.stdout, indent=2)

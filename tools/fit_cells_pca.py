@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from device.metrics import d_prime, eer, tar_at_far
+from device.eval.metrics import d_prime, eer, tar_at_far
 from device.recognition import cells as C
-from device.gabor import gabor_bank
+from device.vision.gabor import gabor_bank
 
 SIGMA, KSIZE, OCTAVES, BETA, DIM = 5.5, 45, 1.5, 8.0, 16
 

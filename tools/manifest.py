@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from device.onnx_model import sha256_file  # noqa: F401  (re-exported for tools)
+from device.models.model import sha256_file  # noqa: F401  (re-exported for tools)
 from tools.paths import MODELS_DIR
 
 

@@ -4,7 +4,7 @@ function's locals. In split mode (``[split] mode = "split"``) the regions go to 
 nodes as shares instead, and each node keeps its share of every template."""
 from __future__ import annotations
 
-from device.gate.quality import CorruptFrame, QualityIssue, frame_check
+from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 
 
 class EnrolError(ValueError):

@@ -20,7 +20,7 @@ import threading
 import time
 from collections import deque
 
-from device.frames import EndOfFrames, FrameError
+from device.sources.base import EndOfFrames, FrameError
 from device.gate.pipeline import Decision, Deny, Pipeline
 
 log = logging.getLogger("palmgate.gate")
@@ -33,7 +33,7 @@ class Gate:
         None: the one ``gpio.pin_factory`` names."""
         self.cfg = cfg
         self.relay, self.relay_sim, self.relay_error = relay, None, None
-        self.io = None                              # device.hw.gpio.GateIO with [gpio] on
+        self.io = None                              # device.relays.gpio.GateIO with [gpio] on
         self.store = self.pipeline = None
         self._own_store = store is None
         self.last: list[dict] = []
@@ -48,7 +48,7 @@ class Gate:
             self._open_relay()
         try:
             self._open_io(pin_factory)              # a bad [gpio] stops the gate here
-            from device.templates.attempts import AttemptLimiter
+            from device.store.attempts import AttemptLimiter
             self.store = store if store is not None else open_store(cfg)
             self.pipeline = pipeline or Pipeline(cfg)
             if getattr(self.pipeline, "split", None) is not None:
@@ -68,7 +68,7 @@ class Gate:
         g = getattr(self.cfg, "gpio", None)
         if g is None or not g.enabled:
             return
-        from device.hw.gpio import GateIO
+        from device.relays.gpio import GateIO
         opts = {k: v for k, v in g.as_dict().items() if k != "enabled" and v is not None}
         self.io = GateIO(opts, pin_factory=pin_factory, on_door_event=self._door_event,
                          on_exit=self._exit_pressed)
@@ -76,7 +76,7 @@ class Gate:
 
     # ------------------------------------------------------------------ resources
     def _open_relay(self):
-        from device.gate.relays import open_gate_relay
+        from device.relays.factory import open_gate_relay
         try:
             self.relay, sim = open_gate_relay(self.cfg)
             self.relay_sim = self.relay_sim or sim
@@ -88,7 +88,7 @@ class Gate:
     def reload(self):
         """(Re)build the gallery from the store (after enrolments by another process)."""
         from device.gate.gallery import load_gallery
-        from device.gate.memory import trim
+        from device.ops.memory import trim
         p = self.pipeline
         p.gallery = None                        # the old one goes before the new one comes
         trim()
@@ -158,7 +158,7 @@ class Gate:
 
     # ------------------------------------------------------------------ one presentation
     def _audit(self, d: Decision, kind: str = "decision", **extra):
-        from device.templates.audit import bucket_score
+        from device.store.audit import bucket_score
         p = {"decision": d.decision, "reason": d.reason[:200],
              "terminal": self.cfg.gate.terminal, "views": d.views_used,
              "mode": self.cfg.gate.mode}
@@ -417,7 +417,7 @@ class Gate:
 def open_store(cfg):
     from pathlib import Path
 
-    from device.templates.store import TemplateStore
+    from device.store.store import TemplateStore
     p = Path(cfg.paths.store)
     p.parent.mkdir(parents=True, exist_ok=True)
     return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
@@ -425,7 +425,7 @@ def open_store(cfg):
 
 def make_source(cfg, views: int | None = None):
     """The BurstSource ``[source]`` names."""
-    from device.gate.burst import CameraBurstSource, ReplaySource, open_frame_source
+    from device.sources.replay import CameraBurstSource, ReplaySource, open_frame_source
     s = cfg.source
     k = views or cfg.gate.views
     if s.kind == "replay":
@@ -435,6 +435,6 @@ def make_source(cfg, views: int | None = None):
         sensor = open_frame_source(s.sensor_camera, grayscale=True) if s.sensor_camera \
             else None
         return CameraBurstSource(cams, sensor, s.capture_timeout_s)
-    from device.gate.synthetic import SyntheticPeople, SyntheticSource, demo_schedule
+    from device.synth.source import SyntheticPeople, SyntheticSource, demo_schedule
     people = SyntheticPeople(seed=s.synthetic_seed, views=k, sensor=cfg.liveness.sensor)
     return SyntheticSource(people, demo_schedule(4, 4, 4, s.synthetic_seed))

@@ -9,7 +9,7 @@ reason (``corrupt_frame``, ``quality:<issue>``, ``not_live``, ``liveness_unavail
 ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
 Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
-(camera captures, which can hang, are bounded in :mod:`device.gate.burst`).
+(camera captures, which can hang, are bounded in :mod:`device.sources.replay`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from device.gate.quality import CorruptFrame, QualityIssue, frame_check, roi_check
+from device.vision.quality import CorruptFrame, QualityIssue, frame_check, roi_check
 
 log = logging.getLogger("palmgate.gate")
 
@@ -87,8 +87,8 @@ class SensorStage:
         self.error: str | None = None
 
     def load(self):
-        from device.onnx_model import DEFAULT_MODELS_DIR
-        from device.sensor_branch import SensorBranch
+        from device.models.model import DEFAULT_MODELS_DIR
+        from device.models.sensor_branch import SensorBranch
         c = self.cfg
         try:
             self.branch = SensorBranch(c.liveness.sensor, c.gate.precision,
@@ -123,8 +123,8 @@ class SegmenterStage:
 
     def get(self):
         if self.segmenter is None and time.monotonic() - self._tried >= self.RETRY_S:
-            from device.hand_segmentation import NetSegmenter
-            from device.onnx_model import DEFAULT_MODELS_DIR
+            from device.vision.segmentation import NetSegmenter
+            from device.models.model import DEFAULT_MODELS_DIR
             self._tried = time.monotonic()
             try:
                 self.segmenter = NetSegmenter(self.cfg.gate.precision,
@@ -152,7 +152,7 @@ class Pipeline:
     before enrolment); ``threshold`` the match threshold."""
 
     def __init__(self, cfg, extractor=None, gallery=None, versions=None):
-        from device.onnx_model import DEFAULT_MODELS_DIR
+        from device.models.model import DEFAULT_MODELS_DIR
         from device.protect.defaults import DEFAULT_CONFIG, feature_threshold
         self.cfg = cfg
         self.extractor = extractor or gate_feature(cfg, cfg.paths.models or DEFAULT_MODELS_DIR)
@@ -200,7 +200,7 @@ class Pipeline:
         return ok
 
     def _one_region(self, img, segmenter=None):
-        from device.regions import RegionError, extract_regions
+        from device.vision.regions import RegionError, extract_regions
         try:
             reg = extract_regions(img, segmenter=segmenter)
             roi_check(reg, self.cfg.quality)

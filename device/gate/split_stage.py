@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.gate.config import ConfigError, split_address
+from device.config import ConfigError, split_address
 from device.gate.pipeline import Deny
 
 log = logging.getLogger("palmgate.gate")

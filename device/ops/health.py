@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from device.onnx_model import DEFAULT_MODELS_DIR, sha256_file
+from device.models.model import DEFAULT_MODELS_DIR, sha256_file
 
 STATUS_FORMAT = "palmgate-status/1"
 DECISION_FIELDS = ("at", "time", "decision", "outcome", "reason", "user_id", "claimed_id",

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def _open(cfg):
-    from device.relay import open_relay
+    from device.relays.serial import open_relay
     r = cfg.relay
     kw = {"channels": r.channels, "baudrate": r.baudrate}
     if r.kind == "modbus":
@@ -74,7 +74,7 @@ def relay_off(cfg, attempts: int = 3, pause_s: float = 1.0) -> dict:
                                         or g.strobe_pin is not None):
         rep["gpio_off"] = False
         try:
-            from device.hw.gpio import GateIO
+            from device.relays.gpio import GateIO
             opts = {k: getattr(g, k) for k in ("pin_factory", "illuminator_pin",
                                                "illuminator_active_high", "strobe_pin",
                                                "strobe_active_high")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from device.relay import LcusRelay, ModbusRelay, RelayError
+from device.relays.serial import LcusRelay, ModbusRelay, RelayError
 
 
 def relay_test(protocol: str, port: str, *, channel: int = 1, pulse_ms: int = 200,

@@ -1,5 +1,5 @@
 """The shipped protection defaults, chosen on validation data only (200 synthetic palms of
-``tools.synth palms --seed 31`` and the 60 held-out Tongji validation palms; README,
+``device.synth palms --seed 31`` and the 60 held-out Tongji validation palms; README,
 "Protected templates"):
 
 - ``rotation="equal_distance"``, t = 0.9: a slerp toward the key whose weight is chosen per

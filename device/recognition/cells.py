@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from device.onnx_model import DEFAULT_MODELS_DIR, ModelError, verified_file
+from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_file
 
 CELLS_FILE = "cells_pca.npz"
 # the unit-response variant for split mode: kernels centred over the orientations, each map

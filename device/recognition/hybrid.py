@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.onnx_model import DEFAULT_MODELS_DIR
+from device.models.model import DEFAULT_MODELS_DIR
 from device.recognition.cells import CellExtractor, full_responses
 from device.recognition.learned import (LearnedExtractor, ViewSetFeature, net_input,
                                         unit_cells)

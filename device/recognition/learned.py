@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.onnx_model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
 from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
                                       ShiftGridFeature, full_responses, load_cell_params,
                                       shift_offsets)

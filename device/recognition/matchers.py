@@ -51,7 +51,7 @@ class ProtectedCellMatcher(CellMatcher):
 
     def scores(self, gallery: CellCodes, probes: CellCodes) -> np.ndarray:
         from device.protect.core import secure_rng
-        from device.protect.evaluate import protected_block
+        from device.eval.protection import protected_block
         s, _, _ = protected_block(self.config, self.extractor.importance, gallery.templates,
                                   probes.queries, secure_rng())
         return s.T

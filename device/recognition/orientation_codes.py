@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from device.gabor import gabor_bank
+from device.vision.gabor import gabor_bank
 
 ROI = 128
 

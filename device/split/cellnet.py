@@ -18,7 +18,7 @@ layers with the kernels centred over the orientations and r / sqrt(|r|^2 + eps^2
 pixel in place of the softmax (same validation TAR at FAR 1e-4 on Tongji).  The softmax's
 mask recovery hands a pixel's owner its 6 responses, a public linear function of the palm
 (the kernels are a textbook Gabor bank), so one node rebuilds the palm by least squares even
-in claim-8 mode (device/split/leakage.py).  The unit activation needs only each pixel's
+in claim-8 mode (device/eval/split_leakage.py).  The unit activation needs only each pixel's
 squared norm in the clear: the nodes square the responses on shares (Beaver), the owner
 opens |r|^2, computes 1/norm and re-shares it, and a Beaver product gives r / norm
 (``protocol.unit_layer``; two more rounds).  Every product stays inside the ring (bounds

@@ -13,7 +13,7 @@ each query consumes a fresh (A3, Z3 = G(A3) @ B3).
 Modes: ``"shared"`` (claim 8: Gabor kernels and PCA shared, Beaver layers) and ``"plain"``
 (claim 9: the same plaintext weights on both nodes, linear layers local and free, but a node
 that sees half the opened Gabor responses and knows the kernels can estimate the input by
-least squares; ``device.split.leakage`` measures it).
+least squares; ``device.eval.split_leakage`` measures it).
 """
 from __future__ import annotations
 

@@ -1,1 +1,2 @@
-"""Synthetic palm-print data generators (seed 004 candidate geometry)."""
+"""``python -m tools.synth``: kept for the commands in the docs and training recipes; the synthetic
+data engine itself lives in :mod:`device.synth` (the demo ships it in the wheel)."""

@@ -11,7 +11,7 @@
   frozen palm identity extractor pre-trained on real palms (claims 5-6).
 
 Training pairs (spec §4 item 11): the candidate is the crease map of the gathered real image
-(tools/synth/creases.py, drawn in the candidate renderer's convention) and the condition is
+(device/synth/creases.py, drawn in the candidate renderer's convention) and the condition is
 another image of the same palm, so the L1 target is well defined.
 """
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """Hand segmentation network for colour camera views: the gate's fast palm-region path.
 
-The classical visible-light segmentation (device.hand_segmentation: skin colour + GrabCut) costs
+The classical visible-light segmentation (device.vision.segmentation: skin colour + GrabCut) costs
 about 110 ms of CPU per 640x480 view, most of it GrabCut, and cannot be made cheaper without
 losing hands (measured: smaller working sizes or fewer iterations raised failure-to-acquire on
 synthetic gate hands from 17 % to 22-50 %). This module trains a small encoder-decoder that
 maps a colour view, resized so its longest side is 320 px, to hand/background logits at half
-that resolution; the runtime (device.hand_segmentation.NetSegmenter) upsamples them to the
+that resolution; the runtime (device.vision.segmentation.NetSegmenter) upsamples them to the
 frame and hands the mask to the same finger-valley step as before, keeping the classical
 hypotheses as the fallback.
 
-Training data: synthetic hands (tools.synth.hands, the shipped palm generation model for the
+Training data: synthetic hands (device.synth.hands, the shipped palm generation model for the
 palm print) rendered by the gate's camera model with their exact coverage as ground truth, on
 synthetic clutter, on OpenCV's chessboard photos (real camera images, tinted), and on plain
 backgrounds; colour, exposure, blur and noise augmentation. No real hand image is used for
@@ -29,8 +29,8 @@ import numpy as np
 
 # the input geometry is the runtime's: longest side NET_SIDE, padded to a multiple of NET_PAD,
 # logits at 1/NET_STRIDE of the input
-from device.hand_segmentation import NET_STRIDE as OUT_STRIDE
-from device.hand_segmentation import net_input_size
+from device.vision.segmentation import NET_STRIDE as OUT_STRIDE
+from device.vision.segmentation import net_input_size
 
 WIDTHS = (12, 24, 40)
 
@@ -59,7 +59,7 @@ def _calib_backgrounds(root: Path | None) -> list[np.ndarray]:
 
 
 def _background(rng: np.random.Generator, size, calib: list[np.ndarray]) -> np.ndarray:
-    from tools.synth.hands import _background as clutter
+    from device.synth.hands import _background as clutter
     h, w = size
     u = rng.uniform()
     if u < 0.7 or not calib:
@@ -88,9 +88,9 @@ def render_set(n: int, seed: int, calib_dir=None, size=(480, 640), threads: int 
                progress=None):
     """``n`` colour views of synthetic hands at the network's input size and their coverage
     masks at the logits' size: (uint8 (n, H, W, 3), float32 (n, H/2, W/2))."""
-    from tools.synth.hand_geometry import perturb_pose, sample_hand_geometry
-    from tools.synth.hands import render_hand_views, sample_rig
-    from tools.synth.palms import PalmSynthesizer, new_identity
+    from device.synth.hand_geometry import perturb_pose, sample_hand_geometry
+    from device.synth.hands import render_hand_views, sample_rig
+    from device.synth.palms import PalmSynthesizer, new_identity
 
     synth = PalmSynthesizer(threads=threads)
     calib = _calib_backgrounds(calib_dir)
@@ -333,12 +333,12 @@ def run(profile: str, work: Path, models_dir: Path, command: str, seed: int = 0,
 def _manifest(models_dir: Path, fp32: Path, int8: Path, res: dict, cfg: dict,
               command: str) -> None:
     from tools.manifest import update_entry
-    data = (f"{cfg['images']} synthetic colour hand views (tools.synth.hands with the shipped "
+    data = (f"{cfg['images']} synthetic colour hand views (device.synth.hands with the shipped "
             f"palm generator; seed {TRAIN_SEED}), on synthetic clutter, tinted OpenCV chessboard "
             f"photos (../shared/data/opencv-calib) and plain backgrounds; validation "
             f"{cfg['val_images']} views of seed {VAL_SEED}; no real hand images")
     notes = ("colour view resized to longest side 320 px, padded to a multiple of 8, BGR 0..255 "
-             "-> hand logits at half that resolution (device.hand_segmentation.NetSegmenter)")
+             "-> hand logits at half that resolution (device.vision.segmentation.NetSegmenter)")
     mp = models_dir / "manifest.json"
     update_entry(fp32.name, metrics=res[fp32.name], command=command, data=data, notes=notes,
                  extra={"steps": cfg["steps"]}, manifest_path=mp)

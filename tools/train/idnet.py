@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from device.metrics import d_prime, eer, tar_at_far
-from device.gabor import gabor_bank
+from device.eval.metrics import d_prime, eer, tar_at_far
+from device.vision.gabor import gabor_bank
 from tools.train.augment import random_affine, random_photometric
 
 

@@ -49,16 +49,16 @@ def load_data(work: Path = WORK):
 
 
 def make_synth(out: Path, subjects: int, seed: int = 7) -> None:
-    """Synthetic identities from the shipped generation model (seed 004, tools.synth)."""
+    """Synthetic identities from the shipped generation model (seed 004, device.synth)."""
     import subprocess
     import sys
-    subprocess.run([sys.executable, "-m", "tools.synth", "palms", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "device.synth", "palms", "--out", str(out),
                     "--subjects", str(subjects), "--sessions", "2", "--samples", "3",
                     "--seed", str(seed), "--threads", "1"], check=True)
 
 
 def stage_pretrain(profile: dict, work: Path, synth_dir, seed: int = 0) -> None:
-    """Seed 004: pre-train the cell net on synthetic identities (tools.synth palms)."""
+    """Seed 004: pre-train the cell net on synthetic identities (device.synth palms)."""
     import torch
 
     from device.recognition.learned import load_bank

@@ -186,7 +186,7 @@ def embed(net: CellNet, x_u8: np.ndarray, batch: int = 64) -> np.ndarray:
 def cross_session_eer(cells: np.ndarray, labels, sessions, importance=None) -> dict:
     """One-view cross-session EER and TAR@1e-4 (session-1 templates, session-2 queries,
     symmetrised as palmgate evaluate does)."""
-    from device.metrics import eer, tar_at_far
+    from device.eval.metrics import eer, tar_at_far
     from device.recognition.cells import shift_max_scores
     zero = cells.shape[1] // 2
     s = shift_max_scores(cells, cells[:, zero], importance).T    # (templates, queries)

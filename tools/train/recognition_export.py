@@ -63,7 +63,7 @@ def runtime_metrics(models_dir, precision, images, labels, sessions, fusion=True
 
 
 def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> dict:
-    from device.onnx_model import sha256_file
+    from device.models.model import sha256_file
     from tools.paths import MODELS_DIR
     from tools.train.realdata import split_subjects, tongji
     from tools.train.recognition import load_data

@@ -252,7 +252,7 @@ def capture_metrics(fused: np.ndarray, lab, ses, importance=None) -> dict:
 def score_level(cells: np.ndarray, sets: np.ndarray, lab, ses) -> dict:
     """Reference: per-view cells, capture score = mean of the V x V image scores (what
     ``palmgate evaluate --views V`` does for a single-view matcher)."""
-    from device.metrics import eer, tar_at_far
+    from device.eval.metrics import eer, tar_at_far
     from device.recognition.cells import shift_max_scores
     zero = cells.shape[1] // 2
     s = shift_max_scores(cells, cells[:, zero]).T

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from tools.manifest import update_entry
-from tools.synth.creases import crease_map
+from device.synth.creases import crease_map
 from tools.train.augment import random_affine
 from tools.train.generator import FEATURES, GenerationModel, identity_loss, l1_loss
 from tools.train.idnet import PalmIdNet

@@ -5,9 +5,9 @@ model on reviewed presentations (claim 9: ``python -m tools.train liveness --ret
 Data (all synthetic sets are written by the synthetic engine, deterministic per seed, under
 ``WORK/../sensor_data``; different seeds for training, validation and the held-out test):
 
-* liveness sets: ``python -m tools.synth liveness --sensor S --bona-fide N --per-species M
+* liveness sets: ``python -m device.synth liveness --sensor S --bona-fide N --per-species M
   --seed {1001 train, 2002 validation, 3003 held-out test}``;
-* SR pairs: ``python -m tools.synth sr-pairs --sensor S --n N --seed {1101 train, 3103 test}``;
+* SR pairs: ``python -m device.synth sr-pairs --sensor S --n N --seed {1101 train, 3103 test}``;
 * real NIR (``../shared/data/real/polyu_nir``, 250 palms): subject-disjoint thirds --
   validation = ``split_subjects(250, 0.2, 0)``'s 50 palms, held-out test = 50 of the other 200
   (``split_subjects(200, 0.25, 1)``), training = the remaining 150.  Real captures are bona fide
@@ -32,9 +32,9 @@ import cv2
 import numpy as np
 import torch
 
-from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_liveness_dir,
+from device.eval.liveness import (choose_threshold, pad_rates, read_grey, scan_liveness_dir,
                                   sr_quality, summarise_sr)
-from device.sensor_branch import SENSORS, is_live, to_capture
+from device.models.sensor_branch import SENSORS, is_live, to_capture
 from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
 from tools.train import sensor_quant as Q
 from tools.train.liveness_model import (LivenessNet, export_liveness_onnx, fused,
@@ -182,7 +182,7 @@ def finetune_set_specs(cfg: dict, sensor: str) -> list[tuple]:
 def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
     """One synthetic liveness set ``spec = (seed, bona fide, per species)`` of a split,
     written by the engine if not there yet."""
-    from tools.synth.sensor_sets import write_liveness
+    from device.synth.sensor_sets import write_liveness
 
     seed, nb, na = spec
     if seed not in LIVENESS_SEEDS[split]:
@@ -197,8 +197,8 @@ def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
 
 def pair_set(root: Path, sensor: str, spec) -> Path:
     """A matched-pair training set ``spec = (species, seed, n)`` (see
-    :func:`tools.synth.sensor_sets.write_matched_pairs`), written by the engine if not there."""
-    from tools.synth.sensor_sets import write_matched_pairs
+    :func:`device.synth.sensor_sets.write_matched_pairs`), written by the engine if not there."""
+    from device.synth.sensor_sets import write_matched_pairs
 
     species, seed, n = spec
     if seed not in LIVENESS_SEEDS["train"]:
@@ -212,12 +212,12 @@ def pair_set(root: Path, sensor: str, spec) -> Path:
 
 
 def pairs_command(sensor: str, spec) -> str:
-    return (f"python -m tools.synth pairs --sensor {sensor} --species {spec[0]} --n {spec[2]} "
+    return (f"python -m device.synth pairs --sensor {sensor} --species {spec[0]} --n {spec[2]} "
             f"--seed {spec[1]}")
 
 
 def synth_command(sensor: str, spec) -> str:
-    return (f"python -m tools.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
+    return (f"python -m device.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
             f"--per-species {spec[2]} --seed {spec[0]}")
 
 
@@ -243,7 +243,7 @@ def _capture_u8(frame: np.ndarray) -> np.ndarray:
 
 
 def sr_pair_set(root: Path, sensor: str, split: str, n: int) -> Path:
-    from tools.synth.sensor_sets import write_sr_pairs
+    from device.synth.sensor_sets import write_sr_pairs
 
     seed = SR_SEEDS[split]
     d = root / f"sr_{sensor}_{split}_s{seed}_n{n}"
@@ -290,7 +290,7 @@ def real_pairs(files: list[Path], seed: int, random_crop: bool) -> tuple[np.ndar
     maps to the 128x128 capture) area-resized to 256x256; LR = the synthetic engine's sensor
     degradation of it (area /2, sensor PSF, read noise).  ``random_crop``: a random square of
     240-288 px at a random position instead of the centre (training augmentation)."""
-    from tools.synth.sensor import degrade
+    from device.synth.sensor import degrade
 
     lrs, hrs = [], []
     for i, f in enumerate(files):
@@ -555,7 +555,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
     t0 = time.time()
     lr, hr = load_pairs(sr_pair_set(root, sensor, "train", cfg["sr_pairs"]["train"]))
     weights, data = None, [f"synthetic {sensor} SR pairs: "
-                           f"python -m tools.synth sr-pairs --sensor {sensor} --n "
+                           f"python -m device.synth sr-pairs --sensor {sensor} --n "
                            f"{cfg['sr_pairs']['train']} --seed {SR_SEEDS['train']}"]
     split = real_nir_split()
     if sensor == "nir" and split["train"]:
@@ -593,7 +593,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
               "data": data}
     tl, th = load_pairs(sr_pair_set(root, sensor, "test", cfg["sr_pairs"]["test"]))
     report["heldout_synthetic"] = _sr_eval(sess, tl, th)
-    report["heldout_synthetic"]["data"] = (f"python -m tools.synth sr-pairs --sensor {sensor} "
+    report["heldout_synthetic"]["data"] = (f"python -m device.synth sr-pairs --sensor {sensor} "
                                            f"--n {cfg['sr_pairs']['test']} --seed "
                                            f"{SR_SEEDS['test']}")
     if sensor == "nir" and split["test"]:

@@ -1,0 +1,201 @@
+"""`palmgate evaluate | evaluate-liveness | evaluate-sr | review | evaluate-protection |
+bench-match`: the measurement commands (they print JSON)."""
+from __future__ import annotations
+
+import json
+import sys
+
+
+def cmd_evaluate(a) -> int:
+    """ISO/IEC 19795-style verification test of a matcher on a data set."""
+    from device.eval.recognition import evaluate
+    from device.recognition.matchers import DEFAULT_MATCHER, LEARNED
+    if a.precision != "fp32" and (a.matcher or DEFAULT_MATCHER) not in LEARNED \
+            and a.segmenter != "net":
+        raise ValueError(f"--precision int8 applies to the matchers with a learned network "
+                         f"({', '.join(LEARNED)}) and to --segmenter net; the other matchers "
+                         f"are classical")
+    if a.segmenter != "classical" and a.level != "hand":
+        raise ValueError("--segmenter applies to --level hand")
+    report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
+                      matcher=a.matcher, out=a.out, protected=a.protected,
+                      precision=a.precision, segmenter=a.segmenter,
+                      progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_evaluate_liveness(a) -> int:
+    """ISO/IEC 30107-3 presentation-attack detection test of the sensor branch (seed 001)."""
+    from device.eval.liveness import evaluate_liveness
+    report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
+                               models_dir=a.models, threads=a.threads)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def cmd_evaluate_sr(a) -> int:
+    """PSNR/SSIM of the sensor branch's super-resolution model against bicubic x2."""
+    from device.eval.liveness import evaluate_sr
+    print(json.dumps(evaluate_sr(a.dir, a.sensor, a.out, precision=a.precision,
+                                 models_dir=a.models, threads=a.threads), indent=2))
+    return 0
+
+
+def cmd_review(a) -> int:
+    """Keep reviewer-labelled misclassified presentations for liveness retraining."""
+    from device.eval.review import review
+    print(json.dumps(review(a.dir, a.sensor, a.out, labels_file=a.labels,
+                            precision=a.precision, models_dir=a.models,
+                            threads=a.threads), indent=2))
+    return 0
+
+
+def cmd_evaluate_protection(a) -> int:
+    """Template-protection test (seed 002, ISO/IEC 30136): accuracy, D_sys, inversion."""
+    from device.eval.protection import config_from_args, run
+    if a.feature == "learned":
+        from device.recognition.learned import LearnedExtractor
+        extractor = LearnedExtractor()
+    else:
+        from device.recognition.cells import CellExtractor
+        extractor = CellExtractor()
+    report = run(a.dir, a.out, config=config_from_args(a), seed=a.seed, do_sweep=a.sweep,
+                 ts=a.sweep_t, drops=a.sweep_drop, budgets=a.sweep_budget,
+                 rotations=a.sweep_rotation,
+                 max_subjects=a.max_subjects, extractor=extractor,
+                 log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps({k: v for k, v in report.items() if k != "detail"}, indent=2))
+    return 0
+
+
+def cmd_bench_match(a) -> int:
+    """1:N protected search time over a large in-memory gallery (prints JSON)."""
+    import os
+    if a.blas_threads and "numpy" not in sys.modules:   # must precede numpy's import
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(a.blas_threads)
+    from device.eval.protect_bench import bench_match
+    from device.eval.protection import config_from_args
+    print(json.dumps(bench_match(users=a.users, templates=a.templates, queries=a.queries,
+                                 config=config_from_args(a), seed=a.seed,
+                                 distractors=a.distractors, plant=a.plant, check=a.check),
+                     indent=None if a.json else 2))
+    return 0
+
+
+def _protect_args(sp) -> None:
+    # no device.protect import here: bench-match sets BLAS threads before numpy loads
+    sp.add_argument("--t", type=float, default=None, help="slerp weight toward the key "
+                    "(default: device/protect/defaults.py)")
+    sp.add_argument("--rotation", default=None,
+                    choices=["fraction", "equal_angle", "orthographic", "equal_distance"],
+                    help="fraction: the seed's fixed t; equal_angle: every sub-feature turns "
+                         "by t*90 deg; orthographic: its offset from the key is "
+                         "sin((1-t)*90 deg) times the feature's; equal_distance: every "
+                         "sub-feature lands (1-t)*90 deg from its key (README)")
+    sp.add_argument("--n-drop", type=int, default=None,
+                    help="dimensions dropped per sub-feature (mode A; with --drop-mode "
+                         "importance the budget is n-drop x G unless --drop-total)")
+    sp.add_argument("--drop-mode", choices=["random", "importance"], default=None)
+    sp.add_argument("--drop-total", type=int, default=None,
+                    help="claim-6 budget: dimensions dropped over all sub-features")
+    sp.add_argument("--fill", choices=["zero", "random", "key"], default=None)
+    sp.add_argument("--key-mode", choices=["per_cell", "shared"], default=None)
+    sp.add_argument("--seed", type=int, default=0, help="enrolment randomness (reproducible "
+                                                        "evaluation; the gate uses os.urandom)")
+
+
+def _sensor_args(sp) -> None:
+    sp.add_argument("dir")
+    sp.add_argument("--sensor", choices=["xray", "nir"], required=True)
+    sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    sp.add_argument("--threads", type=int, default=0)
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("evaluate", help="verification test (EER, TAR@FAR, DET) on a data set "
+                                         "in the standard layout DIR/<subject>/<session>_<sample>")
+    sp.add_argument("dir")
+    sp.add_argument("--level", choices=["roi", "hand"], default="roi")
+    sp.add_argument("--views", type=int, default=1, help="samples per capture (N)")
+    sp.add_argument("--protocol", choices=["cross-session", "all-pairs"],
+                    default="cross-session")
+    sp.add_argument("--protected", action="store_true", help="match protected templates")
+    sp.add_argument("--precision", choices=["int8", "fp32"], default="fp32")
+    sp.add_argument("--segmenter", choices=["classical", "net"], default="classical",
+                    help="--level hand: the hand mask of colour images from the classical "
+                         "segmentation, or the gate's segmentation network first (at "
+                         "--precision) with the classical one as fallback")
+    sp.add_argument("--matcher", default=None,
+                    help="hybrid (default: the classical and the learned cells in one shift "
+                         "search, the gate's [match] feature = hybrid; --precision int8 "
+                         "selects its int8 cell net), cells (the classical cells alone, the "
+                         "gate's [match] feature = cells), bocv or compcode (classical "
+                         "baselines), learned (learned cells + seed-000 view fusion), "
+                         "learned-cells (no fusion); --protected gives the protected form of "
+                         "hybrid, cells or learned")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_evaluate)
+
+    sp = sub.add_parser("evaluate-liveness", help="ISO/IEC 30107-3 liveness test (APCER per "
+                        "species, BPCER, BPCER20/100, DET) on DIR/bona_fide and "
+                        "DIR/attack/<species>")
+    _sensor_args(sp)
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_evaluate_liveness)
+
+    sp = sub.add_parser("evaluate-sr", help="PSNR/SSIM of the super-resolution model vs "
+                                            "bicubic on DIR/lr, DIR/hr pairs")
+    _sensor_args(sp)
+    sp.add_argument("--out", default=None)
+    sp.set_defaults(fn=cmd_evaluate_sr)
+
+    sp = sub.add_parser("review", help="keep reviewer-labelled misclassified presentations "
+                                       "(liveness layout) for `python -m tools.train liveness "
+                                       "--retrain-from OUT`")
+    _sensor_args(sp)
+    sp.add_argument("--labels", default=None, help="CSV file,label[,species] or JSON "
+                                                   "{file: label}; default: DIR's own layout")
+    sp.add_argument("--out", required=True)
+    sp.set_defaults(fn=cmd_review)
+
+    sp = sub.add_parser("evaluate-protection", help="template-protection test (seed 002): "
+                        "protected vs unprotected EER/TAR, unlinkability D_sys, inversion "
+                        "success with and without the key; --sweep over t and drop count")
+    sp.add_argument("dir")
+    sp.add_argument("--out", required=True)
+    _protect_args(sp)
+    sp.add_argument("--sweep", action="store_true", help="also sweep rotation x t x drop "
+                                                         "(OUT/sweep.json)")
+    sp.add_argument("--sweep-t", type=float, nargs="+", default=[0.8, 0.85, 0.9, 0.95, 0.98])
+    sp.add_argument("--sweep-drop", type=int, nargs="+", default=[0, 1, 2, 4],
+                    help="mode-A drop counts per sub-feature")
+    sp.add_argument("--sweep-budget", type=int, nargs="*", default=[12, 25],
+                    help="claim-6 drop budgets (importance-driven counts over all cells)")
+    sp.add_argument("--sweep-rotation", nargs="+",
+                    choices=["fraction", "equal_angle", "orthographic", "equal_distance"],
+                    default=["fraction", "orthographic", "equal_distance"])
+    sp.add_argument("--max-subjects", type=int, default=None)
+    sp.add_argument("--feature", choices=["cells", "learned"], default="cells",
+                    help="the recognition feature whose sub-features are protected (cells: the "
+                         "shipped classical one; learned: models/recognition_*.onnx)")
+    sp.set_defaults(fn=cmd_evaluate_protection)
+
+    sp = sub.add_parser("bench-match", help="1:N protected search time over a large "
+                                            "in-memory gallery (match_ms median/p95)")
+    sp.add_argument("--users", type=int, default=10000)
+    sp.add_argument("--templates", type=int, default=3, help="templates per user")
+    sp.add_argument("--queries", type=int, default=50)
+    sp.add_argument("--distractors", default=None, help="layout folder whose palms make "
+                                                        "chimera distractors")
+    sp.add_argument("--plant", default=None, help="layout folder of real users to enrol and "
+                                                  "query (session 1 enrolled, session 2 queries)")
+    sp.add_argument("--check", type=int, default=5, help="queries also searched exhaustively")
+    sp.add_argument("--json", action="store_true", help="one line of JSON")
+    sp.add_argument("--blas-threads", type=int, default=1,
+                    help="BLAS threads for the search (default 1: one query at a time; "
+                         "0 leaves the library default)")
+    _protect_args(sp)
+    sp.set_defaults(fn=cmd_bench_match)

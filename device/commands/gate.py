@@ -1,0 +1,165 @@
+"""`palmgate run | relay-off | relay-test | status | bench`: the gate itself and its relay."""
+from __future__ import annotations
+
+import json
+import sys
+
+from device.commands.common import add_config, err, load_cfg, open_store, audit_dict
+
+
+def cmd_run(a) -> int:
+    """The gate loop until stopped (SIGTERM/SIGINT: finish the presentation, relay off)."""
+    from device.service import run_gate
+    n = run_gate(load_cfg(a), limit=a.limit, max_faults=a.max_faults, plain_log=a.plain_log)
+    err(f"palmgate run: {n} presentations")
+    return 0
+
+
+# ------------------------------------------------------------------ relay-off
+def cmd_relay_off(a) -> int:
+    """Every configured relay channel and GPIO output off (systemd ExecStopPost=)."""
+    from device.ops.jsonlog import setup_logging
+    from device.ops.relayoff import relay_off
+    cfg = load_cfg(a)
+    setup_logging("INFO", static={"terminal": cfg.gate.terminal})
+    rep = relay_off(cfg, attempts=a.attempts, pause_s=a.pause)
+    print(json.dumps(rep))
+    return 0 if rep["ok"] else 1
+
+
+def cmd_relay_test(a) -> int:
+    """Pulse the relay once, read it back where the board answers, leave every channel off."""
+    from device.ops.relaytest import relay_test
+    rep = relay_test(a.protocol, a.port, channel=a.channel, pulse_ms=a.pulse_ms,
+                     channels=a.channels, unit=a.unit, coil_base=a.coil_base,
+                     baudrate=a.baudrate, timeout=a.timeout)
+    print(json.dumps(rep, indent=None if a.json else 2))
+    if not a.json:
+        for c in rep["checks"]:
+            print(f"{'PASS' if c['ok'] else 'FAIL'}  {c['check']}"
+                  + (f": {c['detail']}" if c.get("detail") else ""), file=sys.stderr)
+        if rep.get("note"):
+            print(rep["note"], file=sys.stderr)
+    return 0 if rep["ok"] else 1
+
+
+# ------------------------------------------------------------------ status
+def cmd_status(a) -> int:
+    """Models (sha256 against the manifest), store, audit chain, relay configuration."""
+    from pathlib import Path
+
+    from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_file
+    from device.models.sensor_branch import model_names
+    cfg = load_cfg(a)
+    models_dir = cfg.paths.models or DEFAULT_MODELS_DIR
+    names = ["cells_pca.npz"]
+    if cfg.liveness.enabled:
+        names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
+    if cfg.gate.segmenter == "net":
+        names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
+    models, ok = {}, True
+    for n in names:
+        try:
+            _, e = verified_file(n, models_dir)
+            models[n] = {"ok": True, "sha256": e["sha256"]}
+        except ModelError as e:
+            models[n] = {"ok": False, "error": str(e)}
+            ok = False
+    rep = {"config": cfg.path or "(defaults)", "models_dir": str(models_dir), "models": models,
+           "source": cfg.source.kind, "relay": {k: cfg.relay[k] for k in
+                                                ("kind", "port", "channel", "pulse_ms")}}
+    if Path(cfg.paths.store).exists():
+        try:
+            with open_store(cfg) as st:
+                rep["store"] = dict(st.count(), path=cfg.paths.store)
+                rep["audit_records"] = st.audit.verify()
+                rep["last_decisions"] = [audit_dict(r) for r in st.audit.records()
+                                         if r.kind == "decision"][-a.last:]
+        except Exception as e:      # noqa: BLE001
+            rep["store"] = {"path": cfg.paths.store, "error": f"{type(e).__name__}: {e}"}
+            ok = False
+    else:
+        rep["store"] = {"path": cfg.paths.store, "error": "not created yet"}
+    if cfg.paths.status_file and Path(cfg.paths.status_file).exists():
+        try:
+            from device.ops.health import read_status
+            rep["running_gate"] = read_status(cfg.paths.status_file, max_age_s=a.max_age)
+            ok = ok and rep["running_gate"].get("ok", False)
+        except Exception as e:      # noqa: BLE001
+            rep["running_gate"] = {"error": f"{type(e).__name__}: {e}"}
+    rep["ok"] = ok
+    print(json.dumps(rep, indent=2))
+    return 0 if ok else 1
+
+
+# ------------------------------------------------------------------ bench
+def cmd_bench(a) -> int:
+    import os
+    if "numpy" not in sys.modules:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from device.eval.bench import bench
+    r = bench(users=a.users, views=a.views, precision=a.precision, split=a.split,
+              presentations=a.presentations, seed=a.seed, threads=a.threads,
+              sensor=a.sensor, models=a.models, feature=a.feature)
+    print(json.dumps(r, indent=None if a.json else 2))
+    return 0
+
+
+def register(sub) -> None:
+    sp = sub.add_parser("run", help="run the gate loop (camera/replay/synthetic source -> "
+                                    "decision -> relay) until stopped")
+    add_config(sp)
+    sp.add_argument("--limit", type=int, default=None, help="stop after N presentations")
+    sp.add_argument("--max-faults", type=int, default=None,
+                    help="stop after N consecutive capture faults (default: never)")
+    sp.add_argument("--plain-log", action="store_true", help="text logs instead of JSON")
+    sp.set_defaults(fn=cmd_run)
+
+    sp = sub.add_parser("relay-off", help="switch every relay channel of [relay] (and the "
+                                          "[gpio] outputs) off, read back where the board "
+                                          "answers; for systemd's ExecStopPost= (runs after "
+                                          "the gate exits, even on SIGKILL); exit 1 if not off")
+    add_config(sp)
+    sp.add_argument("--attempts", type=int, default=3, help="tries when the line fails")
+    sp.add_argument("--pause", type=float, default=1.0, help="seconds between tries")
+    sp.set_defaults(fn=cmd_relay_off)
+    sp = sub.add_parser("relay-test", help="pulse the turnstile relay once, read it back "
+                                           "(Modbus) and leave every channel off; exit 0 when "
+                                           "every check passed, 1 otherwise")
+    sp.add_argument("--protocol", choices=["lcus", "modbus"], required=True)
+    sp.add_argument("--port", required=True, help="serial port (/dev/ttyUSB0, "
+                                                  "/dev/serial/by-id/...) or a pyserial URL")
+    sp.add_argument("--channel", type=int, default=1, help="relay channel (from 1)")
+    sp.add_argument("--pulse-ms", type=int, default=200, help="pulse length (turnstile "
+                                                             "controllers need >= 100 ms)")
+    sp.add_argument("--channels", type=int, default=None, help="channels on the board "
+                                                               "(default: --channel)")
+    sp.add_argument("--unit", type=int, default=1, help="Modbus unit id")
+    sp.add_argument("--coil-base", type=int, default=0, help="Modbus coil of channel 1")
+    sp.add_argument("--baudrate", type=int, default=9600)
+    sp.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for an answer")
+    sp.add_argument("--json", action="store_true", help="one line of JSON, no summary")
+    sp.set_defaults(fn=cmd_relay_test)
+    sp = sub.add_parser("status", help="models (sha256), store, audit chain, relay, last "
+                                       "decisions; exit 1 when something is wrong")
+    add_config(sp)
+    sp.add_argument("--last", type=int, default=10)
+    sp.add_argument("--max-age", type=float, default=120.0, help="a running gate's status "
+                    "file older than this (s) counts as a problem")
+    sp.set_defaults(fn=cmd_status)
+
+    sp = sub.add_parser("bench", help="presentation-to-relay latency of the real loop (JSON: "
+                                      "end_to_end_ms, match_ms, stages_ms, peak_rss_mb)")
+    sp.add_argument("--users", type=int, default=10000)
+    sp.add_argument("--views", type=int, default=3)
+    sp.add_argument("--precision", choices=["int8", "fp32"], default="int8")
+    sp.add_argument("--split", action="store_true", help="also time split mode (seed 003)")
+    sp.add_argument("--presentations", type=int, default=20)
+    sp.add_argument("--sensor", choices=["nir", "xray"], default="nir")
+    sp.add_argument("--feature", choices=["cells", "hybrid"], default="cells",
+                    help="[match] feature of the gate under test")
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    sp.add_argument("--json", action="store_true", help="one line of JSON")
+    sp.set_defaults(fn=cmd_bench)

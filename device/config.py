@@ -1,0 +1,490 @@
+"""The gate's one configuration file (TOML), every option documented, validated at start.
+
+``load_config(path)`` reads a TOML file (``None``: the defaults, which run the demo), checks
+every key against :data:`SCHEMA` and returns a :class:`Config` (``cfg.relay.pulse_ms``,
+``cfg["relay"]["pulse_ms"]``). An unknown section or key, a wrong type or a value outside its
+allowed range raises :class:`ConfigError` naming the key, e.g. ``relay.pulse_ms: 20 is below
+the minimum 50``. ``render_example()`` writes the documented example file
+(``device/palmgate.example.toml``, kept equal to it by a test).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+try:                                    # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:             # pragma: no cover - 3.10 with the tomli backport
+    import tomli as tomllib             # type: ignore[no-redef]
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, of the wrong type or out of range (the message names it)."""
+
+
+@dataclass(frozen=True)
+class Opt:
+    default: Any
+    doc: str
+    type: type | tuple = str
+    choices: tuple | None = None
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+    pin: bool = False          # a GPIO pin spec: int (BCM) or "GPIO17" / "BCM17" / "BOARD11"
+
+
+# section -> (section doc, {key: Opt}). Empty string = "not set" where nullable.
+SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
+    "gate": ("The terminal and its decision loop.", {
+        "terminal": Opt("gate-1", "Name of this terminal in the audit log."),
+        "mode": Opt("identify", "identify: 1:N search over all enrolled users; verify: 1:1 "
+                    "against the id claimed with the presentation (card, PIN pad).",
+                    choices=("identify", "verify")),
+        "views": Opt(3, "Visible views K per presentation burst.", int, min=1, max=8),
+        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*) and "
+                         "of the hand segmentation network (hand_seg*): fp32 or int8 (the "
+                         "_int8 files; faster on ARM cores with dot-product instructions).",
+                         choices=("int8", "fp32")),
+        "segmenter": Opt("net", "Hand mask of colour views: net = the segmentation network "
+                                "first (models/hand_seg*.onnx, a few ms a view), the classical "
+                                "skin-colour + GrabCut hypotheses as fallback; classical = "
+                                "GrabCut only (about 110 ms of CPU a 640x480 view). Grey NIR "
+                                "views always take the fast intensity segmentation.",
+                         choices=("net", "classical")),
+        "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
+                          "parallel.", int, min=1, max=16),
+        "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "
+                                "threads spin between runs and take CPU from the other "
+                                "stages on a small board).", int, min=1, max=16),
+        "cooldown_s": Opt(1.0, "Pause after every decision before the next presentation "
+                               "(the turnstile turns, the person walks through).", float,
+                          min=0.0, max=60.0),
+        "min_views": Opt(2, "Fewest views with a usable palm region for a decision; below "
+                            "this the person is asked to adjust the palm.", int, min=1, max=8),
+    }),
+    "paths": ("Files on the unit.", {
+        "store": Opt("palmgate/templates.db", "Sealed SQLite template store (relative paths "
+                     "are relative to the working directory)."),
+        "device_key": Opt("palmgate/device.key", "32-byte device key file, mode 0600; made "
+                          "on first use when create_key is true."),
+        "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
+                                "false on a deployed unit).", bool),
+        "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",
+                      nullable=True),
+        "status_file": Opt("", "Health report the running gate rewrites after every "
+                           "decision (device/ops/health.py), e.g. /run/palmgate/status.json; "
+                           "empty: none.", nullable=True),
+    }),
+    "source": ("Where presentation bursts come from.", {
+        "kind": Opt("synthetic", "synthetic: rendered presentations (demo); replay: recorded "
+                    "bursts under replay_dir; cameras: live FrameSources.",
+                    choices=("synthetic", "replay", "cameras")),
+        "replay_dir": Opt("", "Folder of recorded bursts (one sub-folder per burst: "
+                          "view_0.png .. view_<K-1>.png, sensor.png, burst.json).",
+                          nullable=True),
+        "cameras": Opt([], "Visible cameras, one FrameSource spec each (opencv:0, "
+                           "opencv:/dev/video2, folder:GLOB, or picamera2:<Id> where the "
+                           "picamera2 adapter is installed).", list),
+        "sensor_camera": Opt("", "Transmission-sensor FrameSource spec (X-ray panel or NIR "
+                                 "camera).", nullable=True),
+        "capture_timeout_s": Opt(2.0, "A camera that delivers no frame within this is a fault "
+                                      "(deny, reason camera_timeout).", float, min=0.05,
+                                 max=60.0),
+        "synthetic_seed": Opt(0, "Seed of the synthetic source.", int, min=0),
+    }),
+    "quality": ("Quality gate on every view before the pipeline runs.", {
+        "min_mean": Opt(25.0, "Darkest acceptable mean grey level (0-255): under-exposed "
+                              "below.", float, min=0.0, max=255.0),
+        "max_mean": Opt(230.0, "Brightest acceptable mean grey level: over-exposed above.",
+                        float, min=0.0, max=255.0),
+        "max_clipped": Opt(0.25, "Largest fraction of saturated (>=250) pixels.", float,
+                           min=0.0, max=1.0),
+        "min_sharpness": Opt(15.0, "Smallest variance of the Laplacian of the palm region "
+                                   "(motion or focus blur below).", float, min=0.0),
+        "min_region_quality": Opt(0.5, "Smallest palm-region quality (device.vision.regions, 0-1).",
+                                  float, min=0.0, max=1.0),
+    }),
+    "liveness": ("Transmission-sensor branch (seed 001): SR x2, then p(live) > threshold.", {
+        "enabled": Opt(True, "Run the liveness check. false only for tests of the matcher; "
+                             "a gate without liveness accepts printed palms.", bool),
+        "sensor": Opt("nir", "Sensor kind: xray or nir (selects sr_<sensor>, "
+                             "liveness_<sensor> models).", choices=("xray", "nir")),
+        "threshold": Opt("", "Override the manifest's threshold (empty: the shipped one).",
+                         float, min=0.0, max=1.0, nullable=True),
+    }),
+    "match": ("Protected-template matching (seed 002).", {
+        "feature": Opt("cells", "Palm feature: cells = the classical Gabor cells (49 "
+                                "sub-features); hybrid = those and the learned cells (seed 000, "
+                                "models/recognition_*.onnx at [gate] precision) in one shift "
+                                "search, 98 sub-features: half the one-view errors on real palms, "
+                                "about twice the gallery memory and match time, and about 20 ms "
+                                "of feature CPU more per view (README). Templates enrolled with "
+                                "the other feature are not loaded: re-enrol after a change.",
+                       choices=("cells", "hybrid")),
+        "far": Opt("1e-4", "Operating point: the threshold calibrated for this false-accept "
+                           "rate and feature (device/protect/defaults.py).",
+                   choices=("1e-3", "1e-4")),
+        "threshold": Opt("", "Explicit score threshold instead of far (empty: use far).",
+                         float, min=-1.0, max=1.0, nullable=True),
+        "shortlist": Opt(64, "Templates that get the exact search after the coarse pass.",
+                         int, min=1),
+        "storage": Opt("float16", "Precision the in-memory gallery keeps the protected cells "
+                                  "and keys in (the arithmetic is float32): float16 halves the "
+                                  "bulk of the gallery's memory and moves scores by at most "
+                                  "3e-5; float32 for bit-exact scores.",
+                       choices=("float16", "float32")),
+    }),
+    "relay": ("Turnstile / door relay.", {
+        "kind": Opt("sim", "sim: in-process simulator (no hardware); lcus: LCUS USB relay; "
+                           "modbus: Modbus RTU relay board.", choices=("sim", "lcus", "modbus")),
+        "port": Opt("", "Serial port (/dev/ttyUSB0) or pyserial URL.", nullable=True),
+        "channel": Opt(1, "Relay channel that opens the turnstile.", int, min=1, max=32),
+        "channels": Opt(1, "Channels on the board (all switched off at start).", int, min=1,
+                        max=32),
+        "pulse_ms": Opt(200, "Pulse length; turnstile controllers want at least 100 ms.",
+                        int, min=50, max=60000),
+        "unit": Opt(1, "Modbus unit id.", int, min=1, max=247),
+        "baudrate": Opt(9600, "Serial speed.", int, min=1200, max=921600),
+        "timeout_s": Opt(0.5, "Seconds to wait for a Modbus answer.", float, min=0.05,
+                         max=10.0),
+    }),
+    "timeouts": ("Per-stage time limits in milliseconds: a stage over its limit denies "
+                 "(reason timeout:<stage>); it never opens.", {
+        "capture": Opt(2000, "Whole burst capture.", int, min=1),
+        "quality": Opt(500, "Quality gate.", int, min=1),
+        "regions": Opt(3000, "Palm regions of all views.", int, min=1),
+        "sensor": Opt(1000, "SR + liveness.", int, min=1),
+        "feature": Opt(1000, "Cell features of all views.", int, min=1),
+        "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
+    }),
+    "attempts": ("Attempt limiting at the terminal (device/store/attempts.py).", {
+        "max_failures": Opt(0, "Consecutive failures before delays start (0: 5, or 10 with "
+                               "liveness on).", int, min=0),
+        "base_delay_s": Opt(30.0, "First lock-out delay; doubles with every further failure.",
+                            float, min=0.0),
+    }),
+    "gpio": ("GPIO devices on the board through gpiozero (device/relays/gpio.py): the IR/X-ray "
+             "illuminator and LED strobe (on while a burst is captured), the door sensor "
+             "(held-open and forced-open alarms) and the request-to-exit button (pulses the "
+             "relay). All off by default, so the gate runs on a laptop. A pin is an integer "
+             "(BCM numbering, 17 = GPIO17) or a gpiozero pin name (\"GPIO17\", \"BOARD11\"); "
+             "empty: that device is not fitted. A configured pin without gpiozero or without "
+             "a working pin factory stops the gate at start with a configuration error.", {
+        "enabled": Opt(False, "Use the GPIO devices below. false: none is opened and gpiozero "
+                              "is never imported (the pins below are ignored).", bool),
+        "pin_factory": Opt("", "gpiozero pin factory: lgpio (Raspberry Pi 5), rpigpio, "
+                               "pigpio, native, mock (tests); empty: gpiozero's default "
+                               "($GPIOZERO_PIN_FACTORY, else the first that loads).",
+                           choices=("lgpio", "rpigpio", "pigpio", "native", "mock"),
+                           nullable=True),
+        "illuminator_pin": Opt("", "Output that switches the IR/X-ray illuminator; on for "
+                                   "each burst capture, off after it.", nullable=True,
+                               pin=True),
+        "illuminator_active_high": Opt(True, "true: the illuminator is on when the pin is "
+                                             "high; false: on when low.", bool),
+        "illuminator_max_on_s": Opt(2.0, "Longest time the illuminator may stay on, whatever "
+                                         "the capture does (the output's own timer switches "
+                                         "it off).", float, min=0.05, max=30.0),
+        "strobe_pin": Opt("", "Output of the LED strobe, on during each burst capture.",
+                          nullable=True, pin=True),
+        "strobe_active_high": Opt(True, "true: the strobe is on when the pin is high.", bool),
+        "door_pin": Opt("", "Input of the door contact (reed switch); with it the gate "
+                            "reports held-open and forced-open doors.", nullable=True,
+                        pin=True),
+        "door_closed_when_active": Opt(True, "true: the input reads active while the door is "
+                                             "shut (a reed switch to ground with the pull-up); "
+                                             "false: active while open.", bool),
+        "door_pull_up": Opt(True, "Internal pull-up on the door input (false: pull-down).",
+                            bool),
+        "held_open_s": Opt(10.0, "An authorised door still open after this many seconds is "
+                                 "held open (alarm: log, audit record, status).", float,
+                           min=0.5, max=3600.0),
+        "grant_window_s": Opt(5.0, "A door that opens within this many seconds of a relay "
+                                   "pulse (palm or exit button) is authorised; any other "
+                                   "opening is forced open.", float, min=0.5, max=300.0),
+        "exit_pin": Opt("", "Input of the request-to-exit button: a press pulses the relay "
+                            "(egress, never blocked by the attempt limiter) and writes an "
+                            "audit record.", nullable=True, pin=True),
+        "exit_pull_up": Opt(True, "true: the button connects the pin to ground (internal "
+                                  "pull-up, pressed = low); false: to 3V3 (pull-down, "
+                                  "pressed = high).", bool),
+        "bounce_s": Opt(0.05, "Debounce time of the door and exit inputs (0: none).", float,
+                        min=0.0, max=1.0),
+    }),
+    "split": ("Split mode (seed 003): the palm feature and the 1:N (or 1:1) scores are computed "
+              "on additive secret shares by two node processes (palmgate node --role 0|1, on "
+              "this board and a second controller, or two processes on one board), so no "
+              "single processor holds the palm image, the feature model or a template. The "
+              "terminal splits each view's palm region into two shares with os.urandom and "
+              "forgets it; node 0 sums the score shares, fuses the views, takes the best "
+              "user and decides with its own threshold (palmgate node --threshold). "
+              "Enrolment stores each node's share of the feature on that node; the template "
+              "store on the terminal gets only the audit record. A node that does not answer, "
+              "or a tampered, replayed or dropped message, is a deny (reason split:...), and "
+              "the next presentation connects again. off: the feature and the protected "
+              "match run in this process (the default; the demo).", {
+        "mode": Opt("off", "off: plaintext feature and protected templates in this process; "
+                           "split: feature and match on shares by the two nodes.",
+                    choices=("off", "split")),
+        "transport": Opt("tcp", "Link from the terminal to each node: tcp (node0/node1 = "
+                                "host:port), unix (a socket path) or serial (a serial port "
+                                "or pyserial URL, at baudrate).",
+                         choices=("tcp", "unix", "serial")),
+        "node0": Opt("", "Node 0's terminal link (the address given to palmgate node --role "
+                         "0 --terminal), e.g. 127.0.0.1:7010, /run/palmgate/node0.sock or "
+                         "/dev/ttyAMA1; required in split mode.", nullable=True),
+        "node1": Opt("", "Node 1's terminal link, e.g. 127.0.0.1:7011 or /dev/ttyUSB1; "
+                         "required in split mode.", nullable=True),
+        "baudrate": Opt(921600, "Serial speed of the terminal-node lines (transport serial).",
+                        int, min=1200, max=4000000),
+        "dir": Opt("", "Provisioning folder written by python -m device.split provision: the "
+                       "terminal reads its two link keys from terminal_keys.npz here "
+                       "(checked at start). The nodes' model shards, Beaver triples and "
+                       "template shares (node0_*.npz, node1_*.npz) belong to the nodes, each "
+                       "started with palmgate node --dir on its own controller; required in "
+                       "split mode.", nullable=True),
+        "connect_timeout_s": Opt(2.0, "Longest wait to connect to a node (and pair the "
+                                      "link); a node that is not there is a deny, reason "
+                                      "split:node_unavailable.", float, min=0.05, max=60.0),
+        "reply_timeout_s": Opt(5.0, "Longest wait for a node's answer to one presentation "
+                                    "(all views) or enrolment; no answer is a deny, reason "
+                                    "split:link_error. Over a 921,600-baud line a decision "
+                                    "takes about 6 s per view: raise it there.", float,
+                               min=0.05, max=600.0),
+    }),
+}
+
+
+class Section:
+    def __init__(self, name: str, values: dict):
+        self._name, self._values = name, values
+
+    def __getattr__(self, k):
+        try:
+            return self.__dict__["_values"][k]
+        except KeyError:
+            raise AttributeError(f"{self._name}.{k}") from None
+
+    def __getitem__(self, k):
+        return self._values[k]
+
+    def as_dict(self) -> dict:
+        return dict(self._values)
+
+
+class Config:
+    def __init__(self, data: dict, path: str | None = None):
+        self.path = path
+        self._data = data
+        for s, v in data.items():
+            setattr(self, s, Section(s, v))
+
+    def __getitem__(self, s):
+        return self._data[s]
+
+    def as_dict(self) -> dict:
+        return {s: dict(v) for s, v in self._data.items()}
+
+    def replace(self, **sections) -> "Config":
+        """A copy with some keys changed: ``cfg.replace(relay={"kind": "lcus"})`` (validated)."""
+        d = self.as_dict()
+        for s, kv in sections.items():
+            d.setdefault(s, {}).update(kv)
+        return validate(d, self.path)
+
+
+_PIN_RE = re.compile(r"(?:GPIO|BCM|BOARD|WPI|J8:)?\d+", re.IGNORECASE)
+
+
+def _check_pin(name: str, value):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ConfigError(f"{name}: expected a pin (17, \"GPIO17\", \"BOARD11\"), got "
+                          f"{type(value).__name__} {value!r}")
+    if isinstance(value, int):
+        if not 0 <= value <= 53:
+            raise ConfigError(f"{name}: {value} is not a BCM GPIO number (0-53)")
+        return value
+    if not _PIN_RE.fullmatch(value.strip()):
+        raise ConfigError(f"{name}: {value!r} is not a pin name (17, \"GPIO17\", \"BCM17\", "
+                          f"\"BOARD11\", \"J8:11\")")
+    v = value.strip()
+    return int(v) if v.isdigit() else v.upper()
+
+
+def _pin_id(pin) -> str:
+    """One spelling per physical BCM pin (17, "GPIO17", "BCM17" are one pin)."""
+    s = str(pin).upper()
+    for p in ("GPIO", "BCM"):
+        if s.startswith(p):
+            return str(int(s[len(p):]))
+    return s
+
+
+GPIO_PINS = ("illuminator_pin", "strobe_pin", "door_pin", "exit_pin")
+
+
+def _check(section: str, key: str, opt: Opt, value):
+    name = f"{section}.{key}"
+    if opt.nullable and (value == "" or value is None):
+        return None
+    if opt.pin:
+        return _check_pin(name, value)
+    t = opt.type
+    if t is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if t is int and isinstance(value, bool) or t is float and isinstance(value, bool):
+        raise ConfigError(f"{name}: expected {t.__name__}, got {value!r}")
+    if not isinstance(value, t):
+        raise ConfigError(f"{name}: expected {getattr(t, '__name__', t)}, got "
+                          f"{type(value).__name__} {value!r}")
+    if t is list:
+        for v in value:
+            if not isinstance(v, str):
+                raise ConfigError(f"{name}: every entry must be a string, got {v!r}")
+    if opt.choices and value not in opt.choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, opt.choices))}")
+    if opt.min is not None and value < opt.min:
+        raise ConfigError(f"{name}: {value!r} is below the minimum {opt.min:g}")
+    if opt.max is not None and value > opt.max:
+        raise ConfigError(f"{name}: {value!r} is above the maximum {opt.max:g}")
+    return value
+
+
+def validate(raw: dict, path: str | None = None) -> Config:
+    where = f" in {path}" if path else ""
+    out: dict[str, dict] = {}
+    for section, kv in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{section}: unknown section{where} (known: "
+                              f"{', '.join(SCHEMA)})")
+        if not isinstance(kv, dict):
+            raise ConfigError(f"{section}: must be a [table]{where}")
+        for k in kv:
+            if k not in SCHEMA[section][1]:
+                raise ConfigError(f"{section}.{k}: unknown key{where} (known: "
+                                  f"{', '.join(SCHEMA[section][1])})")
+    for section, (_, opts) in SCHEMA.items():
+        given = raw.get(section, {})
+        out[section] = {k: _check(section, k, o, given.get(k, o.default))
+                        for k, o in opts.items()}
+    g = out["gate"]
+    if g["min_views"] > g["views"]:
+        raise ConfigError(f"gate.min_views: {g['min_views']} is more than gate.views "
+                          f"{g['views']}")
+    q = out["quality"]
+    if q["min_mean"] >= q["max_mean"]:
+        raise ConfigError("quality.min_mean: must be below quality.max_mean")
+    if out["source"]["kind"] == "replay" and not out["source"]["replay_dir"]:
+        raise ConfigError("source.replay_dir: required when source.kind is replay")
+    if out["source"]["kind"] == "cameras" and len(out["source"]["cameras"]) < g["views"]:
+        raise ConfigError(f"source.cameras: {len(out['source']['cameras'])} given, "
+                          f"gate.views needs {g['views']} (or use fewer views)")
+    r = out["relay"]
+    if r["kind"] != "sim" and not r["port"]:
+        raise ConfigError(f"relay.port: required for relay.kind {r['kind']!r}")
+    if r["channel"] > r["channels"]:
+        raise ConfigError(f"relay.channel: {r['channel']} is above relay.channels "
+                          f"{r['channels']}")
+    gp = out["gpio"]
+    if gp["enabled"]:
+        used: dict[str, str] = {}
+        for k in GPIO_PINS:
+            if gp[k] is None:
+                continue
+            pid = _pin_id(gp[k])
+            if pid in used:
+                raise ConfigError(f"gpio.{k}: pin {gp[k]!r} is already gpio.{used[pid]}")
+            used[pid] = k
+        if not used:
+            raise ConfigError("gpio.enabled: true, but no pin is set (gpio.illuminator_pin, "
+                              "gpio.strobe_pin, gpio.door_pin or gpio.exit_pin)")
+    sp = out["split"]
+    if sp["mode"] == "split":
+        for k in ("node0", "node1", "dir"):
+            if not sp[k]:
+                raise ConfigError(f"split.{k}: required when split.mode is split")
+        for k in ("node0", "node1"):
+            split_address(sp, k)
+        if sp["node0"] == sp["node1"]:
+            raise ConfigError(f"split.node1: {sp['node1']!r} is also split.node0 (two nodes, "
+                              f"two links)")
+    return Config(out, path)
+
+
+def split_address(sp, key: str) -> str:
+    """The [split] node address ``key`` as a device.split.transport address (tcp:HOST:PORT,
+    unix:PATH, serial:PORT@BAUD); a malformed one raises ConfigError naming the key."""
+    v, t = str(sp[key] or ""), sp["transport"]
+    if t == "tcp":
+        host, sep, port = v.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ConfigError(f"split.{key}: {v!r} is not host:port (transport tcp)")
+        return f"tcp:{host}:{int(port)}"
+    if t == "unix":
+        if not v.strip():
+            raise ConfigError(f"split.{key}: empty socket path (transport unix)")
+        return f"unix:{v}"
+    if "@" in v or "+" in v:
+        raise ConfigError(f"split.{key}: {v!r}: give the port only; the speed is "
+                          f"split.baudrate")
+    return f"serial:{v}@{sp['baudrate']}"
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides) -> Config:
+    """Read and validate a TOML file (None: defaults). ``overrides``: {section: {key: value}}."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            raw = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file not found: {p}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    for s, kv in overrides.items():
+        raw.setdefault(s, {}).update(kv)
+    return validate(raw, str(path) if path else None)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+def render_example() -> str:
+    """The documented example configuration: every key at its default, with its meaning."""
+    import textwrap
+    lines = ["# PalmGate gate configuration (palmgate run --config FILE).",
+             "# Every key is optional: these are the defaults, which run the demo (synthetic",
+             "# presentations, simulated relay). Generated by device.config.render_example():",
+             "# python -m device.config > device/palmgate.example.toml",
+             ""]
+    for section, (doc, opts) in SCHEMA.items():
+        lines += ["# " + t for t in textwrap.wrap(doc, 92, break_on_hyphens=False)]
+        lines.append(f"[{section}]")
+        for k, o in opts.items():
+            extra = []
+            if o.choices:
+                extra.append("one of " + ", ".join(map(str, o.choices)))
+            if o.min is not None:
+                extra.append(f"min {o.min:g}")
+            if o.max is not None:
+                extra.append(f"max {o.max:g}")
+            text = o.doc + (f" ({'; '.join(extra)})" if extra else "")
+            lines += ["# " + t for t in textwrap.wrap(text, 92, break_on_hyphens=False)]
+            lines.append(f"{k} = {_toml_value(o.default)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":          # python -m device.config > palmgate.example.toml
+    print(render_example())

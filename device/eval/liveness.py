@@ -1,0 +1,328 @@
+"""``palmgate evaluate-liveness`` and ``palmgate evaluate-sr``: presentation-attack detection
+test (ISO/IEC 30107-3 names) and the super-resolution stage's PSNR/SSIM against bicubic.
+
+Liveness data layout: ``DIR/bona_fide/**`` and ``DIR/attack/<species>/**`` (images at any depth,
+either part may be missing).  Scores are p(live); a presentation is classified as an attack
+(non-live) when p(live) <= threshold.
+
+* APCER(species) -- proportion of that species' attack presentations classified bona fide
+  (p > threshold); ``apcer_max`` the largest over species.
+* BPCER -- proportion of bona fide presentations classified as attacks (p <= threshold).
+* BPCER20 / BPCER100 -- BPCER at the most permissive threshold where APCER of *every* species is
+  at most 5 % / 1 % (i.e. APCER_max <= 1/20, 1/100; the worst-case reading of 30107-3).
+
+SR pairs layout: ``DIR/lr/<name>`` and ``DIR/hr/<name>`` (same names, hr twice the size).
+"""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm"}
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+def _images_under(d: Path) -> list[Path]:
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+
+
+def scan_liveness_dir(root) -> tuple[list[Path], dict[str, list[Path]]]:
+    """(bona fide files, {species: attack files}) of a liveness-layout folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"liveness data folder not found: {root}")
+    bona = _images_under(root / "bona_fide")
+    attacks = {}
+    adir = root / "attack"
+    if adir.is_dir():
+        for sp in sorted(p for p in adir.iterdir() if p.is_dir()):
+            files = _images_under(sp)
+            if files:
+                attacks[sp.name] = files
+    if not bona and not attacks:
+        raise ValueError(f"{root} holds no images under bona_fide/ or attack/<species>/")
+    return bona, attacks
+
+
+def read_grey(path) -> np.ndarray:
+    im = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if im is None:
+        raise ValueError(f"cannot decode image {path}")
+    return im
+
+
+# --------------------------------------------------------------------------------------------
+# ISO/IEC 30107-3 rates
+
+
+def apcer(attack_scores, threshold: float) -> float:
+    """Attack presentations classified bona fide: p(live) > threshold."""
+    a = np.asarray(attack_scores, np.float64)
+    return float(np.mean(a > threshold)) if a.size else float("nan")
+
+
+def bpcer(bona_scores, threshold: float) -> float:
+    """Bona fide presentations classified as attacks: p(live) <= threshold."""
+    b = np.asarray(bona_scores, np.float64)
+    return float(np.mean(b <= threshold)) if b.size else float("nan")
+
+
+def threshold_at_apcer(attacks: dict[str, np.ndarray], target: float) -> float:
+    """Smallest threshold at which every species' APCER is <= ``target``."""
+    thr = -np.inf
+    for s in attacks.values():
+        s = np.sort(np.asarray(s, np.float64))[::-1]
+        if s.size == 0:
+            continue
+        allowed = int(math.floor(target * s.size + 1e-9))   # may score above the threshold
+        t = s[allowed] if allowed < s.size else -np.inf
+        thr = max(thr, t)
+    return float(thr)
+
+
+def bpcer_at_apcer(bona, attacks: dict[str, np.ndarray], target: float) -> float:
+    if not attacks or len(np.asarray(bona)) == 0:
+        return float("nan")
+    return bpcer(bona, threshold_at_apcer(attacks, target))
+
+
+def pad_rates(bona, attacks: dict[str, np.ndarray], threshold: float) -> dict:
+    """The report's rates at ``threshold`` (NaN -> None for JSON)."""
+    ap = {k: apcer(v, threshold) for k, v in attacks.items()}
+    worst = max(ap, key=ap.get) if ap else None
+
+    def j(x):
+        return None if x is None or (isinstance(x, float) and math.isnan(x)) else x
+
+    return {"apcer": {k: j(v) for k, v in ap.items()},
+            "apcer_max": j(ap[worst]) if worst else None, "apcer_max_species": worst,
+            "bpcer": j(bpcer(bona, threshold)),
+            "bpcer20": j(bpcer_at_apcer(bona, attacks, 0.05)),
+            "bpcer100": j(bpcer_at_apcer(bona, attacks, 0.01)),
+            "threshold": float(threshold)}
+
+
+def choose_threshold(bona, attacks: dict[str, np.ndarray]) -> float:
+    """Validation-time choice: the threshold minimising max(APCER_max, BPCER), then
+    APCER_max + BPCER; among equally good thresholds the middle of the interval, taken in
+    logit space (scores of a softmax pile up near 0 and 1)."""
+    b = np.asarray(bona, np.float64)
+    allv = np.concatenate([b] + [np.asarray(v, np.float64) for v in attacks.values()])
+    eps = 1e-7
+    lg = np.log(np.clip(allv, eps, 1 - eps)) - np.log1p(-np.clip(allv, eps, 1 - eps))
+    cands = np.unique(np.concatenate([lg, [lg.min() - 1, lg.max() + 1]]))
+    mids = np.concatenate([cands, (cands[:-1] + cands[1:]) / 2])
+    mids.sort()
+    best, keys = [], []
+    for t in mids:
+        p = 1 / (1 + np.exp(-t))
+        am = max((apcer(v, p) for v in attacks.values()), default=0.0)
+        bp = bpcer(b, p) if b.size else 0.0
+        keys.append((max(am, bp), am + bp))
+    keys_arr = np.array(keys)
+    k0 = min(keys)
+    ok = np.where((keys_arr[:, 0] == k0[0]) & (keys_arr[:, 1] == k0[1]))[0]
+    # longest run of consecutive optimal candidates, its middle in logit space
+    runs, start = [], ok[0]
+    for a, b2 in zip(ok[:-1], ok[1:]):
+        if b2 != a + 1:
+            runs.append((start, a))
+            start = b2
+    runs.append((start, ok[-1]))
+    lo, hi = max(runs, key=lambda r: mids[r[1]] - mids[r[0]])
+    t = (mids[lo] + mids[hi]) / 2
+    return float(np.clip(1 / (1 + np.exp(-t)), 1e-6, 1 - 1e-6))
+
+
+# --------------------------------------------------------------------------------------------
+# DET plot (OpenCV drawing: the runtime has no plotting library)
+
+_DET_TICKS = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4]
+_COLOURS = [(200, 60, 40), (40, 140, 40), (40, 60, 200), (160, 40, 160), (0, 140, 170),
+            (120, 120, 0), (90, 90, 90), (0, 90, 200)]
+
+
+def _probit(p: float) -> float:
+    return statistics.NormalDist().inv_cdf(min(max(p, 1e-6), 1 - 1e-6))
+
+
+def det_png(path, bona, attacks: dict[str, np.ndarray], threshold: float, title: str) -> None:
+    """DET curves (BPCER against APCER of each species, normal-deviate axes from 0.1 % to
+    40 %; rates of 0 are drawn on the axis) with the operating point at ``threshold``."""
+    W, H, m = 560, 520, 70
+    img = np.full((H, W, 3), 255, np.uint8)
+    lo, hi = _probit(_DET_TICKS[0]), _probit(_DET_TICKS[-1])
+
+    def xy(apc, bpc):
+        fx = (_probit(max(apc, _DET_TICKS[0])) - lo) / (hi - lo)
+        fy = (_probit(max(bpc, _DET_TICKS[0])) - lo) / (hi - lo)
+        return (int(m + min(fx, 1) * (W - m - 20)), int(H - m - min(fy, 1) * (H - m - 40)))
+
+    for t in _DET_TICKS:
+        x, _ = xy(t, 0)
+        _, y = xy(0, t)
+        cv2.line(img, (x, 40), (x, H - m), (225, 225, 225), 1)
+        cv2.line(img, (m, y), (W - 20, y), (225, 225, 225), 1)
+        lab = f"{t * 100:g}"
+        cv2.putText(img, lab, (x - 10, H - m + 18), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(img, lab, (m - 35, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.rectangle(img, (m, 40), (W - 20, H - m), (0, 0, 0), 1)
+    cv2.putText(img, "APCER (%)", (W // 2 - 40, H - 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (0, 0, 0), 1)
+    cv2.putText(img, "BPCER (%)", (5, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(img, title[:60], (m, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    b = np.sort(np.asarray(bona, np.float64))
+    for k, (sp, s) in enumerate(sorted(attacks.items())):
+        col = _COLOURS[k % len(_COLOURS)]
+        s = np.asarray(s, np.float64)
+        if b.size and s.size:
+            thr = np.unique(np.concatenate([b, s, [-np.inf]]))
+            pts = [xy(apcer(s, t), bpcer(b, t)) for t in thr]
+            cv2.polylines(img, [np.array(pts, np.int32)], False, col, 2, cv2.LINE_AA)
+            cv2.circle(img, xy(apcer(s, threshold), bpcer(b, threshold)), 5, col, -1)
+        cv2.putText(img, sp, (W - 200, 60 + 16 * k), cv2.FONT_HERSHEY_SIMPLEX, 0.45, col, 1)
+    cv2.putText(img, f"dots: threshold {threshold:.4g}", (m + 8, H - m - 10),
+                cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+    cv2.imwrite(str(path), img)
+
+
+# --------------------------------------------------------------------------------------------
+# commands
+
+
+def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
+                      models_dir=None, threads: int = 0, threshold: float | None = None) -> dict:
+    """Score every presentation of ``data_dir`` with the shipped sensor branch; write
+    OUT/report.json, OUT/scores.npz (``bona_fide``, ``attack``, ``attack_species``,
+    ``bona_fide_files``, ``attack_files``) and OUT/det.png.  Returns the report."""
+    from device.models.model import DEFAULT_MODELS_DIR
+    from device.models.sensor_branch import SensorBranch
+
+    branch = SensorBranch(sensor, precision, models_dir or DEFAULT_MODELS_DIR, threads,
+                          threshold=threshold)
+    bona_files, attack_files = scan_liveness_dir(data_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def score(files):
+        ps = []
+        for i in range(0, len(files), 64):
+            ps.append(branch.scores([read_grey(f) for f in files[i:i + 64]])[0])
+        return np.concatenate(ps) if ps else np.zeros(0)
+
+    bona = score(bona_files)
+    attacks = {sp: score(fs) for sp, fs in attack_files.items()}
+    thr = branch.threshold
+    report = {"sensor": sensor, "precision": precision, "data": str(data_dir),
+              **pad_rates(bona, attacks, thr),
+              "n_bona_fide": int(bona.size),
+              "n_attack": {k: int(v.size) for k, v in attacks.items()},
+              "errors": {"bona_fide_rejected": int(np.sum(bona <= thr)),
+                         "attacks_accepted": {k: int(np.sum(v > thr))
+                                              for k, v in attacks.items()}},
+              "models": {"sr": branch.sr_model.path.name,
+                         "liveness": branch.liveness_model.path.name,
+                         "liveness_sha256": branch.liveness_model.entry["sha256"]},
+              "definitions": "APCER(species) = share of that species' attacks with p(live) > "
+                             "threshold; BPCER = share of bona fide with p(live) <= threshold; "
+                             "BPCER20/100 = BPCER where APCER of every species <= 5 % / 1 %"}
+    sp_arr = [sp for sp, v in attacks.items() for _ in range(v.size)]
+    np.savez(out / "scores.npz", bona_fide=bona,
+             attack=np.concatenate(list(attacks.values())) if attacks else np.zeros(0),
+             attack_species=np.array(sp_arr, dtype=str),
+             bona_fide_files=np.array([str(f) for f in bona_files], dtype=str),
+             attack_files=np.array([str(f) for fs in attack_files.values() for f in fs],
+                                   dtype=str),
+             threshold=np.float64(thr))
+    det_png(out / "det.png", bona, attacks, thr,
+            f"{sensor} liveness ({precision}), {bona.size} bona fide, "
+            f"{sum(v.size for v in attacks.values())} attacks")
+    report["det_png"] = str(out / "det.png")
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) of two
+    images in [0, 1]."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+
+    def g(x):
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    ma, mb = g(a), g(b)
+    va, vb, cab = g(a * a) - ma * ma, g(b * b) - mb * mb, g(a * b) - ma * mb
+    s = ((2 * ma * mb + c1) * (2 * cab + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2))
+    return float(s[5:-5, 5:-5].mean())
+
+
+def bicubic_x2(lr: np.ndarray) -> np.ndarray:
+    h, w = lr.shape
+    return np.clip(cv2.resize(lr.astype(np.float32), (2 * w, 2 * h),
+                              interpolation=cv2.INTER_CUBIC), 0, 1)
+
+
+def sr_quality(lr: np.ndarray, hr: np.ndarray, sr: np.ndarray, border: int = 4) -> dict:
+    """PSNR (dB) and SSIM of the SR output and of bicubic x2 against the HR image, all in
+    [0, 1], ``border`` HR pixels shaved off each side."""
+    s = slice(border, -border) if border else slice(None)
+    bc = bicubic_x2(lr)
+    return {"psnr_sr": psnr(sr[s, s], hr[s, s]), "psnr_bicubic": psnr(bc[s, s], hr[s, s]),
+            "ssim_sr": ssim(sr[s, s], hr[s, s]), "ssim_bicubic": ssim(bc[s, s], hr[s, s])}
+
+
+def summarise_sr(rows: list[dict]) -> dict:
+    keys = ("psnr_sr", "psnr_bicubic", "ssim_sr", "ssim_bicubic")
+    out = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}
+    out["psnr_gain_db"] = round(out["psnr_sr"] - out["psnr_bicubic"], 3)
+    out["ssim_gain"] = round(out["ssim_sr"] - out["ssim_bicubic"], 4)
+    out["pairs"] = len(rows)
+    out["psnr_gain_min_db"] = round(float(np.min([r["psnr_sr"] - r["psnr_bicubic"]
+                                                  for r in rows])), 3)
+    return out
+
+
+def evaluate_sr(data_dir, sensor: str, out_dir=None, precision: str = "fp32",
+                models_dir=None, threads: int = 0) -> dict:
+    """PSNR/SSIM of the shipped SR model and of bicubic x2 on DIR/lr, DIR/hr pairs."""
+    from device.models.model import DEFAULT_MODELS_DIR, Model
+    from device.models.sensor_branch import model_names
+
+    d = Path(data_dir)
+    lr_files = _images_under(d / "lr")
+    if not lr_files:
+        raise ValueError(f"{d} holds no images under lr/")
+    model = Model(model_names(sensor, precision)[0], models_dir or DEFAULT_MODELS_DIR, threads)
+    rows = []
+    for f in lr_files:
+        hf = d / "hr" / f.relative_to(d / "lr")
+        lr = read_grey(f).astype(np.float32) / 255.0
+        hr = read_grey(hf).astype(np.float32) / 255.0
+        if hr.shape != (2 * lr.shape[0], 2 * lr.shape[1]):
+            raise ValueError(f"{hf} is not twice the size of {f}")
+        sr = model(capture=lr[None, None])["sr"][0, 0]
+        rows.append(sr_quality(lr, hr, sr))
+    report = {"sensor": sensor, "precision": precision, "data": str(d),
+              "model": model.path.name, **summarise_sr(rows), "border_px": 4}
+    if out_dir:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -1,0 +1,130 @@
+"""The transmission-sensor branch of the gate (seed 001): capture -> super-resolution (x2) ->
+liveness model -> p(live) > threshold.
+
+Both models run through :class:`device.models.model.Model` (sha256-checked against
+models/manifest.json).  Files: ``sr_<sensor>.onnx`` / ``liveness_<sensor>.onnx`` (fp32) or the
+``_int8`` variants; the decision threshold is the ``threshold`` field of the liveness file's
+manifest entry (chosen on validation data by ``python -m tools.train sensor``).  Live only when
+p(live) is strictly greater than the threshold: equality is not live.
+
+A frame whose size differs from the sensor's capture size (128x128) is centre-cropped to a square
+and area-resized to it (e.g. a 352x288 NIR camera frame).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
+
+SENSORS = ("xray", "nir")
+CAPTURE_SIZE = (128, 128)
+SR_SCALE = 2
+PRECISIONS = ("fp32", "int8")
+
+
+def model_names(sensor: str, precision: str = "fp32") -> tuple[str, str]:
+    """(SR file, liveness file) of a sensor kind and precision."""
+    if sensor not in SENSORS:
+        raise ValueError(f"sensor must be one of {SENSORS}, not {sensor!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    suffix = "_int8" if precision == "int8" else ""
+    return f"sr_{sensor}{suffix}.onnx", f"liveness_{sensor}{suffix}.onnx"
+
+
+def to_capture(frame: np.ndarray, size: tuple[int, int] = CAPTURE_SIZE) -> np.ndarray:
+    """A sensor frame (grey or BGR, uint8 or float in [0, 1]) as a float32 capture in [0, 1] of
+    ``size``: frames of another size are centre-cropped to the capture's aspect ratio and
+    area-resized."""
+    a = np.asarray(frame)
+    if a.ndim == 3:
+        a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY) if a.shape[2] == 3 else a[..., 0]
+    if a.ndim != 2:
+        raise ValueError(f"expected a 2-D grey frame, got shape {np.shape(frame)}")
+    a = a.astype(np.float32) / 255.0 if a.dtype == np.uint8 else a.astype(np.float32)
+    h, w = a.shape
+    th, tw = size
+    if (h, w) != (th, tw):
+        if h * tw > w * th:                              # too tall: crop rows
+            ch = int(round(w * th / tw))
+            r = (h - ch) // 2
+            a = a[r:r + ch]
+        elif h * tw < w * th:                            # too wide: crop columns
+            cw = int(round(h * tw / th))
+            c = (w - cw) // 2
+            a = a[:, c:c + cw]
+        interp = cv2.INTER_AREA if a.shape[0] > th else cv2.INTER_CUBIC
+        a = cv2.resize(a, (tw, th), interpolation=interp)
+    return np.clip(a, 0.0, 1.0)
+
+
+def is_live(p_live, threshold: float):
+    """Seed 001: live iff p(live) > threshold (strictly); equality is not live."""
+    return np.asarray(p_live) > threshold
+
+
+@dataclass
+class Presentation:
+    """Result of one sensor frame."""
+
+    live: bool
+    p_live: float
+    threshold: float
+    sr: np.ndarray          # the super-resolved image (float32, 256x256, [0, 1])
+
+
+class SensorBranch:
+    """``SensorBranch('xray')(frame)`` -> :class:`Presentation`.
+
+    ``threshold`` overrides the manifest's (for experiments only; the gate uses the shipped
+    one)."""
+
+    def __init__(self, sensor: str, precision: str = "fp32",
+                 models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
+                 threshold: float | None = None, batch: int = 16):
+        self.sensor, self.precision = sensor, precision
+        sr_name, lv_name = model_names(sensor, precision)
+        self.sr_model = Model(sr_name, models_dir, threads)
+        self.liveness_model = Model(lv_name, models_dir, threads)
+        if threshold is None:
+            threshold = self.liveness_model.entry.get("threshold")
+            if threshold is None:
+                raise ModelError(f"{lv_name} has no 'threshold' in the manifest")
+        self.threshold = float(threshold)
+        if not 0.0 < self.threshold < 1.0:
+            raise ModelError(f"threshold {self.threshold} of {lv_name} is not in (0, 1)")
+        self.batch = batch
+
+    def super_resolve(self, captures: np.ndarray) -> np.ndarray:
+        """(N, 128, 128) float32 captures in [0, 1] -> (N, 256, 256) SR images."""
+        c = np.asarray(captures, np.float32)
+        out = []
+        for i in range(0, len(c), self.batch):
+            x = c[i:i + self.batch, None]
+            out.append(self.sr_model(capture=x)["sr"][:, 0])
+        return np.concatenate(out) if out else np.zeros((0,) + tuple(
+            s * SR_SCALE for s in CAPTURE_SIZE), np.float32)
+
+    def liveness(self, images: np.ndarray) -> np.ndarray:
+        """p(live) of SR images (N, H, W) in [0, 1]."""
+        im = np.asarray(images, np.float32)
+        out = []
+        for i in range(0, len(im), self.batch):
+            out.append(self.liveness_model(image=im[i:i + self.batch, None])["probs"][:, 1])
+        return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+    def scores(self, frames) -> tuple[np.ndarray, np.ndarray]:
+        """(p_live (N,), SR images (N, 256, 256)) of a sequence of frames."""
+        caps = np.stack([to_capture(f) for f in frames]) if len(frames) else \
+            np.zeros((0,) + CAPTURE_SIZE, np.float32)
+        sr = self.super_resolve(caps)
+        return self.liveness(sr), sr
+
+    def __call__(self, frame: np.ndarray) -> Presentation:
+        p, sr = self.scores([frame])
+        return Presentation(bool(is_live(p[0], self.threshold)), float(p[0]), self.threshold,
+                            sr[0])

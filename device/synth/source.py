@@ -1,0 +1,112 @@
+"""Synthetic presentations for the demo, the tests and the bench (no camera, no torch).
+
+Person ``i`` of seed ``s`` is hand geometry ``device.synth.sensor_sets.identity(s, i)`` with the
+palm print of ``device.synth.palm_sets.subject_identity(s, i)`` rendered by the shipped ONNX
+generation model; its views come from a fixed camera rig (``device.synth.hands``) and its
+transmission-sensor frame from the numpy sensor renderer (``device.synth.sensor`` /
+``attacks``). Kinds of presentation:
+
+- ``genuine``  -- an enrolled person, live;
+- ``impostor`` -- a person who was never enrolled, live;
+- ``attack``   -- the visible views of an enrolled person's palm (a replica good enough to
+  fool the cameras) with an attack species in front of the transmission sensor.
+
+Labels travel in ``Burst.meta`` for the demo's printout and the tests; the gate never reads them.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from device.sources.replay import Burst
+
+_KIND = {"enrol": 11, "genuine": 12, "impostor": 13, "attack": 14}
+
+
+class SyntheticPeople:
+    """Renders bursts of synthetic people. ``views`` cameras at 640x480, fixed rig."""
+
+    def __init__(self, seed: int = 0, views: int = 3, sensor: str = "nir",
+                 size: tuple[int, int] = (480, 640), models_dir=None, threads: int = 1):
+        from device.synth.hands import sample_rig
+        from device.synth.palms import PalmSynthesizer
+        kw = {"threads": threads}
+        if models_dir:
+            kw["models_dir"] = models_dir
+        self.synth = PalmSynthesizer(**kw)
+        self.seed, self.views, self.sensor, self.size = seed, views, sensor, size
+        self.rig = sample_rig(np.random.default_rng([seed, 4]), views, size)
+        self._ids: dict = {}
+
+    def _person(self, i: int):
+        if i not in self._ids:
+            from device.synth.palm_sets import subject_identity
+            from device.synth.sensor_sets import identity
+            self._ids[i] = (identity(self.seed, i), subject_identity(self.seed, i, self.synth)[0])
+        return self._ids[i]
+
+    def species(self) -> tuple:
+        from device.synth.attacks import SPECIES
+        return SPECIES[self.sensor]
+
+    def burst(self, person: int, kind: str = "genuine", n: int = 0,
+              species: str | None = None) -> Burst:
+        """Presentation ``n`` of ``person``; ``kind`` in enrol|genuine|impostor|attack."""
+        from device.synth.attacks import render_attack, render_bona_fide
+        from device.synth.hands import render_hand_views
+        geom, ident = self._person(person)
+        rng = np.random.default_rng([self.seed, _KIND[kind], person, n])
+        tex = self.synth.palms(ident, 1, rng)[0]
+        shots = render_hand_views(geom, tex, rng, views=self.views, size=self.size,
+                                  rig=self.rig)
+        views = [img for img, _ in shots]
+        if kind == "attack":
+            sp = species or self.species()[n % len(self.species())]
+            sensor = render_attack(sp, geom, rng, self.sensor)
+        else:
+            sp = None
+            sensor = render_bona_fide(geom, rng, self.sensor)
+        sensor = np.clip(np.round(sensor * 255.0), 0, 255).astype(np.uint8)
+        label = "genuine" if kind == "enrol" else kind
+        meta = {"burst": f"{kind}-p{person:03d}-{n:02d}", "label": label,
+                "person": f"person-{person:03d}", "synthetic_seed": self.seed}
+        if sp:
+            meta["species"] = sp
+        return Burst(views, sensor, meta)
+
+
+def demo_schedule(enrolled: int, impostors: int, per_kind: int, seed: int = 0):
+    """(person, kind, n) triples interleaving genuine, impostor and attack presentations."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for n in range(per_kind):
+        items.append((int(rng.integers(enrolled)), "genuine", n))
+        items.append((enrolled + n % max(1, impostors), "impostor", n))
+        items.append((int(rng.integers(enrolled)), "attack", n))
+    return items
+
+
+class SyntheticSource:
+    """A finite BurstSource that renders the given (person, kind, n) presentations in order."""
+
+    def __init__(self, people: SyntheticPeople, schedule):
+        self.people, self.schedule = people, list(schedule)
+        self._i: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.schedule)
+
+    def start(self) -> None:
+        self._i = 0
+
+    def capture_burst(self) -> Burst:
+        from device.sources.base import EndOfFrames, FrameError
+        if self._i is None:
+            raise FrameError("SyntheticSource.capture_burst() before start()")
+        if self._i >= len(self.schedule):
+            raise EndOfFrames("synthetic schedule done")
+        person, kind, n = self.schedule[self._i]
+        self._i += 1
+        return self.people.burst(person, kind, n)
+
+    def stop(self) -> None:
+        self._i = None
