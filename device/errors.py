@@ -7,3 +7,19 @@ class HardwareConfigError(RuntimeError):
     """Configured hardware or its library is absent or unusable: a configuration error with a
     message that names the device, not a crash.  Nothing imports a hardware library at module
     import time, so every adapter imports (and is tested) off a Pi."""
+
+
+class FrameError(RuntimeError):
+    """A frame could not be read (unreadable file, camera gone, source not started).  ``reason``
+    is the deny reason the gate records for it."""
+    reason = "camera_error"
+
+
+class CorruptFrameError(FrameError):
+    """A frame or its metadata arrived but cannot be decoded."""
+    reason = "corrupt_frame"
+
+
+class CaptureTimeout(FrameError):
+    """A camera delivered no frame within its time limit."""
+    reason = "camera_timeout"

@@ -8,13 +8,16 @@ import signal
 import sys
 import time
 
-from device.gate.gate import Gate, make_source
+from device.gate.gate import Gate
+from device.sources.factory import make_source
 from device.ops.memory import tune_malloc
 
 
 def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
-             plain_log: bool = False) -> int:
-    """Run the gate of ``cfg`` until stopped or ``limit`` presentations; returns how many."""
+             plain_log: bool = False, source_factory=None) -> int:
+    """Run the gate of ``cfg`` until stopped or ``limit`` presentations; returns how many.
+    The source is built by ``source_factory(cfg)`` (default: the one ``[source]`` names) once
+    the gate has switched its relay off."""
     tune_malloc()
     try:
         from device.ops.jsonlog import setup_logging
@@ -37,7 +40,7 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     watchdog = None
     try:
-        src = make_source(cfg)
+        src = (source_factory or make_source)(cfg)
         try:                                 # the relay side of the watchdog (device/ops)
             from device.ops.watchdog import RelayWatchdog
             if gate.relay is not None:
@@ -48,7 +51,7 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         except ImportError:
             pass
         if notifier is not None:
-            notifier.ready(f"{len(gate.pipeline.gallery or [])} templates")
+            notifier.ready(f"{gate.pipeline.gallery_size} templates")
 
         started = time.time()
         health_cache: dict = {}
@@ -69,10 +72,9 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
                     door=gate.io.monitor.status() if gate.io is not None
                     and gate.io.monitor is not None else None,
                     started_at=started,
-                    extra={"gallery_templates": len(gate.pipeline.gallery or []),
+                    extra={"gallery_templates": gate.pipeline.gallery_size,
                            "gpio": gate.io_status(),
-                           "liveness_error": gate.pipeline.sensor.error
-                           if gate.pipeline.sensor else None})
+                           "liveness_error": gate.pipeline.liveness_error})
                 health.write_status(cfg.paths.status_file, st)
             except Exception as e:  # noqa: BLE001 - the report never stops the gate
                 import logging

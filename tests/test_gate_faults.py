@@ -18,7 +18,8 @@ from test_relay import ModbusPeer, needs_socat
 from device.sources.base import FrameError
 from device.sources.replay import Burst, CameraBurstSource, ReplaySource, write_burst
 from device.gate.gate import Gate
-from device.gate.pipeline import Decision, Pipeline
+from device.gate.decision import Decision
+from device.gate.pipeline import Pipeline
 from device.relays.factory import MemoryRelay
 
 COIL_ON = bytes.fromhex("01 05 00 00 FF 00 8C 3A")

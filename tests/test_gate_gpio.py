@@ -16,7 +16,8 @@ from device.sources.base import EndOfFrames
 from device.sources.replay import Burst
 from device.config import ConfigError, load_config
 from device.gate.gate import Gate
-from device.gate.pipeline import Decision, Pipeline
+from device.gate.decision import Decision
+from device.gate.pipeline import Pipeline
 from device.relays.factory import MemoryRelay
 
 gpiozero = pytest.importorskip("gpiozero", reason="gpiozero is in the test extra")

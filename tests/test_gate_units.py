@@ -203,7 +203,7 @@ def test_lcus_board_simulator_on_a_pty():
 def test_contact_sheet(tmp_path):
     import cv2
 
-    from device.gate.pipeline import Decision
+    from device.gate.decision import Decision
     from device.eval.sheet import contact_sheet
     b = Burst([np.full((480, 640, 3), 90, np.uint8)] * 3, np.full((128, 128), 50, np.uint8))
     d1 = Decision(decision="open", reason="match", user_id="u1", score=0.99, p_live=0.9,
@@ -249,3 +249,13 @@ def test_run_writes_the_health_status_file(tmp_path, tiny_models, synthetic_burs
     assert main(["status", "--config", str(f)]) in (0, 1)
     rep = json.loads(capsys.readouterr().out)
     assert rep["running_gate"]["decisions"]["total"] == 1
+
+
+def test_configuration_reference_is_generated_from_the_schema():
+    from device.config import SCHEMA, render_reference
+    page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    assert page.strip() == render_reference().strip(), \
+        "docs/configuration.md is stale: run python -m tools.config_doc"
+    for section, (_, opts) in SCHEMA.items():
+        assert f"## [{section}]" in page
+        assert all(f"| `{k}` |" in page for k in opts)

@@ -31,17 +31,13 @@ def cmd_enroll(a) -> int:
 
 
 def _decide(a, claimed):
-    from device.gate.gallery import load_gallery
     from device.gate.pipeline import Pipeline
     cfg = load_cfg(a)
     pipe = Pipeline(cfg)
     out = []
     try:
         with open_store(cfg) as st:
-            pipe.gallery, pipe.versions = load_gallery(
-                st, pipe.protect_config, pipe.extractor.importance, when=time.time(),
-                shifts=pipe.extractor.shifts, shortlist=cfg.match.shortlist,
-                storage=cfg.match.storage)
+            pipe.load_gallery(st)
         for b in read_bursts(a.burst, cfg.gate.views):
             d = pipe.decide(b, claimed)
             out.append(d.summary())

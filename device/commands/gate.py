@@ -10,7 +10,12 @@ from device.commands.common import add_config, err, load_cfg, open_store, audit_
 def cmd_run(a) -> int:
     """The gate loop until stopped (SIGTERM/SIGINT: finish the presentation, relay off)."""
     from device.service import run_gate
-    n = run_gate(load_cfg(a), limit=a.limit, max_faults=a.max_faults, plain_log=a.plain_log)
+    cfg = load_cfg(a)
+    factory = None
+    if cfg.source.kind == "synthetic":            # rendered people: handed in, not built
+        from device.synth.source import synthetic_source as factory
+    n = run_gate(cfg, limit=a.limit, max_faults=a.max_faults, plain_log=a.plain_log,
+                 source_factory=factory)
     err(f"palmgate run: {n} presentations")
     return 0
 

@@ -72,7 +72,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     from device.gate.gallery import GalleryBuilder
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
-    from device.eval.demo import DEMO_THRESHOLD
+    from device.synth.source import DEMO_THRESHOLD
     from device.sources.replay import ReplaySource
     from device.protect.core import enrol_many
     from device.store.store import TemplateStore

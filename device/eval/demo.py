@@ -24,10 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# Calibrated on synthetic people of another seed (100; 12 enrolled with 2 bursts, 24 genuine
-# and 24 impostor presentations, K=3): genuine fused scores 0.9817..0.9875, best impostor
-# 0.9812. Thin: synthetic palms through hand regions are much weaker than real ROIs.
-DEMO_THRESHOLD = 0.9815
+from device.synth.source import DEMO_THRESHOLD
 
 
 def demo_config(root: Path, views: int = 3, precision: str = "fp32", liveness: bool = True,

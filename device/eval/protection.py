@@ -30,7 +30,7 @@ import numpy as np
 
 from device.eval.metrics import eer, tar_at_far, threshold_at_far
 from device.protect.core import ProtectConfig, enrol_many
-from device.protect.gallery import ProtectedGallery
+from device.protect.gallery import enrol_and_score
 
 DSYS_BINS = 100
 FARS = ("1e-3", "1e-4")
@@ -121,16 +121,7 @@ def protected_block(config, w, Tt, Qq, rng, shortlist: int = 64, check_search: b
                     pick=None, owners=None, same=None):
     """Enrol ``Tt`` under fresh keys, score every query of ``Qq`` against every template
     (or, with ``pick`` (nq, nt) boolean, only the picked pairs; the rest are NaN)."""
-    data, keys, masks, fills = enrol_many(Tt, config, importance=w, rng=rng)
-    gal = ProtectedGallery(config, w, dim=Tt.shape[-1], shortlist=shortlist)
-    gal.add_arrays(list(range(len(Tt))), data, keys, masks, fills)
-    if pick is None:
-        S = np.stack([gal.exact(q).max(1) for q in Qq])
-    else:
-        S = np.full(pick.shape, np.nan, np.float32)
-        for i, q in enumerate(Qq):
-            idx = np.flatnonzero(pick[i])
-            S[i, idx] = gal.exact(q, idx).max(1)
+    S, gal, enrolled = enrol_and_score(config, w, Tt, Qq, rng, shortlist=shortlist, pick=pick)
     agree = None
     if check_search:
         # coarse-to-fine against exhaustive: same best template, same score
@@ -148,7 +139,7 @@ def protected_block(config, w, Tt, Qq, rng, shortlist: int = 64, check_search: b
                 acc_e = S.max(1) >= thr
                 agree[f"same_decision_and_user_far_{f}"] = float(np.mean(
                     (acc_f == acc_e) & (~acc_e | (own[found] == own[best]))))
-    return S, (data, keys, masks, fills), agree
+    return S, enrolled, agree
 
 
 def evaluate_config(config: ProtectConfig, labels, sessions, T, Q, w, *, seed=None,

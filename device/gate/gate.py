@@ -21,7 +21,8 @@ import time
 from collections import deque
 
 from device.sources.base import EndOfFrames, FrameError
-from device.gate.pipeline import Decision, Deny, Pipeline
+from device.gate.decision import Decision, Deny
+from device.gate.pipeline import Pipeline
 
 log = logging.getLogger("palmgate.gate")
 
@@ -51,9 +52,8 @@ class Gate:
             from device.store.attempts import AttemptLimiter
             self.store = store if store is not None else open_store(cfg)
             self.pipeline = pipeline or Pipeline(cfg)
-            if getattr(self.pipeline, "split", None) is not None:
-                self.pipeline.split.store = self.store    # pending split deletes
-                self._split_flush()                       # retried at start
+            self.pipeline.attach_store(self.store)        # split mode: pending deletes
+            self._split_flush()                           # retried at start
             self._data_version = None
             self.reload()
             self.limiter = AttemptLimiter(liveness=cfg.liveness.enabled,
@@ -87,17 +87,10 @@ class Gate:
 
     def reload(self):
         """(Re)build the gallery from the store (after enrolments by another process)."""
-        from device.gate.gallery import load_gallery
         from device.ops.memory import trim
-        p = self.pipeline
-        p.gallery = None                        # the old one goes before the new one comes
+        self.pipeline.gallery = None            # the old one goes before the new one comes
         trim()
-        gal, versions = load_gallery(self.store, p.protect_config, p.extractor.importance,
-                                     when=time.time(), dim=p.extractor.dim,
-                                     shifts=p.extractor.shifts,
-                                     shortlist=self.cfg.match.shortlist,
-                                     storage=self.cfg.match.storage)
-        p.gallery, p.versions = gal, versions
+        self.pipeline.load_gallery(self.store)
         self._data_version = self._store_version()
 
     def _split_flush(self) -> None:
@@ -170,8 +163,8 @@ class Gate:
             p["score_bucket"] = bucket_score(d.score, d.threshold)
         if d.live is not None:
             p["liveness"] = "live" if d.live else "not_live"
-            th = self.pipeline.sensor.branch.threshold if self.pipeline.sensor and \
-                self.pipeline.sensor.branch else 0.5
+            th = self.pipeline.liveness_threshold
+            th = 0.5 if th is None else th
             p["liveness_bucket"] = bucket_score(d.p_live, th, width=0.05)
         p.update(extra)
         self.store.audit.append(kind, **p)
@@ -392,10 +385,7 @@ class Gate:
                 except EndOfFrames:
                     break
                 except FrameError as e:
-                    msg = str(e)
-                    reason = "corrupt_frame" if "corrupt" in msg or "decode" in msg \
-                        else "camera_timeout" if "within" in msg else "camera_error"
-                    d = self.fault(reason, msg)
+                    d = self.fault(e.reason, str(e))
                     faults += 1
                     n += 1
                     if on_decision:
@@ -421,20 +411,3 @@ def open_store(cfg):
     p = Path(cfg.paths.store)
     p.parent.mkdir(parents=True, exist_ok=True)
     return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
-
-
-def make_source(cfg, views: int | None = None):
-    """The BurstSource ``[source]`` names."""
-    from device.sources.replay import CameraBurstSource, ReplaySource, open_frame_source
-    s = cfg.source
-    k = views or cfg.gate.views
-    if s.kind == "replay":
-        return ReplaySource(s.replay_dir, views=k)
-    if s.kind == "cameras":
-        cams = [open_frame_source(c) for c in s.cameras[:k]]
-        sensor = open_frame_source(s.sensor_camera, grayscale=True) if s.sensor_camera \
-            else None
-        return CameraBurstSource(cams, sensor, s.capture_timeout_s)
-    from device.synth.source import SyntheticPeople, SyntheticSource, demo_schedule
-    people = SyntheticPeople(seed=s.synthetic_seed, views=k, sensor=cfg.liveness.sensor)
-    return SyntheticSource(people, demo_schedule(4, 4, 4, s.synthetic_seed))

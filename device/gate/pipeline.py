@@ -16,64 +16,15 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 
 import numpy as np
 
+from device.gate.decision import Decision, Deny
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check, roi_check
 
 log = logging.getLogger("palmgate.gate")
 
 STAGES = ("quality", "regions", "sensor", "feature", "match")
-
-
-@dataclass
-class Decision:
-    decision: str = "deny"                 # "open" or "deny"
-    reason: str = ""
-    prompt: str = ""
-    user_id: str | None = None
-    score: float | None = None
-    threshold: float | None = None
-    p_live: float | None = None
-    live: bool | None = None
-    views_used: int = 0
-    template_version: int | None = None
-    stages_ms: dict = field(default_factory=dict)
-    stages_cpu_ms: dict = field(default_factory=dict)   # process CPU time (all threads)
-    total_ms: float = 0.0
-    total_cpu_ms: float = 0.0
-    relay: str = "none"                    # none | pulsed | error
-    burst: str = ""
-    segmentation: dict = field(default_factory=dict)   # views acquired per mask source
-    rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
-    sensor_sr: np.ndarray | None = None
-
-    @property
-    def opened(self) -> bool:
-        return self.decision == "open"
-
-    @property
-    def idle(self) -> bool:
-        """No hand in any view: nobody presented anything (not audited, not an attempt)."""
-        return self.reason == "quality:no_hand"
-
-    def summary(self) -> dict:
-        d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "score",
-                                           "threshold", "p_live", "live", "views_used",
-                                           "relay", "burst")}
-        d["stages_ms"] = {k: round(v, 1) for k, v in self.stages_ms.items()}
-        d["total_ms"] = round(self.total_ms, 1)
-        for k in ("score", "threshold", "p_live"):
-            if d[k] is not None:
-                d[k] = round(float(d[k]), 5)
-        return d
-
-
-class Deny(Exception):
-    def __init__(self, reason: str, prompt: str = "", detail: str = ""):
-        super().__init__(detail or reason)
-        self.reason, self.prompt, self.detail = reason, prompt, detail
 
 
 class SensorStage:
@@ -171,6 +122,39 @@ class Pipeline:
         self.pool.shutdown(wait=False)
         if self.split is not None:
             self.split.close()
+
+    # ------------------------------------------------------------------ what the loop asks
+    def load_gallery(self, store, when: float | None = None) -> None:
+        """(Re)build the protected gallery from ``store``: the old one goes first, so the
+        two never sit in memory together."""
+        from device.gate.gallery import load_gallery
+        self.gallery = None
+        self.gallery, self.versions = load_gallery(
+            store, self.protect_config, self.extractor.importance,
+            when=time.time() if when is None else when, dim=self.extractor.dim,
+            shifts=self.extractor.shifts, shortlist=self.cfg.match.shortlist,
+            storage=self.cfg.match.storage)
+
+    @property
+    def gallery_size(self) -> int:
+        """Protected templates in the gallery now."""
+        return len(self.gallery or [])
+
+    @property
+    def liveness_threshold(self) -> float | None:
+        """The sensor branch's p(live) threshold, None while it is not loaded."""
+        if self.sensor is None or self.sensor.branch is None:
+            return None
+        return self.sensor.branch.threshold
+
+    @property
+    def liveness_error(self) -> str | None:
+        return self.sensor.error if self.sensor is not None else None
+
+    def attach_store(self, store) -> None:
+        """Split mode keeps its pending deletes in the store."""
+        if self.split is not None:
+            self.split.store = store
 
     # ------------------------------------------------------------------ stages
     def _quality(self, burst, out: Decision):

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from device.config import ConfigError, split_address
-from device.gate.pipeline import Deny
+from device.gate.decision import Deny
 
 log = logging.getLogger("palmgate.gate")
 

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from device.protect.core import ProtectConfig, ProtectedTemplate, slerp_coefficients
+from device.protect.core import (ProtectConfig, ProtectedTemplate, enrol_many,
+                                 slerp_coefficients)
 
 
 @dataclass
@@ -283,3 +284,20 @@ class ProtectedGallery:
             fill = np.where(m, 0.0, np.broadcast_to(self._k[i], (g, d))).astype(np.float32)
         return ProtectedTemplate(data.astype(np.float32), self._k[i].astype(np.float32), m, fill,
                                  self.config)
+
+
+def enrol_and_score(config, w, Tt, Qq, rng, shortlist: int = 64, pick=None):
+    """Enrol the plaintext templates ``Tt`` under fresh keys and score every query of ``Qq``
+    against every one exactly (or, with ``pick`` (nq, nt) boolean, only the picked pairs; the
+    rest are NaN).  Returns the scores (nq, nt), the gallery and its enrolled arrays."""
+    data, keys, masks, fills = enrol_many(Tt, config, importance=w, rng=rng)
+    gal = ProtectedGallery(config, w, dim=Tt.shape[-1], shortlist=shortlist)
+    gal.add_arrays(list(range(len(Tt))), data, keys, masks, fills)
+    if pick is None:
+        S = np.stack([gal.exact(q).max(1) for q in Qq])
+    else:
+        S = np.full(pick.shape, np.nan, np.float32)
+        for i, q in enumerate(Qq):
+            idx = np.flatnonzero(pick[i])
+            S[i, idx] = gal.exact(q, idx).max(1)
+    return S, gal, (data, keys, masks, fills)

@@ -51,8 +51,8 @@ class ProtectedCellMatcher(CellMatcher):
 
     def scores(self, gallery: CellCodes, probes: CellCodes) -> np.ndarray:
         from device.protect.core import secure_rng
-        from device.eval.protection import protected_block
-        s, _, _ = protected_block(self.config, self.extractor.importance, gallery.templates,
+        from device.protect.gallery import enrol_and_score
+        s, _, _ = enrol_and_score(self.config, self.extractor.importance, gallery.templates,
                                   probes.queries, secure_rng())
         return s.T
 

@@ -16,11 +16,9 @@ from typing import Any, Iterator, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from device.errors import CaptureTimeout, CorruptFrameError, FrameError  # noqa: F401
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm", ".ppm")
-
-
-class FrameError(RuntimeError):
-    """A frame could not be read (unreadable file, camera gone, source not started)."""
 
 
 class EndOfFrames(EOFError):

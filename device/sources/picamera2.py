@@ -33,8 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from device.sources.base import FrameError
-from device.errors import HardwareConfigError
+from device.errors import CaptureTimeout, FrameError, HardwareConfigError
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +280,7 @@ class Picamera2Source:
                 return self.cam.capture_sync_request(wait=self.frame_timeout_s)
             return self.cam.capture_request(wait=self.frame_timeout_s)
         except Exception as e:      # picamera2 raises TimeoutError from its job on silence
-            raise FrameError(f"camera {self.info.get('Id')} delivered no frame within "
+            raise CaptureTimeout(f"camera {self.info.get('Id')} delivered no frame within "
                              f"{self.frame_timeout_s} s: {type(e).__name__}: {e}") from e
 
     @staticmethod

@@ -25,6 +25,7 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from device.errors import CaptureTimeout, CorruptFrameError
 from device.sources.base import EndOfFrames, FrameError, FrameSource
 
 
@@ -66,7 +67,7 @@ def _read(path: Path, flag) -> np.ndarray:
         raise FrameError(f"missing frame {path}")
     img = cv2.imread(str(path), flag)
     if img is None:
-        raise FrameError(f"corrupt frame {path} (cannot decode)")
+        raise CorruptFrameError(f"corrupt frame {path} (cannot decode)")
     return img
 
 
@@ -87,7 +88,7 @@ def read_burst(folder, views: int | None = None) -> Burst:
         try:
             meta = json.loads((d / "burst.json").read_text())
         except json.JSONDecodeError as e:
-            raise FrameError(f"corrupt burst metadata {d / 'burst.json'}: {e}") from None
+            raise CorruptFrameError(f"corrupt burst metadata {d / 'burst.json'}: {e}") from None
     meta = dict(meta, burst=d.name, path=str(d))
     return Burst(imgs, sensor, meta)
 
@@ -143,6 +144,13 @@ class ReplaySource:
         self._i = None
 
 
+def read_bursts(path, views: int | None = None) -> list[Burst]:
+    """Every recorded burst of ``path`` (one burst folder, or a folder of them), in order."""
+    src = ReplaySource(path, views=views)
+    src.start()
+    return [src.capture_burst() for _ in range(len(src))]
+
+
 def call_with_timeout(fn, timeout_s: float, what: str):
     """Run ``fn()`` in a helper thread; a call that does not return within ``timeout_s``
     raises ``FrameError`` (the thread is left to finish on its own: a hung driver call
@@ -159,7 +167,7 @@ def call_with_timeout(fn, timeout_s: float, what: str):
     t.start()
     t.join(timeout_s)
     if t.is_alive():
-        raise FrameError(f"{what} delivered no frame within {timeout_s:g} s")
+        raise CaptureTimeout(f"{what} delivered no frame within {timeout_s:g} s")
     if "e" in box:
         raise box["e"]
     return box["v"]

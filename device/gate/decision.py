@@ -1,0 +1,57 @@
+"""What one presentation ends in: a :class:`Decision` (open or deny, with the reason, the
+prompt for the person and every stage's time) and :class:`Deny`, the exception a stage raises
+to end the presentation with a reason."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Decision:
+    decision: str = "deny"                 # "open" or "deny"
+    reason: str = ""
+    prompt: str = ""
+    user_id: str | None = None
+    score: float | None = None
+    threshold: float | None = None
+    p_live: float | None = None
+    live: bool | None = None
+    views_used: int = 0
+    template_version: int | None = None
+    stages_ms: dict = field(default_factory=dict)
+    stages_cpu_ms: dict = field(default_factory=dict)   # process CPU time (all threads)
+    total_ms: float = 0.0
+    total_cpu_ms: float = 0.0
+    relay: str = "none"                    # none | pulsed | error
+    burst: str = ""
+    segmentation: dict = field(default_factory=dict)   # views acquired per mask source
+    rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
+    sensor_sr: np.ndarray | None = None
+
+    @property
+    def opened(self) -> bool:
+        return self.decision == "open"
+
+    @property
+    def idle(self) -> bool:
+        """No hand in any view: nobody presented anything (not audited, not an attempt)."""
+        return self.reason == "quality:no_hand"
+
+    def summary(self) -> dict:
+        d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "score",
+                                           "threshold", "p_live", "live", "views_used",
+                                           "relay", "burst")}
+        d["stages_ms"] = {k: round(v, 1) for k, v in self.stages_ms.items()}
+        d["total_ms"] = round(self.total_ms, 1)
+        for k in ("score", "threshold", "p_live"):
+            if d[k] is not None:
+                d[k] = round(float(d[k]), 5)
+        return d
+
+
+class Deny(Exception):
+    def __init__(self, reason: str, prompt: str = "", detail: str = ""):
+        super().__init__(detail or reason)
+        self.reason, self.prompt, self.detail = reason, prompt, detail
