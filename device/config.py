@@ -241,7 +241,7 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                          "required in split mode.", nullable=True),
         "baudrate": Opt(921600, "Serial speed of the terminal-node lines (transport serial).",
                         int, min=1200, max=4000000),
-        "dir": Opt("", "Provisioning folder written by python -m device.split provision: the "
+        "dir": Opt("", "Provisioning folder written by palmgate split provision: the "
                        "terminal reads its two link keys from terminal_keys.npz here "
                        "(checked at start). The nodes' model shards, Beaver triples and "
                        "template shares (node0_*.npz, node1_*.npz) belong to the nodes, each "

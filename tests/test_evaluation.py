@@ -6,7 +6,7 @@ import pytest
 
 from device.cli import main as palmgate
 from device.eval.recognition import capture_pairs, evaluate, make_captures
-from device.eval.layout import SampleRef
+from device.sources.layout import SampleRef
 from device.recognition.orientation_codes import BOCV, CompCode
 from device.synth.palm_sets import write_palms
 from device.synth.palms import PalmSynthesizer

@@ -150,7 +150,7 @@ def test_evaluate_hand_level_with_the_network(tmp_path):
 
     from device.eval.recognition import evaluate
     d = tmp_path / "hands"
-    subprocess.run([sys.executable, "-m", "device.synth", "hands", "--out", str(d), "--seed",
+    subprocess.run([sys.executable, "-m", "tools.synth", "hands", "--out", str(d), "--seed",
                     "77", "--subjects", "3", "--sessions", "2", "--samples", "1", "--views",
                     "1", "--threads", "1"], check=True, capture_output=True)
     rep = evaluate(d, level="hand", segmenter="net", precision="int8", out=tmp_path / "o")

@@ -1,6 +1,6 @@
 import pytest
 
-from device.eval.layout import by_subject, sample_path, scan
+from device.sources.layout import by_subject, sample_path, scan
 
 
 def test_scan_reads_standard_layout(tmp_path):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from device.synth.candidate_render import render_candidate
-from device.synth.check import cross_session_scores, embed
+from device.eval.synth_check import cross_session_scores, embed
 from device.synth.labels import strict_label
 from device.synth.palm_sets import write_palms
 from device.synth.palms import PalmSynthesizer, new_identity, skin_texture
@@ -54,7 +54,7 @@ def test_skin_texture_is_stable_per_identity():
 def test_same_identity_scores_above_different_identities(tmp_path, synth):
     meta = write_palms(tmp_path, subjects=6, sessions=2, samples=3, seed=4, synth=synth)
     assert json.loads((tmp_path / "identities.json").read_text()) == meta
-    from device.eval.layout import scan
+    from device.sources.layout import scan
     import cv2
     refs = scan(tmp_path)
     assert len(refs) == 36

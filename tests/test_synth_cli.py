@@ -1,11 +1,11 @@
-"""The dataset commands of `python -m device.synth` write the standard layouts, deterministically."""
+"""The dataset commands of `python -m tools.synth` write the standard layouts, deterministically."""
 import hashlib
 import json
 import subprocess
 import sys
 
-from device.eval.layout import scan
-from device.synth.__main__ import main
+from device.sources.layout import scan
+from tools.synth.__main__ import main
 
 
 def _digest(root):

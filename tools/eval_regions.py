@@ -6,7 +6,7 @@
 
 Prints one JSON object: ``n``, ``fta`` (failure-to-acquire rate), ``failures`` by reason,
 ``quality`` (median, p05), ``ms_per_image`` and, where a ``.json`` with ground-truth keypoints
-sits beside an image (synthetic hands from ``python -m device.synth hands``), ``keypoint_error_px``
+sits beside an image (synthetic hands from ``python -m tools.synth hands``), ``keypoint_error_px``
 (median and p95 per keypoint and over the three finger valleys) and the same in units of the
 valley span. With ``--out`` it also writes OUT/report.json, OUT/regions.json (per image) and
 OUT/sheet.png: a contact sheet of N images with the hand outline, the detected valleys (red),
@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.eval.layout import IMAGE_EXTENSIONS
+from device.sources.layout import IMAGE_EXTENSIONS
 from device.vision.regions import VALLEY_NAMES, RegionError, extract_regions, read_hand_image
 
 KP_NAMES = VALLEY_NAMES + ("palm_centre",)

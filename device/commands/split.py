@@ -1,8 +1,7 @@
 """Split mode's commands: ``palmgate node`` (one node until the terminal says bye) and
-``palmgate split provision|bench|eval|leakage`` (also ``python -m device.split``; prints JSON)."""
+``palmgate split provision|bench|eval|leakage`` (prints JSON)."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -86,7 +85,7 @@ def register(sub) -> None:
     sp.add_argument("--role", type=int, choices=[0, 1], required=True,
                     help="0 decides (receives the opened scores); 1 listens for its peer")
     sp.add_argument("--dir", required=True, help="provisioning folder with nodeR_shard.npz, "
-                    "nodeR_triples.npz[, nodeR_gallery.npz] (python -m device.split provision)")
+                    "nodeR_triples.npz[, nodeR_gallery.npz] (palmgate split provision)")
     sp.add_argument("--peer", required=True, help="tcp:HOST:PORT, unix:PATH or "
                                                   "serial:PORT[@BAUD]")
     sp.add_argument("--terminal", required=True, help="where the terminal connects "
@@ -101,10 +100,3 @@ def register(sub) -> None:
                                       "evaluate against plaintext, leakage report")
     add_split_parsers(sp.add_subparsers(dest="cmd", required=True))
     sp.set_defaults(fn=cmd_split)
-
-
-def main(argv=None) -> int:
-    """``python -m device.split ...``: the same as ``palmgate split ...``."""
-    p = argparse.ArgumentParser(prog="python -m device.split")
-    add_split_parsers(p.add_subparsers(dest="cmd", required=True))
-    return cmd_split(p.parse_args(argv))

@@ -235,7 +235,7 @@ def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
     d = Path(tmp) / "split"
     n_pres = len(ReplaySource(f"{tmp}/present", views=views))
     n_dist = max(0, users - planted)
-    split_ext = feature_extractor(DEFAULT_FEATURE)  # what `python -m device.split provision` shares
+    split_ext = feature_extractor(DEFAULT_FEATURE)  # what `palmgate split provision` shares
     net = CellNet.from_extractor(split_ext, DEFAULT_FEATURE)
     rng = np.random.default_rng(seed + 7)
     cells = rng.standard_normal((n_dist, 49, 16))

@@ -42,7 +42,7 @@ def load_features(root, extractor, max_subjects: int | None = None):
     queries (N, S, G, d), subject names."""
     import cv2
 
-    from device.eval.layout import by_subject, scan
+    from device.sources.layout import by_subject, scan
 
     groups = by_subject(scan(root))
     names = sorted(groups)[:max_subjects] if max_subjects else sorted(groups)

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from device.eval.det_plot import draw_det
-from device.eval.layout import SampleRef, scan
+from device.sources.layout import SampleRef, scan
 from device.eval.metrics import eer, tar_at_far
 from device.recognition.matchers import (DEFAULT_MATCHER, LEARNED, PROTECTED, get_matcher,
                                          subset)

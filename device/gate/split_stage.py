@@ -50,7 +50,7 @@ log = logging.getLogger("palmgate.gate")
 # the protected scale, does not apply. Synthetic people of another seed (100; 8 enrolled with
 # 2 bursts, 16 genuine and 16 impostor presentations, K=3): genuine fused cell scores
 # 0.30..0.58, best impostor 0.18, best score against another enrolled person 0.21.
-# (Measured with the gabor split feature; the unit feature, now what `python -m device.split
+# (Measured with the gabor split feature; the unit feature, now what `palmgate split
 # provision` shares, was not re-measured on seed 100: on the bench's seed 0 it opened all 19
 # genuine presentations and nothing else.)
 SYNTHETIC_THRESHOLD = 0.25
@@ -71,7 +71,7 @@ class SplitStage:
             from device.split.provision import terminal_keys
             self.keys = terminal_keys(sp.dir)
         except FileNotFoundError:
-            raise ConfigError(f"split.dir: {kp} not found (python -m device.split provision "
+            raise ConfigError(f"split.dir: {kp} not found (palmgate split provision "
                               f"--out DIR writes it)") from None
         except Exception as e:     # noqa: BLE001 - a damaged npz
             raise ConfigError(f"split.dir: {kp} is not a terminal key file: {e}") from None

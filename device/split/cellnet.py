@@ -13,7 +13,7 @@ shares.  Two features (``FEATURE_FILES``):
     ─ L2 per cell (x importance for a template) ─►              (841, 16) at F_U = 28
           (mask recovery, masks aligned to cells)
 
-"unit" (``cells_unit.npz``, the default of ``python -m device.split provision``): the same
+"unit" (``cells_unit.npz``, the default of ``palmgate split provision``): the same
 layers with the kernels centred over the orientations and r / sqrt(|r|^2 + eps^2) per map
 pixel in place of the softmax (same validation TAR at FAR 1e-4 on Tongji).  The softmax's
 mask recovery hands a pixel's owner its 6 responses, a public linear function of the palm

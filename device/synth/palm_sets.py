@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.eval.layout import sample_path
+from device.sources.layout import sample_path
 from device.synth.palms import PalmSynthesizer, new_identity
 
 

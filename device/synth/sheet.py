@@ -6,7 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.eval.layout import IMAGE_EXTENSIONS
+from device.sources.layout import IMAGE_EXTENSIONS
 
 
 def pick_images(src: Path, max_images: int) -> list[Path]:

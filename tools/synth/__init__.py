@@ -1,2 +1,2 @@
-"""``python -m tools.synth``: kept for the commands in the docs and training recipes; the synthetic
-data engine itself lives in :mod:`device.synth` (the demo ships it in the wheel)."""
+"""``python -m tools.synth``: the command line of the synthetic data engine, whose code lives in
+:mod:`device.synth` (the demo ships it in the wheel)."""

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from device.eval.layout import by_subject, scan
+from device.sources.layout import by_subject, scan
 from tools.paths import real_dir
 
 

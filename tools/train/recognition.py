@@ -52,7 +52,7 @@ def make_synth(out: Path, subjects: int, seed: int = 7) -> None:
     """Synthetic identities from the shipped generation model (seed 004, device.synth)."""
     import subprocess
     import sys
-    subprocess.run([sys.executable, "-m", "device.synth", "palms", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "tools.synth", "palms", "--out", str(out),
                     "--subjects", str(subjects), "--sessions", "2", "--samples", "3",
                     "--seed", str(seed), "--threads", "1"], check=True)
 

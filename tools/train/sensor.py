@@ -5,9 +5,9 @@ model on reviewed presentations (claim 9: ``python -m tools.train liveness --ret
 Data (all synthetic sets are written by the synthetic engine, deterministic per seed, under
 ``WORK/../sensor_data``; different seeds for training, validation and the held-out test):
 
-* liveness sets: ``python -m device.synth liveness --sensor S --bona-fide N --per-species M
+* liveness sets: ``python -m tools.synth liveness --sensor S --bona-fide N --per-species M
   --seed {1001 train, 2002 validation, 3003 held-out test}``;
-* SR pairs: ``python -m device.synth sr-pairs --sensor S --n N --seed {1101 train, 3103 test}``;
+* SR pairs: ``python -m tools.synth sr-pairs --sensor S --n N --seed {1101 train, 3103 test}``;
 * real NIR (``../shared/data/real/polyu_nir``, 250 palms): subject-disjoint thirds --
   validation = ``split_subjects(250, 0.2, 0)``'s 50 palms, held-out test = 50 of the other 200
   (``split_subjects(200, 0.25, 1)``), training = the remaining 150.  Real captures are bona fide
@@ -212,12 +212,12 @@ def pair_set(root: Path, sensor: str, spec) -> Path:
 
 
 def pairs_command(sensor: str, spec) -> str:
-    return (f"python -m device.synth pairs --sensor {sensor} --species {spec[0]} --n {spec[2]} "
+    return (f"python -m tools.synth pairs --sensor {sensor} --species {spec[0]} --n {spec[2]} "
             f"--seed {spec[1]}")
 
 
 def synth_command(sensor: str, spec) -> str:
-    return (f"python -m device.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
+    return (f"python -m tools.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
             f"--per-species {spec[2]} --seed {spec[0]}")
 
 
@@ -555,7 +555,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
     t0 = time.time()
     lr, hr = load_pairs(sr_pair_set(root, sensor, "train", cfg["sr_pairs"]["train"]))
     weights, data = None, [f"synthetic {sensor} SR pairs: "
-                           f"python -m device.synth sr-pairs --sensor {sensor} --n "
+                           f"python -m tools.synth sr-pairs --sensor {sensor} --n "
                            f"{cfg['sr_pairs']['train']} --seed {SR_SEEDS['train']}"]
     split = real_nir_split()
     if sensor == "nir" and split["train"]:
@@ -593,7 +593,7 @@ def _sr_block(sensor, cfg, root, work, models, threads, seed, resume=False):
               "data": data}
     tl, th = load_pairs(sr_pair_set(root, sensor, "test", cfg["sr_pairs"]["test"]))
     report["heldout_synthetic"] = _sr_eval(sess, tl, th)
-    report["heldout_synthetic"]["data"] = (f"python -m device.synth sr-pairs --sensor {sensor} "
+    report["heldout_synthetic"]["data"] = (f"python -m tools.synth sr-pairs --sensor {sensor} "
                                            f"--n {cfg['sr_pairs']['test']} --seed "
                                            f"{SR_SEEDS['test']}")
     if sensor == "nir" and split["test"]:

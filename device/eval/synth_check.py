@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.eval.layout import by_subject, scan
+from device.sources.layout import by_subject, scan
 from device.eval.metrics import d_prime, eer
 from device.models.model import Model
 from device.synth.stats import compare_stats, image_stats
