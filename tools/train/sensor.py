@@ -37,122 +37,14 @@ from device.liveness_eval import (choose_threshold, pad_rates, read_grey, scan_l
 from device.sensor_branch import SENSORS, is_live, to_capture
 from tools.paths import MODELS_DIR, PROJECT_ROOT, shared_data_dir
 from tools.train import sensor_quant as Q
+from tools.train.sensor_config import (CONFIG, LATER_ROUNDS, LIVENESS_SEEDS,  # noqa: F401
+                                       REAL_PAIR_SEED, SPECIES, SR_ARCH, SR_SEEDS, log)
 from tools.train.liveness_model import (LivenessNet, export_liveness_onnx, fused,
                                         load_from_onnx, onnx_mirror, predict, train_liveness,
                                         widened)
 from tools.train.sr_model import SRNet, export_sr_onnx, train_sr
 
-LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012),
-                  "val": (2002, 2003, 2004), "test": (3003, 3004)}
-SR_SEEDS = {"train": 1101, "test": 3103}
-REAL_PAIR_SEED = 4104
-SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
-                    "photo"),
-           "nir": ("printed_photo", "screen_replay", "silicone_cast")}
-
-# synthetic liveness sets of each split: (seed, bona fide, per species); real NIR palms per
-# split (None: all of the split)
-CONFIG = {
-    "quick": {"liveness": {"xray": {"train": [(1001, 240, 48)], "val": [(2002, 100, 20)],
-                                    "test": [(3003, 200, 40)]},
-                           "nir": {"train": [(1001, 120, 60)], "val": [(2002, 60, 20)],
-                                   "test": [(3003, 200, 60)]}},
-              "real_subjects": {"train": 16, "val": 6, "test": 8},
-              "sr_pairs": {"train": 160, "test": 40}, "sr_iters": 200, "sr_patch": 40,
-              "liveness_steps": 60, "calibration_frames": 16, "occlusion": True,
-              "retrain_replay": 600, "liveness_crop": {"xray": None, "nir": None},
-              "liveness_config": {"xray": {"stem": "s2"}, "nir": None}},
-    "full": {"liveness": {"xray": {"train": [(1001, 2400, 480), (1002, 2400, 1000)],
-                                   # 2004 and 3004 came with the fourth round: 400 validation
-                                   # photos had left the rounds' choices to 5 errors
-                                   "val": [(2002, 500, 100), (2003, 1000, 300),
-                                           (2004, 1000, 600)],
-                                   "test": [(3003, 1000, 300), (3004, 1000, 600)]},
-                          "nir": {"train": [(1001, 1200, 800), (1002, 1200, 1000)],
-                                  "val": [(2002, 300, 150), (2003, 1000, 300)],
-                                 "test": [(3003, 1000, 300)]}},
-             "real_subjects": {"train": None, "val": None, "test": None},
-             "sr_pairs": {"train": 1500, "test": 200}, "sr_iters": 4000, "sr_patch": 48,
-             "liveness_steps": 1500, "calibration_frames": 64, "occlusion": True,
-             "retrain_replay": 6000, "retrain_reviewed_share": 0.05,
-             # whole 256x256 SR images; random 128x128 windows were 3-4x cheaper a step but
-             # the X-ray photo attack then reached APCER 8.3 % at BPCER 8.7 % (its cues -- the
-             # printed sheet's edges and tone -- are spread over the whole frame)
-             "liveness_crop": {"xray": None, "nir": None},
-             # X-ray: a 4x4 stride-2 first conv (about 4x cheaper a step on whole frames; the
-             # X-ray attacks differ in bones, material and the sheet, not in the finest texture);
-             # NIR keeps the stride-1 stem for print and screen texture.  The ablation without
-             # SR uses the same layout.
-             "liveness_config": {"xray": {"stem": "s2"}, "nir": None},
-             # hard-example fine-tune of the trained liveness model (see _finetune_weights):
-             # a fresh training set (its own seed) scored by the model; its hardest
-             # presentations of every class get extra sampling weight, the photo species a
-             # larger share of the attack half
-             "finetune": {"xray": {"mine": (1003, 2000, 800), "steps": 1500, "lr": 5e-4,
-                                   "seed": 7, "photo_share": 0.6, "hard_q": 0.2,
-                                   "hard_extra": 3.0},
-                          "nir": {"mine": (1003, 2000, 1500), "steps": 800, "lr": 5e-4,
-                                  "seed": 7, "photo_share": 0.6, "hard_q": 0.2,
-                                  "hard_extra": 3.0}},
-             # second round from the first round's model: the pool grows by more fresh
-             # training sets (X-ray 1004 + 1005, NIR 1004), every image of it (training sets,
-             # fresh sets, real captures) scored by the first round's model; its hardest tenth of
-             # every class
-             # drawn 5x as often, a lower learning rate.  (X-ray: the same round without new data
-             # left validation where it was -- photo APCER 2.25 % at BPCER 2.2 % vs 1.75 / 2.0 %
-             # -- while its training error went to ~0: the photo species needs more variety)
-             "finetune2": {"xray": {"extra": ((1003, 2000, 800), (1004, 3000, 1500)),
-                                    "mine": (1005, 3000, 1500), "mine_all": True, "steps": 5000,
-                                    "lr": 3e-4, "seed": 8, "photo_share": 0.5, "hard_q": 0.1,
-                                    "hard_extra": 4.0},
-                           "nir": {"extra": ((1003, 2000, 1500),), "mine": (1004, 2000, 1500),
-                                   "mine_all": True, "steps": 1500, "lr": 3e-4, "seed": 8,
-                                   "photo_share": 0.5, "hard_q": 0.1, "hard_extra": 4.0}},
-             # third round, X-ray only (its printed-photo APCER was 1.25 % on validation and
-             # 3.0 % held-out after round 2): two more fresh training sets, a lower rate.  (A
-             # fourth round the same way -- fresh set 1008, the three newest fresh sets kept,
-             # lr 1.5e-4 -- moved validation fp32 BPCER 1.0 -> 0.6 % but BPCER100 1.27 -> 1.33 %
-             # and int8 BPCER 1.0 -> 1.2 %, photo APCER unchanged: not kept)
-             "finetune3": {"xray": {"extra": ((1003, 2000, 800), (1004, 3000, 1500),
-                                              (1005, 3000, 1500), (1006, 3000, 1500)),
-                                    "mine": (1007, 3000, 2000), "mine_all": True, "steps": 5000,
-                                    "lr": 2e-4, "seed": 9, "photo_share": 0.5, "hard_q": 0.1,
-                                    "hard_extra": 4.0}},
-             # fourth round, X-ray only, aimed at the printed photo: a pool of new sets only
-             # (seed 1010 and 8,000 matched pairs -- each photo a print of the very radiograph
-             # beside it, so the pair differs only in the print), 70 % of the attack half on
-             # photos, from round 3's model with BatchNorm folded (so it also runs on the
-             # shipped file: --continue-rounds finetune4).  Validation (2002-2004), each at its
-             # own threshold, APCER_max / BPCER: round 3 1.40 / 1.44 %, this round 0.80 /
-             # 0.76 % (int8 1.0 / 0.84 %).  Tried beside it (experiments, 3,000 steps): 4,000
-             # unpaired photos (seed 1009) in place of the 1011 pairs 0.80 / 0.88 %, the same
-             # with a pair drawn together 8 times in every batch 0.90 / 0.96 %; and
-             # finetune4_wide below
-             "finetune4": {"xray": {"pool_only": True, "mine": (1010, 5000, 1500),
-                                    "pairs": (("photo", 1011, 4000), ("photo", 1012, 4000)),
-                                    "mine_all": True, "fused": True, "steps": 4000,
-                                    "lr": 2e-4, "seed": 11, "photo_share": 0.7,
-                                    "hard_q": 0.1, "hard_extra": 4.0}},
-             # the same round on the model widened to 16-32-48-64-96 channels
-             # (liveness_model.widened): validation fp32 0.80 / 0.76 % (BPCER100 0.72 %), int8
-             # 1.0 / 1.0 %, twice the size and cost -- not shipped
-             "finetune4_wide": {"xray": {"pool_only": True, "mine": (1010, 5000, 1500),
-                                         "pairs": (("photo", 1011, 4000),
-                                                   ("photo", 1012, 4000)),
-                                         "mine_all": True, "fused": True, "steps": 4000,
-                                         "lr": 2e-4, "seed": 11, "photo_share": 0.7,
-                                         "hard_q": 0.1, "hard_extra": 4.0,
-                                         "widen": ((16, True), (32, True), (48, True),
-                                                   (64, True), (96, False))}}},
-}
-# the fine-tune rounds after the first, in order: each starts from the model of the one before
-LATER_ROUNDS = ("finetune2", "finetune3", "finetune4")
-SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
-
-
-
-def _log(msg: str) -> None:
-    print(msg, flush=True)
+_log = log
 
 
 # --------------------------------------------------------------------------------------------
