@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+
+# the data, log and work folder every stage shares (load_data stays importable from here)
+from tools.train.recognition_data import WORK, load_data, log  # noqa: F401
 
 PROFILES = {
     # cells: steps, palms per batch; fusion: steps
@@ -22,30 +24,6 @@ PROFILES = {
     "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
              "pretrain_steps": 1000, "pretrain_palms": 64, "synth_subjects": 4000},
 }
-WORK = Path("/tmp/palmgate_recognition")
-
-
-def log(msg: str) -> None:
-    print(time.strftime("%H:%M:%S"), msg, flush=True)
-
-
-def load_data(work: Path = WORK):
-    """Tongji inputs (cached int8), labels, sessions and the train / val masks."""
-    from device.recognition.learned import load_bank
-    from tools.train.realdata import split_subjects, tongji
-    from tools.train.recognition_cells import inputs_u8
-
-    ps = tongji()
-    tr, va = split_subjects(len(ps.subjects), 0.2, 0)
-    work.mkdir(parents=True, exist_ok=True)
-    cache = work / "tongji_inputs.npy"
-    if cache.exists():
-        x = np.load(cache)
-    else:
-        bank, beta = load_bank()
-        x = inputs_u8(ps.images, bank, beta, log)
-        np.save(cache, x)
-    return x, ps.labels, ps.sessions, np.isin(ps.labels, tr), np.isin(ps.labels, va)
 
 
 def make_synth(out: Path, subjects: int, seed: int = 7) -> None:

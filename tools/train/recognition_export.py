@@ -66,7 +66,7 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     from device.models.model import sha256_file
     from tools.paths import MODELS_DIR
     from tools.train.realdata import split_subjects, tongji
-    from tools.train.recognition import load_data
+    from tools.train.recognition_data import load_data
     from tools.train.recognition_cells import CellNet, decode
     from tools.train.recognition_fusion import Fusion
     from tools.train.sensor_quant import int8_report, latency_ms, quantize_int8

@@ -285,7 +285,7 @@ def stage_fusion(profile: dict, work, seed: int = 0, log=print,
                  modes=("three", "content")) -> dict:
     import json
 
-    from tools.train.recognition import load_data
+    from tools.train.recognition_data import load_data
     from tools.train.recognition_cells import CellNet, augment, decode, embed
     x, lab, ses, tr, va = load_data(work)
     net = CellNet()

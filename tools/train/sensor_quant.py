@@ -54,7 +54,7 @@ LIVENESS_NET_PREFIX = "/net/"
 """Node names of the liveness network inside the exported wrapper; the wrapper's own nodes (the
 mirror Slice/Concat on the input, the logit average after the classifier, Softmax) stay in
 float: quantising the input Concat would round the SR image to 8 bits, which alone moved the
-NIR validation threshold from 0.91 to 0.55 (see tools/train/sensor.py)."""
+NIR validation threshold from 0.91 to 0.55 (see sensor_rounds.finetune_block)."""
 
 
 def quantize_int8(src, dst, frames: list[np.ndarray], input_name: str,

@@ -1,0 +1,56 @@
+"""The sensor-training profiles are data files (tools/train/profiles/sensor_<profile>.toml):
+they must load to exactly the CONFIG the code held before they moved out of it (frozen in
+tests/fixtures/sensor_config_ed915af.txt as a Python literal, so tuples stay tuples)."""
+import ast
+from pathlib import Path
+
+FROZEN = Path(__file__).parent / "fixtures" / "sensor_config_ed915af.txt"
+
+
+def _same(a, b, path="CONFIG"):
+    """Equal values of the same types (3 is not 3.0, a list not a tuple) and, inside a
+    profile's tables, the same key order (the round configs go into reports as written)."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} != {type(b).__name__}"
+    if isinstance(a, dict):
+        assert set(a) == set(b), f"{path}: keys {sorted(set(a) ^ set(b))}"
+        if path.count("[") >= 3:
+            assert list(a) == list(b), f"{path}: key order {list(a)} != {list(b)}"
+        for k in a:
+            _same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{path}: length {len(a)} != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def test_profiles_load_to_the_config_the_code_used():
+    from tools.train.sensor_config import CONFIG, load_profile
+    frozen = ast.literal_eval(FROZEN.read_text())
+    _same(CONFIG, frozen)
+    for name in ("quick", "full"):
+        _same(load_profile(name), frozen[name], f"CONFIG[{name!r}]")
+
+
+def test_sensor_module_reads_the_same_config():
+    from tools.train import sensor, sensor_config
+    assert sensor.CONFIG is sensor_config.CONFIG
+    full = sensor.CONFIG["full"]
+    assert full["finetune4"]["xray"]["pairs"] == (("photo", 1011, 4000), ("photo", 1012, 4000))
+    assert full["finetune4_wide"]["xray"]["widen"][-1] == (96, False)
+    assert full["real_subjects"] == {"train": None, "val": None, "test": None}
+    assert full["liveness"]["xray"]["val"][-1] == (2004, 1000, 600)
+    assert sensor.CONFIG["quick"]["liveness_config"] == {"xray": {"stem": "s2"}, "nir": None}
+
+
+def test_a_profile_file_left_out_values_read_as_none(tmp_path):
+    from tools.train.sensor_config import load_profile
+    (tmp_path / "sensor_x.toml").write_text(
+        "sr_iters = 1\n[liveness.nir]\ntrain = [[1001, 2, 1]]\n"
+        "[finetune.nir]\nmine = [1003, 2, 1]\nextra = [[1004, 1, 1]]\n")
+    cfg = load_profile("x", tmp_path)
+    assert cfg["liveness"]["nir"]["train"] == [(1001, 2, 1)]
+    assert cfg["finetune"]["nir"] == {"mine": (1003, 2, 1), "extra": ((1004, 1, 1),)}
+    assert cfg["real_subjects"] == {"train": None, "val": None, "test": None}
+    assert cfg["liveness_crop"] == cfg["liveness_config"] == {"xray": None, "nir": None}
