@@ -99,7 +99,8 @@ def _protect_args(sp) -> None:
                          "importance the budget is n-drop x G unless --drop-total)")
     sp.add_argument("--drop-mode", choices=["random", "importance"], default=None)
     sp.add_argument("--drop-total", type=int, default=None,
-                    help="claim-6 budget: dimensions dropped over all sub-features")
+                    help="importance-driven drop budget (claim 6): dimensions dropped over "
+                         "all sub-features")
     sp.add_argument("--fill", choices=["zero", "random", "key"], default=None)
     sp.add_argument("--key-mode", choices=["per_cell", "shared"], default=None)
     sp.add_argument("--seed", type=int, default=0, help="enrolment randomness (reproducible "
@@ -133,7 +134,8 @@ def register(sub) -> None:
                          "search, the gate's [match] feature = hybrid; --precision int8 "
                          "selects its int8 cell net), cells (the classical cells alone, the "
                          "gate's [match] feature = cells), bocv or compcode (classical "
-                         "baselines), learned (learned cells + seed-000 view fusion), "
+                         "baselines), learned (learned cells + multi-view attention fusion, "
+                         "seed 000), "
                          "learned-cells (no fusion); --protected gives the protected form of "
                          "hybrid, cells or learned")
     sp.add_argument("--out", required=True)
@@ -173,7 +175,7 @@ def register(sub) -> None:
     sp.add_argument("--sweep-drop", type=int, nargs="+", default=[0, 1, 2, 4],
                     help="mode-A drop counts per sub-feature")
     sp.add_argument("--sweep-budget", type=int, nargs="*", default=[12, 25],
-                    help="claim-6 drop budgets (importance-driven counts over all cells)")
+                    help="importance-driven drop budgets (claim 6): counts over all cells")
     sp.add_argument("--sweep-rotation", nargs="+",
                     choices=["fraction", "equal_angle", "orthographic", "equal_distance"],
                     default=["fraction", "orthographic", "equal_distance"])

@@ -47,8 +47,9 @@ def add_split_parsers(sub) -> None:
     sp.add_argument("--data", default=None)
     sp.add_argument("--images", type=int, default=5)
     sp.add_argument("--guess", action="append", default=[], metavar="NAME=NPZ",
-                    help="gabor feature, claim 8: also try this bank (the 'gabor' array of a "
-                         "cells npz) as node 0's guess of the kernels")
+                    help="gabor feature, secret-shared-kernel mode (claim 8): also try this "
+                         "bank (the 'gabor' array of a cells npz) as node 0's guess of the "
+                         "kernels")
 
 
 def cmd_split(a) -> int:

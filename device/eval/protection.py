@@ -214,7 +214,8 @@ def meets(r: dict, eer_margin: float = 0.003, dsys_max: float = 0.2,
 
 
 def drop_specs(drops=(), budgets=()) -> list[dict]:
-    """The drop axis of a sweep: mode-A counts per sub-feature, then claim-6 budgets."""
+    """The drop axis of a sweep: mode-A counts per sub-feature, then importance-driven drop
+    budgets (claim 6)."""
     return ([{"drop_mode": "random", "n_drop": int(n), "drop_total": None} for n in drops]
             + [{"drop_mode": "importance", "drop_total": int(b)} for b in budgets])
 
@@ -222,10 +223,10 @@ def drop_specs(drops=(), budgets=()) -> list[dict]:
 def sweep(labels, sessions, T, Q, w, ts, drops, rotations=("fraction", "equal_distance"),
           base: ProtectConfig = ProtectConfig(), seed: int = 0, log=None,
           impostors_per_query: int | None = 100, budgets=()) -> list[dict]:
-    """Every (rotation, t, drop): mode-A counts ``drops`` and claim-6 budgets ``budgets``; the
-    other settings (fill, key mode) from ``base``. The protected matcher scores all genuine
-    pairs and ``impostors_per_query`` random impostors per query (the unprotected side and
-    D_sys use all pairs)."""
+    """Every (rotation, t, drop): mode-A counts ``drops`` and importance-driven drop budgets
+    (claim 6) ``budgets``; the other settings (fill, key mode) from ``base``. The protected
+    matcher scores all genuine pairs and ``impostors_per_query`` random impostors per query
+    (the unprotected side and D_sys use all pairs)."""
     ie, iq, _ = split_protocol(labels, sessions)
     unprot = unprotected_scores(Q[iq], T[ie], w)
     g = T.shape[1]
@@ -261,11 +262,12 @@ def frontier(rows: list[dict]) -> list[dict]:
 def choose(rows: list[dict], n_cells: int = 49, min_share: float = 0.5,
            dsys_margin: float = 0.5) -> dict | None:
     """The default rule: among configurations that meet every target, drop at least
-    ``min_share`` of a dimension per sub-feature on average (claim 1 drops elements; the
-    shipped budget 25 of 49 cells) and keep D_sys within ``dsys_margin`` of its budget (room
-    for other data), the lowest protected EER (ties: lower D_sys). None if none. On 200
-    synthetic palms EER differences under ~0.1 pp are key noise (README): the shipped default
-    was checked over several enrolment seeds and both validation sets, not one row."""
+    ``min_share`` of a dimension per sub-feature on average (the protection must drop
+    elements, claim 1; the shipped budget 25 of 49 cells) and keep D_sys within
+    ``dsys_margin`` of its budget (room for other data), the lowest protected EER (ties: lower
+    D_sys). None if none. On 200 synthetic palms EER differences under ~0.1 pp are key noise
+    (README): the shipped default was checked over several enrolment seeds and both validation
+    sets, not one row."""
     ok = [r for r in rows if r["meets_targets"]
           and r.get("drop_total", r["n_drop"] * n_cells) >= min_share * n_cells
           and r["dsys"] <= dsys_margin * 0.2]
@@ -315,7 +317,8 @@ def run(root, out, config: ProtectConfig | None = None, seed: int | None = 0,
 
 def config_from_args(a) -> ProtectConfig:
     """The shipped default with any of --t/--rotation/--n-drop/--drop-mode/--drop-total/
-    --fill/--key-mode replaced (--n-drop alone also resets the claim-6 budget to n-drop x G)."""
+    --fill/--key-mode replaced (--n-drop alone also resets the importance-driven drop budget
+    (claim 6) to n-drop x G)."""
     from device.protect.defaults import DEFAULT_CONFIG
     over = {k: getattr(a, k) for k in ("t", "rotation", "n_drop", "drop_mode", "drop_total",
                                        "fill", "key_mode") if getattr(a, k, None) is not None}

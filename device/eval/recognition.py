@@ -140,7 +140,8 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     index = {r.path: k for k, r in enumerate(refs)}
     i, j, genuine = capture_pairs(caps, protocol)
     if views > 1 and getattr(m, "fuse_views", False):
-        # seed 000: the views of a capture are fused into one feature, captures compared
+        # multi-view attention fusion (seed 000): the views of a capture are fused into one
+        # feature, captures compared
         codes = m.encode_sets(images, [[index[r.path] for r in c.refs] for c in caps])
         if progress:
             progress("encoded", len(images))

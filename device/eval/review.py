@@ -1,6 +1,6 @@
-"""``palmgate review``: keep the presentations a reviewer labels as misclassified (seed 001,
-claim 9 / steps 305-306) in the liveness layout, ready for ``python -m tools.train liveness
---retrain-from OUT``.
+"""``palmgate review``: online hard-example retraining of the liveness model (seed 001,
+claim 9 / steps 305-306): keep the presentations a reviewer labels as misclassified in the
+liveness layout, ready for ``python -m tools.train liveness --retrain-from OUT``.
 
 The reviewer's labels come either from the folder itself (``DIR/bona_fide/**`` and
 ``DIR/attack/<species>/**``, e.g. presentations sorted by hand) or from ``--labels FILE``: a CSV
@@ -13,7 +13,8 @@ by its content hash so a frame is kept once -- to ``OUT/bona_fide/`` or
 decision (appended across runs).
 
 The raw frame rather than the SR image is kept: retraining runs the same frozen SR model on it,
-which gives the SR image the claim names, and the raw layout is what ``evaluate-liveness`` reads.
+which gives the SR image that hard-example retraining (claim 9) may train on, and the raw
+layout is what ``evaluate-liveness`` reads.
 """
 from __future__ import annotations
 

@@ -114,16 +114,18 @@ def split_eval(data=None, inputs: int = 1000, subjects: int = 100, mode: str = "
 def leakage_report(data=None, images: int = 5, seed: int = 0,
                    features: tuple = ("gabor", "unit"), guesses: dict | None = None,
                    public_subjects: int = 150) -> dict:
-    """Transcript uniformity (claim 8 and 9, the default feature) and, for every feature in
-    ``features``, reconstructions of each ROI from what node 0 opens at the first
-    non-linearity.  "gabor" (node 0 opens the responses at its pixels): least squares with the
-    kernels node 0 has or can guess -- its shard (claim 9: the plaintext kernels; claim 8: a
-    uniform share), in claim 8 also the textbook Gabor bank (``device/vision/gabor.py``) and any
-    ``guesses`` (name -> (6, 45, 45) kernels).  Both features: a learned linear inverse
-    (ridge regression from the view to the image, fitted on ``public_subjects`` other Tongji
-    palms whose views the attacker computes with the published kernels).  "unit" opens
-    squared norms only, so there is no least-squares system.  Every reconstruction is judged
-    by the gate's plaintext feature: its cell score against the palm's own template."""
+    """Transcript uniformity (secret-shared-kernel and plaintext-kernel modes, claims 8 and 9;
+    the default feature) and, for every feature in ``features``, reconstructions of each ROI
+    from what node 0 opens at the first non-linearity.  "gabor" (node 0 opens the responses at
+    its pixels): least squares with the kernels node 0 has or can guess -- its shard
+    (plaintext-kernel mode, claim 9: the kernels themselves; secret-shared-kernel mode, claim 8:
+    a uniform share), in secret-shared-kernel mode also the textbook Gabor bank
+    (``device/vision/gabor.py``) and any ``guesses`` (name -> (6, 45, 45) kernels).  Both
+    features: a learned linear inverse (ridge regression from the view to the image, fitted on
+    ``public_subjects`` other Tongji palms whose views the attacker computes with the
+    published kernels).  "unit" opens squared norms only, so there is no least-squares
+    system.  Every reconstruction is judged by the gate's plaintext feature: its cell score
+    against the palm's own template."""
     from device.split.cellnet import F_R
     from device.eval.split_leakage import (input_correlation, ls_reconstruct, node1_transcript,
                                       node0_first_layer_view, node0_kernels, node0_unit_view,

@@ -5,11 +5,12 @@ uniform distribution (chi-square, 255 degrees of freedom, Wilson-Hilferty p-valu
 smallest of the eight p-values. ``input_correlation``: |corr| of the words' top 16 bits with
 the input pixels (for messages shaped like the input).
 
-``ls_reconstruct``: the known attack on the seed's first layer. A node sees the plaintext
-Gabor responses at its owned map pixels (the softmax mask recovery opens them); with the
-kernels it solves regularised least squares  min ||M (G x) - r||^2 + lam ||grad x||^2  for
-the image x by conjugate gradients (zero border in the attacker's model). In claim-9 mode the
-node holds the kernels; in claim-8 mode its shard holds only a uniform share of them.
+``ls_reconstruct``: the known attack on the split feature's first layer (the Gabor
+convolution). A node sees the plaintext Gabor responses at its owned map pixels (the softmax
+mask recovery opens them); with the kernels it solves regularised least squares
+min ||M (G x) - r||^2 + lam ||grad x||^2  for the image x by conjugate gradients (zero border
+in the attacker's model). In plaintext-kernel mode (claim 9) the node holds the kernels; in
+secret-shared-kernel mode (claim 8) its shard holds only a uniform share of them.
 ``psnr_affine`` scores an estimate after the best gain and offset (the Gabor kernels are
 zero-mean, so brightness and contrast are not observable): an upper bound on what the
 attacker gets.
@@ -210,8 +211,9 @@ def ridge_reconstruct(model, view: np.ndarray, shape=(128, 128)) -> np.ndarray:
 
 
 def node0_kernels(shard: dict) -> np.ndarray:
-    """The kernels as node 0's shard alone gives them: plaintext (claim 9) or, in claim-8
-    mode, its best guess F + B0 (a uniform ring matrix that decodes to noise)."""
+    """The kernels as node 0's shard alone gives them: plaintext (plaintext-kernel mode,
+    claim 9) or, in secret-shared-kernel mode (claim 8), its best guess F + B0 (a uniform ring
+    matrix that decodes to noise)."""
     from device.split.cellnet import F_K, KSIZE
     from device.split.ring import decode
     K = shard["gab_K"] if shard["mode"] == "plain" else shard["gab_F"] + shard["gab_B"]

@@ -45,11 +45,12 @@ from device.gate.decision import Deny
 log = logging.getLogger("palmgate.gate")
 
 # Node 0's threshold (palmgate node --threshold) for the synthetic hands of the tests and the
-# bench. Split mode decides on the unprotected importance-weighted cell score (the protected
-# score of seed 002 is a plaintext-side transform), so the demo's DEMO_THRESHOLD, which is on
-# the protected scale, does not apply. Synthetic people of another seed (100; 8 enrolled with
-# 2 bursts, 16 genuine and 16 impostor presentations, K=3): genuine fused cell scores
-# 0.30..0.58, best impostor 0.18, best score against another enrolled person 0.21.
+# bench. Split mode decides on the unprotected importance-weighted cell score (the score of
+# the rotate-and-drop template protection, seed 002, is a plaintext-side transform), so the
+# demo's DEMO_THRESHOLD, which is on the protected scale, does not apply. Synthetic people of
+# another seed (100; 8 enrolled with 2 bursts, 16 genuine and 16 impostor presentations,
+# K=3): genuine fused cell scores 0.30..0.58, best impostor 0.18, best score against another
+# enrolled person 0.21.
 # (Measured with the gabor split feature; the unit feature, now what `palmgate split
 # provision` shares, was not re-measured on seed 100: on the bench's seed 0 it opened all 19
 # genuine presentations and nothing else.)

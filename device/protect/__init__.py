@@ -1,7 +1,8 @@
 """Protected templates (seed 002): rotate-and-drop protection and protected matching.
 
-core      keygen, slerp (fraction / equal-angle), drop masks (mode A, claim 6), fill,
-          enrol/enrol_many, protect_query, match_score, key_strip, ProtectedTemplate
+core      keygen, slerp (fraction / equal-angle), drop masks (mode A: a preset count per
+          sub-feature; importance-driven, claim 6), fill, enrol/enrol_many, protect_query,
+          match_score, key_strip, ProtectedTemplate
 gallery   ProtectedGallery: exact closed-form shift search, coarse-to-fine 1:N, 1:1
 evaluate  palmgate evaluate-protection (EER, D_sys, inversion, sweep)
 bench     palmgate bench-match (1:N timing)

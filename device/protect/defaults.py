@@ -4,13 +4,15 @@
 
 - ``rotation="equal_distance"``, t = 0.9: a slerp toward the key whose weight is chosen per
   sub-feature so that every sub-feature lands 9 deg ((1 - t) * 90 deg) from its key, on the
-  great circle through the feature and the key (claim 5's interpolation, weight in [0, 1]).
-  The seed's fixed fraction lands a sub-feature at (1 - t) * theta with theta its own angle to
-  a random key, which reweights the cells at random per template and costs accuracy (2.5 pp
-  EER on synthetic palms); landing every cell at the same angle makes the protected cell
-  cosine an affine function of the feature's cosine about the key.
-- claim-6 drop counts: 25 dimensions over the 49 cells, fewer for the more important cells
-  (here: one dimension in each of the 25 least important cells, none in the rest).
+  great circle through the feature and the key (the Slerp rotation of claim 5, weight in
+  [0, 1]). The patent's fixed-fraction Slerp (seed 002) lands a sub-feature at
+  (1 - t) * theta with theta its own angle to a random key, which reweights the cells at
+  random per template and costs accuracy (2.5 pp EER on synthetic palms); landing every cell
+  at the same angle makes the protected cell cosine an affine function of the feature's
+  cosine about the key.
+- importance-driven drop counts (claim 6): 25 dimensions over the 49 cells, fewer for the
+  more important cells (here: one dimension in each of the 25 least important cells, none in
+  the rest).
 - ``fill="key"``: the dropped positions take the key's own (random) entries (claim 7), which
   keeps each cell's norm independent of which entries were dropped.
 - one key per cell (claim 4 i).

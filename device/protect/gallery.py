@@ -60,7 +60,8 @@ class ProtectedGallery:
     """Protected templates of one configuration, stacked for fast matching.
 
     ``shifts`` are the (S, 2) query-window shifts of the feature extractor (for the coarse
-    stage's subset); ``weights`` the (G,) sub-feature importances of claim 11.
+    stage's subset); ``weights`` the (G,) sub-feature importances that weight the per-cell
+    similarities into the score (claim 11).
     """
 
     def __init__(self, config: ProtectConfig, weights: np.ndarray, dim: int = 16,

@@ -3,15 +3,16 @@
 "hybrid"`` (the gate's default stays the classical cells, for memory and time; README).
 
     ROI ──classical cells (cells_pca.npz: Gabor soft orientation, 7x7 cells, PCA 16)─► (25, 49, 16)
-        ──learned cells (recognition_cells*.onnx, seed-000 view fusion)──────────► (25, 49, 16)
+        ──learned cells (recognition_cells*.onnx, multi-view fusion, seed 000)───────► (25, 49, 16)
     concatenated along the cells ─────────────────────────────────────────────► (25, 98, 16)
 
-G = 98 unit sub-features of 16 dims, so seed 002's protection and the shift-search matcher take
-it unchanged; importance = (1 - LEARNED_WEIGHT) x the classical cells' importance beside
-LEARNED_WEIGHT x the learned cells' importance. Both halves share the 25 window shifts, so the
-score is one shift search over all 98 cells: the best window is the one both halves agree on.
-Views: the learned half goes through the seed-000 fusion model, the classical half is the
-per-cell mean of the views (L2 again).
+G = 98 unit sub-features of 16 dims, so the rotate-and-drop template protection (seed 002) and
+the shift-search matcher take it unchanged; importance = (1 - LEARNED_WEIGHT) x the classical
+cells' importance beside LEARNED_WEIGHT x the learned cells' importance. Both halves share the
+25 window shifts, so the score is one shift search over all 98 cells: the best window is the
+one both halves agree on.
+Views: the learned half goes through the multi-view attention fusion model (seed 000), the
+classical half is the per-cell mean of the views (L2 again).
 
 The two halves make different errors (README, "Learned palm feature"): on the Tongji validation
 palms the classical cells alone reach EER 0.117 %, the learned cells alone 0.37 %, and the two

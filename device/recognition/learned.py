@@ -1,18 +1,20 @@
-"""Learned palm-cell feature with the seed-000 multi-view fusion (onnxruntime + numpy + OpenCV).
+"""Learned palm-cell feature with the multi-view attention fusion (seed 000); onnxruntime +
+numpy + OpenCV.
 
     ROI 128x128 ──6 Gabor filters (models/cells_pca.npz bank), softmax(-beta r) at every pixel──►
         input (7, 64, 64): the ROI (standardised) + 6 soft orientation maps, averaged 2x2
         ──models/recognition_cells*.onnx (dense conv net -> 32x32x16 map, 4x4 average pooling at
         the 25 window offsets, L2 per cell)──► (25, 49, 16) unit cells of every shifted window
-    views (V >= 1) of one palm ──models/recognition_fusion*.onnx (seed 000: keys from the
-        palm-centre cells, queries from the other cells, values from all, key-key / query-query /
-        key-query similarities fused into the attention weights, FF/BN residual)──►
+    views (V >= 1) of one palm ──models/recognition_fusion*.onnx (multi-view attention
+        fusion, seed 000: keys from the palm-centre cells, queries from the other cells,
+        values from all, key-key / query-query / key-query similarities fused into the
+        attention weights, FF/BN residual)──►
         (25, 49, 16) fused unit cells + (49,) importance
 
 ``LearnedExtractor`` has the CellExtractor interface (template / query / importance / shifts /
-both), so the matchers and seed 002's protection take it unchanged; ``fuse(cells)`` is the
-multi-view entry point. The geometry (32x32 map, 7x7 cells, ±2 map px = ±8 image px shifts) is
-the classical feature's (device.recognition.cells).
+both), so the matchers and the rotate-and-drop template protection (seed 002) take it
+unchanged; ``fuse(cells)`` is the multi-view entry point. The geometry (32x32 map, 7x7 cells,
+±2 map px = ±8 image px shifts) is the classical feature's (device.recognition.cells).
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, Fea
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
 N_SHIFTS = (2 * MAX_SHIFT + 1) ** 2
-# first region (seed 000's "preset part", the palm centre): the central 3x3 of the 7x7 cells
+# first region = the palm centre, the "preset part" of the multi-view attention fusion
+# (seed 000): the central 3x3 of the 7x7 cells
 CENTRE = np.array([r * GRID + c for r in range(2, 5) for c in range(2, 5)])
 OTHER = np.array([g for g in range(GRID * GRID) if g not in set(CENTRE.tolist())])
 
@@ -98,7 +101,8 @@ class ViewSetFeature(ShiftGridFeature):
 
 
 class LearnedExtractor(ViewSetFeature):
-    """The learned cells (+ seed-000 fusion) with CellExtractor's interface.
+    """The learned cells (+ the multi-view attention fusion, seed 000) with CellExtractor's
+    interface.
 
     ``precision``: "fp32" or "int8" (the static-QDQ cell network; the fusion stays fp32).
     ``fusion``: False gives the cell network alone (cells of one view, uniform importance).

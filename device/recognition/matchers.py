@@ -37,9 +37,10 @@ class CellMatcher:
 
 
 class ProtectedCellMatcher(CellMatcher):
-    """The gate as it runs: every gallery image enrolled as a seed-002 rotate-and-drop template
-    under its own fresh key (the shipped protection defaults), every probe matched against it
-    with the protected shift search. Scores are not symmetric: rows are the enrolled side."""
+    """The gate as it runs: every gallery image enrolled as a rotate-and-drop protected
+    template (seed 002) under its own fresh key (the shipped protection defaults), every probe
+    matched against it with the protected shift search. Scores are not symmetric: rows are the
+    enrolled side."""
 
     name = "cells-protected"
     symmetric = False
@@ -68,9 +69,10 @@ def _hybrid(**kw):
 
 
 class LearnedMatcher(CellMatcher):
-    """The learned palm cells with seed 000's multi-view fusion (device.recognition.learned,
-    models/recognition_*.onnx). One view: the fused form of that view; with ``fuse_views``
-    ``palmgate evaluate --views N`` fuses the N views of a capture into one feature."""
+    """The learned palm cells with the multi-view attention fusion (seed 000;
+    device.recognition.learned, models/recognition_*.onnx). One view: the fused form of that
+    view; with ``fuse_views`` ``palmgate evaluate --views N`` fuses the N views of a capture
+    into one feature."""
 
     name = "learned"
     fuse_views = True
@@ -97,7 +99,8 @@ class LearnedCellsMatcher(LearnedMatcher):
 
 
 class ProtectedLearnedMatcher(ProtectedCellMatcher):
-    """The learned feature under seed 002's protection (as cells-protected)."""
+    """The learned feature under the rotate-and-drop template protection (seed 002), as
+    cells-protected."""
 
     name = "learned-protected"
     fuse_views = True
@@ -112,16 +115,17 @@ class ProtectedLearnedMatcher(ProtectedCellMatcher):
 
 
 class HybridMatcher(LearnedMatcher):
-    """The classical cells and the learned cells (seed-000 view fusion) in one shift search
-    (device.recognition.hybrid; the gate's with [match] feature = "hybrid"); --precision picks
-    the learned net's file."""
+    """The classical cells and the learned cells (multi-view attention fusion, seed 000) in
+    one shift search (device.recognition.hybrid; the gate's with [match] feature = "hybrid");
+    --precision picks the learned net's file."""
 
     name = "hybrid"
     feature = staticmethod(_hybrid)
 
 
 class ProtectedHybridMatcher(ProtectedLearnedMatcher):
-    """The hybrid feature under seed 002's protection, as the gate stores it."""
+    """The hybrid feature under the rotate-and-drop template protection (seed 002), as the
+    gate stores it."""
 
     name = "hybrid-protected"
     feature = staticmethod(_hybrid)

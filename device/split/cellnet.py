@@ -18,10 +18,10 @@ layers with the kernels centred over the orientations and r / sqrt(|r|^2 + eps^2
 pixel in place of the softmax (same validation TAR at FAR 1e-4 on Tongji).  The softmax's
 mask recovery hands a pixel's owner its 6 responses, a public linear function of the palm
 (the kernels are a textbook Gabor bank), so one node rebuilds the palm by least squares even
-in claim-8 mode (device/eval/split_leakage.py).  The unit activation needs only each pixel's
-squared norm in the clear: the nodes square the responses on shares (Beaver), the owner
-opens |r|^2, computes 1/norm and re-shares it, and a Beaver product gives r / norm
-(``protocol.unit_layer``; two more rounds).  Every product stays inside the ring (bounds
+in secret-shared-kernel mode (claim 8; device/eval/split_leakage.py).  The unit activation
+needs only each pixel's squared norm in the clear: the nodes square the responses on shares
+(Beaver), the owner opens |r|^2, computes 1/norm and re-shares it, and a Beaver product gives
+r / norm (``protocol.unit_layer``; two more rounds).  Every product stays inside the ring (bounds
 below), so nothing is truncated on shares.
 
 The 7x7 grid of any of the 25 shifted windows is a set of rows of the dense 29x29 cell map
@@ -78,9 +78,10 @@ F_YU = F_SU + F_PU       # 59
 
 # the cell features split mode can run: "gabor" is the gate's plaintext feature; its softmax
 # is computed by opening the responses of the public Gabor bank at a node's pixels, so a node
-# rebuilds the palm by least squares even in claim-8 mode.  "unit" (cells_unit.npz) divides
-# each pixel's (centred) response vector by its norm instead: the nodes square the responses
-# on shares and open only the squared norm to the pixel's owner (``unit_layer``)
+# rebuilds the palm by least squares even in secret-shared-kernel mode (claim 8).  "unit"
+# (cells_unit.npz) divides each pixel's (centred) response vector by its norm instead: the
+# nodes square the responses on shares and open only the squared norm to the pixel's owner
+# (``unit_layer``)
 FEATURE_FILES = {"gabor": CELLS_FILE, "unit": UNIT_CELLS_FILE}
 DEFAULT_FEATURE = "unit"
 

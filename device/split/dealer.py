@@ -10,10 +10,11 @@ F (uniform), E = x - A (uniform, fresh) and its own shares. The match layer does
 with the gallery: B3 masks each template slot, F3 = T - B3 is opened once at enrolment, and
 each query consumes a fresh (A3, Z3 = G(A3) @ B3).
 
-Modes: ``"shared"`` (claim 8: Gabor kernels and PCA shared, Beaver layers) and ``"plain"``
-(claim 9: the same plaintext weights on both nodes, linear layers local and free, but a node
-that sees half the opened Gabor responses and knows the kernels can estimate the input by
-least squares; ``device.eval.split_leakage`` measures it).
+Modes: ``"shared"`` (secret-shared kernels, claim 8: Gabor kernels and PCA shared, Beaver
+layers) and ``"plain"`` (plaintext kernels, claim 9: the same plaintext weights on both nodes,
+linear layers local and free, but a node that sees half the opened Gabor responses and knows
+the kernels can estimate the input by least squares; ``device.eval.split_leakage`` measures
+it).
 """
 from __future__ import annotations
 
@@ -99,7 +100,9 @@ class Dealer:
             for name, v in (("A1", A1), ("Z1", Z1), ("A2", A2), ("Z2", Z2)):
                 s = share(v, self._prg)
                 t[0][name], t[1][name] = s
-        if self.unit:   # both modes: the squares and the product are on shares in claim 9 too
+        # both modes: the squares and the product are on shares in plaintext-kernel mode
+        # (claim 9) too
+        if self.unit:
             Alo = self._prg.ring((MAP_PIXELS, 6))     # masks the responses at F_KL (squares)
             Ar = self._prg.ring((MAP_PIXELS, 6))      # masks the responses at F_KM (product)
             Bs = self._prg.ring((MAP_PIXELS, 1))      # masks 1/norm

@@ -1,11 +1,13 @@
-"""What one node computes, layer by layer, with its peer (seed 003, two nodes).
+"""What one node computes, layer by layer, with its peer: the secret-shared feature extraction
+and match of split mode (seed 003), two nodes.
 
 Every function takes the node's ``role`` (0 or 1), a channel to the peer (``exchange(bytes)
 -> bytes`` sends this node's message and returns the peer's, ``send``/``recv`` one way), the
 node's shard (``device.split.dealer``) and the inference's triples, and returns this node's
 share. Both nodes call the same functions in the same order (lock-step). Rounds per query in
-shared (claim-8) mode: Gabor open, softmax recovery, PCA open, normalisation recovery, match
-open, score opening to node 0 -- 6; in plain (claim-9) mode 4.
+shared mode (secret-shared kernels, claim 8): Gabor open, softmax recovery, PCA open,
+normalisation recovery, match open, score opening to node 0 -- 6; in plain mode (plaintext
+kernels, claim 9) 4.
 
 Mask recovery (seed Fig. 9, with the spec's corrections): one random ownership bit per
 *group* (a map pixel's 6 orientations; a cell's 16 dims), fresh per layer and inference from
@@ -96,9 +98,11 @@ def match_offline_term(gallery: "Gallery", mt: dict) -> np.ndarray:
 
 def gabor_layer(role: int, ch, shard: dict, tri: dict, x: np.ndarray) -> np.ndarray:
     """Shares of the strided Gabor responses (1024, 6) at F_R = F_X + F_K."""
-    if shard["mode"] == "plain":                       # claim 9: plaintext kernels, local
+    if shard["mode"] == "plain":
+        # plaintext-kernel mode (claim 9): kernels in the clear, computed locally
         return gabor_patches(x) @ shard["gab_K"]
-    e = open_value(ch, x - tri["A1"])                  # claim 8: Beaver, fixed kernel mask
+    # secret-shared-kernel mode (claim 8): Beaver triple with a fixed kernel mask
+    e = open_value(ch, x - tri["A1"])
     W = shard["gab_B"] + shard["gab_F"] if role == 0 else shard["gab_B"]
     return gabor_patches(e) @ W + offline_terms(shard, tri)["C1"]
 

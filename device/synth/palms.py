@@ -1,4 +1,5 @@
-"""Synthetic palm identities and their ROI samples (seed 004 stage 2 and claim 3).
+"""Synthetic palm identities and their ROI samples: the generation-model stage of the
+synthetic data engine (seed 004 stage 2), every sample carrying its candidate's label (claim 3).
 
 One identity = one candidate (its tolerance-rule label is the identity). A sample of it:
 candidate jittered inside the tolerance change range -> crease map -> ONNX generation model
