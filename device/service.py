@@ -4,13 +4,57 @@ switch the relay off)."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
-import sys
 import time
 
 from device.gate.gate import Gate
-from device.sources.factory import make_source
+from device.models.model import DEFAULT_MODELS_DIR
+from device.ops import health
+from device.ops.jsonlog import setup_logging
 from device.ops.memory import tune_malloc
+from device.ops.sdnotify import SystemdNotifier
+from device.ops.watchdog import RelayWatchdog
+from device.sources.factory import make_source
+
+log = logging.getLogger("palmgate.gate")
+
+
+def watchdog_timeout_s(cfg) -> float:
+    """Longest a healthy presentation can take: every stage's limit, the cooldown, the capture
+    of every view and the sensor frame, and 5 s of slack."""
+    return sum(cfg.timeouts.as_dict().values()) / 1000.0 + cfg.gate.cooldown_s \
+        + cfg.source.capture_timeout_s * (cfg.gate.views + 1) + 5.0
+
+
+class StatusReporter:
+    """Rewrites the health/status file (``[paths] status_file``) after every decision and door
+    event; a failure is logged and never stops the gate."""
+
+    def __init__(self, cfg, gate: Gate, watchdog: RelayWatchdog | None):
+        self.cfg, self.gate, self.watchdog = cfg, gate, watchdog
+        self.started = time.time()
+        self.cache: dict = {}
+
+    def __call__(self) -> None:
+        if not self.cfg.paths.status_file:
+            return
+        g = self.gate
+        try:
+            st = health.build_status(
+                models=health.model_report(self.cfg.paths.models or DEFAULT_MODELS_DIR,
+                                           cache=self.cache),
+                relay=health.relay_report(g.relay),
+                database=health.database_report(self.cfg.paths.store),
+                decisions=health.decisions_report(g.last), watchdog=self.watchdog,
+                door=g.io.monitor.status() if g.io is not None and g.io.monitor is not None
+                else None,
+                started_at=self.started,
+                extra={"gallery_templates": g.pipeline.gallery_size, "gpio": g.io_status(),
+                       "liveness_error": g.pipeline.liveness_error})
+            health.write_status(self.cfg.paths.status_file, st)
+        except Exception as e:  # noqa: BLE001 - the report never stops the gate
+            log.error("status file: %s", e)
 
 
 def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
@@ -19,97 +63,45 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     The source is built by ``source_factory(cfg)`` (default: the one ``[source]`` names) once
     the gate has switched its relay off."""
     tune_malloc()
-    try:
-        from device.ops.jsonlog import setup_logging
-        setup_logging("INFO", json_lines=not plain_log, static={"terminal": cfg.gate.terminal})
-    except ImportError:
-        import logging
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    notifier = None
-    try:
-        from device.ops.sdnotify import SystemdNotifier
-        notifier = SystemdNotifier()
-    except ImportError:
-        pass
+    setup_logging("INFO", json_lines=not plain_log, static={"terminal": cfg.gate.terminal})
+    notifier = SystemdNotifier()
     gate = Gate(cfg)
-
-    def stop(signum, frame):
-        gate.stop_event.set()
-        gate._wake.set()
-
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, lambda signum, frame: gate.request_stop())
+           for s in (signal.SIGTERM, signal.SIGINT)}
     watchdog = None
     try:
         src = (source_factory or make_source)(cfg)
-        try:                                 # the relay side of the watchdog (device/ops)
-            from device.ops.watchdog import RelayWatchdog
-            if gate.relay is not None:
-                limit_s = sum(cfg.timeouts.as_dict().values()) / 1000.0 + cfg.gate.cooldown_s \
-                    + cfg.source.capture_timeout_s * (cfg.gate.views + 1) + 5.0
-                watchdog = RelayWatchdog(gate.relay, timeout_s=limit_s, notifier=notifier,
-                                         name="palmgate run").start()
-        except ImportError:
-            pass
-        if notifier is not None:
-            notifier.ready(f"{gate.pipeline.gallery_size} templates")
+        if gate.relay is not None:           # the relay side of the watchdog
+            watchdog = RelayWatchdog(gate.relay, timeout_s=watchdog_timeout_s(cfg),
+                                     notifier=notifier, name="palmgate run").start()
+        notifier.ready(f"{gate.pipeline.gallery_size} templates")
+        report = StatusReporter(cfg, gate, watchdog)
+        report()
 
-        started = time.time()
-        health_cache: dict = {}
-
-        def write_health():
-            try:
-                from device.ops import health
-            except ImportError:
-                return
-            from device.models.model import DEFAULT_MODELS_DIR
-            try:
-                st = health.build_status(
-                    models=health.model_report(cfg.paths.models or DEFAULT_MODELS_DIR,
-                                               cache=health_cache),
-                    relay=health.relay_report(gate.relay),
-                    database=health.database_report(cfg.paths.store),
-                    decisions=health.decisions_report(gate.last), watchdog=watchdog,
-                    door=gate.io.monitor.status() if gate.io is not None
-                    and gate.io.monitor is not None else None,
-                    started_at=started,
-                    extra={"gallery_templates": gate.pipeline.gallery_size,
-                           "gpio": gate.io_status(),
-                           "liveness_error": gate.pipeline.liveness_error})
-                health.write_status(cfg.paths.status_file, st)
-            except Exception as e:  # noqa: BLE001 - the report never stops the gate
-                import logging
-                logging.getLogger("palmgate.gate").error("status file: %s", e)
-
-        if cfg.paths.status_file:
-            write_health()
-
-        def on_event(kind, data):                # door alarms, exit button (GPIO)
+        def follow_relay():                  # the relay reopened after a fault
             if watchdog is not None and gate.relay is not None:
-                watchdog.relay = gate.relay          # reopened by an egress retry
-            if cfg.paths.status_file:
-                write_health()
+                watchdog.relay = gate.relay
 
-        gate.on_event = on_event
+        def on_event(kind, data):            # door alarms, exit button (GPIO)
+            follow_relay()
+            report()
 
         def on_decision(burst, d):
             if not d.idle:
                 print(json.dumps(d.summary()), flush=True)
-            if cfg.paths.status_file:
-                write_health()
+            report()
+            follow_relay()
             if watchdog is not None:
-                if gate.relay is not None:
-                    watchdog.relay = gate.relay      # reopened after a relay fault
                 watchdog.pet()
-            elif notifier is not None:
+            else:
                 notifier.watchdog()
 
-        n = gate.run(src, limit=limit, on_decision=on_decision, max_faults=max_faults)
+        gate.on_event = on_event
+        return gate.run(src, limit=limit, on_decision=on_decision, max_faults=max_faults)
     finally:
         if watchdog is not None:
             watchdog.stop()
-        gate.close()                       # relay off
+        gate.close()                         # relay off
         for s, h in old.items():
             signal.signal(s, h)
-        if notifier is not None:
-            notifier.stopping()
-    return n
+        notifier.stopping()

@@ -352,6 +352,11 @@ class Gate:
         d["events"] = list(self.door_events)[-10:]
         return d
 
+    def request_stop(self) -> None:
+        """Ask the loop to end after the presentation in hand (signal handlers call this)."""
+        self.stop_event.set()
+        self._wake.set()
+
     def _wait(self, seconds: float) -> None:
         """Sleep up to ``seconds`` (stop_event ends it), handling GPIO events meanwhile."""
         end = time.monotonic() + seconds
