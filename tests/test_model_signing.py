@@ -92,15 +92,16 @@ def test_shipped_manifest_verifies_with_the_shipped_key():
 
 
 def test_no_private_key_and_no_trust_knob_in_the_package():
-    """The runtime reads no private key, and nothing outside the process (environment, file,
-    configuration) can add a trusted key: only trust_in_this_process, which no device/ module
-    calls."""
+    """The runtime reads no private key, loads nothing unchecked, and nothing outside the
+    process (environment, file, configuration) can add a trusted key: only
+    trust_in_this_process, which no device/ module calls."""
     for f in (ROOT / "device").rglob("*.py"):
         text = f.read_text()
         assert "PRIVATE KEY" not in text and "load_pem_private_key" not in text, f
         if f.name != "trust.py":
             assert "trust_in_this_process(" not in text, f
         assert "PALMGATE_SIGN_KEY" not in text, f
+        assert "verify=False" not in text, f           # unchecked loading: tools/tests only
     for f in (ROOT / "models").iterdir():
         assert b"PRIVATE KEY" not in f.read_bytes()[:4096], f
 
