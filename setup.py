@@ -9,7 +9,7 @@ from pathlib import Path
 from setuptools import setup
 from setuptools.command.build_py import build_py
 
-MODEL_SUFFIXES = (".onnx", ".json", ".npz", ".npy")
+MODEL_SUFFIXES = (".onnx", ".json", ".sig", ".npz", ".npy")   # .sig: the manifest's signature
 
 
 class BuildWithModels(build_py):

@@ -113,7 +113,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                              "a gate without liveness accepts printed palms.", bool),
         "sensor": Opt("nir", "Sensor kind: xray or nir (selects sr_<sensor>, "
                              "liveness_<sensor> models).", choices=("xray", "nir")),
-        "threshold": Opt("", "Override the manifest's threshold (empty: the shipped one).",
+        "threshold": Opt("", "A stricter p(live) threshold than the signed manifest's "
+                             "(empty: the signed one). A value below the signed threshold is "
+                             "refused: the gate then denies every presentation "
+                             "(liveness_unavailable) and `palmgate status` names it; a lower "
+                             "threshold takes a newly signed manifest (docs/model-signing.md).",
                          float, min=0.0, max=1.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {

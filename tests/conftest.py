@@ -1,12 +1,17 @@
 """Shared fixtures of the gate tests (tests/test_gate_*.py): a models folder with tiny sensor
 models, rendered synthetic bursts (once per session), gate configurations in a tmp folder.
-The socat pty pair (``pty_pair``) is here; the pymodbus and LCUS peers live in tests/test_relay.py."""
+The socat pty pair (``pty_pair``) is here; the pymodbus and LCUS peers live in tests/test_relay.py.
+
+Models folders the tests write are signed with a throwaway key (``signing_key``) that the
+runtime trusts only inside this process while a test asks for it (``trust_test_key``;
+device/models/trust.py) and in the subprocesses started through ``trusting_cli``."""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -53,10 +58,40 @@ def _tiny_sensor_models(folder: Path, sensor: str = "nir") -> dict:
     return entries
 
 
+@pytest.fixture(scope="session")
+def signing_key():
+    """A throwaway Ed25519 key (made in memory for this session; never a release key)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.generate()
+
+
 @pytest.fixture
-def tiny_models(tmp_path) -> Path:
+def trust_test_key(signing_key):
+    """The runtime of this process trusts ``signing_key`` during the test, then no longer."""
+    from device.models.trust import forget_in_this_process, trust_in_this_process
+    kid = trust_in_this_process(signing_key.public_key())
+    yield signing_key
+    forget_in_this_process(kid)
+
+
+def sign_models(folder: Path, key) -> Path:
+    """Sign ``folder``/manifest.json with ``key`` (writes manifest.sig); the folder."""
+    from tools.sign_manifest import write_signature
+    write_signature(folder, [key], check_files=False)
+    return folder
+
+
+def trusting_cli(key) -> list[str]:
+    """argv prefix running palmgate's command line in a subprocess that trusts ``key``'s
+    public key (tests/trusting_cli.py); needs PYTHONPATH to hold the repository root."""
+    from device.models.signing import public_key_text
+    return [sys.executable, "-m", "tests.trusting_cli", public_key_text(key.public_key())]
+
+
+@pytest.fixture
+def tiny_models(tmp_path, trust_test_key) -> Path:
     """A models folder: the shipped cell feature and generator files (linked) plus tiny
-    sensor models, with a manifest that lists them all."""
+    sensor models, with a manifest that lists them all, signed with the test key."""
     d = tmp_path / "models"
     d.mkdir()
     man = json.loads((SHIPPED / "manifest.json").read_text())
@@ -65,7 +100,7 @@ def tiny_models(tmp_path) -> Path:
             os.symlink(SHIPPED / name, d / name)
     man["models"].update(_tiny_sensor_models(d))
     (d / "manifest.json").write_text(json.dumps(man))
-    return d
+    return sign_models(d, trust_test_key)
 
 
 def shipped_sensor_models_listed(sensor: str = "nir", precision: str = "fp32") -> bool:

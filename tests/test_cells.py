@@ -65,8 +65,10 @@ def test_wrong_roi_shape_is_refused(ex):
         ex.template(np.zeros((100, 128), np.uint8))
 
 
-def test_altered_or_unlisted_file_is_refused(tmp_path):
-    shutil.copy(DEFAULT_MODELS_DIR / "manifest.json", tmp_path / "manifest.json")
+def test_altered_or_unlisted_file_is_refused(tmp_path, trust_test_key):
+    from conftest import sign_models
+    for f in ("manifest.json", "manifest.sig"):          # the signed release manifest
+        shutil.copy(DEFAULT_MODELS_DIR / f, tmp_path / f)
     with pytest.raises(FeatureError, match="not found"):
         CellExtractor(tmp_path)
     data = bytearray((DEFAULT_MODELS_DIR / CELLS_FILE).read_bytes())
@@ -77,6 +79,9 @@ def test_altered_or_unlisted_file_is_refused(tmp_path):
     m = json.loads((tmp_path / "manifest.json").read_text())
     del m["models"][CELLS_FILE]
     (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FeatureError, match="changed after it was signed"):
+        CellExtractor(tmp_path)
+    sign_models(tmp_path, trust_test_key)               # a signed manifest without the file
     with pytest.raises(FeatureError, match="not listed"):
         CellExtractor(tmp_path)
 

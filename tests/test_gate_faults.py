@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, enrolled_replay_gate, gate_config
+from conftest import ROOT, enrolled_replay_gate, gate_config, trusting_cli
 from test_relay import ModbusPeer, needs_socat
 
 from device.sources.base import FrameError
@@ -218,14 +218,15 @@ def test_stage_error_and_timeout_deny(tmp_path, tiny_models, synthetic_bursts):
 
 # --------------------------------------------------------------------------- SIGKILL
 @needs_socat
-def test_sigkill_mid_decision_then_restart(tmp_path, pty_pair, tiny_models, synthetic_bursts):
+def test_sigkill_mid_decision_then_restart(tmp_path, pty_pair, tiny_models, synthetic_bursts,
+                                           signing_key):
     host, board = pty_pair
     peer = ModbusPeer(board)
     cfg, f = enrolled_replay_gate(tmp_path, tiny_models, synthetic_bursts, 6,
                                   {"kind": "modbus", "port": host, "pulse_ms": 5000,
                                    "timeout_s": 0.2})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "device.cli", "run", "--config", str(f), "--plain-log"]
+    cmd = [*trusting_cli(signing_key), "run", "--config", str(f), "--plain-log"]
     try:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 env=env, cwd=str(tmp_path), text=True)

@@ -101,6 +101,7 @@ def test_pipeline_falls_back_without_the_model(tmp_path, gate_views):
         if (SHIPPED / name).exists() and not name.startswith("hand_seg"):
             (d / name).symlink_to(SHIPPED / name)
     (d / "manifest.json").write_text(json.dumps(man))
+    shutil.copy(SHIPPED / "manifest.sig", d / "manifest.sig")   # same content, still signed
     cfg = gate_config(tmp_path, models=d, liveness={"enabled": False})
     p = Pipeline(cfg)
     try:

@@ -29,7 +29,8 @@ def test_listed_files_exist():
 
 def test_model_wrapper_rejects_bad_files(tmp_path):
     name = "palm_idnet.onnx"
-    shutil.copy(DEFAULT_MODELS_DIR / "manifest.json", tmp_path / "manifest.json")
+    for f in ("manifest.json", "manifest.sig"):          # the signed release manifest
+        shutil.copy(DEFAULT_MODELS_DIR / f, tmp_path / f)
     with pytest.raises(ModelError, match="not found"):
         Model(name, tmp_path)
     data = bytearray((DEFAULT_MODELS_DIR / name).read_bytes())

@@ -5,6 +5,7 @@ import json
 import time
 
 import pytest
+from conftest import sign_models
 
 from device.ops.health import (build_status, camera_report, check_models, database_report,
                                decisions_report, file_hashes, model_report, read_status,
@@ -17,7 +18,7 @@ def sha(b):
 
 
 @pytest.fixture
-def models_dir(tmp_path):
+def models_dir(tmp_path, trust_test_key):
     d = tmp_path / "models"
     d.mkdir()
     (d / "a.onnx").write_bytes(b"model a")
@@ -27,7 +28,7 @@ def models_dir(tmp_path):
         "b.onnx": {"sha256": sha(b"model b"), "bytes": 7},
         "c.onnx": {"sha256": sha(b"model c"), "bytes": 7}}}
     (d / "manifest.json").write_text(json.dumps(manifest))
-    return d
+    return sign_models(d, trust_test_key)
 
 
 def test_check_models_pure():
@@ -47,7 +48,8 @@ def test_model_report_on_files(models_dir):
     cache = {}
     rep = model_report(models_dir, cache=cache)
     assert [m["match"] for m in rep["models"]] == [True, True, False]
-    assert rep["problems"] == ["model c.onnx: file missing"] and len(cache) == 2
+    assert rep["problems"] == ["model c.onnx: file missing"] and len(cache) == 3
+    assert rep["signature"]["ok"] and rep["signature"]["key_id"]
     (models_dir / "b.onnx").write_bytes(b"tampered")           # changed on disk
     rep = model_report(models_dir, loaded={"b.onnx": sha(b"model b")}, cache=cache)
     assert "model b.onnx: sha256 does not match the manifest" in rep["problems"]

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from conftest import ROOT, enrolled_replay_gate, gate_config, write_toml
+from conftest import ROOT, enrolled_replay_gate, gate_config, trusting_cli, write_toml
 from test_relay import needs_socat
 
 
@@ -27,13 +27,13 @@ def _cli(*args, cfg, cwd, timeout=60):
 
 @needs_socat
 def test_sigkill_mid_pulse_then_relay_off(tmp_path, modbus_peer, tiny_models,
-                                          synthetic_bursts):
+                                          synthetic_bursts, signing_key):
     host, peer = modbus_peer
     cfg, f = enrolled_replay_gate(tmp_path, tiny_models, synthetic_bursts, 4,
                                   {"kind": "modbus", "port": host, "pulse_ms": 60000,
                                    "timeout_s": 0.3})
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "device.cli", "run", "--config", str(f),
+    proc = subprocess.Popen([*trusting_cli(signing_key), "run", "--config", str(f),
                              "--plain-log"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, cwd=str(tmp_path), text=True)
     try:

@@ -50,11 +50,13 @@ def cmd_relay_test(a) -> int:
 
 # ------------------------------------------------------------------ status
 def cmd_status(a) -> int:
-    """Models (sha256 against the manifest), store, audit chain, relay configuration."""
+    """Models (the manifest's signature, sha256, the liveness threshold in force), store, audit
+    chain, relay configuration."""
     from pathlib import Path
 
     from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_file
-    from device.models.sensor_branch import model_names
+    from device.models.sensor_branch import model_names, signed_threshold, stricter_threshold
+    from device.ops.health import signature_report
     cfg = load_cfg(a)
     models_dir = cfg.paths.models or DEFAULT_MODELS_DIR
     names = ["cells_pca.npz"]
@@ -62,15 +64,23 @@ def cmd_status(a) -> int:
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
     if cfg.gate.segmenter == "net":
         names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
-    models, ok = {}, True
+    signature = signature_report(models_dir)
+    models, ok = {}, signature["ok"]
     for n in names:
         try:
             _, e = verified_file(n, models_dir)
             models[n] = {"ok": True, "sha256": e["sha256"]}
+            if n.startswith("liveness_"):        # the threshold the gate will decide with
+                models[n]["threshold"] = signed_threshold(e, n)
+                if cfg.liveness.threshold is not None:
+                    models[n]["threshold"] = stricter_threshold(
+                        cfg.liveness.threshold, models[n]["threshold"], n)
+                    models[n]["threshold_from"] = "config (stricter than the signed one)"
         except ModelError as e:
             models[n] = {"ok": False, "error": str(e)}
             ok = False
-    rep = {"config": cfg.path or "(defaults)", "models_dir": str(models_dir), "models": models,
+    rep = {"config": cfg.path or "(defaults)", "models_dir": str(models_dir),
+           "manifest_signature": signature, "models": models,
            "source": cfg.source.kind, "relay": {k: cfg.relay[k] for k in
                                                 ("kind", "port", "channel", "pulse_ms")}}
     if Path(cfg.paths.store).exists():

@@ -29,8 +29,9 @@ STAGES = ("quality", "regions", "sensor", "feature", "match")
 
 class SensorStage:
     """The seed-001 sensor branch, loaded lazily and re-tried after a failure, so a missing or
-    tampered model denies every presentation (``liveness_unavailable``) and the gate recovers
-    by itself once a good file is in place."""
+    tampered model, a manifest without a valid signature, or a configured threshold below the
+    signed one denies every presentation (``liveness_unavailable``) and the gate recovers by
+    itself once a good file is in place."""
 
     def __init__(self, cfg):
         self.cfg = cfg
@@ -47,6 +48,10 @@ class SensorStage:
                                        threads=c.gate.model_threads,
                                        threshold=c.liveness.threshold)
             self.error = None
+            if c.liveness.threshold is not None:
+                log.warning("liveness threshold %.4g from the configuration (the signed "
+                            "manifest's is %.4g)", self.branch.threshold,
+                            self.branch.signed_threshold)
         except Exception as e:     # noqa: BLE001 - ModelError, onnxruntime errors, OSError
             self.branch, self.error = None, f"{type(e).__name__}: {e}"
             log.error("liveness models unavailable: %s", self.error)

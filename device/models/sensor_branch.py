@@ -1,11 +1,12 @@
 """The transmission-sensor branch of the gate (seed 001): capture -> super-resolution (x2) ->
 liveness model -> p(live) > threshold.
 
-Both models run through :class:`device.models.model.Model` (sha256-checked against
-models/manifest.json).  Files: ``sr_<sensor>.onnx`` / ``liveness_<sensor>.onnx`` (fp32) or the
-``_int8`` variants; the decision threshold is the ``threshold`` field of the liveness file's
-manifest entry (chosen on validation data by ``python -m tools.train sensor``).  Live only when
-p(live) is strictly greater than the threshold: equality is not live.
+Both models run through :class:`device.models.model.Model` (sha256-checked against the
+signed models/manifest.json).  Files: ``sr_<sensor>.onnx`` / ``liveness_<sensor>.onnx`` (fp32)
+or the ``_int8`` variants; the decision threshold is the ``threshold`` field of the liveness
+file's manifest entry (chosen on validation data by ``python -m tools.train sensor``, covered by
+the manifest's signature; an override may only raise it).  Live only when p(live) is strictly
+greater than the threshold: equality is not live.
 
 A frame whose size differs from the sensor's capture size (128x128) is centre-cropped to a square
 and area-resized to it (e.g. a 352x288 NIR camera frame).
@@ -67,6 +68,29 @@ def is_live(p_live, threshold: float):
     return np.asarray(p_live) > threshold
 
 
+def signed_threshold(entry: dict, name: str) -> float:
+    """The ``threshold`` of a liveness file's (signature-checked) manifest entry, in (0, 1)."""
+    t = entry.get("threshold")
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise ModelError(f"{name} has no numeric 'threshold' in the manifest")
+    if not 0.0 < float(t) < 1.0:
+        raise ModelError(f"threshold {t} of {name} is not in (0, 1)")
+    return float(t)
+
+
+def stricter_threshold(override: float, signed: float, name: str) -> float:
+    """``override`` when it is at least the signed threshold (a stricter liveness check);
+    a :class:`ModelError` when it would loosen it."""
+    t = float(override)
+    if not t >= signed:                 # NaN fails too
+        raise ModelError(f"liveness threshold {t:g} is below the signed threshold {signed:g} of "
+                         f"{name}: a configured threshold can only make the check stricter; "
+                         f"a lower one takes a newly signed manifest (docs/model-signing.md)")
+    if not t < 1.0:
+        raise ModelError(f"liveness threshold {t:g} is not below 1: nothing would be live")
+    return t
+
+
 @dataclass
 class Presentation:
     """Result of one sensor frame."""
@@ -80,23 +104,21 @@ class Presentation:
 class SensorBranch:
     """``SensorBranch('xray')(frame)`` -> :class:`Presentation`.
 
-    ``threshold`` overrides the manifest's (for experiments only; the gate uses the shipped
-    one)."""
+    The threshold is the signed manifest's (``signed_threshold``). ``threshold`` may only make
+    the check stricter: a value below the signed one is a :class:`ModelError` (the gate then
+    denies every presentation, ``liveness_unavailable``); a lower threshold takes a newly
+    signed manifest (docs/model-signing.md). ``trusted_keys``: see :class:`Model`."""
 
     def __init__(self, sensor: str, precision: str = "fp32",
                  models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
-                 threshold: float | None = None, batch: int = 16):
+                 threshold: float | None = None, batch: int = 16, trusted_keys=None):
         self.sensor, self.precision = sensor, precision
         sr_name, lv_name = model_names(sensor, precision)
-        self.sr_model = Model(sr_name, models_dir, threads)
-        self.liveness_model = Model(lv_name, models_dir, threads)
-        if threshold is None:
-            threshold = self.liveness_model.entry.get("threshold")
-            if threshold is None:
-                raise ModelError(f"{lv_name} has no 'threshold' in the manifest")
-        self.threshold = float(threshold)
-        if not 0.0 < self.threshold < 1.0:
-            raise ModelError(f"threshold {self.threshold} of {lv_name} is not in (0, 1)")
+        self.sr_model = Model(sr_name, models_dir, threads, trusted_keys=trusted_keys)
+        self.liveness_model = Model(lv_name, models_dir, threads, trusted_keys=trusted_keys)
+        self.signed_threshold = signed_threshold(self.liveness_model.entry, lv_name)
+        self.threshold = self.signed_threshold if threshold is None else \
+            stricter_threshold(threshold, self.signed_threshold, lv_name)
         self.batch = batch
 
     def super_resolve(self, captures: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The health/status report: models with their sha256 against models/manifest.json, cameras,
+"""The health/status report: models with their sha256 against models/manifest.json and the
+manifest's signature, cameras,
 relay, database, disk, watchdog, door and the last decisions, as one JSON-ready dict.
 
 Each part is a function of plain inputs (the manifest dict and the files' hashes, an object's
@@ -19,7 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from device.models.model import DEFAULT_MODELS_DIR, sha256_file
+from device.models.model import (DEFAULT_MODELS_DIR, SIGNATURE_FILE, ModelError,
+                                 load_signed_manifest, sha256_file)
 
 STATUS_FORMAT = "palmgate-status/1"
 DECISION_FIELDS = ("at", "time", "decision", "outcome", "reason", "user_id", "claimed_id",
@@ -86,7 +88,37 @@ def model_report(models_dir: str | os.PathLike = DEFAULT_MODELS_DIR,
     names = list((manifest.get("models") or {}).keys())
     rep = check_models(manifest, file_hashes(models_dir, names, cache), loaded)
     rep["manifest"] = str(path)
+    rep["signature"] = signature_report(models_dir, cache)
+    if not rep["signature"]["ok"]:
+        rep["problems"].insert(0, f"model manifest signature: {rep['signature']['error']}")
+        rep["ok"] = False
     return rep
+
+
+def signature_report(models_dir: str | os.PathLike = DEFAULT_MODELS_DIR,
+                     cache: dict | None = None) -> dict:
+    """``{"ok": True, "key_id": ...}`` when the manifest's signature verifies with the trusted
+    keys, else ``{"ok": False, "error": ...}``. ``cache`` skips the check while neither file
+    changed (size and mtime)."""
+    d = Path(models_dir)
+
+    def stamp(p: Path):
+        try:
+            st = p.stat()
+            return st.st_size, st.st_mtime_ns
+        except OSError:
+            return None
+
+    key = ("signature", str(d), stamp(d / "manifest.json"), stamp(d / SIGNATURE_FILE))
+    if cache is not None and key in cache:
+        return dict(cache[key])
+    try:
+        rep = {"ok": True, "key_id": load_signed_manifest(d)[1]}
+    except ModelError as e:
+        rep = {"ok": False, "error": str(e)}
+    if cache is not None:
+        cache[key] = rep
+    return dict(rep)
 
 
 # -- devices -----------------------------------------------------------------------------------

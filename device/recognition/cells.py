@@ -17,13 +17,14 @@ one file, ``models/cells_pca.npz``, checked against its sha256 in ``models/manif
 """
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_file
+from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
 CELLS_FILE = "cells_pca.npz"
 # the unit-response variant for split mode: kernels centred over the orientations, each map
@@ -151,17 +152,19 @@ def project(raw: np.ndarray, mean: np.ndarray, pca: np.ndarray) -> np.ndarray:
 def load_cell_params(models_dir: str | Path = DEFAULT_MODELS_DIR, name: str = CELLS_FILE,
                      verify: bool = True) -> dict:
     """The arrays of the cell feature file (Gabor bank, beta, PCA, importance), checked against
-    the manifest's sha256 unless ``verify`` is false."""
+    the signed manifest's sha256 unless ``verify`` is false."""
     path = Path(models_dir) / name
     if not path.exists():
         raise FeatureError(f"cell feature file not found: {path} (make it with "
                            f"`python -m tools.fit_cells_pca`)")
     if verify:
         try:
-            verified_file(name, models_dir)
+            data, _ = verified_bytes(name, models_dir)
         except ModelError as e:
             raise FeatureError(str(e)) from None
-    with np.load(path) as z:
+    else:
+        data = path.read_bytes()
+    with np.load(io.BytesIO(data)) as z:
         return {k: z[k] for k in z.files}
 
 

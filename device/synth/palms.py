@@ -9,13 +9,14 @@ gradient), blur and sensor noise. Runs with numpy, OpenCV and onnxruntime only.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, Model, verified_file
+from device.models.model import DEFAULT_MODELS_DIR, Model, verified_bytes
 from device.synth.bezier import Candidate, CandidateConfig, jitter_candidate, sample_candidate
 from device.synth.candidate_render import render_candidate
 from device.synth.labels import strict_label
@@ -117,7 +118,8 @@ class PalmSynthesizer:
         self.generator = Model(GENERATOR, self.models_dir, threads)
         self.threads = threads
         if conditions is None:
-            conditions = np.load(verified_file(STYLE_BANK, self.models_dir)[0]).astype(np.float32)
+            conditions = np.load(io.BytesIO(verified_bytes(STYLE_BANK, self.models_dir)[0])
+                                 ).astype(np.float32)
         self.conditions = np.asarray(conditions, np.float32)
 
     def conditions_from_images(self, images: np.ndarray) -> np.ndarray:

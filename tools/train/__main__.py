@@ -62,7 +62,15 @@ def main(argv=None) -> int:
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
                    help="liveness: models to fine-tune (default: the shipped models/)")
+    p.add_argument("--sign-key", default=None, metavar="PATH",
+                   help="Ed25519 private key that re-signs the manifest after each entry "
+                        "written (default: $PALMGATE_SIGN_KEY; without one the manifest is left "
+                        "unsigned for the release step, docs/model-signing.md)")
     a = p.parse_args(argv)
+    if a.sign_key:                      # read by tools/manifest.py at each entry written
+        import os
+        from tools.sign_manifest import KEY_ENV
+        os.environ[KEY_ENV] = a.sign_key
 
     import torch
 

@@ -1,0 +1,13 @@
+"""The Ed25519 public keys whose signature on models/manifest.json the gate accepts.
+
+Key id (first 16 hex digits of the sha256 of the raw key) -> base64 of the 32 raw public-key
+bytes, as ``python -m tools.sign_manifest --generate PATH`` prints it (PATH.pub). Adding or
+removing a key is a reviewed code change (docs/model-signing.md); the private keys are never in
+the repository.
+"""
+
+RELEASE_KEYS: dict[str, str] = {
+    # PalmGate release key 1, generated 2026-12-05 for the first signed release; private half
+    # held by the release owner outside the repository.
+    "78383ab4fdeada69": "c22D6sSxqids+NoNoF9rJTfU7IF+Mp26cHKFqP1CGLY=",
+}
