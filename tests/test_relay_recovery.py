@@ -303,3 +303,14 @@ def test_watchdog_over_the_supervisor(line):
         assert json.dumps(sup.describe())
     finally:
         peer.stop()
+
+
+@needs_socat
+def test_relay_faults_tool_runs(tmp_path):
+    """``python -m tools.relay_faults`` (the before/after figures of docs/relays.md), briefly."""
+    from tools.relay_faults import measure_kills, measure_threads
+    th = measure_threads(faults=3)
+    assert th["camera_timeouts"] == 3
+    assert th["after_stuck_captures"] <= th["after_one_good_burst"]
+    k = measure_kills(1, True, tmp_path, pulse_ms=300)
+    assert k["available"] and k["left_on"] == 0 and len(k["off_after_s"]) == 1
