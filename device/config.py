@@ -155,6 +155,21 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "baudrate": Opt(9600, "Serial speed.", int, min=1200, max=921600),
         "timeout_s": Opt(0.5, "Seconds to wait for a Modbus answer.", float, min=0.05,
                          max=10.0),
+        "board_pulse": Opt(False, "Modbus only: send each pulse as the board's own timed "
+                                  "\"flash on\" command (function 05 at flash_base + coil, the "
+                                  "time in 100 ms units; Waveshare Modbus RTU Relay and "
+                                  "alikes), so the board ends the pulse even if the gate is "
+                                  "killed mid-pulse without systemd's ExecStopPost. A board "
+                                  "without the function refuses it: check with palmgate "
+                                  "relay-test --board-pulse first (docs/relays.md).", bool),
+        "flash_base": Opt(512, "Modbus register address of the board's \"flash on\" command "
+                               "for the first coil (512 = 0x0200).", int, min=0, max=65535),
+        "reconnect_min_s": Opt(0.5, "After a failed relay command the line is reopened after "
+                                    "this many seconds, doubling up to reconnect_max_s; every "
+                                    "channel is switched off as soon as it answers.", float,
+                               min=0.05, max=60.0),
+        "reconnect_max_s": Opt(2.0, "Longest wait between two reopen attempts of a lost relay "
+                                    "line.", float, min=0.05, max=300.0),
     }),
     "timeouts": ("Per-stage time limits in milliseconds: a stage over its limit denies "
                  "(reason timeout:<stage>); it never opens.", {
@@ -393,6 +408,12 @@ def validate(raw: dict, path: str | None = None) -> Config:
     if r["channel"] > r["channels"]:
         raise ConfigError(f"relay.channel: {r['channel']} is above relay.channels "
                           f"{r['channels']}")
+    if r["board_pulse"] and r["kind"] != "modbus":
+        raise ConfigError(f"relay.board_pulse: relay.kind {r['kind']!r} has no board-timed "
+                          f"pulse (Modbus boards with a flash command only; an LCUS board "
+                          f"must be powered from the USB line instead: docs/relays.md)")
+    if r["reconnect_min_s"] > r["reconnect_max_s"]:
+        raise ConfigError("relay.reconnect_min_s: must not be above relay.reconnect_max_s")
     gp = out["gpio"]
     if gp["enabled"]:
         used: dict[str, str] = {}

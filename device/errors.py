@@ -23,3 +23,18 @@ class CorruptFrameError(FrameError):
 class CaptureTimeout(FrameError):
     """A camera delivered no frame within its time limit."""
     reason = "camera_timeout"
+
+
+class RelayError(RuntimeError):
+    """The relay line failed: no answer, a wrong answer, an exception response, a closed port."""
+
+
+class RelayLineError(RelayError):
+    """The line itself failed (the port cannot be opened, written or read; silence; a garbled
+    answer): reopening it may help, and :class:`device.relays.supervisor.RelaySupervisor`
+    does so on a timer."""
+
+
+class RelayRefused(RelayError):
+    """The board answered, and said no (a Modbus exception response): the line is up, so
+    reopening it cannot help."""

@@ -1,6 +1,7 @@
 """Shared fixtures of the gate tests (tests/test_gate_*.py): a models folder with tiny sensor
 models, rendered synthetic bursts (once per session), gate configurations in a tmp folder.
-The socat pty pair (``pty_pair``) is here; the pymodbus and LCUS peers live in tests/test_relay.py.
+The socat pty pair (``pty_pair``) is here; the LCUS peer lives in tests/test_relay.py, the
+pymodbus one in tools/relay_peers.py.
 
 Models folders the tests write are signed with a throwaway key (``signing_key``) that the
 runtime trusts only inside this process while a test asks for it (``trust_test_key``;

@@ -286,3 +286,67 @@ def test_database_full_for_real(tmp_path, tiny_models):
         assert pulses == k                              # one per recorded open, none after
         c.execute("PRAGMA max_page_count=1000000")
         assert gate.present(_blank_burst(999)).relay == "pulsed"
+
+
+class _HungDriver:
+    """A camera driver whose capture never returns while ``hang`` is set (a stuck V4L2 read):
+    the late frame it returns afterwards is numbered, so a stale one can be told apart."""
+
+    def __init__(self):
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.calls = 0
+
+    def start(self):
+        pass
+
+    def capture(self):
+        self.calls += 1
+        n = self.calls
+        if self.hang.is_set():
+            self.release.wait()
+        return np.full((48, 64, 3), n % 256, np.uint8), {"n": n}
+
+    def stop(self):
+        pass
+
+
+def test_stuck_camera_driver_does_not_leak_threads(tmp_path, tiny_models):
+    """12 faults of a driver call that never returns: one capture thread per camera at most
+    (before: one new thread per fault, 3 -> 15), each fault still denied as camera_timeout
+    through the loop, and the late frame is never handed to a later presentation."""
+    from device.errors import CaptureTimeout
+    cams = [_HungDriver() for _ in range(3)]
+    sensor = _HungDriver()
+    src = CameraBurstSource(cams, sensor, timeout_s=0.05)
+    src.start()
+    src.capture_burst()                               # healthy: one thread per camera now
+    base = threading.active_count()
+    cams[0].hang.set()
+    try:
+        for _ in range(12):
+            with pytest.raises(CaptureTimeout):
+                src.capture_burst()
+        assert threading.active_count() <= base
+        assert cams[0].calls == 2                     # the stuck call is never doubled
+        assert "camera 0" in src.stuck()
+        # through the gate loop as well: denied, audited, nothing pulsed, still no new thread
+        cfg = gate_config(tmp_path, tiny_models)
+        relay = MemoryRelay()
+        with Gate(cfg, pipeline=_always_open(Pipeline(cfg)), relay=relay) as gate:
+            gate._wait = lambda s: None               # no fault back-off in a test
+            seen = []
+            gate.run(src, limit=3, on_decision=lambda b, d: seen.append(d))
+            assert [d.reason for d in seen] == ["camera_timeout"] * 3
+            assert relay.events == []
+            assert threading.active_count() <= base + 1   # + the gate's own (GPIO, store)
+        # the driver returns at last: its late frame is dropped, the next burst is fresh
+        cams[0].hang.clear()
+        cams[0].release.set()
+        b = src.capture_burst()
+        assert int(b.views[0][0, 0, 0]) == cams[0].calls == 3
+        assert src.stuck() == {}
+    finally:
+        for c in cams + [sensor]:
+            c.release.set()
+        src.stop()

@@ -127,7 +127,7 @@ def test_start_switches_relay_off_before_anything_else(tmp_path, monkeypatch):
     relay = MemoryRelay()
     relay.state[1] = True                        # left on by a killed gate
 
-    def fake_open(cfg):
+    def fake_open(cfg, on_event=None):
         order.append("relay")
         relay.off(1)                             # what the real drivers do when they open
         return relay, None

@@ -101,3 +101,31 @@ def test_relay_test_bad_input(capsys):
     assert main(["relay-test", "--protocol", "lcus", "--port", "loop://",
                  "--channel", "3", "--channels", "2"]) == 2
     assert "outside 1..2" in capsys.readouterr().err
+
+
+@needs_socat
+@pytest.mark.parametrize("has_flash", [True, False])
+def test_relay_test_board_pulse(pty_pair, capsys, has_flash):
+    """``--board-pulse``: the board's own timed command, ended by the board (a board with the
+    flash function passes; one without refuses the command and the test fails)."""
+    from tools.relay_peers import ModbusPeer
+    host, board = pty_pair
+    peer = ModbusPeer(board, flash_base=0x0200 if has_flash else None)
+    try:
+        n0 = len(peer.rx)
+        rc, rep, err = run_cli(["relay-test", "--protocol", "modbus", "--port", host,
+                                "--pulse-ms", "200", "--board-pulse", "--json"], capsys)
+        if has_flash:
+            assert rc == 0 and rep["ok"] and rep["board_pulse"], rep
+            names = [c["check"] for c in rep["checks"]]
+            assert "off after the pulse, ended by the board itself (read back)" in names
+            from device.relays.serial import modbus_flash_frame
+            off = bytes.fromhex("01 05 00 00 00 00 CD CA")
+            writes = [f for f in peer.rx[n0:] if f[1] == 5]
+            # off at open, the flash, off at close: nothing from the host ended the pulse
+            assert writes == [off, modbus_flash_frame(1, 0x0200, 2), off]
+        else:
+            assert rc == 1 and "exception code" in rep["errors"][0]
+        assert peer.coils.get(0) is False
+    finally:
+        peer.stop()

@@ -1,6 +1,5 @@
 """Relay drivers against real peers on a socat pseudo-terminal pair: a byte-exact LCUS board
-simulator, and a pymodbus RTU server."""
-import asyncio
+simulator, and a pymodbus RTU server (tools/relay_peers.py, shared with tools.relay_faults)."""
 import shutil
 import threading
 import time
@@ -10,6 +9,7 @@ import serial
 
 from device.relays.serial import (LcusRelay, ModbusRelay, Relay, RelayError, crc16_modbus, lcus_frame,
                           modbus_write_coil_frame, open_relay, parse_lcus_frames)
+from tools.relay_peers import ModbusPeer  # noqa: F401 - the Modbus peer of every relay test
 
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None,
                                  reason="socat is not installed (apt-get install socat): the "
@@ -117,58 +117,6 @@ def test_lcus_exact_bytes_pulse_and_fail_secure(pty_pair):
         assert len(sim.frames) == 8 and not sim.bad
     finally:
         sim.close()
-
-
-class ModbusPeer:
-    """A pymodbus 3.x RTU server (unit 1, coils) running on its own event loop thread."""
-
-    def __init__(self, port):
-        from pymodbus.framer import FramerType
-        from pymodbus.server import ModbusSerialServer
-        from pymodbus.simulator import DataType, SimData, SimDevice
-
-        self.coils: dict[int, bool] = {}
-        self.rx: list[bytes] = []
-
-        async def action(fc, start, address, count, registers, set_values):
-            if fc == 5 and set_values is not None:
-                self.coils[address] = bool(set_values[0])
-            return None
-
-        def bits():
-            return [SimData(0, count=1, values=False, datatype=DataType.BITS)]   # coils 0..15
-
-        def regs():
-            return [SimData(0, count=1, values=0, datatype=DataType.REGISTERS)]
-
-        device = SimDevice(1, simdata=(bits(), bits(), regs(), regs()), action=action)
-
-        def trace(sending, data):
-            if not sending:
-                self.rx.append(bytes(data))
-            return data
-
-        self.loop = asyncio.new_event_loop()
-        self.server = None
-        ready = threading.Event()
-
-        async def serve():
-            self.server = ModbusSerialServer(device, framer=FramerType.RTU, port=port,
-                                             baudrate=9600, trace_packet=trace)
-            ready.set()
-            await self.server.serve_forever()
-
-        self.thread = threading.Thread(target=lambda: self.loop.run_until_complete(serve()),
-                                       daemon=True)
-        self.thread.start()
-        assert ready.wait(5)
-        time.sleep(0.3)                                  # let it open the port
-
-    def stop(self):
-        if self.server is not None:
-            asyncio.run_coroutine_threadsafe(self.server.shutdown(), self.loop).result(5)
-            self.server = None
-            self.thread.join(5)
 
 
 @needs_socat

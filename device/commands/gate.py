@@ -37,7 +37,8 @@ def cmd_relay_test(a) -> int:
     from device.ops.relaytest import relay_test
     rep = relay_test(a.protocol, a.port, channel=a.channel, pulse_ms=a.pulse_ms,
                      channels=a.channels, unit=a.unit, coil_base=a.coil_base,
-                     baudrate=a.baudrate, timeout=a.timeout)
+                     baudrate=a.baudrate, timeout=a.timeout, board_pulse=a.board_pulse,
+                     flash_base=a.flash_base)
     print(json.dumps(rep, indent=None if a.json else 2))
     if not a.json:
         for c in rep["checks"]:
@@ -153,6 +154,11 @@ def register(sub) -> None:
     sp.add_argument("--coil-base", type=int, default=0, help="Modbus coil of channel 1")
     sp.add_argument("--baudrate", type=int, default=9600)
     sp.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for an answer")
+    sp.add_argument("--board-pulse", action="store_true",
+                    help="Modbus: pulse with the board's own timed flash command and check "
+                         "that the board ends it by itself ([relay] board_pulse)")
+    sp.add_argument("--flash-base", type=lambda v: int(v, 0), default=0x0200,
+                    help="Modbus address of the flash command of coil 0 (default 0x0200)")
     sp.add_argument("--json", action="store_true", help="one line of JSON, no summary")
     sp.set_defaults(fn=cmd_relay_test)
     sp = sub.add_parser("status", help="models (sha256), store, audit chain, relay, last "

@@ -84,7 +84,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
     synth = SyntheticPeople(seed=seed, views=views, sensor=cfg.liveness.sensor)
     with Gate(cfg, pipeline=pipe) as gate:
         log(f"demo: {sensor} sensor, {precision} models; store {cfg.paths.store}; relay: "
-            f"{type(gate.relay).__name__} on "
+            f"{getattr(gate.relay, 'driver_name', None) or type(gate.relay).__name__} on "
             f"{getattr(gate.relay, 'port', '?')}"
             + (" (LCUS board simulator on a pty)" if gate.relay_sim else ""))
         for i in range(people):

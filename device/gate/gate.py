@@ -5,8 +5,11 @@
          -> relay pulse (only on "open") -> attempt accounting -> cool-down
 
 Fail-secure everywhere: the relay is switched off when the gate opens it and when it closes;
-a pulse is ended by the driver's own timer; a relay line that fails turns the decision into
-``deny/relay_error`` and is reopened at the next presentation; a camera that stops
+a pulse is ended by the driver's own timer (or by the board itself, ``relay.board_pulse``); a
+relay line that fails turns the decision into ``deny/relay_error``, and its supervisor
+(device/relays/supervisor.py) reopens it on a timer and switches every channel off as soon as it
+answers -- the fault and the recovery each get a log line and an audit record
+(``relay_fault``, ``relay_recovered``); a camera that stops
 delivering, a corrupt frame, a model that is missing or fails its hash, a full disk (the
 audit record cannot be written) -- each denies with its reason and the loop keeps going, so
 the gate recovers by itself when the fault goes away.
@@ -23,6 +26,7 @@ from collections import deque
 from device.sources.base import EndOfFrames, FrameError
 from device.gate.decision import Decision, Deny
 from device.gate.pipeline import Pipeline
+from device.relays.supervisor import RelaySupervisor
 
 log = logging.getLogger("palmgate.gate")
 
@@ -78,12 +82,18 @@ class Gate:
     def _open_relay(self):
         from device.relays.factory import open_gate_relay
         try:
-            self.relay, sim = open_gate_relay(self.cfg)
+            self.relay, sim = open_gate_relay(self.cfg, on_event=self._relay_event)
             self.relay_sim = self.relay_sim or sim
-            self.relay_error = None
+            self.relay_error = getattr(self.relay, "fault", None)
         except Exception as e:     # noqa: BLE001 - RelayError, SerialException, OSError
             self.relay, self.relay_error = None, f"{type(e).__name__}: {e}"
             log.error("relay unavailable: %s", self.relay_error)
+
+    def _relay_event(self, kind: str, info: dict) -> None:
+        """The relay supervisor lost or regained the line (any thread; logged there): keep
+        the state for the health report and audit it from the loop thread."""
+        self.relay_error = info.get("error") if kind == "relay_fault" else None
+        self._post(kind, info)
 
     def reload(self):
         """(Re)build the gallery from the store (after enrolments by another process)."""
@@ -211,7 +221,8 @@ class Gate:
             except Exception as e:  # noqa: BLE001 - RelayError and friends
                 log.error("relay pulse failed: %s", e)
                 d.decision, d.reason, d.relay = "deny", "relay_error", "error"
-                self._drop_relay()
+                if not isinstance(self.relay, RelaySupervisor):
+                    self._drop_relay()            # reopened at the next presentation
                 try:
                     self._audit(d, kind="relay_error")
                 except Exception:   # noqa: BLE001
@@ -300,6 +311,15 @@ class Gate:
                 data["audited"] = self._audit_event(
                     "egress", at, decision="open" if ok else "deny",
                     reason="exit_button" if ok else f"relay_error: {data['error']}"[:200])
+            elif kind in ("relay_fault", "relay_recovered"):
+                if kind == "relay_fault":
+                    p = {"reason": f"relay line lost ({data.get('what')}): "
+                                   f"{data.get('error')}"[:200], "status": "down"}
+                else:
+                    p = {"reason": "relay line back: every channel switched off",
+                         "status": "up", "delay_s": data.get("down_s"),
+                         "count": data.get("attempts")}
+                data["audited"] = self._audit_event(kind, at, **p)
             elif kind == "door":
                 k = data["kind"]
                 audit_kind = None
@@ -313,7 +333,8 @@ class Gate:
                     extra = {"window_s": self.cfg.gpio.held_open_s} if k == "held_open" else {}
                     data["audited"] = self._audit_event(audit_kind, at, reason=reason, **extra)
             data = dict(data, event=kind, time=at)
-            self.door_events.append(data)
+            if kind in ("egress", "door"):
+                self.door_events.append(data)
             done.append((kind, data))
             if self.on_event is not None:
                 try:
@@ -328,8 +349,9 @@ class Gate:
         window = self.cfg.gpio.grant_window_s
         if time.time() - at > window:
             return
-        self._drop_relay()
-        self._open_relay()
+        if not isinstance(self.relay, RelaySupervisor):  # the supervisor reopens by itself
+            self._drop_relay()
+            self._open_relay()
         if self.relay is None:
             return
         try:
@@ -341,7 +363,8 @@ class Gate:
                      extra={"event": "egress", "relay": "pulsed", "retried": True})
         except Exception as e:      # noqa: BLE001
             data["error"] = f"{type(e).__name__}: {e}"
-            self._drop_relay()
+            if not isinstance(self.relay, RelaySupervisor):
+                self._drop_relay()
 
     def io_status(self) -> dict:
         """GPIO devices, door state and the last door / egress events (health report)."""

@@ -163,6 +163,21 @@ def relay_report(relay) -> dict:
     """Driver, port, channels, last commanded states and errors of a relay driver."""
     if relay is None:
         return {"configured": False, "ok": False, "problems": ["relay: not configured"]}
+    if hasattr(relay, "describe") and hasattr(relay, "connected"):   # RelaySupervisor
+        d = relay.describe()
+        states = {str(k): v for k, v in relay.states.items()}
+        problems = []
+        if relay.closed:
+            problems.append("relay: closed")
+        elif not d["connected"]:
+            problems.append(f"relay: line down for {d['down_s']} s, reconnecting "
+                            f"({d['fault']})")
+        errors = list(relay.errors)
+        return {"driver": d["driver"], "port": d["port"], "channels": d["channels"],
+                "states": states, "closed": relay.closed, "connected": d["connected"],
+                "faults": d["faults"], "recoveries": d["recoveries"], "errors": len(errors),
+                "last_error": str(errors[-1]) if errors else None,
+                "ok": not problems, "problems": problems}
     errors = list(getattr(relay, "errors", []) or [])
     closed = bool(getattr(relay, "_closed", getattr(relay, "closed", False)))
     states = {str(k): v for k, v in (getattr(relay, "states", {}) or {}).items()}

@@ -22,12 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def _open(cfg):
-    from device.relays.serial import open_relay
-    r = cfg.relay
-    kw = {"channels": r.channels, "baudrate": r.baudrate}
-    if r.kind == "modbus":
-        kw.update(unit=r.unit, timeout=r.timeout_s)
-    return open_relay(r.kind, r.port, **kw)
+    from device.relays.factory import relay_opener
+    return relay_opener(cfg)()
 
 
 def relay_off(cfg, attempts: int = 3, pause_s: float = 1.0) -> dict:

@@ -6,8 +6,10 @@
   frame it receives and the resulting relay state.
 - :class:`MemoryRelay` -- the Relay protocol in memory (when no pty is available).
 
-``open_gate_relay(cfg)`` opens what ``[relay]`` names; ``sim`` is an LCUS board simulator on a
-pty where the OS has them, else :class:`MemoryRelay`.
+``open_gate_relay(cfg)`` opens what ``[relay]`` names under a
+:class:`device.relays.supervisor.RelaySupervisor` (a lost line is reopened, every channel off as
+soon as it answers); ``sim`` is an LCUS board simulator on a pty where the OS has them, else
+:class:`MemoryRelay`.
 """
 from __future__ import annotations
 
@@ -111,21 +113,42 @@ class LcusBoardSim(threading.Thread):
                 pass
 
 
-def open_gate_relay(cfg):
-    """(relay, simulator or None) for the ``[relay]`` section."""
+def relay_opener(cfg, port: str | None = None):
+    """A function that opens the driver ``[relay]`` names (every channel switched off as it
+    opens); ``port`` overrides ``relay.port`` (the simulator's pty). ``sim`` opens an LCUS
+    driver. Used by the gate (through :class:`RelaySupervisor`) and by ``palmgate relay-off``."""
     from device.relays.serial import open_relay
     r = cfg.relay
+    kw = {"channels": r.channels, "baudrate": r.baudrate}
+    if r.kind == "modbus":
+        kw.update(unit=r.unit, timeout=r.timeout_s, board_pulse=r.board_pulse,
+                  flash_base=r.flash_base)
+    protocol = "lcus" if r.kind == "sim" else r.kind
+    port = port or r.port
+    return lambda: open_relay(protocol, port, **kw)
+
+
+def open_gate_relay(cfg, on_event=None):
+    """(relay, simulator or None) for the ``[relay]`` section: the driver under a
+    :class:`RelaySupervisor`, which reopens a lost line and switches every channel off as soon
+    as it answers (``on_event(kind, info)``: ``relay_fault`` / ``relay_recovered``). A line
+    that is down at start is not an error here: the supervisor keeps trying."""
+    from device.relays.supervisor import RelaySupervisor
+    r = cfg.relay
+    sim = None
     if r.kind == "sim":
         try:
             sim = LcusBoardSim()
         except (OSError, ImportError, AttributeError):   # no ptys (Windows, sandbox)
             return MemoryRelay(r.channels), None
-        try:
-            return open_relay("lcus", sim.port, channels=r.channels, baudrate=r.baudrate), sim
-        except Exception:
+    port = sim.port if sim is not None else r.port
+    try:
+        relay = RelaySupervisor(relay_opener(cfg, port), r.channels, port=port,
+                                backoff_s=(r.reconnect_min_s, r.reconnect_max_s),
+                                on_event=on_event,
+                                driver_name="ModbusRelay" if r.kind == "modbus" else "LcusRelay")
+    except Exception:
+        if sim is not None:
             sim.close()
-            raise
-    kw = {"channels": r.channels, "baudrate": r.baudrate}
-    if r.kind == "modbus":
-        kw.update(unit=r.unit, timeout=r.timeout_s)
-    return open_relay(r.kind, r.port, **kw), None
+        raise
+    return relay, sim

@@ -10,13 +10,13 @@ source is done, ``FrameError`` when a camera fails), ``stop()``.
   It is also a plain :class:`device.sources.base.FrameSource` (``capture()`` yields the frames of
   the bursts one after another with ``role``/``view``/``burst`` in the metadata).
 - :class:`CameraBurstSource` -- K FrameSources (OpenCV, picamera2, folders) + a sensor one,
-  each capture bounded by a timeout: a camera that stops delivering is a ``FrameError``.
+  each capture bounded by a timeout on the camera's own capture thread: a camera that stops
+  delivering is a ``FrameError`` (``CaptureTimeout``), and never costs a thread per fault.
 - the synthetic source for the demo is :mod:`device.synth.source`.
 """
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from device.errors import CaptureTimeout, CorruptFrameError
+from device.errors import CorruptFrameError
 from device.sources.base import EndOfFrames, FrameError, FrameSource
+from device.sources.worker import CaptureWorker
 
 
 @dataclass
@@ -151,36 +152,21 @@ def read_bursts(path, views: int | None = None) -> list[Burst]:
     return [src.capture_burst() for _ in range(len(src))]
 
 
-def call_with_timeout(fn, timeout_s: float, what: str):
-    """Run ``fn()`` in a helper thread; a call that does not return within ``timeout_s``
-    raises ``FrameError`` (the thread is left to finish on its own: a hung driver call
-    cannot be cancelled from Python)."""
-    box: dict = {}
-
-    def run():
-        try:
-            box["v"] = fn()
-        except BaseException as e:   # noqa: BLE001 - handed to the caller
-            box["e"] = e
-
-    t = threading.Thread(target=run, daemon=True, name=f"capture-{what}")
-    t.start()
-    t.join(timeout_s)
-    if t.is_alive():
-        raise CaptureTimeout(f"{what} delivered no frame within {timeout_s:g} s")
-    if "e" in box:
-        raise box["e"]
-    return box["v"]
-
-
 class CameraBurstSource:
     """K visible FrameSources + one sensor FrameSource -> bursts; every capture is bounded by
     ``timeout_s``. A camera that stops delivering raises ``FrameError`` (the loop denies with
-    ``camera_timeout`` and keeps trying: it recovers when frames come again)."""
+    ``camera_timeout`` and keeps trying: it recovers when frames come again). Each camera is
+    called from one capture thread of its own (device/sources/worker.py): a driver call that
+    never returns holds that thread only, and the camera answers ``camera_timeout`` until the
+    call returns -- no thread piles up per fault, and the late frame is dropped."""
 
     def __init__(self, views: list[FrameSource], sensor: FrameSource | None,
                  timeout_s: float = 2.0):
         self.view_sources, self.sensor_source, self.timeout_s = list(views), sensor, timeout_s
+        self._workers = [CaptureWorker(s.capture, f"camera {k}")
+                         for k, s in enumerate(self.view_sources)]
+        self._sensor_worker = CaptureWorker(sensor.capture, "sensor camera") \
+            if sensor is not None else None
         self._n = 0
 
     def start(self) -> None:
@@ -189,15 +175,19 @@ class CameraBurstSource:
 
     def capture_burst(self) -> Burst:
         imgs = []
-        for k, s in enumerate(self.view_sources):
-            img, _ = call_with_timeout(s.capture, self.timeout_s, f"camera {k}")
+        for w in self._workers:
+            img, _ = w.call(self.timeout_s)
             imgs.append(img)
         sensor = None
-        if self.sensor_source is not None:
-            sensor, _ = call_with_timeout(self.sensor_source.capture, self.timeout_s,
-                                          "sensor camera")
+        if self._sensor_worker is not None:
+            sensor, _ = self._sensor_worker.call(self.timeout_s)
         self._n += 1
         return Burst(imgs, sensor, {"burst": f"live-{self._n:06d}", "timestamp": time.time()})
+
+    def stuck(self) -> dict:
+        """Cameras whose last driver call has not returned: {name: seconds}."""
+        ws = self._workers + ([self._sensor_worker] if self._sensor_worker else [])
+        return {w.what: round(w.stuck_s, 1) for w in ws if w.stuck_s is not None}
 
     def stop(self) -> None:
         for s in self.view_sources + ([self.sensor_source] if self.sensor_source else []):
@@ -205,6 +195,8 @@ class CameraBurstSource:
                 s.stop()
             except Exception:       # noqa: BLE001 - stopping must reach every camera
                 pass
+        for w in self._workers + ([self._sensor_worker] if self._sensor_worker else []):
+            w.close()
 
 
 def open_frame_source(spec: str, grayscale: bool = False) -> FrameSource:
