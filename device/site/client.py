@@ -202,6 +202,7 @@ class GateSync:
                 now = time.time()
                 if self.connected.is_set() and now - last_audit > 0.5:
                     self._send_audit()
+                    self._send_outbox()
                     last_audit = now
                 if self.connected.is_set() and self._hello_due and now >= self._hello_due:
                     self._hello()
@@ -242,9 +243,8 @@ class GateSync:
                 self._puback(x)
             elif kind == "connected":
                 self._audit_sent = int(self._kv("audit_acked") or 0)
-                for oid, topic, payload in self.db.execute(
-                        "SELECT id, topic, payload FROM outbox ORDER BY id").fetchall():
-                    self._publish(topic, bytes(payload), ("outbox", oid))
+                self._inflight.clear()          # paho resends its own; ours go again
+                self._send_outbox()
                 self._hello_due = time.time() + 2.0
             elif kind == "call":
                 fn, a, fut = x
@@ -436,6 +436,14 @@ class GateSync:
         return self.submit(go)
 
     # ------------------------------------------------------------------ audit, health
+    def _send_outbox(self) -> None:
+        """Uploads not yet with the broker (written by this thread or by ``outbox_hook``)."""
+        busy = {t[1] for t in self._inflight.values() if t[0] == "outbox"}
+        for oid, topic, payload in self.db.execute(
+                "SELECT id, topic, payload FROM outbox ORDER BY id LIMIT 200").fetchall():
+            if oid not in busy:
+                self._publish(topic, bytes(payload), ("outbox", oid))
+
     def _send_audit(self) -> None:
         rows = self.store.conn.execute(
             "SELECT seq, ts, kind, payload, prev, hash FROM audit WHERE seq > ? ORDER BY seq "
@@ -469,6 +477,37 @@ class GateSync:
     def _hello(self) -> None:
         self._publish(M.up_topic(self.site, self.gate, "hello"), M.pack(self.report()), None)
         self._hello_due = time.time() + self.hello_s
+
+
+def start_for_gate(cfg, gate) -> GateSync:
+    """The sync thread of ``palmgate run``: its own connection to the gate's store (the gate
+    reloads its gallery when the store changes)."""
+    from device.gate.gate import open_store
+    p = gate.pipeline
+    return from_config(cfg, lambda: open_store(cfg), p.protect_config,
+                       p.extractor.importance).start()
+
+
+def outbox_hook(cfg, protect_config, importance=None):
+    """``enrol_user(..., site=hook)`` for a process that is not the sync client (``palmgate
+    enroll``): the upload goes into the sync state's outbox; the running gate's sync client
+    sends it. Needs the roster the sync client has received."""
+    def hook(user_id, plain, label=""):
+        s = from_config(cfg, None, protect_config, importance)
+        db = sqlite3.connect(str(cfg.site.state), isolation_level=None, timeout=30)
+        try:
+            db.executescript(_SCHEMA)
+            r = db.execute("SELECT value FROM kv WHERE name='roster'").fetchone()
+            if r is None:
+                raise RuntimeError("this gate has no site roster yet: start palmgate run "
+                                   "(or site-sync) once with the broker reachable")
+            s.roster = json.loads(r[0])
+            _, frame = s.make_upload(user_id, plain, label)
+            db.execute("INSERT INTO outbox(topic, payload, created) VALUES(?,?,?)",
+                       (M.up_topic(s.site, s.gate, "enrol"), frame, time.time()))
+        finally:
+            db.close()
+    return hook
 
 
 def from_config(cfg, open_store, protect_config, importance=None, **kw) -> GateSync:
