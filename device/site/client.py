@@ -107,6 +107,7 @@ class GateSync:
         self._inflight: dict[int, tuple] = {}      # mid -> ("audit", last seq) | ("outbox", id)
         self._audit_sent = 0
         self._hello_due = 0.0
+        self._last_change = 0.0
         self.stats = {"applied": 0, "skipped": 0, "rejected": 0, "duplicates": 0}
         self.thread: threading.Thread | None = None
         self.client = None
@@ -225,6 +226,7 @@ class GateSync:
                 what = x.topic.rsplit("/", 1)[-1]
                 if what == "change":
                     changes.append(x)
+                    self._last_change = time.time()
                     continue
                 try:
                     h, body = M.unpack_tagged(self.k_tag, x.payload)
@@ -472,6 +474,7 @@ class GateSync:
                 "missing": missing, "applied": mx[1], "store": self.store.count(),
                 "audit_head": head, "audit_acked": int(self._kv("audit_acked") or 0),
                 "outbox": self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0],
+                "idle_s": round(time.time() - self._last_change, 1) if self.q.empty() else 0.0,
                 "stats": dict(self.stats)}
 
     def _hello(self) -> None:

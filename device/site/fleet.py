@@ -401,17 +401,16 @@ def run_fleet(gates: int = 4, users: int = 200, sample: int = 2, measure: int = 
 def _bytes(f: Fleet) -> dict:
     c = sqlite3.connect(f"file:{f.site_dir / 'service' / 'service.db'}?mode=ro", uri=True)
     try:
-        syn = c.execute("SELECT AVG(LENGTH(blob)) FROM sealed WHERE user_id LIKE 's%'"
-                        ).fetchone()[0]
-        real = c.execute("SELECT AVG(LENGTH(blob)), AVG(n) FROM sealed JOIN (SELECT user_id, "
-                         "n_templates AS n FROM users) USING (user_id) WHERE user_id LIKE "
-                         "'person-%'").fetchone()
+        syn = c.execute("SELECT AVG(gate_bytes), AVG(recovery_bytes) FROM uploads WHERE "
+                        "user_id LIKE 's%' AND outcome='ok'").fetchone()
+        real = c.execute("SELECT AVG(gate_bytes), AVG(n) FROM uploads WHERE user_id LIKE "
+                         "'person-%' AND outcome='ok'").fetchone()
         hdr = c.execute("SELECT AVG(LENGTH(header)) FROM changes WHERE kind='enrol'"
-                        ).fetchone()[0]
-        rec = c.execute("SELECT AVG(LENGTH(blob)) FROM recovery WHERE user_id LIKE 's%'"
                         ).fetchone()[0]
     finally:
         c.close()
+    rec = syn[1]
+    syn = syn[0]
     frame = 8 + 32 + (hdr or 330)               # framing + service tag + header JSON
     return {"one_template_sealed": round(syn or 0), "change_message_one_template":
             round((syn or 0) + frame),

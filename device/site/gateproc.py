@@ -117,18 +117,28 @@ def main(argv=None) -> int:
     return 0
 
 
+_GALLERY: dict = {}
+
+
 def _identify(s, ext, queries, threshold) -> dict:
     """1:N on the gate's own store, as the gate decides: the gallery of its protected
     templates, the K views fused; the decision goes into its audit chain."""
     from device.gate.gallery import fused_search, load_gallery
     from device.store.audit import bucket_score
-    gal, _ = load_gallery(s.store, DEFAULT_CONFIG, ext.importance, when=time.time(),
-                          dim=ext.dim, shifts=ext.shifts, storage="float16")
+    key = s.store.conn.total_changes          # this connection is the store's only writer
+    if _GALLERY.get("key") != key:            # the gate reloads when its store changed
+        _GALLERY.clear()
+        _GALLERY["gal"] = load_gallery(s.store, DEFAULT_CONFIG, ext.importance,
+                                       when=time.time(), dim=ext.dim, shifts=ext.shifts,
+                                       storage="float16")[0]
+        _GALLERY["key"] = s.store.conn.total_changes
+    gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)
     s.store.audit.append("decision", decision="open" if opened else "deny",
                          user_id=m.owner if opened else "", terminal=s.gate,
                          score_bucket=bucket_score(m.score, threshold) if m else "nan")
+    _GALLERY["key"] = s.store.conn.total_changes      # an audit record is no gallery change
     return {"opened": opened, "user": m.owner if m else None,
             "score": None if m is None else m.score, "gallery": len(gal)}
 

@@ -51,7 +51,9 @@ CREATE TABLE IF NOT EXISTS recovery (user_id TEXT PRIMARY KEY, enrol_id TEXT, bl
 CREATE TABLE IF NOT EXISTS changes (gate_id TEXT, gseq INTEGER, user_id TEXT,
     version INTEGER, kind TEXT, header TEXT, created REAL, PRIMARY KEY (gate_id, gseq));
 CREATE TABLE IF NOT EXISTS uploads (enrol_id TEXT PRIMARY KEY, gate_id TEXT, user_id TEXT,
-    received REAL, outcome TEXT);
+    received REAL, outcome TEXT, n INTEGER, gate_bytes INTEGER, recovery_bytes INTEGER);
+CREATE TABLE IF NOT EXISTS delivered (user_id TEXT, gate_id TEXT, enrol_id TEXT,
+    PRIMARY KEY (user_id, gate_id));
 CREATE TABLE IF NOT EXISTS audit (gate_id TEXT, seq INTEGER, ts REAL, kind TEXT,
     payload TEXT, hash BLOB, received REAL, PRIMARY KEY (gate_id, seq));
 CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL,
@@ -71,6 +73,7 @@ class SiteService:
         self.resend_after_s = resend_after_s
         self.q: queue.Queue = queue.Queue()
         self._tags: dict[str, bytes] = {}
+        self._resent: dict[str, float] = {}
         self._stop = threading.Event()
         self.connected = threading.Event()
         self.stats = {"uploads": 0, "published": 0, "resent": 0, "audit_records": 0,
@@ -259,7 +262,8 @@ class SiteService:
                               "WHERE user_id=?", (uid,)).fetchone()
         now = time.time()
         if row and row[0] == "revoked" and float(h.get("ts", 0)) < (row[1] or 0):
-            self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?)",
+            self.db.execute("INSERT INTO uploads(enrol_id, gate_id, user_id, received, "
+                            "outcome) VALUES(?,?,?,?,?)",
                             (eid, gate, uid, now, "older than the revocation"))
             self._event("enrol-refused", f"{uid} from {gate}: enrolled before the revocation")
             return
@@ -279,7 +283,9 @@ class SiteService:
         for g, blob in sealed.items():
             self.db.execute("INSERT INTO sealed VALUES(?,?,?,?,?)", (uid, g, eid, gate, blob))
         self.db.execute("INSERT OR REPLACE INTO recovery VALUES(?,?,?)", (uid, eid, rec))
-        self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?)", (eid, gate, uid, now, "ok"))
+        self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
+                        (eid, gate, uid, now, "ok", int(h.get("n", 0)),
+                         sum(map(len, sealed.values())) // max(1, len(sealed)), len(rec)))
         from_pub = self.db.execute("SELECT pub FROM gates WHERE gate_id=?",
                                    (gate,)).fetchone()[0]
         extra = {"from": gate, "from_pub": from_pub, "enrol_id": eid,
@@ -328,19 +334,38 @@ class SiteService:
         contig = int(h.get("contig", 0))
         self.db.execute("UPDATE gates SET last_seen=?, health=?, contig=MAX(contig, ?) "
                         "WHERE gate_id=?", (now, json.dumps(h), contig, gate))
-        missing = [int(g) for g in h.get("missing", [])][:1000]
-        tail = self.db.execute(
-            "SELECT gseq FROM changes WHERE gate_id=? AND gseq>? AND created<? ORDER BY gseq "
-            "LIMIT 5000", (gate, int(h.get("max_gseq", 0)), now - self.resend_after_s))
-        resend = missing + [r[0] for r in tail]
+        # gaps the gate reports, and -- once it has been idle a while (the broker has
+        # nothing more for it) -- changes it never saw; at most once per resend_after_s
+        last = self._resent.get(gate, 0.0)
+        if now - last < self.resend_after_s:
+            return self._prune(gate, contig, h, out)
+        resend = [int(g) for g in h.get("missing", [])][:1000]
+        if float(h.get("idle_s", 0.0)) >= min(5.0, self.resend_after_s):
+            resend += [r[0] for r in self.db.execute(
+                "SELECT gseq FROM changes WHERE gate_id=? AND gseq>? AND created<? ORDER BY "
+                "gseq LIMIT 5000", (gate, int(h.get("max_gseq", 0)),
+                                    now - self.resend_after_s))]
+        if resend:
+            self._resent[gate] = now
         for g in resend:
             r = self.db.execute("SELECT header FROM changes WHERE gate_id=? AND gseq=?",
                                 (gate, g)).fetchone()
             if r is not None:
                 out.append(self._change_msg(gate, json.loads(r[0])))
                 self.stats["resent"] += 1
+        self._prune(gate, contig, h, out)
+
+    def _prune(self, gate, contig, h, out) -> None:
+        """Forget what the gate has applied: the changes, and the ciphertexts sealed to it
+        (a gate allowed later, or a replaced one, gets its users through ``recover``)."""
+        self.db.execute("INSERT OR REPLACE INTO delivered SELECT user_id, gate_id, "
+                        "json_extract(header, '$.enrol_id') FROM changes WHERE gate_id=? AND "
+                        "gseq<=? AND kind='enrol' ORDER BY gseq", (gate, contig))
+        self.db.execute("DELETE FROM sealed WHERE gate_id=? AND (user_id, enrol_id) IN "
+                        "(SELECT user_id, json_extract(header, '$.enrol_id') FROM changes "
+                        "WHERE gate_id=? AND gseq<=? AND kind='enrol')", (gate, gate, contig))
         self.db.execute("DELETE FROM changes WHERE gate_id=? AND gseq<=?", (gate, contig))
-        if int(h.get("audit_acked", 0)) > self.db.execute(
+        if float(h.get("idle_s", 0.0)) >= 5.0 and int(h.get("audit_acked", 0)) > self.db.execute(
                 "SELECT audit_seq FROM gates WHERE gate_id=?", (gate,)).fetchone()[0]:
             seq = self.db.execute("SELECT audit_seq FROM gates WHERE gate_id=?",
                                   (gate,)).fetchone()[0]
@@ -447,13 +472,16 @@ def snapshot(svc: SiteService, events: int = 50) -> dict:
 
 
 def recovery_items(svc: SiteService, gate: str) -> list[dict]:
-    """Active users allowed on ``gate`` that have no template sealed to it: their recovery
-    copies (sealed to the recovery key), for ``recover``."""
+    """Active users allowed on ``gate`` that have neither a template sealed to it waiting nor
+    their current enrolment delivered there: their recovery copies (sealed to the recovery
+    key), for ``recover``. A replaced gate: ``forget_gate`` first."""
     out = []
     for uid, eid, blob, gj in svc.db.execute(
             "SELECT u.user_id, r.enrol_id, r.blob, u.gates FROM users u JOIN recovery r USING "
             "(user_id) WHERE u.state='active' AND NOT EXISTS (SELECT 1 FROM sealed s WHERE "
-            "s.user_id=u.user_id AND s.gate_id=?)", (gate,)):
+            "s.user_id=u.user_id AND s.gate_id=?) AND NOT EXISTS (SELECT 1 FROM delivered d "
+            "WHERE d.user_id=u.user_id AND d.gate_id=? AND d.enrol_id=u.enrol_id)",
+            (gate, gate)):
         if gj is None or gate in json.loads(gj):
             out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex()})
     return out
@@ -483,6 +511,15 @@ def add_recovered(svc: SiteService, gate: str, items, out=None) -> dict:
         n += 1
     svc._event("recover", f"{n} users recovered for gate {gate}")
     return {"gate": gate, "sent": n}
+
+
+@_writes
+def forget_gate(svc: SiteService, gate: str, out=None) -> dict:
+    """A gate replaced (new unit, empty store): forget what was delivered to it, so that
+    ``recover`` gives it every user again."""
+    n = svc.db.execute("DELETE FROM delivered WHERE gate_id=?", (gate,)).rowcount
+    svc._event("forget", f"gate {gate} replaced: {n} deliveries forgotten")
+    return {"gate": gate, "forgotten": n}
 
 
 @_writes
