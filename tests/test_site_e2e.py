@@ -226,3 +226,27 @@ def test_a_gate_added_later_is_recovered(site):
     wait(lambda: "g3" in site.gates["g1"].roster["gates"], what="roster with g3")
     site.gates["g1"].enrol_local("erin", person(30, n=1)).result(10)
     wait(lambda: "erin" in site.users("g3"), what="erin on g3")
+
+
+def test_a_forged_audit_record_is_refused(site):
+    """A record that does not chain (sent on g1's own topic with g1's password, as a
+    tampered gate or a replay would) is refused and shown; g1's real chain goes on."""
+    import paho.mqtt.client as mqtt
+    info = P.load_site(site.dir)
+    gs = {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}
+    n = gs["g1"]["audit_records"]
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-forger")
+    c.username_pw_set("g1", P.password(site.dir, "g1"))
+    c.connect("127.0.0.1", info["broker"]["port"])
+    c.loop_start()
+    rec = [n + 1, time.time(), "decision", '{"decision":"open"}', "00" * 32, "11" * 32]
+    c.publish(M.up_topic("hq", "g1", "audit"), M.pack({"from": "g1", "records": [rec]}),
+              qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    wait(lambda: "does not chain" in {g["gate_id"]: g for g in site.svc.call(S.snapshot)[
+        "gates"]}["g1"]["audit_chain"], what="chain error shown")
+    site.gates["g1"].submit(lambda s: s.store.audit.append("decision", decision="deny",
+                                                           terminal="g1")).result(5)
+    wait(lambda: {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}["g1"][
+        "audit_records"] == n + 1, what="g1's real record accepted")
