@@ -87,7 +87,11 @@ def cmd_recover(a) -> int:
 
 def cmd_fleet(a) -> int:
     import os
+    import signal
+    import sys
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # SIGTERM: stop the broker, the service and the gate processes on the way out
+    signal.signal(signal.SIGTERM, lambda *x: sys.exit(143))
     from device.site.fleet import run_fleet
     r = run_fleet(gates=a.gates, users=a.users, sample=a.sample, measure=a.measure,
                   revokes=a.revokes, rate=a.rate, offline_changes=a.offline_changes,
