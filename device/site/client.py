@@ -34,7 +34,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from device.site import messages as M
-from device.site.sealing import SealError, open_sealed, pair_key, seal, seal_to  # noqa: F401
+from device.site.sealing import SealError, pair_key, seal, seal_to, unseal
 from device.site.templates import decode_templates, encode_for_gates, encode_plain
 
 log = logging.getLogger("palmgate.site")
@@ -290,13 +290,8 @@ class GateSync:
             if key is None:
                 key = self._pair[sender] = pair_key(self.key, sender, "seal")
             ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
-            tmpls = decode_templates(self._unseal(key, body, ad))
+            tmpls = decode_templates(unseal(key, body, ad))
         return h, tmpls
-
-    @staticmethod
-    def _unseal(key, body, ad):
-        from device.site.sealing import unseal
-        return unseal(key, body, ad)
 
     def _apply(self, msgs) -> None:
         todo, now = [], time.time()
