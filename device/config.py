@@ -275,6 +275,27 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                     "takes about 6 s per view: raise it there.", float,
                                min=0.05, max=600.0),
     }),
+    "site": ("A site of many gates (docs/site.md): a sync client beside the gate loop takes "
+             "the enrolments, revocations and changes the site's management service sends "
+             "this gate through the site's MQTT broker (Mosquitto), sends this gate's own "
+             "enrolments (protected again and sealed to each gate) and its audit records up, "
+             "and reports its health. The gate keeps deciding from its own store while the "
+             "broker is away. `palmgate site gate-config --dir SITE --gate ID` prints this "
+             "section for a provisioned gate.", {
+        "enabled": Opt(False, "Run the site sync client with palmgate run (needs the "
+                              "paho-mqtt package: pip install 'palmgate[site]').", bool),
+        "site": Opt("", "Site name (site.json).", nullable=True),
+        "gate_id": Opt("", "This gate's id in the site.", nullable=True),
+        "broker_host": Opt("127.0.0.1", "MQTT broker address."),
+        "broker_port": Opt(1883, "MQTT broker port.", int, min=1, max=65535),
+        "key_file": Opt("", "This gate's X25519 site key (32 bytes, 0600), from "
+                            "provisioning.", nullable=True),
+        "password_file": Opt("", "This gate's broker password file.", nullable=True),
+        "service_pub": Opt("", "The management service's X25519 public key (hex): only "
+                               "changes tagged under it are applied.", nullable=True),
+        "state": Opt("palmgate/sync.db", "The sync client's own SQLite file (changes applied, "
+                                          "per-user versions, outbox, audit cursor)."),
+    }),
 }
 
 
@@ -437,6 +458,11 @@ def validate(raw: dict, path: str | None = None) -> Config:
         if sp["node0"] == sp["node1"]:
             raise ConfigError(f"split.node1: {sp['node1']!r} is also split.node0 (two nodes, "
                               f"two links)")
+    st = out["site"]
+    if st["enabled"]:
+        for k in ("site", "gate_id", "key_file", "password_file", "service_pub"):
+            if not st[k]:
+                raise ConfigError(f"site.{k}: required when site.enabled is true")
     return Config(out, path)
 
 

@@ -66,6 +66,10 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     setup_logging("INFO", json_lines=not plain_log, static={"terminal": cfg.gate.terminal})
     notifier = SystemdNotifier()
     gate = Gate(cfg)
+    sync = None
+    if cfg.site.enabled:                     # the site sync client, a thread beside the loop
+        from device.site.client import start_for_gate
+        sync = start_for_gate(cfg, gate)
     old = {s: signal.signal(s, lambda signum, frame: gate.request_stop())
            for s in (signal.SIGTERM, signal.SIGINT)}
     watchdog = None
@@ -101,6 +105,8 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     finally:
         if watchdog is not None:
             watchdog.stop()
+        if sync is not None:
+            sync.stop()
         gate.close()                         # relay off
         for s, h in old.items():
             signal.signal(s, h)

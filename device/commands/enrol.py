@@ -20,9 +20,14 @@ def cmd_enroll(a) -> int:
         people = SyntheticPeople(seed=a.seed, views=cfg.gate.views, sensor=cfg.liveness.sensor)
         bursts += [people.burst(a.synthetic, "enrol", k) for k in range(a.presentations)]
     pipe = Pipeline(cfg)
+    site = None
+    if cfg.site.enabled:        # sealed for every gate of the site, sent by the sync client
+        from device.site.client import outbox_hook
+        site = outbox_hook(cfg, pipe.protect_config, pipe.extractor.importance)
     try:
         with open_store(cfg) as st:
-            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label)
+            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label,
+                           site=site)
     finally:
         pipe.close()
     r.pop("rois")

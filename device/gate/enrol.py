@@ -12,7 +12,9 @@ class EnrolError(ValueError):
 
 
 def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
-               label: str = "", terminal: str = "") -> dict:
+               label: str = "", terminal: str = "", site=None) -> dict:
+    """``site``: None, or ``site(user_id, plain, label)`` called with the plaintext templates
+    before they are dropped (a site gate seals them for the other gates: device.site)."""
     from device.protect.core import enrol
     rois, issues = [], []
     for b in bursts:
@@ -33,6 +35,8 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         return _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace)
     plain = pipeline.templates(rois)
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
+    if site is not None:
+        site(user_id, plain, label)
     del plain
     version = store.enrol(user_id, tmpls, replace=replace, label=label)
     store.audit.append("enrol", user_id=user_id, template_version=version, views=len(rois),

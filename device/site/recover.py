@@ -1,0 +1,60 @@
+"""``palmgate site recover``: give a gate added later (or a replaced one) every existing user,
+without anyone enrolling again. Run by the holder of the site recovery private key, on a
+machine of their choosing; the key never reaches the service.
+
+1. the service lists the active users allowed on the gate that have no template sealed to it,
+   with their recovery copies (plaintext templates sealed to the recovery public key);
+2. here each copy is opened, protected for the gate under fresh seed-002 keys and sealed to
+   the gate (pair key of the recovery key and the gate's key), and the plaintext is dropped;
+3. the service stores and sends them as enrolments (sender "recovery").
+"""
+from __future__ import annotations
+
+import json
+import urllib.request
+
+from device.site import messages as M
+from device.site.sealing import open_sealed, pair_key, public_of, seal
+from device.site.templates import decode_plain, encode_for_gate
+
+
+def recover_items(recovery_priv: bytes, site: str, gate: str, gate_pub: bytes, items,
+                  config, importance=None) -> list[dict]:
+    """Pure: the recovery copies ``items`` re-protected and sealed for ``gate``."""
+    key = pair_key(recovery_priv, gate_pub, "seal")
+    out = []
+    for it in items:
+        uid, eid = it["user_id"], it["enrol_id"]
+        plain = decode_plain(open_sealed(recovery_priv, bytes.fromhex(it["blob"]),
+                                         M.recovery_ad(site, uid, eid)))
+        blob = encode_for_gate(plain, config, importance)
+        del plain
+        out.append({"user_id": uid, "enrol_id": eid,
+                    "sealed": seal(key, blob, M.template_ad(site, "recovery", gate, uid,
+                                                            eid)).hex()})
+    return out
+
+
+def _http(url: str, token: str, body=None):
+    req = urllib.request.Request(url, data=None if body is None else json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}",
+                                          "Content-Type": "application/json"},
+                                 method="GET" if body is None else "POST")
+    with urllib.request.urlopen(req, timeout=120) as r:
+        return json.loads(r.read())
+
+
+def recover(service_url: str, token: str, recovery_priv: bytes, site_info: dict, gate: str,
+            config, importance=None) -> dict:
+    if site_info["recovery_pub"] != public_of(recovery_priv).hex():
+        raise ValueError("this is not the site's recovery key")
+    if gate not in site_info["gates"]:
+        raise ValueError(f"gate {gate!r} is not in site.json (palmgate site add-gate first)")
+    base = service_url.rstrip("/")
+    _http(f"{base}/api/sync-gates", token, {})
+    items = _http(f"{base}/api/recovery?gate={gate}", token)
+    sealed = recover_items(recovery_priv, site_info["site"], gate,
+                           bytes.fromhex(site_info["gates"][gate]["pub"]), items, config,
+                           importance)
+    r = _http(f"{base}/api/recovered", token, {"gate": gate, "items": sealed})
+    return {"gate": gate, "recovered": len(sealed), "sent": r.get("sent")}

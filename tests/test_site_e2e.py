@@ -1,0 +1,252 @@
+"""A site end to end on a real Mosquitto: two gates (sync clients with their own sealed stores),
+the management service, enrol on one gate and open on the other, revoke, a gate offline then
+back, a broker restart, the audit chains verified at the service, a gate added later and
+recovered. Skipped only where mosquitto or paho-mqtt cannot be had."""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("paho.mqtt.client", reason="paho-mqtt not installed (pip install "
+                    "'palmgate[test]')")
+if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
+    pytest.skip("mosquitto not installed (apt-get install mosquitto; tools/run_tests.sh does)",
+                allow_module_level=True)
+
+from device.protect.defaults import DEFAULT_CONFIG               # noqa: E402
+from device.site import messages as M                            # noqa: E402
+from device.site import provision as P                           # noqa: E402
+from device.site import service as S                             # noqa: E402
+from device.site.broker import Broker, free_port                 # noqa: E402
+from device.site.client import GateSync                          # noqa: E402
+from device.site.sealing import pair_key                         # noqa: E402
+from device.store.store import TemplateStore                     # noqa: E402
+
+G, D = 49, 16
+
+
+def wait(pred, timeout=20.0, what="condition"):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def person(i, n=2, noise=0.0, seed=0):
+    """Synthetic palm ``i``: n templates (n, G, d), unit cells; ``noise`` makes a new sample."""
+    base = unit(np.random.default_rng([seed, i]).standard_normal((G, D)))
+    r = np.random.default_rng([seed, i, int(noise * 1000), n])
+    return unit(base[None] + noise * r.standard_normal((n, G, D)))
+
+
+class Site:
+    def __init__(self, root, gates=("g1", "g2")):
+        self.root = root
+        self.dir = root / "site"
+        P.init_site(self.dir, "hq", gates, port=free_port())
+        self.broker = Broker(self.dir).start()
+        self.svc = S.SiteService(self.dir, resend_after_s=1.0).start()
+        self.gates = {}
+        for g in gates:
+            self.start_gate(g)
+
+    def start_gate(self, g):
+        key = os.urandom(32)
+        path = self.root / f"{g}.db"
+        info = P.load_site(self.dir)
+        s = GateSync("hq", g, "127.0.0.1", info["broker"]["port"], P.password(self.dir, g),
+                     P.gate_key(self.dir, g), bytes.fromhex(info["service_pub"]),
+                     lambda: TemplateStore(path, device_key=key), self.root / f"{g}.sync.db",
+                     DEFAULT_CONFIG, None, hello_s=0.5)
+        self.gates[g] = s.start()
+        wait(lambda: s.roster.get("gates") and g in s.roster["gates"], what=f"{g} roster")
+        return s
+
+    def users(self, g):
+        return self.gates[g].submit(lambda s: sorted(u.user_id for u in s.store.users())
+                                    ).result(10)
+
+    def close(self):
+        for s in self.gates.values():
+            s.stop()
+        self.svc.stop()
+        self.broker.stop()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    s = Site(tmp_path_factory.mktemp("site"))
+    yield s
+    s.close()
+
+
+def score_on(sync, user_id, query):
+    """Best protected score of ``query`` (G, d) against ``user_id``'s templates in the gate's
+    own store (the matcher of seed 002: rotate the query with each template's key)."""
+    from device.protect.core import match_score
+
+    def f(s):
+        return max((match_score(query, t) for _, _, _, t in s.store.templates(user_id)),
+                   default=None)
+    return sync.submit(f).result(10)
+
+
+def test_enrol_on_one_gate_opens_on_the_other(site):
+    g1, g2 = site.gates["g1"], site.gates["g2"]
+    eid, v = g1.enrol_local("alice", person(1), label="Alice").result(10)
+    wait(lambda: "alice" in site.users("g2"), what="alice on g2")
+    q = person(1, n=1, noise=0.05)[0]
+    imp = person(99, n=1)[0]
+    s_gen, s_imp = score_on(g2, "alice", q), score_on(g2, "alice", imp)
+    assert s_gen > 0.99 > s_imp
+    # g2's templates are not g1's: other keys, and (seed 002) other protected cells
+    t1 = g1.submit(lambda s: s.store.templates("alice")).result(10)
+    t2 = g2.submit(lambda s: s.store.templates("alice")).result(10)
+    assert not np.allclose(t1[0][3].key, t2[0][3].key)
+    st = site.svc.call(S.snapshot)
+    assert [u["user_id"] for u in st["users"]] == ["alice"]
+    # nothing the service keeps opens without a gate's key: no plaintext anywhere in its file
+    raw = open(site.svc.db_path, "rb").read() + open(site.svc.db_path + "-wal", "rb").read()
+    assert q.astype("<f4").tobytes()[:64] not in raw
+
+
+def test_revoke_reaches_every_gate(site):
+    site.gates["g1"].enrol_local("bob", person(2)).result(10)
+    wait(lambda: "bob" in site.users("g2"), what="bob on g2")
+    site.svc.call(S.revoke, "bob")
+    for g in ("g1", "g2"):
+        wait(lambda: "bob" not in site.users(g), what=f"bob revoked on {g}")
+
+
+def test_revocation_wins_over_an_older_enrolment(site):
+    """A revocation (version 1000) then a late enrolment of version 999 for the same user:
+    the gate stays revoked; a re-delivery of the revocation does nothing."""
+    import paho.mqtt.client as mqtt
+    g2 = site.gates["g2"]
+    info = P.load_site(site.dir)
+    tagk = pair_key(P.service_key(site.dir), bytes.fromhex(info["gates"]["g2"]["pub"]), "tag")
+    # a real enrolment of carol on g2 first (through g1 and the service)
+    site.gates["g1"].enrol_local("carol", person(3)).result(10)
+    wait(lambda: "carol" in site.users("g2"), what="carol on g2")
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-injector")
+    c.username_pw_set("service", P.password(site.dir, "service"))
+    c.connect("127.0.0.1", info["broker"]["port"])
+    c.loop_start()
+    topic = M.gate_topic("hq", "g2", "change")
+    revoke = {"gseq": 100001, "kind": "revoke", "user_id": "carol", "version": 1000}
+    stale = {"gseq": 100002, "kind": "update", "user_id": "carol", "version": 999,
+             "user": {"enabled": True}}
+    for h in (revoke, stale, revoke):
+        c.publish(topic, M.pack_tagged(tagk, h), qos=1).wait_for_publish(5)
+    # and a forged one (not tagged by the service): refused
+    c.publish(topic, M.pack_tagged(os.urandom(32), dict(revoke, gseq=100003, user_id="alice",
+                                                        version=2000)), qos=1)
+    c.loop_stop()
+    c.disconnect()
+    wait(lambda: g2.submit(lambda s: s.db.execute(
+        "SELECT COUNT(*) FROM applied WHERE gseq IN (100001, 100002)").fetchone()[0]
+    ).result(5) == 2, what="both changes seen")
+    assert "carol" not in site.users("g2")
+    notes = g2.submit(lambda s: dict(s.db.execute(
+        "SELECT gseq, note FROM applied WHERE gseq > 100000").fetchall())).result(5)
+    assert notes[100002].startswith("skipped")
+    wait(lambda: g2.stats["rejected"] >= 1, what="forged change refused")
+    assert "alice" in site.users("g2")
+
+
+def test_offline_gate_catches_up_and_uploads_its_chain(site):
+    g1, g2 = site.gates["g1"], site.gates["g2"]
+    g2.go_offline()
+    for i in range(10, 16):
+        g1.enrol_local(f"u{i}", person(i, n=1)).result(10)
+    site.svc.call(S.revoke, "u10")
+    # g2 keeps deciding while offline: its own audit records (a denied and an opened one)
+    g2.submit(lambda s: [s.store.audit.append("decision", decision=d, user_id="alice",
+                                              terminal="g2") for d in ("deny", "open")]
+              ).result(5)
+    time.sleep(0.5)
+    assert "u11" not in site.users("g2")
+    g2.go_online()
+    wait(lambda: {f"u{i}" for i in range(11, 16)} <= set(site.users("g2")), what="catch-up")
+    assert "u10" not in site.users("g2")
+    head = g2.submit(lambda s: s.store.audit.verify()).result(5)
+
+    def chain_in():
+        gs = {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}
+        return gs["g2"]["audit_records"] == head and gs["g2"]["audit_chain"] == "verified"
+    wait(chain_in, what="g2's audit chain at the service")
+    kinds = [r["kind"] for r in site.svc.call(S.snapshot, 200)["audit"] if r["gate"] == "g2"]
+    assert kinds.count("decision") == 2
+
+
+def test_broker_restart_loses_nothing(site):
+    g1 = site.gates["g1"]
+    site.broker.stop()
+    wait(lambda: not g1.connected.is_set(), what="g1 sees the broker gone")
+    g1.enrol_local("dora", person(20, n=1)).result(10)        # waits in g1's outbox
+    site.broker.start()
+    wait(lambda: "dora" in site.users("g2"), timeout=30, what="dora after the restart")
+    site.svc.call(S.revoke, "dora")
+    site.broker.restart()
+    wait(lambda: "dora" not in site.users("g2"), timeout=30, what="dora revoked")
+    # every change the service numbered for g2 is applied there
+    n = site.svc.call(lambda s: s.db.execute(
+        "SELECT next_gseq FROM gates WHERE gate_id='g2'").fetchone()[0])
+    wait(lambda: site.gates["g2"].submit(lambda s: s.report()["contig"]).result(5) >= n,
+         what="g2 contiguous")
+
+
+def test_a_gate_added_later_is_recovered(site):
+    from device.site.recover import recover_items
+    info = P.add_gate(site.dir, "g3")
+    site.broker.reload()
+    site.svc.call(S.sync_gates)
+    g3 = site.start_gate("g3")
+    items = site.svc.call(S.recovery_items, "g3")
+    active = {u["user_id"] for u in site.svc.call(S.snapshot)["users"] if u["state"] == "active"}
+    assert {i["user_id"] for i in items} == active
+    rk = P.recovery_key(site.dir / "recovery" / "recovery.key")
+    sealed = recover_items(rk, "hq", "g3", bytes.fromhex(info["gates"]["g3"]["pub"]), items,
+                           DEFAULT_CONFIG)
+    site.svc.call(S.add_recovered, "g3", sealed)
+    wait(lambda: set(site.users("g3")) == active, what="g3 recovered")
+    assert score_on(g3, "alice", person(1, n=1, noise=0.05)[0]) > 0.99
+    # and g1 learns g3 from the roster: a new enrolment reaches g3 directly
+    wait(lambda: "g3" in site.gates["g1"].roster["gates"], what="roster with g3")
+    site.gates["g1"].enrol_local("erin", person(30, n=1)).result(10)
+    wait(lambda: "erin" in site.users("g3"), what="erin on g3")
+
+
+def test_a_forged_audit_record_is_refused(site):
+    """A record that does not chain (sent on g1's own topic with g1's password, as a
+    tampered gate or a replay would) is refused and shown; g1's real chain goes on."""
+    import paho.mqtt.client as mqtt
+    info = P.load_site(site.dir)
+    gs = {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}
+    n = gs["g1"]["audit_records"]
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-forger")
+    c.username_pw_set("g1", P.password(site.dir, "g1"))
+    c.connect("127.0.0.1", info["broker"]["port"])
+    c.loop_start()
+    rec = [n + 1, time.time(), "decision", '{"decision":"open"}', "00" * 32, "11" * 32]
+    c.publish(M.up_topic("hq", "g1", "audit"), M.pack({"from": "g1", "records": [rec]}),
+              qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    wait(lambda: "does not chain" in {g["gate_id"]: g for g in site.svc.call(S.snapshot)[
+        "gates"]}["g1"]["audit_chain"], what="chain error shown")
+    site.gates["g1"].submit(lambda s: s.store.audit.append("decision", decision="deny",
+                                                           terminal="g1")).result(5)
+    wait(lambda: {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}["g1"][
+        "audit_records"] == n + 1, what="g1's real record accepted")
