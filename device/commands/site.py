@@ -44,7 +44,7 @@ def cmd_broker(a) -> int:
 
 
 def cmd_service(a) -> int:
-    from device.site.service import run_service
+    from device.site.daemon import run_service
     run_service(a.site_dir, web_port=a.port, host=a.host)
     return 0
 

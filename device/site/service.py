@@ -528,24 +528,3 @@ def sync_gates(svc: SiteService, out=None) -> dict:
     svc._sync_gates()
     svc._publish_rosters(out)
     return {"gates": sorted(svc.info["gates"])}
-
-
-def run_service(site_dir, web_port: int | None = None, host: str = "127.0.0.1") -> None:
-    """``palmgate site-service``: the service and its admin page until SIGTERM/SIGINT."""
-    import signal
-    from device.site.web import serve
-    from device.site.provision import admin_token
-    svc = SiteService(site_dir).start()
-    port = web_port if web_port is not None else int(svc.info.get("admin_port", 8780))
-    httpd = serve(svc, host, port, admin_token(site_dir))
-    stop = threading.Event()
-    for s in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(s, lambda *a: stop.set())
-    print(json.dumps({"site": svc.site, "admin": f"http://{host}:{httpd.server_port}/",
-                      "broker": svc.info["broker"]}), flush=True)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        httpd.shutdown()
-        svc.stop()
