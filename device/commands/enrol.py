@@ -40,8 +40,9 @@ def _decide(a, claimed):
             pipe.load_gallery(st)
         for b in read_bursts(a.burst, cfg.gate.views):
             d = pipe.decide(b, claimed)
-            out.append(d.summary())
-            print(json.dumps(d.summary()), flush=True)
+            s = d.debug() if a.scores else d.summary()
+            out.append(s)
+            print(json.dumps(s), flush=True)
     finally:
         pipe.close()
     return 0 if out and all(o["decision"] == "open" for o in out) else 1
@@ -80,4 +81,7 @@ def register(sub) -> None:
         if name == "verify":
             sp.add_argument("user_id")
         sp.add_argument("--burst", action="append", required=True)
+        sp.add_argument("--scores", action="store_true",
+                        help="debugging: also print the exact score, threshold and p(live) "
+                             "(never shown by the running gate)")
         sp.set_defaults(fn=fn)

@@ -220,7 +220,7 @@ class Pipeline:
         pres = self.sensor(burst.sensor)
         out.p_live, out.live, out.sensor_sr = pres.p_live, pres.live, pres.sr
         if not pres.live:
-            raise Deny("not_live", "", f"p(live) {pres.p_live:.3f} <= {pres.threshold:.3f}")
+            raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
 
     def features(self, rois):
         """Queries (K, S, G, d) of the views' ROIs."""
@@ -244,7 +244,7 @@ class Pipeline:
         out.score, out.threshold, out.user_id = m.score, self.threshold, m.owner
         out.template_version = self.versions.get(m.owner)
         if not m.accepted:
-            out.user_id = None
+            out.user_id, out.candidate = None, m.owner
             raise Deny("no_match")
         return m
 
