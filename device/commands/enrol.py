@@ -22,7 +22,8 @@ def cmd_enroll(a) -> int:
     pipe = Pipeline(cfg)
     try:
         with open_store(cfg) as st:
-            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label)
+            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label,
+                           allow_duplicate=a.allow_duplicate)
     finally:
         pipe.close()
     r.pop("rois")
@@ -71,6 +72,9 @@ def register(sub) -> None:
     sp.add_argument("--replace", action="store_true", help="re-enrol (revokes the old "
                                                            "templates)")
     sp.add_argument("--label", default="")
+    sp.add_argument("--allow-duplicate", action="store_true",
+                    help="enrol even when the palm matches another enrolled user at the "
+                         "identification threshold (twins' hands and the like); audited")
     sp.set_defaults(fn=cmd_enroll)
 
     for name, fn, hlp in (("identify", cmd_identify, "1:N on recorded bursts (no relay)"),

@@ -248,6 +248,19 @@ class Pipeline:
             raise Deny("no_match")
         return m
 
+    # ------------------------------------------------------------------ enrolment
+    def screen(self, burst) -> list:
+        """An enrolment presentation through the gate's own checks -- quality (at least
+        ``min_views`` usable views), palm regions, and liveness when ``[liveness] enabled``
+        (a missing or failing liveness model refuses, as it denies at the gate). Returns the
+        first-region ROIs of the usable views; raises :class:`Deny` with the reason."""
+        out = Decision()
+        ok = self._quality(burst, out)
+        rois = self._regions(burst, ok, out)
+        if self.sensor is not None:
+            self._sensor(burst, out)
+        return rois
+
     # ------------------------------------------------------------------ the presentation
     def decide(self, burst, claimed: str | None = None) -> Decision:
         t_start = time.perf_counter()
