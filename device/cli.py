@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
+    from device.ops.hardening import private_umask
+    private_umask()             # files this command creates (store, keys, logs): owner only
     if not getattr(a, "fn", None):
         p.print_help()
         return 0

@@ -69,8 +69,14 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
     "paths": ("Files on the unit.", {
         "store": Opt("palmgate/templates.db", "Sealed SQLite template store (relative paths "
                      "are relative to the working directory)."),
-        "device_key": Opt("palmgate/device.key", "32-byte device key file, mode 0600; made "
-                          "on first use when create_key is true."),
+        "device_key": Opt("", "32-byte device key file, mode 0600; made on first use when "
+                              "create_key is true. Keep it out of the store's folder, on "
+                              "its own (read-only) partition or sealed by a TPM / secure "
+                              "element (docs/security.md). Empty: $PALMGATE_DEVICE_KEY, else "
+                              "/etc/palmgate/device.key where /etc/palmgate exists, else "
+                              "~/.config/palmgate/device.key; a key still at the old default "
+                              "palmgate/device.key beside the store is used with a warning "
+                              "to move it.", nullable=True),
         "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
                                 "false on a deployed unit).", bool),
         "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",

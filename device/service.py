@@ -4,6 +4,7 @@ switch the relay off)."""
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import time
@@ -19,11 +20,12 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     The source is built by ``source_factory(cfg)`` (default: the one ``[source]`` names) once
     the gate has switched its relay off."""
     tune_malloc()
+    from device.ops.hardening import harden_process
+    hardening = harden_process()        # umask 077, no core dumps, not ptrace-able
     try:
         from device.ops.jsonlog import setup_logging
         setup_logging("INFO", json_lines=not plain_log, static={"terminal": cfg.gate.terminal})
     except ImportError:
-        import logging
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     notifier = None
     try:
@@ -31,6 +33,8 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         notifier = SystemdNotifier()
     except ImportError:
         pass
+    logging.getLogger("palmgate.gate").info("process hardening: %s", hardening,
+                                            extra={"event": "hardening", **hardening})
     gate = Gate(cfg)
 
     def stop(signum, frame):

@@ -416,9 +416,19 @@ class Gate:
 
 
 def open_store(cfg):
+    """The template store of ``cfg``: its folder made 0700 and the database 0600 when they
+    are created here (and an existing database open to group/others tightened); the device
+    key from ``device.store.key_location`` (never the store's folder by default)."""
     from pathlib import Path
 
+    from device.store.key_location import resolve_key_path
+    from device.store.private_files import private_dirs, private_file, store_files, tighten
     from device.store.store import TemplateStore
     p = Path(cfg.paths.store)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
+    if cfg.paths.create_key:            # (else a missing store stays an error)
+        private_dirs(p.parent)
+        private_file(p)                 # before SQLite: it gives -wal/-shm the same mode
+    for f in store_files(p):
+        tighten(f)
+    key = resolve_key_path(cfg.paths.device_key, p)
+    return TemplateStore(p, key_path=key, create=cfg.paths.create_key)
