@@ -3,6 +3,7 @@ a module of :mod:`device.commands` that registers its parsers and calls a functi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from device import __version__
@@ -26,16 +27,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
-    from device.ops.hardening import private_umask
-    private_umask()             # files this command creates (store, keys, logs): owner only
     if not getattr(a, "fn", None):
         p.print_help()
         return 0
+    from device.ops.hardening import private_umask
+    old = private_umask()       # files this command creates (store, keys, logs): owner only
     try:
         return a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"palmgate: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(old)           # an in-process caller (tests, a wrapper) gets its own back
 
 
 if __name__ == "__main__":

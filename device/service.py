@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -21,6 +22,7 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     the gate has switched its relay off."""
     tune_malloc()
     from device.ops.hardening import harden_process
+    umask0 = os.umask(0o077)
     hardening = harden_process()        # umask 077, no core dumps, not ptrace-able
     try:
         from device.ops.jsonlog import setup_logging
@@ -114,6 +116,7 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         gate.close()                       # relay off
         for s, h in old.items():
             signal.signal(s, h)
+        os.umask(umask0)
         if notifier is not None:
             notifier.stopping()
     return n
