@@ -5,7 +5,7 @@ Layout (``device.vision.calibration.FORMAT``)::
     {"format": "palmgate-calibration/1", "unit_serial": "...", "signed_utc": "...Z",
      "tool": {"name": "palmgate-calibrate", "version": ..., "opencv": ..., "numpy": ...},
      "limits": {step: {...}}, "results": {step: {...}},
-     "signature": {"alg": "HMAC-SHA256", "key_id": ..., "mac": ...}}
+     "signature": {"alg": "HMAC-SHA256-HKDF", "key_id": ..., "mac": ...}}
 
 ``results.intrinsics`` is keyed by camera name; the other steps hold one record each.
 Each step's record carries its ``utc`` time and ``pass`` verdict.

@@ -43,11 +43,16 @@ class PalmGate:
         return self.cfg.gate.views
 
     def enrol(self, user_id: str, bursts: list[Burst], replace: bool = False,
-              label: str = "") -> dict:
+              label: str = "", allow_duplicate: bool = False) -> dict:
         """Enrol ``user_id`` from presentations of their palm; returns the enrolment report
-        (templates, version, views rejected).  The plaintext feature never leaves this call."""
+        (templates, version, views rejected).  The plaintext feature never leaves this call.
+        Every presentation must pass quality and liveness (``EnrolmentRefused``), and a palm
+        already enrolled under another id is refused (``DuplicatePalm``) unless
+        ``allow_duplicate`` (twins' hands and the like; audited) -- both are
+        ``device.gate.enrol.EnrolError``."""
         from device.gate.enrol import enrol_user
-        r = enrol_user(self.pipeline, self.store, user_id, bursts, replace=replace, label=label)
+        r = enrol_user(self.pipeline, self.store, user_id, bursts, replace=replace, label=label,
+                       allow_duplicate=allow_duplicate)
         r.pop("rois", None)
         self.pipeline.load_gallery(self.store)
         return r

@@ -3,12 +3,13 @@ a module of :mod:`device.commands` that registers its parsers and calls a functi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from device import __version__
-from device.commands import audit, demo, enrol, evaluate, gate, site, split, users
+from device.commands import attempts, audit, demo, enrol, evaluate, gate, site, split, users
 
-GROUPS = (demo, evaluate, gate, enrol, users, audit, split, site)
+GROUPS = (demo, evaluate, gate, enrol, users, attempts, audit, split, site)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,11 +30,15 @@ def main(argv=None) -> int:
     if not getattr(a, "fn", None):
         p.print_help()
         return 0
+    from device.ops.hardening import private_umask
+    old = private_umask()       # files this command creates (store, keys, logs): owner only
     try:
         return a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"palmgate: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        os.umask(old)           # an in-process caller (tests, a wrapper) gets its own back
 
 
 if __name__ == "__main__":

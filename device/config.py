@@ -69,8 +69,14 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
     "paths": ("Files on the unit.", {
         "store": Opt("palmgate/templates.db", "Sealed SQLite template store (relative paths "
                      "are relative to the working directory)."),
-        "device_key": Opt("palmgate/device.key", "32-byte device key file, mode 0600; made "
-                          "on first use when create_key is true."),
+        "device_key": Opt("", "32-byte device key file, mode 0600; made on first use when "
+                              "create_key is true. Keep it out of the store's folder, on "
+                              "its own (read-only) partition or sealed by a TPM / secure "
+                              "element (docs/security.md). Empty: $PALMGATE_DEVICE_KEY, else "
+                              "/etc/palmgate/device.key where /etc/palmgate exists, else "
+                              "~/.config/palmgate/device.key; a key still at the old default "
+                              "palmgate/device.key beside the store is used with a warning "
+                              "to move it.", nullable=True),
         "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
                                 "false on a deployed unit).", bool),
         "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",
@@ -180,11 +186,24 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "feature": Opt(1000, "Cell features of all views.", int, min=1),
         "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
     }),
-    "attempts": ("Attempt limiting at the terminal (device/store/attempts.py).", {
-        "max_failures": Opt(0, "Consecutive failures before delays start (0: 5, or 10 with "
-                               "liveness on).", int, min=0),
+    "attempts": ("Attempt limiting per user and per terminal (device/store/attempts.py): a "
+                 "few free failures, then a delay that doubles with every further failure. A "
+                 "user's counter counts the failures claiming them (verify) or coming closest "
+                 "to them (identify) and is reset only by their own success or palmgate "
+                 "attempts reset; the terminal's counts every failure, is never reset by a "
+                 "success and leaks one failure every terminal_decay_s. Kept in the store: a "
+                 "restart does not reset them.", {
+        "max_failures": Opt(0, "Failures of one user before their delays start (0: 5, or 10 "
+                               "with liveness on).", int, min=0),
         "base_delay_s": Opt(30.0, "First lock-out delay; doubles with every further failure.",
                             float, min=0.0),
+        "max_delay_s": Opt(3600.0, "Longest lock-out delay.", float, min=1.0),
+        "terminal_max_failures": Opt(0, "Failures at this terminal, whoever made them, before "
+                                        "every presentation waits (0: 20).", int, min=0),
+        "terminal_decay_s": Opt(300.0, "The terminal's count drops by one failure every this "
+                                       "many seconds (0: never): a busy gate's false "
+                                       "rejections never add up, a repeated impostor is "
+                                       "slowed to about one try per this.", float, min=0.0),
     }),
     "gpio": ("GPIO devices on the board through gpiozero (device/relays/gpio.py): the IR/X-ray "
              "illuminator and LED strobe (on while a burst is captured), the door sensor "

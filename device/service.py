@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import time
 
 from device.gate.gate import Gate
 from device.models.model import DEFAULT_MODELS_DIR
 from device.ops import health
+from device.ops.hardening import harden_process
 from device.ops.jsonlog import setup_logging
 from device.ops.memory import tune_malloc
 from device.ops.sdnotify import SystemdNotifier
@@ -63,7 +65,10 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
     The source is built by ``source_factory(cfg)`` (default: the one ``[source]`` names) once
     the gate has switched its relay off."""
     tune_malloc()
+    umask0 = os.umask(0o077)
+    hardening = harden_process()        # umask 077, no core dumps, not ptrace-able
     setup_logging("INFO", json_lines=not plain_log, static={"terminal": cfg.gate.terminal})
+    log.info("process hardening: %s", hardening, extra={"event": "hardening", **hardening})
     notifier = SystemdNotifier()
     gate = Gate(cfg)
     sync = None
@@ -110,4 +115,5 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         gate.close()                         # relay off
         for s, h in old.items():
             signal.signal(s, h)
+        os.umask(umask0)
         notifier.stopping()

@@ -1,11 +1,10 @@
-"""Audit chain (append-only, hash-chained, MAC'd) and attempt limiting."""
+"""Audit chain (append-only, hash-chained, MAC'd)."""
 import os
 import sqlite3
 
 import numpy as np
 import pytest
 
-from device.store.attempts import AttemptLimiter
 from device.store.audit import AuditError, AuditLog, bucket_score
 from device.store.store import TemplateStore
 
@@ -109,49 +108,7 @@ def test_bucket_score():
     assert bucket_score(float("nan"), 0.5) == "nan"
 
 
-def test_attempt_limiting_exponential_delay():
-    lim = AttemptLimiter()
-    t = 0.0
-    for i in range(4):
-        assert lim.record(False, now=t).allowed
-    d = lim.record(False, now=t)                 # 5th consecutive failure
-    assert not d.allowed and d.wait_s == pytest.approx(30)
-    assert lim.check(now=t + 29).allowed is False and lim.check(now=t + 30).allowed
-    assert lim.record(False, now=t + 30).wait_s == pytest.approx(60)
-    assert lim.record(False, now=t + 90).wait_s == pytest.approx(120)
-    assert lim.record(True, now=t + 210).allowed and lim.failures == 0
-    live = AttemptLimiter(liveness=True)
-    for i in range(9):
-        assert live.record(False, now=0).allowed
-    assert live.record(False, now=0).wait_s == pytest.approx(30)
-
-
-def test_near_threshold_bursts_and_lockouts_are_logged(store):
-    lim = AttemptLimiter(store=store, near_margin=0.002, burst_count=3, burst_window=60)
-    for k in range(3):
-        lim.record(False, now=100 + k, score=0.9985, threshold=0.9990)
-    kinds = [r.kind for r in store.audit.records()]
-    assert "near_threshold_burst" in kinds
-    for k in range(2):
-        lim.record(False, now=200 + k, score=0.5, threshold=0.999)
-    assert "lockout" in [r.kind for r in store.audit.records()]
-    assert store.audit.verify() >= 2
-
-
-def test_attempt_state_survives_a_restart_and_resists_forgery(tmp_path):
-    key = os.urandom(32)
-    with TemplateStore(tmp_path / "t.db", device_key=key) as s:
-        lim = AttemptLimiter(store=s)
-        for _ in range(5):
-            lim.record(False, now=1000)
-    with TemplateStore(tmp_path / "t.db", device_key=key) as s:
-        lim = AttemptLimiter(store=s)
-        assert lim.failures == 5 and not lim.check(now=1010).allowed
-        s.conn.execute("""UPDATE meta SET value=? WHERE name='attempts'""",
-                       (b'{"failures": 0, "locked_until": 0.0}' + b"\0" * 32,))
-        forged = AttemptLimiter(store=s)
-        assert not forged.check().allowed          # a forged reset is not honoured
-
+# attempt limiting: tests/test_attempts.py
 
 
 def test_full_database_reports_the_real_cause(store):

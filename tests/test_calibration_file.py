@@ -38,7 +38,7 @@ def test_valid_file_round_trips(unit):
     assert c.calibrated and c.unit_serial == "PG-0042" and c.cameras() == ["cam0"]
     np.testing.assert_allclose(c.camera("cam0").K, K)
     doc = json.loads(path.read_text())
-    assert doc["signature"]["alg"] == "HMAC-SHA256" and doc["tool"]["name"] == "palmgate-calibrate"
+    assert doc["signature"]["alg"] == "HMAC-SHA256-HKDF" and doc["tool"]["name"] == "palmgate-calibrate"
     assert doc["limits"]["intrinsics"]["cam0"] == {"max_rms": 0.5}
     # re-opening for the next step keeps everything and re-signs
     doc2 = calfile.open_document(path, key, "PG-0042")

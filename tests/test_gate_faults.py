@@ -254,7 +254,8 @@ def test_sigkill_mid_decision_then_restart(tmp_path, pty_pair, tiny_models, synt
 
 
 def test_attempt_limiter_locks_out_after_failures(tmp_path, tiny_models):
-    cfg = gate_config(tmp_path, tiny_models, attempts={"max_failures": 2, "base_delay_s": 30})
+    cfg = gate_config(tmp_path, tiny_models, attempts={"max_failures": 2, "base_delay_s": 30,
+                                                       "terminal_max_failures": 2})
     relay = MemoryRelay()
     pipe = Pipeline(cfg)
     pipe.decide = lambda burst, claimed=None: Decision(reason="no_match", score=0.97,

@@ -201,7 +201,8 @@ class _TamperProxy(threading.Thread):
 
     def _pipe(self, a, b, from_node):
         import struct
-        buf, frames, hello = b"", 0, 16
+        from device.split.transport import HELLO_BYTES
+        buf, frames, hello = b"", 0, HELLO_BYTES
         try:
             while True:
                 data = a.recv(1 << 16)
@@ -212,7 +213,7 @@ class _TamperProxy(threading.Thread):
                     continue
                 buf += data
                 out = b""
-                if hello:                              # the node's 16-byte hello nonce
+                if hello:                              # the node's hello (nonce + X25519)
                     take = min(hello, len(buf))
                     out, buf, hello = buf[:take], buf[take:], hello - take
                 while len(buf) >= 12:
@@ -248,7 +249,9 @@ def test_tampered_answer_is_a_deny(tmp_path, tiny_models, synthetic_bursts, node
     proxy = _TamperProxy(int(nodes.term[0].rpartition(":")[2]), flip_frame=2)
     proxy.start()
     cfg = gate_config(tmp_path / "t", tiny_models,
-                      split=nodes.section(node0=f"127.0.0.1:{proxy.port}"))
+                      split=nodes.section(node0=f"127.0.0.1:{proxy.port}"),
+                      # the same terminal: its device key sealed the link keys
+                      paths={"device_key": cfg.paths.device_key})
     relay = MemoryRelay()
     try:
         with Gate(cfg, relay=relay) as g:

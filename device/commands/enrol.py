@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 from device.commands.common import add_config, load_cfg, open_store, read_bursts
 
@@ -27,7 +26,7 @@ def cmd_enroll(a) -> int:
     try:
         with open_store(cfg) as st:
             r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label,
-                           site=site)
+                           site=site, allow_duplicate=a.allow_duplicate)
     finally:
         pipe.close()
     r.pop("rois")
@@ -45,8 +44,9 @@ def _decide(a, claimed):
             pipe.load_gallery(st)
         for b in read_bursts(a.burst, cfg.gate.views):
             d = pipe.decide(b, claimed)
-            out.append(d.summary())
-            print(json.dumps(d.summary()), flush=True)
+            s = d.debug() if a.scores else d.summary()
+            out.append(s)
+            print(json.dumps(s), flush=True)
     finally:
         pipe.close()
     return 0 if out and all(o["decision"] == "open" for o in out) else 1
@@ -75,6 +75,9 @@ def register(sub) -> None:
     sp.add_argument("--replace", action="store_true", help="re-enrol (revokes the old "
                                                            "templates)")
     sp.add_argument("--label", default="")
+    sp.add_argument("--allow-duplicate", action="store_true",
+                    help="enrol even when the palm matches another enrolled user at the "
+                         "identification threshold (twins' hands and the like); audited")
     sp.set_defaults(fn=cmd_enroll)
 
     for name, fn, hlp in (("identify", cmd_identify, "1:N on recorded bursts (no relay)"),
@@ -85,4 +88,7 @@ def register(sub) -> None:
         if name == "verify":
             sp.add_argument("user_id")
         sp.add_argument("--burst", action="append", required=True)
+        sp.add_argument("--scores", action="store_true",
+                        help="debugging: also print the exact score, threshold and p(live) "
+                             "(never shown by the running gate)")
         sp.set_defaults(fn=fn)

@@ -28,6 +28,10 @@ def add_split_parsers(sub) -> None:
     sp.add_argument("--inferences", type=int, default=100)
     sp.add_argument("--matches", type=int, default=100)
     _feature(sp)
+    sp = sub.add_parser("seal-keys", help="terminal: seal the dealer's terminal_keys.npz of "
+                                          "[split] dir under the device key "
+                                          "(terminal_keys.sealed, 0600) and delete it")
+    sp.add_argument("--config", required=True, help="the gate's configuration (TOML)")
     sp = sub.add_parser("bench", help="split_bench: two node processes")
     sp.add_argument("--users", type=int, default=1000)
     sp.add_argument("--inferences", type=int, default=5)
@@ -54,7 +58,15 @@ def add_split_parsers(sub) -> None:
 
 def cmd_split(a) -> int:
     """Provision, bench, evaluate or measure the leakage of split mode; prints JSON."""
-    if a.cmd == "provision":
+    if a.cmd == "seal-keys":
+        from device.config import load_config
+        from device.gate.split_stage import _device_key
+        from device.split.link_keys import seal_plain_keys
+        cfg = load_config(a.config)
+        if not cfg.split.dir:
+            raise ValueError("split.dir is not set in the configuration")
+        out = {"sealed": str(seal_plain_keys(cfg.split.dir, _device_key(cfg)))}
+    elif a.cmd == "provision":
         from device.split.provision import provision_dir
         provision_dir(a.out, mode=a.mode, capacity=a.capacity, inferences=a.inferences,
                       matches=a.matches, feature=a.feature)

@@ -245,8 +245,10 @@ def split_gate_bench(tmp, cfg, planted, views, users, seed, plain=None,
     jobs = (2 * planted + n_pres + 2) * views
     progress(f"split: provisioning {capacity} template slots, {jobs + n_pres * views} "
              f"inference triples")
-    provision_dir(d, net, "shared", capacity=capacity, inferences=jobs + n_pres * views + 8,
-                  matches=(n_pres + 2) * views + 8, gallery=gal if n_dist else None,
+    checks = 2 * planted * views         # enrolment's duplicate check: a 1:N per burst
+    provision_dir(d, net, "shared", capacity=capacity,
+                  inferences=jobs + n_pres * views + checks + 8,
+                  matches=(n_pres + 2) * views + checks + 8, gallery=gal if n_dist else None,
                   uids=[f"distractor-{k:06d}" for k in range(n_dist)] if n_dist else None)
     del gal, cells
     term = [f"127.0.0.1:{_free_port()}" for _ in (0, 1)]

@@ -14,6 +14,8 @@ class Decision:
     reason: str = ""
     prompt: str = ""
     user_id: str | None = None
+    candidate: str | None = None           # closest enrolled user of a no-match (identify):
+    #                                        attempt accounting only, never logged or shown
     score: float | None = None
     threshold: float | None = None
     p_live: float | None = None
@@ -40,14 +42,23 @@ class Decision:
         return self.reason == "quality:no_hand"
 
     def summary(self) -> dict:
-        d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "score",
-                                           "threshold", "p_live", "live", "views_used",
-                                           "relay", "burst")}
+        """What ``palmgate run`` prints (the journal), the status file and the gate's log
+        hold: the outcome, never the score or p(live) -- exact scores let whoever reads the
+        journal or the status file hill-climb toward the threshold (the audit log keeps a
+        coarse band, ``device.store.audit.bucket_score``)."""
+        d = {k: getattr(self, k) for k in ("decision", "reason", "prompt", "user_id", "live",
+                                           "views_used", "relay", "burst")}
         d["stages_ms"] = {k: round(v, 1) for k, v in self.stages_ms.items()}
         d["total_ms"] = round(self.total_ms, 1)
+        return d
+
+    def debug(self) -> dict:
+        """``summary()`` with the exact score, threshold and p(live) (5 decimals): for
+        ``palmgate identify/verify --scores`` and the demo on synthetic people only."""
+        d = self.summary()
         for k in ("score", "threshold", "p_live"):
-            if d[k] is not None:
-                d[k] = round(float(d[k]), 5)
+            v = getattr(self, k)
+            d[k] = None if v is None else round(float(v), 5)
         return d
 
 

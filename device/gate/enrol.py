@@ -4,35 +4,72 @@ function's locals. In split mode (``[split] mode = "split"``) the regions go to 
 nodes as shares instead, and each node keeps its share of every template."""
 from __future__ import annotations
 
-from device.vision.quality import CorruptFrame, QualityIssue, frame_check
+from device.gate.decision import Deny
+from device.gate.enrol_checks import PresentationRefused, find_duplicates, screen_presentations
 
 
 class EnrolError(ValueError):
     pass
 
 
+class EnrolmentRefused(EnrolError):
+    """An enrolment presentation failed quality or liveness (``reason``: the gate's deny
+    reason, e.g. ``quality:blurred``, ``not_live``, ``liveness_unavailable``)."""
+
+    def __init__(self, msg: str, reason: str = ""):
+        super().__init__(msg)
+        self.reason = reason
+
+
+class DuplicatePalm(EnrolError):
+    """The palm is already enrolled under other id(s) (``matches``)."""
+
+    def __init__(self, msg: str, matches: list[str]):
+        super().__init__(msg)
+        self.matches = matches
+
+
 def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
-               label: str = "", terminal: str = "", site=None) -> dict:
-    """``site``: None, or ``site(user_id, plain, label)`` called with the plaintext templates
-    before they are dropped (a site gate seals them for the other gates: device.site)."""
+               label: str = "", terminal: str = "", allow_duplicate: bool = False,
+               site=None) -> dict:
+    """Enrol ``user_id`` from ``bursts``. Every burst must pass the gate's quality and
+    liveness checks (:class:`EnrolmentRefused`), and the palm must match nobody else at the
+    identification threshold (:class:`DuplicatePalm`) unless ``allow_duplicate`` (twins'
+    hands and the like; audited). Refusals are audited too. ``site``: None, or
+    ``site(user_id, plain, label)`` called with the plaintext templates before they are
+    dropped (a site gate seals them for the other gates: device.site)."""
     from device.protect.core import enrol
-    rois, issues = [], []
-    for b in bursts:
-        ok = []
-        for k, v in enumerate(b.views):
-            try:
-                frame_check(v, pipeline.cfg.quality)
-                ok.append(k)
-            except (CorruptFrame, QualityIssue) as e:
-                issues.append(str(e))
-        r, iss = pipeline.regions(b.views, ok)
-        rois += r
-        issues += [str(e) for e in iss]
-    if not rois:
-        raise EnrolError(f"no usable palm view for {user_id!r}: "
-                         f"{'; '.join(issues) or 'no views'}")
+    terminal = terminal or pipeline.cfg.gate.terminal
+    bursts = list(bursts)
+    if not bursts:
+        raise EnrolError(f"no enrolment presentation for {user_id!r}")
+    try:
+        per_burst = screen_presentations(pipeline, bursts)
+    except PresentationRefused as e:
+        _refused(store, user_id, e.deny.reason, terminal)
+        raise EnrolmentRefused(f"enrolment of {user_id!r} refused: {e}", e.deny.reason) \
+            from None
+    rejected = sum(len(b.views) - len(r) for b, r in zip(bursts, per_burst))   # views
+    try:
+        dups = find_duplicates(pipeline, store, user_id, per_burst)
+    except Deny as d:
+        _refused(store, user_id, d.reason, terminal)
+        raise EnrolError(f"enrolment of {user_id!r}: the duplicate check could not run "
+                         f"({d.reason}: {d.detail}); nothing enrolled") from None
+    dup_audit = {}
+    if dups and not allow_duplicate:
+        _refused(store, user_id, "duplicate of " + ", ".join(dups), terminal)
+        raise DuplicatePalm(f"enrolment of {user_id!r} refused: this palm is already enrolled "
+                            f"as {', '.join(map(repr, dups))} (a second id for one palm lets "
+                            f"it pass as either); if they really are two people with alike "
+                            f"palms (twins), enrol with --allow-duplicate (audited)", dups)
+    if dups:
+        dup_audit["reason"] = ("allow_duplicate: same palm as " + ", ".join(dups))[:200]
+    rois = [r for rs in per_burst for r in rs]
+    del per_burst
     if getattr(pipeline, "split", None) is not None:
-        return _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace)
+        return _enrol_split(pipeline, store, user_id, rois, rejected, terminal, replace,
+                            dup_audit)
     plain = pipeline.templates(rois)
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
     if site is not None:
@@ -40,12 +77,22 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     del plain
     version = store.enrol(user_id, tmpls, replace=replace, label=label)
     store.audit.append("enrol", user_id=user_id, template_version=version, views=len(rois),
-                       terminal=terminal or pipeline.cfg.gate.terminal)
+                       terminal=terminal or pipeline.cfg.gate.terminal, **dup_audit)
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
-            "views_rejected": len(issues), "rois": rois}
+            "views_rejected": rejected, "rois": rois, "duplicate_of": dups}
 
 
-def _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace=False) -> dict:
+def _refused(store, user_id: str, reason: str, terminal: str) -> None:
+    """Audit a refused enrolment (its own transaction: nothing else was written)."""
+    try:
+        store.audit.append("enrol_refused", user_id=user_id, reason=reason[:200],
+                           terminal=terminal)
+    except Exception:       # noqa: BLE001 - the refusal stands; the error says why
+        pass
+
+
+def _enrol_split(pipeline, store, user_id, rois, rejected, terminal, replace=False,
+                 dup_audit=None) -> dict:
     """Split mode (seed 003): every view's region goes to the two nodes as shares; each node
     stores its share of the template (one slot per view, the user id beside it). No template,
     plaintext or protected, is written on the terminal; its store gets the audit record.
@@ -71,7 +118,7 @@ def _enrol_split(pipeline, store, user_id, rois, issues, terminal, replace=False
     del rois[:]
     store.audit.append("enrol", user_id=user_id, views=n, mode="split",
                        templates=len(r.get("slots", [])),
-                       terminal=terminal or pipeline.cfg.gate.terminal)
+                       terminal=terminal or pipeline.cfg.gate.terminal, **(dup_audit or {}))
     return {"user_id": user_id, "templates": len(r.get("slots", [])), "version": None,
-            "views_rejected": len(issues), "split": True, "slots": r.get("slots", []),
+            "views_rejected": rejected, "split": True, "slots": r.get("slots", []),
             "rois": []}

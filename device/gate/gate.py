@@ -27,6 +27,7 @@ from device.sources.base import EndOfFrames, FrameError
 from device.gate.decision import Decision, Deny
 from device.gate.pipeline import Pipeline
 from device.relays.supervisor import RelaySupervisor
+from device.store.attempts import counts_as_attempt
 
 log = logging.getLogger("palmgate.gate")
 
@@ -60,10 +61,12 @@ class Gate:
             self._split_flush()                           # retried at start
             self._data_version = None
             self.reload()
-            self.limiter = AttemptLimiter(liveness=cfg.liveness.enabled,
-                                          max_failures=cfg.attempts.max_failures or None,
-                                          base_delay=cfg.attempts.base_delay_s,
-                                          store=self.store)
+            self.limiter = AttemptLimiter(
+                liveness=cfg.liveness.enabled, max_failures=cfg.attempts.max_failures or None,
+                base_delay=cfg.attempts.base_delay_s, max_delay=cfg.attempts.max_delay_s,
+                terminal_max_failures=cfg.attempts.terminal_max_failures or None,
+                terminal_decay_s=cfg.attempts.terminal_decay_s, store=self.store,
+                terminal=cfg.gate.terminal)
         except BaseException:
             self.close()
             raise
@@ -186,15 +189,20 @@ class Gate:
         if self.cfg.gate.mode == "verify" and claimed is None:
             claimed = burst.meta.get("claimed")
         self._split_flush()                 # split deletes asked for meanwhile, first
-        chk = self.limiter.check()
+        chk = self.limiter.check(user=claimed)
         if not chk.allowed:
-            d = Decision(reason="locked_out", prompt=f"please wait {chk.wait_s:.0f} s",
+            d = Decision(reason="locked_out" if chk.scope == "terminal" else "locked_out:user",
+                         prompt=f"please wait {chk.wait_s:.0f} s", user_id=claimed,
                          burst=str(burst.meta.get("burst", "")))
         else:
             v = self._store_version()
             if v is not None and v != self._data_version:
                 self.reload()
             d = self.pipeline.decide(burst, claimed)
+            if d.opened and claimed is None and \
+                    not self.limiter.check(user=d.user_id).allowed:
+                # identify: a locked user's match is denied like a no-match (no oracle)
+                d.decision, d.reason, d.prompt = "deny", "locked_out:user", ""
         if d.idle:                          # an empty scene: no record, no attempt
             d.total_ms = (time.perf_counter() - t0) * 1e3
             return d
@@ -230,9 +238,12 @@ class Gate:
             d.stages_ms["relay"] = (time.perf_counter() - tr) * 1e3
         d.total_ms = (time.perf_counter() - t0) * 1e3
         d.total_cpu_ms = (time.process_time() - c0) * 1e3
-        if d.reason != "locked_out" and not d.reason.startswith("quality"):
+        if counts_as_attempt(d.reason, d.opened):
+            # the user it was by or aimed at: the claimed id, the one who opened, or (identify,
+            # no match) the closest enrolled user; a success resets only that user's counter
+            who = claimed if claimed is not None else (d.user_id if d.opened else d.candidate)
             try:
-                self.limiter.record(d.opened, score=d.score, threshold=d.threshold)
+                self.limiter.record(d.opened, score=d.score, threshold=d.threshold, user=who)
             except Exception as e:  # noqa: BLE001
                 log.error("attempt accounting failed: %s", e)
         self.last = (self.last + [d.summary()])[-20:]
@@ -433,9 +444,19 @@ class Gate:
 
 
 def open_store(cfg):
+    """The template store of ``cfg``: its folder made 0700 and the database 0600 when they
+    are created here (and an existing database open to group/others tightened); the device
+    key from ``device.store.key_location`` (never the store's folder by default)."""
     from pathlib import Path
 
+    from device.store.key_location import resolve_key_path
+    from device.store.private_files import private_dirs, private_file, store_files, tighten
     from device.store.store import TemplateStore
     p = Path(cfg.paths.store)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
+    if cfg.paths.create_key:            # (else a missing store stays an error)
+        private_dirs(p.parent)
+        private_file(p)                 # before SQLite: it gives -wal/-shm the same mode
+    for f in store_files(p):
+        tighten(f)
+    key = resolve_key_path(cfg.paths.device_key, p)
+    return TemplateStore(p, key_path=key, create=cfg.paths.create_key)

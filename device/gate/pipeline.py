@@ -225,7 +225,7 @@ class Pipeline:
         pres = self.sensor(burst.sensor)
         out.p_live, out.live, out.sensor_sr = pres.p_live, pres.live, pres.sr
         if not pres.live:
-            raise Deny("not_live", "", f"p(live) {pres.p_live:.3f} <= {pres.threshold:.3f}")
+            raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
 
     def features(self, rois):
         """Queries (K, S, G, d) of the views' ROIs."""
@@ -249,9 +249,22 @@ class Pipeline:
         out.score, out.threshold, out.user_id = m.score, self.threshold, m.owner
         out.template_version = self.versions.get(m.owner)
         if not m.accepted:
-            out.user_id = None
+            out.user_id, out.candidate = None, m.owner
             raise Deny("no_match")
         return m
+
+    # ------------------------------------------------------------------ enrolment
+    def screen(self, burst) -> list:
+        """An enrolment presentation through the gate's own checks -- quality (at least
+        ``min_views`` usable views), palm regions, and liveness when ``[liveness] enabled``
+        (a missing or failing liveness model refuses, as it denies at the gate). Returns the
+        first-region ROIs of the usable views; raises :class:`Deny` with the reason."""
+        out = Decision()
+        ok = self._quality(burst, out)
+        rois = self._regions(burst, ok, out)
+        if self.sensor is not None:
+            self._sensor(burst, out)
+        return rois
 
     # ------------------------------------------------------------------ the presentation
     def decide(self, burst, claimed: str | None = None) -> Decision:

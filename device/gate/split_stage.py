@@ -61,6 +61,15 @@ class SplitUnavailable(RuntimeError):
     """Enrolment could not be done on the nodes (the message says why)."""
 
 
+def _device_key(cfg) -> bytes:
+    """The device key that seals the link keys (the store's, from [paths])."""
+    from device.store.key_location import resolve_key_path
+    from device.store.keys import load_device_key
+    paths = cfg.paths
+    return load_device_key(resolve_key_path(paths.device_key, paths.store),
+                           create=paths.create_key)
+
+
 class SplitStage:
     def __init__(self, cfg):
         sp = cfg.split
@@ -68,12 +77,17 @@ class SplitStage:
         self.terminal_id = str(getattr(getattr(cfg, "gate", None), "terminal", "") or "")
         self.addr = (split_address(sp, "node0"), split_address(sp, "node1"))
         kp = Path(sp.dir) / "terminal_keys.npz"
+        from device.split.link_keys import LinkKeyError, load_terminal_keys
+        from device.store.keys import DeviceKeyError
         try:
-            from device.split.provision import terminal_keys
-            self.keys = terminal_keys(sp.dir)
+            self.keys = load_terminal_keys(sp.dir, _device_key(cfg))
         except FileNotFoundError:
             raise ConfigError(f"split.dir: {kp} not found (palmgate split provision "
                               f"--out DIR writes it)") from None
+        except LinkKeyError as e:
+            raise ConfigError(f"split.dir: {e}") from None
+        except DeviceKeyError:
+            raise
         except Exception as e:     # noqa: BLE001 - a damaged npz
             raise ConfigError(f"split.dir: {kp} is not a terminal key file: {e}") from None
         if any(len(k) != 32 for k in self.keys):

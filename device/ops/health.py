@@ -24,8 +24,11 @@ from device.models.model import (DEFAULT_MODELS_DIR, SIGNATURE_FILE, ModelError,
                                  load_signed_manifest, sha256_file)
 
 STATUS_FORMAT = "palmgate-status/1"
+# never the score or p(live): the status file is readable by the palmgate group, and exact
+# scores are a hill-climbing oracle
 DECISION_FIELDS = ("at", "time", "decision", "outcome", "reason", "user_id", "claimed_id",
-                   "score", "liveness", "total_ms", "stages_ms", "relay", "presentation_id")
+                   "liveness", "total_ms", "stages_ms", "relay", "presentation_id")
+STATUS_MODE = 0o640              # owner and the palmgate group (palmgate status), no one else
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
@@ -283,7 +286,7 @@ def write_status(path: str | os.PathLike, status: Mapping) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(status, f, indent=1, default=str)
             f.write("\n")
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, STATUS_MODE)
         os.replace(tmp, p)
     except BaseException:
         try:

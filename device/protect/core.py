@@ -22,7 +22,6 @@ Masks are boolean with True = kept. Fill values are stored (G, d) arrays, zero w
 from __future__ import annotations
 
 import json
-import os
 import struct
 from dataclasses import asdict, dataclass, field
 
@@ -72,9 +71,13 @@ class ProtectConfig:
 
 
 # --------------------------------------------------------------------------- randomness
-def secure_rng() -> np.random.Generator:
-    """A numpy generator seeded with 256 bits from the OS's cryptographic source."""
-    return np.random.Generator(np.random.PCG64DXSM(int.from_bytes(os.urandom(32), "big")))
+def secure_rng():
+    """The default source of keys, masks and fills: draws read straight from ``os.urandom``
+    (``device.protect.osrandom.OsRandom``), never a PRNG merely seeded from it. Every function
+    here takes ``rng=`` a seeded ``numpy.random.Generator`` instead, for reproducible
+    evaluation."""
+    from device.protect.osrandom import OsRandom
+    return OsRandom()
 
 
 def keygen(n_cells: int, dim: int, shared: bool = False,

@@ -2,9 +2,14 @@
 terminal-node) over a byte stream: TCP or Unix sockets, or a serial line (pyserial).
 
 Frame: ``len (4 B, big endian) | seq (8 B) | AES-256-GCM(payload)``; the 12 header bytes are
-the associated data and the nonce is ``direction (4 B) | seq``. Keys: a 32-byte link key
-provisioned at the factory (``device.split.dealer.link_keys``); each session derives one key
-per direction with HKDF-SHA256 over both sides' fresh 16-byte hello nonces, so a message
+the associated data and the nonce is ``direction (4 B) | seq``. Keys: each session opens with
+an ephemeral X25519 key exchange (hello: a fresh 16-byte nonce and a fresh X25519 public key
+from each side), and the key of each direction is HKDF-SHA256 over the long-term 32-byte link
+key provisioned at the factory (``device.split.dealer.link_keys``) *and* the X25519 shared
+secret, salted with the whole hello transcript (``session_keys``). The link key authenticates
+(a peer without it, or a man in the middle who swapped a public key, derives other keys and
+its first frame fails the tag); the ephemeral secrets, dropped when the channel closes, give
+forward secrecy (a link key stolen later does not open a recorded session), and a message
 recorded in another session never verifies. The receiver expects seq = last + 1: a tampered
 frame fails the tag, a replayed or reordered one has the wrong seq, a dropped one makes the
 next one arrive with the wrong seq (or the read times out). Each of these raises
@@ -18,14 +23,17 @@ import struct
 import threading
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 MAX_FRAME = 64 << 20
-SERIAL_HELLO = b"PGSPLIT\x01"
-SERIAL_READY = b"PGSPLIT\x02"
+SERIAL_HELLO = b"PGSPLIT\x03"         # v2 hello (nonce + X25519 key); v1 peers never match
+SERIAL_READY = b"PGSPLIT\x04"
 HEADER = struct.Struct(">IQ")
+NONCE_BYTES, X25519_BYTES = 16, 32
+HELLO_BYTES = NONCE_BYTES + X25519_BYTES
 
 
 class ChannelError(RuntimeError):
@@ -118,11 +126,13 @@ class SerialLink:
         return bytes(buf)
 
     def hello(self, mine: bytes, timeout: float = 30.0) -> bytes:
-        """Exchange 16-byte session nonces on a line whose far end may open later (opening a
-        port flushes its input, so a lone hello can be lost): send HELLO+nonce every 0.2 s
-        until the peer's nonce arrives, then READY+nonce once; done when the peer's READY
-        is in. Bytes before it (repeated HELLOs, a cut one) are skipped; frames follow it."""
+        """Exchange the session hellos (``HELLO_BYTES`` each) on a line whose far end may open
+        later (opening a port flushes its input, so a lone hello can be lost): send
+        HELLO+hello every 0.2 s until the peer's arrives, then READY+hello once; done when
+        the peer's READY is in. Bytes before it (repeated HELLOs, a cut one) are skipped;
+        frames follow it."""
         import time
+        n = len(mine)
         hello, ready = SERIAL_HELLO + mine, SERIAL_READY + mine
         theirs, sent_ready, got_ready = None, False, False
         buf = bytearray()
@@ -150,11 +160,11 @@ class SerialLink:
                         del buf[:max(0, len(buf) - 7)]
                         break
                     i, m = min(cands)
-                    if len(buf) < i + 24:
+                    if len(buf) < i + 8 + n:
                         del buf[:i]
                         break
-                    theirs = bytes(buf[i + 8:i + 24])
-                    del buf[:i + 24]
+                    theirs = bytes(buf[i + 8:i + 8 + n])
+                    del buf[:i + 8 + n]
                     if m == "r":
                         got_ready = True
                         break
@@ -171,30 +181,52 @@ def _hkdf(key: bytes, salt: bytes, info: bytes) -> bytes:
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=salt, info=info).derive(key)
 
 
+def session_keys(link_key: bytes, shared: bytes, hello0: bytes, hello1: bytes,
+                 label: str) -> tuple[bytes, bytes]:
+    """(key 0->1, key 1->0) of one session: HKDF-SHA256 of the long-term link key and the
+    X25519 shared secret, salted with both hellos (side 0's first). Pure."""
+    if len(link_key) != 32 or len(shared) != 32:
+        raise ValueError("need a 32-byte link key and a 32-byte shared secret")
+    ikm, salt = link_key + shared, hello0 + hello1
+    info = b"palmgate-split/2 " + label.encode()
+    return _hkdf(ikm, salt, info + b" 0>1"), _hkdf(ikm, salt, info + b" 1>0")
+
+
+def _shared_secret(private: X25519PrivateKey, theirs: bytes) -> bytes:
+    try:
+        return private.exchange(X25519PublicKey.from_public_bytes(theirs))
+    except ValueError:          # a low-order point: the exchange gives all zeros
+        raise ChannelError("peer sent an invalid X25519 public key") from None
+
+
 class SecureChannel:
-    """AES-GCM channel over a link. ``side`` is 0 or 1 (the two ends must differ)."""
+    """AES-GCM channel over a link. ``side`` is 0 or 1 (the two ends must differ); ``key`` is
+    the long-term link key, which with a fresh X25519 exchange gives the session's keys."""
 
     def __init__(self, link, key: bytes, side: int, label: str = "peer"):
         if len(key) != 32 or side not in (0, 1):
             raise ValueError("need a 32-byte key and side 0 or 1")
         self.link, self.side = link, side
-        mine = os.urandom(16)
+        eph = X25519PrivateKey.generate()
+        mine = os.urandom(NONCE_BYTES) + eph.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         if hasattr(link, "hello"):
             theirs = link.hello(mine)
         else:
             link.write(mine)
-            theirs = link.read_exact(16)
-        n0, n1 = (mine, theirs) if side == 0 else (theirs, mine)
-        info = b"palmgate-split/1 " + label.encode()
-        k01 = _hkdf(key, n0 + n1, info + b" 0>1")
-        k10 = _hkdf(key, n0 + n1, info + b" 1>0")
+            theirs = link.read_exact(HELLO_BYTES)
+        shared = _shared_secret(eph, theirs[NONCE_BYTES:])
+        del eph                          # the ephemeral secret lives for the hello only
+        h0, h1 = (mine, theirs) if side == 0 else (theirs, mine)
+        k01, k10 = session_keys(key, shared, h0, h1, label)
+        del shared
         self._tx = AESGCM(k01 if side == 0 else k10)
         self._rx = AESGCM(k10 if side == 0 else k01)
         self._dir_tx = struct.pack(">I", side)
         self._dir_rx = struct.pack(">I", 1 - side)
         self._seq_tx = 0
         self._seq_rx = 0
-        self.bytes_sent = 32           # both hello nonces count toward the traffic
+        self.bytes_sent = 2 * HELLO_BYTES   # both hellos count toward the traffic
         self.bytes_received = 0
         self.messages_sent = 0
         self.rounds = 0                # exchanges plus one-way messages sent or awaited

@@ -2,7 +2,9 @@
 apply it to images (undistortion, stereo rectification, sensor-to-reference registration, the
 transmission sensor's gain map).
 
-The file is JSON signed with HMAC-SHA256 under the device key over a canonical encoding
+The file is JSON signed with HMAC-SHA256 under a key of its own derived from the device key
+(HKDF, purpose "calibration file": ``calibration_key``; the raw device key never keys a MAC)
+over a canonical encoding
 (``canonical_json``: sorted keys, no spaces, UTF-8, no NaN). ``load_calibration`` refuses a
 missing, tampered, foreign (another unit's serial) or stale file with ``CalibrationError`` unless
 the caller explicitly allows uncalibrated operation; then it returns a ``Calibration`` whose
@@ -28,10 +30,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from device.store.subkeys import CALIBRATION, SubkeyError, derive_subkey
+
 log = logging.getLogger(__name__)
 
 FORMAT = "palmgate-calibration/1"
-SIG_ALG = "HMAC-SHA256"
+SIG_ALG = "HMAC-SHA256-HKDF"     # HMAC-SHA256 under calibration_key(device key)
+LEGACY_SIG_ALG = "HMAC-SHA256"   # keyed by the raw device key: refused (python -m
+#                                  calibration.resign re-signs such a file once)
 
 
 class CalibrationError(RuntimeError):
@@ -54,23 +60,45 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"palmgate-key-id\0" + key).hexdigest()[:16]
 
 
+def calibration_key(device_key: bytes) -> bytes:
+    """The calibration file's MAC key: HKDF of the device key for this purpose only."""
+    try:
+        return derive_subkey(device_key, CALIBRATION)
+    except SubkeyError as e:
+        raise CalibrationError(f"device key: {e}") from None
+
+
 def _mac(doc: dict, key: bytes) -> str:
     body = {k: v for k, v in doc.items() if k != "signature"}
     return hmac.new(key, canonical_json(body), hashlib.sha256).hexdigest()
 
 
 def sign_document(doc: dict, key: bytes) -> dict:
-    """A copy of ``doc`` with its ``signature`` (over everything else) set."""
+    """A copy of ``doc`` with its ``signature`` (over everything else) set; ``key`` is the
+    device key (the MAC is keyed by ``calibration_key(key)``)."""
+    mk = calibration_key(key)
     out = copy.deepcopy({k: v for k, v in doc.items() if k != "signature"})
-    out["signature"] = {"alg": SIG_ALG, "key_id": key_id(key), "mac": _mac(out, key)}
+    out["signature"] = {"alg": SIG_ALG, "key_id": key_id(mk), "mac": _mac(out, mk)}
     return out
 
 
-def verify_document(doc: dict, key: bytes, source: str = "calibration file") -> None:
+def verify_document(doc: dict, key: bytes, source: str = "calibration file",
+                    allow_legacy: bool = False) -> None:
+    """Check the signature under the device key ``key``. A file signed the old way (the raw
+    device key as the MAC key) is refused unless ``allow_legacy`` (``calibration.resign``)."""
     sig = doc.get("signature")
     if not isinstance(sig, dict) or "mac" not in sig:
         raise CalibrationError(f"{source} is not signed")
-    if sig.get("alg") != SIG_ALG:
+    if sig.get("alg") == LEGACY_SIG_ALG:
+        if not allow_legacy:
+            raise CalibrationError(
+                f"{source} is signed with the raw device key (palmgate-calibrate before the "
+                f"per-purpose keys); re-sign it once with `python -m calibration.resign "
+                f"--calfile FILE --key KEYFILE`, or recalibrate the unit")
+        key = bytes(key)
+    elif sig.get("alg") == SIG_ALG:
+        key = calibration_key(key)
+    else:
         raise CalibrationError(f"{source}: unsupported signature algorithm {sig.get('alg')!r}")
     if sig.get("key_id") != key_id(key):
         raise CalibrationError(f"{source} was signed with another device key "

@@ -1,0 +1,116 @@
+"""What an enrolment must pass before anything is stored (issue 18, item 7):
+
+- every enrolment presentation passes the gate's own checks -- quality (at least ``[gate]
+  min_views`` usable views), palm regions and, with ``[liveness] enabled``, liveness; a
+  missing or tampered liveness model refuses, as it denies at the gate
+  (:func:`screen_presentations`);
+- the palm is nobody else's: each presentation is searched 1:N against every enrolled user's
+  current templates -- disabled and expired users too -- at the identification threshold, and
+  any other user it matches is reported (:func:`find_duplicates`). The caller refuses unless
+  duplicates were explicitly allowed (twins' hands and the like), and audits either way.
+
+Pure decisions over the pipeline's stages and the store's templates; no store writes here.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from device.gate.decision import Deny
+
+
+def screen_presentations(pipeline, bursts) -> list[list]:
+    """The ROIs of each burst (one list per burst). Raises ``(index, Deny)`` wrapped in
+    :class:`PresentationRefused` for the first burst that fails."""
+    out = []
+    for i, b in enumerate(bursts):
+        try:
+            out.append(pipeline.screen(b))
+        except Deny as d:
+            raise PresentationRefused(i, d) from None
+    return out
+
+
+class PresentationRefused(Exception):
+    """Enrolment presentation ``index`` failed a gate check (``deny`` holds the reason)."""
+
+    def __init__(self, index: int, deny: Deny):
+        super().__init__(f"presentation {index + 1}: {deny.reason}"
+                         + (f" ({deny.detail})" if deny.detail else ""))
+        self.index, self.deny = index, deny
+
+
+def all_users_gallery(pipeline, store):
+    """A protected gallery of every enrolled user's current templates (enabled or not, in
+    their validity window or not): a disabled Alice must not come back as "dave"."""
+    from device.gate.gallery import GalleryBuilder
+    users = {u.user_id: u for u in store.users()}
+    ext = pipeline.extractor
+    b = GalleryBuilder(pipeline.protect_config, ext.importance, store.count()["templates"],
+                       dim=ext.dim, shifts=ext.shifts, shortlist=pipeline.cfg.match.shortlist,
+                       storage=pipeline.cfg.match.storage)
+    for uid, _, ver, t in store.templates():
+        u = users.get(uid)
+        if u is None or ver != u.version or t.config != pipeline.protect_config or \
+                t.data.shape[0] != b.gal.g:
+            continue
+        b.add(uid, t)
+    return b.finish()
+
+
+def owners_above(gal, queries, threshold: float, shortlist: int | None = None) -> dict:
+    """{owner: best fused score} of every owner whose template the K query views (each
+    (S, G, d)) match at ``threshold`` or above; the coarse pass picks the shortlist as the
+    gate's 1:N does."""
+    from device.gate.gallery import _fused_exact
+    n = len(gal)
+    if n == 0:
+        return {}
+    k = min(n, shortlist or gal.shortlist_size())
+    if k >= n:
+        idx = np.arange(n)
+    else:
+        s0 = gal.coarse(np.mean(np.asarray(queries, np.float32), axis=0))
+        idx = np.argpartition(-s0, k - 1)[:k]
+    sc = _fused_exact(gal, queries, idx)
+    out: dict = {}
+    for j, s in zip(idx, sc):
+        if s >= threshold:
+            o = gal.owners[int(j)]
+            out[o] = max(float(s), out.get(o, -np.inf))
+    return out
+
+
+def find_duplicates(pipeline, store, user_id: str, rois_per_burst) -> list[str]:
+    """Other users (sorted) that any enrolment presentation matches at the identification
+    threshold. Split mode asks the nodes (1:N on shares); a node fault raises ``Deny``."""
+    split = getattr(pipeline, "split", None)
+    if split is not None:
+        return _split_duplicates(split, store, user_id, rois_per_burst)
+    gal = all_users_gallery(pipeline, store)
+    found: set = set()
+    try:
+        for rois in rois_per_burst:
+            q = pipeline.features(rois)
+            found |= {o for o in owners_above(gal, q, pipeline.threshold,
+                                              pipeline.cfg.match.shortlist) if o != user_id}
+    finally:
+        del gal
+    return sorted(found)
+
+
+def _split_duplicates(split, store, user_id, rois_per_burst) -> list[str]:
+    from device.gate.decision import Decision
+    if split.store is None:
+        split.store = store
+    found = set()
+    for rois in rois_per_burst:
+        out = Decision()
+        job = split.send(list(rois), None, out)
+        try:
+            split.match(job, out)
+        except Deny as d:
+            if d.reason.startswith("split:"):
+                raise
+        if out.user_id is not None and out.user_id != user_id:
+            found.add(out.user_id)
+    return sorted(found)
