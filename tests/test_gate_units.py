@@ -259,3 +259,15 @@ def test_configuration_reference_is_generated_from_the_schema():
     for section, (_, opts) in SCHEMA.items():
         assert f"## [{section}]" in page
         assert all(f"| `{k}` |" in page for k in opts)
+
+
+def test_building_the_command_line_imports_no_numpy():
+    """`palmgate bench` pins BLAS to one thread before numpy loads: building the parsers of
+    every command group must not load numpy first (it did once, through split's --feature)."""
+    import subprocess
+    import sys
+    code = ("import sys, device.cli; device.cli.build_parser(); "
+            "print('numpy' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parent.parent, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr

@@ -7,8 +7,9 @@ import sys
 
 
 def _feature(sp) -> None:
-    from device.split.cellnet import DEFAULT_FEATURE, FEATURE_FILES
-    sp.add_argument("--feature", choices=sorted(FEATURE_FILES), default=DEFAULT_FEATURE,
+    from device.recognition.files import SPLIT_DEFAULT_FEATURE, SPLIT_FEATURE_FILES
+    sp.add_argument("--feature", choices=sorted(SPLIT_FEATURE_FILES),
+                    default=SPLIT_DEFAULT_FEATURE,
                     help="cell feature to share: unit (cells_unit.npz; a node opens squared "
                          "response norms only) or gabor (the gate's cells_pca.npz; a node opens "
                          "the Gabor responses at its pixels)")

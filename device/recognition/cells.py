@@ -26,11 +26,7 @@ import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
-CELLS_FILE = "cells_pca.npz"
-# the unit-response variant for split mode: kernels centred over the orientations, each map
-# pixel's 6 responses divided by their norm instead of the softmax (``unit_orientation``);
-# `python -m tools.fit_cells_pca --activation unit`
-UNIT_CELLS_FILE = "cells_unit.npz"
+from device.recognition.files import CELLS_FILE, UNIT_CELLS_FILE  # noqa: F401
 UNIT_EPS = 0.5        # norm floor of unit_orientation (median response norm ~1.6 on Tongji;
 #                       0.1..1.0 give the same validation TAR at FAR 1e-4)
 

@@ -47,8 +47,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from device.recognition.cells import (CELL, CELLS_FILE, GRID, MAX_SHIFT, OFFSET, ROI_SIZE,
-                                      STRIDE, UNIT_CELLS_FILE, CellExtractor, shift_offsets,
+from device.recognition.files import SPLIT_DEFAULT_FEATURE, SPLIT_FEATURE_FILES
+from device.recognition.cells import (CELL, GRID, MAX_SHIFT, OFFSET, ROI_SIZE, STRIDE,
+                                      CellExtractor, shift_offsets,
                                       unit_orientation)
 
 F_X = 0       # input pixels: integer grey levels (a uint8 ROI is exact; the terminal rounds
@@ -82,8 +83,8 @@ F_YU = F_SU + F_PU       # 59
 # (cells_unit.npz) divides each pixel's (centred) response vector by its norm instead: the
 # nodes square the responses on shares and open only the squared norm to the pixel's owner
 # (``unit_layer``)
-FEATURE_FILES = {"gabor": CELLS_FILE, "unit": UNIT_CELLS_FILE}
-DEFAULT_FEATURE = "unit"
+FEATURE_FILES = SPLIT_FEATURE_FILES
+DEFAULT_FEATURE = SPLIT_DEFAULT_FEATURE
 
 MAP = ROI_SIZE // STRIDE                       # 32
 DENSE = MAP - CELL + 1                         # 29 cell origins per side
