@@ -23,6 +23,7 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
                 ok.append(k)
             except (CorruptFrame, QualityIssue) as e:
                 issues.append(str(e))
+        b = pipeline.calibrate(b, ok)          # the unit's calibration, as at the gate
         r, iss = pipeline.regions(b.views, ok)
         rois += r
         issues += [str(e) for e in iss]
