@@ -90,6 +90,8 @@ def test_gate_starts_with_the_opencv_unit_file_and_straightens_the_board(ocv_uni
     for k in (0, 1):
         raw, und = _bend(_rows(burst.views[k])), _bend(_rows(fixed.views[k]))
         # k1 = -0.28: the raw rows bow by 1.5 px; undistorted they are straight to ~0.15 px
+        print(f"measured: OpenCV pair 14 view {k}: worst row/column bend raw {raw:.2f} px, "
+              f"undistorted {und:.3f} px")
         assert raw > 1.0 and und < 0.25 and und < raw / 5, (k, raw, und)
 
 
@@ -107,6 +109,8 @@ def test_rectified_opencv_pair_shares_rows(ocv_unit):
         p.close()
     yl, yr = (np.sort(_rows(v)[..., 1].ravel()) for v in fixed.views)
     raw_l, raw_r = (np.sort(_rows(v)[..., 1].ravel()) for v in burst.views)
+    print(f"measured: OpenCV pair 14 row offset raw {np.median(np.abs(raw_l - raw_r)):.2f} px, "
+          f"rectified {np.median(np.abs(yl - yr)):.3f} px (median)")
     assert np.median(np.abs(raw_l - raw_r)) > 2.0             # not aligned as captured
     assert np.median(np.abs(yl - yr)) < 0.5                   # rows aligned when rectified
 
@@ -219,12 +223,16 @@ def test_charuco_views_undistorted_to_the_ideal_pinhole(charuco_unit):
             ids = sorted(c)
             err[name] = float(np.sqrt(np.mean(np.sum((np.array([c[i] for i in ids])
                                                       - ideal[ids]) ** 2, 1))))
+        print(f"measured: ChArUco view {k}: corners vs the ideal pinhole, RMS raw "
+              f"{err['raw']:.2f} px, corrected {err['corrected']:.3f} px")
         assert err["raw"] > 0.8 and err["corrected"] < 0.35, (k, err)
     # the flat field: a vignetted flat comes out even
     flat = cv2.imread(str(charuco_unit / "flat" / "f0.png"), cv2.IMREAD_GRAYSCALE)
     out = p.calibration.apply(Burst([], flat)).sensor
     inner = out[16:-16, 16:-16].astype(float)
     raw = flat[16:-16, 16:-16].astype(float)
+    print(f"measured: flat field std/mean raw {raw.std() / raw.mean():.3f}, corrected "
+          f"{inner.std() / inner.mean():.4f}")
     assert raw.std() / raw.mean() > 0.08 and inner.std() / inner.mean() < 0.02
 
 
@@ -246,6 +254,8 @@ def test_sensor_frame_maps_into_every_view(charuco_unit):
         src = np.array([ir[i] for i in ids])
         dst = np.array([seen[i] for i in ids])
         d = np.linalg.norm(corr.sensor_to_view(src, k, (640, 480)) - dst, axis=1)
+        print(f"measured: IR corners mapped into view {k}: median {np.median(d):.3f} px, max "
+              f"{d.max():.3f} px over {len(ids)} corners")
         assert np.median(d) < 1.0 and d.max() < 3.0, (k, np.median(d), d.max())
         back = corr.view_to_sensor(dst, k, (640, 480))
         assert np.median(np.linalg.norm(back - src, axis=1)) < 0.6
@@ -267,6 +277,7 @@ def test_charuco_rectified_views_share_rows(charuco_unit):
     a, b = _corners(fixed.views[0]), _corners(fixed.views[1])
     ids = sorted(set(a) & set(b))
     dy = np.array([a[i][1] - b[i][1] for i in ids])
+    print(f"measured: ChArUco rectified pair: median |dy| {np.median(np.abs(dy)):.3f} px")
     assert len(ids) > 20 and np.median(np.abs(dy)) < 0.5
     # and the sensor mapping follows the rectification
     ir = _corners(_plane_burst(charuco_unit, 2).sensor)

@@ -279,3 +279,24 @@ def test_line_straightness():
     assert vg.line_straightness(np.stack([x, 2 * x + 1], 1)) < 1e-9
     bent = np.stack([x, 0.002 * (x - 50) ** 2], 1)
     assert vg.line_straightness(bent) > 1.0
+
+
+@pytest.mark.parametrize("rectify", [False, True])
+def test_stage_cost(unit, rectify):
+    """What the stage costs per burst (printed for docs/results.md; the bound is a sanity one)."""
+    _, write, config = unit
+    write(_doc())
+    t0 = time.perf_counter()
+    st = CalibrationStage(config(calibration={"rectify": rectify}))
+    start_ms = (time.perf_counter() - t0) * 1e3
+    rng = np.random.default_rng(0)
+    b = Burst([rng.integers(0, 255, (480, 640, 3), dtype=np.uint8) for _ in range(3)],
+              rng.integers(0, 255, (256, 320), dtype=np.uint8))
+    ts = []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        st.apply(b)
+        ts.append((time.perf_counter() - t0) * 1e3)
+    print(f"measured: calibration stage, rectify {rectify}: start {start_ms:.0f} ms, per burst "
+          f"(3 colour views 640x480 + sensor 320x256) median {np.median(ts):.1f} ms")
+    assert np.median(ts) < 1000
