@@ -2,7 +2,6 @@
 tampered, incomplete or failed file is refused, each with its own message, unless
 ``[calibration] allow_uncalibrated`` (a warning and a status flag); the synthetic source is
 exempt. Files are made with the factory tool's own writer (calibration.calfile)."""
-import json
 import logging
 import time
 
