@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from calibration.commands.common import InputError
+from calibration.commands.common import InputError, resolve_serial
 from calibration.commands.extrinsics import cmd_extrinsics
 from calibration.commands.flatfield import cmd_flatfield, w_h  # noqa: F401 (re-exported)
 from calibration.commands.intrinsics import cmd_intrinsics
@@ -45,9 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     g = common.add_argument_group("output and the unit's file")
     g.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     g.add_argument("--quiet", action="store_true", help="no progress bar or human summary")
-    g.add_argument("--report", metavar="DIR", help="write the report (JSON + PNG) here")
+    g.add_argument("--report", metavar="DIR", help="write the report (JSON + PNG) here, "
+                   "stamped with the unit's serial, the date and PASS/FAIL")
     g.add_argument("--calfile", metavar="PATH", help="the unit's calibration file to update")
-    g.add_argument("--serial", help="the unit's serial number")
+    g.add_argument("--serial", help="the unit's serial number (the gate checks it against "
+                   "[gate] serial or the board's); 'auto': this board's "
+                   "/proc/device-tree/serial-number. Needed with --calfile and --report")
     g.add_argument("--key", metavar="PATH", help="device key file (32 bytes, mode 0600)")
     g.add_argument("--create-key", action="store_true", help="create the device key if missing")
     g.add_argument("--fresh", action="store_true", help="start a new calibration file")
@@ -143,6 +146,7 @@ def main(argv=None) -> int:
         p.print_help()
         return 0
     try:
+        resolve_serial(a)
         return a.fn(a)
     except (InputError, ValueError, FrameError, CalibrationError, DeviceKeyError,
             FileNotFoundError) as e:

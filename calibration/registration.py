@@ -42,6 +42,31 @@ def homography_grid_error(H_est, H_true, size: tuple[int, int], step: int = 16) 
     return {"mean_px": float(d.mean()), "max_px": float(d.max())}
 
 
+def board_plane(detections: list[Detection], K, dist) -> dict | None:
+    """The plane the board lay on, in the camera's coordinates (``n . X = d``, ``n`` towards
+    the camera's far side), averaged over the views (``solvePnP`` per view); None without
+    views. ``spread``: the largest distance of a view's board centre from the mean plane."""
+    K, dist = np.asarray(K, np.float64), np.asarray(dist, np.float64).ravel()
+    ns, ds, cs = [], [], []
+    for det in detections:
+        ok, rv, tv = cv2.solvePnP(det.object_points.astype(np.float64),
+                                  det.image_points.astype(np.float64), K, dist)
+        if not ok:
+            continue
+        R = cv2.Rodrigues(rv)[0]
+        n = R[:, 2] * (1.0 if R[2, 2] >= 0 else -1.0)
+        ns.append(n)
+        ds.append(float(n @ tv.ravel()))
+        cs.append(R @ det.object_points.mean(axis=0).astype(np.float64) + tv.ravel())
+    if not ns:
+        return None
+    n = np.mean(ns, axis=0)
+    n /= np.linalg.norm(n)
+    d = float(np.mean([n @ c for c in cs]))
+    spread = float(max(abs(n @ c - d) for c in cs))
+    return {"normal": n.tolist(), "distance": d, "spread": spread, "views": len(ns)}
+
+
 @dataclass
 class RegistrationResult:
     H: np.ndarray                       # sensor pixels -> reference pixels

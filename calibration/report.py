@@ -74,9 +74,17 @@ def mosaic(tiles: list[np.ndarray], cols: int = 4) -> np.ndarray:
     return out
 
 
+def stamp_text(stamp: dict) -> str:
+    """``unit PG-0001  2026-01-02 10:11 UTC  PASS`` of a report stamp."""
+    when = str(stamp.get("utc", ""))[:16].replace("T", " ")
+    return f"unit {stamp.get('unit_serial')}  {when} UTC  {stamp.get('verdict')}"
+
+
 def views_png(path: str | Path, views: list[dict], per_view: dict[str, float],
-              limit: float | None, title: str, gain: float = 50.0) -> Path:
-    """``views``: dicts with image, points, residuals, name, dropped. Writes one PNG."""
+              limit: float | None, title: str, gain: float = 50.0,
+              stamp: dict | None = None) -> Path:
+    """``views``: dicts with image, points, residuals, name, dropped. Writes one PNG, its
+    header stamped (``stamp``: unit serial, date, PASS/FAIL) when given."""
     tiles = [view_tile(v["image"], v["points"], v.get("residuals"),
                        f"{v['name']}  {per_view.get(v['name'], float('nan')):.3f}px"
                        + ("  DROPPED" if v.get("dropped") else ""),
@@ -86,6 +94,13 @@ def views_png(path: str | Path, views: list[dict], per_view: dict[str, float],
     head = np.full((26, m.shape[1], 3), 255, np.uint8)
     cv2.putText(head, f"{title}   (error vectors x{gain:g})", (6, 18), cv2.FONT_HERSHEY_SIMPLEX,
                 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    if stamp:
+        band = np.full((26, m.shape[1], 3), 255, np.uint8)
+        ok = stamp.get("verdict") == "PASS"
+        cv2.rectangle(band, (0, 0), (band.shape[1] - 1, 25), (0, 150, 0) if ok else RED, -1)
+        cv2.putText(band, stamp_text(stamp), (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.6, WHITE, 1,
+                    cv2.LINE_AA)
+        head = np.vstack([band, head])
     img = np.vstack([head, m, bar_chart(per_view, limit, dropped, m.shape[1])])
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

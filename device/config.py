@@ -65,6 +65,9 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                           min=0.0, max=60.0),
         "min_views": Opt(2, "Fewest views with a usable palm region for a decision; below "
                             "this the person is asked to adjust the palm.", int, min=1, max=8),
+        "serial": Opt("", "This unit's serial number, which the factory calibration file must "
+                          "name; empty: the board's own (/proc/device-tree/serial-number on a "
+                          "Raspberry Pi).", nullable=True),
     }),
     "paths": ("Files on the unit.", {
         "store": Opt("palmgate/templates.db", "Sealed SQLite template store (relative paths "
@@ -84,6 +87,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "status_file": Opt("", "Health report the running gate rewrites after every "
                            "decision (device/ops/health.py), e.g. /run/palmgate/status.json; "
                            "empty: none.", nullable=True),
+        "calibration": Opt("", "The unit's signed factory calibration file (palmgate-calibrate; "
+                           "docs/calibration.md), e.g. /etc/palmgate/calibration.json. "
+                           "Required with source.kind cameras; applied to replayed bursts "
+                           "when set; never applied to the synthetic source (rendered views "
+                           "have no lens). See [calibration].", nullable=True),
     }),
     "source": ("Where presentation bursts come from.", {
         "kind": Opt("synthetic", "synthetic: rendered presentations (demo); replay: recorded "
@@ -101,6 +109,24 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                       "(deny, reason camera_timeout).", float, min=0.05,
                                  max=60.0),
         "synthetic_seed": Opt(0, "Seed of the synthetic source.", int, min=0),
+    }),
+    "calibration": ("The factory calibration applied at runtime (docs/calibration.md): every "
+                    "view undistorted (and rectified when asked), the transmission-sensor frame "
+                    "flat-fielded and registered to the views. A missing, tampered, stale, "
+                    "other-unit or incomplete file ([paths] calibration) stops the gate at "
+                    "start with its own message.", {
+        "allow_uncalibrated": Opt(False, "Run anyway when the file is missing or refused: the "
+                                         "views pass uncorrected, a warning is logged and the "
+                                         "status report says uncalibrated. For bring-up only; "
+                                         "the synthetic source never needs a file.", bool),
+        "max_age_days": Opt(365.0, "A file signed longer ago than this is stale (0: no age "
+                                   "limit).", float, min=0.0),
+        "cameras": Opt([], "Camera name in the calibration file of each view, view 0 first "
+                           "(empty: cam0, cam1, ... as palmgate-calibrate names them).", list),
+        "rectify": Opt(False, "Also rectify the views onto one image plane (views 0 and 1 "
+                              "row-aligned, further views rotated into the same frame; needs "
+                              "the extrinsics step). false: undistortion only, which keeps "
+                              "each camera's field.", bool),
     }),
     "quality": ("Quality gate on every view before the pipeline runs.", {
         "min_mean": Opt(25.0, "Darkest acceptable mean grey level (0-255): under-exposed "
@@ -181,6 +207,7 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                  "(reason timeout:<stage>); it never opens.", {
         "capture": Opt(2000, "Whole burst capture.", int, min=1),
         "quality": Opt(500, "Quality gate.", int, min=1),
+        "calibration": Opt(500, "Calibration of the views and the sensor frame.", int, min=1),
         "regions": Opt(3000, "Palm regions of all views.", int, min=1),
         "sensor": Opt(1000, "SR + liveness.", int, min=1),
         "feature": Opt(1000, "Cell features of all views.", int, min=1),
@@ -442,6 +469,12 @@ def validate(raw: dict, path: str | None = None) -> Config:
     if out["source"]["kind"] == "cameras" and len(out["source"]["cameras"]) < g["views"]:
         raise ConfigError(f"source.cameras: {len(out['source']['cameras'])} given, "
                           f"gate.views needs {g['views']} (or use fewer views)")
+    cams = out["calibration"]["cameras"]
+    if cams and len(cams) < g["views"]:
+        raise ConfigError(f"calibration.cameras: {len(cams)} given, gate.views needs "
+                          f"{g['views']} (or leave it empty for cam0, cam1, ...)")
+    if len(set(cams)) != len(cams):
+        raise ConfigError(f"calibration.cameras: names must differ: {cams}")
     r = out["relay"]
     if r["kind"] != "sim" and not r["port"]:
         raise ConfigError(f"relay.port: required for relay.kind {r['kind']!r}")

@@ -49,6 +49,7 @@ class StatusReporter:
                 relay=health.relay_report(g.relay),
                 database=health.database_report(self.cfg.paths.store),
                 decisions=health.decisions_report(g.last), watchdog=self.watchdog,
+                calibration=g.pipeline.calibration.status(),
                 door=g.io.monitor.status() if g.io is not None and g.io.monitor is not None
                 else None,
                 started_at=self.started,

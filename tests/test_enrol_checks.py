@@ -5,11 +5,10 @@ Real pipeline, real SQLite store, real subprocess for the command."""
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, gate_config, write_toml
+from conftest import ROOT, gate_config, trusting_cli, write_toml
 
 from device.gate.enrol import DuplicatePalm, EnrolError, EnrolmentRefused, enrol_user
 from device.gate.gate import Gate, open_store
@@ -97,14 +96,14 @@ def test_not_live_presentation_refuses_enrolment(tmp_path, tiny_models, syntheti
         p.close()
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "device.cli", *args], capture_output=True,
-                          text=True, cwd=ROOT, timeout=300,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
-
-
 def test_enroll_command_refuses_a_duplicate_and_allows_it_explicitly(tmp_path, tiny_models,
-                                                                     synthetic_bursts):
+                                                                     synthetic_bursts,
+                                                                     signing_key):
+    def _cli(*args):       # palmgate in a subprocess that trusts the tests' models folder
+        return subprocess.run([*trusting_cli(signing_key), *args], capture_output=True,
+                              text=True, cwd=ROOT, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
     cfg = gate_config(tmp_path, tiny_models)
     f = write_toml(tmp_path / "p.toml", cfg)
     for k, b in enumerate(synthetic_bursts["enrol"][0]):

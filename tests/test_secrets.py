@@ -54,14 +54,24 @@ def test_old_default_key_beside_the_store_still_works(tmp_path, monkeypatch, cap
         tmp_path / "cfg" / "palmgate" / "device.key"
 
 
-def _cli(*args, cwd, env=None, umask=0o022):
+def _cli(*args, cwd, env=None, umask=0o022, trust=None):
+    """palmgate in a subprocess with ``umask``; ``trust``: a signing key whose models folder
+    that process trusts (as tests/trusting_cli.py does)."""
+    from device.models.signing import public_key_text
     e = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-c", f"import os; os.umask({umask}); "
-                           "from device.cli import main; raise SystemExit(main())", *args],
+    code = f"import os, sys; os.umask({umask}); "
+    if trust is not None:
+        pub = public_key_text(trust.public_key())
+        code += ("from device.models.signing import public_key_from_text; "
+                 "from device.models.trust import trust_in_this_process; "
+                 f"trust_in_this_process(public_key_from_text({pub!r})); ")
+    code += "from device.cli import main; raise SystemExit(main())"
+    return subprocess.run([sys.executable, "-c", code, *args],
                           capture_output=True, text=True, cwd=cwd, env=e, timeout=300)
 
 
-def test_files_private_and_key_outside_state_folder_in_a_subprocess(tmp_path, tiny_models):
+def test_files_private_and_key_outside_state_folder_in_a_subprocess(tmp_path, tiny_models,
+                                                                    signing_key):
     """`palmgate enroll` with the defaults and a permissive umask (022): the state folder is
     0700, the database (and its WAL, seal) 0600, and the key is not in the state folder."""
     from device.sources.replay import write_burst
@@ -72,7 +82,8 @@ def test_files_private_and_key_outside_state_folder_in_a_subprocess(tmp_path, ti
     cfg = tmp_path / "p.toml"
     cfg.write_text(f'[paths]\nmodels = "{tiny_models}"\n[gate]\nprecision = "fp32"\n')
     r = _cli("enroll", "alice", "--burst", str(tmp_path / "b"), "--config", str(cfg),
-             cwd=tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path / "home-cfg")})
+             cwd=tmp_path, env={"XDG_CONFIG_HOME": str(tmp_path / "home-cfg")},
+             trust=signing_key)
     assert r.returncode == 0, r.stderr[-2000:]
     state = tmp_path / "palmgate"
     modes = {q.name: stat.S_IMODE(q.stat().st_mode) for q in state.iterdir()}

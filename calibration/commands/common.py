@@ -6,14 +6,18 @@ from __future__ import annotations
 import json
 import re
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from calibration import calfile
+from calibration.board_check import board_mismatch, likely_board
 from calibration.boards import Board, Charuco
 from calibration.capture import View
 from calibration.intrinsics import calibrate_intrinsics
+from calibration.report import stamp_text, write_json
+from device.ops.unit_serial import board_serial
 from device.sources.base import FolderSource, open_source
 from device.store.keys import load_device_key
 
@@ -49,14 +53,28 @@ def open_checked(spec: str, what: str):
 
 
 def views_with_board(views: list[View], spec: str, board: Board, who: str) -> list[View]:
-    """The views where the board was found; none at all is bad input (with a hint)."""
+    """The views where the board was found. None at all, or a board larger than the spec
+    (a chessboard spec is found inside a larger board), is bad input naming the likely board."""
     found = [v for v in views if v.detection is not None]
     if not found:
         hint = ("COLSxROWS counts inner corners" if board.kind == "chessboard"
                 else "COLSxROWS counts squares; check the dictionary and marker size")
+        likely = likely_board(board, [v.image for v in views]) if views else None
+        seen = f"; the images look like {likely}" if likely else ""
         raise InputError(f"no {board.kind} board {board.spec()} found in any of the "
                          f"{len(views)} image(s) of {who} ({spec}); is the board spec right? "
-                         f"({hint})")
+                         f"({hint}){seen}")
+    missed = [v for v in views if v.detection is None]
+    if len(found) < 3 and missed:       # a few chance finds of a spec the board does not have?
+        likely = likely_board(board, [v.image for v in missed])
+        if likely and likely != board.spec():
+            raise InputError(f"board {board.spec()} found in only {len(found)} of the "
+                             f"{len(views)} image(s) of {who} ({spec}); the images look like "
+                             f"{likely}: is the board spec right?")
+    why = board_mismatch(board, found)
+    if why:
+        raise InputError(f"board spec {board.spec()} does not match the images of {who} "
+                         f"({spec}): {why}")
     return found
 
 
@@ -98,10 +116,40 @@ def save_step(a, doc, key, step: str, record: dict, limits: dict, sub: str | Non
     return str(a.calfile)
 
 
+def resolve_serial(a) -> None:
+    """``--serial auto``: the board's own serial (device tree); ``--report`` needs a serial
+    (every report is stamped with it)."""
+    if getattr(a, "serial", None) == "auto":
+        a.serial = board_serial()
+        if a.serial is None:
+            raise InputError("--serial auto: this board has no readable serial "
+                             "(/proc/device-tree/serial-number); give it")
+    if getattr(a, "report", None) and not getattr(a, "serial", None):
+        raise InputError("--report needs --serial (the report is stamped with the unit's "
+                         "serial, the date and PASS/FAIL)")
+
+
+def stamp(a, out: dict) -> dict:
+    """Stamp ``out`` (the step's report) with the unit's serial, the date (UTC) and the
+    verdict of its checks; returns the stamp."""
+    ok = all(c["pass"] for c in out.get("checks", []))
+    out["stamp"] = {"unit_serial": a.serial, "utc": calfile.utc_now(),
+                    "verdict": "PASS" if ok else "FAIL"}
+    return out["stamp"]
+
+
 def finish(a, out: dict, human: list[str]) -> int:
-    """Print the step's result (JSON and/or the human summary with its checks); exit status."""
+    """Print the step's result (JSON and/or the human summary with its checks); exit status.
+    With ``--report`` and no report JSON written by the step, ``DIR/<step>.json`` (stamped)."""
     ok = all(c["pass"] for c in out["checks"])
     out["pass"] = ok
+    if getattr(a, "report", None):
+        st = stamp(a, out)
+        reps = out.setdefault("report", [])
+        if not any(str(r).endswith(".json") for r in reps):
+            reps.append(str(Path(a.report) / f"{out['step']}.json"))
+            write_json(Path(a.report) / f"{out['step']}.json", out)
+        human = human + [f"report {a.report}: {stamp_text(st)}"]
     if a.json:
         print(json.dumps(out, indent=1, allow_nan=False))
     if not a.quiet:

@@ -19,7 +19,7 @@ from calibration.boards import parse_board
 from calibration.capture import collect_synced
 from calibration.commands.common import (InputError, calfile_intrinsics, default_subpix,
                                          doc_and_key, finish, intrinsics_of_views, named_specs,
-                                         open_checked, save_step, views_with_board)
+                                         open_checked, save_step, stamp, views_with_board)
 from calibration.extrinsics import calibrate_pair
 from calibration.limits import check, limits_for, within
 
@@ -107,7 +107,7 @@ def _write_report(a, out: dict, tiles: list[dict], ref: str) -> None:
     per = {t["name"]: float(np.sqrt(np.mean(np.sum(t["residuals"] ** 2, 1)))) for t in tiles}
     out["report"].append(str(rpt.views_png(Path(a.report) / "extrinsics.png", tiles, per,
                                            None, f"extrinsics vs {ref}: board pose from {ref} "
-                                           f"projected through R,T")))
+                                           f"projected through R,T", stamp=stamp(a, out))))
     out["report"].append(str(rpt.write_json(Path(a.report) / "extrinsics.json", out)))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from calibration import report as rpt
 from calibration.commands.common import (InputError, doc_and_key, finish, open_checked,
-                                         save_step)
+                                         save_step, stamp)
 from calibration.flatfield import compute_flatfield
 from calibration.limits import check, limits_for
 from device.sources.base import FolderSource
@@ -49,7 +49,7 @@ def _write_report(a, out: dict, res, frames: list[np.ndarray]) -> None:
              {"image": gv, "points": np.zeros((0, 2)), "name": f"gain {res.gain_range[0]:.2f}..{res.gain_range[1]:.2f}"},
              {"image": apply_gain(mean, g, res.dark_level), "points": np.zeros((0, 2)), "name": "corrected"}]
     out["report"].append(str(rpt.views_png(Path(a.report) / "flatfield.png", tiles, {}, None,
-                                           f"flat field {a.sensor}")))
+                                           f"flat field {a.sensor}", stamp=stamp(a, out))))
     out["report"].append(str(rpt.write_json(Path(a.report) / "flatfield.json", out)))
 
 

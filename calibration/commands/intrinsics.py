@@ -12,7 +12,7 @@ from calibration.boards import parse_board
 from calibration.capture import View, collect_views
 from calibration.commands.common import (default_subpix, doc_and_key, finish,
                                          intrinsics_of_views, open_checked, save_step,
-                                         views_with_board)
+                                         stamp, views_with_board)
 from calibration.intrinsics import outlier_limit
 from calibration.limits import check, limits_for
 
@@ -26,7 +26,7 @@ def _dropped_residuals(det, K, dist):
     return proj.reshape(-1, 2) - det.image_points
 
 
-def _intrinsics_report(a, name: str, found: list[View], res) -> list[str]:
+def _intrinsics_report(a, name: str, found: list[View], res, st: dict | None = None) -> list[str]:
     """With ``--report``: the PNG of every view's corners and residuals (dropped views marked)."""
     if not a.report:
         return []
@@ -46,7 +46,7 @@ def _intrinsics_report(a, name: str, found: list[View], res) -> list[str]:
     limit = outlier_limit(list(res.initial_per_view_rms.values())) if res.initial_per_view_rms else None
     png = rpt.views_png(Path(a.report) / f"intrinsics_{name}.png", views, per_view, limit,
                         f"intrinsics {name}: RMS {res.rms:.3f}px, {len(res.views)} views, "
-                        f"{len(res.dropped)} dropped")
+                        f"{len(res.dropped)} dropped", stamp=st)
     return [str(png)]
 
 
@@ -75,7 +75,8 @@ def cmd_intrinsics(a) -> int:
     record["pass"] = all(c["pass"] for c in checks)
     record["checks"] = checks
     out = {"step": "intrinsics", **record}
-    out["report"] = _intrinsics_report(a, a.camera, found, res)
+    st = stamp(a, out) if a.report else None
+    out["report"] = _intrinsics_report(a, a.camera, found, res, st)
     if a.report:
         out["report"].append(str(rpt.write_json(Path(a.report) / f"intrinsics_{a.camera}.json", out)))
     out["calfile"] = save_step(a, doc, key, "intrinsics", record, lim, sub=a.camera)

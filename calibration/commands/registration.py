@@ -18,10 +18,11 @@ from calibration.boards import parse_board
 from calibration.capture import collect_synced
 from calibration.commands.common import (InputError, calfile_intrinsics, default_subpix,
                                          doc_and_key, finish, open_checked, save_step,
-                                         views_with_board)
+                                         stamp, views_with_board)
 from calibration.extrinsics import calibrate_pair, natural_key, plane_homography
 from calibration.limits import check, limits_for
-from calibration.registration import apply_homography, estimate_homography, undistort_pixels
+from calibration.registration import (apply_homography, board_plane, estimate_homography,
+                                      undistort_pixels)
 from device.vision.calibration import undistort_image
 
 
@@ -59,7 +60,8 @@ def _stereo_homography(a, board, sd, rd, s_in, r_in, lim):
               "mode": a.mode, "H": H.tolist(), "rms": st.rms, "stereo": st.to_json(),
               "working_distance": a.working_distance, "sensor_size": list(sensor_size),
               "ref_size": list(ref_size), "sensor_undistorted": True,
-              "ref_undistorted": True}
+              "ref_undistorted": True,
+              "plane": {"normal": [0.0, 0.0, 1.0], "distance": float(a.working_distance)}}
     checks = [check("stereo.rms", st.rms, "<=", lim["max_rms"], "px"),
               check("stereo.pairs_used", len(st.pairs), ">=", 3)]
     points = sum(len(sd[k]) for k in st.pairs)
@@ -71,6 +73,9 @@ def _fitted_homography(a, board, sd, rd, s_in, r_in, lim):
     res = estimate_homography(sd, rd, s_in, r_in)
     record = {"sensor": a.sensor, "reference": a.reference, "board": board.spec(),
               "mode": a.mode, **res.to_json()}
+    if r_in is not None:           # the working plane ties the sensor to the other views
+        keys = sorted(set(sd) & set(rd), key=natural_key)
+        record["plane"] = board_plane([rd[k] for k in keys], *r_in)
     checks = [check("rms", res.rms, "<=", lim["max_rms"], "px"),
               check("points", res.points, ">=", lim["min_points"]),
               check("max_view_disagreement", res.max_view_disagreement_px, "<=",
@@ -100,7 +105,8 @@ def _write_report(a, out: dict, record: dict, views, sd, rd, s_in, r_in) -> None
         tiles.append({"image": blend, "points": pr, "residuals": resid, "name": k})
         per[k] = float(np.sqrt(np.mean(np.sum(resid ** 2, 1))))
     out["report"].append(str(rpt.views_png(Path(a.report) / "registration.png", tiles, per,
-                                           None, f"{a.sensor} on {a.reference} (50% blend)")))
+                                           None, f"{a.sensor} on {a.reference} (50% blend)",
+                                           stamp=stamp(a, out))))
     out["report"].append(str(rpt.write_json(Path(a.report) / "registration.json", out)))
 
 

@@ -1,6 +1,7 @@
 """One presentation through the recognition pipeline, every stage timed:
 
-    quality (raw frames) -> regions (K views, in parallel) -> sensor (SR x2 + liveness)
+    quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
+    -> regions (K views, in parallel) -> sensor (SR x2 + liveness)
     -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
     -> decision
 
@@ -24,7 +25,7 @@ from device.vision.quality import CorruptFrame, QualityIssue, frame_check, roi_c
 
 log = logging.getLogger("palmgate.gate")
 
-STAGES = ("quality", "regions", "sensor", "feature", "match")
+STAGES = ("quality", "calibration", "regions", "sensor", "feature", "match")
 
 
 class SensorStage:
@@ -110,7 +111,10 @@ class Pipeline:
     def __init__(self, cfg, extractor=None, gallery=None, versions=None):
         from device.models.model import DEFAULT_MODELS_DIR
         from device.protect.defaults import DEFAULT_CONFIG, feature_threshold
+        from device.gate.calibration_stage import CalibrationStage
         self.cfg = cfg
+        # first: a missing, tampered, stale or other-unit calibration file stops the start here
+        self.calibration = CalibrationStage(cfg)
         self.extractor = extractor or gate_feature(cfg, cfg.paths.models or DEFAULT_MODELS_DIR)
         self.protect_config = DEFAULT_CONFIG
         self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
@@ -188,6 +192,11 @@ class Pipeline:
                            "sensor frame missing or not an image")
         return ok
 
+    def calibrate(self, burst, idx=None):
+        """The burst with the unit's calibration applied to views ``idx`` (default all) and to
+        the sensor frame (:mod:`device.gate.calibration_stage`); enrolment calls it too."""
+        return self.calibration.apply(burst, idx)
+
     def _one_region(self, img, segmenter=None):
         from device.vision.regions import RegionError, extract_regions
         try:
@@ -261,6 +270,7 @@ class Pipeline:
         first-region ROIs of the usable views; raises :class:`Deny` with the reason."""
         out = Decision()
         ok = self._quality(burst, out)
+        burst = self.calibrate(burst, ok)          # the unit's calibration, as at the gate
         rois = self._regions(burst, ok, out)
         if self.sensor is not None:
             self._sensor(burst, out)
@@ -290,6 +300,8 @@ class Pipeline:
 
         try:
             ok = timed("quality", self._quality, burst, out)
+            if self.calibration.calibrated:
+                burst = timed("calibration", self.calibrate, burst, ok)
             rois = timed("regions", self._regions, burst, ok, out)
             out.views_used = len(rois)
             if self.sensor is not None:

@@ -243,13 +243,16 @@ def build_status(*, models: Mapping | None = None, cameras: Mapping | None = Non
                  relay: Mapping | None = None, database: Mapping | None = None,
                  decisions: Mapping | None = None, watchdog=None, door: Mapping | None = None,
                  started_at: float | None = None, now: float | None = None,
-                 version: str | None = None, extra: Mapping | None = None) -> dict:
+                 version: str | None = None, extra: Mapping | None = None,
+                 calibration: Mapping | None = None) -> dict:
     """Join the parts (each the output of the functions above, or None when not part of this
-    gate) into one report with ``ok`` and ``problems``."""
+    gate) into one report with ``ok`` and ``problems``. ``calibration``: the pipeline's
+    ``CalibrationStage.status()`` (running uncalibrated is a problem)."""
     if version is None:
         from device import __version__ as version
     now = time.time() if now is None else now
-    parts = {"models": models, "cameras": cameras, "relay": relay, "database": database}
+    parts = {"models": models, "cameras": cameras, "relay": relay, "database": database,
+             "calibration": calibration}
     problems: list[str] = []
     for part in parts.values():
         if part:

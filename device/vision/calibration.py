@@ -41,7 +41,17 @@ LEGACY_SIG_ALG = "HMAC-SHA256"   # keyed by the raw device key: refused (python 
 
 
 class CalibrationError(RuntimeError):
-    """The calibration file is missing, tampered, stale, for another unit, or unusable."""
+    """The calibration file is missing, tampered, stale, for another unit, or unusable.
+
+    ``reason`` names the failure for status reports and tests: ``missing``, ``unreadable``,
+    ``corrupt`` (not JSON / not a calibration document), ``signature`` (tampered, or signed
+    with another device key), ``other_unit``, ``stale`` (too old, or made for another file
+    format), ``clock`` (signed in the future), ``incomplete`` (a step the gate needs is absent
+    or failed its checks at the factory), ``invalid`` (anything else)."""
+
+    def __init__(self, message: str = "", reason: str = "invalid"):
+        super().__init__(message)
+        self.reason = reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,27 +334,41 @@ def check_document(doc: dict, key: bytes, *, unit_serial: str | None = None,
                    max_age_s: float | None = None, now: float | None = None,
                    required: tuple[str, ...] = (), source: str = "calibration file") -> None:
     """Raise ``CalibrationError`` unless ``doc`` is a genuine, current calibration of this unit."""
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise CalibrationError(f"{source} is not a {FORMAT} document")
-    verify_document(doc, key, source)
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    if fmt != FORMAT:
+        family = FORMAT.rsplit("/", 1)[0] + "/"
+        if isinstance(fmt, str) and fmt.startswith(family):
+            raise CalibrationError(f"{source} is stale: made for calibration format {fmt!r}, "
+                                   f"this firmware reads {FORMAT!r}; recalibrate the unit",
+                                   reason="stale")
+        raise CalibrationError(f"{source} is not a {FORMAT} document", reason="corrupt")
+    try:
+        verify_document(doc, key, source)
+    except CalibrationError as e:
+        named = doc.get("unit_serial")
+        hint = (f" (it names unit {named!r}, this unit is {unit_serial!r})"
+                if unit_serial is not None and named != unit_serial else "")
+        raise CalibrationError(f"{e}{hint}", reason="signature") from None
     if unit_serial is not None and doc.get("unit_serial") != unit_serial:
         raise CalibrationError(f"{source} belongs to unit {doc.get('unit_serial')!r}, "
-                               f"not this unit {unit_serial!r}")
+                               f"not this unit {unit_serial!r}", reason="other_unit")
     if max_age_s is not None:
         try:
             signed = _parse_utc(doc["signed_utc"])
         except (KeyError, ValueError) as e:
-            raise CalibrationError(f"{source} has no valid signing time") from e
+            raise CalibrationError(f"{source} has no valid signing time",
+                                   reason="corrupt") from e
         age = (time.time() if now is None else now) - signed
         if age > max_age_s:
             raise CalibrationError(f"{source} is stale: signed {age / 86400:.1f} days ago, the "
-                                   f"limit is {max_age_s / 86400:.1f} days; recalibrate the unit")
+                                   f"limit is {max_age_s / 86400:.1f} days; recalibrate the unit",
+                                   reason="stale")
         if age < -300:
             raise CalibrationError(f"{source} is signed {-age:.0f} s in the future: check the "
-                                   f"unit's clock")
+                                   f"unit's clock", reason="clock")
     missing = [s for s in required if s not in doc.get("results", {})]
     if missing:
-        raise CalibrationError(f"{source} lacks the step(s) {missing}")
+        raise CalibrationError(f"{source} lacks the step(s) {missing}", reason="incomplete")
 
 
 def load_calibration(path: str | os.PathLike, key: bytes, *, unit_serial: str | None = None,
@@ -364,14 +388,16 @@ def load_calibration(path: str | os.PathLike, key: bytes, *, unit_serial: str | 
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise CalibrationError(f"no calibration file at {p}: run the factory calibration "
-                                   f"(palmgate-calibrate) for this unit") from None
+                                   f"(palmgate-calibrate) for this unit",
+                                   reason="missing") from None
         except (OSError, UnicodeDecodeError) as e:
-            raise CalibrationError(f"cannot read calibration file {p}: {e}") from e
+            raise CalibrationError(f"cannot read calibration file {p}: {e}",
+                                   reason="unreadable") from e
         try:
             doc = json.loads(text, parse_constant=_reject_constant)
         except ValueError as e:
             raise CalibrationError(f"calibration file {p} is not valid JSON "
-                                   f"(corrupt or tampered): {e}") from e
+                                   f"(corrupt or tampered): {e}", reason="corrupt") from e
         check_document(doc, key, unit_serial=unit_serial, max_age_s=max_age_s, now=now,
                        required=required, source=f"calibration file {p}")
         return Calibration(doc=doc)
