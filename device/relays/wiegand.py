@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 PULSE_US = 50
 INTERVAL_US = 2000
-FRAME_GAP_MS = 50          # idle lines after a frame: readers close a frame after ~25 ms
+FRAME_GAP_MS = 120         # idle lines after a frame (receivers close a frame after ~50 ms)
 
 
 def _wait_until(t_ns: int) -> None:
@@ -95,7 +95,7 @@ class WiegandInput:
     ``active_low``). Each complete frame is decoded (parity checked): ``on_card(card)`` for a
     good one, ``on_error(message, bits)`` for a bad one; ``cards`` and ``errors`` keep them."""
 
-    def __init__(self, d0_pin, d1_pin, *, on_card=None, on_error=None, gap_ms: float = 25.0,
+    def __init__(self, d0_pin, d1_pin, *, on_card=None, on_error=None, gap_ms: float = 50.0,
                  active_low: bool = True, pin_factory=None, pull_up: bool | None = None):
         self.on_card, self.on_error = on_card, on_error
         self.gap_s = gap_ms / 1000.0
