@@ -84,6 +84,13 @@ DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
         "interval_us": {"default": 2000, "type": int, "min": 200, "max": 20000,
                         "doc": "Time from one bit to the next in microseconds (the standard: "
                                "200 us - 20 ms, 2 ms typical)."},
+        "frame_timeout_ms": {"default": 20.0, "type": float, "min": 5.0, "max": 1000.0,
+                             "doc": "Silence after which the panel ends a frame (the "
+                                    "standard's longest bit interval, 20 ms). The gate spaces "
+                                    "frames by 5 times this, and sends a frame again when it "
+                                    "was held up longer than this mid-frame (the panel drops "
+                                    "the broken pieces: length and parity); the card input "
+                                    "ends a frame after this silence."},
         "input_d0_pin": {**PIN, "doc": "GPIO input from a card reader's DATA0 (pull-up); "
                                        "with input_d1_pin, a card read claims the next "
                                        "presentation (card + palm)."},

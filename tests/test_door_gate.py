@@ -104,15 +104,16 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
     from device.relays.factory import MemoryRelay
     from device.relays.wiegand import WiegandOutput
     f = MockFactory()
-    panel = WiegandPanel(f, 5, 6)                         # the panel on the gate's outputs
+    panel = WiegandPanel(f, 5, 6, frame_timeout_ms=200)   # the panel on the gate's outputs
     # a card reader wired to the gate's inputs 12/13 (driven from pins 22/23)
     f.pin(22, pin_class=MockConnectedPin, input_pin=f.pin(12))
     f.pin(23, pin_class=MockConnectedPin, input_pin=f.pin(13))
-    reader = WiegandOutput(22, 23, pin_factory=f)
+    reader = WiegandOutput(22, 23, pin_factory=f, frame_timeout_ms=200)
     cards = {"person-000": (3, 500), "person-001": (3, 501)}
     cfg = gate_config(tmp_path, tiny_models,
                       wiegand={"enabled": True, "d0_pin": 5, "d1_pin": 6,
-                               "input_d0_pin": 12, "input_d1_pin": 13},
+                               "input_d0_pin": 12, "input_d1_pin": 13,
+                               "frame_timeout_ms": 200.0},
                       card={"facility_code": 3})
     relay = MemoryRelay()
     try:

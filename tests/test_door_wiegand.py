@@ -56,8 +56,10 @@ def test_gpio_output_decodes_back_on_mock_pins():
     from device.eval.panel import WiegandPanel
     from device.relays.wiegand import WiegandOutput
     f = MockFactory()
-    panel = WiegandPanel(f, 5, 6)
-    out = WiegandOutput(5, 6, pin_factory=f, pulse_us=50, interval_us=2000)
+    # a patient panel (200 ms frame timeout): the test machine is shared and loaded
+    panel = WiegandPanel(f, 5, 6, frame_timeout_ms=200)
+    out = WiegandOutput(5, 6, pin_factory=f, pulse_us=50, interval_us=2000,
+                        frame_timeout_ms=200)
     try:
         sent = [(17, 4242), (0, 1), (255, 65535)]
         for fc, n in sent:
@@ -91,3 +93,33 @@ def test_bad_timing_is_refused():
         WiegandOutput(5, 6, pin_factory=MockFactory(), pulse_us=500)
     with pytest.raises(WiegandError, match="interval"):
         WiegandOutput(5, 6, pin_factory=MockFactory(), interval_us=50000)
+
+
+def test_frame_held_up_mid_way_is_sent_again_whole():
+    """A sender held up longer than the panel's frame timeout split the frame there: the panel
+    drops the pieces (length/parity) and the gate sends the frame again, once."""
+    pytest.importorskip("gpiozero")
+    import time
+    from gpiozero.pins.mock import MockFactory
+    from device.eval.panel import WiegandPanel
+    from device.relays.wiegand import WiegandOutput
+    f = MockFactory()
+    panel = WiegandPanel(f, 5, 6, frame_timeout_ms=60)
+    out = WiegandOutput(5, 6, pin_factory=f, frame_timeout_ms=60)
+    edges = {"n": 0}
+    rx_bit = panel.rx.d1.when_activated
+
+    def stall():                # the line's far end holds the sender up at the 4th one-bit
+        edges["n"] += 1
+        if edges["n"] == 4:
+            time.sleep(0.15)
+        rx_bit()
+    panel.rx.d1.when_activated = stall
+    try:
+        assert out.send_bits(encode("wiegand26", 17, 4242)) == 2      # two tries
+        cards = panel.wait_cards(3, timeout=3)
+        assert [(c.facility, c.number) for c in cards] == [(17, 4242)]
+        assert len(panel.rx.errors) == 2 and out.resends == 1          # the two pieces
+    finally:
+        out.close()
+        panel.close()

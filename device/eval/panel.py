@@ -125,13 +125,14 @@ class WiegandPanel:
     """A mock-pin Wiegand receiver wired to the gate's outputs: make it before the gate opens
     its pins, on the same MockFactory (``factory``), then hand the gate that factory."""
 
-    def __init__(self, factory, d0_pin, d1_pin, in_d0: int = 26, in_d1: int = 27):
+    def __init__(self, factory, d0_pin, d1_pin, in_d0: int = 26, in_d1: int = 27,
+                 frame_timeout_ms: float = 20.0):
         from gpiozero.pins.mock import MockConnectedPin
         from device.relays.wiegand import WiegandInput
         r0, r1 = factory.pin(in_d0), factory.pin(in_d1)
         factory.pin(d0_pin, pin_class=MockConnectedPin, input_pin=r0)
         factory.pin(d1_pin, pin_class=MockConnectedPin, input_pin=r1)
-        self.rx = WiegandInput(in_d0, in_d1, pin_factory=factory)
+        self.rx = WiegandInput(in_d0, in_d1, pin_factory=factory, gap_ms=frame_timeout_ms)
 
     @property
     def cards(self) -> list:

@@ -64,12 +64,14 @@ class DoorLink:
             from device.relays.wiegand import WiegandOutput
             self.wiegand = WiegandOutput(w.d0_pin, w.d1_pin, pulse_us=w.pulse_us,
                                          interval_us=w.interval_us, active_low=w.active_low,
-                                         pin_factory=self.pin_factory)
+                                         pin_factory=self.pin_factory,
+                                         frame_timeout_ms=w.frame_timeout_ms)
         if w.input_d0_pin is not None:
             from device.relays.wiegand import WiegandInput
             self.reader = WiegandInput(w.input_d0_pin, w.input_d1_pin,
                                        on_card=self._card_read, on_error=self._card_error,
-                                       pin_factory=self.pin_factory)
+                                       pin_factory=self.pin_factory,
+                                       gap_ms=w.frame_timeout_ms)
         if o.enabled:
             from device.relays.gpio import _device
             from device.relays.osdp import OsdpPeripheral

@@ -142,6 +142,8 @@ class OsdpPeripheral:
         self._channel = channel
         self.pd = None
         self.key_installed = False
+        self._install = False                   # started without a key (install mode)
+        self.settle_s = 1.0                     # longest wait for a renewed Secure Channel
         self.cards_reported = 0
         self.errors: list[str] = []
         self.commands: list[dict] = []
@@ -156,6 +158,7 @@ class OsdpPeripheral:
                             f"for the first connection, and let the panel install its key "
                             f"(osdp_KEYSET)")
         flags = [osdp.LibFlag.EnforceSecure] if key is not None and self.require_secure else []
+        self._install = key is None
         if key is None:
             log.warning("OSDP PD %d in install mode: waiting for the panel's key (SCBK-D)",
                         self.address, extra={"event": "osdp_install_mode"})
@@ -206,10 +209,12 @@ class OsdpPeripheral:
         return self.pd is not None and bool(self.pd.is_sc_active())
 
     def wait_secure(self, timeout: float = 10.0) -> bool:
+        """Until online with an active Secure Channel -- under the panel's own key when the PD
+        started in install mode (SCBK-D only carries the key installation)."""
         import time
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if self.secure and self.online:
+            if self.secure and self.online and (self.key_installed or not self._install):
                 return True
             time.sleep(0.05)
         return False
@@ -225,6 +230,10 @@ class OsdpPeripheral:
         if self.pd is None:
             self._error(f"{what}: the OSDP PD is not running")
             return False
+        if not (self.online and (self.secure or not self.require_secure)):
+            # the panel renews the Secure Channel now and then (and right after it installs
+            # its key): wait a moment for it rather than drop the credential
+            self.wait_secure(self.settle_s) if self.require_secure else None
         if not self.online:
             self._error(f"{what}: the panel is not polling (offline)")
             return False
