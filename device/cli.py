@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from device import __version__
-from device.commands import audit, demo, enrol, evaluate, gate, split, users
+from device.commands import audit, backup, demo, enrol, evaluate, gate, init, split, users
 
-GROUPS = (demo, evaluate, gate, enrol, users, audit, split)
+GROUPS = (demo, evaluate, gate, enrol, users, audit, split, init, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,8 @@ def main(argv=None) -> int:
     try:
         return a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"palmgate: error: {e}", file=sys.stderr)
+        from device.commands.common import cli_words
+        print(f"palmgate: error: {cli_words(str(e))}", file=sys.stderr)
         return 2
 
 

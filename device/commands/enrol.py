@@ -22,7 +22,11 @@ def cmd_enroll(a) -> int:
     pipe = Pipeline(cfg)
     try:
         with open_store(cfg) as st:
-            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label)
+            label = a.label
+            if label is None:                   # --replace keeps the label it had
+                old = st.get_user(a.user_id) if a.replace else None
+                label = old.label if old is not None else ""
+            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=label)
     finally:
         pipe.close()
     r.pop("rois")
@@ -69,7 +73,8 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=int, default=0, help="with --synthetic")
     sp.add_argument("--replace", action="store_true", help="re-enrol (revokes the old "
                                                            "templates)")
-    sp.add_argument("--label", default="")
+    sp.add_argument("--label", default=None, help="the user's label (default: none; with "
+                                                    "--replace, the label they had)")
     sp.set_defaults(fn=cmd_enroll)
 
     for name, fn, hlp in (("identify", cmd_identify, "1:N on recorded bursts (no relay)"),

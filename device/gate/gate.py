@@ -464,9 +464,7 @@ class Gate:
 
 
 def open_store(cfg):
-    from pathlib import Path
-
-    from device.store.store import TemplateStore
-    p = Path(cfg.paths.store)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
+    """The store as ``[paths]`` says (device.store.provision: never a new key beside an
+    existing store)."""
+    from device.store.provision import open_configured_store
+    return open_configured_store(cfg)
