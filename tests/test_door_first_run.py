@@ -3,6 +3,8 @@
 ``init`` a second folder and restore there: the same users, cards and audit chain."""
 import csv
 import json
+import shutil
+import subprocess
 
 from device.cli import main
 
@@ -112,9 +114,19 @@ def test_init_enrol_run_export_backup_restore(tmp_path, tiny_models, capsys, mon
     assert [x["kind"] for x in recs2[len(recs):]] == ["restore"]
     assert recs2[-1]["operator"]
     # and the spare opens the door for alice
-    assert main(["run", "--limit", "10", "--plain-log", *c2]) == 0
-    again = _lines(_out(capsys))
+    assert main(["run", "--limit", "10", *c2]) == 0                # JSON logs on stderr
+    cap = capsys.readouterr()
+    again = _lines(cap.out)
     assert (again[9]["decision"], again[9]["user_id"]) == ("open", "alice")
+    # the decision fields at the top level of each log line: jq 'select(.decision=="open")'
+    logs = _lines(cap.err)
+    opened = [x for x in logs if x.get("decision") == "open"]
+    assert {x["user_id"] for x in opened} >= {"alice"} and all("reason" in x for x in opened)
+    assert len([x for x in logs if "decision" in x]) == 10
+    if shutil.which("jq"):
+        jq = subprocess.run(["jq", "-c", 'select(.decision=="open")'], input=cap.err,
+                            capture_output=True, text=True)
+        assert len(jq.stdout.splitlines()) == len(opened)
     assert main(["audit", "verify-chain", *c2]) == 0
 
 
@@ -150,3 +162,32 @@ def test_create_key_never_writes_a_new_key_beside_a_store(tmp_path, capsys):
     assert main(["init", "--dir", str(tmp_path / "u3"), "--set", "relay.pulse_ms=5"]) == 2
     assert "relay.pulse_ms: 5 is below the minimum" in capsys.readouterr().err
     assert not (tmp_path / "u3" / "palmgate.toml").exists()
+
+
+def test_relay_test_on_a_missing_port_says_it_failed(capsys):
+    assert main(["relay-test", "--protocol", "lcus", "--port", "/dev/ttyPALMGATE_NONE"]) == 1
+    cap = capsys.readouterr()
+    rep = json.loads(cap.out)
+    assert rep["ok"] is False and rep["confirmed"] is False
+    assert "FAILED" in rep["note"] and "bytes were sent" not in cap.out + cap.err
+
+
+def test_disabled_user_is_logged_as_user_disabled(tmp_path, tiny_models, capsys):
+    from device.eval.demo import DEMO_THRESHOLD
+    unit = tmp_path / "unit"
+    assert main(["init", "--dir", str(unit), "--set", f"paths.models={tiny_models}",
+                 "--set", f"match.threshold={DEMO_THRESHOLD}",
+                 "--set", "gate.cooldown_s=0.0"]) == 0
+    c = ["--config", str(unit / "palmgate.toml")]
+    assert main(["enroll", "carol", "--synthetic", "1", *c]) == 0
+    assert main(["users", "disable", "carol", "--operator", "ops-desk", *c]) == 0
+    capsys.readouterr()
+    assert main(["run", "--limit", "7", "--plain-log", *c]) == 0
+    d = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert d[6]["reason"] == "user_disabled" and d[6]["decision"] == "deny"   # carol's palm
+    assert main(["audit", "show", *c]) == 0
+    recs = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    dis = [r for r in recs if r["kind"] == "user_disable"]
+    assert dis and dis[0]["operator"] == "ops-desk"
+    dec = [r for r in recs if r["kind"] == "decision"]
+    assert dec[6]["reason"] == "user_disabled" and dec[6]["user_id"] == "carol"
