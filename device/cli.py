@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from device import __version__
-from device.commands import audit, backup, demo, enrol, evaluate, gate, init, split, users
+from device.commands import (audit, backup, demo, enrol, evaluate, gate, init, record, split,
+                             users)
 
-GROUPS = (demo, evaluate, gate, enrol, users, audit, split, init, backup)
+GROUPS = (demo, evaluate, gate, enrol, users, audit, split, init, backup, record)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -191,3 +191,21 @@ def test_disabled_user_is_logged_as_user_disabled(tmp_path, tiny_models, capsys)
     assert dis and dis[0]["operator"] == "ops-desk"
     dec = [r for r in recs if r["kind"] == "decision"]
     assert dec[6]["reason"] == "user_disabled" and dec[6]["user_id"] == "carol"
+
+
+def test_record_then_enrol_from_the_recorded_bursts(tmp_path, tiny_models, capsys):
+    """`palmgate record` takes bursts from the configured source (the synthetic one here; the
+    cameras on a board) into a folder that `palmgate enroll --burst` reads."""
+    unit = tmp_path / "unit"
+    assert main(["init", "--dir", str(unit), "--set", f"paths.models={tiny_models}"]) == 0
+    c = ["--config", str(unit / "palmgate.toml")]
+    capsys.readouterr()
+    out = tmp_path / "rec" / "dave"
+    assert main(["record", "--out", str(out), "--count", "2", "--interval", "0", *c]) == 0
+    cap = capsys.readouterr()
+    r = json.loads(cap.out)
+    assert len(r["bursts"]) == 2 and "present your open palm" in cap.err
+    assert sorted(p.name for p in out.iterdir()) == ["burst_00", "burst_01"]
+    assert main(["enroll", "dave", "--burst", str(out), *c]) == 0
+    assert json.loads(capsys.readouterr().out)["user_id"] == "dave"
+    assert main(["record", "--out", str(out), "--count", "1", *c]) == 2      # not empty
