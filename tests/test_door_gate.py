@@ -4,6 +4,7 @@ pins), panel mode, card + palm."""
 import shutil
 import time
 
+import numpy as np
 import pytest
 from conftest import gate_config
 
@@ -103,6 +104,7 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
     from device.gate.gate import Gate, open_store
     from device.relays.factory import MemoryRelay
     from device.relays.wiegand import WiegandOutput
+    from device.sources.replay import Burst
     f = MockFactory()
     panel = WiegandPanel(f, 5, 6, frame_timeout_ms=200)   # the panel on the gate's outputs
     # a card reader wired to the gate's inputs 12/13 (driven from pins 22/23)
@@ -129,8 +131,12 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
             assert not d.opened and d.reason == "card_required"
             reader.send("wiegand26", 3, 501)                           # person 1's card
             assert _wait(lambda: gate.door._card is not None)
+            # the loop's idle scenes between the card and the palm do not use the card up
+            assert gate.present(Burst([np.full((480, 640, 3), 128, np.uint8)] * 3,
+                                      np.full((128, 128), 128, np.uint8), {})).idle
             d = gate.present(synthetic_bursts["genuine"][1])
             assert d.opened and d.user_id == "person-001", d.summary()
+            assert gate.door._card is None                             # used by that palm
             reader.send("wiegand26", 3, 500)            # person 0's card, person 1's palm
             assert _wait(lambda: gate.door._card is not None)
             d = gate.present(synthetic_bursts["genuine"][1])
@@ -150,3 +156,22 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
     finally:
         reader.close()
         panel.close()
+
+
+def test_verify_mode_never_opens_on_a_palm_alone(tmp_path, tiny_models, synthetic_bursts):
+    """[gate] mode = "verify": without a claim (card, PIN pad) the palm alone is denied
+    (card_required), never a 1:N open; with the claim in the burst it opens."""
+    from device.gate.gate import Gate, open_store
+    from device.relays.factory import MemoryRelay
+    cfg = gate_config(tmp_path, tiny_models, gate={"mode": "verify"})
+    with open_store(cfg) as st:
+        _enrol(cfg, st, synthetic_bursts, {})
+    with Gate(cfg, relay=MemoryRelay()) as gate:
+        b = synthetic_bursts["genuine"][0]
+        d = gate.present(b)
+        assert (d.decision, d.reason) == ("deny", "card_required")
+        b.meta["claimed"] = "person-000"
+        try:
+            assert gate.present(b).opened
+        finally:
+            b.meta.pop("claimed")

@@ -8,7 +8,8 @@
   (an unknown card, or a disabled owner, is a deny of its own: ``unknown_card``,
   ``user_disabled``).
 - ``check(d, claimed_by_card)`` -- after it: a user whose access mode is ``card+palm`` who
-  presented a palm alone is denied (``card_required``).
+  presented a palm alone is denied (``card_required``), as is every palm alone in ``[gate]
+  mode = "verify"``; ``used()`` once a presentation with a hand took the claim.
 - ``report(d)`` -- on an open: the user's card (``palmgate users add-credential``) goes to the
   panel, over OSDP (raw Wiegand bits on the Secure Channel) and/or the Wiegand output. Returns
   the problem, or None: in panel mode a problem turns the open into a deny
@@ -44,6 +45,7 @@ class DoorLink:
         self._outs: dict = {}
         self._ins: list = []
         self._card = None                       # (Card, monotonic) from the Wiegand input
+        self._claimed = None                    # the card claim() handed out last
         self._lock = threading.Lock()
         self.reported = 0
         self.errors: list[str] = []
@@ -149,27 +151,46 @@ class DoorLink:
         self.errors.append(f"card input: {msg}")
 
     def claim(self) -> tuple[str | None, str | None]:
-        """(the claimed user id, a deny reason): from a card read within the window."""
+        """(the claimed user id, a deny reason) from a card read within the window. A good
+        claim stays until a presentation with a hand used it (:meth:`used`): the loop's idle
+        frames between the card and the palm do not take it; a refused one is used at once
+        (one deny per bad card)."""
         with self._lock:
-            c, self._card = self._card, None
-        if c is None or time.monotonic() - c[1] > self.cfg.decision.card_window_s:
+            c = self._card
+            if c is not None and time.monotonic() - c[1] > self.cfg.decision.card_window_s:
+                self._card = c = None               # too old: the person walked away
+            self._claimed = c
+        if c is None:
             return None, None
         card = c[0]
         uid = self.creds.find_card(card.facility, card.number)
+        reason = None
         if uid is None:
-            return None, "unknown_card"
-        u = self.store.get_user(uid)
-        if u is None or not u.enabled:
-            return uid, "user_disabled"
-        if not u.active():
-            return uid, "outside_schedule"
-        return uid, None
+            reason = "unknown_card"
+        else:
+            u = self.store.get_user(uid)
+            if u is None or not u.enabled:
+                reason = "user_disabled"
+            elif not u.active():
+                reason = "outside_schedule"
+        if reason is not None:
+            self.used()
+        return uid, reason
+
+    def used(self) -> None:
+        """The claim handed out by :meth:`claim` was used (a newer card read stays)."""
+        with self._lock:
+            if self._card is not None and self._card is self._claimed:
+                self._card = None
 
     # ------------------------------------------------------------------ around a decision
     def check(self, d, claimed_by_card: bool) -> None:
-        """card+palm users need the card: an open without one becomes ``card_required``."""
-        if d.opened and not claimed_by_card and d.user_id and \
-                self.creds.mode(d.user_id) == "card+palm":
+        """A card is needed -- by a card+palm user, or by ``[gate] mode = "verify"`` -- and
+        none came: an open becomes ``card_required`` (never a 1:N open in verify mode)."""
+        if not d.opened or claimed_by_card:
+            return
+        if self.cfg.gate.mode == "verify" or \
+                (d.user_id and self.creds.mode(d.user_id) == "card+palm"):
             d.decision, d.reason, d.prompt = "deny", "card_required", "please present your card"
 
     def report(self, d) -> str | None:

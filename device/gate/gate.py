@@ -216,6 +216,8 @@ class Gate:
             d = self.pipeline.decide(burst, claimed)
             if self.door is not None:
                 self.door.check(d, claimed_by_card=claimed is not None)
+                if not d.idle:
+                    self.door.used()                    # the card went with this palm
         if d.idle:                          # an empty scene: no record, no attempt
             d.total_ms = (time.perf_counter() - t0) * 1e3
             return d
