@@ -7,9 +7,10 @@ import os
 import sys
 
 from device import __version__
-from device.commands import attempts, audit, demo, enrol, evaluate, gate, site, split, users
+from device.commands import (attempts, audit, backup, demo, enrol, evaluate, gate, init,
+                             record, site, split, users)
 
-GROUPS = (demo, evaluate, gate, enrol, users, attempts, audit, split, site)
+GROUPS = (demo, evaluate, gate, enrol, users, attempts, audit, split, site, init, backup, record)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +36,8 @@ def main(argv=None) -> int:
     try:
         return a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"palmgate: error: {e}", file=sys.stderr)
+        from device.commands.common import cli_words
+        print(f"palmgate: error: {cli_words(str(e))}", file=sys.stderr)
         return 2
     finally:
         os.umask(old)           # an in-process caller (tests, a wrapper) gets its own back

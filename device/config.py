@@ -345,6 +345,15 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
 }
 
 
+def _door_sections() -> dict:
+    from device.config_door import DOOR_SECTIONS
+    return {s: (doc, {k: Opt(**kw) for k, kw in opts.items()})
+            for s, (doc, opts) in DOOR_SECTIONS.items()}
+
+
+SCHEMA.update(_door_sections())         # [decision], [card], [osdp], [wiegand]
+
+
 class Section:
     def __init__(self, name: str, values: dict):
         self._name, self._values = name, values
@@ -500,6 +509,10 @@ def validate(raw: dict, path: str | None = None) -> Config:
         if not used:
             raise ConfigError("gpio.enabled: true, but no pin is set (gpio.illuminator_pin, "
                               "gpio.strobe_pin, gpio.door_pin or gpio.exit_pin)")
+    from device.config_door import door_problem
+    problem = door_problem(out)
+    if problem:
+        raise ConfigError(problem)
     sp = out["split"]
     if sp["mode"] == "split":
         for k in ("node0", "node1", "dir"):

@@ -54,7 +54,9 @@ class StatusReporter:
                 else None,
                 started_at=self.started,
                 extra={"gallery_templates": g.pipeline.gallery_size, "gpio": g.io_status(),
-                       "liveness_error": g.pipeline.liveness_error})
+                       "liveness_error": g.pipeline.liveness_error,
+                       "panel": g.door.summary() if g.door is not None and g.door.active
+                       else None})
             health.write_status(self.cfg.paths.status_file, st)
         except Exception as e:  # noqa: BLE001 - the report never stops the gate
             log.error("status file: %s", e)

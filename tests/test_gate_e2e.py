@@ -119,7 +119,9 @@ def test_identify_and_verify_commands(tmp_path, tiny_models, synthetic_bursts, c
     assert main(["users", "disable", "person-000", "--config", str(cfg_file)]) == 0
     capsys.readouterr()
     assert main(["identify", "--config", str(cfg_file), "--burst", str(g)]) == 1
-    assert json.loads(capsys.readouterr().out)["reason"] == "no_match"   # disabled: not matched
+    # disabled: still denied, and the record says why (issue 22: not no_match)
+    d = json.loads(capsys.readouterr().out)
+    assert (d["decision"], d["reason"]) == ("deny", "user_disabled")
     assert main(["audit", "show", "--config", str(cfg_file), "--last", "1"]) == 0
     rec = json.loads(capsys.readouterr().out)
     assert rec["kind"] == "user_disable" and rec["user_id"] == "person-000"

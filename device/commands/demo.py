@@ -10,7 +10,7 @@ def cmd_demo(a) -> int:
     from device.eval.demo import run_demo
     print(json.dumps(run_demo(people=a.people, per_kind=a.per_kind, seed=a.seed, out=a.out,
                               views=a.views, precision=a.precision, models=a.models,
-                              sensor=a.sensor),
+                              sensor=a.sensor, panel=a.panel),
                      indent=2))
     return 0
 
@@ -30,4 +30,9 @@ def register(sub) -> None:
     sp.add_argument("--sensor", choices=["nir", "xray"], default=None,
                     help="transmission sensor of the simulated gate (default: NIR when its "
                          "models are shipped, else X-ray)")
+    sp.add_argument("--panel", choices=["osdp", "wiegand"], default=None,
+                    help="the gate as an access panel's reader: osdp = libosdp's control "
+                         "panel on a socat pty pair (Secure Channel, the key installed by the "
+                         "panel; needs libosdp and socat), wiegand = a receiver on mock GPIO "
+                         "pins (needs gpiozero); the summary gains a `panel` object")
     sp.set_defaults(fn=cmd_demo)

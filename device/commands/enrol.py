@@ -25,7 +25,11 @@ def cmd_enroll(a) -> int:
         site = outbox_hook(cfg, pipe.protect_config, pipe.extractor.importance)
     try:
         with open_store(cfg) as st:
-            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label,
+            label = a.label
+            if label is None:                   # --replace keeps the label it had
+                old = st.get_user(a.user_id) if a.replace else None
+                label = old.label if old is not None else ""
+            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=label,
                            site=site, allow_duplicate=a.allow_duplicate)
     finally:
         pipe.close()
@@ -74,7 +78,8 @@ def register(sub) -> None:
     sp.add_argument("--seed", type=int, default=0, help="with --synthetic")
     sp.add_argument("--replace", action="store_true", help="re-enrol (revokes the old "
                                                            "templates)")
-    sp.add_argument("--label", default="")
+    sp.add_argument("--label", default=None, help="the user's label (default: none; with "
+                                                    "--replace, the label they had)")
     sp.add_argument("--allow-duplicate", action="store_true",
                     help="enrol even when the palm matches another enrolled user at the "
                          "identification threshold (twins' hands and the like); audited")

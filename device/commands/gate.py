@@ -16,7 +16,13 @@ def cmd_run(a) -> int:
         from device.synth.source import synthetic_source as factory
     n = run_gate(cfg, limit=a.limit, max_faults=a.max_faults, plain_log=a.plain_log,
                  source_factory=factory)
-    err(f"palmgate run: {n} presentations")
+    if a.plain_log:
+        err(f"palmgate run: {n} presentations")
+    else:                                   # stderr stays JSON lines (jq reads it whole)
+        import logging
+        logging.getLogger("palmgate.gate").info("stopped after %d presentations", n,
+                                                extra={"event": "stopped",
+                                                       "presentations": n})
     return 0
 
 

@@ -1,10 +1,12 @@
-"""`palmgate users list|show|disable|enable|delete`."""
+"""`palmgate users list|show|disable|enable|delete` (and the door actions of
+device/commands/users_door.py: add-credential, remove-credential, mode, label)."""
 from __future__ import annotations
 
 import json
 import time
 
-from device.commands.common import add_config, err, load_cfg, open_store
+from device.commands.common import add_config, add_operator, err, load_cfg, open_store, operator
+from device.commands.users_door import DOOR_ACTIONS, add_door_options, door_action, door_details
 
 
 # ------------------------------------------------------------------ users
@@ -30,16 +32,21 @@ def cmd_users(a) -> int:
             u = st.get_user(a.user_id)
             if u is None:
                 raise ValueError(f"no user {a.user_id!r}")
-            print(json.dumps(_user_dict(u, len(st.templates(a.user_id))), indent=2))
+            print(json.dumps({**_user_dict(u, len(st.templates(a.user_id))),
+                              **door_details(st, a.user_id)}, indent=2))
+        elif a.action in DOOR_ACTIONS:
+            print(json.dumps(door_action(a, cfg, st)))
         elif a.action in ("disable", "enable"):
             u = st.set_enabled(a.user_id, a.action == "enable")
-            st.audit.append("user_" + a.action, user_id=a.user_id, terminal=cfg.gate.terminal)
+            st.audit.append("user_" + a.action, user_id=a.user_id, terminal=cfg.gate.terminal,
+                            operator=operator(a))
             print(json.dumps(_user_dict(u)))
         elif a.action == "delete" and cfg.split.mode == "split":
             return _delete_split(cfg, st, a.user_id, a.wait)
         elif a.action == "delete":
             n = st.delete_user(a.user_id)
-            st.audit.append("user_delete", user_id=a.user_id, terminal=cfg.gate.terminal)
+            st.audit.append("user_delete", user_id=a.user_id, terminal=cfg.gate.terminal,
+                            operator=operator(a))
             print(json.dumps({"user_id": a.user_id, "deleted_templates": n}))
     return 0
 
@@ -84,12 +91,17 @@ def _delete_split(cfg, st, user_id: str, wait_s: float) -> int:
 
 
 def register(sub) -> None:
-    sp = sub.add_parser("users", help="list / show / disable / enable / delete enrolled users")
+    sp = sub.add_parser("users", help="list / show / disable / enable / delete enrolled users; "
+                                      "add-credential / remove-credential (cards), mode "
+                                      "(palm or card+palm), label")
     add_config(sp)
-    sp.add_argument("action", choices=["list", "show", "disable", "enable", "delete"])
+    sp.add_argument("action", choices=["list", "show", "disable", "enable", "delete",
+                                       *DOOR_ACTIONS])
     sp.add_argument("user_id", nargs="?")
     sp.add_argument("--wait", type=float, default=10.0, metavar="S",
                     help="split mode, delete: when the nodes cannot be reached (a node down, "
                          "or the running gate holds their links), wait up to S seconds for "
                          "the running gate to apply it before reporting it pending")
+    add_door_options(sp)
+    add_operator(sp)
     sp.set_defaults(fn=cmd_users)

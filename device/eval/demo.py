@@ -64,17 +64,31 @@ def _print(line: str) -> None:
 
 def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None = None,
              views: int = 3, precision: str = "fp32", models: str | None = None,
-             sensor: str | None = None, log=_print) -> dict:
+             sensor: str | None = None, log=_print, panel: str | None = None) -> dict:
+    """``panel``: None, or ``"osdp"``/``"wiegand"`` (device.eval.panel_demo): the summary
+    then has a ``panel`` object."""
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    sensor = sensor or shipped_sensor(precision, models)
+    cfg = demo_config(root, views, precision, sensor=sensor, models=models)
+    dp = None
+    if panel:                                   # the gate as an access panel's reader
+        from device.eval.panel_demo import DemoPanel
+        dp = DemoPanel(panel, root)
+        cfg = cfg.replace(**dp.sections())
+    try:
+        return _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp)
+    finally:
+        if dp is not None:
+            dp.close()
+
+
+def _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp) -> dict:
     from device.gate.enrol import enrol_user
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
     from device.eval.sheet import contact_sheet
     from device.synth.source import SyntheticPeople, SyntheticSource, demo_schedule
-
-    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
-    root.mkdir(parents=True, exist_ok=True)
-    sensor = sensor or shipped_sensor(precision, models)
-    cfg = demo_config(root, views, precision, sensor=sensor, models=models)
     pipe = Pipeline(cfg)
     notes = []
     if pipe.sensor is not None and pipe.sensor.load() is None:
@@ -82,7 +96,8 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
                      f"is denied with reason liveness_unavailable, as the gate would")
         log("demo: " + notes[-1])
     synth = SyntheticPeople(seed=seed, views=views, sensor=cfg.liveness.sensor)
-    with Gate(cfg, pipeline=pipe) as gate:
+    panel_summary = None
+    with Gate(cfg, pipeline=pipe, pin_factory=dp.pin_factory if dp else None) as gate:
         log(f"demo: {sensor} sensor, {precision} models; store {cfg.paths.store}; relay: "
             f"{getattr(gate.relay, 'driver_name', None) or type(gate.relay).__name__} on "
             f"{getattr(gate.relay, 'port', '?')}"
@@ -93,7 +108,12 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
                            [synth.burst(i, "enrol", 0), synth.burst(i, "enrol", 1)])
             log(f"demo: enrolled person-{i:03d} ({r['templates']} protected templates) "
                 f"[{i + 1}/{people}] {time.time() - t0:.1f} s")
+            if dp is not None:
+                dp.enrolled(gate.store, f"person-{i:03d}", i)
         gate.reload()
+        if dp is not None:
+            log(f"demo: {dp.kind} panel " + ("up, Secure Channel active" if dp.start(gate)
+                                              else "up, NO Secure Channel"))
         schedule = demo_schedule(people, per_kind, per_kind, seed)
         src = SyntheticSource(synth, schedule)
         rows, results = [], []
@@ -122,6 +142,9 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
             relay_frames = {"frames": len(gate.relay_sim.frames),
                             "pulses": gate.relay_sim.pulses(cfg.relay.channel),
                             "relay_on_now": bool(gate.relay_sim.state.get(cfg.relay.channel))}
+        if dp is not None:
+            panel_summary = dp.summary([r["user_id"] for r in results
+                                        if r["decision"] == "open"])
         chain = gate.store.audit.verify()
     sheet = contact_sheet(rows, root / "demo_sheet.png", views)
     summary = {}
@@ -137,7 +160,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
             "presentations": len(results), "correct_decisions": correct,
             "by_label": summary, "relay": relay_frames, "audit_records": chain,
             "threshold": cfg.match.threshold, "sensor": sensor, "precision": precision,
-            "notes": notes}
+            "notes": notes, **({"panel": panel_summary} if dp is not None else {})}
 
 
 if __name__ == "__main__":

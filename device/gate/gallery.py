@@ -69,12 +69,17 @@ class GalleryBuilder:
         return g
 
 
-def load_gallery(store, config, weights, when: float | None = None, **kw):
+def load_gallery(store, config, weights, when: float | None = None, select=None, **kw):
     """Gallery of the current-version templates of users active at ``when`` (all enabled
-    users when None), read user by user. Returns (gallery, {user_id: template_version})."""
-    users = [u for u in store.users()
-             if (u.enabled if when is None else u.active(when))]
-    b = GalleryBuilder(config, weights, store.count()["templates"], **kw)
+    users when None), read user by user. Returns (gallery, {user_id: template_version}).
+    ``select(user)``: which users instead (the gate's gallery of inactive users)."""
+    if select is None:
+        def select(u):
+            return u.enabled if when is None else u.active(when)
+    users = [u for u in store.users() if select(u)]
+    n = store.count()["templates"] if len(users) > 64 else \
+        sum(len(store.templates(u.user_id)) for u in users)
+    b = GalleryBuilder(config, weights, n, **kw)
     versions = {}
     other = set()
     for u in users:

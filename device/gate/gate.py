@@ -16,7 +16,6 @@ the gate recovers by itself when the fault goes away.
 """
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
@@ -40,6 +39,7 @@ class Gate:
         self.cfg = cfg
         self.relay, self.relay_sim, self.relay_error = relay, None, None
         self.io = None                              # device.relays.gpio.GateIO with [gpio] on
+        self.door = None                            # device.gate.door.DoorLink: cards, panel
         self.store = self.pipeline = None
         self._own_store = store is None
         self.last: list[dict] = []
@@ -58,6 +58,7 @@ class Gate:
             self.store = store if store is not None else open_store(cfg)
             self.pipeline = pipeline or Pipeline(cfg)
             self.pipeline.attach_store(self.store)        # split mode: pending deletes
+            self._open_door(pin_factory)
             self._split_flush()                           # retried at start
             self._data_version = None
             self.reload()
@@ -80,6 +81,26 @@ class Gate:
         self.io = GateIO(opts, pin_factory=pin_factory, on_door_event=self._door_event,
                          on_exit=self._exit_pressed)
         log.info("GPIO devices open", extra={"event": "gpio_ready", "gpio": self.io.describe()})
+
+    def _open_door(self, pin_factory=None):
+        from device.gate.door import DoorLink
+        self.door = DoorLink(self.cfg, self.store, relay_action=self._panel_relay,
+                             on_panel_event=self._post, pin_factory=pin_factory)
+
+    def _panel_relay(self, action: str, ms) -> None:
+        """The access panel's output command (libosdp's thread): the only way the gate's
+        relay moves in ``[decision] mode = "panel"``."""
+        if self.relay is None:
+            raise RuntimeError(self.relay_error or "no relay")
+        ch = self.cfg.relay.channel
+        if action == "pulse":
+            self.relay.pulse(ch, ms)
+            if self.io is not None:
+                self.io.granted("panel")
+        elif action == "on":
+            self.relay.on(ch)
+        else:
+            self.relay.off(ch)
 
     # ------------------------------------------------------------------ resources
     def _open_relay(self):
@@ -135,6 +156,8 @@ class Gate:
             return None
 
     def close(self):
+        if self.door is not None:
+            self.door.close()                    # the panel stops polling a silent gate
         if self.io is not None:
             try:
                 self.io.close()                  # outputs off, inputs released
@@ -188,11 +211,17 @@ class Gate:
         t0, c0 = time.perf_counter(), time.process_time()
         if self.cfg.gate.mode == "verify" and claimed is None:
             claimed = burst.meta.get("claimed")
+        refused = None
+        if claimed is None and self.door is not None:
+            claimed, refused = self.door.claim()        # a card read: 1:1 of its owner
         self._split_flush()                 # split deletes asked for meanwhile, first
         chk = self.limiter.check(user=claimed)
         if not chk.allowed:
             d = Decision(reason="locked_out" if chk.scope == "terminal" else "locked_out:user",
                          prompt=f"please wait {chk.wait_s:.0f} s", user_id=claimed,
+                         burst=str(burst.meta.get("burst", "")))
+        elif refused is not None:                   # unknown card, disabled owner
+            d = Decision(reason=refused, user_id=claimed,
                          burst=str(burst.meta.get("burst", "")))
         else:
             v = self._store_version()
@@ -203,6 +232,10 @@ class Gate:
                     not self.limiter.check(user=d.user_id).allowed:
                 # identify: a locked user's match is denied like a no-match (no oracle)
                 d.decision, d.reason, d.prompt = "deny", "locked_out:user", ""
+            if self.door is not None:
+                self.door.check(d, claimed_by_card=claimed is not None)
+                if not d.idle:
+                    self.door.used()                    # the card went with this palm
         if d.idle:                          # an empty scene: no record, no attempt
             d.total_ms = (time.perf_counter() - t0) * 1e3
             return d
@@ -215,7 +248,9 @@ class Gate:
             if d.opened:
                 d.decision, d.reason = "deny", "audit_unavailable"
         d.stages_ms["audit"] = (time.perf_counter() - ta) * 1e3
-        if d.opened:
+        if d.opened and self.door is not None and self.door.panel_mode:
+            self._report(d)                             # the panel drives the door
+        elif d.opened:
             tr = time.perf_counter()
             if self.relay is None:
                 self._open_relay()
@@ -236,6 +271,8 @@ class Gate:
                 except Exception:   # noqa: BLE001
                     pass
             d.stages_ms["relay"] = (time.perf_counter() - tr) * 1e3
+            if d.opened and self.door is not None:
+                self._report(d)                         # the panel's log, too
         d.total_ms = (time.perf_counter() - t0) * 1e3
         d.total_cpu_ms = (time.process_time() - c0) * 1e3
         if counts_as_attempt(d.reason, d.opened):
@@ -247,8 +284,23 @@ class Gate:
             except Exception as e:  # noqa: BLE001
                 log.error("attempt accounting failed: %s", e)
         self.last = (self.last + [d.summary()])[-20:]
-        log.info("decision %s", json.dumps(d.summary()))
+        from device.ops.jsonlog import decision_fields
+        log.info("decision %s %s", d.decision, d.reason, extra=decision_fields(d.summary()))
         return d
+
+    def _report(self, d: Decision) -> None:
+        """The user's card to the access panel; in panel mode a failure denies."""
+        tr = time.perf_counter()
+        problem = self.door.report(d)
+        if self.door.panel_mode:
+            d.relay = "panel" if problem is None else "error"
+            if problem is not None:
+                d.decision, d.reason = "deny", problem
+                try:
+                    self._audit(d, kind="panel_error")
+                except Exception:   # noqa: BLE001
+                    pass
+        d.stages_ms["panel"] = (time.perf_counter() - tr) * 1e3
 
     def _drop_relay(self):
         r, self.relay = self.relay, None
@@ -343,6 +395,10 @@ class Gate:
                 if audit_kind:
                     extra = {"window_s": self.cfg.gpio.held_open_s} if k == "held_open" else {}
                     data["audited"] = self._audit_event(audit_kind, at, reason=reason, **extra)
+            elif kind == "panel":                       # the panel's output command
+                data["audited"] = self._audit_event(
+                    "panel_output", at, decision="open" if data["action"] != "off" else "closed",
+                    reason=f"panel:{data['action']}")
             data = dict(data, event=kind, time=at)
             if kind in ("egress", "door"):
                 self.door_events.append(data)
@@ -444,19 +500,7 @@ class Gate:
 
 
 def open_store(cfg):
-    """The template store of ``cfg``: its folder made 0700 and the database 0600 when they
-    are created here (and an existing database open to group/others tightened); the device
-    key from ``device.store.key_location`` (never the store's folder by default)."""
-    from pathlib import Path
-
-    from device.store.key_location import resolve_key_path
-    from device.store.private_files import private_dirs, private_file, store_files, tighten
-    from device.store.store import TemplateStore
-    p = Path(cfg.paths.store)
-    if cfg.paths.create_key:            # (else a missing store stays an error)
-        private_dirs(p.parent)
-        private_file(p)                 # before SQLite: it gives -wal/-shm the same mode
-    for f in store_files(p):
-        tighten(f)
-    key = resolve_key_path(cfg.paths.device_key, p)
-    return TemplateStore(p, key_path=key, create=cfg.paths.create_key)
+    """The store as ``[paths]`` says (device.store.provision: never a new key beside an
+    existing store; folder 0700, files 0600, the key outside the state folder by default)."""
+    from device.store.provision import open_configured_store
+    return open_configured_store(cfg)

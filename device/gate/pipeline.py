@@ -123,6 +123,7 @@ class Pipeline:
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.gallery = gallery
         self.versions = versions or {}
+        self.inactive, self.inactive_reason = None, {}   # users who may not pass now
         from device.gate.split_stage import split_stage
         self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
         self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
@@ -137,12 +138,21 @@ class Pipeline:
         """(Re)build the protected gallery from ``store``: the old one goes first, so the
         two never sit in memory together."""
         from device.gate.gallery import load_gallery
-        self.gallery = None
+        self.gallery = self.inactive = None
+        when = time.time() if when is None else when
+        kw = dict(dim=self.extractor.dim, shifts=self.extractor.shifts,
+                  shortlist=self.cfg.match.shortlist, storage=self.cfg.match.storage)
         self.gallery, self.versions = load_gallery(
-            store, self.protect_config, self.extractor.importance,
-            when=time.time() if when is None else when, dim=self.extractor.dim,
-            shifts=self.extractor.shifts, shortlist=self.cfg.match.shortlist,
-            storage=self.cfg.match.storage)
+            store, self.protect_config, self.extractor.importance, when=when, **kw)
+        # users who may not pass now (disabled, outside their validity or schedule): matched
+        # only after a no_match, so their denial says why (user_disabled, outside_schedule)
+        why = {u.user_id: "user_disabled" if not u.enabled else "outside_schedule"
+               for u in store.users() if not u.active(when)}
+        self.inactive_reason = why
+        if why:
+            self.inactive, _ = load_gallery(store, self.protect_config,
+                                            self.extractor.importance,
+                                            select=lambda u: u.user_id in why, **kw)
 
     @property
     def gallery_size(self) -> int:
@@ -247,10 +257,12 @@ class Pipeline:
     def _match(self, queries, claimed, out):
         from device.gate.gallery import fused_search, fused_verify
         if self.gallery is None or len(self.gallery) == 0:
+            self._inactive_match(queries, claimed, out)
             raise Deny("no_match", "", "nobody is enrolled")
         if claimed is not None:
             m = fused_verify(self.gallery, queries, claimed, self.threshold)
             if m is None:
+                self._inactive_match(queries, claimed, out)
                 raise Deny("unknown_user", "", f"claimed id {claimed!r} is not enrolled")
         else:
             m = fused_search(self.gallery, queries, self.threshold,
@@ -259,8 +271,25 @@ class Pipeline:
         out.template_version = self.versions.get(m.owner)
         if not m.accepted:
             out.user_id, out.candidate = None, m.owner
+            self._inactive_match(queries, None, out)
             raise Deny("no_match")
         return m
+
+    def _inactive_match(self, queries, claimed, out) -> None:
+        """After a no_match: the palm of a user who may not pass now denies with that reason
+        (``user_disabled``/``outside_schedule``) instead of ``no_match``."""
+        from device.gate.gallery import fused_search, fused_verify
+        if self.inactive is None or len(self.inactive) == 0:
+            return
+        if claimed is not None:
+            m = fused_verify(self.inactive, queries, claimed, self.threshold)
+        else:
+            m = fused_search(self.inactive, queries, self.threshold,
+                             shortlist=self.cfg.match.shortlist)
+        if m is not None and m.accepted:
+            out.user_id = m.owner
+            raise Deny(self.inactive_reason.get(m.owner, "user_disabled"), "",
+                       f"{m.owner!r} matched but may not pass now")
 
     # ------------------------------------------------------------------ enrolment
     def screen(self, burst) -> list:

@@ -50,6 +50,12 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=_fallback, ensure_ascii=False, separators=(",", ":"))
 
 
+def decision_fields(summary: dict) -> dict:
+    """A decision's summary as ``extra=`` fields of a log record: at the top level of the JSON
+    line (``jq 'select(.decision=="open")'``), renaming any key a LogRecord already has."""
+    return {(f"decision_{k}" if k in _STANDARD else k): v for k, v in summary.items()}
+
+
 def _fallback(v):
     if isinstance(v, (set, frozenset, tuple)):
         return list(v)

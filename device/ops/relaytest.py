@@ -83,10 +83,14 @@ def relay_test(protocol: str, port: str, *, channel: int = 1, pulse_ms: int = 20
                 check("closed with every channel off", False, str(e))
     rep["elapsed_ms"] = round((time.monotonic() - t0) * 1000, 1)
     rep["ok"] = all(c["ok"] for c in rep["checks"]) and not rep["errors"]
-    if protocol == "lcus":
+    if protocol == "lcus" and rep["ok"]:
         rep["confirmed"] = None
         rep["note"] = ("LCUS boards never acknowledge: the bytes were sent; confirm the click "
                        "(or the board's LED) by ear or eye")
+    elif protocol == "lcus":
+        rep["confirmed"] = False
+        rep["note"] = (f"FAILED: the relay line {port} did not work, so nothing reached the "
+                       f"board ({rep['errors'][-1] if rep['errors'] else 'see the checks'})")
     else:
         rep["confirmed"] = rep["ok"]
     return rep

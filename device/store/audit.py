@@ -21,7 +21,8 @@ from dataclasses import dataclass
 ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "template_version", "reason", "failures", "delay_s", "count", "window_s",
            "mode", "terminal", "views", "users", "templates", "config",
-           "status", "pending_nodes"}      # split-mode deletes: deleted|pending, "0,1"
+           "status", "pending_nodes",      # split-mode deletes: deleted|pending, "0,1"
+           "operator"}                     # who ran an admin command
 _GENESIS = b"\0" * 32
 
 

@@ -1,0 +1,77 @@
+"""The `palmgate users` actions of the door side: cards, access mode, label.
+
+    palmgate users add-credential USER --card N [--facility F]   a card (card.format)
+    palmgate users remove-credential USER --card N [--facility F]
+    palmgate users mode USER --mode palm|card+palm                  card + palm, or palm only
+    palmgate users label USER --label TEXT
+
+Each writes an audit record naming the operator (``--operator``, default the login user);
+card numbers stay out of the audit log.
+"""
+from __future__ import annotations
+
+import json
+
+from device.commands.common import operator
+
+DOOR_ACTIONS = ("add-credential", "remove-credential", "mode", "label")
+
+
+def add_door_options(sp) -> None:
+    sp.add_argument("--card", type=int, default=None, metavar="N",
+                    help="add-credential / remove-credential: the card number")
+    sp.add_argument("--facility", type=int, default=None, metavar="F",
+                    help="the card's facility code (default: card.facility_code)")
+    sp.add_argument("--mode", choices=["palm", "card+palm"], default=None,
+                    help="mode: palm = the palm alone opens; card+palm = a card read first, "
+                         "then the palm verified against the card's owner")
+    sp.add_argument("--label", dest="new_label", default=None, metavar="TEXT",
+                    help="label: the user's label (a name, a department)")
+
+
+def door_action(a, cfg, st) -> dict:
+    from device.store.credentials import Credentials
+    who = operator(a)
+    term = cfg.gate.terminal
+    if a.action in ("add-credential", "remove-credential"):
+        if a.card is None:
+            raise ValueError(f"users {a.action} needs --card N")
+        fc = cfg.card.facility_code if a.facility is None else a.facility
+        cr = Credentials(st)
+        if a.action == "add-credential":
+            rec = cr.add_card(a.user_id, a.card, fc, cfg.card.format)
+            st.audit.append("credential_add", user_id=a.user_id, terminal=term,
+                            operator=who, reason=f"card ({cfg.card.format})")
+            return {"user_id": a.user_id, "card": rec["number"], "facility": rec["facility"],
+                    "format": rec["format"], "cards": len(cr.cards(a.user_id))}
+        if not cr.remove_card(a.user_id, a.card, fc):
+            raise ValueError(f"{a.user_id!r} holds no card {fc}:{a.card}")
+        st.audit.append("credential_remove", user_id=a.user_id, terminal=term, operator=who)
+        return {"user_id": a.user_id, "removed": True, "cards": len(cr.cards(a.user_id))}
+    if a.action == "mode":
+        if a.mode is None:
+            raise ValueError("users mode needs --mode palm or --mode card+palm")
+        m = Credentials(st).set_mode(a.user_id, a.mode)
+        st.audit.append("user_mode", user_id=a.user_id, terminal=term, operator=who,
+                        mode=m)
+        return {"user_id": a.user_id, "access_mode": m}
+    if a.action == "label":
+        if a.new_label is None:
+            raise ValueError("users label needs --label TEXT")
+        u = st.update_user(a.user_id, label=a.new_label)
+        st.audit.append("user_label", user_id=a.user_id, terminal=term, operator=who)
+        return {"user_id": a.user_id, "label": u.label}
+    raise ValueError(f"unknown users action {a.action!r}")
+
+
+def door_details(st, user_id: str) -> dict:
+    """``users show``: the user's access mode and cards."""
+    from device.store.credentials import Credentials
+    cr = Credentials(st)
+    return {"access_mode": cr.mode(user_id),
+            "cards": [{"facility": c["facility"], "card": c["number"], "format": c["format"]}
+                      for c in cr.cards(user_id)]}
+
+
+def print_json(d: dict) -> None:
+    print(json.dumps(d))
