@@ -163,13 +163,13 @@ def enrolled_replay_gate(tmp_path, models, bursts, presentations: int, relay: di
 
 
 def write_toml(path: Path, cfg) -> Path:
-    from device.config import _toml_value
+    from device.config_text import toml_value
     lines = []
     for s, kv in cfg.as_dict().items():
         lines.append(f"[{s}]")
         for k, v in kv.items():
             if v is not None:
-                lines.append(f"{k} = {_toml_value(v)}")
+                lines.append(f"{k} = {toml_value(v)}")
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -9,7 +9,8 @@ from conftest import unit
 
 from device.sources.base import EndOfFrames
 from device.sources.replay import Burst, ReplaySource, read_burst, write_burst
-from device.config import SCHEMA, ConfigError, load_config, render_example
+from device.config import SCHEMA, ConfigError, load_config
+from device.config_text import render_example
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "device" / "palmgate.example.toml"
 
@@ -252,7 +253,8 @@ def test_run_writes_the_health_status_file(tmp_path, tiny_models, synthetic_burs
 
 
 def test_configuration_reference_is_generated_from_the_schema():
-    from device.config import SCHEMA, render_reference
+    from device.config import SCHEMA
+    from device.config_text import render_reference
     page = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     assert page.strip() == render_reference().strip(), \
         "docs/configuration.md is stale: run python -m tools.config_doc"

@@ -1,15 +1,17 @@
-"""``python -m tools.config_doc``: write docs/configuration.md from the configuration schema
-(device.config.SCHEMA), so the reference cannot drift from the code."""
+"""``python -m tools.config_doc``: write docs/configuration.md and device/palmgate.example.toml
+from the configuration schema (device.config.SCHEMA), so neither can drift from the code (a test
+checks both)."""
 from __future__ import annotations
 
-from device.config import render_reference
+from device.config_text import render_example, render_reference
 from tools.paths import PROJECT_ROOT
 
 
 def main() -> int:
-    path = PROJECT_ROOT / "docs" / "configuration.md"
-    path.write_text(render_reference() + "\n")
-    print(f"wrote {path}")
+    for path, text in ((PROJECT_ROOT / "docs" / "configuration.md", render_reference()),
+                       (PROJECT_ROOT / "device" / "palmgate.example.toml", render_example())):
+        path.write_text(text + "\n")
+        print(f"wrote {path}")
     return 0
 
 

@@ -30,7 +30,8 @@ def parse_set(item: str) -> tuple[str, str, object]:
 
 def set_in_toml(text: str, section: str, key: str, value) -> str:
     """Replace ``key = ...`` of ``[section]`` in the rendered example (comments kept)."""
-    from device.config import SCHEMA, _toml_value
+    from device.config import SCHEMA
+    from device.config_text import toml_value
     if section not in SCHEMA or key not in SCHEMA[section][1]:
         raise ValueError(f"--set {section}.{key}: no such configuration key (see "
                          f"docs/configuration.md)")
@@ -40,13 +41,13 @@ def set_in_toml(text: str, section: str, key: str, value) -> str:
         if line.startswith("["):
             inside = line.strip() == f"[{section}]"
         elif inside and line.split("=", 1)[0].strip() == key and not line.startswith("#"):
-            lines[i] = f"{key} = {_toml_value(value)}"
+            lines[i] = f"{key} = {toml_value(value)}"
             return "\n".join(lines)
     raise ValueError(f"--set {section}.{key}: not found in the example file")
 
 
 def render_unit_config(folder: Path, sets=()) -> str:
-    from device.config import render_example
+    from device.config_text import render_example
     text = render_example()
     head = ["# Written by `palmgate init`: every key with its meaning; the [paths] point at",
             f"# this unit's files in {folder}. Change a key, then check the file with",
