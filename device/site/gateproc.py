@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     key = load_device_key(work / "device.key", create=True)
     info = P.load_site(a.site_dir)
     sync = GateSync(info["site"], a.gate, info["broker"]["host"], info["broker"]["port"],
-                    P.password(a.site_dir, a.gate), P.gate_key(a.site_dir, a.gate),
+                    P.tls_files(a.site_dir, a.gate), P.gate_key(a.site_dir, a.gate),
                     bytes.fromhex(info["service_pub"]),
                     lambda: TemplateStore(work / "templates.db", device_key=key),
                     work / "sync.db", DEFAULT_CONFIG, ext.importance, hello_s=2.0).start()

@@ -31,8 +31,9 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from device.site import messages as M
-from device.site.provision import SERVICE, load_site, password, service_key
+from device.site.provision import SERVICE, load_site, service_key, tls_files
 from device.site.sealing import pair_key
+from device.site.tls import use_tls
 from device.store.audit import _GENESIS, _canonical    # the gate's own chain format
 
 log = logging.getLogger("palmgate.site.service")
@@ -91,7 +92,7 @@ class SiteService:
         ready.wait(30)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.site}.service",
                         clean_session=False, manual_ack=True)
-        c.username_pw_set(SERVICE, password(self.site_dir, SERVICE))
+        use_tls(c, tls_files(self.site_dir, SERVICE))
         c.reconnect_delay_set(0.2, 2.0)
         c.max_inflight_messages_set(1000)
         c.max_queued_messages_set(0)
