@@ -389,7 +389,8 @@ def run_fleet(gates: int = 4, users: int = 200, sample: int = 2, measure: int = 
             "visible = the change is committed in the gate's sealed store (the gallery the "
             "gate decides from is rebuilt from it); sample_checks run the gate's own 1:N "
             "search on it",
-            "gate processes run no camera pipeline; every broker link is TLS 1.2+ with a site-CA client certificate"]
+            "gate processes run no camera pipeline; every broker link is TLS 1.2+ with a "
+            "site-CA client certificate"]
     finally:
         f.close()
         if not keep and not out:
