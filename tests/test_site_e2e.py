@@ -57,7 +57,8 @@ class Site:
         self.dir = root / "site"
         P.init_site(self.dir, "hq", gates, port=free_port())
         self.broker = Broker(self.dir).start()
-        self.svc = S.SiteService(self.dir, resend_after_s=1.0).start()
+        # a small publishing window: every test below goes through it (device.site.outflow)
+        self.svc = S.SiteService(self.dir, resend_after_s=1.0, window=16).start()
         self.gates = {}
         for g in gates:
             self.start_gate(g)
@@ -120,6 +121,22 @@ def test_enrol_on_one_gate_opens_on_the_other(site):
     # nothing the service keeps opens without a gate's key: no plaintext anywhere in its file
     raw = open(site.svc.db_path, "rb").read() + open(site.svc.db_path + "-wal", "rb").read()
     assert q.astype("<f4").tobytes()[:64] not in raw
+
+
+def test_a_burst_goes_through_the_bounded_window(site):
+    """120 enrolments at once (240 changes): never more than the window unacknowledged at the
+    service, every one applied on both gates."""
+    g1 = site.gates["g1"]
+    futs = [g1.enrol_local(f"w{i:03d}", person(500 + i, n=1)) for i in range(120)]
+    for f in futs:
+        f.result(30)
+    wait(lambda: {f"w{i:03d}" for i in range(120)} <= set(site.users("g2")), timeout=60,
+         what="the burst on g2")
+    assert 0 < site.svc.flow.peak <= site.svc.window == 16
+    for i in range(120):
+        site.svc.call(S.revoke, f"w{i:03d}")
+    wait(lambda: not {u for u in site.users("g2") if u.startswith("w")}, timeout=60,
+         what="the burst revoked")
 
 
 def test_revoke_reaches_every_gate(site):

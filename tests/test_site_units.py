@@ -137,3 +137,37 @@ def test_frames_and_tags():
     with pytest.raises(M.MessageError):
         M.check_id("a/b", "user id")
     assert M.parse_topic("site/hq/up/g1/enrol") == ("hq", "up", "g1", "enrol")
+
+
+def test_outflow_keeps_a_window_resends_gaps_first_and_rewinds():
+    import json
+    import sqlite3
+    from device.site.outflow import Outflow
+    from device.site.service import _SCHEMA
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(_SCHEMA)
+    for g in ("a", "b"):
+        db.execute("INSERT INTO gates(gate_id, pub, next_gseq) VALUES(?, '', 50)", (g,))
+        for k in range(1, 51):
+            db.execute("INSERT INTO changes VALUES(?,?,?,?,?,?,?)",
+                       (g, k, "u", k, "revoke", json.dumps({"gseq": k}), 0.0))
+    sent, mids = [], iter(range(1, 10**6))
+    f = Outflow(db, lambda t, p: (sent.append((t, p)), next(mids))[1],
+                lambda g, h: (g, h["gseq"], False), window=10)
+    f.start()
+    assert f.pump() == 10 and f.pump() == 0           # the window is full
+    assert sorted(sent) == [(g, k) for g in "ab" for k in range(1, 6)]   # gates take turns
+    for m in list(f.inflight)[:4]:
+        f.on_puback(m)
+    f.resend("a", [2])
+    assert f.pump() == 4 and sent[10] == ("a", 2)    # a gap first, then new ones
+    for m in list(f.inflight):
+        f.on_puback(m)
+    while f.pump():
+        for m in list(f.inflight):
+            f.on_puback(m)
+    assert {k for g, k in sent if g == "b"} == set(range(1, 51)) and f.peak == 10
+    assert f.rewind("b", 45) == 5 and not f.busy("b")
+    n = len(sent)
+    f.pump()
+    assert sorted(k for g, k in sent[n:] if g == "b") == [46, 47, 48, 49, 50]

@@ -350,6 +350,9 @@ class GateSync:
         with store_batch(self.store) as st:
             for _, h, tmpls in todo:
                 uid, ver = h["user_id"], int(h["version"])
+                if h["kind"] == "superseded":    # its ciphertext was replaced or revoked
+                    out.append((h, "skipped", "superseded"))
+                    continue
                 if uid not in versions:
                     r = self.db.execute("SELECT version FROM users WHERE user_id=?",
                                         (uid,)).fetchone()
