@@ -126,12 +126,15 @@ def _identify(s, ext, queries, threshold) -> dict:
     from device.gate.gallery import fused_search, load_gallery
     from device.store.audit import bucket_score
     key = s.store.conn.total_changes          # this connection is the store's only writer
+    reload_s = 0.0
     if _GALLERY.get("key") != key:            # the gate reloads when its store changed
+        t0 = time.perf_counter()
         _GALLERY.clear()
         _GALLERY["gal"] = load_gallery(s.store, DEFAULT_CONFIG, ext.importance,
                                        when=time.time(), dim=ext.dim, shifts=ext.shifts,
                                        storage="float16")[0]
         _GALLERY["key"] = s.store.conn.total_changes
+        reload_s = round(time.perf_counter() - t0, 3)
     gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)
@@ -140,7 +143,7 @@ def _identify(s, ext, queries, threshold) -> dict:
                          score_bucket=bucket_score(m.score, threshold) if m else "nan")
     _GALLERY["key"] = s.store.conn.total_changes      # an audit record is no gallery change
     return {"opened": opened, "user": m.owner if m else None,
-            "score": None if m is None else m.score, "gallery": len(gal)}
+            "score": None if m is None else m.score, "gallery": len(gal), "reload_s": reload_s}
 
 
 if __name__ == "__main__":

@@ -156,6 +156,7 @@ class SiteService:
                 self._handle(items)
             if self.client is not None:
                 self.stats["published"] += self.flow.pump()
+                self.stats["window_peak"] = self.flow.peak
         self.db.close()
 
     def _sync_gates(self) -> None:
