@@ -251,8 +251,10 @@ def test_a_forged_audit_record_is_refused(site):
     tampered gate or a replay would) is refused and shown; g1's real chain goes on."""
     import paho.mqtt.client as mqtt
     info = P.load_site(site.dir)
-    gs = {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}
-    n = gs["g1"]["audit_records"]
+    head = site.gates["g1"].submit(lambda s: s.store.audit.verify()).result(5)
+    wait(lambda: {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}["g1"][
+        "audit_records"] == head, what="g1's chain at the service before the forgery")
+    n = head
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-forger")
     use_tls(c, P.tls_files(site.dir, "g1"))
     c.connect("127.0.0.1", info["broker"]["port"])
@@ -333,3 +335,37 @@ def test_tls_a_client_without_a_site_certificate_is_refused(site, tmp_path, how)
     finally:
         c.loop_stop()
         c.disconnect()
+
+
+def test_an_upload_sealed_by_an_impostor_is_refused_without_a_gap(site):
+    """An enrolment posted on g1's topic with g1's broker identity but sealed under a key
+    pair that is not g1's (a stolen certificate without g1's site key; the CA key): g2
+    refuses the templates, records the change as rejected, and its changes stay contiguous."""
+    import paho.mqtt.client as mqtt
+    from device.site.sealing import new_private, seal
+    from device.site.templates import encode_for_gates
+    info = P.load_site(site.dir)
+    fake = new_private()
+    body = (0).to_bytes(4, "big")                   # no recovery copy
+    sealed = {}
+    for gid, blob in zip(["g1", "g2"], encode_for_gates(person(60, n=1), 2, DEFAULT_CONFIG)):
+        k = pair_key(fake, bytes.fromhex(info["gates"][gid]["pub"]), "seal")
+        sealed[gid] = seal(k, blob, M.template_ad("hq", "g1", gid, "mallory", "e-mallory"))
+    body += M.pack_sealed_map(sealed)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-impostor")
+    use_tls(c, P.tls_files(site.dir, "g1"))
+    c.connect("127.0.0.1", info["broker"]["port"])
+    c.loop_start()
+    c.publish(M.up_topic("hq", "g1", "enrol"), M.pack(
+        {"enrol_id": "e-mallory", "user_id": "mallory", "from": "g1", "ts": time.time(),
+         "n": 1}, body), qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    g2 = site.gates["g2"]
+    n = wait(lambda: site.svc.call(lambda s: s.db.execute(
+        "SELECT next_gseq FROM gates WHERE gate_id='g2'").fetchone()[0]), what="numbered")
+    wait(lambda: g2.submit(lambda s: s.report()["contig"]).result(5) >= n, what="no gap")
+    assert "mallory" not in site.users("g2")
+    note = g2.submit(lambda s: s.db.execute("SELECT note FROM applied WHERE user_id="
+                                            "'mallory'").fetchone()[0]).result(5)
+    assert note.startswith("rejected")

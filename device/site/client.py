@@ -284,15 +284,24 @@ class GateSync:
         for k in ("gseq", "kind", "user_id", "version"):
             if k not in h:
                 raise M.MessageError(f"change without {k}")
-        tmpls = None
         if h["kind"] == "enrol":
-            sender = bytes.fromhex(h["from_pub"])
-            key = self._pair.get(sender)
-            if key is None:
-                key = self._pair[sender] = pair_key(self.key, sender, "seal")
-            ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
-            tmpls = decode_templates(unseal(key, body, ad))
-        return h, tmpls
+            try:
+                return h, self._open_templates(h, body)
+            except (SealError, ValueError, KeyError) as e:
+                # the service numbered it (its tag is good) but the ciphertext does not open
+                # here (an upload sealed by someone who is not the gate it names): recorded
+                # as rejected so that its number is no gap
+                log.warning("site change %s: templates refused: %s", h["gseq"], e)
+                return dict(h, kind="unopened", note=str(e)[:200]), None
+        return h, None
+
+    def _open_templates(self, h, body):
+        sender = bytes.fromhex(h["from_pub"])
+        key = self._pair.get(sender)
+        if key is None:
+            key = self._pair[sender] = pair_key(self.key, sender, "seal")
+        ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
+        return decode_templates(unseal(key, body, ad))
 
     def _apply(self, msgs) -> None:
         todo, now = [], time.time()
@@ -352,6 +361,10 @@ class GateSync:
                 uid, ver = h["user_id"], int(h["version"])
                 if h["kind"] == "superseded":    # its ciphertext was replaced or revoked
                     out.append((h, "skipped", "superseded"))
+                    continue
+                if h["kind"] == "unopened":
+                    self.stats["rejected"] += 1
+                    out.append((h, "rejected", h.get("note", "")))
                     continue
                 if uid not in versions:
                     r = self.db.execute("SELECT version FROM users WHERE user_id=?",
