@@ -446,6 +446,8 @@ class GateSync:
             s.store.audit.append("enrol", user_id=user_id, template_version=v,
                                  templates=len(tmpls), terminal=s.gate)
             s.queue_upload(frame)
+            if s.on_applied is not None:        # the gallery follows local enrolments too
+                s.on_applied([({"user_id": user_id, "kind": "enrol"}, "applied", "local")])
             return enrol_id, v
         return self.submit(go)
 

@@ -26,6 +26,7 @@ import numpy as np
 from device.protect.defaults import DEFAULT_CONFIG
 from device.site import provision as P
 from device.site.client import GateSync
+from device.site.livegallery import changed_users, refresh_users
 
 G, D = 49, 16
 
@@ -54,11 +55,15 @@ def main(argv=None) -> int:
     ext = CellExtractor()
     key = load_device_key(work / "device.key", create=True)
     info = P.load_site(a.site_dir)
+    holder: list = []
     sync = GateSync(info["site"], a.gate, info["broker"]["host"], info["broker"]["port"],
                     P.tls_files(a.site_dir, a.gate), P.gate_key(a.site_dir, a.gate),
                     bytes.fromhex(info["service_pub"]),
                     lambda: TemplateStore(work / "templates.db", device_key=key),
-                    work / "sync.db", DEFAULT_CONFIG, ext.importance, hello_s=2.0).start()
+                    work / "sync.db", DEFAULT_CONFIG, ext.importance, hello_s=2.0,
+                    on_applied=lambda results: _follow(holder[0], results))
+    holder.append(sync)
+    sync.start()
 
     def say(obj):
         sys.stdout.write(json.dumps(obj) + "\n")
@@ -107,6 +112,10 @@ def main(argv=None) -> int:
             elif op == "report":
                 r = sync.submit(lambda s: s.report()).result(60)
                 r["roster_gates"] = len(sync.roster.get("gates") or {})
+                up = sorted(_GALLERY.get("updates", []))
+                r["gallery_updates"] = {"n": len(up), "p95_s": round(up[int(0.95 * (len(up) -
+                                        1))], 4) if up else None,
+                                        "max_s": round(up[-1], 4) if up else None}
                 r["connected"] = sync.connected.is_set()
                 say(dict(op=op, **r))
             else:
@@ -118,6 +127,18 @@ def main(argv=None) -> int:
 
 
 _GALLERY: dict = {}
+
+
+def _follow(s, results) -> None:
+    """The sync thread applied ``results``: the gallery (once built) follows them user by
+    user (device.site.livegallery) instead of being rebuilt at the next decision."""
+    if "gal" not in _GALLERY or _GALLERY.get("key") is None:
+        return
+    t0 = time.perf_counter()
+    refresh_users(_GALLERY["gal"], s.store, changed_users(results), DEFAULT_CONFIG,
+                  when=time.time())
+    _GALLERY["key"] = s.store.conn.total_changes
+    _GALLERY.setdefault("updates", []).append(time.perf_counter() - t0)
 
 
 def _identify(s, ext, queries, threshold) -> dict:
