@@ -429,8 +429,9 @@ def run_fleet(gates: int = 4, users: int = 200, sample: int = 2, measure: int = 
             "batches": sum(u["n"] for u in ups),
             "p95_s_worst_gate": max((u["p95_s"] for u in ups), default=None),
             "max_s": max((u["max_s"] for u in ups), default=None),
-            "note": "a gate's gallery follows each applied batch of site changes (and its own "
-                    "enrolments) user by user; no full rebuild after the first"}
+            "note": "a gate's gallery refreshes the users changed since its last decision "
+                    "(site changes and its own enrolments) at the next decision, user by "
+                    "user; no full rebuild after the first"}
         res["load_average"]["end"] = _load()
         res["elapsed_s"] = round(time.time() - t_start, 1)
         res["notes"] = [
@@ -438,7 +439,7 @@ def run_fleet(gates: int = 4, users: int = 200, sample: int = 2, measure: int = 
             "template each, no images; sample users are rendered synthetic people put "
             "through the real pipeline (regions -> cell templates), 2 bursts x 3 views",
             "visible = the change is committed in the gate's sealed store; the gallery the "
-            "gate decides from follows right after on the same thread "
+            "gate decides from refreshes the changed users at its next decision "
             "(gallery_incremental_updates); sample_checks run the gate's own 1:N search",
             "gate processes run no camera pipeline; every broker link is TLS 1.2+ with a "
             "site-CA client certificate"]

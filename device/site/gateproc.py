@@ -130,15 +130,21 @@ _GALLERY: dict = {}
 
 
 def _follow(s, results) -> None:
-    """The sync thread applied ``results``: the gallery (once built) follows them user by
-    user (device.site.livegallery) instead of being rebuilt at the next decision."""
-    if "gal" not in _GALLERY or _GALLERY.get("key") is None:
-        return
-    t0 = time.perf_counter()
-    refresh_users(_GALLERY["gal"], s.store, changed_users(results), DEFAULT_CONFIG,
-                  when=time.time())
-    _GALLERY["key"] = s.store.conn.total_changes
-    _GALLERY.setdefault("updates", []).append(time.perf_counter() - t0)
+    """The sync thread applied ``results``: their users are refreshed in the gallery (once
+    built) at the next decision, all at once (device.site.livegallery), instead of the whole
+    gallery being rebuilt -- and instead of one pass over a 20,000-template gallery per
+    applied batch, which at 10 changes/s on 20 gates sharing 2 cores cost seconds."""
+    if "gal" in _GALLERY:
+        _GALLERY.setdefault("pending", set()).update(changed_users(results))
+        _GALLERY["key"] = s.store.conn.total_changes
+
+
+def _catch_up(s) -> None:
+    pending = _GALLERY.pop("pending", set())
+    if pending:
+        t0 = time.perf_counter()
+        refresh_users(_GALLERY["gal"], s.store, pending, DEFAULT_CONFIG, when=time.time())
+        _GALLERY.setdefault("updates", []).append(time.perf_counter() - t0)
 
 
 def _identify(s, ext, queries, threshold) -> dict:
@@ -156,6 +162,7 @@ def _identify(s, ext, queries, threshold) -> dict:
                                        storage="float16")[0]
         _GALLERY["key"] = s.store.conn.total_changes
         reload_s = round(time.perf_counter() - t0, 3)
+    _catch_up(s)
     gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)
