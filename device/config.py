@@ -336,7 +336,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "broker_port": Opt(1883, "MQTT broker port.", int, min=1, max=65535),
         "key_file": Opt("", "This gate's X25519 site key (32 bytes, 0600), from "
                             "provisioning.", nullable=True),
-        "password_file": Opt("", "This gate's broker password file.", nullable=True),
+        "ca_file": Opt("", "The site CA certificate (PEM): the broker's must chain to it.",
+                       nullable=True),
+        "cert_file": Opt("", "This gate's TLS client certificate (CN: its gate id).",
+                         nullable=True),
+        "cert_key_file": Opt("", "Its private key (0600).", nullable=True),
         "service_pub": Opt("", "The management service's X25519 public key (hex): only "
                                "changes tagged under it are applied.", nullable=True),
         "state": Opt("palmgate/sync.db", "The sync client's own SQLite file (changes applied, "
@@ -525,7 +529,8 @@ def validate(raw: dict, path: str | None = None) -> Config:
                               f"two links)")
     st = out["site"]
     if st["enabled"]:
-        for k in ("site", "gate_id", "key_file", "password_file", "service_pub"):
+        for k in ("site", "gate_id", "key_file", "ca_file", "cert_file", "cert_key_file",
+                  "service_pub"):
             if not st[k]:
                 raise ConfigError(f"site.{k}: required when site.enabled is true")
     return Config(out, path)

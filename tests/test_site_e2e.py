@@ -24,6 +24,7 @@ from device.site import service as S                             # noqa: E402
 from device.site.broker import Broker, free_port                 # noqa: E402
 from device.site.client import GateSync                          # noqa: E402
 from device.site.sealing import pair_key                         # noqa: E402
+from device.site.tls import client_context, use_tls              # noqa: E402
 from device.store.store import TemplateStore                     # noqa: E402
 
 G, D = 49, 16
@@ -56,7 +57,8 @@ class Site:
         self.dir = root / "site"
         P.init_site(self.dir, "hq", gates, port=free_port())
         self.broker = Broker(self.dir).start()
-        self.svc = S.SiteService(self.dir, resend_after_s=1.0).start()
+        # a small publishing window: every test below goes through it (device.site.outflow)
+        self.svc = S.SiteService(self.dir, resend_after_s=1.0, window=16).start()
         self.gates = {}
         for g in gates:
             self.start_gate(g)
@@ -65,7 +67,7 @@ class Site:
         key = os.urandom(32)
         path = self.root / f"{g}.db"
         info = P.load_site(self.dir)
-        s = GateSync("hq", g, "127.0.0.1", info["broker"]["port"], P.password(self.dir, g),
+        s = GateSync("hq", g, "127.0.0.1", info["broker"]["port"], P.tls_files(self.dir, g),
                      P.gate_key(self.dir, g), bytes.fromhex(info["service_pub"]),
                      lambda: TemplateStore(path, device_key=key), self.root / f"{g}.sync.db",
                      DEFAULT_CONFIG, None, hello_s=0.5)
@@ -121,6 +123,22 @@ def test_enrol_on_one_gate_opens_on_the_other(site):
     assert q.astype("<f4").tobytes()[:64] not in raw
 
 
+def test_a_burst_goes_through_the_bounded_window(site):
+    """120 enrolments at once (240 changes): never more than the window unacknowledged at the
+    service, every one applied on both gates."""
+    g1 = site.gates["g1"]
+    futs = [g1.enrol_local(f"w{i:03d}", person(500 + i, n=1)) for i in range(120)]
+    for f in futs:
+        f.result(30)
+    wait(lambda: {f"w{i:03d}" for i in range(120)} <= set(site.users("g2")), timeout=60,
+         what="the burst on g2")
+    assert 0 < site.svc.flow.peak <= site.svc.window == 16
+    for i in range(120):
+        site.svc.call(S.revoke, f"w{i:03d}")
+    wait(lambda: not {u for u in site.users("g2") if u.startswith("w")}, timeout=60,
+         what="the burst revoked")
+
+
 def test_revoke_reaches_every_gate(site):
     site.gates["g1"].enrol_local("bob", person(2)).result(10)
     wait(lambda: "bob" in site.users("g2"), what="bob on g2")
@@ -140,7 +158,7 @@ def test_revocation_wins_over_an_older_enrolment(site):
     site.gates["g1"].enrol_local("carol", person(3)).result(10)
     wait(lambda: "carol" in site.users("g2"), what="carol on g2")
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-injector")
-    c.username_pw_set("service", P.password(site.dir, "service"))
+    use_tls(c, P.tls_files(site.dir, "service"))
     c.connect("127.0.0.1", info["broker"]["port"])
     c.loop_start()
     topic = M.gate_topic("hq", "g2", "change")
@@ -229,14 +247,16 @@ def test_a_gate_added_later_is_recovered(site):
 
 
 def test_a_forged_audit_record_is_refused(site):
-    """A record that does not chain (sent on g1's own topic with g1's password, as a
+    """A record that does not chain (sent on g1's own topic with g1's certificate, as a
     tampered gate or a replay would) is refused and shown; g1's real chain goes on."""
     import paho.mqtt.client as mqtt
     info = P.load_site(site.dir)
-    gs = {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}
-    n = gs["g1"]["audit_records"]
+    head = site.gates["g1"].submit(lambda s: s.store.audit.verify()).result(5)
+    wait(lambda: {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}["g1"][
+        "audit_records"] == head, what="g1's chain at the service before the forgery")
+    n = head
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-forger")
-    c.username_pw_set("g1", P.password(site.dir, "g1"))
+    use_tls(c, P.tls_files(site.dir, "g1"))
     c.connect("127.0.0.1", info["broker"]["port"])
     c.loop_start()
     rec = [n + 1, time.time(), "decision", '{"decision":"open"}', "00" * 32, "11" * 32]
@@ -250,3 +270,102 @@ def test_a_forged_audit_record_is_refused(site):
                                                            terminal="g1")).result(5)
     wait(lambda: {g["gate_id"]: g for g in site.svc.call(S.snapshot)["gates"]}["g1"][
         "audit_records"] == n + 1, what="g1's real record accepted")
+
+
+def _client(site, cid, ctx=None):
+    """A paho client of ``site``'s broker with TLS context ``ctx`` (None: plain TCP); returns
+    (client, connack event, received messages)."""
+    import paho.mqtt.client as mqtt
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cid)
+    if ctx is not None:
+        c.tls_set_context(ctx)
+    ok, got = __import__("threading").Event(), []
+    c.on_connect = lambda cl, ud, fl, rc, pr=None: rc == 0 and ok.set()
+    c.on_message = lambda cl, ud, msg: got.append(msg.topic)
+    return c, ok, got
+
+
+def test_tls_a_gate_cannot_read_another_gates_topic(site):
+    """g1's own certificate subscribed to g2's topics (and to everything) receives nothing
+    while a change for g2 goes by; g2 gets it, and so does the service's identity (the
+    control: the same subscription with a certificate the ACL lets read)."""
+    info = P.load_site(site.dir)
+    c, ok, got = _client(site, "test-spy", client_context(*P.tls_files(site.dir, "g1")))
+    s, s_ok, s_got = _client(site, "test-ctl", client_context(*P.tls_files(site.dir,
+                                                                             "service")))
+    for x in (c, s):
+        x.connect("127.0.0.1", info["broker"]["port"])
+        x.loop_start()
+    try:
+        assert ok.wait(5) and s_ok.wait(5), "a site certificate is refused"
+        c.subscribe([("site/hq/gate/g2/#", 1), ("site/hq/#", 1), ("#", 1)])
+        s.subscribe("site/hq/gate/g2/#", 1)
+        time.sleep(0.3)
+        site.gates["g1"].enrol_local("spied", person(40, n=1)).result(10)
+        wait(lambda: "spied" in site.users("g2"), what="spied on g2")
+        time.sleep(0.5)
+        assert not [t for t in got if "/gate/g1/" not in t], got
+        assert "site/hq/gate/g2/change" in s_got
+    finally:
+        for x in (c, s):
+            x.loop_stop()
+            x.disconnect()
+
+
+@pytest.mark.parametrize("how", ["no-certificate", "other-ca", "plain-tcp"])
+def test_tls_a_client_without_a_site_certificate_is_refused(site, tmp_path, how):
+    import ssl
+    info = P.load_site(site.dir)
+    ca = P.tls_files(site.dir, "g1")[0]
+    if how == "no-certificate":
+        ctx = ssl.create_default_context(cafile=ca)
+    elif how == "other-ca":                 # a well-formed identity "g1" from another CA
+        P.init_site(tmp_path / "other", "hq", ["g1"], port=free_port())
+        ctx = client_context(ca, *P.tls_files(tmp_path / "other", "g1")[1:])
+    else:
+        ctx = None
+    c, ok, _ = _client(site, f"test-{how}", ctx)
+    try:
+        c.connect("127.0.0.1", info["broker"]["port"])
+        c.loop_start()
+    except OSError:                         # the handshake failed at once
+        return
+    try:
+        assert not ok.wait(1.0), f"{how}: the broker accepted the connection"
+    finally:
+        c.loop_stop()
+        c.disconnect()
+
+
+def test_an_upload_sealed_by_an_impostor_is_refused_without_a_gap(site):
+    """An enrolment posted on g1's topic with g1's broker identity but sealed under a key
+    pair that is not g1's (a stolen certificate without g1's site key; the CA key): g2
+    refuses the templates, records the change as rejected, and its changes stay contiguous."""
+    import paho.mqtt.client as mqtt
+    from device.site.sealing import new_private, seal
+    from device.site.templates import encode_for_gates
+    info = P.load_site(site.dir)
+    fake = new_private()
+    body = (0).to_bytes(4, "big")                   # no recovery copy
+    sealed = {}
+    for gid, blob in zip(["g1", "g2"], encode_for_gates(person(60, n=1), 2, DEFAULT_CONFIG)):
+        k = pair_key(fake, bytes.fromhex(info["gates"][gid]["pub"]), "seal")
+        sealed[gid] = seal(k, blob, M.template_ad("hq", "g1", gid, "mallory", "e-mallory"))
+    body += M.pack_sealed_map(sealed)
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-impostor")
+    use_tls(c, P.tls_files(site.dir, "g1"))
+    c.connect("127.0.0.1", info["broker"]["port"])
+    c.loop_start()
+    c.publish(M.up_topic("hq", "g1", "enrol"), M.pack(
+        {"enrol_id": "e-mallory", "user_id": "mallory", "from": "g1", "ts": time.time(),
+         "n": 1}, body), qos=1).wait_for_publish(5)
+    c.loop_stop()
+    c.disconnect()
+    g2 = site.gates["g2"]
+    n = wait(lambda: site.svc.call(lambda s: s.db.execute(
+        "SELECT next_gseq FROM gates WHERE gate_id='g2'").fetchone()[0]), what="numbered")
+    wait(lambda: g2.submit(lambda s: s.report()["contig"]).result(5) >= n, what="no gap")
+    assert "mallory" not in site.users("g2")
+    note = g2.submit(lambda s: s.db.execute("SELECT note FROM applied WHERE user_id="
+                                            "'mallory'").fetchone()[0]).result(5)
+    assert note.startswith("rejected")

@@ -137,3 +137,72 @@ def test_frames_and_tags():
     with pytest.raises(M.MessageError):
         M.check_id("a/b", "user id")
     assert M.parse_topic("site/hq/up/g1/enrol") == ("hq", "up", "g1", "enrol")
+
+
+def test_outflow_keeps_a_window_resends_gaps_first_and_rewinds():
+    import json
+    import sqlite3
+    from device.site.outflow import Outflow
+    from device.site.service import _SCHEMA
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(_SCHEMA)
+    for g in ("a", "b"):
+        db.execute("INSERT INTO gates(gate_id, pub, next_gseq) VALUES(?, '', 50)", (g,))
+        for k in range(1, 51):
+            db.execute("INSERT INTO changes VALUES(?,?,?,?,?,?,?)",
+                       (g, k, "u", k, "revoke", json.dumps({"gseq": k}), 0.0))
+    sent, mids = [], iter(range(1, 10**6))
+    f = Outflow(db, lambda t, p: (sent.append((t, p)), next(mids))[1],
+                lambda g, h: (g, h["gseq"], False), window=10)
+    f.start()
+    assert f.pump() == 10 and f.pump() == 0           # the window is full
+    assert sorted(sent) == [(g, k) for g in "ab" for k in range(1, 6)]   # gates take turns
+    for m in list(f.inflight)[:4]:
+        f.on_puback(m)
+    f.resend("a", [2])
+    assert f.pump() == 4 and sent[10] == ("a", 2)    # a gap first, then new ones
+    for m in list(f.inflight):
+        f.on_puback(m)
+    while f.pump():
+        for m in list(f.inflight):
+            f.on_puback(m)
+    assert {k for g, k in sent if g == "b"} == set(range(1, 51)) and f.peak == 10
+    assert f.rewind("b", 45) == 5 and not f.busy("b")
+    n = len(sent)
+    f.pump()
+    assert sorted(k for g, k in sent[n:] if g == "b") == [46, 47, 48, 49, 50]
+
+
+def test_live_gallery_follows_changes_as_a_full_reload_would(tmp_path):
+    """refresh_users after enrolments, a re-enrolment, a revocation and a disabled user gives
+    the gallery load_gallery builds from the whole store: same owners, same scores."""
+    import os
+    import time
+    from device.gate.gallery import fused_search, load_gallery
+    from device.protect.core import enrol
+    from device.protect.defaults import DEFAULT_CONFIG as C
+    from device.site.livegallery import refresh_users
+    from device.store.store import TemplateStore
+    rng = np.random.default_rng(5)
+    W = np.ones(49, np.float32)
+
+    def feats(n):
+        x = rng.standard_normal((n, 49, 16)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=-1, keepdims=True)
+    st = TemplateStore(tmp_path / "t.db", device_key=os.urandom(32))
+    for i in range(30):
+        st.enrol(f"u{i:02d}", [enrol(x, C) for x in feats(2)])
+    gal = load_gallery(st, C, W, when=time.time())[0]
+    st.enrol("u03", [enrol(x, C) for x in feats(3)], replace=True)      # re-enrolled
+    st.enrol("new", [enrol(x, C) for x in feats(1)])
+    st.delete_user("u05")
+    st.update_user("u07", enabled=False)
+    refresh_users(gal, st, {"u03", "new", "u05", "u07"}, C, when=time.time())
+    full = load_gallery(st, C, W, when=time.time())[0]
+    assert sorted(gal.owners) == sorted(full.owners)
+    assert "u05" not in gal.owners and "u07" not in gal.owners and gal.owners.count("u03") == 3
+    q = feats(1)[0]
+    assert sorted(gal.coarse(q).round(4)) == sorted(full.coarse(q).round(4))
+    m1, m2 = fused_search(gal, q[None, None], -1.0), fused_search(full, q[None, None], -1.0)
+    assert (m1.owner, round(m1.score, 5)) == (m2.owner, round(m2.score, 5))
+    st.close()

@@ -159,8 +159,13 @@ class ProtectedGallery:
 
     def remove_owner(self, owner) -> int:
         """Drop every template of ``owner`` (after a delete or a re-enrolment)."""
+        return self.remove_owners({owner})
+
+    def remove_owners(self, owners) -> int:
+        """Drop every template of each of ``owners`` (a set), in one pass."""
         self._flush()
-        keep = np.array([o != owner for o in self._owners], bool)
+        owners = set(owners)
+        keep = np.array([o not in owners for o in self._owners], bool)
         gone = int((~keep).sum())
         if gone:
             self._owners = [o for o, k in zip(self._owners, keep) if k]

@@ -1,8 +1,11 @@
 """Eclipse Mosquitto (Debian's ``mosquitto``) as a child process, configured from a site folder.
 
-- one listener, no anonymous clients; a password per gate and for the service (hashed by
-  ``mosquitto_passwd -U``); an ACL: gate G reads ``site/S/gate/G/#`` and writes
-  ``site/S/up/G/#``, nothing else; the service reads and writes ``site/S/#``;
+- one TLS listener (TLS 1.2 or later, the site CA's server certificate); every client must
+  present a certificate from the site CA (``require_certificate true``) and its CN is its
+  user name (``use_identity_as_username true``): no passwords, no anonymous clients
+  (:mod:`device.site.tls`); an ACL: gate G reads ``site/S/gate/G/#`` and writes
+  ``site/S/up/G/#``, nothing else; the service reads and writes ``site/S/#``; a user the ACL
+  does not name (a gate removed from site.json) can read and write nothing;
 - persistence on (``broker/data/mosquitto.db``): persistent sessions (clean session off) and
   their queued QoS 1 messages survive a restart. Mosquitto writes its database at a clean
   shutdown (SIGTERM) and every ``autosave_interval`` seconds; a broker killed hard loses
@@ -11,7 +14,7 @@
 - ``max_queued_messages`` per offline client raised from 1,000 to 100,000, in-flight window
   1,000 (a gate acknowledges after its store transaction commits).
 
-Production sites run the same file under systemd (docs/site.md); TLS is not configured here.
+Production sites run the same file under systemd (docs/site.md).
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from device.site.provision import SERVICE, SiteError, load_site, password
+from device.site.provision import SERVICE, SiteError, load_site
 
 
 def free_port() -> int:
@@ -46,18 +49,13 @@ def write_config(site_dir, autosave_s: int = 60, queued: int = 100000) -> Path:
     b = d / "broker"
     (b / "data").mkdir(parents=True, exist_ok=True)
     site = info["site"]
-    lines = [f"{SERVICE}:{password(d, SERVICE)}"]
     acl = [f"user {SERVICE}", f"topic readwrite site/{site}/#", ""]
     for g in sorted(info["gates"]):
-        lines.append(f"{g}:{password(d, g)}")
         acl += [f"user {g}", f"topic read site/{site}/gate/{g}/#",
                 f"topic write site/{site}/up/{g}/#", ""]
-    pw = b / "passwd"
-    fd = os.open(pw, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    passwd_tool = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-    subprocess.run([passwd_tool, "-U", str(pw)], check=True, capture_output=True)
+    for f in ("server.crt", "server.key"):
+        if not (b / f).exists():
+            raise SiteError(f"{b / f} missing: this site folder has no broker certificate")
     (b / "acl").write_text("\n".join(acl))
     conf = b / "mosquitto.conf"
     conf.write_text("\n".join([
@@ -68,7 +66,12 @@ def write_config(site_dir, autosave_s: int = 60, queued: int = 100000) -> Path:
         f"user {pwd.getpwuid(os.geteuid()).pw_name}",
         f"listener {info['broker']['port']} {info['broker']['host']}",
         "allow_anonymous false",
-        f"password_file {pw}",
+        f"cafile {d / 'ca' / 'ca.crt'}",
+        f"certfile {b / 'server.crt'}",
+        f"keyfile {b / 'server.key'}",
+        "require_certificate true",
+        "use_identity_as_username true",
+        "tls_version tlsv1.2",
         f"acl_file {b / 'acl'}",
         "persistence true",
         f"persistence_location {b / 'data'}/",
@@ -114,7 +117,7 @@ class Broker:
         raise SiteError(f"mosquitto did not listen on port {self.port} within {timeout} s")
 
     def reload(self) -> None:
-        """Re-read passwords and ACL (a gate was added)."""
+        """Re-read the ACL (a gate was added or removed)."""
         self.info = load_site(self.site_dir)
         write_config(self.site_dir)
         if self.proc is not None:

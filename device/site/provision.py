@@ -3,11 +3,14 @@
     SITE/site.json              site name, broker address, gates and their public keys,
                                 the service's and the recovery public keys (nothing secret)
     SITE/service/service.key    the service's X25519 private key (0600)
-    SITE/service/mqtt.pass      the service's broker password; admin.token for its web page
+    SITE/service/client.*       the service's broker identity (TLS client certificate, CN
+                                ``service``) and ca.crt; admin.token for its web page
     SITE/recovery/recovery.key  the site recovery private key: move it OFF LINE after
                                 provisioning (a USB stick in a safe); only ``recover`` needs it
-    SITE/gates/<G>/site.key     gate G's X25519 private key; mqtt.pass its broker password
-    SITE/broker/                mosquitto.conf, passwd (hashed by mosquitto_passwd), acl, data/
+    SITE/ca/ca.key, ca.crt      the site CA (:mod:`device.site.tls`); ca.key signs new gates
+    SITE/gates/<G>/site.key     gate G's X25519 private key; client.key, client.crt (CN G),
+                                ca.crt its broker identity
+    SITE/broker/                mosquitto.conf, server.key/.crt, acl, data/
 
 A gate's part (``gates/<G>``) is what goes onto that unit at provisioning; its ``[site]``
 config section names it (:func:`gate_section`).
@@ -19,6 +22,7 @@ import os
 import secrets
 from pathlib import Path
 
+from device.site import tls
 from device.site.messages import check_id
 from device.site.sealing import new_private, public_of
 
@@ -74,7 +78,9 @@ def init_site(site_dir, site: str, gates, port: int = 1883, host: str = "127.0.0
     d.mkdir(parents=True, exist_ok=True)
     svc, rec = new_private(), new_private()
     _write_secret(d / "service" / "service.key", svc)
-    _write_secret(d / "service" / "mqtt.pass", secrets.token_urlsafe(18).encode())
+    tls.make_ca(d, site)
+    tls.issue_server(d, site, host)
+    tls.issue_client(d, site, SERVICE, "service")
     _write_secret(d / "service" / "admin.token", secrets.token_urlsafe(18).encode())
     _write_secret(d / "recovery" / "recovery.key", rec)
     info = {"site": site, "broker": {"host": host, "port": int(port)},
@@ -87,7 +93,7 @@ def init_site(site_dir, site: str, gates, port: int = 1883, host: str = "127.0.0
 
 
 def add_gate(site_dir, gate: str, info: dict | None = None) -> dict:
-    """Provision one more gate (its key pair and broker password); returns site.json's
+    """Provision one more gate (its key pair and TLS client certificate); returns site.json's
     content. The broker reads the new credentials on ``Broker.reload()`` (SIGHUP) and the
     service learns the gate from site.json (``palmgate site add-gate``)."""
     d = Path(site_dir)
@@ -97,7 +103,7 @@ def add_gate(site_dir, gate: str, info: dict | None = None) -> dict:
         raise SiteError(f"gate id {gate!r} is taken")
     k = new_private()
     _write_secret(d / "gates" / gate / "site.key", k)
-    _write_secret(d / "gates" / gate / "mqtt.pass", secrets.token_urlsafe(18).encode())
+    tls.issue_client(d, info["site"], gate, f"gates/{gate}")
     info["gates"][gate] = {"pub": public_of(k).hex()}
     save_site(d, info)
     return info
@@ -115,9 +121,10 @@ def recovery_key(path) -> bytes:
     return _read_key(Path(path))
 
 
-def password(site_dir, who: str) -> str:
-    p = Path(site_dir) / ("service" if who == SERVICE else f"gates/{who}") / "mqtt.pass"
-    return p.read_text().strip()
+def tls_files(site_dir, who: str) -> tuple[str, str, str]:
+    """(ca.crt, client.crt, client.key) of the service or of gate ``who``."""
+    return tls.client_files(Path(site_dir).resolve() / ("service" if who == SERVICE
+                                                        else f"gates/{who}"))
 
 
 def admin_token(site_dir) -> str:
@@ -133,6 +140,8 @@ def gate_section(site_dir, gate: str) -> dict:
     return {"enabled": True, "site": info["site"], "gate_id": gate,
             "broker_host": info["broker"]["host"], "broker_port": info["broker"]["port"],
             "key_file": str(d / "gates" / gate / "site.key"),
-            "password_file": str(d / "gates" / gate / "mqtt.pass"),
+            "ca_file": str(d / "gates" / gate / "ca.crt"),
+            "cert_file": str(d / "gates" / gate / "client.crt"),
+            "cert_key_file": str(d / "gates" / gate / "client.key"),
             "service_pub": info["service_pub"],
             "state": str(d / "gates" / gate / "sync.db")}

@@ -8,8 +8,9 @@ one sealed to the site recovery key; the service stores and forwards them.
 
 - Every change for a gate gets the next number of that gate (``gseq``) and the user's next
   version (one counter for the site), is written in the same transaction as the user, then
-  published QoS 1 to the gate's topic with an HMAC under the service-gate pair key. Upload
-  messages are acknowledged to the broker only after that commit.
+  published QoS 1 to the gate's topic with an HMAC under the service-gate pair key, from that
+  log through a bounded window (:mod:`device.site.outflow`: a backlog waits on disk, not in
+  paho's memory). Upload messages are acknowledged to the broker only after that commit.
 - A gate's hello reports what it has applied: gaps are resent (so a broker that lost its
   queue loses nothing), applied changes are pruned from the log.
 - Audit records arrive in chain order and are verified on arrival (the hash chain of
@@ -31,8 +32,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from device.site import messages as M
-from device.site.provision import SERVICE, load_site, password, service_key
+from device.site.outflow import Outflow
+from device.site.provision import SERVICE, load_site, service_key, tls_files
 from device.site.sealing import pair_key
+from device.site.tls import use_tls
 from device.store.audit import _GENESIS, _canonical    # the gate's own chain format
 
 log = logging.getLogger("palmgate.site.service")
@@ -64,13 +67,17 @@ USER_ATTRS = ("enabled", "valid_from", "valid_until", "schedule")
 
 
 class SiteService:
-    def __init__(self, site_dir, db_path=None, resend_after_s: float = 10.0):
+    def __init__(self, site_dir, db_path=None, resend_after_s: float = 10.0,
+                 window: int = 500):
         self.site_dir = Path(site_dir).resolve()
         self.info = load_site(self.site_dir)
         self.site = self.info["site"]
         self.key = service_key(self.site_dir)
         self.db_path = str(db_path or self.site_dir / "service" / "service.db")
         self.resend_after_s = resend_after_s
+        self.window = int(window)
+        self.max_queue = 2 * window     # uploads waiting for the service thread, at most
+        self.flow: Outflow | None = None
         self.q: queue.Queue = queue.Queue()
         self._tags: dict[str, bytes] = {}
         self._resent: dict[str, float] = {}
@@ -91,13 +98,14 @@ class SiteService:
         ready.wait(30)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{self.site}.service",
                         clean_session=False, manual_ack=True)
-        c.username_pw_set(SERVICE, password(self.site_dir, SERVICE))
+        use_tls(c, tls_files(self.site_dir, SERVICE))
         c.reconnect_delay_set(0.2, 2.0)
-        c.max_inflight_messages_set(1000)
-        c.max_queued_messages_set(0)
+        c.max_inflight_messages_set(self.window)
+        c.max_queued_messages_set(0)        # bounded by the Outflow window, not here
         c.on_connect = self._on_connect
         c.on_disconnect = lambda *a: self.connected.clear()
-        c.on_message = lambda cl, ud, msg: self.q.put(("msg", msg))
+        c.on_message = self._on_message
+        c.on_publish = lambda cl, ud, mid, rc, props: self.q.put(("puback", mid))
         self.client = c
         c.connect_async(self.info["broker"]["host"], int(self.info["broker"]["port"]),
                         keepalive=15)
@@ -111,6 +119,15 @@ class SiteService:
             self.client.loop_stop()
         if self.thread is not None:
             self.thread.join(10)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        """paho's network thread: queue an upload for the service thread, and while that
+        queue is full stop reading the socket (TCP back-pressure: the backlog waits in the
+        gates' outboxes and the broker, not here -- Mosquitto sent an MQTT 3.1.1 client more
+        than its max_inflight_messages unacknowledged here, 5,600 uploads, 0.5 GB)."""
+        self.q.put(("msg", msg))
+        while self.q.qsize() > self.max_queue and not self._stop.is_set():
+            time.sleep(0.005)
 
     def _on_connect(self, client, userdata, flags, rc, props=None):
         if rc != 0:
@@ -133,7 +150,13 @@ class SiteService:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
         self._sync_gates()
+        self.flow = Outflow(self.db, lambda t, p: self.client.publish(t, p, qos=1).mid,
+                            self._change_msg, self.window)
+        self.flow.start()
         ready.set()
+        from device.ops.memory import trim, tune_malloc
+        tune_malloc()                   # few arenas: the paho thread's buffers are reused
+        trimmed = time.time()
         while not self._stop.is_set():
             items = []
             try:
@@ -143,7 +166,15 @@ class SiteService:
             except queue.Empty:
                 pass
             if items:
+                self.stats["queue_peak"] = max(self.stats.get("queue_peak", 0),
+                                               len(items) + self.q.qsize())
                 self._handle(items)
+            if self.client is not None:
+                self.stats["published"] += self.flow.pump()
+                self.stats["window_peak"] = self.flow.peak
+            if time.time() - trimmed > 5.0:     # give freed upload buffers back to the OS
+                trim()
+                trimmed = time.time()
         self.db.close()
 
     def _sync_gates(self) -> None:
@@ -174,6 +205,8 @@ class SiteService:
                     except (M.MessageError, ValueError, KeyError, TypeError) as e:
                         self.stats["refused"] += 1
                         self._event("refused", f"{x.topic}: {e}")
+                elif kind == "puback":
+                    self.flow.on_puback(x)
                 elif kind == "connected":
                     self._publish_rosters(out)
                 elif kind == "call":
@@ -229,14 +262,16 @@ class SiteService:
         self.db.execute("INSERT INTO changes(gate_id, gseq, user_id, version, kind, header, "
                         "created) VALUES(?,?,?,?,?,?,?)",
                         (gate, g, user_id, version, kind, json.dumps(h), time.time()))
-        out.append(self._change_msg(gate, h))
-        return g
+        return g                        # published from the log by self.flow
 
     def _change_msg(self, gate: str, h: dict):
         body = b""
         if h["kind"] == "enrol":
             r = self.db.execute("SELECT blob FROM sealed WHERE user_id=? AND gate_id=? AND "
                                 "enrol_id=?", (h["user_id"], gate, h["enrol_id"])).fetchone()
+            if r is None:               # re-enrolled or revoked since: a later change wins
+                h = {k: h[k] for k in ("gseq", "user_id", "version")}
+                h["kind"] = "superseded"
             body = bytes(r[0]) if r else b""
         return (M.gate_topic(self.site, gate, "change"),
                 M.pack_tagged(self._tag_key(gate), h, body), False)
@@ -339,20 +374,17 @@ class SiteService:
         last = self._resent.get(gate, 0.0)
         if now - last < self.resend_after_s:
             return self._prune(gate, contig, h, out)
-        resend = [int(g) for g in h.get("missing", [])][:1000]
-        if float(h.get("idle_s", 0.0)) >= min(5.0, self.resend_after_s):
-            resend += [r[0] for r in self.db.execute(
-                "SELECT gseq FROM changes WHERE gate_id=? AND gseq>? AND created<? ORDER BY "
-                "gseq LIMIT 5000", (gate, int(h.get("max_gseq", 0)),
-                                    now - self.resend_after_s))]
-        if resend:
+        missing = [int(g) for g in h.get("missing", [])][:1000]
+        mx = int(h.get("max_gseq", 0))
+        never = (float(h.get("idle_s", 0.0)) >= min(5.0, self.resend_after_s)
+                 and not self.flow.busy(gate)      # nothing of ours in flight to it
+                 and self.db.execute("SELECT 1 FROM changes WHERE gate_id=? AND gseq>? AND "
+                                     "created<? LIMIT 1",
+                                     (gate, mx, now - self.resend_after_s)).fetchone())
+        if missing or never:
             self._resent[gate] = now
-        for g in resend:
-            r = self.db.execute("SELECT header FROM changes WHERE gate_id=? AND gseq=?",
-                                (gate, g)).fetchone()
-            if r is not None:
-                out.append(self._change_msg(gate, json.loads(r[0])))
-                self.stats["resent"] += 1
+        self.flow.resend(gate, missing)              # through the window, gaps first
+        self.stats["resent"] += len(missing) + (self.flow.rewind(gate, mx) if never else 0)
         self._prune(gate, contig, h, out)
 
     def _prune(self, gate, contig, h, out) -> None:
