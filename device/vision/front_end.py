@@ -63,7 +63,7 @@ class QualitySettings:
     min_mean: float = 25.0
     max_clipped: float = 0.25
     min_sharpness: float = 4.0
-    min_region_quality: float = 0.1
+    min_region_quality: float = 0.0
     min_palm_px: float = 64.0
     max_palm_fraction: float = 0.7
     min_openness: float = 1.3
