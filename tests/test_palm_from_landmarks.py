@@ -50,16 +50,18 @@ def test_mirrored_landmarks_are_a_left_palm(lm):
     assert palm_frame(_mirror(lm, 160)).hand == "left"
 
 
-def test_regions_are_upright_and_left_palms_mirrored(lm):
+def test_regions_are_upright_and_never_mirrored_unless_asked(lm):
     g = LandmarkGeometry(0.94, 0.42, -0.06)
     right = region_corners(palm_frame(lm), g, 128)
     assert not is_mirrored(right)
     assert right[0][1] < right[3][1]          # the top edge (fingers) above the bottom
     left = region_corners(palm_frame(_mirror(lm, 160)), g, 128)
-    assert is_mirrored(left)
-    off = region_corners(palm_frame(_mirror(lm, 160)), LandmarkGeometry(
-        0.94, 0.42, -0.06, mirror_left=False), 128)
-    assert not is_mirrored(off)
+    assert not is_mirrored(left) and left[0][1] < left[3][1]
+    # a mirrored hand's region is the mirror image of the hand's region
+    np.testing.assert_allclose(np.sort(left[:, 0]), np.sort(320 - right[:, 0]), atol=1e-9)
+    on = region_corners(palm_frame(_mirror(lm, 160)), LandmarkGeometry(
+        0.94, 0.42, -0.06, mirror_left=True), 128)
+    assert is_mirrored(on)
 
 
 def test_region_geometry_follows_rotation_scale_and_shift(lm):
