@@ -224,9 +224,10 @@ class FrontEnd:
         timings: dict = {}
         issues: dict = {}
         for name, step in steps:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             reg, issue = step(image, modality, cache)
             timings[name] = (time.perf_counter() - t0) * 1e3
+            timings[name + "_cpu"] = (time.thread_time() - c0) * 1e3
             if reg is not None:
                 reg.timings_ms = timings
                 return reg

@@ -76,7 +76,8 @@ class HandRegions:
     landmarks: np.ndarray | None = field(default=None, repr=False)
     """(21, 3) image landmarks when the regions came from them, else None."""
     timings_ms: dict = field(default_factory=dict, repr=False)
-    """Wall time of the front end's steps for this view (``landmarks``, ``classical``)."""
+    """Time of the front end's steps for this view: wall (``landmarks``, ``classical``) and
+    this thread's CPU (``landmarks_cpu``, ``classical_cpu``)."""
 
     def image_masks(self) -> tuple[np.ndarray, np.ndarray]:
         """(first, second) bool masks at the image's size: the first region's square, and the
