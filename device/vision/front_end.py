@@ -189,12 +189,12 @@ class FrontEnd:
     # ------------------------------------------------------------------ classical path
     def classical_regions(self, image: np.ndarray, modality: str, mask_cache: dict):
         seg = _get(self.segmenter)
-        segmenter = None
-        if seg is not None and modality != "nir":
-            def segmenter(im):
-                if mask_cache.get("mask") is None:
-                    mask_cache["mask"] = seg(im)
-                return mask_cache["mask"]
+
+        def cached_mask(im):           # the landmark path may have run the network already
+            if mask_cache.get("mask") is None:
+                mask_cache["mask"] = seg(im)
+            return mask_cache["mask"]
+        segmenter = cached_mask if seg is not None and modality != "nir" else None
         try:
             reg = extract_regions(image, modality, segmenter=segmenter)
             if self.check_quality:
