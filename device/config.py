@@ -45,9 +45,10 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                     "against the id claimed with the presentation (card, PIN pad).",
                     choices=("identify", "verify")),
         "views": Opt(3, "Visible views K per presentation burst.", int, min=1, max=8),
-        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*) and "
-                         "of the hand segmentation network (hand_seg*): fp32 or int8 (the "
-                         "_int8 files; faster on ARM cores with dot-product instructions).",
+        "precision": Opt("fp32", "Precision of the ONNX sensor models (sr_*, liveness_*), "
+                         "of the hand segmentation network (hand_seg*) and of the hand-"
+                         "landmark network (hand_landmark*): fp32 or int8 (the _int8 files; "
+                         "faster on ARM cores with dot-product instructions).",
                          choices=("int8", "fp32")),
         "segmenter": Opt("net", "Hand mask of colour views: net = the segmentation network "
                                 "first (models/hand_seg*.onnx, a few ms a view), the classical "
@@ -55,6 +56,22 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                 "GrabCut only (about 110 ms of CPU a 640x480 view). Grey NIR "
                                 "views always take the fast intensity segmentation.",
                          choices=("net", "classical")),
+        "landmarks": Opt("full", "Hand-landmark network of the palm front end "
+                                 "(models/hand_landmark[_lite][_int8].onnx at [gate] "
+                                 "precision): the palm regions come from its landmarks, the "
+                                 "segmentation path above is the fallback (no hand seen, palm "
+                                 "cut off, fingers out of the frame as on a pegged NIR "
+                                 "sensor). full, lite (about half the cost) or off.",
+                         choices=("full", "lite", "off")),
+        "nir_order": Opt("classical-first", "Grey (NIR) views: classical-first = the "
+                                            "intensity segmentation and finger valleys "
+                                            "first (made for pegged NIR sensors whose frame "
+                                            "cuts the fingers off), the landmarks where they "
+                                            "fail; landmarks-first = as colour views (a "
+                                            "contactless NIR camera that sees whole hands). "
+                                            "Mixing the two paths for one palm costs "
+                                            "accuracy: their regions differ.",
+                         choices=("classical-first", "landmarks-first")),
         "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
                           "parallel.", int, min=1, max=16),
         "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "
@@ -135,10 +152,35 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                         float, min=0.0, max=255.0),
         "max_clipped": Opt(0.25, "Largest fraction of saturated (>=250) pixels.", float,
                            min=0.0, max=1.0),
-        "min_sharpness": Opt(15.0, "Smallest variance of the Laplacian of the palm region "
-                                   "(motion or focus blur below).", float, min=0.0),
-        "min_region_quality": Opt(0.5, "Smallest palm-region quality (device.vision.regions, 0-1).",
+        "min_sharpness": Opt(4.0, "Smallest variance of the Laplacian of the palm region "
+                                  "(motion or focus blur below). Real phone photos of "
+                                  "still hands reach 5-300 (NTUST), so this catches only "
+                                  "heavy blur.", float, min=0.0),
+        "min_region_quality": Opt(0.0, "Smallest palm-region quality (device.vision.regions, "
+                                       "0-1; on the landmark path presence x exposure); 0 "
+                                       "checks nothing. The classical measure did not "
+                                       "predict matching: the 28 PolyU NIR frames under 0.5 "
+                                       "(one at 0) matched as well as the rest.",
                                   float, min=0.0, max=1.0),
+        "min_presence": Opt(0.5, "Smallest hand presence (0-1) of the landmark network for "
+                                 "its landmarks to be used.", float, min=0.0, max=1.0),
+        "min_palm_px": Opt(64.0, "Smallest palm-centre square, in image pixels, on the "
+                                 "landmark path: smaller asks the person to move closer "
+                                 "(hand_too_small).", float, min=0.0),
+        "max_palm_fraction": Opt(0.7, "Largest knuckle width (index to little MCP) as a "
+                                      "fraction of the frame's short side: larger asks the "
+                                      "person to move back (too_near).", float, min=0.05,
+                                 max=2.0),
+        "min_openness": Opt(1.3, "Fingertip-to-wrist over knuckle-to-wrist distance below "
+                                 "which a finger counts as curled; two curled fingers ask "
+                                 "the person to open the hand (not_open). Open hands: "
+                                 "1.6-2.0.", float, min=0.0),
+        "min_foreshortening": Opt(0.4, "Smallest knuckle width / palm length (wrist to middle "
+                                       "knuckle) of a palm facing the camera (0.55-0.95 "
+                                       "flat); below, the palm is turned away (not_flat).",
+                                  float, min=0.0),
+        "max_foreshortening": Opt(1.3, "Largest knuckle width / palm length; above, the palm "
+                                       "is tipped back (not_flat).", float, min=0.0),
     }),
     "liveness": ("Transmission-sensor branch (seed 001): SR x2, then p(live) > threshold.", {
         "enabled": Opt(True, "Run the liveness check. false only for tests of the matcher; "
@@ -475,6 +517,9 @@ def validate(raw: dict, path: str | None = None) -> Config:
         raise ConfigError(f"gate.min_views: {g['min_views']} is more than gate.views "
                           f"{g['views']}")
     q = out["quality"]
+    if q["min_foreshortening"] >= q["max_foreshortening"]:
+        raise ConfigError("quality.min_foreshortening: must be below "
+                          "quality.max_foreshortening")
     if q["min_mean"] >= q["max_mean"]:
         raise ConfigError("quality.min_mean: must be below quality.max_mean")
     if out["source"]["kind"] == "replay" and not out["source"]["replay_dir"]:

@@ -102,7 +102,10 @@ def test_pipeline_falls_back_without_the_model(tmp_path, gate_views):
             (d / name).symlink_to(SHIPPED / name)
     (d / "manifest.json").write_text(json.dumps(man))
     shutil.copy(SHIPPED / "manifest.sig", d / "manifest.sig")   # same content, still signed
-    cfg = gate_config(tmp_path, models=d, liveness={"enabled": False})
+    # the landmarks off: the segmentation network is the fallback path's, not asked when the
+    # landmarks find the hand
+    cfg = gate_config(tmp_path, models=d, liveness={"enabled": False},
+                      gate={"landmarks": "off"})
     p = Pipeline(cfg)
     try:
         rois, issues = p.regions(gate_views[0])

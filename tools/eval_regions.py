@@ -2,7 +2,12 @@
 
     python -m tools.eval_regions DIR --kind synthetic|polyu|ntust [--split all|train|val]
                                  [--out OUT] [--sheet N] [--limit N]
-                                 [--segmenter classical|net] [--precision int8|fp32]
+                                 [--segmenter classical|net] [--landmarks full|lite|off]
+                                 [--no-quality] [--precision int8|fp32]
+
+By default it runs the gate's front end (device.vision.front_end: the raw-frame check, hand
+landmarks -> regions, the quality checks, the segmentation path as fallback), so its FTA by
+reason is the gate's; ``--landmarks off --no-quality`` is the classical region step alone.
 
 Prints one JSON object: ``n``, ``fta`` (failure-to-acquire rate), ``failures`` by reason,
 ``quality`` (median, p05), ``ms_per_image`` and, where a ``.json`` with ground-truth keypoints
@@ -13,7 +18,8 @@ OUT/sheet.png: a contact sheet of N images with the hand outline, the detected v
 the ground truth (green crosses, when known), the first region (yellow) and the second region
 (cyan); failures carry their reason. Do not commit sheets of real research images.
 ``--segmenter net`` puts the segmentation network (models/hand_seg[_int8].onnx) first on colour
-views, with the classical hypotheses as fallback; ``by_segmentation`` counts which one acquired.
+views, with the classical hypotheses as fallback; ``by_segmentation`` counts which path acquired
+(landmarks, net, classical).
 
 ``--split`` applies to PolyU NIR (250 palms): ``tools.train.realdata.split_subjects(250, 0.2, 0)``
 on the sorted subject folders.
@@ -87,6 +93,9 @@ def _draw(im: np.ndarray, reg, gt, err: str | None, thumb: int = 240) -> np.ndar
                 cv2.circle(vis, tuple(int(round(v)) for v in p), 3 * lw, (0, 0, 255), -1)
         cv2.circle(vis, tuple(int(round(v)) for v in reg.keypoints.palm_centre), 3 * lw,
                    (0, 255, 255), -1)
+        if reg.landmarks is not None:
+            for p in reg.landmarks[:, :2]:
+                cv2.circle(vis, tuple(int(round(v)) for v in p), 2 * lw, (255, 0, 255), -1)
     if gt is not None:
         for n in KP_NAMES:
             if gt.get(n) is not None:
@@ -114,7 +123,11 @@ def contact_sheet(tiles: list[np.ndarray], cols: int = 6) -> np.ndarray:
 
 def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int = 36,
                      limit: int | None = None, modality: str = "auto",
-                     segmenter=None) -> dict:
+                     segmenter=None, front_end=None, settings=None) -> dict:
+    """``front_end``: the gate's front end (device.vision.front_end.FrontEnd; ``settings``:
+    the [quality] settings for the raw-frame check first); without it the classical region
+    step alone (``extract_regions`` with ``modality`` and ``segmenter``)."""
+    from device.vision.quality import CorruptFrame, QualityIssue, frame_check
     root = Path(root)
     paths = list_images(root, kind, split)
     if limit:
@@ -136,17 +149,25 @@ def evaluate_regions(root, kind: str, split: str = "all", out=None, sheet: int =
         try:
             if im is None:
                 raise RegionError("bad_input", "cannot decode")
-            reg = extract_regions(im, modality=modality, segmenter=segmenter)
+            if front_end is not None:
+                if settings is not None:
+                    frame_check(im, settings)
+                reg = front_end(im)
+            else:
+                reg = extract_regions(im, modality=modality, segmenter=segmenter)
             by_seg[reg.segmentation] = by_seg.get(reg.segmentation, 0) + 1
-        except RegionError as e:
-            err = e.reason
-            failures[e.reason] = failures.get(e.reason, 0) + 1
+        except (RegionError, QualityIssue, CorruptFrame) as e:
+            err = getattr(e, "reason", "corrupt_frame")
+            failures[err] = failures.get(err, 0) + 1
         times.append(time.perf_counter() - t0)
         rec = {"path": str(p.relative_to(root)), "error": err}
         if reg is not None:
             quality.append(reg.quality)
             rec.update(reg.keypoints.as_dict(), quality=round(reg.quality, 3),
-                       segmentation=reg.segmentation)
+                       segmentation=reg.segmentation,
+                       ms={k: round(v, 1) for k, v in reg.timings_ms.items()})
+            if reg.landmarks is not None:
+                rec["landmarks"] = np.round(reg.landmarks[:, :2], 1).tolist()
             if gt is not None:
                 span = np.hypot(*(gt["index_middle"] - gt["ring_little"])) \
                     if gt["index_middle"] is not None and gt["ring_little"] is not None else None
@@ -205,15 +226,32 @@ def main(argv=None) -> int:
     ap.add_argument("--out")
     ap.add_argument("--sheet", type=int, default=36, help="images on the contact sheet")
     ap.add_argument("--limit", type=int)
-    ap.add_argument("--segmenter", choices=["classical", "net"], default="classical")
+    ap.add_argument("--segmenter", choices=["classical", "net"], default="net")
+    ap.add_argument("--landmarks", choices=["full", "lite", "off"], default="full",
+                    help="the front end's hand-landmark network (off, with --no-quality: the "
+                         "classical region step alone, as before the landmarks)")
+    ap.add_argument("--no-quality", action="store_true",
+                    help="leave out the gate's quality checks")
     ap.add_argument("--precision", choices=["int8", "fp32"], default="int8")
     ap.add_argument("--models", default=None, help="models folder (default: models/)")
+    ap.add_argument("--config", default=None, help="gate configuration whose [quality] "
+                                                    "settings to use (default: the defaults)")
     a = ap.parse_args(argv)
-    seg = None
-    if a.segmenter == "net":
-        from device.vision.segmentation import NetSegmenter
-        seg = NetSegmenter(a.precision, a.models)
-    rep = evaluate_regions(a.dir, a.kind, a.split, a.out, a.sheet, a.limit, a.modality, seg)
+    fe = q = seg = None
+    if a.landmarks == "off" and a.no_quality:
+        if a.segmenter == "net":
+            from device.vision.segmentation import NetSegmenter
+            seg = NetSegmenter(a.precision, a.models)
+    else:
+        from device.config import load_config
+        from device.gate.front_end_stage import front_end_from_config
+        cfg = load_config(a.config, gate={"segmenter": a.segmenter, "landmarks": a.landmarks,
+                                      "precision": a.precision},
+                          paths={"models": a.models or ""})
+        fe = front_end_from_config(cfg, check_quality=not a.no_quality)[0]
+        q = None if a.no_quality else cfg.quality
+    rep = evaluate_regions(a.dir, a.kind, a.split, a.out, a.sheet, a.limit, a.modality, seg,
+                           fe, q)
     json.dump(rep, sys.stdout, indent=2)
     print()
     return 0

@@ -11,15 +11,17 @@ def cmd_evaluate(a) -> int:
     from device.eval.recognition import evaluate
     from device.recognition.matchers import DEFAULT_MATCHER, LEARNED
     if a.precision != "fp32" and (a.matcher or DEFAULT_MATCHER) not in LEARNED \
-            and a.segmenter != "net":
+            and a.level != "hand":
         raise ValueError(f"--precision int8 applies to the matchers with a learned network "
-                         f"({', '.join(LEARNED)}) and to --segmenter net; the other matchers "
-                         f"are classical")
-    if a.segmenter != "classical" and a.level != "hand":
-        raise ValueError("--segmenter applies to --level hand")
+                         f"({', '.join(LEARNED)}) and to the front end's models (--level "
+                         f"hand); the other matchers are classical")
+    if a.level != "hand" and (a.segmenter or a.landmarks or a.config or a.no_quality):
+        raise ValueError("--segmenter, --landmarks, --config and --no-quality apply to "
+                         "--level hand")
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
                       matcher=a.matcher, out=a.out, protected=a.protected,
-                      precision=a.precision, segmenter=a.segmenter,
+                      precision=a.precision, segmenter=a.segmenter, landmarks=a.landmarks,
+                      config=a.config, quality=not a.no_quality,
                       progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
     print(json.dumps(report, indent=2))
     return 0
@@ -125,10 +127,21 @@ def register(sub) -> None:
                     default="cross-session")
     sp.add_argument("--protected", action="store_true", help="match protected templates")
     sp.add_argument("--precision", choices=["int8", "fp32"], default="fp32")
-    sp.add_argument("--segmenter", choices=["classical", "net"], default="classical",
-                    help="--level hand: the hand mask of colour images from the classical "
-                         "segmentation, or the gate's segmentation network first (at "
-                         "--precision) with the classical one as fallback")
+    sp.add_argument("--segmenter", choices=["classical", "net"], default=None,
+                    help="--level hand: the fallback path's hand mask of colour images from "
+                         "the classical segmentation, or the gate's segmentation network "
+                         "first (at --precision); default: the configuration's ([gate] "
+                         "segmenter)")
+    sp.add_argument("--landmarks", choices=["full", "lite", "off"], default=None,
+                    help="--level hand: the hand-landmark network of the front end (at "
+                         "--precision), or off; default: the configuration's ([gate] "
+                         "landmarks)")
+    sp.add_argument("--config", default=None,
+                    help="--level hand: the gate configuration whose front end and [quality] "
+                         "settings to run (default: the defaults)")
+    sp.add_argument("--no-quality", action="store_true",
+                    help="--level hand: leave out the quality checks (the region steps' own "
+                         "failures still count)")
     sp.add_argument("--matcher", default=None,
                     help="hybrid (default: the classical and the learned cells in one shift "
                          "search, the gate's [match] feature = hybrid; --precision int8 "

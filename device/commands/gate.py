@@ -71,6 +71,9 @@ def cmd_status(a) -> int:
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
     if cfg.gate.segmenter == "net":
         names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
+    if cfg.gate.landmarks != "off":
+        from device.vision.landmarks import LANDMARK_FILES
+        names.append(LANDMARK_FILES[(cfg.gate.landmarks, cfg.gate.precision)])
     signature = signature_report(models_dir)
     models, ok = {}, signature["ok"]
     for n in names:
@@ -122,7 +125,7 @@ def cmd_bench(a) -> int:
     from device.eval.bench import bench
     r = bench(users=a.users, views=a.views, precision=a.precision, split=a.split,
               presentations=a.presentations, seed=a.seed, threads=a.threads,
-              sensor=a.sensor, models=a.models, feature=a.feature)
+              sensor=a.sensor, models=a.models, feature=a.feature, landmarks=a.landmarks)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
@@ -185,6 +188,8 @@ def register(sub) -> None:
     sp.add_argument("--sensor", choices=["nir", "xray"], default="nir")
     sp.add_argument("--feature", choices=["cells", "hybrid"], default="cells",
                     help="[match] feature of the gate under test")
+    sp.add_argument("--landmarks", choices=["full", "lite", "off"], default="full",
+                    help="the front end's hand-landmark network ([gate] landmarks)")
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")

@@ -9,7 +9,9 @@ person) and presentation bursts (genuine presentations of the planted people) ar
 by a child process into the replay layout, and the gate reads them one at a time as it would
 from a camera; the match threshold is the demo's (synthetic hands).
 
-Timed: ``Gate.present`` on each burst -- quality, regions (K views), sensor (SR + liveness),
+Timed: ``Gate.present`` on each burst -- quality, regions (K views through the front end:
+hand landmarks -> regions, the segmentation path as fallback; ``front_end_steps_ms`` splits
+it into the landmark step and the fallback, summed over the views), sensor (SR + liveness),
 feature, match (1:N, views fused), audit record, relay pulse over a serial line to the LCUS
 board simulator -- ``end_to_end_ms`` is the time from the burst in memory to the relay
 command returning; ``match_ms`` the match stage alone. ``peak_rss_mb`` is the process's
@@ -66,7 +68,7 @@ def render(out, planted, presentations, views, sensor, seed) -> None:
 def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bool = False,
           presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
           sensor: str = "nir", templates_per_user: int = 3, models: str | None = None,
-          feature: str = "cells", progress=_progress) -> dict:
+          feature: str = "cells", landmarks: str = "full", progress=_progress) -> dict:
     from device.config import load_config
     from device.gate.enrol import enrol_user
     from device.gate.gallery import GalleryBuilder
@@ -87,7 +89,8 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
                                f"which is not installed in this build: {e}") from None
     tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
     cfg = load_config(None, gate={"views": views, "precision": precision, "threads": threads,
-                                  "cooldown_s": 0.0, "min_views": min(2, views)},
+                                  "cooldown_s": 0.0, "min_views": min(2, views),
+                                  "landmarks": landmarks},
                       paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key",
                              "models": str(models or "")},
                       liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6},
@@ -149,6 +152,8 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         e2e, e2e_cpu, stages, cpu, decisions, correct = [], [], {}, {}, {}, 0
         plain_decisions = []
         segs: dict = {}
+        sub: dict = {}
+        sub_share: list = []
         for k in range(len(src)):
             bu = src.capture_burst()               # read from disk: not timed
             dd = gate.present(bu)
@@ -162,6 +167,10 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
             plain_decisions.append((dd.opened, dd.user_id))
             for m, c in dd.segmentation.items():
                 segs[m] = segs.get(m, 0) + c
+            for m, v in dd.substages_ms.items():
+                sub.setdefault(m, []).append(v)
+            if dd.total_cpu_ms > 0:
+                sub_share.append(dd.substages_ms.get("landmarks_cpu", 0.0) / dd.total_cpu_ms)
             correct += dd.opened and dd.user_id == bu.meta["person"]
             if (k + 1) % 5 == 0:
                 progress(f"  {k + 1}/{len(src)} presentations")
@@ -177,9 +186,15 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         # process CPU time (every thread): what the work costs, whatever else loads the cores
         "end_to_end_cpu_ms": _ms(e2e_cpu),
         "stages_cpu_ms": {s: round(float(np.median(v)), 2) for s, v in cpu.items()},
+        # the front end's steps inside the regions stage, summed over a presentation's views:
+        # wall time of each view's step in its region thread, and that thread's CPU time
+        # (*_cpu); the share is the landmark step's CPU over the presentation's CPU
+        "front_end_steps_ms": {m: round(float(np.median(v)), 2) for m, v in sub.items()},
+        "landmarks_share_of_end_to_end_cpu": round(float(np.median(sub_share)), 3)
+        if sub_share else None,
         "peak_rss_mb": _rss_mb(),
         "precision": precision, "feature": feature, "users": users, "views": views,
-        "views_by_segmentation": segs,
+        "views_by_segmentation": segs, "landmarks": cfg.gate.landmarks,
         "templates": total, "presentations": len(e2e), "decisions": decisions,
         "correct_opens": int(correct), "sensor": sensor, "threads": threads,
         "gallery_mb": round(sum(pipe.gallery.nbytes().values()) / 2 ** 20, 1),

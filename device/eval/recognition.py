@@ -78,39 +78,76 @@ def load_rois(refs: list[SampleRef], size: int = 128):
     return np.stack(imgs), failed
 
 
-def load_hand_rois(refs: list[SampleRef], progress=None, segmenter=None):
-    """First regions (128x128 palm-centre ROIs, device.vision.regions) of whole-hand images; indices
-    of the images where no ROI could be acquired, and how many failed for which reason.
-    ``segmenter``: tried first on colour images (device.vision.segmentation.NetSegmenter)."""
-    from device.vision.regions import FIRST_SIZE, RegionError, extract_regions, read_hand_image
-    imgs, failed, reasons = [], [], {}
+def load_hand_rois(refs: list[SampleRef], progress=None, front_end=None, quality=None):
+    """First regions (128x128 palm-centre ROIs) of whole-hand images through the gate's front
+    end (``front_end``: a :class:`device.vision.front_end.FrontEnd`; default: the gate's, from
+    the default configuration), after the gate's raw-frame check (``quality``: the
+    ``[quality]`` settings; None skips it); indices of the images where no ROI could be
+    acquired, and how many failed for which reason (the gate's deny reasons without
+    ``quality:``), and how many were acquired by which path."""
+    from device.vision.quality import CorruptFrame, QualityIssue, frame_check
+    from device.vision.region_types import FIRST_SIZE
+    from device.vision.regions import read_hand_image
+    if front_end is None:
+        from device.config import load_config
+        from device.gate.front_end_stage import front_end_from_config
+        cfg = load_config(None)
+        front_end, quality = front_end_from_config(cfg)[0], cfg.quality
+    imgs, failed, reasons, paths = [], [], {}, {}
     for k, r in enumerate(refs):
         try:
             im = read_hand_image(r.path)
             if im is None:
-                raise RegionError("bad_input", f"cannot decode {r.path}")
-            roi = extract_regions(im, segmenter=segmenter).roi
-        except RegionError as e:
+                raise QualityIssue("bad_input", f"cannot decode {r.path}")
+            if quality is not None:
+                frame_check(im, quality)
+            reg = front_end(im)
+            roi = reg.roi
+            paths[reg.segmentation] = paths.get(reg.segmentation, 0) + 1
+        except (QualityIssue, CorruptFrame) as e:
+            reason = getattr(e, "reason", "corrupt_frame")
             failed.append(k)
-            reasons[e.reason] = reasons.get(e.reason, 0) + 1
+            reasons[reason] = reasons.get(reason, 0) + 1
             roi = np.zeros((FIRST_SIZE, FIRST_SIZE), np.uint8)
         imgs.append(roi)
         if progress and (k + 1) % 500 == 0:
             progress("regions", k + 1)
-    return np.stack(imgs), failed, reasons
+    return np.stack(imgs), failed, reasons, paths
+
+
+def hand_front_end(segmenter: str | None = None, landmarks: str | None = None,
+                   precision: str = "fp32", config=None, quality: bool = True):
+    """(front end, [quality] settings) of the gate's configuration (``config``: a TOML path or
+    None for the defaults) with ``[gate] segmenter`` / ``landmarks`` / ``precision``
+    overridden where given; ``quality=False``: the region steps alone, no quality checks."""
+    from device.config import load_config
+    from device.gate.front_end_stage import front_end_from_config
+    gate = {"precision": precision}
+    if segmenter is not None:
+        gate["segmenter"] = segmenter
+    if landmarks is not None:
+        gate["landmarks"] = landmarks
+    cfg = load_config(config, gate=gate)
+    fe = front_end_from_config(cfg, check_quality=quality)[0]
+    return fe, (cfg.quality if quality else None), cfg
 
 
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
              matcher: str | None = None, out=None, progress=None,
              protected: bool = False, precision: str = "fp32",
-             segmenter: str = "classical") -> dict:
+             segmenter: str | None = None, landmarks: str | None = None,
+             config=None, quality: bool = True) -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.vision.regions first -- an image without
     one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
     ``protected``: the gate's protected templates (matcher ``cells-protected``): the first
     capture of each compared pair (session 1 in cross-session) is enrolled, the other probes.
-    ``segmenter`` (hand level): "classical" or "net" (the gate's segmentation network first on
-    colour images, at ``precision``, the classical hypotheses as fallback)."""
+    Hand level runs the gate's front end (:func:`hand_front_end`: the raw-frame check, the
+    landmark path, the segmentation path as fallback, the quality checks) from the gate's
+    configuration (``config``, default: the defaults) with these overrides where given:
+    ``segmenter`` "classical" or "net" (the segmentation network first on colour images);
+    ``landmarks`` "full", "lite" or "off"; ``precision`` of their models; ``quality=False``
+    leaves out the quality checks (the region steps' own failures still count)."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
     matcher = matcher or DEFAULT_MATCHER
@@ -119,21 +156,18 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
                          f"has no protected form")
     if protected:
         matcher = PROTECTED[matcher]
-    # with the segmentation network, --precision picks its file; a classical matcher stays fp32
-    m = get_matcher(matcher,
-                    precision=precision if matcher in LEARNED or segmenter != "net" else "fp32")
+    # at hand level --precision picks the front end's model files; a classical matcher stays fp32
+    m = get_matcher(matcher, precision=precision if matcher in LEARNED or level != "hand"
+                    else "fp32")
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
     reasons = None
-    if segmenter not in ("classical", "net"):
+    if segmenter not in (None, "classical", "net"):
         raise ValueError(f"unknown segmenter {segmenter!r}; use classical or net")
     if level == "hand":
-        seg = None
-        if segmenter == "net":
-            from device.vision.segmentation import NetSegmenter
-            seg = NetSegmenter(precision)
-        images, failed, reasons = load_hand_rois(refs, progress, seg)
+        fe, q, cfg = hand_front_end(segmenter, landmarks, precision, config, quality)
+        images, failed, reasons, paths = load_hand_rois(refs, progress, fe, q)
     else:
         images, failed = load_rois(refs)
     caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
@@ -173,7 +207,9 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     report = {"matcher": m.name, "protected": bool(protected), "level": level, "views": views,
               "precision": precision,
               "protocol": protocol,
-              **({"segmenter": segmenter} if level == "hand" else {}),
+              **({"segmenter": cfg.gate.segmenter, "landmarks": cfg.gate.landmarks,
+                  "quality_checks": bool(quality), "views_by_path": paths}
+                 if level == "hand" else {}),
               "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
               "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
               "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}

@@ -28,7 +28,8 @@ class Decision:
     total_cpu_ms: float = 0.0
     relay: str = "none"                    # none | pulsed | error
     burst: str = ""
-    segmentation: dict = field(default_factory=dict)   # views acquired per mask source
+    segmentation: dict = field(default_factory=dict)   # views acquired per region source
+    substages_ms: dict = field(default_factory=dict)   # front-end steps, summed over views
     rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
     sensor_sr: np.ndarray | None = None
 

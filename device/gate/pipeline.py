@@ -1,7 +1,8 @@
 """One presentation through the recognition pipeline, every stage timed:
 
     quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
-    -> regions (K views, in parallel) -> sensor (SR x2 + liveness)
+    -> regions (K views in parallel through the front end: landmarks -> palm regions +
+    quality, segmentation path as fallback) -> sensor (SR x2 + liveness)
     -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
     -> decision
 
@@ -21,7 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from device.gate.decision import Decision, Deny
-from device.vision.quality import CorruptFrame, QualityIssue, frame_check, roi_check
+from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
+                                         gate_front_end)
+from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 
 log = logging.getLogger("palmgate.gate")
 
@@ -64,37 +67,6 @@ class SensorStage:
         return self.branch(frame)
 
 
-class SegmenterStage:
-    """The hand segmentation network of the fast palm-region path (models/hand_seg*.onnx at
-    the gate's precision). A missing or tampered file is logged and the regions step falls
-    back to the classical segmentation (slower, same decisions); the file is tried again every
-    minute, so the gate recovers by itself once a good file is in place."""
-
-    RETRY_S = 60.0
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.segmenter = None
-        self.error: str | None = None
-        self._tried = -self.RETRY_S
-
-    def get(self):
-        if self.segmenter is None and time.monotonic() - self._tried >= self.RETRY_S:
-            from device.vision.segmentation import NetSegmenter
-            from device.models.model import DEFAULT_MODELS_DIR
-            self._tried = time.monotonic()
-            try:
-                self.segmenter = NetSegmenter(self.cfg.gate.precision,
-                                              self.cfg.paths.models or DEFAULT_MODELS_DIR,
-                                              threads=1)
-                self.error = None
-            except Exception as e:     # noqa: BLE001 - ModelError, onnxruntime errors
-                self.error = f"{type(e).__name__}: {e}"
-                log.error("hand segmentation model unavailable, using the classical "
-                          "segmentation: %s", self.error)
-        return self.segmenter
-
-
 def gate_feature(cfg, models_dir):
     """The palm feature extractor of ``[match] feature`` (the learned net at [gate] precision)."""
     if cfg.match.feature == "hybrid":
@@ -121,6 +93,8 @@ class Pipeline:
             feature_threshold(cfg.match.feature, cfg.match.far)
         self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
+        self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
+        self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # users who may not pass now
@@ -207,33 +181,32 @@ class Pipeline:
         the sensor frame (:mod:`device.gate.calibration_stage`); enrolment calls it too."""
         return self.calibration.apply(burst, idx)
 
-    def _one_region(self, img, segmenter=None):
-        from device.vision.regions import RegionError, extract_regions
+    def _one_region(self, img):
         try:
-            reg = extract_regions(img, segmenter=segmenter)
-            roi_check(reg, self.cfg.quality)
-            return reg, None
-        except RegionError as e:
-            return None, QualityIssue(e.reason, str(e))
+            return self.front_end(img), None
         except QualityIssue as e:
             return None, e
 
-    def regions(self, views, idx=None, segmentation: dict | None = None):
+    def regions(self, views, idx=None, segmentation: dict | None = None,
+                substages: dict | None = None):
         """(first-region ROIs of the views that gave regions, the others' quality issues);
-        ``segmentation`` (a dict) counts the acquired views per mask source."""
+        ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
+        classical); ``substages`` (a dict) sums the views' front-end step times (ms)."""
         idx = list(range(len(views))) if idx is None else idx
-        seg = self.segmenter.get() if self.segmenter is not None else None
-        res = list(self.pool.map(self._one_region, [views[k] for k in idx], [seg] * len(idx)))
+        res = list(self.pool.map(self._one_region, [views[k] for k in idx]))
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
-        if segmentation is not None:
-            for r, _ in res:
-                if r is not None:
-                    segmentation[r.segmentation] = segmentation.get(r.segmentation, 0) + 1
+        for r, e in res:
+            if r is not None and segmentation is not None:
+                segmentation[r.segmentation] = segmentation.get(r.segmentation, 0) + 1
+            t = r.timings_ms if r is not None else getattr(e, "timings_ms", {})
+            if substages is not None:
+                for k, v in t.items():
+                    substages[k] = substages.get(k, 0.0) + v
         return rois, issues
 
     def _regions(self, burst, ok, out):
-        rois, issues = self.regions(burst.views, ok, out.segmentation)
+        rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms)
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
             e = issues[0] if issues else QualityIssue("few_views")

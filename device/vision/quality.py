@@ -3,7 +3,9 @@
 Two checks: :func:`frame_check` on the raw frame before anything else runs (a frame that is
 not an image is ``corrupt_frame``; too dark / too bright asks to adjust), and
 :func:`roi_check` on the palm region once found (blur, region quality). Region failures of
-:mod:`device.vision.regions` map to prompts through :data:`PROMPTS`.
+:mod:`device.vision.regions` and the landmark checks of :mod:`device.vision.hand_quality`
+(too near, not open, not flat ...) map to prompts through :data:`PROMPTS`; the gate's front
+end (:mod:`device.vision.front_end`) runs them all.
 """
 from __future__ import annotations
 
@@ -14,8 +16,11 @@ PROMPTS = {
     "no_hand": "place your palm over the scanner",
     "too_few_valleys": "spread your fingers slightly",
     "hand_too_small": "move your hand closer",
+    "too_near": "move your hand a little further away",
     "hand_cut_off": "centre your palm over the scanner",
     "roi_off_hand": "centre your palm over the scanner",
+    "not_open": "open your hand and spread your fingers",
+    "not_flat": "hold your palm flat, facing the camera",
     "low_quality": "adjust palm angle",
     "bad_input": "adjust palm angle",
     "too_dark": "move your palm into the light",

@@ -70,13 +70,20 @@ class HandRegions:
     """(H, W) uint8 0/1 segmentation (None for ROI-level input)."""
     image_shape: tuple[int, int] | None = None
     segmentation: str = ""
-    """Where the hand mask came from: "net" (the segmentation network), "classical" (skin
-    colour + GrabCut or the NIR levels), "" for ROI-level input."""
+    """Where the regions came from: "landmarks" (the hand-landmark network,
+    :mod:`device.vision.front_end`), "net" (the segmentation network's mask), "classical"
+    (skin colour + GrabCut or the NIR levels), "" for ROI-level input."""
+    landmarks: np.ndarray | None = field(default=None, repr=False)
+    """(21, 3) image landmarks when the regions came from them, else None."""
+    timings_ms: dict = field(default_factory=dict, repr=False)
+    """Time of the front end's steps for this view: wall (``landmarks``, ``classical``) and
+    this thread's CPU (``landmarks_cpu``, ``classical_cpu``)."""
 
     def image_masks(self) -> tuple[np.ndarray, np.ndarray]:
         """(first, second) bool masks at the image's size: the first region's square, and the
-        rest of the palm (hand mask minus the first region; the whole remainder of the image
-        when there is no hand mask). They are disjoint."""
+        rest of the palm (hand mask -- the palm outline on the landmark path -- minus the first
+        region; the whole remainder of the image when there is no hand mask). They are
+        disjoint."""
         h, w = self.image_shape
         first = np.zeros((h, w), np.uint8)
         cv2.fillConvexPoly(first, _half_pixel_square(self.roi_corners, FIRST_SIZE), 1,
