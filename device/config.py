@@ -71,6 +71,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                      "are relative to the working directory)."),
         "device_key": Opt("palmgate/device.key", "32-byte device key file, mode 0600; made "
                           "on first use when create_key is true."),
+        "generation_counter": Opt("", "File that keeps the template store's generation "
+                                  "outside the database (rollback detection, "
+                                  "device/store/counter.py); put it on another partition than "
+                                  "the store, e.g. beside the device key. Empty: "
+                                  "<store>.generation.", nullable=True),
         "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
                                 "false on a deployed unit).", bool),
         "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",

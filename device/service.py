@@ -64,7 +64,8 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
                     models=health.model_report(cfg.paths.models or DEFAULT_MODELS_DIR,
                                                cache=health_cache),
                     relay=health.relay_report(gate.relay),
-                    database=health.database_report(cfg.paths.store),
+                    database=health.database_report(
+                        cfg.paths.store, counter_path=cfg.paths.generation_counter or None),
                     decisions=health.decisions_report(gate.last), watchdog=watchdog,
                     door=gate.io.monitor.status() if gate.io is not None
                     and gate.io.monitor is not None else None,

@@ -19,6 +19,17 @@ def open_store(cfg):
     return _open(cfg)
 
 
+def admin_audit(cfg) -> dict:
+    """Fields of an admin command's audit record: the terminal and who ran it."""
+    import getpass
+    try:
+        who = getpass.getuser()
+    except (KeyError, OSError):        # no login name for this uid (a container)
+        import os
+        who = f"uid {os.getuid()}"
+    return {"terminal": cfg.gate.terminal, "operator": who[:64]}
+
+
 def read_bursts(paths, views):
     from device.sources.replay import ReplaySource
     out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from device.commands.common import add_config, load_cfg, open_store, read_bursts
+from device.commands.common import add_config, admin_audit, load_cfg, open_store, read_bursts
 
 
 # ------------------------------------------------------------------ enrol / identify / verify
@@ -22,7 +22,8 @@ def cmd_enroll(a) -> int:
     pipe = Pipeline(cfg)
     try:
         with open_store(cfg) as st:
-            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label)
+            r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=a.label,
+                           operator=admin_audit(cfg)["operator"])
     finally:
         pipe.close()
     r.pop("rois")

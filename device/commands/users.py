@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from device.commands.common import add_config, err, load_cfg, open_store
+from device.commands.common import add_config, admin_audit, err, load_cfg, open_store
 
 
 # ------------------------------------------------------------------ users
@@ -32,14 +32,13 @@ def cmd_users(a) -> int:
                 raise ValueError(f"no user {a.user_id!r}")
             print(json.dumps(_user_dict(u, len(st.templates(a.user_id))), indent=2))
         elif a.action in ("disable", "enable"):
-            u = st.set_enabled(a.user_id, a.action == "enable")
-            st.audit.append("user_" + a.action, user_id=a.user_id, terminal=cfg.gate.terminal)
+            # the change and its audit record commit together (one transaction)
+            u = st.set_enabled(a.user_id, a.action == "enable", audit=admin_audit(cfg))
             print(json.dumps(_user_dict(u)))
         elif a.action == "delete" and cfg.split.mode == "split":
             return _delete_split(cfg, st, a.user_id, a.wait)
         elif a.action == "delete":
-            n = st.delete_user(a.user_id)
-            st.audit.append("user_delete", user_id=a.user_id, terminal=cfg.gate.terminal)
+            n = st.delete_user(a.user_id, audit=admin_audit(cfg))
             print(json.dumps({"user_id": a.user_id, "deleted_templates": n}))
     return 0
 
@@ -54,8 +53,7 @@ def _delete_split(cfg, st, user_id: str, wait_s: float) -> int:
     from device.store.store import StoreError
     local = None
     if st.get_user(user_id) is not None:
-        local = st.delete_user(user_id)
-        st.audit.append("user_delete", user_id=user_id, terminal=cfg.gate.terminal)
+        local = st.delete_user(user_id, audit=admin_audit(cfg))
     stage = SplitStage(cfg)
     stage.store = st
     try:

@@ -12,7 +12,7 @@ class EnrolError(ValueError):
 
 
 def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
-               label: str = "", terminal: str = "") -> dict:
+               label: str = "", terminal: str = "", operator: str = "") -> dict:
     from device.protect.core import enrol
     rois, issues = [], []
     for b in bursts:
@@ -34,9 +34,11 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     plain = pipeline.templates(rois)
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
     del plain
-    version = store.enrol(user_id, tmpls, replace=replace, label=label)
-    store.audit.append("enrol", user_id=user_id, template_version=version, views=len(rois),
-                       terminal=terminal or pipeline.cfg.gate.terminal)
+    # the templates and their audit record in one transaction
+    version = store.enrol(user_id, tmpls, replace=replace, label=label,
+                          audit={"views": len(rois),
+                                 "terminal": terminal or pipeline.cfg.gate.terminal,
+                                 **({"operator": operator} if operator else {})})
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
             "views_rejected": len(issues), "rois": rois}
 

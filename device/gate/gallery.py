@@ -72,6 +72,11 @@ class GalleryBuilder:
 def load_gallery(store, config, weights, when: float | None = None, **kw):
     """Gallery of the current-version templates of users active at ``when`` (all enabled
     users when None), read user by user. Returns (gallery, {user_id: template_version})."""
+    with store.snapshot():          # one view: another process may commit meanwhile
+        return _load_gallery(store, config, weights, when, **kw)
+
+
+def _load_gallery(store, config, weights, when, **kw):
     users = [u for u in store.users()
              if (u.enabled if when is None else u.active(when))]
     b = GalleryBuilder(config, weights, store.count()["templates"], **kw)

@@ -50,6 +50,9 @@ class Gate:
             self._open_io(pin_factory)              # a bad [gpio] stops the gate here
             from device.store.attempts import AttemptLimiter
             self.store = store if store is not None else open_store(cfg)
+            if store is not None:           # opened elsewhere: checked again here
+                self.store.verify()
+                self.store.audit.verify()
             self.pipeline = pipeline or Pipeline(cfg)
             if getattr(self.pipeline, "split", None) is not None:
                 self.pipeline.split.store = self.store    # pending split deletes
@@ -414,13 +417,17 @@ class Gate:
         return n
 
 
-def open_store(cfg):
+def open_store(cfg, **kw):
+    """The template store of ``cfg``: integrity, generation and audit chain checked (a
+    typed ``device.store.errors`` fault otherwise). ``kw``: TemplateStore options."""
     from pathlib import Path
 
     from device.store.store import TemplateStore
     p = Path(cfg.paths.store)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key)
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return TemplateStore(p, key_path=cfg.paths.device_key, create=cfg.paths.create_key,
+                         counter_path=getattr(cfg.paths, "generation_counter", None) or None,
+                         **kw)
 
 
 def make_source(cfg, views: int | None = None):

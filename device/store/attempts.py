@@ -6,10 +6,13 @@ waits ``base_delay * 2**k`` seconds (30 s, 60 s, 120 s, ... up to ``max_delay``)
 the failures past the limit. A success resets the count. Several failed scores just below the
 threshold within a short window -- a hill-climbing attack looks like that -- are logged as a
 ``near_threshold_burst``. The state survives restarts when a store is given (a MAC'd record in
-its meta table), so pulling the power does not reset the delay.
+its meta table, written in a store transaction with the lockout's audit record), so pulling
+the power does not reset the delay, and putting back an older record is caught by the store's
+state MAC and generation (device.store.integrity) like any other rollback.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -65,9 +68,7 @@ class AttemptLimiter:
             return
         data = json.dumps({"failures": self.failures, "locked_until": self.locked_until}
                           ).encode()
-        self._store.conn.execute("INSERT INTO meta(name, value) VALUES('attempts', ?) ON "
-                                 "CONFLICT(name) DO UPDATE SET value=excluded.value",
-                                 (data + self._mac(data),))
+        self._store.write_meta("attempts", data + self._mac(data))
 
     # ------------------------------------------------------------------ decisions
     def check(self, now: float | None = None) -> AttemptDecision:
@@ -86,6 +87,12 @@ class AttemptLimiter:
                threshold: float | None = None) -> AttemptDecision:
         """Account one finished presentation; returns whether the next may run now."""
         now = time.time() if now is None else now
+        tx = self._store.transaction() if self._store is not None else contextlib.nullcontext()
+        with tx:                    # the state and its audit records: one transaction
+            self._account(success, now, score, threshold)
+        return self.check(now)
+
+    def _account(self, success: bool, now: float, score, threshold) -> None:
         if success:
             self.failures = 0
             self.locked_until = 0.0
@@ -107,4 +114,3 @@ class AttemptLimiter:
                                       window_s=self.burst_window)
                     self._near.clear()
         self._save()
-        return self.check(now)
