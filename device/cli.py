@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from device import __version__
-from device.commands import audit, demo, enrol, evaluate, gate, split, users
+from device.commands import audit, demo, enrol, evaluate, gate, split, store, users
 
-GROUPS = (demo, evaluate, gate, enrol, users, audit, split)
+GROUPS = (demo, evaluate, gate, enrol, users, audit, store, split)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -182,37 +182,8 @@ class TemplateStore:
 
     # ------------------------------------------------------------------ integrity
     def _check_generation(self, verify_audit: bool, allow_rollback: bool) -> None:
-        where = f"template store {self.path}"
-        # the counter first: it is only ever advanced after a commit, so a snapshot taken
-        # after reading it holds at least that generation unless the file is an older copy
-        try:
-            outside = self.counter.read()
-        except StoreRollback:
-            if not allow_rollback:
-                raise
-            outside = None
-        with self.snapshot():
-            gen = integrity.read_generation(self.conn, self._k_state, where)
-            self._check_tag()
-            if verify_audit:
-                self.audit.verify()
-        self.generation = gen
-        if not allow_rollback:
-            fix = ("restore the store from a backup, or -- if the counter was lost, not the "
-                   "store rolled back -- accept this copy with `palmgate store "
-                   "accept-current`, which is audited")
-            if outside is None and gen > 1 and not self.migrated_to:
-                raise StoreRollback(
-                    f"{where}: its generation counter ({self.counter.describe()}) is missing, "
-                    f"so an older copy of the store cannot be told from the current one "
-                    f"(generation {gen}); {fix}")
-            if outside is not None and gen < outside:
-                raise StoreRollback(
-                    f"{where} is an older copy of itself: its generation is {gen} but the "
-                    f"counter ({self.counter.describe()}) has seen {outside} (records, "
-                    f"revocations or attempt counts since then would be lost); {fix}")
-        if outside is None or gen > outside:
-            self._advance(gen)          # a commit whose counter write a crash cut off
+        from device.store.rollback import check_generation
+        check_generation(self, verify_audit, allow_rollback)
 
     def _advance(self, gen: int) -> None:
         try:
@@ -313,19 +284,10 @@ class TemplateStore:
         self.audit.append(kind, **payload)
 
     def accept_current(self, reason: str = "", audit: dict | None = None) -> int:
-        """Make this copy of the store the current one (open it with ``allow_rollback``
-        first): its generation is raised past the counter's, with an audit record. For a
-        counter that was lost or replaced, never to hide a rollback."""
-        try:
-            outside = self.counter.read() or 0
-        except StoreRollback:
-            outside = 0
-        before = self.generation or 0
-        with self.transaction():
-            self._next_at_least = max(outside, before) + 1
-            self._record("store_accepted", audit, reason=(
-                reason or f"generation {before}, counter {outside}")[:200])
-        return self.generation
+        """Make this copy the current one (opened with ``allow_rollback``): its generation
+        raised past the counter's, audited (``device.store.rollback``)."""
+        from device.store.rollback import accept_current
+        return accept_current(self, reason, audit)
 
     # ------------------------------------------------------------------ sealed rows
     def _seal(self, plain: bytes, ad: bytes) -> tuple[bytes, bytes]:
