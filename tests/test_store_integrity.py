@@ -246,6 +246,16 @@ def test_audit_chain_is_verified_at_open(tmp_path, key, feats):
          "BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END")
     with pytest.raises(AuditChainBroken, match="record 1"):
         TemplateStore(db, device_key=key)
+    # the gate does not start on it, and says why
+    kp = tmp_path / "device.key"
+    kp.write_bytes(key)
+    kp.chmod(0o600)
+    cfg = tmp_path / "p.toml"
+    cfg.write_text(f'[paths]\nstore = "{db}"\ndevice_key = "{kp}"\ncreate_key = false\n')
+    r = subprocess.run([sys.executable, "-m", "device.cli", "run", "--config", str(cfg),
+                        "--limit", "1"], capture_output=True, text=True, timeout=120,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert r.returncode != 0 and "audit chain is broken" in r.stderr, r.stderr[-500:]
 
 
 # --------------------------------------------------------------------------- migration

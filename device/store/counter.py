@@ -7,7 +7,9 @@ generation; at open a database whose generation is below the counter is an older
 (``StoreRollback``). The counter is advanced only after the database's commit is durable
 (``synchronous=FULL``), so a power cut can leave the counter behind the database -- harmless,
 it catches up at the next open -- but never ahead of it: a power cut never looks like a
-rollback.
+rollback. The store hands the write to a ``CounterWriter`` thread, so the decision path
+(audit record, then relay) waits for one sync, SQLite's, not two; closing the store waits
+for the counter.
 
 ``FileCounter`` (the default): a small file, two slots in separate 512-byte sectors, each
 ``magic || store id || generation || HMAC``; a write goes to the older slot, is fsync'd, and
@@ -34,6 +36,7 @@ import hashlib
 import hmac
 import logging
 import os
+import threading
 from pathlib import Path
 
 from device.store.errors import StoreRollback
@@ -112,13 +115,67 @@ class FileCounter:
             i = 0 if slots[0] is None else 1 if slots[1] is None else \
                 (0 if slots[0] <= slots[1] else 1)
             data = encode_slot(self._key, self._id, generation)
+            grows = os.fstat(fd).st_size < i * _SLOT + len(data)
             if os.pwrite(fd, data, i * _SLOT) != len(data):
                 raise OSError(errno.ENOSPC, "short write")
-            os.fsync(fd)
+            # the size is fixed once both slots exist: only the data has to reach the disk
+            # (fdatasync, as SQLite syncs its WAL); a new file also needs its inode
+            os.fsync(fd) if grows else _datasync(fd)
         finally:
             os.close(fd)                # the flock goes with it
         if new:
             _fsync_dir(self.path.parent)
+
+
+class CounterWriter:
+    """Advances a counter off the caller's thread: the commit is already durable and the
+    counter may lag it (never lead it), so the decision path does not wait for a second
+    sync. Submissions coalesce (only the highest generation is written); ``flush()`` waits
+    until what was submitted is written (the store calls it at close). A failed write is
+    logged: the counter then lags until the next success, which only narrows what the
+    rollback check can see."""
+
+    def __init__(self, counter, idle_s: float = 5.0):
+        self.counter = counter
+        self._want = self._done = 0
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._idle_s = idle_s
+
+    def submit(self, generation: int) -> None:
+        with self._cv:
+            if generation <= self._want:
+                return
+            self._want = generation
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="generation-counter",
+                                                daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                if not self._cv.wait_for(lambda: self._want > self._done, self._idle_s):
+                    self._thread = None          # idle: a later submit starts another
+                    return
+                gen = self._want
+            try:
+                self.counter.advance(gen)
+            except Exception as e:      # noqa: BLE001 - OSError, a hardware counter's error
+                log.error("generation counter %s not advanced to %d: %s",
+                          self.counter.describe(), gen, e)
+            with self._cv:
+                self._done = max(self._done, gen)
+                self._cv.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        with self._cv:
+            return self._cv.wait_for(lambda: self._done >= self._want, timeout)
+
+
+def _datasync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_dir(d: Path) -> None:

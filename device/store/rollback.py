@@ -12,7 +12,7 @@ the audited way to accept a copy when the counter, not the store, was lost.
 from __future__ import annotations
 
 from device.store import integrity
-from device.store.errors import StoreRollback
+from device.store.errors import AuditChainBroken, StoreRollback
 
 _FIX = ("restore the store from a backup, or -- if the counter was lost, not the store rolled "
         "back -- accept this copy with `palmgate store accept-current`, which is audited")
@@ -34,7 +34,10 @@ def check_generation(store, verify_audit: bool = True, allow_rollback: bool = Fa
         gen = integrity.read_generation(store.conn, store._k_state, where)
         store._check_tag()
         if verify_audit:
-            store.audit.verify()
+            try:
+                store.audit.verify()
+            except AuditChainBroken as e:
+                raise AuditChainBroken(f"{where}: the audit chain is broken: {e}") from None
     store.generation = gen
     if not allow_rollback:
         if outside is None and gen > 1 and not store.migrated_to:
@@ -48,7 +51,7 @@ def check_generation(store, verify_audit: bool = True, allow_rollback: bool = Fa
                 f"({store.counter.describe()}) has seen {outside} (records, revocations or "
                 f"attempt counts since then would be lost); {_FIX}")
     if outside is None or gen > outside:
-        store._advance(gen)
+        store._advance(gen, wait=True)
     return gen
 
 
@@ -66,4 +69,5 @@ def accept_current(store, reason: str = "", audit: dict | None = None) -> int:
         store._next_at_least = max(outside, before) + 1
         store._record("store_accepted", audit,
                       reason=(reason or f"generation {before}, counter {outside}")[:200])
+    store._advance(store.generation, wait=True)
     return store.generation

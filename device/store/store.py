@@ -103,6 +103,7 @@ class TemplateStore:
         self.migrated_to: list[int] = []
         self.generation: int | None = None
         self.counter = counter
+        self._writer = None
         self.counter_path = Path(counter_path) if counter_path else \
             self.path.with_name(self.path.name + ".generation")
         if device_key is None:
@@ -160,6 +161,8 @@ class TemplateStore:
             raise
 
     def _abort(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()            # the counter is written before we go
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -185,13 +188,16 @@ class TemplateStore:
         from device.store.rollback import check_generation
         check_generation(self, verify_audit, allow_rollback)
 
-    def _advance(self, gen: int) -> None:
-        try:
-            self.counter.advance(gen)
-        except OSError as e:
-            # the change is committed; only the rollback check lags until the next success
-            log.error("generation counter %s not advanced to %d: %s",
-                      self.counter.describe(), gen, e)
+    def _advance(self, gen: int, wait: bool = False) -> None:
+        """The counter outside the database to ``gen`` -- after the commit, off this thread
+        (``CounterWriter``): it may lag the database, never lead it. ``wait``: until
+        written."""
+        if self._writer is None:
+            from device.store.counter import CounterWriter
+            self._writer = CounterWriter(self.counter)
+        self._writer.submit(gen)
+        if wait:
+            self._writer.flush()
 
     def _check_tag(self) -> int:
         acc, n = integrity.content_tag(self.conn, self._k_tag)
