@@ -24,6 +24,10 @@ def main(argv=None) -> int:
         s.add_argument("--seed", type=int, default=0)
         s.add_argument("--dir", default=None, help="work folder (default: a new temporary "
                                                   "one)")
+    t = sub.add_parser("attacks", help="the insider and power-cut cases of issue 18 (items 3, "
+                                       "9b) against the importable device package")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--dir", default=None)
     w = sub.add_parser("_store-worker")             # the kill mode's victim
     w.add_argument("--config", required=True)
     w.add_argument("--seed", type=int, default=0)
@@ -31,6 +35,10 @@ def main(argv=None) -> int:
     if ns.mode == "_store-worker":
         from tools.stress_store.kill import store_worker
         store_worker(ns.config, ns.seed)
+        return 0
+    if ns.mode == "attacks":
+        from tools.stress_store.attacks import run_attacks
+        print(json.dumps(run_attacks(ns.seed, ns.dir), indent=1, default=str))
         return 0
     if ns.mode == "admin":
         from tools.stress_store.admin import run_admin
