@@ -143,7 +143,9 @@ class TemplateStore:
             self.audit = AuditLog(c, self.audit_key, transaction=self.transaction)
             ok = c.execute("PRAGMA quick_check").fetchone()[0]
             if ok != "ok":
-                raise TamperedError(f"template store {self.path} is corrupted: {ok}")
+                first = str(ok).replace("\n", "; ")
+                raise TamperedError(f"template store {self.path} is corrupted: "
+                                    f"{first[:300]}{' ...' if len(first) > 300 else ''}")
             if c.execute("PRAGMA user_version").fetchone()[0] >= 1:
                 self._check_key()                 # read-only: a copied file stops here
             migrate(c, store=self)

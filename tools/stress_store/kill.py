@@ -13,7 +13,6 @@ chain) and compared with its audit log:
 from __future__ import annotations
 
 import inspect
-import json
 import random
 import signal
 import subprocess
