@@ -246,6 +246,14 @@ def test_reenrolment_revokes_the_old_templates(tmp_path, key, feats):
         assert s.get_user("alice").version == 2
         s.add_templates("alice", [enrol(feats[0])])
         assert [v for _, _, v, _ in s.templates("alice")] == [2, 2]
+        # re-enrolment replaces the templates only: a disabled user stays disabled
+        s.update_user("alice", enabled=False, label="A", schedule=[[0, "08:00", "18:00"]])
+        assert s.enrol("alice", [enrol(feats[0])], replace=True) == 3
+        u = s.get_user("alice")
+        assert not u.enabled and u.label == "A" and u.schedule == [[0, "08:00", "18:00"]]
+        assert s.audit.records()[-1].payload["status"] == "disabled"
+        s.enrol("alice", [enrol(feats[0])], replace=True, enabled=True)
+        assert s.get_user("alice").enabled
 
 
 def test_encrypted_backup_and_restore(tmp_path, key, feats):

@@ -396,14 +396,16 @@ class TemplateStore:
         return n
 
     def enrol(self, user_id: str, templates: list[ProtectedTemplate], *,
-              replace: bool = False, enabled: bool = True, valid_from: float | None = None,
-              valid_until: float | None = None, schedule=None, label: str = "",
-              audit: dict | None = None) -> int:
+              replace: bool = False, enabled: bool | None = None,
+              valid_from: float | None = None, valid_until: float | None = None,
+              schedule=None, label: str = "", audit: dict | None = None) -> int:
         """Enrol a user with one or more protected templates and write the audit record
         (``enrol``, or ``re_enrol``), in one transaction. An existing user is refused unless
         ``replace`` (re-enrolment: the old templates are deleted and the new ones get the
-        next version -- the way to revoke). ``audit``: extra fields of the record (terminal,
-        views, operator). Returns the version."""
+        next version -- the way to revoke). Re-enrolment replaces the templates only: the
+        user's enabled state, validity, schedule and label stay unless given here (a
+        disabled user re-enrolled stays disabled). ``audit``: extra fields of the record
+        (terminal, views, operator). Returns the version."""
         if not templates:
             raise StoreError("enrolment needs at least one template")
         if not isinstance(user_id, str) or not user_id or "|" in user_id:
@@ -417,12 +419,22 @@ class TemplateStore:
             if old is not None and not replace:
                 raise StoreError(f"user {user_id!r} is already enrolled (use replace=True "
                                  f"to re-enrol)")
-            version = 1
-            if old is not None:
-                version = self.get_user(user_id).version + 1
+            if old is None:
+                user = User(user_id, True if enabled is None else bool(enabled), valid_from,
+                            valid_until, schedule, 1, label)
+            else:
+                user = self.get_user(user_id)
+                user.version += 1
                 self._delete_templates(user_id)
-            self._write_user(User(user_id, enabled, valid_from, valid_until, schedule,
-                                  version, label))
+                for k, v in (("enabled", enabled), ("valid_from", valid_from),
+                             ("valid_until", valid_until), ("label", label or None)):
+                    if v is not None:
+                        setattr(user, k, v)
+                if schedule:
+                    user.schedule = schedule
+            version = user.version
+            enabled = user.enabled
+            self._write_user(user)
             for t in templates:
                 self._insert_template(user_id, version, t)
             self._record("re_enrol" if old is not None else "enrol", audit, user_id=user_id,
