@@ -83,6 +83,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                               "~/.config/palmgate/device.key; a key still at the old default "
                               "palmgate/device.key beside the store is used with a warning "
                               "to move it.", nullable=True),
+        "generation_counter": Opt("", "File that keeps the template store's generation "
+                                  "outside the database (rollback detection, "
+                                  "device/store/counter.py); put it on another partition than "
+                                  "the store, e.g. beside the device key. Empty: "
+                                  "<store>.generation.", nullable=True),
         "create_key": Opt(True, "Create the device key if it is missing (factory or demo; "
                                 "false on a deployed unit).", bool),
         "models": Opt("", "Models folder with manifest.json (empty: the shipped models/).",

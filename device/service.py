@@ -47,7 +47,9 @@ class StatusReporter:
                 models=health.model_report(self.cfg.paths.models or DEFAULT_MODELS_DIR,
                                            cache=self.cache),
                 relay=health.relay_report(g.relay),
-                database=health.database_report(self.cfg.paths.store),
+                database=health.database_report(
+                    self.cfg.paths.store,
+                    counter_path=self.cfg.paths.generation_counter or None),
                 decisions=health.decisions_report(g.last), watchdog=self.watchdog,
                 calibration=g.pipeline.calibration.status(),
                 door=g.io.monitor.status() if g.io is not None and g.io.monitor is not None

@@ -108,8 +108,9 @@ def test_counters_survive_a_restart_and_resist_forgery(tmp_path):
         lim = AttemptLimiter(store=s, max_failures=5)
         assert lim.user_failures("alice") == 5
         assert not lim.check(now=1010, user="alice").allowed
-        s.conn.execute("UPDATE meta SET value=? WHERE name='attempts'",
-                       (b"PGA2" + b'{"terminal":{},"users":{}}' + b"\0" * 32,))
+        # a forged reset written through the store (the state MAC would catch a write from
+        # outside it): the record's own MAC is not honoured either
+        s.write_meta("attempts", b"PGA2" + b'{"terminal":{},"users":{}}' + b"\0" * 32)
         forged = AttemptLimiter(store=s)
         d = forged.check()
         assert not d.allowed and d.scope == "terminal"   # a forged reset is not honoured
@@ -123,7 +124,7 @@ def test_first_limiters_record_is_read(tmp_path):
     with TemplateStore(tmp_path / "t.db", device_key=key) as s:
         data = json.dumps({"failures": 7, "locked_until": 5000.0}).encode()
         mac = hmac.new(s.audit_key, b"attempts" + data, hashlib.sha256).digest()
-        s.conn.execute("INSERT INTO meta(name, value) VALUES('attempts', ?)", (data + mac,))
+        s.write_meta("attempts", data + mac)     # as an older store carries it
         lim = AttemptLimiter(store=s, terminal_decay_s=0)
         assert lim.failures == 7 and not lim.check(now=4000).allowed
         lim.record(False, now=5001)

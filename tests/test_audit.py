@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from device.store.audit import AuditError, AuditLog, bucket_score
+from device.store.errors import StoreDiskFull, TamperedError
 from device.store.store import TemplateStore
 
 
@@ -81,7 +82,7 @@ def test_cut_tail_and_gap_are_found(store):
     store.conn.execute("DELETE FROM audit WHERE seq=3")
     with pytest.raises(AuditError, match="missing"):
         store.audit.verify()
-    with pytest.raises(AuditError):
+    with pytest.raises(TamperedError):      # the schema changed: the state MAC stops it
         store.audit.append("decision", decision="accept")
 
 
@@ -115,7 +116,7 @@ def test_full_database_reports_the_real_cause(store):
     _fill(store.audit, 2)
     pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
     store.conn.execute(f"PRAGMA max_page_count = {pages}")
-    with pytest.raises(sqlite3.OperationalError, match="full"):
+    with pytest.raises(StoreDiskFull, match="disk full"):      # typed, never "corrupt"
         for i in range(200):
             store.audit.append("decision", when=2000.0 + i, decision="reject",
                                user_id=f"user-{i:04d}-" + "x" * 180)

@@ -90,7 +90,7 @@ def test_database_report(tmp_path):
     (tmp_path / "templates.db-wal").write_bytes(b"y" * 3)
     rep = database_report(db, users=12)
     assert rep["ok"] and rep["bytes"] == 10 and rep["wal_bytes"] == 3 and rep["users"] == 12
-    assert rep["sealed"] is False and rep["free_bytes"] > 0
+    assert rep["generation_counter"] is False and rep["free_bytes"] > 0
     full = database_report(db, min_free_bytes=1 << 62)          # "disk full"
     assert not full["ok"] and full["problems"][0].startswith("disk:")
 

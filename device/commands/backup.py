@@ -38,10 +38,9 @@ def cmd_restore(a) -> int:
     from device.ops.backup import restore_unit
     cfg = load_cfg(a)
     with open_store(cfg) as st:
-        rep = restore_unit(st, a.file, _passphrase(a))
-        st.audit.append("restore", terminal=cfg.gate.terminal, operator=operator(a),
-                        users=rep["users"], templates=rep["templates"],
-                        count=rep["audit_records"])
+        # the store's content and its ``restore`` audit record in one transaction
+        rep = restore_unit(st, a.file, _passphrase(a),
+                           audit={"terminal": cfg.gate.terminal, "operator": operator(a)})
     print(json.dumps(rep))
     return 0
 

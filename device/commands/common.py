@@ -67,9 +67,15 @@ def cli_words(msg: str) -> str:
     return msg
 
 
-def open_store(cfg):
+def open_store(cfg, **kw):
     from device.gate.gate import open_store as _open
-    return _open(cfg)
+    return _open(cfg, **kw)
+
+
+def admin_audit(cfg, a=None) -> dict:
+    """Fields of an admin command's audit record: the terminal and who ran it (--operator,
+    else the login user)."""
+    return {"terminal": cfg.gate.terminal, "operator": operator(a)}
 
 
 def read_bursts(paths, views):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import json
 
-from device.commands.common import add_config, load_cfg, open_store, read_bursts
+from device.commands.common import (add_config, load_cfg, open_store, operator,
+                                    read_bursts)
 
 
 # ------------------------------------------------------------------ enrol / identify / verify
@@ -30,7 +31,8 @@ def cmd_enroll(a) -> int:
                 old = st.get_user(a.user_id) if a.replace else None
                 label = old.label if old is not None else ""
             r = enrol_user(pipe, st, a.user_id, bursts, replace=a.replace, label=label,
-                           site=site, allow_duplicate=a.allow_duplicate)
+                           site=site, allow_duplicate=a.allow_duplicate,
+                           operator=operator(a))
     finally:
         pipe.close()
     r.pop("rois")

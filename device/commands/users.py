@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 
-from device.commands.common import add_config, add_operator, err, load_cfg, open_store, operator
+from device.commands.common import (add_config, add_operator, admin_audit, err, load_cfg,
+                                    open_store, operator)
 from device.commands.users_door import DOOR_ACTIONS, add_door_options, door_action, door_details
 
 
@@ -37,16 +38,13 @@ def cmd_users(a) -> int:
         elif a.action in DOOR_ACTIONS:
             print(json.dumps(door_action(a, cfg, st)))
         elif a.action in ("disable", "enable"):
-            u = st.set_enabled(a.user_id, a.action == "enable")
-            st.audit.append("user_" + a.action, user_id=a.user_id, terminal=cfg.gate.terminal,
-                            operator=operator(a))
+            # the change and its audit record commit together (one transaction)
+            u = st.set_enabled(a.user_id, a.action == "enable", audit=admin_audit(cfg, a))
             print(json.dumps(_user_dict(u)))
         elif a.action == "delete" and cfg.split.mode == "split":
             return _delete_split(cfg, st, a.user_id, a.wait)
         elif a.action == "delete":
-            n = st.delete_user(a.user_id)
-            st.audit.append("user_delete", user_id=a.user_id, terminal=cfg.gate.terminal,
-                            operator=operator(a))
+            n = st.delete_user(a.user_id, audit=admin_audit(cfg, a))
             print(json.dumps({"user_id": a.user_id, "deleted_templates": n}))
     return 0
 
@@ -61,8 +59,7 @@ def _delete_split(cfg, st, user_id: str, wait_s: float) -> int:
     from device.store.store import StoreError
     local = None
     if st.get_user(user_id) is not None:
-        local = st.delete_user(user_id)
-        st.audit.append("user_delete", user_id=user_id, terminal=cfg.gate.terminal)
+        local = st.delete_user(user_id, audit=admin_audit(cfg))
     stage = SplitStage(cfg)
     stage.store = st
     try:

@@ -30,6 +30,12 @@ def add_door_options(sp) -> None:
 
 
 def door_action(a, cfg, st) -> dict:
+    """One door action on a user: the change and its audit record in one store transaction."""
+    with st.transaction():
+        return _door_action(a, cfg, st)
+
+
+def _door_action(a, cfg, st) -> dict:
     from device.store.credentials import Credentials
     who = operator(a)
     term = cfg.gate.terminal

@@ -31,7 +31,7 @@ class DuplicatePalm(EnrolError):
 
 def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
                label: str = "", terminal: str = "", allow_duplicate: bool = False,
-               site=None) -> dict:
+               site=None, operator: str = "") -> dict:
     """Enrol ``user_id`` from ``bursts``. Every burst must pass the gate's quality and
     liveness checks (:class:`EnrolmentRefused`), and the palm must match nobody else at the
     identification threshold (:class:`DuplicatePalm`) unless ``allow_duplicate`` (twins'
@@ -75,9 +75,11 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if site is not None:
         site(user_id, plain, label)
     del plain
-    version = store.enrol(user_id, tmpls, replace=replace, label=label)
-    store.audit.append("enrol", user_id=user_id, template_version=version, views=len(rois),
-                       terminal=terminal or pipeline.cfg.gate.terminal, **dup_audit)
+    # the templates and their audit record in one transaction
+    version = store.enrol(user_id, tmpls, replace=replace, label=label,
+                          audit={"views": len(rois),
+                                 "terminal": terminal or pipeline.cfg.gate.terminal,
+                                 **({"operator": operator} if operator else {}), **dup_audit})
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
             "views_rejected": rejected, "rois": rois, "duplicate_of": dups}
 

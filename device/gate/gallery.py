@@ -73,6 +73,11 @@ def load_gallery(store, config, weights, when: float | None = None, select=None,
     """Gallery of the current-version templates of users active at ``when`` (all enabled
     users when None), read user by user. Returns (gallery, {user_id: template_version}).
     ``select(user)``: which users instead (the gate's gallery of inactive users)."""
+    with store.snapshot():          # one view: another process may commit meanwhile
+        return _load_gallery(store, config, weights, when, select, **kw)
+
+
+def _load_gallery(store, config, weights, when, select, **kw):
     if select is None:
         def select(u):
             return u.enabled if when is None else u.active(when)

@@ -56,6 +56,9 @@ class Gate:
             self._open_io(pin_factory)              # a bad [gpio] stops the gate here
             from device.store.attempts import AttemptLimiter
             self.store = store if store is not None else open_store(cfg)
+            if store is not None:           # opened elsewhere: checked again here
+                self.store.verify()
+                self.store.audit.verify()
             self.pipeline = pipeline or Pipeline(cfg)
             self.pipeline.attach_store(self.store)        # split mode: pending deletes
             self._open_door(pin_factory)
@@ -499,8 +502,9 @@ class Gate:
         return n
 
 
-def open_store(cfg):
+def open_store(cfg, **kw):
     """The store as ``[paths]`` says (device.store.provision: never a new key beside an
-    existing store; folder 0700, files 0600, the key outside the state folder by default)."""
+    existing store; folder 0700, files 0600, the key outside the state folder by default;
+    integrity, generation and audit chain checked). ``kw``: TemplateStore options."""
     from device.store.provision import open_configured_store
-    return open_configured_store(cfg)
+    return open_configured_store(cfg, **kw)

@@ -179,7 +179,6 @@ class SplitStage:
                 e["nodes"] = left
             else:
                 del p[uid]
-        self.store.update_split_pending(change)
         nodes = []
         for r, a in enumerate(answers):
             nodes.append({"node": r, "ok": bool(a.get("ok")),
@@ -192,8 +191,13 @@ class SplitStage:
                "slots": sorted({k for a in answers if a.get("ok") for k in a["slots"]})}
         if failed:
             rep["error"] = "; ".join(str(answers[r].get("error")) for r in failed)
-        if status != "unknown":
-            self._audit(rep)
+        # the pending entry and the audit record of what the nodes answered: one transaction
+        # (if it fails, the delete stays pending and is sent again: the nodes answer
+        # "already")
+        with self.store.transaction():
+            self.store.update_split_pending(change)
+            if status != "unknown":
+                self._audit(rep, strict=True)
         return rep
 
     def _apply_pending(self, uid: str) -> dict | None:
@@ -216,7 +220,9 @@ class SplitStage:
     def _audit_head(self) -> int:
         return self.store.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM audit").fetchone()[0]
 
-    def _audit(self, rep: dict) -> None:
+    def _audit(self, rep: dict, strict: bool = False) -> None:
+        """The record of a split delete; ``strict``: inside a store transaction, a failure
+        undoes that transaction (raised), else it is only logged."""
         try:
             self.store.audit.append(
                 "user_delete", user_id=rep["user_id"], mode="split", status=rep["status"],
@@ -224,6 +230,8 @@ class SplitStage:
                 templates=len(rep.get("slots", [])),
                 terminal=self.terminal_id)
         except Exception as e:      # noqa: BLE001 - the delete itself is recorded as pending
+            if strict:
+                raise
             log.error("audit record of the split delete failed: %s", e)
 
     def delete(self, user_id: str, wait_s: float = 0.0) -> dict:

@@ -36,12 +36,12 @@ class BackupError(RuntimeError):
 
 
 def _key(st, header: dict, passphrase) -> bytes:
-    from device.store.store import _scrypt
+    from device.store.sealing import scrypt_key
     if header["kdf"] == "scrypt":
         if passphrase is None:
             raise BackupError("this backup was made with a passphrase: give "
                               "--passphrase-file FILE")
-        return _scrypt(passphrase, base64.b64decode(header["salt"]), header["n"], header["r"],
+        return scrypt_key(passphrase, base64.b64decode(header["salt"]), header["n"], header["r"],
                        header["p"])
     return st._k_backup
 
@@ -121,7 +121,7 @@ def check_chain(rows) -> str | None:
     return prev.hex() if rows else None
 
 
-def restore_unit(st, path, passphrase=None) -> dict:
+def restore_unit(st, path, passphrase=None, audit: dict | None = None) -> dict:
     from device.store.credentials import Credentials
     header, payload = read_backup(st, path, passphrase)
     rows = payload["audit"]
@@ -133,8 +133,7 @@ def restore_unit(st, path, passphrase=None) -> dict:
                           f"NEW/palmgate.toml); an append-only log cannot take another's "
                           f"history")
     c = st.conn
-    c.execute("BEGIN IMMEDIATE")
-    try:
+    with st.transaction():          # the rows, the head and the store's state record together
         for seq, ts, kind, text, p, h in rows:
             hb = bytes.fromhex(h)
             c.execute("INSERT INTO audit(seq, ts, kind, payload, prev, hash, mac) "
@@ -145,15 +144,10 @@ def restore_unit(st, path, passphrase=None) -> dict:
             c.execute("INSERT INTO meta(name, value) VALUES('audit_head', ?) ON "
                       "CONFLICT(name) DO UPDATE SET value=excluded.value",
                       (head + st.audit._mac(b"head" + head),))
-        c.execute("COMMIT")
-    except BaseException:
-        if c.in_transaction:
-            c.execute("ROLLBACK")
-        raise
     with tempfile.TemporaryDirectory() as d:
         inner = Path(d) / "store.bak"
         inner.write_bytes(base64.b64decode(payload["store"]))
-        counts = st.restore(inner, passphrase)
+        counts = st.restore(inner, passphrase, audit)
     creds = Credentials(st).load(payload["credentials"])
     n = st.audit.verify()
     return {**counts, "cards": creds["cards"], "modes": creds["modes"],

@@ -196,8 +196,9 @@ def relay_report(relay) -> dict:
 
 
 def database_report(path: str | os.PathLike | None, users: int | None = None,
-                    min_free_bytes: int = MIN_FREE_BYTES) -> dict:
-    """Template store file, its WAL and seal, and the free space where it lives."""
+                    min_free_bytes: int = MIN_FREE_BYTES, counter_path=None) -> dict:
+    """Template store file, its WAL and generation counter (sizes by ``stat`` only: nothing
+    here opens the database file), and the free space where it lives."""
     if path is None:
         return {"configured": False, "ok": True, "problems": []}
     p = Path(path)
@@ -211,7 +212,9 @@ def database_report(path: str | os.PathLike | None, users: int | None = None,
 
     d = {"path": str(p), "exists": p.exists(), "bytes": size(p),
          "wal_bytes": size(p.with_name(p.name + "-wal")),
-         "sealed": p.with_name(p.name + ".seal").exists(), "users": users}
+         "generation_counter": (Path(counter_path) if counter_path else
+                                p.with_name(p.name + ".generation")).exists(),
+         "users": users}
     if not d["exists"]:
         problems.append(f"database {p}: missing")
     try:

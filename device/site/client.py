@@ -52,33 +52,20 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, topic T
 
 @contextlib.contextmanager
 def store_batch(store):
-    """Several enrolments and deletes of the template store in one transaction (one fsync):
-    the store's own per-call transactions are suspended meanwhile.
-    TODO(store): a public ``TemplateStore.batch()`` would replace this use of ``_tx``."""
-    conn = store.conn
-    conn.execute("BEGIN IMMEDIATE")
-    store._tx = contextlib.nullcontext
-    try:
+    """Several enrolments and deletes of the template store in one transaction (one fsync, one
+    generation): the store's own calls join it, each with its audit record."""
+    with store.transaction():
         yield store
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    else:
-        conn.execute("COMMIT")
-    finally:
-        del store._tx
 
 
 def _delete_in_tx(st, uid: str) -> int:
-    """``TemplateStore.delete_user`` inside an open transaction (its own commits and WAL
-    checkpoint are what a batch cannot have). TODO(store): a public form of this."""
-    old = st._read_user_row(uid)
-    if old is None:
+    """A site revocation inside the batch's transaction: the user's rows and their audit
+    record (``TemplateStore.delete_user`` would also checkpoint the WAL, which the batch does
+    once after its commit)."""
+    if st._read_user_row(uid) is None:
         return 0
-    st._delete_templates(uid)
-    st._tag_update(st._row_tag("U", uid, old[0], bytes(old[1]), bytes(old[2])))
-    st.conn.execute("DELETE FROM users WHERE user_id=?", (uid,))
+    n = st._remove_user(uid)
+    st._record("user_delete", {"reason": "site revocation"}, user_id=uid, templates=n)
     return 1
 
 
@@ -442,9 +429,8 @@ class GateSync:
         tmpls = [enrol(x, self.config, self.importance) for x in np.asarray(plain)]
 
         def go(s):
-            v = s.store.enrol(user_id, tmpls, replace=True, label=label)
-            s.store.audit.append("enrol", user_id=user_id, template_version=v,
-                                 templates=len(tmpls), terminal=s.gate)
+            v = s.store.enrol(user_id, tmpls, replace=True, label=label,
+                              audit={"templates": len(tmpls), "terminal": s.gate})
             s.queue_upload(frame)
             if s.on_applied is not None:        # the gallery follows local enrolments too
                 s.on_applied([({"user_id": user_id, "kind": "enrol"}, "applied", "local")])

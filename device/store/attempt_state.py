@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from contextlib import contextmanager
 
 from device.store.subkeys import derive_subkey
 
@@ -73,24 +72,12 @@ def load_state(store) -> dict:
 
 
 def save_state(store, state: dict) -> None:
+    """Inside :func:`transaction`: the record, covered by the store's state MAC and generation
+    (``TemplateStore.write_meta``), so an older copy put back is a detected rollback."""
     data = json.dumps(state, sort_keys=True, separators=(",", ":")).encode()
-    store.conn.execute("INSERT INTO meta(name, value) VALUES(?, ?) ON CONFLICT(name) DO "
-                       "UPDATE SET value=excluded.value",
-                       (ROW, _MAGIC + data + _mac(store, data)))
+    store.write_meta(ROW, _MAGIC + data + _mac(store, data))
 
 
-@contextmanager
 def transaction(store):
-    """One write transaction on the store's connection (or the caller's, if one is open)."""
-    conn = store.conn
-    own = not conn.in_transaction
-    if own:
-        conn.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        if own:
-            conn.execute("COMMIT")
-    except BaseException:
-        if own and conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+    """One write transaction of the store (its own: the state record is sealed with it)."""
+    return store.transaction()

@@ -3,13 +3,18 @@
     hash_n = SHA256(hash_{n-1} || canonical(seq, ts, kind, payload)),  mac_n = HMAC(k, hash_n)
 
 The table refuses UPDATE and DELETE (triggers); the head (seq, hash) is also kept, MAC'd, in
-the store's meta table, so cutting records off the end is detected too. ``verify()`` walks the
-whole chain. Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
+the store's meta table, so cutting records off the end is detected too, and the head is part
+of the store's state MAC and generation (device.store.integrity): an older copy of the log put
+back is a rollback. ``verify()`` walks the whole chain (the store does at every open) and
+raises ``AuditChainBroken`` naming the first bad record. A record is written in the store's
+transaction (``transaction=``): inside a change's transaction it commits with that change
+or not at all. Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
 versions -- never images or features: values must be short scalars, and field names are
 checked against ``ALLOWED``.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,16 +23,14 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from device.store.errors import AuditChainBroken, AuditError
+
 ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "template_version", "reason", "failures", "delay_s", "count", "window_s",
            "mode", "terminal", "views", "users", "templates", "config",
            "status", "pending_nodes",      # split-mode deletes: deleted|pending, "0,1"
            "operator"}                     # who ran an admin command
 _GENESIS = b"\0" * 32
-
-
-class AuditError(RuntimeError):
-    """The audit chain is broken or a record was refused."""
 
 
 def bucket_score(score: float, threshold: float, width: float = 0.002,
@@ -76,9 +79,26 @@ def _check_payload(payload: dict) -> str:
 class AuditLog:
     """The audit log in the store's database (table ``audit``, schema version >= 2)."""
 
-    def __init__(self, conn: sqlite3.Connection, key: bytes):
+    def __init__(self, conn: sqlite3.Connection, key: bytes, transaction=None):
+        """``transaction``: the store's ``transaction()`` (a record then commits with the
+        store's integrity state); without it, a plain BEGIN IMMEDIATE of its own."""
         self.conn = conn
         self._key = bytes(key)
+        self._transaction = transaction or self._plain_transaction
+
+    @contextlib.contextmanager
+    def _plain_transaction(self):
+        if self.conn.in_transaction:
+            yield
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     def _mac(self, data: bytes) -> bytes:
         return hmac.new(self._key, data, hashlib.sha256).digest()
@@ -90,22 +110,20 @@ class AuditLog:
         v = bytes(r[0])
         seq, h, mac = int.from_bytes(v[:8], "big"), v[8:40], v[40:72]
         if not hmac.compare_digest(mac, self._mac(b"head" + v[:40])):
-            raise AuditError("audit head record fails its MAC")
+            raise AuditChainBroken("audit head record fails its MAC")
         return seq, h
 
     def append(self, kind: str, when: float | None = None, **payload) -> AuditRecord:
-        """Add one record (its own transaction unless one is open)."""
+        """Add one record: in the transaction that is open (the change it records), else in
+        one of its own."""
         text = _check_payload(payload)
         ts = time.time() if when is None else float(when)
-        own = not self.conn.in_transaction
-        if own:
-            self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             seq, prev = self._head()
             last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
                                      ).fetchone()
             if (last[0] if last else 0) != seq or (last and bytes(last[1]) != prev):
-                raise AuditError("audit log does not end at its recorded head")
+                raise AuditChainBroken("audit log does not end at its recorded head")
             seq += 1
             h = hashlib.sha256(prev + _canonical(seq, ts, kind, text)).digest()
             self.conn.execute("INSERT INTO audit(seq, ts, kind, payload, prev, hash, mac) "
@@ -115,14 +133,6 @@ class AuditLog:
             self.conn.execute("INSERT INTO meta(name, value) VALUES('audit_head', ?) ON "
                               "CONFLICT(name) DO UPDATE SET value=excluded.value",
                               (head + self._mac(b"head" + head),))
-            if own:
-                self.conn.execute("COMMIT")
-        except BaseException:
-            # SQLite may have rolled back already (SQLITE_FULL, I/O errors): a ROLLBACK then
-            # fails with "no transaction is active" and would hide the real cause
-            if own and self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            raise
         return AuditRecord(seq, ts, kind, payload)
 
     def records(self, since: int = 0) -> list[AuditRecord]:
@@ -130,24 +140,34 @@ class AuditLog:
             "SELECT seq, ts, kind, payload FROM audit WHERE seq > ? ORDER BY seq", (since,))]
 
     def verify(self) -> int:
-        """Walk the chain; returns the number of records or raises ``AuditError`` naming the
-        first bad record."""
+        """Walk the chain in one read snapshot (another process may be appending); returns
+        the number of records or raises ``AuditChainBroken`` naming the first bad record."""
+        if self.conn.in_transaction:
+            return self._verify()
+        self.conn.execute("BEGIN")
+        try:
+            return self._verify()
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("COMMIT")
+
+    def _verify(self) -> int:
         prev, n = _GENESIS, 0
         for seq, ts, kind, text, p, h, mac in self.conn.execute(
                 "SELECT seq, ts, kind, payload, prev, hash, mac FROM audit ORDER BY seq"):
             n += 1
             if seq != n:
-                raise AuditError(f"audit record {n} is missing (found {seq})")
+                raise AuditChainBroken(f"audit record {n} is missing (found {seq})")
             if bytes(p) != prev:
-                raise AuditError(f"audit record {seq} does not chain to record {seq - 1}")
+                raise AuditChainBroken(f"audit record {seq} does not chain to record {seq - 1}")
             want = hashlib.sha256(prev + _canonical(seq, ts, kind, text)).digest()
             if bytes(h) != want:
-                raise AuditError(f"audit record {seq} was altered (hash mismatch)")
+                raise AuditChainBroken(f"audit record {seq} was altered (hash mismatch)")
             if not hmac.compare_digest(bytes(mac), self._mac(want)):
-                raise AuditError(f"audit record {seq} fails its MAC")
+                raise AuditChainBroken(f"audit record {seq} fails its MAC")
             prev = want
         head_seq, head_hash = self._head()
         if head_seq != n or head_hash != prev:
-            raise AuditError(f"audit log ends at record {n} but its head says {head_seq}: "
-                             f"records were cut off")
+            raise AuditChainBroken(f"audit log ends at record {n} but its head says "
+                                   f"{head_seq}: records were cut off")
         return n

@@ -34,17 +34,12 @@ class Credentials:
     def __init__(self, store):
         self.st = store
         c = store.conn
-        if not c.in_transaction:
-            c.execute("BEGIN IMMEDIATE")
-            try:
+        have = {r[0] for r in c.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name IN "
+            "('credentials', 'access_modes')")}
+        if len(have) < 2:           # the tables are part of the sealed state: made in a
+            with store.transaction():   # store transaction (schema under the state MAC)
                 self._create(c)
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
-        else:
-            self._create(c)
 
     @staticmethod
     def _create(c) -> None:
@@ -93,7 +88,7 @@ class Credentials:
                "number": int(number)}
         nonce, sealed = self.st._seal(json.dumps(rec, sort_keys=True).encode(),
                                       self._ad_card(lk, user_id))
-        with self.st._tx():
+        with self.st.transaction():
             self.st.conn.execute("INSERT INTO credentials(lookup, user_id, nonce, sealed) "
                                  "VALUES(?,?,?,?) ON CONFLICT(lookup) DO UPDATE SET "
                                  "user_id=excluded.user_id, nonce=excluded.nonce, "
@@ -102,7 +97,7 @@ class Credentials:
 
     def remove_card(self, user_id: str, number: int, facility: int = 0) -> bool:
         lk = self._lookup("card", facility, number)
-        with self.st._tx():
+        with self.st.transaction():
             n = self.st.conn.execute("DELETE FROM credentials WHERE lookup=? AND user_id=?",
                                      (lk, user_id)).rowcount
         return n > 0
@@ -143,7 +138,7 @@ class Credentials:
         self._need_user(user_id)
         nonce, sealed = self.st._seal(json.dumps({"user_id": user_id, "mode": mode}).encode(),
                                       self._ad_mode(user_id))
-        with self.st._tx():
+        with self.st.transaction():
             self.st.conn.execute("INSERT INTO access_modes(user_id, nonce, sealed) "
                                  "VALUES(?,?,?) ON CONFLICT(user_id) DO UPDATE SET "
                                  "nonce=excluded.nonce, sealed=excluded.sealed",

@@ -20,7 +20,8 @@ from pathlib import Path
 from device.store.store import StoreError, TemplateStore
 
 
-def open_configured_store(cfg) -> TemplateStore:
+def open_configured_store(cfg, **kw) -> TemplateStore:
+    """``kw``: TemplateStore options (``allow_rollback`` for ``palmgate store accept-current``)."""
     from device.store.key_location import resolve_key_path
     from device.store.private_files import private_dirs, private_file, store_files, tighten
     store = Path(cfg.paths.store)
@@ -41,7 +42,8 @@ def open_configured_store(cfg) -> TemplateStore:
     private_file(store)                 # before SQLite: it gives -wal/-shm the same mode
     for f in store_files(store):
         tighten(f)                      # an existing database open to group/others
-    return TemplateStore(store, key_path=key, create=True)
+    return TemplateStore(store, key_path=key, create=True,
+                         counter_path=cfg.paths.generation_counter or None, **kw)
 
 
 def provision(store, key) -> dict:
