@@ -150,6 +150,7 @@ def test_pipeline_uses_the_front_end_and_falls_back_without_the_landmark_file(tm
         if (DEFAULT_MODELS_DIR / name).exists() and not name.startswith("hand_landmark"):
             (d / name).symlink_to(DEFAULT_MODELS_DIR / name)
     (d / "manifest.json").write_text(json.dumps(man))
+    shutil.copy(DEFAULT_MODELS_DIR / "manifest.sig", d / "manifest.sig")  # same content: signed
     cfg = gate_config(tmp_path, models=d, liveness={"enabled": False})
     p = Pipeline(cfg)
     try:
