@@ -78,6 +78,13 @@ def write_document(path: str | os.PathLike, doc: dict, key: bytes) -> dict:
     canonical_json(signed)                      # fail before writing if anything is not JSON
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
+    write_signed_atomically(p, signed)
+    return signed
+
+
+def write_signed_atomically(p: Path, signed: dict) -> None:
+    """The signed document to ``p`` through a temporary file, fsync and rename (0644:
+    calibration data is not secret), so a power cut leaves the old file or the new one."""
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -90,4 +97,3 @@ def write_document(path: str | os.PathLike, doc: dict, key: bytes) -> dict:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return signed

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from calibration.calfile import write_signed_atomically
 from device.store.keys import DeviceKeyError, load_device_key
 from device.vision.calibration import (LEGACY_SIG_ALG, SIG_ALG, CalibrationError,
                                         sign_document, verify_document)
@@ -34,19 +33,7 @@ def resign(path, key: bytes, unit_serial: str | None = None) -> dict:
                                f"{doc.get('unit_serial')!r}, not {unit_serial!r}")
     if alg == SIG_ALG:
         return {"calfile": str(p), "resigned": False, "alg": SIG_ALG}
-    signed = sign_document(doc, key)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(signed, f, indent=1, sort_keys=True, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)                  # calibration data is not secret
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_signed_atomically(p, sign_document(doc, key))
     return {"calfile": str(p), "resigned": True, "from": LEGACY_SIG_ALG, "alg": SIG_ALG}
 
 

@@ -61,16 +61,10 @@ def owners_above(gal, queries, threshold: float, shortlist: int | None = None) -
     """{owner: best fused score} of every owner whose template the K query views (each
     (S, G, d)) match at ``threshold`` or above; the coarse pass picks the shortlist as the
     gate's 1:N does."""
-    from device.gate.gallery import _fused_exact
-    n = len(gal)
-    if n == 0:
+    from device.gate.gallery import _fused_exact, shortlist_of
+    if len(gal) == 0:
         return {}
-    k = min(n, shortlist or gal.shortlist_size())
-    if k >= n:
-        idx = np.arange(n)
-    else:
-        s0 = gal.coarse(np.mean(np.asarray(queries, np.float32), axis=0))
-        idx = np.argpartition(-s0, k - 1)[:k]
+    idx = shortlist_of(gal, queries, shortlist)
     sc = _fused_exact(gal, queries, idx)
     out: dict = {}
     for j, s in zip(idx, sc):

@@ -111,18 +111,23 @@ def _fused_exact(gal: ProtectedGallery, queries, idx) -> np.ndarray:
     return gal.exact(q.reshape(k * s, *q.shape[2:]), idx).reshape(len(idx), k, s).max(2).mean(1)
 
 
+def shortlist_of(gal: ProtectedGallery, queries, shortlist: int | None = None) -> np.ndarray:
+    """Indices of the templates the exact pass scores: all of a small gallery, else the
+    ``shortlist`` best by coarse score of the views' mean query."""
+    n = len(gal)
+    k = min(n, shortlist or gal.shortlist_size())
+    if k >= n:
+        return np.arange(n)
+    s0 = gal.coarse(np.mean(np.asarray(queries, np.float32), axis=0))
+    return np.argpartition(-s0, k - 1)[:k]
+
+
 def fused_search(gal: ProtectedGallery, queries, threshold: float = -np.inf,
                  shortlist: int | None = None) -> Match | None:
     """1:N with K query views (each (S, G, d)); coarse scores summed over views."""
-    n = len(gal)
-    if n == 0:
+    if len(gal) == 0:
         return None
-    k = min(n, shortlist or gal.shortlist_size())
-    if k >= n:
-        idx = np.arange(n)
-    else:
-        s0 = gal.coarse(np.mean(np.asarray(queries, np.float32), axis=0))
-        idx = np.argpartition(-s0, k - 1)[:k]
+    idx = shortlist_of(gal, queries, shortlist)
     sc = _fused_exact(gal, queries, idx)
     j = int(np.argmax(sc))
     return Match(int(idx[j]), gal.owners[idx[j]], float(sc[j]), bool(sc[j] >= threshold),
