@@ -89,8 +89,9 @@ def _delete_split(cfg, st, user_id: str, wait_s: float) -> int:
 
 def register(sub) -> None:
     sp = sub.add_parser("users", help="list / show / disable / enable / delete enrolled users; "
-                                      "add-credential / remove-credential (cards), mode "
-                                      "(palm or card+palm), label")
+                                      "add-credential / remove-credential (cards), set-pin / "
+                                      "remove-pin (keypad), mode (palm, card+palm or "
+                                      "pin+palm), label")
     add_config(sp)
     sp.add_argument("action", choices=["list", "show", "disable", "enable", "delete",
                                        *DOOR_ACTIONS])

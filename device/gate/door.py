@@ -3,13 +3,16 @@
 :class:`DoorLink` is built by the gate from ``[decision]``, ``[card]``, ``[osdp]`` and
 ``[wiegand]`` and gives it four calls around a presentation:
 
-- ``claim()`` -- before the pipeline: a card read on the Wiegand input within
-  ``decision.card_window_s`` turns the presentation into 1:1 verification of the card's owner
-  (an unknown card, or a disabled owner, is a deny of its own: ``unknown_card``,
-  ``user_disabled``).
-- ``check(d, claimed_by_card)`` -- after it: a user whose access mode is ``card+palm`` who
-  presented a palm alone is denied (``card_required``), as is every palm alone in ``[gate]
-  mode = "verify"``; ``used()`` once a presentation with a hand took the claim.
+- ``claim()`` -- before the pipeline: a card read on the Wiegand input, or a PIN typed on a
+  keypad on the same input (``device.relays.keypad``: digits, then ``#``), within
+  ``decision.card_window_s`` turns the presentation into 1:1 verification of the card's or
+  PIN's holder (an unknown card, a PIN nobody has, or a disabled holder, is a deny of its
+  own: ``unknown_card``, ``wrong_pin``, ``user_disabled``; ``wrong_pin`` counts as a failed
+  attempt toward the lockout). ``claim_kind`` says which it was.
+- ``check(d, claimed_by)`` -- after it: a user whose access mode is ``card+palm`` (or
+  ``pin+palm``) who presented a palm without their card (PIN) is denied (``card_required``,
+  ``pin_required``), as is every palm alone in ``[gate] mode = "verify"``; ``used()`` once a
+  presentation with a hand took the claim.
 - ``report(d)`` -- on an open: the user's card (``palmgate users add-credential``) goes to the
   panel, over OSDP (raw Wiegand bits on the Secure Channel) and/or the Wiegand output. Returns
   the problem, or None: in panel mode a problem turns the open into a deny
@@ -35,8 +38,10 @@ class DoorLink:
         """``relay_action(action, ms)``: ``"pulse"``/``"on"``/``"off"`` on the gate's relay
         (from libosdp's thread); ``on_panel_event(kind, data)``: for the audit log."""
         from device.store.credentials import Credentials
+        from device.store.pins import Pins
         self.cfg, self.store = cfg, store
         self.creds = Credentials(store)
+        self.pins = Pins(store)
         self.panel_mode = cfg.decision.mode == "panel"
         self.relay_action, self.on_panel_event = relay_action, on_panel_event
         self.pin_factory = pin_factory if pin_factory is not None else \
@@ -44,8 +49,10 @@ class DoorLink:
         self.osdp = self.wiegand = self.reader = None
         self._outs: dict = {}
         self._ins: list = []
-        self._card = None                       # (Card, monotonic) from the Wiegand input
-        self._claimed = None                    # the card claim() handed out last
+        self._card = None                       # (Card or PinCode, monotonic) from the input
+        self._claimed = None                    # the claim claim() handed out last
+        self.claim_kind = None                  # "card" / "pin" of the claim handed out last
+        self._keys = None                       # the keypad's PinEntry
         self._lock = threading.Lock()
         self.reported = 0
         self.errors: list[str] = []
@@ -69,9 +76,12 @@ class DoorLink:
                                          pin_factory=self.pin_factory,
                                          frame_timeout_ms=w.frame_timeout_ms)
         if w.input_d0_pin is not None:
+            from device.relays.keypad import PinEntry
             from device.relays.wiegand import WiegandInput
+            self._keys = PinEntry(timeout_s=self.cfg.decision.card_window_s)
             self.reader = WiegandInput(w.input_d0_pin, w.input_d1_pin,
                                        on_card=self._card_read, on_error=self._card_error,
+                                       on_key=self._key,
                                        pin_factory=self.pin_factory,
                                        gap_ms=w.frame_timeout_ms)
         if o.enabled:
@@ -150,24 +160,40 @@ class DoorLink:
     def _card_error(self, msg: str, bits) -> None:
         self.errors.append(f"card input: {msg}")
 
+    def _key(self, key: str) -> None:
+        with self._lock:
+            pin = self._keys.feed(key, time.monotonic())
+            if pin is not None:
+                self._card = (PinCode(pin), time.monotonic())
+        if pin is not None:
+            log.info("PIN entered", extra={"event": "pin_entered"})
+
     def claim(self) -> tuple[str | None, str | None]:
-        """(the claimed user id, a deny reason) from a card read within the window. A good
-        claim stays until a presentation with a hand used it (:meth:`used`): the loop's idle
-        frames between the card and the palm do not take it; a refused one is used at once
-        (one deny per bad card)."""
+        """(the claimed user id, a deny reason) from a card read or a PIN entered within the
+        window. A good claim stays until a presentation with a hand used it (:meth:`used`):
+        the loop's idle frames between the card and the palm do not take it; a refused one
+        is used at once (one deny per bad card or PIN)."""
         with self._lock:
             c = self._card
             if c is not None and time.monotonic() - c[1] > self.cfg.decision.card_window_s:
                 self._card = c = None               # too old: the person walked away
             self._claimed = c
+        self.claim_kind = None
         if c is None:
             return None, None
-        card = c[0]
-        uid = self.creds.find_card(card.facility, card.number)
         reason = None
-        if uid is None:
-            reason = "unknown_card"
+        if isinstance(c[0], PinCode):
+            self.claim_kind = "pin"
+            uid = self.pins.find(c[0].digits)
+            if uid is None:
+                reason = "wrong_pin"
         else:
+            card = c[0]
+            self.claim_kind = "card"
+            uid = self.creds.find_card(card.facility, card.number)
+            if uid is None:
+                reason = "unknown_card"
+        if uid is not None:
             u = self.store.get_user(uid)
             if u is None or not u.enabled:
                 reason = "user_disabled"
@@ -184,13 +210,20 @@ class DoorLink:
                 self._card = None
 
     # ------------------------------------------------------------------ around a decision
-    def check(self, d, claimed_by_card: bool) -> None:
-        """A card is needed -- by a card+palm user, or by ``[gate] mode = "verify"`` -- and
-        none came: an open becomes ``card_required`` (never a 1:N open in verify mode)."""
-        if not d.opened or claimed_by_card:
+    def check(self, d, claimed_by: str | None) -> None:
+        """A card (or PIN) is needed -- by a card+palm (pin+palm) user, or a claim of either
+        kind by ``[gate] mode = "verify"`` -- and none came: an open becomes ``card_required``
+        (``pin_required``); never a 1:N open in verify mode. ``claimed_by``: ``"card"``,
+        ``"pin"``, ``"recorded"`` (the claim a recorded burst carries, ``[gate] mode = "verify"``)
+        or None (a palm alone)."""
+        if not d.opened:
             return
-        if self.cfg.gate.mode == "verify" or \
-                (d.user_id and self.creds.mode(d.user_id) == "card+palm"):
+        mode = self.creds.mode(d.user_id) if d.user_id else "palm"
+        if mode == "card+palm" and claimed_by not in ("card", "recorded"):
+            d.decision, d.reason, d.prompt = "deny", "card_required", "please present your card"
+        elif mode == "pin+palm" and claimed_by not in ("pin", "recorded"):
+            d.decision, d.reason, d.prompt = "deny", "pin_required", "please enter your PIN"
+        elif claimed_by is None and self.cfg.gate.mode == "verify":
             d.decision, d.reason, d.prompt = "deny", "card_required", "please present your card"
 
     def report(self, d) -> str | None:
@@ -241,6 +274,17 @@ class DoorLink:
             except Exception:           # noqa: BLE001
                 pass
         self.osdp = self.wiegand = self.reader = None
+
+
+class PinCode:
+    """A PIN typed on the keypad, waiting to be claimed (its repr shows no digit)."""
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str):
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"PinCode({len(self.digits)} digits)"
 
 
 def open_door_link(cfg, store, **kw) -> DoorLink | None:

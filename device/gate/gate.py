@@ -215,8 +215,10 @@ class Gate:
         if self.cfg.gate.mode == "verify" and claimed is None:
             claimed = burst.meta.get("claimed")
         refused = None
+        claimed_by = None if claimed is None else "recorded"
         if claimed is None and self.door is not None:
-            claimed, refused = self.door.claim()        # a card read: 1:1 of its owner
+            claimed, refused = self.door.claim()        # a card or PIN: 1:1 of its holder
+            claimed_by = self.door.claim_kind
         self._split_flush()                 # split deletes asked for meanwhile, first
         chk = self.limiter.check(user=claimed)
         if not chk.allowed:
@@ -236,7 +238,7 @@ class Gate:
                 # identify: a locked user's match is denied like a no-match (no oracle)
                 d.decision, d.reason, d.prompt = "deny", "locked_out:user", ""
             if self.door is not None:
-                self.door.check(d, claimed_by_card=claimed is not None)
+                self.door.check(d, claimed_by=claimed_by if claimed is not None else None)
                 if not d.idle:
                     self.door.used()                    # the card went with this palm
         if d.idle:                          # an empty scene: no record, no attempt

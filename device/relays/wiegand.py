@@ -21,6 +21,7 @@ import threading
 import time
 
 from device.relays.gpio import _device
+from device.relays.keypad import KEY_BITS, decode_key
 from device.relays.wiegand_codec import Card, WiegandError, decode, encode
 
 log = logging.getLogger(__name__)
@@ -129,12 +130,15 @@ class WiegandOutput:
 class WiegandInput:
     """Read card frames from a reader's DATA0/DATA1 (a pulse = a falling edge with
     ``active_low``). Each complete frame is decoded (parity checked): ``on_card(card)`` for a
-    good one, ``on_error(message, bits)`` for a bad one; ``cards`` and ``errors`` keep them."""
+    good one, ``on_error(message, bits)`` for a bad one; ``cards`` and ``errors`` keep them.
+    With ``on_key``, a 4- or 8-bit frame is a keypad key (``device.relays.keypad``):
+    ``on_key(key)`` with ``"0"``-``"9"``, ``"*"`` or ``"#"``."""
 
-    def __init__(self, d0_pin, d1_pin, *, on_card=None, on_error=None,
+    def __init__(self, d0_pin, d1_pin, *, on_card=None, on_error=None, on_key=None,
                  gap_ms: float = MAX_GAP_MS,
                  active_low: bool = True, pin_factory=None, pull_up: bool | None = None):
-        self.on_card, self.on_error = on_card, on_error
+        self.on_card, self.on_error, self.on_key = on_card, on_error, on_key
+        self.keys = 0
         self.gap_s = gap_ms / 1000.0
         kw = dict(pull_up=active_low if pull_up is None else pull_up, bounce_time=None)
         self.d0 = _device("wiegand input DATA0", "DigitalInputDevice", d0_pin, pin_factory, **kw)
@@ -175,6 +179,8 @@ class WiegandInput:
             if not self._bits or (only_if_idle and time.monotonic() - self._last < self.gap_s):
                 return None
             bits, self._bits = self._bits, []
+        if self.on_key is not None and len(bits) in KEY_BITS:
+            return self._key(bits)
         try:
             card = decode(bits)
         except WiegandError as e:
@@ -188,6 +194,20 @@ class WiegandInput:
         if self.on_card is not None:
             self.on_card(card)
         return card
+
+    def _key(self, bits) -> None:
+        try:
+            key = decode_key(bits)
+        except WiegandError as e:
+            self.errors.append(str(e))
+            log.warning("wiegand input: %s", e, extra={"event": "wiegand_error",
+                                                      "bits": len(bits)})
+            if self.on_error is not None:
+                self.on_error(str(e), bits)
+            return None
+        self.keys += 1
+        self.on_key(key)
+        return None
 
     def wait_cards(self, n: int, timeout: float = 2.0) -> list[Card]:
         """Block until ``n`` frames (good or bad) came in or ``timeout``; the good cards."""

@@ -7,7 +7,8 @@ Two tables of the store's database, made on first use (``CREATE TABLE IF NOT EXI
                                                   card under a key of the store's, so a card
                                                   is found without decrypting every row and
                                                   the file shows no card number
-    access_modes(user_id, nonce, sealed)          "palm" (default) or "card+palm"
+    access_modes(user_id, nonce, sealed)          "palm" (default), "card+palm" or
+                                                  "pin+palm" (PINs: device.store.pins)
 
 Both are sealed with the store's AES-GCM key; the associated data binds each row to its user
 (and a card row to its lookup), so rows cannot be swapped between users. Deleting a user
@@ -24,7 +25,7 @@ import json
 
 from device.store.store import StoreError
 
-MODES = ("palm", "card+palm")
+MODES = ("palm", "card+palm", "pin+palm")
 KINDS = ("card",)
 
 
@@ -134,7 +135,8 @@ class Credentials:
     # ------------------------------------------------------------------ access modes
     def set_mode(self, user_id: str, mode: str) -> str:
         if mode not in MODES:
-            raise StoreError(f"access mode {mode!r}: use --mode palm or --mode card+palm")
+            raise StoreError(f"access mode {mode!r}: use --mode palm, --mode card+palm or "
+                             f"--mode pin+palm")
         self._need_user(user_id)
         nonce, sealed = self.st._seal(json.dumps({"user_id": user_id, "mode": mode}).encode(),
                                       self._ad_mode(user_id))
@@ -163,12 +165,17 @@ class Credentials:
 
     # ------------------------------------------------------------------ backup
     def export(self) -> dict:
-        return {"cards": self.cards(), "modes": self.modes()}
+        from device.store.pins import Pins
+        return {"cards": self.cards(), "modes": self.modes(), "pins": Pins(self.st).export()}
 
     def load(self, data: dict) -> dict:
-        """Add the cards and modes of :meth:`export` (after the users are restored)."""
+        """Add the cards, modes and PIN hashes of :meth:`export` (after the users are
+        restored)."""
         for c in data.get("cards", []):
             self.add_card(c["user_id"], c["number"], c["facility"], c["format"])
         for u, m in data.get("modes", {}).items():
             self.set_mode(u, m)
-        return {"cards": len(data.get("cards", [])), "modes": len(data.get("modes", {}))}
+        from device.store.pins import Pins
+        pins = Pins(self.st).load(data.get("pins", []))
+        return {"cards": len(data.get("cards", [])), "modes": len(data.get("modes", {})),
+                "pins": pins}

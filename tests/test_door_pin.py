@@ -1,0 +1,188 @@
+"""Keypad PINs: the keypad's Wiegand key frames, the PIN entry, PINs as salted scrypt hashes in
+the sealed store, ``palmgate users set-pin`` (stdin, never argv), and the real gate loop with a
+keypad on its Wiegand input (gpiozero mock pins): a PIN claims its holder for 1:1, a pin+palm
+user needs it, a PIN nobody has is ``wrong_pin`` and counts toward the lockout."""
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+from conftest import gate_config
+
+from device.relays.keypad import KEYS, PinEntry, decode_key, encode_key
+from device.relays.wiegand_codec import WiegandError
+
+
+def test_key_frames_round_trip_and_bad_frames_are_refused():
+    for k in KEYS:
+        for n in (4, 8):
+            assert decode_key(encode_key(k, n)) == k
+    assert encode_key("1", 8) == [1, 1, 1, 0, 0, 0, 0, 1]           # HID 8-bit burst
+    assert encode_key("#", 4) == [1, 0, 1, 1]
+    with pytest.raises(WiegandError, match="inverted"):
+        decode_key([0, 0, 0, 0, 0, 0, 0, 1])
+    with pytest.raises(WiegandError, match="no such key"):
+        decode_key([1, 1, 1, 1])
+    with pytest.raises(WiegandError):
+        decode_key([1] * 26)
+
+
+def test_pin_entry_enter_clear_and_timeout():
+    e = PinEntry(timeout_s=5)
+    assert [e.feed(k, 0.0) for k in "12*"] == [None] * 3 and e.pending == 0
+    assert [e.feed(k, 1.0) for k in "2468"] == [None] * 4
+    assert e.feed("#", 1.5) == "2468"
+    e.feed("9", 2.0)
+    assert e.feed("1", 20.0) is None and e.feed("#", 20.1) == "1"    # a stale 9 forgotten
+    assert e.feed("#", 21.0) is None                                    # empty entry
+    with pytest.raises(WiegandError):
+        e.feed("A", 22.0)
+
+
+def _store(tmp_path, users=("alice", "bob")):
+    from conftest import unit
+    from device.gate.gate import open_store
+    from device.protect.core import enrol
+    cfg = gate_config(tmp_path)
+    st = open_store(cfg)
+    rng = np.random.default_rng(5)
+    for u in users:
+        st.enrol(u, [enrol(unit(rng.standard_normal((49, 16))))])
+    return cfg, st
+
+
+def test_pins_are_salted_scrypt_sealed_unique_and_go_with_the_user(tmp_path):
+    from device.store.pins import Pins
+    from device.store.store import StoreError
+    cfg, st = _store(tmp_path)
+    with st:
+        p = Pins(st)
+        p.set_pin("alice", "2468")
+        assert p.find("2468") == "alice" and p.find("2469") is None and p.find("12") is None
+        with pytest.raises(StoreError, match="another user has this PIN"):
+            p.set_pin("bob", "2468")
+        for bad in ("123", "123456789", "12a4", ""):
+            with pytest.raises(StoreError, match="4 to 8 digits"):
+                p.set_pin("bob", bad)
+        with pytest.raises(StoreError, match="no user"):
+            p.set_pin("carol", "1111")
+        p.set_pin("bob", "13579")
+        rec = p.export()
+        assert [r["user_id"] for r in rec] == ["alice", "bob"]
+        assert rec[0]["n"] == 2 ** 14 and len(bytes.fromhex(rec[0]["salt"])) == 16
+        assert rec[0]["salt"] != rec[1]["salt"]
+        raw = b"".join(bytes(r[0]) for r in st.conn.execute("SELECT sealed FROM pins"))
+        assert b"2468" not in raw and rec[0]["hash"].encode() not in raw     # sealed
+        st.delete_user("bob")
+        assert p.holders() == 1 and p.find("13579") is None
+        assert p.remove_pin("alice") and p.find("2468") is None
+        st.verify()
+
+
+def test_set_pin_cli_reads_stdin_audits_and_pin_plus_palm_mode(tmp_path, capsys, monkeypatch):
+    from conftest import write_toml
+    from device.cli import main
+    cfg, st = _store(tmp_path)
+    st.close()
+    c = ["--config", str(write_toml(tmp_path / "p.toml", cfg))]
+    assert main(["users", "mode", "alice", "--mode", "pin+palm", *c]) == 2
+    assert "palmgate users set-pin alice" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    assert main(["users", "set-pin", "alice", "--operator", "installer", *c]) == 0
+    assert json.loads(capsys.readouterr().out)["pin"] == "set"
+    monkeypatch.setattr("sys.stdin", io.StringIO("2468\n"))
+    assert main(["users", "set-pin", "bob", *c]) == 2                     # alice's PIN
+    assert "another user has this PIN" in capsys.readouterr().err
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["users", "set-pin", "bob", *c]) == 2
+    assert "never on the command line" in capsys.readouterr().err
+    assert main(["users", "mode", "alice", "--mode", "pin+palm", *c]) == 0
+    capsys.readouterr()
+    assert main(["users", "show", "alice", *c]) == 0
+    show = json.loads(capsys.readouterr().out)
+    assert show["pin"] is True and show["access_mode"] == "pin+palm"
+    assert main(["audit", "export", "--out", str(tmp_path / "a.jsonl"), *c]) == 0
+    text = (tmp_path / "a.jsonl").read_text()
+    recs = [json.loads(x) for x in text.splitlines()]
+    pin_set = [r for r in recs if r["kind"] == "pin_set"]
+    assert len(pin_set) == 1 and pin_set[0]["operator"] == "installer"
+    assert "2468" not in text
+
+
+def _wait(pred, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_gate_keypad_pin_claims_and_pin_plus_palm(tmp_path, tiny_models, synthetic_bursts):
+    pytest.importorskip("gpiozero")
+    from gpiozero.pins.mock import MockConnectedPin, MockFactory
+    from device.gate.enrol import enrol_user
+    from device.gate.gate import Gate, open_store
+    from device.gate.pipeline import Pipeline
+    from device.relays.factory import MemoryRelay
+    from device.relays.wiegand import WiegandOutput
+    from device.sources.replay import Burst
+    from device.store.credentials import Credentials
+    from device.store.pins import Pins
+    f = MockFactory()
+    # a keypad reader wired to the gate's inputs 12/13 (driven from pins 22/23), 8-bit keys
+    f.pin(22, pin_class=MockConnectedPin, input_pin=f.pin(12))
+    f.pin(23, pin_class=MockConnectedPin, input_pin=f.pin(13))
+    keypad = WiegandOutput(22, 23, pin_factory=f, frame_timeout_ms=100)
+    cfg = gate_config(tmp_path, tiny_models,
+                      wiegand={"input_d0_pin": 12, "input_d1_pin": 13,
+                               "frame_timeout_ms": 100.0})
+
+    def type_pin(digits):
+        for k in digits + "#":
+            keypad.send_bits(encode_key(k, 8))
+
+    relay = MemoryRelay()
+    try:
+        pipe = Pipeline(cfg)
+        try:
+            with open_store(cfg) as st:
+                for i in (0, 1):
+                    enrol_user(pipe, st, f"person-{i:03d}", synthetic_bursts["enrol"][i])
+                Pins(st).set_pin("person-001", "2468")
+                Credentials(st).set_mode("person-001", "pin+palm")
+        finally:
+            pipe.close()
+        with Gate(cfg, relay=relay, pin_factory=f) as gate:
+            d = gate.present(synthetic_bursts["genuine"][1])            # person 1, no PIN
+            assert not d.opened and d.reason == "pin_required"
+            type_pin("2468")
+            assert _wait(lambda: gate.door._card is not None)
+            assert "2468" not in repr(gate.door._card)
+            assert gate.present(Burst([np.full((480, 640, 3), 128, np.uint8)] * 3,
+                                      np.full((128, 128), 128, np.uint8), {})).idle
+            d = gate.present(synthetic_bursts["genuine"][1])
+            assert d.opened and d.user_id == "person-001", d.summary()
+            assert gate.door._card is None                              # the PIN was used
+            before = gate.limiter.failures
+            type_pin("1357")                                            # nobody's PIN
+            assert _wait(lambda: gate.door._card is not None)
+            d = gate.present(synthetic_bursts["genuine"][0])
+            assert (d.decision, d.reason) == ("deny", "wrong_pin")
+            assert gate.limiter.failures == before + 1                  # toward the lockout
+            assert gate.door._card is None                              # one deny per PIN
+            type_pin("2468")                                            # person 1's PIN,
+            assert _wait(lambda: gate.door._card is not None)           # person 0's palm
+            d = gate.present(synthetic_bursts["genuine"][0])
+            assert not d.opened and d.reason == "no_match"
+            d = gate.present(synthetic_bursts["genuine"][0])            # palm-only user
+            assert d.opened and d.user_id == "person-000"
+            assert sum(1 for _, _, on in relay.events if on) == 2
+            assert gate.door.reader.errors == []
+        with open_store(cfg) as st:
+            recs = [r.payload for r in st.audit.records()]
+        assert [r["reason"] for r in recs if r.get("decision") == "deny"][:2] == \
+            ["pin_required", "wrong_pin"]
+    finally:
+        keypad.close()
