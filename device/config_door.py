@@ -16,11 +16,12 @@ DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
                         "the panel's OSDP output command."},
         "card_window_s": {"default": 10.0, "type": float, "min": 1.0, "max": 120.0,
                           "doc": "A card read on the Wiegand input ([wiegand] input pins), or "
-                                 "a PIN typed on a keypad on that input (digits, then #), "
+                                 "a keypad ID and PIN typed on a keypad on that input (ID # "
+                                 "PIN #), "
                                  "claims the presentation that follows within this many "
                                  "seconds: the palm is then verified 1:1 against the card's "
-                                 "(PIN's) holder. Also the longest pause between two keys of "
-                                 "a PIN."},
+                                 "(ID's) holder. Also the longest pause between two keys of "
+                                 "an entry."},
     }),
     "card": ("The card number format: what the gate reports to the panel for a user (the "
              "card added with palmgate users add-credential) and what it reads on a Wiegand "
@@ -97,7 +98,7 @@ DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
                                        "with input_d1_pin, a card read claims the next "
                                        "presentation (card + palm). A keypad on the reader "
                                        "sending each key as a 4-bit or 8-bit frame gives "
-                                       "PINs the same way (pin + palm)."},
+                                       "keypad IDs and PINs the same way (pin + palm)."},
         "input_d1_pin": {**PIN, "doc": "GPIO input from a card reader's DATA1 (pull-up)."},
     }),
 }

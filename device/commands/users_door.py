@@ -4,7 +4,8 @@
     palmgate users remove-credential USER --card N [--facility F]
     palmgate users mode USER --mode palm|card+palm|pin+palm    palm only, or a card / PIN first
     palmgate users label USER --label TEXT
-    palmgate users set-pin USER       the PIN from the terminal (typed twice) or stdin
+    palmgate users set-pin USER [--keypad-id N]   the PIN from the terminal (typed twice)
+                                                   or stdin; N: typed before it
     palmgate users remove-pin USER
 
 Each writes an audit record naming the operator (``--operator``, default the login user) in
@@ -29,6 +30,9 @@ def add_door_options(sp) -> None:
                     help="mode: palm = the palm alone opens; card+palm = a card read first, "
                          "then the palm verified against the card's owner; pin+palm = the "
                          "user's PIN on the keypad first (users set-pin), then the palm")
+    sp.add_argument("--keypad-id", type=int, default=None, metavar="N",
+                    help="set-pin: the number the user types on the keypad before their PIN "
+                         "(ID # PIN #); required the first time, kept when left out")
     sp.add_argument("--label", dest="new_label", default=None, metavar="TEXT",
                     help="label: the user's label (a name, a department)")
 
@@ -51,9 +55,9 @@ def _door_action(a, cfg, st, pin=None) -> dict:
         from device.store.pins import Pins
         pins = Pins(st)
         if a.action == "set-pin":
-            pins.set_pin(a.user_id, pin)
+            kid = pins.set_pin(a.user_id, pin, a.keypad_id)
             st.audit.append("pin_set", user_id=a.user_id, terminal=term, operator=who)
-            return {"user_id": a.user_id, "pin": "set",
+            return {"user_id": a.user_id, "pin": "set", "keypad_id": kid,
                     "access_mode": Credentials(st).mode(a.user_id)}
         if not pins.remove_pin(a.user_id):
             raise ValueError(f"{a.user_id!r} has no PIN")
@@ -101,7 +105,8 @@ def door_details(st, user_id: str) -> dict:
     from device.store.credentials import Credentials
     from device.store.pins import Pins
     cr = Credentials(st)
-    return {"access_mode": cr.mode(user_id), "pin": Pins(st).has_pin(user_id),
+    kid = Pins(st).keypad_id(user_id)
+    return {"access_mode": cr.mode(user_id), "pin": kid is not None, "keypad_id": kid,
             "cards": [{"facility": c["facility"], "card": c["number"], "format": c["format"]}
                       for c in cr.cards(user_id)]}
 

@@ -3,12 +3,14 @@
 :class:`DoorLink` is built by the gate from ``[decision]``, ``[card]``, ``[osdp]`` and
 ``[wiegand]`` and gives it four calls around a presentation:
 
-- ``claim()`` -- before the pipeline: a card read on the Wiegand input, or a PIN typed on a
-  keypad on the same input (``device.relays.keypad``: digits, then ``#``), within
-  ``decision.card_window_s`` turns the presentation into 1:1 verification of the card's or
-  PIN's holder (an unknown card, a PIN nobody has, or a disabled holder, is a deny of its
-  own: ``unknown_card``, ``wrong_pin``, ``user_disabled``; ``wrong_pin`` counts as a failed
-  attempt toward the lockout). ``claim_kind`` says which it was.
+- ``claim()`` -- before the pipeline: a card read on the Wiegand input, or a keypad ID and
+  PIN typed on a keypad on the same input (``device.relays.keypad``: ID ``#`` PIN ``#``),
+  within ``decision.card_window_s`` turns the presentation into 1:1 verification of the
+  card's or ID's holder. An unknown card, an unknown ID or a wrong PIN, or a disabled holder,
+  is a deny of its own (``unknown_card``, ``wrong_pin`` -- one reason for an unknown ID and a
+  wrong PIN, so IDs cannot be probed -- ``user_disabled``); ``wrong_pin`` counts as a failed
+  attempt toward the lockout of the ID's holder (and the terminal's). ``claim_kind`` says
+  which it was.
 - ``check(d, claimed_by)`` -- after it: a user whose access mode is ``card+palm`` (or
   ``pin+palm``) who presented a palm without their card (PIN) is denied (``card_required``,
   ``pin_required``), as is every palm alone in ``[gate] mode = "verify"``; ``used()`` once a
@@ -162,10 +164,10 @@ class DoorLink:
 
     def _key(self, key: str) -> None:
         with self._lock:
-            pin = self._keys.feed(key, time.monotonic())
-            if pin is not None:
-                self._card = (PinCode(pin), time.monotonic())
-        if pin is not None:
+            entry = self._keys.feed(key, time.monotonic())
+            if entry is not None:
+                self._card = (PinCode(*entry), time.monotonic())
+        if entry is not None:
             log.info("PIN entered", extra={"event": "pin_entered"})
 
     def claim(self) -> tuple[str | None, str | None]:
@@ -184,9 +186,10 @@ class DoorLink:
         reason = None
         if isinstance(c[0], PinCode):
             self.claim_kind = "pin"
-            uid = self.pins.find(c[0].digits)
-            if uid is None:
-                reason = "wrong_pin"
+            uid, ok = self.pins.check(c[0].keypad_id, c[0].digits)
+            if not ok:
+                self.used()
+                return uid, "wrong_pin"             # counted on the ID's holder, if any
         else:
             card = c[0]
             self.claim_kind = "card"
@@ -277,14 +280,15 @@ class DoorLink:
 
 
 class PinCode:
-    """A PIN typed on the keypad, waiting to be claimed (its repr shows no digit)."""
-    __slots__ = ("digits",)
+    """A keypad ID and PIN typed on the keypad, waiting to be claimed (its repr shows no
+    digit of the PIN)."""
+    __slots__ = ("keypad_id", "digits")
 
-    def __init__(self, digits: str):
-        self.digits = digits
+    def __init__(self, keypad_id: str, digits: str):
+        self.keypad_id, self.digits = keypad_id, digits
 
     def __repr__(self) -> str:
-        return f"PinCode({len(self.digits)} digits)"
+        return f"PinCode(id {self.keypad_id}, {len(self.digits)} digits)"
 
 
 def open_door_link(cfg, store, **kw) -> DoorLink | None:

@@ -11,8 +11,9 @@ two formats chosen on the reader:
   so a dropped bit shows.
 
 A card frame is 26 or 34 bits, so the length tells the two apart. :class:`PinEntry` gathers
-digits until ``#`` (enter); ``*`` clears; a key more than ``timeout_s`` after the previous one
-starts over; more than :data:`MAX_KEYS` digits is dropped as garbage.
+an entry the way access terminals take "user ID + password": the keypad ID, ``#``, the PIN,
+``#``. ``*`` clears the entry; a key more than ``timeout_s`` after the previous one starts
+over; more than :data:`MAX_KEYS` digits in a field drops the entry as garbage.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from device.relays.wiegand_codec import WiegandError
 
 KEYS = "0123456789*#"
 KEY_BITS = (4, 8)
-MAX_KEYS = 8                # the longest PIN (device.store.pins.MAX_DIGITS)
+MAX_KEYS = 8                # the longest keypad ID or PIN (device.store.pins)
 
 
 def _value(bits) -> int:
@@ -58,30 +59,42 @@ def encode_key(key: str, bits: int = 4) -> list[int]:
 
 
 class PinEntry:
-    """Keys in, a finished PIN out: ``feed(key, now)`` returns the digits when ``#`` ends an
-    entry, else None."""
+    """Keys in, a finished entry out: ``feed(key, now)`` returns ``(keypad_id, pin)`` (both
+    digit strings) when the second ``#`` ends an entry, else None."""
 
     def __init__(self, timeout_s: float = 10.0):
         self.timeout_s = float(timeout_s)
-        self._digits = ""
+        self._fields: list[str] = [""]
         self._last = None
 
-    def feed(self, key: str, now: float) -> str | None:
+    def clear(self) -> None:
+        self._fields = [""]
+
+    def feed(self, key: str, now: float) -> tuple[str, str] | None:
+        if key not in KEYS:
+            raise WiegandError(f"no such key {key!r}")
         if self._last is not None and now - self._last > self.timeout_s:
-            self._digits = ""                       # a stale half entry: start over
+            self.clear()                            # a stale half entry: start over
         self._last = now
         if key == "*":
-            self._digits = ""
+            self.clear()
             return None
         if key == "#":
-            pin, self._digits = self._digits, ""
-            return pin or None
-        if key.isdigit():
-            self._digits = (self._digits + key) if len(self._digits) < MAX_KEYS else ""
+            if not self._fields[-1]:
+                self.clear()                        # an empty field: start over
+                return None
+            if len(self._fields) == 1:
+                self._fields.append("")
+                return None
+            entry, self._fields = (self._fields[0], self._fields[1]), [""]
+            return entry
+        if len(self._fields[-1]) >= MAX_KEYS:
+            self.clear()                            # a stuck key or garbage
             return None
-        raise WiegandError(f"no such key {key!r}")
+        self._fields[-1] += key
+        return None
 
     @property
     def pending(self) -> int:
-        """Digits typed so far (never the digits themselves)."""
-        return len(self._digits)
+        """Keys held so far (never the keys themselves)."""
+        return sum(len(f) for f in self._fields) + len(self._fields) - 1
