@@ -209,3 +209,19 @@ def test_gate_keypad_pin_claims_and_pin_plus_palm(tmp_path, tiny_models, synthet
             ["pin_required", "wrong_pin"]
     finally:
         keypad.close()
+
+
+def test_backup_and_restore_carry_the_pins(tmp_path):
+    from device.gate.gate import open_store
+    from device.ops.backup import backup_unit, restore_unit
+    from device.store.pins import Pins
+    cfg, st = _store(tmp_path / "a")
+    with st:
+        Pins(st).set_pin("alice", "2468", 42)
+        backup_unit(st, tmp_path / "unit.bak", "correct horse")
+    spare = gate_config(tmp_path / "b")
+    with open_store(spare) as st2:
+        restore_unit(st2, tmp_path / "unit.bak", "correct horse")
+        p = Pins(st2)
+        assert p.check(42, "2468") == ("alice", True) and p.check(42, "1111")[1] is False
+        assert p.keypad_id("bob") is None

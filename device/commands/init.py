@@ -84,8 +84,8 @@ def cmd_init(a) -> int:
         raise
     os.replace(tmp, cfg_file)
     rep = {"config": str(cfg_file), **made,
-           "next": [f"palmgate record --out DIR --config {cfg_file}",
-                    f"palmgate enroll NAME --burst DIR --config {cfg_file}",
+           "next": [f"palmgate status --config {cfg_file}",
+                    f"palmgate enroll NAME --capture --config {cfg_file}",
                     f"palmgate run --config {cfg_file}"]}
     print(json.dumps(rep, indent=2))
     err(f"palmgate init: wrote {cfg_file}, the device key {made['device_key']} (keep a copy "
