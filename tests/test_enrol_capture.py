@@ -137,3 +137,14 @@ def test_session_killed_mid_enrolment_leaves_the_store_as_it_was(tmp_path, tiny_
     assert p.returncode == -signal.SIGKILL
     kinds, users = _audit(cfg)
     assert users == [] and kinds == []
+
+
+def test_a_different_palm_mid_session_is_retried(tmp_path, tiny_models, synthetic_bursts,
+                                                 capsys):
+    alice, bob = synthetic_bursts["enrol"][0], synthetic_bursts["enrol"][1]
+    rd = _replay(tmp_path / "cams", [alice[0], bob[0], alice[1]])
+    cfg, c = _config(tmp_path, tiny_models, rd)
+    assert main(["enroll", "alice", "--capture", "--presentations", "2", *c]) == 0
+    said = [x[3:] for x in capsys.readouterr().err.splitlines() if x.startswith(">> ")]
+    assert "present the same hand as before (enrol:other_palm; try 2 of 6)" in said
+    assert said[-1] == "presentation 2 of 2: good"

@@ -9,7 +9,10 @@ hand and spread your fingers", "hold your palm flat, facing the camera", ...) --
 ``retries`` bad captures in a row per presentation, then :class:`CaptureFailed`. An empty
 scene (no hand) is waited out, prompting once, within ``timeout_s`` for the whole session.
 A missing or failing liveness model, or a stage that errors, stops at once (no retry can
-help). Nothing is written here: the bursts go to ``device.gate.enrol.enrol_user``, which
+help). Every presentation after the first must also be the same palm as the ones before
+(:func:`same_palm_score`: fused 1:1 against their protected templates at the gate's
+threshold), else it is retried with "present the same hand as before" (``enrol:other_palm``):
+one id, one palm. Nothing is written here: the bursts go to ``device.gate.enrol.enrol_user``, which
 checks them again, runs the duplicate check and writes the templates and their audit record
 in one store transaction -- a session cut short (an error, Ctrl-C, a power cut) leaves the
 store as it was.
@@ -31,6 +34,7 @@ START = "hold your palm flat over the gate, fingers spread"
 NEXT = "lift your hand away, then hold it flat over the gate again"
 NOT_LIVE = "present your own bare palm: the sensor did not see a live hand"
 AGAIN = "please present your palm again"
+SAME_HAND = "present the same hand as before"
 FATAL = ("liveness_unavailable", "error:")
 
 
@@ -48,6 +52,24 @@ def prompt_for(d: Deny) -> str:
     if d.reason == "not_live":
         return NOT_LIVE
     return d.prompt or AGAIN
+
+
+def same_palm_score(pipeline, earlier: list, rois) -> float:
+    """The best fused score of the views ``rois`` against protected templates made from the
+    ROIs of the earlier presentations (``earlier``: one list of ROIs per presentation) --
+    the gate's own 1:1 rule."""
+    import numpy as np
+    from device.gate.gallery import GalleryBuilder, _fused_exact
+    from device.protect.core import enrol
+    ext = pipeline.extractor
+    plain = pipeline.templates([r for rs in earlier for r in rs])
+    b = GalleryBuilder(pipeline.protect_config, ext.importance, len(plain), dim=ext.dim,
+                       shifts=ext.shifts)
+    for x in plain:
+        b.add("earlier", enrol(x, pipeline.protect_config, ext.importance))
+    del plain
+    gal = b.finish()
+    return float(np.max(_fused_exact(gal, pipeline.features(rois), np.arange(len(gal)))))
 
 
 def speaker() -> str | None:
@@ -93,6 +115,8 @@ def capture_presentations(pipeline, source, n: int, *, retries: int = 5,
     say = say or Prompter().say
     deadline = clock() + float(timeout_s)
     good: list = []
+    good_rois: list = []
+    same_palm = getattr(pipeline, "split", None) is None    # split mode: no local features
     source.start()
     try:
         while len(good) < n:
@@ -106,7 +130,11 @@ def capture_presentations(pipeline, source, n: int, *, retries: int = 5,
                                         "timeout")
                 try:
                     b = source.capture_burst()
-                    pipeline.screen(b)
+                    rois = pipeline.screen(b)
+                    if same_palm and good_rois and \
+                            same_palm_score(pipeline, good_rois, rois) < pipeline.threshold:
+                        raise Deny("enrol:other_palm", SAME_HAND,
+                                   "not the palm of the presentations before")
                 except EndOfFrames:
                     raise CaptureFailed(f"the source ran out after {len(good)} of {n} good "
                                         f"presentations (last problem: {last or 'none'})",
@@ -117,6 +145,7 @@ def capture_presentations(pipeline, source, n: int, *, retries: int = 5,
                     d = e
                 else:
                     good.append(b)
+                    good_rois.append(rois)
                     say(f"presentation {i} of {n}: good")
                     break
                 if d.reason == "quality:no_hand":           # nobody there yet: wait
