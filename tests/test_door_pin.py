@@ -115,6 +115,8 @@ def test_set_pin_cli_reads_stdin_audits_and_pin_plus_palm_mode(tmp_path, capsys,
     assert "never on the command line" in capsys.readouterr().err
     assert main(["users", "mode", "alice", "--mode", "pin+palm", *c]) == 0
     capsys.readouterr()
+    assert main(["users", "remove-pin", "alice", *c]) == 2        # would lock alice out
+    assert "set --mode palm or --mode card+palm first" in capsys.readouterr().err
     assert main(["users", "show", "alice", *c]) == 0
     show = json.loads(capsys.readouterr().out)
     assert show["pin"] is True and show["keypad_id"] == 42

@@ -64,7 +64,7 @@ def _capture(a, cfg, pipe, n: int) -> list:
         src = enrolment_source(cfg, a.synthetic, n, a.retries)
         say = Prompter(speak=a.speak).say
         return capture_presentations(pipe, src, n, retries=a.retries, timeout_s=a.timeout,
-                                     say=say)
+                                     interval_s=a.interval, say=say)
     except CaptureFailed as e:
         try:
             with open_store(cfg) as st:
@@ -124,6 +124,9 @@ def register(sub) -> None:
     sp.add_argument("--timeout", type=float, default=120.0, metavar="S",
                     help="with --capture: the whole session's time limit in seconds "
                          "(default 120)")
+    sp.add_argument("--interval", type=float, default=2.0, metavar="S",
+                    help="with --capture: seconds after a good presentation for the hand to "
+                         "be lifted and shown again (default 2)")
     sp.add_argument("--speak", action="store_true",
                     help="with --capture: also say the prompts (espeak-ng or espeak)")
     sp.add_argument("--burst", action="append", help="burst folder, or a folder of bursts "

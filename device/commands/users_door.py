@@ -59,6 +59,10 @@ def _door_action(a, cfg, st, pin=None) -> dict:
             st.audit.append("pin_set", user_id=a.user_id, terminal=term, operator=who)
             return {"user_id": a.user_id, "pin": "set", "keypad_id": kid,
                     "access_mode": Credentials(st).mode(a.user_id)}
+        if Credentials(st).mode(a.user_id) == "pin+palm":
+            raise ValueError(f"{a.user_id!r} must type a PIN (mode pin+palm): set "
+                             f"--mode palm or --mode card+palm first (palmgate users mode "
+                             f"{a.user_id} --mode palm)")
         if not pins.remove_pin(a.user_id):
             raise ValueError(f"{a.user_id!r} has no PIN")
         st.audit.append("pin_remove", user_id=a.user_id, terminal=term, operator=who)

@@ -104,9 +104,12 @@ class Prompter:
 
 
 def capture_presentations(pipeline, source, n: int, *, retries: int = 5,
-                          timeout_s: float = 120.0, say=None, clock=time.monotonic) -> list:
+                          timeout_s: float = 120.0, interval_s: float = 2.0, say=None,
+                          clock=time.monotonic, sleep=time.sleep) -> list:
     """``n`` bursts from ``source`` that pass ``pipeline.screen``; :class:`CaptureFailed`
-    after ``retries`` bad captures in a row, after ``timeout_s``, or when the source ends."""
+    after ``retries`` bad captures in a row, after ``timeout_s``, or when the source ends.
+    ``interval_s``: the pause after a good presentation, for the hand to be lifted and shown
+    again (presentations a moment apart, not one pose three times)."""
     from device.sources.base import EndOfFrames, FrameError
     if n < 1:
         raise EnrolError("--presentations must be at least 1")
@@ -147,6 +150,8 @@ def capture_presentations(pipeline, source, n: int, *, retries: int = 5,
                     good.append(b)
                     good_rois.append(rois)
                     say(f"presentation {i} of {n}: good")
+                    if len(good) < n and interval_s > 0:
+                        sleep(interval_s)
                     break
                 if d.reason == "quality:no_hand":           # nobody there yet: wait
                     if not waiting:
