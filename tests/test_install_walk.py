@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -152,7 +153,11 @@ def test_the_install_walk_runs_as_written(tmp_path, tiny_models, pty_pair, capsy
                 assert all(d["relay"] != "pulsed" for d in decisions if d not in opened)
                 # relay-test's pulse, then the run's (back-to-back opens share one pulse)
                 on = [f for f in sim.wait_frames(1) if f == bytes.fromhex("A0 01 01 A2")]
-                assert len(on) >= 2 and sim.state[1] is False      # and left off
+                assert len(on) >= 2
+                end = time.monotonic() + 5                          # and left off
+                while sim.state[1] and time.monotonic() < end:
+                    time.sleep(0.02)
+                assert sim.state[1] is False
             elif name == "audit show":
                 recs = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
                 assert recs[-1]["kind"] == "decision" and recs[-1]["user_id"] == "alice"
