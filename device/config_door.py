@@ -1,6 +1,6 @@
 """The configuration sections of the door side: who drives the door ([decision]), the card
-format the gate reports and reads ([card]), the OSDP peripheral ([osdp]) and the Wiegand lines
-([wiegand]). Plain data here (``device.config`` turns each entry into an ``Opt`` and adds the
+format the gate reports and reads ([card]), the OSDP peripheral ([osdp]), the Wiegand lines
+([wiegand]) and an OSDP reader of the gate's own ([osdp_reader]). Plain data here (``device.config`` turns each entry into an ``Opt`` and adds the
 sections to its schema), and :func:`door_problem`, the checks across keys."""
 from __future__ import annotations
 
@@ -101,6 +101,29 @@ DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
                                        "keypad IDs and PINs the same way (pin + palm)."},
         "input_d1_pin": {**PIN, "doc": "GPIO input from a card reader's DATA1 (pull-up)."},
     }),
+    "osdp_reader": ("An OSDP card reader with a keypad wired to the gate on its own RS-485 "
+                    "line, the gate its control panel (through libosdp, the door extra): its "
+                    "card reads and keypad entries (ID # PIN #) claim the presentation that "
+                    "follows, like the Wiegand input's. Not the [osdp] line to the site's "
+                    "panel.", {
+        "enabled": {"default": False, "type": bool,
+                    "doc": "Poll the reader (false: libosdp is never imported for it)."},
+        "port": {"default": "", "nullable": True,
+                 "doc": "Serial port of the reader's RS-485 adapter; required when enabled "
+                        "(another port than osdp.port)."},
+        "baudrate": {"default": 9600, "type": int, "min": 9600, "max": 230400,
+                     "doc": "Line speed; the reader's setting."},
+        "address": {"default": 0, "type": int, "min": 0, "max": 126,
+                    "doc": "The reader's OSDP address."},
+        "key_file": {"default": "palmgate/osdp_reader_scbk",
+                     "doc": "The Secure Channel key (SCBK) of the link, 32 hex digits, mode "
+                            "0600. Missing: the gate makes a random one at start and installs "
+                            "it in a reader that is in install mode (a new reader, or one "
+                            "reset to it) on their first connection."},
+        "require_secure": {"default": True, "type": bool,
+                           "doc": "Take card reads and keys only over an active Secure "
+                                  "Channel (a PIN never crosses the wire in the clear)."},
+    }),
 }
 
 DOOR_PINS = (("osdp", "led_pin"), ("osdp", "buzzer_pin"), ("osdp", "tamper_pin"),
@@ -124,6 +147,11 @@ def door_problem(out: dict) -> str | None:
                 f"use card.format = \"wiegand34\"")
     if o["enabled"] and not o["port"]:
         return "osdp.port: required when osdp.enabled is true"
+    r = out["osdp_reader"]
+    if r["enabled"] and not r["port"]:
+        return "osdp_reader.port: required when osdp_reader.enabled is true"
+    if r["enabled"] and o["enabled"] and r["port"] == o["port"]:
+        return "osdp_reader.port: the reader needs its own line (not osdp.port)"
     if w["enabled"] and (w["d0_pin"] is None or w["d1_pin"] is None):
         return "wiegand.d0_pin: wiegand.d0_pin and wiegand.d1_pin are required when " \
                "wiegand.enabled is true"

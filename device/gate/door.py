@@ -3,8 +3,9 @@
 :class:`DoorLink` is built by the gate from ``[decision]``, ``[card]``, ``[osdp]`` and
 ``[wiegand]`` and gives it four calls around a presentation:
 
-- ``claim()`` -- before the pipeline: a card read on the Wiegand input, or a keypad ID and
-  PIN typed on a keypad on the same input (``device.relays.keypad``: ID ``#`` PIN ``#``),
+- ``claim()`` -- before the pipeline: a card read on the Wiegand input or the gate's own OSDP
+  reader (``[osdp_reader]``), or a keypad ID and PIN typed on a keypad on either
+  (``device.relays.keypad``: ID ``#`` PIN ``#``),
   within ``decision.card_window_s`` turns the presentation into 1:1 verification of the
   card's or ID's holder. An unknown card, an unknown ID or a wrong PIN, or a disabled holder,
   is a deny of its own (``unknown_card``, ``wrong_pin`` -- one reason for an unknown ID and a
@@ -48,7 +49,7 @@ class DoorLink:
         self.relay_action, self.on_panel_event = relay_action, on_panel_event
         self.pin_factory = pin_factory if pin_factory is not None else \
             (cfg.gpio.pin_factory or None)
-        self.osdp = self.wiegand = self.reader = None
+        self.osdp = self.wiegand = self.reader = self.osdp_reader = None
         self._outs: dict = {}
         self._ins: list = []
         self._card = None                       # (Card or PinCode, monotonic) from the input
@@ -66,7 +67,8 @@ class DoorLink:
 
     @property
     def active(self) -> bool:
-        return any(x is not None for x in (self.osdp, self.wiegand, self.reader))
+        return any(x is not None for x in (self.osdp, self.wiegand, self.reader,
+                                            self.osdp_reader))
 
     # ------------------------------------------------------------------ devices
     def _open(self) -> None:
@@ -77,10 +79,18 @@ class DoorLink:
                                          interval_us=w.interval_us, active_low=w.active_low,
                                          pin_factory=self.pin_factory,
                                          frame_timeout_ms=w.frame_timeout_ms)
-        if w.input_d0_pin is not None:
+        r = self.cfg.osdp_reader
+        if w.input_d0_pin is not None or r.enabled:
             from device.relays.keypad import PinEntry
-            from device.relays.wiegand import WiegandInput
             self._keys = PinEntry(timeout_s=self.cfg.decision.card_window_s)
+        if r.enabled:
+            from device.relays.osdp_reader import OsdpReader
+            self.osdp_reader = OsdpReader(r.port, address=r.address, baudrate=r.baudrate,
+                                          scbk_file=r.key_file, require_secure=r.require_secure,
+                                          on_card=self._card_read, on_key=self._key,
+                                          on_error=lambda m: self._card_error(m, None)).start()
+        if w.input_d0_pin is not None:
+            from device.relays.wiegand import WiegandInput
             self.reader = WiegandInput(w.input_d0_pin, w.input_d1_pin,
                                        on_card=self._card_read, on_error=self._card_error,
                                        on_key=self._key,
@@ -265,7 +275,7 @@ class DoorLink:
                 "errors": len(self.errors)}
 
     def close(self) -> None:
-        for x in (self.osdp, self.wiegand, self.reader):
+        for x in (self.osdp, self.wiegand, self.reader, self.osdp_reader):
             if x is not None:
                 try:
                     x.close()
@@ -276,7 +286,7 @@ class DoorLink:
                 dev.close()
             except Exception:           # noqa: BLE001
                 pass
-        self.osdp = self.wiegand = self.reader = None
+        self.osdp = self.wiegand = self.reader = self.osdp_reader = None
 
 
 class PinCode:
@@ -294,6 +304,6 @@ class PinCode:
 def open_door_link(cfg, store, **kw) -> DoorLink | None:
     """A DoorLink when a panel or a card reader is configured, else None."""
     o, w = cfg.osdp, cfg.wiegand
-    if not (o.enabled or w.enabled or w.input_d0_pin is not None):
+    if not (o.enabled or w.enabled or w.input_d0_pin is not None or cfg.osdp_reader.enabled):
         return None
     return DoorLink(cfg, store, **kw)
