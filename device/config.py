@@ -20,6 +20,7 @@ except ModuleNotFoundError:             # pragma: no cover - 3.10 with the tomli
 
 
 from device.config_types import ConfigError, Opt  # noqa: F401 (names of this module)
+from device.config_types import pin_id as _pin_id
 from device.config_network import NETWORK_SECTIONS
 
 
@@ -380,15 +381,6 @@ def _check_pin(name: str, value):
                           f"\"BOARD11\", \"J8:11\")")
     v = value.strip()
     return int(v) if v.isdigit() else v.upper()
-
-
-def _pin_id(pin) -> str:
-    """One spelling per physical BCM pin (17, "GPIO17", "BCM17" are one pin)."""
-    s = str(pin).upper()
-    for p in ("GPIO", "BCM"):
-        if s.startswith(p):
-            return str(int(s[len(p):]))
-    return s
 
 
 GPIO_PINS = ("illuminator_pin", "strobe_pin", "door_pin", "exit_pin")
