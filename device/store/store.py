@@ -59,7 +59,7 @@ from device.store.errors import (StoreBusy, StoreDiskFull, StoreError, StoreRoll
 from device.store.migrations import (KEY_CHECK, SCHEMA_VERSION, check_legacy_seal,
                                      drop_legacy_seal, migrate)
 from device.store.sealing import ad_template, ad_user, derive_key, row_tag, seal, unseal
-from device.store.user import User, check_schedule
+from device.store.user import User, check_holidays_policy, check_schedule
 
 __all__ = ["TemplateStore", "User", "StoreError", "WrongKeyError", "TamperedError",
            "StoreRollback", "StoreDiskFull", "StoreBusy", "SCHEMA_VERSION", "migrate",
@@ -72,7 +72,7 @@ log = logging.getLogger("palmgate.store")
 _OPEN_HERE: dict[str, int] = {}
 _OPEN_LOCK = threading.Lock()
 _RESERVED_META = {integrity.STATE, "store_id", "key_check", "key_check_nonce", "content_tag",
-                  "audit_head", "split_pending"}
+                  "audit_head", "audit_anchor", "split_pending"}
 
 
 def _held_here(key: str, delta: int = 0) -> int:
@@ -455,14 +455,16 @@ class TemplateStore:
             return rids
 
     def update_user(self, user_id: str, audit: dict | None = None, **changes) -> User:
-        """Change ``enabled``, ``valid_from``, ``valid_until``, ``schedule`` or ``label``,
-        with its audit record (``user_enable``/``user_disable`` when only ``enabled``
-        changes, else ``user_update``)."""
-        allowed = {"enabled", "valid_from", "valid_until", "schedule", "label"}
+        """Change ``enabled``, ``valid_from``, ``valid_until``, ``schedule``, ``holidays`` or
+        ``label``, with its audit record (``user_enable``/``user_disable`` when only
+        ``enabled`` changes, else ``user_update``)."""
+        allowed = {"enabled", "valid_from", "valid_until", "schedule", "holidays", "label"}
         if set(changes) - allowed:
             raise StoreError(f"cannot change {sorted(set(changes) - allowed)}")
         if "schedule" in changes:
             changes["schedule"] = check_schedule(changes["schedule"])
+        if "holidays" in changes:
+            changes["holidays"] = check_holidays_policy(changes["holidays"])
         with self.transaction():
             user = self.get_user(user_id)
             if user is None:
