@@ -54,7 +54,11 @@ def _cut(conn, before: float) -> int:
 def _write_new(path: Path, data: bytes) -> None:
     """``data`` to ``path`` (0600, synced), refusing to replace a file that is there."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise ArchiveError(f"cannot write the archive {path}: {e.strerror or e} (nothing "
+                           f"was removed from the store)") from None
     try:
         os.write(fd, data)
         os.fsync(fd)
