@@ -108,8 +108,8 @@ class TemplateStore:
             self.path.with_name(self.path.name + ".generation")
         if device_key is None:
             if key_path is None:
-                raise StoreError("the template store needs the device key (device_key= or "
-                                 "key_path=)")
+                raise StoreError("the template store needs the device key (paths.device_key "
+                                 "in the configuration)")
             from device.store.keys import load_device_key   # lazily: the key file lives on the unit
             try:
                 device_key = load_device_key(key_path, create=create)
@@ -417,8 +417,8 @@ class TemplateStore:
         with self.transaction():
             old = self._read_user_row(user_id)
             if old is not None and not replace:
-                raise StoreError(f"user {user_id!r} is already enrolled (use replace=True "
-                                 f"to re-enrol)")
+                raise StoreError(f"user {user_id!r} is already enrolled (use --replace to "
+                                 f"re-enrol)")
             if old is None:
                 user = User(user_id, True if enabled is None else bool(enabled), valid_from,
                             valid_until, schedule, 1, label)
