@@ -122,7 +122,7 @@ def archive_before(st, before: float, out=None, out_dir=None,
         c.execute(trig[0])                  # the same trigger, the same schema text
         day = time.strftime("%Y-%m-%dT%H:%MZ", time.gmtime(before))
         st._record("audit_archive", audit, count=len(rows),
-                   reason=f"records {first}-{last} before {day} to {path.name}")
+                   reason=f"records {first}-{last} before {day} to {path.name}"[:200])
     st.checkpoint()                         # the deleted rows leave the WAL too
     return {"records": len(rows), "first_seq": first, "last_seq": last, "out": str(path),
             "last_hash": last_hash}
