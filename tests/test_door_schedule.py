@@ -219,3 +219,64 @@ def test_run_denies_outside_the_schedule_with_its_reason(tmp_path, tiny_models, 
     assert main(["run", "--limit", "10", "--plain-log", *c]) == 0
     d = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert d[9]["reason"] in ("match", "not_live") and d[6]["reason"] == "expired"
+
+
+def test_card_claim_and_palm_refused_by_the_schedule(tmp_path, tiny_models, synthetic_bursts):
+    """The gate itself (real loop, Wiegand card input on gpiozero mock pins): a card read of a
+    user outside their access times is refused with the reason before any palm is matched;
+    the palm alone is denied with the reason after it matched."""
+    pytest.importorskip("gpiozero")
+    import time
+
+    from conftest import gate_config
+    from gpiozero.pins.mock import MockConnectedPin, MockFactory
+    from test_door_gate import _enrol, _wait
+
+    from device.gate.gate import Gate, open_store
+    from device.relays.factory import MemoryRelay
+    from device.relays.wiegand import WiegandOutput
+    from device.store.holidays import add_holiday
+    from device.store.schedule import parse_weekly
+    f = MockFactory()
+    f.pin(22, pin_class=MockConnectedPin, input_pin=f.pin(12))
+    f.pin(23, pin_class=MockConnectedPin, input_pin=f.pin(13))
+    reader = WiegandOutput(22, 23, pin_factory=f, frame_timeout_ms=200)
+    cfg = gate_config(tmp_path, tiny_models,
+                      wiegand={"enabled": True, "d0_pin": 5, "d1_pin": 6, "input_d0_pin": 12,
+                               "input_d1_pin": 13, "frame_timeout_ms": 200.0},
+                      card={"facility_code": 3})
+    relay = MemoryRelay()
+    now = dt.datetime.now()
+    # a zone that is not now: the same hours, on another weekday
+    other = [[(now.weekday() + 3) % 7, "00:00", "24:00"]]
+    try:
+        with open_store(cfg) as st:
+            _enrol(cfg, st, synthetic_bursts, {"person-000": (3, 500)})
+            st.update_user("person-000", valid_from=time.time() + 3600)
+        with Gate(cfg, relay=relay, pin_factory=f) as gate:
+            reader.send("wiegand26", 3, 500)
+            assert _wait(lambda: gate.door._card is not None)
+            d = gate.present(synthetic_bursts["genuine"][0])
+            assert (d.decision, d.reason) == ("deny", "not_yet_valid")
+            # changes from another connection, as `palmgate users schedule` / `holidays`
+            # make them: the gate sees them at its next presentation
+            with open_store(cfg) as st:
+                st.update_user("person-000", valid_from=None,
+                               schedule=parse_weekly("daily 00:00-24:00"))
+                add_holiday(st, now.date().isoformat())
+            reader.send("wiegand26", 3, 500)
+            assert _wait(lambda: gate.door._card is not None)
+            d = gate.present(synthetic_bursts["genuine"][0])
+            assert (d.decision, d.reason) == ("deny", "holiday")
+            with open_store(cfg) as st:
+                st.update_user("person-000", schedule=other, holidays="allow")
+            d = gate.present(synthetic_bursts["genuine"][0])           # the palm alone
+            assert (d.decision, d.reason, d.user_id) == ("deny", "outside_schedule",
+                                                         "person-000")
+            with open_store(cfg) as st:
+                st.update_user("person-000", schedule=[])
+            d = gate.present(synthetic_bursts["genuine"][0])
+            assert d.opened or d.reason == "not_live", d.summary()
+            assert sum(1 for _, _, on in relay.events if on) == (1 if d.opened else 0)
+    finally:
+        reader.close()
