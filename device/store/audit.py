@@ -2,10 +2,11 @@
 
     hash_n = SHA256(hash_{n-1} || canonical(seq, ts, kind, payload)),  mac_n = HMAC(k, hash_n)
 
-The table refuses UPDATE and DELETE (triggers); the head (seq, hash) is also kept, MAC'd, in
-the store's meta table, so cutting records off the end is detected too, and the head is part
-of the store's state MAC and generation (device.store.integrity): an older copy of the log put
-back is a rollback. ``verify()`` walks the whole chain (the store does at every open) and
+The table refuses UPDATE and DELETE (triggers; only an archive lifts the DELETE one, inside its
+transaction); the head (seq, hash) is also kept, MAC'd, in the store's meta table, so cutting
+records off the end is detected too, and the head is part of the store's state MAC and
+generation (device.store.integrity): an older copy of the log put back is a rollback.
+``verify()`` walks the whole chain (the store does at every open) and
 raises ``AuditChainBroken`` naming the first bad record. A record is written in the store's
 transaction (``transaction=``): inside a change's transaction it commits with that change
 or not at all.
@@ -13,7 +14,9 @@ or not at all.
 Records may be archived (``device.store.audit_archive``): the oldest ones are written to an
 archive file and removed, and the anchor (meta ``audit_anchor``, MAC'd: the sequence number
 and hash of the last archived record, and the list of archives made) takes the place of the
-genesis: the chain left in the store starts at anchor + 1 and chains to the anchor's hash. Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
+genesis: the chain left in the store starts at anchor + 1 and chains to the anchor's hash.
+
+Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
 versions -- never images or features: values must be short scalars, and field names are
 checked against ``ALLOWED``.
 """
