@@ -315,6 +315,17 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                         min=0.0, max=1.0),
     }),
 }
+SCHEMA["audit"] = ("Audit log retention: records older than retention_days are written to an "
+                   "archive file (JSON lines with their chain hashes; palmgate audit verify "
+                   "--archive FILE checks one) and then removed from the store, by palmgate "
+                   "audit prune and by the running gate once a day. The store keeps the hash "
+                   "of the last archived record, so its own chain still verifies.", {
+    "retention_days": Opt(0, "Days of audit records kept in the store; 0 = keep forever.",
+                          int, min=0, max=36500),
+    "archive_dir": Opt("", "Folder of the archive files (one per prune, named by its record "
+                           "range, mode 0600); empty: audit-archive/ beside the store.",
+                       nullable=True),
+})
 SCHEMA.update(NETWORK_SECTIONS)     # [split], [site]
 
 
