@@ -220,12 +220,15 @@ class Pipeline:
             raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
 
     def features(self, rois):
-        """Queries (K, S, G, d) of the views' ROIs."""
-        return np.stack([self.extractor.query(r) for r in rois])
+        """The presentation's query, (1, S, G, d): its K views fused into one palm feature
+        (seed 000: the learned cells through the attention fusion, the classical cells by
+        their per-cell mean), so 1:N costs one comparison per template."""
+        return self.extractor.query_set(rois)[None]
 
     def templates(self, rois):
-        """Plaintext templates (K, G, d) -- only ever handed to protection at enrolment."""
-        return np.stack([self.extractor.template(r) for r in rois])
+        """The plaintext template of one presentation, (1, G, d): its views fused as in
+        :meth:`features` -- only ever handed to protection at enrolment."""
+        return self.extractor.template_set(rois)[None]
 
     def _match(self, queries, claimed, out):
         from device.gate.gallery import fused_search, fused_verify
