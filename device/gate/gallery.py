@@ -29,8 +29,8 @@ class GalleryBuilder:
         g = self.gal
         kr = 1 if config.key_mode == "shared" else g.g
         self.n = int(n_templates)
-        g._e = np.zeros((self.n, g.g, dim), g._sdt)
-        g._k = np.zeros((self.n, kr, dim), g._sdt)
+        g._e = np.zeros((self.n, g.g, g.storage.cell_width(dim)), g._sdt)
+        g._k = np.zeros((self.n, kr, g.storage.key_width(dim)), g._sdt)
         g._mbits = np.zeros((self.n, (g.g * dim + 7) // 8), np.uint8)
         if g._f is not None:
             g._f = np.zeros((self.n, g.g, dim), np.float32)

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.protect.coarse_int8 import index_codes, max_products, query_codes
+from device.protect.storage import Storage
 from device.protect.core import (ProtectConfig, ProtectedTemplate, enrol_many,
                                  slerp_coefficients)
 
@@ -76,12 +77,12 @@ class ProtectedGallery:
                  shortlist_fraction: float = 0.002, coarse_dims: int | None = None,
                  coarse_shifts: str = "all", storage: str = "float32"):
         self.config = config.check(dim)
-        if storage not in ("float32", "float16"):
-            raise ValueError("storage must be 'float32' or 'float16'")
         # float16 halves the resident gallery (encrypted cells and keys, the bulk of it); the
         # arithmetic stays float32. Measured on Tongji ROIs: scores move by at most 2.8e-5
-        # (median 1e-5), against 8.5e-4 between the 1e-3 and 1e-4 thresholds.
-        self._sdt = np.dtype(storage)
+        # (median 1e-5), against 8.5e-4 between the 1e-3 and 1e-4 thresholds. int8: a
+        # quarter (device/protect/storage.py)
+        self.storage = Storage(storage)
+        self._sdt = self.storage.dtype
         w = np.asarray(weights, np.float64)
         if np.any(w <= 0):
             raise ValueError("weights must be positive")
@@ -103,8 +104,9 @@ class ProtectedGallery:
         self.coarse_dims = int(min(coarse_dims, dim))
         self._owners: list = []
         kr = 1 if config.key_mode == "shared" else self.g
-        self._e = np.zeros((0, self.g, dim), self._sdt)   # m * e (kept part); e for key fill
-        self._k = np.zeros((0, kr, dim), self._sdt)
+        st = self.storage                 # _e: m * e (kept part); e for key fill
+        self._e = np.zeros((0, self.g, st.cell_width(dim)), self._sdt)
+        self._k = np.zeros((0, kr, st.key_width(dim)), self._sdt)
         self._mbits = np.zeros((0, (self.g * dim + 7) // 8), np.uint8)
         # random fill is stored; key fill is the key's entries at the dropped positions (not
         # stored): for it ``_e`` keeps the whole encrypted template, dropped entries included
@@ -148,8 +150,10 @@ class ProtectedGallery:
             f = np.asarray(fills, np.float32)
             ef = np.einsum("ngd,ngd->ng", np.where(masks, 0.0, data), f).astype(np.float32)
         stored = data if self.config.fill == "key" else me
-        self._chunks.append((list(owners), stored.astype(self._sdt), keys.astype(self._sdt),
-                             mbits, f, ef, x))
+        kp = self.storage.pack_keys(keys)
+        ep = self.storage.pack_cells(stored, np.broadcast_to(self.storage.unpack_keys(kp),
+                                                             data.shape))
+        self._chunks.append((list(owners), ep, kp, mbits, f, ef, x))
         return first
 
     def _flush(self) -> None:
@@ -222,8 +226,8 @@ class ProtectedGallery:
         g, d = self.g, self.d
         n = len(sel)
         m = np.unpackbits(self._mbits[sel], axis=1)[:, :g * d].reshape(n, g, d).astype(bool)
-        me = self._e[sel].astype(np.float32)
-        k = np.broadcast_to(self._k[sel].astype(np.float32), (n, g, d))
+        k = np.broadcast_to(self.storage.unpack_keys(self._k[sel]), (n, g, d))
+        me = self.storage.unpack_cells(self._e[sel], k)
         if self.config.fill == "key":
             full, me = me, np.where(m, me, 0.0).astype(np.float32)
         mk = np.where(m, k, 0.0).astype(np.float32)
@@ -289,7 +293,8 @@ class ProtectedGallery:
         self._flush()
         g, d = self.g, self.d
         m = np.unpackbits(self._mbits[i])[:g * d].reshape(g, d).astype(bool)
-        data = self._e[i].astype(np.float32)
+        key = self.storage.unpack_keys(self._k[i])
+        data = self.storage.unpack_cells(self._e[i], np.broadcast_to(key, (g, d)))
         fill = None
         if self._f is not None:
             fill = self._f[i]
@@ -298,9 +303,8 @@ class ProtectedGallery:
             ne = f2 / np.maximum(self._ef[i], 1e-30)
             data = data + np.where(m, 0.0, fill / ne[:, None])
         elif self.config.fill == "key":
-            fill = np.where(m, 0.0, np.broadcast_to(self._k[i], (g, d))).astype(np.float32)
-        return ProtectedTemplate(data.astype(np.float32), self._k[i].astype(np.float32), m, fill,
-                                 self.config)
+            fill = np.where(m, 0.0, np.broadcast_to(key, (g, d))).astype(np.float32)
+        return ProtectedTemplate(data.astype(np.float32), key, m, fill, self.config)
 
 
 def enrol_and_score(config, w, Tt, Qq, rng, shortlist: int = 64, pick=None):
