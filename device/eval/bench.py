@@ -76,7 +76,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     from device.gate.gallery import GalleryBuilder
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
-    from device.synth.source import DEMO_THRESHOLD
+    from device.synth.source import DEMO_THRESHOLDS
     from device.sources.replay import ReplaySource
     from device.protect.core import enrol_many
     from device.store.store import TemplateStore
@@ -97,10 +97,9 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
                       paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key",
                              "models": str(models or "")},
                       liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6},
-                      # the demo threshold was calibrated for the cells feature on synthetic
-                      # people; the bench is a cost measurement and its decisions use that
-                      # same threshold with either feature
-                      match={"threshold": DEMO_THRESHOLD, "feature": feature})
+                      # the demo threshold of the feature (calibrated on synthetic people of
+                      # another seed); the bench is a cost measurement
+                      match={"threshold": DEMO_THRESHOLDS[feature], "feature": feature})
     pipe = Pipeline(cfg)
     if pipe.sensor is not None and pipe.sensor.load() is None:
         raise RuntimeError(f"the {precision} {sensor} sensor models cannot be loaded: "
