@@ -125,7 +125,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
     for uid, _, ver, t in store.templates():
         b.add(uid, t)
     rng = np.random.default_rng(seed)
-    step = 200
+    step = 50                # enrol_many's float64 temporaries are the bench's, not the gate's
     g, d = ex.n_cells, ex.dim
     for lo in range(0, n_distract, step):
         n = min(step, n_distract - lo)
@@ -136,7 +136,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         dat, key, msk, fil = enrol_many(x, pipe.protect_config, ex.importance, rng)
         b.add_arrays(np.repeat([f"distractor-{k:06d}" for k in range(lo, lo + n)],
                                templates_per_user).tolist(), dat, key, msk, fil)
-        if (lo // step) % 10 == 9 or lo + n == n_distract:
+        if (lo // step) % 40 == 39 or lo + n == n_distract:
             progress(f"  {lo + n}/{n_distract} distractor users")
     gallery = b.finish()
     t_build = time.time() - t_build

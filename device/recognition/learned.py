@@ -131,15 +131,18 @@ class LearnedExtractor(ViewSetFeature):
     n_cells = GRID * GRID
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, precision: str = "fp32",
-                 fusion: bool = True, threads: int = 0, verify: bool = True):
+                 fusion: bool = True, threads: int = 0, verify: bool = True,
+                 arena: bool = False):
         if precision not in CELL_MODEL:
             raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
         self.precision = precision
         self.bank, self.beta = load_bank(models_dir, verify)
         try:
-            self.cells_model = Model(CELL_MODEL[precision], models_dir, threads, verify)
+            # no onnxruntime arena (``arena``): it keeps its high-water mark resident
+            self.cells_model = Model(CELL_MODEL[precision], models_dir, threads, verify,
+                                     arena=arena)
             self.fusion_model = (Model(fusion_file(precision, models_dir), models_dir, threads,
-                                       verify)
+                                       verify, arena=arena)
                                  if fusion else None)
         except ModelError as e:
             raise FeatureError(f"{e} (train it with `python -m tools.train recognition`)") \
