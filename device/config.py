@@ -207,7 +207,7 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "threshold": Opt("", "Explicit score threshold instead of far (empty: use far).",
                          float, min=-1.0, max=1.0, nullable=True),
         "shortlist": Opt(16, "Templates that get the exact search after the coarse pass (the "
-                             "int8 pass over every template's 784-byte index; on Tongji "
+                             "int8 pass over every template's 392-byte index; on Tongji "
                              "validation palms among 20,000 templates the right one ranked "
                              "first in 600 of 600 queries, docs/results.md).",
                          int, min=1),
