@@ -20,6 +20,7 @@ except ModuleNotFoundError:             # pragma: no cover - 3.10 with the tomli
 
 
 from device.config_types import ConfigError, Opt  # noqa: F401 (names of this module)
+from device.config_types import pin_id as _pin_id
 from device.config_network import NETWORK_SECTIONS
 
 
@@ -328,6 +329,17 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                         min=0.0, max=1.0),
     }),
 }
+SCHEMA["audit"] = ("Audit log retention: records older than retention_days are written to an "
+                   "archive file (JSON lines with their chain hashes; palmgate audit verify "
+                   "--archive FILE checks one) and then removed from the store, by palmgate "
+                   "audit prune and by the running gate once a day. The store keeps the hash "
+                   "of the last archived record, so its own chain still verifies.", {
+    "retention_days": Opt(0, "Days of audit records kept in the store; 0 = keep forever.",
+                          int, min=0, max=36500),
+    "archive_dir": Opt("", "Folder of the archive files (one per prune, named by its record "
+                           "range, mode 0600); empty: audit-archive/ beside the store.",
+                       nullable=True),
+})
 SCHEMA.update(NETWORK_SECTIONS)     # [split], [site]
 
 
@@ -394,15 +406,6 @@ def _check_pin(name: str, value):
                           f"\"BOARD11\", \"J8:11\")")
     v = value.strip()
     return int(v) if v.isdigit() else v.upper()
-
-
-def _pin_id(pin) -> str:
-    """One spelling per physical BCM pin (17, "GPIO17", "BCM17" are one pin)."""
-    s = str(pin).upper()
-    for p in ("GPIO", "BCM"):
-        if s.startswith(p):
-            return str(int(s[len(p):]))
-    return s
 
 
 GPIO_PINS = ("illuminator_pin", "strobe_pin", "door_pin", "exit_pin")

@@ -4,6 +4,8 @@ format the gate reports and reads ([card]), the OSDP peripheral ([osdp]) and the
 sections to its schema), and :func:`door_problem`, the checks across keys."""
 from __future__ import annotations
 
+from device.config_types import pin_id as _pin_id
+
 PIN = {"default": "", "nullable": True, "pin": True}
 
 DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
@@ -101,14 +103,6 @@ DOOR_SECTIONS: dict[str, tuple[str, dict[str, dict]]] = {
 DOOR_PINS = (("osdp", "led_pin"), ("osdp", "buzzer_pin"), ("osdp", "tamper_pin"),
              ("osdp", "power_fail_pin"), ("wiegand", "d0_pin"), ("wiegand", "d1_pin"),
              ("wiegand", "input_d0_pin"), ("wiegand", "input_d1_pin"))
-
-
-def _pin_id(pin) -> str:
-    s = str(pin).upper()
-    for p in ("GPIO", "BCM"):
-        if s.startswith(p):
-            return str(int(s[len(p):]))
-    return s
 
 
 def door_problem(out: dict) -> str | None:

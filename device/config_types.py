@@ -20,3 +20,12 @@ class Opt:
     max: float | None = None
     nullable: bool = False
     pin: bool = False          # a GPIO pin spec: int (BCM) or "GPIO17" / "BCM17" / "BOARD11"
+
+
+def pin_id(pin) -> str:
+    """One spelling per physical BCM pin (17, "GPIO17", "BCM17" are one pin)."""
+    s = str(pin).upper()
+    for p in ("GPIO", "BCM"):
+        if s.startswith(p):
+            return str(int(s[len(p):]))
+    return s

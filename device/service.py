@@ -91,6 +91,9 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         notifier.ready(f"{gate.pipeline.gallery_size} templates")
         report = StatusReporter(cfg, gate, watchdog)
         report()
+        from device.ops.audit_retention import DailyRetention
+        retention = DailyRetention(cfg, gate.store)     # [audit] retention_days
+        retention.tick()
 
         def follow_relay():                  # the relay reopened after a fault
             if watchdog is not None and gate.relay is not None:
@@ -105,6 +108,7 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
                 print(json.dumps(d.summary()), flush=True)
             report()
             follow_relay()
+            retention.tick()                 # once a day, between presentations
             if watchdog is not None:
                 watchdog.pet()
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from device.commands.common import add_config, load_cfg, open_store
+from device.commands.common import add_config, add_operator, admin_audit, load_cfg, open_store
 
 
 def limiter_for(cfg, store):
@@ -34,7 +34,8 @@ def cmd_attempts(a) -> int:
         if a.user_id and st.get_user(a.user_id) is None and \
                 a.user_id not in lim.snapshot()["users"]:
             raise ValueError(f"no user {a.user_id!r} (and no attempt counter of that id)")
-        print(json.dumps(lim.reset(a.user_id or None, terminal=a.terminal)))
+        print(json.dumps(lim.reset(a.user_id or None, terminal=a.terminal,
+                                   audit=admin_audit(cfg, a))))
     return 0
 
 
@@ -46,4 +47,5 @@ def register(sub) -> None:
     sp.add_argument("user_id", nargs="?", help="the user whose counter to show or reset")
     sp.add_argument("--terminal", action="store_true",
                     help="reset: also (or only) the terminal-wide counter")
+    add_operator(sp)
     sp.set_defaults(fn=cmd_attempts)

@@ -8,24 +8,28 @@ import time
 from device.commands.common import (add_config, add_operator, admin_audit, err, load_cfg,
                                     open_store, operator)
 from device.commands.users_door import DOOR_ACTIONS, add_door_options, door_action, door_details
+from device.commands.users_schedule import (SCHEDULE_ACTIONS, add_schedule_options,
+                                            schedule_action, schedule_view)
 
 
 # ------------------------------------------------------------------ users
-def _user_dict(u, n_templates=None) -> dict:
+def _user_dict(u, n_templates=None, holidays=()) -> dict:
     d = {"user_id": u.user_id, "enabled": u.enabled, "version": u.version, "label": u.label,
          "valid_from": u.valid_from, "valid_until": u.valid_until, "schedule": u.schedule,
-         "active_now": u.active(time.time())}
+         "active_now": u.active(time.time(), holidays), **schedule_view(u, holidays)}
     if n_templates is not None:
         d["templates"] = n_templates
     return d
 
 
 def cmd_users(a) -> int:
+    from device.store.holidays import holiday_dates
     cfg = load_cfg(a)
     with open_store(cfg) as st:
+        days = holiday_dates(st)
         if a.action == "list":
             for u in st.users():
-                print(json.dumps(_user_dict(u)))
+                print(json.dumps(_user_dict(u, holidays=days)))
             return 0
         if not a.user_id:
             raise ValueError(f"users {a.action} needs a USER_ID")
@@ -33,14 +37,16 @@ def cmd_users(a) -> int:
             u = st.get_user(a.user_id)
             if u is None:
                 raise ValueError(f"no user {a.user_id!r}")
-            print(json.dumps({**_user_dict(u, len(st.templates(a.user_id))),
+            print(json.dumps({**_user_dict(u, len(st.templates(a.user_id)), days),
                               **door_details(st, a.user_id)}, indent=2))
         elif a.action in DOOR_ACTIONS:
             print(json.dumps(door_action(a, cfg, st)))
+        elif a.action in SCHEDULE_ACTIONS:
+            print(json.dumps(schedule_action(a, cfg, st)))
         elif a.action in ("disable", "enable"):
             # the change and its audit record commit together (one transaction)
             u = st.set_enabled(a.user_id, a.action == "enable", audit=admin_audit(cfg, a))
-            print(json.dumps(_user_dict(u)))
+            print(json.dumps(_user_dict(u, holidays=days)))
         elif a.action == "delete" and cfg.split.mode == "split":
             return _delete_split(cfg, st, a.user_id, a.wait)
         elif a.action == "delete":
@@ -90,15 +96,17 @@ def _delete_split(cfg, st, user_id: str, wait_s: float) -> int:
 def register(sub) -> None:
     sp = sub.add_parser("users", help="list / show / disable / enable / delete enrolled users; "
                                       "add-credential / remove-credential (cards), mode "
-                                      "(palm or card+palm), label")
+                                      "(palm or card+palm), label; schedule (validity, "
+                                      "weekly zones, holidays); unlock (lockout reset)")
     add_config(sp)
     sp.add_argument("action", choices=["list", "show", "disable", "enable", "delete",
-                                       *DOOR_ACTIONS])
+                                       *DOOR_ACTIONS, *SCHEDULE_ACTIONS])
     sp.add_argument("user_id", nargs="?")
     sp.add_argument("--wait", type=float, default=10.0, metavar="S",
                     help="split mode, delete: when the nodes cannot be reached (a node down, "
                          "or the running gate holds their links), wait up to S seconds for "
                          "the running gate to apply it before reporting it pending")
     add_door_options(sp)
+    add_schedule_options(sp)
     add_operator(sp)
     sp.set_defaults(fn=cmd_users)

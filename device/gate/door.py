@@ -168,11 +168,11 @@ class DoorLink:
         if uid is None:
             reason = "unknown_card"
         else:
+            from device.store.holidays import holiday_dates
             u = self.store.get_user(uid)
-            if u is None or not u.enabled:
-                reason = "user_disabled"
-            elif not u.active():
-                reason = "outside_schedule"
+            # validity, weekly zones and holidays on the gate's clock, as for the palm
+            reason = "user_disabled" if u is None else u.access(holidays=holiday_dates(
+                self.store))
         if reason is not None:
             self.used()
         return uid, reason

@@ -97,7 +97,9 @@ class Pipeline:
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
         self.gallery = gallery
         self.versions = versions or {}
-        self.inactive, self.inactive_reason = None, {}   # users who may not pass now
+        self.inactive, self.inactive_reason = None, {}   # disabled users
+        self.users, self.holidays = {}, frozenset()      # schedules, site holidays
+        self.clock = time.time                            # the gate's clock (UNIX time)
         from device.gate.split_stage import split_stage
         self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
         self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
@@ -110,23 +112,39 @@ class Pipeline:
     # ------------------------------------------------------------------ what the loop asks
     def load_gallery(self, store, when: float | None = None) -> None:
         """(Re)build the protected gallery from ``store``: the old one goes first, so the
-        two never sit in memory together."""
+        two never sit in memory together. The gallery holds every enabled user: whether
+        they may pass now (validity, weekly zones, holidays) is decided at each
+        presentation on the gate's clock (:meth:`_access`), so a zone that opens or closes
+        needs no reload. ``when`` is kept for callers; the schedule is not applied here."""
         from device.gate.gallery import load_gallery
+        from device.store.holidays import holiday_dates
         self.gallery = self.inactive = None
-        when = time.time() if when is None else when
         kw = dict(dim=self.extractor.dim, shifts=self.extractor.shifts,
                   shortlist=self.cfg.match.shortlist, storage=self.cfg.match.storage)
         self.gallery, self.versions = load_gallery(
-            store, self.protect_config, self.extractor.importance, when=when, **kw)
-        # users who may not pass now (disabled, outside their validity or schedule): matched
-        # only after a no_match, so their denial says why (user_disabled, outside_schedule)
-        why = {u.user_id: "user_disabled" if not u.enabled else "outside_schedule"
-               for u in store.users() if not u.active(when)}
+            store, self.protect_config, self.extractor.importance, **kw)
+        users = store.users()
+        self.users = {u.user_id: u for u in users}
+        self.holidays = holiday_dates(store)
+        # disabled users: matched only after a no_match, so their denial says why
+        why = {u.user_id: "user_disabled" for u in users if not u.enabled}
         self.inactive_reason = why
         if why:
             self.inactive, _ = load_gallery(store, self.protect_config,
                                             self.extractor.importance,
                                             select=lambda u: u.user_id in why, **kw)
+
+    def _access(self, out) -> None:
+        """The matched user's validity window, weekly zones and the site's holidays at this
+        moment of the gate's local clock: a deny with its reason (``not_yet_valid``,
+        ``expired``, ``holiday``, ``outside_schedule``). A user the store has no record of
+        (split mode keeps templates on the nodes) has no schedule."""
+        u = self.users.get(out.user_id) if out.user_id else None
+        if u is None:
+            return
+        reason = u.access(self.clock(), self.holidays)
+        if reason is not None:
+            raise Deny(reason, "", f"{out.user_id!r} matched but may not pass now")
 
     @property
     def gallery_size(self) -> int:
@@ -263,8 +281,8 @@ class Pipeline:
         return m
 
     def _inactive_match(self, queries, claimed, out) -> None:
-        """After a no_match: the palm of a user who may not pass now denies with that reason
-        (``user_disabled``/``outside_schedule``) instead of ``no_match``."""
+        """After a no_match: the palm of a disabled user denies with ``user_disabled``
+        instead of ``no_match``."""
         from device.gate.gallery import fused_search, fused_verify
         if self.inactive is None or len(self.inactive) == 0:
             return
@@ -328,6 +346,7 @@ class Pipeline:
             else:
                 q = timed("feature", self.features, rois)
                 timed("match", self._match, q, claimed, out)
+            self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"
         except Deny as d:
             out.decision, out.reason, out.prompt = "deny", d.reason, d.prompt

@@ -61,8 +61,10 @@ def backup_unit(st, path, passphrase=None) -> dict:
         counts = st.backup(inner, passphrase)
         store_blob = inner.read_bytes()
     rows = _audit_rows(st)
+    anchor = st.audit.anchor()      # archived records: the chain starts after them
     payload = {"store": base64.b64encode(store_blob).decode(),
-               "credentials": Credentials(st).export(), "audit": rows}
+               "credentials": Credentials(st).export(), "audit": rows,
+               "audit_anchor": {k: anchor[k] for k in ("seq", "hash", "archives")}}
     header = {"format": FORMAT, "v": 1, "created": time.time()}
     if passphrase is not None:
         salt = os.urandom(16)
@@ -107,11 +109,13 @@ def read_backup(st, path, passphrase=None) -> tuple[dict, dict]:
     return header, payload
 
 
-def check_chain(rows) -> str | None:
-    """Recompute the backup's audit chain; returns the last hash (hex) or None when empty."""
+def check_chain(rows, anchor: dict | None = None) -> str | None:
+    """Recompute the backup's audit chain from its anchor (the last archived record; the
+    genesis when none was archived); returns the last hash (hex) or None when empty."""
     from device.store.audit import _canonical
-    prev = _GENESIS
-    for i, (seq, ts, kind, text, p, h) in enumerate(rows, 1):
+    start = int(anchor["seq"]) if anchor else 0
+    prev = bytes.fromhex(anchor["hash"]) if anchor else _GENESIS
+    for i, (seq, ts, kind, text, p, h) in enumerate(rows, start + 1):
         if seq != i or bytes.fromhex(p) != prev:
             raise BackupError(f"backup audit record {seq}: the chain is broken there")
         want = hashlib.sha256(prev + _canonical(seq, ts, kind, text)).digest()
@@ -125,7 +129,8 @@ def restore_unit(st, path, passphrase=None, audit: dict | None = None) -> dict:
     from device.store.credentials import Credentials
     header, payload = read_backup(st, path, passphrase)
     rows = payload["audit"]
-    head_hex = check_chain(rows)
+    anchor = payload.get("audit_anchor")
+    head_hex = check_chain(rows, anchor)
     have = st.conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
     if have:
         raise BackupError(f"this unit's audit log already holds {have} records: restore into "
@@ -134,6 +139,8 @@ def restore_unit(st, path, passphrase=None, audit: dict | None = None) -> dict:
                           f"history")
     c = st.conn
     with st.transaction():          # the rows, the head and the store's state record together
+        if anchor and int(anchor["seq"]):
+            st.audit.set_anchor(anchor["seq"], anchor["hash"], anchor["archives"])
         for seq, ts, kind, text, p, h in rows:
             hb = bytes.fromhex(h)
             c.execute("INSERT INTO audit(seq, ts, kind, payload, prev, hash, mac) "

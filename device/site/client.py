@@ -36,7 +36,7 @@ import numpy as np
 from device.site import messages as M
 from device.site.sealing import SealError, pair_key, seal, seal_to, unseal
 from device.site.templates import decode_templates, encode_for_gates, encode_plain
-from device.site.tls import use_tls
+from device.site.tls import stop_link, use_tls
 
 log = logging.getLogger("palmgate.site")
 
@@ -127,12 +127,7 @@ class GateSync:
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
-        if self.thread is not None:
-            self.thread.join(10)
+        stop_link(self)
 
     def go_offline(self) -> None:
         """Cut the link to the broker (tests, the fleet demo): the gate keeps deciding."""

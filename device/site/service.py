@@ -35,7 +35,7 @@ from device.site import messages as M
 from device.site.outflow import Outflow
 from device.site.provision import SERVICE, load_site, service_key, tls_files
 from device.site.sealing import pair_key
-from device.site.tls import use_tls
+from device.site.tls import stop_link, use_tls
 from device.store.audit import _GENESIS, _canonical    # the gate's own chain format
 
 log = logging.getLogger("palmgate.site.service")
@@ -113,12 +113,7 @@ class SiteService:
         return self
 
     def stop(self) -> None:
-        self._stop.set()
-        if self.client is not None:
-            self.client.disconnect()
-            self.client.loop_stop()
-        if self.thread is not None:
-            self.thread.join(10)
+        stop_link(self)
 
     def _on_message(self, client, userdata, msg) -> None:
         """paho's network thread: queue an upload for the service thread, and while that

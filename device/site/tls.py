@@ -128,3 +128,14 @@ def client_context(ca_file: str, cert_file: str, key_file: str) -> ssl.SSLContex
 def use_tls(client, files) -> None:
     """Configure a paho client with the identity ``files`` = (ca, cert, key)."""
     client.tls_set_context(client_context(*files))
+
+
+def stop_link(worker) -> None:
+    """Stop a site link worker (the gate's sync, the site service): signal its thread, end
+    the MQTT session and paho's network loop, then wait up to 10 s for the thread."""
+    worker._stop.set()
+    if worker.client is not None:
+        worker.client.disconnect()
+        worker.client.loop_stop()
+    if worker.thread is not None:
+        worker.thread.join(10)

@@ -225,9 +225,11 @@ class AttemptLimiter:
             self._near.clear()
 
     def reset(self, user: str | None = None, terminal: bool = False,
-              now: float | None = None) -> dict:
+              now: float | None = None, audit: dict | None = None) -> dict:
         """Admin reset: ``user``'s counter, the terminal's, or both; audited in the same
-        transaction. Returns what was cleared."""
+        transaction (``audit``: extra fields of the record, e.g. the operator). Returns what
+        was cleared."""
+        extra = {k: v for k, v in (audit or {}).items() if v is not None}
         if user is None and not terminal:
             raise ValueError("reset what? give a user id, or the terminal")
         now = self.clock() if now is None else now
@@ -244,13 +246,13 @@ class AttemptLimiter:
                 out["user"] = {"user_id": user,
                                "failures": int(c["failures"]) if c else 0}
                 self._audit("attempts_reset", when=now, user_id=user,
-                            failures=out["user"]["failures"])
+                            failures=out["user"]["failures"], **extra)
             if terminal:
                 t = st["terminal"]
                 out["terminal"] = {"failures": leak(t["failures"], t["at"], now,
                                                     self.terminal_decay_s)[0]}
                 st["terminal"] = state_io.empty_state()["terminal"]
                 self._audit("attempts_reset", when=now, reason="terminal",
-                            failures=out["terminal"]["failures"])
+                            failures=out["terminal"]["failures"], **extra)
             self._write(st)
         return out

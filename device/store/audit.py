@@ -2,13 +2,21 @@
 
     hash_n = SHA256(hash_{n-1} || canonical(seq, ts, kind, payload)),  mac_n = HMAC(k, hash_n)
 
-The table refuses UPDATE and DELETE (triggers); the head (seq, hash) is also kept, MAC'd, in
-the store's meta table, so cutting records off the end is detected too, and the head is part
-of the store's state MAC and generation (device.store.integrity): an older copy of the log put
-back is a rollback. ``verify()`` walks the whole chain (the store does at every open) and
+The table refuses UPDATE and DELETE (triggers; only an archive lifts the DELETE one, inside its
+transaction); the head (seq, hash) is also kept, MAC'd, in the store's meta table, so cutting
+records off the end is detected too, and the head is part of the store's state MAC and
+generation (device.store.integrity): an older copy of the log put back is a rollback.
+``verify()`` walks the whole chain (the store does at every open) and
 raises ``AuditChainBroken`` naming the first bad record. A record is written in the store's
 transaction (``transaction=``): inside a change's transaction it commits with that change
-or not at all. Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
+or not at all.
+
+Records may be archived (``device.store.audit_archive``): the oldest ones are written to an
+archive file and removed, and the anchor (meta ``audit_anchor``, MAC'd: the sequence number
+and hash of the last archived record, and the list of archives made) takes the place of the
+genesis: the chain left in the store starts at anchor + 1 and chains to the anchor's hash.
+
+Payloads hold decisions, bucketed scores, liveness verdicts, user ids and template
 versions -- never images or features: values must be short scalars, and field names are
 checked against ``ALLOWED``.
 """
@@ -57,6 +65,11 @@ class AuditRecord:
 
 def _canonical(seq: int, ts: float, kind: str, payload: str) -> bytes:
     return json.dumps([seq, repr(float(ts)), kind, payload], separators=(",", ":")).encode()
+
+
+def _anchor_text(d: dict) -> bytes:
+    return json.dumps({k: d[k] for k in ("seq", "hash", "archives")}, sort_keys=True,
+                      separators=(",", ":")).encode()
 
 
 def _check_payload(payload: dict) -> str:
@@ -113,6 +126,34 @@ class AuditLog:
             raise AuditChainBroken("audit head record fails its MAC")
         return seq, h
 
+    # ------------------------------------------------------------------ the anchor
+    def anchor(self) -> dict:
+        """{"seq", "hash" (hex), "archives": [...]} of the last archived record (seq 0 and
+        the genesis hash when nothing was archived); raises when its MAC fails."""
+        r = self.conn.execute("SELECT value FROM meta WHERE name='audit_anchor'").fetchone()
+        if r is None:
+            return {"seq": 0, "hash": _GENESIS.hex(), "archives": []}
+        try:
+            d = json.loads(bytes(r[0]))
+            mac = bytes.fromhex(d.pop("mac"))
+        except (ValueError, KeyError, TypeError):
+            raise AuditChainBroken("audit anchor record is malformed") from None
+        if not hmac.compare_digest(mac, self._mac(b"anchor" + _anchor_text(d))):
+            raise AuditChainBroken("audit anchor record fails its MAC")
+        return d
+
+    def set_anchor(self, seq: int, hash_hex: str, archives: list) -> None:
+        """Inside a transaction: the new anchor (the archive takes the records up to it)."""
+        d = {"seq": int(seq), "hash": str(hash_hex), "archives": list(archives)}
+        d["mac"] = self._mac(b"anchor" + _anchor_text(d)).hex()
+        self.conn.execute("INSERT INTO meta(name, value) VALUES('audit_anchor', ?) ON "
+                          "CONFLICT(name) DO UPDATE SET value=excluded.value",
+                          (json.dumps(d, sort_keys=True).encode(),))
+
+    def _start(self) -> tuple[int, bytes]:
+        a = self.anchor()
+        return int(a["seq"]), bytes.fromhex(a["hash"])
+
     def append(self, kind: str, when: float | None = None, **payload) -> AuditRecord:
         """Add one record: in the transaction that is open (the change it records), else in
         one of its own."""
@@ -122,6 +163,8 @@ class AuditLog:
             seq, prev = self._head()
             last = self.conn.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1"
                                      ).fetchone()
+            if last is None and seq:            # every record archived: the anchor ends it
+                last = self._start()
             if (last[0] if last else 0) != seq or (last and bytes(last[1]) != prev):
                 raise AuditChainBroken("audit log does not end at its recorded head")
             seq += 1
@@ -152,7 +195,10 @@ class AuditLog:
                 self.conn.execute("COMMIT")
 
     def _verify(self) -> int:
-        prev, n = _GENESIS, 0
+        """The records in the store from the anchor on (all of them when nothing was
+        archived); returns how many."""
+        n, prev = self._start()
+        first = n
         for seq, ts, kind, text, p, h, mac in self.conn.execute(
                 "SELECT seq, ts, kind, payload, prev, hash, mac FROM audit ORDER BY seq"):
             n += 1
@@ -170,4 +216,4 @@ class AuditLog:
         if head_seq != n or head_hash != prev:
             raise AuditChainBroken(f"audit log ends at record {n} but its head says "
                                    f"{head_seq}: records were cut off")
-        return n
+        return n - first

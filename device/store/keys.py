@@ -46,8 +46,10 @@ def load_device_key(path: str | os.PathLike, create: bool = False) -> bytes:
     try:
         fd = os.open(p, os.O_RDONLY)
     except FileNotFoundError:
-        raise DeviceKeyError(f"device key not found at {p} (create it with create=True, "
-                             f"e.g. `palmgate-calibrate ... --create-key`)") from None
+        raise DeviceKeyError(f"device key not found at {p} (make one with `palmgate init "
+                             f"--dir DIR`, or set paths.create_key = true in the "
+                             f"configuration; `palmgate-calibrate ... --create-key` at the "
+                             f"factory)") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -59,7 +59,7 @@ from device.store.errors import (StoreBusy, StoreDiskFull, StoreError, StoreRoll
 from device.store.migrations import (KEY_CHECK, SCHEMA_VERSION, check_legacy_seal,
                                      drop_legacy_seal, migrate)
 from device.store.sealing import ad_template, ad_user, derive_key, row_tag, seal, unseal
-from device.store.user import User, check_schedule
+from device.store.user import User, check_holidays_policy, check_schedule
 
 __all__ = ["TemplateStore", "User", "StoreError", "WrongKeyError", "TamperedError",
            "StoreRollback", "StoreDiskFull", "StoreBusy", "SCHEMA_VERSION", "migrate",
@@ -72,7 +72,7 @@ log = logging.getLogger("palmgate.store")
 _OPEN_HERE: dict[str, int] = {}
 _OPEN_LOCK = threading.Lock()
 _RESERVED_META = {integrity.STATE, "store_id", "key_check", "key_check_nonce", "content_tag",
-                  "audit_head", "split_pending"}
+                  "audit_head", "audit_anchor", "split_pending"}
 
 
 def _held_here(key: str, delta: int = 0) -> int:
@@ -108,8 +108,8 @@ class TemplateStore:
             self.path.with_name(self.path.name + ".generation")
         if device_key is None:
             if key_path is None:
-                raise StoreError("the template store needs the device key (device_key= or "
-                                 "key_path=)")
+                raise StoreError("the template store needs the device key (paths.device_key "
+                                 "in the configuration)")
             from device.store.keys import load_device_key   # lazily: the key file lives on the unit
             try:
                 device_key = load_device_key(key_path, create=create)
@@ -417,8 +417,8 @@ class TemplateStore:
         with self.transaction():
             old = self._read_user_row(user_id)
             if old is not None and not replace:
-                raise StoreError(f"user {user_id!r} is already enrolled (use replace=True "
-                                 f"to re-enrol)")
+                raise StoreError(f"user {user_id!r} is already enrolled (use --replace to "
+                                 f"re-enrol)")
             if old is None:
                 user = User(user_id, True if enabled is None else bool(enabled), valid_from,
                             valid_until, schedule, 1, label)
@@ -455,14 +455,16 @@ class TemplateStore:
             return rids
 
     def update_user(self, user_id: str, audit: dict | None = None, **changes) -> User:
-        """Change ``enabled``, ``valid_from``, ``valid_until``, ``schedule`` or ``label``,
-        with its audit record (``user_enable``/``user_disable`` when only ``enabled``
-        changes, else ``user_update``)."""
-        allowed = {"enabled", "valid_from", "valid_until", "schedule", "label"}
+        """Change ``enabled``, ``valid_from``, ``valid_until``, ``schedule``, ``holidays`` or
+        ``label``, with its audit record (``user_enable``/``user_disable`` when only
+        ``enabled`` changes, else ``user_update``)."""
+        allowed = {"enabled", "valid_from", "valid_until", "schedule", "holidays", "label"}
         if set(changes) - allowed:
             raise StoreError(f"cannot change {sorted(set(changes) - allowed)}")
         if "schedule" in changes:
             changes["schedule"] = check_schedule(changes["schedule"])
+        if "holidays" in changes:
+            changes["holidays"] = check_holidays_policy(changes["holidays"])
         with self.transaction():
             user = self.get_user(user_id)
             if user is None:

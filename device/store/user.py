@@ -1,19 +1,21 @@
-"""An enrolled person as the store keeps them: enabled, validity, weekly windows, template
-version, label (sealed as one JSON record per user by ``device.store.store``)."""
+"""An enrolled person as the store keeps them: enabled, validity, weekly time zones, holiday
+policy, template version, label (sealed as one JSON record per user by
+``device.store.store``). When they may pass is :mod:`device.store.schedule`."""
 from __future__ import annotations
 
-import datetime as _dt
 import time
 from dataclasses import dataclass, field
 
+from device.store import schedule as _schedule
 from device.store.errors import StoreError
 
 
 @dataclass
 class User:
-    """An enrolled person. ``schedule``: weekly windows ``[weekday, "HH:MM", "HH:MM"]``
+    """An enrolled person. ``schedule``: weekly time zones ``[weekday, "HH:MM", "HH:MM"]``
     (weekday 0 = Monday, local time; an end before the start runs past midnight); empty =
-    any time. ``valid_from``/``valid_until``: UNIX times or None."""
+    any time. ``valid_from``/``valid_until``: UNIX times or None. ``holidays``: "closed" (a
+    site holiday closes the weekly zones) or "allow"."""
 
     user_id: str
     enabled: bool = True
@@ -22,46 +24,35 @@ class User:
     schedule: list = field(default_factory=list)
     version: int = 0
     label: str = ""
+    holidays: str = "closed"
 
-    def active(self, when: float | None = None) -> bool:
+    def access(self, when: float | None = None, holidays=()) -> str | None:
+        """Why the user may not pass at ``when`` (now by default) on this machine's local
+        clock -- ``user_disabled``, ``not_yet_valid``, ``expired``, ``holiday``,
+        ``outside_schedule`` -- or None."""
+        return _schedule.user_reason(self, time.time() if when is None else when, holidays)
+
+    def active(self, when: float | None = None, holidays=()) -> bool:
         """Whether the user may pass at ``when`` (now by default)."""
-        when = time.time() if when is None else when
-        if not self.enabled:
-            return False
-        if self.valid_from is not None and when < self.valid_from:
-            return False
-        if self.valid_until is not None and when >= self.valid_until:
-            return False
-        if not self.schedule:
-            return True
-        t = _dt.datetime.fromtimestamp(when)
-        minute = t.hour * 60 + t.minute
-        for day, start, end in self.schedule:
-            s, e = minutes_of_day(start), minutes_of_day(end)
-            if s <= e:
-                if t.weekday() == day and s <= minute < e:
-                    return True
-            else:  # runs past midnight into the next day
-                if (t.weekday() == day and minute >= s) or \
-                        (t.weekday() == (day + 1) % 7 and minute < e):
-                    return True
-        return False
+        return self.access(when, holidays) is None
 
 
 def minutes_of_day(hhmm: str) -> int:
-    h, m = hhmm.split(":")
-    v = int(h) * 60 + int(m)
-    if not 0 <= v <= 24 * 60:
-        raise StoreError(f"bad time of day {hhmm!r}")
-    return v
+    try:
+        return _schedule.minutes_of_day(hhmm)
+    except _schedule.ScheduleError as e:
+        raise StoreError(str(e)) from None
 
 
 def check_schedule(schedule) -> list:
-    out = []
-    for w in schedule or []:
-        day, start, end = w
-        if not 0 <= int(day) <= 6:
-            raise StoreError(f"weekday must be 0 (Monday) .. 6, got {day}")
-        minutes_of_day(start), minutes_of_day(end)
-        out.append([int(day), str(start), str(end)])
-    return out
+    try:
+        return _schedule.check_zones(schedule)
+    except _schedule.ScheduleError as e:
+        raise StoreError(str(e)) from None
+
+
+def check_holidays_policy(policy: str) -> str:
+    if policy not in _schedule.HOLIDAY_POLICIES:
+        raise StoreError(f"holidays must be one of {', '.join(_schedule.HOLIDAY_POLICIES)}, "
+                         f"got {policy!r}")
+    return policy
