@@ -67,7 +67,27 @@ def test_float16_storage_moves_scores_by_less_than_1e4(rng, cfg):
     assert g16.search(q).owner == g32.search(q).owner == "u5"
     assert np.allclose(g16.template(3).data, g32.template(3).data, atol=2e-3)
     with pytest.raises(ValueError, match="storage"):
-        ProtectedGallery(cfg, w, storage="int8")
+        ProtectedGallery(cfg, w, storage="int4")
+
+
+@pytest.mark.parametrize("cfg", [ProtectConfig(t=0.9, n_drop=4), DEFAULT_CONFIG])
+def test_int8_storage_quarter_memory_close_scores(rng, cfg):
+    """int8 storage (device/protect/storage.py): keys and encrypted cells in about a quarter
+    of float32's bytes; scores within 5e-4 of float32's and the same best template."""
+    w = rng.random(G) + 0.2
+    X = unit(rng.standard_normal((8, G, D)))
+    tmpls = [enrol(x, cfg, importance=w / w.sum(), rng=rng) for x in X]
+    g32, g8 = ProtectedGallery(cfg, w), ProtectedGallery(cfg, w, storage="int8")
+    for i, t in enumerate(tmpls):
+        g32.add(f"u{i}", t)
+        g8.add(f"u{i}", t)
+    b32, b8 = g32.nbytes(), g8.nbytes()
+    assert b8["keys"] + b8["encrypted"] < 0.32 * (b32["keys"] + b32["encrypted"])
+    q = unit(X[5][None] + 0.4 * rng.standard_normal((S, G, D)) / 4)
+    assert np.abs(g8.exact(q) - g32.exact(q)).max() < 5e-4
+    assert g8.search(q).owner == g32.search(q).owner == "u5"
+    t8, t32 = g8.template(3), g32.template(3)
+    assert np.allclose(t8.data, t32.data, atol=2e-2) and np.allclose(t8.key, t32.key, atol=5e-3)
 
 
 def test_matcher_protocol_check_11(rng):

@@ -102,7 +102,10 @@ def test_gate_feature_option_and_thresholds(tmp_path):
     cfg = load_config(None, match={"feature": "hybrid"}, gate={"precision": "int8"})
     f = gate_feature(cfg, DEFAULT_MODELS_DIR)
     assert isinstance(f, HybridExtractor) and f.n_cells == 98 and f.precision == "int8"
-    assert isinstance(gate_feature(load_config(None), DEFAULT_MODELS_DIR), CellExtractor)
+    default = gate_feature(load_config(None), DEFAULT_MODELS_DIR)     # the gate's default
+    assert isinstance(default, HybridExtractor) and default.precision == "int8"
+    cells = gate_feature(load_config(None, match={"feature": "cells"}), DEFAULT_MODELS_DIR)
+    assert isinstance(cells, CellExtractor)
     assert set(FEATURE_THRESHOLDS) == {"cells", "hybrid"}
     assert feature_threshold("hybrid", "1e-4") > feature_threshold("hybrid", "1e-3")
     with pytest.raises(ValueError):

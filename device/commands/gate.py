@@ -186,8 +186,9 @@ def register(sub) -> None:
     sp.add_argument("--split", action="store_true", help="also time split mode (seed 003)")
     sp.add_argument("--presentations", type=int, default=20)
     sp.add_argument("--sensor", choices=["nir", "xray"], default="nir")
-    sp.add_argument("--feature", choices=["cells", "hybrid"], default="cells",
-                    help="[match] feature of the gate under test")
+    sp.add_argument("--feature", choices=["cells", "hybrid"], default=None,
+                    help="[match] feature of the gate under test (default: the "
+                         "configuration's default)")
     sp.add_argument("--landmarks", choices=["full", "lite", "off"], default="full",
                     help="the front end's hand-landmark network ([gate] landmarks)")
     sp.add_argument("--threads", type=int, default=2)

@@ -1,8 +1,11 @@
-"""Enrolment: bursts of one person -> palm regions -> cell templates -> protected templates
-(seed 002, a fresh key each) -> the sealed store. The plaintext features live only in this
+"""Enrolment: bursts of one person -> palm regions -> one fused template per burst (the
+burst's views fused into one palm feature, seed 000) -> protected templates (seed 002, a fresh
+key each) -> the sealed store. The plaintext features live only in this
 function's locals. In split mode (``[split] mode = "split"``) the regions go to the two
 nodes as shares instead, and each node keeps its share of every template."""
 from __future__ import annotations
+
+import numpy as np
 
 from device.gate.decision import Deny
 from device.gate.enrol_checks import PresentationRefused, find_duplicates, screen_presentations
@@ -66,11 +69,13 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if dups:
         dup_audit["reason"] = ("allow_duplicate: same palm as " + ", ".join(dups))[:200]
     rois = [r for rs in per_burst for r in rs]
-    del per_burst
     if getattr(pipeline, "split", None) is not None:
+        del per_burst
         return _enrol_split(pipeline, store, user_id, rois, rejected, terminal, replace,
                             dup_audit)
-    plain = pipeline.templates(rois)
+    # one template per presentation: its views fused into one palm feature (seed 000)
+    plain = np.concatenate([pipeline.templates(rs) for rs in per_burst])
+    del per_burst
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
     if site is not None:
         site(user_id, plain, label)

@@ -29,13 +29,13 @@ class GalleryBuilder:
         g = self.gal
         kr = 1 if config.key_mode == "shared" else g.g
         self.n = int(n_templates)
-        g._e = np.zeros((self.n, g.g, dim), g._sdt)
-        g._k = np.zeros((self.n, kr, dim), g._sdt)
+        g._e = np.zeros((self.n, g.g, g.storage.cell_width(dim)), g._sdt)
+        g._k = np.zeros((self.n, kr, g.storage.key_width(dim)), g._sdt)
         g._mbits = np.zeros((self.n, (g.g * dim + 7) // 8), np.uint8)
         if g._f is not None:
             g._f = np.zeros((self.n, g.g, dim), np.float32)
             g._ef = np.zeros((self.n, g.g), np.float32)
-        g._xt = np.zeros((g.g * g.coarse_dims, self.n), np.float32)
+        g._xc = np.zeros((self.n, g.g * g.coarse_dims), np.uint8)
         self._tmp = ProtectedGallery(config, weights, dim=dim, **kw)
         self.filled = 0
 
@@ -47,7 +47,7 @@ class GalleryBuilder:
         self._tmp.add_arrays(owners, data, keys, masks, fills)
         own, me, k, mb, f, ef, x = self._tmp._chunks.pop()
         g, sl = self.gal, slice(self.filled, self.filled + n)
-        g._e[sl], g._k[sl], g._mbits[sl], g._xt[:, sl] = me, k, mb, x.T
+        g._e[sl], g._k[sl], g._mbits[sl], g._xc[sl] = me, k, mb, x
         if g._f is not None:
             g._f[sl], g._ef[sl] = f, ef
         g._owners.extend(own)
@@ -62,7 +62,7 @@ class GalleryBuilder:
         if self.filled < self.n:                    # fewer than counted (disabled users)
             n = self.filled
             g._e, g._k, g._mbits = g._e[:n], g._k[:n], g._mbits[:n]
-            g._xt = np.ascontiguousarray(g._xt[:, :n])
+            g._xc = g._xc[:n]
             if g._f is not None:
                 g._f, g._ef = g._f[:n], g._ef[:n]
         self._tmp = None

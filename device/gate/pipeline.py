@@ -237,13 +237,27 @@ class Pipeline:
         if not pres.live:
             raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
 
+    def view_cells(self, rois):
+        """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters
+        and onnxruntime release the GIL)."""
+        rois = list(rois)
+        if not rois:
+            raise ValueError("empty view set: a palm feature needs at least one view")
+        if len(rois) == 1 or self.cfg.gate.threads < 2:
+            return self.extractor.cells(rois)
+        return np.concatenate(list(self.pool.map(lambda r: self.extractor.cells([r]), rois)))
+
     def features(self, rois):
-        """Queries (K, S, G, d) of the views' ROIs."""
-        return np.stack([self.extractor.query(r) for r in rois])
+        """The presentation's query, (1, S, G, d): its K views fused into one palm feature
+        (seed 000: the learned cells through the attention fusion, the classical cells by
+        their per-cell mean), so 1:N costs one comparison per template."""
+        return self.extractor.fuse(self.view_cells(rois))[None]
 
     def templates(self, rois):
-        """Plaintext templates (K, G, d) -- only ever handed to protection at enrolment."""
-        return np.stack([self.extractor.template(r) for r in rois])
+        """The plaintext template of one presentation, (1, G, d): its views fused as in
+        :meth:`features` (the centred window) -- only ever handed to protection at
+        enrolment."""
+        return self.extractor.fuse(self.view_cells(rois))[self.extractor.zero_shift][None]
 
     def _match(self, queries, claimed, out):
         from device.gate.gallery import fused_search, fused_verify

@@ -111,11 +111,16 @@ class SensorBranch:
 
     def __init__(self, sensor: str, precision: str = "fp32",
                  models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
-                 threshold: float | None = None, batch: int = 16, trusted_keys=None):
+                 threshold: float | None = None, batch: int = 16, trusted_keys=None,
+                 arena: bool = False):
         self.sensor, self.precision = sensor, precision
         sr_name, lv_name = model_names(sensor, precision)
-        self.sr_model = Model(sr_name, models_dir, threads, trusted_keys=trusted_keys)
-        self.liveness_model = Model(lv_name, models_dir, threads, trusted_keys=trusted_keys)
+        # no onnxruntime arena by default: the two arenas held ~40 MB of the gate's peak RSS
+        # for good (palmgate bench, 2026-12-06); docs/results.md has the time it costs
+        self.sr_model = Model(sr_name, models_dir, threads, trusted_keys=trusted_keys,
+                              arena=arena)
+        self.liveness_model = Model(lv_name, models_dir, threads, trusted_keys=trusted_keys,
+                                    arena=arena)
         self.signed_threshold = signed_threshold(self.liveness_model.entry, lv_name)
         self.threshold = self.signed_threshold if threshold is None else \
             stricter_threshold(threshold, self.signed_threshold, lv_name)

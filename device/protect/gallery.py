@@ -17,14 +17,18 @@ uses the identity-bearing part of the protected score: for 1 - t small the cell 
     1 - (alpha^2 / 2) |P(theta_q m psi_q - theta_e m psi_e)|^2 / |m k|^2     (P: out of m k)
 whose cross term is linear in the projection of the encrypted cell off its masked key --
 the appendix's key strip, computed in memory from the template and its key, never stored.
-The coarse index keeps its first ``coarse_dims`` (PCA-ordered) dimensions and the query is
-tried at all 25 shifts (``coarse_shifts="near"``: only the 9 of ±1 map pixel -- 3x cheaper,
+The coarse index keeps its first ``coarse_dims`` (PCA-ordered) dimensions of every cell as
+bytes -- one contiguous (N, G * coarse_dims) uint8 array, by default 392 bytes a template
+(8 dimensions of each of the 49 cells, 4 of each of the hybrid's 98) -- and the query is tried at
+all 25 shifts in one int8 matrix product per block of templates
+(:mod:`device.protect.coarse_int8`) (``coarse_shifts="near"``: only the 9 of ±1 map pixel -- 3x cheaper,
 enough on Tongji but it lost 0.8 % of the correct accepts on synthetic palms, which are
 misaligned further); the best ``shortlist`` templates get the exact protected search. ``search(..., exhaustive=True)`` runs the exact search on
 every template; tests and the evaluation command check both give the same decisions.
 
-Memory per template (G=49, d=16, per-cell keys, zero fill): encrypted cells 3136 B, keys
-3136 B (64 B shared-key), mask bits 98 B, coarse index 49 * coarse_dims * 4 B (1176 B at 6);
+Memory per template (G=49, d=16, per-cell keys, zero fill, float32 storage): encrypted cells
+3136 B, keys 3136 B (64 B shared-key), mask bits 98 B, coarse index G * coarse_dims B (392 B);
+float16 storage halves the cells and keys;
 random fill adds 3136 B; key fill nothing (``_e`` keeps the whole encrypted cell, the fill is
 the key at the dropped positions).
 """
@@ -34,6 +38,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from device.protect.coarse_int8 import index_codes, max_products, query_codes
+from device.protect.storage import Storage
 from device.protect.core import (ProtectConfig, ProtectedTemplate, enrol_many,
                                  slerp_coefficients)
 
@@ -49,6 +55,10 @@ class Match:
     candidates: int
 
 
+# bytes of a template's coarse index (G * coarse_dims when not given): 8 dims of the 49
+# cells, 4 of the hybrid's 98 -- the right template ranked first among 20,000 on Tongji
+# validation palms with either (600/600 queries; with 2 hybrid dims it ranked up to 7th)
+COARSE_WIDTH = 392
 NEAR_SHIFTS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0), (0, 1), (1, -1), (1, 0), (1, 1))
 
 
@@ -66,15 +76,15 @@ class ProtectedGallery:
 
     def __init__(self, config: ProtectConfig, weights: np.ndarray, dim: int = 16,
                  shifts: np.ndarray | None = None, shortlist: int = 64,
-                 shortlist_fraction: float = 0.002, coarse_dims: int = 6,
+                 shortlist_fraction: float = 0.002, coarse_dims: int | None = None,
                  coarse_shifts: str = "all", storage: str = "float32"):
         self.config = config.check(dim)
-        if storage not in ("float32", "float16"):
-            raise ValueError("storage must be 'float32' or 'float16'")
         # float16 halves the resident gallery (encrypted cells and keys, the bulk of it); the
         # arithmetic stays float32. Measured on Tongji ROIs: scores move by at most 2.8e-5
-        # (median 1e-5), against 8.5e-4 between the 1e-3 and 1e-4 thresholds.
-        self._sdt = np.dtype(storage)
+        # (median 1e-5), against 8.5e-4 between the 1e-3 and 1e-4 thresholds. int8: a
+        # quarter (device/protect/storage.py)
+        self.storage = Storage(storage)
+        self._sdt = self.storage.dtype
         w = np.asarray(weights, np.float64)
         if np.any(w <= 0):
             raise ValueError("weights must be positive")
@@ -91,17 +101,20 @@ class ProtectedGallery:
             np.array([sh.index(c) for c in NEAR_SHIFTS if c in sh])
         self.shortlist = int(shortlist)
         self.shortlist_fraction = float(shortlist_fraction)
+        if coarse_dims is None:
+            coarse_dims = max(1, COARSE_WIDTH // self.g)
         self.coarse_dims = int(min(coarse_dims, dim))
         self._owners: list = []
         kr = 1 if config.key_mode == "shared" else self.g
-        self._e = np.zeros((0, self.g, dim), self._sdt)   # m * e (kept part); e for key fill
-        self._k = np.zeros((0, kr, dim), self._sdt)
+        st = self.storage                 # _e: m * e (kept part); e for key fill
+        self._e = np.zeros((0, self.g, st.cell_width(dim)), self._sdt)
+        self._k = np.zeros((0, kr, st.key_width(dim)), self._sdt)
         self._mbits = np.zeros((0, (self.g * dim + 7) // 8), np.uint8)
         # random fill is stored; key fill is the key's entries at the dropped positions (not
         # stored): for it ``_e`` keeps the whole encrypted template, dropped entries included
         self._f = None if config.fill != "random" else np.zeros((0, self.g, dim), np.float32)
         self._ef = None if config.fill != "random" else np.zeros((0, self.g), np.float32)
-        self._xt = np.zeros((self.g * self.coarse_dims, 0), np.float32)  # coarse index^T
+        self._xc = np.zeros((0, self.g * self.coarse_dims), np.uint8)    # coarse index
         self._chunks: list = []
 
     # ------------------------------------------------------------------ building
@@ -132,15 +145,17 @@ class ProtectedGallery:
         kk = np.broadcast_to(keys, data.shape)
         u = _unit(np.where(masks, kk, 0.0))
         strip = _unit(me - np.sum(me * u, -1, keepdims=True) * u)
-        x = (strip[..., :self.coarse_dims] * self.weights[:, None]).reshape(n, -1)
+        x = index_codes(strip[..., :self.coarse_dims].reshape(n, -1))
         mbits = np.packbits(masks.reshape(n, -1), axis=1)
         f = ef = None
         if self._f is not None:
             f = np.asarray(fills, np.float32)
             ef = np.einsum("ngd,ngd->ng", np.where(masks, 0.0, data), f).astype(np.float32)
         stored = data if self.config.fill == "key" else me
-        self._chunks.append((list(owners), stored.astype(self._sdt), keys.astype(self._sdt),
-                             mbits, f, ef, x.astype(np.float32)))
+        kp = self.storage.pack_keys(keys)
+        ep = self.storage.pack_cells(stored, np.broadcast_to(self.storage.unpack_keys(kp),
+                                                             data.shape))
+        self._chunks.append((list(owners), ep, kp, mbits, f, ef, x))
         return first
 
     def _flush(self) -> None:
@@ -155,7 +170,7 @@ class ProtectedGallery:
         if self._f is not None:
             self._f = np.concatenate([self._f] + [c[4] for c in ch])
             self._ef = np.concatenate([self._ef] + [c[5] for c in ch])
-        self._xt = np.ascontiguousarray(np.concatenate([self._xt] + [c[6].T for c in ch], 1))
+        self._xc = np.concatenate([self._xc] + [c[6] for c in ch])
 
     def remove_owner(self, owner) -> int:
         """Drop every template of ``owner`` (after a delete or a re-enrolment)."""
@@ -170,7 +185,7 @@ class ProtectedGallery:
         if gone:
             self._owners = [o for o, k in zip(self._owners, keep) if k]
             self._e, self._k, self._mbits = self._e[keep], self._k[keep], self._mbits[keep]
-            self._xt = np.ascontiguousarray(self._xt[:, keep])
+            self._xc = self._xc[keep]
             if self._f is not None:
                 self._f, self._ef = self._f[keep], self._ef[keep]
         return gone
@@ -178,7 +193,7 @@ class ProtectedGallery:
     def nbytes(self) -> dict:
         self._flush()
         out = {"encrypted": self._e.nbytes, "keys": self._k.nbytes,
-               "masks": self._mbits.nbytes, "coarse_index": self._xt.nbytes}
+               "masks": self._mbits.nbytes, "coarse_index": self._xc.nbytes}
         if self._f is not None:
             out["fill"] = self._f.nbytes + self._ef.nbytes
         return out
@@ -186,12 +201,14 @@ class ProtectedGallery:
     # ------------------------------------------------------------------ scoring
     def coarse(self, queries: np.ndarray) -> np.ndarray:
         """Coarse scores of every template: best over the coarse shifts of the weighted
-        key-stripped cell products (first ``coarse_dims`` dims): one (S, k) x (k, T) product."""
+        key-stripped cell products (first ``coarse_dims`` dims), one int8 (T, k) x (k, S)
+        product per block of templates (:mod:`device.protect.coarse_int8`)."""
         self._flush()
         q = np.asarray(queries, np.float32)
         q = q[self.coarse_shifts] if q.ndim == 3 else q[None]
-        qc = np.ascontiguousarray(q[..., :self.coarse_dims].reshape(len(q), -1))
-        return (qc @ self._xt).max(0)
+        qw = q[..., :self.coarse_dims] * self.weights[:, None]
+        codes, scale = query_codes(qw.reshape(len(q), -1))
+        return max_products(self._xc, codes).astype(np.float32) * np.float32(scale / 127.0)
 
     def exact(self, queries: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         """Exact protected scores (n, S): templates ``idx`` (all if None) x query windows."""
@@ -211,8 +228,8 @@ class ProtectedGallery:
         g, d = self.g, self.d
         n = len(sel)
         m = np.unpackbits(self._mbits[sel], axis=1)[:, :g * d].reshape(n, g, d).astype(bool)
-        me = self._e[sel].astype(np.float32)
-        k = np.broadcast_to(self._k[sel].astype(np.float32), (n, g, d))
+        k = np.broadcast_to(self.storage.unpack_keys(self._k[sel]), (n, g, d))
+        me = self.storage.unpack_cells(self._e[sel], k)
         if self.config.fill == "key":
             full, me = me, np.where(m, me, 0.0).astype(np.float32)
         mk = np.where(m, k, 0.0).astype(np.float32)
@@ -278,7 +295,8 @@ class ProtectedGallery:
         self._flush()
         g, d = self.g, self.d
         m = np.unpackbits(self._mbits[i])[:g * d].reshape(g, d).astype(bool)
-        data = self._e[i].astype(np.float32)
+        key = self.storage.unpack_keys(self._k[i])
+        data = self.storage.unpack_cells(self._e[i], np.broadcast_to(key, (g, d)))
         fill = None
         if self._f is not None:
             fill = self._f[i]
@@ -287,9 +305,8 @@ class ProtectedGallery:
             ne = f2 / np.maximum(self._ef[i], 1e-30)
             data = data + np.where(m, 0.0, fill / ne[:, None])
         elif self.config.fill == "key":
-            fill = np.where(m, 0.0, np.broadcast_to(self._k[i], (g, d))).astype(np.float32)
-        return ProtectedTemplate(data.astype(np.float32), self._k[i].astype(np.float32), m, fill,
-                                 self.config)
+            fill = np.where(m, 0.0, np.broadcast_to(key, (g, d))).astype(np.float32)
+        return ProtectedTemplate(data.astype(np.float32), key, m, fill, self.config)
 
 
 def enrol_and_score(config, w, Tt, Qq, rng, shortlist: int = 64, pick=None):

@@ -256,6 +256,29 @@ class CellExtractor(ShiftGridFeature):
         return self._windows(orientation_weights(
             responses[:, OFFSET::STRIDE, OFFSET::STRIDE], self.activation, self.beta))
 
+    # ------------------------------------------------------------------ views of one palm
+    def cells(self, rois) -> np.ndarray:
+        """(N, S, G, D) unit cells of every ROI at every window shift (no view fusion)."""
+        rois = list(rois)
+        if not rois:
+            return np.zeros((0, len(self._shifts), self.n_cells, self.dim), np.float32)
+        return self.queries(rois)
+
+    def fuse(self, cells: np.ndarray) -> np.ndarray:
+        """Views (V, S, G, D) of one palm -> (S, G, D): :func:`mean_fusion`."""
+        return mean_fusion(cells)
+
+    def query_set(self, rois) -> np.ndarray:
+        """(S, G, D) fused query of the views of one presentation."""
+        rois = list(rois)
+        if not rois:
+            raise ValueError("empty view set: a palm feature needs at least one view")
+        return self.fuse(self.cells(rois))
+
+    def template_set(self, rois) -> np.ndarray:
+        """(G, D) fused template of the views of one presentation (its centred window)."""
+        return self.query_set(rois)[self._zero]
+
     def templates(self, rois) -> np.ndarray:
         return np.stack([self.template(r) for r in rois])
 
@@ -270,6 +293,20 @@ class CellExtractor(ShiftGridFeature):
             Q.append(q)
             T.append(q[self._zero])
         return np.stack(T), np.stack(Q)
+
+
+def mean_fusion(cells: np.ndarray) -> np.ndarray:
+    """The views of one palm fused without a learned model: views (V, ..., G, D) of unit cells
+    -> (..., G, D), the per-cell mean of the views' unit cells, each cell renormalised to unit
+    length. One view gives that view back. Every view's region is rectified to the same palm
+    frame, so cell g of window s is the same patch of palm in every view; the mean keeps what
+    the views agree on. The classical feature's view fusion (and the hybrid's classical half);
+    the learned cells go through the attention fusion (seed 000) instead."""
+    c = np.asarray(cells, np.float32)
+    if c.ndim < 3 or c.shape[0] < 1:
+        raise ValueError("fusion needs at least one view: cells of shape (V>=1, ..., G, D)")
+    m = c.mean(0)
+    return (m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def shift_max_scores(queries: np.ndarray, templates: np.ndarray,

@@ -12,7 +12,7 @@ cells' importance beside LEARNED_WEIGHT x the learned cells' importance. Both ha
 25 window shifts, so the score is one shift search over all 98 cells: the best window is the
 one both halves agree on.
 Views: the learned half goes through the multi-view attention fusion model (seed 000), the
-classical half is the per-cell mean of the views (L2 again).
+classical half is the per-cell mean of the views (L2 again; ``cells.mean_fusion``).
 
 The two halves make different errors (README, "Learned palm feature"): on the Tongji validation
 palms the classical cells alone reach EER 0.117 %, the learned cells alone 0.37 %, and the two
@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR
-from device.recognition.cells import CellExtractor, full_responses
-from device.recognition.learned import (LearnedExtractor, ViewSetFeature, net_input,
-                                        unit_cells)
+from device.recognition.cells import CellExtractor, full_responses, mean_fusion
+from device.recognition.learned import LearnedExtractor, ViewSetFeature, net_input
 
 # share of the score given to the learned half; chosen on the Tongji validation palms from
 # 0.1, 0.2, ..., 0.9 as the weight with the highest TAR at FAR 1e-4 in the worse of fp32 and
@@ -89,6 +88,6 @@ class HybridExtractor(ViewSetFeature):
         if cells.ndim != 4 or cells.shape[0] < 1 or cells.shape[2] != self.n_cells:
             raise ValueError(f"fusion needs at least one view: cells of shape (V>=1, "
                              f"{len(self._shifts)}, {self.n_cells}, {self.dim})")
-        c = unit_cells(cells[:, :, :self.split].mean(0))
+        c = mean_fusion(cells[:, :, :self.split])
         le = self.learned.fuse(cells[:, :, self.split:])
         return np.concatenate([c, le], axis=1).astype(np.float32)

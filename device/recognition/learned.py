@@ -18,6 +18,7 @@ unchanged; ``fuse(cells)`` is the multi-view entry point. The geometry (32x32 ma
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,24 @@ from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, Fea
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
 N_SHIFTS = (2 * MAX_SHIFT + 1) ** 2
+
+
+def fusion_file(precision: str, models_dir: str | Path = DEFAULT_MODELS_DIR) -> str:
+    """The view-fusion file of ``precision``: its int8 file where the manifest lists one,
+    else the fp32 file (logged: the gate's precision is int8 by default)."""
+    name = FUSION_MODEL[precision]
+    if precision != "fp32":
+        from device.models.model import load_manifest
+        try:
+            listed = name in load_manifest(models_dir).get("models", {})
+        except Exception:        # noqa: BLE001 - Model() reports a broken manifest
+            listed = True
+        if name == FUSION_MODEL["fp32"] or not listed:
+            logging.getLogger("palmgate.recognition").info(
+                "no %s view-fusion file in %s: the fusion runs fp32 (%s)", precision,
+                models_dir, FUSION_MODEL["fp32"])
+            return FUSION_MODEL["fp32"]
+    return name
 # first region = the palm centre, the "preset part" of the multi-view attention fusion
 # (seed 000): the central 3x3 of the 7x7 cells
 CENTRE = np.array([r * GRID + c for r in range(2, 5) for c in range(2, 5)])
@@ -112,14 +131,18 @@ class LearnedExtractor(ViewSetFeature):
     n_cells = GRID * GRID
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, precision: str = "fp32",
-                 fusion: bool = True, threads: int = 0, verify: bool = True):
+                 fusion: bool = True, threads: int = 0, verify: bool = True,
+                 arena: bool = False):
         if precision not in CELL_MODEL:
             raise ValueError(f"precision must be fp32 or int8, got {precision!r}")
         self.precision = precision
         self.bank, self.beta = load_bank(models_dir, verify)
         try:
-            self.cells_model = Model(CELL_MODEL[precision], models_dir, threads, verify)
-            self.fusion_model = (Model(FUSION_MODEL[precision], models_dir, threads, verify)
+            # no onnxruntime arena (``arena``): it keeps its high-water mark resident
+            self.cells_model = Model(CELL_MODEL[precision], models_dir, threads, verify,
+                                     arena=arena)
+            self.fusion_model = (Model(fusion_file(precision, models_dir), models_dir, threads,
+                                       verify, arena=arena)
                                  if fusion else None)
         except ModelError as e:
             raise FeatureError(f"{e} (train it with `python -m tools.train recognition`)") \
