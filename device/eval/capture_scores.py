@@ -17,7 +17,7 @@ import numpy as np
 
 FUSIONS = ("attention", "mean")
 PAIR_RULES = ("best", "mean")
-TEMPLATES_PER_BLOCK = 1024
+TEMPLATES_PER_BLOCK = 2048
 
 
 def unit_cells(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,11 @@ takes the general form), and the closed form folds into fewer passes:
       cos(eq, e) = a (q.e_perp) + cos(alpha) (e.k);
 - a cell with drops: with h = m e - ek k and K = cos(alpha)^2 m2 + f2
       num = a (q.h) + cos(alpha) ek + ef,
-      den^2 = a^2 (n2 - 2 c p + c^2 m2) + 2 a cos(alpha) (p - c m2) + K.
+      den^2 = a^2 (n2 - 2 c p + c^2 m2) + 2 a cos(alpha) (p - c m2) + K;
+- a cell where every template dropped exactly one dimension (the shipped importance budget
+  drops one in each of its least important cells): with that dimension's entries q_x of the
+  query and k_x of the key, z = q_x - c k_x, and m2 = 1 - k_x^2 (k unit), the same becomes
+      den^2 = sin(alpha)^2 + K - a z (a z + 2 cos(alpha) k_x).
 
 Query cells are made unit first (the protection does the same, ``core.protect_with``).
 """
@@ -37,8 +41,8 @@ import numpy as np
 
 from device.protect.core import ProtectConfig, slerp_coefficients
 
-# (rows x templates) elements per elementwise pass: a few such float32 arrays stay in cache
-BLOCK_ELEMENTS = 1 << 17
+# (rows x templates) elements per elementwise pass: the workspace's arrays stay in cache
+BLOCK_ELEMENTS = 1 << 16
 
 
 def _unit(v):
@@ -53,9 +57,10 @@ class TemplateBlock:
     config: ProtectConfig
     weights: np.ndarray          # (G,) float32, summing to 1
     n: int
-    kind: np.ndarray             # (G,) per cell: WHOLE, DROPS (equal_distance) or GENERAL
+    kind: np.ndarray             # (G,) per cell: WHOLE, DROP1, DROPS (equal_distance), GENERAL
     const: np.ndarray            # (n,) sum over WHOLE cells of w cos(alpha) (e.k)
     rhs: list                    # per cell: WHOLE [k | w e_perp] (d, 2n);
+    #                              DROP1 [k | w h | one-hot of the dropped dimension] (d, 3n);
     #                              DROPS [k | mk | w h] (d, 3n); GENERAL [k | mk | me] (d, 3n)
     m: np.ndarray                # (G, d, n) float keep-mask (n2 = (q*q) @ m)
     mk: np.ndarray               # (G, d, n) m k   (the general form's right-hand sides, for
@@ -64,8 +69,10 @@ class TemplateBlock:
     m2: np.ndarray               # (G, n) |m k|^2
     f2: np.ndarray               # (G, n) |(1-m) f|^2
     ef: np.ndarray               # (G, n) e.((1-m) f)
-    num0: np.ndarray             # (G, n) DROPS: w (cos(alpha) ek + ef)
-    den0: np.ndarray             # (G, n) DROPS: cos(alpha)^2 m2 + f2
+    num0: np.ndarray             # (G, n) DROP1, DROPS: w (cos(alpha) ek + ef)
+    den0: np.ndarray             # (G, n) DROPS: K = cos(alpha)^2 m2 + f2; DROP1: sin^2 + K
+    kx: np.ndarray               # (G, n) DROP1: k_x
+    kx2: np.ndarray              # (G, n) DROP1: 2 cos(alpha) k_x
 
     @classmethod
     def from_arrays(cls, config: ProtectConfig, weights, data, keys, masks, fills=None
@@ -93,22 +100,28 @@ class TemplateBlock:
             f2 = ef = np.zeros((n, g), np.float32)
         kind = np.full(g, GENERAL)
         const = np.zeros(n, np.float32)
-        num0 = den0 = np.zeros((g, n), np.float32)
+        num0 = den0 = kx = kx2 = np.zeros((g, n), np.float32)
         tr = lambda a: a.transpose(1, 2, 0)                          # (n, g, d) -> (g, d, n)
         if config.rotation == "equal_distance":
             alpha = (1.0 - config.t) * np.pi / 2
             ca, sa = np.float32(np.cos(alpha)), np.float32(np.sin(alpha))
             whole = m.all(axis=(0, 2)) if n else np.ones(g, bool)
-            kind = np.where(whole, WHOLE, DROPS)
+            one = (m.sum(-1) == d - 1).all(0) if n else np.zeros(g, bool)
+            kind = np.where(whole, WHOLE, np.where(one, DROP1, DROPS))
+            hot = ~m                                                      # DROP1's dimension
+            kx = np.ascontiguousarray(np.where(hot, k, 0.0).sum(-1).T, np.float32)
+            kx2 = np.ascontiguousarray(2 * ca * kx, np.float32)
             ekw = np.einsum("ngd,ngd->ng", e, k)
             const = (ca * ekw[:, whole] @ w[whole]).astype(np.float32)
             rot = tr((e - ekw[..., None] * k) * w[None, :, None])          # WHOLE: e_perp
             h = tr((me - ek[..., None] * k) * w[None, :, None])           # DROPS
             num0 = (w[:, None] * (ca * ek + ef).T).astype(np.float32)
-            den0 = (ca * ca * m2 + f2).T.astype(np.float32)
+            den0 = (ca * ca * m2 + f2).T + np.where(one, sa * sa, 0.0)[:, None]
+            den0 = den0.astype(np.float32)
         rhs = []
         for c in range(g):
             parts = {WHOLE: lambda: (k[:, c].T, rot[c]),
+                     DROP1: lambda: (k[:, c].T, h[c], hot[:, c].T),
                      DROPS: lambda: (k[:, c].T, mk[:, c].T, h[c]),
                      GENERAL: lambda: (k[:, c].T, mk[:, c].T, me[:, c].T)}[kind[c]]()
             rhs.append(np.ascontiguousarray(np.concatenate(parts, axis=1), np.float32))
@@ -117,7 +130,7 @@ class TemplateBlock:
                    np.ascontiguousarray(tr(mk)), np.ascontiguousarray(tr(me)),
                    ek.T.copy(), m2.T.copy(),
                    f2.T.copy(), ef.T.copy(), np.ascontiguousarray(num0),
-                   np.ascontiguousarray(den0))
+                   np.ascontiguousarray(den0), kx, kx2)
 
     @classmethod
     def from_gallery(cls, gal, idx=None) -> "TemplateBlock":
@@ -140,29 +153,48 @@ class TemplateBlock:
         return cls.from_arrays(gal.config, gal.weights, e, k, m, fills)
 
 
-WHOLE, DROPS, GENERAL = 0, 1, 2
+WHOLE, DROP1, DROPS, GENERAL = 0, 1, 2, 3
 
 
-def window_scores(block: TemplateBlock, rows: np.ndarray) -> np.ndarray:
+class Workspace:
+    """Buffers for scoring up to ``rows`` query windows against ``n`` templates, reused cell
+    after cell and call after call: the loop allocates nothing and its arrays stay in cache."""
+
+    def __init__(self, rows: int, n: int):
+        self.rows, self.n = rows, n
+        self.prod = {w: np.empty((rows, w * n), np.float32) for w in (2, 3)}
+        self.c2, self.s, self.t, self.n2 = (np.empty((rows, n), np.float32) for _ in range(4))
+
+    def fits(self, rows: int, n: int) -> bool:
+        return rows <= self.rows and n == self.n
+
+
+def window_scores(block: TemplateBlock, rows: np.ndarray, work: Workspace | None = None,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """(R, n) exact protected scores of R query windows (R, G, d) against every template of
-    the block (no shift search: one score per window)."""
+    the block (no shift search: one score per window). ``work``: buffers to reuse; ``out``:
+    where to write."""
     q = _unit(np.asarray(rows, np.float32))
     r, g, _ = q.shape
     n = block.n
+    if work is None or not work.fits(r, n):
+        work = Workspace(r, n)
     qg = np.ascontiguousarray(q.transpose(1, 0, 2))                 # (g, R, d)
-    acc = np.zeros((r, n), np.float32)
-    acc += block.const
+    acc = np.empty((r, n), np.float32) if out is None else out
+    acc[:] = block.const
     cfg = block.config
     alpha = (1.0 - cfg.t) * np.pi / 2
     ca, sa = np.float32(np.cos(alpha)), np.float32(np.sin(alpha))
     floor = np.float32(np.sin(alpha) ** 2 * (1 + 1e-5))
+    one = np.float32(1.0)
     for c in range(g):
         kind = block.kind[c]
-        prod = qg[c] @ block.rhs[c]
         if kind != GENERAL:
+            prod = work.prod[block.rhs[c].shape[1] // n][:r]
+            np.matmul(qg[c], block.rhs[c], out=prod)
             cc = prod[:, :n]
-            c2 = cc * cc
-            s = np.subtract(np.float32(1.0), c2)
+            c2 = np.multiply(cc, cc, out=work.c2[:r])
+            s = np.subtract(one, c2, out=work.s[:r])
             if s.min() > floor:                        # every query cell farther than alpha
                 np.sqrt(s, out=s)
                 np.divide(sa, s, out=s)                # s is now a
@@ -170,22 +202,24 @@ def window_scores(block: TemplateBlock, rows: np.ndarray) -> np.ndarray:
                     v = prod[:, n:]
                     np.multiply(v, s, out=v)
                     acc += v
+                elif kind == DROP1:
+                    _drop1_cell(block, c, prod, s, work.t[:r], acc)
                 else:
-                    _drops_cell(block, c, qg[c], prod, c2, s, ca, acc)
+                    _drops_cell(block, c, qg[c], prod, c2, s, ca, work, acc)
                 continue
             if kind == WHOLE:                          # take back this cell's constant
                 acc -= (ca * block.weights[c]) * block.ek[c]
-            prod = qg[c] @ _general_rhs(block, c)
-        acc += block.weights[c] * _general_cell(block, c, qg[c], prod)
+        acc += block.weights[c] * _general_cell(block, c, qg[c], qg[c] @ _general_rhs(block, c))
     return acc
 
 
-def _drops_cell(block, c, q, prod, c2, a, ca, acc) -> None:
+def _drops_cell(block, c, q, prod, c2, a, ca, work, acc) -> None:
     """Adds w cos(eq, e) of a cell with drops (equal_distance, far from every key) to acc."""
     n = block.n
+    r = len(q)
     cc, p, qh = prod[:, :n], prod[:, n:2 * n], prod[:, 2 * n:]
-    n2 = (q * q) @ block.m[c]
-    t = cc * p
+    n2 = np.matmul(q * q, block.m[c], out=work.n2[:r])
+    t = np.multiply(cc, p, out=work.t[:r])
     t *= 2
     n2 -= t
     c2 *= block.m2[c]
@@ -202,6 +236,23 @@ def _drops_cell(block, c, q, prod, c2, a, ca, acc) -> None:
     qh *= a
     qh += block.num0[c]
     qh /= n2
+    acc += qh
+
+
+def _drop1_cell(block, c, prod, a, t, acc) -> None:
+    """Adds w cos(eq, e) of a cell where every template dropped one dimension."""
+    n = block.n
+    cc, qh, qx = prod[:, :n], prod[:, n:2 * n], prod[:, 2 * n:]
+    np.multiply(cc, block.kx[c], out=t)
+    qx -= t                                            # z = q_x - c k_x
+    qx *= a                                            # a z
+    np.add(qx, block.kx2[c], out=t)
+    t *= qx                                            # a z (a z + 2 cos(alpha) k_x)
+    np.subtract(block.den0[c], t, out=t)
+    np.sqrt(np.maximum(t, np.float32(1e-30), out=t), out=t)
+    qh *= a
+    qh += block.num0[c]
+    qh /= t
     acc += qh
 
 
@@ -227,15 +278,19 @@ def _general_cell(block: TemplateBlock, c: int, q: np.ndarray, prod: np.ndarray
 
 
 def best_shift_scores(block: TemplateBlock, queries: np.ndarray,
-                      block_elements: int = BLOCK_ELEMENTS) -> np.ndarray:
+                      block_elements: int | None = None) -> np.ndarray:
     """(nq, n): every query (nq, S, G, d) against every template of the block, the best over
     its S windows -- the protected shift search, blocked so that memory stays bounded."""
     q = np.asarray(queries, np.float32)
     nq, s = q.shape[:2]
-    out = np.empty((nq, block.n), np.float32)
-    step = max(1, block_elements // max(1, s * block.n))
+    n = block.n
+    out = np.empty((nq, n), np.float32)
+    step = max(1, (block_elements or BLOCK_ELEMENTS) // max(1, s * n))
+    work = Workspace(step * s, n)
+    win = np.empty((step * s, n), np.float32)
     for lo in range(0, nq, step):
         part = q[lo:lo + step]
-        sc = window_scores(block, part.reshape(-1, *q.shape[2:]))
-        out[lo:lo + len(part)] = sc.reshape(len(part), s, block.n).max(1)
+        k = len(part)
+        sc = window_scores(block, part.reshape(-1, *q.shape[2:]), work, win[:k * s])
+        np.max(sc.reshape(k, s, n), axis=1, out=out[lo:lo + k])
     return out
