@@ -64,28 +64,33 @@ def combine_view_pairs(s: np.ndarray, rows: np.ndarray, cols: np.ndarray, a_memb
     return out if rule == "best" else out / (am.shape[1] * bm.shape[1])
 
 
-def protected_scores(templates: np.ndarray, probes: np.ndarray, weights: np.ndarray,
-                     config, rng=None, threads: int = 1,
-                     templates_per_block: int = TEMPLATES_PER_BLOCK) -> np.ndarray:
-    """(n_templates, n_probes) protected scores: every template (n, G, D) enrolled under its
-    own key (``rng``: a seeded Generator for a reproducible run; default the gate's
-    os.urandom), every probe (m, S, G, D) matched against it with the protected shift search.
-    ``threads`` parts of the probes are scored at once against each block of templates."""
-    from device.protect.batch_scores import TemplateBlock, best_shift_scores
+def enrol_gallery(templates: np.ndarray, weights: np.ndarray, config, rng=None, **kw):
+    """Every template (n, G, D) enrolled under its own key into a ``ProtectedGallery`` (the
+    gate's storage; ``rng``: a seeded Generator for a reproducible run, default the gate's
+    os.urandom). Returns the gallery and the enrolled arrays (data, keys, masks, fills)."""
     from device.protect.core import enrol_many, secure_rng
     from device.protect.gallery import ProtectedGallery
     t = np.asarray(templates, np.float32)
-    data, keys, masks, fills = enrol_many(t, config, importance=weights,
-                                          rng=rng if rng is not None else secure_rng())
-    gal = ProtectedGallery(config, weights, dim=t.shape[-1])
-    gal.add_arrays(list(range(len(t))), data, keys, masks, fills)
-    del data, keys, masks, fills
-    out = np.empty((len(t), len(probes)), np.float32)
+    enrolled = enrol_many(t, config, importance=weights,
+                          rng=rng if rng is not None else secure_rng())
+    gal = ProtectedGallery(config, weights, dim=t.shape[-1], **kw)
+    gal.add_arrays(list(range(len(t))), *enrolled)
+    return gal, enrolled
+
+
+def gallery_scores(gal, probes: np.ndarray, threads: int = 1,
+                   templates_per_block: int = TEMPLATES_PER_BLOCK) -> np.ndarray:
+    """(len(gal), n_probes) exact protected scores of every probe (m, S, G, D) against every
+    template of ``gal``, best over the shifts: blocks of templates meet all probes at once,
+    ``threads`` parts of the probes at a time."""
+    from device.protect.batch_scores import TemplateBlock, best_shift_scores
+    n = len(gal)
+    out = np.empty((n, len(probes)), np.float32)
     q = np.ascontiguousarray(probes, np.float32)
     chunks = [c for c in np.array_split(np.arange(len(q)), max(1, 4 * threads)) if len(c)]
     with ThreadPoolExecutor(max(1, threads)) as ex:
-        for lo in range(0, len(t), templates_per_block):
-            hi = min(lo + templates_per_block, len(t))
+        for lo in range(0, n, templates_per_block):
+            hi = min(lo + templates_per_block, n)
             tb = TemplateBlock.from_gallery(gal, np.arange(lo, hi))
 
             def part(c, tb=tb, lo=lo, hi=hi):
@@ -93,3 +98,12 @@ def protected_scores(templates: np.ndarray, probes: np.ndarray, weights: np.ndar
 
             list(ex.map(part, chunks))
     return out
+
+
+def protected_scores(templates: np.ndarray, probes: np.ndarray, weights: np.ndarray,
+                     config, rng=None, threads: int = 1,
+                     templates_per_block: int = TEMPLATES_PER_BLOCK) -> np.ndarray:
+    """(n_templates, n_probes) protected scores: :func:`enrol_gallery` then
+    :func:`gallery_scores`."""
+    gal, _ = enrol_gallery(templates, weights, config, rng)
+    return gallery_scores(gal, probes, threads, templates_per_block)
