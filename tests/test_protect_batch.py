@@ -78,6 +78,16 @@ def test_a_query_cell_at_its_key_takes_the_general_form(rng):
     assert np.abs(window_scores(gen, q) - win).max() < 2e-6
 
 
+def test_blocks_read_the_gallery_as_stored(rng):
+    """A float16 gallery's block scores what the gallery itself scores."""
+    w, tmpls, Q = _set(rng, DEFAULT_CONFIG)
+    gal = ProtectedGallery(DEFAULT_CONFIG, w, storage="float16")
+    for k, t in enumerate(tmpls):
+        gal.add(k, t)
+    ref = np.stack([gal.exact(q).max(1) for q in Q])
+    assert np.abs(best_shift_scores(TemplateBlock.from_gallery(gal), Q) - ref).max() < 2e-6
+
+
 @pytest.mark.parametrize("threads", [1, 2])
 def test_evaluation_scores_equal_the_old_pairwise_path(rng, threads):
     """Same keys (seeded), same templates: the blocked scores of every probe against every

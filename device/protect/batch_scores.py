@@ -102,7 +102,9 @@ class TemplateBlock:
         const = np.zeros(n, np.float32)
         num0 = den0 = kx = kx2 = np.zeros((g, n), np.float32)
         tr = lambda a: a.transpose(1, 2, 0)                          # (n, g, d) -> (g, d, n)
-        if config.rotation == "equal_distance":
+        unit_keys = n == 0 or float(np.abs(np.einsum("ngd,ngd->ng", k, k) - 1).max()) < 1e-5
+        if config.rotation == "equal_distance" and unit_keys:   # (stored keys rounded to
+            # float16 or int8 are not unit: the general form scores them as the gallery does)
             alpha = (1.0 - config.t) * np.pi / 2
             ca, sa = np.float32(np.cos(alpha)), np.float32(np.sin(alpha))
             whole = m.all(axis=(0, 2)) if n else np.ones(g, bool)
@@ -139,10 +141,15 @@ class TemplateBlock:
         n_all = len(gal)                     # also joins the gallery's pending chunks
         idx = np.arange(n_all) if idx is None else np.asarray(idx)
         g, d = gal.g, gal.d
-        e = gal._e[idx].astype(np.float32)
         m = np.unpackbits(gal._mbits[idx], axis=1)[:, :g * d].reshape(len(idx), g, d) \
             .astype(bool)
-        k = gal._k[idx].astype(np.float32)
+        st = getattr(gal, "storage", None)
+        if hasattr(st, "unpack_keys"):        # a gallery with packed (e.g. int8) storage
+            k = st.unpack_keys(gal._k[idx])
+            e = st.unpack_cells(gal._e[idx], np.broadcast_to(k, (len(idx), g, d)))
+        else:
+            k = gal._k[idx].astype(np.float32)
+            e = gal._e[idx].astype(np.float32)
         fills = None
         if gal._f is not None:
             # the gallery keeps m e and the fill; e's dropped part is fill / N_e (as template())
