@@ -27,9 +27,14 @@ def cmd_evaluate(a) -> int:
                       config=a.config, quality=not a.no_quality, fusion=a.fusion,
                       pair_rule=a.pair_rule, degrade=a.degrade, seed=a.seed,
                       threads=a.threads or os.cpu_count() or 1,
-                      progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
+                      progress=_progress)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _progress(what: str, n: int) -> None:
+    print(f"{what} {n}" + (" images" if what in ("encoded", "regions") else ""),
+          file=sys.stderr)
 
 
 def cmd_evaluate_liveness(a) -> int:

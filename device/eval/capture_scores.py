@@ -79,10 +79,10 @@ def enrol_gallery(templates: np.ndarray, weights: np.ndarray, config, rng=None, 
 
 
 def gallery_scores(gal, probes: np.ndarray, threads: int = 1,
-                   templates_per_block: int = TEMPLATES_PER_BLOCK) -> np.ndarray:
+                   templates_per_block: int = TEMPLATES_PER_BLOCK, progress=None) -> np.ndarray:
     """(len(gal), n_probes) exact protected scores of every probe (m, S, G, D) against every
     template of ``gal``, best over the shifts: blocks of templates meet all probes at once,
-    ``threads`` parts of the probes at a time."""
+    ``threads`` parts of the probes at a time; ``progress(what, n)`` after each block."""
     from device.protect.batch_scores import TemplateBlock, best_shift_scores
     n = len(gal)
     out = np.empty((n, len(probes)), np.float32)
@@ -97,13 +97,16 @@ def gallery_scores(gal, probes: np.ndarray, threads: int = 1,
                 out[lo:hi, c[0]:c[-1] + 1] = best_shift_scores(tb, q[c[0]:c[-1] + 1]).T
 
             list(ex.map(part, chunks))
+            if progress:
+                progress("matched templates", hi)
     return out
 
 
 def protected_scores(templates: np.ndarray, probes: np.ndarray, weights: np.ndarray,
                      config, rng=None, threads: int = 1,
-                     templates_per_block: int = TEMPLATES_PER_BLOCK) -> np.ndarray:
+                     templates_per_block: int = TEMPLATES_PER_BLOCK, progress=None
+                     ) -> np.ndarray:
     """(n_templates, n_probes) protected scores: :func:`enrol_gallery` then
     :func:`gallery_scores`."""
     gal, _ = enrol_gallery(templates, weights, config, rng)
-    return gallery_scores(gal, probes, threads, templates_per_block)
+    return gallery_scores(gal, probes, threads, templates_per_block, progress)

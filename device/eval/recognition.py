@@ -314,7 +314,8 @@ def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed,
     w, z = ext.importance, ext.zero_shift
     if protected:
         a, b, ia, jb = _sides(i, j)
-        s = protected_scores(fused[a, z], fused[b], w, m.config, _key_rng(key_seed), threads)
+        s = protected_scores(fused[a, z], fused[b], w, m.config, _key_rng(key_seed), threads,
+                             progress=progress)
         return s[ia, jb].astype(np.float64), t_feat
     from device.recognition.cells import shift_max_scores
     s = shift_max_scores(fused, fused[:, z], w).T
@@ -341,7 +342,7 @@ def _view_pair_scores(m, images, members, rule, i, j, protected, threads, key_se
         pa = np.searchsorted(ra, ea)
         pp = np.searchsorted(rb, pb)
         s = protected_scores(codes.templates[ra], codes.queries[rb], m.extractor.importance,
-                             m.config, _key_rng(key_seed), threads)
+                             m.config, _key_rng(key_seed), threads, progress=progress)
         return combine_view_pairs(s, ia, jb, pa, pp, rule), t_feat
     s = m.scores(codes, codes)
     if getattr(m, "symmetric", True):
