@@ -40,7 +40,13 @@ def fuse_captures(cells: np.ndarray, members: np.ndarray, fusion: str, fuse=None
     if fusion == "attention" and fuse is None:
         raise ValueError("this feature has no learned fusion; use --fusion mean")
     f = fuse if fusion == "attention" else mean_fusion
-    return np.stack([f(cells[list(m)]) for m in members]).astype(np.float32)
+    members = np.asarray(members)
+    if members.shape[1] == 1 and fusion == "mean":
+        return unit_cells(cells[members[:, 0]]).astype(np.float32)
+    out = np.empty((len(members),) + cells.shape[1:], np.float32)   # no list of C arrays
+    for k, m in enumerate(members):
+        out[k] = f(cells[list(m)])
+    return out
 
 
 def combine_view_pairs(s: np.ndarray, rows: np.ndarray, cols: np.ndarray, a_members,
