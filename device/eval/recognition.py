@@ -314,7 +314,9 @@ def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed,
     w, z = ext.importance, ext.zero_shift
     if protected:
         a, b, ia, jb = _sides(i, j)
-        s = protected_scores(fused[a, z], fused[b], w, m.config, _key_rng(key_seed), threads,
+        enrolled, probes = fused[a, z], fused[b]
+        del fused                # only the enrolled side's centred windows are kept
+        s = protected_scores(enrolled, probes, w, m.config, _key_rng(key_seed), threads,
                              progress=progress)
         return s[ia, jb].astype(np.float64), t_feat
     from device.recognition.cells import shift_max_scores
