@@ -117,3 +117,13 @@ def test_protected_fused_views(palms, tmp_path, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert rep["matcher"] == "hybrid-protected" and rep["fusion"] == "mean"
     assert rep["n_genuine"] == 4 * 2 * 2
+
+
+def test_features_in_chunks_give_the_same_scores(palms, tmp_path, monkeypatch):
+    import device.eval.recognition as rec
+    evaluate(palms, views=2, matcher="cells", fusion="mean", out=tmp_path / "a")
+    monkeypatch.setattr(rec, "FEATURE_CHUNK", 3)          # one capture of two views at a time
+    evaluate(palms, views=2, matcher="cells", fusion="mean", out=tmp_path / "b")
+    a, b = np.load(tmp_path / "a" / "scores.npz"), np.load(tmp_path / "b" / "scores.npz")
+    assert np.abs(a["impostor"] - b["impostor"]).max() < 1e-6
+    assert np.abs(a["genuine"] - b["genuine"]).max() < 1e-6

@@ -24,6 +24,8 @@ from device.recognition.matchers import (DEFAULT_MATCHER, LEARNED, PROTECTED, ge
                                          subset)
 
 FARS = ("1e-3", "1e-4", "1e-5")
+# images whose per-view cells are held at once while captures are fused (bounds the memory)
+FEATURE_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -302,14 +304,18 @@ def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed,
                  t0):
     """Pair scores of captures fused into one feature each; and the feature seconds."""
     ext = m.extractor
-    used = np.unique(members)
-    vc = _view_cells(ext, images[used])
-    pos = np.zeros(len(images), np.int64)
-    pos[used] = np.arange(len(used))
-    fused = fuse_captures(vc, pos[members], fusion, _learned_fusion(ext))
-    del vc
+    fuse = _learned_fusion(ext)
+    fused = None
+    step = max(1, FEATURE_CHUNK // members.shape[1])     # captures whose cells are held at once
+    for lo in range(0, len(members), step):
+        mem = members[lo:lo + step]
+        vc = _view_cells(ext, images[mem.ravel()])
+        part = fuse_captures(vc, np.arange(vc.shape[0]).reshape(mem.shape), fusion, fuse)
+        if fused is None:
+            fused = np.empty((len(members),) + part.shape[1:], np.float32)
+        fused[lo:lo + step] = part
     if progress:
-        progress("encoded", len(used))
+        progress("encoded", members.size)
     t_feat = _since(t0)
     w, z = ext.importance, ext.zero_shift
     if protected:
