@@ -133,3 +133,13 @@ def test_protected_pair_rules_combine_the_protected_view_scores(palms, tmp_path)
     one = [evaluate(palms, views=1, matcher="cells", protected=True, key_seed=4,
                     pair_rule=r, out=tmp_path / r) for r in ("best", "mean")]
     assert one[0]["eer"] == one[1]["eer"] and one[0]["tar"] == one[1]["tar"]
+
+
+def test_features_in_chunks_give_the_same_scores(palms, tmp_path, monkeypatch):
+    import device.eval.recognition as rec
+    evaluate(palms, views=2, matcher="cells", fusion="mean", out=tmp_path / "a")
+    monkeypatch.setattr(rec, "FEATURE_CHUNK", 3)          # one capture of two views at a time
+    evaluate(palms, views=2, matcher="cells", fusion="mean", out=tmp_path / "b")
+    a, b = np.load(tmp_path / "a" / "scores.npz"), np.load(tmp_path / "b" / "scores.npz")
+    assert np.abs(a["impostor"] - b["impostor"]).max() < 1e-6
+    assert np.abs(a["genuine"] - b["genuine"]).max() < 1e-6
