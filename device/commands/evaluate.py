@@ -8,6 +8,9 @@ import sys
 
 def cmd_evaluate(a) -> int:
     """ISO/IEC 19795-style verification test of a matcher on a data set."""
+    import os
+    if "numpy" not in sys.modules:      # the matcher's own threads; BLAS ones only contend
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from device.eval.recognition import evaluate
     from device.recognition.matchers import DEFAULT_MATCHER, LEARNED
     if a.precision != "fp32" and (a.matcher or DEFAULT_MATCHER) not in LEARNED \
@@ -21,10 +24,17 @@ def cmd_evaluate(a) -> int:
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
                       matcher=a.matcher, out=a.out, protected=a.protected,
                       precision=a.precision, segmenter=a.segmenter, landmarks=a.landmarks,
-                      config=a.config, quality=not a.no_quality,
-                      progress=lambda what, n: print(f"{what} {n} images", file=sys.stderr))
+                      config=a.config, quality=not a.no_quality, fusion=a.fusion,
+                      pair_rule=a.pair_rule, degrade=a.degrade, seed=a.seed,
+                      threads=a.threads or os.cpu_count() or 1,
+                      progress=_progress)
     print(json.dumps(report, indent=2))
     return 0
+
+
+def _progress(what: str, n: int) -> None:
+    print(f"{what} {n}" + (" images" if what in ("encoded", "regions") else ""),
+          file=sys.stderr)
 
 
 def cmd_evaluate_liveness(a) -> int:
@@ -122,7 +132,21 @@ def register(sub) -> None:
                                          "in the standard layout DIR/<subject>/<session>_<sample>")
     sp.add_argument("dir")
     sp.add_argument("--level", choices=["roi", "hand"], default="roi")
-    sp.add_argument("--views", type=int, default=1, help="samples per capture (N)")
+    sp.add_argument("--views", type=int, default=1, help="samples per capture (N), its views")
+    sp.add_argument("--fusion", choices=["attention", "mean"], default=None,
+                    help="a capture's views fused into one feature: attention (the learned "
+                         "multi-view fusion of seed 000; the default where the feature has "
+                         "one) or mean (the mean of the views' unit cells, re-normalised)")
+    sp.add_argument("--pair-rule", choices=["best", "mean"], default=None,
+                    help="score a capture pair from its N x N view-pair scores instead: the "
+                         "best or the mean (the default for features without a learned "
+                         "fusion)")
+    sp.add_argument("--degrade", type=int, default=0, metavar="K",
+                    help="degrade K of the N views of every capture (blur, occlusion, glare, "
+                         "exposure, misalignment: device/eval/degrade.py)")
+    sp.add_argument("--seed", type=int, default=0, help="which views are degraded, and how")
+    sp.add_argument("--threads", type=int, default=0,
+                    help="protected matching threads (default: the CPU count)")
     sp.add_argument("--protocol", choices=["cross-session", "all-pairs"],
                     default="cross-session")
     sp.add_argument("--protected", action="store_true", help="match protected templates")

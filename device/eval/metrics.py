@@ -50,3 +50,20 @@ def d_prime(genuine, impostor) -> float:
     """Decidability index d' = |mu_g - mu_i| / sqrt((var_g + var_i) / 2)."""
     g, i = _as_float(genuine), _as_float(impostor)
     return float(abs(g.mean() - i.mean()) / np.sqrt((g.var() + i.var()) / 2 + 1e-300))
+
+
+def frr_at_far(genuine, impostor, far: float) -> float:
+    """False reject rate (FNMR) at the threshold whose false match rate is at most ``far``."""
+    return 1.0 - tar_at_far(genuine, impostor, far)
+
+
+def verification_summary(genuine, impostor, fars=("1e-3", "1e-4", "1e-5"),
+                         frr_fars=("1e-4",)) -> dict:
+    """EER, TAR at each FAR of ``fars``, FRR at each of ``frr_fars``, with the numbers of
+    pairs. A FAR below 1 / n_impostor cannot be resolved: ``far_floor`` says where that is."""
+    g, i = _as_float(genuine), _as_float(impostor)
+    return {"eer": eer(g, i),
+            "tar": {f: tar_at_far(g, i, float(f)) for f in fars},
+            "frr": {f: frr_at_far(g, i, float(f)) for f in frr_fars},
+            "n_genuine": int(g.size), "n_impostor": int(i.size),
+            "far_floor": 1.0 / i.size}

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.eval.capture_scores import enrol_gallery, gallery_scores
 from device.eval.metrics import eer, tar_at_far, threshold_at_far
 from device.protect.core import ProtectConfig, enrol_many
 from device.protect.gallery import enrol_and_score
@@ -120,8 +121,14 @@ def _key_strip(data, keys, masks):
 def protected_block(config, w, Tt, Qq, rng, shortlist: int = 64, check_search: bool = False,
                     pick=None, owners=None, same=None):
     """Enrol ``Tt`` under fresh keys, score every query of ``Qq`` against every template
-    (or, with ``pick`` (nq, nt) boolean, only the picked pairs; the rest are NaN)."""
-    S, gal, enrolled = enrol_and_score(config, w, Tt, Qq, rng, shortlist=shortlist, pick=pick)
+    (blocked, as ``palmgate evaluate --protected``), or with ``pick`` (nq, nt) boolean only
+    the picked pairs (one query at a time; the rest are NaN)."""
+    if pick is None:
+        gal, enrolled = enrol_gallery(Tt, w, config, rng, shortlist=shortlist)
+        S = gallery_scores(gal, Qq).T
+    else:
+        S, gal, enrolled = enrol_and_score(config, w, Tt, Qq, rng, shortlist=shortlist,
+                                           pick=pick)
     agree = None
     if check_search:
         # coarse-to-fine against exhaustive: same best template, same score

@@ -1,10 +1,14 @@
 """``palmgate evaluate``: an ISO/IEC 19795-style verification test on any data set in the
-standard layout. A capture is N consecutive samples of one session of one subject; its score
-against another capture is the mean of the N x N image scores. cross-session compares every
-session-1 capture with every session-2 capture; all-pairs compares all captures."""
+standard layout. A capture is N consecutive samples of one session of one subject, its views.
+A capture is scored against another either as one fused feature (the seed-000 attention
+fusion, or the mean of the views' unit cells) or from its N x N image scores (the best or the
+mean of them). cross-session compares every session-1 capture with every session-2 capture;
+all-pairs compares all captures."""
 from __future__ import annotations
 
 import json
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +17,15 @@ import numpy as np
 
 from device.eval.det_plot import draw_det
 from device.sources.layout import SampleRef, scan
-from device.eval.metrics import eer, tar_at_far
+from device.eval.capture_scores import (combine_view_pairs, fuse_captures,
+                                        protected_scores)
+from device.eval.metrics import verification_summary
 from device.recognition.matchers import (DEFAULT_MATCHER, LEARNED, PROTECTED, get_matcher,
                                          subset)
 
 FARS = ("1e-3", "1e-4", "1e-5")
+# images whose per-view cells are held at once while captures are fused (bounds the memory)
+FEATURE_CHUNK = 512
 
 
 @dataclass(frozen=True)
@@ -132,11 +140,63 @@ def hand_front_end(segmenter: str | None = None, landmarks: str | None = None,
     return fe, (cfg.quality if quality else None), cfg
 
 
+def scoring_rule(m, views: int, fusion: str | None = None, pair_rule: str | None = None):
+    """("fusion", "attention" | "mean") or ("pairs", "best" | "mean"): how captures of
+    ``views`` views are compared with matcher ``m``. Default: the feature's learned
+    attention fusion where it has one, else the mean of the N x N view-pair scores."""
+    ext = getattr(m, "extractor", None)
+    learned = _learned_fusion(ext) if getattr(m, "fuse_views", False) else None
+    if fusion is not None and pair_rule is not None:
+        raise ValueError("--fusion and --pair-rule are two ways to score a capture; give one")
+    if fusion is not None:
+        if ext is None or not hasattr(ext, "zero_shift"):
+            raise ValueError(f"--fusion needs a cell feature; matcher {m.name!r} has none "
+                             f"(use --pair-rule best|mean)")
+        if fusion == "attention" and learned is None:
+            raise ValueError(f"matcher {m.name!r} has no learned fusion; use --fusion mean")
+        return "fusion", fusion
+    if pair_rule is not None:
+        return "pairs", pair_rule
+    return ("fusion", "attention") if learned is not None else ("pairs", "mean")
+
+
+def _learned_fusion(ext):
+    """The feature's views -> one feature function if it has a learned fusion, else None."""
+    if ext is None or not hasattr(ext, "fuse"):
+        return None
+    inner = getattr(ext, "learned", ext)
+    return ext.fuse if getattr(inner, "fusion_model", None) is not None else None
+
+
+def _view_cells(ext, images) -> np.ndarray:
+    """(N, S, G, D) cells of every image at every window shift, no view fusion."""
+    return ext.cells(images) if hasattr(ext, "cells") else ext.queries(images)
+
+
+def degrade_captures(images: np.ndarray, members: np.ndarray, k: int, seed: int = 0):
+    """Degrade ``k`` of the views of every capture (``members`` (C, V) image indices) in place,
+    each with a kind drawn at random from ``device.eval.degrade.KINDS``. Returns
+    {kind: count}."""
+    from device.eval.degrade import KINDS, degrade
+    if not 0 <= k <= members.shape[1]:
+        raise ValueError(f"--degrade {k}: a capture has {members.shape[1]} views")
+    rng = np.random.default_rng(seed)
+    counts: dict = {}
+    for row in members:
+        for v in rng.choice(len(row), k, replace=False):
+            kind = KINDS[int(rng.integers(len(KINDS)))]
+            images[row[v]] = degrade(images[row[v]], kind, rng)
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
 def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-session",
              matcher: str | None = None, out=None, progress=None,
              protected: bool = False, precision: str = "fp32",
              segmenter: str | None = None, landmarks: str | None = None,
-             config=None, quality: bool = True) -> dict:
+             config=None, quality: bool = True, fusion: str | None = None,
+             pair_rule: str | None = None, degrade: int = 0, seed: int = 0,
+             threads: int = 1, key_seed: int | None = None) -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.vision.regions first -- an image without
     one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
@@ -147,7 +207,11 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     configuration (``config``, default: the defaults) with these overrides where given:
     ``segmenter`` "classical" or "net" (the segmentation network first on colour images);
     ``landmarks`` "full", "lite" or "off"; ``precision`` of their models; ``quality=False``
-    leaves out the quality checks (the region steps' own failures still count)."""
+    leaves out the quality checks (the region steps' own failures still count).
+    ``fusion`` / ``pair_rule``: how a capture's views are scored (:func:`scoring_rule`).
+    ``degrade``: that many views of every capture degraded (``device.eval.degrade``, drawn
+    with ``seed``). ``threads``: protected matching threads. ``key_seed``: protected keys
+    from a seeded generator (reproducible runs; default the gate's os.urandom)."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
     matcher = matcher or DEFAULT_MATCHER
@@ -159,6 +223,7 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     # at hand level --precision picks the front end's model files; a classical matcher stays fp32
     m = get_matcher(matcher, precision=precision if matcher in LEARNED or level != "hand"
                     else "fp32")
+    how, rule = scoring_rule(m, views, fusion, pair_rule)
     refs = scan(root)
     if not refs:
         raise ValueError(f"no images in the standard layout under {root}")
@@ -173,46 +238,38 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     caps = make_captures([r for k, r in enumerate(refs) if k not in set(failed)], views)
     index = {r.path: k for k, r in enumerate(refs)}
     i, j, genuine = capture_pairs(caps, protocol)
-    if views > 1 and getattr(m, "fuse_views", False):
-        # multi-view attention fusion (seed 000): the views of a capture are fused into one
-        # feature, captures compared
-        codes = m.encode_sets(images, [[index[r.path] for r in c.refs] for c in caps])
-        if progress:
-            progress("encoded", len(images))
-        s = m.scores(codes, codes)
-        if getattr(m, "symmetric", True):
-            s = (s + s.T) / 2
-        pair = s[i, j].astype(np.float64)
+    members = np.array([[index[r.path] for r in c.refs] for c in caps]).reshape(-1, views)
+    degraded = degrade_captures(images, members, degrade, seed) if degrade else None
+    t0, c0 = time.perf_counter(), time.process_time()
+    if how == "fusion":
+        pair, (t_feat, c_feat) = _fused_pairs(m, images, members, rule, i, j, protected,
+                                              threads, key_seed, progress, (t0, c0))
     else:
-        codes = m.encode(images)
-        if progress:
-            progress("encoded", len(images))
-        # image-level scores between every image that appears in some capture
-        used = sorted({index[r.path] for c in caps for r in c.refs})
-        pos = {k: n for n, k in enumerate(used)}
-        sub = subset(codes, np.asarray(used))
-        s = m.scores(sub, sub)
-        if getattr(m, "symmetric", True):
-            s = (s + s.T) / 2  # a comparison does not depend on which side is enrolled
-        members = np.array([[pos[index[r.path]] for r in c.refs] for c in caps])
-        # capture score = mean over the views x views image pairs
-        pair = np.zeros(len(i), np.float64)
-        for a in range(views):
-            for b in range(views):
-                pair += s[members[i, a], members[j, b]]
-        pair /= views * views
+        pair, (t_feat, c_feat) = _view_pair_scores(m, images, members, rule, i, j, protected,
+                                                   threads, key_seed, progress, (t0, c0))
+    t_match = time.perf_counter() - t0 - t_feat
+    cpu_all = time.process_time() - c0
     g, imp = pair[genuine], pair[~genuine]
     if len(g) == 0 or len(imp) == 0:
         raise ValueError("the data set gives no genuine or no impostor comparisons")
+    summary = verification_summary(g, imp)
     report = {"matcher": m.name, "protected": bool(protected), "level": level, "views": views,
               "precision": precision,
               "protocol": protocol,
+              **({"fusion": rule} if how == "fusion" else {"pair_rule": rule}),
+              "degraded_views": degrade, **({"degradations": degraded} if degrade else {}),
               **({"segmenter": cfg.gate.segmenter, "landmarks": cfg.gate.landmarks,
                   "quality_checks": bool(quality), "views_by_path": paths}
                  if level == "hand" else {}),
-              "eer": eer(g, imp), "tar": {f: tar_at_far(g, imp, float(f)) for f in FARS},
-              "fta": len(failed) / len(refs), "n_genuine": int(len(g)),
-              "n_impostor": int(len(imp)), "n_images": len(refs), "n_captures": len(caps)}
+              "eer": summary["eer"], "tar": summary["tar"], "frr": summary["frr"],
+              "fta": len(failed) / len(refs), "n_genuine": summary["n_genuine"],
+              "n_impostor": summary["n_impostor"], "far_floor": summary["far_floor"],
+              "n_images": len(refs), "n_captures": len(caps),
+              "seconds": {"features": round(t_feat, 2), "matching": round(t_match, 2)},
+              "cpu_seconds": {"features": round(c_feat, 2),
+                              "matching": round(cpu_all - c_feat, 2)},
+              "pairs_per_second_matching": round(len(pair) / max(t_match, 1e-9)),
+              "threads": threads, "load_average_1min": round(os.getloadavg()[0], 2)}
     if reasons is not None:
         report["fta_reasons"] = reasons
     if protected:
@@ -231,6 +288,80 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
                             genuine_pairs=np.stack([ids[i[genuine]], ids[j[genuine]]], 1),
                             impostor_pairs=np.stack([ids[i[~genuine]], ids[j[~genuine]]], 1))
         (out / "report.json").write_text(json.dumps(report, indent=2))
-        draw_det({f"{m.name}, {views} view(s)": (g, imp)}, out / "det.png",
-                 title=f"{Path(root).name}: {protocol}")
+        label = f"{m.name}, {views} view(s), {rule} {'fusion' if how == 'fusion' else 'pairs'}"
+        draw_det({label: (g, imp)}, out / "det.png", title=f"{Path(root).name}: {protocol}")
     return report
+
+
+def _sides(i, j):
+    """Enrolled captures (the first of each pair), probe captures, and each pair's rows."""
+    a, ia = np.unique(i, return_inverse=True)
+    b, jb = np.unique(j, return_inverse=True)
+    return a, b, ia, jb
+
+
+def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed, progress,
+                 t0):
+    """Pair scores of captures fused into one feature each; and the feature seconds."""
+    ext = m.extractor
+    fuse = _learned_fusion(ext)
+    fused = None
+    step = max(1, FEATURE_CHUNK // members.shape[1])     # captures whose cells are held at once
+    for lo in range(0, len(members), step):
+        mem = members[lo:lo + step]
+        vc = _view_cells(ext, images[mem.ravel()])
+        part = fuse_captures(vc, np.arange(vc.shape[0]).reshape(mem.shape), fusion, fuse)
+        if fused is None:
+            fused = np.empty((len(members),) + part.shape[1:], np.float32)
+        fused[lo:lo + step] = part
+    if progress:
+        progress("encoded", members.size)
+    t_feat = _since(t0)
+    w, z = ext.importance, ext.zero_shift
+    if protected:
+        a, b, ia, jb = _sides(i, j)
+        enrolled, probes = fused[a, z], fused[b]
+        del fused                # only the enrolled side's centred windows are kept
+        s = protected_scores(enrolled, probes, w, m.config, _key_rng(key_seed), threads,
+                             progress=progress)
+        return s[ia, jb].astype(np.float64), t_feat
+    from device.recognition.cells import shift_max_scores
+    s = shift_max_scores(fused, fused[:, z], w).T
+    s = (s + s.T) / 2            # a comparison does not depend on which side is enrolled
+    return s[i, j].astype(np.float64), t_feat
+
+
+def _view_pair_scores(m, images, members, rule, i, j, protected, threads, key_seed, progress,
+                      t0):
+    """Pair scores from the N x N image scores of each capture pair; and the feature
+    seconds."""
+    used = np.unique(members)
+    pos = np.zeros(len(images), np.int64)
+    pos[used] = np.arange(len(used))
+    codes = m.encode(images[used])
+    if progress:
+        progress("encoded", len(used))
+    t_feat = _since(t0)
+    mem = pos[members]
+    if protected:
+        a, b, ia, jb = _sides(i, j)
+        ea, pb = mem[a], mem[b]                      # image rows of each side's captures
+        ra, rb = np.unique(ea), np.unique(pb)
+        pa = np.searchsorted(ra, ea)
+        pp = np.searchsorted(rb, pb)
+        s = protected_scores(codes.templates[ra], codes.queries[rb], m.extractor.importance,
+                             m.config, _key_rng(key_seed), threads, progress=progress)
+        return combine_view_pairs(s, ia, jb, pa, pp, rule), t_feat
+    s = m.scores(codes, codes)
+    if getattr(m, "symmetric", True):
+        s = (s + s.T) / 2        # a comparison does not depend on which side is enrolled
+    return combine_view_pairs(s, i, j, mem, mem, rule), t_feat
+
+
+def _since(t0) -> tuple[float, float]:
+    """(wall, process CPU) seconds since ``t0`` = (perf_counter, process_time)."""
+    return time.perf_counter() - t0[0], time.process_time() - t0[1]
+
+
+def _key_rng(seed):
+    return None if seed is None else np.random.default_rng(seed)
