@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "744dc9cc7d4477ad6a12f3decd7fa4b38873bb806b416300683419e5b40b85ca",
+  "manifest_sha256": "6e2ee0afc8c4c96884f6cd97d6d0c7ddcb4f1a983df597409196593e643b53ef",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "fKoT93GE1i2ZnCVmlyhmy6umhmTxTaMtiF+en9wAUa1xvXX4VNi4RgpQbE7bn+Jbhkg9nzRNXnoFR5z6lJq/Dg=="
+      "signature": "I4IWrvDlgYj1+KkF5+OfnDXVmkenu4G8vYbmbl+6ZThpsu9VjUdc020iZbeVSIK80ygLS07ShG34V3v+wBjvBQ=="
     }
   ]
 }

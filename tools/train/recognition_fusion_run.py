@@ -29,9 +29,9 @@ import numpy as np
 from tools.train.recognition_data import log as default_log
 
 PROFILES = {
-    "quick": {"synth_subjects": 200, "reps": 1, "pre_steps": 120, "ft_steps": 200,
+    "quick": {"synth_subjects": 150, "reps": 1, "pre_steps": 80, "ft_steps": 150,
               "palms": 32, "ablations": False},
-    "full": {"synth_subjects": 600, "reps": 2, "pre_steps": 500, "ft_steps": 600,
+    "full": {"synth_subjects": 600, "reps": 2, "pre_steps": 150, "ft_steps": 250,
              "palms": 32, "ablations": True},
 }
 VARIANTS = {  # name: (mode, pre-trained on synthetic identities)
