@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "6e2ee0afc8c4c96884f6cd97d6d0c7ddcb4f1a983df597409196593e643b53ef",
+  "manifest_sha256": "efd476ac5534da05be95e8703c3084f3bcbfd65b9e6369728ad88b1165743e2d",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "I4IWrvDlgYj1+KkF5+OfnDXVmkenu4G8vYbmbl+6ZThpsu9VjUdc020iZbeVSIK80ygLS07ShG34V3v+wBjvBQ=="
+      "signature": "MCfHa4YIxWKA0MNXKwNsgermQnDT2g1I5JpUw+Tbo14QRUnRfskKrywPL03TIy+sLKDguBjERM8SXPvk3QgOAg=="
     }
   ]
 }

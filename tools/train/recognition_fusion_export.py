@@ -9,9 +9,12 @@ import numpy as np
 import torch
 
 # the weighted sum of the views' cells and the per-cell normalisation stay in float: they
-# carry the output cells themselves; int8 computes the trust (embeddings, attention, FF,
-# read-outs), whose error only moves the weights
+# carry the output cells themselves; int8 computes the trust (attention, FF, read-outs), whose
+# error only moves the weights
 INT8_OPS = ("MatMul", "Gemm")
+# ... except the layers that read the cells themselves: quantising their input would make the
+# weighted sum read 8-bit cells too (the quantiser shares one Q/DQ pair per tensor)
+FLOAT_NODES = ("emb_f", "emb_s", "quality.0")
 
 
 def export_fp32(fusion, path: Path) -> None:
@@ -36,7 +39,8 @@ def export_int8(src: Path, dst: Path, frames) -> dict:
     from tools.train.sensor_quant import int8_report, quantize_int8
     import onnx
     ops = {n.op_type for n in onnx.load(str(src)).graph.node}
-    quantize_int8(src, dst, frames, "cells", exclude_ops=tuple(sorted(ops - set(INT8_OPS))))
+    quantize_int8(src, dst, frames, "cells", exclude_ops=tuple(sorted(ops - set(INT8_OPS))),
+                  exclude_name_parts=FLOAT_NODES)
     return int8_report(dst)
 
 

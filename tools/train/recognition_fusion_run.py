@@ -223,9 +223,9 @@ def install(work: Path, models: Path, command: str, log=default_log) -> None:
         if prec == "int8":
             m["int8_ops"] = ex["int8_ops"]
             notes += ("; static int8 QDQ (onnxruntime, per-channel int8 weights, uint8 "
-                      "activations, MinMax on 48 training captures): the MatMul/Gemm of the "
-                      "trust path run in int8 (int8_ops), the weighted sum of the cells and the "
-                      "normalisation in float")
+                      "activations, MinMax on 48 training captures): the MatMuls of the "
+                      "trust path run in int8 (int8_ops), those reading the cells, the weighted "
+                      "sum of the cells and the normalisation in float; one view passes through")
         update_entry(fname, metrics=m, command=command, data=DATA, notes=notes,
                      manifest_path=models / "manifest.json")
         log(f"installed {models / fname}")
