@@ -100,3 +100,18 @@ def table(nets: dict, data, palms, conditions=CONDITIONS, baselines: bool = True
         log(f"eval {cond}: " + "; ".join(
             f"{k} {r['eer'] * 100:.3f}%/{r['frr_1e-4'] * 100:.2f}%" for k, r in rows.items()))
     return out
+
+
+def kind_rows(data, palms) -> dict:
+    """One view, per degradation kind: clean session-1 templates against session-2 queries
+    degraded by that kind (first draw), every image pair."""
+    from device.eval.degrade import KINDS
+    from tools.train.recognition_fusion_data import dequant, version_index
+    idx = np.flatnonzero(np.isin(data.labels, palms))
+    lab, ses = data.labels[idx], data.sessions[idx]
+    clean = dequant(data.cells[idx, 0])
+    out = {}
+    for k, kind in enumerate(KINDS):
+        deg = dequant(data.cells[idx, version_index(k, 0)])
+        out[kind] = feature_row(np.where((ses == 2)[:, None, None, None], deg, clean), lab, ses)
+    return out
