@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "744dc9cc7d4477ad6a12f3decd7fa4b38873bb806b416300683419e5b40b85ca",
+  "manifest_sha256": "efd476ac5534da05be95e8703c3084f3bcbfd65b9e6369728ad88b1165743e2d",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "fKoT93GE1i2ZnCVmlyhmy6umhmTxTaMtiF+en9wAUa1xvXX4VNi4RgpQbE7bn+Jbhkg9nzRNXnoFR5z6lJq/Dg=="
+      "signature": "MCfHa4YIxWKA0MNXKwNsgermQnDT2g1I5JpUw+Tbo14QRUnRfskKrywPL03TIy+sLKDguBjERM8SXPvk3QgOAg=="
     }
   ]
 }

@@ -62,7 +62,7 @@ def trained_like(mode="three"):
     with torch.no_grad():
         for p in f.parameters():
             p.add_(0.2 * torch.randn(p.shape, generator=g))
-        f.beta_logit.fill_(0.0)
+        f.gamma.fill_(1.0)
         f.log_tau.fill_(np.log(0.2))
     return f.eval()
 
@@ -140,6 +140,7 @@ def tiny_models(tmp_path_factory):
     export_cells(net, d / "recognition_cells.onnx")
     export_cells(net, d / "recognition_cells_int8.onnx")   # stands in for the int8 file
     export_fusion(fu, d / "recognition_fusion.onnx")
+    export_fusion(fu, d / "recognition_fusion_int8.onnx")  # stands in for the int8 file
     (d / "cells_pca.npz").write_bytes((DEFAULT_MODELS_DIR / "cells_pca.npz").read_bytes())
     (d / "manifest.json").write_text(json.dumps({"format": 1, "models": {}}))
     return d, net, fu

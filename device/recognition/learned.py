@@ -29,7 +29,7 @@ from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, Fea
                                       shift_offsets)
 
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
-FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion.onnx"}
+FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion_int8.onnx"}
 N_SHIFTS = (2 * MAX_SHIFT + 1) ** 2
 
 
@@ -123,7 +123,7 @@ class LearnedExtractor(ViewSetFeature):
     """The learned cells (+ the multi-view attention fusion, seed 000) with CellExtractor's
     interface.
 
-    ``precision``: "fp32" or "int8" (the static-QDQ cell network; the fusion stays fp32).
+    ``precision``: "fp32" or "int8" (the static-QDQ cell network and fusion).
     ``fusion``: False gives the cell network alone (cells of one view, uniform importance).
     """
 

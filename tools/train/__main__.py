@@ -11,6 +11,10 @@ what:
              presentations (claim 9; `palmgate review` writes DIR); SR unchanged
   recognition  learned palm cells + seed-000 view fusion on Tongji training palms, fp32 and
              int8 (tools/train/recognition.py; quick: ~45 min on 2 CPU cores)
+  fusion     the seed-000 multi-view fusion over the shipped learned cells, trained on
+             degraded captures (pre-trained on synthetic identities, fine-tuned on Tongji
+             training palms), fp32 and int8 (tools/train/recognition_fusion_run.py; quick:
+             minutes on a laptop CPU once the cells are cached; --test: the test table, once)
   handseg    the hand segmentation network of the gate's fast palm-region path for colour
              views, fp32 and int8 (tools/train/handseg.py; quick: ~5 min on one CPU core)
 """
@@ -38,7 +42,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness",
-                                    "recognition", "handseg"])
+                                    "recognition", "handseg", "fusion"])
     p.add_argument("--profile", choices=["quick", "full"], default="quick")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
@@ -58,6 +62,10 @@ def main(argv=None) -> int:
                    help="sensor: run only these fine-tune rounds of the profile (e.g. "
                         "finetune4) on the liveness file in the models folder, SR unchanged "
                         "(needs --sensor)")
+    p.add_argument("--stages", default="data,train,eval,export",
+                   help="fusion: comma-separated stages (data, train, eval, export)")
+    p.add_argument("--test", action="store_true",
+                   help="fusion: measure the test palms too (once, at the end)")
     p.add_argument("--retrain-from", default=None, metavar="DIR",
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
@@ -91,6 +99,14 @@ def main(argv=None) -> int:
         rep = run_recognition(a.profile, work / "recognition", models, _command_line(),
                               a.seed, a.threads or 1)
         print(json.dumps(rep, indent=1, default=float))
+        return 0
+    if a.what == "fusion":
+        torch.set_num_threads(a.threads or 1)
+        from tools.train.recognition_fusion_run import run as run_fusion
+        rep = run_fusion(a.profile, work / "fusion", models, _command_line(), a.seed,
+                         a.stages.split(","), a.test)
+        print(json.dumps({k: v for k, v in rep.items() if k != "eval"}, indent=1,
+                         default=float))
         return 0
     if a.what == "handseg":
         from tools.train.handseg import run as run_handseg

@@ -1,20 +1,21 @@
 """Seed-000 multi-view fusion over the learned palm cells (../shared/specs/seed-000.md).
 
-Tokens: every cell g of every view v of one palm at one window shift, embedded (16 -> d, plus a
-learned position embedding per cell, BatchNorm). The first region (the "preset part", the palm
-centre) is the central 3x3 cells, the second region the other 40:
+Tokens: per view and window shift, one embedding of the first region (the "preset part", the
+palm centre: the central 3x3 cells) and one of the second region (the other 40 cells):
 
 * keys K = X_first W_K (first-region embeddings only), queries Q = X_second W_Q (second-region
   embeddings only), values V = X W_V (all), per head;
 * similarities (cosine): S_K = key-key, S_Q = query-query, C = key-query; fused into one block
-  score matrix M = [[l_K S_K, l_C C], [l_C C^T, l_Q S_Q]] over all 49V tokens, A = softmax_row(
+  score matrix M = [[l_K S_K, l_C C], [l_C C^T, l_Q S_Q]] over the 2V tokens, A = softmax_row(
   M / tau) (claim 2); ``mode="content"`` masks the S_K and S_Q blocks (the content-only
   embodiment), ``"key+content"`` / ``"query+content"`` one of them;
 * Y = A V (heads concatenated, output projection), residual, then a per-token feed-forward
   stream with BatchNorm and a residual (the "parallel training" streams);
-* the fused cell g = mean over views of its tokens, projected to 16 dims and ADDED to the
-  per-view mean of the input cells, L2 per cell. The projection starts at zero, so an untrained
-  fusion is exactly the mean of per-view cells (it never starts worse than the cells);
+* the fused cell g = the unit weighted sum of the views' cells g, weights a softmax over the
+  views of the attention weight of the view's token, a per-cell trust read out of its attended
+  stream, the cell's own quality and its agreement with the other views (``Fusion``). All start
+  at zero: an untrained fusion is exactly the mean of the views' cells, and one view passes
+  through unchanged;
 * importance: a learned softmax over the 49 cells (seed 002's sub-feature weights).
 
 Training (claims 1, 4-6): each step takes sets of views of palms; the predicted palm feature of
@@ -48,13 +49,19 @@ class Fusion(nn.Module):
     tokens, queries from the second-region tokens, values from all; M = [[l_K S_K, l_C C],
     [l_C C^T, l_Q S_Q]] (cosines), A = softmax_row(M / tau). The weight of each content vector
     is the column mean of A (seed 000 §3.5); Y = A V, residual, FF/BN residual stream per token.
-    Output cells per region: the views' cells weighted by (1 - beta)/V + beta * (their token
-    weights, normalised within the region), plus a projection of the region's mean stream;
-    beta starts at ~0 and the projection at 0, so an untrained fusion is the mean of the views.
+
+    Output (which view to trust, cell by cell): fused cell g = unit(sum_v a_vg c_vg), a_vg a
+    softmax over the views of the logit
+        gamma * log(V w_v)              the attention weight of view v's token of g's region
+      + trust(z_v)[g]                   a read-out of that token's attended stream
+      + quality(c_vg)                   what the cell itself looks like (flat, saturated ...)
+      + alpha * agreement(c_vg)         its mean cosine with the same cell of the other views.
+    All four start at zero, so an untrained fusion is exactly the mean of the views; with one
+    view the output is that view's cells (a_vg = 1).
     """
 
     def __init__(self, n_cells: int = 49, dim: int = 16, d: int = 64, heads: int = 4,
-                 mode: str = "three", ff: int = 128):
+                 mode: str = "three", ff: int = 128, quality_hidden: int = 32):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {sorted(MODES)}")
@@ -77,12 +84,15 @@ class Fusion(nn.Module):
         self.log_tau = nn.Parameter(torch.tensor(float(np.log(0.1))))
         self.bn_ff = nn.BatchNorm1d(d)
         self.ff = nn.Sequential(nn.Linear(d, ff), nn.ReLU(), nn.Linear(ff, d))
-        self.out_f = nn.Linear(d, nf * dim)
-        self.out_s = nn.Linear(d, ns * dim)
-        for lin in (self.out_f, self.out_s):
+        self.trust_f = nn.Linear(d, nf)                        # per-cell trust of a view
+        self.trust_s = nn.Linear(d, ns)
+        self.quality = nn.Sequential(nn.Linear(dim, quality_hidden), nn.ReLU(),
+                                     nn.Linear(quality_hidden, 1))
+        for lin in (self.trust_f, self.trust_s, self.quality[2]):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
-        self.beta_logit = nn.Parameter(torch.tensor(-6.0))
+        self.gamma = nn.Parameter(torch.tensor(0.0))          # weight of the attention term
+        self.alpha = nn.Parameter(torch.tensor(0.0))          # weight of the agreement term
         self.imp_logit = nn.Parameter(torch.zeros(n_cells))
         self.lam = MODES[mode]
         self.dim = dim
@@ -117,29 +127,46 @@ class Fusion(nn.Module):
         a = torch.softmax(m, -1)
         return a, split(self.wv(x)), x
 
-    def forward(self, cells: torch.Tensor):
-        b, v, s, g, dim = cells.shape
-        c = cells.transpose(1, 2).reshape(-1, v, g, dim)       # (N = B*S, V, G, D)
-        cf = c.index_select(2, self.centre)                    # first region cells
-        cs = c.index_select(2, self.other)                     # second region cells
+    def view_logits(self, c: torch.Tensor, cf, cs):
+        """(N, V, G) logits of the views' cells (cell order: first region, then second)."""
         ef = self._bn(self.bn_f, self.emb_f(cf.flatten(2)))    # (N, V, d)
         es = self._bn(self.bn_s, self.emb_s(cs.flatten(2)))
         a, val, x = self.attention(ef, es)
         y = (a @ val).transpose(1, 2).flatten(2)               # (N, 2V, d)
         z = x + self.wo(y)
         z = z + self.ff(self._bn(self.bn_ff, z))               # parallel FF/BN streams
-        w = a.mean(1).mean(1)                                  # (N, 2V) one weight per token
+        v = c.shape[1]
+        nv = torch.ones_like(ef[..., :1]).sum(1, keepdim=True)  # (N, 1, 1) V as a tensor (ONNX)
+        w = a.mean(1).mean(1)[..., None]                       # (N, 2V, 1) one per token
         wf, ws = w[:, :v], w[:, v:]
-        beta = torch.sigmoid(self.beta_logit)
-        wf = (1 - beta) / v + beta * wf / wf.sum(1, keepdim=True)
-        ws = (1 - beta) / v + beta * ws / ws.sum(1, keepdim=True)
-        pf = (wf[:, :, None, None] * cf).sum(1) \
-            + self.out_f(z[:, :v].mean(1)).reshape(-1, cf.shape[2], dim)
-        ps = (ws[:, :, None, None] * cs).sum(1) \
-            + self.out_s(z[:, v:].mean(1)).reshape(-1, cs.shape[2], dim)
-        f = torch.cat([pf, ps], 1).index_select(1, self.inverse)   # back to cell order
+        lf = self.gamma * torch.log(nv * wf / wf.sum(1, keepdim=True) + 1e-6)
+        ls = self.gamma * torch.log(nv * ws / ws.sum(1, keepdim=True) + 1e-6)
+        lf = lf + self.trust_f(z[:, :v])                       # (N, V, 9)
+        ls = ls + self.trust_s(z[:, v:])                       # (N, V, 40)
+        cc = torch.cat([cf, cs], 2)                            # (N, V, G, D)
+        agree = ((cc * cc.sum(1, keepdim=True)).sum(-1) - 1.0) / (nv - 1).clamp_min(1)
+        return torch.cat([lf, ls], 2) + self.quality(cc)[..., 0] + self.alpha * agree
+
+    def forward(self, cells: torch.Tensor):
+        b, v, s, g, dim = cells.shape
+        c = cells.transpose(1, 2).reshape(-1, v, g, dim)       # (N = B*S, V, G, D)
+        cf = c.index_select(2, self.centre)                    # first region cells
+        cs = c.index_select(2, self.other)                     # second region cells
+        a = torch.softmax(self.view_logits(c, cf, cs), 1)      # (N, V, G) over the views
+        f = (a[..., None] * torch.cat([cf, cs], 2)).sum(1)
+        f = f.index_select(1, self.inverse)                    # back to cell order
         f = f / torch.sqrt((f * f).sum(-1, keepdim=True) + 1e-12)
         return f.reshape(b, s, g, dim), self.importance()
+
+    @torch.no_grad()
+    def view_weights(self, cells: torch.Tensor) -> torch.Tensor:
+        """(B, V, S, G) the weight of each view's cell in the fused cell (cell order)."""
+        b, v, s, g, dim = cells.shape
+        c = cells.transpose(1, 2).reshape(-1, v, g, dim)
+        a = torch.softmax(self.view_logits(c, c.index_select(2, self.centre),
+                                           c.index_select(2, self.other)), 1)
+        a = a.index_select(2, self.inverse)
+        return a.reshape(b, s, v, g).transpose(1, 2)
 
 
 class FusionExport(nn.Module):
