@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "744dc9cc7d4477ad6a12f3decd7fa4b38873bb806b416300683419e5b40b85ca",
+  "manifest_sha256": "d7e348be5d05af94fb99e3bb4f666f89ab9bad47395405cb8159feb7f02410f0",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "fKoT93GE1i2ZnCVmlyhmy6umhmTxTaMtiF+en9wAUa1xvXX4VNi4RgpQbE7bn+Jbhkg9nzRNXnoFR5z6lJq/Dg=="
+      "signature": "tD0vmiqcnEIvPNhMId78WtQC0d7fiA9O+RUKdsTneEkCfuIF+S5iN656vhuU5zHQygEILG1QLYvqVJTRBbZuAA=="
     }
   ]
 }

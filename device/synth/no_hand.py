@@ -14,8 +14,8 @@ Every frame is a float32 capture in [0, 1] at the sensor's capture size, drawn b
 
 Kinds that start from pictures take them from ``sources`` (a dict of lists of grey frames,
 float32 in [0, 1] or uint8): ``photos`` (scenes), ``visible`` (visible-light palm photos),
-``hands`` (hand frames of *this* sensor: bona fide or attack captures), ``other`` (captures of
-the other sensor).  Which pictures go to training and which to the held-out test is the
+``hands`` (hand frames of *this* sensor: bona fide or attack captures), ``other`` (bona fide
+captures of the other sensor).  Which pictures go to training and which to the held-out test is the
 caller's choice (tools/train/presence.py keeps them disjoint).  Every frame ends with a random
 photometric change (gain, offset, gamma, read noise) so that grey levels carry no class.
 """
