@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "efd476ac5534da05be95e8703c3084f3bcbfd65b9e6369728ad88b1165743e2d",
+  "manifest_sha256": "d1ca0de85d3ae3f47d2d85a8a01be7e059b90ebb1265f62f595dcbe04a8976a5",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "MCfHa4YIxWKA0MNXKwNsgermQnDT2g1I5JpUw+Tbo14QRUnRfskKrywPL03TIy+sLKDguBjERM8SXPvk3QgOAg=="
+      "signature": "f6RXoWdlSIgWwvHsDclgJmQOTFnXFaubeUY/LghOskREVm/unrg3tDldVdTiVvWLmHqxktdmtfR5R4OsGYDRAA=="
     }
   ]
 }

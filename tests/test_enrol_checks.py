@@ -85,14 +85,29 @@ def test_missing_liveness_model_refuses_enrolment(tmp_path, tiny_models, synthet
 
 def test_not_live_presentation_refuses_enrolment(tmp_path, tiny_models, synthetic_bursts):
     b = synthetic_bursts["enrol"][0][0]
-    black_sensor = Burst(b.views, np.zeros_like(b.sensor), {})   # tiny liveness: dark = spoof
+    # tiny liveness: p(live) = mean intensity; a (stricter) configured threshold of 0.99 makes
+    # the hand in the sensor frame not live
+    cfg = gate_config(tmp_path, tiny_models, liveness={"threshold": 0.99})
+    p = Pipeline(cfg)
+    try:
+        with open_store(cfg) as st:
+            with pytest.raises(EnrolmentRefused) as e:
+                enrol_user(p, st, "alice", [b])
+            assert e.value.reason == "not_live"
+    finally:
+        p.close()
+
+
+def test_no_hand_in_the_sensor_frame_refuses_enrolment(tmp_path, tiny_models, synthetic_bursts):
+    b = synthetic_bursts["enrol"][0][0]
+    black_sensor = Burst(b.views, np.zeros_like(b.sensor), {})   # nothing on the sensor
     cfg = gate_config(tmp_path, tiny_models)
     p = Pipeline(cfg)
     try:
         with open_store(cfg) as st:
             with pytest.raises(EnrolmentRefused) as e:
                 enrol_user(p, st, "alice", [b, black_sensor])
-            assert e.value.reason == "not_live"
+            assert e.value.reason == "no_hand_in_sensor"
     finally:
         p.close()
 

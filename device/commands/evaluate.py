@@ -38,7 +38,8 @@ def _progress(what: str, n: int) -> None:
 
 
 def cmd_evaluate_liveness(a) -> int:
-    """ISO/IEC 30107-3 presentation-attack detection test of the sensor branch (seed 001)."""
+    """ISO/IEC 30107-3 presentation-attack detection test of the sensor stage as the gate runs
+    it (presence -> SR -> liveness, seed 001), with the deny reason of every frame."""
     from device.eval.liveness import evaluate_liveness
     report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
                                models_dir=a.models, threads=a.threads)
@@ -178,9 +179,10 @@ def register(sub) -> None:
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate)
 
-    sp = sub.add_parser("evaluate-liveness", help="ISO/IEC 30107-3 liveness test (APCER per "
-                        "species, BPCER, BPCER20/100, DET) on DIR/bona_fide and "
-                        "DIR/attack/<species>")
+    sp = sub.add_parser("evaluate-liveness", help="ISO/IEC 30107-3 liveness test of the gate's "
+                        "sensor stage (presence -> SR -> liveness; APCER per species, BPCER, "
+                        "BPCER20/100, deny reasons, DET) on DIR/bona_fide and "
+                        "DIR/attack/<species> (a species `no_hand` is scored like any other)")
     _sensor_args(sp)
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)

@@ -2,8 +2,15 @@
 test (ISO/IEC 30107-3 names) and the super-resolution stage's PSNR/SSIM against bicubic.
 
 Liveness data layout: ``DIR/bona_fide/**`` and ``DIR/attack/<species>/**`` (images at any depth,
-either part may be missing).  Scores are p(live); a presentation is classified as an attack
-(non-live) when p(live) <= threshold.
+either part may be missing).  Every frame goes through the sensor stage exactly as the gate runs
+it (:meth:`device.models.sensor_branch.SensorBranch.judge`: presence -> binding where views are
+given -> SR -> liveness) and gets the gate's deny reason (``no_hand_in_sensor``, ``not_live``, a
+binding reason) or none.  A species folder named ``no_hand`` (frames with no hand, e.g. written
+by ``python -m tools.synth no-hand``) is scored like any other species.
+
+The *stage score* of a frame is its p(live) when it reached liveness and :data:`DENIED` (-1)
+when an earlier check denied it, so a presentation is classified as an attack (non-live) when
+its stage score <= threshold, and the rates below are the gate's.
 
 * APCER(species) -- proportion of that species' attack presentations classified bona fide
   (p > threshold); ``apcer_max`` the largest over species.
@@ -24,6 +31,8 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm"}
+DENIED = -1.0
+"""Stage score of a frame denied before liveness (no hand, not bound to the views)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,11 +209,31 @@ def det_png(path, bona, attacks: dict[str, np.ndarray], threshold: float, title:
 # commands
 
 
+def stage_scores(branch, frames, views=None, binding=None) -> tuple[np.ndarray, list]:
+    """(stage scores, deny reasons (None: passed)) of frames through ``branch.judge`` -- the
+    gate's sensor stage."""
+    res = branch.judge(frames, views, binding)
+    return (np.array([DENIED if r.p_live is None else r.p_live for r in res], np.float64),
+            [r.reason for r in res])
+
+
+def _counts(reasons) -> dict:
+    out: dict = {}
+    for r in reasons:
+        k = r or "passed"
+        out[k] = out.get(k, 0) + 1
+    return dict(sorted(out.items()))
+
+
 def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
-                      models_dir=None, threads: int = 0, threshold: float | None = None) -> dict:
-    """Score every presentation of ``data_dir`` with the shipped sensor branch; write
+                      models_dir=None, threads: int = 0, threshold: float | None = None,
+                      views_of=None, binding=None) -> dict:
+    """Score every presentation of ``data_dir`` with the shipped sensor stage; write
     OUT/report.json, OUT/scores.npz (``bona_fide``, ``attack``, ``attack_species``,
-    ``bona_fide_files``, ``attack_files``) and OUT/det.png.  Returns the report."""
+    ``bona_fide_files``, ``attack_files``, ``bona_fide_reason``, ``attack_reason``) and
+    OUT/det.png.  ``views_of(file)`` -> the presentation's views or None, with ``binding``
+    (see :meth:`SensorBranch.judge`): the binding check where views are given.  Returns the
+    report."""
     from device.models.model import DEFAULT_MODELS_DIR
     from device.models.sensor_branch import SensorBranch
 
@@ -215,14 +244,21 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
     out.mkdir(parents=True, exist_ok=True)
 
     def score(files):
-        ps = []
+        ps, why = [], []
         for i in range(0, len(files), 64):
-            ps.append(branch.scores([read_grey(f) for f in files[i:i + 64]])[0])
-        return np.concatenate(ps) if ps else np.zeros(0)
+            part = files[i:i + 64]
+            views = [views_of(f) for f in part] if views_of is not None else None
+            p, r = stage_scores(branch, [read_grey(f) for f in part], views, binding)
+            ps.append(p)
+            why += r
+        return (np.concatenate(ps) if ps else np.zeros(0)), why
 
-    bona = score(bona_files)
-    attacks = {sp: score(fs) for sp, fs in attack_files.items()}
+    bona, bona_why = score(bona_files)
+    scored = {sp: score(fs) for sp, fs in attack_files.items()}
+    attacks = {sp: v[0] for sp, v in scored.items()}
+    why = {sp: v[1] for sp, v in scored.items()}
     thr = branch.threshold
+    pres = branch.presence
     report = {"sensor": sensor, "precision": precision, "data": str(data_dir),
               **pad_rates(bona, attacks, thr),
               "n_bona_fide": int(bona.size),
@@ -230,12 +266,19 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
               "errors": {"bona_fide_rejected": int(np.sum(bona <= thr)),
                          "attacks_accepted": {k: int(np.sum(v > thr))
                                               for k, v in attacks.items()}},
-              "models": {"sr": branch.sr_model.path.name,
+              "deny_reasons": {"bona_fide": _counts(bona_why),
+                               "attack": {k: _counts(v) for k, v in why.items()}},
+              "models": {"presence": pres.model.path.name,
+                         "presence_threshold": pres.threshold,
+                         "sr": branch.sr_model.path.name,
                          "liveness": branch.liveness_model.path.name,
                          "liveness_sha256": branch.liveness_model.entry["sha256"]},
-              "definitions": "APCER(species) = share of that species' attacks with p(live) > "
-                             "threshold; BPCER = share of bona fide with p(live) <= threshold; "
-                             "BPCER20/100 = BPCER where APCER of every species <= 5 % / 1 %"}
+              "definitions": "every frame through the gate's sensor stage (presence -> "
+                             "binding where views are given -> SR -> liveness); APCER(species) "
+                             "= share of that species' frames the stage passes (a hand, live: "
+                             "p(live) > threshold); BPCER = share of bona fide it denies (any "
+                             "reason); BPCER20/100 = BPCER where APCER of every species <= "
+                             "5 % / 1 % (frames denied before liveness stay denied)"}
     sp_arr = [sp for sp, v in attacks.items() for _ in range(v.size)]
     np.savez(out / "scores.npz", bona_fide=bona,
              attack=np.concatenate(list(attacks.values())) if attacks else np.zeros(0),
@@ -243,9 +286,11 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
              bona_fide_files=np.array([str(f) for f in bona_files], dtype=str),
              attack_files=np.array([str(f) for fs in attack_files.values() for f in fs],
                                    dtype=str),
+             bona_fide_reason=np.array([r or "" for r in bona_why], dtype=str),
+             attack_reason=np.array([r or "" for v in why.values() for r in v], dtype=str),
              threshold=np.float64(thr))
     det_png(out / "det.png", bona, attacks, thr,
-            f"{sensor} liveness ({precision}), {bona.size} bona fide, "
+            f"{sensor} sensor stage ({precision}), {bona.size} bona fide, "
             f"{sum(v.size for v in attacks.values())} attacks")
     report["det_png"] = str(out / "det.png")
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")

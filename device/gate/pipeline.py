@@ -2,12 +2,13 @@
 
     quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
     -> regions (K views in parallel through the front end: landmarks -> palm regions +
-    quality, segmentation path as fallback) -> sensor (SR x2 + liveness)
+    quality, segmentation path as fallback) -> sensor (is there a hand? -> SR x2 + liveness)
     -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
     -> decision
 
 Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
-reason (``corrupt_frame``, ``quality:<issue>``, ``not_live``, ``liveness_unavailable``,
+reason (``corrupt_frame``, ``quality:<issue>``, ``no_hand_in_sensor``, ``not_live``,
+``liveness_unavailable``,
 ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
 Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
@@ -22,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from device.gate.decision import Decision, Deny
+from device.models.presence import NO_HAND
+from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
@@ -32,14 +35,19 @@ STAGES = ("quality", "calibration", "regions", "sensor", "feature", "match")
 
 
 class SensorStage:
-    """The seed-001 sensor branch, loaded lazily and re-tried after a failure, so a missing or
-    tampered model, a manifest without a valid signature, or a configured threshold below the
-    signed one denies every presentation (``liveness_unavailable``) and the gate recovers by
-    itself once a good file is in place."""
+    """The seed-001 sensor branch with its presence check, loaded lazily and re-tried after a
+    failure, so a missing or tampered model (presence, SR or liveness), a manifest without a
+    valid signature, or a configured threshold below the signed one denies every presentation
+    (``liveness_unavailable``) and the gate recovers by itself once a good file is in place.
 
-    def __init__(self, cfg):
+    ``stage(frame, views)`` runs :meth:`SensorBranch.judge` -- the same function
+    ``palmgate evaluate-liveness`` scores with: presence, then ``binding(capture, views)``
+    when one is set and views are given (None or a deny reason), then SR and liveness."""
+
+    def __init__(self, cfg, binding=None):
         self.cfg = cfg
         self.branch = None
+        self.binding = binding
         self.error: str | None = None
 
     def load(self):
@@ -61,10 +69,10 @@ class SensorStage:
             log.error("liveness models unavailable: %s", self.error)
         return self.branch
 
-    def __call__(self, frame):
+    def __call__(self, frame, views=None):
         if self.branch is None and self.load() is None:
             raise Deny("liveness_unavailable", "", self.error or "")
-        return self.branch(frame)
+        return self.branch(frame, views, self.binding)
 
 
 def gate_feature(cfg, models_dir):
@@ -231,11 +239,17 @@ class Pipeline:
             raise Deny(f"quality:{e.reason}", e.prompt, str(e))
         return rois
 
-    def _sensor(self, burst, out):
-        pres = self.sensor(burst.sensor)
-        out.p_live, out.live, out.sensor_sr = pres.p_live, pres.live, pres.sr
+    def _sensor(self, burst, out, views=None):
+        pres = self.sensor(burst.sensor, views)
+        out.sensor_sr = pres.sr
+        if pres.p_live is not None:             # liveness ran
+            out.p_live, out.live = pres.p_live, pres.live
+        if pres.reason == NO_HAND:
+            raise Deny(NO_HAND, "place your palm on the sensor", pres.detail)
+        if pres.reason is not None and pres.reason != NOT_LIVE:    # the binding's reason
+            raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
-            raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
+            raise Deny(NOT_LIVE, "", "p(live) not above the threshold")   # no exact value
 
     def view_cells(self, rois):
         """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters

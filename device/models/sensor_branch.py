@@ -1,5 +1,11 @@
-"""The transmission-sensor branch of the gate (seed 001): capture -> super-resolution (x2) ->
-liveness model -> p(live) > threshold.
+"""The transmission-sensor branch of the gate (seed 001): capture -> is there a hand? ->
+super-resolution (x2) -> liveness model -> p(live) > threshold.
+
+:meth:`SensorBranch.judge` is the sensor stage exactly as the gate runs it (the gate's
+``SensorStage`` and ``palmgate evaluate-liveness`` both call it): presence
+(:mod:`device.models.presence`; no hand -> ``no_hand_in_sensor``), then, where the views are
+given and a binding check is handed in, the binding of the sensor frame to the views (its
+reason, e.g. ``sensor_mismatch``), then SR and liveness (``not_live``).
 
 Both models run through :class:`device.models.model.Model` (sha256-checked against the
 signed models/manifest.json).  Files: ``sr_<sensor>.onnx`` / ``liveness_<sensor>.onnx`` (fp32)
@@ -20,6 +26,7 @@ import cv2
 import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.presence import NO_HAND, PresenceCheck
 
 SENSORS = ("xray", "nir")
 CAPTURE_SIZE = (128, 128)
@@ -91,14 +98,23 @@ def stricter_threshold(override: float, signed: float, name: str) -> float:
     return t
 
 
+NOT_LIVE = "not_live"
+
+
 @dataclass
 class Presentation:
-    """Result of one sensor frame."""
+    """Result of one sensor frame through the stage: ``reason`` is None when it passes (a hand,
+    bound to the views where checked, live), else the deny reason (``no_hand_in_sensor``, the
+    binding's reason, ``not_live``); ``p_live`` and ``sr`` are None when the frame never
+    reached liveness."""
 
     live: bool
-    p_live: float
+    p_live: float | None
     threshold: float
-    sr: np.ndarray          # the super-resolved image (float32, 256x256, [0, 1])
+    sr: np.ndarray | None   # the super-resolved image (float32, 256x256, [0, 1])
+    reason: str | None = None
+    p_hand: float | None = None
+    detail: str = ""
 
 
 class SensorBranch:
@@ -112,8 +128,11 @@ class SensorBranch:
     def __init__(self, sensor: str, precision: str = "fp32",
                  models_dir: Path | str = DEFAULT_MODELS_DIR, threads: int = 0,
                  threshold: float | None = None, batch: int = 16, trusted_keys=None,
-                 arena: bool = False):
+                 arena: bool = False, presence: bool = True):
         self.sensor, self.precision = sensor, precision
+        # the presence check first: without it the stage must not run (fail secure)
+        self.presence = PresenceCheck(sensor, precision, models_dir, threads,
+                                      trusted_keys=trusted_keys) if presence else None
         sr_name, lv_name = model_names(sensor, precision)
         # no onnxruntime arena by default: the two arenas held ~40 MB of the gate's peak RSS
         # for good (palmgate bench, 2026-12-06); docs/results.md has the time it costs
@@ -151,7 +170,40 @@ class SensorBranch:
         sr = self.super_resolve(caps)
         return self.liveness(sr), sr
 
-    def __call__(self, frame: np.ndarray) -> Presentation:
-        p, sr = self.scores([frame])
-        return Presentation(bool(is_live(p[0], self.threshold)), float(p[0]), self.threshold,
-                            sr[0])
+    def judge(self, frames, views=None, binding=None) -> list[Presentation]:
+        """The sensor stage on a sequence of frames: presence -> binding (only where ``views``
+        (one entry per frame, None for a frame without views) and ``binding`` are given:
+        ``binding(capture, views)`` returns None or a deny reason) -> SR -> liveness.  One
+        :class:`Presentation` per frame; the gate calls it with one frame."""
+        caps = np.stack([to_capture(f) for f in frames]) if len(frames) else \
+            np.zeros((0,) + CAPTURE_SIZE, np.float32)
+        if self.presence is None:
+            raise ModelError("the sensor stage needs the presence check")
+        out: list[Presentation | None] = [None] * len(caps)
+        todo = []
+        for i, pr in enumerate(self.presence(caps)):
+            if not pr.present:
+                out[i] = Presentation(False, None, self.threshold, None, NO_HAND, pr.p_hand,
+                                      pr.detail)
+                continue
+            why = binding(caps[i], views[i]) if binding is not None and views is not None \
+                and views[i] is not None else None
+            if why:
+                out[i] = Presentation(False, None, self.threshold, None, str(why), pr.p_hand,
+                                      "sensor frame not bound to the views")
+                continue
+            out[i] = Presentation(False, None, self.threshold, None, None, pr.p_hand)
+            todo.append(i)
+        if todo:
+            sr = self.super_resolve(caps[todo])
+            p = self.liveness(sr)
+            for k, i in enumerate(todo):
+                live = bool(is_live(p[k], self.threshold))
+                o = out[i]
+                o.live, o.p_live, o.sr = live, float(p[k]), sr[k]
+                if not live:
+                    o.reason, o.detail = NOT_LIVE, "p(live) not above the threshold"
+        return out
+
+    def __call__(self, frame: np.ndarray, views=None, binding=None) -> Presentation:
+        return self.judge([frame], None if views is None else [views], binding)[0]

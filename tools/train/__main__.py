@@ -15,6 +15,9 @@ what:
              degraded captures (pre-trained on synthetic identities, fine-tuned on Tongji
              training palms), fp32 and int8 (tools/train/recognition_fusion_run.py; quick:
              minutes on a laptop CPU once the cells are cached; --test: the test table, once)
+  presence   the sensor stage's presence check ("is there a hand in the sensor frame?"), one
+             model per --sensor, fp32 and int8, with its signed threshold and frame-statistic
+             limits (tools/train/presence.py; quick: a few minutes on one CPU core)
   handseg    the hand segmentation network of the gate's fast palm-region path for colour
              views, fp32 and int8 (tools/train/handseg.py; quick: ~5 min on one CPU core)
 """
@@ -42,7 +45,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness",
-                                    "recognition", "handseg", "fusion"])
+                                    "recognition", "handseg", "fusion",
+                                    "presence"])
     p.add_argument("--profile", choices=["quick", "full"], default="quick")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
@@ -107,6 +111,14 @@ def main(argv=None) -> int:
                          a.stages.split(","), a.test)
         print(json.dumps({k: v for k, v in rep.items() if k != "eval"}, indent=1,
                          default=float))
+        return 0
+    if a.what == "presence":
+        from tools.train.presence import run as run_presence
+        rep = {}
+        for s in ([a.sensor] if a.sensor else ["xray", "nir"]):
+            rep[s] = run_presence(s, a.profile, work / "presence", models, _command_line(),
+                                  a.seed, a.threads or 1, a.steps)
+        print(json.dumps(rep, indent=1, default=float))
         return 0
     if a.what == "handseg":
         from tools.train.handseg import run as run_handseg
