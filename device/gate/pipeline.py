@@ -2,12 +2,14 @@
 
     quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
     -> regions (K views in parallel through the front end: landmarks -> palm regions +
-    quality, segmentation path as fallback) -> sensor (SR x2 + liveness)
+    quality, segmentation path as fallback) -> sensor (SR x2 + liveness, then the sensor
+    frame's hand bound to the views', device.gate.sensor_binding)
     -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
     -> decision
 
 Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
-reason (``corrupt_frame``, ``quality:<issue>``, ``not_live``, ``liveness_unavailable``,
+reason (``corrupt_frame``, ``quality:<issue>``, ``not_live``, ``sensor_mismatch``,
+``liveness_unavailable``,
 ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
 Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
@@ -24,6 +26,7 @@ import numpy as np
 from device.gate.decision import Decision, Deny
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
+from device.gate.sensor_binding import binding_stage
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 
 log = logging.getLogger("palmgate.gate")
@@ -95,6 +98,8 @@ class Pipeline:
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
+        self.binding = binding_stage(cfg, self.calibration, self.segmenter,
+                                     lambda f, xs: self.pool.map(f, xs))
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # users who may not pass now
@@ -218,6 +223,8 @@ class Pipeline:
         out.p_live, out.live, out.sensor_sr = pres.p_live, pres.live, pres.sr
         if not pres.live:
             raise Deny("not_live", "", "p(live) not above the threshold")   # no exact value
+        if self.binding is not None:          # the same hand in the sensor frame and the views
+            self.binding(burst, out)
 
     def features(self, rois):
         """Queries (K, S, G, d) of the views' ROIs."""

@@ -282,7 +282,8 @@ class BindingStage:
     ``binding_unavailable`` when the views' hands cannot be segmented. ``segmenter``: a
     zero-argument callable that returns the hand segmentation network or None."""
 
-    def __init__(self, cfg, calibration, segmenter):
+    def __init__(self, cfg, calibration, segmenter, map_fn=map):
+        self.map = map_fn
         d = cfg.liveness.binding_max_distance
         self.max_distance = float(MAX_DISTANCE[cfg.liveness.sensor] if d is None else d)
         self.sensor = cfg.liveness.sensor
@@ -305,13 +306,10 @@ class BindingStage:
         if seg is None:
             raise Deny("binding_unavailable", "",
                        "the hand segmentation network is unavailable")
-        idx = range(len(views)) if idx is None else idx
-        masks = {}
-        for k in idx:
-            v = views[k]
-            if v is None or v.ndim != 3:
-                continue
-            masks[k] = (seg(v), (v.shape[1], v.shape[0]))
+        idx = [k for k in (range(len(views)) if idx is None else idx)
+               if views[k] is not None and views[k].ndim == 3]
+        masks = {k: (m, (views[k].shape[1], views[k].shape[0]))
+                 for k, m in zip(idx, self.map(seg, [views[k] for k in idx]))}
         sh = frame.shape[:2]
 
         def to_sensor(points, k, view_size):
@@ -328,12 +326,12 @@ class BindingStage:
         return b
 
 
-def binding_stage(cfg, calibration, segmenter_stage) -> BindingStage | None:
+def binding_stage(cfg, calibration, segmenter_stage, map_fn=map) -> BindingStage | None:
     """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``. The
-    views' hands come from the segmentation network stage (``[gate] segmenter = "net"``);
-    without one the check cannot run and every presentation is denied
-    (``binding_unavailable``)."""
+    views' hands come from the segmentation network stage (``[gate] segmenter = "net"``),
+    segmented through ``map_fn`` (the pipeline's region threads); without the network the
+    check cannot run and every presentation is denied (``binding_unavailable``)."""
     if not (cfg.liveness.enabled and cfg.liveness.binding):
         return None
     get = segmenter_stage.get if segmenter_stage is not None else (lambda: None)
-    return BindingStage(cfg, calibration, get)
+    return BindingStage(cfg, calibration, get, map_fn)
