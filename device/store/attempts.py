@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from device.store import attempt_state as state_io
 
-FAILURE_REASONS = ("no_match", "not_live", "unknown_user")
+FAILURE_REASONS = ("no_match", "not_live", "sensor_mismatch", "unknown_user")
 MAX_USERS = 10_000            # user counters kept; the oldest unlocked ones go first
 
 
