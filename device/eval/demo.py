@@ -29,7 +29,7 @@ from device.synth.source import DEMO_THRESHOLD
 
 def demo_config(root: Path, views: int = 3, precision: str = "fp32", liveness: bool = True,
                 sensor: str = "nir", threshold: float = DEMO_THRESHOLD, relay: dict | None = None,
-                models: str | None = None):
+                models: str | None = None, seed: int = 0):
     from device.config import load_config
     return load_config(None,
                        # a stream of people: each passes before the next presents (the
@@ -40,6 +40,8 @@ def demo_config(root: Path, views: int = 3, precision: str = "fp32", liveness: b
                               "device_key": str(root / "device.key"),
                               "models": str(models or "")},
                        liveness={"enabled": liveness, "sensor": sensor},
+                       # the synthetic gate of this seed: its rig is the sensor's registration
+                       source={"kind": "synthetic", "synthetic_seed": seed},
                        match={"threshold": threshold}, relay=relay or {"kind": "sim"})
 
 
@@ -70,7 +72,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     sensor = sensor or shipped_sensor(precision, models)
-    cfg = demo_config(root, views, precision, sensor=sensor, models=models)
+    cfg = demo_config(root, views, precision, sensor=sensor, models=models, seed=seed)
     dp = None
     if panel:                                   # the gate as an access panel's reader
         from device.eval.panel_demo import DemoPanel
@@ -129,6 +131,7 @@ def _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp) -
                 + (f" -> {d.user_id}" if d.user_id else "")
                 + (f" score {d.score:.4f}" if d.score is not None else "")
                 + (f" p(live) {d.p_live:.2f}" if d.p_live is not None else "")
+                + (f" binding {d.binding:.3f}" if d.binding is not None else "")
                 + f" | {d.total_ms:.0f} ms ({st})")
             rows.append((burst, d, label))
             s = d.debug()                   # synthetic people: the scores are the point

@@ -20,6 +20,7 @@ class Decision:
     threshold: float | None = None
     p_live: float | None = None
     live: bool | None = None
+    binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)

@@ -2,14 +2,14 @@
 
     quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
     -> regions (K views in parallel through the front end: landmarks -> palm regions +
-    quality, segmentation path as fallback) -> sensor (is there a hand? -> SR x2 + liveness)
+    quality, segmentation path as fallback) -> sensor (is there a hand? -> SR x2 + liveness,
+    then the sensor frame's hand bound to the views', device.gate.sensor_binding)
     -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
     -> decision
 
 Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
 reason (``corrupt_frame``, ``quality:<issue>``, ``no_hand_in_sensor``, ``not_live``,
-``liveness_unavailable``,
-``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
+``sensor_mismatch``, ``liveness_unavailable``, ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
 Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
 (camera captures, which can hang, are bounded in :mod:`device.sources.replay`).
@@ -27,6 +27,7 @@ from device.models.presence import NO_HAND
 from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
+from device.gate.sensor_binding import binding_stage
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 
 log = logging.getLogger("palmgate.gate")
@@ -103,6 +104,8 @@ class Pipeline:
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
+        self.binding = binding_stage(cfg, self.calibration, self.segmenter,
+                                     lambda f, xs: self.pool.map(f, xs))
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # disabled users
@@ -250,6 +253,8 @@ class Pipeline:
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
             raise Deny(NOT_LIVE, "", "p(live) not above the threshold")   # no exact value
+        if self.binding is not None:          # the same hand in the sensor frame and the views
+            self.binding(burst, out)
 
     def view_cells(self, rois):
         """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters

@@ -4,7 +4,10 @@ Person ``i`` of seed ``s`` is hand geometry ``device.synth.sensor_sets.identity(
 palm print of ``device.synth.palm_sets.subject_identity(s, i)`` rendered by the shipped ONNX
 generation model; its views come from a fixed camera rig (``device.synth.hands``) and its
 transmission-sensor frame from the numpy sensor renderer (``device.synth.sensor`` /
-``attacks``). Kinds of presentation:
+``attacks``). A live hand's sensor frame shows the same hand in the same pose as its views,
+through the sensor fixed in the synthetic gate (``device.synth.bound``; the gate's nominal
+registration, :meth:`SyntheticPeople.registration`); an attack species lies where the attacker
+put it. Kinds of presentation:
 
 - ``genuine``  -- an enrolled person, live;
 - ``impostor`` -- a person who was never enrolled, live;
@@ -53,6 +56,11 @@ class SyntheticPeople:
             self._ids[i] = (identity(self.seed, i), subject_identity(self.seed, i, self.synth)[0])
         return self._ids[i]
 
+    def registration(self) -> list:
+        """Sensor pixel -> view pixel homographies of this rig (points on the working plane)."""
+        from device.synth.bound import nominal_registration
+        return nominal_registration(self.rig, self.sensor)
+
     def species(self) -> tuple:
         from device.synth.attacks import SPECIES
         return SPECIES[self.sensor]
@@ -60,20 +68,21 @@ class SyntheticPeople:
     def burst(self, person: int, kind: str = "genuine", n: int = 0,
               species: str | None = None) -> Burst:
         """Presentation ``n`` of ``person``; ``kind`` in enrol|genuine|impostor|attack."""
-        from device.synth.attacks import render_attack, render_bona_fide
-        from device.synth.hands import render_hand_views
+        from device.synth.attacks import render_attack
+        from device.synth.bound import bona_fide_scene, render_placed, render_views
+        from device.synth.hand_geometry import perturb_pose
         geom, ident = self._person(person)
         rng = np.random.default_rng([self.seed, _KIND[kind], person, n])
         tex = self.synth.palms(ident, 1, rng)[0]
-        shots = render_hand_views(geom, tex, rng, views=self.views, size=self.size,
-                                  rig=self.rig)
-        views = [img for img, _ in shots]
+        pose = perturb_pose(rng, 0.8)          # the draw render_hand_views would make
+        views, depth = render_views(geom, tex, rng, self.rig, pose, self.size)
         if kind == "attack":
             sp = species or self.species()[n % len(self.species())]
             sensor = render_attack(sp, geom, rng, self.sensor)
-        else:
+        else:                                  # the same hand, in the same place, below
             sp = None
-            sensor = render_bona_fide(geom, rng, self.sensor)
+            sensor = render_placed(bona_fide_scene(self.sensor), geom, rng, self.sensor,
+                                   pose, depth)
         sensor = np.clip(np.round(sensor * 255.0), 0, 255).astype(np.uint8)
         label = "genuine" if kind == "enrol" else kind
         meta = {"burst": f"{kind}-p{person:03d}-{n:02d}", "label": label,

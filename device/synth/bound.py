@@ -1,0 +1,152 @@
+"""Presentations whose visible views and transmission-sensor frame show one scene: the same hand
+in the same pose, seen by the camera rig and by a sensor fixed in the gate.
+
+The other renderers draw the sensor frame's pose on its own (``device.synth.sensor``: the grid
+is centred on each hand's palm); here the sensor is a fixed part of the synthetic gate, so the
+sensor frame is tied to the views by a *registration* like a real unit's factory one:
+
+- the gate plane is the working plane z = 0 of the rig's world frame (mm; the cameras sit at
+  z > 0, 240-290 mm away);
+- the sensor maps the gate plane to its pixels by a similarity (:func:`sensor_plane_matrix`):
+  its square field of view (``FOV_MM / NOMINAL_ZOOM``) centred on :data:`SENSOR_CENTRE_MM`;
+- a hand held at height ``depth`` off the plane is magnified by :func:`depth_magnification`
+  (X-ray: the source is above the hand, the detector below; NIR: the camera is below);
+- view ``k`` sees the plane through the homography ``K [r1 r2 t]`` of its camera, so the
+  *nominal registration* (sensor pixels -> view pixels, points on the plane) is
+  ``plane_homography(cam_k) @ inv(sensor_plane_matrix)`` (:func:`nominal_registration`).
+
+Everything a real registration gets wrong is in the render: the hand's depth (+-15 mm) and tilt
+(+-8 deg) put it off the plane the registration was made for, and the sensor renderer ignores
+the tilt's foreshortening. Pure numpy + OpenCV; no model runs here except the palm texture the
+caller passes in.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import partial
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from device.synth import sensor as S
+from device.synth.hand_geometry import HandGeometry, HandPose, hand_layout, perturb_pose
+
+NOMINAL_ZOOM: Mapping[str, float] = MappingProxyType({"xray": 1.15, "nir": 1.0})
+"""Magnification of a hand on the working plane (X-ray: geometric, source above, detector
+below; NIR: the lens's at the plane)."""
+
+SENSOR_CENTRE_MM: Mapping[str, tuple[float, float]] = MappingProxyType(
+    {"xray": (0.0, 22.0), "nir": (0.0, 5.0)})
+"""Gate-plane point (mm) under the sensor's centre: X-ray 12 mm above a typical palm centre
+(fingers and wrist fit), NIR 5 mm below it, as the per-hand grids of device.synth.sensor."""
+
+PLANE_TO_FOCUS_MM: Mapping[str, float] = MappingProxyType({"xray": 870.0, "nir": 250.0})
+"""X-ray: the source's distance above the working plane (a raised hand nears it and grows on
+the detector below); NIR: the sensor camera's distance below the plane (a raised hand shrinks)."""
+
+
+def sensor_size(sensor: str) -> tuple[int, int]:
+    """(H, W) of the sensor's capture."""
+    return tuple(S.CAPTURE_SIZE[sensor])
+
+
+def sensor_plane_matrix(sensor: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """3x3: gate-plane mm (x, y, 1) -> sensor pixel (col, row, 1) of a hand on the plane.
+    ``size`` (H, W), default the capture size."""
+    h, w = size or sensor_size(sensor)
+    k = min(h, w) / S.FOV_MM[sensor] * NOMINAL_ZOOM[sensor]
+    cx, cy = SENSOR_CENTRE_MM[sensor]
+    return np.array([[k, 0.0, w / 2 - k * cx], [0.0, -k, h / 2 + k * cy], [0.0, 0.0, 1.0]])
+
+
+def depth_magnification(sensor: str, depth: float) -> float:
+    """Relative magnification of a hand ``depth`` mm off the plane toward the cameras."""
+    d = PLANE_TO_FOCUS_MM[sensor]
+    return d / (d - depth) if sensor == "xray" else d / (d + depth)
+
+
+def plane_homography(cam) -> np.ndarray:
+    """3x3: gate-plane mm (x, y, 1) on z = 0 -> pixels of a :class:`~device.synth.hands.Camera`."""
+    return cam.K @ np.column_stack([cam.R[:, 0], cam.R[:, 1], cam.t])
+
+
+def nominal_registration(rig, sensor: str, sensor_shape: tuple[int, int] | None = None
+                         ) -> list[np.ndarray]:
+    """Per camera of ``rig``: 3x3 sensor pixel -> view pixel for points on the working plane
+    (the rig's views at the size its cameras were made for)."""
+    Si = np.linalg.inv(sensor_plane_matrix(sensor, sensor_shape))
+    out = []
+    for cam in rig:
+        H = plane_homography(cam) @ Si
+        out.append(H / H[2, 2])
+    return out
+
+
+def scene_placement(geom: HandGeometry, pose: HandPose, depth: float, sensor: str
+                    ) -> tuple[HandPose, float]:
+    """(pose, zoom) to hand a ``device.synth.sensor`` scene so that its per-hand grid is this
+    fixed sensor seeing ``geom`` in ``pose`` at ``depth`` (tilt ignored)."""
+    layout = hand_layout(geom, pose)
+    off = np.array([0.0, 12.0]) if sensor == "xray" else np.array([0.0, -5.0])
+    c = layout.palm_centre + off
+    a = np.deg2rad(pose.rotation)
+    Rz = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    t = np.asarray(pose.translation, np.float64) - np.asarray(SENSOR_CENTRE_MM[sensor]) + Rz @ c
+    zoom = NOMINAL_ZOOM[sensor] * depth_magnification(sensor, depth)
+    return replace(pose, translation=(float(t[0]), float(t[1]))), float(zoom)
+
+
+def bona_fide_scene(sensor: str):
+    return S.bona_fide_xray_scene if sensor == "xray" else S.bona_fide_nir_scene
+
+
+def render_placed(scene_fn, geom: HandGeometry, rng: np.random.Generator, sensor: str,
+                  pose: HandPose, depth: float, size: tuple[int, int] | None = None,
+                  scale: float = 1.0) -> np.ndarray:
+    """A sensor frame (float32 in [0, 1]) of a scene that takes ``pose`` and ``zoom`` (the
+    bona fide scenes), the hand placed in the gate by ``pose`` and ``depth`` (and shown
+    ``scale`` times its size: a replica printed larger or smaller)."""
+    p, z = scene_placement(geom, pose, depth, sensor)
+    return S.render_scene(partial(scene_fn, pose=p, zoom=z * scale), geom, rng, sensor,
+                          tuple(size or sensor_size(sensor)))
+
+
+@dataclass(frozen=True, eq=False)
+class BoundShot:
+    """One presentation of one scene: the views (BGR uint8), the sensor frame (float32 in
+    [0, 1]), the pose and depth of the hand the views saw."""
+
+    views: list
+    sensor: np.ndarray
+    pose: HandPose
+    depth: float
+
+
+def render_views(geom: HandGeometry, palm_texture: np.ndarray, rng: np.random.Generator,
+                 rig, pose: HandPose, size: tuple[int, int] = (480, 640)
+                 ) -> tuple[list, float]:
+    """(views, depth) of ``geom`` in ``pose`` through ``rig``."""
+    from device.synth.hands import render_hand_views
+    shots = render_hand_views(geom, palm_texture, rng, views=len(rig), size=size, rig=rig,
+                              pose=pose)
+    return [img for img, _ in shots], float(shots[0][1]["hand_pose"]["t"][2])
+
+
+def render_bound(geom: HandGeometry, palm_texture: np.ndarray, rng: np.random.Generator,
+                 rig, sensor: str, size: tuple[int, int] = (480, 640),
+                 pose: HandPose | None = None) -> BoundShot:
+    """A live presentation: the views and the sensor frame of one hand in one pose."""
+    pose = pose or perturb_pose(rng, 0.8)
+    views, depth = render_views(geom, palm_texture, rng, rig, pose, size)
+    frame = render_placed(bona_fide_scene(sensor), geom, rng, sensor, pose, depth)
+    return BoundShot(views, frame, pose, depth)
+
+
+def synthetic_registration(seed: int, views: int, sensor: str,
+                           size: tuple[int, int] = (480, 640)) -> tuple[list, tuple[int, int]]:
+    """(registration, view size (H, W)) of the synthetic gate of ``seed``: the rig
+    :class:`device.synth.source.SyntheticPeople` renders with and this module's sensor."""
+    from device.synth.hands import sample_rig
+    rig = sample_rig(np.random.default_rng([seed, 4]), views, size)
+    return nominal_registration(rig, sensor), tuple(size)
