@@ -8,6 +8,7 @@ import tomllib
 from pathlib import Path
 
 from device.models.sensor_branch import SENSORS
+from device.synth.attacks import SPECIES as _ENGINE_SPECIES
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 SPLITS = ("train", "val", "test")
@@ -18,9 +19,8 @@ LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011
                   "val": (2002, 2003, 2004), "test": (3003, 3004)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
-SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
-                    "photo"),
-           "nir": ("printed_photo", "screen_replay", "silicone_cast")}
+# the attack species of each sensor: the synthesis engine's (device/synth/attacks.py), one list
+SPECIES = {sensor: tuple(species) for sensor, species in _ENGINE_SPECIES.items()}
 # the fine-tune rounds after the first (``finetune``), in order: each starts from the model of
 # the one before
 LATER_ROUNDS = ("finetune2", "finetune3", "finetune4")
