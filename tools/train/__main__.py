@@ -7,6 +7,9 @@ what:
   synth      idnet then generator
   sensor     seed 001's transmission-sensor branch, X-ray and NIR: super-resolution and
              liveness models, fp32 and int8 (tools/train/sensor.py)
+  sensor-loso  leave-one-species-out evaluation of the liveness recipe (--sensor xray|nir;
+             tools/train/sensor_loso.py): per attack species, a model trained without it,
+             its APCER on it (quick: ~15-30 min per sensor on one CPU core)
   liveness   with --retrain-from DIR: fine-tune the shipped liveness model on reviewed
              presentations (claim 9; `palmgate review` writes DIR); SR unchanged
   recognition  learned palm cells + seed-000 view fusion on Tongji training palms, fp32 and
@@ -37,8 +40,8 @@ def _command_line() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness",
-                                    "recognition", "handseg"])
+    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "sensor-loso",
+                                    "liveness", "recognition", "handseg"])
     p.add_argument("--profile", choices=["quick", "full"], default="quick")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
@@ -58,6 +61,8 @@ def main(argv=None) -> int:
                    help="sensor: run only these fine-tune rounds of the profile (e.g. "
                         "finetune4) on the liveness file in the models folder, SR unchanged "
                         "(needs --sensor)")
+    p.add_argument("--species", nargs="+", default=None,
+                   help="sensor-loso: leave out only these species (default: every one)")
     p.add_argument("--retrain-from", default=None, metavar="DIR",
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
@@ -86,6 +91,8 @@ def main(argv=None) -> int:
         models = MODELS_DIR if a.profile == "full" else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)
+    if a.what == "sensor-loso":
+        return _loso(a, work, torch)
     if a.what == "recognition":
         from tools.train.recognition import run as run_recognition
         rep = run_recognition(a.profile, work / "recognition", models, _command_line(),
@@ -136,6 +143,19 @@ def _sensor(a, work, models, torch) -> int:
                                 Path(a.models_from) if a.models_from else MODELS_DIR, dst,
                                 _command_line(), a.profile, threads=a.threads or 1)
     print(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+def _loso(a, work, torch) -> int:
+    from tools.paths import MODELS_DIR
+    from tools.train.sensor_loso import run_loso
+
+    if not a.sensor:
+        raise SystemExit("sensor-loso needs --sensor xray|nir")
+    torch.set_num_threads(a.threads or 1)
+    report = run_loso(a.sensor, a.profile, work, Path(a.models) if a.models else MODELS_DIR,
+                      threads=a.threads or 1, species=a.species, seed=a.seed)
+    print(json.dumps(report["summary"], indent=1, default=float))
     return 0
 
 

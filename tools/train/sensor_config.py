@@ -15,7 +15,8 @@ SPLITS = ("train", "val", "test")
 
 # the seeds of the synthetic sets of each split: training, validation and held-out test sets
 # never share a seed
-LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012),
+LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012,
+                            1013),
                   "val": (2002, 2003, 2004), "test": (3003, 3004)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
@@ -23,7 +24,7 @@ REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
 SPECIES = {sensor: tuple(species) for sensor, species in _ENGINE_SPECIES.items()}
 # the fine-tune rounds after the first (``finetune``), in order: each starts from the model of
 # the one before
-LATER_ROUNDS = ("finetune2", "finetune3", "finetune4")
+LATER_ROUNDS = ("finetune2", "finetune3", "finetune4", "finetune5")
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
 

@@ -99,12 +99,18 @@ def load_split(root: Path, sensor: str, split: str, specs):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def load_sets(root: Path, sensor: str, sizes: dict) -> tuple[dict, dict, dict]:
+def load_sets(root: Path, sensor: str, sizes: dict,
+              splits=SPLITS) -> tuple[dict, dict, dict]:
     """Captures, labels and class names of the synthetic liveness sets of every split
-    (``sizes``: the profile's ``liveness[sensor]``), each a dict by split."""
+    (``sizes``: the profile's ``liveness[sensor]``), each a dict by split; a split not in
+    ``splits`` is empty (not written, not read)."""
     caps, labels, cls = {}, {}, {}
     for s in SPLITS:
-        caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
+        if s in splits:
+            caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
+        else:
+            caps[s] = np.zeros((0, 128, 128), np.uint8)
+            labels[s], cls[s] = np.zeros(0, np.int64), np.zeros(0, "<U32")
     return caps, labels, cls
 
 
