@@ -42,7 +42,9 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "sensor-loso",
                                     "liveness", "recognition", "handseg"])
-    p.add_argument("--profile", choices=["quick", "full"], default="quick")
+    p.add_argument("--profile", choices=["quick", "full", "species"], default="quick",
+                   help="species: sensor --continue-rounds finetune5 only (the composite-"
+                        "species round sized for a shared CPU)")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -88,7 +90,7 @@ def main(argv=None) -> int:
     if a.models:
         models = Path(a.models)
     else:
-        models = MODELS_DIR if a.profile == "full" else work / "models"
+        models = MODELS_DIR if a.profile in ("full", "species") else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)
     if a.what == "sensor-loso":
@@ -122,7 +124,7 @@ def _sensor(a, work, models, torch) -> int:
     from tools.train import sensor
 
     torch.set_num_threads(a.threads or 1)   # one thread is fastest on a shared 2-core machine
-    steps = a.steps or PROFILES[a.what][a.profile]["steps"]
+    steps = a.steps or PROFILES[a.what].get(a.profile, PROFILES[a.what]["full"])["steps"]
     if a.what == "sensor" and a.continue_rounds:
         if not a.sensor:
             raise SystemExit("sensor --continue-rounds needs --sensor xray|nir")
