@@ -64,7 +64,11 @@ def test_branch_end_to_end(nir_set):
     assert r.live == (r.p_live > b.threshold)
     # a threshold equal to the score is not live
     assert not SensorBranch("nir", threshold=r.p_live)(frame).live
-    files = sorted(nir_set.rglob("*.png"))
+    # the species the shipped model was measured on (its manifest); the composite species it
+    # never saw are measured in docs/results.md
+    trained = set(MAN["liveness_nir.onnx"]["metrics"]["heldout"]["n_attack"]) | {"bona_fide"}
+    files = [f for f in sorted(nir_set.rglob("*.png"))
+             if f.parent.name in trained or "bona_fide" in f.parts]
     p, sr = b.scores([read_grey(f) for f in files])
     truth = np.array(["bona_fide" in str(f) for f in files])
     assert sr.shape == (len(files), 256, 256)

@@ -20,6 +20,9 @@ materials are drawn from ranges that overlap live tissue.
   so the sensor sees a flat copy -- re-sampled, halftoned, on a paper texture, with the
   copy's own noise and blur and possibly the sheet edge.
 
+Composite species (a copy laid over a live hand, a real skeleton in a phantom, a display behind a
+diffuser): :mod:`device.synth.attacks_composite`.
+
 NIR species:
 
 * ``printed_photo`` -- a print of an NIR palm image: halftone screen, paper fibre, flat (no
@@ -39,13 +42,21 @@ from typing import Mapping
 import cv2
 import numpy as np
 
+from device.synth import attacks_composite as C
 from device.synth import sensor as S
+from device.synth.attack_parts import aliased_grating  # noqa: F401  (re-exported)
+from device.synth.attack_parts import bubbles as _bubbles
+from device.synth.attack_parts import nir_source as _nir_source
+from device.synth.attack_parts import printer as _printer
 from device.synth.hand_geometry import (Bone, Ellipse, HandGeometry, HandLayout,
                                        hand_layout, perturb_pose, sample_hand_geometry)
 
+# the composite species are appended after the first ones, so a set's per-class generator seeds
+# (class index, item) of the first species -- and the demo's attacks -- stay what they were
 XRAY_SPECIES: tuple[str, ...] = ("hi_precision_model", "no_bones", "simple_bones",
-                                 "other_material_bones", "photo")
-NIR_SPECIES: tuple[str, ...] = ("printed_photo", "screen_replay", "silicone_cast")
+                                 "other_material_bones", "photo") + C.XRAY_COMPOSITE_SPECIES
+NIR_SPECIES: tuple[str, ...] = ("printed_photo", "screen_replay",
+                                "silicone_cast") + C.NIR_COMPOSITE_SPECIES
 SPECIES: Mapping[str, tuple[str, ...]] = MappingProxyType({"xray": XRAY_SPECIES,
                                                             "nir": NIR_SPECIES})
 BONA_FIDE = "bona_fide"
@@ -63,18 +74,6 @@ def _template_bones(geom: HandGeometry, rng: np.random.Generator) -> HandGeometr
     return replace(geom, bone_widths=tuple(tuple(v * k for v in b) for b in t.bone_widths),
                    joint_spaces=tuple(tuple(v * k for v in j) for j in t.joint_spaces),
                    carpals=t.carpals, sesamoids=False)
-
-
-def _bubbles(rng: np.random.Generator, base: tuple[int, int], n_mean: float,
-             r_px: tuple[float, float]) -> np.ndarray:
-    """Small spherical voids/inclusions: a path-length-like map (px units, >= 0)."""
-    out = np.zeros(base, np.float32)
-    n = int(rng.poisson(n_mean))
-    for _ in range(n):
-        cx, cy = rng.uniform(0.15, 0.85) * base[1], rng.uniform(0.15, 0.85) * base[0]
-        r = rng.uniform(*r_px)
-        cv2.circle(out, (int(cx * 16), int(cy * 16)), int(r * 16), 1.0, -1, cv2.LINE_AA, 4)
-    return cv2.GaussianBlur(out, (0, 0), 0.7)
 
 
 def _scene(paint, layout: HandLayout, pose, sensor: str, zoom: float) -> S.Scene:
@@ -249,80 +248,8 @@ def _photo_xray_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[
     return S.Scene(paint)
 
 
-def aliased_grating(shape: tuple[int, int], freq: float, angle: float) -> np.ndarray:
-    """A fine 2-D cosine grid (``freq`` cycles/px, possibly far above Nyquist) as a box-pixel
-    sensor samples it: each component folds to its alias frequency and is attenuated by the
-    pixel's sinc -- this is where halftone and screen moire come from."""
-    h, w = shape
-    y = np.arange(h, dtype=np.float32)[:, None]
-    x = np.arange(w, dtype=np.float32)[None, :]
-    out = np.zeros(shape, np.float32)
-    for a in (angle, angle + np.pi / 2):
-        fx, fy = freq * np.cos(a), freq * np.sin(a)
-        amp = np.sinc(fx) * np.sinc(fy)                    # np.sinc(t) = sin(pi t)/(pi t)
-        ax, ay = fx - np.round(fx), fy - np.round(fy)
-        out += 0.5 * float(amp) * np.cos(2 * np.pi * (ax * x + ay * y))
-    return out
-
-
-def _printer(src: np.ndarray, rng: np.random.Generator, base: tuple[int, int],
-             cutout: np.ndarray | None = None):
-    """A printed copy of ``src`` (ink coverage in [0, 1] on the x2 grid) as parts
-    ``(sheet, coverage, paper)``: the sheet's support, halftoned ink coverage after resolution
-    loss and the print tone curve, and the paper's fibre texture (around 1)."""
-    down = rng.uniform(1.2, 3.0)                              # print / copy resolution loss
-    tone = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
-    freq = rng.uniform(1.2, 3.5)                   # halftone screen, cycles per x2-grid px
-    ang = rng.uniform(0, np.pi / 2)
-    fibre = S.band_noise(rng, base, 1.2)
-    fibre_amp = rng.uniform(0.02, 0.06)
-    edge = rng.random() < 0.5
-    edge_ang = rng.uniform(0, 2 * np.pi)
-    edge_pos = rng.uniform(0.5, 0.95)
-    lo, hi = rng.uniform(0.0, 0.15), rng.uniform(0.8, 1.0)   # print levels: clipped ends
-    small = cv2.resize(src, (max(int(base[1] / down), 8), max(int(base[0] / down), 8)),
-                       interpolation=cv2.INTER_AREA)
-    cov = cv2.resize(small, (base[1], base[0]), interpolation=cv2.INTER_CUBIC)
-    cov = np.clip((cov - lo) / (hi - lo), 0, 1) ** tone
-
-    def parts(shape):
-        c = S.fit(cov, shape)
-        sc = shape[0] / base[0]
-        screen = aliased_grating(shape, freq / sc, ang)     # what the sensor samples of it
-        cov_h = np.clip(c + 2.0 * c * (1 - c) * screen, 0, 1)
-        paper = 1 + fibre_amp * S.fit(fibre, shape)
-        sheet = np.ones(shape, np.float32)
-        if edge:
-            sheet = np.clip((edge_pos - S.ramp(shape, edge_ang)) * 8, 0, 1)
-        if cutout is not None:
-            sheet = sheet * S.fit(cutout, shape)
-        return sheet, cov_h, paper
-
-    return parts
-
-
 # --------------------------------------------------------------------------------------------
 # NIR scenes
-
-
-def _nir_source(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int],
-                shallow: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """An NIR image of the identity as the attacker has it, and its hand mask (x2 grid)."""
-    pose = perturb_pose(rng, 0.6)
-    layout = hand_layout(geom, pose)
-    grid = S.sensor_grid(layout, pose, "nir", base, S.sample_zoom(rng, "nir"))
-    mask, shade = S.nir_skin(layout, grid, rng.uniform(8, 16))
-    veins = S.nir_vein_map(layout, grid, shallow_only=shallow)
-    creases = S.nir_crease_map(layout, grid)
-    vc = rng.uniform(0.25, 0.45)
-    img = (0.25 + 0.75 * shade) * (1 - vc * veins) * (1 - 0.08 * creases)
-    # the attacker's copy is flat-fielded (a vein "photo" from another camera or an enhanced
-    # capture), so it does not carry a second illumination falloff
-    img = img * S.illumination(base, rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6),
-                               rng.uniform(0.8, 2.0))
-    img = mask * img + (1 - mask) * rng.uniform(0.02, 0.3)
-    lo, hi = np.percentile(img, [1, 99.5])
-    return np.clip((img - lo) / (hi - lo + 1e-6), 0, 1).astype(np.float32), mask
 
 
 def _printed_photo_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int]):
@@ -412,6 +339,10 @@ _SCENES: Mapping[tuple[str, str], S.SceneFn] = MappingProxyType({
     ("nir", "printed_photo"): _printed_photo_scene,
     ("nir", "screen_replay"): _screen_replay_scene,
     ("nir", "silicone_cast"): _silicone_cast_scene,
+    ("xray", "print_over_live"): C.print_over_live_scene,
+    ("xray", "skeleton_phantom"): C.skeleton_phantom_scene,
+    ("nir", "vein_film_over_live"): C.vein_film_over_live_scene,
+    ("nir", "display_behind_diffuser"): C.display_behind_diffuser_scene,
 })
 
 

@@ -7,6 +7,9 @@ what:
   synth      idnet then generator
   sensor     seed 001's transmission-sensor branch, X-ray and NIR: super-resolution and
              liveness models, fp32 and int8 (tools/train/sensor.py)
+  sensor-loso  leave-one-species-out evaluation of the liveness recipe (--sensor xray|nir;
+             tools/train/sensor_loso.py): per attack species, a model trained without it,
+             its APCER on it (quick: ~15-30 min per sensor on one CPU core)
   liveness   with --retrain-from DIR: fine-tune the shipped liveness model on reviewed
              presentations (claim 9; `palmgate review` writes DIR); SR unchanged
   recognition  learned palm cells + seed-000 view fusion on Tongji training palms, fp32 and
@@ -44,10 +47,12 @@ def _command_line() -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "liveness",
-                                    "recognition", "handseg", "fusion",
+    p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "sensor-loso",
+                                    "liveness", "recognition", "handseg", "fusion",
                                     "presence"])
-    p.add_argument("--profile", choices=["quick", "full"], default="quick")
+    p.add_argument("--profile", choices=["quick", "full", "species"], default="quick",
+                   help="species: sensor --continue-rounds finetune5 only (the composite-"
+                        "species round sized for a shared CPU)")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -70,6 +75,8 @@ def main(argv=None) -> int:
                    help="fusion: comma-separated stages (data, train, eval, export)")
     p.add_argument("--test", action="store_true",
                    help="fusion: measure the test palms too (once, at the end)")
+    p.add_argument("--species", nargs="+", default=None,
+                   help="sensor-loso: leave out only these species (default: every one)")
     p.add_argument("--retrain-from", default=None, metavar="DIR",
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
@@ -95,9 +102,11 @@ def main(argv=None) -> int:
     if a.models:
         models = Path(a.models)
     else:
-        models = MODELS_DIR if a.profile == "full" else work / "models"
+        models = MODELS_DIR if a.profile in ("full", "species") else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)
+    if a.what == "sensor-loso":
+        return _loso(a, work, torch)
     if a.what == "recognition":
         from tools.train.recognition import run as run_recognition
         rep = run_recognition(a.profile, work / "recognition", models, _command_line(),
@@ -143,7 +152,7 @@ def _sensor(a, work, models, torch) -> int:
     from tools.train import sensor
 
     torch.set_num_threads(a.threads or 1)   # one thread is fastest on a shared 2-core machine
-    steps = a.steps or PROFILES[a.what][a.profile]["steps"]
+    steps = a.steps or PROFILES[a.what].get(a.profile, PROFILES[a.what]["full"])["steps"]
     if a.what == "sensor" and a.continue_rounds:
         if not a.sensor:
             raise SystemExit("sensor --continue-rounds needs --sensor xray|nir")
@@ -164,6 +173,19 @@ def _sensor(a, work, models, torch) -> int:
                                 Path(a.models_from) if a.models_from else MODELS_DIR, dst,
                                 _command_line(), a.profile, threads=a.threads or 1)
     print(json.dumps(report, indent=1, default=float))
+    return 0
+
+
+def _loso(a, work, torch) -> int:
+    from tools.paths import MODELS_DIR
+    from tools.train.sensor_loso import run_loso
+
+    if not a.sensor:
+        raise SystemExit("sensor-loso needs --sensor xray|nir")
+    torch.set_num_threads(a.threads or 1)
+    report = run_loso(a.sensor, a.profile, work, Path(a.models) if a.models else MODELS_DIR,
+                      threads=a.threads or 1, species=a.species, seed=a.seed)
+    print(json.dumps(report["summary"], indent=1, default=float))
     return 0
 
 

@@ -301,13 +301,15 @@ def train_liveness(images: np.ndarray, labels: np.ndarray, *, steps: int, seed: 
 @torch.no_grad()
 def predict(model: nn.Module, images: np.ndarray, batch: int = 64,
             mirror: bool = False) -> np.ndarray:
-    """p(live) of uint8 images (N, H, W) with a torch model (training-time checks only; the
-    shipped numbers come from the ONNX files); ``mirror``: as the exported graph, logits
-    averaged over the image and its left-right mirror."""
+    """p(live) of uint8 images (N, H, W), or float images in [0, 1] (unrounded SR outputs),
+    with a torch model (training-time checks only; the shipped numbers come from the ONNX
+    files); ``mirror``: as the exported graph, logits averaged over the image and its
+    left-right mirror."""
     model.eval()
     out = []
     net = Softmaxed(model, mirror)
+    scale = 255.0 if images.dtype == np.uint8 else 1.0
     for i in range(0, len(images), batch):
-        x = torch.from_numpy(images[i:i + batch].astype(np.float32)[:, None] / 255.0)
+        x = torch.from_numpy(images[i:i + batch].astype(np.float32)[:, None] / scale)
         out.append(net(x)[:, 1].numpy())
     return np.concatenate(out) if out else np.zeros(0)

@@ -273,7 +273,11 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     entry, src_sha = _shipped_entry(manifest, lv_path)
     sr_sess = Q.session(models / f"sr_{sensor}.onnx", threads)
     _, real_caps = real_captures(cfg, sensor)
-    caps, _, cls = load_sets(root, sensor, cfg["liveness"][sensor])
+    # rounds whose pool leaves the first training sets out do not need them written or read:
+    # int8 is then calibrated on the last round's fresh set
+    pool_only = all(cfg[k][sensor].get("pool_only") for k in rounds)
+    caps, _, cls = load_sets(root, sensor, cfg["liveness"][sensor],
+                             ("val", "test") if pool_only else ("train", "val", "test"))
     model, mirror = load_from_onnx(lv_path), onnx_mirror(lv_path)
     reports = {}
     for key in rounds:
@@ -283,6 +287,11 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
                                              cls["train"], real_caps["train"], resume, name=key)
     lv_sess, p_syn, fp32 = _export_and_score(sensor, model, lv_path, sr_sess, caps, cls,
                                              real_caps, threads, mirror=mirror)
+    if pool_only:
+        m_caps, _, m_cls = load_liveness_dir(liveness_set(root, sensor, "train",
+                                                          cfg[rounds[-1]][sensor]["mine"]))
+        caps = dict(caps, train=m_caps)
+        cls = dict(cls, train=m_cls)
     train_caps, train_cls, real_mask = training_pool(caps, cls, real_caps)
     calib = calibration_captures(train_caps, class_weights(train_cls, real_mask),
                                  cfg["calibration_frames"], seed)

@@ -8,21 +8,24 @@ import tomllib
 from pathlib import Path
 
 from device.models.sensor_branch import SENSORS
+from device.synth.attacks import SPECIES as _ENGINE_SPECIES
 
 PROFILES_DIR = Path(__file__).resolve().parent / "profiles"
 SPLITS = ("train", "val", "test")
 
 # the seeds of the synthetic sets of each split: training, validation and held-out test sets
 # never share a seed
-LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012),
-                  "val": (2002, 2003, 2004), "test": (3003, 3004)}
+LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012,
+                            1013),
+                  "val": (2002, 2003, 2004), "test": (3003, 3004, 3721)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
-SPECIES = {"xray": ("hi_precision_model", "no_bones", "simple_bones", "other_material_bones",
-                    "photo"),
-           "nir": ("printed_photo", "screen_replay", "silicone_cast")}
+# the attack species of each sensor: the synthesis engine's (device/synth/attacks.py), one list
+SPECIES = {sensor: tuple(species) for sensor, species in _ENGINE_SPECIES.items()}
 # the fine-tune rounds after the first (``finetune``), in order: each starts from the model of
 # the one before
+# (the composite-species round ``finetune5`` is not one of them: it was measured and not shipped,
+# and lives in the ``species`` profile for --continue-rounds only)
 LATER_ROUNDS = ("finetune2", "finetune3", "finetune4")
 SR_ARCH = {"c1": 16, "c2": 32, "mapping_layers": 2}
 
@@ -63,4 +66,4 @@ def load_profile(name: str, folder: Path = PROFILES_DIR) -> dict:
 
 # synthetic liveness sets of each split, real NIR palms per split, SR pairs, step counts, the
 # fine-tune rounds ...: see the profile files
-CONFIG = {name: load_profile(name) for name in ("quick", "full")}
+CONFIG = {name: load_profile(name) for name in ("quick", "full", "species")}

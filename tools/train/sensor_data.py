@@ -46,11 +46,25 @@ def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
     if seed not in LIVENESS_SEEDS[split]:
         raise ValueError(f"seed {seed} is not a {split} seed {LIVENESS_SEEDS[split]}")
     d = liveness_set_dir(root, sensor, split, spec)
-    if not (d / "manifest.json").exists():
+    if not _has_every_class(d, sensor):
         t = time.time()
         write_liveness(d, sensor, nb, na, seed)
         log(f"  wrote {d} ({time.time() - t:.0f} s)")
     return d
+
+
+def _has_every_class(d: Path, sensor: str) -> bool:
+    """Whether a set folder was written with every class the engine has now (a set written
+    before species were added is written again: the first species' files come out the same,
+    their generator seeds do not depend on the classes after them)."""
+    import json
+
+    from tools.train.sensor_config import SPECIES
+
+    m = d / "manifest.json"
+    if not m.exists():
+        return False
+    return set(json.loads(m.read_text())["classes"]) >= {"bona_fide", *SPECIES[sensor]}
 
 
 def pair_set(root: Path, sensor: str, spec) -> Path:
@@ -85,12 +99,18 @@ def load_split(root: Path, sensor: str, split: str, specs):
     return tuple(np.concatenate([p[k] for p in parts]) for k in range(3))
 
 
-def load_sets(root: Path, sensor: str, sizes: dict) -> tuple[dict, dict, dict]:
+def load_sets(root: Path, sensor: str, sizes: dict,
+              splits=SPLITS) -> tuple[dict, dict, dict]:
     """Captures, labels and class names of the synthetic liveness sets of every split
-    (``sizes``: the profile's ``liveness[sensor]``), each a dict by split."""
+    (``sizes``: the profile's ``liveness[sensor]``), each a dict by split; a split not in
+    ``splits`` is empty (not written, not read)."""
     caps, labels, cls = {}, {}, {}
     for s in SPLITS:
-        caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
+        if s in splits:
+            caps[s], labels[s], cls[s] = load_split(root, sensor, s, sizes[s])
+        else:
+            caps[s] = np.zeros((0, 128, 128), np.uint8)
+            labels[s], cls[s] = np.zeros(0, np.int64), np.zeros(0, "<U32")
     return caps, labels, cls
 
 
