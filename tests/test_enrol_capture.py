@@ -26,7 +26,7 @@ def _bad(sb):
     b = sb["enrol"][0][0]
     blank = Burst([np.full((480, 640, 3), 128, np.uint8)] * 3, b.sensor, {})       # nobody
     dark = Burst([np.zeros((480, 640, 3), np.uint8)] * 3, b.sensor, {})            # quality
-    spoof = Burst(b.views, np.zeros_like(b.sensor), {})       # tiny liveness: dark = not live
+    spoof = Burst(b.views, np.zeros_like(b.sensor), {})       # no hand under the sensor
     return blank, dark, spoof
 
 
@@ -58,7 +58,8 @@ def test_capture_prompts_retries_then_enrols_and_checks_duplicates(tmp_path, tin
     assert said[0] == "presentation 1 of 2: hold your palm flat over the gate, fingers spread"
     assert said[1] == "place your palm over the scanner"                    # the empty scene
     assert said[2].endswith("(quality:too_dark; try 2 of 6)"), said
-    assert said[3].startswith("present your own bare palm") and "not_live" in said[3]
+    assert said[3].startswith("place your palm on the sensor") and \
+        "no_hand_in_sensor" in said[3]
     assert said[4:] == ["presentation 1 of 2: good",
                         "presentation 2 of 2: lift your hand away, then hold it flat over "
                         "the gate again", "place your palm over the scanner",
@@ -84,9 +85,9 @@ def test_capture_gives_up_with_a_clear_error_and_writes_no_user(tmp_path, tiny_m
     cfg, c = _config(tmp_path, tiny_models, rd)
     assert main(["enroll", "alice", "--capture", "--retries", "1", *c]) == 2
     err = capsys.readouterr().err
-    assert "presentation 1: 2 bad captures in a row (last: not_live); nothing enrolled" in err
+    assert "presentation 1: 2 bad captures in a row (last: no_hand_in_sensor); nothing enrolled" in err
     kinds, users = _audit(cfg)
-    assert users == [] and kinds == [("enrol_refused", "alice", "not_live")]
+    assert users == [] and kinds == [("enrol_refused", "alice", "no_hand_in_sensor")]
     # the source ends before enough good presentations (a replay folder; cameras never do)
     assert main(["enroll", "alice", "--capture", "--presentations", "2", "--interval", "0",
                  *c]) == 2

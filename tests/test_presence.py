@@ -12,7 +12,7 @@ import pytest
 from device.models.model import DEFAULT_MODELS_DIR, ModelError
 from device.models.presence import NO_HAND, PresenceCheck, presence_model_name
 from device.synth.no_hand import KINDS, SOURCE_OF, block_shuffle, no_hand_frame, pixel_shuffle
-from device.vision.sensor_presence import (STATS, check_limits, failures, frame_stats,
+from device.models.presence_stats import (STATS, check_limits, failures, frame_stats,
                                            limits_from)
 
 MAN = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())["models"]

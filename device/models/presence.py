@@ -7,7 +7,7 @@ which was trained only on hands and hand replicas and has no opinion about anyth
 Two tests, both must pass (a hand replica -- an attack -- passes both and is judged by
 liveness):
 
-* the classical test of :mod:`device.vision.sensor_presence` (dynamic range, pixel noise,
+* the classical test of :mod:`device.models.presence_stats` (dynamic range, pixel noise,
   spatial correlation, structure beyond a smooth surface, edges, silhouette), with the limits of
   the signed manifest entry's ``presence_limits``;
 * the presence classifier ``presence_<sensor>.onnx`` (``_int8``): a small CNN on the 128x128
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
-from device.vision.sensor_presence import check_limits, failures, frame_stats
+from device.models.presence_stats import check_limits, failures, frame_stats
 
 NO_HAND = "no_hand_in_sensor"
 """The deny reason of a sensor frame with no hand in it."""

@@ -5,7 +5,7 @@ of the sensor stage (device/models/presence.py, issue 21).
    every attack species (attacks are hands: they must pass presence and be judged by liveness),
    plus the real NIR training palms for NIR -- against no-hand frames of the training kinds
    (device/synth/no_hand.py), training and validation splits disjoint in seeds and pictures.
-2. The classical limits (device/vision/sensor_presence.py): the range of each frame statistic
+2. The classical limits (device/models/presence_stats.py): the range of each frame statistic
    over the training hand frames, widened by a quarter of its spread.
 3. The classifier: a 5-layer CNN (21 k weights) on the 128x128 capture; class-balanced
    batches; random flips/shifts and mild photometric changes of the hand frames; no-hand frames
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from device.synth.no_hand import TRAIN_KINDS, no_hand_frames
-from device.vision.sensor_presence import limits_from, stats_of
+from device.models.presence_stats import limits_from, stats_of
 from tools.train.presence_data import (NEG_SEEDS, OTHER, POS_SEED, real_nir, sources,
                                        synthetic_hands)
 
@@ -212,7 +212,7 @@ def rates(pos_scores, neg_scores, pos_ok, neg_ok, t: float) -> dict:
 def run(sensor: str, profile: str, work: Path, models_dir: Path, command: str, seed: int = 0,
         threads: int = 1, steps: int | None = None, log=print) -> dict:
     import torch
-    from device.vision.sensor_presence import check_limits, failures
+    from device.models.presence_stats import check_limits, failures
     from tools.train.sensor_quant import int8_report, latency_ms, quantize_int8
 
     torch.set_num_threads(max(1, threads))
@@ -279,7 +279,7 @@ def _manifest(models_dir, sensor, fp32, int8, res, thresholds, limits, cfg, comm
             f" and {cfg['val_neg']} no-hand frames of seed {NEG_SEEDS['val']}, Tongji 200-249")
     notes = ("capture (N, 1, 128, 128) in [0, 1] -> probs (N, 2) [no hand, hand]; a hand is "
              "present when p(hand) > threshold AND every frame statistic is inside "
-             "presence_limits (device/vision/sensor_presence.py); else no_hand_in_sensor")
+             "presence_limits (device/models/presence_stats.py); else no_hand_in_sensor")
     mp = models_dir / "manifest.json"
     for p, extra in ((fp32, {}), (int8, {"quantized_from": fp32.name})):
         update_entry(p.name, metrics=res[p.name], command=command, data=data, notes=notes,
