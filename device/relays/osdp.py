@@ -125,6 +125,21 @@ def _serial_channel(port: str, baudrate: int):
     return SerialChannel()
 
 
+
+def release(device, channel, what: str) -> None:
+    """Tear down a libosdp device (PD or CP; None: nothing) and close its serial channel; a
+    failure is logged, never raised (this runs on the way out)."""
+    if device is not None:
+        try:
+            device.teardown()
+        except Exception as e:      # noqa: BLE001
+            log.error("%s stop: %s", what, e)
+    if channel is not None and hasattr(channel, "close"):
+        try:
+            channel.close()
+        except Exception:           # noqa: BLE001
+            pass
+
 class OsdpPeripheral:
     """One PD on ``port``. ``start()`` opens the line and starts libosdp's thread."""
 
@@ -181,17 +196,7 @@ class OsdpPeripheral:
 
     def close(self) -> None:
         pd, self.pd = self.pd, None
-        if pd is not None:
-            try:
-                pd.teardown()
-            except Exception as e:      # noqa: BLE001
-                log.error("OSDP PD stop: %s", e)
-        ch = self._channel
-        if ch is not None and hasattr(ch, "close"):
-            try:
-                ch.close()
-            except Exception:           # noqa: BLE001
-                pass
+        release(pd, self._channel, "OSDP PD")
 
     def __enter__(self):
         return self.start()

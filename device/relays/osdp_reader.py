@@ -22,7 +22,8 @@ import secrets
 import threading
 from pathlib import Path
 
-from device.relays.osdp import OsdpError, _osdp, _serial_channel, load_scbk, save_scbk
+from device.relays.osdp import (OsdpError, _osdp, _serial_channel, load_scbk, release,
+                                save_scbk)
 from device.relays.wiegand_codec import WiegandError, decode, from_bytes
 
 log = logging.getLogger(__name__)
@@ -162,14 +163,4 @@ class OsdpReader:
             self._thread.join(2)
             self._thread = None
         cp, self.cp = self.cp, None
-        if cp is not None:
-            try:
-                cp.teardown()
-            except Exception as e:      # noqa: BLE001
-                log.error("OSDP reader stop: %s", e)
-        ch = self._channel
-        if ch is not None and hasattr(ch, "close"):
-            try:
-                ch.close()
-            except Exception:           # noqa: BLE001
-                pass
+        release(cp, self._channel, "OSDP reader")

@@ -184,12 +184,7 @@ class WiegandInput:
         try:
             card = decode(bits)
         except WiegandError as e:
-            self.errors.append(str(e))
-            log.warning("wiegand input: %s", e, extra={"event": "wiegand_error",
-                                                      "bits": len(bits)})
-            if self.on_error is not None:
-                self.on_error(str(e), bits)
-            return None
+            return self._bad(e, bits)
         self.cards.append(card)
         if self.on_card is not None:
             self.on_card(card)
@@ -199,14 +194,17 @@ class WiegandInput:
         try:
             key = decode_key(bits)
         except WiegandError as e:
-            self.errors.append(str(e))
-            log.warning("wiegand input: %s", e, extra={"event": "wiegand_error",
-                                                      "bits": len(bits)})
-            if self.on_error is not None:
-                self.on_error(str(e), bits)
-            return None
+            return self._bad(e, bits)
         self.keys += 1
         self.on_key(key)
+        return None
+
+    def _bad(self, e: Exception, bits) -> None:
+        """A frame that does not decode: kept, logged, reported; never a card or a key."""
+        self.errors.append(str(e))
+        log.warning("wiegand input: %s", e, extra={"event": "wiegand_error", "bits": len(bits)})
+        if self.on_error is not None:
+            self.on_error(str(e), bits)
         return None
 
     def wait_cards(self, n: int, timeout: float = 2.0) -> list[Card]:
