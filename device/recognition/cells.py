@@ -181,6 +181,19 @@ class ShiftGridFeature:
     def zero_shift(self) -> int:
         return self._zero
 
+    # the views of one presentation: the subclass gives ``cells(rois) -> (N, S, G, D)`` (each
+    # ROI alone) and ``fuse(cells (V, S, G, D)) -> (S, G, D)``
+    def query_set(self, rois) -> np.ndarray:
+        """(S, G, D) fused query of the views of one presentation."""
+        rois = list(rois)
+        if not rois:
+            raise ValueError("empty view set: a palm feature needs at least one view")
+        return self.fuse(self.cells(rois))
+
+    def template_set(self, rois) -> np.ndarray:
+        """(G, D) fused template of the views of one presentation (its centred window)."""
+        return self.query_set(rois)[self._zero]
+
 
 class CellExtractor(ShiftGridFeature):
     """The classical cell feature of FINDINGS, loaded from ``models/cells_pca.npz``.
@@ -267,17 +280,6 @@ class CellExtractor(ShiftGridFeature):
     def fuse(self, cells: np.ndarray) -> np.ndarray:
         """Views (V, S, G, D) of one palm -> (S, G, D): :func:`mean_fusion`."""
         return mean_fusion(cells)
-
-    def query_set(self, rois) -> np.ndarray:
-        """(S, G, D) fused query of the views of one presentation."""
-        rois = list(rois)
-        if not rois:
-            raise ValueError("empty view set: a palm feature needs at least one view")
-        return self.fuse(self.cells(rois))
-
-    def template_set(self, rois) -> np.ndarray:
-        """(G, D) fused template of the views of one presentation (its centred window)."""
-        return self.query_set(rois)[self._zero]
 
     def templates(self, rois) -> np.ndarray:
         return np.stack([self.template(r) for r in rois])

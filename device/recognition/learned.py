@@ -88,17 +88,8 @@ def net_input(roi: np.ndarray, bank: np.ndarray, beta: float,
 class ViewSetFeature(ShiftGridFeature):
     """A cell feature whose views are fused: the subclass gives ``cells(rois) -> (N, S, G, D)``
     (each ROI alone) and ``fuse(cells (V, S, G, D)) -> (S, G, D)``; this gives the
-    CellExtractor interface (template / query of one ROI) and the view-set forms."""
-
-    def query_set(self, rois) -> np.ndarray:
-        """(S, G, D) fused query of the views of one palm."""
-        rois = list(rois)
-        if not rois:
-            raise ValueError("empty view set: a palm feature needs at least one view")
-        return self.fuse(self.cells(rois))
-
-    def template_set(self, rois) -> np.ndarray:
-        return self.query_set(rois)[self._zero]
+    CellExtractor interface (template / query of one ROI) from the view-set forms
+    (:class:`ShiftGridFeature`)."""
 
     def query(self, roi: np.ndarray) -> np.ndarray:
         return self.query_set([roi])
