@@ -148,16 +148,31 @@ def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     return edge & inner
 
 
+class OutlineTarget:
+    """The outline of one bool mask inside ``field`` and the distance to it from every pixel,
+    computed once for the many masks compared with it (:func:`outline_distance`)."""
+
+    def __init__(self, b: np.ndarray, field: np.ndarray):
+        self.field = field
+        self.edge = _outline(b, field)
+        self.dist = cv2.distanceTransform((~self.edge).astype(np.uint8), cv2.DIST_L2, 3) \
+            if self.edge.any() else None
+
+    def distance(self, a: np.ndarray) -> float:
+        """Symmetric mean distance (pixels) between the outline of ``a`` and this outline;
+        inf when one has no outline inside the field."""
+        ea = _outline(a, self.field)
+        if self.dist is None or not ea.any():
+            return float("inf")
+        da = cv2.distanceTransform((~ea).astype(np.uint8), cv2.DIST_L2, 3)
+        return 0.5 * (float(self.dist[ea].mean()) + float(da[self.edge].mean()))
+
+
 def outline_distance(a: np.ndarray, b: np.ndarray, field: np.ndarray) -> float:
     """Symmetric mean distance (pixels) between the outlines of two bool masks inside
     ``field`` (the edges of the field, where both are cut, do not count); inf when one has no
     outline there."""
-    ea, eb = _outline(a, field), _outline(b, field)
-    if not ea.any() or not eb.any():
-        return float("inf")
-    da = cv2.distanceTransform((~eb).astype(np.uint8), cv2.DIST_L2, 3)
-    db = cv2.distanceTransform((~ea).astype(np.uint8), cv2.DIST_L2, 3)
-    return 0.5 * (float(da[ea].mean()) + float(db[eb].mean()))
+    return OutlineTarget(b, field).distance(a)
 
 
 # ------------------------------------------------------------------------------ one presentation
@@ -223,6 +238,7 @@ def binding_score(frame: np.ndarray, masks: dict, to_sensor, sensor: str = "nir"
         mapped[k] = mask_in_sensor(mask, lambda p, k=k, size=size: to_sensor(p, k, size), shape)
     if not mapped:
         return Binding(float("inf"), 0.0, {}, 1.0)
+    target = OutlineTarget(sil, field)     # the sensor frame's hand: the same at every scale
     best = None
     for s in scales(scale_tolerance):
         per, ious = {}, []
@@ -232,7 +248,7 @@ def binding_score(frame: np.ndarray, masks: dict, to_sensor, sensor: str = "nir"
                 ious.append(0.0)
                 continue
             ms = _scaled(m, s) & field
-            per[k] = outline_distance(ms, sil, field) / side
+            per[k] = target.distance(ms) / side
             ious.append(iou(ms, sil))
         score = float(np.mean(list(per.values())))
         if best is None or score < best.score:
