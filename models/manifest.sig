@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "d1ca0de85d3ae3f47d2d85a8a01be7e059b90ebb1265f62f595dcbe04a8976a5",
+  "manifest_sha256": "3341ea2a6cfd0e58e95058b156951fdbe7059729c9357d4e3514446a1bbddac4",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "f6RXoWdlSIgWwvHsDclgJmQOTFnXFaubeUY/LghOskREVm/unrg3tDldVdTiVvWLmHqxktdmtfR5R4OsGYDRAA=="
+      "signature": "t0bKFVQjLdqP0AXx0C9w37zPPiwcGWO+FcmuIswAal+WancUQC0PKZkwU9Bn5wsHLditp1nq9gcXCch7ZMS2CA=="
     }
   ]
 }
