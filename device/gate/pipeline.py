@@ -29,6 +29,7 @@ from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noq
                                          gate_front_end)
 from device.gate.sensor_binding import binding_stage
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
+from device.vision.view_usability import usable_rois
 
 log = logging.getLogger("palmgate.gate")
 
@@ -236,6 +237,7 @@ class Pipeline:
 
     def _regions(self, burst, ok, out):
         rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms)
+        rois, issues = usable_rois(rois, issues, self.cfg.quality)   # before the fusion
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
             e = issues[0] if issues else QualityIssue("few_views")
