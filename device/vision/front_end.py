@@ -28,6 +28,7 @@ import numpy as np
 from device.vision.hand_quality import (cut_off_reason, landmark_check, landmark_measures,
                                         region_image_check)
 from device.vision.landmarks import Crop, crop_from_box, frame_crop, mask_box
+from device.vision.motion_blur import motion_blur_check
 from device.vision.palm_from_landmarks import (LandmarkGeometry, estimate_valleys, palm_frame,
                                                palm_outline, region_centre, region_corners)
 from device.vision.quality import QualityIssue
@@ -63,6 +64,7 @@ class QualitySettings:
     min_mean: float = 25.0
     max_clipped: float = 0.25
     min_sharpness: float = 4.0
+    min_gradient_isotropy: float = 0.25
     min_region_quality: float = 0.0
     min_palm_px: float = 64.0
     max_palm_fraction: float = 0.7
@@ -84,6 +86,12 @@ class Getter:
 
 def _get(x):
     return x() if isinstance(x, Getter) else x
+
+
+def _grey(image: np.ndarray, cache: dict) -> np.ndarray:
+    if "grey" not in cache:
+        cache["grey"] = to_grey(image)
+    return cache["grey"]
 
 
 def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
@@ -182,6 +190,7 @@ class FrontEnd:
             if self.check_quality:
                 landmark_check(hand.points, image.shape, self.geometry.side, self.q)
                 region_image_check(reg.roi, self.q)
+                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
             return reg, None
         except QualityIssue as e:
             return None, e
@@ -201,6 +210,7 @@ class FrontEnd:
                 if reg.quality < self.q.min_region_quality:
                     raise QualityIssue("low_quality", f"region quality {reg.quality:.2f}")
                 region_image_check(reg.roi, self.q)
+                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
             return reg, None
         except RegionError as e:
             return None, QualityIssue(e.reason, str(e))
