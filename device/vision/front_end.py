@@ -27,10 +27,11 @@ import numpy as np
 
 from device.vision.hand_quality import (cut_off_reason, landmark_check, landmark_measures,
                                         region_image_check)
+from device.vision.landmark_valleys import landmark_valleys
 from device.vision.landmarks import Crop, crop_from_box, frame_crop, mask_box
 from device.vision.motion_blur import motion_blur_check
-from device.vision.palm_from_landmarks import (LandmarkGeometry, estimate_valleys, palm_frame,
-                                               palm_outline, region_centre, region_corners)
+from device.vision.palm_from_landmarks import (LandmarkGeometry, palm_frame, palm_outline,
+                                               region_centre, region_corners)
 from device.vision.quality import QualityIssue
 from device.vision.region_types import FIRST_SIZE, SECOND_SIZE, HandKeypoints, RegionError
 from device.vision.regions import HandRegions, extract_regions
@@ -124,7 +125,7 @@ def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
     second_mask[m0:m0 + FIRST_SIZE, m0:m0 + FIRST_SIZE] = False
     hand_mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(hand_mask, [np.round(outline).astype(np.int32)], 1)
-    kp = HandKeypoints(estimate_valleys(lm, f), region_centre(f, geometry), f.hand)
+    kp = HandKeypoints(landmark_valleys(image, lm, f), region_centre(f, geometry), f.hand)
     exposure = 1.0 - float(((roi >= 250) | (roi <= 5)).mean())
     return HandRegions(kp, roi, c1, second, second_mask, c2, float(presence * exposure),
                        modality, hand_mask, shape, segmentation="landmarks",
