@@ -50,7 +50,7 @@ def test_regression_is_near_the_fixed_offsets_on_a_real_hand():
     assert np.all(np.hypot(*(r - e).T) < 0.2 * f.width)
     v = landmark_valleys(im, lm, f)
     assert v.shape == (4, 2) and np.isfinite(v).all()
-    assert np.all(np.hypot(*(v - r).T) <= 0.05 * f.width + 1e-6)
+    assert np.all(np.hypot(*(v - r).T) <= 0.15 * f.width + 1e-6)     # REFINE_WIDE
     assert len(VALLEY_REGRESSION) == 4 and all(w.shape == (13, 2) for w in VALLEY_REGRESSION)
 
 

@@ -9,7 +9,8 @@ landmarks are the gate's front end's (quality checks off), or read from ``--regi
 ``regions.json`` that ``python -m tools.eval_regions DIR --kind synthetic --out OUT`` writes).
 Prints the fitted table as Python (paste it into device/vision/landmark_valleys.py) and, for DIR
 and each ``--check`` set, the finger-valley and thumb-valley error (median / p95, image px) of
-the fixed offsets (VALLEY_MODEL), the regression, and the regression refined on the image.
+the fixed offsets (VALLEY_MODEL), the regression, and the regression refined on the image, and the thread CPU ms of
+``landmark_valleys`` per view.
 The shipped table: ``python -m tools.fit_valley_model /tmp/syn4343`` on
 ``python -m tools.synth hands --out /tmp/syn4343 --subjects 60 --sessions 2 --samples 3
 --views 3 --seed 4343``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,7 @@ def fit(data: list[tuple], ridge: float = 1e-4) -> np.ndarray:
 
 def errors(data: list[tuple], W: np.ndarray) -> dict:
     res: dict = {}
+    cpu: list = []
     for name in ("fixed_offsets", "regression", "regression_refined"):
         fingers, thumb = [], []
         for p, lm, gt, vis in data:
@@ -91,7 +94,10 @@ def errors(data: list[tuple], W: np.ndarray) -> dict:
                 import device.vision.landmark_valleys as lv
                 saved, lv.VALLEY_REGRESSION = lv.VALLEY_REGRESSION, W
                 try:
-                    v = landmark_valleys(read_hand_image(p), lm)
+                    im = read_hand_image(p)
+                    c0 = time.thread_time()
+                    v = landmark_valleys(im, lm)
+                    cpu.append((time.thread_time() - c0) * 1e3)
                 finally:
                     lv.VALLEY_REGRESSION = saved
             for k in range(4):
@@ -101,6 +107,8 @@ def errors(data: list[tuple], W: np.ndarray) -> dict:
                                         round(float(np.percentile(fingers, 95)), 2)],
                      "thumb_index": [round(float(np.median(thumb)), 2),
                                      round(float(np.percentile(thumb, 95)), 2)]}
+    res["landmark_valleys_cpu_ms"] = {"median": round(float(np.median(cpu)), 3),
+                                      "p95": round(float(np.percentile(cpu, 95)), 3)}
     return res
 
 
