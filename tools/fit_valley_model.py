@@ -9,11 +9,12 @@ landmarks are the gate's front end's (quality checks off), or read from ``--regi
 ``regions.json`` that ``python -m tools.eval_regions DIR --kind synthetic --out OUT`` writes).
 Prints the fitted table as Python (paste it into device/vision/landmark_valleys.py) and, for DIR
 and each ``--check`` set, the finger-valley and thumb-valley error (median / p95, image px) of
-the fixed offsets (VALLEY_MODEL), the regression, and the regression refined on the image, and the thread CPU ms of
-``landmark_valleys`` per view.
+the fixed offsets (VALLEY_MODEL), the regression, and the regression refined on the image,
+and the thread CPU ms of ``landmark_valleys`` per view.
 The shipped table: ``python -m tools.fit_valley_model /tmp/syn4343`` on
 ``python -m tools.synth hands --out /tmp/syn4343 --subjects 60 --sessions 2 --samples 3
---views 3 --seed 4343``.
+--views 3 --seed 4343`` (with ``--regions`` of an eval_regions run on it: the same
+landmarks, faster).
 """
 from __future__ import annotations
 
@@ -113,9 +114,13 @@ def errors(data: list[tuple], W: np.ndarray) -> dict:
 
 
 def as_python(W: np.ndarray) -> str:
-    rows = ",\n".join("    np.array([" + ", ".join(f"[{a:.4f}, {b:.4f}]" for a, b in w) + "])"
-                      for w in W)
-    return "VALLEY_REGRESSION = (\n" + rows + ",\n)"
+    """The table as Python source, lines under 100 characters."""
+    out = ["VALLEY_REGRESSION = ("]
+    for w in W:
+        pairs = [f"[{a:.4f}, {b:.4f}]" for a, b in w]
+        rows = [", ".join(pairs[i:i + 4]) for i in range(0, len(pairs), 4)]
+        out.append("    np.array([" + (",\n" + " " * 14).join(rows) + "]),")
+    return "\n".join(out + [")"])
 
 
 def main(argv=None) -> int:

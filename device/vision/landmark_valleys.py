@@ -20,9 +20,9 @@ classical path's feature points) are placed from the landmarks and then looked f
    valley is the deepest point of its columns' top runs (toward the wrist). Kept only when it
    moves the estimate by at most :data:`REFINE_MAX_MOVE` widths (a window with no gap -- fingers
    together, a skin-coloured background -- finds something else, further away); where it is
-   not, once more in a window twice as large that may move it further (:data:`REFINE_WIDE`). Chroma only:
-   brightness also marks the palm's creases, and grey (NIR) views have no chroma, so they keep
-   the regression's estimate.
+   not, once more in a window twice as large that may move it further (:data:`REFINE_WIDE`).
+   Chroma only: brightness also marks the palm's creases, and grey (NIR) views have no chroma,
+   so they keep the regression's estimate.
 
 The valleys are reported keypoints only: the landmark path's regions do not use them.
 """
@@ -37,7 +37,8 @@ VALLEY_LANDMARKS = (
     (5, 9, (5, 9, 6, 10, 7, 11)),          # index-middle: MCPs, PIPs, DIPs
     (9, 13, (9, 13, 10, 14, 11, 15)),      # middle-ring
     (13, 17, (13, 17, 14, 18, 15, 19)),    # ring-little
-    (2, 5, (1, 2, 3, 5, 6, 0)),            # thumb-index: thumb CMC, MCP, IP, index MCP, PIP, wrist
+    (2, 5, (1, 2, 3, 5, 6, 0)),            # thumb-index: thumb CMC, MCP, IP; index MCP,
+                                           # PIP; the wrist
 )
 """Per valley (index_middle, middle_ring, ring_little, thumb_index): the two landmarks whose
 midpoint is its origin, and the six landmarks its regression reads."""
@@ -46,10 +47,22 @@ midpoint is its origin, and the six landmarks its regression reads."""
 # (the gate's front end, int8 landmarks; 358 views): rows = bias, then (u, n) of each landmark
 # of VALLEY_LANDMARKS relative to the origin, in knuckle widths; columns = the valley's (u, n).
 VALLEY_REGRESSION = (
-    np.array([[0.0719, -0.0614], [-0.1381, -0.0390], [-0.0039, 0.2787], [0.1381, 0.0390], [0.0039, -0.2787], [-0.0700, 0.1993], [0.1358, 0.2320], [-0.1012, -0.1293], [0.0321, 0.1402], [0.0747, -0.1776], [-0.0441, -0.1515], [0.0793, 0.1100], [-0.0251, 0.0298]]),
-    np.array([[0.0131, -0.0583], [-0.0726, -0.0292], [-0.1273, 0.0388], [0.0726, 0.0292], [0.1273, -0.0388], [-0.1345, -0.0396], [0.0180, 0.2735], [-0.1213, -0.1057], [-0.0262, 0.1919], [0.0778, -0.1154], [0.0927, -0.1109], [0.1429, 0.1183], [-0.1316, -0.1316]]),
-    np.array([[-0.0467, -0.0540], [-0.0065, -0.1177], [-0.0173, -0.0245], [0.0065, 0.1177], [0.0173, 0.0245], [-0.0549, -0.1773], [0.0587, 0.0677], [0.2099, -0.1512], [-0.2088, 0.1498], [0.1626, 0.0040], [-0.0281, 0.0981], [-0.1053, 0.0430], [0.0325, -0.0731]]),
-    np.array([[0.2480, -0.0636], [-0.3603, 0.2567], [-0.1596, -0.0325], [0.2037, -0.0793], [-0.0791, 0.2795], [-0.0046, 0.1205], [0.3250, 0.2867], [-0.2037, 0.0793], [0.0791, -0.2795], [-0.1952, 0.0814], [0.0630, -0.0382], [0.2494, 0.0079], [0.1657, 0.0341]]),
+    np.array([[0.0719, -0.0614], [-0.1381, -0.0390], [-0.0039, 0.2787], [0.1381, 0.0390],
+              [0.0039, -0.2787], [-0.0700, 0.1993], [0.1358, 0.2320], [-0.1012, -0.1293],
+              [0.0321, 0.1402], [0.0747, -0.1776], [-0.0441, -0.1515], [0.0793, 0.1100],
+              [-0.0251, 0.0298]]),
+    np.array([[0.0131, -0.0583], [-0.0726, -0.0292], [-0.1273, 0.0388], [0.0726, 0.0292],
+              [0.1273, -0.0388], [-0.1345, -0.0396], [0.0180, 0.2735], [-0.1213, -0.1057],
+              [-0.0262, 0.1919], [0.0778, -0.1154], [0.0927, -0.1109], [0.1429, 0.1183],
+              [-0.1316, -0.1316]]),
+    np.array([[-0.0467, -0.0540], [-0.0065, -0.1177], [-0.0173, -0.0245], [0.0065, 0.1177],
+              [0.0173, 0.0245], [-0.0549, -0.1773], [0.0587, 0.0677], [0.2099, -0.1512],
+              [-0.2088, 0.1498], [0.1626, 0.0040], [-0.0281, 0.0981], [-0.1053, 0.0430],
+              [0.0325, -0.0731]]),
+    np.array([[0.2480, -0.0636], [-0.3603, 0.2567], [-0.1596, -0.0325], [0.2037, -0.0793],
+              [-0.0791, 0.2795], [-0.0046, 0.1205], [0.3250, 0.2867], [-0.2037, 0.0793],
+              [0.0791, -0.2795], [-0.1952, 0.0814], [0.0630, -0.0382], [0.2494, 0.0079],
+              [0.1657, 0.0341]]),
 )
 
 REFINE_HALF = 0.10
