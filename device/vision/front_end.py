@@ -97,12 +97,12 @@ def _grey(image: np.ndarray, cache: dict) -> np.ndarray:
 
 def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
                            geometry: LandmarkGeometry = LANDMARK_GEOMETRY,
-                           presence: float = 1.0, q: QualitySettings | None = None
-                           ) -> HandRegions:
+                           presence: float = 1.0, q: QualitySettings | None = None,
+                           grey: np.ndarray | None = None) -> HandRegions:
     """First and second regions of a view from its (21, 2|3) image landmarks. Raises
     :class:`QualityIssue` (``hand_cut_off`` / ``too_near``) when the first region leaves the
-    frame."""
-    grey = to_grey(image)
+    frame. ``grey``: the view in grey, when already made."""
+    grey = to_grey(image) if grey is None else grey
     shape = grey.shape
     f = palm_frame(lm)
     c1 = region_corners(f, geometry, FIRST_SIZE)
@@ -187,7 +187,7 @@ class FrontEnd:
             return None, None
         try:
             reg = regions_from_landmarks(image, hand.points, modality, self.geometry,
-                                         hand.presence, self.q)
+                                         hand.presence, self.q, _grey(image, mask_cache))
             if self.check_quality:
                 landmark_check(hand.points, image.shape, self.geometry.side, self.q)
                 region_image_check(reg.roi, self.q)
