@@ -65,3 +65,22 @@ def test_front_end_reports_the_refined_valleys_and_keeps_its_regions(monkeypatch
     other = fe.regions_from_landmarks(im, lm, "visible")
     assert np.array_equal(other.roi, reg.roi) and np.array_equal(other.second_mask,
                                                                   reg.second_mask)
+
+
+def test_fit_recovers_a_linear_valley_model():
+    """tools.fit_valley_model.fit on landmarks whose valleys follow a known table."""
+    from tests.test_front_end import _upright
+    from tools.fit_valley_model import as_python, fit
+    _, lm0 = _upright()
+    rng = np.random.default_rng(0)
+    data = []
+    for _ in range(80):
+        lm = lm0[:, :2] + rng.normal(0, 4, (21, 2))
+        gt = regress_valleys(lm)                 # the shipped table is the truth here
+        data.append((None, lm, gt, np.ones(4, bool)))
+    W = fit(data, ridge=1e-6)    # a ridge: the two knuckles about their midpoint are collinear
+    for lm in (d[1] for d in data[:5]):
+        assert np.allclose(regress_valleys(lm, model=W), regress_valleys(lm), atol=0.05)
+    ns: dict = {"np": np}
+    exec(as_python(W), ns)
+    assert np.allclose(np.array(ns["VALLEY_REGRESSION"]), W, atol=1e-4)

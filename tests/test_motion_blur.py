@@ -92,3 +92,20 @@ def test_front_end_refuses_a_motion_blurred_view():
     with pytest.raises(QualityIssue) as e:
         fe(motion_blur(im, 12, 0.3))
     assert e.value.reason == "motion_blur"
+
+
+def test_eval_motion_blur_on_roi_views(tmp_path, capsys):
+    from tools.eval_motion_blur import main
+    for s in range(2):
+        d = tmp_path / f"{s:03d}"
+        d.mkdir()
+        for i in range(3):
+            cv2.imwrite(str(d / f"1_{i:02d}.png"), _texture(128, seed=10 * s + i))
+    assert main([str(tmp_path), "--kind", "tongji", "--bins", "8-12",
+                 "--out", str(tmp_path / "r.json")]) == 0
+    import json
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["views"] == 6 and rep["sharp"]["refused"] == 0
+    assert rep["8-12"]["motion_blur"] >= 0.8
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--kind", "tongji", "--bins", "12-8"])
