@@ -143,8 +143,10 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
             assert not d.opened and d.reason == "no_match"
             reader.send("wiegand26", 3, 999)                            # nobody's card
             assert _wait(lambda: gate.door._card is not None)
+            before = gate.limiter.failures
             d = gate.present(synthetic_bursts["genuine"][0])
             assert not d.opened and d.reason == "unknown_card"
+            assert gate.limiter.failures == before + 1      # a failed attempt on the terminal
             gate.store.set_enabled("person-000", False)
             reader.send("wiegand26", 3, 500)
             assert _wait(lambda: gate.door._card is not None)
