@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 from conftest import gate_config
+from conftest import wait_until as _wait
 
 osdp = pytest.importorskip("osdp")
 pytest.importorskip("gpiozero")
@@ -27,15 +28,6 @@ def _enrol(cfg, store, bursts, cards):
     for uid, (fc, n) in cards.items():
         cr.add_card(uid, n, fc, cfg.card.format)
     return cr
-
-
-def _wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @needs_socat
