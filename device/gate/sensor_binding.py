@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from device.gate import binding_geometry as G
 from device.gate.decision import Deny
 
 log = logging.getLogger("palmgate.gate")
@@ -148,121 +149,80 @@ def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     return edge & inner
 
 
-class OutlineTarget:
-    """The outline of one bool mask inside ``field`` and the distance to it from every pixel,
-    computed once for the many masks compared with it (:func:`outline_distance`)."""
-
-    def __init__(self, b: np.ndarray, field: np.ndarray):
-        self.field = field
-        self.edge = _outline(b, field)
-        self.dist = cv2.distanceTransform((~self.edge).astype(np.uint8), cv2.DIST_L2, 3) \
-            if self.edge.any() else None
-
-    def distance(self, a: np.ndarray) -> float:
-        """Symmetric mean distance (pixels) between the outline of ``a`` and this outline;
-        inf when one has no outline inside the field."""
-        ea = _outline(a, self.field)
-        if self.dist is None or not ea.any():
-            return float("inf")
-        da = cv2.distanceTransform((~ea).astype(np.uint8), cv2.DIST_L2, 3)
-        return 0.5 * (float(self.dist[ea].mean()) + float(da[self.edge].mean()))
+def signed_distance(sil: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(signed distance (px, float32: positive inside the hand, negative outside) to the
+    hand's outline inside the exposed field, the field's inner part where it is defined);
+    None when the hand has no outline there (no hand, or one that fills the field)."""
+    edge = _outline(sil, field)
+    if not edge.any():
+        return None
+    d = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 3)
+    valid = cv2.erode(field.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return np.where(sil, d, -d).astype(np.float32), valid
 
 
-def outline_distance(a: np.ndarray, b: np.ndarray, field: np.ndarray) -> float:
-    """Symmetric mean distance (pixels) between the outlines of two bool masks inside
-    ``field`` (the edges of the field, where both are cut, do not count); inf when one has no
-    outline there."""
-    return OutlineTarget(b, field).distance(a)
+def probe_values(sdf: np.ndarray, valid: np.ndarray, points: np.ndarray, px_per_mm: float
+                 ) -> np.ndarray:
+    """(P,) the signed distance (mm) at each point (nearest pixel); NaN for a point that is
+    NaN or outside the field's inner part."""
+    p = np.asarray(points, np.float64)
+    out = np.full(len(p), np.nan)
+    ok = np.all(np.isfinite(p), axis=1)
+    c = np.round(p[ok]).astype(np.int64)
+    h, w = sdf.shape
+    inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
+    idx = np.flatnonzero(ok)[inside]
+    c = c[inside]
+    v = valid[c[:, 1], c[:, 0]]
+    out[idx[v]] = sdf[c[v, 1], c[v, 0]] / px_per_mm
+    return out
 
 
-# ------------------------------------------------------------------------------ one presentation
 @dataclass
-class Binding:
-    """The binding of one presentation: ``score`` (mean over views of the outline distance
-    in units of the sensor frame's short side; inf when no view could be compared), the
-    silhouettes' mean IoU, each view's distance, and the scale of the views' hands at the best
-    match."""
+class HandProbes:
+    """The sensor frame seen at the views' hand: ``values`` (P,) the signed distance (mm,
+    positive inside the sensor frame's hand) at each probe of
+    :func:`device.gate.binding_geometry.probe_points` (NaN outside the frame's field),
+    ``landmarks`` (21, 2) where the sensor sees the views' landmarks, the number of views
+    triangulated, and the hand's median height over the working plane (mm)."""
 
-    score: float
-    iou: float
-    per_view: dict
-    scale: float = 1.0
-
-
-MAX_DISTANCE = {"xray": 0.037, "nir": 0.056}
-"""The default ``[liveness] binding_max_distance`` per sensor (fraction of the sensor frame's
-short side): the 99.5th percentile of the binding distance of 300 bona fide validation
-presentations (seed 11), rounded up -- a false denial rate of 0.5 % on validation
-(docs/sensor-branch.md, "Binding")."""
-
-DEPTH_SCALE = {"nir": 0.12, "xray": 0.05}
-"""How much the hand's depth (+-15 mm off the working plane) can change its size between the
-views (cameras above, 240-290 mm away) and the sensor (the NIR camera 250 mm below the plane,
-the X-ray source 870 mm above it), as a fraction: the registration is exact on the plane only,
-so the views' hands are compared at every scale within this (one scale for all views: one
-depth)."""
-
-SCALE_STEP = 0.02
+    values: np.ndarray
+    landmarks: np.ndarray
+    views: int
+    height_mm: float
 
 
-def scales(tolerance: float, step: float = SCALE_STEP) -> np.ndarray:
-    n = int(np.floor(tolerance / step + 1e-9))
-    return 1.0 + step * np.arange(-n, n + 1)
-
-
-def _scaled(m: np.ndarray, s: float) -> np.ndarray:
-    if s == 1.0:
-        return m
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return m
-    M = cv2.getRotationMatrix2D((float(xs.mean()), float(ys.mean())), 0.0, float(s))
-    return cv2.warpAffine(m.astype(np.uint8), M, (m.shape[1], m.shape[0]),
-                          flags=cv2.INTER_NEAREST) > 0
-
-
-def binding_score(frame: np.ndarray, masks: dict, to_sensor, sensor: str = "nir",
-                  scale_tolerance: float | None = None) -> Binding:
-    """How far the views' hand and the sensor frame's hand are apart (see the module doc).
-    ``masks``: view index -> (hand mask, view size (W, H)); ``to_sensor(points, k,
-    view_size)`` maps view ``k`` pixels to pixels of ``frame``; the views' hands are scaled
-    about their centres by every factor within ``scale_tolerance`` (default the sensor's
-    :data:`DEPTH_SCALE`; one factor for all views) and the best is kept."""
-    shape = frame.shape[:2]
+def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
+            ) -> HandProbes | None:
+    """The probes of one presentation: ``plane_points`` view -> its (21, 2) landmarks mapped
+    onto the working plane (sensor pixels of ``frame``), ``centres`` view -> camera centre.
+    None with fewer than two views; the values are all NaN when the frame shows no hand
+    outline."""
+    from device.synth.bound import sensor_optics
+    px_mm, E = sensor_optics(sensor, frame.shape[:2])
+    hs = G.hand_in_sensor(plane_points, centres, E)
+    if hs is None:
+        return None
+    lm, P = hs
+    pts = G.probe_points(lm, px_mm)
     sil, field = sensor_hand(frame, LEVEL[sensor])
-    if scale_tolerance is None:
-        scale_tolerance = DEPTH_SCALE[sensor]
-    side = float(min(shape))
-    mapped = {}
-    for k, (mask, size) in masks.items():
-        mapped[k] = mask_in_sensor(mask, lambda p, k=k, size=size: to_sensor(p, k, size), shape)
-    if not mapped:
-        return Binding(float("inf"), 0.0, {}, 1.0)
-    target = OutlineTarget(sil, field)     # the sensor frame's hand: the same at every scale
-    best = None
-    for s in scales(scale_tolerance):
-        per, ious = {}, []
-        for k, m in mapped.items():
-            if m is None:
-                per[k] = float("inf")
-                ious.append(0.0)
-                continue
-            ms = _scaled(m, s) & field
-            per[k] = target.distance(ms) / side
-            ious.append(iou(ms, sil))
-        score = float(np.mean(list(per.values())))
-        if best is None or score < best.score:
-            best = Binding(score, float(np.mean(ious)), per, float(s))
-    return best
+    sd = signed_distance(sil, field)
+    vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
+    h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
+    return HandProbes(vals, lm, len([k for k in plane_points if k in centres]), h)
 
 
 # ------------------------------------------------------------------------------ registrations
 class HomographyRegistration:
     """Sensor pixel -> view pixel homographies (one per view, for views of ``view_size`` (W, H)
-    and a sensor frame of ``sensor_size`` (W, H)); views or frames of other sizes are scaled."""
+    and a sensor frame of ``sensor_size`` (W, H)); views or frames of other sizes are scaled.
+    ``K``: the views' camera matrices at ``view_size`` (for :meth:`centre`)."""
 
-    def __init__(self, H: list, view_size: tuple[int, int], sensor_size: tuple[int, int]):
-        self.Hinv = [np.linalg.inv(np.asarray(h, np.float64)) for h in H]
+    def __init__(self, H: list, view_size: tuple[int, int], sensor_size: tuple[int, int],
+                 K: list | None = None):
+        self.H = [np.asarray(h, np.float64) for h in H]
+        self.Hinv = [np.linalg.inv(h) for h in self.H]
+        self.K = None if K is None else [np.asarray(k, np.float64) for k in K]
         self.view_size, self.sensor_size = tuple(view_size), tuple(sensor_size)
 
     def to_sensor(self, points, k: int, view_size, sensor_size) -> np.ndarray:
@@ -274,6 +234,16 @@ class HomographyRegistration:
         q = q[:, :2] / q[:, 2:3]
         return q * (np.array(sensor_size, float) / np.array(self.sensor_size, float))
 
+    def centre(self, k: int, view_size, sensor_size) -> np.ndarray | None:
+        """View ``k``'s camera centre in the sensor-pixel world
+        (:func:`device.gate.binding_geometry.camera_centre`); None without camera matrices."""
+        if self.K is None or not 0 <= k < len(self.H):
+            return None
+        sv = np.diag([*(np.array(view_size, float) / np.array(self.view_size, float)), 1.0])
+        ss = np.diag([*(np.array(sensor_size, float) / np.array(self.sensor_size, float)),
+                      1.0])
+        return G.camera_centre(sv @ self.K[k], sv @ self.H[k] @ np.linalg.inv(ss))
+
 
 class CorrectionRegistration:
     """The unit's factory registration (:class:`device.vision.view_correction.UnitCorrection`)."""
@@ -284,15 +254,31 @@ class CorrectionRegistration:
     def to_sensor(self, points, k: int, view_size, sensor_size) -> np.ndarray:
         return self.correction.view_to_sensor(points, k, view_size, sensor_size)
 
+    def centre(self, k: int, view_size, sensor_size) -> np.ndarray | None:
+        """View ``k``'s camera centre in the sensor-pixel world, from its corrected camera
+        matrix and its registration homography (the sensor's lens distortion left out: it
+        changes the centre little near the hand); None where the file cannot give it."""
+        from device.vision.calibration import CalibrationError
+        c = self.correction
+        try:
+            reg = c.registration or {}
+            H = c.sensor_homography(k, tuple(view_size))
+            size = tuple(reg.get("sensor_size") or sensor_size)
+            ss = np.diag([sensor_size[0] / size[0], sensor_size[1] / size[1], 1.0])
+            return G.camera_centre(c.view_matrix(k, tuple(view_size)), H @ np.linalg.inv(ss))
+        except (CalibrationError, np.linalg.LinAlgError, KeyError, TypeError):
+            return None
+
 
 def nominal_registration(cfg) -> HomographyRegistration:
     """The synthetic rig's registration (``[source] synthetic_seed``, ``[gate] views``,
     ``[liveness] sensor``): exact for the synthetic source, a stand-in anywhere else."""
-    from device.synth.bound import sensor_size, synthetic_registration
-    H, view_hw = synthetic_registration(cfg.source.synthetic_seed, cfg.gate.views,
-                                        cfg.liveness.sensor)
+    from device.synth.bound import sensor_size, synthetic_cameras, synthetic_registration
+    seed, views = cfg.source.synthetic_seed, cfg.gate.views
+    H, view_hw = synthetic_registration(seed, views, cfg.liveness.sensor)
     sh = sensor_size(cfg.liveness.sensor)
-    return HomographyRegistration(H, (view_hw[1], view_hw[0]), (sh[1], sh[0]))
+    return HomographyRegistration(H, (view_hw[1], view_hw[0]), (sh[1], sh[0]),
+                                  synthetic_cameras(seed, views, view_hw))
 
 
 # ------------------------------------------------------------------------------ the stage
