@@ -48,12 +48,15 @@ def perturbed(H: list, rng: np.random.Generator, sensor_hw: tuple[int, int]) -> 
 
 
 def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int = 40,
-             views: int = 3, liveness: bool = False, log=None) -> list[dict]:
+             views: int = 3, liveness: bool = False, log=None, inputs: list | None = None
+             ) -> list[dict]:
     """One row per presentation: kind, species, variant, views used, binding score (None
-    when the views gave too few hands), p(live) (with ``liveness``)."""
+    when the views gave too few hands), p(live) (with ``liveness``). ``inputs`` (a list)
+    gets each scored presentation's binding inputs (sensor frame, the views' landmarks on the
+    plane, the camera centres) for :func:`rescore`."""
     from device.config import load_config
     from device.gate.front_end_stage import front_end_from_config
-    from device.gate.sensor_binding import HomographyRegistration, measure
+    from device.gate.sensor_binding import HomographyRegistration, binding_score, measure
     from device.vision.quality import QualityIssue
     from device.synth.bound import (render_bound, sensor_size, synthetic_cameras,
                                     synthetic_registration)
@@ -103,23 +106,89 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
         vs = (view_hw[1], view_hw[0])
         fs = (frame.shape[1], frame.shape[0])
         reg = HomographyRegistration(perturbed(H, rng, sh), vs, (sh[1], sh[0]), Ks)
-        row["probes"] = None
+        row["score"] = None
         if len(ok) >= cfg.gate.min_views:
+            plane = {k: reg.to_sensor(p, k, vs, fs) for k, p in lms.items()}
+            centres = {k: reg.centre(k, vs, fs) for k in lms}
             t1 = time.thread_time()
-            m = measure(frame, {k: reg.to_sensor(p, k, vs, fs) for k, p in lms.items()},
-                        {k: reg.centre(k, vs, fs) for k in lms}, sensor)
+            b = binding_score(measure(frame, plane, centres, sensor), sensor)
             row["cpu_ms"] = round((time.thread_time() - t1) * 1e3, 2)
-            if m is not None:
-                row["probes"] = [None if not np.isfinite(x) else round(float(x), 2)
-                                 for x in m.values]
-                row["height_mm"] = round(m.height_mm, 2)
-        row["score"] = None if len(ok) < cfg.gate.min_views else 1e9
+            row["score"] = round(b, 4) if np.isfinite(b) else 1e9
+            if inputs is not None:
+                inputs.append((j, frame, plane, centres))
         if branch is not None:
             row["p_live"] = round(float(branch(frame).p_live), 5)
         rows.append(row)
         if log and (j + 1) % 50 == 0:
             log(f"{j + 1}/{total} {time.time() - t0:.0f} s")
     return rows
+
+
+def rescore(rows: list[dict], inputs: list, sensor: str, stats: dict | None = None) -> None:
+    """Each row's binding score again from its cached inputs (:func:`evaluate`'s
+    ``inputs``), with ``stats`` (default the shipped :mod:`device.gate.binding_stats`)."""
+    from device.gate.sensor_binding import binding_score, measure
+    for j, frame, plane, centres in inputs:
+        b = binding_score(measure(frame, plane, centres, sensor), sensor, stats)
+        rows[j]["score"] = round(b, 4) if np.isfinite(b) else 1e9
+
+
+def fit_from(rows: list[dict], inputs: list, sensor: str) -> dict:
+    """The live hands' probe ranges (:func:`device.gate.sensor_binding.fit_stats`) from the
+    bona fide presentations among ``inputs``."""
+    from device.gate.sensor_binding import fit_stats, measure
+    vals = []
+    for j, frame, plane, centres in inputs:
+        if rows[j]["kind"] != "bona_fide":
+            continue
+        m = measure(frame, plane, centres, sensor)
+        if m is not None and m.sdf is not None:
+            vals.append(m.values)
+    return fit_stats(np.array(vals))
+
+
+def write_stats(path: str, sensor: str, stats: dict) -> None:
+    """Put ``stats`` for ``sensor`` into the generated module ``path``
+    (device/gate/binding_stats.py), keeping the other sensor's."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_binding_stats", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    allstats = dict(mod.STATS)
+    allstats[sensor] = stats
+    head = mod.__doc__.strip()
+    with open(path, "w") as f:
+        f.write('"""' + head + '"""\n\n# generated: do not edit\nSTATS: dict = {\n')
+        for k in sorted(allstats):
+            f.write(f"    {k!r}: {{\n")
+            for key, v in allstats[k].items():
+                f.write(f"        {key!r}: {v!r},\n")
+            f.write("    },\n")
+        f.write("}\n")
+
+
+def save_inputs(path: str, inputs: list, views: int) -> None:
+    """The binding inputs of :func:`evaluate` as one .npz: ``j`` (N,), ``frames`` (N, H, W),
+    ``plane`` (N, V, 21, 2) and ``centres`` (N, V, 3), NaN for a view without landmarks."""
+    n = len(inputs)
+    plane = np.full((n, views, 21, 2), np.nan)
+    centres = np.full((n, views, 3), np.nan)
+    for i, (_, _, p, c) in enumerate(inputs):
+        for k in p:
+            plane[i, k], centres[i, k] = p[k], c[k]
+    np.savez_compressed(path, j=np.array([x[0] for x in inputs]),
+                        frames=np.stack([x[1] for x in inputs]) if n else np.zeros((0, 1, 1)),
+                        plane=plane, centres=centres)
+
+
+def load_inputs(path: str) -> list:
+    """[(j, frame, plane points {view: (21, 2)}, centres {view: (3,)})] of :func:`save_inputs`."""
+    z = np.load(path)
+    out = []
+    for j, f, p, c in zip(z["j"], z["frames"], z["plane"], z["centres"]):
+        ks = [k for k in range(p.shape[0]) if np.isfinite(p[k]).all()]
+        out.append((int(j), f, {k: p[k] for k in ks}, {k: c[k] for k in ks}))
+    return out
 
 
 def summarise(rows: list[dict], threshold: float, liveness_threshold: float | None = None
@@ -178,14 +247,33 @@ def main(argv=None) -> int:
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
     ap.add_argument("--threshold", type=float, default=None,
                     help="binding threshold to report at (default: the configured one)")
+    ap.add_argument("--cache", default=None,
+                    help="also write the binding's inputs of every presentation here (.npz) "
+                         "for rescoring without rendering")
+    ap.add_argument("--write-stats", action="store_true",
+                    help="fit the live hands' probe ranges on this seed's bona fide "
+                         "presentations and write them to device/gate/binding_stats.py")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     t0 = time.time()
+    inputs: list = []
     rows = evaluate(a.sensor, a.seed, a.bona_fide, a.mixed, a.people, a.views, a.liveness,
-                    log=lambda m: print(m, file=sys.stderr, flush=True))
+                    log=lambda m: print(m, file=sys.stderr, flush=True), inputs=inputs)
+    if a.cache:
+        save_inputs(a.cache, inputs, a.views)
+    if a.write_stats:
+        from device.gate import binding_stats
+        stats = fit_from(rows, inputs, a.sensor)
+        stats.update(seed=a.seed, command="python -m device.eval.binding_eval " +
+                     " ".join(sys.argv[1:] if argv is None else argv))
+        write_stats(binding_stats.__file__, a.sensor, stats)
+        rescore(rows, inputs, a.sensor, stats)
     if a.threshold is None:
         from device.config import load_config
+        from device.gate.sensor_binding import MAX_SCORE
         a.threshold = load_config(None).liveness.binding_max_distance
+        if a.threshold is None:
+            a.threshold = MAX_SCORE[a.sensor]
     lt = None
     if a.liveness:
         from device.models.model import DEFAULT_MODELS_DIR

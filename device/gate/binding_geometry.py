@@ -103,12 +103,14 @@ base to tip)."""
 
 PALM_EDGES = ((0, 1), (0, 5), (0, 17), (5, 9), (9, 13), (13, 17))
 
-TIP_REACH_MM = 8.0
-"""A probe this far beyond each fingertip landmark, along the last phalanx (outside a live
-hand: a larger replica covers it)."""
+TIP_REACH_MM = (4.0, 8.0, 14.0)
+"""Probes this far beyond each fingertip landmark, along the last phalanx (at or outside a
+live hand's fingertip: a larger replica covers them, a smaller one leaves the landmark
+outside)."""
 
-SIDE_REACH_MM = 14.0
-"""A probe this far beyond the index and little fingers' knuckles, across the palm."""
+SIDE_REACH_MM = (7.0, 14.0)
+"""Probes this far beyond the index and little fingers' knuckles, across the palm (at or
+outside the palm's edge)."""
 
 
 def probe_names() -> tuple[str, ...]:
@@ -117,8 +119,8 @@ def probe_names() -> tuple[str, ...]:
     for f in FINGERS:
         names += [f"mid{a}-{b}" for a, b in zip(f[:-1], f[1:])]
     names += [f"mid{a}-{b}" for a, b in PALM_EDGES]
-    names += [f"tip{f[-1]}+" for f in FINGERS]
-    names += ["side5+", "side17+"]
+    names += [f"tip{f[-1]}+{r:g}" for r in TIP_REACH_MM for f in FINGERS]
+    names += [f"side{i}+{r:g}" for r in SIDE_REACH_MM for i in (5, 17)]
     names += [f"gap{a}-{b}" for a, b in ((7, 11), (11, 15), (15, 19), (6, 10), (10, 14),
                                          (14, 18))]
     return tuple(names)
@@ -139,11 +141,10 @@ def probe_points(lm: np.ndarray, px_per_mm: float) -> np.ndarray:
     mids = [(lm[a] + lm[b]) / 2 for f in FINGERS for a, b in zip(f[:-1], f[1:])]
     mids += [(lm[a] + lm[b]) / 2 for a, b in PALM_EDGES]
     out.append(np.array(mids))
-    tips = [lm[f[-1]] + _unit(lm[f[-1]] - lm[f[-2]]) * TIP_REACH_MM * px_per_mm
-            for f in FINGERS]
-    out.append(np.array(tips))
-    out.append(np.array([lm[5] + _unit(lm[5] - lm[9]) * SIDE_REACH_MM * px_per_mm,
-                         lm[17] + _unit(lm[17] - lm[13]) * SIDE_REACH_MM * px_per_mm]))
+    out.append(np.array([lm[f[-1]] + _unit(lm[f[-1]] - lm[f[-2]]) * r * px_per_mm
+                         for r in TIP_REACH_MM for f in FINGERS]))
+    out.append(np.array([lm[i] + _unit(lm[i] - lm[j]) * r * px_per_mm
+                         for r in SIDE_REACH_MM for i, j in ((5, 9), (17, 13))]))
     out.append(np.array([(lm[a] + lm[b]) / 2 for a, b in ((7, 11), (11, 15), (15, 19),
                                                          (6, 10), (10, 14), (14, 18))]))
     return np.concatenate(out)
@@ -160,3 +161,26 @@ def hand_in_sensor(plane_points: dict, centres: dict, sensor_centre: np.ndarray
     P = triangulate(np.stack([plane_points[k] for k in ks]),
                     np.stack([centres[k] for k in ks]))
     return project_to_sensor(P, sensor_centre), P
+
+
+def _finger_of(i: int) -> int:
+    return 0 if i == 0 else (i - 1) // 4 + 1
+
+
+def probe_groups() -> np.ndarray:
+    """(P + 1,) the finger each probe of :func:`probe_names` (then the height) belongs to:
+    1 thumb ... 5 little finger, 0 the palm and the height."""
+    out = []
+    for n in probe_names():
+        if n.startswith("lm"):
+            out.append(_finger_of(int(n[2:])))
+        elif n.startswith("mid"):
+            a, b = (int(x) for x in n[3:].split("-"))
+            out.append(0 if (a, b) in PALM_EDGES else _finger_of(b))
+        elif n.startswith("tip"):
+            out.append(_finger_of(int(n[3:].split("+")[0])))
+        elif n.startswith("side"):
+            out.append(_finger_of(int(n[4:].split("+")[0])))
+        else:                                          # gapA-B: the first finger's
+            out.append(_finger_of(int(n[3:].split("-")[0])))
+    return np.array(out + [0])

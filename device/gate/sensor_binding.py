@@ -46,6 +46,11 @@ of the open field) to the hand level (median above the field's Otsu threshold); 
 bona fide validation scenes per sensor (seed 11) among 0.1-0.5 (NIR: dim fingers far from the
 light are lost below 0.3 ... and the hand's rim above)."""
 
+GAMMA = {"xray": 1.0, "nir": 0.25}
+"""The frame is raised to this power before the cut: the NIR light falls off toward the
+fingers, which end up a few grey levels over the background (0.25 brings them back; the X-ray
+frame's soft tissue stands out as it is)."""
+
 MIN_AREA = 0.002
 """Outline pieces of a view mask smaller than this fraction of the view are dropped."""
 
@@ -54,15 +59,22 @@ MIN_AREA = 0.002
 def open_field(g: np.ndarray) -> tuple[slice, slice]:
     """(rows, cols) of the exposed field of a sensor frame: a rim brighter than the frame's
     median (a collimator's unexposed border) is cut off where the row/column medians drop
-    below halfway between the rim and the field."""
+    below halfway between the rim and the field -- or, when a bright hand across the field
+    keeps most medians up, where fewer than nine tenths of a row's (column's) pixels are
+    within a tenth of the rim's level."""
     h, w = g.shape
     edge = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
     mid = float(np.median(g))
     if edge < mid + 20:
         return slice(0, h), slice(0, w)
-    cut = (edge + float(np.percentile(g, 5))) / 2
+    p5 = float(np.percentile(g, 5))
+    cut = (edge + p5) / 2
     rows = np.flatnonzero(np.median(g, axis=1) < cut)
     cols = np.flatnonzero(np.median(g, axis=0) < cut)
+    if len(rows) < h // 4 or len(cols) < w // 4:
+        near = g >= edge - 0.1 * (edge - p5)
+        rows = np.flatnonzero(near.mean(axis=1) < 0.9)
+        cols = np.flatnonzero(near.mean(axis=0) < 0.9)
     if len(rows) < h // 4 or len(cols) < w // 4:
         return slice(0, h), slice(0, w)
     m = 2                                        # the rim's blurred edge
@@ -71,19 +83,25 @@ def open_field(g: np.ndarray) -> tuple[slice, slice]:
 
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
-    return sensor_hand(frame, LEVEL[sensor], blur)[0]
+    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor])[0]
 
 
-def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
+
+
+def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
-    inside the exposed field, the blurred frame cut ``level`` of the way from the background to
-    the hand level, the largest component, holes filled. The hand is empty when nothing stands
-    out."""
+    inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
+    from the background to the hand level, the largest component, holes filled. The hand is
+    empty when nothing stands out."""
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     if g.dtype != np.uint8:
         g = cv2.normalize(g.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
     g = cv2.GaussianBlur(g, (0, 0), blur)
+    if gamma != 1.0:
+        g = cv2.LUT(g, _gamma_lut(gamma))
     rs, cs = open_field(g)
     inner = np.ascontiguousarray(g[rs, cs])
     field = np.zeros(g.shape, bool)
@@ -180,9 +198,11 @@ def probe_values(sdf: np.ndarray, valid: np.ndarray, points: np.ndarray, px_per_
 
 @dataclass
 class HandProbes:
-    """The sensor frame seen at the views' hand: ``values`` (P,) the signed distance (mm,
+    """The sensor frame seen at the views' hand: ``values`` (P + 1,) the signed distance (mm,
     positive inside the sensor frame's hand) at each probe of
-    :func:`device.gate.binding_geometry.probe_points` (NaN outside the frame's field),
+    :func:`device.gate.binding_geometry.probe_points` (NaN outside the frame's field), then
+    the hand's height (mm) over the working plane (a replica shown larger or smaller before
+    the cameras is triangulated as a hand of its size held nearer or farther),
     ``landmarks`` (21, 2) where the sensor sees the views' landmarks, the number of views
     triangulated, and the hand's median height over the working plane (mm)."""
 
@@ -190,6 +210,17 @@ class HandProbes:
     landmarks: np.ndarray
     views: int
     height_mm: float
+    sdf: tuple | None = None
+    px_mm: float = 1.0
+
+    def at_scale(self, s: float) -> np.ndarray:
+        """:attr:`values` with the views' hand scaled ``s`` times about its palm (the
+        height kept): where a hand of another size would have put the probes."""
+        if self.sdf is None:
+            return self.values
+        c = self.landmarks[[0, 5, 9, 13, 17]].mean(0)
+        pts = G.probe_points(c + s * (self.landmarks - c), self.px_mm)
+        return np.append(probe_values(*self.sdf, pts, self.px_mm), self.height_mm)
 
 
 def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
@@ -205,11 +236,85 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
         return None
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
-    sil, field = sensor_hand(frame, LEVEL[sensor])
+    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor])
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
-    return HandProbes(vals, lm, len([k for k in plane_points if k in centres]), h)
+    return HandProbes(np.append(vals, h), lm, len([k for k in plane_points if k in centres]),
+                      h, sd, px_mm)
+
+
+def probe_excess(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, clip: float
+                 ) -> np.ndarray:
+    """(P + 1,) how far (mm) each probe's signed distance (clipped to +-``clip``), and the
+    hand's height over the plane (the last value), lie outside the live hands' range ``[lo,
+    hi]``; NaN where the probe or its range is missing."""
+    v = np.asarray(values, np.float64).copy()
+    v[:-1] = np.clip(v[:-1], -clip, clip)          # the last value is the height: not clipped
+    return np.maximum(0.0, np.maximum(v - hi, lo - v))
+
+
+SIZE_SEARCH = tuple(float(x) for x in np.exp(np.linspace(np.log(0.8), np.log(1.25), 19)))
+"""Sizes of the views' hand (0.8-1.25 times) at which the sensor frame is also compared: a
+replica of another size fits the sensor frame better at its own size than at the views'."""
+
+SIZE_GAIN = 1.0
+"""Weight of how much better another size fits (chosen on validation seed 11 among 0, 1, 2)."""
+
+
+def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
+    """The sum of the probes' excess (mm), less the finger whose probes add up to the most:
+    one finger a landmark network got wrong, or a finger lost in the sensor frame, does not
+    deny a live hand; a replica elsewhere, turned or of another size is off at every finger."""
+    e = np.nan_to_num(np.asarray(e, np.float64))
+    per_finger = [float(e[groups == f].sum()) for f in range(1, 6)]
+    return float(e.sum()) - max(per_finger)
+
+
+def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) -> float:
+    """The binding score of one presentation (lower is better bound): the probes' excess
+    over the range live hands give (:func:`probe_excess`, :mod:`device.gate.binding_stats`),
+    summed without its worst finger (:func:`trimmed_excess`), plus :data:`SIZE_GAIN` times how
+    much less it is at the best size of :data:`SIZE_SEARCH`. inf when the hand could not be
+    placed, the frame shows no hand outline at any probe, or there are no statistics for the
+    sensor."""
+    if m is None or m.sdf is None:
+        return float("inf")
+    if stats is None:
+        from device.gate.binding_stats import STATS
+        stats = STATS.get(sensor)
+    if not stats:
+        return float("inf")
+    lo = np.array([np.nan if x is None else x for x in stats["lo"]], float)
+    hi = np.array([np.nan if x is None else x for x in stats["hi"]], float)
+    clip = float(stats["clip"])
+    groups = G.probe_groups()
+    e = probe_excess(m.values, lo, hi, clip)
+    if not np.isfinite(e).any():
+        return float("inf")
+    at_one = trimmed_excess(e, groups)
+    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups)
+               for x in SIZE_SEARCH)
+    return at_one + SIZE_GAIN * max(0.0, at_one - best)
+
+
+def fit_stats(values: np.ndarray, q: float = 0.005, clip: float = 15.0, min_count: int = 30
+              ) -> dict:
+    """Live hands' range at each probe from bona fide ``values`` (N, P + 1) of
+    :class:`HandProbes`: the ``q`` and ``1 - q`` quantiles (the signed distances clipped to
+    +-``clip``); None for a probe seen fewer than ``min_count`` times."""
+    v = np.asarray(values, np.float64).copy()
+    v[:, :-1] = np.clip(v[:, :-1], -clip, clip)
+    n = np.isfinite(v).sum(0)
+    lo = np.full(v.shape[1], np.nan)
+    hi = np.full(v.shape[1], np.nan)
+    ok = n >= min_count
+    lo[ok] = np.nanquantile(v[:, ok], q, axis=0)
+    hi[ok] = np.nanquantile(v[:, ok], 1 - q, axis=0)
+
+    def r(a):
+        return [None if not np.isfinite(x) else round(float(x), 2) for x in a]
+    return {"lo": r(lo), "hi": r(hi), "clip": clip, "q": q, "n": int(len(v))}
 
 
 # ------------------------------------------------------------------------------ registrations
@@ -282,18 +387,26 @@ def nominal_registration(cfg) -> HomographyRegistration:
 
 
 # ------------------------------------------------------------------------------ the stage
-class BindingStage:
-    """Called by the pipeline after liveness with the (calibrated) burst; raises :class:`Deny`
-    ``sensor_mismatch`` when the sensor frame's hand is not the views' hand, and
-    ``binding_unavailable`` when the views' hands cannot be segmented. ``segmenter``: a
-    zero-argument callable that returns the hand segmentation network or None."""
+@dataclass
+class Binding:
+    """The binding of one presentation: ``score`` (:func:`binding_score`; inf when the hand
+    could not be placed), and the probes it came from (None then)."""
 
-    def __init__(self, cfg, calibration, segmenter, map_fn=map):
-        self.map = map_fn
+    score: float
+    probes: HandProbes | None = None
+
+
+class BindingStage:
+    """Called by the pipeline after liveness with the (calibrated) burst and the decision the
+    front end filled (``out.landmarks``: view -> its (21, 2) hand landmarks); raises
+    :class:`Deny` ``sensor_mismatch`` when the sensor frame's hand is not the views' hand, or
+    when fewer than two views gave landmarks (the hand cannot be placed in 3-D: fail
+    secure)."""
+
+    def __init__(self, cfg, calibration):
         d = cfg.liveness.binding_max_distance
-        self.max_distance = float(MAX_DISTANCE[cfg.liveness.sensor] if d is None else d)
         self.sensor = cfg.liveness.sensor
-        self.segmenter = segmenter
+        self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:
@@ -307,37 +420,40 @@ class BindingStage:
                             "until the unit is calibrated", state,
                             extra={"event": "binding_nominal"})
 
-    def score(self, views, frame: np.ndarray, idx=None) -> Binding:
-        seg = self.segmenter()
-        if seg is None:
-            raise Deny("binding_unavailable", "",
-                       "the hand segmentation network is unavailable")
-        idx = [k for k in (range(len(views)) if idx is None else idx)
-               if views[k] is not None and views[k].ndim == 3]
-        masks = {k: (m, (views[k].shape[1], views[k].shape[0]))
-                 for k, m in zip(idx, self.map(seg, [views[k] for k in idx]))}
-        sh = frame.shape[:2]
+    def score(self, views, frame: np.ndarray, landmarks: dict) -> Binding:
+        """The binding of ``frame`` to the views' hand, ``landmarks`` view -> (21, 2) view
+        pixels."""
+        fs = (frame.shape[1], frame.shape[0])
+        plane, centres = {}, {}
+        for k, lm in (landmarks or {}).items():
+            if not 0 <= k < len(views) or views[k] is None:
+                continue
+            vs = (views[k].shape[1], views[k].shape[0])
+            c = self.registration.centre(k, vs, fs)
+            q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
+            if c is not None and np.all(np.isfinite(c)):
+                plane[k], centres[k] = q, c
+        m = measure(frame, plane, centres, self.sensor)
+        return Binding(binding_score(m, self.sensor), m)
 
-        def to_sensor(points, k, view_size):
-            return self.registration.to_sensor(points, k, view_size, (sh[1], sh[0]))
-        return binding_score(frame, masks, to_sensor, self.sensor)
-
-    def __call__(self, burst, out=None, idx=None) -> Binding:
-        b = self.score(burst.views, burst.sensor, idx)
+    def __call__(self, burst, out=None) -> Binding:
+        b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
         if out is not None:
             out.binding = b.score
-        if not b.score <= self.max_distance:
+        if b.probes is None:
+            raise Deny("sensor_mismatch", "please present your palm again",
+                       "fewer than two views gave hand landmarks: the hand cannot be placed "
+                       "over the sensor")
+        if not b.score <= self.max_score:
             raise Deny("sensor_mismatch", "please present your palm again",
                        "the sensor frame's hand is not the views' hand")
         return b
 
 
-def binding_stage(cfg, calibration, segmenter_stage, map_fn=map) -> BindingStage | None:
-    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``. The
-    views' hands come from the segmentation network stage (``[gate] segmenter = "net"``),
-    segmented through ``map_fn`` (the pipeline's region threads); without the network the
-    check cannot run and every presentation is denied (``binding_unavailable``)."""
+def binding_stage(cfg, calibration, segmenter_stage=None, map_fn=None) -> BindingStage | None:
+    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``.
+    (``segmenter_stage`` and ``map_fn`` are no longer used: the views' hands are the front
+    end's landmarks.)"""
     if not (cfg.liveness.enabled and cfg.liveness.binding):
         return None
-    get = segmenter_stage.get if segmenter_stage is not None else (lambda: None)
-    return BindingStage(cfg, calibration, get, map_fn)
+    return BindingStage(cfg, calibration)
