@@ -2,30 +2,34 @@
 
 The liveness model judges the sensor frame alone and the matcher the views alone, so a live hand
 under the sensor with a replica before the cameras (or the reverse) would be judged on each half
-by itself. Here each view's hand is carried into the sensor frame through the unit's
-registration (sensor pixels <-> view pixels for points on the working plane, the factory's
-``palmgate-calibrate registration``) and compared with the hand the sensor frame shows:
+by itself. Here the views' hand is placed in 3-D and carried into the sensor frame, and the
+sensor frame's hand is looked at where the views' hand says it must be:
 
-- **the views' hand**: each view's hand silhouette from the hand segmentation network (the
-  front end's own model, ``models/hand_seg*.onnx``), its outline mapped point by point into the
-  sensor frame and filled (:func:`mask_in_sensor`);
-- **the sensor's hand** (:func:`sensor_silhouette`): inside the exposed field (a collimator's
-  bright rim cut off), the blurred frame cut ``LEVEL`` of the way from the background level to
-  the hand level (a dark background and a brighter hand, both sensors), the largest component
-  with its holes filled;
-- **the binding distance** (:func:`binding_score`): the mean over views of the symmetric mean
-  distance between the two silhouettes' outlines in the sensor frame (the exposed field's edge
-  left out), in units of the frame's short side, at the best of a few scales of the views'
-  hands (:data:`DEPTH_SCALE`: the hand's depth off the working plane changes its size between
-  the views and the sensor); over ``[liveness] binding_max_distance`` (default
-  :data:`MAX_DISTANCE`) the presentation is denied with ``sensor_mismatch``.
+- **the views' hand in 3-D** (:mod:`device.gate.binding_geometry`): the 21 hand landmarks the
+  front end found in two or more views (no model runs here), each view's landmarks mapped onto
+  the working plane by the unit's registration (sensor pixels <-> view pixels for points on the
+  plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
+  camera centres come from the registration and the views' camera matrices), so the hand's
+  depth and tilt are measured, not searched; then projected into the sensor frame from the
+  sensor's own centre of projection (NIR camera below, X-ray source above);
+- **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
+  rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
+  the background level to the hand level, the largest component with its holes filled, and its
+  signed distance to the outline (:func:`signed_distance`);
+- **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
+  (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
+  between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
+- **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
+  hands give (:mod:`device.gate.binding_stats`, fitted on bona fide synthetic presentations),
+  summed without the worst finger, plus how much better the views' hand fits at another size;
+  over ``[liveness] binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is
+  denied with ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
 without a calibration (``[calibration] allow_uncalibrated``, or a replay without a file; with a
-warning), uses the nominal registration of the synthetic rig (:mod:`device.synth.bound`). With
-the segmentation network missing or refused the check cannot run and the gate denies
-(``binding_unavailable``). Measured numbers: docs/sensor-branch.md ("Binding").
+warning), uses the nominal registration of the synthetic rig (:mod:`device.synth.bound`).
+Measured numbers: docs/sensor-branch.md ("Binding").
 """
 from __future__ import annotations
 
@@ -42,18 +46,14 @@ log = logging.getLogger("palmgate.gate")
 
 LEVEL = {"xray": 0.2, "nir": 0.3}
 """The hand/background cut, as a fraction of the way from the background level (5th percentile
-of the open field) to the hand level (median above the field's Otsu threshold); chosen on 30
-bona fide validation scenes per sensor (seed 11) among 0.1-0.5 (NIR: dim fingers far from the
-light are lost below 0.3 ... and the hand's rim above)."""
+of the open field) to the hand level (median above the field's Otsu threshold); X-ray chosen on
+30 bona fide validation scenes (seed 11) among 0.1-0.5; NIR (after :data:`GAMMA`) on the
+binding of the probe-fitting seed 5 among 0.3 and 0.4."""
 
 GAMMA = {"xray": 1.0, "nir": 0.25}
 """The frame is raised to this power before the cut: the NIR light falls off toward the
 fingers, which end up a few grey levels over the background (0.25 brings them back; the X-ray
 frame's soft tissue stands out as it is)."""
-
-MIN_AREA = 0.002
-"""Outline pieces of a view mask smaller than this fraction of the view are dropped."""
-
 
 # ------------------------------------------------------------------------------ the two hands
 def open_field(g: np.ndarray) -> tuple[slice, slice]:
@@ -130,35 +130,6 @@ def largest_filled(mask: np.ndarray) -> np.ndarray:
     return out > 0
 
 
-def _fix(p: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(p, np.float64) * 16).astype(np.int32)
-
-
-def mask_in_sensor(mask: np.ndarray, to_sensor, shape: tuple[int, int],
-                   min_area: float = MIN_AREA) -> np.ndarray | None:
-    """bool ``shape``: a view's 0/1 hand mask in the sensor frame -- its outer outlines
-    mapped point by point by ``to_sensor(points) -> points`` and filled. None when the mask is
-    empty or a point does not map."""
-    m = (np.asarray(mask) > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    keep = [c for c in contours if cv2.contourArea(c) >= min_area * m.size]
-    if not keep:
-        return None
-    out = np.zeros(shape, np.uint8)
-    for c in keep:
-        poly = to_sensor(c.reshape(-1, 2).astype(np.float64))
-        if not np.all(np.isfinite(poly)):
-            return None
-        cv2.fillPoly(out, [_fix(poly)], 1, cv2.LINE_8, 4)
-    return out > 0
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 0 when both are empty."""
-    union = int(np.count_nonzero(a | b))
-    return float(np.count_nonzero(a & b)) / union if union else 0.0
-
-
 def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     """bool: the boundary pixels of ``m`` inside ``field`` (not on its edge)."""
     u = m.astype(np.uint8)
@@ -167,7 +138,8 @@ def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     return edge & inner
 
 
-def signed_distance(sil: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def signed_distance(sil: np.ndarray, field: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
     """(signed distance (px, float32: positive inside the hand, negative outside) to the
     hand's outline inside the exposed field, the field's inner part where it is defined);
     None when the hand has no outline there (no hand, or one that fills the field)."""
@@ -260,6 +232,11 @@ replica of another size fits the sensor frame better at its own size than at the
 
 SIZE_GAIN = 1.0
 """Weight of how much better another size fits (chosen on validation seed 11 among 0, 1, 2)."""
+
+MAX_SCORE = {"xray": 19.1, "nir": 13.9}
+"""The default ``[liveness] binding_max_distance`` per sensor (binding score, mm): the 99.5th
+percentile of the score of 400 bona fide validation presentations (seed 11), rounded up -- a
+false denial rate of 0.5 % on validation (docs/sensor-branch.md, "Binding")."""
 
 
 def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
