@@ -117,7 +117,9 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
             if inputs is not None:
                 inputs.append((j, frame, plane, centres))
         if branch is not None:
-            row["p_live"] = round(float(branch(frame).p_live), 5)
+            pres = branch(frame)                 # p(live) None: refused before liveness
+            row["p_live"] = None if pres.p_live is None else round(float(pres.p_live), 5)
+            row["sensor_reason"] = pres.reason
         rows.append(row)
         if log and (j + 1) % 50 == 0:
             log(f"{j + 1}/{total} {time.time() - t0:.0f} s")
@@ -219,12 +221,19 @@ def summarise(rows: list[dict], threshold: float, liveness_threshold: float | No
     if liveness_threshold is not None and all("p_live" in r for r in scored):
         lt = liveness_threshold
 
+        def refused(r):                  # no hand in the frame (presence), or not live
+            return r["p_live"] is None or r["p_live"] <= lt
+
         def stage(r):
-            return r["p_live"] <= lt or r["score"] > threshold
+            return refused(r) or r["score"] > threshold
         out["liveness_threshold"] = lt
         out["bona_fide_denied_by_sensor_stage"] = rate(bf, stage)
-        out["attacks_denied_by_liveness_alone"] = rate(at, lambda r: r["p_live"] <= lt)
+        out["attacks_denied_by_liveness_alone"] = rate(at, refused)
         out["attacks_denied_by_sensor_stage"] = rate(at, stage)
+    cpu = [r["cpu_ms"] for r in scored if "cpu_ms" in r]
+    if cpu:                                   # this thread's CPU time of measure + score
+        out["binding_cpu_ms"] = {q: round(float(np.quantile(cpu, q)), 2)
+                                 for q in (0.5, 0.95, 1.0)}
     s = sorted(r["score"] for r in bf)
     if s:
         out["bona_fide_score_quantiles"] = {q: round(float(np.quantile(s, q)), 4)
