@@ -6,13 +6,21 @@ factory registration error (a similarity in the sensor frame: shift ``REG_SHIFT_
 ``REG_ROT_DEG``, scale ``REG_SCALE``, normal draws). Attacks: the mixed species of
 :mod:`device.synth.mixed`. Every view goes through the gate's front end (landmarks, segmentation
 fallback) first, as at the gate, and a presentation with fewer than ``[gate] min_views`` usable
-views is a failure to acquire, counted apart; the binding itself compares the hand segmentation
-network's masks of the views with the sensor frame's hand. Optionally the shipped liveness model scores each sensor frame, so the
-sensor stage's decision (liveness, then binding) is reported too.
+views is a failure to acquire, counted apart; the binding takes the landmarks of the views that
+gave them (:func:`device.gate.sensor_binding.measure`, :func:`~device.gate.sensor_binding.
+binding_score`). Optionally the shipped liveness model (with its presence check) scores each
+sensor frame, so the sensor stage's decision is reported too.
 
-    python -m device.eval.binding_eval --sensor nir --seed 101 --bona-fide 300 --mixed 300 \
-        --out val.json
-    python -m device.eval.binding_eval --sensor nir --seed 202 ... --threshold 0.03 --out test.json
+    # the live hands' probe ranges (device/gate/binding_stats.py), then validation, held-out
+    python -m device.eval.binding_eval --sensor nir --seed 5 --bona-fide 400 --mixed 0 \
+        --write-stats --out fit_nir.json
+    python -m device.eval.binding_eval --sensor nir --seed 11 --bona-fide 400 --mixed 400 \
+        --out val_nir.json
+    python -m device.eval.binding_eval --sensor nir --seed 5151 --bona-fide 400 --mixed 400 \
+        --liveness --out test_nir.json
+
+``--cache FILE.npz`` keeps every presentation's binding inputs; :func:`load_inputs` and
+:func:`rescore` score them again without rendering (a few seconds for 800).
 
 Seeds of the landmark binding (issue 21, part 2, second round): the probes' bona fide
 statistics are fitted on seed 5, thresholds and every other choice are made on seed 11, and
