@@ -208,6 +208,21 @@ MIXED_RNG = {"offset": 1, "rotation": 1, "scale": 1, "other_hand": 1, "species":
 put a phantom or a cast where the live hand is, and are not denied)."""
 
 
+def test_the_score_fails_secure_without_matching_ranges():
+    """No ranges for the sensor, or ranges of another probe set: the score is inf (deny)."""
+    from device.gate import binding_geometry as G
+    n = len(G.probe_groups())
+    hand = _disc((128, 128), (64, 64), 40)
+    sd = B.signed_distance(hand, np.ones((128, 128), bool))
+    m = B.HandProbes(np.zeros(n), np.full((21, 2), 64.0), 2, 0.0, sd, 1.0)
+    ok = {"lo": [-1.0] * n, "hi": [1.0] * n, "clip": 15.0}
+    assert B.binding_score(m, "nir", ok) < float("inf")
+    assert B.binding_score(m, "nir", {}) == float("inf")
+    short = {"lo": [-1.0] * (n - 6), "hi": [1.0] * (n - 6), "clip": 15.0}
+    assert B.binding_score(m, "nir", short) == float("inf")
+    assert B.binding_score(None, "nir", ok) == float("inf")
+
+
 def test_binding_stage_denies_without_landmarks_and_can_be_off():
     from device.config import load_config
     from device.gate.decision import Decision, Deny

@@ -266,6 +266,8 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     hi = np.array([np.nan if x is None else x for x in stats["hi"]], float)
     clip = float(stats["clip"])
     groups = G.probe_groups()
+    if len(lo) != len(groups) or len(hi) != len(groups):   # ranges of other probes: fail secure
+        return float("inf")
     e = probe_excess(m.values, lo, hi, clip)
     if not np.isfinite(e).any():
         return float("inf")
