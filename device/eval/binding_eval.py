@@ -161,6 +161,7 @@ def write_stats(path: str, sensor: str, stats: dict) -> None:
     """Put ``stats`` for ``sensor`` into the generated module ``path``
     (device/gate/binding_stats.py), keeping the other sensor's."""
     import importlib.util
+    import pprint
     spec = importlib.util.spec_from_file_location("_binding_stats", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -172,7 +173,8 @@ def write_stats(path: str, sensor: str, stats: dict) -> None:
         for k in sorted(allstats):
             f.write(f"    {k!r}: {{\n")
             for key, v in allstats[k].items():
-                f.write(f"        {key!r}: {v!r},\n")
+                text = pprint.pformat(v, width=88, compact=True).replace("\n", "\n" + " " * 8)
+                f.write(f"        {key!r}: {text},\n")
             f.write("    },\n")
         f.write("}\n")
 
