@@ -198,19 +198,22 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                              "threshold takes a newly signed manifest (docs/model-signing.md).",
                          float, min=0.0, max=1.0, nullable=True),
         "binding": Opt(True, "Check that the sensor frame shows the views' hand (the same hand "
-                             "in both, through the factory registration; "
-                             "device/gate/sensor_binding.py): a mismatch denies with "
+                             "in both: the front end's hand landmarks of two or more views "
+                             "triangulated through the factory registration and looked for in "
+                             "the sensor frame; device/gate/sensor_binding.py): a mismatch, "
+                             "or fewer than two views with landmarks, denies with "
                              "sensor_mismatch. false only for bring-up: without it a live hand "
                              "under the sensor and a replica before the cameras are judged "
                              "apart.", bool),
-        "binding_max_distance": Opt("", "Largest binding distance of a live presentation: the "
-                                        "mean distance between the outlines of the views' hand "
-                                        "and the sensor frame's hand, in the sensor frame, as a "
-                                        "fraction of its short side (empty: the sensor's value "
-                                        "chosen on validation scenes, "
-                                        "device/gate/sensor_binding.py MAX_DISTANCE; "
-                                        "docs/sensor-branch.md, Binding).", float, min=0.0,
-                                    max=1.0, nullable=True),
+        "binding_max_distance": Opt("", "Largest binding score of a live presentation (mm: how "
+                                        "far the sensor frame's hand lies, at probes tied to "
+                                        "the views' landmarks, outside the range live hands "
+                                        "give; empty: the sensor's value chosen on validation "
+                                        "scenes, device/gate/sensor_binding.py MAX_SCORE; "
+                                        "docs/sensor-branch.md, Binding). Values written for "
+                                        "the earlier outline distance (below 1) deny nearly "
+                                        "every presentation.", float, min=0.0,
+                                    max=1000.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "

@@ -32,6 +32,8 @@ class Decision:
     segmentation: dict = field(default_factory=dict)   # views acquired per region source
     substages_ms: dict = field(default_factory=dict)   # front-end steps, summed over views
     rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
+    landmarks: dict = field(default_factory=dict, repr=False)   # view -> (21, 2) hand
+    #                                        landmarks (sensor binding); in memory only
     sensor_sr: np.ndarray | None = None
 
     @property

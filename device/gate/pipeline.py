@@ -217,12 +217,17 @@ class Pipeline:
             return None, e
 
     def regions(self, views, idx=None, segmentation: dict | None = None,
-                substages: dict | None = None):
+                substages: dict | None = None, landmarks: dict | None = None):
         """(first-region ROIs of the views that gave regions, the others' quality issues);
         ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
-        classical); ``substages`` (a dict) sums the views' front-end step times (ms)."""
+        classical); ``substages`` (a dict) sums the views' front-end step times (ms);
+        ``landmarks`` (a dict) gets view index -> its (21, 2) hand landmarks where the regions
+        came from them (the sensor binding's input)."""
         idx = list(range(len(views))) if idx is None else idx
         res = list(self.pool.map(self._one_region, [views[k] for k in idx]))
+        if landmarks is not None:
+            landmarks.update({k: r.landmarks[:, :2] for k, (r, _) in zip(idx, res)
+                              if r is not None and r.landmarks is not None})
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
         for r, e in res:
@@ -235,7 +240,8 @@ class Pipeline:
         return rois, issues
 
     def _regions(self, burst, ok, out):
-        rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms)
+        rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms,
+                                    out.landmarks)
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
             e = issues[0] if issues else QualityIssue("few_views")
