@@ -151,9 +151,13 @@ def _judge(stage, front_end, shot):
     front end's landmarks as the gate hands them over."""
     from device.gate.decision import Decision, Deny
     from device.sources.replay import Burst
+    from device.vision.quality import QualityIssue
     out = Decision()
     for k, v in enumerate(shot.views):
-        r = front_end(v)
+        try:
+            r = front_end(v)
+        except QualityIssue:        # a view the quality gate refuses hands over nothing
+            continue
         if r.landmarks is not None:
             out.landmarks[k] = r.landmarks[:, :2]
     frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
