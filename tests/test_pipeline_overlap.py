@@ -96,3 +96,23 @@ def test_a_hung_sensor_chain_times_out_and_never_opens(tmp_path, tiny_models, sy
     finally:
         release.set()
         pipe.close()
+
+
+def test_a_binding_that_needs_the_regions_gets_them(pipes, synthetic_bursts):
+    on, off = pipes
+    g = synthetic_bursts["genuine"][0]
+    seen = []
+
+    class Binding:
+        needs_regions = True
+
+        def __call__(self, burst, out):
+            seen.append((len(out.rois), out.views_used, dict(out.segmentation)))
+    for p in (on, off):
+        p.binding = Binding()
+        assert p.decide(g).opened
+    assert seen[0] == seen[1] and seen[0][0] == seen[0][1] >= 2
+    grey = Burst([np.full_like(v, 128) for v in g.views], g.sensor, {})
+    assert on.decide(grey).reason == "quality:no_hand"
+    on.side.submit(lambda: None).result(10)             # the sensor thread has finished
+    assert len(seen) == 2                               # no binding after a regions deny

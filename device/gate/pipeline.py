@@ -33,7 +33,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -56,6 +56,10 @@ MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_
 """What the feature and match stages write into the Decision (dropped when the sensor chain
 denies)."""
 SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding")
+REGION_FIELDS = ("rois", "segmentation", "views_used")
+"""What the regions stage found, handed to the sensor chain's Decision once the regions passed:
+a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
+deny); one without starts as soon as the sensor stage passed."""
 
 
 class SensorStage:
@@ -364,7 +368,11 @@ class Pipeline:
         try:
             job.stage = "sensor"
             clock.run("sensor", self._sensor, burst, job.out)
-            if self.binding is not None and not job.cancelled.is_set():
+            if self.binding is not None and getattr(self.binding, "needs_regions", False):
+                job.regions.wait(self.cfg.timeouts["regions"] / 1e3)   # the views' regions
+            if self.binding is not None and not job.cancelled.is_set() \
+                    and (job.regions.is_set() or
+                         not getattr(self.binding, "needs_regions", False)):
                 job.binding_t0 = time.perf_counter()
                 job.stage = "binding"
                 clock.run("binding", self.binding, burst, job.out)
@@ -418,6 +426,10 @@ class Pipeline:
                     job.future = self.side.submit(self._sensor_chain, burst, clock, job)
             rois = timed("regions", self._regions, burst, ok, out)
             out.views_used = len(rois)
+            if job is not None:                # what the views showed, for the binding
+                for f in REGION_FIELDS:
+                    setattr(job.out, f, getattr(out, f))
+                job.regions.set()
             if job is not None and job.future is None:       # [gate] overlap off: in sequence
                 job.t0 = time.perf_counter()
                 job.future = _ran(self._sensor_chain, burst, clock, job)
@@ -460,6 +472,7 @@ class Pipeline:
         names = [s for s in MAIN_CHAIN if s in clock.wall]
         if job is not None:
             job.cancelled.set()                # a binding not yet started is not needed
+            job.regions.set()
             if job.reached and job.future.done():     # the sensor chain's verdict counted
                 for f in SENSOR_FIELDS:
                     setattr(out, f, getattr(job.out, f))
@@ -485,6 +498,7 @@ class _SensorJob:
     out: Decision
     cancelled: threading.Event
     t0: float
+    regions: threading.Event = field(default_factory=threading.Event)   # regions passed
     future: object = None
     stage: str = "sensor"
     deny: Deny | None = None
