@@ -155,6 +155,15 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                   "(motion or focus blur below). Real phone photos of "
                                   "still hands reach 5-300 (NTUST), so this catches only "
                                   "heavy blur.", float, min=0.0),
+        "min_gradient_isotropy": Opt(0.25, "Smallest isotropy of the palm centre's fine "
+                                           "detail (smallest over largest eigenvalue of its "
+                                           "gradient structure tensor, 0-1): below, the view "
+                                           "is smeared in one direction (motion_blur: 'hold "
+                                           "your hand still'); 0 checks nothing. Chosen on "
+                                           "Tongji training ROIs and development synthetic "
+                                           "hands (none of their sharp views under 0.25); "
+                                           "see docs/palm-regions.md.",
+                                     float, min=0.0, max=1.0),
         "min_region_quality": Opt(0.0, "Smallest palm-region quality (device.vision.regions, "
                                        "0-1; on the landmark path presence x exposure); 0 "
                                        "checks nothing. The classical measure did not "

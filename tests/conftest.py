@@ -125,6 +125,17 @@ def synthetic_bursts():
     return out
 
 
+def wait_until(pred, timeout=5.0) -> bool:
+    """Poll ``pred`` every 20 ms until it is true (True) or ``timeout`` s pass (False): for
+    the threads of a gate, a reader or a panel to catch up."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def gate_config(tmp_path, models=None, **sections):
     from device.eval.demo import DEMO_THRESHOLD
     from device.config import load_config
