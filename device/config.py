@@ -64,6 +64,10 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                          choices=("classical-first", "landmarks-first")),
         "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
                           "parallel.", int, min=1, max=16),
+        "overlap": Opt(True, "Run the sensor chain (presence, SR + liveness, then the binding) "
+                             "on its own thread beside the regions, feature and match; the "
+                             "decision is the same either way (false: every stage in "
+                             "sequence, e.g. on a one-core board).", bool),
         "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "
                                 "threads spin between runs and take CPU from the other "
                                 "stages on a small board).", int, min=1, max=16),
@@ -283,7 +287,9 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "quality": Opt(500, "Quality gate.", int, min=1),
         "calibration": Opt(500, "Calibration of the views and the sensor frame.", int, min=1),
         "regions": Opt(3000, "Palm regions of all views.", int, min=1),
-        "sensor": Opt(1000, "SR + liveness.", int, min=1),
+        "sensor": Opt(1000, "Presence, SR + liveness of the sensor frame.", int, min=1),
+        "binding": Opt(1000, "The sensor frame's hand bound to the views' (runs beside the "
+                             "feature and match).", int, min=1),
         "feature": Opt(1000, "Cell features of all views.", int, min=1),
         "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
     }),

@@ -384,6 +384,9 @@ class BindingStage:
     when fewer than two views gave landmarks (the hand cannot be placed in 3-D: fail
     secure)."""
 
+    needs_regions = True
+    """The pipeline runs the binding once the regions are found and hands it their landmarks."""
+
     def __init__(self, cfg, calibration):
         d = cfg.liveness.binding_max_distance
         self.sensor = cfg.liveness.sensor
