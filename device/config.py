@@ -64,6 +64,10 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                          choices=("classical-first", "landmarks-first")),
         "threads": Opt(2, "Worker threads that find the palm regions of the K views in "
                           "parallel.", int, min=1, max=16),
+        "overlap": Opt(True, "Run the sensor chain (presence, SR + liveness, then the binding) "
+                             "on its own thread beside the regions, feature and match; the "
+                             "decision is the same either way (false: every stage in "
+                             "sequence, e.g. on a one-core board).", bool),
         "model_threads": Opt(1, "onnxruntime intra-op threads of the sensor models (more "
                                 "threads spin between runs and take CPU from the other "
                                 "stages on a small board).", int, min=1, max=16),
@@ -158,6 +162,15 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                 "the views are fused (then [gate] min_views applies). Clean "
                                 "real regions: Tongji 1.9 and up, PolyU NIR 1.25 and up; 0 "
                                 "checks nothing.", float, min=0.0),
+        "min_gradient_isotropy": Opt(0.25, "Smallest isotropy of the palm centre's fine "
+                                           "detail (smallest over largest eigenvalue of its "
+                                           "gradient structure tensor, 0-1): below, the view "
+                                           "is smeared in one direction (motion_blur: 'hold "
+                                           "your hand still'); 0 checks nothing. Chosen on "
+                                           "Tongji training ROIs and development synthetic "
+                                           "hands (none of their sharp views under 0.25); "
+                                           "see docs/palm-regions.md.",
+                                     float, min=0.0, max=1.0),
         "min_region_quality": Opt(0.0, "Smallest palm-region quality (device.vision.regions, "
                                        "0-1; on the landmark path presence x exposure); 0 "
                                        "checks nothing. The classical measure did not "
@@ -196,19 +209,22 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                              "threshold takes a newly signed manifest (docs/model-signing.md).",
                          float, min=0.0, max=1.0, nullable=True),
         "binding": Opt(True, "Check that the sensor frame shows the views' hand (the same hand "
-                             "in both, through the factory registration; "
-                             "device/gate/sensor_binding.py): a mismatch denies with "
+                             "in both: the front end's hand landmarks of two or more views "
+                             "triangulated through the factory registration and looked for in "
+                             "the sensor frame; device/gate/sensor_binding.py): a mismatch, "
+                             "or fewer than two views with landmarks, denies with "
                              "sensor_mismatch. false only for bring-up: without it a live hand "
                              "under the sensor and a replica before the cameras are judged "
                              "apart.", bool),
-        "binding_max_distance": Opt("", "Largest binding distance of a live presentation: the "
-                                        "mean distance between the outlines of the views' hand "
-                                        "and the sensor frame's hand, in the sensor frame, as a "
-                                        "fraction of its short side (empty: the sensor's value "
-                                        "chosen on validation scenes, "
-                                        "device/gate/sensor_binding.py MAX_DISTANCE; "
-                                        "docs/sensor-branch.md, Binding).", float, min=0.0,
-                                    max=1.0, nullable=True),
+        "binding_max_distance": Opt("", "Largest binding score of a live presentation (mm: how "
+                                        "far the sensor frame's hand lies, at probes tied to "
+                                        "the views' landmarks, outside the range live hands "
+                                        "give; empty: the sensor's value chosen on validation "
+                                        "scenes, device/gate/sensor_binding.py MAX_SCORE; "
+                                        "docs/sensor-branch.md, Binding). Values written for "
+                                        "the earlier outline distance (below 1) deny nearly "
+                                        "every presentation.", float, min=0.0,
+                                    max=1000.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "
@@ -278,7 +294,9 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
         "quality": Opt(500, "Quality gate.", int, min=1),
         "calibration": Opt(500, "Calibration of the views and the sensor frame.", int, min=1),
         "regions": Opt(3000, "Palm regions of all views.", int, min=1),
-        "sensor": Opt(1000, "SR + liveness.", int, min=1),
+        "sensor": Opt(1000, "Presence, SR + liveness of the sensor frame.", int, min=1),
+        "binding": Opt(1000, "The sensor frame's hand bound to the views' (runs beside the "
+                             "feature and match).", int, min=1),
         "feature": Opt(1000, "Cell features of all views.", int, min=1),
         "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
     }),

@@ -125,6 +125,17 @@ def synthetic_bursts():
     return out
 
 
+def wait_until(pred, timeout=5.0) -> bool:
+    """Poll ``pred`` every 20 ms until it is true (True) or ``timeout`` s pass (False): for
+    the threads of a gate, a reader or a panel to catch up."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def gate_config(tmp_path, models=None, **sections):
     from device.eval.demo import DEMO_THRESHOLD
     from device.config import load_config
@@ -135,7 +146,7 @@ def gate_config(tmp_path, models=None, **sections):
             "match": {"threshold": DEMO_THRESHOLD},
             # a shared, loaded test machine: stage time limits are tested on their own
             "timeouts": {k: 120_000 for k in ("capture", "quality", "regions", "sensor",
-                                              "feature", "match")}}
+                                              "binding", "feature", "match")}}
     for s, kv in sections.items():
         base.setdefault(s, {}).update(kv)
     return load_config(None, **base)

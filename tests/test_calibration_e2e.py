@@ -32,7 +32,7 @@ def _config(root: Path, serial: str, views: int, **sections):
                       "store": str(root / "state" / "templates.db")},
             "source": {"kind": "replay", "replay_dir": str(root / "replay")},
             "timeouts": {k: 120_000 for k in ("capture", "quality", "calibration", "regions",
-                                              "sensor", "feature", "match")}}
+                                              "sensor", "binding", "feature", "match")}}
     for s, kv in sections.items():
         base.setdefault(s, {}).update(kv)
     return load_config(None, **base)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pytest
 from conftest import gate_config
+from conftest import wait_until as _wait
 
 osdp = pytest.importorskip("osdp")
 pytest.importorskip("gpiozero")
@@ -27,15 +28,6 @@ def _enrol(cfg, store, bursts, cards):
     for uid, (fc, n) in cards.items():
         cr.add_card(uid, n, fc, cfg.card.format)
     return cr
-
-
-def _wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 @needs_socat
@@ -143,8 +135,10 @@ def test_wiegand_local_mode_and_card_plus_palm(tmp_path, tiny_models, synthetic_
             assert not d.opened and d.reason == "no_match"
             reader.send("wiegand26", 3, 999)                            # nobody's card
             assert _wait(lambda: gate.door._card is not None)
+            before = gate.limiter.failures
             d = gate.present(synthetic_bursts["genuine"][0])
             assert not d.opened and d.reason == "unknown_card"
+            assert gate.limiter.failures == before + 1      # a failed attempt on the terminal
             gate.store.set_enabled("person-000", False)
             reader.send("wiegand26", 3, 500)
             assert _wait(lambda: gate.door._card is not None)

@@ -4,6 +4,7 @@ import shutil
 import time
 
 import pytest
+from conftest import wait_until as _wait
 
 osdp = pytest.importorskip("osdp")
 if not hasattr(osdp, "PeripheralDevice"):
@@ -15,15 +16,6 @@ from device.eval.panel import OsdpPanel  # noqa: E402
 from device.eval.ptypair import PtyPair  # noqa: E402
 from device.relays.osdp import OsdpError, OsdpPeripheral, load_scbk  # noqa: E402
 from device.relays.wiegand_codec import encode  # noqa: E402
-
-
-def _wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_install_mode_keyset_cards_commands_and_restart(tmp_path):

@@ -5,11 +5,11 @@ gate loop with a keypad on its Wiegand input (gpiozero mock pins): the ID claims
 ``wrong_pin`` and counts toward the lockout (the holder's and the terminal's)."""
 import io
 import json
-import time
 
 import numpy as np
 import pytest
 from conftest import gate_config
+from conftest import wait_until as _wait
 
 from device.relays.keypad import KEYS, PinEntry, decode_key, encode_key
 from device.relays.wiegand_codec import WiegandError
@@ -127,15 +127,6 @@ def test_set_pin_cli_reads_stdin_audits_and_pin_plus_palm_mode(tmp_path, capsys,
     pin_set = [r for r in recs if r["kind"] == "pin_set"]
     assert len(pin_set) == 1 and pin_set[0]["operator"] == "installer"
     assert "2468" not in text
-
-
-def _wait(pred, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def test_gate_keypad_pin_claims_and_pin_plus_palm(tmp_path, tiny_models, synthetic_bursts):

@@ -97,7 +97,8 @@ def test_cut_off_reason():
 
 def test_every_front_end_reason_has_its_own_prompt():
     for r in ("hand_too_small", "too_near", "not_open", "not_flat", "hand_cut_off",
-              "too_bright", "too_dark", "blurred", "no_hand", "too_few_valleys"):
+              "too_bright", "too_dark", "blurred", "motion_blur", "no_hand",
+              "too_few_valleys"):
         assert r in PROMPTS, r
     assert QualityIssue("not_open").prompt != QualityIssue("unknown").prompt
 

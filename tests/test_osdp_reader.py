@@ -3,10 +3,9 @@ a libosdp peripheral (the reader) on a socat pty pair, Secure Channel on with a 
 made and installed in the reader (install mode). Keys and card reads come through; the real
 gate loop takes a keypad ID + PIN from it as a claim (pin + palm)."""
 import shutil
-import time
 
 import pytest
-from conftest import gate_config
+from conftest import gate_config, wait_until
 
 osdp = pytest.importorskip("osdp")
 needs_socat = pytest.mark.skipif(shutil.which("socat") is None, reason="socat not installed")
@@ -18,15 +17,6 @@ def test_keypad_report_bytes():
     assert keys_of(b"42\r2468\x7f1#*") == list("42#2468*1#*")
     with pytest.raises(WiegandError, match="0x41"):
         keys_of(b"4A")
-
-
-def _wait(pred, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _reader_pd(port, key_file):
@@ -56,13 +46,13 @@ def test_reader_gets_the_gates_key_then_keys_and_cards_come_through(tmp_path, pt
         assert (tmp_path / "reader_side_key").read_text() == \
             (tmp_path / "gate" / "scbk").read_text()
         _keys(pd, b"42\r2468\r")
-        assert _wait(lambda: len(keys) == 8)
+        assert wait_until(lambda: len(keys) == 8, 10.0)
         assert "".join(keys) == "42#2468#"
         bits = encode("wiegand26", 7, 1234)
         assert pd.pd.submit_event({"event": osdp.Event.CardRead, "reader_no": 0,
                                    "direction": 0, "format": osdp.CardFormat.Wiegand,
                                    "length": 26, "data": to_bytes(bits)})
-        assert _wait(lambda: cards)
+        assert wait_until(lambda: cards, 10.0)
         assert (cards[0].facility, cards[0].number) == (7, 1234) and errors == []
     finally:
         rd.close()
@@ -98,11 +88,11 @@ def test_gate_takes_a_pin_from_its_osdp_reader(tmp_path, tiny_models, synthetic_
             d = gate.present(synthetic_bursts["genuine"][1])
             assert (d.decision, d.reason) == ("deny", "pin_required")
             _keys(pd, b"11\r2468\r")
-            assert _wait(lambda: gate.door._card is not None)
+            assert wait_until(lambda: gate.door._card is not None, 10.0)
             d = gate.present(synthetic_bursts["genuine"][1])
             assert d.opened and d.user_id == "person-001", d.summary()
             _keys(pd, b"11\r1357\r")
-            assert _wait(lambda: gate.door._card is not None)
+            assert wait_until(lambda: gate.door._card is not None, 10.0)
             d = gate.present(synthetic_bursts["genuine"][1])
             assert (d.decision, d.reason) == ("deny", "wrong_pin")
             assert gate.door.osdp_reader.errors == []

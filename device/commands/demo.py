@@ -22,7 +22,8 @@ def register(sub) -> None:
     sp.add_argument("--people", type=int, default=4, help="synthetic people to enrol")
     sp.add_argument("--per-kind", type=int, default=3, help="presentations of each kind")
     sp.add_argument("--views", type=int, default=3)
-    sp.add_argument("--precision", choices=["fp32", "int8"], default="fp32")
+    sp.add_argument("--precision", choices=["fp32", "int8"], default=None,
+                    help="model precision (default: the gate's, [gate] precision = int8)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--out", default=None, help="folder for the store, key and contact sheet "
                                                 "(default: a new temporary folder)")

@@ -68,18 +68,26 @@ def cmd_status(a) -> int:
     models_dir = cfg.paths.models or DEFAULT_MODELS_DIR
     names = ["cells_pca.npz"]
     if cfg.liveness.enabled:
+        from device.models.presence import presence_model_name
+        names.append(presence_model_name(cfg.liveness.sensor, cfg.gate.precision))
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
     if cfg.gate.segmenter == "net":
         names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
     if cfg.gate.landmarks != "off":
         from device.vision.landmarks import LANDMARK_FILES
         names.append(LANDMARK_FILES[(cfg.gate.landmarks, cfg.gate.precision)])
+    if cfg.match.feature in ("hybrid", "learned"):        # the learned cells and the fusion
+        from device.recognition.learned import CELL_MODEL, fusion_file
+        names += [CELL_MODEL[cfg.gate.precision], fusion_file(cfg.gate.precision, models_dir)]
     signature = signature_report(models_dir)
     models, ok = {}, signature["ok"]
     for n in names:
         try:
             _, e = verified_file(n, models_dir)
             models[n] = {"ok": True, "sha256": e["sha256"]}
+            if n.startswith("presence_"):        # p(hand) above it: a hand on the sensor
+                from device.models.presence import presence_threshold
+                models[n]["threshold"] = presence_threshold(e, n)
             if n.startswith("liveness_"):        # the threshold the gate will decide with
                 models[n]["threshold"] = signed_threshold(e, n)
                 if cfg.liveness.threshold is not None:

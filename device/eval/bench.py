@@ -12,17 +12,22 @@ from a camera; the match threshold is the demo's (synthetic hands).
 
 Timed: ``Gate.present`` on each burst -- quality, regions (K views through the front end:
 hand landmarks -> regions, the segmentation path as fallback; ``front_end_steps_ms`` splits
-it into the landmark step and the fallback, summed over the views), sensor (SR + liveness),
-feature (the K views fused into one palm feature), match (1:N, one comparison per
-template), audit record, relay pulse over a serial line to the LCUS
-board simulator -- ``end_to_end_ms`` is the time from the burst in memory to the relay
-command returning; ``match_ms`` the match stage alone. ``peak_rss_mb`` is the process's
-peak resident set (``ru_maxrss``), setup included.
+it into the landmark step and the fallback, summed over the views), feature (the K views
+fused into one palm feature), match (1:N, one comparison per template) and, on the sensor
+thread beside them, sensor (presence, SR + liveness) and binding; then the audit record and
+the relay pulse over a serial line to the LCUS board simulator -- ``end_to_end_ms`` is the
+time from the burst in memory to the relay command returning; ``match_ms`` the match stage
+alone. ``stages_ms`` are wall times of stages that overlap (they do not add up to the end to
+end); ``stages_cpu_ms`` each stage's CPU time on its threads and ``stages_share_of_cpu`` its
+share of the presentation's process CPU; ``critical_path`` counts the chains the decisions
+waited for. ``peak_rss_mb`` is the process's peak resident set (``ru_maxrss``), setup
+included. The temporary folder is removed on the way out.
 """
 from __future__ import annotations
 
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -71,6 +76,18 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
           presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
           sensor: str = "nir", templates_per_user: int = 2, models: str | None = None,
           feature: str | None = None, landmarks: str = "full", progress=_progress) -> dict:
+    """The bench in a temporary folder (store, rendered bursts, split provisioning), removed
+    on the way out, whatever happens."""
+    tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
+    try:
+        return _bench(tmp, users, views, precision, split, presentations, planted, seed,
+                      threads, sensor, templates_per_user, models, feature, landmarks, progress)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _bench(tmp, users, views, precision, split, presentations, planted, seed, threads, sensor,
+           templates_per_user, models, feature, landmarks, progress) -> dict:
     from device.config import load_config
     from device.gate.enrol import enrol_user
     from device.gate.gallery import GalleryBuilder
@@ -89,7 +106,6 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         except ImportError as e:
             raise RuntimeError(f"--split needs the split-mode package (device/eval/split_bench.py), "
                                f"which is not installed in this build: {e}") from None
-    tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
     feature = feature or load_config(None).match.feature       # the gate's default
     cfg = load_config(None, gate={"views": views, "precision": precision, "threads": threads,
                                   "cooldown_s": 0.0, "min_views": min(2, views),
@@ -154,6 +170,7 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         e2e, e2e_cpu, stages, cpu, decisions, correct = [], [], {}, {}, {}, 0
         plain_decisions = []
         segs: dict = {}
+        paths: dict = {}
         sub: dict = {}
         sub_share: list = []
         for k in range(len(src)):
@@ -166,6 +183,8 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
             for s, v in dd.stages_cpu_ms.items():
                 cpu.setdefault(s, []).append(v)
             decisions[dd.reason] = decisions.get(dd.reason, 0) + 1
+            p = " > ".join(dd.critical_path)
+            paths[p] = paths.get(p, 0) + 1
             plain_decisions.append((dd.opened, dd.user_id))
             for m, c in dd.segmentation.items():
                 segs[m] = segs.get(m, 0) + c
@@ -188,6 +207,11 @@ def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bo
         # process CPU time (every thread): what the work costs, whatever else loads the cores
         "end_to_end_cpu_ms": _ms(e2e_cpu),
         "stages_cpu_ms": {s: round(float(np.median(v)), 2) for s, v in cpu.items()},
+        # each stage's CPU over the presentation's (medians); the stages run on two threads
+        "stages_share_of_cpu": {s: round(float(np.median(v)) / float(np.median(e2e_cpu)), 3)
+                                for s, v in cpu.items()} if e2e_cpu else {},
+        # the stages the decision waited for (the chain that ended last), per presentation
+        "critical_path": paths,
         # the front end's steps inside the regions stage, summed over a presentation's views:
         # wall time of each view's step in its region thread, and that thread's CPU time
         # (*_cpu); the share is the landmark step's CPU over the presentation's CPU

@@ -65,10 +65,14 @@ def _print(line: str) -> None:
 
 
 def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None = None,
-             views: int = 3, precision: str = "fp32", models: str | None = None,
+             views: int = 3, precision: str | None = None, models: str | None = None,
              sensor: str | None = None, log=_print, panel: str | None = None) -> dict:
-    """``panel``: None, or ``"osdp"``/``"wiegand"`` (device.eval.panel_demo): the summary
-    then has a ``panel`` object."""
+    """``precision``: None for the gate's default (``[gate] precision``, int8), as ``palmgate
+    run`` decides. ``panel``: None, or ``"osdp"``/``"wiegand"`` (device.eval.panel_demo): the
+    summary then has a ``panel`` object."""
+    if precision is None:
+        from device.config import load_config
+        precision = load_config(None).gate.precision
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="palmgate-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     sensor = sensor or shipped_sensor(precision, models)

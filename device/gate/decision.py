@@ -24,7 +24,10 @@ class Decision:
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)
-    stages_cpu_ms: dict = field(default_factory=dict)   # process CPU time (all threads)
+    stages_cpu_ms: dict = field(default_factory=dict)   # CPU time of the stage's threads
+    stages_at_ms: dict = field(default_factory=dict)    # [start, end] from the presentation's
+    #                                                     start (stages run on two threads)
+    critical_path: list = field(default_factory=list)   # the stages the decision waited for
     total_ms: float = 0.0
     total_cpu_ms: float = 0.0
     relay: str = "none"                    # none | pulsed | error
@@ -32,6 +35,8 @@ class Decision:
     segmentation: dict = field(default_factory=dict)   # views acquired per region source
     substages_ms: dict = field(default_factory=dict)   # front-end steps, summed over views
     rois: list = field(default_factory=list)   # in memory only (contact sheet); never logged
+    landmarks: dict = field(default_factory=dict, repr=False)   # view -> (21, 2) hand
+    #                                        landmarks (sensor binding); in memory only
     sensor_sr: np.ndarray | None = None
 
     @property

@@ -42,19 +42,11 @@ class PresentationRefused(Exception):
 def all_users_gallery(pipeline, store):
     """A protected gallery of every enrolled user's current templates (enabled or not, in
     their validity window or not): a disabled Alice must not come back as "dave"."""
-    from device.gate.gallery import GalleryBuilder
-    users = {u.user_id: u for u in store.users()}
+    from device.gate.gallery import load_gallery
     ext = pipeline.extractor
-    b = GalleryBuilder(pipeline.protect_config, ext.importance, store.count()["templates"],
-                       dim=ext.dim, shifts=ext.shifts, shortlist=pipeline.cfg.match.shortlist,
-                       storage=pipeline.cfg.match.storage)
-    for uid, _, ver, t in store.templates():
-        u = users.get(uid)
-        if u is None or ver != u.version or t.config != pipeline.protect_config or \
-                t.data.shape[0] != b.gal.g:
-            continue
-        b.add(uid, t)
-    return b.finish()
+    return load_gallery(store, pipeline.protect_config, ext.importance, select=lambda u: True,
+                        dim=ext.dim, shifts=ext.shifts, shortlist=pipeline.cfg.match.shortlist,
+                        storage=pipeline.cfg.match.storage)[0]
 
 
 def owners_above(gal, queries, threshold: float, shortlist: int | None = None) -> dict:

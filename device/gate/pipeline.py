@@ -1,24 +1,39 @@
-"""One presentation through the recognition pipeline, every stage timed:
+"""One presentation through the recognition pipeline, every stage timed, on two threads:
 
-    quality (raw frames) -> calibration (views undistorted, sensor flat-fielded)
-    -> regions (K views in parallel through the front end: landmarks -> palm regions +
-    quality, segmentation path as fallback) -> sensor (is there a hand? -> SR x2 + liveness,
-    then the sensor frame's hand bound to the views', device.gate.sensor_binding)
-    -> feature (cell features of every usable view) -> match (1:N or 1:1, views fused)
+    quality (raw frames) -> calibration (views undistorted, sensor flat-fielded), then
+    main thread:  regions (K views in parallel through the front end: landmarks -> palm
+                  regions + quality, segmentation path as fallback) -> feature (cell features
+                  of every usable view, fused) -> match (1:N or 1:1)
+    sensor thread: sensor (is there a hand? -> SR x2 + liveness) -> binding (the sensor
+                  frame's hand bound to the views', device.gate.sensor_binding)
     -> decision
+
+The sensor chain needs only the calibrated burst, so it runs beside the regions, feature and
+match (onnxruntime and OpenCV release the GIL; on two cores the presentation costs about its
+CPU time over two). The decision is the one of running the stages in sequence -- quality,
+calibration, regions, sensor, binding, feature, match: the first stage in that order that
+denies gives the reason, and what a later stage found (a match, p(live)) is dropped, so a
+presentation denied by liveness carries no match. The binding starts only after the sensor
+stage passed and is skipped once the presentation is already denied; feature and match are
+skipped when the sensor chain has already denied. In split mode the nodes are asked only after
+the sensor chain passed (as before: an attack never reaches them).
 
 Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
 reason (``corrupt_frame``, ``quality:<issue>``, ``no_hand_in_sensor``, ``not_live``,
 ``sensor_mismatch``, ``liveness_unavailable``, ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
-Python cannot pre-empt a running stage, so a time limit is checked when the stage returns
-(camera captures, which can hang, are bounded in :mod:`device.sources.replay`).
+Python cannot pre-empt a running stage, so a time limit is checked when the stage returns; the
+main thread waits for the sensor chain at most its two limits (else ``timeout:<stage>``) and
+camera captures, which can hang, are bounded in :mod:`device.sources.replay`.
 """
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,12 +43,24 @@ from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
 from device.gate.sensor_binding import binding_stage
+from device.gate.stage_clock import StageClock, cpu_map, critical_path
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 from device.vision.view_usability import usable_rois
 
 log = logging.getLogger("palmgate.gate")
 
-STAGES = ("quality", "calibration", "regions", "sensor", "feature", "match")
+STAGES = ("quality", "calibration", "regions", "sensor", "binding", "feature", "match")
+"""The stages in decision order: the first of them that denies gives the reason."""
+MAIN_CHAIN = ("quality", "calibration", "regions", "feature", "match")
+SENSOR_CHAIN = ("quality", "calibration", "sensor", "binding")
+MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_version")
+"""What the feature and match stages write into the Decision (dropped when the sensor chain
+denies)."""
+SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding")
+REGION_FIELDS = ("rois", "segmentation", "views_used", "landmarks")
+"""What the regions stage found, handed to the sensor chain's Decision once the regions passed:
+a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
+deny); one without starts as soon as the sensor stage passed."""
 
 
 class SensorStage:
@@ -106,7 +133,7 @@ class Pipeline:
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
         self.binding = binding_stage(cfg, self.calibration, self.segmenter,
-                                     lambda f, xs: self.pool.map(f, xs))
+                                     lambda f, xs: cpu_map(self.pool, f, xs))
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # disabled users
@@ -115,9 +142,12 @@ class Pipeline:
         from device.gate.split_stage import split_stage
         self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
         self.pool = ThreadPoolExecutor(max(1, cfg.gate.threads), thread_name_prefix="regions")
+        # the sensor chain (sensor -> binding) beside the regions, feature and match
+        self.side = ThreadPoolExecutor(1, thread_name_prefix="sensor")
 
     def close(self):
         self.pool.shutdown(wait=False)
+        self.side.shutdown(wait=False)
         if self.split is not None:
             self.split.close()
 
@@ -218,12 +248,17 @@ class Pipeline:
             return None, e
 
     def regions(self, views, idx=None, segmentation: dict | None = None,
-                substages: dict | None = None):
+                substages: dict | None = None, landmarks: dict | None = None):
         """(first-region ROIs of the views that gave regions, the others' quality issues);
         ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
-        classical); ``substages`` (a dict) sums the views' front-end step times (ms)."""
+        classical); ``substages`` (a dict) sums the views' front-end step times (ms);
+        ``landmarks`` (a dict) gets view index -> its (21, 2) hand landmarks where the regions
+        came from them (the sensor binding's input)."""
         idx = list(range(len(views))) if idx is None else idx
-        res = list(self.pool.map(self._one_region, [views[k] for k in idx]))
+        res = list(cpu_map(self.pool, self._one_region, [views[k] for k in idx]))
+        if landmarks is not None:
+            landmarks.update({k: r.landmarks[:, :2] for k, (r, _) in zip(idx, res)
+                              if r is not None and r.landmarks is not None})
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
         for r, e in res:
@@ -236,7 +271,8 @@ class Pipeline:
         return rois, issues
 
     def _regions(self, burst, ok, out):
-        rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms)
+        rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms,
+                                    out.landmarks)
         rois, issues = usable_rois(rois, issues, self.cfg.quality)   # before the fusion
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
@@ -245,6 +281,7 @@ class Pipeline:
         return rois
 
     def _sensor(self, burst, out, views=None):
+        """Presence, SR and liveness of the sensor frame (the binding is its own stage)."""
         pres = self.sensor(burst.sensor, views)
         out.sensor_sr = pres.sr
         if pres.p_live is not None:             # liveness ran
@@ -255,8 +292,6 @@ class Pipeline:
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
             raise Deny(NOT_LIVE, "", "p(live) not above the threshold")   # no exact value
-        if self.binding is not None:          # the same hand in the sensor frame and the views
-            self.binding(burst, out)
 
     def view_cells(self, rois):
         """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters
@@ -266,7 +301,8 @@ class Pipeline:
             raise ValueError("empty view set: a palm feature needs at least one view")
         if len(rois) == 1 or self.cfg.gate.threads < 2:
             return self.extractor.cells(rois)
-        return np.concatenate(list(self.pool.map(lambda r: self.extractor.cells([r]), rois)))
+        return np.concatenate(list(cpu_map(self.pool, lambda r: self.extractor.cells([r]),
+                                           rois)))
 
     def features(self, rois):
         """The presentation's query, (1, S, G, d): its K views fused into one palm feature
@@ -329,44 +365,108 @@ class Pipeline:
         rois = self._regions(burst, ok, out)
         if self.sensor is not None:
             self._sensor(burst, out)
+            if self.binding is not None:     # the same hand in the sensor frame and the views
+                self.binding(burst, out)
         return rois
 
     # ------------------------------------------------------------------ the presentation
+    def _sensor_chain(self, burst, clock: StageClock, job: "_SensorJob") -> None:
+        """The sensor thread: sensor, then binding (unless the presentation is already
+        denied), into the job's own Decision; a deny or an error ends the chain."""
+        try:
+            job.stage = "sensor"
+            clock.run("sensor", self._sensor, burst, job.out)
+            if self.binding is not None and getattr(self.binding, "needs_regions", False):
+                job.regions.wait(self.cfg.timeouts["regions"] / 1e3)   # the views' regions
+            if self.binding is not None and not job.cancelled.is_set() \
+                    and (job.regions.is_set() or
+                         not getattr(self.binding, "needs_regions", False)):
+                job.binding_t0 = time.perf_counter()
+                job.stage = "binding"
+                clock.run("binding", self.binding, burst, job.out)
+        except Deny as d:
+            job.deny = d
+        except Exception as e:      # noqa: BLE001 - any failure of any stage is a deny
+            job.deny = Deny(f"error:{job.stage}", "please present your palm again")
+            log.exception("stage %s failed: %s", job.stage, e)
+
+    def _wait_sensor(self, job: "_SensorJob") -> None:
+        """Wait for the sensor chain -- its sensor stage at most ``[timeouts] sensor`` from the
+        chain's submission, its binding at most ``binding`` from the binding's start: a hung
+        stage is a ``timeout:<stage>`` -- and raise its deny."""
+        job.reached = True
+        lim = self.cfg.timeouts
+        deadline = job.t0 + lim["sensor"] / 1e3
+        while True:
+            try:
+                job.future.result(timeout=max(0.0, deadline - time.perf_counter()))
+                break
+            except FutureTimeout:
+                b0 = job.binding_t0
+                if b0 is not None and b0 + lim["binding"] / 1e3 > deadline:
+                    deadline = b0 + lim["binding"] / 1e3      # the binding's own limit
+                    continue
+                job.cancelled.set()
+                raise Deny(f"timeout:{job.stage}", "please present your palm again",
+                           f"{job.stage} still running at its time limit") from None
+        if job.deny is not None:
+            raise job.deny
+
     def decide(self, burst, claimed: str | None = None) -> Decision:
         t_start = time.perf_counter()
         out = Decision(burst=str(burst.meta.get("burst", "")))
-        limits = self.cfg.timeouts
+        clock = StageClock(self.cfg.timeouts, t_start)
         stage = "quality"
+        job = None
 
         def timed(name, fn, *a):
             nonlocal stage
             stage = name
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                return fn(*a)
-            finally:
-                ms = (time.perf_counter() - t0) * 1e3
-                out.stages_ms[name] = ms
-                out.stages_cpu_ms[name] = (time.process_time() - c0) * 1e3
-                lim = limits[name]
-                if ms > lim:
-                    raise Deny(f"timeout:{name}", "please present your palm again",
-                               f"{name} took {ms:.0f} ms > {lim} ms")
+            return clock.run(name, fn, *a)
 
         try:
             ok = timed("quality", self._quality, burst, out)
             if self.calibration.calibrated:
                 burst = timed("calibration", self.calibrate, burst, ok)
+            if self.sensor is not None:
+                job = _SensorJob(Decision(), threading.Event(), time.perf_counter())
+                if self.cfg.gate.overlap:
+                    job.future = self.side.submit(self._sensor_chain, burst, clock, job)
             rois = timed("regions", self._regions, burst, ok, out)
             out.views_used = len(rois)
-            if self.sensor is not None:
-                timed("sensor", self._sensor, burst, out)
-            if self.split is not None:         # the nodes extract and match on shares
-                job = timed("feature", self.split.send, rois, claimed, out)
-                timed("match", self.split.match, job, out)
-            else:
-                q = timed("feature", self.features, rois)
-                timed("match", self._match, q, claimed, out)
+            if job is not None:                # what the views showed, for the binding
+                for f in REGION_FIELDS:
+                    setattr(job.out, f, getattr(out, f))
+                job.regions.set()
+            if job is not None and job.future is None:       # [gate] overlap off: in sequence
+                job.t0 = time.perf_counter()
+                job.future = _ran(self._sensor_chain, burst, clock, job)
+            if job is not None and (self.split is not None or
+                                    (job.future.done() and job.deny is not None)):
+                stage = job.stage       # the nodes see nothing the sensor chain denies
+                self._wait_sensor(job)
+            mo = Decision()             # what feature + match find: kept if the sensor passes
+            mo.rois = out.rois
+            failed = None
+            try:
+                if self.split is not None:         # the nodes extract and match on shares
+                    q = timed("feature", self.split.send, rois, claimed, mo)
+                    timed("match", self.split.match, q, mo)
+                else:
+                    q = timed("feature", self.features, rois)
+                    timed("match", self._match, q, claimed, mo)
+            except Deny as d:
+                failed = d
+            except Exception as e:  # noqa: BLE001 - any failure of any stage is a deny
+                failed = Deny(f"error:{stage}", "please present your palm again")
+                log.exception("stage %s failed: %s", stage, e)
+            if job is not None:
+                stage = job.stage
+                self._wait_sensor(job)           # a sensor-chain deny comes first
+            for f in MATCH_FIELDS:
+                setattr(out, f, getattr(mo, f))
+            if failed is not None:
+                raise failed
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"
         except Deny as d:
@@ -377,5 +477,38 @@ class Pipeline:
             out.decision, out.reason = "deny", f"error:{stage}"
             out.prompt = "please present your palm again"
             log.exception("stage %s failed: %s", stage, e)
+        names = [s for s in MAIN_CHAIN if s in clock.wall]
+        if job is not None:
+            job.cancelled.set()                # a binding not yet started is not needed
+            job.regions.set()
+            if job.reached and job.future.done():     # the sensor chain's verdict counted
+                for f in SENSOR_FIELDS:
+                    setattr(out, f, getattr(job.out, f))
+                names += [s for s in SENSOR_CHAIN if s in clock.wall and s not in names]
+        clock.into(out, sorted(names, key=STAGES.index))
+        out.critical_path = critical_path(out.stages_at_ms, (MAIN_CHAIN, SENSOR_CHAIN))
         out.total_ms = (time.perf_counter() - t_start) * 1e3
         return out
+
+
+def _ran(fn, *a) -> Future:
+    """``fn(*a)`` run here, as a finished Future."""
+    f = Future()
+    f.set_result(fn(*a))
+    return f
+
+
+@dataclass
+class _SensorJob:
+    """The sensor chain of one presentation: its own Decision (merged into the presentation's
+    when the chain's verdict counts), its deny, the stage it is in."""
+
+    out: Decision
+    cancelled: threading.Event
+    t0: float
+    regions: threading.Event = field(default_factory=threading.Event)   # regions passed
+    future: object = None
+    stage: str = "sensor"
+    deny: Deny | None = None
+    reached: bool = False        # the decision got as far as the sensor chain
+    binding_t0: float | None = None

@@ -2,30 +2,34 @@
 
 The liveness model judges the sensor frame alone and the matcher the views alone, so a live hand
 under the sensor with a replica before the cameras (or the reverse) would be judged on each half
-by itself. Here each view's hand is carried into the sensor frame through the unit's
-registration (sensor pixels <-> view pixels for points on the working plane, the factory's
-``palmgate-calibrate registration``) and compared with the hand the sensor frame shows:
+by itself. Here the views' hand is placed in 3-D and carried into the sensor frame, and the
+sensor frame's hand is looked at where the views' hand says it must be:
 
-- **the views' hand**: each view's hand silhouette from the hand segmentation network (the
-  front end's own model, ``models/hand_seg*.onnx``), its outline mapped point by point into the
-  sensor frame and filled (:func:`mask_in_sensor`);
-- **the sensor's hand** (:func:`sensor_silhouette`): inside the exposed field (a collimator's
-  bright rim cut off), the blurred frame cut ``LEVEL`` of the way from the background level to
-  the hand level (a dark background and a brighter hand, both sensors), the largest component
-  with its holes filled;
-- **the binding distance** (:func:`binding_score`): the mean over views of the symmetric mean
-  distance between the two silhouettes' outlines in the sensor frame (the exposed field's edge
-  left out), in units of the frame's short side, at the best of a few scales of the views'
-  hands (:data:`DEPTH_SCALE`: the hand's depth off the working plane changes its size between
-  the views and the sensor); over ``[liveness] binding_max_distance`` (default
-  :data:`MAX_DISTANCE`) the presentation is denied with ``sensor_mismatch``.
+- **the views' hand in 3-D** (:mod:`device.gate.binding_geometry`): the 21 hand landmarks the
+  front end found in two or more views (no model runs here), each view's landmarks mapped onto
+  the working plane by the unit's registration (sensor pixels <-> view pixels for points on the
+  plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
+  camera centres come from the registration and the views' camera matrices), so the hand's
+  depth and tilt are measured, not searched; then projected into the sensor frame from the
+  sensor's own centre of projection (NIR camera below, X-ray source above);
+- **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
+  rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
+  the background level to the hand level, the largest component with its holes filled, and its
+  signed distance to the outline (:func:`signed_distance`);
+- **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
+  (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
+  between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
+- **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
+  hands give (:mod:`device.gate.binding_stats`, fitted on bona fide synthetic presentations),
+  summed without the worst finger, plus how much better the views' hand fits at another size;
+  over ``[liveness] binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is
+  denied with ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
 without a calibration (``[calibration] allow_uncalibrated``, or a replay without a file; with a
-warning), uses the nominal registration of the synthetic rig (:mod:`device.synth.bound`). With
-the segmentation network missing or refused the check cannot run and the gate denies
-(``binding_unavailable``). Measured numbers: docs/sensor-branch.md ("Binding").
+warning), uses the nominal registration of the synthetic rig (:mod:`device.synth.bound`).
+Measured numbers: docs/sensor-branch.md ("Binding").
 """
 from __future__ import annotations
 
@@ -35,33 +39,42 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from device.gate import binding_geometry as G
 from device.gate.decision import Deny
 
 log = logging.getLogger("palmgate.gate")
 
 LEVEL = {"xray": 0.2, "nir": 0.3}
 """The hand/background cut, as a fraction of the way from the background level (5th percentile
-of the open field) to the hand level (median above the field's Otsu threshold); chosen on 30
-bona fide validation scenes per sensor (seed 11) among 0.1-0.5 (NIR: dim fingers far from the
-light are lost below 0.3 ... and the hand's rim above)."""
+of the open field) to the hand level (median above the field's Otsu threshold); X-ray chosen on
+30 bona fide validation scenes (seed 11) among 0.1-0.5; NIR (after :data:`GAMMA`) on the
+binding of the probe-fitting seed 5 among 0.3 and 0.4."""
 
-MIN_AREA = 0.002
-"""Outline pieces of a view mask smaller than this fraction of the view are dropped."""
-
+GAMMA = {"xray": 1.0, "nir": 0.25}
+"""The frame is raised to this power before the cut: the NIR light falls off toward the
+fingers, which end up a few grey levels over the background (0.25 brings them back; the X-ray
+frame's soft tissue stands out as it is)."""
 
 # ------------------------------------------------------------------------------ the two hands
 def open_field(g: np.ndarray) -> tuple[slice, slice]:
     """(rows, cols) of the exposed field of a sensor frame: a rim brighter than the frame's
     median (a collimator's unexposed border) is cut off where the row/column medians drop
-    below halfway between the rim and the field."""
+    below halfway between the rim and the field -- or, when a bright hand across the field
+    keeps most medians up, where fewer than nine tenths of a row's (column's) pixels are
+    within a tenth of the rim's level."""
     h, w = g.shape
     edge = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
     mid = float(np.median(g))
     if edge < mid + 20:
         return slice(0, h), slice(0, w)
-    cut = (edge + float(np.percentile(g, 5))) / 2
+    p5 = float(np.percentile(g, 5))
+    cut = (edge + p5) / 2
     rows = np.flatnonzero(np.median(g, axis=1) < cut)
     cols = np.flatnonzero(np.median(g, axis=0) < cut)
+    if len(rows) < h // 4 or len(cols) < w // 4:
+        near = g >= edge - 0.1 * (edge - p5)
+        rows = np.flatnonzero(near.mean(axis=1) < 0.9)
+        cols = np.flatnonzero(near.mean(axis=0) < 0.9)
     if len(rows) < h // 4 or len(cols) < w // 4:
         return slice(0, h), slice(0, w)
     m = 2                                        # the rim's blurred edge
@@ -70,19 +83,25 @@ def open_field(g: np.ndarray) -> tuple[slice, slice]:
 
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
-    return sensor_hand(frame, LEVEL[sensor], blur)[0]
+    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor])[0]
 
 
-def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
+
+
+def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
-    inside the exposed field, the blurred frame cut ``level`` of the way from the background to
-    the hand level, the largest component, holes filled. The hand is empty when nothing stands
-    out."""
+    inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
+    from the background to the hand level, the largest component, holes filled. The hand is
+    empty when nothing stands out."""
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     if g.dtype != np.uint8:
         g = cv2.normalize(g.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
     g = cv2.GaussianBlur(g, (0, 0), blur)
+    if gamma != 1.0:
+        g = cv2.LUT(g, _gamma_lut(gamma))
     rs, cs = open_field(g)
     inner = np.ascontiguousarray(g[rs, cs])
     field = np.zeros(g.shape, bool)
@@ -111,35 +130,6 @@ def largest_filled(mask: np.ndarray) -> np.ndarray:
     return out > 0
 
 
-def _fix(p: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(p, np.float64) * 16).astype(np.int32)
-
-
-def mask_in_sensor(mask: np.ndarray, to_sensor, shape: tuple[int, int],
-                   min_area: float = MIN_AREA) -> np.ndarray | None:
-    """bool ``shape``: a view's 0/1 hand mask in the sensor frame -- its outer outlines
-    mapped point by point by ``to_sensor(points) -> points`` and filled. None when the mask is
-    empty or a point does not map."""
-    m = (np.asarray(mask) > 0).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    keep = [c for c in contours if cv2.contourArea(c) >= min_area * m.size]
-    if not keep:
-        return None
-    out = np.zeros(shape, np.uint8)
-    for c in keep:
-        poly = to_sensor(c.reshape(-1, 2).astype(np.float64))
-        if not np.all(np.isfinite(poly)):
-            return None
-        cv2.fillPoly(out, [_fix(poly)], 1, cv2.LINE_8, 4)
-    return out > 0
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two bool masks; 0 when both are empty."""
-    union = int(np.count_nonzero(a | b))
-    return float(np.count_nonzero(a & b)) / union if union else 0.0
-
-
 def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     """bool: the boundary pixels of ``m`` inside ``field`` (not on its edge)."""
     u = m.astype(np.uint8)
@@ -148,121 +138,177 @@ def _outline(m: np.ndarray, field: np.ndarray) -> np.ndarray:
     return edge & inner
 
 
-class OutlineTarget:
-    """The outline of one bool mask inside ``field`` and the distance to it from every pixel,
-    computed once for the many masks compared with it (:func:`outline_distance`)."""
-
-    def __init__(self, b: np.ndarray, field: np.ndarray):
-        self.field = field
-        self.edge = _outline(b, field)
-        self.dist = cv2.distanceTransform((~self.edge).astype(np.uint8), cv2.DIST_L2, 3) \
-            if self.edge.any() else None
-
-    def distance(self, a: np.ndarray) -> float:
-        """Symmetric mean distance (pixels) between the outline of ``a`` and this outline;
-        inf when one has no outline inside the field."""
-        ea = _outline(a, self.field)
-        if self.dist is None or not ea.any():
-            return float("inf")
-        da = cv2.distanceTransform((~ea).astype(np.uint8), cv2.DIST_L2, 3)
-        return 0.5 * (float(self.dist[ea].mean()) + float(da[self.edge].mean()))
+def signed_distance(sil: np.ndarray, field: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(signed distance (px, float32: positive inside the hand, negative outside) to the
+    hand's outline inside the exposed field, the field's inner part where it is defined);
+    None when the hand has no outline there (no hand, or one that fills the field)."""
+    edge = _outline(sil, field)
+    if not edge.any():
+        return None
+    d = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 3)
+    valid = cv2.erode(field.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    return np.where(sil, d, -d).astype(np.float32), valid
 
 
-def outline_distance(a: np.ndarray, b: np.ndarray, field: np.ndarray) -> float:
-    """Symmetric mean distance (pixels) between the outlines of two bool masks inside
-    ``field`` (the edges of the field, where both are cut, do not count); inf when one has no
-    outline there."""
-    return OutlineTarget(b, field).distance(a)
+def probe_values(sdf: np.ndarray, valid: np.ndarray, points: np.ndarray, px_per_mm: float
+                 ) -> np.ndarray:
+    """(P,) the signed distance (mm) at each point (nearest pixel); NaN for a point that is
+    NaN or outside the field's inner part."""
+    p = np.asarray(points, np.float64)
+    out = np.full(len(p), np.nan)
+    ok = np.all(np.isfinite(p), axis=1)
+    c = np.round(p[ok]).astype(np.int64)
+    h, w = sdf.shape
+    inside = (c[:, 0] >= 0) & (c[:, 0] < w) & (c[:, 1] >= 0) & (c[:, 1] < h)
+    idx = np.flatnonzero(ok)[inside]
+    c = c[inside]
+    v = valid[c[:, 1], c[:, 0]]
+    out[idx[v]] = sdf[c[v, 1], c[v, 0]] / px_per_mm
+    return out
 
 
-# ------------------------------------------------------------------------------ one presentation
 @dataclass
-class Binding:
-    """The binding of one presentation: ``score`` (mean over views of the outline distance
-    in units of the sensor frame's short side; inf when no view could be compared), the
-    silhouettes' mean IoU, each view's distance, and the scale of the views' hands at the best
-    match."""
+class HandProbes:
+    """The sensor frame seen at the views' hand: ``values`` (P + 1,) the signed distance (mm,
+    positive inside the sensor frame's hand) at each probe of
+    :func:`device.gate.binding_geometry.probe_points` (NaN outside the frame's field), then
+    the hand's height (mm) over the working plane (a replica shown larger or smaller before
+    the cameras is triangulated as a hand of its size held nearer or farther),
+    ``landmarks`` (21, 2) where the sensor sees the views' landmarks, the number of views
+    triangulated, the height again, and the sensor frame's signed distance (for
+    :meth:`at_scale`)."""
 
-    score: float
-    iou: float
-    per_view: dict
-    scale: float = 1.0
+    values: np.ndarray
+    landmarks: np.ndarray
+    views: int
+    height_mm: float
+    sdf: tuple | None = None
+    px_mm: float = 1.0
 
-
-MAX_DISTANCE = {"xray": 0.037, "nir": 0.056}
-"""The default ``[liveness] binding_max_distance`` per sensor (fraction of the sensor frame's
-short side): the 99.5th percentile of the binding distance of 300 bona fide validation
-presentations (seed 11), rounded up -- a false denial rate of 0.5 % on validation
-(docs/sensor-branch.md, "Binding")."""
-
-DEPTH_SCALE = {"nir": 0.12, "xray": 0.05}
-"""How much the hand's depth (+-15 mm off the working plane) can change its size between the
-views (cameras above, 240-290 mm away) and the sensor (the NIR camera 250 mm below the plane,
-the X-ray source 870 mm above it), as a fraction: the registration is exact on the plane only,
-so the views' hands are compared at every scale within this (one scale for all views: one
-depth)."""
-
-SCALE_STEP = 0.02
-
-
-def scales(tolerance: float, step: float = SCALE_STEP) -> np.ndarray:
-    n = int(np.floor(tolerance / step + 1e-9))
-    return 1.0 + step * np.arange(-n, n + 1)
+    def at_scale(self, s: float) -> np.ndarray:
+        """:attr:`values` with the views' hand scaled ``s`` times about its palm (the
+        height kept): where a hand of another size would have put the probes."""
+        if self.sdf is None:
+            return self.values
+        c = self.landmarks[[0, 5, 9, 13, 17]].mean(0)
+        pts = G.probe_points(c + s * (self.landmarks - c), self.px_mm)
+        return np.append(probe_values(*self.sdf, pts, self.px_mm), self.height_mm)
 
 
-def _scaled(m: np.ndarray, s: float) -> np.ndarray:
-    if s == 1.0:
-        return m
-    ys, xs = np.nonzero(m)
-    if len(xs) == 0:
-        return m
-    M = cv2.getRotationMatrix2D((float(xs.mean()), float(ys.mean())), 0.0, float(s))
-    return cv2.warpAffine(m.astype(np.uint8), M, (m.shape[1], m.shape[0]),
-                          flags=cv2.INTER_NEAREST) > 0
+def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
+            ) -> HandProbes | None:
+    """The probes of one presentation: ``plane_points`` view -> its (21, 2) landmarks mapped
+    onto the working plane (sensor pixels of ``frame``), ``centres`` view -> camera centre.
+    None with fewer than two views; the values are all NaN when the frame shows no hand
+    outline."""
+    from device.synth.bound import sensor_optics
+    px_mm, E = sensor_optics(sensor, frame.shape[:2])
+    hs = G.hand_in_sensor(plane_points, centres, E)
+    if hs is None:
+        return None
+    lm, P = hs
+    pts = G.probe_points(lm, px_mm)
+    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor])
+    sd = signed_distance(sil, field)
+    vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
+    h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
+    return HandProbes(np.append(vals, h), lm, len([k for k in plane_points if k in centres]),
+                      h, sd, px_mm)
 
 
-def binding_score(frame: np.ndarray, masks: dict, to_sensor, sensor: str = "nir",
-                  scale_tolerance: float | None = None) -> Binding:
-    """How far the views' hand and the sensor frame's hand are apart (see the module doc).
-    ``masks``: view index -> (hand mask, view size (W, H)); ``to_sensor(points, k,
-    view_size)`` maps view ``k`` pixels to pixels of ``frame``; the views' hands are scaled
-    about their centres by every factor within ``scale_tolerance`` (default the sensor's
-    :data:`DEPTH_SCALE`; one factor for all views) and the best is kept."""
-    shape = frame.shape[:2]
-    sil, field = sensor_hand(frame, LEVEL[sensor])
-    if scale_tolerance is None:
-        scale_tolerance = DEPTH_SCALE[sensor]
-    side = float(min(shape))
-    mapped = {}
-    for k, (mask, size) in masks.items():
-        mapped[k] = mask_in_sensor(mask, lambda p, k=k, size=size: to_sensor(p, k, size), shape)
-    if not mapped:
-        return Binding(float("inf"), 0.0, {}, 1.0)
-    target = OutlineTarget(sil, field)     # the sensor frame's hand: the same at every scale
-    best = None
-    for s in scales(scale_tolerance):
-        per, ious = {}, []
-        for k, m in mapped.items():
-            if m is None:
-                per[k] = float("inf")
-                ious.append(0.0)
-                continue
-            ms = _scaled(m, s) & field
-            per[k] = target.distance(ms) / side
-            ious.append(iou(ms, sil))
-        score = float(np.mean(list(per.values())))
-        if best is None or score < best.score:
-            best = Binding(score, float(np.mean(ious)), per, float(s))
-    return best
+def probe_excess(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, clip: float
+                 ) -> np.ndarray:
+    """(P + 1,) how far (mm) each probe's signed distance (clipped to +-``clip``), and the
+    hand's height over the plane (the last value), lie outside the live hands' range ``[lo,
+    hi]``; NaN where the probe or its range is missing."""
+    v = np.asarray(values, np.float64).copy()
+    v[:-1] = np.clip(v[:-1], -clip, clip)          # the last value is the height: not clipped
+    return np.maximum(0.0, np.maximum(v - hi, lo - v))
+
+
+SIZE_SEARCH = tuple(float(x) for x in np.exp(np.linspace(np.log(0.8), np.log(1.25), 19)))
+"""Sizes of the views' hand (0.8-1.25 times) at which the sensor frame is also compared: a
+replica of another size fits the sensor frame better at its own size than at the views'."""
+
+SIZE_GAIN = 1.0
+"""Weight of how much better another size fits: 1, on validation seed 11 (X-ray mixed denied
+78.0 %, against 75.2 % at 0 and 78.5 % at 2; the simpler of the two near the top)."""
+
+MAX_SCORE = {"xray": 19.1, "nir": 13.9}
+"""The default ``[liveness] binding_max_distance`` per sensor (binding score, mm): the 99.5th
+percentile of the score of 400 bona fide validation presentations (seed 11), rounded up -- a
+false denial rate of 0.5 % on validation (docs/sensor-branch.md, "Binding")."""
+
+
+def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
+    """The sum of the probes' excess (mm), less the finger whose probes add up to the most:
+    one finger a landmark network got wrong, or a finger lost in the sensor frame, does not
+    deny a live hand; a replica elsewhere, turned or of another size is off at every finger."""
+    e = np.nan_to_num(np.asarray(e, np.float64))
+    per_finger = [float(e[groups == f].sum()) for f in range(1, 6)]
+    return float(e.sum()) - max(per_finger)
+
+
+def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) -> float:
+    """The binding score of one presentation (lower is better bound): the probes' excess
+    over the range live hands give (:func:`probe_excess`, :mod:`device.gate.binding_stats`),
+    summed without its worst finger (:func:`trimmed_excess`), plus :data:`SIZE_GAIN` times how
+    much less it is at the best size of :data:`SIZE_SEARCH`. inf when the hand could not be
+    placed, the frame shows no hand outline at any probe, or there are no statistics for the
+    sensor."""
+    if m is None or m.sdf is None:
+        return float("inf")
+    if stats is None:
+        from device.gate.binding_stats import STATS
+        stats = STATS.get(sensor)
+    if not stats:
+        return float("inf")
+    lo = np.array([np.nan if x is None else x for x in stats["lo"]], float)
+    hi = np.array([np.nan if x is None else x for x in stats["hi"]], float)
+    clip = float(stats["clip"])
+    groups = G.probe_groups()
+    if len(lo) != len(groups) or len(hi) != len(groups):   # ranges of other probes: fail secure
+        return float("inf")
+    e = probe_excess(m.values, lo, hi, clip)
+    if not np.isfinite(e).any():
+        return float("inf")
+    at_one = trimmed_excess(e, groups)
+    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups)
+               for x in SIZE_SEARCH)
+    return at_one + SIZE_GAIN * max(0.0, at_one - best)
+
+
+def fit_stats(values: np.ndarray, q: float = 0.005, clip: float = 15.0, min_count: int = 30
+              ) -> dict:
+    """Live hands' range at each probe from bona fide ``values`` (N, P + 1) of
+    :class:`HandProbes`: the ``q`` and ``1 - q`` quantiles (the signed distances clipped to
+    +-``clip``); None for a probe seen fewer than ``min_count`` times."""
+    v = np.asarray(values, np.float64).copy()
+    v[:, :-1] = np.clip(v[:, :-1], -clip, clip)
+    n = np.isfinite(v).sum(0)
+    lo = np.full(v.shape[1], np.nan)
+    hi = np.full(v.shape[1], np.nan)
+    ok = n >= min_count
+    lo[ok] = np.nanquantile(v[:, ok], q, axis=0)
+    hi[ok] = np.nanquantile(v[:, ok], 1 - q, axis=0)
+
+    def r(a):
+        return [None if not np.isfinite(x) else round(float(x), 2) for x in a]
+    return {"lo": r(lo), "hi": r(hi), "clip": clip, "q": q, "n": int(len(v))}
 
 
 # ------------------------------------------------------------------------------ registrations
 class HomographyRegistration:
     """Sensor pixel -> view pixel homographies (one per view, for views of ``view_size`` (W, H)
-    and a sensor frame of ``sensor_size`` (W, H)); views or frames of other sizes are scaled."""
+    and a sensor frame of ``sensor_size`` (W, H)); views or frames of other sizes are scaled.
+    ``K``: the views' camera matrices at ``view_size`` (for :meth:`centre`)."""
 
-    def __init__(self, H: list, view_size: tuple[int, int], sensor_size: tuple[int, int]):
-        self.Hinv = [np.linalg.inv(np.asarray(h, np.float64)) for h in H]
+    def __init__(self, H: list, view_size: tuple[int, int], sensor_size: tuple[int, int],
+                 K: list | None = None):
+        self.H = [np.asarray(h, np.float64) for h in H]
+        self.Hinv = [np.linalg.inv(h) for h in self.H]
+        self.K = None if K is None else [np.asarray(k, np.float64) for k in K]
         self.view_size, self.sensor_size = tuple(view_size), tuple(sensor_size)
 
     def to_sensor(self, points, k: int, view_size, sensor_size) -> np.ndarray:
@@ -274,6 +320,16 @@ class HomographyRegistration:
         q = q[:, :2] / q[:, 2:3]
         return q * (np.array(sensor_size, float) / np.array(self.sensor_size, float))
 
+    def centre(self, k: int, view_size, sensor_size) -> np.ndarray | None:
+        """View ``k``'s camera centre in the sensor-pixel world
+        (:func:`device.gate.binding_geometry.camera_centre`); None without camera matrices."""
+        if self.K is None or not 0 <= k < len(self.H):
+            return None
+        sv = np.diag([*(np.array(view_size, float) / np.array(self.view_size, float)), 1.0])
+        ss = np.diag([*(np.array(sensor_size, float) / np.array(self.sensor_size, float)),
+                      1.0])
+        return G.camera_centre(sv @ self.K[k], sv @ self.H[k] @ np.linalg.inv(ss))
+
 
 class CorrectionRegistration:
     """The unit's factory registration (:class:`device.vision.view_correction.UnitCorrection`)."""
@@ -284,30 +340,57 @@ class CorrectionRegistration:
     def to_sensor(self, points, k: int, view_size, sensor_size) -> np.ndarray:
         return self.correction.view_to_sensor(points, k, view_size, sensor_size)
 
+    def centre(self, k: int, view_size, sensor_size) -> np.ndarray | None:
+        """View ``k``'s camera centre in the sensor-pixel world, from its corrected camera
+        matrix and its registration homography (the sensor's lens distortion left out: it
+        changes the centre little near the hand); None where the file cannot give it."""
+        from device.vision.calibration import CalibrationError
+        c = self.correction
+        try:
+            reg = c.registration or {}
+            H = c.sensor_homography(k, tuple(view_size))
+            size = tuple(reg.get("sensor_size") or sensor_size)
+            ss = np.diag([sensor_size[0] / size[0], sensor_size[1] / size[1], 1.0])
+            return G.camera_centre(c.view_matrix(k, tuple(view_size)), H @ np.linalg.inv(ss))
+        except (CalibrationError, np.linalg.LinAlgError, KeyError, TypeError):
+            return None
+
 
 def nominal_registration(cfg) -> HomographyRegistration:
     """The synthetic rig's registration (``[source] synthetic_seed``, ``[gate] views``,
     ``[liveness] sensor``): exact for the synthetic source, a stand-in anywhere else."""
-    from device.synth.bound import sensor_size, synthetic_registration
-    H, view_hw = synthetic_registration(cfg.source.synthetic_seed, cfg.gate.views,
-                                        cfg.liveness.sensor)
+    from device.synth.bound import sensor_size, synthetic_cameras, synthetic_registration
+    seed, views = cfg.source.synthetic_seed, cfg.gate.views
+    H, view_hw = synthetic_registration(seed, views, cfg.liveness.sensor)
     sh = sensor_size(cfg.liveness.sensor)
-    return HomographyRegistration(H, (view_hw[1], view_hw[0]), (sh[1], sh[0]))
+    return HomographyRegistration(H, (view_hw[1], view_hw[0]), (sh[1], sh[0]),
+                                  synthetic_cameras(seed, views, view_hw))
 
 
 # ------------------------------------------------------------------------------ the stage
-class BindingStage:
-    """Called by the pipeline after liveness with the (calibrated) burst; raises :class:`Deny`
-    ``sensor_mismatch`` when the sensor frame's hand is not the views' hand, and
-    ``binding_unavailable`` when the views' hands cannot be segmented. ``segmenter``: a
-    zero-argument callable that returns the hand segmentation network or None."""
+@dataclass
+class Binding:
+    """The binding of one presentation: ``score`` (:func:`binding_score`; inf when the hand
+    could not be placed), and the probes it came from (None then)."""
 
-    def __init__(self, cfg, calibration, segmenter, map_fn=map):
-        self.map = map_fn
+    score: float
+    probes: HandProbes | None = None
+
+
+class BindingStage:
+    """Called by the pipeline after liveness with the (calibrated) burst and the decision the
+    front end filled (``out.landmarks``: view -> its (21, 2) hand landmarks); raises
+    :class:`Deny` ``sensor_mismatch`` when the sensor frame's hand is not the views' hand, or
+    when fewer than two views gave landmarks (the hand cannot be placed in 3-D: fail
+    secure)."""
+
+    needs_regions = True
+    """The pipeline runs the binding once the regions are found and hands it their landmarks."""
+
+    def __init__(self, cfg, calibration):
         d = cfg.liveness.binding_max_distance
-        self.max_distance = float(MAX_DISTANCE[cfg.liveness.sensor] if d is None else d)
         self.sensor = cfg.liveness.sensor
-        self.segmenter = segmenter
+        self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:
@@ -321,37 +404,40 @@ class BindingStage:
                             "until the unit is calibrated", state,
                             extra={"event": "binding_nominal"})
 
-    def score(self, views, frame: np.ndarray, idx=None) -> Binding:
-        seg = self.segmenter()
-        if seg is None:
-            raise Deny("binding_unavailable", "",
-                       "the hand segmentation network is unavailable")
-        idx = [k for k in (range(len(views)) if idx is None else idx)
-               if views[k] is not None and views[k].ndim == 3]
-        masks = {k: (m, (views[k].shape[1], views[k].shape[0]))
-                 for k, m in zip(idx, self.map(seg, [views[k] for k in idx]))}
-        sh = frame.shape[:2]
+    def score(self, views, frame: np.ndarray, landmarks: dict) -> Binding:
+        """The binding of ``frame`` to the views' hand, ``landmarks`` view -> (21, 2) view
+        pixels."""
+        fs = (frame.shape[1], frame.shape[0])
+        plane, centres = {}, {}
+        for k, lm in (landmarks or {}).items():
+            if not 0 <= k < len(views) or views[k] is None:
+                continue
+            vs = (views[k].shape[1], views[k].shape[0])
+            c = self.registration.centre(k, vs, fs)
+            q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
+            if c is not None and np.all(np.isfinite(c)):
+                plane[k], centres[k] = q, c
+        m = measure(frame, plane, centres, self.sensor)
+        return Binding(binding_score(m, self.sensor), m)
 
-        def to_sensor(points, k, view_size):
-            return self.registration.to_sensor(points, k, view_size, (sh[1], sh[0]))
-        return binding_score(frame, masks, to_sensor, self.sensor)
-
-    def __call__(self, burst, out=None, idx=None) -> Binding:
-        b = self.score(burst.views, burst.sensor, idx)
+    def __call__(self, burst, out=None) -> Binding:
+        b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
         if out is not None:
             out.binding = b.score
-        if not b.score <= self.max_distance:
+        if b.probes is None:
+            raise Deny("sensor_mismatch", "please present your palm again",
+                       "fewer than two views gave hand landmarks: the hand cannot be placed "
+                       "over the sensor")
+        if not b.score <= self.max_score:
             raise Deny("sensor_mismatch", "please present your palm again",
                        "the sensor frame's hand is not the views' hand")
         return b
 
 
-def binding_stage(cfg, calibration, segmenter_stage, map_fn=map) -> BindingStage | None:
-    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``. The
-    views' hands come from the segmentation network stage (``[gate] segmenter = "net"``),
-    segmented through ``map_fn`` (the pipeline's region threads); without the network the
-    check cannot run and every presentation is denied (``binding_unavailable``)."""
+def binding_stage(cfg, calibration, segmenter_stage=None, map_fn=None) -> BindingStage | None:
+    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``.
+    (``segmenter_stage`` and ``map_fn`` are no longer used: the views' hands are the front
+    end's landmarks.)"""
     if not (cfg.liveness.enabled and cfg.liveness.binding):
         return None
-    get = segmenter_stage.get if segmenter_stage is not None else (lambda: None)
-    return BindingStage(cfg, calibration, get, map_fn)
+    return BindingStage(cfg, calibration)

@@ -143,22 +143,26 @@ def _catch_up(s) -> None:
     pending = _GALLERY.pop("pending", set())
     if pending:
         t0 = time.perf_counter()
-        refresh_users(_GALLERY["gal"], s.store, pending, DEFAULT_CONFIG, when=time.time())
+        refresh_users(_GALLERY["gal"], s.store, pending, DEFAULT_CONFIG)
         _GALLERY.setdefault("updates", []).append(time.perf_counter() - t0)
 
 
 def _identify(s, ext, queries, threshold) -> dict:
     """1:N on the gate's own store, as the gate decides: the gallery of its protected
-    templates, the K views fused; the decision goes into its audit chain."""
+    templates (every enabled user), the K views fused; the matched user's validity window,
+    weekly zones and holidays then decide on the gate's clock, as in the gate's pipeline,
+    so an out-of-schedule user is denied with its own reason, not as ``no_match``; the
+    decision goes into its audit chain."""
     from device.gate.gallery import fused_search, load_gallery
     from device.store.audit import bucket_score
+    from device.store.holidays import holiday_dates
     key = s.store.conn.total_changes          # this connection is the store's only writer
     reload_s = 0.0
     if _GALLERY.get("key") != key:            # the gate reloads when its store changed
         t0 = time.perf_counter()
         _GALLERY.clear()
         _GALLERY["gal"] = load_gallery(s.store, DEFAULT_CONFIG, ext.importance,
-                                       when=time.time(), dim=ext.dim, shifts=ext.shifts,
+                                       dim=ext.dim, shifts=ext.shifts,
                                        storage="float16")[0]
         _GALLERY["key"] = s.store.conn.total_changes
         reload_s = round(time.perf_counter() - t0, 3)
@@ -166,11 +170,18 @@ def _identify(s, ext, queries, threshold) -> dict:
     gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)
-    s.store.audit.append("decision", decision="open" if opened else "deny",
-                         user_id=m.owner if opened else "", terminal=s.gate,
+    reason = "match" if opened else "no_match"
+    if opened:
+        u = s.store.get_user(m.owner)
+        why = u.access(time.time(), holiday_dates(s.store)) if u is not None else None
+        if why is not None:
+            opened, reason = False, why
+    s.store.audit.append("decision", decision="open" if opened else "deny", reason=reason,
+                         user_id=m.owner if m is not None and m.accepted else "",
+                         terminal=s.gate,
                          score_bucket=bucket_score(m.score, threshold) if m else "nan")
     _GALLERY["key"] = s.store.conn.total_changes      # an audit record is no gallery change
-    return {"opened": opened, "user": m.owner if m else None,
+    return {"opened": opened, "reason": reason, "user": m.owner if m else None,
             "score": None if m is None else m.score, "gallery": len(gal), "reload_s": reload_s}
 
 

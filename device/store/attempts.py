@@ -17,8 +17,10 @@ Two kinds of counter (FIDO-style: a few free failures, then a delay of at least
 A user's lock stops only that user (verify: before the match, with "please wait"; identify:
 a match with a locked user is denied exactly like a no-match, so the lock is no oracle); the
 terminal's lock stops every presentation. Failures are the outcomes of an attempt
-(``no_match``, ``not_live``, ``unknown_user``, and ``wrong_pin``: a PIN nobody has, typed on
-the keypad); faults (camera, relay, timeouts) and quality
+(``no_match``, ``not_live``, ``no_hand_in_sensor``, ``sensor_mismatch``, ``unknown_user``,
+``wrong_pin``: a PIN nobody has, typed on the keypad, and ``unknown_card``: a card nobody
+holds -- counted on the terminal only, so a card number guessed at the reader is slowed down
+like a palm); faults (camera, relay, timeouts) and quality
 prompts are not attempts. Lockouts and resets are audited. The counters live in the store
 (``device.store.attempt_state``); every check reads them, so ``palmgate attempts reset`` in
 another process takes effect at the next presentation. A record that fails its MAC is not
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 from device.store import attempt_state as state_io
 
 FAILURE_REASONS = ("no_match", "not_live", "no_hand_in_sensor", "sensor_mismatch",
-                   "unknown_user", "wrong_pin")
+                   "unknown_user", "wrong_pin", "unknown_card")
 MAX_USERS = 10_000            # user counters kept; the oldest unlocked ones go first
 
 

@@ -150,3 +150,22 @@ def synthetic_registration(seed: int, views: int, sensor: str,
     from device.synth.hands import sample_rig
     rig = sample_rig(np.random.default_rng([seed, 4]), views, size)
     return nominal_registration(rig, sensor), tuple(size)
+
+
+def synthetic_cameras(seed: int, views: int, size: tuple[int, int] = (480, 640)) -> list:
+    """The camera matrices (3x3) of the synthetic gate of ``seed``'s views."""
+    from device.synth.hands import sample_rig
+    return [cam.K for cam in sample_rig(np.random.default_rng([seed, 4]), views, size)]
+
+
+def sensor_optics(sensor: str, size: tuple[int, int] | None = None
+                  ) -> tuple[float, np.ndarray]:
+    """(pixels per mm on the working plane, the sensor's centre of projection (x, y, height)
+    in the sensor-pixel world: x, y sensor pixels, height in the same units, positive toward
+    the cameras) of this module's sensor, for a frame of ``size`` (H, W). NIR: the camera
+    :data:`PLANE_TO_FOCUS_MM` below the plane; X-ray: the source that far above it; both on the
+    frame's centre."""
+    h, w = size or sensor_size(sensor)
+    k = float(sensor_plane_matrix(sensor, (h, w))[0, 0])
+    d = PLANE_TO_FOCUS_MM[sensor] * k
+    return k, np.array([w / 2, h / 2, -d if sensor == "nir" else d])

@@ -27,9 +27,11 @@ import numpy as np
 
 from device.vision.hand_quality import (cut_off_reason, landmark_check, landmark_measures,
                                         region_image_check)
+from device.vision.landmark_valleys import landmark_valleys
 from device.vision.landmarks import Crop, crop_from_box, frame_crop, mask_box
-from device.vision.palm_from_landmarks import (LandmarkGeometry, estimate_valleys, palm_frame,
-                                               palm_outline, region_centre, region_corners)
+from device.vision.motion_blur import motion_blur_check
+from device.vision.palm_from_landmarks import (LandmarkGeometry, palm_frame, palm_outline,
+                                               region_centre, region_corners)
 from device.vision.quality import QualityIssue
 from device.vision.region_types import FIRST_SIZE, SECOND_SIZE, HandKeypoints, RegionError
 from device.vision.regions import HandRegions, extract_regions
@@ -63,6 +65,7 @@ class QualitySettings:
     min_mean: float = 25.0
     max_clipped: float = 0.25
     min_sharpness: float = 4.0
+    min_gradient_isotropy: float = 0.25
     min_region_quality: float = 0.0
     min_palm_px: float = 64.0
     max_palm_fraction: float = 0.7
@@ -86,14 +89,20 @@ def _get(x):
     return x() if isinstance(x, Getter) else x
 
 
+def _grey(image: np.ndarray, cache: dict) -> np.ndarray:
+    if "grey" not in cache:
+        cache["grey"] = to_grey(image)
+    return cache["grey"]
+
+
 def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
                            geometry: LandmarkGeometry = LANDMARK_GEOMETRY,
-                           presence: float = 1.0, q: QualitySettings | None = None
-                           ) -> HandRegions:
+                           presence: float = 1.0, q: QualitySettings | None = None,
+                           grey: np.ndarray | None = None) -> HandRegions:
     """First and second regions of a view from its (21, 2|3) image landmarks. Raises
     :class:`QualityIssue` (``hand_cut_off`` / ``too_near``) when the first region leaves the
-    frame."""
-    grey = to_grey(image)
+    frame. ``grey``: the view in grey, when already made."""
+    grey = to_grey(image) if grey is None else grey
     shape = grey.shape
     f = palm_frame(lm)
     c1 = region_corners(f, geometry, FIRST_SIZE)
@@ -116,7 +125,7 @@ def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
     second_mask[m0:m0 + FIRST_SIZE, m0:m0 + FIRST_SIZE] = False
     hand_mask = np.zeros(shape, np.uint8)
     cv2.fillPoly(hand_mask, [np.round(outline).astype(np.int32)], 1)
-    kp = HandKeypoints(estimate_valleys(lm, f), region_centre(f, geometry), f.hand)
+    kp = HandKeypoints(landmark_valleys(image, lm, f), region_centre(f, geometry), f.hand)
     exposure = 1.0 - float(((roi >= 250) | (roi <= 5)).mean())
     return HandRegions(kp, roi, c1, second, second_mask, c2, float(presence * exposure),
                        modality, hand_mask, shape, segmentation="landmarks",
@@ -178,10 +187,11 @@ class FrontEnd:
             return None, None
         try:
             reg = regions_from_landmarks(image, hand.points, modality, self.geometry,
-                                         hand.presence, self.q)
+                                         hand.presence, self.q, _grey(image, mask_cache))
             if self.check_quality:
                 landmark_check(hand.points, image.shape, self.geometry.side, self.q)
                 region_image_check(reg.roi, self.q)
+                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
             return reg, None
         except QualityIssue as e:
             return None, e
@@ -201,6 +211,7 @@ class FrontEnd:
                 if reg.quality < self.q.min_region_quality:
                     raise QualityIssue("low_quality", f"region quality {reg.quality:.2f}")
                 region_image_check(reg.roi, self.q)
+                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
             return reg, None
         except RegionError as e:
             return None, QualityIssue(e.reason, str(e))

@@ -22,7 +22,8 @@ over the scanner", or ``too_near`` when the palm is also large), in
 From the first region's pixels (:func:`region_image_check`, both region paths): over-exposure
 (``too_bright``, more than ``max_clipped`` of it saturated), under-exposure (``too_dark``, its
 mean under ``min_mean``), blur (``blurred``, variance of its Laplacian under
-``min_sharpness``: motion or focus blur).
+``min_sharpness``: heavy blur of any kind). Motion blur, smear along one direction, is a
+separate check on the view's own pixels: :mod:`device.vision.motion_blur` (``motion_blur``).
 """
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ def is_mirrored(corners: np.ndarray) -> bool:
 # Finger valleys (webs) and the thumb-index valley in the palm frame, as
 # (along u, along n) in widths from the stated landmarks' midpoint / the landmark. Fitted
 # (medians, 60 views) on synthetic hands of a development seed (777) against their exact valleys; used
-# for the keypoint reports only, never for the regions.
+# for the palm outline (the second region's mask) only: the landmark path reports the valleys
+# of device.vision.landmark_valleys (a regression, refined on the image).
 VALLEY_MODEL = {
     "index_middle": ((INDEX_MCP, MIDDLE_MCP), (0.030, -0.166)),
     "middle_ring": ((MIDDLE_MCP, RING_MCP), (0.000, -0.166)),

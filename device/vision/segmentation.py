@@ -47,8 +47,7 @@ def is_grey(image: np.ndarray, tol: float = 3.0) -> bool:
     im = np.asarray(image)
     if im.ndim == 2 or im.shape[2] == 1:
         return True
-    c = im[..., :3].astype(np.int16)
-    sub = c[::4, ::4]
+    sub = im[::4, ::4, :3].astype(np.int16)      # every 4th pixel, converted alone
     return float(np.abs(sub[..., 0] - sub[..., 1]).mean()
                  + np.abs(sub[..., 1] - sub[..., 2]).mean()) / 2 < tol
 
@@ -76,9 +75,11 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     n, lab = cv2.connectedComponents(inv, connectivity=4)
     if n <= 1:
         return m
-    border = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
-    keep_bg = np.isin(lab, border[border > 0])
-    return np.where(keep_bg, 0, 1).astype(np.uint8)
+    keep = np.ones(n, np.uint8)         # label -> output: 0 for background reaching the border
+    for edge in (lab[0], lab[-1], lab[:, 0], lab[:, -1]):
+        keep[edge] = 0
+    keep[0] = 1                         # label 0: the mask itself
+    return keep[lab]
 
 
 def _smooth(mask: np.ndarray, k: int) -> np.ndarray:

@@ -1,0 +1,186 @@
+"""Pure geometry of the sensor binding: the hand's landmarks seen by two or more calibrated views
+placed in 3-D over the working plane, and carried into the transmission sensor's frame.
+
+The world here is the *sensor-pixel world*: x, y are pixels of the sensor frame for points on
+the working plane (the plane the factory registration was made on), and the height ``z`` off
+the plane is in the same units, positive toward the cameras. Everything a view needs in it is
+its camera centre, recovered from the registration homography (sensor pixel -> view pixel, for
+points on the plane) and the view's camera matrix (:func:`camera_centre`).
+
+- :func:`camera_centre`: ``K^-1 H`` is ``lambda [r1 r2 t]`` of the camera in the sensor-pixel
+  world (Zhang's plane decomposition); its centre is ``-[r1 r2 r3]^T t``, on the cameras' side.
+- :func:`triangulate`: plane + parallax. A view sees a point ``P`` (height ``z``) where the ray
+  from its centre ``C`` through ``P`` meets the plane, ``q = C + (P - C) C_z / (C_z - z)``,
+  which is linear in ``(P_x, P_y, z)``: ``P_xy + (q - C_xy) z / C_z = q``. Two views or more
+  fix ``P`` (least squares).
+- :func:`project_to_sensor`: the sensor sees the point from its own centre of projection ``E``
+  (NIR: the camera below the plane; X-ray: the source above it): ``s = E_xy + (P_xy - E_xy)
+  E_z / (E_z - z)``.
+
+No file, no model, no camera: arrays in, arrays out.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def apply_h(H: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """(N, 2) points through a 3x3 homography."""
+    p = np.asarray(p, np.float64).reshape(-1, 2)
+    q = np.column_stack([p, np.ones(len(p))]) @ np.asarray(H, np.float64).T
+    return q[:, :2] / q[:, 2:3]
+
+
+def camera_centre(K: np.ndarray, H: np.ndarray) -> np.ndarray:
+    """(3,) centre of a pinhole camera with matrix ``K`` that sees the working plane through
+    ``H`` (sensor pixel on the plane -> view pixel), in the sensor-pixel world (height in
+    sensor pixels, positive on the camera's side)."""
+    M = np.linalg.solve(np.asarray(K, np.float64), np.asarray(H, np.float64))
+    lam = 0.5 * (np.linalg.norm(M[:, 0]) + np.linalg.norm(M[:, 1]))
+    r1, r2, t = M[:, 0] / lam, M[:, 1] / lam, M[:, 2] / lam
+    if t[2] < 0:                                # the plane lies in front of the camera
+        r1, r2, t = -r1, -r2, -t
+    r3 = np.cross(r1, r2)
+    # C = -R^T t with R = [r1 r2 r3] (columns: the world axes in camera coordinates)
+    R = np.column_stack([r1, r2, r3])
+    C = -np.linalg.lstsq(R, t, rcond=None)[0]
+    if C[2] < 0:                                # a reflected plane frame (rows go down)
+        C[2] = -C[2]
+    return C
+
+
+def triangulate(plane_points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(N, 3) points ``(x, y, z)`` in the sensor-pixel world from their plane images in ``V >= 2``
+    views: ``plane_points`` (V, N, 2), each view's points mapped onto the plane by its
+    registration; ``centres`` (V, 3), the views' camera centres. A point seen by fewer than two
+    views (NaN) comes out NaN."""
+    q = np.asarray(plane_points, np.float64)
+    C = np.asarray(centres, np.float64)
+    V, N, _ = q.shape
+    out = np.full((N, 3), np.nan)
+    for i in range(N):
+        ok = np.all(np.isfinite(q[:, i]), axis=1)
+        if ok.sum() < 2:
+            continue
+        A, b = [], []
+        for v in np.flatnonzero(ok):
+            d = (q[v, i] - C[v, :2]) / C[v, 2]
+            A += [[1.0, 0.0, d[0]], [0.0, 1.0, d[1]]]
+            b += [q[v, i, 0], q[v, i, 1]]
+        out[i] = np.linalg.lstsq(np.array(A), np.array(b), rcond=None)[0]
+    return out
+
+
+def project_to_sensor(points: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """(N, 2) sensor pixels of (N, 3) world points seen from the sensor's centre of projection
+    ``centre`` (x, y, height; a height below the plane is negative)."""
+    P = np.asarray(points, np.float64)
+    E = np.asarray(centre, np.float64)
+    f = E[2] / (E[2] - P[:, 2])
+    return E[:2] + (P[:, :2] - E[:2]) * f[:, None]
+
+
+def plane_fit_height(points: np.ndarray) -> np.ndarray:
+    """(N,) heights of ``points`` (N, 3) replaced by a least-squares plane through the finite
+    ones (the palm is near flat; a single point's triangulation noise is smoothed out). With
+    fewer than 3 finite points, the median height."""
+    P = np.asarray(points, np.float64)
+    ok = np.all(np.isfinite(P), axis=1)
+    z = np.full(len(P), np.nan)
+    if ok.sum() >= 3:
+        A = np.column_stack([P[ok, 0], P[ok, 1], np.ones(ok.sum())])
+        coef = np.linalg.lstsq(A, P[ok, 2], rcond=None)[0]
+        z[ok] = A @ coef
+    elif ok.any():
+        z[ok] = np.median(P[ok, 2])
+    return z
+
+
+# ------------------------------------------------------------------------------ probes
+FINGERS = ((1, 2, 3, 4), (5, 6, 7, 8), (9, 10, 11, 12), (13, 14, 15, 16), (17, 18, 19, 20))
+"""The 21 hand landmarks' fingers (MediaPipe order: 0 the wrist, then thumb to little finger,
+base to tip)."""
+
+PALM_EDGES = ((0, 1), (0, 5), (0, 17), (5, 9), (9, 13), (13, 17))
+
+TIP_REACH_MM = (4.0, 8.0, 14.0)
+"""Probes this far beyond each fingertip landmark, along the last phalanx (at or outside a
+live hand's fingertip: a larger replica covers them, a smaller one leaves the landmark
+outside)."""
+
+SIDE_REACH_MM = (7.0, 14.0)
+"""Probes this far beyond the index and little fingers' knuckles, across the palm (at or
+outside the palm's edge)."""
+
+
+def probe_names() -> tuple[str, ...]:
+    """The names of :func:`probe_points`'s points, in order."""
+    names = [f"lm{i}" for i in range(21)]
+    for f in FINGERS:
+        names += [f"mid{a}-{b}" for a, b in zip(f[:-1], f[1:])]
+    names += [f"mid{a}-{b}" for a, b in PALM_EDGES]
+    names += [f"tip{f[-1]}+{r:g}" for r in TIP_REACH_MM for f in FINGERS]
+    names += [f"side{i}+{r:g}" for r in SIDE_REACH_MM for i in (5, 17)]
+    names += [f"gap{a}-{b}" for a, b in ((7, 11), (11, 15), (15, 19), (6, 10), (10, 14),
+                                         (14, 18))]
+    return tuple(names)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v)
+    return v / n if n > 1e-9 else np.zeros_like(v)
+
+
+def probe_points(lm: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """(P, 2) points tied to a hand's 21 landmarks ``lm`` (21, 2) in one image (the sensor
+    frame), in :func:`probe_names` order: the landmarks, the middles of the fingers' and the
+    palm's bones, points beyond the fingertips and beyond the palm's sides (outside a live
+    hand), and points between neighbouring fingers. NaN where a landmark is NaN."""
+    lm = np.asarray(lm, np.float64)
+    out = [lm]
+    mids = [(lm[a] + lm[b]) / 2 for f in FINGERS for a, b in zip(f[:-1], f[1:])]
+    mids += [(lm[a] + lm[b]) / 2 for a, b in PALM_EDGES]
+    out.append(np.array(mids))
+    out.append(np.array([lm[f[-1]] + _unit(lm[f[-1]] - lm[f[-2]]) * r * px_per_mm
+                         for r in TIP_REACH_MM for f in FINGERS]))
+    out.append(np.array([lm[i] + _unit(lm[i] - lm[j]) * r * px_per_mm
+                         for r in SIDE_REACH_MM for i, j in ((5, 9), (17, 13))]))
+    out.append(np.array([(lm[a] + lm[b]) / 2 for a, b in ((7, 11), (11, 15), (15, 19),
+                                                         (6, 10), (10, 14), (14, 18))]))
+    return np.concatenate(out)
+
+
+def hand_in_sensor(plane_points: dict, centres: dict, sensor_centre: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(landmarks (21, 2) where the sensor sees them, their 3-D points (21, 3)) from
+    ``plane_points`` (view -> (21, 2) landmarks mapped onto the working plane, in sensor
+    pixels) and ``centres`` (view -> camera centre); None with fewer than two views."""
+    ks = [k for k in plane_points if k in centres]
+    if len(ks) < 2:
+        return None
+    P = triangulate(np.stack([plane_points[k] for k in ks]),
+                    np.stack([centres[k] for k in ks]))
+    return project_to_sensor(P, sensor_centre), P
+
+
+def _finger_of(i: int) -> int:
+    return 0 if i == 0 else (i - 1) // 4 + 1
+
+
+def probe_groups() -> np.ndarray:
+    """(P + 1,) the finger each probe of :func:`probe_names` (then the height) belongs to:
+    1 thumb ... 5 little finger, 0 the palm and the height."""
+    out = []
+    for n in probe_names():
+        if n.startswith("lm"):
+            out.append(_finger_of(int(n[2:])))
+        elif n.startswith("mid"):
+            a, b = (int(x) for x in n[3:].split("-"))
+            out.append(0 if (a, b) in PALM_EDGES else _finger_of(b))
+        elif n.startswith("tip"):
+            out.append(_finger_of(int(n[3:].split("+")[0])))
+        elif n.startswith("side"):
+            out.append(_finger_of(int(n[4:].split("+")[0])))
+        else:                                          # gapA-B: the first finger's
+            out.append(_finger_of(int(n[3:].split("-")[0])))
+    return np.array(out + [0])
