@@ -79,3 +79,24 @@ def test_evaluation_fuses_and_pairs_only_usable_views():
     none = combine_view_pairs(s, np.array([0]), np.array([1]), mem, mem, "best", both,
                               np.zeros((2, 2), bool))
     assert none.tolist() == [-np.inf]
+
+
+def test_the_gate_drops_unusable_views_before_the_fusion():
+    """Pipeline._regions (the gate's and enrolment's region stage): an unusable view leaves the
+    views to fuse; too few usable views deny with the quality prompt."""
+    from types import SimpleNamespace
+
+    from device.gate.decision import Decision, Deny
+    from device.gate.pipeline import Pipeline
+    good, flat = palm_like(), np.full((128, 128), 128, np.uint8)
+    p = Pipeline.__new__(Pipeline)                 # the stage alone, no models loaded
+    p.cfg = load_config(None)                      # [gate] min_views = 2
+    burst = SimpleNamespace(views=[None] * 3)
+    p.regions = lambda views, ok, *a: ([good, flat, good], [])
+    out = Decision()
+    rois = p._regions(burst, [0, 1, 2], out)
+    assert len(rois) == 2 and out.rois == rois
+    p.regions = lambda views, ok, *a: ([good, flat, flat], [])
+    with pytest.raises(Deny) as e:
+        p._regions(burst, [0, 1, 2], Decision())
+    assert e.value.reason == "quality:no_texture" and e.value.prompt == PROMPTS["no_texture"]
