@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,7 @@ def table(root, seeds=(0, 1, 2, 3, 4), precision: str = "int8", config=None,
             parts, reps = [], []
             t = time.time()
             for s in sd:
-                d = work / f"{views}v{degrade}d_s{s}_{abs(hash(name)) % 10**8}"
+                d = work / f"{views}v{degrade}d_s{s}_{zlib.crc32(name.encode()):08x}"
                 *p, rep = _scores(root, kw, views, degrade, s, precision, config, threads, d)
                 parts.append(p)
                 reps.append({k: rep.get(k) for k in ("view_check", "degradations")})
