@@ -100,3 +100,18 @@ def test_the_gate_drops_unusable_views_before_the_fusion():
     with pytest.raises(Deny) as e:
         p._regions(burst, [0, 1, 2], Decision())
     assert e.value.reason == "quality:no_texture" and e.value.prompt == PROMPTS["no_texture"]
+
+
+def test_fusion_table_runs_the_rules_on_the_same_captures(tmp_path):
+    from device.synth.palm_sets import write_palms
+    from device.synth.palms import PalmSynthesizer
+    from tools.fusion_table import ROWS, markdown, table
+    root = tmp_path / "palms"
+    write_palms(root, subjects=3, sessions=2, samples=3, seed=5, synth=PalmSynthesizer())
+    rows = {k: ROWS[k] for k in ("fusion attention", "fusion mean, no view check")}
+    t = table(root, seeds=(0,), work=tmp_path / "w", rows=rows, log=lambda *_: None)
+    assert set(t) == {"3 views, 2 degraded", "3 views clean", "1 view"}
+    d = t["3 views, 2 degraded"]
+    assert set(d) == set(rows) and d["fusion attention"]["all"]["n_genuine"] == 3
+    assert set(t["1 view"]) == {"fusion attention"}
+    assert "| 1 view | fusion attention |" in markdown(t)
