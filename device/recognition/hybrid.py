@@ -1,6 +1,6 @@
 """The hybrid palm feature: the learned cells beside the classical Gabor cells, one shift search.
-``palmgate evaluate``'s default matcher, and the gate's feature with ``[match] feature =
-"hybrid"`` (the gate's default stays the classical cells, for memory and time; README).
+``palmgate evaluate``'s default matcher, and the gate's default feature (``[match] feature =
+"hybrid"``; docs/recognition.md says why).
 
     ROI ──classical cells (cells_pca.npz: Gabor soft orientation, 7x7 cells, PCA 16)─► (25, 49, 16)
         ──learned cells (recognition_cells*.onnx, multi-view fusion, seed 000)───────► (25, 49, 16)

@@ -238,8 +238,9 @@ def install(work: Path, models: Path, command: str, log=default_log) -> None:
               "(25,49,16) unit cells + importance (49,); keys from the palm-centre (3x3) region "
               "embeddings, queries from the rest, values from all; S_K, S_Q, C fused into the "
               "attention weights; each fused cell a softmax-weighted sum of the views' cells "
-              "(attention weight, per-cell trust, cell quality, cross-view agreement); one view "
-              "passes through unchanged. Shipped weights: " + ex["shipped"])
+              "(attention weight, per-cell trust, cell quality, cross-view agreement), output "
+              "view_weights (V,25,49) with which the gate fuses the classical cells of the same "
+              "windows; one view passes through unchanged. Shipped weights: " + ex["shipped"])
     for prec, fname in (("fp32", "recognition_fusion.onnx"),
                         ("int8", "recognition_fusion_int8.onnx")):
         shutil.copy(work / "models" / fname, models / fname)
