@@ -155,6 +155,13 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                   "(motion or focus blur below). Real phone photos of "
                                   "still hands reach 5-300 (NTUST), so this catches only "
                                   "heavy blur.", float, min=0.0),
+        "min_texture": Opt(1.2, "Smallest palm-line contrast of a view's palm region (grey "
+                                "levels: std of a band-pass at the palm-line scale; "
+                                "device/vision/view_usability.py): a flat, saturated, black "
+                                "or deeply under-exposed view has none and is dropped before "
+                                "the views are fused (then [gate] min_views applies). Clean "
+                                "real regions: Tongji 1.9 and up, PolyU NIR 1.25 and up; 0 "
+                                "checks nothing.", float, min=0.0),
         "min_gradient_isotropy": Opt(0.25, "Smallest isotropy of the palm centre's fine "
                                            "detail (smallest over largest eigenvalue of its "
                                            "gradient structure tensor, 0-1): below, the view "

@@ -1,6 +1,7 @@
 """The int8 coarse pass (device/protect/coarse_int8.py) and the view fusion of the classical
 cells (device/recognition/cells.py, mean_fusion)."""
 import numpy as np
+import pytest
 
 from device.protect import coarse_int8 as ci
 from device.recognition.cells import mean_fusion
@@ -40,3 +41,18 @@ def test_mean_fusion_of_unit_cells():
     assert np.allclose(mean_fusion(v[:1]), v[0], atol=1e-6)          # one view: itself
     # the fused cell is closer to each view than the views are to each other, on average
     assert (f * v).sum(-1).mean() > (v[0] * v[1]).sum(-1).mean()
+
+
+def test_weighted_fusion_of_unit_cells():
+    from device.recognition.cells import weighted_fusion
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(3, 2, 5, 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=-1, keepdims=True)
+    eq = np.full((3, 2, 5), 1 / 3, np.float32)
+    np.testing.assert_allclose(weighted_fusion(v, eq), mean_fusion(v), atol=1e-6)
+    one = np.zeros((3, 2, 5), np.float32)
+    one[1] = 1.0                                          # all weight on view 1: view 1
+    np.testing.assert_allclose(weighted_fusion(v, one), v[1], atol=1e-6)
+    np.testing.assert_allclose(weighted_fusion(v[:1], one[:1] + 1), v[0], atol=1e-6)
+    with pytest.raises(ValueError):
+        weighted_fusion(v, eq[:, :, :4])

@@ -106,6 +106,29 @@ def test_training_step_runs_and_moves_the_trust():
     assert net.trust_s.weight.abs().sum() > 0
 
 
+def test_training_on_the_hybrid_feature_runs():
+    """The loss on the gate's hybrid feature: classical cells weighted by the fusion's view
+    weights beside the fused learned cells (98 cells)."""
+    from tools.train.recognition_fusion_train import train_fusion
+    d = toy_cellset(noise=3.0)
+    c = toy_cellset(noise=3.0, seed=1)
+    net = train_fusion(d, np.arange(6), steps=3, batch_palms=4, lr=1e-2, bad=(1,),
+                       views=(3,), classical=c, log=lambda *_: None)
+    assert net.trust_s.weight.abs().sum() > 0
+
+
+def test_export_gives_the_view_weights(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from tools.train.recognition_fusion_export import export_fp32
+    from tools.train.sensor_quant import session
+    f = perturbed()
+    export_fp32(f, tmp_path / "f.onnx")
+    c = unit(3, 25, 49, 16, seed=4)
+    fused, imp, w = session(tmp_path / "f.onnx").run(None, {"cells": c.numpy()})
+    np.testing.assert_allclose(w, f.view_weights(c[None])[0].numpy(), atol=2e-4)
+    assert w.shape == (3, 25, 49) and np.allclose(w.sum(0), 1, atol=1e-5)
+
+
 def test_export_parity_and_int8(tmp_path):
     pytest.importorskip("onnxruntime")
     from tools.train.recognition_fusion_export import (calibration_frames, export_fp32,

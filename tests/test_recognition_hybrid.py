@@ -65,12 +65,25 @@ def test_score_is_the_weighted_shift_search_of_both(ex, rois):
 
 
 def test_views_fuse_per_half_and_empty_set_is_an_error(ex, rois):
+    from device.recognition.cells import weighted_fusion
     f = ex.query_set(rois[:2])
     cells = ex.cells(rois[:2])
-    c = cells[:, :, :49].mean(0)
-    np.testing.assert_allclose(f[:, :49], c / np.linalg.norm(c, axis=-1, keepdims=True),
-                               atol=1e-5)
+    learned, w = ex.learned.fuse_weights(cells[:, :, 49:])
+    # the classical half takes the view weights the fusion gave the learned cells
+    assert w.shape == (2, 25, 49) and np.allclose(w.sum(0), 1, atol=1e-5)
+    assert float(w.std()) > 1e-3                          # the shipped fusion is not the mean
+    np.testing.assert_allclose(f[:, :49], weighted_fusion(cells[:, :, :49], w), atol=1e-5)
+    np.testing.assert_allclose(f[:, 49:], learned, atol=1e-5)
     np.testing.assert_allclose(f[:, 49:], ex.learned.fuse(cells[:, :, 49:]), atol=1e-5)
+    # the earlier form (ablation): the classical half by the per-cell mean of the views
+    m = HybridExtractor(classical_fusion="mean").fuse(cells)
+    c = cells[:, :, :49].mean(0)
+    np.testing.assert_allclose(m[:, :49], c / np.linalg.norm(c, axis=-1, keepdims=True),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="classical_fusion"):
+        HybridExtractor(classical_fusion="max")
+    # one view passes through both halves unchanged
+    np.testing.assert_allclose(ex.fuse(cells[:1]), cells[0], atol=1e-5)
     with pytest.raises(ValueError, match="at least one view"):
         ex.query_set([])
     with pytest.raises(ValueError, match="at least one view"):

@@ -47,7 +47,10 @@ def test_no_import_circle_among_training_modules():
     graph = {p.stem: _imports(p) for p in TRAIN.glob("*.py")}
     assert _cycle(graph) is None, f"import circle: {' -> '.join(_cycle(graph))}"
     assert "recognition" not in graph["recognition_export"] | graph["recognition_fusion"]
-    assert {"recognition_data"} <= graph["recognition_export"] & graph["recognition_fusion"]
+    assert "recognition_data" in graph["recognition_export"]
+    # the fusion module is the model alone: its one training loop is recognition_fusion_train
+    assert not graph["recognition_fusion"] & {"recognition_data", "recognition_cells",
+                                              "recognition_fusion_train"}
 
 
 def test_cycle_finder_finds_one():

@@ -18,14 +18,14 @@ def cmd_evaluate(a) -> int:
         raise ValueError(f"--precision int8 applies to the matchers with a learned network "
                          f"({', '.join(LEARNED)}) and to the front end's models (--level "
                          f"hand); the other matchers are classical")
-    if a.level != "hand" and (a.segmenter or a.landmarks or a.config or a.no_quality):
-        raise ValueError("--segmenter, --landmarks, --config and --no-quality apply to "
-                         "--level hand")
+    if a.level != "hand" and (a.segmenter or a.landmarks or a.no_quality):
+        raise ValueError("--segmenter, --landmarks and --no-quality apply to --level hand")
     report = evaluate(a.dir, level=a.level, views=a.views, protocol=a.protocol,
                       matcher=a.matcher, out=a.out, protected=a.protected,
                       precision=a.precision, segmenter=a.segmenter, landmarks=a.landmarks,
                       config=a.config, quality=not a.no_quality, fusion=a.fusion,
                       pair_rule=a.pair_rule, degrade=a.degrade, seed=a.seed,
+                      view_check=not a.no_view_check,
                       threads=a.threads or os.cpu_count() or 1,
                       progress=_progress)
     print(json.dumps(report, indent=2))
@@ -146,6 +146,11 @@ def register(sub) -> None:
                     help="degrade K of the N views of every capture (blur, occlusion, glare, "
                          "exposure, misalignment: device/eval/degrade.py)")
     sp.add_argument("--seed", type=int, default=0, help="which views are degraded, and how")
+    sp.add_argument("--no-view-check", action="store_true",
+                    help="score every view; default: as the gate, drop the views whose palm "
+                         "region has no palm texture ([quality] min_texture, max_clipped; "
+                         "device/vision/view_usability.py) before fusing or pairing, and deny "
+                         "a capture left with fewer than [gate] min_views")
     sp.add_argument("--threads", type=int, default=0,
                     help="protected matching threads (default: the CPU count)")
     sp.add_argument("--protocol", choices=["cross-session", "all-pairs"],
@@ -162,8 +167,9 @@ def register(sub) -> None:
                          "--precision), or off; default: the configuration's ([gate] "
                          "landmarks)")
     sp.add_argument("--config", default=None,
-                    help="--level hand: the gate configuration whose front end and [quality] "
-                         "settings to run (default: the defaults)")
+                    help="the gate configuration whose [quality] settings and [gate] "
+                         "min_views the view check runs, and (--level hand) whose front end "
+                         "(default: the defaults)")
     sp.add_argument("--no-quality", action="store_true",
                     help="--level hand: leave out the quality checks (the region steps' own "
                          "failures still count)")

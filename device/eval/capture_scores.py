@@ -30,11 +30,14 @@ def mean_fusion(cells: np.ndarray) -> np.ndarray:
     return unit_cells(np.asarray(cells, np.float32).mean(0)).astype(np.float32)
 
 
-def fuse_captures(cells: np.ndarray, members: np.ndarray, fusion: str, fuse=None
-                  ) -> np.ndarray:
+def fuse_captures(cells: np.ndarray, members: np.ndarray, fusion: str, fuse=None,
+                  usable: np.ndarray | None = None) -> np.ndarray:
     """(C, S, G, D) capture features from per-image cells (N, S, G, D) and the (C, V) image
     indices of each capture: ``fusion`` "attention" uses ``fuse`` (the feature's learned
-    multi-view fusion, views (V, S, G, D) -> (S, G, D)), "mean" :func:`mean_fusion`."""
+    multi-view fusion, views (V, S, G, D) -> (S, G, D)), "mean" :func:`mean_fusion`.
+    ``usable`` (C, V) bool: only those views are fused (the gate drops the others before the
+    fusion, device.vision.view_usability); a capture with none fuses all of its views (the
+    caller scores it as denied)."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; use {' or '.join(FUSIONS)}")
     if fusion == "attention" and fuse is None:
@@ -45,29 +48,36 @@ def fuse_captures(cells: np.ndarray, members: np.ndarray, fusion: str, fuse=None
         return unit_cells(cells[members[:, 0]]).astype(np.float32)
     out = np.empty((len(members),) + cells.shape[1:], np.float32)   # no list of C arrays
     for k, m in enumerate(members):
+        if usable is not None and usable[k].any():
+            m = m[usable[k]]
         out[k] = f(cells[list(m)])
     return out
 
 
 def combine_view_pairs(s: np.ndarray, rows: np.ndarray, cols: np.ndarray, a_members,
-                       b_members, rule: str) -> np.ndarray:
+                       b_members, rule: str, a_usable=None, b_usable=None) -> np.ndarray:
     """Capture-pair scores from image scores ``s``: pair k compares capture rows[k] of
     ``a_members`` (its image rows in s) with capture cols[k] of ``b_members`` (its image
-    columns); ``rule`` "best" takes the best of the V x V view-pair scores, "mean" their mean."""
+    columns); ``rule`` "best" takes the best of the V x V view-pair scores, "mean" their mean;
+    ``a_usable`` / ``b_usable`` ((C, V) bool): only the pairs of usable views count (a pair
+    with none scores -inf for "best", 0 for "mean")."""
     if rule not in PAIR_RULES:
         raise ValueError(f"unknown pair rule {rule!r}; use {' or '.join(PAIR_RULES)}")
     am, bm = np.asarray(a_members), np.asarray(b_members)
-    out = None
+    au = np.ones(am.shape, bool) if a_usable is None else np.asarray(a_usable, bool)
+    bu = np.ones(bm.shape, bool) if b_usable is None else np.asarray(b_usable, bool)
+    best = np.full(len(rows), -np.inf)
+    total, count = np.zeros(len(rows)), np.zeros(len(rows))
     for x in range(am.shape[1]):
         for y in range(bm.shape[1]):
+            ok = au[rows, x] & bu[cols, y]
             v = s[am[rows, x], bm[cols, y]].astype(np.float64)
-            if out is None:
-                out = v
-            elif rule == "best":
-                np.maximum(out, v, out=out)
+            if rule == "best":
+                np.maximum(best, np.where(ok, v, -np.inf), out=best)
             else:
-                out += v
-    return out if rule == "best" else out / (am.shape[1] * bm.shape[1])
+                total += np.where(ok, v, 0.0)
+                count += ok
+    return best if rule == "best" else total / np.maximum(count, 1)
 
 
 def enrol_gallery(templates: np.ndarray, weights: np.ndarray, config, rng=None, **kw):

@@ -26,6 +26,9 @@ from device.recognition.matchers import (DEFAULT_MATCHER, LEARNED, PROTECTED, ge
 FARS = ("1e-3", "1e-4", "1e-5")
 # images whose per-view cells are held at once while captures are fused (bounds the memory)
 FEATURE_CHUNK = 512
+# the score of a comparison with a capture the gate denies (fewer usable views than
+# [gate] min_views): below every threshold of a cosine score
+DENIED_SCORE = -2.0
 
 
 @dataclass(frozen=True)
@@ -196,7 +199,7 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
              segmenter: str | None = None, landmarks: str | None = None,
              config=None, quality: bool = True, fusion: str | None = None,
              pair_rule: str | None = None, degrade: int = 0, seed: int = 0,
-             threads: int = 1, key_seed: int | None = None) -> dict:
+             threads: int = 1, key_seed: int | None = None, view_check: bool = True) -> dict:
     """``level`` "roi": the images are palm ROIs; "hand": whole hands (grey NIR frames or
     colour photos), cut to their first region by device.vision.regions first -- an image without
     one counts toward ``fta`` and leaves the comparisons, as an undecodable file does.
@@ -211,7 +214,13 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     ``fusion`` / ``pair_rule``: how a capture's views are scored (:func:`scoring_rule`).
     ``degrade``: that many views of every capture degraded (``device.eval.degrade``, drawn
     with ``seed``). ``threads``: protected matching threads. ``key_seed``: protected keys
-    from a seeded generator (reproducible runs; default the gate's os.urandom)."""
+    from a seeded generator (reproducible runs; default the gate's os.urandom).
+    ``view_check``: as the gate, drop every view whose palm region is unusable
+    (device.vision.view_usability, the ``[quality]`` settings of ``config``) before its
+    capture is fused or its view pairs are scored; a capture with fewer than ``[gate]
+    min_views`` usable views (at most ``views``) is denied, as at the gate: its comparisons
+    score below every threshold (they count as false rejects; ``acquired`` gives the rates
+    without them)."""
     if level not in ("roi", "hand"):
         raise ValueError(f"unknown level {level!r}; use roi or hand")
     matcher = matcher or DEFAULT_MATCHER
@@ -240,13 +249,27 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     i, j, genuine = capture_pairs(caps, protocol)
     members = np.array([[index[r.path] for r in c.refs] for c in caps]).reshape(-1, views)
     degraded = degrade_captures(images, members, degrade, seed) if degrade else None
+    usable, checked = (check_views(images, members, config, views) if view_check
+                       else (None, None))
     t0, c0 = time.perf_counter(), time.process_time()
     if how == "fusion":
         pair, (t_feat, c_feat) = _fused_pairs(m, images, members, rule, i, j, protected,
-                                              threads, key_seed, progress, (t0, c0))
+                                              threads, key_seed, progress, (t0, c0), usable)
     else:
         pair, (t_feat, c_feat) = _view_pair_scores(m, images, members, rule, i, j, protected,
-                                                   threads, key_seed, progress, (t0, c0))
+                                                   threads, key_seed, progress, (t0, c0),
+                                                   usable)
+    acquired = None
+    if checked is not None:
+        denied = checked.pop("denied_mask")
+        out_pair = denied[i] | denied[j]
+        if out_pair.any():
+            keep = ~out_pair
+            if (genuine & keep).any() and (~genuine & keep).any():
+                a = verification_summary(pair[keep & genuine], pair[keep & ~genuine])
+                acquired = {k: a[k] for k in ("eer", "frr", "n_genuine", "n_impostor")}
+            pair = np.where(out_pair, DENIED_SCORE, pair)
+        checked["genuine_pairs_denied"] = int((out_pair & genuine).sum())
     t_match = time.perf_counter() - t0 - t_feat
     cpu_all = time.process_time() - c0
     g, imp = pair[genuine], pair[~genuine]
@@ -258,6 +281,8 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
               "protocol": protocol,
               **({"fusion": rule} if how == "fusion" else {"pair_rule": rule}),
               "degraded_views": degrade, **({"degradations": degraded} if degrade else {}),
+              **({"view_check": checked} if checked is not None else {}),
+              **({"acquired": acquired} if acquired is not None else {}),
               **({"segmenter": cfg.gate.segmenter, "landmarks": cfg.gate.landmarks,
                   "quality_checks": bool(quality), "views_by_path": paths}
                  if level == "hand" else {}),
@@ -293,6 +318,31 @@ def evaluate(root, level: str = "roi", views: int = 1, protocol: str = "cross-se
     return report
 
 
+def check_views(images, members: np.ndarray, config=None, views: int = 1):
+    """The gate's view check (device.vision.view_usability) on every view of every capture:
+    (usable (C, V) bool, a summary with the dropped views by reason, the denied captures and
+    ``denied_mask`` (C,): fewer usable views than ``[gate] min_views`` (at most ``views``))."""
+    from device.config import load_config
+    from device.vision.quality import QualityIssue
+    from device.vision.view_usability import view_check
+    cfg = load_config(config)
+    need = min(cfg.gate.min_views, views)
+    usable = np.ones(members.shape, bool)
+    reasons: dict = {}
+    for c, row in enumerate(members):
+        for v, k in enumerate(row):
+            try:
+                view_check(images[k], cfg.quality)
+            except QualityIssue as e:
+                usable[c, v] = False
+                reasons[e.reason] = reasons.get(e.reason, 0) + 1
+    denied = usable.sum(1) < need
+    return usable, {"min_texture": cfg.quality.min_texture,
+                    "max_clipped": cfg.quality.max_clipped, "min_views": need,
+                    "views_dropped": reasons, "captures_denied": int(denied.sum()),
+                    "denied_mask": denied}
+
+
 def _sides(i, j):
     """Enrolled captures (the first of each pair), probe captures, and each pair's rows."""
     a, ia = np.unique(i, return_inverse=True)
@@ -301,7 +351,7 @@ def _sides(i, j):
 
 
 def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed, progress,
-                 t0):
+                 t0, usable=None):
     """Pair scores of captures fused into one feature each; and the feature seconds."""
     ext = m.extractor
     fuse = _learned_fusion(ext)
@@ -310,7 +360,8 @@ def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed,
     for lo in range(0, len(members), step):
         mem = members[lo:lo + step]
         vc = _view_cells(ext, images[mem.ravel()])
-        part = fuse_captures(vc, np.arange(vc.shape[0]).reshape(mem.shape), fusion, fuse)
+        part = fuse_captures(vc, np.arange(vc.shape[0]).reshape(mem.shape), fusion, fuse,
+                             None if usable is None else usable[lo:lo + step])
         if fused is None:
             fused = np.empty((len(members),) + part.shape[1:], np.float32)
         fused[lo:lo + step] = part
@@ -332,7 +383,7 @@ def _fused_pairs(m, images, members, fusion, i, j, protected, threads, key_seed,
 
 
 def _view_pair_scores(m, images, members, rule, i, j, protected, threads, key_seed, progress,
-                      t0):
+                      t0, usable=None):
     """Pair scores from the N x N image scores of each capture pair; and the feature
     seconds."""
     used = np.unique(members)
@@ -351,11 +402,12 @@ def _view_pair_scores(m, images, members, rule, i, j, protected, threads, key_se
         pp = np.searchsorted(rb, pb)
         s = protected_scores(codes.templates[ra], codes.queries[rb], m.extractor.importance,
                              m.config, _key_rng(key_seed), threads, progress=progress)
-        return combine_view_pairs(s, ia, jb, pa, pp, rule), t_feat
+        ua, ub = (None, None) if usable is None else (usable[a], usable[b])
+        return combine_view_pairs(s, ia, jb, pa, pp, rule, ua, ub), t_feat
     s = m.scores(codes, codes)
     if getattr(m, "symmetric", True):
         s = (s + s.T) / 2        # a comparison does not depend on which side is enrolled
-    return combine_view_pairs(s, i, j, mem, mem, rule), t_feat
+    return combine_view_pairs(s, i, j, mem, mem, rule, usable, usable), t_feat
 
 
 def _since(t0) -> tuple[float, float]:

@@ -45,6 +45,7 @@ from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noq
 from device.gate.sensor_binding import binding_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
+from device.vision.view_usability import usable_rois
 
 log = logging.getLogger("palmgate.gate")
 
@@ -272,6 +273,7 @@ class Pipeline:
     def _regions(self, burst, ok, out):
         rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms,
                                     out.landmarks)
+        rois, issues = usable_rois(rois, issues, self.cfg.quality)   # before the fusion
         out.rois = rois
         if len(rois) < self.cfg.gate.min_views:
             e = issues[0] if issues else QualityIssue("few_views")

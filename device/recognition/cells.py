@@ -311,6 +311,20 @@ def mean_fusion(cells: np.ndarray) -> np.ndarray:
     return (m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def weighted_fusion(cells: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Views (V, ..., G, D) of unit cells and per-view per-cell weights (V, ..., G) (a
+    distribution over the views, e.g. the attention fusion's, seed 000) -> (..., G, D): each
+    cell the weighted sum of the views' cells, renormalised to unit length. Equal weights give
+    :func:`mean_fusion`; one view gives that view back."""
+    c = np.asarray(cells, np.float32)
+    w = np.asarray(weights, np.float32)
+    if c.ndim < 3 or c.shape[0] < 1 or w.shape != c.shape[:-1]:
+        raise ValueError(f"weighted fusion needs cells (V>=1, ..., G, D) and weights of their "
+                         f"shape without D; got {c.shape} and {w.shape}")
+    m = np.einsum("v...,v...d->...d", w, c)
+    return (m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+
+
 def shift_max_scores(queries: np.ndarray, templates: np.ndarray,
                      importance: np.ndarray | None = None) -> np.ndarray:
     """Unprotected scores (Nq, Nt): max over shifts of the weighted mean cell cosine."""

@@ -1,6 +1,6 @@
 """The hybrid palm feature: the learned cells beside the classical Gabor cells, one shift search.
-``palmgate evaluate``'s default matcher, and the gate's feature with ``[match] feature =
-"hybrid"`` (the gate's default stays the classical cells, for memory and time; README).
+``palmgate evaluate``'s default matcher, and the gate's default feature (``[match] feature =
+"hybrid"``; docs/recognition.md says why).
 
     ROI ──classical cells (cells_pca.npz: Gabor soft orientation, 7x7 cells, PCA 16)─► (25, 49, 16)
         ──learned cells (recognition_cells*.onnx, multi-view fusion, seed 000)───────► (25, 49, 16)
@@ -11,8 +11,12 @@ the shift-search matcher take it unchanged; importance = (1 - LEARNED_WEIGHT) x 
 cells' importance beside LEARNED_WEIGHT x the learned cells' importance. Both halves share the
 25 window shifts, so the score is one shift search over all 98 cells: the best window is the
 one both halves agree on.
-Views: the learned half goes through the multi-view attention fusion model (seed 000), the
-classical half is the per-cell mean of the views (L2 again; ``cells.mean_fusion``).
+Views: the learned half goes through the multi-view attention fusion model (seed 000); the
+classical half takes the same per-view, per-cell weights the fusion gave the learned cells of
+the same windows (softmax over the views of attention x trust x quality x agreement; seed 000:
+"values from all"), so a view the fusion distrusts counts little in both halves
+(``cells.weighted_fusion``); ``classical_fusion="mean"`` keeps the per-cell mean of the views
+instead (the earlier form, an ablation).
 
 The two halves make different errors (README, "Learned palm feature"): on the Tongji validation
 palms the classical cells alone reach EER 0.117 %, the learned cells alone 0.37 %, and the two
@@ -25,13 +29,15 @@ from pathlib import Path
 import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR
-from device.recognition.cells import CellExtractor, full_responses, mean_fusion
+from device.recognition.cells import (CellExtractor, full_responses, mean_fusion,
+                                      weighted_fusion)
 from device.recognition.learned import LearnedExtractor, ViewSetFeature, net_input
 
 # share of the score given to the learned half; chosen on the Tongji validation palms from
 # 0.1, 0.2, ..., 0.9 as the weight with the highest TAR at FAR 1e-4 in the worse of fp32 and
 # int8 (0.3 to 0.5 all meet issue 3's one-view targets there in both precisions; README)
 LEARNED_WEIGHT = 0.3
+CLASSICAL_FUSIONS = ("weights", "mean")
 
 
 def hybrid_importance(classical: np.ndarray, learned: np.ndarray,
@@ -50,14 +56,20 @@ class HybridExtractor(ViewSetFeature):
 
     ``precision``: "fp32" or "int8" (the learned cell network; the classical half is numpy).
     ``fusion``: False combines the learned half's views by their mean, like the classical half.
+    ``classical_fusion``: "weights" (default) fuses the classical cells with the learned
+    fusion's view weights, "mean" by the per-cell mean of the views.
     """
 
     dim = 16
 
     def __init__(self, models_dir: str | Path = DEFAULT_MODELS_DIR, precision: str = "fp32",
                  fusion: bool = True, threads: int = 0, verify: bool = True,
-                 learned_weight: float = LEARNED_WEIGHT):
+                 learned_weight: float = LEARNED_WEIGHT, classical_fusion: str = "weights"):
+        if classical_fusion not in CLASSICAL_FUSIONS:
+            raise ValueError(f"classical_fusion must be one of {CLASSICAL_FUSIONS}, got "
+                             f"{classical_fusion!r}")
         self.precision = precision
+        self.classical_fusion = classical_fusion
         self.classical = CellExtractor(models_dir, verify=verify)
         self.learned = LearnedExtractor(models_dir, precision, fusion, threads, verify)
         self.split = self.classical.n_cells
@@ -88,6 +100,7 @@ class HybridExtractor(ViewSetFeature):
         if cells.ndim != 4 or cells.shape[0] < 1 or cells.shape[2] != self.n_cells:
             raise ValueError(f"fusion needs at least one view: cells of shape (V>=1, "
                              f"{len(self._shifts)}, {self.n_cells}, {self.dim})")
-        c = mean_fusion(cells[:, :, :self.split])
-        le = self.learned.fuse(cells[:, :, self.split:])
+        le, w = self.learned.fuse_weights(cells[:, :, self.split:])
+        c = cells[:, :, :self.split]
+        c = weighted_fusion(c, w) if self.classical_fusion == "weights" else mean_fusion(c)
         return np.concatenate([c, le], axis=1).astype(np.float32)

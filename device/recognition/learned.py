@@ -60,6 +60,20 @@ def unit_cells(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
+def finite_cells(c: np.ndarray) -> np.ndarray:
+    """Cells with every non-finite (or overflowed, norm > 1.5) cell set to zero (it then adds
+    nothing to a cosine). The
+    int8 cell network overflowed on a few cells of some views (2 of the 1,225 cells of one
+    degraded Tongji validation view gave inf/NaN; fp32 did not): without this a NaN would
+    reach the fused feature and every score of the capture."""
+    n = np.linalg.norm(c.astype(np.float64), axis=-1)
+    bad = ~np.isfinite(n) | (n > 1.5)          # unit cells; an overflow is far off
+    if bad.any():
+        c = c.copy()
+        c[bad] = 0.0
+    return c
+
+
 def load_bank(models_dir: str | Path = DEFAULT_MODELS_DIR, verify: bool = True):
     """The Gabor bank and softmax sharpness of the shipped classical feature file."""
     p = load_cell_params(models_dir, CELLS_FILE, verify)
@@ -143,7 +157,7 @@ class LearnedExtractor(ViewSetFeature):
         if self.fusion_model is None:
             self._importance = np.full(self.n_cells, 1.0 / self.n_cells, np.float32)
         else:
-            _, imp = self._fuse(np.zeros((1, N_SHIFTS, self.n_cells, self.dim), np.float32)
+            _, imp, _ = self._fuse(np.zeros((1, N_SHIFTS, self.n_cells, self.dim), np.float32)
                                 + 0.25)
             self._importance = imp
 
@@ -158,17 +172,30 @@ class LearnedExtractor(ViewSetFeature):
                for k in range(0, len(inputs), batch)]
         if not out:
             return np.zeros((0, N_SHIFTS, self.n_cells, self.dim), np.float32)
-        return np.concatenate(out)
+        return finite_cells(np.concatenate(out))
 
     def _fuse(self, cells: np.ndarray):
         o = self.fusion_model(cells=cells)
-        return o["fused"], (o["importance"] / o["importance"].sum()).astype(np.float32)
+        return (o["fused"], (o["importance"] / o["importance"].sum()).astype(np.float32),
+                o.get("view_weights"))
 
     def fuse(self, cells: np.ndarray) -> np.ndarray:
         """Views (V, 25, 49, 16) of one palm -> fused (25, 49, 16) unit cells. V >= 1."""
+        return self.fuse_weights(cells)[0]
+
+    def fuse_weights(self, cells: np.ndarray):
+        """Views (V, 25, 49, 16) of one palm -> (fused (25, 49, 16) unit cells, the weight of
+        each view's cell in each fused cell (V, 25, 49), a distribution over the views). The
+        weights are the fusion's (attention x trust x quality x agreement, seed 000); the mean
+        of the views (1/V each) without a fusion model or with a file that does not give
+        them."""
         cells = np.asarray(cells, np.float32)
         if cells.ndim != 4 or cells.shape[0] < 1:
             raise ValueError("fusion needs at least one view: cells of shape (V>=1, 25, 49, 16)")
-        if self.fusion_model is None:
-            return unit_cells(cells.mean(0))
-        return self._fuse(cells)[0]
+        if self.fusion_model is not None:
+            fused, _, w = self._fuse(cells)
+            if w is not None:
+                return fused, np.asarray(w, np.float32)
+        else:
+            fused = unit_cells(cells.mean(0))
+        return fused, np.full(cells.shape[:3], 1.0 / len(cells), np.float32)

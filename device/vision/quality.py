@@ -26,6 +26,7 @@ PROMPTS = {
     "too_dark": "move your palm into the light",
     "too_bright": "adjust palm angle (glare)",
     "blurred": "hold your palm still",
+    "no_texture": "hold your palm in the light, facing the camera",
     "motion_blur": "hold your hand still",
     "few_views": "adjust palm angle",
 }

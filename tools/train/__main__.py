@@ -12,7 +12,7 @@ what:
              its APCER on it (quick: ~15-30 min per sensor on one CPU core)
   liveness   with --retrain-from DIR: fine-tune the shipped liveness model on reviewed
              presentations (claim 9; `palmgate review` writes DIR); SR unchanged
-  recognition  learned palm cells + seed-000 view fusion on Tongji training palms, fp32 and
+  recognition  learned palm cells on Tongji training palms (the fusion: `fusion`), fp32 and
              int8 (tools/train/recognition.py; quick: ~45 min on 2 CPU cores)
   fusion     the seed-000 multi-view fusion over the shipped learned cells, trained on
              degraded captures (pre-trained on synthetic identities, fine-tuned on Tongji
@@ -71,8 +71,8 @@ def main(argv=None) -> int:
                    help="sensor: run only these fine-tune rounds of the profile (e.g. "
                         "finetune4) on the liveness file in the models folder, SR unchanged "
                         "(needs --sensor)")
-    p.add_argument("--stages", default="data,train,eval,export",
-                   help="fusion: comma-separated stages (data, train, eval, export)")
+    p.add_argument("--stages", default="data,train,hybrid,eval,export",
+                   help="fusion: comma-separated stages (data, train, hybrid, eval, export)")
     p.add_argument("--test", action="store_true",
                    help="fusion: measure the test palms too (once, at the end)")
     p.add_argument("--species", nargs="+", default=None,

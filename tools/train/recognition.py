@@ -1,6 +1,8 @@
 """``python -m tools.train recognition --profile quick|full``: the learned palm cells
 (pre-trained on synthetic identities of the shipped generation model, seed 004, then trained on
-real palms), the seed-000 fusion on top, fp32 + static int8 ONNX export with manifest entries.
+real palms), fp32 + static int8 ONNX export with manifest entries. The seed-000 fusion over
+these cells is trained afterwards by ``python -m tools.train fusion`` (its data stage embeds
+the cells with the installed network).
 
 Data: the Tongji ROIs (../shared/data/real/tongji), subject-disjoint split
 ``split_subjects(300, 0.2, 0)`` of tools/train/realdata.py: the 240 training palms train every
@@ -18,10 +20,10 @@ import numpy as np
 from tools.train.recognition_data import WORK, load_data, log  # noqa: F401
 
 PROFILES = {
-    # cells: steps, palms per batch; fusion: steps
-    "quick": {"cell_steps": 600, "palms": 64, "cell_budget_s": 40 * 60, "fusion_steps": 300,
+    # cells: steps, palms per batch
+    "quick": {"cell_steps": 600, "palms": 64, "cell_budget_s": 40 * 60,
               "pretrain_steps": 200, "pretrain_palms": 32, "synth_subjects": 1000},
-    "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None, "fusion_steps": 800,
+    "full": {"cell_steps": 1600, "palms": 64, "cell_budget_s": None,
              "pretrain_steps": 1000, "pretrain_palms": 64, "synth_subjects": 4000},
 }
 
@@ -71,7 +73,7 @@ def stage_cells(profile: dict, work: Path = WORK, seed: int = 0, init=None,
 
 
 def run(profile: str, work: Path, models: Path | None, command: str, seed: int = 0,
-        threads: int = 1, stages=("pretrain", "cells", "fusion", "export")) -> dict:
+        threads: int = 1, stages=("pretrain", "cells", "export")) -> dict:
     """Train / export the stages; ``models`` None: export and measure under ``work`` only."""
     import torch
     torch.set_num_threads(threads)
@@ -88,9 +90,6 @@ def run(profile: str, work: Path, models: Path | None, command: str, seed: int =
         init = torch.load(work / "cells_synth.pt")
     if "cells" in stages:
         out["cells"] = stage_cells(prof, work, seed, init=init)
-    if "fusion" in stages:
-        from tools.train.recognition_fusion import stage_fusion
-        out["fusion"] = stage_fusion(prof, work, seed, log=log)
     if "export" in stages:
         from tools.train.recognition_export import install, stage_export
         summary = stage_export(work, profile=profile, log=log)
@@ -103,9 +102,9 @@ def run(profile: str, work: Path, models: Path | None, command: str, seed: int =
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.train.recognition")
     ap.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-    ap.add_argument("--stages", default="pretrain,cells,fusion,export",
-                    help="comma-separated: pretrain (synthetic identities), cells, fusion, "
-                         "export")
+    ap.add_argument("--stages", default="pretrain,cells,export",
+                    help="comma-separated: pretrain (synthetic identities), cells, export "
+                         "(the fusion: python -m tools.train fusion)")
     ap.add_argument("--work", default=str(WORK))
     ap.add_argument("--models", default=None,
                     help="install the exported files + manifest entries here")

@@ -1,6 +1,7 @@
-"""Export the learned cells and the seed-000 fusion to ONNX (opset 17), quantise the cell net
-to static int8 QDQ (per-channel weights, calibrated on training crops), measure both through
-the runtime extractor on the validation palms, write models/ + manifest entries."""
+"""Export the learned cells to ONNX (opset 17), quantise the cell net to static int8 QDQ
+(per-channel weights, calibrated on training crops), measure it through the runtime extractor
+on the validation palms (with the installed seed-000 fusion), write models/ + manifest entries.
+``export_fusion``: the fusion's ONNX form (``python -m tools.train fusion`` exports with it)."""
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def export_fusion(fusion, path) -> None:
     m = FusionExport(fusion).eval()
     c = torch.nn.functional.normalize(torch.randn(3, 25, 49, 16), dim=-1)
     torch.onnx.export(m, (c,), str(path), input_names=["cells"],
-                      output_names=["fused", "importance"],
-                      dynamic_axes={"cells": {0: "views"}}, opset_version=OPSET, dynamo=False)
+                      output_names=["fused", "importance", "view_weights"],
+                      dynamic_axes={"cells": {0: "views"}, "view_weights": {0: "views"}},
+                      opset_version=OPSET, dynamo=False)
     # the importance does not depend on the input: the exporter names that output after a
     # constant; give it its name back through an Identity node
     import onnx
@@ -40,6 +42,27 @@ def export_fusion(fusion, path) -> None:
         onnx.save(g, str(path))
 
 
+def score_level(cells: np.ndarray, sets: np.ndarray, lab, ses) -> dict:
+    """Reference: per-view cells, capture score = mean of the V x V image scores (what
+    ``palmgate evaluate --views V --pair-rule mean`` does)."""
+    from device.eval.metrics import eer, tar_at_far
+    from device.recognition.cells import shift_max_scores
+    zero = cells.shape[1] // 2
+    s = shift_max_scores(cells, cells[:, zero]).T
+    s = (s + s.T) / 2
+    i = np.flatnonzero(ses == 1)
+    j = np.flatnonzero(ses == 2)
+    v = sets.shape[1]
+    sc = np.zeros((len(i), len(j)))
+    for a in range(v):
+        for b in range(v):
+            sc += s[np.ix_(sets[i, a], sets[j, b])]
+    sc /= v * v
+    gen = lab[i][:, None] == lab[j][None, :]
+    return {"eer": float(eer(sc[gen], sc[~gen])),
+            "tar_1e-4": float(tar_at_far(sc[gen], sc[~gen], 1e-4))}
+
+
 def runtime_metrics(models_dir, precision, images, labels, sessions, fusion=True,
                     hybrid=False) -> dict:
     """Validation EER / TAR through the runtime extractor (onnxruntime): 1 view, and 3 views
@@ -47,16 +70,17 @@ def runtime_metrics(models_dir, precision, images, labels, sessions, fusion=True
     ``hybrid``: the gate's hybrid feature (these learned cells beside the classical ones)."""
     from device.recognition.hybrid import HybridExtractor
     from device.recognition.learned import LearnedExtractor
-    from tools.train.recognition_fusion import capture_metrics, capture_sets, score_level
+    from tools.train.recognition_cells import cross_session_eer
+    from tools.train.recognition_fusion_data import captures
     ex = (HybridExtractor if hybrid else LearnedExtractor)(models_dir, precision, fusion=fusion,
                                                              verify=False)
     cells = ex.cells(images)
     out = {}
     for v in (1, 3):
-        sets, lab, ses = capture_sets(labels, sessions, v)
+        sets, lab, ses = captures(labels, sessions, v)
         if fusion:
             fused = np.stack([ex.fuse(cells[s]) for s in sets])
-            out[f"{v}view"] = capture_metrics(fused, lab, ses, ex.importance)
+            out[f"{v}view"] = cross_session_eer(fused, lab, ses, ex.importance)
         else:
             out[f"{v}view"] = score_level(cells, sets, lab, ses)
     return out
@@ -68,7 +92,6 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     from tools.train.realdata import split_subjects, tongji
     from tools.train.recognition_data import load_data
     from tools.train.recognition_cells import CellNet, decode
-    from tools.train.recognition_fusion import Fusion
     from tools.train.sensor_quant import int8_report, latency_ms, quantize_int8
 
     work = Path(work)
@@ -77,10 +100,7 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     stage.mkdir(parents=True, exist_ok=True)
     net = CellNet()
     net.load_state_dict(torch.load(work / "cells.pt"))
-    fusion = Fusion(mode="three")
-    fusion.load_state_dict(torch.load(work / "fusion_ship.pt"))
     export_cells(net, stage / "recognition_cells.onnx")
-    export_fusion(fusion, stage / "recognition_fusion.onnx")
     x, lab, ses, tr, va = load_data(work)
     rng = np.random.default_rng(0)
     calib = x[tr][rng.choice(tr.sum(), 128, replace=False)]
@@ -88,8 +108,10 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     quantize_int8(stage / "recognition_cells.onnx", stage / "recognition_cells_int8.onnx",
                   frames, "x", exclude_ops=())
     log("export: fp32 + int8 written")
-    # the runtime reads the Gabor bank from models/cells_pca.npz
-    shutil.copy(models_dir / "cells_pca.npz", stage / "cells_pca.npz")
+    # the runtime reads the Gabor bank from models/cells_pca.npz; the cells are measured with
+    # the installed fusion (retrain it on new cells with `python -m tools.train fusion`)
+    for f in ("cells_pca.npz", "recognition_fusion.onnx", "recognition_fusion_int8.onnx"):
+        shutil.copy(models_dir / f, stage / f)
     (stage / "manifest.json").write_text(json.dumps({"format": 1, "models": {}}))
     ps = tongji()
     _, va_ids = split_subjects(len(ps.subjects), 0.2, 0)
@@ -107,18 +129,10 @@ def stage_export(work, profile: str = "quick", log=print, models_dir=None) -> di
     lat = {p: {f"threads{t}": latency_ms(stage / f, one, threads=t) for t in (1, 2)}
            for p, f in (("fp32", "recognition_cells.onnx"),
                         ("int8", "recognition_cells_int8.onnx"))}
-    c3 = np.random.default_rng(0).standard_normal((3, 25, 49, 16)).astype(np.float32)
-    c3 /= np.linalg.norm(c3, axis=-1, keepdims=True)
-    lat["fusion_3views"] = latency_ms(stage / "recognition_fusion.onnx", {"cells": c3},
-                                      threads=1)
     rep = int8_report(stage / "recognition_cells_int8.onnx")
     sizes = {f: (stage / f).stat().st_size for f in ("recognition_cells.onnx",
-                                                     "recognition_cells_int8.onnx",
-                                                     "recognition_fusion.onnx")}
-    fm = json.loads((work / "fusion_metrics.json").read_text()) \
-        if (work / "fusion_metrics.json").exists() else {}
-    summary = {"validation": metrics, "latency_ms": lat, "int8_ops": rep, "bytes": sizes,
-               "fusion_ablation_torch": fm}
+                                                     "recognition_cells_int8.onnx")}
+    summary = {"validation": metrics, "latency_ms": lat, "int8_ops": rep, "bytes": sizes}
     (work / "export_metrics.json").write_text(json.dumps(summary, indent=1))
     log(f"export: {json.dumps({'lat': lat, 'bytes': sizes, 'int8': rep})}")
     return summary
@@ -145,27 +159,15 @@ def install(work, summary: dict, profile: str, log=print, models_dir=None,
              "output (N,25,49,16) unit cells of the 25 windows shifted by +-8 px"),
             ("recognition_cells_int8.onnx", "int8",
              "static int8 QDQ of recognition_cells.onnx (per-channel int8 weights, uint8 "
-             "activations, MinMax on 128 training crops); int8_ops lists what runs in int8"),
-            ("recognition_fusion.onnx", "fp32",
-             "seed-000 fusion: cells (V>=1,25,49,16) of the views of one palm -> fused "
-             "(25,49,16) unit cells + importance (49,); keys from the palm-centre (3x3) region "
-             "embeddings, queries from the rest, values from all; S_K, S_Q, C fused into the "
-             "attention weights. Runs in fp32 for both precisions")):
+             "activations, MinMax on 128 training crops); int8_ops lists what runs in int8")):
         shutil.copy(work / "models" / name, models_dir / name)
         metrics = {"tongji_val": v[prec], "tongji_val_cells_only_score_mean":
                    v[prec + "_cells_only_score_mean"], "bytes": summary["bytes"][name]}
         if prec + "_hybrid" in v:         # the gate's hybrid feature with these cells
             metrics["tongji_val_hybrid"] = v[prec + "_hybrid"]
-        if name.startswith("recognition_cells"):
-            metrics["latency_ms_1_roi"] = summary["latency_ms"][prec]
-        else:
-            metrics["latency_ms_3_views"] = summary["latency_ms"]["fusion_3views"]
-            metrics["ablation"] = summary.get("fusion_ablation_torch", {})
+        metrics["latency_ms_1_roi"] = summary["latency_ms"][prec]
         if prec == "int8":
             metrics["int8_ops"] = summary["int8_ops"]
-        if name == "recognition_fusion.onnx" and summary.get("fusion_ablation_torch", {}).get(
-                "shipped"):
-            notes += ". Shipped weights: " + summary["fusion_ablation_torch"]["shipped"]
         update_entry(name, metrics=metrics, command=cmd, data=data, notes=notes,
                      manifest_path=models_dir / "manifest.json")
         log(f"installed models/{name}")

@@ -18,16 +18,12 @@ palm centre: the central 3x3 cells) and one of the second region (the other 40 c
   through unchanged;
 * importance: a learned softmax over the 49 cells (seed 002's sub-feature weights).
 
-Training (claims 1, 4-6): each step takes sets of views of palms; the predicted palm feature of
-a set is scored against the "label palm feature" of the same palm (its other session's fused
-set) and of the other palms in the batch; the prediction difference is the symmetric
-softmax-with-margin loss over the shift-max score matrix. Gradient descent updates W_K through
-S_K and C, W_Q through S_Q and C, W_V through A (C); the loop stops when the difference falls to
-``stop_loss`` or after ``steps`` (the preset iteration condition). Any V >= 1; V = 0 is an error.
+Training (claims 1, 4-6) is ``python -m tools.train fusion``: the step loop in
+tools/train/recognition_fusion_train.py on degraded multi-view captures of precomputed cells.
+Any V >= 1; V = 0 is an error.
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import torch
@@ -147,7 +143,9 @@ class Fusion(nn.Module):
         agree = ((cc * cc.sum(1, keepdim=True)).sum(-1) - 1.0) / (nv - 1).clamp_min(1)
         return torch.cat([lf, ls], 2) + self.quality(cc)[..., 0] + self.alpha * agree
 
-    def forward(self, cells: torch.Tensor):
+    def fuse(self, cells: torch.Tensor):
+        """(B, V, S, G, D) -> fused (B, S, G, D) unit cells, importance (G,), and the weight of
+        each view's cell in its fused cell, (B, V, S, G) in cell order (a softmax over V)."""
         b, v, s, g, dim = cells.shape
         c = cells.transpose(1, 2).reshape(-1, v, g, dim)       # (N = B*S, V, G, D)
         cf = c.index_select(2, self.centre)                    # first region cells
@@ -156,205 +154,28 @@ class Fusion(nn.Module):
         f = (a[..., None] * torch.cat([cf, cs], 2)).sum(1)
         f = f.index_select(1, self.inverse)                    # back to cell order
         f = f / torch.sqrt((f * f).sum(-1, keepdim=True) + 1e-12)
-        return f.reshape(b, s, g, dim), self.importance()
+        a = a.index_select(2, self.inverse).reshape(b, s, v, g).transpose(1, 2)
+        return f.reshape(b, s, g, dim), self.importance(), a
+
+    def forward(self, cells: torch.Tensor):
+        f, w, _ = self.fuse(cells)
+        return f, w
 
     @torch.no_grad()
     def view_weights(self, cells: torch.Tensor) -> torch.Tensor:
         """(B, V, S, G) the weight of each view's cell in the fused cell (cell order)."""
-        b, v, s, g, dim = cells.shape
-        c = cells.transpose(1, 2).reshape(-1, v, g, dim)
-        a = torch.softmax(self.view_logits(c, c.index_select(2, self.centre),
-                                           c.index_select(2, self.other)), 1)
-        a = a.index_select(2, self.inverse)
-        return a.reshape(b, s, v, g).transpose(1, 2)
+        return self.fuse(cells)[2]
 
 
 class FusionExport(nn.Module):
-    """ONNX form: cells (V, 25, 49, 16) of one palm -> fused (25, 49, 16), importance (49,)."""
+    """ONNX form: cells (V, 25, 49, 16) of one palm -> fused (25, 49, 16), importance (49,),
+    view_weights (V, 25, 49): each view's weight in each fused cell of each window (the gate
+    weighs the classical cells of the same windows with them, device.recognition.hybrid)."""
 
     def __init__(self, fusion: Fusion):
         super().__init__()
         self.fusion = fusion
 
     def forward(self, cells):
-        f, w = self.fusion(cells[None])
-        return f[0], w
-
-
-def sample_sets(labels, sessions, rng, n_palms, views, order):
-    """For n_palms distinct palms: index arrays (n_palms, views) of `views` consecutive
-    samples of session 1 and of session 2 (``order``: per palm and session, image indices in
-    sample order)."""
-    subj = rng.choice(np.unique(labels), n_palms, replace=False)
-    a, b = [], []
-    for s in subj:
-        sets = []
-        for sess in (1, 2):
-            idx = order[(s, sess)]
-            st = rng.integers(0, len(idx) - views + 1)
-            sets.append(idx[st:st + views])
-        if rng.random() < 0.5:
-            sets = sets[::-1]
-        a.append(sets[0])
-        b.append(sets[1])
-    return np.array(a), np.array(b)
-
-
-def session_order(labels, sessions) -> dict:
-    return {(s, k): np.flatnonzero((labels == s) & (sessions == k))
-            for s in np.unique(labels) for k in (1, 2)}
-
-
-def train_fusion(pool: np.ndarray, labels, sessions, *, mode="three", steps=300, palms=48,
-                 lr=2e-3, scale=32.0, margin=0.2, seed=0, stop_loss=0.0, views=(1, 2, 3),
-                 log=print) -> Fusion:
-    """``pool``: (A, N, 25, 49, 16) float16 cells of N training images under A augmentations
-    (each set draws its views from one random augmentation pass per image)."""
-    from tools.train.recognition_cells import pair_loss
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    net = Fusion(mode=mode)
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
-                                                pct_start=0.15)
-    order = session_order(labels, sessions)
-    zero = pool.shape[2] // 2
-    t0 = time.time()
-    net.train()
-    for step in range(steps):
-        v = int(rng.choice(views))
-        a, b = sample_sets(labels, sessions, rng, palms, v, order)
-        aug_a = rng.integers(0, pool.shape[0], a.shape)
-        aug_b = rng.integers(0, pool.shape[0], b.shape)
-        ca = torch.from_numpy(pool[aug_a, a].astype(np.float32))   # (P, V, S, G, D)
-        cb = torch.from_numpy(pool[aug_b, b].astype(np.float32))
-        fa, w = net(ca)
-        fb, _ = net(cb)
-        loss = pair_loss(fa, fb, zero, scale, margin, w)
-        if loss.item() <= stop_loss:                          # the preset iteration condition
-            log(f"fusion: prediction difference {loss.item():.4f} <= {stop_loss}, stop")
-            break
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 25 == 0 or step == steps - 1:
-            log(f"fusion[{mode}] step {step}/{steps} views {v} loss {loss.item():.3f} "
-                f"tau {net.log_tau.exp().item():.3f} {time.time() - t0:.0f}s")
-    net.eval()
-    return net
-
-
-@torch.no_grad()
-def fuse_sets(net: Fusion | None, cells: np.ndarray, sets: np.ndarray, batch: int = 16):
-    """Fused (n_sets, 25, 49, 16) of index sets (n_sets, V); net None: mean of per-view cells."""
-    out = []
-    for k in range(0, len(sets), batch):
-        c = torch.from_numpy(cells[sets[k:k + batch]].astype(np.float32))
-        if net is None:
-            f = F.normalize(c.mean(1), dim=-1)
-        else:
-            f, _ = net(c)
-        out.append(f.numpy())
-    return np.concatenate(out)
-
-
-def capture_sets(labels, sessions, views: int):
-    """Consecutive runs of ``views`` samples within each (palm, session), as palmgate
-    evaluate forms captures: index sets (n, views), their labels and sessions."""
-    sets, lab, ses = [], [], []
-    for (s, k), idx in session_order(labels, sessions).items():
-        for j in range(len(idx) // views):
-            sets.append(idx[j * views:(j + 1) * views])
-            lab.append(s)
-            ses.append(k)
-    return np.array(sets), np.array(lab), np.array(ses)
-
-
-def capture_metrics(fused: np.ndarray, lab, ses, importance=None) -> dict:
-    from tools.train.recognition_cells import cross_session_eer
-    return cross_session_eer(fused, lab, ses, importance)
-
-
-def score_level(cells: np.ndarray, sets: np.ndarray, lab, ses) -> dict:
-    """Reference: per-view cells, capture score = mean of the V x V image scores (what
-    ``palmgate evaluate --views V`` does for a single-view matcher)."""
-    from device.eval.metrics import eer, tar_at_far
-    from device.recognition.cells import shift_max_scores
-    zero = cells.shape[1] // 2
-    s = shift_max_scores(cells, cells[:, zero]).T
-    s = (s + s.T) / 2
-    i = np.flatnonzero(ses == 1)
-    j = np.flatnonzero(ses == 2)
-    v = sets.shape[1]
-    sc = np.zeros((len(i), len(j)))
-    for a in range(v):
-        for b in range(v):
-            sc += s[np.ix_(sets[i, a], sets[j, b])]
-    sc /= v * v
-    gen = lab[i][:, None] == lab[j][None, :]
-    return {"eer": float(eer(sc[gen], sc[~gen])),
-            "tar_1e-4": float(tar_at_far(sc[gen], sc[~gen], 1e-4))}
-
-
-def evaluate_fusion(net: Fusion | None, cells, labels, sessions, views=(1, 3)) -> dict:
-    """Validation metrics of fused captures of 1 and 3 views (net None: mean of cells)."""
-    out = {}
-    for v in views:
-        sets, lab, ses = capture_sets(labels, sessions, v)
-        f = fuse_sets(net, cells, sets)
-        w = None if net is None else net.importance().detach().numpy()
-        out[f"{v}view"] = capture_metrics(f, lab, ses, w)
-    return out
-
-
-def stage_fusion(profile: dict, work, seed: int = 0, log=print,
-                 modes=("three", "content")) -> dict:
-    import json
-
-    from tools.train.recognition_data import load_data
-    from tools.train.recognition_cells import CellNet, augment, decode, embed
-    x, lab, ses, tr, va = load_data(work)
-    net = CellNet()
-    net.load_state_dict(torch.load(work / "cells.pt"))
-    net.eval()
-    pool_path = work / "train_pool.npy"
-    if pool_path.exists():
-        pool = np.load(pool_path)
-    else:
-        xt = x[tr]
-        clean = embed(net, xt).astype(np.float16)
-        log("fusion: clean training cells embedded")
-        gen = torch.Generator().manual_seed(seed + 1)
-        aug = []
-        with torch.no_grad():
-            for k in range(0, len(xt), 64):
-                aug.append(net(augment(decode(xt[k:k + 64]), gen)).numpy().astype(np.float16))
-        pool = np.stack([clean, np.concatenate(aug)])
-        np.save(pool_path, pool)
-        log("fusion: augmented training cells embedded")
-    cv = np.load(work / "cells_val_cells.npy")
-    lv, sv = lab[va], ses[va]
-    res = {"mean_of_cells": evaluate_fusion(None, cv, lv, sv)}
-    for v in (1, 3):
-        sets, l_, s_ = capture_sets(lv, sv, v)
-        res.setdefault("score_level_mean", {})[f"{v}view"] = score_level(cv, sets, l_, s_)
-    log(f"fusion: baselines {res}")
-    for mode in modes:
-        fu = train_fusion(pool, lab[tr], ses[tr], mode=mode, steps=profile["fusion_steps"],
-                          palms=profile.get("fusion_palms", 32), seed=seed, log=log)
-        torch.save(fu.state_dict(), work / f"fusion_{mode}.pt")
-        res[f"fusion_{mode}"] = evaluate_fusion(fu, cv, lv, sv)
-        log(f"fusion[{mode}]: validation {res[f'fusion_{mode}']}")
-        (work / "fusion_metrics.json").write_text(json.dumps(res, indent=1))
-    # the shipped fusion: the trained claim-2 model, unless it is worse on the validation
-    # palms than its own initial state (exactly the mean of the views' cells)
-    key = lambda r: (r["3view"]["eer"], r["1view"]["eer"])  # noqa: E731
-    trained = "fusion_three" in res and key(res["fusion_three"]) <= key(res["mean_of_cells"])
-    ship = torch.load(work / "fusion_three.pt") if trained else Fusion(mode="three").state_dict()
-    torch.save(ship, work / "fusion_ship.pt")
-    res["shipped"] = "fusion_three (trained)" if trained else \
-        "fusion at initialisation (= mean of the views' cells): the trained one was worse"
-    log(f"fusion: shipped {res['shipped']}")
-    (work / "fusion_metrics.json").write_text(json.dumps(res, indent=1))
-    return res
+        f, w, a = self.fusion.fuse(cells[None])
+        return f[0], w, a[0]

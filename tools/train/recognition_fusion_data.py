@@ -29,22 +29,37 @@ def version_index(kind: int, rep: int) -> int:
 
 
 def precompute(work: Path, ps=None, name: str = "tongji", reps: int = 2, seed: int = 0,
-               log=print, batch: int = 64, limit: int | None = None) -> Path:
+               log=print, batch: int = 64, limit: int | None = None,
+               feature: str = "learned") -> Path:
     """Cells of every ROI of ``ps`` (a realdata.PalmSet; default the Tongji ROIs), clean and
     degraded: work/<name>_cells.npy (N, 1 + reps * len(KINDS), 25, 49, 16) int8 and
-    work/<name>_meta.npz (labels, sessions). Reused when present."""
+    work/<name>_meta.npz (labels, sessions). Reused when present. ``feature="classical"``:
+    the classical Gabor cells (cells_pca.npz, the hybrid's other half) of the same ROIs under
+    the same degradations, work/<name>_classical.npy."""
     from device.recognition.learned import LearnedExtractor, net_input
     from tools.train.realdata import tongji
     work.mkdir(parents=True, exist_ok=True)
-    out = work / f"{name}_cells.npy"
+    stem = {"learned": "cells", "classical": "classical"}[feature]
+    out = work / f"{name}_{stem}.npy"
     meta = work / f"{name}_meta.npz"
-    if out.exists() and meta.exists():
+    if out.exists() and (meta.exists() or feature == "classical"):
         return out
     ps = tongji() if ps is None else ps
     images = ps.images[:limit] if limit else ps.images
     nv = 1 + reps * len(KINDS)
-    ex = LearnedExtractor(fusion=False, threads=1)
-    tmp = work / f"{name}_cells.partial.npy"
+    if feature == "classical":
+        from device.recognition.cells import CellExtractor, full_responses
+        cex = CellExtractor()
+
+        def embed(rois):
+            return np.stack([cex.query_from_responses(full_responses(x, cex.bank))
+                             for x in rois])
+    else:
+        ex = LearnedExtractor(fusion=False, threads=1)
+
+        def embed(rois):
+            return ex.cells_of_inputs([net_input(x, ex.bank, ex.beta) for x in rois])
+    tmp = work / f"{name}_{stem}.partial.npy"
     arr = np.lib.format.open_memmap(tmp, "w+", np.int8, (len(images), nv, 25, 49, 16))
     t0 = time.time()
     for k0 in range(0, len(images), batch):
@@ -57,7 +72,7 @@ def precompute(work: Path, ps=None, name: str = "tongji", reps: int = 2, seed: i
                     rng = np.random.default_rng([seed, i, r, k])
                     rois.append(degrade(images[i], kind, rng))
                     where.append((i, version_index(k, r)))
-        c = ex.cells_of_inputs([net_input(x, ex.bank, ex.beta) for x in rois])
+        c = embed(rois)
         q = np.clip(np.rint(c * SCALE), -127, 127).astype(np.int8)
         for (i, v), x in zip(where, q):
             arr[i, v] = x
@@ -67,15 +82,19 @@ def precompute(work: Path, ps=None, name: str = "tongji", reps: int = 2, seed: i
     del arr
     tmp.rename(out)
     n = len(images)
+    if feature == "classical":
+        log(f"{name} classical cells: {n} ROIs x {nv} versions in {time.time() - t0:.0f}s")
+        return out
     np.savez(meta, labels=ps.labels[:n], sessions=ps.sessions[:n], reps=reps, seed=seed)
     log(f"{name} cells: {n} ROIs x {nv} versions in {time.time() - t0:.0f}s -> {out}")
     return out
 
 
-def load_cells(work: Path, name: str = "tongji"):
+def load_cells(work: Path, name: str = "tongji", feature: str = "learned"):
     """(cells int8 memmap (N, versions, 25, 49, 16), labels, sessions, reps)."""
     m = np.load(work / f"{name}_meta.npz")
-    return (np.load(work / f"{name}_cells.npy", mmap_mode="r"), m["labels"], m["sessions"],
+    stem = {"learned": "cells", "classical": "classical"}[feature]
+    return (np.load(work / f"{name}_{stem}.npy", mmap_mode="r"), m["labels"], m["sessions"],
             int(m["reps"]))
 
 

@@ -28,15 +28,20 @@ import numpy as np
 
 from tools.train.recognition_data import log as default_log
 
-PROFILES = {
+PROFILES = {  # hybrid_*: the fine-tuning on the gate's hybrid feature (stage hybrid); the
+    # learned importance stays frozen there, so one view scores exactly as before
     "quick": {"synth_subjects": 150, "reps": 1, "pre_steps": 80, "ft_steps": 150,
-              "palms": 32, "ablations": False},
+              "palms": 32, "ablations": False, "hybrid_steps": 250,
+              "hybrid_importance": False},
     "full": {"synth_subjects": 600, "reps": 2, "pre_steps": 150, "ft_steps": 250,
-             "palms": 32, "ablations": True},
+             "palms": 32, "ablations": True, "hybrid_steps": 750, "hybrid_importance": False},
 }
 VARIANTS = {  # name: (mode, pre-trained on synthetic identities)
     "three": ("three", True), "three_real_only": ("three", False),
     "content": ("content", True)}
+# the hybrid variant: "three" fine-tuned further with the loss on the gate's hybrid feature
+# (the classical cells fused with the fusion's view weights beside the fused learned cells)
+HYBRID = "three_hybrid"
 
 
 def palm_split():
@@ -62,6 +67,7 @@ def stage_data(prof: dict, work: Path, log=default_log):
     if not (work / "synth_cells.npy").exists():
         ps = load_layout(synth, max_subjects=prof["synth_subjects"])
         precompute(work, ps, "synth", reps=1, seed=5, log=log)
+    precompute(work, None, "tongji", reps=prof["reps"], log=log, feature="classical")
 
 
 def cellset(work: Path, name: str):
@@ -100,11 +106,30 @@ def stage_train(prof: dict, work: Path, variants=None, seed: int = 0, log=defaul
         log(f"trained {name} on {len(tr)} real palms ({time.time() - t:.0f}s)")
 
 
+def stage_hybrid(prof: dict, work: Path, seed: int = 0, log=default_log) -> None:
+    """Fine-tune the trained three-similarity fusion (work/fusion_three.pt) with the loss on
+    the gate's hybrid feature (``train_fusion(classical=...)``): work/fusion_three_hybrid.pt."""
+    import torch
+
+    from tools.train.recognition_fusion_data import load_cells
+    from tools.train.recognition_fusion_train import CellSet, train_fusion
+    real = cellset(work, "tongji")
+    classical = CellSet(*load_cells(work, "tongji", "classical"))
+    tr, _, _ = palm_split()
+    t = time.time()
+    net = train_fusion(real, tr, mode="three", steps=prof["hybrid_steps"],
+                       batch_palms=prof["palms"], seed=seed + 2, lr=1e-3,
+                       init=torch.load(work / "fusion_three.pt"), classical=classical,
+                       train_importance=prof["hybrid_importance"], log=log)
+    torch.save(net.state_dict(), work / f"fusion_{HYBRID}.pt")
+    log(f"trained {HYBRID} on {len(tr)} real palms ({time.time() - t:.0f}s)")
+
+
 def load_variant(work: Path, name: str):
     import torch
 
     from tools.train.recognition_fusion import Fusion
-    net = Fusion(mode=VARIANTS[name][0])
+    net = Fusion(mode=VARIANTS[name][0] if name in VARIANTS else "three")
     net.load_state_dict(torch.load(work / f"fusion_{name}.pt"))
     return net.eval()
 
@@ -135,10 +160,15 @@ def stage_eval(work: Path, log=default_log) -> dict:
 
 
 def shipped_net(work: Path):
+    """The net to export: the eval stage's choice, or its hybrid fine-tuning (stage hybrid)
+    where that exists (chosen on the gate's feature: docs/results.md, "Several views")."""
     from tools.train.recognition_fusion import Fusion
     ev = json.loads((work / "fusion_eval.json").read_text())
     name = ev["shipped"]
-    return (load_variant(work, name) if name in VARIANTS else Fusion().eval()), name
+    if name == "three" and (work / f"fusion_{HYBRID}.pt").exists():
+        name = HYBRID
+    return (load_variant(work, name) if name in VARIANTS or name == HYBRID
+            else Fusion().eval()), name
 
 
 def stage_export(work: Path, log=default_log) -> dict:
@@ -208,8 +238,9 @@ def install(work: Path, models: Path, command: str, log=default_log) -> None:
               "(25,49,16) unit cells + importance (49,); keys from the palm-centre (3x3) region "
               "embeddings, queries from the rest, values from all; S_K, S_Q, C fused into the "
               "attention weights; each fused cell a softmax-weighted sum of the views' cells "
-              "(attention weight, per-cell trust, cell quality, cross-view agreement); one view "
-              "passes through unchanged. Shipped weights: " + ex["shipped"])
+              "(attention weight, per-cell trust, cell quality, cross-view agreement), output "
+              "view_weights (V,25,49) with which the gate fuses the classical cells of the same "
+              "windows; one view passes through unchanged. Shipped weights: " + ex["shipped"])
     for prec, fname in (("fp32", "recognition_fusion.onnx"),
                         ("int8", "recognition_fusion_int8.onnx")):
         shutil.copy(work / "models" / fname, models / fname)
@@ -232,7 +263,7 @@ def install(work: Path, models: Path, command: str, log=default_log) -> None:
 
 
 def run(profile: str, work: Path, models: Path | None, command: str, seed: int = 0,
-        stages=("data", "train", "eval", "export"), test: bool = False,
+        stages=("data", "train", "hybrid", "eval", "export"), test: bool = False,
         log=default_log) -> dict:
     prof = PROFILES[profile]
     work = Path(work)
@@ -242,6 +273,8 @@ def run(profile: str, work: Path, models: Path | None, command: str, seed: int =
         stage_data(prof, work, log)
     if "train" in stages:
         stage_train(prof, work, seed=seed, log=log)
+    if "hybrid" in stages:
+        stage_hybrid(prof, work, seed=seed, log=log)
     if "eval" in stages:
         out["eval"] = stage_eval(work, log)
     if "export" in stages:

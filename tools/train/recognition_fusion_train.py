@@ -80,9 +80,14 @@ def train_fusion(data: CellSet, palms: np.ndarray, *, mode: str = "three", steps
                  margin: float = 0.2, seed: int = 0, init: dict | None = None,
                  views=(2, 3, 3, 3), bad=(0, 1, 2, 2), stop_loss: float = 0.0,
                  train_importance: bool = True, shifts=TRAIN_SHIFTS,
+                 classical: CellSet | None = None, learned_weight: float = 0.3,
                  log=default_log) -> Fusion:
     """Train (or fine-tune from ``init``) a Fusion on captures of ``palms`` of ``data``;
-    ``views`` / ``bad``: what each capture's view count / degraded-view count is drawn from."""
+    ``views`` / ``bad``: what each capture's view count / degraded-view count is drawn from.
+    ``classical``: the classical cells of the same samples and versions -- the loss is then on
+    the gate's hybrid feature: the classical half fused with the fusion's view weights beside
+    the fused learned half, importance (1 - learned_weight) x the classical cells' beside
+    learned_weight x the fusion's (device.recognition.hybrid)."""
     from tools.train.recognition_cells import pair_loss
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -101,6 +106,20 @@ def train_fusion(data: CellSet, palms: np.ndarray, *, mode: str = "three", steps
     shifts = np.arange(data.cells.shape[2]) if shifts is None else np.asarray(shifts)
     zero = int(np.flatnonzero(shifts == full_zero)[0])
     sel = torch.as_tensor(shifts)
+    imp_c = None
+    if classical is not None:
+        from device.recognition.cells import CellExtractor
+        ic = torch.as_tensor(CellExtractor().importance, dtype=torch.float32)
+        imp_c = (1 - learned_weight) * ic / ic.sum()
+
+    def feature(idx, ver):
+        f, w, a = net.fuse(data.batch(idx, ver).index_select(2, sel))
+        if classical is None:
+            return f, w
+        c = (a[..., None] * classical.batch(idx, ver).index_select(2, sel)).sum(1)
+        c = c / torch.sqrt((c * c).sum(-1, keepdim=True) + 1e-12)
+        return torch.cat([c, f], 2), torch.cat([imp_c, learned_weight * w])
+
     t0 = time.time()
     net.train()
     for step in range(steps):
@@ -108,8 +127,8 @@ def train_fusion(data: CellSet, palms: np.ndarray, *, mode: str = "three", steps
         a, b = sample_captures(order, palms, rng, n, v)
         va = view_versions(rng, n, v, bad, data.reps)
         vb = view_versions(rng, n, v, bad, data.reps)
-        fa, w = net(data.batch(a, va).index_select(2, sel))
-        fb, _ = net(data.batch(b, vb).index_select(2, sel))
+        fa, w = feature(a, va)
+        fb, _ = feature(b, vb)
         loss = pair_loss(fa, fb, zero, scale, margin, w)
         if loss.item() <= stop_loss:                          # the preset iteration condition
             log(f"fusion: prediction difference {loss.item():.4f} <= {stop_loss}, stop")
