@@ -188,6 +188,9 @@ def test_offline_gate_catches_up_and_uploads_its_chain(site):
     g2.go_offline()
     for i in range(10, 16):
         g1.enrol_local(f"u{i}", person(i, n=1)).result(10)
+    # the enrolment is in g1's store; its upload reaches the service a moment later
+    wait(lambda: "u10" in {u["user_id"] for u in site.svc.call(S.snapshot)["users"]},
+         what="u10 at the service")
     site.svc.call(S.revoke, "u10")
     # g2 keeps deciding while offline: its own audit records (a denied and an opened one)
     g2.submit(lambda s: [s.store.audit.append("decision", decision=d, user_id="alice",
