@@ -34,3 +34,24 @@ def test_loso_runs_on_tiny_sets(tmp_path, monkeypatch):
     assert 0 <= rep["summary"]["species"]["photo"]["apcer_left_out"] <= 1
     saved = json.loads((tmp_path / "work" / "loso_xray.json").read_text())
     assert saved["summary"] == json.loads(json.dumps(rep["summary"], default=float))
+
+
+def test_loso_continuation_starts_from_the_liveness_file(tmp_path, monkeypatch):
+    """``from_shipped``: every run trains on from the models folder's liveness file (whole
+    frames), with the rounds' BPCER-capped threshold rule."""
+    pytest.importorskip("torch")
+    from tools.paths import MODELS_DIR
+    from tools.train import sensor_loso as L
+    from tools.train.sensor_config import CONFIG
+
+    starts = []
+    real_load = L.load_from_onnx
+    monkeypatch.setattr(L, "load_from_onnx", lambda p: starts.append(p) or real_load(p))
+    tiny = dict(CONFIG["quick"], real_subjects={"train": 0, "val": 0, "test": 0},
+                loso={"xray": {"train": [1001, 6, 3], "val": [2002, 4, 2],
+                               "test": [3003, 4, 2], "steps": 1, "lr": 1e-4,
+                               "from_shipped": True, "max_bpcer": 0.0}})
+    monkeypatch.setitem(CONFIG, "tiny2", tiny)
+    rep = L.run_loso("xray", "tiny2", tmp_path / "work", MODELS_DIR, species=["photo"])
+    assert starts == [MODELS_DIR / "liveness_xray.onnx"] * 2
+    assert rep["runs"]["photo"]["validation_bpcer"] == 0.0

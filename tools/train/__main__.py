@@ -51,8 +51,8 @@ def main(argv=None) -> int:
                                     "liveness", "recognition", "handseg", "fusion",
                                     "presence"])
     p.add_argument("--profile", choices=["quick", "full", "species"], default="quick",
-                   help="species: sensor --continue-rounds finetune5 only (the composite-"
-                        "species round sized for a shared CPU)")
+                   help="species: sensor --continue-rounds finetune5|finetune6 (the "
+                        "composite-species rounds) and sensor-loso as a continuation")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")

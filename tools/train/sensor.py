@@ -34,6 +34,7 @@ from tools.paths import MODELS_DIR, PROJECT_ROOT
 from tools.train import sensor_quant as Q
 from tools.train.liveness_model import (export_liveness_onnx, load_from_onnx, onnx_mirror,
                                         predict)
+from tools.train.sensor_cache import SRCache
 from tools.train.sensor_config import (CONFIG, LATER_ROUNDS, LIVENESS_SEEDS, REAL_PAIR_SEED,
                                        SPECIES, SR_ARCH, SR_SEEDS, log)
 from tools.train.sensor_data import (data_root, liveness_set, liveness_set_dir,
@@ -88,13 +89,16 @@ def _train_liveness(sensor, cfg, work, sr_sess, train_caps, train_y, w, steps, s
                           seed, w, cfg["liveness_crop"][sensor], cfg["liveness_config"][sensor])
 
 
-def _export_and_score(sensor, lv, lv_path, sr_sess, caps, cls, real_caps, threads, **export):
-    """Export the liveness model, score validation and held-out data through SR -> liveness,
-    choose the threshold on validation; returns (session, synthetic scores, fp32 rates)."""
+def _export_and_score(sensor, lv, lv_path, sr_sess, caps, cls, real_caps, threads,
+                      cache=None, max_bpcer=None, **export):
+    """Export the liveness model, score validation and held-out data through SR -> liveness
+    (SR outputs from ``cache`` when given), choose the threshold on validation (rule:
+    :func:`tools.train.sensor_scoring.choose`); returns (session, synthetic scores, fp32
+    rates)."""
     export_liveness_onnx(lv, lv_path, **export)
     lv_sess = Q.session(lv_path, threads)
-    p_syn, p_real = split_scores(sr_sess, lv_sess, caps, real_caps)
-    fp32 = fp32_rates((p_syn, p_real), cls)
+    p_syn, p_real = split_scores(sr_sess, lv_sess, caps, real_caps, cache)
+    fp32 = fp32_rates((p_syn, p_real), cls, max_bpcer)
     log(f"[{sensor}] fp32 threshold {fp32['threshold']:.4g} held-out "
         f"{json.dumps(fp32['heldout'])}")
     return lv_sess, p_syn, fp32
@@ -127,12 +131,12 @@ def _ablation(sensor, cfg, work, resume, train_caps, train_y, w, steps, seed, ca
 
 
 def _int8_liveness(lv_path, lv8_path, sr_sess, sr8_sess, calib, caps, cls, real_caps, fp32,
-                   threads) -> dict:
+                   threads, cache8=None, max_bpcer=None) -> dict:
     """Quantise the liveness file and measure it behind the int8 SR model (its own threshold
-    on validation)."""
+    on validation, the same rule as fp32; SR outputs from ``cache8`` when given)."""
     quantize_liveness(lv_path, lv8_path, sr_sess, calib)
-    return int8_rates(split_scores(sr8_sess, Q.session(lv8_path, threads), caps, real_caps),
-                      cls, fp32)
+    return int8_rates(split_scores(sr8_sess, Q.session(lv8_path, threads), caps, real_caps,
+                                   cache8), cls, fp32, max_bpcer)
 
 
 def _int8(sensor, models, sr_path, lv_path, sr_sess, calib_caps, caps, cls, real_caps, fp32,
@@ -279,14 +283,21 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     caps, _, cls = load_sets(root, sensor, cfg["liveness"][sensor],
                              ("val", "test") if pool_only else ("train", "val", "test"))
     model, mirror = load_from_onnx(lv_path), onnx_mirror(lv_path)
+    # SR outputs kept on disk (pool, validation, held-out; fp32 and int8 SR)
+    cache = SRCache(sr_sess, models / f"sr_{sensor}.onnx", work / "sr_cache")
+    # the threshold rule of the last round: ``max_bpcer`` = the highest validation threshold
+    # whose BPCER (synthetic and real each) stays at or below it; else the minimax rule
+    max_bpcer = cfg[rounds[-1]][sensor].get("max_bpcer")
     reports = {}
     for key in rounds:
         # the file's function has its BatchNorm folded already
         model, reports[key] = finetune_block(sensor, dict(cfg[key][sensor], fused=True), model,
                                              root, work, models, sr_sess, threads, caps["train"],
-                                             cls["train"], real_caps["train"], resume, name=key)
+                                             cls["train"], real_caps["train"], resume, name=key,
+                                             cache=cache)
     lv_sess, p_syn, fp32 = _export_and_score(sensor, model, lv_path, sr_sess, caps, cls,
-                                             real_caps, threads, mirror=mirror)
+                                             real_caps, threads, cache=cache,
+                                             max_bpcer=max_bpcer, mirror=mirror)
     if pool_only:
         m_caps, _, m_cls = load_liveness_dir(liveness_set(root, sensor, "train",
                                                           cfg[rounds[-1]][sensor]["mine"]))
@@ -297,8 +308,9 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
                                  cfg["calibration_frames"], seed)
     lv8_path = models / f"liveness_{sensor}_int8.onnx"
     sr8_sess = Q.session(models / f"sr_{sensor}_int8.onnx", threads)
+    cache8 = SRCache(sr8_sess, models / f"sr_{sensor}_int8.onnx", work / "sr_cache")
     int8 = _int8_liveness(lv_path, lv8_path, sr_sess, sr8_sess, calib, caps, cls, real_caps,
-                          fp32, threads)
+                          fp32, threads, cache8, max_bpcer)
     log(f"[{sensor}] int8 threshold {int8['threshold']:.4g} held-out "
         f"{json.dumps(int8['heldout'])}")
     perf = model_perf([lv_path, lv8_path])

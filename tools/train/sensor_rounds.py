@@ -89,7 +89,7 @@ def finetune_liveness(model: LivenessNet, images: np.ndarray, cls: np.ndarray,
 
 
 def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, train_caps,
-                   train_cls, real_train_caps, resume=False, name: str = "ft"):
+                   train_cls, real_train_caps, resume=False, name: str = "ft", cache=None):
     """Hard-example fine-tune of the trained liveness model (config ``ft``: ``mine`` = the
     fresh training set (seed, bona fide, per species), ``steps``, ``lr``, ``seed``,
     ``photo_share``, ``hard_q``, ``hard_extra``).  The pool is the training sets, the fresh
@@ -105,7 +105,8 @@ def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, trai
     round can also start from a shipped file: :func:`tools.train.sensor.continue_rounds`);
     ``widen`` = a wider ``plan`` (channels per conv layer), grown from the model without
     changing its function (:func:`tools.train.liveness_model.widened`).  Resuming reloads
-    ``work/liveness_<sensor>_<name>.pt``.  Returns (model, report)."""
+    ``work/liveness_<sensor>_<name>.pt``.  ``cache``: an SRCache of the SR file (the pool's SR
+    outputs are computed once and kept).  Returns (model, report)."""
     pool_caps, pool_cls, mine_mask, real_mask = round_pool(sensor, ft, root, train_caps,
                                                            train_cls, real_train_caps)
     ckpt_name = f"liveness_{sensor}_{name}.pt"
@@ -118,7 +119,7 @@ def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, trai
         return model.eval(), report
     t = time.time()
     pool, mine_scores = _scored_pool(sensor, model, work / f"liveness_{sensor}_before_{name}.onnx",
-                                     sr_sess, threads, pool_caps, mine_mask)
+                                     sr_sess, threads, pool_caps, mine_mask, cache)
     log(f"[{sensor}] fine-tune: SR of {len(pool)} pool captures and scores of the mined set "
         f"{time.time() - t:.0f} s")
     if ft.get("fused"):
@@ -168,11 +169,14 @@ def _round_report(sensor: str, ft: dict) -> dict:
             + [pairs_command(sensor, sp) for sp in ft.get("pairs", ())]}
 
 
-def _scored_pool(sensor, model, base_path, sr_sess, threads, pool_caps, mine_mask):
-    """The pool as unrounded SR outputs (float16) and p(live) of its mined images by
-    ``model`` (exported to ``base_path`` and run like the gate runs it)."""
+def _scored_pool(sensor, model, base_path, sr_sess, threads, pool_caps, mine_mask,
+                 cache=None):
+    """The pool as unrounded SR outputs (float16; from ``cache`` when given) and p(live) of
+    its mined images by ``model`` (exported to ``base_path`` and run like the gate runs
+    it)."""
     export_liveness_onnx(model, base_path)
-    pool = run_sr(sr_sess, pool_caps, as_u8=False, dtype=np.float16)
+    pool = cache.outputs(pool_caps) if cache is not None else \
+        run_sr(sr_sess, pool_caps, as_u8=False, dtype=np.float16)
     return pool, run_liveness(Q.session(base_path, threads), pool[mine_mask])
 
 

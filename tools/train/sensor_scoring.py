@@ -80,25 +80,57 @@ def rates(p, cls, thr, real_p=None) -> dict:
     return r
 
 
-def choose(p_val, cls_val, real_val=None) -> float:
+def threshold_at_bpcer(groups: list[np.ndarray], max_bpcer: float) -> float:
+    """The highest threshold at which every group of bona fide scores keeps its BPCER at or
+    below ``max_bpcer`` (live iff p > threshold): per group the ``floor(max_bpcer x n)``
+    lowest scores may be refused, the threshold sits half-way (in logit space) between the
+    last refused and the first accepted score; the lowest over the groups.  Attacks do not
+    take part: their rates come as they come."""
+    ts = []
+    for g in groups:
+        g = np.sort(_logit(np.asarray(g, np.float64)))
+        if not g.size:
+            continue
+        k = int(np.floor(max_bpcer * g.size + 1e-9))
+        lower = g[k - 1] if k > 0 else g[0] - 1.0
+        upper = g[k] if k < g.size else g[-1] + 1.0
+        ts.append((lower + upper) / 2)
+    if not ts:
+        raise ValueError("threshold_at_bpcer: no bona fide scores")
+    return float(1 / (1 + np.exp(-min(ts))))
+
+
+def choose(p_val, cls_val, real_val=None, max_bpcer: float | None = None) -> float:
+    """The validation threshold: with ``max_bpcer``, the highest one that keeps the synthetic
+    and the real validation BPCER each at or below it (:func:`threshold_at_bpcer`); else the
+    one minimising max(APCER_max, BPCER) over synthetic and real bona fide together."""
     bona, att = by_species(p_val, cls_val)
-    if real_val is not None and len(real_val):
+    has_real = real_val is not None and len(real_val)
+    if max_bpcer is not None:
+        return threshold_at_bpcer([bona] + ([np.asarray(real_val)] if has_real else []),
+                                  max_bpcer)
+    if has_real:
         bona = np.concatenate([bona, real_val])
     return choose_threshold(bona, att)
 
 
-def split_scores(sr_sess, lv_sess, caps: dict, real_caps: dict) -> tuple[dict, dict]:
+def split_scores(sr_sess, lv_sess, caps: dict, real_caps: dict,
+                 cache=None) -> tuple[dict, dict]:
     """p(live) of the validation and held-out captures, synthetic and real, through SR ->
-    liveness."""
-    return ({s: branch_scores(sr_sess, lv_sess, caps[s]) for s in ("val", "test")},
-            {s: branch_scores(sr_sess, lv_sess, real_caps[s]) for s in ("val", "test")})
+    liveness (with ``cache``, a :class:`tools.train.sensor_cache.SRCache` of the same SR
+    file, the SR outputs come from it)."""
+    def score(c):
+        return cache.scores(lv_sess, c) if cache is not None else \
+            branch_scores(sr_sess, lv_sess, c)
+    return ({s: score(caps[s]) for s in ("val", "test")},
+            {s: score(real_caps[s]) for s in ("val", "test")})
 
 
-def fp32_rates(scores, cls: dict) -> dict:
-    """Validation threshold, validation and held-out rates, and the held-out species
-    margins of an fp32 pipeline."""
+def fp32_rates(scores, cls: dict, max_bpcer: float | None = None) -> dict:
+    """Validation threshold (:func:`choose`), validation and held-out rates, and the held-out
+    species margins of an fp32 pipeline."""
     p_syn, p_real = scores
-    thr = choose(p_syn["val"], cls["val"], p_real["val"])
+    thr = choose(p_syn["val"], cls["val"], p_real["val"], max_bpcer)
     fp32 = {"threshold": thr,
             "validation": rates(p_syn["val"], cls["val"], thr, p_real["val"]),
             "heldout": rates(p_syn["test"], cls["test"], thr, p_real["test"])}
@@ -107,10 +139,11 @@ def fp32_rates(scores, cls: dict) -> dict:
     return fp32
 
 
-def int8_rates(scores, cls: dict, fp32: dict) -> dict:
-    """int8 threshold (validation), rates, and the largest held-out change against fp32."""
+def int8_rates(scores, cls: dict, fp32: dict, max_bpcer: float | None = None) -> dict:
+    """int8 threshold (validation, :func:`choose`), rates, and the largest held-out change
+    against fp32."""
     p8_syn, p8_real = scores
-    thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"])
+    thr8 = choose(p8_syn["val"], cls["val"], p8_real["val"], max_bpcer)
     int8 = {"threshold": thr8,
             "validation": rates(p8_syn["val"], cls["val"], thr8, p8_real["val"]),
             "heldout": rates(p8_syn["test"], cls["test"], thr8, p8_real["test"]),
