@@ -132,8 +132,7 @@ class Pipeline:
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
-        self.binding = binding_stage(cfg, self.calibration, self.segmenter,
-                                     lambda f, xs: cpu_map(self.pool, f, xs))
+        self.binding = binding_stage(cfg, self.calibration)
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # disabled users

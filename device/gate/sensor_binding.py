@@ -434,10 +434,8 @@ class BindingStage:
         return b
 
 
-def binding_stage(cfg, calibration, segmenter_stage=None, map_fn=None) -> BindingStage | None:
-    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``.
-    (``segmenter_stage`` and ``map_fn`` are no longer used: the views' hands are the front
-    end's landmarks.)"""
+def binding_stage(cfg, calibration) -> BindingStage | None:
+    """The pipeline's binding stage: None unless ``[liveness] enabled`` and ``binding``."""
     if not (cfg.liveness.enabled and cfg.liveness.binding):
         return None
     return BindingStage(cfg, calibration)
