@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.vision.palm_from_landmarks import MIDDLE_MCP, WRIST, PalmFrame, palm_frame
-from device.vision.quality import QualityIssue, sharpness
+from device.vision.quality import QualityIssue, saturated_fraction, sharpness
 
 FINGERS = ((5, 8), (9, 12), (13, 16), (17, 20))
 """(MCP, tip) of the index, middle, ring and little fingers."""
@@ -87,7 +87,7 @@ def landmark_check(lm: np.ndarray, shape, side: float, q) -> dict:
 
 def region_image_check(roi: np.ndarray, q) -> None:
     """Exposure and blur of the first region (grey uint8)."""
-    clipped = float((roi >= 250).mean())
+    clipped = saturated_fraction(roi)
     if clipped > q.max_clipped:
         raise QualityIssue("too_bright", f"{clipped:.0%} of the palm region saturated")
     mean = float(roi.mean())

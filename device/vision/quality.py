@@ -60,8 +60,17 @@ def frame_check(img, q) -> None:
     m = float(small.mean())
     if m < q.min_mean:
         raise QualityIssue("too_dark", f"mean {m:.0f} < {q.min_mean:g}")
-    if m > q.max_mean or float((small >= 250).mean()) > q.max_clipped:
+    if m > q.max_mean or saturated_fraction(small) > q.max_clipped:
         raise QualityIssue("too_bright", f"mean {m:.0f}")
+
+
+SATURATED = 250
+"""Grey level from which a pixel counts as saturated (clipped)."""
+
+
+def saturated_fraction(img: np.ndarray) -> float:
+    """Fraction of the pixels of a grey image at or above :data:`SATURATED`."""
+    return float((np.asarray(img) >= SATURATED).mean())
 
 
 def sharpness(roi: np.ndarray) -> float:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from device.vision.quality import QualityIssue
+from device.vision.quality import QualityIssue, saturated_fraction
 
 # band-pass of the palm-line scale, in px of the 128 px first region
 FINE_SIGMA, COARSE_SIGMA = 1.5, 6.0
@@ -35,10 +35,6 @@ def line_contrast(roi: np.ndarray) -> float:
     bp = cv2.GaussianBlur(x, (0, 0), FINE_SIGMA * f) - cv2.GaussianBlur(x, (0, 0),
                                                                        COARSE_SIGMA * f)
     return float(bp.std())
-
-
-def saturated_fraction(roi: np.ndarray) -> float:
-    return float((np.asarray(roi) >= 250).mean())
 
 
 def view_check(roi: np.ndarray, q) -> None:
