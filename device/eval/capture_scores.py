@@ -15,19 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from device.recognition.cells import mean_fusion, unit_cells
+
 FUSIONS = ("attention", "mean")
 PAIR_RULES = ("best", "mean")
 TEMPLATES_PER_BLOCK = 2048
-
-
-def unit_cells(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def mean_fusion(cells: np.ndarray) -> np.ndarray:
-    """Views (V, S, G, D) of one palm -> (S, G, D): the mean of the views' unit cells,
-    re-normalised."""
-    return unit_cells(np.asarray(cells, np.float32).mean(0)).astype(np.float32)
 
 
 def fuse_captures(cells: np.ndarray, members: np.ndarray, fusion: str, fuse=None,

@@ -297,6 +297,11 @@ class CellExtractor(ShiftGridFeature):
         return np.stack(T), np.stack(Q)
 
 
+def unit_cells(x: np.ndarray) -> np.ndarray:
+    """Each cell (last axis) scaled to unit length (a zero cell stays zero)."""
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
 def mean_fusion(cells: np.ndarray) -> np.ndarray:
     """The views of one palm fused without a learned model: views (V, ..., G, D) of unit cells
     -> (..., G, D), the per-cell mean of the views' unit cells, each cell renormalised to unit
@@ -307,8 +312,7 @@ def mean_fusion(cells: np.ndarray) -> np.ndarray:
     c = np.asarray(cells, np.float32)
     if c.ndim < 3 or c.shape[0] < 1:
         raise ValueError("fusion needs at least one view: cells of shape (V>=1, ..., G, D)")
-    m = c.mean(0)
-    return (m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    return unit_cells(c.mean(0)).astype(np.float32)
 
 
 def weighted_fusion(cells: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -321,8 +325,7 @@ def weighted_fusion(cells: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if c.ndim < 3 or c.shape[0] < 1 or w.shape != c.shape[:-1]:
         raise ValueError(f"weighted fusion needs cells (V>=1, ..., G, D) and weights of their "
                          f"shape without D; got {c.shape} and {w.shape}")
-    m = np.einsum("v...,v...d->...d", w, c)
-    return (m / np.maximum(np.linalg.norm(m, axis=-1, keepdims=True), 1e-12)).astype(np.float32)
+    return unit_cells(np.einsum("v...,v...d->...d", w, c)).astype(np.float32)
 
 
 def shift_max_scores(queries: np.ndarray, templates: np.ndarray,

@@ -26,7 +26,7 @@ import numpy as np
 from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
 from device.recognition.cells import (CELLS_FILE, GRID, MAX_SHIFT, ROI_SIZE, FeatureError,
                                       ShiftGridFeature, full_responses, load_cell_params,
-                                      shift_offsets)
+                                      shift_offsets, unit_cells)
 
 CELL_MODEL = {"fp32": "recognition_cells.onnx", "int8": "recognition_cells_int8.onnx"}
 FUSION_MODEL = {"fp32": "recognition_fusion.onnx", "int8": "recognition_fusion_int8.onnx"}
@@ -53,11 +53,6 @@ def fusion_file(precision: str, models_dir: str | Path = DEFAULT_MODELS_DIR) -> 
 # (seed 000): the central 3x3 of the 7x7 cells
 CENTRE = np.array([r * GRID + c for r in range(2, 5) for c in range(2, 5)])
 OTHER = np.array([g for g in range(GRID * GRID) if g not in set(CENTRE.tolist())])
-
-
-def unit_cells(x: np.ndarray) -> np.ndarray:
-    """Each cell (last axis) scaled to unit length."""
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
 
 
 def finite_cells(c: np.ndarray) -> np.ndarray:
