@@ -17,6 +17,7 @@ import numpy as np
 
 from calibration.boards import Detection
 from calibration.extrinsics import common_points, natural_key
+from device.vision.view_geometry import apply_homography
 
 
 def undistort_pixels(pts: np.ndarray, K=None, dist=None) -> np.ndarray:
@@ -25,12 +26,6 @@ def undistort_pixels(pts: np.ndarray, K=None, dist=None) -> np.ndarray:
     K = np.asarray(K, np.float64)
     return cv2.undistortPoints(np.asarray(pts, np.float64).reshape(-1, 1, 2), K,
                                np.asarray(dist, np.float64).ravel(), P=K).reshape(-1, 2)
-
-
-def apply_homography(H, pts) -> np.ndarray:
-    p = np.asarray(pts, np.float64).reshape(-1, 2)
-    q = np.hstack([p, np.ones((len(p), 1))]) @ np.asarray(H, np.float64).T
-    return q[:, :2] / q[:, 2:3]
 
 
 def homography_grid_error(H_est, H_true, size: tuple[int, int], step: int = 16) -> dict:

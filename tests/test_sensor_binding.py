@@ -8,6 +8,7 @@ import pytest
 
 from device.gate import sensor_binding as B
 from device.synth import bound
+from device.vision.view_geometry import apply_homography
 
 
 def _disc(shape, c, r):
@@ -42,7 +43,7 @@ def test_triangulation_places_the_hand_in_the_sensor_frame():
     plane, centres = [], []
     for cam, Hk in zip(rig, H):
         v = (cam.K @ (cam.R @ X.T + cam.t[:, None])).T
-        plane.append(G.apply_h(np.linalg.inv(Hk), v[:, :2] / v[:, 2:]))
+        plane.append(apply_homography(np.linalg.inv(Hk), v[:, :2] / v[:, 2:]))
         centres.append(G.camera_centre(cam.K, Hk))
         C = -cam.R.T @ cam.t                           # the camera's centre, mm
         assert np.allclose(centres[-1][:2], (S @ [C[0], C[1], 1.0])[:2], atol=1e-6)

@@ -24,13 +24,6 @@ from __future__ import annotations
 import numpy as np
 
 
-def apply_h(H: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """(N, 2) points through a 3x3 homography."""
-    p = np.asarray(p, np.float64).reshape(-1, 2)
-    q = np.column_stack([p, np.ones(len(p))]) @ np.asarray(H, np.float64).T
-    return q[:, :2] / q[:, 2:3]
-
-
 def camera_centre(K: np.ndarray, H: np.ndarray) -> np.ndarray:
     """(3,) centre of a pinhole camera with matrix ``K`` that sees the working plane through
     ``H`` (sensor pixel on the plane -> view pixel), in the sensor-pixel world (height in
