@@ -229,8 +229,9 @@ def test_card_claim_and_palm_refused_by_the_schedule(tmp_path, tiny_models, synt
     import time
 
     from conftest import gate_config
+    from conftest import wait_until as _wait
     from gpiozero.pins.mock import MockConnectedPin, MockFactory
-    from test_door_gate import _enrol, _wait
+    from test_door_gate import _enrol
 
     from device.gate.gate import Gate, open_store
     from device.relays.factory import MemoryRelay
