@@ -90,16 +90,21 @@ def _gamma_lut(gamma: float) -> np.ndarray:
     return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
 
 
+def _grey(frame: np.ndarray) -> np.ndarray:
+    """A sensor frame (grey or BGR, any dtype) as grey uint8."""
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if g.dtype != np.uint8:
+        g = cv2.normalize(g.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
+    return g
+
+
 def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
     inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
     from the background to the hand level, the largest component, holes filled. The hand is
     empty when nothing stands out."""
-    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    if g.dtype != np.uint8:
-        g = cv2.normalize(g.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
-    g = cv2.GaussianBlur(g, (0, 0), blur)
+    g = cv2.GaussianBlur(_grey(frame), (0, 0), blur)
     if gamma != 1.0:
         g = cv2.LUT(g, _gamma_lut(gamma))
     rs, cs = open_field(g)
@@ -185,6 +190,9 @@ class HandProbes:
     height_mm: float
     sdf: tuple | None = None
     px_mm: float = 1.0
+    bones: np.ndarray | None = None
+    """X-ray: the frame (float32, NaN outside the exposed field) for the bone term
+    (:mod:`device.gate.binding_joints`); None for NIR."""
 
     def at_scale(self, s: float) -> np.ndarray:
         """:attr:`values` with the views' hand scaled ``s`` times about its palm (the
@@ -213,8 +221,11 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
+    bones = None
+    if sensor == "xray":
+        bones = np.where(field, _grey(frame).astype(np.float32), np.float32(np.nan))
     return HandProbes(np.append(vals, h), lm, len([k for k in plane_points if k in centres]),
-                      h, sd, px_mm)
+                      h, sd, px_mm, bones)
 
 
 def probe_excess(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, clip: float
@@ -254,7 +265,9 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     """The binding score of one presentation (lower is better bound): the probes' excess
     over the range live hands give (:func:`probe_excess`, :mod:`device.gate.binding_stats`),
     summed without its worst finger (:func:`trimmed_excess`), plus :data:`SIZE_GAIN` times how
-    much less it is at the best size of :data:`SIZE_SEARCH`. inf when the hand could not be
+    much less it is at the best size of :data:`SIZE_SEARCH`; for X-ray (statistics with
+    ``joints``) plus the bones' term (:func:`device.gate.binding_joints.bone_term`: the views'
+    joints on the frame's joint spaces, and the frame's hand not stretched). inf when the hand could not be
     placed, the frame shows no hand outline at any probe, or there are no statistics for the
     sensor."""
     if m is None or m.sdf is None:
@@ -276,7 +289,11 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     at_one = trimmed_excess(e, groups)
     best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups)
                for x in SIZE_SEARCH)
-    return at_one + SIZE_GAIN * max(0.0, at_one - best)
+    score = at_one + SIZE_GAIN * max(0.0, at_one - best)
+    if stats.get("joints") and m.bones is not None:      # X-ray: the bones too
+        from device.gate.binding_joints import bone_term
+        score += bone_term(m.bones, m.landmarks, m.px_mm, stats["joints"])
+    return score
 
 
 def fit_stats(values: np.ndarray, q: float = 0.005, clip: float = 15.0, min_count: int = 30
