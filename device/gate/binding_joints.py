@@ -122,20 +122,20 @@ def joint_offsets(img: np.ndarray, lm: np.ndarray, px_mm: float
     return off, depth
 
 
-def joint_costs(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict
-                ) -> tuple[np.ndarray, float]:
+def joint_costs(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict,
+                found: list | None = None) -> tuple[np.ndarray, float]:
     """(costs, stretch): (15,) each joint's cost (module docstring; 0 .. :data:`CAP`), NaN
     where the joint's window is not seen, and :func:`stretch` of the clear dips found (NaN
     when too few). ``img`` float32 with NaN outside the exposed field, ``lm`` (21, 2) the
     views' landmarks in its pixels, ``stats`` the live hands' ``mu``, ``sigma``, ``dip`` (15
-    each)."""
+    each); ``found`` (a list) gets the dips found, for inspection."""
     mu, sig, dip0 = (np.asarray(stats[k], np.float64) for k in ("mu", "sigma", "dip"))
     out = np.full(15, np.nan)
     lm = np.asarray(lm, np.float64)
     if not np.all(np.isfinite(lm)):
         return out, float("nan")
     centre = lm[[0, 5, 9, 13, 17]].mean(axis=0)
-    found = []                     # (offset mm, axis unit, radius mm, 1/sigma) per dip found
+    found = [] if found is None else found   # (offset mm, axis, radius mm, 1/sigma) per dip
     for f, chain in enumerate(CHAINS):
         pts = lm[list(chain)]
         t, cum, ridge = finger_profile(img, pts, px_mm)
@@ -231,7 +231,8 @@ def bone_term(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict) -> flo
 
 JOINT_GAIN, JOINT_FREE, STRETCH_GAIN = 8.0, 4.0, 8.0
 """The bone term's weights, chosen on validation seed 11 (X-ray, 400 bona fide + 400 mixed)
-among joint gain 0/2/4/8, free level 2/3/4 and stretch gain 4/8/16 (docs/sensor-branch.md,
+among joint gain 0/2/4/8, free level 2/3/4 and stretch gain 4/8/16, and first again on 1000
+bona fide + 400 mixed among joint gain 4/8, free level 4/5/6, stretch gain 4/8 (docs/sensor-branch.md,
 "Binding"); written into the statistics by :func:`fit_bone_stats` so that every number of the
 term is in one place."""
 
