@@ -188,9 +188,10 @@ def stretch(found: list) -> float:
 
 
 UNSEEN_COST = 3.0
-"""A joint out of the field counts this much, up to :data:`MIN_JOINTS` (a live joint's cost is
-under 3 in about 85 % of bona fide presentations of seed 5): a frame that shows few joints is
-judged mostly by its silhouette, neither passed nor denied by the joints it does not show."""
+"""A joint out of the field counts this much, up to :data:`MIN_JOINTS` (a live joint's cost:
+median 1.3, under 3 for 67 % of the 12,792 joints scored in 1000 bona fide presentations of
+seed 5): a frame that shows few joints is judged mostly by its silhouette, neither passed nor
+denied by the joints it does not show."""
 
 MIN_JOINTS = 6
 

@@ -21,9 +21,11 @@ sensor frame's hand is looked at where the views' hand says it must be:
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
 - **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
   hands give (:mod:`device.gate.binding_stats`, fitted on bona fide synthetic presentations),
-  summed without the worst finger, plus how much better the views' hand fits at another size;
-  over ``[liveness] binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is
-  denied with ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
+  summed without the worst finger, plus how much better the views' hand fits at another size,
+  and for X-ray the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the
+  frame's joint spaces, the frame's hand not stretched); over ``[liveness]
+  binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is denied with
+  ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
