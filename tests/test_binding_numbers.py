@@ -109,3 +109,16 @@ def test_the_fitting_command_writes_numbers_and_entry(tiny_models, trust_test_ke
     with pytest.raises(ModelError):              # malformed numbers are never written
         write_numbers("nir", {"max_score": -1.0}, command="c", data="d",
                       models_dir=tiny_models)
+
+
+def test_the_health_report_names_a_refused_binding_file(tiny_models):
+    from device.config import load_config
+    from device.gate.pipeline import Pipeline
+    os.unlink(tiny_models / "binding_nir.json")
+    cfg = load_config(None, gate={"views": 3}, paths={"models": str(tiny_models)},
+                      liveness={"sensor": "nir"})
+    p = Pipeline(cfg, extractor=object())
+    try:
+        assert "sensor binding" in p.liveness_error and "binding_nir.json" in p.liveness_error
+    finally:
+        p.close()

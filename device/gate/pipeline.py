@@ -200,7 +200,11 @@ class Pipeline:
 
     @property
     def liveness_error(self) -> str | None:
-        return self.sensor.error if self.sensor is not None else None
+        """Why the sensor stage, or the binding's signed numbers, cannot be used (None: fine)."""
+        if self.sensor is not None and self.sensor.error:
+            return self.sensor.error
+        b = getattr(self.binding, "error", None)
+        return f"sensor binding: {b}" if b else None
 
     def attach_store(self, store) -> None:
         """Split mode keeps its pending deletes in the store."""
