@@ -58,8 +58,10 @@ def test_presentations_go_through_the_binding(pres_set, tmp_path):
     assert set(rep["deny_reasons"]["bona_fide"]) <= {"passed", "not_live", "sensor_mismatch"}
     s = np.load(tmp_path / "scores.npz")
     assert list(s["bona_fide_kind"]) == ["bound"] * 3 + ["frame"]
+    assert np.isfinite(s["bona_fide_binding"][:3]).all() and np.isnan(s["bona_fide_binding"][3])
     mismatch = s["attack_reason"] == "sensor_mismatch"
     assert mismatch.any() and np.all(s["attack"][mismatch] == DENIED)
+    assert np.all(s["attack_binding"][mismatch] > b["threshold"])
     # a sample is accepted only when every stage accepts
     assert rep["apcer"]["mixed_replica_views"] == pytest.approx(
         np.mean(s["attack_reason"][s["attack_species"] == "mixed_replica_views"] == ""))

@@ -266,7 +266,8 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
     calibration gives the registration); write OUT/report.json, OUT/scores.npz
     (``bona_fide``, ``attack``, ``attack_species``, ``bona_fide_files``, ``attack_files``,
     ``bona_fide_reason``, ``attack_reason``, ``bona_fide_kind``, ``attack_kind``: frame /
-    presentation / bound) and OUT/det.png.  Returns the report."""
+    presentation / bound, ``bona_fide_binding``, ``attack_binding``: the binding score, NaN
+    where the binding did not run) and OUT/det.png.  Returns the report."""
     from device.eval.liveness_presentations import (PresentationStages, is_presentation,
                                                     read_rig, stage_config)
     from device.models.model import DEFAULT_MODELS_DIR
@@ -286,9 +287,10 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
     out.mkdir(parents=True, exist_ok=True)
 
     def score(files):
-        """(stage scores, reasons, kinds) in file order: frames in batches, presentations
-        one at a time (as the gate takes them)."""
+        """(stage scores, reasons, kinds, binding scores (NaN: not bound)) in file order:
+        frames in batches, presentations one at a time (as the gate takes them)."""
         ps, why, kind = np.full(len(files), DENIED), [None] * len(files), ["frame"] * len(files)
+        bs = np.full(len(files), np.nan)
         frames = [i for i, f in enumerate(files) if not is_pres[f]]
         for k in range(0, len(frames), 64):
             part = frames[k:k + 64]
@@ -301,10 +303,11 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                 j = stages(f)
                 ps[i], why[i] = stage_score(j.p_live, j.reason), j.reason
                 kind[i] = "presentation" if j.binding is None else "bound"
-        return ps, why, kind
+                bs[i] = np.nan if j.binding is None else j.binding
+        return ps, why, kind, bs
 
     try:
-        bona, bona_why, bona_kind = score(bona_files)
+        bona, bona_why, bona_kind, bona_bs = score(bona_files)
         scored = {sp: score(fs) for sp, fs in attack_files.items()}
     finally:
         if stages is not None:
@@ -356,6 +359,9 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
              attack_reason=np.array([r or "" for v in why.values() for r in v], dtype=str),
              bona_fide_kind=np.array(bona_kind, dtype=str),
              attack_kind=np.array([k for v in scored.values() for k in v[2]], dtype=str),
+             bona_fide_binding=bona_bs,
+             attack_binding=np.concatenate([v[3] for v in scored.values()]) if scored else
+             np.zeros(0),
              threshold=np.float64(thr))
     det_png(out / "det.png", bona, attacks, thr,
             f"{sensor} sensor stage ({precision}), {bona.size} bona fide, "
