@@ -122,3 +122,19 @@ def test_the_health_report_names_a_refused_binding_file(tiny_models):
         assert "sensor binding" in p.liveness_error and "binding_nir.json" in p.liveness_error
     finally:
         p.close()
+
+
+def test_status_shows_the_binding_threshold_in_force(tmp_path, tiny_models, capsys):
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    signed = load_binding_numbers("nir", tiny_models).max_score
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models))
+    assert main(["status", "--config", str(f)]) == 0
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert rep["ok"] and rep["threshold"] == signed
+    f = write_toml(tmp_path / "q.toml", gate_config(
+        tmp_path, tiny_models, liveness={"binding_max_distance": signed + 5}))
+    assert main(["status", "--config", str(f)]) == 1
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert not rep["ok"] and "above the signed" in rep["error"]
