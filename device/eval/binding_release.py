@@ -5,6 +5,12 @@
 The manifest changes, so its signature no longer verifies: the gate refuses the binding (and
 every model) until the release step re-signs it (``python -m tools.sign_manifest --key KEY
 models/``, docs/model-signing.md).
+
+Numbers fitted elsewhere (a branch that still generates ``device/gate/binding_stats.py``, a
+threshold chosen by hand on validation data, a new term of the score) go in with::
+
+    python -m device.eval.binding_release --sensor nir [--stats-module binding_stats.py] \
+        [--max-score 13.9] [--set KEY=JSON ...] --command "what produced them" --data "on what"
 """
 from __future__ import annotations
 
@@ -57,3 +63,43 @@ def write_numbers(sensor: str, updates: dict, *, command: str, data: str,
           f"longer signed -- re-sign it: python -m tools.sign_manifest --key KEY {d} "
           f"(docs/model-signing.md)", file=sys.stderr)
     return entry
+
+
+def main(argv=None) -> int:
+    import argparse
+    import importlib.util
+    ap = argparse.ArgumentParser(prog="python -m device.eval.binding_release",
+                                 description="write numbers into models/binding_<sensor>.json "
+                                             "and its manifest entry (re-sign after)")
+    ap.add_argument("--sensor", choices=("xray", "nir"), required=True)
+    ap.add_argument("--stats-module", default=None,
+                    help="a generated binding_stats.py: its STATS[sensor] become probe_ranges")
+    ap.add_argument("--max-score", type=float, default=None, help="the binding threshold (mm)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                    help="another per-sensor number (repeatable)")
+    ap.add_argument("--command", required=True, help="the command that produced the numbers")
+    ap.add_argument("--data", required=True, help="the data they were produced on")
+    ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    a = ap.parse_args(argv)
+    updates: dict = {}
+    if a.stats_module:
+        spec = importlib.util.spec_from_file_location("_binding_stats", a.stats_module)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        updates["probe_ranges"] = dict(mod.STATS[a.sensor])
+    if a.max_score is not None:
+        updates["max_score"] = a.max_score
+    for kv in a.set:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise SystemExit(f"--set {kv!r}: expected KEY=JSON")
+        updates[k] = json.loads(v)
+    if not updates:
+        raise SystemExit("nothing to write: give --stats-module, --max-score or --set")
+    print(json.dumps(write_numbers(a.sensor, updates, command=a.command, data=a.data,
+                                   models_dir=a.models), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
