@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "884f046b1073717d69e425ba3294180c550da89ac63813d9b9f30d7962899ab9",
+  "manifest_sha256": "d0e6365b0a536b85802917f2ef745430937428acdf0f31ddacea134ace2a513d",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "SCMpZQlmuRnoTliotHiib0qBrYg7qA5Kn1h2QCPUjjCcC/4AW9C6W9aPMHFE3D17GJDg2syfdX1j4HzWp8iaDA=="
+      "signature": "Ydhpg7Gmo1yEDyCPEwaKw21I9Kg1ptxNN80hLXI858Mj9v5U7NplEhPC1PuHOMZtgviZLSvFlI00Tfxh90O2Cg=="
     }
   ]
 }
