@@ -108,11 +108,10 @@ class HybridExtractor(ViewSetFeature):
             raise ValueError(f"fusion needs at least one view: cells of shape (V>=1, "
                              f"{len(self._shifts)}, {self.n_cells}, {self.dim})")
         inside = np.ones(cells.shape[:2], bool)
-        if not self.align or len(cells) == 1:
-            le, w = self.learned.fuse_weights(cells[:, :, self.split:])
-        else:
+        if self.align and len(cells) > 1:
             cells, inside = align_views(cells, self._importance)
-            _, w = self.learned.fuse_weights(cells[:, :, self.split:])
+        le, w = self.learned.fuse_weights(cells[:, :, self.split:])
+        if not inside.all():       # the fusion's output is its weighted sum of the views
             w = masked_weights(w, inside)
             le = weighted_fusion(cells[:, :, self.split:], w)
         c = cells[:, :, :self.split]

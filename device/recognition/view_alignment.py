@@ -28,6 +28,8 @@ from device.recognition.cells import MAX_SHIFT, shift_offsets
 # (Chebyshev; 1 = the same window). Chosen on the fusion-validation palms from 1 and 2 (1:
 # FRR 0.46 % / EER 0.111 %, 2: 0.52 % / 0.106 %; docs/results.md)
 AGREE_SHIFT = 1
+OFFSETS = shift_offsets(MAX_SHIFT)                   # (S, 2) window shifts, map px
+ZERO = int(np.flatnonzero((OFFSETS == 0).all(1))[0])
 
 
 def relative_shifts(cells: np.ndarray, importance: np.ndarray):
@@ -37,14 +39,12 @@ def relative_shifts(cells: np.ndarray, importance: np.ndarray):
     shift on the diagonal)."""
     c = np.asarray(cells, np.float32)
     v, s = c.shape[:2]
-    offs = shift_offsets(MAX_SHIFT)
-    if s != len(offs):
-        raise ValueError(f"view alignment needs {len(offs)} window shifts, got {s}")
-    zero = int(np.flatnonzero((offs == 0).all(1))[0])
-    t = c[:, zero] * np.asarray(importance, np.float32)[None, :, None]      # (V, G, D)
-    sc = np.einsum("agd,bsgd->abs", t, c)                                   # (V, V, S)
+    if s != len(OFFSETS):
+        raise ValueError(f"view alignment needs {len(OFFSETS)} window shifts, got {s}")
+    t = c[:, ZERO] * np.asarray(importance, np.float32)[None, :, None]      # (V, G, D)
+    sc = (t.reshape(v, -1) @ c.reshape(v * s, -1).T).reshape(v, v, s)       # (V, V, S)
     best = sc.argmax(-1)
-    best[np.arange(v), np.arange(v)] = zero
+    best[np.arange(v), np.arange(v)] = ZERO
     top = sc.max(-1)
     top[np.arange(v), np.arange(v)] = 0.0        # a view's agreement with itself says nothing
     return (top + top.T) / 2, best
@@ -55,8 +55,7 @@ def placement_anchor(scores: np.ndarray, shift: np.ndarray,
     """The view that agrees in placement with the most views (relative shift under ``agree``
     map px either way), ties broken by its summed scores against the others, then by the
     later view (two views that disagree: the second)."""
-    offs = shift_offsets(MAX_SHIFT)
-    d = np.abs(offs[shift]).max(-1)
+    d = np.abs(OFFSETS[shift]).max(-1)
     d = np.maximum(d, d.T)
     near = (d < agree).sum(1)
     return int(np.lexsort((np.asarray(scores).sum(1), near))[-1])
@@ -65,8 +64,7 @@ def placement_anchor(scores: np.ndarray, shift: np.ndarray,
 def shifted_windows(offset) -> tuple[np.ndarray, np.ndarray]:
     """For a view displaced by ``offset`` (dy, dx) map px: (index (S,) of its window that lands
     on each window of the anchor, clamped to the range; inside (S,) bool, the index is exact)."""
-    offs = shift_offsets(MAX_SHIFT)
-    moved = offs + np.asarray(offset)[None, :]
+    moved = OFFSETS + np.asarray(offset)[None, :]
     inside = (np.abs(moved) <= MAX_SHIFT).all(1)
     m = np.clip(moved, -MAX_SHIFT, MAX_SHIFT) + MAX_SHIFT
     return m[:, 0] * (2 * MAX_SHIFT + 1) + m[:, 1], inside
@@ -75,7 +73,7 @@ def shifted_windows(offset) -> tuple[np.ndarray, np.ndarray]:
 def align_views(cells: np.ndarray, importance: np.ndarray, agree: int = AGREE_SHIFT):
     """Views (V, S, G, D) -> (aligned views (V, S, G, D), inside (V, S) bool: the view's
     window s exists after the move; outside windows hold a clamped window and must get no
-    weight). One view comes back as it is."""
+    weight). One view, or views that all agree, come back as they are (the same array)."""
     c = np.asarray(cells, np.float32)
     if c.ndim != 4 or c.shape[0] < 1:
         raise ValueError("view alignment needs cells of shape (V>=1, S, G, D)")
@@ -84,12 +82,13 @@ def align_views(cells: np.ndarray, importance: np.ndarray, agree: int = AGREE_SH
         return c, inside
     scores, shift = relative_shifts(c, importance)
     a = placement_anchor(scores, shift, agree)
-    offs = shift_offsets(MAX_SHIFT)
-    out = c.copy()
+    out = c
     for k in range(c.shape[0]):
-        off = offs[shift[a, k]]
+        off = OFFSETS[shift[a, k]]
         if k == a or not off.any():
             continue
+        if out is c:
+            out = c.copy()
         idx, inside[k] = shifted_windows(off)
         out[k] = c[k][idx]
     return out, inside
