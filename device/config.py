@@ -217,14 +217,16 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                              "sensor_mismatch. false only for bring-up: without it a live hand "
                              "under the sensor and a replica before the cameras are judged "
                              "apart.", bool),
-        "binding_max_distance": Opt("", "Largest binding score of a live presentation (mm: how "
-                                        "far the sensor frame's hand lies, at probes tied to "
-                                        "the views' landmarks, outside the range live hands "
-                                        "give; empty: the sensor's value chosen on validation "
-                                        "scenes, device/gate/sensor_binding.py MAX_SCORE; "
-                                        "docs/sensor-branch.md, Binding). Values written for "
-                                        "the earlier outline distance (below 1) deny nearly "
-                                        "every presentation.", float, min=0.0,
+        "binding_max_distance": Opt("", "A stricter binding threshold than the signed one "
+                                        "(largest binding score of a live presentation, mm: "
+                                        "how far the sensor frame's hand lies, at probes tied "
+                                        "to the views' landmarks, outside the range live hands "
+                                        "give; empty: the sensor's signed threshold, chosen on "
+                                        "validation scenes, models/binding_<sensor>.json; "
+                                        "docs/sensor-branch.md, Binding). A value above the "
+                                        "signed threshold is refused: the gate then denies "
+                                        "every presentation (liveness_unavailable) and "
+                                        "`palmgate status` names it.", float, min=0.0,
                                     max=1000.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {

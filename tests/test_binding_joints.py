@@ -134,7 +134,7 @@ def _bone_term(front_end, people, shot):
     and the synthetic gate's registration."""
     from device.config import load_config
     from device.gate import sensor_binding as B
-    from device.gate.binding_stats import STATS
+    from device.gate.binding_numbers import shipped_stats
     from device.vision.quality import QualityIssue
     cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
                       liveness={"sensor": "xray"})
@@ -153,7 +153,7 @@ def _bone_term(front_end, people, shot):
             centres[k] = reg.centre(k, vs, fs)
     m = B.measure(frame, plane, centres, "xray")
     assert m is not None and m.bones is not None
-    return J.bone_term(m.bones, m.landmarks, m.px_mm, STATS["xray"]["joints"])
+    return J.bone_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
 
 
 def test_a_live_hand_has_its_bones_where_the_views_say(front_end, people):

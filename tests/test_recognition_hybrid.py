@@ -66,7 +66,8 @@ def test_score_is_the_weighted_shift_search_of_both(ex, rois):
 
 def test_views_fuse_per_half_and_empty_set_is_an_error(ex, rois):
     from device.recognition.cells import weighted_fusion
-    f = ex.query_set(rois[:2])
+    plain = HybridExtractor(align=False)          # the views as they come (no alignment)
+    f = plain.query_set(rois[:2])
     cells = ex.cells(rois[:2])
     learned, w = ex.learned.fuse_weights(cells[:, :, 49:])
     # the classical half takes the view weights the fusion gave the learned cells
@@ -76,7 +77,7 @@ def test_views_fuse_per_half_and_empty_set_is_an_error(ex, rois):
     np.testing.assert_allclose(f[:, 49:], learned, atol=1e-5)
     np.testing.assert_allclose(f[:, 49:], ex.learned.fuse(cells[:, :, 49:]), atol=1e-5)
     # the earlier form (ablation): the classical half by the per-cell mean of the views
-    m = HybridExtractor(classical_fusion="mean").fuse(cells)
+    m = HybridExtractor(classical_fusion="mean", align=False).fuse(cells)
     c = cells[:, :, :49].mean(0)
     np.testing.assert_allclose(m[:, :49], c / np.linalg.norm(c, axis=-1, keepdims=True),
                                atol=1e-5)
@@ -84,10 +85,37 @@ def test_views_fuse_per_half_and_empty_set_is_an_error(ex, rois):
         HybridExtractor(classical_fusion="max")
     # one view passes through both halves unchanged
     np.testing.assert_allclose(ex.fuse(cells[:1]), cells[0], atol=1e-5)
+    np.testing.assert_allclose(plain.fuse(cells[:1]), cells[0], atol=1e-5)
     with pytest.raises(ValueError, match="at least one view"):
         ex.query_set([])
     with pytest.raises(ValueError, match="at least one view"):
         ex.fuse(cells[:, :, :49])
+
+
+def test_views_are_aligned_before_the_fusion(ex):
+    """A view placed 8 px (2 map px) off the others is moved onto them: both halves are the
+    fusion's weighted sums of the aligned views, its windows that fall outside left out."""
+    import cv2
+    from device.recognition.cells import weighted_fusion
+    from device.recognition.view_alignment import align_views, masked_weights
+    rng = np.random.default_rng(8)
+    base = cv2.GaussianBlur(rng.random((192, 192)).astype(np.float32), (0, 0), 2.5)
+    base = cv2.normalize(base, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    views = [base[32:160, 32:160], base[33:161, 32:160], base[40:168, 32:160]]
+    cells = ex.cells(views)
+    aligned, inside = align_views(cells, ex.importance)
+    assert inside[:2].all() and inside[2].sum() == 15        # the third moved by 2 map px
+    _, w = ex.learned.fuse_weights(aligned[:, :, 49:])
+    w = masked_weights(w, inside)
+    f = ex.fuse(cells)
+    np.testing.assert_allclose(f[:, :49], weighted_fusion(aligned[:, :, :49], w), atol=1e-5)
+    np.testing.assert_allclose(f[:, 49:], weighted_fusion(aligned[:, :, 49:], w), atol=1e-5)
+    z = ex.zero_shift
+    agree = lambda x: float((x[z] * cells[0, z]).sum(-1) @ ex.importance)
+    assert agree(f) > agree(HybridExtractor(align=False).fuse(cells))
+    # the fusion file's own output is the weighted sum of its views' cells by its weights
+    fused, w0 = ex.learned.fuse_weights(cells[:, :, 49:])
+    np.testing.assert_allclose(fused, weighted_fusion(cells[:, :, 49:], w0), atol=1e-4)
 
 
 def test_hybrid_matchers_and_int8(rois):

@@ -108,7 +108,8 @@ def test_fusion_table_runs_the_rules_on_the_same_captures(tmp_path):
     from tools.fusion_table import ROWS, markdown, table
     root = tmp_path / "palms"
     write_palms(root, subjects=3, sessions=2, samples=3, seed=5, synth=PalmSynthesizer())
-    rows = {k: ROWS[k] for k in ("fusion attention", "fusion mean, no view check")}
+    rows = {k: ROWS[k] for k in ("fusion attention", "fusion attention, views not aligned",
+                                 "fusion mean, no view check")}
     t = table(root, seeds=(0,), work=tmp_path / "w", rows=rows, log=lambda *_: None)
     assert set(t) == {"3 views, 2 degraded", "3 views clean", "1 view"}
     d = t["3 views, 2 degraded"]

@@ -3,8 +3,10 @@ views") -- ``palmgate evaluate DIR --views 3`` (the gate's feature and precision
 of scoring a capture, on the same captures, degraded views drawn with several seeds and the
 scores of the seeds pooled (one seed gives 360 genuine pairs on 40 palms: one miss = 0.28 %).
 
-Rows: ``--fusion attention`` (the gate's), the same with the classical half fused by the
-per-cell mean instead of the fusion's view weights (ablation: ``classical_fusion="mean"``),
+Rows: ``--fusion attention`` (the gate's), the same without the views aligned on the cell grid
+first (ablation: ``align=False``, device/recognition/view_alignment.py), the same with the
+classical half fused by the per-cell mean instead of the fusion's view weights (ablation:
+``classical_fusion="mean"``),
 ``--fusion mean``, ``--pair-rule mean``, ``--pair-rule best`` (reference: 9 comparisons a
 template); each with the gate's view check (default) and, for the fusion, without it
 (``--no-view-check``). Conditions: 3 views with ``--degrade 2`` (seeds pooled), 3 clean views,
@@ -24,6 +26,7 @@ import numpy as np
 
 ROWS = {  # name: evaluate keyword arguments
     "fusion attention": {"fusion": "attention"},
+    "fusion attention, views not aligned": {"fusion": "attention", "_align": False},
     "fusion attention, classical half by the mean": {"fusion": "attention",
                                                      "_classical": "mean"},
     "fusion attention, no view check": {"fusion": "attention", "view_check": False},
@@ -42,11 +45,14 @@ def _scores(root, kw: dict, views: int, degrade: int, seed: int, precision: str,
     from device.eval.recognition import DENIED_SCORE, evaluate
     from device.recognition import hybrid
     kw = dict(kw)
-    classical = kw.pop("_classical", "weights")
+    # the ablations: HybridExtractor arguments (the earlier classical-half fusion, no alignment)
+    feature = {name: kw.pop(key) for key, name in (("_classical", "classical_fusion"),
+                                                   ("_align", "align")) if key in kw}
     init = hybrid.HybridExtractor.__init__
-    if classical != "weights":          # the ablation: the earlier classical-half fusion
+    if feature:
         def patched(self, *a, **k):
-            k.setdefault("classical_fusion", classical)
+            for name, value in feature.items():
+                k.setdefault(name, value)
             init(self, *a, **k)
         hybrid.HybridExtractor.__init__ = patched
     try:

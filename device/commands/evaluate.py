@@ -39,10 +39,11 @@ def _progress(what: str, n: int) -> None:
 
 def cmd_evaluate_liveness(a) -> int:
     """ISO/IEC 30107-3 presentation-attack detection test of the sensor stage as the gate runs
-    it (presence -> SR -> liveness, seed 001), with the deny reason of every frame."""
+    it (presence -> SR -> liveness, seed 001; presentations with views also through the palm
+    regions and the binding), with the deny reason of every sample."""
     from device.eval.liveness import evaluate_liveness
     report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
-                               models_dir=a.models, threads=a.threads)
+                               models_dir=a.models, threads=a.threads, config=a.config)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -188,8 +189,17 @@ def register(sub) -> None:
     sp = sub.add_parser("evaluate-liveness", help="ISO/IEC 30107-3 liveness test of the gate's "
                         "sensor stage (presence -> SR -> liveness; APCER per species, BPCER, "
                         "BPCER20/100, deny reasons, DET) on DIR/bona_fide and "
-                        "DIR/attack/<species> (a species `no_hand` is scored like any other)")
+                        "DIR/attack/<species> (a species `no_hand` is scored like any other). "
+                        "A sample is a sensor frame (an image: not bound to views) or a "
+                        "presentation folder (view_0.png .. view_<K-1>.png + sensor.png, the "
+                        "recorded-burst layout; `python -m tools.synth liveness "
+                        "--presentations` writes them): quality, palm regions, presence -> SR "
+                        "-> liveness, then the binding to the views, as at the gate")
     _sensor_args(sp)
+    sp.add_argument("--config", default=None,
+                    help="presentations: the gate's configuration whose calibration gives the "
+                         "sensor-to-view registration (default: the synthetic gate named by "
+                         "DIR/rig.json)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)
 

@@ -71,6 +71,9 @@ def cmd_status(a) -> int:
         from device.models.presence import presence_model_name
         names.append(presence_model_name(cfg.liveness.sensor, cfg.gate.precision))
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
+        if cfg.liveness.binding:                 # the binding's signed numbers
+            from device.gate.binding_numbers import numbers_file
+            names.append(numbers_file(cfg.liveness.sensor))
     if cfg.gate.segmenter == "net":
         names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
     if cfg.gate.landmarks != "off":
@@ -93,6 +96,15 @@ def cmd_status(a) -> int:
                 if cfg.liveness.threshold is not None:
                     models[n]["threshold"] = stricter_threshold(
                         cfg.liveness.threshold, models[n]["threshold"], n)
+                    models[n]["threshold_from"] = "config (stricter than the signed one)"
+            if n.startswith("binding_"):         # the binding threshold in force
+                from device.gate.binding_numbers import (load_binding_numbers,
+                                                         stricter_max_score)
+                models[n]["threshold"] = load_binding_numbers(cfg.liveness.sensor,
+                                                              models_dir).max_score
+                if cfg.liveness.binding_max_distance is not None:
+                    models[n]["threshold"] = stricter_max_score(
+                        cfg.liveness.binding_max_distance, models[n]["threshold"], n)
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
         except ModelError as e:
             models[n] = {"ok": False, "error": str(e)}

@@ -11,11 +11,13 @@ gave them (:func:`device.gate.sensor_binding.measure`, :func:`~device.gate.senso
 binding_score`). Optionally the shipped liveness model (with its presence check) scores each
 sensor frame, so the sensor stage's decision is reported too.
 
-    # the live hands' probe ranges (device/gate/binding_stats.py), then validation, held-out
+    # the live hands' probe ranges, then the threshold on validation (both into the signed
+    # models/binding_nir.json, device/gate/binding_numbers.py), then held-out
     python -m device.eval.binding_eval --sensor nir --seed 5 --bona-fide 400 --mixed 0 \
         --write-stats --out fit_nir.json
     python -m device.eval.binding_eval --sensor nir --seed 11 --bona-fide 400 --mixed 400 \
-        --out val_nir.json
+        --write-threshold --out val_nir.json
+    python -m tools.sign_manifest --key KEY models/          # the release step re-signs
     python -m device.eval.binding_eval --sensor nir --seed 5151 --bona-fide 400 --mixed 400 \
         --liveness --out test_nir.json
 
@@ -143,7 +145,7 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
 
 def rescore(rows: list[dict], inputs: list, sensor: str, stats: dict | None = None) -> None:
     """Each row's binding score again from its cached inputs (:func:`evaluate`'s
-    ``inputs``), with ``stats`` (default the shipped :mod:`device.gate.binding_stats`)."""
+    ``inputs``), with ``stats`` (default the signed models/binding_<sensor>.json's)."""
     from device.gate.sensor_binding import binding_score, measure
     for j, frame, plane, centres in inputs:
         b = binding_score(measure(frame, plane, centres, sensor), sensor, stats)
@@ -170,26 +172,23 @@ def fit_from(rows: list[dict], inputs: list, sensor: str) -> dict:
     return stats
 
 
-def write_stats(path: str, sensor: str, stats: dict) -> None:
-    """Put ``stats`` for ``sensor`` into the generated module ``path``
-    (device/gate/binding_stats.py), keeping the other sensor's."""
-    import importlib.util
-    import pprint
-    spec = importlib.util.spec_from_file_location("_binding_stats", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    allstats = dict(mod.STATS)
-    allstats[sensor] = stats
-    head = mod.__doc__.strip()
-    with open(path, "w") as f:
-        f.write('"""' + head + '"""\n\n# generated: do not edit\nSTATS: dict = {\n')
-        for k in sorted(allstats):
-            f.write(f"    {k!r}: {{\n")
-            for key, v in allstats[k].items():
-                text = pprint.pformat(v, width=88, compact=True).replace("\n", "\n" + " " * 8)
-                f.write(f"        {key!r}: {text},\n")
-            f.write("    },\n")
-        f.write("}\n")
+def write_stats(sensor: str, stats: dict, command: str) -> None:
+    """Put the probe ranges ``stats`` of ``sensor`` into the signed models/binding_<sensor>.json
+    (its threshold and other numbers kept; :mod:`device.eval.binding_release`)."""
+    from device.eval.binding_release import write_numbers
+    write_numbers(sensor, {"probe_ranges": stats}, command=command,
+                  data=f"{stats['n']} bona fide synthetic bound presentations of seed "
+                       f"{stats.get('seed')} through the gate's front end",
+                  metrics={"fit": {"n": stats["n"], "q": stats["q"], "seed": stats.get("seed")}})
+
+
+def max_score_at(rows: list[dict], q: float = 0.995) -> float:
+    """The binding threshold from validation rows: the ``q`` quantile of the bona fide scores,
+    rounded up to 0.1 mm."""
+    s = [r["score"] for r in rows if r["kind"] == "bona_fide" and r["score"] is not None]
+    if not s:
+        raise ValueError("no scored bona fide presentation to choose a threshold on")
+    return float(np.ceil(np.quantile(s, q) * 10 - 1e-9) / 10)
 
 
 def save_inputs(path: str, inputs: list, views: int) -> None:
@@ -284,7 +283,12 @@ def main(argv=None) -> int:
                          "for rescoring without rendering")
     ap.add_argument("--write-stats", action="store_true",
                     help="fit the live hands' probe ranges on this seed's bona fide "
-                         "presentations and write them to device/gate/binding_stats.py")
+                         "presentations and write them to models/binding_<sensor>.json (and "
+                         "its manifest entry; re-sign the manifest after)")
+    ap.add_argument("--write-threshold", action="store_true",
+                    help="choose the binding threshold on this (validation) seed, the 99.5th "
+                         "percentile of its bona fide scores rounded up, and write it to "
+                         "models/binding_<sensor>.json (re-sign the manifest after)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     t0 = time.time()
@@ -293,24 +297,36 @@ def main(argv=None) -> int:
                     log=lambda m: print(m, file=sys.stderr, flush=True), inputs=inputs)
     if a.cache:
         save_inputs(a.cache, inputs, a.views)
-    if a.write_stats:
-        from device.gate import binding_stats
-        stats = fit_from(rows, inputs, a.sensor)
-        stats.update(seed=a.seed, command="python -m device.eval.binding_eval " +
-                     " ".join(sys.argv[1:] if argv is None else argv))
-        write_stats(binding_stats.__file__, a.sensor, stats)
-        rescore(rows, inputs, a.sensor, stats)
-    if a.threshold is None:
-        from device.config import load_config
-        from device.gate.sensor_binding import MAX_SCORE
-        a.threshold = load_config(None).liveness.binding_max_distance
-        if a.threshold is None:
-            a.threshold = MAX_SCORE[a.sensor]
-    lt = None
+    command = "python -m device.eval.binding_eval " + " ".join(sys.argv[1:] if argv is None
+                                                               else argv)
+    lt = None                   # both from the signed manifest, before anything is rewritten
     if a.liveness:
         from device.models.model import DEFAULT_MODELS_DIR
         from device.models.sensor_branch import SensorBranch
         lt = SensorBranch(a.sensor, "fp32", DEFAULT_MODELS_DIR, threads=1).threshold
+    if a.threshold is None and not a.write_threshold:
+        from device.config import load_config
+        from device.gate.binding_numbers import load_binding_numbers
+        a.threshold = load_config(None).liveness.binding_max_distance
+        if a.threshold is None:
+            a.threshold = load_binding_numbers(a.sensor).max_score
+    if a.write_stats:
+        stats = fit_from(rows, inputs, a.sensor)
+        stats.update(seed=a.seed, command=command)
+        write_stats(a.sensor, stats, command)
+        rescore(rows, inputs, a.sensor, stats)
+    if a.write_threshold:
+        from device.eval.binding_release import write_numbers
+        a.threshold = max_score_at(rows)
+        val = summarise(rows, a.threshold)
+        write_numbers(a.sensor, {"max_score": a.threshold, "max_score_command": command,
+                                 "max_score_rule": "the 99.5th percentile of the bona fide "
+                                                   "validation scores, rounded up"},
+                      command=command, data=f"validation seed {a.seed}: {a.bona_fide} bona fide "
+                                            f"+ {a.mixed} mixed synthetic bound presentations",
+                      metrics={"validation": {k: val[k] for k in (
+                          "bona_fide_denied_by_binding", "attacks_denied_by_binding")},
+                          "validation_seed": a.seed, "command": command})
     summary = summarise(rows, a.threshold, lt)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
                    command="python -m device.eval.binding_eval " + " ".join(sys.argv[1:]

@@ -1,16 +1,29 @@
 """``palmgate evaluate-liveness`` and ``palmgate evaluate-sr``: presentation-attack detection
 test (ISO/IEC 30107-3 names) and the super-resolution stage's PSNR/SSIM against bicubic.
 
-Liveness data layout: ``DIR/bona_fide/**`` and ``DIR/attack/<species>/**`` (images at any depth,
-either part may be missing).  Every frame goes through the sensor stage exactly as the gate runs
-it (:meth:`device.models.sensor_branch.SensorBranch.judge`: presence -> binding where views are
-given -> SR -> liveness) and gets the gate's deny reason (``no_hand_in_sensor``, ``not_live``, a
-binding reason) or none.  A species folder named ``no_hand`` (frames with no hand, e.g. written
-by ``python -m tools.synth no-hand``) is scored like any other species.
+Liveness data layout: ``DIR/bona_fide/**`` and ``DIR/attack/<species>/**`` (either part may be
+missing). A sample is either
 
-The *stage score* of a frame is its p(live) when it reached liveness and :data:`DENIED` (-1)
-when an earlier check denied it, so a presentation is classified as an attack (non-live) when
-its stage score <= threshold, and the rates below are the gate's.
+* a *sensor frame* (an image at any depth): it goes through the sensor stage exactly as the gate
+  runs it (:meth:`device.models.sensor_branch.SensorBranch.judge`: presence -> SR -> liveness)
+  and is not bound to any views (the report counts these as ``not_bound``); or
+* a *presentation*: a folder in the recorded-burst layout (``view_0.png .. view_<K-1>.png``,
+  ``sensor.png``; :mod:`device.eval.liveness_presentations`, written by ``python -m tools.synth
+  liveness --presentations``): it goes through the gate's own pipeline -- quality, calibration,
+  palm regions (the front end's landmarks), presence -> SR -> liveness, then the binding of the
+  sensor frame to the views (``sensor_mismatch``) -- and is accepted only when every stage
+  accepts.
+
+Every sample gets the gate's deny reason (``no_hand_in_sensor``, ``not_live``,
+``sensor_mismatch``, ``quality:<issue>`` ...) or none. A species folder named ``no_hand``
+(frames with no hand, e.g. written by ``python -m tools.synth no-hand``) is scored like any
+other species. The training and review readers (:func:`scan_liveness_dir`) take a
+presentation's ``sensor.png`` as its frame and skip its views.
+
+The *stage score* of a sample is its p(live) when it reached liveness and no stage other than
+liveness denied it, and :data:`DENIED` (-1) when another stage denied it (before liveness, or
+the binding after it), so a presentation is classified as an attack (non-live) when its stage
+score <= threshold, and the rates below are the gate's.
 
 * APCER(species) -- proportion of that species' attack presentations classified bona fide
   (p > threshold); ``apcer_max`` the largest over species.
@@ -32,7 +45,8 @@ import numpy as np
 
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".pgm"}
 DENIED = -1.0
-"""Stage score of a frame denied before liveness (no hand, not bound to the views)."""
+"""Stage score of a sample denied by a stage other than liveness (no hand, not bound to the
+views, no palm regions)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -40,9 +54,14 @@ DENIED = -1.0
 
 
 def _images_under(d: Path) -> list[Path]:
+    """The images under ``d``; of a presentation folder (views + ``sensor.png``) only its
+    ``sensor.png``, which stands for the presentation."""
     if not d.is_dir():
         return []
-    return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    pres = {p.parent for p in files if p.name == "sensor.png" and
+            (p.parent / "view_0.png").is_file()}
+    return [p for p in files if p.parent not in pres or p.name == "sensor.png"]
 
 
 def scan_liveness_dir(root) -> tuple[list[Path], dict[str, list[Path]]]:
@@ -209,11 +228,16 @@ def det_png(path, bona, attacks: dict[str, np.ndarray], threshold: float, title:
 # commands
 
 
-def stage_scores(branch, frames, views=None, binding=None) -> tuple[np.ndarray, list]:
+def stage_score(p_live, reason) -> float:
+    """p(live) when liveness ran and no other stage denied, else :data:`DENIED`."""
+    return DENIED if p_live is None or reason not in (None, "not_live") else float(p_live)
+
+
+def stage_scores(branch, frames) -> tuple[np.ndarray, list]:
     """(stage scores, deny reasons (None: passed)) of frames through ``branch.judge`` -- the
     gate's sensor stage."""
-    res = branch.judge(frames, views, binding)
-    return (np.array([DENIED if r.p_live is None else r.p_live for r in res], np.float64),
+    res = branch.judge(frames)
+    return (np.array([stage_score(r.p_live, r.reason) for r in res], np.float64),
             [r.reason for r in res])
 
 
@@ -225,40 +249,74 @@ def _counts(reasons) -> dict:
     return dict(sorted(out.items()))
 
 
+def _bound_counts(kinds) -> dict:
+    out = {"presentations": 0, "bound": 0, "not_bound": 0}
+    for k in kinds:                       # "frame", "presentation" or "bound"
+        out["presentations"] += k != "frame"
+        out["bound"] += k == "bound"
+        out["not_bound"] += k != "bound"
+    return out
+
+
 def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                       models_dir=None, threads: int = 0, threshold: float | None = None,
-                      views_of=None, binding=None) -> dict:
-    """Score every presentation of ``data_dir`` with the shipped sensor stage; write
-    OUT/report.json, OUT/scores.npz (``bona_fide``, ``attack``, ``attack_species``,
-    ``bona_fide_files``, ``attack_files``, ``bona_fide_reason``, ``attack_reason``) and
-    OUT/det.png.  ``views_of(file)`` -> the presentation's views or None, with ``binding``
-    (see :meth:`SensorBranch.judge`): the binding check where views are given.  Returns the
-    report."""
+                      config=None) -> dict:
+    """Score every sample of ``data_dir`` with the shipped sensor stage (and, for
+    presentations, the gate's pipeline up to the binding; ``config``: the gate's TOML whose
+    calibration gives the registration); write OUT/report.json, OUT/scores.npz
+    (``bona_fide``, ``attack``, ``attack_species``, ``bona_fide_files``, ``attack_files``,
+    ``bona_fide_reason``, ``attack_reason``, ``bona_fide_kind``, ``attack_kind``: frame /
+    presentation / bound, ``bona_fide_binding``, ``attack_binding``: the binding score, NaN
+    where the binding did not run) and OUT/det.png.  Returns the report."""
+    from device.eval.liveness_presentations import (PresentationStages, is_presentation,
+                                                    read_rig, stage_config)
     from device.models.model import DEFAULT_MODELS_DIR
     from device.models.sensor_branch import SensorBranch
 
     branch = SensorBranch(sensor, precision, models_dir or DEFAULT_MODELS_DIR, threads,
                           threshold=threshold)
     bona_files, attack_files = scan_liveness_dir(data_dir)
+    every = bona_files + [f for fs in attack_files.values() for f in fs]
+    is_pres = {f: is_presentation(f) for f in every}
+    stages = None
+    if any(is_pres.values()):
+        stages = PresentationStages(stage_config(sensor, precision, models_dir, threads,
+                                                 threshold, config, read_rig(data_dir)),
+                                    branch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     def score(files):
-        ps, why = [], []
-        for i in range(0, len(files), 64):
-            part = files[i:i + 64]
-            views = [views_of(f) for f in part] if views_of is not None else None
-            p, r = stage_scores(branch, [read_grey(f) for f in part], views, binding)
-            ps.append(p)
-            why += r
-        return (np.concatenate(ps) if ps else np.zeros(0)), why
+        """(stage scores, reasons, kinds, binding scores (NaN: not bound)) in file order:
+        frames in batches, presentations one at a time (as the gate takes them)."""
+        ps, why, kind = np.full(len(files), DENIED), [None] * len(files), ["frame"] * len(files)
+        bs = np.full(len(files), np.nan)
+        frames = [i for i, f in enumerate(files) if not is_pres[f]]
+        for k in range(0, len(frames), 64):
+            part = frames[k:k + 64]
+            p, r = stage_scores(branch, [read_grey(files[i]) for i in part])
+            ps[part] = p
+            for i, ri in zip(part, r):
+                why[i] = ri
+        for i, f in enumerate(files):
+            if is_pres[f]:
+                j = stages(f)
+                ps[i], why[i] = stage_score(j.p_live, j.reason), j.reason
+                kind[i] = "presentation" if j.binding is None else "bound"
+                bs[i] = np.nan if j.binding is None else j.binding
+        return ps, why, kind, bs
 
-    bona, bona_why = score(bona_files)
-    scored = {sp: score(fs) for sp, fs in attack_files.items()}
+    try:
+        bona, bona_why, bona_kind, bona_bs = score(bona_files)
+        scored = {sp: score(fs) for sp, fs in attack_files.items()}
+    finally:
+        if stages is not None:
+            stages.close()
     attacks = {sp: v[0] for sp, v in scored.items()}
     why = {sp: v[1] for sp, v in scored.items()}
     thr = branch.threshold
     pres = branch.presence
+    binding = stages.binding if stages is not None else None
     report = {"sensor": sensor, "precision": precision, "data": str(data_dir),
               **pad_rates(bona, attacks, thr),
               "n_bona_fide": int(bona.size),
@@ -268,17 +326,28 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                                               for k, v in attacks.items()}},
               "deny_reasons": {"bona_fide": _counts(bona_why),
                                "attack": {k: _counts(v) for k, v in why.items()}},
+              "binding": {"bona_fide": _bound_counts(bona_kind),
+                          "attack": {k: _bound_counts(v[2]) for k, v in scored.items()},
+                          "threshold": None if binding is None else binding.max_score,
+                          "registration": None if binding is None else binding.source},
               "models": {"presence": pres.model.path.name,
                          "presence_threshold": pres.threshold,
                          "sr": branch.sr_model.path.name,
                          "liveness": branch.liveness_model.path.name,
                          "liveness_sha256": branch.liveness_model.entry["sha256"]},
-              "definitions": "every frame through the gate's sensor stage (presence -> "
-                             "binding where views are given -> SR -> liveness); APCER(species) "
-                             "= share of that species' frames the stage passes (a hand, live: "
-                             "p(live) > threshold); BPCER = share of bona fide it denies (any "
-                             "reason); BPCER20/100 = BPCER where APCER of every species <= "
-                             "5 % / 1 % (frames denied before liveness stay denied)"}
+              "definitions": "a sensor frame goes through the gate's sensor stage (presence "
+                             "-> SR -> liveness) and is not bound to views; a presentation "
+                             "(views + sensor.png) through the gate's pipeline: quality, "
+                             "calibration, palm regions, presence -> SR -> liveness, binding "
+                             "to the views' landmarks; APCER(species) = share of that "
+                             "species' samples every stage passes (p(live) > threshold); "
+                             "BPCER = share of bona fide denied (any reason); BPCER20/100 = "
+                             "BPCER where APCER of every species <= 5 % / 1 % (samples denied "
+                             "by another stage than liveness stay denied); binding: bound = "
+                             "presentations the binding judged, not_bound = frames and "
+                             "presentations denied before it"}
+    if stages is not None and binding is None:
+        report["binding"]["note"] = "[liveness] binding = false: presentations not bound"
     sp_arr = [sp for sp, v in attacks.items() for _ in range(v.size)]
     np.savez(out / "scores.npz", bona_fide=bona,
              attack=np.concatenate(list(attacks.values())) if attacks else np.zeros(0),
@@ -288,6 +357,11 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                                    dtype=str),
              bona_fide_reason=np.array([r or "" for r in bona_why], dtype=str),
              attack_reason=np.array([r or "" for v in why.values() for r in v], dtype=str),
+             bona_fide_kind=np.array(bona_kind, dtype=str),
+             attack_kind=np.array([k for v in scored.values() for k in v[2]], dtype=str),
+             bona_fide_binding=bona_bs,
+             attack_binding=np.concatenate([v[3] for v in scored.values()]) if scored else
+             np.zeros(0),
              threshold=np.float64(thr))
     det_png(out / "det.png", bona, attacks, thr,
             f"{sensor} sensor stage ({precision}), {bona.size} bona fide, "

@@ -13,7 +13,7 @@ landmark and its bone joint (a landmark network marks the skin's knuckle, not th
 
 capped at ``cap`` (no dip near the prediction). ``mu``, ``sigma`` and ``dip_live`` are the live
 hands' offset, spread and dip depth per joint (fitted on bona fide presentations:
-:func:`fit_joint_stats`, kept in :mod:`device.gate.binding_stats`). A replica moved, turned,
+:func:`fit_bone_stats`, kept in the signed ``models/binding_xray.json``). A replica moved, turned,
 scaled, another person's hand, or a species with no bones or other bones, puts the predicted
 joints where the frame has none, or far from the ones it has. Joints outside the exposed field
 are not scored. :func:`joint_score`: the costs summed without the finger that adds up to the

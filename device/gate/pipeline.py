@@ -69,14 +69,13 @@ class SensorStage:
     valid signature, or a configured threshold below the signed one denies every presentation
     (``liveness_unavailable``) and the gate recovers by itself once a good file is in place.
 
-    ``stage(frame, views)`` runs :meth:`SensorBranch.judge` -- the same function
-    ``palmgate evaluate-liveness`` scores with: presence, then ``binding(capture, views)``
-    when one is set and views are given (None or a deny reason), then SR and liveness."""
+    ``stage(frame)`` runs :meth:`SensorBranch.judge` -- the same function
+    ``palmgate evaluate-liveness`` scores with: presence, then SR and liveness (the binding
+    is its own stage, :mod:`device.gate.sensor_binding`)."""
 
-    def __init__(self, cfg, binding=None):
+    def __init__(self, cfg):
         self.cfg = cfg
         self.branch = None
-        self.binding = binding
         self.error: str | None = None
 
     def load(self):
@@ -98,10 +97,10 @@ class SensorStage:
             log.error("liveness models unavailable: %s", self.error)
         return self.branch
 
-    def __call__(self, frame, views=None):
+    def __call__(self, frame):
         if self.branch is None and self.load() is None:
             raise Deny("liveness_unavailable", "", self.error or "")
-        return self.branch(frame, views, self.binding)
+        return self.branch(frame)
 
 
 def gate_feature(cfg, models_dir):
@@ -201,7 +200,11 @@ class Pipeline:
 
     @property
     def liveness_error(self) -> str | None:
-        return self.sensor.error if self.sensor is not None else None
+        """Why the sensor stage, or the binding's signed numbers, cannot be used (None: fine)."""
+        if self.sensor is not None and self.sensor.error:
+            return self.sensor.error
+        b = getattr(self.binding, "error", None)
+        return f"sensor binding: {b}" if b else None
 
     def attach_store(self, store) -> None:
         """Split mode keeps its pending deletes in the store."""
@@ -279,15 +282,15 @@ class Pipeline:
             raise Deny(f"quality:{e.reason}", e.prompt, str(e))
         return rois
 
-    def _sensor(self, burst, out, views=None):
+    def _sensor(self, burst, out):
         """Presence, SR and liveness of the sensor frame (the binding is its own stage)."""
-        pres = self.sensor(burst.sensor, views)
+        pres = self.sensor(burst.sensor)
         out.sensor_sr = pres.sr
         if pres.p_live is not None:             # liveness ran
             out.p_live, out.live = pres.p_live, pres.live
         if pres.reason == NO_HAND:
             raise Deny(NO_HAND, "place your palm on the sensor", pres.detail)
-        if pres.reason is not None and pres.reason != NOT_LIVE:    # the binding's reason
+        if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
             raise Deny(NOT_LIVE, "", "p(live) not above the threshold")   # no exact value
@@ -353,12 +356,13 @@ class Pipeline:
                        f"{m.owner!r} matched but may not pass now")
 
     # ------------------------------------------------------------------ enrolment
-    def screen(self, burst) -> list:
+    def screen(self, burst, out: Decision | None = None) -> list:
         """An enrolment presentation through the gate's own checks -- quality (at least
         ``min_views`` usable views), palm regions, and liveness when ``[liveness] enabled``
         (a missing or failing liveness model refuses, as it denies at the gate). Returns the
-        first-region ROIs of the usable views; raises :class:`Deny` with the reason."""
-        out = Decision()
+        first-region ROIs of the usable views; raises :class:`Deny` with the reason. ``out``
+        (a Decision) gets what the stages found (``palmgate evaluate-liveness`` reads it)."""
+        out = Decision() if out is None else out
         ok = self._quality(burst, out)
         burst = self.calibrate(burst, ok)          # the unit's calibration, as at the gate
         rois = self._regions(burst, ok, out)

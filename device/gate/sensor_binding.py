@@ -20,12 +20,15 @@ sensor frame's hand is looked at where the views' hand says it must be:
   (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
 - **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
-  hands give (:mod:`device.gate.binding_stats`, fitted on bona fide synthetic presentations),
-  summed without the worst finger, plus how much better the views' hand fits at another size,
-  and for X-ray the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the
-  frame's joint spaces, the frame's hand not stretched); over ``[liveness]
-  binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is denied with
-  ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
+  hands give (``probe_ranges``, fitted on bona fide synthetic presentations), summed without
+  the worst finger, plus how much better the views' hand fits at another size, and for X-ray
+  the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the frame's joint
+  spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``); over the
+  sensor's signed threshold (``max_score``; ``[liveness] binding_max_distance`` may only lower
+  it) the presentation is denied with ``sensor_mismatch``, and so is one with fewer than two
+  views with landmarks. Both numbers come from the signed ``models/binding_<sensor>.json``
+  (:mod:`device.gate.binding_numbers`); without a good file the stage denies every
+  presentation (``liveness_unavailable``).
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
@@ -248,15 +251,6 @@ SIZE_GAIN = 1.0
 """Weight of how much better another size fits: 1, on validation seed 11 (X-ray mixed denied
 78.0 %, against 75.2 % at 0 and 78.5 % at 2; the simpler of the two near the top)."""
 
-MAX_SCORE = {"xray": 26.4, "nir": 13.9}
-"""The default ``[liveness] binding_max_distance`` per sensor (binding score, mm): the 99.5th
-percentile of the score of bona fide validation presentations (seed 11), rounded up -- a false
-denial rate of 0.5 % on validation (docs/sensor-branch.md, "Binding"). NIR: 400 of them. X-ray
-(with the bones' term, branch xbind): the 998 of 1000 whose hand could be placed (26.36; the
-other two had landmarks in one view only and are denied whatever the threshold); 21.5, chosen
-on 400, denied 2.3 % of the bona fide presentations of held-out seed 8117."""
-
-
 def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
     """The sum of the probes' excess (mm), less the finger whose probes add up to the most:
     one finger a landmark network got wrong, or a finger lost in the sensor frame, does not
@@ -268,18 +262,19 @@ def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
 
 def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) -> float:
     """The binding score of one presentation (lower is better bound): the probes' excess
-    over the range live hands give (:func:`probe_excess`, :mod:`device.gate.binding_stats`),
+    over the range live hands give (:func:`probe_excess`; ``stats``: the probe ranges, default
+    the signed file's, :func:`device.gate.binding_numbers.shipped_stats`),
     summed without its worst finger (:func:`trimmed_excess`), plus :data:`SIZE_GAIN` times how
     much less it is at the best size of :data:`SIZE_SEARCH`; for X-ray (statistics with
-    ``joints``) plus the bones' term (:func:`device.gate.binding_joints.bone_term`: the views'
-    joints on the frame's joint spaces, and the frame's hand not stretched). inf when the hand could not be
-    placed, the frame shows no hand outline at any probe, or there are no statistics for the
+    ``joints``) plus the bones' term (:func:`device.gate.binding_joints.bone_term`: the
+    views' joints on the frame's joint spaces, and the frame's hand not stretched). inf when
+    the hand could not be placed, the frame shows no hand outline at any probe, or there are no statistics for the
     sensor."""
     if m is None or m.sdf is None:
         return float("inf")
     if stats is None:
-        from device.gate.binding_stats import STATS
-        stats = STATS.get(sensor)
+        from device.gate.binding_numbers import shipped_stats
+        stats = shipped_stats(sensor)
     if not stats:
         return float("inf")
     lo = np.array([np.nan if x is None else x for x in stats["lo"]], float)
@@ -410,9 +405,10 @@ class BindingStage:
     """The pipeline runs the binding once the regions are found and hands it their landmarks."""
 
     def __init__(self, cfg, calibration):
-        d = cfg.liveness.binding_max_distance
+        self.cfg = cfg
         self.sensor = cfg.liveness.sensor
-        self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
+        self.numbers, self.max_score, self.error = None, None, None
+        self.load()
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:
@@ -440,9 +436,35 @@ class BindingStage:
             if c is not None and np.all(np.isfinite(c)):
                 plane[k], centres[k] = q, c
         m = measure(frame, plane, centres, self.sensor)
-        return Binding(binding_score(m, self.sensor), m)
+        return Binding(binding_score(m, self.sensor,
+                                     self.numbers.stats if self.numbers else {}), m)
+
+    def load(self):
+        """The signed numbers (:mod:`device.gate.binding_numbers`), re-tried after a failure:
+        a missing, tampered or unsigned file, or a configured threshold above the signed one,
+        leaves the stage unavailable (every presentation denied) until a good one is in
+        place."""
+        from device.gate.binding_numbers import (load_binding_numbers, numbers_file,
+                                                 stricter_max_score)
+        c = self.cfg
+        try:
+            n = load_binding_numbers(self.sensor, c.paths.models or None)
+            d = c.liveness.binding_max_distance
+            self.max_score = n.max_score if d is None else \
+                stricter_max_score(d, n.max_score, numbers_file(self.sensor))
+            self.numbers, self.error = n, None
+            if d is not None:
+                log.warning("binding threshold %.4g from the configuration (the signed file's "
+                            "is %.4g)", self.max_score, n.max_score)
+        except Exception as e:     # noqa: BLE001 - ModelError, OSError, ValueError
+            self.numbers, self.max_score = None, None
+            self.error = f"{type(e).__name__}: {e}"
+            log.error("sensor binding unavailable: %s", self.error)
+        return self.numbers
 
     def __call__(self, burst, out=None) -> Binding:
+        if self.numbers is None and self.load() is None:
+            raise Deny("liveness_unavailable", "", f"sensor binding: {self.error}")
         b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
         if out is not None:
             out.binding = b.score

@@ -3,9 +3,10 @@ super-resolution (x2) -> liveness model -> p(live) > threshold.
 
 :meth:`SensorBranch.judge` is the sensor stage exactly as the gate runs it (the gate's
 ``SensorStage`` and ``palmgate evaluate-liveness`` both call it): presence
-(:mod:`device.models.presence`; no hand -> ``no_hand_in_sensor``), then, where the views are
-given and a binding check is handed in, the binding of the sensor frame to the views (its
-reason, e.g. ``sensor_mismatch``), then SR and liveness (``not_live``).
+(:mod:`device.models.presence`; no hand -> ``no_hand_in_sensor``), then SR and liveness
+(``not_live``). The binding of the sensor frame to the views is the gate's next stage
+(:class:`device.gate.sensor_binding.BindingStage`, after the views' landmarks are found);
+``palmgate evaluate-liveness`` runs it too where a sample has views.
 
 Both models run through :class:`device.models.model.Model` (sha256-checked against the
 signed models/manifest.json).  Files: ``sr_<sensor>.onnx`` / ``liveness_<sensor>.onnx`` (fp32)
@@ -104,9 +105,8 @@ NOT_LIVE = "not_live"
 @dataclass
 class Presentation:
     """Result of one sensor frame through the stage: ``reason`` is None when it passes (a hand,
-    bound to the views where checked, live), else the deny reason (``no_hand_in_sensor``, the
-    binding's reason, ``not_live``); ``p_live`` and ``sr`` are None when the frame never
-    reached liveness."""
+    live), else the deny reason (``no_hand_in_sensor``, ``not_live``); ``p_live`` and ``sr``
+    are None when the frame never reached liveness."""
 
     live: bool
     p_live: float | None
@@ -170,10 +170,8 @@ class SensorBranch:
         sr = self.super_resolve(caps)
         return self.liveness(sr), sr
 
-    def judge(self, frames, views=None, binding=None) -> list[Presentation]:
-        """The sensor stage on a sequence of frames: presence -> binding (only where ``views``
-        (one entry per frame, None for a frame without views) and ``binding`` are given:
-        ``binding(capture, views)`` returns None or a deny reason) -> SR -> liveness.  One
+    def judge(self, frames) -> list[Presentation]:
+        """The sensor stage on a sequence of frames: presence -> SR -> liveness.  One
         :class:`Presentation` per frame; the gate calls it with one frame."""
         caps = np.stack([to_capture(f) for f in frames]) if len(frames) else \
             np.zeros((0,) + CAPTURE_SIZE, np.float32)
@@ -185,12 +183,6 @@ class SensorBranch:
             if not pr.present:
                 out[i] = Presentation(False, None, self.threshold, None, NO_HAND, pr.p_hand,
                                       pr.detail)
-                continue
-            why = binding(caps[i], views[i]) if binding is not None and views is not None \
-                and views[i] is not None else None
-            if why:
-                out[i] = Presentation(False, None, self.threshold, None, str(why), pr.p_hand,
-                                      "sensor frame not bound to the views")
                 continue
             out[i] = Presentation(False, None, self.threshold, None, None, pr.p_hand)
             todo.append(i)
@@ -205,5 +197,5 @@ class SensorBranch:
                     o.reason, o.detail = NOT_LIVE, "p(live) not above the threshold"
         return out
 
-    def __call__(self, frame: np.ndarray, views=None, binding=None) -> Presentation:
-        return self.judge([frame], None if views is None else [views], binding)[0]
+    def __call__(self, frame: np.ndarray) -> Presentation:
+        return self.judge([frame])[0]

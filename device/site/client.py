@@ -34,6 +34,8 @@ from concurrent.futures import Future
 import numpy as np
 
 from device.site import messages as M
+from device.site.access import ATTRS as _SITE_ATTRS
+from device.site.access import HOLIDAYS_ID
 from device.site.sealing import SealError, pair_key, seal, seal_to, unseal
 from device.site.templates import decode_templates, encode_for_gates, encode_plain
 from device.site.tls import stop_link, use_tls
@@ -336,6 +338,7 @@ class GateSync:
             self.on_applied(results)
 
     def _apply_batch(self, todo, now):
+        from device.store.holidays import replace_holidays
         from device.store.store import StoreError
         out, versions, revoked = [], {}, 0
         with store_batch(self.store) as st:
@@ -356,19 +359,24 @@ class GateSync:
                     out.append((h, "skipped", f"older than version {versions[uid]}"))
                     continue
                 u = h.get("user") or {}
+                site_attrs = {k: u[k] for k in _SITE_ATTRS if k in u}
                 if h["kind"] == "enrol":
                     st.enrol(uid, tmpls, replace=True, label=str(u.get("label", "")),
                              enabled=bool(u.get("enabled", True)),
                              valid_from=u.get("valid_from"), valid_until=u.get("valid_until"),
                              schedule=u.get("schedule"))
+                    if site_attrs:      # the site's access times, as a site update sets them
+                        st.update_user(uid, audit={"operator": "site"}, **site_attrs)
                 elif h["kind"] == "revoke":
                     revoked += _delete_in_tx(st, uid)
                 elif h["kind"] == "update":
                     if st.get_user(uid) is None:
                         raise StoreError(f"update of {uid!r}, who is not enrolled here")
-                    st.update_user(uid, **{k: u[k] for k in ("enabled", "valid_from",
-                                                             "valid_until", "schedule",
-                                                             "label") if k in u})
+                    st.update_user(uid, audit={"operator": "site"},
+                                   **dict(site_attrs, **({"label": u["label"]}
+                                                         if "label" in u else {})))
+                elif h["kind"] == "holidays" and uid == HOLIDAYS_ID:
+                    replace_holidays(st, h.get("holidays") or {}, audit={"operator": "site"})
                 else:
                     out.append((h, "rejected", f"unknown change kind {h['kind']!r}"))
                     continue

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 def changed_users(results) -> set:
     """Users of the applied changes in a sync client's ``on_applied`` results."""
-    return {h["user_id"] for h, outcome, _ in results if outcome == "applied"}
+    from device.site.access import USER_KINDS
+    return {h["user_id"] for h, outcome, _ in results
+            if outcome == "applied" and h["kind"] in USER_KINDS}
 
 
 def refresh_users(gal, store, users, config, when: float | None = None) -> int:

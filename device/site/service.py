@@ -32,6 +32,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from device.site import messages as M
+from device.site.access import send_holidays, site_holidays
+from device.site.access import writes as _writes
 from device.site.outflow import Outflow
 from device.site.provision import SERVICE, load_site, service_key, tls_files
 from device.site.sealing import pair_key
@@ -176,8 +178,10 @@ class SiteService:
         """Gates of site.json that the database does not know yet."""
         self.info = load_site(self.site_dir)
         for g, v in self.info["gates"].items():
-            self.db.execute("INSERT OR IGNORE INTO gates(gate_id, pub, added) VALUES(?,?,?)",
-                            (g, v["pub"], time.time()))
+            new = self.db.execute("INSERT OR IGNORE INTO gates(gate_id, pub, added) "
+                                  "VALUES(?,?,?)", (g, v["pub"], time.time())).rowcount
+            if new:
+                send_holidays(self, g)          # a gate that joins gets the site's list
 
     def _tag_key(self, gate: str) -> bytes:
         k = self._tags.get(gate)
@@ -411,11 +415,6 @@ class SiteService:
 # ---------------------------------------------------------------------- admin operations
 # functions run on the service thread through ``SiteService.call``; ``_writes`` ones get the
 # outgoing message list and run inside the thread's transaction
-def _writes(fn):
-    fn._writes = True
-    return fn
-
-
 @_writes
 def revoke(svc: SiteService, user_id: str, out=None) -> dict:
     """Revoke ``user_id`` on every gate; returns the version and the time it was issued."""
@@ -474,11 +473,13 @@ def set_gates(svc: SiteService, user_id: str, gates, out=None) -> dict:
 def snapshot(svc: SiteService, events: int = 50) -> dict:
     """Users, gates and recent events, for the admin page and ``/api/state``."""
     users = [dict(zip(("user_id", "version", "state", "label", "enrolled_from", "gates",
-                       "updated", "n_templates"), r))
+                       "updated", "n_templates", "attrs"), r))
              for r in svc.db.execute("SELECT user_id, version, state, label, enrolled_from, "
-                                     "gates, updated, n_templates FROM users ORDER BY user_id")]
+                                     "gates, updated, n_templates, attrs FROM users ORDER BY "
+                                     "user_id")]
     for u in users:
         u["gates"] = None if u["gates"] is None else json.loads(u["gates"])
+        u["attrs"] = json.loads(u["attrs"] or "{}")
     gates = []
     for g, nxt, contig, seen, health, aseq, aerr in svc.db.execute(
             "SELECT gate_id, next_gseq, contig, last_seen, health, audit_seq, audit_error "
@@ -495,7 +496,7 @@ def snapshot(svc: SiteService, events: int = 50) -> dict:
               "SELECT gate_id, seq, ts, kind, payload FROM audit ORDER BY received DESC, seq "
               "DESC LIMIT ?", (events,))]
     return {"site": svc.site, "users": users, "gates": gates, "events": ev, "audit": au,
-            "stats": dict(svc.stats)}
+            "holidays": site_holidays(svc)["holidays"], "stats": dict(svc.stats)}
 
 
 def recovery_items(svc: SiteService, gate: str) -> list[dict]:
@@ -545,6 +546,7 @@ def forget_gate(svc: SiteService, gate: str, out=None) -> dict:
     """A gate replaced (new unit, empty store): forget what was delivered to it, so that
     ``recover`` gives it every user again."""
     n = svc.db.execute("DELETE FROM delivered WHERE gate_id=?", (gate,)).rowcount
+    send_holidays(svc, gate, out)               # its new store has no list yet
     svc._event("forget", f"gate {gate} replaced: {n} deliveries forgotten")
     return {"gate": gate, "forgotten": n}
 

@@ -6,6 +6,11 @@
     POST /revoke           (form: user_id) the button; redirects back to /
     POST /api/revoke       {"user_id"}                   -> {"version", "issued", "gates"}
     POST /api/gates        {"user_id", "gates": [...] | null}
+    POST /api/user         {"user_id", and some of "enabled", "valid_from", "valid_until"
+                           (UNIX times or null), "schedule" ([[weekday, "HH:MM", "HH:MM"],
+                           ...]), "holidays" ("closed"|"allow")}  -> {"version", "attrs"}
+    POST /api/holidays     {"holidays": {"YYYY-MM-DD": "label", ...}} replaces the site's
+                           list                          -> {"version", "gates"}
     GET  /api/recovery?gate=G                            -> recovery copies for gate G
     POST /api/recovered    {"gate", "items": [...]}      (from ``palmgate site recover``)
     POST /api/sync-gates   re-read site.json (a gate was added), send the roster
@@ -23,6 +28,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
+from device.site import access as A
 from device.site import service as S
 
 _CSS = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
@@ -47,10 +53,11 @@ def render(state: dict, token: str) -> str:
             f'<input type="hidden" name="user_id" value="{e(u["user_id"])}">'
             f'<button type="submit">revoke</button></form>')
         gates = "all" if u["gates"] is None else ", ".join(u["gates"])
+        access = ", ".join(f"{k} {json.dumps(v)}" for k, v in sorted(u["attrs"].items()))
         rows.append(f'<tr class="{cls}"><td>{e(u["user_id"])}</td><td>{e(u["label"] or "")}'
                     f'</td><td>{e(u["state"])}</td><td>{u["version"]}</td><td>'
                     f'{e(u["enrolled_from"] or "")}</td><td>{e(gates)}</td><td>'
-                    f'{_t(u["updated"])}</td><td>{btn}</td></tr>')
+                    f'{_t(u["updated"])}</td><td>{e(access)}</td><td>{btn}</td></tr>')
     grows = []
     for g in state["gates"]:
         st = g["store"] or {}
@@ -70,7 +77,10 @@ def render(state: dict, token: str) -> str:
 <title>PalmGate site {e(state["site"])}</title><style>{_CSS}</style></head><body>
 <h1>PalmGate site <i>{e(state["site"])}</i>: {n_act} active users, {len(state["gates"])} gates</h1>
 <h2 id="users">Users</h2><table><tr><th>user</th><th>label</th><th>state</th><th>version</th>
-<th>enrolled at</th><th>may open</th><th>updated</th><th></th></tr>{"".join(rows)}</table>
+<th>enrolled at</th><th>may open</th><th>updated</th><th>access times</th><th></th></tr>
+{"".join(rows)}</table>
+<h2 id="holidays">Site holidays</h2><p>{e(", ".join(f"{d} {x}".strip() for d, x in
+                                          state["holidays"].items()) or "none")}</p>
 <h2 id="gates">Gates</h2><table><tr><th>gate</th><th>link</th><th>last seen</th>
 <th>changes applied</th><th>users in store</th><th>audit records</th><th>audit chain</th></tr>
 {"".join(grows)}</table>
@@ -145,6 +155,11 @@ def serve(svc, host: str, port: int, token: str) -> ThreadingHTTPServer:
                 if u.path == "/api/gates":
                     return self._json(200, svc.call(S.set_gates, body["user_id"],
                                                     body.get("gates")))
+                if u.path == "/api/user":
+                    uid = body.pop("user_id")
+                    return self._json(200, svc.call(A.update_user, uid, body))
+                if u.path == "/api/holidays":
+                    return self._json(200, svc.call(A.set_holidays, body["holidays"]))
                 if u.path == "/api/recovered":
                     return self._json(200, svc.call(S.add_recovered, body["gate"],
                                                     body["items"]))

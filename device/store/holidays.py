@@ -51,3 +51,17 @@ def remove_holiday(store, date: str, audit: dict | None = None) -> dict:
         _write(store, days)
         store.audit.append("holiday_remove", reason=day, **(audit or {}))
     return {"date": day, "removed": True, "holidays": len(days)}
+
+
+def replace_holidays(store, days: dict, audit: dict | None = None) -> dict:
+    """The whole list at once (the site's list, sent by the site service): validated first,
+    then written with its ``holiday_sync`` record in one transaction (joins an outer one, as
+    the sync client's batch). Returns ``{"holidays": n, "added": [...], "removed": [...]}``."""
+    new = {parse_holiday(d): str(label or "")[:100] for d, label in dict(days).items()}
+    with store.transaction():
+        old = holidays(store)
+        _write(store, new)
+        added, removed = sorted(set(new) - set(old)), sorted(set(old) - set(new))
+        why = f"site list: {len(new)} holidays, {len(added)} added, {len(removed)} removed"
+        store.audit.append("holiday_sync", **dict({"reason": why}, **(audit or {})))
+    return {"holidays": len(new), "added": added, "removed": removed}

@@ -3,6 +3,7 @@
   palms     palm ROI identities            --out DIR --subjects N --sessions 2 --samples M --seed S
   hands     full hands seen by K views     --out DIR --subjects N --sessions 2 --samples M --views K --seed S
   liveness  bona fide + attack species     --sensor xray|nir --out DIR --bona-fide N --per-species M --seed S
+            (--presentations: bona fide + mixed presentations, views + sensor frame, [--views K])
   sr-pairs  super-resolution pairs         --sensor xray|nir --out DIR --n N --seed S
   pairs     matched live/attack pairs      --sensor xray|nir --species SP --out DIR --n N --seed S
   sheet     contact sheet of any set       SRC --out FILE.png
@@ -51,6 +52,12 @@ def cmd_hands(a) -> dict:
 
 
 def cmd_liveness(a) -> dict:
+    if a.presentations:
+        from device.synth.presentation_sets import write_presentations
+        m = write_presentations(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed,
+                                views=a.views, progress=_progress("presentations"))
+        return {"out": a.out, "sensor": a.sensor, "presentations": len(m["files"]),
+                "classes": m["classes"]}
     from device.synth.sensor_sets import write_liveness
     write_liveness(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed)
     return {"out": a.out, "sensor": a.sensor}
@@ -113,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sensor", choices=["xray", "nir"], required=True)
     sp.add_argument("--bona-fide", type=int, required=True)
     sp.add_argument("--per-species", type=int, required=True)
+    sp.add_argument("--presentations", action="store_true",
+                    help="whole presentations (view_0.png .. view_<K-1>.png + sensor.png per "
+                         "folder, the synthetic gate of --seed, rig.json): bona fide and the "
+                         "mixed species mixed_replica_views / mixed_replica_sensor, for "
+                         "`palmgate evaluate-liveness` with the binding")
+    sp.add_argument("--views", type=int, default=3, help="--presentations: cameras K")
     sp.set_defaults(fn=cmd_liveness)
     sp = sub.add_parser("sr-pairs", help="low/high resolution sensor pairs (x2)")
     common(sp, sessions=False)

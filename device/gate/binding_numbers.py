@@ -1,0 +1,118 @@
+"""The sensor binding's security numbers, carried by the signed manifest like a model's.
+
+Per sensor one data file ``models/binding_<sensor>.json`` (listed in models/manifest.json with
+its sha256, so covered by the release signature like every model file and threshold):
+
+* ``max_score`` -- the binding threshold (mm): a presentation whose binding score is above it
+  is denied ``sensor_mismatch`` (:mod:`device.gate.sensor_binding`); the manifest entry carries
+  the same value as its ``threshold`` and the two must agree;
+* ``probe_ranges`` -- the live hands' range at each binding probe (``lo``, ``hi``, ``clip``,
+  ``q``, ``n``, the seed and the command that fitted them), what
+  :func:`device.gate.sensor_binding.binding_score` takes as ``stats``;
+* any further per-sensor numbers a version of the score needs (a dict: keys this code does not
+  know are kept and handed over in :attr:`BindingNumbers.doc`).
+
+``python -m device.eval.binding_eval --write-stats`` (the ranges) and ``--write-threshold``
+(the threshold) write the file and its manifest entry (:mod:`device.eval.binding_release`);
+the release step re-signs the manifest (docs/model-signing.md). A missing, unlisted, tampered
+or unsigned file, or one whose numbers are malformed, is a :class:`ModelError`: the gate's
+binding stage then denies every presentation (``liveness_unavailable``, fail secure).
+
+A configured ``[liveness] binding_max_distance`` may only make the check stricter (a lower
+threshold, :func:`stricter_max_score`); a looser one takes a newly signed file.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
+
+FORMAT = 1
+SENSORS = ("xray", "nir")
+
+
+def numbers_file(sensor: str) -> str:
+    """The binding numbers' file name of a sensor kind."""
+    if sensor not in SENSORS:
+        raise ValueError(f"sensor must be one of {SENSORS}, not {sensor!r}")
+    return f"binding_{sensor}.json"
+
+
+@dataclass
+class BindingNumbers:
+    """The verified numbers of one sensor: ``max_score`` (the threshold), ``stats`` (the
+    probe ranges), ``doc`` (the whole file, for numbers this module does not name) and the
+    manifest ``entry``."""
+
+    sensor: str
+    max_score: float
+    stats: dict
+    doc: dict = field(default_factory=dict)
+    entry: dict = field(default_factory=dict)
+
+
+def _number(x) -> bool:
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> BindingNumbers:
+    """The numbers of a parsed file, checked: a :class:`ModelError` naming what is wrong."""
+    if not isinstance(doc, dict):
+        raise ModelError(f"{name}: not a JSON object")
+    if doc.get("format") != FORMAT:
+        raise ModelError(f"{name}: format {doc.get('format')!r}, this build reads {FORMAT}")
+    if doc.get("sensor") != sensor:
+        raise ModelError(f"{name}: numbers of sensor {doc.get('sensor')!r}, not {sensor!r}")
+    t = doc.get("max_score")
+    if not _number(t) or not t > 0:
+        raise ModelError(f"{name}: no positive numeric 'max_score' (the binding threshold)")
+    st = doc.get("probe_ranges")
+    if not isinstance(st, dict) or not isinstance(st.get("lo"), list) \
+            or not isinstance(st.get("hi"), list) or len(st["lo"]) != len(st["hi"]) \
+            or not st["lo"] or not _number(st.get("clip")):
+        raise ModelError(f"{name}: 'probe_ranges' needs lists 'lo' and 'hi' of one length "
+                         f"and a numeric 'clip'")
+    if not all(v is None or _number(v) for v in st["lo"] + st["hi"]):
+        raise ModelError(f"{name}: a probe range bound is neither a number nor null")
+    if entry is not None:
+        et = entry.get("threshold")
+        if not _number(et) or float(et) != float(t):
+            raise ModelError(f"{name}: its max_score {t} differs from the manifest entry's "
+                             f"threshold {et!r}")
+    return BindingNumbers(sensor, float(t), st, doc, dict(entry or {}))
+
+
+def load_binding_numbers(sensor: str, models_dir: Path | str | None = None,
+                         trusted_keys=None) -> BindingNumbers:
+    """The binding numbers of ``sensor`` from ``models_dir`` (default the shipped models),
+    after checking the manifest's signature and the file's sha256 on the very bytes parsed."""
+    name = numbers_file(sensor)
+    data, entry = verified_bytes(name, models_dir or DEFAULT_MODELS_DIR, trusted_keys)
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"{name}: not valid JSON: {e}") from None
+    return parse_numbers(doc, sensor, name, entry)
+
+
+@functools.lru_cache(maxsize=8)
+def shipped_stats(sensor: str, models_dir: str | None = None) -> dict:
+    """The verified probe ranges of ``sensor`` (cached: for evaluations that score thousands
+    of presentations; the gate's stage loads its own at start)."""
+    return load_binding_numbers(sensor, models_dir).stats
+
+
+def stricter_max_score(configured: float, signed: float, name: str) -> float:
+    """``configured`` when it is at most the signed threshold (a stricter binding check); a
+    :class:`ModelError` when it would loosen it (or is not a number >= 0)."""
+    t = float(configured)
+    if not 0.0 <= t <= signed:              # NaN fails too
+        raise ModelError(f"[liveness] binding_max_distance {t:g} is above the signed binding "
+                         f"threshold {signed:g} of {name}: a configured value can only make "
+                         f"the check stricter; a looser one takes a newly signed file "
+                         f"(docs/sensor-branch.md, Binding)")
+    return t

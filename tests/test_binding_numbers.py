@@ -1,0 +1,140 @@
+"""The sensor binding's threshold and probe ranges come from the signed manifest
+(models/binding_<sensor>.json, issue 21 item 5): a missing, tampered or unsigned file is
+refused and the binding stage denies (fail secure); a configured threshold may only be
+stricter."""
+import json
+import os
+
+import numpy as np
+import pytest
+from conftest import SHIPPED, sign_models
+
+from device.gate.binding_numbers import (load_binding_numbers, numbers_file, parse_numbers,
+                                         stricter_max_score)
+from device.models.model import ModelError
+
+pytestmark = pytest.mark.skipif(not (SHIPPED / "binding_nir.json").exists(),
+                                reason="no shipped binding numbers")
+
+
+class _Cal:
+    state, correction = "exempt", None
+
+
+def _stage(models, **liveness):
+    from device.config import load_config
+    from device.gate.sensor_binding import BindingStage
+    cfg = load_config(None, gate={"views": 3}, paths={"models": str(models)},
+                      liveness=dict({"sensor": "nir"}, **liveness))
+    return BindingStage(cfg, _Cal())
+
+
+def _burst():
+    from device.sources.replay import Burst
+    frame = np.zeros((128, 128), np.uint8)
+    frame[30:100, 40:90] = 200
+    return Burst([np.zeros((480, 640, 3), np.uint8)] * 3, frame, {})
+
+
+def _deny(stage):
+    from device.gate.decision import Decision, Deny
+    with pytest.raises(Deny) as e:
+        stage(_burst(), Decision())
+    return e.value
+
+
+def test_shipped_numbers_are_signed_and_agree_with_their_entry():
+    man = json.loads((SHIPPED / "manifest.json").read_text())["models"]
+    for s in ("xray", "nir"):
+        n = load_binding_numbers(s)
+        assert n.max_score == man[numbers_file(s)]["threshold"] > 0
+        assert len(n.stats["lo"]) == len(n.stats["hi"]) and n.stats["clip"] > 0
+        assert n.doc["probe_ranges"] is n.stats and "command" in n.entry
+
+
+def test_malformed_numbers_are_refused():
+    good = json.loads((SHIPPED / "binding_nir.json").read_text())
+    assert parse_numbers(dict(good, extra={"w": 1}), "nir", "f").doc["extra"] == {"w": 1}
+    for bad in (dict(good, sensor="xray"), dict(good, format=2), dict(good, max_score=-1),
+                dict(good, max_score=float("nan")), dict(good, probe_ranges={"lo": [1.0]}),
+                dict(good, probe_ranges=dict(good["probe_ranges"], lo=["x"] * len(
+                    good["probe_ranges"]["lo"])))):
+        with pytest.raises(ModelError):
+            parse_numbers(bad, "nir", "f")
+    with pytest.raises(ModelError, match="differs from the manifest"):
+        parse_numbers(good, "nir", "f", {"threshold": good["max_score"] + 1})
+
+
+def test_a_configured_threshold_may_only_be_stricter(tiny_models):
+    signed = load_binding_numbers("nir", tiny_models).max_score
+    assert stricter_max_score(signed / 2, signed, "f") == signed / 2
+    assert _stage(tiny_models).max_score == signed
+    assert _stage(tiny_models, binding_max_distance=signed / 2).max_score == signed / 2
+    looser = _stage(tiny_models, binding_max_distance=signed + 1)
+    assert looser.max_score is None and "above the signed" in looser.error
+    d = _deny(looser)
+    assert d.reason == "liveness_unavailable" and "above the signed" in d.detail
+
+
+def test_missing_tampered_or_unsigned_numbers_deny_and_the_stage_recovers(tiny_models):
+    f = tiny_models / "binding_nir.json"
+    text = f.read_text()
+    os.unlink(f)                                 # a link to the shipped file: replace it
+    d = _deny(_stage(tiny_models))
+    assert d.reason == "liveness_unavailable" and "not found" in d.detail
+    doc = json.loads(text)
+    doc["max_score"] = 1000.0                    # the threshold loosened, hash not updated
+    f.write_text(json.dumps(doc))
+    stage = _stage(tiny_models)
+    assert "sha256" in _deny(stage).detail
+    f.write_text(text)                           # the signed file is back: the stage recovers
+    assert _deny(stage).reason == "sensor_mismatch" and stage.max_score is not None
+    (tiny_models / "manifest.sig").unlink()
+    assert "not signed" in _deny(_stage(tiny_models)).detail
+
+
+def test_the_fitting_command_writes_numbers_and_entry(tiny_models, trust_test_key):
+    from device.eval.binding_release import write_numbers
+    old = load_binding_numbers("nir", tiny_models)
+    os.unlink(tiny_models / "binding_nir.json")
+    (tiny_models / "binding_nir.json").write_text(json.dumps(old.doc))
+    entry = write_numbers("nir", {"max_score": 12.5, "new_term": {"w": 0.5}}, command="cmd",
+                          data="d", metrics={"m": 1}, models_dir=tiny_models)
+    assert entry["threshold"] == 12.5 and entry["metrics"] == {"m": 1}
+    with pytest.raises(ModelError):              # changed: refused until re-signed
+        load_binding_numbers("nir", tiny_models)
+    sign_models(tiny_models, trust_test_key)
+    n = load_binding_numbers("nir", tiny_models)
+    assert n.max_score == 12.5 and n.doc["new_term"] == {"w": 0.5} and n.stats == old.stats
+    with pytest.raises(ModelError):              # malformed numbers are never written
+        write_numbers("nir", {"max_score": -1.0}, command="c", data="d",
+                      models_dir=tiny_models)
+
+
+def test_the_health_report_names_a_refused_binding_file(tiny_models):
+    from device.config import load_config
+    from device.gate.pipeline import Pipeline
+    os.unlink(tiny_models / "binding_nir.json")
+    cfg = load_config(None, gate={"views": 3}, paths={"models": str(tiny_models)},
+                      liveness={"sensor": "nir"})
+    p = Pipeline(cfg, extractor=object())
+    try:
+        assert "sensor binding" in p.liveness_error and "binding_nir.json" in p.liveness_error
+    finally:
+        p.close()
+
+
+def test_status_shows_the_binding_threshold_in_force(tmp_path, tiny_models, capsys):
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    signed = load_binding_numbers("nir", tiny_models).max_score
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models))
+    assert main(["status", "--config", str(f)]) == 0
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert rep["ok"] and rep["threshold"] == signed
+    f = write_toml(tmp_path / "q.toml", gate_config(
+        tmp_path, tiny_models, liveness={"binding_max_distance": signed + 5}))
+    assert main(["status", "--config", str(f)]) == 1
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert not rep["ok"] and "above the signed" in rep["error"]
