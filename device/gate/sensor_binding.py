@@ -268,8 +268,8 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     much less it is at the best size of :data:`SIZE_SEARCH`; for X-ray (statistics with
     ``joints``) plus the bones' term (:func:`device.gate.binding_joints.bone_term`: the
     views' joints on the frame's joint spaces, and the frame's hand not stretched). inf when
-    the hand could not be placed, the frame shows no hand outline at any probe, or there are no statistics for the
-    sensor."""
+    the hand could not be placed, the frame shows no hand outline at any probe, or there are
+    no statistics for the sensor."""
     if m is None or m.sdf is None:
         return float("inf")
     if stats is None:
