@@ -234,8 +234,8 @@ JOINT_GAIN, JOINT_FREE, STRETCH_GAIN = 8.0, 4.0, 8.0
 """The bone term's weights, chosen on validation seed 11 (X-ray, 400 bona fide + 400 mixed)
 among joint gain 0/2/4/8, free level 2/3/4 and stretch gain 4/8/16, and first again on 1000
 bona fide + 400 mixed among joint gain 4/8, free level 4/5/6, stretch gain 4/8
-(docs/sensor-branch.md, "Binding"); written into the statistics by :func:`fit_bone_stats` so that every number of the
-term is in one place."""
+(docs/sensor-branch.md, "Binding"); written into the statistics by :func:`fit_bone_stats`
+so that every number of the term is in one place."""
 
 
 def fit_bone_stats(samples: list, q: float = 0.005) -> dict:
