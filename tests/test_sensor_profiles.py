@@ -32,7 +32,8 @@ ADDED = {"quick": ("loso",)}
 
 def _frozen_part(cfg: dict) -> dict:
     return {name: {k: v for k, v in prof.items() if k not in ADDED.get(name, ())}
-            for name, prof in cfg.items() if name != "species"}     # added with finetune5
+            for name, prof in cfg.items()
+            if name not in ("species", "print")}     # added with finetune5 / finetune8
 
 
 def test_profiles_load_to_the_config_the_code_used():
@@ -43,6 +44,9 @@ def test_profiles_load_to_the_config_the_code_used():
         _same(_frozen_part({name: load_profile(name)})[name], frozen[name], f"CONFIG[{name!r}]")
     assert CONFIG["species"]["finetune5"]["xray"]["mine"] == (1013, 1500, 400)
     assert "finetune5" not in CONFIG["full"]          # a full run still makes the shipped files
+    ft8 = CONFIG["print"]["finetune8"]["nir"]
+    assert ft8["pairs"] == (("printed_photo", 1015, 3000),) and ft8["max_bpcer"] == 0.005
+    assert CONFIG["print"]["liveness"]["nir"]["test"] == [(8484, 1000, 400)]
 
 
 def test_sensor_module_reads_the_same_config():

@@ -138,8 +138,8 @@ def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, trai
 def round_pool(sensor: str, ft: dict, root, train_caps, train_cls, real_train_caps):
     """The captures of a round's pool, in order: the first training sets (none with
     ``pool_only``), the ``extra`` and ``pairs`` sets, the fresh set ``mine``, the real training
-    captures (bona fide); returns (captures, class names, which ones are scored to find the hard
-    ones, which ones are real)."""
+    captures (bona fide); ``classes`` keeps only those classes; returns (captures, class names,
+    which ones are scored to find the hard ones, which ones are real)."""
     if ft.get("pool_only"):
         train_caps, train_cls = train_caps[:0], train_cls[:0]
     extra = [load_liveness_dir(liveness_set(root, sensor, "train", sp))
@@ -158,6 +158,9 @@ def round_pool(sensor: str, ft: dict, root, train_caps, train_cls, real_train_ca
         mine_mask[len(train_caps):len(train_caps) + len(m_caps)] = True
     real_mask = np.zeros(len(pool_caps), bool)
     real_mask[len(train_caps) + len(m_caps):] = True
+    if ft.get("classes"):               # only these classes of the sets (e.g. the first species)
+        keep = np.isin(pool_cls, list(ft["classes"]))
+        return pool_caps[keep], pool_cls[keep], mine_mask[keep], real_mask[keep]
     return pool_caps, pool_cls, mine_mask, real_mask
 
 
