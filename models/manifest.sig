@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "a4b6a7e41909191fa502a7d467538920ea15873bdb84bcd7c6515a254573b30b",
+  "manifest_sha256": "e82ce9db4ff8a332beec13b836e6864f8cefafb4355397166bbb4933edb3d7f8",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "wH/IE5BpOEGo8fJGSzyPfiMOaL5P76Mhv+Y8HAQss6rjiHn8nxNzTbX9enjegdDhfnrOxl+Yip2e+86qx0zdAQ=="
+      "signature": "9dzA+VkYJjSyI/JDfPQ2BMmSRICEBC0sDe519HdvSIM+O96u1ASvLbsrrK8mhCpyFrRQ6pCVqnEPsY+euNP/DA=="
     }
   ]
 }

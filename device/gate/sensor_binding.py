@@ -21,7 +21,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
 - **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
   hands give (``probe_ranges``, fitted on bona fide synthetic presentations), summed without
-  the worst finger, plus how much better the views' hand fits at another size, and for X-ray
+  the worst finger (X-ray: each finger's part capped, ``probe_ranges["finger_cap"]``), plus how
+  much better the views' hand fits at another size, and for X-ray
   the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the frame's joint
   spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``); over the
   sensor's signed threshold (``max_score``; ``[liveness] binding_max_distance`` may only lower
@@ -251,13 +252,22 @@ SIZE_GAIN = 1.0
 """Weight of how much better another size fits: 1, on validation seed 11 (X-ray mixed denied
 78.0 %, against 75.2 % at 0 and 78.5 % at 2; the simpler of the two near the top)."""
 
-def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
+def trimmed_excess(e: np.ndarray, groups: np.ndarray, finger_cap: float | None = None
+                   ) -> float:
     """The sum of the probes' excess (mm), less the finger whose probes add up to the most:
     one finger a landmark network got wrong, or a finger lost in the sensor frame, does not
-    deny a live hand; a replica elsewhere, turned or of another size is off at every finger."""
+    deny a live hand; a replica elsewhere, turned or of another size is off at every finger.
+    With ``finger_cap`` (X-ray: ``probe_ranges["finger_cap"]``) each finger adds at most that
+    much: a second finger gone wrong on a live hand does not deny it alone, while a replica
+    off at every finger still adds up."""
     e = np.nan_to_num(np.asarray(e, np.float64))
-    per_finger = [float(e[groups == f].sum()) for f in range(1, 6)]
-    return float(e.sum()) - max(per_finger)
+    per_finger = np.array([float(e[groups == f].sum()) for f in range(1, 6)])
+    total = float(e.sum())
+    if finger_cap is not None:
+        capped = np.minimum(per_finger, float(finger_cap))
+        total -= float((per_finger - capped).sum())
+        per_finger = capped
+    return total - float(per_finger.max())
 
 
 def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) -> float:
@@ -283,11 +293,14 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     groups = G.probe_groups()
     if len(lo) != len(groups) or len(hi) != len(groups):   # ranges of other probes: fail secure
         return float("inf")
+    cap = stats.get("finger_cap")
+    if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
+        return float("inf")                                  # a malformed cap: fail secure
     e = probe_excess(m.values, lo, hi, clip)
     if not np.isfinite(e).any():
         return float("inf")
-    at_one = trimmed_excess(e, groups)
-    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups)
+    at_one = trimmed_excess(e, groups, cap)
+    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups, cap)
                for x in SIZE_SEARCH)
     score = at_one + SIZE_GAIN * max(0.0, at_one - best)
     if stats.get("joints") and m.bones is not None:      # X-ray: the bones too
