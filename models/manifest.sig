@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "e82ce9db4ff8a332beec13b836e6864f8cefafb4355397166bbb4933edb3d7f8",
+  "manifest_sha256": "81231f6ff41a7d0c37268666781d12fbb20a8c6bd4ecd84d1f7453f4e5618742",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "9dzA+VkYJjSyI/JDfPQ2BMmSRICEBC0sDe519HdvSIM+O96u1ASvLbsrrK8mhCpyFrRQ6pCVqnEPsY+euNP/DA=="
+      "signature": "16a6tRwGZLfOs3o6bnZ+O7nEHnATXwWTAuOskBkz7rK4ToDrRPMEqdoRDCXTHVO/OrlgyLDXvfsFdNS2eEzvCw=="
     }
   ]
 }

@@ -25,8 +25,9 @@ def test_the_finger_cap_limits_what_one_finger_adds():
 
 def test_a_malformed_finger_cap_fails_secure():
     n = load_binding_numbers("xray")
-    assert n.stats["finger_cap"] > 0
     doc = copy.deepcopy(n.doc)
+    doc["probe_ranges"]["finger_cap"] = 20.0
+    assert parse_numbers(doc, "xray", "binding_xray.json").stats["finger_cap"] == 20.0
     doc["probe_ranges"]["finger_cap"] = -1
     with pytest.raises(ModelError):
         parse_numbers(doc, "xray", "binding_xray.json")
@@ -60,3 +61,18 @@ def test_several_seeds_are_pooled_with_inputs_indexed_by_row(monkeypatch):
     assert [(j, f) for j, f, *_ in inputs][4] == (4, "frame21-0")
     with pytest.raises(ValueError):
         E.evaluate_seeds("xray", [5, 21, 31], [3, 2], [1], [])
+
+
+def test_the_xray_field_is_not_cut_short_by_a_bright_hand():
+    g = np.full((128, 128), 250, np.uint8)               # the collimator's bright rim
+    g[10:120, 15:113] = 20                               # the exposed field, dark
+    g[80:120, 20:108] = 200                              # a bright hand across its lower part
+    rs, cs = B.open_field(g)
+    assert rs.stop < 85                                  # the median rule stops above the hand
+    rw, cw = B.open_field(g, widest=True)
+    assert rw.start == rs.start and rw.stop >= 115 and cw == cs
+    clean = np.full((128, 128), 250, np.uint8)
+    clean[10:120, 15:113] = 20
+    clean[30:80, 40:80] = 200
+    assert B.open_field(clean, widest=True) == B.open_field(clean)   # nothing to widen
+    assert B.WIDEST_FIELD == {"xray": True, "nir": False}
