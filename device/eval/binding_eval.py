@@ -35,6 +35,14 @@ any presentation of it was rendered. It denied 2.3 % of its bona fide presentati
 against 1.0 % on validation, so the bone term was made steadier (fitted on 1000 bona fide of
 seed 5, chosen on 1000 bona fide + 400 mixed of seed 11) and tested again on **9241**, fixed
 here before any presentation of it was rendered.
+
+Pooled seeds (fourth round, branch ``xpool``): the X-ray probe ranges and bone statistics are
+fitted on the bona fide of seeds 5, 21 and 31 together, and the threshold and the aggregation
+are chosen on seeds 11, 8117 and 9241 together (8117 and 9241 have been looked at); the
+held-out seed of this round is **6611**, fixed here before any presentation of it was rendered.
+Then the X-ray field (``sensor_binding.WIDEST_FIELD``), chosen on the same validation seeds
+(6611 has been looked at): its held-out seed is **7127**, fixed here before any presentation
+of it was rendered.
 """
 from __future__ import annotations
 
@@ -143,6 +151,25 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
     return rows
 
 
+def evaluate_seeds(sensor: str, seeds: list[int], n_bona_fide: list[int], n_mixed: list[int],
+                   inputs: list | None = None, **kw) -> list[dict]:
+    """:func:`evaluate` of several seeds (several people sets and rigs) pooled: ``n_bona_fide``
+    and ``n_mixed`` one count for all seeds or one per seed; each row gets its ``seed``, and
+    ``inputs`` the pooled inputs indexed by row."""
+    def per_seed(n):
+        if len(n) not in (1, len(seeds)):
+            raise ValueError(f"{len(n)} counts for {len(seeds)} seeds")
+        return list(n) * len(seeds) if len(n) == 1 else list(n)
+    rows: list[dict] = []
+    for seed, nb, nm in zip(seeds, per_seed(n_bona_fide), per_seed(n_mixed)):
+        got: list | None = None if inputs is None else []
+        part = evaluate(sensor, seed, nb, nm, inputs=got, **kw)
+        if inputs is not None:
+            inputs.extend((len(rows) + j, *x) for j, *x in got)
+        rows.extend(dict(r, seed=seed) for r in part)
+    return rows
+
+
 def rescore(rows: list[dict], inputs: list, sensor: str, stats: dict | None = None) -> None:
     """Each row's binding score again from its cached inputs (:func:`evaluate`'s
     ``inputs``), with ``stats`` (default the signed models/binding_<sensor>.json's)."""
@@ -152,9 +179,10 @@ def rescore(rows: list[dict], inputs: list, sensor: str, stats: dict | None = No
         rows[j]["score"] = round(b, 4) if np.isfinite(b) else 1e9
 
 
-def fit_from(rows: list[dict], inputs: list, sensor: str) -> dict:
-    """The live hands' probe ranges (:func:`device.gate.sensor_binding.fit_stats`) from the
-    bona fide presentations among ``inputs``."""
+def fit_from(rows: list[dict], inputs: list, sensor: str, q: float = 0.005) -> dict:
+    """The live hands' probe ranges (:func:`device.gate.sensor_binding.fit_stats`, the ``q``
+    and ``1 - q`` quantiles) from the bona fide presentations among ``inputs``; X-ray also the
+    bone term's statistics (their own quantile)."""
     from device.gate.sensor_binding import fit_stats, measure
     vals, bones = [], []
     for j, frame, plane, centres in inputs:
@@ -165,7 +193,7 @@ def fit_from(rows: list[dict], inputs: list, sensor: str) -> dict:
             vals.append(m.values)
             if m.bones is not None:
                 bones.append((m.bones, m.landmarks, m.px_mm))
-    stats = fit_stats(np.array(vals))
+    stats = fit_stats(np.array(vals), q=q)
     if bones:                                   # X-ray: the bone term's statistics
         from device.gate.binding_joints import fit_bone_stats
         stats["joints"] = fit_bone_stats(bones)
@@ -177,15 +205,24 @@ def write_stats(sensor: str, stats: dict, command: str) -> None:
     (its threshold and other numbers kept; :mod:`device.eval.binding_release`)."""
     from device.eval.binding_release import write_numbers
     write_numbers(sensor, {"probe_ranges": stats}, command=command,
-                  data=f"{stats['n']} bona fide synthetic bound presentations of seed "
+                  data=f"{stats['n']} bona fide synthetic bound presentations of seed(s) "
                        f"{stats.get('seed')} through the gate's front end",
                   metrics={"fit": {"n": stats["n"], "q": stats["q"], "seed": stats.get("seed")}})
 
 
+THRESHOLD_RULE = ("the 99.5th percentile of the binding scores of the bona fide validation "
+                  "presentations whose hand could be placed, rounded up to 0.1 mm")
+"""How ``--write-threshold`` chooses ``max_score`` (written into the signed file with it). A
+hand that cannot be placed (score inf, written 1e9) is denied whatever the threshold, so it
+is left out of the percentile; it still counts in the bona fide denied."""
+
+
 def max_score_at(rows: list[dict], q: float = 0.995) -> float:
-    """The binding threshold from validation rows: the ``q`` quantile of the bona fide scores,
-    rounded up to 0.1 mm."""
-    s = [r["score"] for r in rows if r["kind"] == "bona_fide" and r["score"] is not None]
+    """The binding threshold from validation rows (:data:`THRESHOLD_RULE`): the ``q`` quantile
+    of the scores of the bona fide presentations whose hand could be placed, rounded up to
+    0.1 mm."""
+    s = [r["score"] for r in rows if r["kind"] == "bona_fide" and r["score"] is not None
+         and r["score"] < 1e9]
     if not s:
         raise ValueError("no scored bona fide presentation to choose a threshold on")
     return float(np.ceil(np.quantile(s, q) * 10 - 1e-9) / 10)
@@ -270,9 +307,12 @@ def summarise(rows: list[dict], threshold: float, liveness_threshold: float | No
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sensor", choices=("nir", "xray"), default="nir")
-    ap.add_argument("--seed", type=int, required=True)
-    ap.add_argument("--bona-fide", type=int, default=300)
-    ap.add_argument("--mixed", type=int, default=300)
+    ap.add_argument("--seed", type=int, nargs="+", required=True,
+                    help="one seed, or several pooled (several people sets and rigs)")
+    ap.add_argument("--bona-fide", type=int, nargs="+", default=[300],
+                    help="bona fide presentations: one count for every seed, or one per seed")
+    ap.add_argument("--mixed", type=int, nargs="+", default=[300],
+                    help="mixed presentations: one count for every seed, or one per seed")
     ap.add_argument("--people", type=int, default=40)
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
@@ -282,19 +322,27 @@ def main(argv=None) -> int:
                     help="also write the binding's inputs of every presentation here (.npz) "
                          "for rescoring without rendering")
     ap.add_argument("--write-stats", action="store_true",
-                    help="fit the live hands' probe ranges on this seed's bona fide "
+                    help="fit the live hands' probe ranges on these seeds' bona fide "
                          "presentations and write them to models/binding_<sensor>.json (and "
                          "its manifest entry; re-sign the manifest after)")
+    ap.add_argument("--range-q", type=float, default=0.005,
+                    help="with --write-stats: the probe ranges are the q and 1 - q quantiles "
+                         "(X-ray, pooled seeds: 0.01)")
+    ap.add_argument("--finger-cap", type=float, default=None,
+                    help="with --write-stats: the most one finger adds to the score, mm "
+                         "(X-ray: 20; none for NIR)")
     ap.add_argument("--write-threshold", action="store_true",
-                    help="choose the binding threshold on this (validation) seed, the 99.5th "
-                         "percentile of its bona fide scores rounded up, and write it to "
+                    help="choose the binding threshold on these (validation) seeds, "
+                         + THRESHOLD_RULE + ", and write it to "
                          "models/binding_<sensor>.json (re-sign the manifest after)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     t0 = time.time()
     inputs: list = []
-    rows = evaluate(a.sensor, a.seed, a.bona_fide, a.mixed, a.people, a.views, a.liveness,
-                    log=lambda m: print(m, file=sys.stderr, flush=True), inputs=inputs)
+    rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
+                          views=a.views, liveness=a.liveness,
+                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    seeds = " + ".join(str(x) for x in a.seed)
     if a.cache:
         save_inputs(a.cache, inputs, a.views)
     command = "python -m device.eval.binding_eval " + " ".join(sys.argv[1:] if argv is None
@@ -311,8 +359,10 @@ def main(argv=None) -> int:
         if a.threshold is None:
             a.threshold = load_binding_numbers(a.sensor).max_score
     if a.write_stats:
-        stats = fit_from(rows, inputs, a.sensor)
-        stats.update(seed=a.seed, command=command)
+        stats = fit_from(rows, inputs, a.sensor, q=a.range_q)
+        if a.finger_cap is not None:
+            stats["finger_cap"] = a.finger_cap
+        stats.update(seed=a.seed[0] if len(a.seed) == 1 else a.seed, command=command)
         write_stats(a.sensor, stats, command)
         rescore(rows, inputs, a.sensor, stats)
     if a.write_threshold:
@@ -320,9 +370,8 @@ def main(argv=None) -> int:
         a.threshold = max_score_at(rows)
         val = summarise(rows, a.threshold)
         write_numbers(a.sensor, {"max_score": a.threshold, "max_score_command": command,
-                                 "max_score_rule": "the 99.5th percentile of the bona fide "
-                                                   "validation scores, rounded up"},
-                      command=command, data=f"validation seed {a.seed}: {a.bona_fide} bona fide "
+                                 "max_score_rule": THRESHOLD_RULE},
+                      command=command, data=f"validation seeds {seeds}: {a.bona_fide} bona fide "
                                             f"+ {a.mixed} mixed synthetic bound presentations",
                       metrics={"validation": {k: val[k] for k in (
                           "bona_fide_denied_by_binding", "attacks_denied_by_binding")},

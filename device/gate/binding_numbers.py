@@ -7,7 +7,8 @@ its sha256, so covered by the release signature like every model file and thresh
   is denied ``sensor_mismatch`` (:mod:`device.gate.sensor_binding`); the manifest entry carries
   the same value as its ``threshold`` and the two must agree;
 * ``probe_ranges`` -- the live hands' range at each binding probe (``lo``, ``hi``, ``clip``,
-  ``q``, ``n``, the seed and the command that fitted them), what
+  ``q``, ``n``, the seed(s) and the command that fitted them; X-ray also ``finger_cap`` and
+  the bones' ``joints``), what
   :func:`device.gate.sensor_binding.binding_score` takes as ``stats``;
 * any further per-sensor numbers a version of the score needs (a dict: keys this code does not
   know are kept and handed over in :attr:`BindingNumbers.doc`).
@@ -78,6 +79,9 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
                          f"and a numeric 'clip'")
     if not all(v is None or _number(v) for v in st["lo"] + st["hi"]):
         raise ModelError(f"{name}: a probe range bound is neither a number nor null")
+    fc = st.get("finger_cap")
+    if fc is not None and not (_number(fc) and fc > 0):
+        raise ModelError(f"{name}: 'probe_ranges' 'finger_cap' is not a positive number")
     if entry is not None:
         et = entry.get("threshold")
         if not _number(et) or float(et) != float(t):

@@ -21,7 +21,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
 - **the binding score** (:func:`binding_score`): how far the probes lie outside the range live
   hands give (``probe_ranges``, fitted on bona fide synthetic presentations), summed without
-  the worst finger, plus how much better the views' hand fits at another size, and for X-ray
+  the worst finger (X-ray: each finger's part capped, ``probe_ranges["finger_cap"]``), plus how
+  much better the views' hand fits at another size, and for X-ray
   the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the frame's joint
   spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``); over the
   sensor's signed threshold (``max_score``; ``[liveness] binding_max_distance`` may only lower
@@ -60,13 +61,21 @@ GAMMA = {"xray": 1.0, "nir": 0.25}
 fingers, which end up a few grey levels over the background (0.25 brings them back; the X-ray
 frame's soft tissue stands out as it is)."""
 
+WIDEST_FIELD = {"xray": True, "nir": False}
+"""X-ray: the exposed field is the wider of the two rim rules of :func:`open_field` (a bright
+hand across the lower field kept the row medians up there, and the field, cut to the rows
+above it, held a fingertip: 4 of the 18 placed live hands main's numbers denied on the
+validation seeds 11 + 8117 + 9241; chosen there, docs/results.md "X-ray: the bones")."""
+
+
 # ------------------------------------------------------------------------------ the two hands
-def open_field(g: np.ndarray) -> tuple[slice, slice]:
+def open_field(g: np.ndarray, widest: bool = False) -> tuple[slice, slice]:
     """(rows, cols) of the exposed field of a sensor frame: a rim brighter than the frame's
     median (a collimator's unexposed border) is cut off where the row/column medians drop
     below halfway between the rim and the field -- or, when a bright hand across the field
     keeps most medians up, where fewer than nine tenths of a row's (column's) pixels are
-    within a tenth of the rim's level."""
+    within a tenth of the rim's level. ``widest``: both rules, each side of the field where
+    the second reaches 5 or more pixels farther than the first (less 2 pixels)."""
     h, w = g.shape
     edge = float(np.median(np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])))
     mid = float(np.median(g))
@@ -76,19 +85,41 @@ def open_field(g: np.ndarray) -> tuple[slice, slice]:
     cut = (edge + p5) / 2
     rows = np.flatnonzero(np.median(g, axis=1) < cut)
     cols = np.flatnonzero(np.median(g, axis=0) < cut)
+    near = g >= edge - 0.1 * (edge - p5)
     if len(rows) < h // 4 or len(cols) < w // 4:
-        near = g >= edge - 0.1 * (edge - p5)
         rows = np.flatnonzero(near.mean(axis=1) < 0.9)
         cols = np.flatnonzero(near.mean(axis=0) < 0.9)
+    elif widest:
+        r2 = np.flatnonzero(near.mean(axis=1) < 0.9)
+        c2 = np.flatnonzero(near.mean(axis=0) < 0.9)
+        if len(r2) >= h // 4 and len(c2) >= w // 4:     # a side reaches 5+ px farther
+            rows = _wider(rows, r2)
+            cols = _wider(cols, c2)
+            return _inset(rows, cols)
     if len(rows) < h // 4 or len(cols) < w // 4:
         return slice(0, h), slice(0, w)
-    m = 2                                        # the rim's blurred edge
-    return (slice(rows[0] + m, rows[-1] + 1 - m), slice(cols[0] + m, cols[-1] + 1 - m))
+    return _inset(rows, cols)
+
+
+def _wider(a: np.ndarray, b: np.ndarray, by: int = 5, extra: int = 2) -> np.ndarray:
+    """[first, last] of ``a``, each end moved to ``b``'s where that lies ``by`` or more pixels
+    farther out, and then ``extra`` pixels back in (the near-rim rule keeps more of the rim's
+    blurred edge)."""
+    lo = int(b[0]) + extra if b[0] <= a[0] - by else int(a[0])
+    hi = int(b[-1]) - extra if b[-1] >= a[-1] + by else int(a[-1])
+    return np.array([lo, hi])
+
+
+def _inset(rows: np.ndarray, cols: np.ndarray, m: int = 2) -> tuple[slice, slice]:
+    """The field from its first to its last row and column, ``m`` pixels in (the rim's
+    blurred edge)."""
+    return (slice(int(rows[0]) + m, int(rows[-1]) + 1 - m),
+            slice(int(cols[0]) + m, int(cols[-1]) + 1 - m))
 
 
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
-    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor])[0]
+    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor])[0]
 
 
 def _gamma_lut(gamma: float) -> np.ndarray:
@@ -103,16 +134,16 @@ def _grey(frame: np.ndarray) -> np.ndarray:
     return g
 
 
-def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0,
+                widest: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
     inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
     from the background to the hand level, the largest component, holes filled. The hand is
-    empty when nothing stands out."""
+    empty when nothing stands out. ``widest``: :func:`open_field`'s."""
     g = cv2.GaussianBlur(_grey(frame), (0, 0), blur)
     if gamma != 1.0:
         g = cv2.LUT(g, _gamma_lut(gamma))
-    rs, cs = open_field(g)
+    rs, cs = open_field(g, widest)
     inner = np.ascontiguousarray(g[rs, cs])
     field = np.zeros(g.shape, bool)
     field[rs, cs] = True
@@ -222,7 +253,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
         return None
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
-    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor])
+    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor], WIDEST_FIELD[sensor])
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
@@ -251,13 +282,22 @@ SIZE_GAIN = 1.0
 """Weight of how much better another size fits: 1, on validation seed 11 (X-ray mixed denied
 78.0 %, against 75.2 % at 0 and 78.5 % at 2; the simpler of the two near the top)."""
 
-def trimmed_excess(e: np.ndarray, groups: np.ndarray) -> float:
+def trimmed_excess(e: np.ndarray, groups: np.ndarray, finger_cap: float | None = None
+                   ) -> float:
     """The sum of the probes' excess (mm), less the finger whose probes add up to the most:
     one finger a landmark network got wrong, or a finger lost in the sensor frame, does not
-    deny a live hand; a replica elsewhere, turned or of another size is off at every finger."""
+    deny a live hand; a replica elsewhere, turned or of another size is off at every finger.
+    With ``finger_cap`` (X-ray: ``probe_ranges["finger_cap"]``) each finger adds at most that
+    much: a second finger gone wrong on a live hand does not deny it alone, while a replica
+    off at every finger still adds up."""
     e = np.nan_to_num(np.asarray(e, np.float64))
-    per_finger = [float(e[groups == f].sum()) for f in range(1, 6)]
-    return float(e.sum()) - max(per_finger)
+    per_finger = np.array([float(e[groups == f].sum()) for f in range(1, 6)])
+    total = float(e.sum())
+    if finger_cap is not None:
+        capped = np.minimum(per_finger, float(finger_cap))
+        total -= float((per_finger - capped).sum())
+        per_finger = capped
+    return total - float(per_finger.max())
 
 
 def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) -> float:
@@ -283,11 +323,14 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     groups = G.probe_groups()
     if len(lo) != len(groups) or len(hi) != len(groups):   # ranges of other probes: fail secure
         return float("inf")
+    cap = stats.get("finger_cap")
+    if cap is not None and not (isinstance(cap, (int, float)) and cap > 0):
+        return float("inf")                                  # a malformed cap: fail secure
     e = probe_excess(m.values, lo, hi, clip)
     if not np.isfinite(e).any():
         return float("inf")
-    at_one = trimmed_excess(e, groups)
-    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups)
+    at_one = trimmed_excess(e, groups, cap)
+    best = min(trimmed_excess(probe_excess(m.at_scale(x), lo, hi, clip), groups, cap)
                for x in SIZE_SEARCH)
     score = at_one + SIZE_GAIN * max(0.0, at_one - best)
     if stats.get("joints") and m.bones is not None:      # X-ray: the bones too
