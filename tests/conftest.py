@@ -220,3 +220,14 @@ def modbus_peer(pty_pair):
         yield host, peer
     finally:
         peer.stop()
+
+
+@pytest.fixture(scope="session")
+def front_end():
+    """The gate's front end for 3 views with the shipped landmark model (the binding tests)."""
+    from device.config import load_config
+    from device.gate.front_end_stage import front_end_from_config
+    fe, _, lmk = front_end_from_config(load_config(None, gate={"views": 3}))
+    if lmk is None or lmk.get() is None:
+        pytest.skip("no hand landmark model")
+    return fe

@@ -114,16 +114,6 @@ def test_fit_bone_stats_reads_the_live_offsets():
 
 # ------------------------------------------------------------------ rendered presentations
 @pytest.fixture(scope="module")
-def front_end():
-    from device.config import load_config
-    from device.gate.front_end_stage import front_end_from_config
-    fe, _, lmk = front_end_from_config(load_config(None, gate={"views": 3}))
-    if lmk is None or lmk.get() is None:
-        pytest.skip("no hand landmark model")
-    return fe
-
-
-@pytest.fixture(scope="module")
 def people():
     from device.synth.source import SyntheticPeople
     return SyntheticPeople(seed=0, views=3, sensor="xray")

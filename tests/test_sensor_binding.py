@@ -126,16 +126,6 @@ def test_mixed_variants_and_pose():
     assert len(MIXED_SPECIES) == 2
 
 
-@pytest.fixture(scope="module")
-def front_end():
-    from device.config import load_config
-    from device.gate.front_end_stage import front_end_from_config
-    fe, _, lmk = front_end_from_config(load_config(None, gate={"views": 3}))
-    if lmk is None or lmk.get() is None:
-        pytest.skip("no hand landmark model")
-    return fe
-
-
 class _Cal:
     state, correction = "exempt", None
 
