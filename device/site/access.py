@@ -23,7 +23,7 @@ import json
 import time
 
 from device.store.errors import StoreError
-from device.store.schedule import ScheduleError, parse_holiday
+from device.store.holidays import clean_days
 from device.store.user import check_holidays_policy, check_schedule
 
 HOLIDAYS_ID = "@holidays"
@@ -74,16 +74,14 @@ def check_attrs(changes: dict) -> dict:
 
 
 def check_days(days: dict) -> dict:
-    """``{"YYYY-MM-DD": "label"}`` checked and sorted, or ``ValueError``."""
+    """``{"YYYY-MM-DD": "label"}`` checked and sorted (the gate store's own
+    :func:`device.store.holidays.clean_days`), or ``ValueError``."""
     if not isinstance(days, dict):
         raise ValueError("holidays must be an object {\"YYYY-MM-DD\": \"label\"}")
-    try:
-        clean = {parse_holiday(d): str(label or "")[:100] for d, label in days.items()}
-    except ScheduleError as e:
-        raise ValueError(str(e)) from None
+    clean = clean_days(days)
     if len(clean) > 1000:
         raise ValueError("more than 1,000 holidays")
-    return {k: clean[k] for k in sorted(clean)}
+    return clean
 
 
 def writes(fn):

@@ -25,6 +25,18 @@ def holiday_dates(store) -> frozenset:
     return frozenset(holidays(store))
 
 
+def _label(label) -> str:
+    return str(label or "")[:100]
+
+
+def clean_days(days: dict) -> dict:
+    """``{date: label}`` with every date read as ``YYYY-MM-DD`` (:class:`ScheduleError`, a
+    ``ValueError``, on the first that is not) and labels cut to 100 characters, in date
+    order."""
+    clean = {parse_holiday(d): _label(label) for d, label in dict(days).items()}
+    return {k: clean[k] for k in sorted(clean)}
+
+
 def _write(store, days: dict) -> None:
     store.write_meta(META, json.dumps(days, sort_keys=True, separators=(",", ":")).encode())
 
@@ -32,7 +44,7 @@ def _write(store, days: dict) -> None:
 def add_holiday(store, date: str, label: str = "", audit: dict | None = None) -> dict:
     """Add (or relabel) a holiday; the change and its ``holiday_add`` record together."""
     day = parse_holiday(date)
-    label = str(label or "")[:100]
+    label = _label(label)
     with store.transaction():
         days = holidays(store)
         days[day] = label
@@ -57,7 +69,7 @@ def replace_holidays(store, days: dict, audit: dict | None = None) -> dict:
     """The whole list at once (the site's list, sent by the site service): validated first,
     then written with its ``holiday_sync`` record in one transaction (joins an outer one, as
     the sync client's batch). Returns ``{"holidays": n, "added": [...], "removed": [...]}``."""
-    new = {parse_holiday(d): str(label or "")[:100] for d, label in dict(days).items()}
+    new = clean_days(days)
     with store.transaction():
         old = holidays(store)
         _write(store, new)
