@@ -58,10 +58,10 @@ def _images_under(d: Path) -> list[Path]:
     ``sensor.png``, which stands for the presentation."""
     if not d.is_dir():
         return []
+    from device.eval.liveness_presentations import SENSOR_FILE, is_presentation
     files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    pres = {p.parent for p in files if p.name == "sensor.png" and
-            (p.parent / "view_0.png").is_file()}
-    return [p for p in files if p.parent not in pres or p.name == "sensor.png"]
+    pres = {p.parent for p in files if p.name == SENSOR_FILE and is_presentation(p)}
+    return [p for p in files if p.parent not in pres or p.name == SENSOR_FILE]
 
 
 def scan_liveness_dir(root) -> tuple[list[Path], dict[str, list[Path]]]:
