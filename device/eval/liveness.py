@@ -151,7 +151,7 @@ def choose_threshold(bona, attacks: dict[str, np.ndarray]) -> float:
     cands = np.unique(np.concatenate([lg, [lg.min() - 1, lg.max() + 1]]))
     mids = np.concatenate([cands, (cands[:-1] + cands[1:]) / 2])
     mids.sort()
-    best, keys = [], []
+    keys = []
     for t in mids:
         p = 1 / (1 + np.exp(-t))
         am = max((apcer(v, p) for v in attacks.values()), default=0.0)
