@@ -242,3 +242,42 @@ def test_too_many_changes_take_the_full_load(tmp_path, monkeypatch):
     done = GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
     assert done == "reloaded: 3 of 8 users changed"
     assert _owners(p.inactive) == ["u0", "u1", "u2"]
+
+
+def test_gate_patches_its_gallery_at_the_next_presentation(tmp_path, tiny_models):
+    """The running gate (its own store connection) sees another process's enrolment and
+    revocation at its next presentation, by a patch, not a reload."""
+    from conftest import gate_config
+    from device.gate.decision import Decision
+    from device.gate.gate import Gate
+    from device.gate.pipeline import Pipeline
+    from device.relays.factory import MemoryRelay
+    from device.sources.replay import Burst
+    cfg = gate_config(tmp_path, tiny_models)
+    pipe = Pipeline(cfg)
+    pipe.decide = lambda burst, claimed=None: Decision(reason="no_match", views_used=3)
+    ext, rng = pipe.extractor, np.random.default_rng(0)
+
+    def templates(n):
+        return [enrol(unit(rng.standard_normal((ext.n_cells, ext.dim))), pipe.protect_config,
+                      ext.importance, rng) for _ in range(n)]
+    burst = Burst([np.full((48, 64, 3), 128, np.uint8)] * 3, np.full((16, 16), 128, np.uint8),
+                  {"burst": 0})
+    with Gate(cfg, pipeline=pipe, relay=MemoryRelay()) as gate:
+        reloads = []
+        inner = gate.reload
+        gate.reload = lambda: reloads.append(1) or inner()
+        admin = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=False)
+        admin.enrol("alice", templates(2))
+        admin.enrol("carol", templates(1))
+        gate.present(burst)
+        assert pipe.gallery.owner_set() == {"alice", "carol"} and not reloads
+        admin.delete_user("alice")                              # revoked
+        admin.set_enabled("carol", False)
+        admin.enrol("bob", templates(2))
+        gate.present(burst)
+        assert pipe.gallery.owner_set() == {"bob"} and pipe.inactive.owner_set() == {"carol"}
+        assert pipe.versions == {"bob": 1} and "alice" not in pipe.users and not reloads
+        gate.present(burst)                                     # no change: nothing to do
+        assert gate.refresh() == "patched" and not reloads
+        admin.close()
