@@ -218,7 +218,8 @@ def test_failed_patch_falls_back_to_the_full_load_and_never_serves_a_revoked_use
     assert m.owner != "u4" and not m.accepted and fused_verify(p.gallery, q, "u4") is None
     # the full load failing too leaves no gallery: the gate denies everyone (no_match)
     admin.set_enabled("u5", False)
-    monkeypatch.setattr(GR, "row_marks", lambda conn: 1 / 0)
+    monkeypatch.setattr(GR, "read_marks", lambda conn: 1 / 0)
+    monkeypatch.setattr(GR, "changes", lambda conn, old: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
     assert p.gallery is None and p.marks is None
@@ -281,3 +282,22 @@ def test_gate_patches_its_gallery_at_the_next_presentation(tmp_path, tiny_models
         gate.present(burst)                                     # no change: nothing to do
         assert gate.refresh() == "patched" and not reloads
         admin.close()
+
+
+def test_a_change_the_marks_cannot_name_takes_the_full_load(tmp_path):
+    """A template row deleted with no write of its user's row (no store method does that):
+    the counts do not add up, the whole gallery is read again."""
+    rng = np.random.default_rng(5)
+    people = People(rng)
+    key = os.urandom(32)
+    admin = TemplateStore(tmp_path / "t.db", device_key=key)
+    gate_st = TemplateStore(tmp_path / "t.db", device_key=key)
+    for i in range(4):
+        admin.enrol(f"u{i}", people.templates(f"u{i}", 2))
+    p = pipe_stub()
+    GR.load_full(p, gate_st)
+    rid = admin.templates("u2")[0][1]
+    admin.conn.execute("DELETE FROM templates WHERE record_id=?", (rid,))
+    done = GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
+    assert done == "reloaded: a change the row marks cannot name"
+    assert _owners(p.gallery).count("u2") == 1

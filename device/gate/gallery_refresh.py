@@ -26,7 +26,7 @@ import logging
 from device.gate.gallery import add_user_templates, load_gallery
 from device.gate.slot_gallery import SlotGallery, headroom
 from device.store.holidays import holiday_dates
-from device.store.row_marks import changed, row_marks
+from device.store.row_marks import changes, read_marks
 
 log = logging.getLogger("palmgate.gate")
 
@@ -52,7 +52,7 @@ def load_full(pipe, store) -> None:
     pipe.marks = None
     cfg, w, kw = pipe.protect_config, pipe.extractor.importance, _kw(pipe)
     with store.snapshot():
-        marks = row_marks(store.conn)
+        marks = read_marks(store.conn)
         users = store.users()
         n = store.count()["templates"]
         pipe.gallery, pipe.versions = load_gallery(store, cfg, w, users=users,
@@ -75,10 +75,12 @@ def patch(pipe, store) -> str | None:
     if pipe.marks is None or not isinstance(pipe.gallery, SlotGallery):
         return "no baseline to patch"
     with store.snapshot():
-        new = row_marks(store.conn)
-        users = changed(pipe.marks, new)
-        if len(users) > max(PATCH_MIN, PATCH_MAX_SHARE * len(new)):
-            return f"{len(users)} of {len(new)} users changed"
+        found = changes(store.conn, pipe.marks)
+        if found is None:
+            return "a change the row marks cannot name"
+        users, new = found
+        if len(users) > max(PATCH_MIN, PATCH_MAX_SHARE * len(new.users)):
+            return f"{len(users)} of {len(new.users)} users changed"
         pipe.marks = None                   # a failure from here on: the full load
         if users:
             _patch_users(pipe, store, users)

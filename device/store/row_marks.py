@@ -1,41 +1,63 @@
-"""Which users' rows changed: a mark of every user's sealed rows, read without unsealing.
+"""Which users' rows changed since a gallery was read: marks of the sealed rows, read without
+unsealing anything.
 
-Every write of a user row or a template row seals it again under a fresh random 96-bit
-nonce (``device.store.sealing``), and template record ids are never reused (AUTOINCREMENT).
-So a user's mark -- a digest of their row's revision and nonce and of their template rows'
-record ids, versions and nonces -- changes with every change of the user or of their
-templates, by any process, whatever the change was (enrol, re-enrol, templates added,
-enable, disable, access times, label, delete, restore). Two marks that differ name the users
-a gallery must re-read; a mark that differs for no change (an order SQLite chose
-differently) only costs a re-read. Nothing here is secret: ids, revisions and nonces are
-stored in the clear.
+- Every write of a user row seals it again under a fresh random 96-bit nonce
+  (``device.store.sealing``): a user whose row nonce differs (or who appeared or went) was
+  enrolled, re-enrolled, enabled, disabled, updated, deleted or restored.
+- Template record ids are never reused (AUTOINCREMENT): the owners of rows above the highest
+  id seen had templates added.
+- Template rows are deleted only with their user's row written or removed; a count that
+  does not add up (the templates of the unchanged users are not what they were) means a
+  change the marks cannot name: :func:`changes` returns None, and the caller reloads all.
+
+A user named for no change only costs a re-read. At 10,000 users and 20,000 templates the
+check reads 10,000 (id, nonce) pairs: about 5 ms of CPU (tools/gallery_refresh_bench.py).
+Nothing here is secret: ids and nonces are stored in the clear.
 """
 from __future__ import annotations
 
-import hashlib
-
-_ROWS = ("SELECT u.user_id, u.rev, u.nonce, t.record_id, t.version, t.nonce "
-         "FROM users u LEFT JOIN templates t ON t.user_id = u.user_id "
-         "ORDER BY u.user_id, t.record_id")
+from dataclasses import dataclass
 
 
-def row_marks(conn) -> dict:
-    """{user_id: 16-byte mark} of every user row (call inside one read snapshot)."""
-    out: dict = {}
-    uid, h = None, None
-    for u, rev, nonce, rid, ver, tnonce in conn.execute(_ROWS):
-        if u != uid:
-            if uid is not None:
-                out[uid] = h.digest()
-            uid, h = u, hashlib.blake2b(digest_size=16)
-            h.update(b"%d|" % rev + bytes(nonce))
-        if rid is not None:
-            h.update(b"|%d.%d." % (rid, ver) + bytes(tnonce))
-    if uid is not None:
-        out[uid] = h.digest()
-    return out
+@dataclass
+class RowMarks:
+    users: dict             # user_id -> nonce of the sealed user row
+    counts: dict            # user_id -> template rows
+    total: int              # template rows
+    max_rid: int            # highest template record id
 
 
-def changed(old: dict, new: dict) -> set:
-    """Users added, removed or changed between two marks."""
-    return {u for u in old.keys() | new.keys() if old.get(u) != new.get(u)}
+def _users(conn) -> dict:
+    return {u: bytes(n) for u, n in conn.execute("SELECT user_id, nonce FROM users")}
+
+
+def _totals(conn) -> tuple[int, int]:
+    n, m = conn.execute("SELECT COUNT(*), COALESCE(MAX(record_id), 0) FROM templates"
+                        ).fetchone()
+    return int(n), int(m)
+
+
+def read_marks(conn) -> RowMarks:
+    """The marks of the store now (call inside the read snapshot the gallery is loaded in)."""
+    counts = dict(conn.execute("SELECT user_id, COUNT(*) FROM templates GROUP BY user_id"))
+    return RowMarks(_users(conn), counts, *_totals(conn))
+
+
+def changes(conn, old: RowMarks) -> tuple[set, RowMarks] | None:
+    """(users whose rows changed since ``old``, the marks now), or None when the store
+    changed in a way the marks cannot name (reload everything). One read snapshot."""
+    users = _users(conn)
+    changed = {u for u in old.users.keys() | users.keys() if old.users.get(u) != users.get(u)}
+    total, max_rid = _totals(conn)
+    changed |= {r[0] for r in conn.execute("SELECT DISTINCT user_id FROM templates WHERE "
+                                           "record_id > ?", (old.max_rid,))}
+    counts = dict(old.counts)
+    expect = old.total
+    for u in changed:
+        n = conn.execute("SELECT COUNT(*) FROM templates WHERE user_id=?", (u,)).fetchone()[0]
+        expect += n - counts.pop(u, 0)
+        if n:
+            counts[u] = n
+    if expect != total:
+        return None
+    return changed, RowMarks(users, counts, total, max_rid)
