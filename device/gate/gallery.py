@@ -3,8 +3,9 @@ matched with the K views fused.
 
 ``ProtectedGallery.add_arrays`` keeps chunks and concatenates them once (momentarily twice the
 gallery in RAM: ~450 MB at 10,000 users x 3 templates). :class:`GalleryBuilder` preallocates
-the final arrays instead and fills them chunk by chunk, using the gallery's own ``add_arrays``
-for the per-template math.
+the final arrays instead -- a :class:`~device.gate.slot_gallery.SlotGallery`, with free slots
+for later patches (:mod:`device.gate.gallery_refresh`) -- and fills them chunk by chunk. The
+search functions below take any gallery: they score its live slots only.
 
 View fusion (:func:`fused_scores`): every query view is scored against every template; a
 template's score is the mean over views of its best-shift protected score (the "mean of the

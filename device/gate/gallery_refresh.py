@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 
 from device.gate.gallery import add_user_templates, load_gallery
-from device.gate.slot_gallery import SlotGallery, headroom
+from device.gate.slot_gallery import GalleryFull, SlotGallery, headroom
 from device.store.holidays import holiday_dates
 from device.store.row_marks import changes, read_marks
 
@@ -123,6 +123,8 @@ def refresh(pipe, store, reload) -> str:
     Returns what was done ("patched" or "reloaded: <why>")."""
     try:
         why = patch(pipe, store)
+    except GalleryFull as e:                # new enrolments used the headroom up
+        why = f"no free slots: {e}"
     except Exception as e:      # noqa: BLE001 - any failure of the patch: the full load
         why = f"patch failed: {type(e).__name__}: {e}"
         log.warning("gallery patch failed, reloading it whole: %s", why)
