@@ -301,3 +301,23 @@ def test_a_change_the_marks_cannot_name_takes_the_full_load(tmp_path):
     done = GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
     assert done == "reloaded: a change the row marks cannot name"
     assert _owners(p.gallery).count("u2") == 1
+
+
+def test_live_gallery_out_of_slots_raises_with_the_changed_users_out(tmp_path):
+    """device.site.livegallery on the slotted gallery: a refresh that needs more slots than
+    are free raises GalleryFull (the fleet's gate process then loads the gallery again) and
+    has already taken the changed users out."""
+    from device.gate.gallery import load_gallery
+    from device.site.livegallery import refresh_users
+    rng = np.random.default_rng(6)
+    people = People(rng)
+    st = TemplateStore(tmp_path / "t.db", device_key=os.urandom(32))
+    for i in range(4):
+        st.enrol(f"u{i}", people.templates(f"u{i}", 1))
+    gal = load_gallery(st, C, W, headroom=1)[0]
+    st.enrol("u1", people.templates("u1", 4), replace=True)      # 4 templates, 3 free slots
+    st.delete_user("u2")
+    with pytest.raises(GalleryFull):
+        refresh_users(gal, st, {"u1", "u2"}, C)
+    assert _owners(gal) == ["u0", "u3"]
+    st.close()
