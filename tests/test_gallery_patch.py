@@ -238,11 +238,11 @@ def test_too_many_changes_take_the_full_load(tmp_path, monkeypatch):
     p = pipe_stub()
     GR.load_full(p, gate_st)
     monkeypatch.setattr(GR, "PATCH_MIN", 2)
-    for i in range(3):
+    for i in range(5):                              # more than half
         admin.set_enabled(f"u{i}", False)
     done = GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
-    assert done == "reloaded: 3 of 8 users changed"
-    assert _owners(p.inactive) == ["u0", "u1", "u2"]
+    assert done == "reloaded: 5 of 8 users changed"
+    assert _owners(p.inactive) == ["u0", "u1", "u2", "u3", "u4"]
 
 
 def test_gate_patches_its_gallery_at_the_next_presentation(tmp_path, tiny_models):
