@@ -68,7 +68,7 @@ def load_full(pipe, store) -> None:
         pipe.inactive_reason = why
         if why:
             pipe.inactive, _ = load_gallery(store, cfg, w, select=lambda u: u.user_id in why,
-                                            users=users, headroom=headroom(0), **kw)
+                                            users=users, headroom=headroom(n), **kw)
     pipe.marks = marks
 
 
@@ -116,7 +116,7 @@ def _patch_users(pipe, store, users: set) -> None:
         else:
             pipe.inactive_reason[uid] = "user_disabled"
             if pipe.inactive is None:
-                pipe.inactive = _empty(pipe, headroom(0))
+                pipe.inactive = _empty(pipe, headroom(pipe.gallery.capacity))
             target, versions = pipe.inactive, {}
         if add_user_templates(target, store, u, cfg, versions):
             log.warning("user %s has templates of another palm feature: not matched", uid)
