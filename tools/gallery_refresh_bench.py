@@ -15,8 +15,10 @@ then ``changes`` times: a change committed by another connection (another proces
 ``palmgate users`` or the site sync thread: enrol a new user, re-enrol, revoke (delete),
 access time update, disable, holiday, in turn), then the next presentation. Printed: the
 refresh alone and the whole first decision after the change (medians of wall and process CPU
-ms), the decisions, peak RSS (``ru_maxrss``: the gate's start, with its full load, included)
-and the resident set after the changes.
+ms), the decisions, peak RSS (``ru_maxrss``: the gate's start, with its full load, included;
+``peak_rss_before_changes_mb`` is it before the first change, so a larger ``peak_rss_mb``
+means a refresh or a presentation went above the start: mode ``none``, the same presentations
+with no change, tells which) and the resident set after the changes.
 """
 from __future__ import annotations
 
@@ -153,9 +155,12 @@ def run(tmp, mode, views, changes, seed=1) -> dict:
         d = gate.present(burst())
         out["plain"] = {"wall_ms": round(d.total_ms, 1), "cpu_ms": round(d.total_cpu_ms, 1),
                         "reason": d.reason}
+        out["peak_rss_before_changes_mb"] = round(
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         rows = []
         for k in range(changes):
-            kind = _change(admin, k, gate.pipeline, rng, ("patch", "full").index(mode))
+            kind = "none" if mode == "none" else \
+                _change(admin, k, gate.pipeline, rng, ("patch", "full").index(mode))
             n = len(timed)
             d = gate.present(burst())
             r = timed[n] if len(timed) > n else (None, None, "no refresh")
@@ -165,7 +170,8 @@ def run(tmp, mode, views, changes, seed=1) -> dict:
     finally:
         admin.close()
         gate.close()
-    med = lambda k: round(float(np.median([r[k] for r in rows if r[k] is not None])), 1)
+    med = lambda k: round(float(np.median([r[k] for r in rows if r[k] is not None] or [np.nan])),
+                          1)
     out.update({
         "changes": len(rows),
         "refresh_ms": {"wall_median": med("refresh_wall_ms"), "cpu_median": med("refresh_cpu_ms")},
@@ -184,7 +190,8 @@ def main(argv=None) -> int:
     ap.add_argument("--users", type=int, default=10000)
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--changes", type=int, default=6)
-    ap.add_argument("--modes", default="patch,full", help="patch, full or both")
+    ap.add_argument("--modes", default="patch,full",
+                    help="comma-separated: patch, full, none (the same presentations, no change)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--_build", help=argparse.SUPPRESS)
     ap.add_argument("--_run", nargs=2, help=argparse.SUPPRESS)
