@@ -170,11 +170,7 @@ class SlotGallery(ProtectedGallery):
     def coarse(self, queries: np.ndarray) -> np.ndarray:
         """Coarse scores of slots ``[0, hw)``; dead slots ``-inf``."""
         hw = self.hw
-        xc, self._xc = self._xc, self._xc[:hw]          # a view: the slots in use
-        try:
-            s = super().coarse(queries)
-        finally:
-            self._xc = xc
+        s = self._coarse_rows(self._xc[:hw], queries)  # a view: the slots in use
         s[~self._live[:hw]] = -np.inf
         return s
 

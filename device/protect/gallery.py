@@ -218,11 +218,15 @@ class ProtectedGallery:
         key-stripped cell products (first ``coarse_dims`` dims), one int8 (T, k) x (k, S)
         product per block of templates (:mod:`device.protect.coarse_int8`)."""
         self._flush()
+        return self._coarse_rows(self._xc, queries)
+
+    def _coarse_rows(self, xc: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """Coarse scores of the index rows ``xc``."""
         q = np.asarray(queries, np.float32)
         q = q[self.coarse_shifts] if q.ndim == 3 else q[None]
         qw = q[..., :self.coarse_dims] * self.weights[:, None]
         codes, scale = query_codes(qw.reshape(len(q), -1))
-        return max_products(self._xc, codes).astype(np.float32) * np.float32(scale / 127.0)
+        return max_products(xc, codes).astype(np.float32) * np.float32(scale / 127.0)
 
     def exact(self, queries: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         """Exact protected scores (n, S): templates ``idx`` (all if None) x query windows."""
