@@ -123,12 +123,28 @@ class Gate:
         self._post(kind, info)
 
     def reload(self):
-        """(Re)build the gallery from the store (after enrolments by another process)."""
+        """(Re)build the gallery from the whole store (at start; after a change the patch
+        cannot take, :meth:`refresh`)."""
         from device.ops.memory import trim
+        v = self._store_version()       # before the read: a commit meanwhile is seen next time
         self.pipeline.gallery = None            # the old one goes before the new one comes
+        self.pipeline.inactive = None
         trim()
         self.pipeline.load_gallery(self.store)
-        self._data_version = self._store_version()
+        self._data_version = v
+
+    def refresh(self) -> str:
+        """Another process committed: patch the gallery with the users whose rows changed,
+        else (no baseline, too many changed, no free slots, any failure) :meth:`reload`
+        (``device.gate.gallery_refresh``). Returns what was done."""
+        from device.gate.gallery_refresh import refresh
+        v = self._store_version()
+        done = refresh(self.pipeline, self.store, self.reload)
+        if done == "patched":
+            self._data_version = v
+        else:
+            log.info("gallery %s", done)
+        return done
 
     def _split_flush(self) -> None:
         """Split mode: send deletes still pending on a node (``palmgate users delete`` while
@@ -231,7 +247,7 @@ class Gate:
         else:
             v = self._store_version()
             if v is not None and v != self._data_version:
-                self.reload()
+                self.refresh()
             d = self.pipeline.decide(burst, claimed)
             if d.opened and claimed is None and \
                     not self.limiter.check(user=d.user_id).allowed:

@@ -136,6 +136,7 @@ class Pipeline:
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # disabled users
         self.users, self.holidays = {}, frozenset()      # schedules, site holidays
+        self.marks = None                    # the store's row marks the galleries were read at
         self.clock = time.time                            # the gate's clock (UNIX time)
         from device.gate.split_stage import split_stage
         self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
@@ -151,28 +152,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ what the loop asks
     def load_gallery(self, store, when: float | None = None) -> None:
-        """(Re)build the protected gallery from ``store``: the old one goes first, so the
-        two never sit in memory together. The gallery holds every enabled user: whether
-        they may pass now (validity, weekly zones, holidays) is decided at each
+        """(Re)build the protected galleries from ``store`` (one snapshot): the old ones go
+        first, so the two never sit in memory together. The gallery holds every enabled
+        user: whether they may pass now (validity, weekly zones, holidays) is decided at each
         presentation on the gate's clock (:meth:`_access`), so a zone that opens or closes
-        needs no reload. ``when`` is kept for callers; the schedule is not applied here."""
-        from device.gate.gallery import load_gallery
-        from device.store.holidays import holiday_dates
-        self.gallery = self.inactive = None
-        kw = dict(dim=self.extractor.dim, shifts=self.extractor.shifts,
-                  shortlist=self.cfg.match.shortlist, storage=self.cfg.match.storage)
-        self.gallery, self.versions = load_gallery(
-            store, self.protect_config, self.extractor.importance, **kw)
-        users = store.users()
-        self.users = {u.user_id: u for u in users}
-        self.holidays = holiday_dates(store)
-        # disabled users: matched only after a no_match, so their denial says why
-        why = {u.user_id: "user_disabled" for u in users if not u.enabled}
-        self.inactive_reason = why
-        if why:
-            self.inactive, _ = load_gallery(store, self.protect_config,
-                                            self.extractor.importance,
-                                            select=lambda u: u.user_id in why, **kw)
+        needs no reload. ``when`` is kept for callers; the schedule is not applied here.
+        After another process's commit the gate patches them instead
+        (:mod:`device.gate.gallery_refresh`)."""
+        from device.gate.gallery_refresh import load_full
+        load_full(self, store)
 
     def _access(self, out) -> None:
         """The matched user's validity window, weekly zones and the site's holidays at this

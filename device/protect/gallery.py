@@ -137,6 +137,12 @@ class ProtectedGallery:
     def add_arrays(self, owners, data, keys, masks, fills=None) -> int:
         """Append templates given as stacked arrays (n, G, d); returns the first new index."""
         first = len(self._owners) + sum(len(c[0]) for c in self._chunks)
+        self._chunks.append(self.pack(owners, data, keys, masks, fills))
+        return first
+
+    def pack(self, owners, data, keys, masks, fills=None) -> tuple:
+        """The stored rows of templates given as stacked arrays (n, G, d): (owners, cells,
+        keys, mask bits, fill, e.f, coarse index), as the gallery's arrays hold them."""
         data = np.asarray(data, np.float32)
         n = len(data)
         masks = np.asarray(masks, bool)
@@ -155,8 +161,7 @@ class ProtectedGallery:
         kp = self.storage.pack_keys(keys)
         ep = self.storage.pack_cells(stored, np.broadcast_to(self.storage.unpack_keys(kp),
                                                              data.shape))
-        self._chunks.append((list(owners), ep, kp, mbits, f, ef, x))
-        return first
+        return list(owners), ep, kp, mbits, f, ef, x
 
     def _flush(self) -> None:
         if not self._chunks:
@@ -171,6 +176,15 @@ class ProtectedGallery:
             self._f = np.concatenate([self._f] + [c[4] for c in ch])
             self._ef = np.concatenate([self._ef] + [c[5] for c in ch])
         self._xc = np.concatenate([self._xc] + [c[6] for c in ch])
+
+    def live_slots(self) -> np.ndarray:
+        """Indices of the templates a search scores: all of them here (a gallery patched in
+        place, :class:`device.gate.slot_gallery.SlotGallery`, skips its free slots)."""
+        return np.arange(len(self))
+
+    def slots_of(self, owner) -> np.ndarray:
+        """Indices of ``owner``'s templates."""
+        return np.array([i for i, o in enumerate(self.owners) if o == owner], np.int64)
 
     def remove_owner(self, owner) -> int:
         """Drop every template of ``owner`` (after a delete or a re-enrolment)."""
@@ -204,11 +218,15 @@ class ProtectedGallery:
         key-stripped cell products (first ``coarse_dims`` dims), one int8 (T, k) x (k, S)
         product per block of templates (:mod:`device.protect.coarse_int8`)."""
         self._flush()
+        return self._coarse_rows(self._xc, queries)
+
+    def _coarse_rows(self, xc: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        """Coarse scores of the index rows ``xc``."""
         q = np.asarray(queries, np.float32)
         q = q[self.coarse_shifts] if q.ndim == 3 else q[None]
         qw = q[..., :self.coarse_dims] * self.weights[:, None]
         codes, scale = query_codes(qw.reshape(len(q), -1))
-        return max_products(self._xc, codes).astype(np.float32) * np.float32(scale / 127.0)
+        return max_products(xc, codes).astype(np.float32) * np.float32(scale / 127.0)
 
     def exact(self, queries: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
         """Exact protected scores (n, S): templates ``idx`` (all if None) x query windows."""

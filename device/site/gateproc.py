@@ -154,19 +154,25 @@ def _identify(s, ext, queries, threshold) -> dict:
     so an out-of-schedule user is denied with its own reason, not as ``no_match``; the
     decision goes into its audit chain."""
     from device.gate.gallery import fused_search, load_gallery
+    from device.gate.slot_gallery import GalleryFull, headroom
     from device.store.audit import bucket_score
     from device.store.holidays import holiday_dates
     key = s.store.conn.total_changes          # this connection is the store's only writer
     reload_s = 0.0
-    if _GALLERY.get("key") != key:            # the gate reloads when its store changed
-        t0 = time.perf_counter()
-        _GALLERY.clear()
-        _GALLERY["gal"] = load_gallery(s.store, DEFAULT_CONFIG, ext.importance,
-                                       dim=ext.dim, shifts=ext.shifts,
-                                       storage="float16")[0]
-        _GALLERY["key"] = s.store.conn.total_changes
-        reload_s = round(time.perf_counter() - t0, 3)
-    _catch_up(s)
+    for _ in range(2):
+        if _GALLERY.get("key") != key:        # the gate reloads when its store changed
+            t0 = time.perf_counter()
+            _GALLERY.clear()
+            _GALLERY["gal"] = load_gallery(s.store, DEFAULT_CONFIG, ext.importance,
+                                           dim=ext.dim, shifts=ext.shifts, storage="float16",
+                                           headroom=headroom(s.store.count()["templates"]))[0]
+            _GALLERY["key"] = s.store.conn.total_changes
+            reload_s = round(time.perf_counter() - t0, 3)
+        try:
+            _catch_up(s)
+            break
+        except GalleryFull:                   # no free slot left: loaded again, new headroom
+            _GALLERY["key"] = None
     gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)
