@@ -26,6 +26,11 @@ Seeds of the landmark binding (issue 21, part 2, second round): the probes' bona
 statistics are fitted on seed 5, thresholds and every other choice are made on seed 11, and
 seed 5151 is the held-out seed, fixed here before any presentation of it was rendered (seed 202,
 the first round's held-out seed, has been looked at).
+
+NIR palm lines (issue 21, part 2, third round, branch bind3): the NIR frame now shows the palm
+print the views show, so the probes are fitted again on seed 5, the palm lines' threshold is
+chosen with the outline's on seed 11, and the held-out seed is 6262, fixed here before any
+presentation of it was rendered (5151 has been looked at).
 """
 from __future__ import annotations
 
@@ -64,7 +69,8 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
     plane, the camera centres) for :func:`rescore`."""
     from device.config import load_config
     from device.gate.front_end_stage import front_end_from_config
-    from device.gate.sensor_binding import HomographyRegistration, binding_score, measure
+    from device.gate.sensor_binding import (HomographyRegistration, binding_score, measure,
+                                            palm_lines)
     from device.vision.quality import QualityIssue
     from device.synth.bound import (render_bound, sensor_size, synthetic_cameras,
                                     synthetic_registration)
@@ -119,9 +125,13 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
             plane = {k: reg.to_sensor(p, k, vs, fs) for k, p in lms.items()}
             centres = {k: reg.centre(k, vs, fs) for k in lms}
             t1 = time.thread_time()
-            b = binding_score(measure(frame, plane, centres, sensor), sensor)
+            m = measure(frame, plane, centres, sensor)
+            b = binding_score(m, sensor)
+            tx = palm_lines(frame, shot.views, lms, m, sensor)     # NIR: the palm lines
             row["cpu_ms"] = round((time.thread_time() - t1) * 1e3, 2)
             row["score"] = round(b, 4) if np.isfinite(b) else 1e9
+            if tx is not None:
+                row["texture"] = round(tx, 5) if np.isfinite(tx) else None
             if inputs is not None:
                 inputs.append((j, frame, plane, centres))
         if branch is not None:
@@ -203,18 +213,24 @@ def load_inputs(path: str) -> list:
     return out
 
 
-def summarise(rows: list[dict], threshold: float, liveness_threshold: float | None = None
-              ) -> dict:
-    """BPCER of binding (bona fide over the distance threshold) and the share of each attack species
-    and variant denied by binding (and by the sensor stage, with p(live))."""
+def summarise(rows: list[dict], threshold: float, liveness_threshold: float | None = None,
+              texture_threshold: float | None = None) -> dict:
+    """BPCER of binding (bona fide over the distance threshold, or, with ``texture_threshold``,
+    palm lines below it or not compared) and the share of each attack species and variant
+    denied by binding (and by the sensor stage, with p(live))."""
     def rate(sel, deny):
         n = len(sel)
         k = sum(1 for r in sel if deny(r))
         return {"n": n, "denied": k, "rate": round(k / n, 5) if n else None}
-    scored = [r for r in rows if r["score"] is not None]
+    scored = [dict(r) for r in rows if r["score"] is not None]
+    if texture_threshold is not None:          # the palm lines' denial folded into the score
+        for r in scored:
+            t = r.get("texture")
+            if t is None or not t >= texture_threshold:
+                r["score"] = max(r["score"], 1e9)
     bf = [r for r in scored if r["kind"] == "bona_fide"]
     at = [r for r in scored if r["kind"] == "attack"]
-    out = {"threshold": threshold,
+    out = {"threshold": threshold, "texture_threshold": texture_threshold,
            "fta": {"bona_fide": sum(1 for r in rows if r["kind"] == "bona_fide"
                                     and r["score"] is None),
                    "attack": sum(1 for r in rows if r["kind"] == "attack"
@@ -266,6 +282,9 @@ def main(argv=None) -> int:
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
     ap.add_argument("--threshold", type=float, default=None,
                     help="binding threshold to report at (default: the configured one)")
+    ap.add_argument("--texture-threshold", type=float, default=None,
+                    help="NIR: least palm-line agreement to report at (default: the shipped "
+                         "one, device/gate/binding_texture.py MIN_AGREEMENT)")
     ap.add_argument("--cache", default=None,
                     help="also write the binding's inputs of every presentation here (.npz) "
                          "for rescoring without rendering")
@@ -298,7 +317,10 @@ def main(argv=None) -> int:
         from device.models.model import DEFAULT_MODELS_DIR
         from device.models.sensor_branch import SensorBranch
         lt = SensorBranch(a.sensor, "fp32", DEFAULT_MODELS_DIR, threads=1).threshold
-    summary = summarise(rows, a.threshold, lt)
+    if a.texture_threshold is None:
+        from device.gate.binding_texture import MIN_AGREEMENT
+        a.texture_threshold = MIN_AGREEMENT.get(a.sensor)
+    summary = summarise(rows, a.threshold, lt, a.texture_threshold)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
                    command="python -m device.eval.binding_eval " + " ".join(sys.argv[1:]
                                                                             if argv is None

@@ -375,6 +375,24 @@ class Binding:
 
     score: float
     probes: HandProbes | None = None
+    texture: float | None = None
+    """NIR: how well the views' palm lines agree with the frame's
+    (:func:`device.gate.binding_texture.texture_agreement`); None where not compared."""
+
+
+def palm_lines(frame: np.ndarray, views, view_landmarks: dict, m: HandProbes | None,
+               sensor: str) -> float | None:
+    """The palm lines' agreement of the views with the sensor frame
+    (:mod:`device.gate.binding_texture`) for a sensor with a threshold there (NIR); None for
+    the others, NaN when the hand could not be placed or compared (``view_landmarks``: view ->
+    its (21, 2) landmarks in view pixels, the views triangulated)."""
+    from device.gate.binding_texture import MIN_AGREEMENT, texture_agreement
+    if sensor not in MIN_AGREEMENT:
+        return None
+    if m is None:
+        return float("nan")
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    return texture_agreement(g, views, view_landmarks, m.landmarks, m.px_mm)
 
 
 class BindingStage:
@@ -388,9 +406,11 @@ class BindingStage:
     """The pipeline runs the binding once the regions are found and hands it their landmarks."""
 
     def __init__(self, cfg, calibration):
+        from device.gate.binding_texture import MIN_AGREEMENT
         d = cfg.liveness.binding_max_distance
         self.sensor = cfg.liveness.sensor
         self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
+        self.min_texture = MIN_AGREEMENT.get(self.sensor)
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:
@@ -408,7 +428,7 @@ class BindingStage:
         """The binding of ``frame`` to the views' hand, ``landmarks`` view -> (21, 2) view
         pixels."""
         fs = (frame.shape[1], frame.shape[0])
-        plane, centres = {}, {}
+        plane, centres, seen = {}, {}, {}
         for k, lm in (landmarks or {}).items():
             if not 0 <= k < len(views) or views[k] is None:
                 continue
@@ -417,8 +437,11 @@ class BindingStage:
             q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
             if c is not None and np.all(np.isfinite(c)):
                 plane[k], centres[k] = q, c
+                seen[k] = np.asarray(lm, np.float64)[:, :2]
         m = measure(frame, plane, centres, self.sensor)
-        return Binding(binding_score(m, self.sensor), m)
+        texture = (palm_lines(frame, views, seen, m, self.sensor)
+                   if self.min_texture is not None else None)
+        return Binding(binding_score(m, self.sensor), m, texture)
 
     def __call__(self, burst, out=None) -> Binding:
         b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
@@ -431,6 +454,10 @@ class BindingStage:
         if not b.score <= self.max_score:
             raise Deny("sensor_mismatch", "please present your palm again",
                        "the sensor frame's hand is not the views' hand")
+        t = b.texture
+        if self.min_texture is not None and not (t is not None and t >= self.min_texture):
+            raise Deny("sensor_mismatch", "please present your palm again",
+                       "the sensor frame's palm lines are not the views' palm lines")
         return b
 
 

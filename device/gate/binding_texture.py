@@ -1,0 +1,201 @@
+"""The palm's lines in both halves: the NIR sensor frame's palm compared with the views' palm.
+
+An 850-940 nm NIR camera below the palm sees the palm's surface lines (the principal and minor
+creases) as a visible camera does, at a lower contrast, beside the veins. So the palm the views
+show, carried into the sensor frame, must line up with the sensor frame's palm lines: a replica
+before the cameras, or under the sensor, shows another hand's lines, or the same lines moved,
+turned or scaled.
+
+- **The mapping** (:func:`palm_affine`): the palm's landmarks (wrist, thumb base, the four
+  knuckles) where the sensor sees them (the views' landmarks triangulated and projected,
+  :func:`device.gate.binding_geometry.hand_in_sensor`) and where view ``k`` found them: the
+  least-squares affine map from sensor pixels to view pixels (the palm is near flat; a palm
+  80 mm across seen 250 mm away is near affine in each view).
+- **The palm area** (:func:`palm_mask`): the polygon of those landmarks in the sensor frame,
+  shrunk by :data:`INSET_MM` (the outline and the finger bases stay out).
+- **Line maps** (:func:`line_map`): dark thin lines stand out in a difference of Gaussians
+  (:data:`LINE_SIGMA_MM`); the map is standardised inside the palm area.
+- **The score** (:func:`line_agreement`): the normalised correlation of the sensor frame's line
+  map with the view's warped line map inside the palm area, the best over shifts of up to
+  :data:`SHIFT_MM` (the registration and the landmarks are off by a few pixels); the
+  views' correlations are averaged (:func:`texture_agreement`).
+
+Pure functions of arrays (numpy + OpenCV); no model, no file, no camera.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PALM_LANDMARKS = (0, 1, 5, 9, 13, 17)
+"""The landmarks that lie on the palm (MediaPipe order: wrist, thumb base, the four knuckles)."""
+
+LINE_SIGMA_MM = (0.5, 1.5)
+"""The difference of Gaussians that keeps the palm's lines (about 1 mm wide) and drops the
+shading and most of the wide veins (chosen on validation seed 11 among 0.4/1.2 to 1.2/3.6)."""
+
+CLIP = 0.7
+"""The sensor frame's standardised line map is clipped to +-this: a vein much darker than the
+palm's lines counts no more than a line (chosen on validation among 0.7, 1, 1.5, 2, none)."""
+
+INSET_MM = 6.0
+"""The palm area is the palm landmarks' polygon shrunk by this much."""
+
+SHIFT_MM = 3.0
+"""The largest shift searched (registration error, landmark error)."""
+
+SIZE_SEARCH = (0.8, 0.89, 1.12, 1.25)
+"""Sizes of the views' hand (about its palm centre) at which the lines are also compared: a
+replica of another size fits the sensor frame's lines better at its own size."""
+
+SIZE_GAIN = 1.0
+"""Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
+
+MIN_AGREEMENT: dict = {"nir": None}
+"""Per sensor, the least :func:`texture_agreement` a presentation needs (below it, or NaN, the
+binding denies); chosen on validation seed 11 with the outline's threshold
+(docs/sensor-branch.md, "Binding"). A sensor missing here (X-ray) is not compared."""
+
+
+def palm_affine(sensor_pts: np.ndarray, view_pts: np.ndarray) -> np.ndarray | None:
+    """2x3 least-squares affine map sensor pixel -> view pixel from matching points (N, 2)
+    (NaN rows dropped); None with fewer than 3 finite pairs or a degenerate fit."""
+    s = np.asarray(sensor_pts, np.float64)
+    v = np.asarray(view_pts, np.float64)
+    ok = np.all(np.isfinite(s), axis=1) & np.all(np.isfinite(v), axis=1)
+    if ok.sum() < 3:
+        return None
+    A = np.column_stack([s[ok], np.ones(ok.sum())])
+    M, _, rank, _ = np.linalg.lstsq(A, v[ok], rcond=None)
+    if rank < 3:
+        return None
+    return M.T
+
+
+def palm_mask(sensor_pts: np.ndarray, shape: tuple[int, int], px_per_mm: float
+              ) -> np.ndarray:
+    """bool (H, W): the convex hull of the palm landmarks ``sensor_pts`` (N, 2) in the sensor
+    frame, shrunk by :data:`INSET_MM`."""
+    p = np.asarray(sensor_pts, np.float64)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    m = np.zeros(shape, np.uint8)
+    if len(p) < 3:
+        return m > 0
+    hull = cv2.convexHull(np.round(p * 16).astype(np.int32))
+    cv2.fillConvexPoly(m, hull, 1, cv2.LINE_8, 4)
+    r = int(round(INSET_MM * px_per_mm))
+    if r > 0:
+        m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return m > 0
+
+
+def line_map(grey: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """float32: dark thin lines of ``grey`` as positive values (the wide Gaussian minus the
+    narrow one, :data:`LINE_SIGMA_MM`), relative to the local level (so an image's exposure and
+    shading do not count)."""
+    g = np.asarray(grey, np.float32)
+    s1, s2 = (max(0.5, s * px_per_mm) for s in LINE_SIGMA_MM)
+    wide = cv2.GaussianBlur(g, (0, 0), s2)
+    return (wide - cv2.GaussianBlur(g, (0, 0), s1)) / (wide + 1.0)
+
+
+def _standardised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    v = x[mask]
+    out = np.zeros_like(x, np.float32)
+    sd = float(v.std()) if v.size else 0.0
+    if sd > 1e-9:
+        out[mask] = (v - float(v.mean())) / sd
+    return out
+
+
+def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, mask: np.ndarray,
+                   max_shift: int) -> float:
+    """The best normalised correlation (-1..1) of two line maps inside ``mask`` over integer
+    shifts of up to ``max_shift`` pixels of the view's map; NaN with too small an area."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) < 50:
+        return float("nan")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    t = _standardised(view_lines, mask)[y0:y1, x0:x1]
+    sensor_lines = np.clip(_standardised(sensor_lines, mask), -CLIP, CLIP)
+    m = mask[y0:y1, x0:x1].astype(np.float32)
+    s = max_shift
+    pad = cv2.copyMakeBorder(np.asarray(sensor_lines, np.float32), s, s, s, s,
+                             cv2.BORDER_REFLECT)
+    img = pad[y0:y1 + 2 * s, x0:x1 + 2 * s]
+    # correlation of the standardised template with the image, normalised per shift by the
+    # image's masked standard deviation
+    n = float(m.sum())
+    num = cv2.matchTemplate(img, t * m, cv2.TM_CCORR)
+    s1 = cv2.matchTemplate(img, m, cv2.TM_CCORR)
+    s2 = cv2.matchTemplate(img * img, m, cv2.TM_CCORR)
+    var = np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)
+    tsum = float((t * m).sum())
+    r = (num - tsum * s1 / n) / (n * np.sqrt(var))
+    return float(r.max())
+
+
+def _view_lines(img: np.ndarray, M: np.ndarray, shape: tuple[int, int], px_per_mm: float
+                ) -> np.ndarray:
+    """The line map of a view's palm carried into the sensor frame by the affine ``M`` (sensor
+    pixel -> view pixel), the view blurred to the sensor's resolution first."""
+    vg = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    scale = float(np.sqrt(abs(np.linalg.det(M[:, :2]))))
+    vg = vg.astype(np.float32)
+    if scale > 1.2:
+        vg = cv2.GaussianBlur(vg, (0, 0), 0.5 * scale)
+    warped = cv2.warpAffine(vg, M, (shape[1], shape[0]),
+                            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                            borderMode=cv2.BORDER_REPLICATE)
+    return line_map(warped, px_per_mm)
+
+
+def _scaled(x: np.ndarray, centre: np.ndarray, s: float, nearest: bool = False) -> np.ndarray:
+    A = np.array([[s, 0.0, (1 - s) * centre[0]], [0.0, s, (1 - s) * centre[1]]])
+    return cv2.warpAffine(x, A, (x.shape[1], x.shape[0]),
+                          flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
+def texture_agreement(frame: np.ndarray, views, view_landmarks: dict,
+                      sensor_landmarks: np.ndarray, px_per_mm: float) -> float:
+    """How well the palm lines of the views agree with the sensor frame's (about -1..1; higher
+    is better bound): the mean over the views of :func:`line_agreement`, less
+    :data:`SIZE_GAIN` times how much better it is with the views' hand at the best size of
+    :data:`SIZE_SEARCH`. ``frame``: the grey sensor frame; ``views``: view -> its image (a
+    list or dict, BGR or grey); ``view_landmarks``: view -> its (21, 2) landmarks;
+    ``sensor_landmarks``: (21, 2) where the sensor sees them. NaN when no view can be
+    compared."""
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    idx = list(PALM_LANDMARKS)
+    s_pts = np.asarray(sensor_landmarks, np.float64)[idx]
+    mask = palm_mask(s_pts, g.shape, px_per_mm)
+    if mask.sum() < 50:
+        return float("nan")
+    sl = line_map(g, px_per_mm)
+    shift = max(1, int(round(SHIFT_MM * px_per_mm)))
+    maps = []
+    for k, lm in view_landmarks.items():
+        img = views.get(k) if isinstance(views, dict) else (
+            views[k] if 0 <= k < len(views) else None)
+        if img is None:
+            continue
+        M = palm_affine(s_pts, np.asarray(lm, np.float64)[idx])
+        if M is not None:
+            maps.append(_view_lines(img, M, g.shape, px_per_mm))
+    if not maps:
+        return float("nan")
+
+    r = [line_agreement(sl, m, mask, shift) for m in maps]
+    r = [x for x in r if np.isfinite(x)]
+    if not r:
+        return float("nan")
+    at_one = float(np.mean(r))
+    # the size search on the views' maps averaged (one correlation a size)
+    mean_map = np.mean([_standardised(m, mask) for m in maps], axis=0)
+    c = s_pts[np.all(np.isfinite(s_pts), axis=1)].mean(axis=0)
+    a1 = line_agreement(sl, mean_map, mask, shift)
+    sized = [line_agreement(sl, _scaled(mean_map, c, x),
+                            _scaled(mask.astype(np.uint8), c, x, nearest=True) > 0, shift)
+             for x in SIZE_SEARCH]
+    best = max([a1] + [x for x in sized if np.isfinite(x)])
+    return at_one - SIZE_GAIN * max(0.0, best - a1) if np.isfinite(a1) else at_one
