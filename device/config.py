@@ -226,6 +226,14 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                         "the earlier outline distance (below 1) deny nearly "
                                         "every presentation.", float, min=0.0,
                                     max=1000.0, nullable=True),
+        "binding_palm_lines": Opt(False, "NIR: also compare the palm's lines the views show "
+                                         "with the NIR frame's (device/gate/binding_texture.py) "
+                                         "and deny sensor_mismatch below the agreement chosen "
+                                         "on validation. Off by default: the synthetic NIR "
+                                         "frames of the demo and the shipped liveness models "
+                                         "show no palm print, so it would deny them "
+                                         "(docs/sensor-branch.md, Binding). Ignored for X-ray.",
+                                  bool),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "

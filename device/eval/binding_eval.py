@@ -282,6 +282,9 @@ def main(argv=None) -> int:
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
     ap.add_argument("--threshold", type=float, default=None,
                     help="binding threshold to report at (default: the configured one)")
+    ap.add_argument("--nir-palm-print", action="store_true",
+                    help="render live NIR frames with the palm print the views show "
+                         "(device.synth.bound.NIR_PALM_PRINT)")
     ap.add_argument("--texture-threshold", type=float, default=None,
                     help="NIR: least palm-line agreement to report at (default: the shipped "
                          "one, device/gate/binding_texture.py MIN_AGREEMENT)")
@@ -294,6 +297,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     t0 = time.time()
+    if a.nir_palm_print:
+        from device.synth import bound
+        bound.NIR_PALM_PRINT = True
     inputs: list = []
     rows = evaluate(a.sensor, a.seed, a.bona_fide, a.mixed, a.people, a.views, a.liveness,
                     log=lambda m: print(m, file=sys.stderr, flush=True), inputs=inputs)
@@ -322,6 +328,7 @@ def main(argv=None) -> int:
         a.texture_threshold = MIN_AGREEMENT.get(a.sensor)
     summary = summarise(rows, a.threshold, lt, a.texture_threshold)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
+                   nir_palm_print=bool(a.nir_palm_print),
                    command="python -m device.eval.binding_eval " + " ".join(sys.argv[1:]
                                                                             if argv is None
                                                                             else argv))

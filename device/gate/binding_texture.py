@@ -52,9 +52,10 @@ SIZE_GAIN = 1.0
 """Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
 
 MIN_AGREEMENT: dict = {"nir": None}
-"""Per sensor, the least :func:`texture_agreement` a presentation needs (below it, or NaN, the
-binding denies); chosen on validation seed 11 with the outline's threshold
-(docs/sensor-branch.md, "Binding"). A sensor missing here (X-ray) is not compared."""
+"""Per sensor, the least :func:`texture_agreement` a presentation needs when ``[liveness]
+binding_palm_lines`` is on (below it, or NaN, the binding denies); chosen on validation seed
+11 with NIR frames that show the palm print (docs/sensor-branch.md, "Binding"). A sensor
+missing here (X-ray) is not compared."""
 
 
 def palm_affine(sensor_pts: np.ndarray, view_pts: np.ndarray) -> np.ndarray | None:

@@ -410,7 +410,8 @@ class BindingStage:
         d = cfg.liveness.binding_max_distance
         self.sensor = cfg.liveness.sensor
         self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
-        self.min_texture = MIN_AGREEMENT.get(self.sensor)
+        self.min_texture = (MIN_AGREEMENT.get(self.sensor)
+                            if getattr(cfg.liveness, "binding_palm_lines", False) else None)
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:

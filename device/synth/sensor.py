@@ -223,8 +223,9 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
     """Draw a live palm's NIR content (radiance painter, [0, 1]).  ``pose``/``zoom`` default
     to random draws.  With ``palm_texture`` (the palm print the visible views of the same
     hand show) the palm's surface lines are those the views show (:func:`nir_surface_map`, at
-    :data:`NIR_SURFACE_CONTRAST` of their contrast); without it, the layout's creases alone
-    (the draws before are the same either way)."""
+    :data:`NIR_SURFACE_CONTRAST` of their contrast, drawn from a spawned generator); without
+    it, the layout's creases alone. Every other draw is the same either way, so the two frames
+    differ only in the palm's lines."""
     pose = pose or perturb_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = sample_zoom(rng, "nir") if zoom is None else zoom
@@ -235,9 +236,10 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
     bg_level = rng.uniform(0.02, 0.3)
     mottle = smooth_noise(rng, base, 8) * rng.uniform(0.02, 0.05)
     pores = band_noise(rng, base, 0.8) * rng.uniform(0.005, 0.02)
-    if palm_texture is not None:
-        surface_c = rng.uniform(*NIR_SURFACE_CONTRAST)
-        wrist_dy = rng.uniform(4, 7)
+    if palm_texture is not None:                # drawn aside: the other draws stay the same
+        aside = rng.spawn(1)[0]
+        surface_c = aside.uniform(*NIR_SURFACE_CONTRAST)
+        wrist_dy = aside.uniform(4, 7)
 
     def paint(shape: tuple[int, int]) -> np.ndarray:
         grid = sensor_grid(layout, pose, "nir", shape, zoom)

@@ -1,0 +1,155 @@
+"""The NIR palm lines in both halves (device/gate/binding_texture.py; the NIR renderer's palm
+print, device/synth/sensor.py): the pure functions, and bound and mixed NIR presentations
+through the binding stage with the shipped landmark network."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.gate import binding_texture as T
+from device.gate import sensor_binding as B
+from device.synth import bound
+
+
+def _lines(rng, shape=(128, 128), n=12):
+    import cv2
+    img = np.full(shape, 160.0, np.float32)
+    for _ in range(n):
+        p = rng.uniform(10, 118, (2, 2)).astype(np.int32)
+        cv2.line(img, tuple(map(int, p[0])), tuple(map(int, p[1])), 90.0, 1, cv2.LINE_AA)
+    return img
+
+
+def test_palm_affine_recovers_the_map():
+    rng = np.random.default_rng(0)
+    M = np.array([[1.9, -0.4, 120.0], [0.3, -2.1, 300.0]])
+    s = rng.uniform(20, 100, (6, 2))
+    v = s @ M[:, :2].T + M[:, 2]
+    np.testing.assert_allclose(T.palm_affine(s, v), M, atol=1e-9)
+    s[2] = np.nan
+    np.testing.assert_allclose(T.palm_affine(s, v), M, atol=1e-9)   # a NaN row is dropped
+    assert T.palm_affine(s[:3], v[:3]) is None                      # two finite pairs
+
+
+def test_line_agreement_finds_a_shifted_copy_and_not_another_pattern():
+    rng = np.random.default_rng(1)
+    img = _lines(rng)
+    mask = np.zeros(img.shape, bool)
+    mask[24:104, 24:104] = True
+    lm = T.line_map(img, 1.0)
+    shifted = np.roll(lm, (2, -1), axis=(0, 1))
+    other = T.line_map(_lines(rng), 1.0)
+    same = T.line_agreement(lm, shifted, mask, 3)
+    assert same > 0.6
+    assert T.line_agreement(lm, other, mask, 3) < same / 2
+    assert np.isnan(T.line_agreement(lm, lm, np.zeros_like(mask), 3))   # no palm area
+
+
+def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged():
+    """The NIR frame of a bound presentation carries the palm print the views show (with
+    another print it is another frame; without one, the layout's creases as before); the
+    X-ray frame ignores it."""
+    from device.synth.source import SyntheticPeople
+    people = SyntheticPeople(seed=0, views=3, sensor="nir")
+    geom, ident = people._person(0)
+    tex = people.synth.palms(ident, 2, np.random.default_rng(0))
+    pose = bound.perturb_pose(np.random.default_rng(1), 0.8)
+
+    def frame(sensor, t):
+        return bound.render_placed(bound.bona_fide_scene(sensor), geom,
+                                   np.random.default_rng(2), sensor, pose, 0.0,
+                                   palm_texture=t)
+    a, b, none = frame("nir", tex[0]), frame("nir", tex[1]), frame("nir", None)
+    assert not np.array_equal(a, b) and not np.array_equal(a, none)
+    np.testing.assert_array_equal(frame("xray", tex[0]), frame("xray", None))
+
+
+@pytest.fixture(scope="module")
+def front_end():
+    from device.config import load_config
+    from device.gate.front_end_stage import front_end_from_config
+    fe, _, lmk = front_end_from_config(load_config(None, gate={"views": 3}))
+    if lmk is None or lmk.get() is None:
+        pytest.skip("no hand landmark model")
+    return fe
+
+
+@pytest.fixture(scope="module")
+def people_nir():
+    from device.synth.source import SyntheticPeople
+    return SyntheticPeople(seed=0, views=3, sensor="nir")
+
+
+class _Cal:
+    state, correction = "exempt", None
+
+
+def _stage(sensor):
+    from device.config import load_config
+    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
+                      liveness={"sensor": sensor})
+    return B.BindingStage(cfg, _Cal())
+
+
+def _judge(stage, front_end, shot):
+    """(denied, palm-line agreement) of one presentation through the binding stage."""
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    from device.vision.quality import QualityIssue
+    out = Decision()
+    for k, v in enumerate(shot.views):
+        try:
+            r = front_end(v)
+        except QualityIssue:
+            continue
+        if r.landmarks is not None:
+            out.landmarks[k] = r.landmarks[:, :2]
+    frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
+    b = stage.score(shot.views, frame, out.landmarks)
+    try:
+        stage(Burst(shot.views, frame, {}), out)
+        return False, b.texture
+    except Deny as e:
+        assert e.reason == "sensor_mismatch"
+        return True, b.texture
+
+
+def _person(people, i, rng):
+    geom, ident = people._person(i)
+    return geom, people.synth.palms(ident, 1, rng)[0]
+
+
+def test_the_nir_stage_compares_the_palm_lines_and_xray_does_not():
+    assert _stage("nir").min_texture is not None
+    assert _stage("xray").min_texture is None
+
+
+def test_a_live_nir_presentation_binds(front_end, people_nir):
+    stage = _stage("nir")
+    rng = np.random.default_rng(5)
+    geom, tex = _person(people_nir, 0, rng)
+    shot = bound.render_bound(geom, tex, rng, people_nir.rig, "nir")
+    denied, texture = _judge(stage, front_end, shot)
+    assert not denied and texture >= stage.min_texture
+
+
+@pytest.mark.parametrize("species,variant", [
+    ("mixed_replica_sensor", "offset"), ("mixed_replica_views", "rotation"),
+    ("mixed_replica_sensor", "scale"), ("mixed_replica_views", "other_hand"),
+    ("mixed_replica_sensor", "species")])
+def test_mixed_nir_presentations_are_denied(front_end, people_nir, species, variant):
+    """One fixed mixed NIR presentation of each variant (the rates over hundreds are in
+    docs/sensor-branch.md, "Binding"; not every one is denied)."""
+    from device.synth.mixed import render_mixed
+    stage = _stage("nir")
+    rng = np.random.default_rng(MIXED_RNG[variant])
+    victim, vt = _person(people_nir, 0, rng)
+    other, ot = _person(people_nir, 1, rng)
+    shot, _ = render_mixed(species, victim, vt, other, ot, rng, people_nir.rig, "nir",
+                           variant=variant)
+    denied, _ = _judge(stage, front_end, shot)
+    assert denied
+
+
+MIXED_RNG = {"offset": 1, "rotation": 1, "scale": 1, "other_hand": 1, "species": 1}
+"""The draw of each variant's fixed presentation."""
