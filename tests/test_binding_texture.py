@@ -45,10 +45,10 @@ def test_line_agreement_finds_a_shifted_copy_and_not_another_pattern():
     assert np.isnan(T.line_agreement(lm, lm, np.zeros_like(mask), 3))   # no palm area
 
 
-def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged():
-    """The NIR frame of a bound presentation carries the palm print the views show (with
-    another print it is another frame; without one, the layout's creases as before); the
-    X-ray frame ignores it."""
+def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged(monkeypatch):
+    """With the switch on, the NIR frame of a bound presentation carries the palm print the
+    views show (with another print it is another frame; without one, the layout's creases as
+    before); off, and for X-ray, the print is ignored."""
     from device.synth.source import SyntheticPeople
     people = SyntheticPeople(seed=0, views=3, sensor="nir")
     geom, ident = people._person(0)
@@ -59,9 +59,14 @@ def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged():
         return bound.render_placed(bound.bona_fide_scene(sensor), geom,
                                    np.random.default_rng(2), sensor, pose, 0.0,
                                    palm_texture=t)
+    off = frame("nir", tex[0])
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", True)
     a, b, none = frame("nir", tex[0]), frame("nir", tex[1]), frame("nir", None)
     assert not np.array_equal(a, b) and not np.array_equal(a, none)
+    np.testing.assert_array_equal(off, none)
     np.testing.assert_array_equal(frame("xray", tex[0]), frame("xray", None))
+    # only the lines differ: the same exposure and shading (the print's draws are aside)
+    assert abs(float(a.mean()) - float(none.mean())) < 0.05 * float(none.mean())
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +89,17 @@ class _Cal:
     state, correction = "exempt", None
 
 
-def _stage(sensor):
+def _stage(sensor, palm_lines=True):
     from device.config import load_config
     cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": sensor})
+                      liveness={"sensor": sensor, "binding_palm_lines": palm_lines})
     return B.BindingStage(cfg, _Cal())
+
+
+@pytest.fixture
+def palm_print(monkeypatch):
+    """The physically consistent NIR world: live NIR frames show the views' palm print."""
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", True)
 
 
 def _judge(stage, front_end, shot):
@@ -119,12 +130,13 @@ def _person(people, i, rng):
     return geom, people.synth.palms(ident, 1, rng)[0]
 
 
-def test_the_nir_stage_compares_the_palm_lines_and_xray_does_not():
+def test_the_palm_lines_are_compared_only_when_asked_and_only_for_nir():
     assert _stage("nir").min_texture is not None
+    assert _stage("nir", palm_lines=False).min_texture is None
     assert _stage("xray").min_texture is None
 
 
-def test_a_live_nir_presentation_binds(front_end, people_nir):
+def test_a_live_nir_presentation_binds(front_end, people_nir, palm_print):
     stage = _stage("nir")
     rng = np.random.default_rng(5)
     geom, tex = _person(people_nir, 0, rng)
@@ -137,7 +149,8 @@ def test_a_live_nir_presentation_binds(front_end, people_nir):
     ("mixed_replica_sensor", "offset"), ("mixed_replica_views", "rotation"),
     ("mixed_replica_sensor", "scale"), ("mixed_replica_views", "other_hand"),
     ("mixed_replica_sensor", "species")])
-def test_mixed_nir_presentations_are_denied(front_end, people_nir, species, variant):
+def test_mixed_nir_presentations_are_denied(front_end, people_nir, palm_print, species,
+                                            variant):
     """One fixed mixed NIR presentation of each variant (the rates over hundreds are in
     docs/sensor-branch.md, "Binding"; not every one is denied)."""
     from device.synth.mixed import render_mixed

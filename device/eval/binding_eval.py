@@ -284,10 +284,12 @@ def main(argv=None) -> int:
                     help="binding threshold to report at (default: the configured one)")
     ap.add_argument("--nir-palm-print", action="store_true",
                     help="render live NIR frames with the palm print the views show "
-                         "(device.synth.bound.NIR_PALM_PRINT)")
+                         "(device.synth.bound.NIR_PALM_PRINT) and report at the thresholds "
+                         "of [liveness] binding_palm_lines")
     ap.add_argument("--texture-threshold", type=float, default=None,
-                    help="NIR: least palm-line agreement to report at (default: the shipped "
-                         "one, device/gate/binding_texture.py MIN_AGREEMENT)")
+                    help="NIR: least palm-line agreement to report at (default with "
+                         "--nir-palm-print: device/gate/binding_texture.py PALM_LINES; "
+                         "else none)")
     ap.add_argument("--cache", default=None,
                     help="also write the binding's inputs of every presentation here (.npz) "
                          "for rescoring without rendering")
@@ -312,6 +314,12 @@ def main(argv=None) -> int:
                      " ".join(sys.argv[1:] if argv is None else argv))
         write_stats(binding_stats.__file__, a.sensor, stats)
         rescore(rows, inputs, a.sensor, stats)
+    from device.gate.binding_texture import PALM_LINES
+    lines = PALM_LINES.get(a.sensor) if a.nir_palm_print else None
+    if a.threshold is None and lines:        # the gate with [liveness] binding_palm_lines on
+        a.threshold = lines["max_score"]
+    if a.texture_threshold is None and lines:
+        a.texture_threshold = lines["min_agreement"]
     if a.threshold is None:
         from device.config import load_config
         from device.gate.sensor_binding import MAX_SCORE
@@ -323,9 +331,6 @@ def main(argv=None) -> int:
         from device.models.model import DEFAULT_MODELS_DIR
         from device.models.sensor_branch import SensorBranch
         lt = SensorBranch(a.sensor, "fp32", DEFAULT_MODELS_DIR, threads=1).threshold
-    if a.texture_threshold is None:
-        from device.gate.binding_texture import MIN_AGREEMENT
-        a.texture_threshold = MIN_AGREEMENT.get(a.sensor)
     summary = summarise(rows, a.threshold, lt, a.texture_threshold)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
                    nir_palm_print=bool(a.nir_palm_print),

@@ -51,11 +51,22 @@ replica of another size fits the sensor frame's lines better at its own size."""
 SIZE_GAIN = 1.0
 """Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
 
-MIN_AGREEMENT: dict = {"nir": None}
-"""Per sensor, the least :func:`texture_agreement` a presentation needs when ``[liveness]
-binding_palm_lines`` is on (below it, or NaN, the binding denies); chosen on validation seed
-11 with NIR frames that show the palm print (docs/sensor-branch.md, "Binding"). A sensor
-missing here (X-ray) is not compared."""
+PALM_LINES: dict = {
+    "nir": {"min_agreement": -0.0121, "max_score": 35.6, "seed": 11, "bona_fide": 400,
+            "command": "python -m device.eval.binding_eval --sensor nir --seed 11 "
+                       "--bona-fide 400 --mixed 400 --liveness --nir-palm-print "
+                       "--out val_nir_palm_print.json"},
+}
+"""Per sensor, the binding's thresholds when ``[liveness] binding_palm_lines`` is on: the least
+:func:`texture_agreement` (below it, or NaN, the binding denies) and the outline's largest
+binding score (``device.gate.sensor_binding``; used unless ``[liveness] binding_max_distance``
+is set), chosen together on validation seed 11 with NIR frames that show the palm print
+(``--nir-palm-print``): the pair that denies the most mixed presentations while denying at most
+2 of the 400 bona fide (0.5 %; two were already denied, their hand seen by one view only, so
+both sit just past the lowest live values). docs/sensor-branch.md, "Binding". A sensor missing
+here (X-ray) is not compared."""
+
+MIN_AGREEMENT: dict = {k: v["min_agreement"] for k, v in PALM_LINES.items()}
 
 
 def palm_affine(sensor_pts: np.ndarray, view_pts: np.ndarray) -> np.ndarray | None:

@@ -406,12 +406,13 @@ class BindingStage:
     """The pipeline runs the binding once the regions are found and hands it their landmarks."""
 
     def __init__(self, cfg, calibration):
-        from device.gate.binding_texture import MIN_AGREEMENT
+        from device.gate.binding_texture import PALM_LINES
         d = cfg.liveness.binding_max_distance
         self.sensor = cfg.liveness.sensor
-        self.max_score = float(MAX_SCORE[self.sensor] if d is None else d)
-        self.min_texture = (MIN_AGREEMENT.get(self.sensor)
-                            if getattr(cfg.liveness, "binding_palm_lines", False) else None)
+        lines = (PALM_LINES.get(self.sensor) if cfg.liveness.binding_palm_lines else None)
+        self.max_score = float(d if d is not None else
+                               lines["max_score"] if lines else MAX_SCORE[self.sensor])
+        self.min_texture = lines["min_agreement"] if lines else None
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
         if corr is not None:
