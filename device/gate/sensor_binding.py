@@ -24,6 +24,10 @@ sensor frame's hand is looked at where the views' hand says it must be:
   summed without the worst finger, plus how much better the views' hand fits at another size;
   over ``[liveness] binding_max_distance`` (default :data:`MAX_SCORE`) the presentation is
   denied with ``sensor_mismatch``, and so is one with fewer than two views with landmarks.
+- **the palm lines** (NIR, with ``[liveness] binding_palm_lines``; :func:`palm_lines`,
+  :mod:`device.gate.binding_texture`): the views' palm lines carried into the sensor frame
+  must agree with its own; below the agreement of ``binding_texture.PALM_LINES`` the
+  presentation is denied with ``sensor_mismatch`` too.
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
