@@ -9,6 +9,7 @@ import pytest
 from device.gate import binding_texture as T
 from device.gate import sensor_binding as B
 from device.synth import bound
+from device.vision.view_geometry import apply_homography
 
 
 def _lines(rng, shape=(128, 128), n=12):
@@ -20,15 +21,38 @@ def _lines(rng, shape=(128, 128), n=12):
     return img
 
 
-def test_palm_affine_recovers_the_map():
+def test_the_palm_plane_and_the_registration_are_recovered():
     rng = np.random.default_rng(0)
-    M = np.array([[1.9, -0.4, 120.0], [0.3, -2.1, 300.0]])
-    s = rng.uniform(20, 100, (6, 2))
-    v = s @ M[:, :2].T + M[:, 2]
-    np.testing.assert_allclose(T.palm_affine(s, v), M, atol=1e-9)
-    s[2] = np.nan
-    np.testing.assert_allclose(T.palm_affine(s, v), M, atol=1e-9)   # a NaN row is dropped
-    assert T.palm_affine(s[:3], v[:3]) is None                      # two finite pairs
+    P = np.column_stack([rng.uniform(20, 100, (6, 2)), np.zeros(6)])
+    P[:, 2] = 0.05 * P[:, 0] - 0.02 * P[:, 1] + 12.0
+    np.testing.assert_allclose(T.palm_plane(P), [0.05, -0.02, 12.0], atol=1e-9)
+    assert T.palm_plane(P[:2]) is None
+    H = np.array([[1.9, -0.4, 120.0], [0.3, -2.1, 300.0], [1e-4, 2e-4, 1.0]])
+    q = rng.uniform(0, 128, (21, 2))
+    v = apply_homography(H, q)
+    np.testing.assert_allclose(T.plane_to_view(q, v), H / H[2, 2], rtol=1e-6, atol=1e-6)
+    assert T.plane_to_view(q[:3], v[:3]) is None
+
+
+def test_view_maps_send_a_palm_point_where_the_view_sees_it():
+    """A point of the (tilted) palm plane: where the sensor sees it, the map gives the view
+    pixel at which the view's ray through it meets the working plane, through H."""
+    E = np.array([64.0, 64.0, -270.0])               # the NIR camera below the plane
+    C = np.array([150.0, 40.0, 300.0])               # a view's camera centre
+    H = np.array([[1.9, -0.4, 120.0], [0.3, -2.1, 300.0], [1e-4, 2e-4, 1.0]])
+    plane = np.array([0.04, -0.03, 15.0])
+    mx, my = T.view_maps((128, 128), plane, E, C, H)
+    from device.gate import binding_geometry as G
+    for s in ([40, 50], [64, 64], [90, 100]):
+        # the plane point the sensor sees at pixel s (solved densely), then the view's ray
+        P = np.array([*s, 0.0], float)
+        for _ in range(50):
+            P[2] = plane @ [P[0], P[1], 1.0]
+            P[:2] = E[:2] + (np.array(s, float) - E[:2]) * (E[2] - P[2]) / E[2]
+        np.testing.assert_allclose(G.project_to_sensor(P[None], E)[0], s, atol=1e-6)
+        q = C[:2] + (P[:2] - C[:2]) * C[2] / (C[2] - P[2])
+        v = apply_homography(H, q[None])[0]
+        np.testing.assert_allclose([mx[s[1], s[0]], my[s[1], s[0]]], v, atol=0.05)
 
 
 def test_line_agreement_finds_a_shifted_copy_and_not_another_pattern():

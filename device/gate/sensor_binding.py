@@ -189,6 +189,8 @@ class HandProbes:
     height_mm: float
     sdf: tuple | None = None
     px_mm: float = 1.0
+    points: np.ndarray | None = None
+    """(21, 3) the landmarks in 3-D (the sensor-pixel world), for the palm lines."""
 
     def at_scale(self, s: float) -> np.ndarray:
         """:attr:`values` with the views' hand scaled ``s`` times about its palm (the
@@ -218,7 +220,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
     return HandProbes(np.append(vals, h), lm, len([k for k in plane_points if k in centres]),
-                      h, sd, px_mm)
+                      h, sd, px_mm, P)
 
 
 def probe_excess(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, clip: float
@@ -385,18 +387,31 @@ class Binding:
 
 
 def palm_lines(frame: np.ndarray, views, view_landmarks: dict, m: HandProbes | None,
-               sensor: str) -> float | None:
+               sensor: str, plane_points: dict, centres: dict) -> float | None:
     """The palm lines' agreement of the views with the sensor frame
-    (:mod:`device.gate.binding_texture`) for a sensor with a threshold there (NIR); None for
-    the others, NaN when the hand could not be placed or compared (``view_landmarks``: view ->
-    its (21, 2) landmarks in view pixels, the views triangulated)."""
-    from device.gate.binding_texture import MIN_AGREEMENT, texture_agreement
-    if sensor not in MIN_AGREEMENT:
+    (:mod:`device.gate.binding_texture`) for a sensor with thresholds there (NIR); None for
+    the others, NaN when the hand could not be placed or compared. ``view_landmarks``: view ->
+    its (21, 2) landmarks in view pixels; ``plane_points`` and ``centres`` as for
+    :func:`measure`."""
+    from device.gate import binding_texture as T
+    from device.synth.bound import sensor_optics
+    if sensor not in T.PALM_LINES:
         return None
-    if m is None:
+    if m is None or m.points is None:
         return float("nan")
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    return texture_agreement(g, views, view_landmarks, m.landmarks, m.px_mm)
+    plane = T.palm_plane(m.points[list(T.PALM_LANDMARKS)])
+    if plane is None:
+        return float("nan")
+    _, E = sensor_optics(sensor, g.shape[:2])
+    maps = {}
+    for k, lm in view_landmarks.items():
+        if k not in plane_points or k not in centres:
+            continue
+        H = T.plane_to_view(plane_points[k], lm)
+        if H is not None:
+            maps[k] = T.view_maps(g.shape[:2], plane, E, centres[k], H)
+    return T.texture_agreement(g, views, maps, m.landmarks, m.px_mm)
 
 
 class BindingStage:
@@ -445,7 +460,7 @@ class BindingStage:
                 plane[k], centres[k] = q, c
                 seen[k] = np.asarray(lm, np.float64)[:, :2]
         m = measure(frame, plane, centres, self.sensor)
-        texture = (palm_lines(frame, views, seen, m, self.sensor)
+        texture = (palm_lines(frame, views, seen, m, self.sensor, plane, centres)
                    if self.min_texture is not None else None)
         return Binding(binding_score(m, self.sensor), m, texture)
 
