@@ -82,7 +82,7 @@ class SyntheticPeople:
         else:                                  # the same hand, in the same place, below
             sp = None
             sensor = render_placed(bona_fide_scene(self.sensor), geom, rng, self.sensor,
-                                   pose, depth)
+                                   pose, depth, palm_texture=tex)
         sensor = np.clip(np.round(sensor * 255.0), 0, 255).astype(np.uint8)
         label = "genuine" if kind == "enrol" else kind
         meta = {"burst": f"{kind}-p{person:03d}-{n:02d}", "label": label,
