@@ -54,6 +54,12 @@ models were trained on frames without it and reject about a tenth of live hands 
 the palm-line binding."""
 
 
+def palm_print_on(sensor: str) -> bool:
+    """Whether ``sensor``'s frames show the palm print (read at each call, so a test or an
+    evaluation may switch :data:`NIR_PALM_PRINT`)."""
+    return bool(NIR_PALM_PRINT) and sensor == "nir"
+
+
 def sensor_size(sensor: str) -> tuple[int, int]:
     """(H, W) of the sensor's capture."""
     return tuple(S.CAPTURE_SIZE[sensor])
@@ -119,7 +125,7 @@ def render_placed(scene_fn, geom: HandGeometry, rng: np.random.Generator, sensor
     (ignored otherwise, and for X-ray)."""
     p, z = scene_placement(geom, pose, depth, sensor)
     kw = ({"palm_texture": palm_texture}
-          if NIR_PALM_PRINT and sensor == "nir" and palm_texture is not None else {})
+          if palm_print_on(sensor) and palm_texture is not None else {})
     return S.render_scene(partial(scene_fn, pose=p, zoom=z * scale, **kw), geom, rng, sensor,
                           tuple(size or sensor_size(sensor)))
 

@@ -115,7 +115,8 @@ def render_mixed(species: str, victim: HandGeometry, victim_tex: np.ndarray,
     if variant == "species":
         sp = str(rng.choice(SPECIES[sensor]))
         meta["attack_species"] = sp
-        frame = render_attack(sp, victim, rng, sensor)
+        frame = render_attack(sp, victim, rng, sensor, palm_texture=victim_tex,
+                              attacker_texture=other_tex)
     else:
         pose, scale = replica_pose(live, rng, variant)
         geom, tex = (other, other_tex) if variant == "other_hand" else (victim, victim_tex)

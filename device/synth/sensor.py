@@ -216,6 +216,25 @@ def nir_surface_map(geom: HandGeometry, layout: HandLayout, grid: Grid,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
 
 
+def nir_surface_draws(rng: np.random.Generator) -> tuple[float, float]:
+    """(share of the visible contrast, wrist-crease gap mm) of an NIR frame's palm lines,
+    drawn from a generator spawned from ``rng`` (the caller's other draws stay the same)."""
+    aside = rng.spawn(1)[0]
+    return float(aside.uniform(*NIR_SURFACE_CONTRAST)), float(aside.uniform(4, 7))
+
+
+def nir_palm_lines(geom: HandGeometry, layout: HandLayout, grid: Grid,
+                   palm_texture: np.ndarray, contrast: float, wrist_dy: float,
+                   blur_mm: float = 0.0) -> np.ndarray:
+    """Multiplicative palm-line luminance (around 1, lines < 1) of an NIR frame: the surface
+    lines of :func:`nir_surface_map` at ``contrast`` of their visible-light contrast, blurred
+    by ``blur_mm`` (0: as sharp as the sensor draws them)."""
+    surf = nir_surface_map(geom, layout, grid, palm_texture, wrist_dy)
+    if blur_mm > 0:
+        surf = cv2.GaussianBlur(surf, (0, 0), max(blur_mm * grid.px_per_mm, 0.4))
+    return 1 + contrast * (surf - 1)
+
+
 def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
                         base: tuple[int, int], pose: HandPose | None = None,
                         zoom: float | None = None,
@@ -237,9 +256,7 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
     mottle = smooth_noise(rng, base, 8) * rng.uniform(0.02, 0.05)
     pores = band_noise(rng, base, 0.8) * rng.uniform(0.005, 0.02)
     if palm_texture is not None:                # drawn aside: the other draws stay the same
-        aside = rng.spawn(1)[0]
-        surface_c = aside.uniform(*NIR_SURFACE_CONTRAST)
-        wrist_dy = aside.uniform(4, 7)
+        surface_c, wrist_dy = nir_surface_draws(rng)
 
     def paint(shape: tuple[int, int]) -> np.ndarray:
         grid = sensor_grid(layout, pose, "nir", shape, zoom)
@@ -249,8 +266,7 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
         if palm_texture is None:
             lines = 1 - crease_c * nir_crease_map(layout, grid)
         else:
-            lines = 1 + surface_c * (nir_surface_map(geom, layout, grid, palm_texture,
-                                                     wrist_dy) - 1)
+            lines = nir_palm_lines(geom, layout, grid, palm_texture, surface_c, wrist_dy)
         skin = skin * (1 - vein_c * veins) * lines
         rad = illumination(shape, *light) * skin
         return (mask * rad + (1 - mask) * bg_level).astype(np.float32)
