@@ -19,18 +19,24 @@ turned or scaled.
   shrunk by :data:`INSET_MM` (the outline and the finger bases stay out).
 - **Line maps** (:func:`line_map`): dark thin lines stand out in a difference of Gaussians
   (:data:`LINE_SIGMA_MM`); the maps are standardised inside the palm area, the sensor frame's
-  clipped at :data:`CLIP` (its veins are darker than its lines).
+  clipped at :data:`CLIP`.
+- **The veins left out** (:func:`compared_area`): the NIR frame's veins are wide, blurred and
+  deep; where a wider difference of Gaussians (:data:`VEIN_SIGMA_MM`) marks one, the pixels
+  are not compared (dense dark veins drowned the lines of the live hands that agreed least).
 - **The score** (:func:`line_agreement`, :func:`texture_agreement`): the normalised
-  correlation of the sensor frame's line map with each view's warped line map inside the palm
-  area, the best over shifts of up to :data:`SHIFT_MM` (the registration and the landmarks are
-  off by a few pixels), averaged over the views, less how much better the views' maps
-  (averaged) fit at another size of :data:`SIZE_SEARCH`.
+  correlation of the sensor frame's line map with each view's warped line map, the best over
+  shifts of up to :data:`SHIFT_MM` (the registration and the landmarks are off by a few
+  pixels) and the sizes :data:`LIVE_SIZES`; the best view's (a view that sees the palm
+  obliquely does not pull a live hand down), less how much better that view's map fits at
+  another size (:data:`OTHER_SIZES`: a replica of another size).
 
-The constants were chosen on 120 bona fide and 160 mixed presentations of validation seed 11
-(the NIR frames showing the palm print, ``device.synth.bound.NIR_PALM_PRINT``). The thresholds
-(the least agreement and the outline's threshold chosen with it) are signed numbers:
-``palm_lines`` of ``models/binding_nir.json`` (:mod:`device.gate.binding_numbers`), written by
-``python -m device.eval.binding_eval --write-palm-lines`` on validation presentations.
+The constants of the mapping, the line maps and the palm area were chosen on 120 bona fide and
+160 mixed presentations of validation seed 11, the veins, the sizes and the views' combination
+on 400 + 400 of seeds 11 and 23 each (branch ``nirlines``; the NIR frames showing the palm
+print, ``device.synth.bound.NIR_PALM_PRINT``). The thresholds (the least agreement and the
+outline's threshold chosen with it) are signed numbers: ``palm_lines`` of
+``models/binding_nir.json`` (:mod:`device.gate.binding_numbers`), written by ``python -m
+device.eval.binding_eval --write-palm-lines`` on validation presentations.
 
 Pure functions of arrays (numpy + OpenCV); no model, no file, no camera.
 """
@@ -48,9 +54,17 @@ shading and most of the wide veins (chosen among 0.4/1.2 to 1.2/3.6 mm)."""
 
 CLIP = 0.7
 """The sensor frame's standardised line map is clipped to +-this: a vein much darker than the
-palm's lines counts no more than a line (chosen among 0.5, 0.7, 1, 1.5, 2 and none)."""
+palm's lines counts no more than a line (chosen among 0.4, 0.5, 0.7, 1, 1.5, 2 and none)."""
 
-INSET_MM = 6.0
+VEIN_SIGMA_MM = (2.0, 5.0)
+"""The wider difference of Gaussians in which the NIR frame's veins (wide, blurred, deep) stand
+out and the palm's lines hardly do (among 1.2/3, 1.5/4 and 2/5 mm)."""
+
+VEIN_LEVEL = 0.5
+"""Pixels of the palm area where that vein map, standardised there, is above this are left out
+of the comparison (the veins drown the lines there; among 0, 0.3, 0.5, 0.7, 1, 1.5)."""
+
+INSET_MM = 5.0
 """The palm area is the palm landmarks' polygon shrunk by this much (chosen among 2-10 mm; the
 finger bases taken in, through landmarks 2, 6, 10, 14 and 18, did worse)."""
 
@@ -58,9 +72,14 @@ SHIFT_MM = 2.0
 """The largest shift searched (the registration's error and the palm plane's; among 1-4.5 mm:
 with one affine map a view from its landmarks 3 mm was best, with the palm plane 2 mm)."""
 
-SIZE_SEARCH = (0.8, 0.89, 1.12, 1.25)
-"""Sizes of the views' hand (about its palm centre) at which the lines are also compared: a
-replica of another size fits the sensor frame's lines better at its own size."""
+LIVE_SIZES = (0.96, 1.0)
+"""Sizes of the views' hand (about its palm centre) at which a live hand's lines are looked
+for: live hands fit best at 0.96-1.0 of the size the palm plane gives."""
+
+OTHER_SIZES = (0.8, 0.84, 0.88, 1.08, 1.12, 1.18, 1.25)
+"""Sizes at which a replica of another size fits the sensor frame's lines better than at
+:data:`LIVE_SIZES` (a print 10-25 % larger or smaller, seen through the views' parallax and the
+palm plane, lands 4-25 % off)."""
 
 SIZE_GAIN = 1.0
 """Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
@@ -145,12 +164,13 @@ def palm_mask(sensor_pts: np.ndarray, shape: tuple[int, int], px_per_mm: float
     return m > 0
 
 
-def line_map(grey: np.ndarray, px_per_mm: float) -> np.ndarray:
+def line_map(grey: np.ndarray, px_per_mm: float, sigma_mm: tuple = LINE_SIGMA_MM
+             ) -> np.ndarray:
     """float32: dark thin lines of ``grey`` as positive values (the wide Gaussian minus the
-    narrow one, :data:`LINE_SIGMA_MM`), relative to the local level (so an image's exposure and
-    shading do not count)."""
+    narrow one, ``sigma_mm``, by default :data:`LINE_SIGMA_MM`), relative to the local level
+    (so an image's exposure and shading do not count)."""
     g = np.asarray(grey, np.float32)
-    s1, s2 = (max(0.5, s * px_per_mm) for s in LINE_SIGMA_MM)
+    s1, s2 = (max(0.5, s * px_per_mm) for s in sigma_mm)
     wide = cv2.GaussianBlur(g, (0, 0), s2)
     return (wide - cv2.GaussianBlur(g, (0, 0), s1)) / (wide + 1.0)
 
@@ -164,31 +184,39 @@ def _standardised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, mask: np.ndarray,
+def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, weights: np.ndarray,
                    max_shift: int) -> float:
-    """The best normalised correlation (-1..1) of two line maps inside ``mask`` over integer
+    """The best normalised correlation (-1..1) of the sensor frame's line map with a view's,
+    both inside ``weights`` (the palm area less the veins, :func:`compared_area`), over integer
     shifts of up to ``max_shift`` pixels of the view's map; NaN with too small an area."""
-    ys, xs = np.nonzero(mask)
+    ys, xs = np.nonzero(weights > 0)
     if len(ys) < 50:
         return float("nan")
     y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    t = _standardised(view_lines, mask)[y0:y1, x0:x1]
-    sensor_lines = np.clip(_standardised(sensor_lines, mask), -CLIP, CLIP)
-    m = mask[y0:y1, x0:x1].astype(np.float32)
+    w = np.asarray(weights[y0:y1, x0:x1], np.float32)
+    n = float(w.sum())
+    t = np.asarray(sensor_lines[y0:y1, x0:x1], np.float32)
+    mt = float((t * w).sum()) / n
+    st = float(np.sqrt(((t - mt) ** 2 * w).sum() / n))
     s = max_shift
-    pad = cv2.copyMakeBorder(np.asarray(sensor_lines, np.float32), s, s, s, s,
+    pad = cv2.copyMakeBorder(np.asarray(view_lines, np.float32), s, s, s, s,
                              cv2.BORDER_REFLECT)
     img = pad[y0:y1 + 2 * s, x0:x1 + 2 * s]
-    # correlation of the standardised template with the image, normalised per shift by the
-    # image's masked standard deviation
-    n = float(m.sum())
-    num = cv2.matchTemplate(img, t * m, cv2.TM_CCORR)
-    s1 = cv2.matchTemplate(img, m, cv2.TM_CCORR)
-    s2 = cv2.matchTemplate(img * img, m, cv2.TM_CCORR)
+    # the sensor's map (centred, weighted) against the view's at every shift, normalised by
+    # the view's weighted standard deviation there
+    num = cv2.matchTemplate(img, (t - mt) * w, cv2.TM_CCORR)
+    s1 = cv2.matchTemplate(img, w, cv2.TM_CCORR)
+    s2 = cv2.matchTemplate(img * img, w, cv2.TM_CCORR)
     var = np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)
-    tsum = float((t * m).sum())
-    r = (num - tsum * s1 / n) / (n * np.sqrt(var))
-    return float(r.max())
+    return float((num / (n * st * np.sqrt(var) + 1e-12)).max())
+
+
+def compared_area(grey: np.ndarray, palm: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """float32 weights (0/1): the palm area ``palm`` less the NIR frame's veins (where its
+    :data:`VEIN_SIGMA_MM` map, standardised in the palm area, is above :data:`VEIN_LEVEL`):
+    wide, deep and blurred, they drown the palm's lines and no view shows them."""
+    veins = _standardised(line_map(grey, px_per_mm, VEIN_SIGMA_MM), palm)
+    return (palm & (veins < VEIN_LEVEL)).astype(np.float32)
 
 
 def _view_lines(img: np.ndarray, maps: tuple[np.ndarray, np.ndarray], px_per_mm: float
@@ -222,41 +250,41 @@ def _scaled(x: np.ndarray, centre: np.ndarray, s: float, nearest: bool = False) 
 def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np.ndarray,
                       px_per_mm: float) -> float:
     """How well the palm lines of the views agree with the sensor frame's (about -1..1; higher
-    is better bound): the mean over the views of :func:`line_agreement`, less
-    :data:`SIZE_GAIN` times how much better the views' maps (averaged) fit with the views' hand
-    at the best size of :data:`SIZE_SEARCH`. ``frame``: the grey sensor frame; ``views``: view
-    -> its image (a list or dict, BGR or grey); ``maps``: view -> its (map_x, map_y)
-    (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees the landmarks
-    (the palm area). NaN when no view can be compared."""
+    is better bound): for each view the best :func:`line_agreement` at the sizes of
+    :data:`LIVE_SIZES`, the best view's (a view that sees the palm obliquely or blurred does not
+    pull a live hand down), less :data:`SIZE_GAIN` times how much better that view's map fits
+    at one of :data:`OTHER_SIZES`. Compared inside :func:`compared_area`. ``frame``: the grey
+    sensor frame; ``views``: view -> its image (a list or dict, BGR or grey); ``maps``: view ->
+    its (map_x, map_y) (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees
+    the landmarks (the palm area). NaN when no view can be compared."""
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    idx = list(PALM_LANDMARKS)
-    s_pts = np.asarray(sensor_landmarks, np.float64)[idx]
-    mask = palm_mask(s_pts, g.shape, px_per_mm)
-    if mask.sum() < 50:
+    s_pts = np.asarray(sensor_landmarks, np.float64)[list(PALM_LANDMARKS)]
+    palm = palm_mask(s_pts, g.shape, px_per_mm)
+    if palm.sum() < 50:
         return float("nan")
-    sl = line_map(g, px_per_mm)
+    sl = np.clip(_standardised(line_map(g, px_per_mm), palm), -CLIP, CLIP)
+    w = compared_area(g, palm, px_per_mm)
     shift = max(1, int(round(SHIFT_MM * px_per_mm)))
-    lines = []
+    c = s_pts[np.all(np.isfinite(s_pts), axis=1)].mean(axis=0)
+
+    def at(view_lines, size):
+        if size == 1.0:
+            return line_agreement(sl, view_lines, w, shift)
+        ws = _scaled(w, c, size, nearest=True) * (w > 0)
+        return line_agreement(sl, _scaled(view_lines, c, size), ws, shift)
+
+    best, best_map = float("nan"), None
     for k, mp in maps.items():
         img = views.get(k) if isinstance(views, dict) else (
             views[k] if 0 <= k < len(views) else None)
-        if img is not None and mp is not None:
-            lines.append(_view_lines(img, mp, px_per_mm))
-    if not lines:
+        if img is None or mp is None:
+            continue
+        vl = _standardised(_view_lines(img, mp, px_per_mm), palm)
+        r = max((x for x in (at(vl, z) for z in LIVE_SIZES) if np.isfinite(x)), default=None)
+        if r is not None and not r <= best:             # the first finite one, then larger
+            best, best_map = r, vl
+    if best_map is None:
         return float("nan")
-    maps = lines
-
-    r = [line_agreement(sl, m, mask, shift) for m in maps]
-    r = [x for x in r if np.isfinite(x)]
-    if not r:
-        return float("nan")
-    at_one = float(np.mean(r))
-    # the size search on the views' maps averaged (one correlation a size)
-    mean_map = np.mean([_standardised(m, mask) for m in maps], axis=0)
-    c = s_pts[np.all(np.isfinite(s_pts), axis=1)].mean(axis=0)
-    a1 = line_agreement(sl, mean_map, mask, shift)
-    sized = [line_agreement(sl, _scaled(mean_map, c, x),
-                            _scaled(mask.astype(np.uint8), c, x, nearest=True) > 0, shift)
-             for x in SIZE_SEARCH]
-    best = max([a1] + [x for x in sized if np.isfinite(x)])
-    return at_one - SIZE_GAIN * max(0.0, best - a1) if np.isfinite(a1) else at_one
+    other = max((x for x in (at(best_map, z) for z in OTHER_SIZES) if np.isfinite(x)),
+                default=-1.0)
+    return best - SIZE_GAIN * max(0.0, other - best)
