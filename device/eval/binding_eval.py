@@ -51,6 +51,13 @@ presentation of it was rendered (5151 has been looked at). The palm lines' mappi
 changed (each view carried through the palm's plane and the registration instead of one affine
 map a view from its landmarks) and its thresholds chosen again on seed 11: the held-out seed for
 that is 7373, fixed here before any presentation of it was rendered (6262 has been looked at).
+
+NIR palm lines, fourth round (branch ``nirlines``): the veins left out, the best view, the
+sizes of a live hand against other sizes (:mod:`device.gate.binding_texture`), chosen on
+seeds 11 and 23 (400 + 400 each; 7373 has been looked at), with the attack species drawing the
+palm print too (branch ``nirmodels``, "NIR world:"); the point written by
+``--write-palm-lines``. The held-out seed is **4747**, fixed here before any presentation of it
+was rendered.
 """
 from __future__ import annotations
 
