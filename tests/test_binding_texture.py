@@ -69,6 +69,21 @@ def test_line_agreement_finds_a_shifted_copy_and_not_another_pattern():
     assert np.isnan(T.line_agreement(lm, lm, np.zeros_like(mask), 3))   # no palm area
 
 
+def test_the_veins_are_left_out_and_the_lines_kept():
+    import cv2
+    rng = np.random.default_rng(2)
+    img = _lines(rng)
+    cv2.line(img, (20, 30), (110, 100), 40.0, 5, cv2.LINE_AA)       # a wide, deep vein
+    img = cv2.GaussianBlur(img, (0, 0), 0.7)
+    palm = np.zeros(img.shape, bool)
+    palm[16:112, 16:112] = True
+    w = T.compared_area(img, palm, 1.0)
+    vein = np.zeros(img.shape, np.uint8)
+    cv2.line(vein, (20, 30), (110, 100), 1, 3)
+    on_vein = w[(vein > 0) & palm].mean()
+    assert on_vein < 0.2 and w[palm].mean() > 0.6 and not w[~palm].any()
+
+
 def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged(monkeypatch):
     """With the switch on, the NIR frame of a bound presentation carries the palm print the
     views show (with another print it is another frame; without one, the layout's creases as

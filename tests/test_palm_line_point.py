@@ -51,3 +51,17 @@ def test_the_point_is_written_into_the_signed_file(tiny_models, trust_test_key):
     n = load_binding_numbers("nir", tiny_models)
     assert n.palm_lines["command"] == "cmd" and n.max_score == doc["max_score"]
     assert (in_force(n).max_score, in_force(n).min_agreement) == (mx, mn)
+
+
+def test_the_palm_lines_keep_the_outline_provenance(tiny_models, trust_test_key):
+    from device.eval.binding_release import current_doc, write_numbers
+    from device.models.model import read_manifest
+    doc = current_doc("nir", tiny_models)
+    os.unlink(tiny_models / "binding_nir.json")
+    (tiny_models / "binding_nir.json").write_text(json.dumps(doc))
+    old = read_manifest(tiny_models)["models"]["binding_nir.json"]
+    e = write_numbers("nir", {"palm_lines": {"min_agreement": 0.1, "max_score": 20.0}},
+                      command="pl", data="d", metrics={"pl": 1}, models_dir=tiny_models,
+                      add=True)
+    assert e["command"].startswith(old["command"]) and e["command"].endswith("then: pl")
+    assert e["metrics"] == dict(old["metrics"], pl=1)

@@ -429,9 +429,10 @@ def main(argv=None) -> int:
     if a.write_palm_lines:
         from device.eval.palm_line_point import write_palm_lines
         a.threshold, a.texture_threshold = write_palm_lines(
-            a.sensor, rows, command, f"validation seeds {seeds}: {a.bona_fide} bona fide + "
-                                     f"{a.mixed} mixed synthetic bound presentations, live NIR "
-                                     f"frames showing the palm print (--nir-palm-print)")
+            a.sensor, rows, command,
+            f"validation seeds {seeds}: {'/'.join(map(str, a.bona_fide))} bona fide + "
+            f"{'/'.join(map(str, a.mixed))} mixed synthetic bound presentations (a seed), "
+            f"NIR frames showing the palm print (--nir-palm-print)")
     summary = summarise(rows, a.threshold, lt, a.texture_threshold)
     if a.sensor == "nir" and any("texture" in r for r in rows):
         from device.eval.palm_line_point import operating_points

@@ -37,13 +37,14 @@ def current_doc(sensor: str, models_dir: Path | str | None = None) -> dict:
 
 def write_numbers(sensor: str, updates: dict, *, command: str, data: str,
                   metrics: dict | None = None, notes: str = "",
-                  models_dir: Path | str | None = None) -> dict:
+                  models_dir: Path | str | None = None, add: bool = False) -> dict:
     """Merge ``updates`` (e.g. ``{"probe_ranges": ...}`` or ``{"max_score": ...}``) into
     ``models/binding_<sensor>.json`` (other keys kept), check the result
     (:func:`~device.gate.binding_numbers.parse_numbers`), write it and its manifest entry
     (sha256, bytes, threshold = max_score, command, data, and ``metrics``, which replace the
     entry's old ones: numbers measured with other ranges or another threshold no longer hold).
-    Returns the entry."""
+    With ``add`` (numbers of a further check, the others unchanged) the entry's old metrics,
+    command and data are kept and the new ones added. Returns the entry."""
     d = Path(models_dir or DEFAULT_MODELS_DIR)
     name = numbers_file(sensor)
     doc = dict(current_doc(sensor, d), **updates, format=FORMAT, sensor=sensor)
@@ -52,6 +53,10 @@ def write_numbers(sensor: str, updates: dict, *, command: str, data: str,
     _atomic_write(d / name, text)
     manifest = read_manifest(d)
     old = manifest["models"].get(name, {})
+    if add and old:
+        metrics = dict(old.get("metrics", {}), **(metrics or {}))
+        command = f"{old.get('command', '')} ; then: {command}"
+        data = f"{old.get('data', '')} ; then: {data}"
     entry = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text.encode()),
              "sensor": sensor, "threshold": doc["max_score"],
              "metrics": metrics or {},

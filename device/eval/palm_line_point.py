@@ -91,5 +91,5 @@ def write_palm_lines(sensor: str, rows: list[dict], command: str, data: str,
     write_numbers(sensor, {"palm_lines": block}, command=command, data=data,
                   metrics={"palm_lines_validation": block["validation"],
                            "palm_lines_point_1pct": block["point_1pct"]},
-                  models_dir=models_dir)
+                  models_dir=models_dir, add=True)
     return p["max_score"], p["min_agreement"]
