@@ -451,9 +451,9 @@ def palm_lines(frame: np.ndarray, views, view_landmarks: dict, m: HandProbes | N
                sensor: str, plane_points: dict, centres: dict) -> float | None:
     """The palm lines' agreement of the views with the sensor frame
     (:mod:`device.gate.binding_texture`) for a sensor whose frame shows them (NIR,
-    :data:`~device.gate.binding_numbers.PALM_LINE_SENSORS`); None for the others, NaN when the hand could not be placed or compared. ``view_landmarks``: view ->
-    its (21, 2) landmarks in view pixels; ``plane_points`` and ``centres`` as for
-    :func:`measure`."""
+    :data:`~device.gate.binding_numbers.PALM_LINE_SENSORS`); None for the others, NaN when the
+    hand could not be placed or compared. ``view_landmarks``: view -> its (21, 2) landmarks in
+    view pixels; ``plane_points`` and ``centres`` as for :func:`measure`."""
     from device.gate import binding_texture as T
     from device.gate.binding_numbers import PALM_LINE_SENSORS
     from device.synth.bound import sensor_optics
@@ -539,7 +539,8 @@ class BindingStage:
             if f.from_config:
                 log.warning("binding thresholds from the configuration: outline %.4g, palm "
                             "lines %s (the signed file's: %.4g, %s)", f.max_score,
-                            f.min_agreement, n.max_score, n.palm_lines)
+                            f.min_agreement, n.max_score,
+                            n.palm_lines and n.palm_lines["min_agreement"])
         except Exception as e:     # noqa: BLE001 - ModelError, OSError, ValueError
             self.numbers, self.max_score, self.min_texture = None, None, None
             self.error = f"{type(e).__name__}: {e}"
