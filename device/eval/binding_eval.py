@@ -21,6 +21,13 @@ sensor frame, so the sensor stage's decision is reported too.
     python -m device.eval.binding_eval --sensor nir --seed 5151 --bona-fide 400 --mixed 400 \
         --liveness --out test_nir.json
 
+NIR palm lines (:mod:`device.gate.binding_texture`): in the world where the NIR frames show the
+palm print, their least agreement and the outline's threshold with it are chosen on validation
+seeds and written as ``palm_lines`` into the signed file (:mod:`device.eval.palm_line_point`)::
+
+    python -m device.eval.binding_eval --sensor nir --seed 11 23 --bona-fide 400 --mixed 400 \
+        --liveness --nir-palm-print --write-palm-lines --out val_nir_pp.json
+
 ``--cache FILE.npz`` keeps every presentation's binding inputs; :func:`load_inputs` and
 :func:`rescore` score them again without rendering (a few seconds for 800).
 
