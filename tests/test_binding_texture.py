@@ -250,6 +250,12 @@ def test_tampered_palm_line_numbers_leave_the_stage_unavailable(palm_line_models
     f.write_text(json.dumps(doc))
     stage = _stage("nir", palm_line_models)
     assert stage.numbers is None and "sha256" in stage.error
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    with pytest.raises(Deny) as e:
+        stage(Burst([np.zeros((480, 640, 3), np.uint8)] * 3, np.zeros((128, 128), np.uint8),
+                    {}), Decision())
+    assert e.value.reason == "liveness_unavailable"
 
 
 def test_a_live_nir_presentation_binds(front_end, people_nir, palm_print, palm_line_models):
