@@ -10,7 +10,8 @@ Numbers fitted elsewhere (a branch that still generates ``device/gate/binding_st
 threshold chosen by hand on validation data, a new term of the score) go in with::
 
     python -m device.eval.binding_release --sensor nir [--stats-module binding_stats.py] \
-        [--max-score 13.9] [--set KEY=JSON ...] --command "what produced them" --data "on what"
+        [--max-score 13.9] [--set KEY=JSON ...] [--add] --command "what produced them" \
+        --data "on what"
 """
 from __future__ import annotations
 
@@ -85,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--command", required=True, help="the command that produced the numbers")
     ap.add_argument("--data", required=True, help="the data they were produced on")
     ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    ap.add_argument("--add", action="store_true",
+                    help="numbers of a further check (e.g. NIR palm_lines): keep the entry's "
+                         "command, data and metrics and add these")
     a = ap.parse_args(argv)
     updates: dict = {}
     if a.stats_module:
@@ -102,7 +106,7 @@ def main(argv=None) -> int:
     if not updates:
         raise SystemExit("nothing to write: give --stats-module, --max-score or --set")
     print(json.dumps(write_numbers(a.sensor, updates, command=a.command, data=a.data,
-                                   models_dir=a.models), indent=1))
+                                   models_dir=a.models, add=a.add), indent=1))
     return 0
 
 
