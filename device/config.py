@@ -228,6 +228,19 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                         "every presentation (liveness_unavailable) and "
                                         "`palmgate status` names it.", float, min=0.0,
                                     max=1000.0, nullable=True),
+        "binding_min_palm_lines": Opt("", "NIR: a stricter least palm-line agreement than "
+                                          "the signed one (how well the palm lines the views "
+                                          "show, carried into the NIR frame, agree with the "
+                                          "frame's; device/gate/binding_texture.py; empty: the "
+                                          "signed models/binding_nir.json's palm_lines, and no "
+                                          "palm-line check where it has none; docs/"
+                                          "sensor-branch.md, Binding). Where the signed file "
+                                          "has palm-line numbers the check is on; a value below "
+                                          "the signed one is refused (liveness_unavailable for "
+                                          "every presentation, named by `palmgate status`); "
+                                          "where it has none, a value turns the check on. Set "
+                                          "for X-ray, refused the same way.", float,
+                                      min=-1.0, max=1.0, nullable=True),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "

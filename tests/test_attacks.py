@@ -8,10 +8,12 @@ import cv2
 import numpy as np
 import pytest
 
+from device.synth import bound
 from device.synth import sensor as S
 from device.synth.attacks import (NIR_SPECIES, SPECIES, XRAY_SPECIES, render_attack,
                                  render_bona_fide)
 from device.synth.hand_geometry import sample_hand_geometry
+from device.synth.nir_prints import SetPalmPrints, textures
 from device.synth.sensor_sets import write_liveness, write_sr_pairs
 
 N_CUE = 120            # images per class (the full 128x128, 300-per-class run is in the docs)
@@ -124,21 +126,85 @@ def _structure(x: np.ndarray) -> np.ndarray:
     return np.concatenate(out)
 
 
-@pytest.fixture(scope="module", params=["xray", "nir"])
+@pytest.fixture(scope="module", params=["xray", "nir", "nir_palm_print"])
 def cue_sets(request):
-    sensor = request.param
+    """Sets of every class; ``nir_palm_print``: the NIR world whose frames show the palm print
+    (every frame with the palm print of the hand it shows or copies)."""
+    sensor = "nir" if request.param.startswith("nir") else request.param
+    on = request.param == "nir_palm_print"
+    prints = SetPalmPrints(77) if on else None
     geoms = [sample_hand_geometry(np.random.default_rng([77, i]), "left" if i % 2 else "right")
              for i in range(N_IDS)]
     sets = {}
-    for ci, cls in enumerate(("bona_fide",) + SPECIES[sensor]):
-        imgs = []
-        for i in range(N_CUE):
-            rng = np.random.default_rng([2024, ci, i])
-            g = geoms[(i + 3 * ci) % N_IDS]
-            imgs.append(render_bona_fide(g, rng, sensor, CUE_SIZE) if cls == "bona_fide"
-                        else render_attack(cls, g, rng, sensor, CUE_SIZE))
-        sets[cls] = imgs
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bound, "NIR_PALM_PRINT", on)
+        for ci, cls in enumerate(("bona_fide",) + SPECIES[sensor]):
+            imgs = []
+            for i in range(N_CUE):
+                rng = np.random.default_rng([2024, ci, i])
+                ident = (i + 3 * ci) % N_IDS
+                g = geoms[ident]
+                tex = textures(prints, ident, ci, i)
+                imgs.append(render_bona_fide(g, rng, sensor, CUE_SIZE, palm_texture=tex.get(
+                    "palm_texture")) if cls == "bona_fide"
+                    else render_attack(cls, g, rng, sensor, CUE_SIZE, **tex))
+            sets[cls] = imgs
     return sensor, sets
+
+
+@pytest.fixture
+def palm_print_world(monkeypatch):
+    """The NIR world whose frames show the palm print; palm prints of seed 5's identities."""
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", True)
+    return SetPalmPrints(5)
+
+
+def test_palm_print_off_ignores_textures(monkeypatch):
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", False)
+    g = sample_hand_geometry(np.random.default_rng(0), "left")
+    tex, own = SetPalmPrints(5).pair(0)
+    for sp in SPECIES["nir"]:
+        a = render_attack(sp, g, np.random.default_rng(1), "nir")
+        b = render_attack(sp, g, np.random.default_rng(1), "nir", palm_texture=tex,
+                          attacker_texture=own)
+        assert np.array_equal(a, b), sp
+
+
+def test_palm_print_on_every_nir_surface_shows_it(palm_print_world):
+    """With the palm print every NIR class shows a palm print: the victim's where the scene
+    copies the victim's palm (print, screen, cast, display), the attacker's own under a vein
+    film (another victim print changes nothing there)."""
+    g = sample_hand_geometry(np.random.default_rng(0), "left")
+    tex, own = palm_print_world.pair(0)
+    other = palm_print_world.texture(3)
+    plain = render_bona_fide(g, np.random.default_rng(1), "nir")
+    lined = render_bona_fide(g, np.random.default_rng(1), "nir", palm_texture=tex)
+    assert not np.array_equal(plain, lined)
+    assert np.corrcoef(plain.ravel(), lined.ravel())[0, 1] > 0.8     # only the lines differ
+    for sp in SPECIES["nir"]:
+        a = render_attack(sp, g, np.random.default_rng(1), "nir")
+        b = render_attack(sp, g, np.random.default_rng(1), "nir", palm_texture=tex,
+                          attacker_texture=own)
+        c = render_attack(sp, g, np.random.default_rng(1), "nir", palm_texture=other,
+                          attacker_texture=own)
+        assert not np.array_equal(a, b), sp
+        assert np.isfinite(b).all() and 0 <= b.min() and b.max() <= 1, sp
+        if sp == "vein_film_over_live":
+            assert np.array_equal(b, c)               # the palm under the film is the attacker's
+        else:
+            assert not np.array_equal(b, c), sp       # the copy shows the victim's lines
+
+
+def test_write_liveness_with_palm_print(tmp_path, palm_print_world, monkeypatch):
+    m = write_liveness(tmp_path / "a", "nir", n_bona_fide=2, per_species=1, seed=5)
+    write_liveness(tmp_path / "b", "nir", n_bona_fide=2, per_species=1, seed=5)
+    for f in m["files"]:
+        assert (tmp_path / "a" / f["file"]).read_bytes() == \
+            (tmp_path / "b" / f["file"]).read_bytes()
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", False)
+    write_liveness(tmp_path / "c", "nir", n_bona_fide=2, per_species=1, seed=5)
+    assert all((tmp_path / "a" / f["file"]).read_bytes() !=
+               (tmp_path / "c" / f["file"]).read_bytes() for f in m["files"])
 
 
 def test_no_trivial_global_cue(cue_sets):

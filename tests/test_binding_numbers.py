@@ -138,3 +138,34 @@ def test_status_shows_the_binding_threshold_in_force(tmp_path, tiny_models, caps
     assert main(["status", "--config", str(f)]) == 1
     rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
     assert not rep["ok"] and "above the signed" in rep["error"]
+
+
+def test_palm_line_numbers_are_checked_and_only_nir_has_them():
+    good = json.loads((SHIPPED / "binding_nir.json").read_text())
+    pl = {"min_agreement": 0.05, "max_score": 30.0}
+    n = parse_numbers(dict(good, palm_lines=pl), "nir", "f")
+    assert n.palm_lines == pl and parse_numbers(good, "nir", "f").palm_lines is None
+    for bad in ({"min_agreement": "x", "max_score": 30.0}, {"min_agreement": 0.05},
+                {"min_agreement": 0.05, "max_score": -1.0}, [0.05, 30.0]):
+        with pytest.raises(ModelError, match="palm_lines"):
+            parse_numbers(dict(good, palm_lines=bad), "nir", "f")
+    xray = json.loads((SHIPPED / "binding_xray.json").read_text())
+    with pytest.raises(ModelError, match="no palm-line check"):
+        parse_numbers(dict(xray, palm_lines=pl), "xray", "f")
+
+
+def test_the_thresholds_in_force():
+    from device.gate.binding_numbers import in_force
+    good = json.loads((SHIPPED / "binding_nir.json").read_text())
+    off = parse_numbers(good, "nir", "f")
+    on = parse_numbers(dict(good, palm_lines={"min_agreement": 0.05, "max_score": 30.0}),
+                       "nir", "f")
+    assert in_force(off).min_agreement is None and in_force(off).max_score == off.max_score
+    f = in_force(on)
+    assert (f.max_score, f.min_agreement, f.from_config) == (30.0, 0.05, False)
+    f = in_force(on, 20.0, 0.1)
+    assert (f.max_score, f.min_agreement, f.from_config) == (20.0, 0.1, True)
+    for args in ((31.0, None), (None, 0.04)):
+        with pytest.raises(ModelError):
+            in_force(on, *args)
+    assert in_force(off, None, 0.3).min_agreement == 0.3

@@ -33,7 +33,7 @@ ADDED = {"quick": ("loso",)}
 def _frozen_part(cfg: dict) -> dict:
     return {name: {k: v for k, v in prof.items() if k not in ADDED.get(name, ())}
             for name, prof in cfg.items()
-            if name not in ("species", "print")}     # added with finetune5 / finetune8
+            if name not in ("species", "print", "nirworld")}   # finetune5 / 8 / 10
 
 
 def test_profiles_load_to_the_config_the_code_used():
@@ -47,6 +47,9 @@ def test_profiles_load_to_the_config_the_code_used():
     ft8 = CONFIG["print"]["finetune8"]["nir"]
     assert ft8["pairs"] == (("printed_photo", 1015, 3000),) and ft8["max_bpcer"] == 0.005
     assert CONFIG["print"]["liveness"]["nir"]["test"] == [(8484, 1000, 400)]
+    ft10 = CONFIG["nirworld"]["finetune10"]["nir"]
+    assert ft10["mine"] == (1016, 2000, 600) and ft10["max_bpcer"] == 0.005
+    assert CONFIG["nirworld"]["liveness"]["nir"]["test"] == [(6464, 1000, 400)]
 
 
 def test_sensor_module_reads_the_same_config():

@@ -98,13 +98,14 @@ def cmd_status(a) -> int:
                         cfg.liveness.threshold, models[n]["threshold"], n)
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
             if n.startswith("binding_"):         # the binding threshold in force
-                from device.gate.binding_numbers import (load_binding_numbers,
-                                                         stricter_max_score)
-                models[n]["threshold"] = load_binding_numbers(cfg.liveness.sensor,
-                                                              models_dir).max_score
-                if cfg.liveness.binding_max_distance is not None:
-                    models[n]["threshold"] = stricter_max_score(
-                        cfg.liveness.binding_max_distance, models[n]["threshold"], n)
+                from device.gate.binding_numbers import in_force, load_binding_numbers
+                f = in_force(load_binding_numbers(cfg.liveness.sensor, models_dir),
+                             cfg.liveness.binding_max_distance,
+                             cfg.liveness.binding_min_palm_lines)
+                models[n]["threshold"] = f.max_score
+                if f.min_agreement is not None:
+                    models[n]["min_palm_lines"] = f.min_agreement
+                if f.from_config:
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
         except ModelError as e:
             models[n] = {"ok": False, "error": str(e)}

@@ -21,6 +21,13 @@ sensor frame, so the sensor stage's decision is reported too.
     python -m device.eval.binding_eval --sensor nir --seed 5151 --bona-fide 400 --mixed 400 \
         --liveness --out test_nir.json
 
+NIR palm lines (:mod:`device.gate.binding_texture`): in the world where the NIR frames show the
+palm print, their least agreement and the outline's threshold with it are chosen on validation
+seeds and written as ``palm_lines`` into the signed file (:mod:`device.eval.palm_line_point`)::
+
+    python -m device.eval.binding_eval --sensor nir --seed 11 23 --bona-fide 400 --mixed 400 \
+        --liveness --nir-palm-print --write-palm-lines --out val_nir_pp.json
+
 ``--cache FILE.npz`` keeps every presentation's binding inputs; :func:`load_inputs` and
 :func:`rescore` score them again without rendering (a few seconds for 800).
 
@@ -43,6 +50,21 @@ held-out seed of this round is **6611**, fixed here before any presentation of i
 Then the X-ray field (``sensor_binding.WIDEST_FIELD``), chosen on the same validation seeds
 (6611 has been looked at): its held-out seed is **7127**, fixed here before any presentation
 of it was rendered.
+
+NIR palm lines (issue 21, part 2, third round, branch bind3): the NIR frame now shows the palm
+print the views show, so the probes are fitted again on seed 5, the palm lines' threshold is
+chosen with the outline's on seed 11, and the held-out seed is 6262, fixed here before any
+presentation of it was rendered (5151 has been looked at). The palm lines' mapping was then
+changed (each view carried through the palm's plane and the registration instead of one affine
+map a view from its landmarks) and its thresholds chosen again on seed 11: the held-out seed for
+that is 7373, fixed here before any presentation of it was rendered (6262 has been looked at).
+
+NIR palm lines, fourth round (branch ``nirlines``): the veins left out, the best view, the
+sizes of a live hand against other sizes (:mod:`device.gate.binding_texture`), chosen on
+seeds 11 and 23 (400 + 400 each; 7373 has been looked at), with the attack species drawing the
+palm print too (branch ``nirmodels``, "NIR world:"); the point written by
+``--write-palm-lines``. The held-out seed is **4747**, fixed here before any presentation of it
+was rendered.
 """
 from __future__ import annotations
 
@@ -81,7 +103,8 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
     plane, the camera centres) for :func:`rescore`."""
     from device.config import load_config
     from device.gate.front_end_stage import front_end_from_config
-    from device.gate.sensor_binding import HomographyRegistration, binding_score, measure
+    from device.gate.sensor_binding import (HomographyRegistration, binding_score, measure,
+                                            palm_lines)
     from device.vision.quality import QualityIssue
     from device.synth.bound import (render_bound, sensor_size, synthetic_cameras,
                                     synthetic_registration)
@@ -136,9 +159,15 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
             plane = {k: reg.to_sensor(p, k, vs, fs) for k, p in lms.items()}
             centres = {k: reg.centre(k, vs, fs) for k in lms}
             t1 = time.thread_time()
-            b = binding_score(measure(frame, plane, centres, sensor), sensor)
+            m = measure(frame, plane, centres, sensor)
+            b = binding_score(m, sensor)
             row["cpu_ms"] = round((time.thread_time() - t1) * 1e3, 2)
+            t1 = time.thread_time()
+            tx = palm_lines(frame, shot.views, lms, m, sensor, plane, centres)   # NIR
+            row["texture_cpu_ms"] = round((time.thread_time() - t1) * 1e3, 2)
             row["score"] = round(b, 4) if np.isfinite(b) else 1e9
+            if tx is not None:
+                row["texture"] = round(tx, 5) if np.isfinite(tx) else None
             if inputs is not None:
                 inputs.append((j, frame, plane, centres))
         if branch is not None:
@@ -252,18 +281,24 @@ def load_inputs(path: str) -> list:
     return out
 
 
-def summarise(rows: list[dict], threshold: float, liveness_threshold: float | None = None
-              ) -> dict:
-    """BPCER of binding (bona fide over the distance threshold) and the share of each attack species
-    and variant denied by binding (and by the sensor stage, with p(live))."""
+def summarise(rows: list[dict], threshold: float, liveness_threshold: float | None = None,
+              texture_threshold: float | None = None) -> dict:
+    """BPCER of binding (bona fide over the distance threshold, or, with ``texture_threshold``,
+    palm lines below it or not compared) and the share of each attack species and variant
+    denied by binding (and by the sensor stage, with p(live))."""
     def rate(sel, deny):
         n = len(sel)
         k = sum(1 for r in sel if deny(r))
         return {"n": n, "denied": k, "rate": round(k / n, 5) if n else None}
-    scored = [r for r in rows if r["score"] is not None]
+    scored = [dict(r) for r in rows if r["score"] is not None]
+    if texture_threshold is not None:          # the palm lines' denial folded into the score
+        for r in scored:
+            t = r.get("texture")
+            if t is None or not t >= texture_threshold:
+                r["score"] = max(r["score"], 1e9)
     bf = [r for r in scored if r["kind"] == "bona_fide"]
     at = [r for r in scored if r["kind"] == "attack"]
-    out = {"threshold": threshold,
+    out = {"threshold": threshold, "texture_threshold": texture_threshold,
            "fta": {"bona_fide": sum(1 for r in rows if r["kind"] == "bona_fide"
                                     and r["score"] is None),
                    "attack": sum(1 for r in rows if r["kind"] == "attack"
@@ -289,8 +324,9 @@ def summarise(rows: list[dict], threshold: float, liveness_threshold: float | No
         out["bona_fide_denied_by_sensor_stage"] = rate(bf, stage)
         out["attacks_denied_by_liveness_alone"] = rate(at, refused)
         out["attacks_denied_by_sensor_stage"] = rate(at, stage)
-    cpu = [r["cpu_ms"] for r in scored if "cpu_ms" in r]
-    if cpu:                                   # this thread's CPU time of measure + score
+    cpu = [r["cpu_ms"] + (r.get("texture_cpu_ms", 0.0) if texture_threshold is not None
+                          else 0.0) for r in scored if "cpu_ms" in r]
+    if cpu:                 # this thread's CPU time of measure + score (+ the palm lines)
         out["binding_cpu_ms"] = {q: round(float(np.quantile(cpu, q)), 2)
                                  for q in (0.5, 0.95, 1.0)}
     s = sorted(r["score"] for r in bf)
@@ -318,6 +354,13 @@ def main(argv=None) -> int:
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
     ap.add_argument("--threshold", type=float, default=None,
                     help="binding threshold to report at (default: the configured one)")
+    ap.add_argument("--nir-palm-print", action="store_true",
+                    help="render live NIR frames with the palm print the views show "
+                         "(device.synth.bound.NIR_PALM_PRINT)")
+    ap.add_argument("--texture-threshold", type=float, default=None,
+                    help="NIR: least palm-line agreement to report at (default: the one in "
+                         "force, from the signed models/binding_nir.json's palm_lines and "
+                         "[liveness] binding_min_palm_lines; none where neither has one)")
     ap.add_argument("--cache", default=None,
                     help="also write the binding's inputs of every presentation here (.npz) "
                          "for rescoring without rendering")
@@ -335,9 +378,19 @@ def main(argv=None) -> int:
                     help="choose the binding threshold on these (validation) seeds, "
                          + THRESHOLD_RULE + ", and write it to "
                          "models/binding_<sensor>.json (re-sign the manifest after)")
+    ap.add_argument("--write-palm-lines", action="store_true",
+                    help="NIR: choose the palm lines' least agreement and the outline's "
+                         "threshold with it on these (validation) seeds (device/eval/"
+                         "palm_line_point.py RULE) and write them to models/binding_nir.json "
+                         "as palm_lines (re-sign the manifest after)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.write_palm_lines and a.sensor != "nir":
+        ap.error("--write-palm-lines: only NIR frames show the palm lines")
     t0 = time.time()
+    if a.nir_palm_print:
+        from device.synth import bound
+        bound.NIR_PALM_PRINT = True
     inputs: list = []
     rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
                           views=a.views, liveness=a.liveness,
@@ -352,12 +405,16 @@ def main(argv=None) -> int:
         from device.models.model import DEFAULT_MODELS_DIR
         from device.models.sensor_branch import SensorBranch
         lt = SensorBranch(a.sensor, "fp32", DEFAULT_MODELS_DIR, threads=1).threshold
-    if a.threshold is None and not a.write_threshold:
+    if not a.write_threshold:          # the thresholds the gate decides with
         from device.config import load_config
-        from device.gate.binding_numbers import load_binding_numbers
-        a.threshold = load_config(None).liveness.binding_max_distance
+        from device.gate.binding_numbers import in_force, load_binding_numbers
+        lv = load_config(None).liveness
+        f = in_force(load_binding_numbers(a.sensor), lv.binding_max_distance,
+                     lv.binding_min_palm_lines)
         if a.threshold is None:
-            a.threshold = load_binding_numbers(a.sensor).max_score
+            a.threshold = f.max_score
+        if a.texture_threshold is None:
+            a.texture_threshold = f.min_agreement
     if a.write_stats:
         stats = fit_from(rows, inputs, a.sensor, q=a.range_q)
         if a.finger_cap is not None:
@@ -376,8 +433,19 @@ def main(argv=None) -> int:
                       metrics={"validation": {k: val[k] for k in (
                           "bona_fide_denied_by_binding", "attacks_denied_by_binding")},
                           "validation_seed": a.seed, "command": command})
-    summary = summarise(rows, a.threshold, lt)
+    if a.write_palm_lines:
+        from device.eval.palm_line_point import write_palm_lines
+        a.threshold, a.texture_threshold = write_palm_lines(
+            a.sensor, rows, command,
+            f"validation seeds {seeds}: {'/'.join(map(str, a.bona_fide))} bona fide + "
+            f"{'/'.join(map(str, a.mixed))} mixed synthetic bound presentations (a seed), "
+            f"NIR frames showing the palm print (--nir-palm-print)")
+    summary = summarise(rows, a.threshold, lt, a.texture_threshold)
+    if a.sensor == "nir" and any("texture" in r for r in rows):
+        from device.eval.palm_line_point import operating_points
+        summary["palm_line_points"] = operating_points(rows)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
+                   nir_palm_print=bool(a.nir_palm_print),
                    command="python -m device.eval.binding_eval " + " ".join(sys.argv[1:]
                                                                             if argv is None
                                                                             else argv))

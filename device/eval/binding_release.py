@@ -10,7 +10,8 @@ Numbers fitted elsewhere (a branch that still generates ``device/gate/binding_st
 threshold chosen by hand on validation data, a new term of the score) go in with::
 
     python -m device.eval.binding_release --sensor nir [--stats-module binding_stats.py] \
-        [--max-score 13.9] [--set KEY=JSON ...] --command "what produced them" --data "on what"
+        [--max-score 13.9] [--set KEY=JSON ...] [--add] --command "what produced them" \
+        --data "on what"
 """
 from __future__ import annotations
 
@@ -37,13 +38,14 @@ def current_doc(sensor: str, models_dir: Path | str | None = None) -> dict:
 
 def write_numbers(sensor: str, updates: dict, *, command: str, data: str,
                   metrics: dict | None = None, notes: str = "",
-                  models_dir: Path | str | None = None) -> dict:
+                  models_dir: Path | str | None = None, add: bool = False) -> dict:
     """Merge ``updates`` (e.g. ``{"probe_ranges": ...}`` or ``{"max_score": ...}``) into
     ``models/binding_<sensor>.json`` (other keys kept), check the result
     (:func:`~device.gate.binding_numbers.parse_numbers`), write it and its manifest entry
     (sha256, bytes, threshold = max_score, command, data, and ``metrics``, which replace the
     entry's old ones: numbers measured with other ranges or another threshold no longer hold).
-    Returns the entry."""
+    With ``add`` (numbers of a further check, the others unchanged) the entry's old metrics,
+    command and data are kept and the new ones added. Returns the entry."""
     d = Path(models_dir or DEFAULT_MODELS_DIR)
     name = numbers_file(sensor)
     doc = dict(current_doc(sensor, d), **updates, format=FORMAT, sensor=sensor)
@@ -52,6 +54,10 @@ def write_numbers(sensor: str, updates: dict, *, command: str, data: str,
     _atomic_write(d / name, text)
     manifest = read_manifest(d)
     old = manifest["models"].get(name, {})
+    if add and old:
+        metrics = dict(old.get("metrics", {}), **(metrics or {}))
+        command = f"{old.get('command', '')} ; then: {command}"
+        data = f"{old.get('data', '')} ; then: {data}"
     entry = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "bytes": len(text.encode()),
              "sensor": sensor, "threshold": doc["max_score"],
              "metrics": metrics or {},
@@ -80,6 +86,9 @@ def main(argv=None) -> int:
     ap.add_argument("--command", required=True, help="the command that produced the numbers")
     ap.add_argument("--data", required=True, help="the data they were produced on")
     ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    ap.add_argument("--add", action="store_true",
+                    help="numbers of a further check (e.g. NIR palm_lines): keep the entry's "
+                         "command, data and metrics and add these")
     a = ap.parse_args(argv)
     updates: dict = {}
     if a.stats_module:
@@ -97,7 +106,7 @@ def main(argv=None) -> int:
     if not updates:
         raise SystemExit("nothing to write: give --stats-module, --max-score or --set")
     print(json.dumps(write_numbers(a.sensor, updates, command=a.command, data=a.data,
-                                   models_dir=a.models), indent=1))
+                                   models_dir=a.models, add=a.add), indent=1))
     return 0
 
 

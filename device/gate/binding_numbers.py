@@ -10,6 +10,12 @@ its sha256, so covered by the release signature like every model file and thresh
   ``q``, ``n``, the seed(s) and the command that fitted them; X-ray also ``finger_cap`` and
   the bones' ``joints``), what
   :func:`device.gate.sensor_binding.binding_score` takes as ``stats``;
+* ``palm_lines`` (NIR, optional) -- the palm-line check's numbers
+  (:mod:`device.gate.binding_texture`): ``min_agreement`` (below it the presentation is
+  denied) and ``max_score``, the outline's threshold chosen with it (used instead of the
+  top-level one while the palm lines are checked), with the command and rule that chose them.
+  Where the signed file carries them the check is on (a real NIR camera sees the palm's
+  lines); where it does not, it is off;
 * any further per-sensor numbers a version of the score needs (a dict: keys this code does not
   know are kept and handed over in :attr:`BindingNumbers.doc`).
 
@@ -20,7 +26,10 @@ or unsigned file, or one whose numbers are malformed, is a :class:`ModelError`: 
 binding stage then denies every presentation (``liveness_unavailable``, fail secure).
 
 A configured ``[liveness] binding_max_distance`` may only make the check stricter (a lower
-threshold, :func:`stricter_max_score`); a looser one takes a newly signed file.
+threshold, :func:`stricter_max_score`), and so may ``[liveness] binding_min_palm_lines`` (a
+higher least agreement, :func:`stricter_min_agreement`; with no signed palm-line numbers it
+turns the check on at that value); a looser one takes a newly signed file
+(:func:`in_force`).
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
 FORMAT = 1
 SENSORS = ("xray", "nir")
+PALM_LINE_SENSORS = ("nir",)
+"""The sensors whose frame shows the palm's surface lines (an NIR camera does; X-ray does not)."""
 
 
 def numbers_file(sensor: str) -> str:
@@ -54,6 +65,8 @@ class BindingNumbers:
     stats: dict
     doc: dict = field(default_factory=dict)
     entry: dict = field(default_factory=dict)
+    palm_lines: dict | None = None
+    """NIR: ``{"min_agreement", "max_score", ...}`` of the palm-line check, or None (off)."""
 
 
 def _number(x) -> bool:
@@ -82,12 +95,21 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
     fc = st.get("finger_cap")
     if fc is not None and not (_number(fc) and fc > 0):
         raise ModelError(f"{name}: 'probe_ranges' 'finger_cap' is not a positive number")
+    pl = doc.get("palm_lines")
+    if pl is not None:
+        if not isinstance(pl, dict) or not _number(pl.get("min_agreement")) \
+                or not _number(pl.get("max_score")) or not pl["max_score"] > 0:
+            raise ModelError(f"{name}: 'palm_lines' needs a numeric 'min_agreement' and a "
+                             f"positive numeric 'max_score'")
+        if sensor not in PALM_LINE_SENSORS:
+            raise ModelError(f"{name}: palm-line numbers for sensor {sensor!r}, which has "
+                             f"no palm-line check")
     if entry is not None:
         et = entry.get("threshold")
         if not _number(et) or float(et) != float(t):
             raise ModelError(f"{name}: its max_score {t} differs from the manifest entry's "
                              f"threshold {et!r}")
-    return BindingNumbers(sensor, float(t), st, doc, dict(entry or {}))
+    return BindingNumbers(sensor, float(t), st, doc, dict(entry or {}), pl)
 
 
 def load_binding_numbers(sensor: str, models_dir: Path | str | None = None,
@@ -120,3 +142,49 @@ def stricter_max_score(configured: float, signed: float, name: str) -> float:
                          f"the check stricter; a looser one takes a newly signed file "
                          f"(docs/sensor-branch.md, Binding)")
     return t
+
+
+def stricter_min_agreement(configured: float, signed: float | None, name: str) -> float:
+    """``configured`` when it is at least the signed least palm-line agreement (a stricter
+    check; with no signed one, any value turns the check on); a :class:`ModelError` when it
+    would loosen it (or is not a number)."""
+    t = float(configured)
+    if not (math.isfinite(t) and (signed is None or t >= signed)):
+        raise ModelError(f"[liveness] binding_min_palm_lines {t:g} is below the signed least "
+                         f"palm-line agreement {signed:g} of {name}: a configured value can "
+                         f"only make the check stricter; a looser one takes a newly signed "
+                         f"file (docs/sensor-branch.md, Binding)")
+    return t
+
+
+@dataclass(frozen=True)
+class InForce:
+    """The thresholds the gate decides with: ``max_score`` (the outline's), ``min_agreement``
+    (the palm lines'; None: not checked) and ``from_config`` (a configured value tightened
+    one)."""
+
+    max_score: float
+    min_agreement: float | None
+    from_config: bool = False
+
+
+def in_force(n: BindingNumbers, max_distance: float | None = None,
+             min_palm_lines: float | None = None) -> InForce:
+    """The thresholds in force from the signed numbers ``n`` and the configuration's
+    ``[liveness] binding_max_distance`` / ``binding_min_palm_lines`` (each may only tighten;
+    :class:`ModelError` otherwise). With signed palm-line numbers the check is on and the
+    outline's threshold is the one chosen with it; a configured least agreement turns it on
+    where the file has none (the outline's top-level threshold then)."""
+    name = numbers_file(n.sensor)
+    pl = n.palm_lines
+    signed_max = float(pl["max_score"]) if pl else n.max_score
+    signed_min = float(pl["min_agreement"]) if pl else None
+    mx = signed_max if max_distance is None else \
+        stricter_max_score(max_distance, signed_max, name)
+    mn = signed_min
+    if min_palm_lines is not None:
+        if n.sensor not in PALM_LINE_SENSORS:
+            raise ModelError(f"[liveness] binding_min_palm_lines is set, but the {n.sensor} "
+                             f"sensor has no palm-line check")
+        mn = stricter_min_agreement(min_palm_lines, signed_min, name)
+    return InForce(mx, mn, max_distance is not None or min_palm_lines is not None)

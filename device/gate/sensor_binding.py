@@ -30,6 +30,11 @@ sensor frame's hand is looked at where the views' hand says it must be:
   views with landmarks. Both numbers come from the signed ``models/binding_<sensor>.json``
   (:mod:`device.gate.binding_numbers`); without a good file the stage denies every
   presentation (``liveness_unavailable``).
+- **the palm lines** (NIR, where the signed ``models/binding_nir.json`` carries
+  ``palm_lines``; :func:`palm_lines`, :mod:`device.gate.binding_texture`): the views' palm
+  lines carried into the sensor frame must agree with its own; below the signed least
+  agreement (``[liveness] binding_min_palm_lines`` may only raise it) the presentation is
+  denied with ``sensor_mismatch`` too, and the outline's threshold is the one chosen with it.
 
 Pure functions of arrays, and :class:`BindingStage`, which the pipeline calls after liveness.
 The registration comes from the unit's calibration; a synthetic source, or a unit running
@@ -229,6 +234,8 @@ class HandProbes:
     bones: np.ndarray | None = None
     """X-ray: the frame (float32, NaN outside the exposed field) for the bone term
     (:mod:`device.gate.binding_joints`); None for NIR."""
+    points: np.ndarray | None = None
+    """(21, 3) the landmarks in 3-D (the sensor-pixel world), for the palm lines."""
 
     def at_scale(self, s: float) -> np.ndarray:
         """:attr:`values` with the views' hand scaled ``s`` times about its palm (the
@@ -261,7 +268,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
     if sensor == "xray":
         bones = np.where(field, _grey(frame).astype(np.float32), np.float32(np.nan))
     return HandProbes(np.append(vals, h), lm, len([k for k in plane_points if k in centres]),
-                      h, sd, px_mm, bones)
+                      h, sd, px_mm, bones, P)
 
 
 def probe_excess(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, clip: float
@@ -435,6 +442,38 @@ class Binding:
 
     score: float
     probes: HandProbes | None = None
+    texture: float | None = None
+    """NIR: how well the views' palm lines agree with the frame's
+    (:func:`device.gate.binding_texture.texture_agreement`); None where not compared."""
+
+
+def palm_lines(frame: np.ndarray, views, view_landmarks: dict, m: HandProbes | None,
+               sensor: str, plane_points: dict, centres: dict) -> float | None:
+    """The palm lines' agreement of the views with the sensor frame
+    (:mod:`device.gate.binding_texture`) for a sensor whose frame shows them (NIR,
+    :data:`~device.gate.binding_numbers.PALM_LINE_SENSORS`); None for the others, NaN when the
+    hand could not be placed or compared. ``view_landmarks``: view -> its (21, 2) landmarks in
+    view pixels; ``plane_points`` and ``centres`` as for :func:`measure`."""
+    from device.gate import binding_texture as T
+    from device.gate.binding_numbers import PALM_LINE_SENSORS
+    from device.synth.bound import sensor_optics
+    if sensor not in PALM_LINE_SENSORS:
+        return None
+    if m is None or m.points is None:
+        return float("nan")
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    plane = T.palm_plane(m.points[list(T.PALM_LANDMARKS)])
+    if plane is None:
+        return float("nan")
+    _, E = sensor_optics(sensor, g.shape[:2])
+    maps = {}
+    for k, lm in view_landmarks.items():
+        if k not in plane_points or k not in centres:
+            continue
+        H = T.plane_to_view(plane_points[k], lm)
+        if H is not None:
+            maps[k] = T.view_maps(g.shape[:2], plane, E, centres[k], H)
+    return T.texture_agreement(g, views, maps, m.landmarks, m.px_mm)
 
 
 class BindingStage:
@@ -450,7 +489,7 @@ class BindingStage:
     def __init__(self, cfg, calibration):
         self.cfg = cfg
         self.sensor = cfg.liveness.sensor
-        self.numbers, self.max_score, self.error = None, None, None
+        self.numbers, self.max_score, self.min_texture, self.error = None, None, None, None
         self.load()
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
@@ -469,7 +508,7 @@ class BindingStage:
         """The binding of ``frame`` to the views' hand, ``landmarks`` view -> (21, 2) view
         pixels."""
         fs = (frame.shape[1], frame.shape[0])
-        plane, centres = {}, {}
+        plane, centres, seen = {}, {}, {}
         for k, lm in (landmarks or {}).items():
             if not 0 <= k < len(views) or views[k] is None:
                 continue
@@ -478,29 +517,32 @@ class BindingStage:
             q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
             if c is not None and np.all(np.isfinite(c)):
                 plane[k], centres[k] = q, c
+                seen[k] = np.asarray(lm, np.float64)[:, :2]
         m = measure(frame, plane, centres, self.sensor)
+        texture = (palm_lines(frame, views, seen, m, self.sensor, plane, centres)
+                   if self.min_texture is not None else None)
         return Binding(binding_score(m, self.sensor,
-                                     self.numbers.stats if self.numbers else {}), m)
+                                     self.numbers.stats if self.numbers else {}), m, texture)
 
     def load(self):
         """The signed numbers (:mod:`device.gate.binding_numbers`), re-tried after a failure:
-        a missing, tampered or unsigned file, or a configured threshold above the signed one,
-        leaves the stage unavailable (every presentation denied) until a good one is in
+        a missing, tampered or unsigned file, or a configured threshold looser than the signed
+        one, leaves the stage unavailable (every presentation denied) until a good one is in
         place."""
-        from device.gate.binding_numbers import (load_binding_numbers, numbers_file,
-                                                 stricter_max_score)
+        from device.gate.binding_numbers import in_force, load_binding_numbers
         c = self.cfg
         try:
             n = load_binding_numbers(self.sensor, c.paths.models or None)
-            d = c.liveness.binding_max_distance
-            self.max_score = n.max_score if d is None else \
-                stricter_max_score(d, n.max_score, numbers_file(self.sensor))
+            f = in_force(n, c.liveness.binding_max_distance, c.liveness.binding_min_palm_lines)
+            self.max_score, self.min_texture = f.max_score, f.min_agreement
             self.numbers, self.error = n, None
-            if d is not None:
-                log.warning("binding threshold %.4g from the configuration (the signed file's "
-                            "is %.4g)", self.max_score, n.max_score)
+            if f.from_config:
+                log.warning("binding thresholds from the configuration: outline %.4g, palm "
+                            "lines %s (the signed file's: %.4g, %s)", f.max_score,
+                            f.min_agreement, n.max_score,
+                            n.palm_lines and n.palm_lines["min_agreement"])
         except Exception as e:     # noqa: BLE001 - ModelError, OSError, ValueError
-            self.numbers, self.max_score = None, None
+            self.numbers, self.max_score, self.min_texture = None, None, None
             self.error = f"{type(e).__name__}: {e}"
             log.error("sensor binding unavailable: %s", self.error)
         return self.numbers
@@ -518,6 +560,10 @@ class BindingStage:
         if not b.score <= self.max_score:
             raise Deny("sensor_mismatch", "please present your palm again",
                        "the sensor frame's hand is not the views' hand")
+        t = b.texture
+        if self.min_texture is not None and not (t is not None and t >= self.min_texture):
+            raise Deny("sensor_mismatch", "please present your palm again",
+                       "the sensor frame's palm lines are not the views' palm lines")
         return b
 
 

@@ -77,16 +77,27 @@ def printer(src: np.ndarray, rng: np.random.Generator, base: tuple[int, int],
 
 
 def nir_source(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int],
-                shallow: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """An NIR image of the identity as the attacker has it, and its hand mask (x2 grid)."""
+                shallow: bool = False, palm_texture: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """An NIR image of the identity as the attacker has it, and its hand mask (x2 grid).
+
+    ``palm_texture``: the identity's palm print (what its visible views show). The attacker's
+    image is an 850 nm picture of the victim's palm, so it shows the palm's lines as a live
+    NIR frame does (:func:`device.synth.sensor.nir_palm_lines`, the same share of their
+    visible contrast, drawn aside); without it, the layout's creases alone."""
+    if palm_texture is not None:                # drawn aside: the other draws stay the same
+        surface_c, wrist_dy = S.nir_surface_draws(rng)
     pose = perturb_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     grid = S.sensor_grid(layout, pose, "nir", base, S.sample_zoom(rng, "nir"))
     mask, shade = S.nir_skin(layout, grid, rng.uniform(8, 16))
     veins = S.nir_vein_map(layout, grid, shallow_only=shallow)
-    creases = S.nir_crease_map(layout, grid)
+    if palm_texture is None:
+        lines = 1 - 0.08 * S.nir_crease_map(layout, grid)
+    else:
+        lines = S.nir_palm_lines(geom, layout, grid, palm_texture, surface_c, wrist_dy)
     vc = rng.uniform(0.25, 0.45)
-    img = (0.25 + 0.75 * shade) * (1 - vc * veins) * (1 - 0.08 * creases)
+    img = (0.25 + 0.75 * shade) * (1 - vc * veins) * lines
     # the attacker's copy is flat-fielded (a vein "photo" from another camera or an enhanced
     # capture), so it does not carry a second illumination falloff
     img = img * S.illumination(base, rng.uniform(0.4, 0.6), rng.uniform(0.4, 0.6),

@@ -36,6 +36,7 @@ NIR species:
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 from types import MappingProxyType
 from typing import Mapping
 
@@ -252,8 +253,12 @@ def _photo_xray_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[
 # NIR scenes
 
 
-def _printed_photo_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int]):
-    src, mask = _nir_source(geom, rng, base)
+def _printed_photo_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int],
+                         palm_texture: np.ndarray | None = None):
+    """A print of an NIR picture of the victim's palm. With ``palm_texture`` (the victim's
+    palm print) the picture shows the palm's lines as an 850 nm capture of the live palm
+    does, and the print copies them with everything else (resolution loss, tone, halftone)."""
+    src, mask = _nir_source(geom, rng, base, palm_texture=palm_texture)
     cut = mask if rng.random() < 0.5 else None
     white = rng.uniform(0.75, 0.95)
     ink_dark = rng.uniform(0.85, 0.97)
@@ -272,8 +277,12 @@ def _printed_photo_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
     return S.Scene(paint)
 
 
-def _screen_replay_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int]):
-    src, _ = _nir_source(geom, rng, base, shallow=True)
+def _screen_replay_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int],
+                         palm_texture: np.ndarray | None = None):
+    """An NIR picture of the victim's palm on a screen. With ``palm_texture`` the picture
+    shows the victim's palm lines (an 850 nm capture of the live palm shows them), pixelated
+    and seen through the screen's pixel grid like the rest of the picture."""
+    src, _ = _nir_source(geom, rng, base, shallow=True, palm_texture=palm_texture)
     pix = rng.uniform(1.2, 3.0)                  # source pixels are this many x2-grid px
     small = cv2.resize(src, (max(int(base[1] / pix), 8), max(int(base[0] / pix), 8)),
                        interpolation=cv2.INTER_AREA)
@@ -300,7 +309,21 @@ def _screen_replay_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
     return S.Scene(paint)
 
 
-def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int]):
+SILICONE_RELIEF = (0.3, 0.7)
+"""Share of a live palm's NIR line contrast a silicone cast keeps: the mould copies the lines
+as relief, but the cast is translucent and smooth, so the relief's shading is weaker (and
+blurred by the light scattered in the silicone, ``crease_blur`` mm)."""
+
+
+def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int],
+                         palm_texture: np.ndarray | None = None):
+    """A silicone cast of the victim's hand: outline and surface relief, no veins. With
+    ``palm_texture`` (the victim's palm print) the cast carries the victim's palm lines as
+    relief -- the lines a live NIR frame shows, at a weaker share (:data:`SILICONE_RELIEF`)
+    and blurred by the translucent silicone; without it, the layout's creases alone."""
+    if palm_texture is not None:                # drawn aside: the other draws stay the same
+        surface_c, wrist_dy = S.nir_surface_draws(rng)
+        relief = float(rng.spawn(1)[0].uniform(*SILICONE_RELIEF))
     pose = perturb_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = S.sample_zoom(rng, "nir")
@@ -318,10 +341,13 @@ def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
     def paint(shape):
         grid = S.sensor_grid(layout, pose, "nir", shape, zoom)
         mask, shade = S.nir_skin(layout, grid, falloff)
-        creases = S.nir_crease_map(layout, grid, blur_mm=crease_blur)
         spots = 0.3 * bub_sign * S.fit(bub, shape)
         skin = (0.35 + 0.65 * shade) * (1 + S.fit(mottle, shape) + spots)
-        skin = skin * (1 - crease_c * creases)
+        if palm_texture is None:
+            skin = skin * (1 - crease_c * S.nir_crease_map(layout, grid, blur_mm=crease_blur))
+        else:
+            skin = skin * S.nir_palm_lines(geom, layout, grid, palm_texture,
+                                           relief * surface_c, wrist_dy, blur_mm=crease_blur)
         rad = S.illumination(shape, *light) * skin + sheen * S.illumination(shape, sx, sy, 0.12)
         return (mask * rad + (1 - mask) * bg_level).astype(np.float32)
 
@@ -346,36 +372,66 @@ _SCENES: Mapping[tuple[str, str], S.SceneFn] = MappingProxyType({
 })
 
 
-def scene_for(species: str, sensor: str) -> S.SceneFn:
-    """The scene function of a class (``'bona_fide'`` or an attack species) for a sensor."""
+def other_palm_print(palm_texture: np.ndarray) -> np.ndarray:
+    """A stand-in for another person's palm print when a caller has only the victim's: the
+    victim's turned by 180 degrees (the same texture statistics, other lines where the
+    frame looks)."""
+    return np.ascontiguousarray(np.asarray(palm_texture, np.float32)[::-1, ::-1])
+
+
+def scene_for(species: str, sensor: str, palm_texture: np.ndarray | None = None,
+              attacker_texture: np.ndarray | None = None) -> S.SceneFn:
+    """The scene function of a class (``'bona_fide'`` or an attack species) for a sensor.
+
+    ``palm_texture``: the palm print of the hand the scene shows or copies (the victim's, for
+    an attack); ``attacker_texture``: the attacker's own palm print (the species that lay a
+    copy over the attacker's live palm; default :func:`other_palm_print`). Used only where
+    the sensor's frames show the palm print (:func:`device.synth.bound.palm_print_on`);
+    ignored otherwise, so the scene is then the same function as without them."""
     try:
-        return _SCENES[(sensor, species)]
+        fn = _SCENES[(sensor, species)]
     except KeyError:
         raise ValueError(f"unknown species {species!r} for sensor {sensor!r}; "
                          f"known: {(BONA_FIDE,) + SPECIES.get(sensor, ())}") from None
+    from device.synth.bound import palm_print_on
+    if palm_texture is None or not palm_print_on(sensor):
+        return fn
+    if species in C.OVER_LIVE_SPECIES:
+        own = other_palm_print(palm_texture) if attacker_texture is None else attacker_texture
+        return partial(fn, attacker_texture=own)
+    return partial(fn, palm_texture=palm_texture)
 
 
 def render_attack(species: str, geom: HandGeometry, rng: np.random.Generator, sensor: str,
-                  size: tuple[int, int] | None = None, scale: int = 1) -> np.ndarray:
+                  size: tuple[int, int] | None = None, scale: int = 1,
+                  palm_texture: np.ndarray | None = None,
+                  attacker_texture: np.ndarray | None = None) -> np.ndarray:
     """Image (float32 in [0, 1]) of an attack of ``species`` targeting identity ``geom``.
 
     ``size`` defaults to the sensor's capture size; ``scale=1`` is the capture, ``scale>=2``
-    the ideal image at that scale (see ``sensor.render_scene``).
+    the ideal image at that scale (see ``sensor.render_scene``). ``palm_texture``,
+    ``attacker_texture``: the victim's and the attacker's palm prints (:func:`scene_for`).
     """
     if species == BONA_FIDE:
         raise ValueError("use render_bona_fide for live presentations")
-    return S.render_scene(scene_for(species, sensor), geom, rng, sensor,
-                          tuple(size or S.CAPTURE_SIZE[sensor]), scale)
+    return S.render_scene(scene_for(species, sensor, palm_texture, attacker_texture), geom, rng,
+                          sensor, tuple(size or S.CAPTURE_SIZE[sensor]), scale)
 
 
 def render_bona_fide(geom: HandGeometry, rng: np.random.Generator, sensor: str,
-                     size: tuple[int, int] | None = None, scale: int = 1) -> np.ndarray:
-    """Image of a live presentation, through the same sensor response as the attacks."""
-    return S.render_scene(scene_for(BONA_FIDE, sensor), geom, rng, sensor,
+                     size: tuple[int, int] | None = None, scale: int = 1,
+                     palm_texture: np.ndarray | None = None) -> np.ndarray:
+    """Image of a live presentation, through the same sensor response as the attacks
+    (``palm_texture``: the hand's palm print, :func:`scene_for`)."""
+    return S.render_scene(scene_for(BONA_FIDE, sensor, palm_texture), geom, rng, sensor,
                           tuple(size or S.CAPTURE_SIZE[sensor]), scale)
 
 
 def render_class_pair(species: str, geom: HandGeometry, rng: np.random.Generator, sensor: str,
-                      lr_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      lr_size: tuple[int, int] | None = None,
+                      palm_texture: np.ndarray | None = None,
+                      attacker_texture: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """(lr, hr) super-resolution pair of any class (bona fide or attack species)."""
-    return S.render_pair(scene_for(species, sensor), geom, rng, sensor, lr_size)
+    return S.render_pair(scene_for(species, sensor, palm_texture, attacker_texture), geom, rng,
+                         sensor, lr_size)

@@ -46,6 +46,9 @@ from device.synth.hand_geometry import (Bone, HandGeometry, hand_layout, perturb
 
 XRAY_COMPOSITE_SPECIES: tuple[str, ...] = ("print_over_live", "skeleton_phantom")
 NIR_COMPOSITE_SPECIES: tuple[str, ...] = ("vein_film_over_live", "display_behind_diffuser")
+OVER_LIVE_SPECIES: tuple[str, ...] = ("vein_film_over_live",)
+"""NIR species laid over the attacker's own live palm: where the frame shows the palm print,
+it is the attacker's (``attacker_texture``), not the victim's."""
 
 MU_URETHANE = S.MU_SOFT          # tissue-equivalent resin, 1/mm (by design of the phantom)
 MU_ACRYLIC = 0.032               # PMMA at ~30-35 keV, 1/mm (a little denser than soft tissue)
@@ -167,7 +170,8 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
 
 
 def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
-                              base: tuple[int, int]) -> S.Scene:
+                              base: tuple[int, int],
+                              attacker_texture: np.ndarray | None = None) -> S.Scene:
     """The victim's vein pattern printed on a transparency held against the attacker's palm.
 
     Physics (reflectance from below): the illuminator's light crosses the film, is scattered
@@ -176,8 +180,10 @@ def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
     (no tissue depth blur), halftoned and re-sampled -- plus the film's specular reflection
     of the illuminator (a smooth sheet: a compact glint) and a step where the sheet ends.  The
     pattern is the victim's vein map extracted from an NIR capture (the attacker prints veins,
-    not skin)."""
-    live = S.bona_fide_nir_scene(_attacker(geom, rng), rng, base)
+    not skin). The palm under the film is the attacker's own live palm, so with
+    ``attacker_texture`` (the attacker's palm print) the frame shows the *attacker's* palm
+    lines as any live NIR frame does, not the victim's."""
+    live = S.bona_fide_nir_scene(_attacker(geom, rng), rng, base, palm_texture=attacker_texture)
     pose = perturb_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     grid0 = S.sensor_grid(layout, pose, "nir", base, S.sample_zoom(rng, "nir"))
@@ -202,7 +208,8 @@ def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
 
 
 def display_behind_diffuser_scene(geom: HandGeometry, rng: np.random.Generator,
-                                  base: tuple[int, int]) -> S.Scene:
+                                  base: tuple[int, int],
+                                  palm_texture: np.ndarray | None = None) -> S.Scene:
     """An NIR palm image shown on a backlit display behind a diffusing sheet.
 
     Physics: the display's emitted radiance (the victim's image through the panel's gamma and
@@ -210,8 +217,10 @@ def display_behind_diffuser_scene(geom: HandGeometry, rng: np.random.Generator,
     is blurred by the diffuser's point spread (0.4-1.6 mm: the pixel grid and any moire
     vanish, the veins soften as if all at one depth); the diffuser scatters a share of the
     light into a uniform veil and reflects the gate's own illuminator diffusely (a broad spot
-    added on top).  Self-luminous: the image does not darken with the gate's illumination."""
-    src, _mask = nir_source(geom, rng, base)
+    added on top).  Self-luminous: the image does not darken with the gate's illumination.
+    The image is an NIR capture of the victim's palm, so with ``palm_texture`` (the victim's
+    palm print) it shows the victim's palm lines, softened by the diffuser like the veins."""
+    src, _mask = nir_source(geom, rng, base, palm_texture=palm_texture)
     gamma = float(np.exp(rng.uniform(np.log(0.6), np.log(1.3))))
     black = rng.uniform(0.03, 0.15)
     psf_mm = rng.uniform(0.4, 1.6)

@@ -46,6 +46,20 @@ PLANE_TO_FOCUS_MM: Mapping[str, float] = MappingProxyType({"xray": 870.0, "nir":
 the detector below); NIR: the sensor camera's distance below the plane (a raised hand shrinks)."""
 
 
+NIR_PALM_PRINT = False
+"""Whether a live hand's NIR frame shows the palm print its views show (the physically
+consistent world: an 850 nm camera sees the palm's lines). Off: the NIR liveness and presence
+models were trained on frames without it and reject about a tenth of live hands with it
+(docs/sensor-branch.md, "Binding"); ``binding_eval --nir-palm-print`` turns it on to measure
+the palm-line binding."""
+
+
+def palm_print_on(sensor: str) -> bool:
+    """Whether ``sensor``'s frames show the palm print (read at each call, so a test or an
+    evaluation may switch :data:`NIR_PALM_PRINT`)."""
+    return bool(NIR_PALM_PRINT) and sensor == "nir"
+
+
 def sensor_size(sensor: str) -> tuple[int, int]:
     """(H, W) of the sensor's capture."""
     return tuple(S.CAPTURE_SIZE[sensor])
@@ -103,12 +117,16 @@ def bona_fide_scene(sensor: str):
 
 def render_placed(scene_fn, geom: HandGeometry, rng: np.random.Generator, sensor: str,
                   pose: HandPose, depth: float, size: tuple[int, int] | None = None,
-                  scale: float = 1.0) -> np.ndarray:
+                  scale: float = 1.0, palm_texture: np.ndarray | None = None) -> np.ndarray:
     """A sensor frame (float32 in [0, 1]) of a scene that takes ``pose`` and ``zoom`` (the
     bona fide scenes), the hand placed in the gate by ``pose`` and ``depth`` (and shown
-    ``scale`` times its size: a replica printed larger or smaller)."""
+    ``scale`` times its size: a replica printed larger or smaller). ``palm_texture``: the palm
+    print the views of this hand show, which the NIR frame shows with :data:`NIR_PALM_PRINT`
+    (ignored otherwise, and for X-ray)."""
     p, z = scene_placement(geom, pose, depth, sensor)
-    return S.render_scene(partial(scene_fn, pose=p, zoom=z * scale), geom, rng, sensor,
+    kw = ({"palm_texture": palm_texture}
+          if palm_print_on(sensor) and palm_texture is not None else {})
+    return S.render_scene(partial(scene_fn, pose=p, zoom=z * scale, **kw), geom, rng, sensor,
                           tuple(size or sensor_size(sensor)))
 
 
@@ -139,7 +157,8 @@ def render_bound(geom: HandGeometry, palm_texture: np.ndarray, rng: np.random.Ge
     """A live presentation: the views and the sensor frame of one hand in one pose."""
     pose = pose or perturb_pose(rng, 0.8)
     views, depth = render_views(geom, palm_texture, rng, rig, pose, size)
-    frame = render_placed(bona_fide_scene(sensor), geom, rng, sensor, pose, depth)
+    frame = render_placed(bona_fide_scene(sensor), geom, rng, sensor, pose, depth,
+                          palm_texture=palm_texture)
     return BoundShot(views, frame, pose, depth)
 
 

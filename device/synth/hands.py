@@ -129,38 +129,23 @@ def _texture_modulation(tex: np.ndarray, strength: float) -> np.ndarray:
     return np.clip((t / float(np.median(t))) ** strength, 0.3, 1.6)
 
 
-def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarray,
-                  rng: np.random.Generator) -> _Canvas:
-    """Paint the palm side of the hand in the hand frame."""
-    to_hand, w, h = _canvas_frame(layout)
+def palm_surface(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarray,
+                 strength: float, wrist_dy: float, to_hand: np.ndarray,
+                 shape: tuple[int, int]) -> np.ndarray:
+    """The palm side's surface lines as a multiplicative luminance map around 1 (lines < 1),
+    float32 ``shape`` (H, W) on a canvas whose pixels ``to_hand`` maps to hand-frame mm: the
+    palm-print texture on the ROI (``(t / median) ** strength``), reflected and faded over the
+    rest of the palm, the layout's creases outside the ROI, the fingers' flexion creases, the
+    creases at the fingers' bases and two wrist creases (the second ``wrist_dy`` mm below the
+    first). What a visible camera and an NIR camera both see of the palm's surface."""
+    h, w = shape
     P = lambda pts: _fix(_to_px(to_hand, pts))  # noqa: E731
     mm = 1.0 / CANVAS_MM_PER_PX
-    mask = np.zeros((h, w), np.uint8)
-    cv2.fillPoly(mask, [P(layout.forearm_polygon)], 255, cv2.LINE_AA, 4)
-    cv2.fillPoly(mask, [P(layout.palm_polygon)], 255, cv2.LINE_AA, 4)
-    for poly in layout.finger_polygons:
-        cv2.fillPoly(mask, [P(poly)], 255, cv2.LINE_AA, 4)
-    dist = cv2.distanceTransform((mask > 127).astype(np.uint8), cv2.DIST_L2, 3) / mm
-    shade = np.sqrt(np.clip(dist * (1.0 / rng.uniform(6, 10)), 0, 1))
-    shade = 0.6 + 0.4 * shade
-    # thenar / hypothenar mounds and a directional light across the hand (separable)
-    X = (to_hand[0, 0] * np.arange(w) + to_hand[0, 2]).astype(np.float32)
-    Y = (to_hand[1, 1] * np.arange(h) + to_hand[1, 2]).astype(np.float32)
-    side = 1.0 if geom.hand == "right" else -1.0
-    W, H = geom.palm_width, geom.palm_height
-    for cx, cy, s, a in ((0.28 * W * side, -0.22 * H, 18, 0.07),
-                         (-0.3 * W * side, -0.2 * H, 16, 0.05)):
-        gx = np.exp(-(X - cx) ** 2 / (2 * s * s))
-        gy = np.exp(-(Y - cy) ** 2 / (2 * s * s))
-        shade += a * gy[:, None] * gx[None, :]
-    ang = rng.uniform(0, 2 * np.pi)
-    k_l = rng.uniform(0.0, 0.25) / 120.0
-    shade *= (1 + k_l * np.sin(ang) * Y)[:, None] + (k_l * np.cos(ang) * X)[None, :]
     # palm-print: texture on the ROI (full contrast), reflected and faded outside
     src = np.float32([[0, 0], [TEXTURE_SIZE - 1, 0], [TEXTURE_SIZE - 1, TEXTURE_SIZE - 1]])
     dst = _to_px(to_hand, layout.roi_corners[:3]).astype(np.float32)
     A = cv2.getAffineTransform(src, dst)
-    tex_mod = _texture_modulation(palm_texture, rng.uniform(0.7, 0.95))
+    tex_mod = _texture_modulation(palm_texture, strength)
     ext = cv2.warpAffine(tex_mod, A, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REFLECT)
     inside = cv2.warpAffine(np.ones((TEXTURE_SIZE, TEXTURE_SIZE), np.float32), A, (w, h),
@@ -196,12 +181,45 @@ def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarr
         seg = np.array([c0 - half, c0 + half])
         cv2.polylines(crease, [P(seg)], False, 0.8, max(1, int(0.8 * mm)), cv2.LINE_AA, 4)
     wy = -geom.palm_height / 2
-    for dy in (0.0, -rng.uniform(4, 7)):                      # wrist (bracelet) creases
+    for dy in (0.0, -wrist_dy):                               # wrist (bracelet) creases
         seg = np.array([[-geom.wrist_width * 0.45, wy + dy], [0, wy + dy - 2],
                         [geom.wrist_width * 0.45, wy + dy]])
         cv2.polylines(crease, [P(seg)], False, 0.6, max(1, int(0.7 * mm)), cv2.LINE_AA, 4)
     crease = cv2.GaussianBlur(crease, (0, 0), 0.9)
     mod = mod * (1 - 0.35 * crease)
+    return mod
+
+
+def _paint_canvas(geom: HandGeometry, layout: HandLayout, palm_texture: np.ndarray,
+                  rng: np.random.Generator) -> _Canvas:
+    """Paint the palm side of the hand in the hand frame."""
+    to_hand, w, h = _canvas_frame(layout)
+    P = lambda pts: _fix(_to_px(to_hand, pts))  # noqa: E731
+    mm = 1.0 / CANVAS_MM_PER_PX
+    mask = np.zeros((h, w), np.uint8)
+    cv2.fillPoly(mask, [P(layout.forearm_polygon)], 255, cv2.LINE_AA, 4)
+    cv2.fillPoly(mask, [P(layout.palm_polygon)], 255, cv2.LINE_AA, 4)
+    for poly in layout.finger_polygons:
+        cv2.fillPoly(mask, [P(poly)], 255, cv2.LINE_AA, 4)
+    dist = cv2.distanceTransform((mask > 127).astype(np.uint8), cv2.DIST_L2, 3) / mm
+    shade = np.sqrt(np.clip(dist * (1.0 / rng.uniform(6, 10)), 0, 1))
+    shade = 0.6 + 0.4 * shade
+    # thenar / hypothenar mounds and a directional light across the hand (separable)
+    X = (to_hand[0, 0] * np.arange(w) + to_hand[0, 2]).astype(np.float32)
+    Y = (to_hand[1, 1] * np.arange(h) + to_hand[1, 2]).astype(np.float32)
+    side = 1.0 if geom.hand == "right" else -1.0
+    W, H = geom.palm_width, geom.palm_height
+    for cx, cy, s, a in ((0.28 * W * side, -0.22 * H, 18, 0.07),
+                         (-0.3 * W * side, -0.2 * H, 16, 0.05)):
+        gx = np.exp(-(X - cx) ** 2 / (2 * s * s))
+        gy = np.exp(-(Y - cy) ** 2 / (2 * s * s))
+        shade += a * gy[:, None] * gx[None, :]
+    ang = rng.uniform(0, 2 * np.pi)
+    k_l = rng.uniform(0.0, 0.25) / 120.0
+    shade *= (1 + k_l * np.sin(ang) * Y)[:, None] + (k_l * np.cos(ang) * X)[None, :]
+    strength = rng.uniform(0.7, 0.95)
+    wrist_dy = rng.uniform(4, 7)
+    mod = palm_surface(geom, layout, palm_texture, strength, wrist_dy, to_hand, (h, w))
     # skin: colour, per-presentation tint, pores
     skin = np.array(geom.skin_bgr, np.float32) * rng.uniform(0.92, 1.08, 3).astype(np.float32)
     small = rng.normal(0, 1, (h // 8 + 2, w // 8 + 2)).astype(np.float32)

@@ -98,7 +98,9 @@ def render_mixed(species: str, victim: HandGeometry, victim_tex: np.ndarray,
         # live: the accomplice's (other_hand) or the victim's own hand under the sensor
         live_geom = other if variant == "other_hand" else victim
         depth = float(rng.uniform(-15, 15))
-        frame = render_placed(bona_fide_scene(sensor), live_geom, rng, sensor, live, depth)
+        live_tex = other_tex if variant == "other_hand" else victim_tex
+        frame = render_placed(bona_fide_scene(sensor), live_geom, rng, sensor, live, depth,
+                              palm_texture=live_tex)
         pose, scale = replica_pose(live, rng, variant)
         alphas: list = []
         shots = render_hand_views(victim, victim_tex, rng, views=len(rig), size=size, rig=rig,
@@ -113,11 +115,12 @@ def render_mixed(species: str, victim: HandGeometry, victim_tex: np.ndarray,
     if variant == "species":
         sp = str(rng.choice(SPECIES[sensor]))
         meta["attack_species"] = sp
-        frame = render_attack(sp, victim, rng, sensor)
+        frame = render_attack(sp, victim, rng, sensor, palm_texture=victim_tex,
+                              attacker_texture=other_tex)
     else:
         pose, scale = replica_pose(live, rng, variant)
-        geom = other if variant == "other_hand" else victim
+        geom, tex = (other, other_tex) if variant == "other_hand" else (victim, victim_tex)
         frame = render_placed(bona_fide_scene(sensor), geom, rng, sensor, pose, depth,
-                              scale=scale)
+                              scale=scale, palm_texture=tex)
         meta["scale"] = scale
     return BoundShot(views, frame, live, depth), meta

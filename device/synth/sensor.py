@@ -194,11 +194,57 @@ def illumination(shape: tuple[int, int], cx: float, cy: float, spread: float) ->
                                                                   (2 * spread ** 2))
 
 
+NIR_SURFACE_CONTRAST = (0.3, 0.6)
+"""Range of the share of the palm's surface lines' visible-light contrast an NIR frame keeps
+(a documented choice: the palm lines are plain in 850 nm palm prints, fainter than in visible
+light)."""
+
+
+def nir_surface_map(geom: HandGeometry, layout: HandLayout, grid: Grid,
+                    palm_texture: np.ndarray, wrist_dy: float) -> np.ndarray:
+    """The palm's surface lines (:func:`device.synth.hands.palm_surface`: the palm-print
+    texture the visible views show, the creases, the fingers' and the wrist's creases) on the
+    sensor grid: a luminance map around 1, lines < 1 (1 off the hand)."""
+    from device.synth.hands import TEXTURE_SIZE, _canvas_frame, palm_surface
+    tex = np.asarray(palm_texture, np.float32)
+    if tex.shape != (TEXTURE_SIZE, TEXTURE_SIZE):
+        tex = cv2.resize(tex, (TEXTURE_SIZE, TEXTURE_SIZE), interpolation=cv2.INTER_AREA)
+    to_hand, w, h = _canvas_frame(layout)
+    mod = palm_surface(geom, layout, tex, 1.0, wrist_dy, to_hand, (h, w))
+    A = (np.vstack([grid.M, [0.0, 0.0, 1.0]]) @ to_hand)[:2]
+    return cv2.warpAffine(mod.astype(np.float32), A, (grid.w, grid.h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
+
+
+def nir_surface_draws(rng: np.random.Generator) -> tuple[float, float]:
+    """(share of the visible contrast, wrist-crease gap mm) of an NIR frame's palm lines,
+    drawn from a generator spawned from ``rng`` (the caller's other draws stay the same)."""
+    aside = rng.spawn(1)[0]
+    return float(aside.uniform(*NIR_SURFACE_CONTRAST)), float(aside.uniform(4, 7))
+
+
+def nir_palm_lines(geom: HandGeometry, layout: HandLayout, grid: Grid,
+                   palm_texture: np.ndarray, contrast: float, wrist_dy: float,
+                   blur_mm: float = 0.0) -> np.ndarray:
+    """Multiplicative palm-line luminance (around 1, lines < 1) of an NIR frame: the surface
+    lines of :func:`nir_surface_map` at ``contrast`` of their visible-light contrast, blurred
+    by ``blur_mm`` (0: as sharp as the sensor draws them)."""
+    surf = nir_surface_map(geom, layout, grid, palm_texture, wrist_dy)
+    if blur_mm > 0:
+        surf = cv2.GaussianBlur(surf, (0, 0), max(blur_mm * grid.px_per_mm, 0.4))
+    return 1 + contrast * (surf - 1)
+
+
 def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
                         base: tuple[int, int], pose: HandPose | None = None,
-                        zoom: float | None = None) -> Scene:
+                        zoom: float | None = None,
+                        palm_texture: np.ndarray | None = None) -> Scene:
     """Draw a live palm's NIR content (radiance painter, [0, 1]).  ``pose``/``zoom`` default
-    to random draws."""
+    to random draws.  With ``palm_texture`` (the palm print the visible views of the same
+    hand show) the palm's surface lines are those the views show (:func:`nir_surface_map`, at
+    :data:`NIR_SURFACE_CONTRAST` of their contrast, drawn from a spawned generator); without
+    it, the layout's creases alone. Every other draw is the same either way, so the two frames
+    differ only in the palm's lines."""
     pose = pose or perturb_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = sample_zoom(rng, "nir") if zoom is None else zoom
@@ -209,14 +255,19 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
     bg_level = rng.uniform(0.02, 0.3)
     mottle = smooth_noise(rng, base, 8) * rng.uniform(0.02, 0.05)
     pores = band_noise(rng, base, 0.8) * rng.uniform(0.005, 0.02)
+    if palm_texture is not None:                # drawn aside: the other draws stay the same
+        surface_c, wrist_dy = nir_surface_draws(rng)
 
     def paint(shape: tuple[int, int]) -> np.ndarray:
         grid = sensor_grid(layout, pose, "nir", shape, zoom)
         mask, shade = nir_skin(layout, grid, falloff)
         veins = nir_vein_map(layout, grid)
-        creases = nir_crease_map(layout, grid)
         skin = (0.25 + 0.75 * shade) * (1 + fit(mottle, shape) + fit(pores, shape))
-        skin = skin * (1 - vein_c * veins) * (1 - crease_c * creases)
+        if palm_texture is None:
+            lines = 1 - crease_c * nir_crease_map(layout, grid)
+        else:
+            lines = nir_palm_lines(geom, layout, grid, palm_texture, surface_c, wrist_dy)
+        skin = skin * (1 - vein_c * veins) * lines
         rad = illumination(shape, *light) * skin
         return (mask * rad + (1 - mask) * bg_level).astype(np.float32)
 

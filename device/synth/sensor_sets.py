@@ -5,6 +5,11 @@ deterministic for a seed and any item can be regenerated alone.  Images are uint
 
 Layouts:
 
+Where the sensor's frames show the palm print (``device.synth.bound.NIR_PALM_PRINT``, NIR),
+identity ``k`` carries the palm print of subject ``k`` of ``tools.synth palms`` with the same
+seed (:mod:`device.synth.nir_prints`), and every NIR frame that shows a palm's surface shows
+the palm print of the hand it shows or copies.
+
 * :func:`write_liveness` -- ``out/bona_fide/<i>.png`` and ``out/attack/<species>/<i>.png`` at the
   sensor's capture resolution (what ``palmgate evaluate-liveness`` reads), plus
   ``out/manifest.json`` (class and identity of every file).
@@ -27,6 +32,7 @@ import numpy as np
 from device.synth.attacks import BONA_FIDE, SPECIES, render_class_pair, scene_for
 from device.synth.hand_geometry import HandGeometry, sample_hand_geometry
 from device.synth.hands import render_hand_views, sample_rig
+from device.synth.nir_prints import set_prints, textures
 from device.synth.sensor import CAPTURE_SIZE, render_scene
 
 TextureFn = Callable[[int, int, np.random.Generator], np.ndarray]
@@ -51,6 +57,17 @@ def identity(seed: int, index: int) -> HandGeometry:
     return sample_hand_geometry(rng, "left" if index % 2 else "right")
 
 
+def liveness_frame(sensor: str, seed: int, ci: int, cls: str, i: int, ident: int,
+                   geom: HandGeometry, size: tuple[int, int], prints=None) -> np.ndarray:
+    """Frame ``i`` of class ``cls`` (index ``ci``) of a liveness set of ``seed``, float32 in
+    [0, 1]: identity ``ident``'s hand ``geom``; with ``prints``
+    (:func:`device.synth.nir_prints.set_prints`) its NIR frame shows the identity's palm print
+    (an attack: the victim's, or the attacker's own under a film)."""
+    rng = np.random.default_rng([seed, _KIND_LIVE, ci, i])
+    scene = scene_for(cls, sensor, **textures(prints, ident, _KIND_LIVE, ci, i))
+    return render_scene(scene, geom, rng, sensor, size, 1)
+
+
 def write_liveness(out_dir: str | Path, sensor: str, n_bona_fide: int, per_species: int,
                    seed: int, size: tuple[int, int] | None = None) -> dict:
     """Write a liveness set for ``sensor`` ('xray' or 'nir'): ``n_bona_fide`` live captures and
@@ -64,15 +81,14 @@ def write_liveness(out_dir: str | Path, sensor: str, n_bona_fide: int, per_speci
     classes = (BONA_FIDE,) + SPECIES[sensor]
     n_ids = max(2, max(n_bona_fide, per_species) // 4)
     geoms: dict[int, HandGeometry] = {}
+    prints = set_prints(sensor, seed)
     files = []
     for ci, cls in enumerate(classes):
         n = n_bona_fide if cls == BONA_FIDE else per_species
-        scene = scene_for(cls, sensor)
         for i in range(n):
             ident = (i + 7 * ci) % n_ids
             geom = geoms.setdefault(ident, identity(seed, ident))
-            rng = np.random.default_rng([seed, _KIND_LIVE, ci, i])
-            img = render_scene(scene, geom, rng, sensor, size, 1)
+            img = liveness_frame(sensor, seed, ci, cls, i, ident, geom, size, prints)
             rel = f"bona_fide/{i:05d}.png" if cls == BONA_FIDE else f"attack/{cls}/{i:05d}.png"
             _png(out / rel, _u8(img))
             files.append({"file": rel, "class": cls, "live": cls == BONA_FIDE,
@@ -96,13 +112,15 @@ def write_matched_pairs(out_dir: str | Path, sensor: str, species: str, n: int,
     out = Path(out_dir)
     size = tuple(size or CAPTURE_SIZE[sensor])
     n_ids = max(2, n // 4)
+    prints = set_prints(sensor, seed)
     files = []
     for i in range(n):
         ident = i % n_ids
         geom = identity(seed, ident)
+        tex = textures(prints, ident, _KIND_PAIR, i)    # one palm print for both frames
         for cls in (BONA_FIDE, species):
             rng = np.random.default_rng([seed, _KIND_PAIR, i])
-            img = render_scene(scene_for(cls, sensor), geom, rng, sensor, size, 1)
+            img = render_scene(scene_for(cls, sensor, **tex), geom, rng, sensor, size, 1)
             rel = f"bona_fide/{i:05d}.png" if cls == BONA_FIDE else f"attack/{cls}/{i:05d}.png"
             _png(out / rel, _u8(img))
             files.append({"file": rel, "class": cls, "live": cls == BONA_FIDE,
@@ -126,11 +144,13 @@ def write_sr_pairs(out_dir: str | Path, sensor: str, n: int, seed: int,
     n_ids = max(2, n // 4)
     files = []
     n_live = int(round(n * live_fraction))
+    prints = set_prints(sensor, seed)
     for i in range(n):
         cls = BONA_FIDE if i < n_live else species[(i - n_live) % len(species)]
         ident = i % n_ids
         rng = np.random.default_rng([seed, _KIND_SR, i])
-        lr, hr = render_class_pair(cls, identity(seed, ident), rng, sensor, size)
+        lr, hr = render_class_pair(cls, identity(seed, ident), rng, sensor, size,
+                                   **textures(prints, ident, _KIND_SR, i))
         _png(out / "lr" / f"{i:05d}.png", _u8(lr))
         _png(out / "hr" / f"{i:05d}.png", _u8(hr))
         files.append({"file": f"{i:05d}.png", "class": cls, "identity": ident})

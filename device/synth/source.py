@@ -61,6 +61,18 @@ class SyntheticPeople:
         from device.synth.bound import nominal_registration
         return nominal_registration(self.rig, self.sensor)
 
+    def _attacker_print(self, person: int, n: int):
+        """The attacker's own palm print (another person's: subject ``ATTACKER_BASE + person``)
+        for a species laid over the attacker's live palm, where the sensor's frames show the
+        palm print; None elsewhere (not drawn)."""
+        from device.synth.bound import palm_print_on
+        if not palm_print_on(self.sensor):
+            return None
+        from device.synth.nir_prints import ATTACKER_BASE
+        _, ident = self._person(ATTACKER_BASE + person)
+        rng = np.random.default_rng([self.seed, _KIND["attack"], person, n, 1])
+        return self.synth.palms(ident, 1, rng)[0]
+
     def species(self) -> tuple:
         from device.synth.attacks import SPECIES
         return SPECIES[self.sensor]
@@ -78,11 +90,12 @@ class SyntheticPeople:
         views, depth = render_views(geom, tex, rng, self.rig, pose, self.size)
         if kind == "attack":
             sp = species or self.species()[n % len(self.species())]
-            sensor = render_attack(sp, geom, rng, self.sensor)
+            sensor = render_attack(sp, geom, rng, self.sensor, palm_texture=tex,
+                                   attacker_texture=self._attacker_print(person, n))
         else:                                  # the same hand, in the same place, below
             sp = None
             sensor = render_placed(bona_fide_scene(self.sensor), geom, rng, self.sensor,
-                                   pose, depth)
+                                   pose, depth, palm_texture=tex)
         sensor = np.clip(np.round(sensor * 255.0), 0, 255).astype(np.uint8)
         label = "genuine" if kind == "enrol" else kind
         meta = {"burst": f"{kind}-p{person:03d}-{n:02d}", "label": label,

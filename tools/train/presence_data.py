@@ -39,21 +39,21 @@ def synthetic_hands(sensor: str, split: str, n_bona_fide: int, per_species: int)
     """(float32 (N, 128, 128), class names) -- the frames ``write_liveness(sensor, n_bona_fide,
     per_species, POS_SEED[split])`` writes, rendered in memory (before the 8-bit rounding of
     the PNG files, which the gate's to_capture sees again: rounded here too)."""
-    from device.synth.attacks import scene_for
-    from device.synth.sensor import CAPTURE_SIZE, render_scene
-    from device.synth.sensor_sets import _KIND_LIVE, identity
+    from device.synth.nir_prints import set_prints
+    from device.synth.sensor import CAPTURE_SIZE
+    from device.synth.sensor_sets import identity, liveness_frame
 
     seed = POS_SEED[split]
     classes = (BONA_FIDE,) + SPECIES[sensor]
     n_ids = max(2, max(n_bona_fide, per_species) // 4)
+    prints = set_prints(sensor, seed)
     geoms, imgs, names = {}, [], []
     for ci, cls in enumerate(classes):
-        scene = scene_for(cls, sensor)
         for i in range(n_bona_fide if cls == BONA_FIDE else per_species):
             ident = (i + 7 * ci) % n_ids
             geom = geoms.setdefault(ident, identity(seed, ident))
-            rng = np.random.default_rng([seed, _KIND_LIVE, ci, i])
-            img = render_scene(scene, geom, rng, sensor, CAPTURE_SIZE[sensor], 1)
+            img = liveness_frame(sensor, seed, ci, cls, i, ident, geom, CAPTURE_SIZE[sensor],
+                                 prints)
             imgs.append(np.round(np.clip(img, 0, 1) * 255) / 255.0)
             names.append(cls)
     return np.stack(imgs).astype(np.float32), names

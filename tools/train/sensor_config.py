@@ -16,8 +16,9 @@ SPLITS = ("train", "val", "test")
 # the seeds of the synthetic sets of each split: training, validation and held-out test sets
 # never share a seed
 LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012,
-                            1013, 1014, 1015),
-                  "val": (2002, 2003, 2004), "test": (3003, 3004, 3721, 3958, 8484, 8485)}
+                            1013, 1014, 1015, 1016),
+                  "val": (2002, 2003, 2004),
+                  "test": (3003, 3004, 3721, 3958, 8484, 8485, 6464)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
 # the attack species of each sensor: the synthesis engine's (device/synth/attacks.py), one list
@@ -66,4 +67,5 @@ def load_profile(name: str, folder: Path = PROFILES_DIR) -> dict:
 
 # synthetic liveness sets of each split, real NIR palms per split, SR pairs, step counts, the
 # fine-tune rounds ...: see the profile files
-CONFIG = {name: load_profile(name) for name in ("quick", "full", "species", "print")}
+CONFIG = {name: load_profile(name) for name in ("quick", "full", "species", "print",
+                                                 "nirworld")}

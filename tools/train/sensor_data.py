@@ -32,9 +32,17 @@ def data_root(work: Path) -> Path:
     return Path(work).parent / "sensor_data"
 
 
+def world_suffix(sensor: str) -> str:
+    """``"_palmprint"`` for the sets of a world whose NIR frames show the palm print
+    (``device.synth.bound.NIR_PALM_PRINT``), so they never mix with sets of the world without
+    it written under the same seed; ``""`` otherwise."""
+    from device.synth.bound import palm_print_on
+    return "_palmprint" if palm_print_on(sensor) else ""
+
+
 def liveness_set_dir(root: Path, sensor: str, split: str, spec) -> Path:
     seed, nb, na = spec
-    return root / f"liveness_{sensor}_{split}_s{seed}_b{nb}_a{na}"
+    return root / f"liveness_{sensor}_{split}_s{seed}_b{nb}_a{na}{world_suffix(sensor)}"
 
 
 def liveness_set(root: Path, sensor: str, split: str, spec) -> Path:
@@ -75,7 +83,7 @@ def pair_set(root: Path, sensor: str, spec) -> Path:
     species, seed, n = spec
     if seed not in LIVENESS_SEEDS["train"]:
         raise ValueError(f"seed {seed} is not a train seed {LIVENESS_SEEDS['train']}")
-    d = root / f"pairs_{sensor}_{species}_s{seed}_n{n}"
+    d = root / f"pairs_{sensor}_{species}_s{seed}_n{n}{world_suffix(sensor)}"
     if not (d / "manifest.json").exists():
         t = time.time()
         write_matched_pairs(d, sensor, species, n, seed)
@@ -142,7 +150,7 @@ def sr_pair_set(root: Path, sensor: str, split: str, n: int) -> Path:
     from device.synth.sensor_sets import write_sr_pairs
 
     seed = SR_SEEDS[split]
-    d = root / f"sr_{sensor}_{split}_s{seed}_n{n}"
+    d = root / f"sr_{sensor}_{split}_s{seed}_n{n}{world_suffix(sensor)}"
     if not (d / "manifest.json").exists():
         t = time.time()
         write_sr_pairs(d, sensor, n, seed)

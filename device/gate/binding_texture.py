@@ -1,0 +1,290 @@
+"""The palm's lines in both halves: the NIR sensor frame's palm compared with the views' palm.
+
+An 850-940 nm NIR camera below the palm sees the palm's surface lines (the principal and minor
+creases) as a visible camera does, at a lower contrast, beside the veins. So the palm the views
+show, carried into the sensor frame, must line up with the sensor frame's palm lines: a replica
+before the cameras, or under the sensor, shows another hand's lines, or the same lines moved,
+turned or scaled.
+
+- **The mapping** (:func:`view_maps`): each pixel of the sensor frame is carried onto the
+  palm's plane (fitted through the palm's landmarks placed in 3-D by the views' parallax,
+  :func:`palm_plane`: wrist, thumb base, the four knuckles) along the sensor's ray, then onto
+  the working plane along view ``k``'s ray (its camera centre), then into the view by the
+  registration (the homography of the view's landmarks and their registered plane points,
+  :func:`plane_to_view`). So the views' palm lands where the views say the palm is, with the
+  registration's accuracy, not each view's landmarks' (one affine map a view fitted to its
+  own palm landmarks carried their errors: live hands' median agreement 0.31 against 0.36, on
+  120 live presentations of seed 11).
+- **The palm area** (:func:`palm_mask`): the polygon of those landmarks in the sensor frame,
+  shrunk by :data:`INSET_MM` (the outline and the finger bases stay out).
+- **Line maps** (:func:`line_map`): dark thin lines stand out in a difference of Gaussians
+  (:data:`LINE_SIGMA_MM`); the maps are standardised inside the palm area, the sensor frame's
+  clipped at :data:`CLIP`.
+- **The veins left out** (:func:`compared_area`): the NIR frame's veins are wide, blurred and
+  deep; where a wider difference of Gaussians (:data:`VEIN_SIGMA_MM`) marks one, the pixels
+  are not compared (dense dark veins drowned the lines of the live hands that agreed least).
+- **The score** (:func:`line_agreement`, :func:`texture_agreement`): the normalised
+  correlation of the sensor frame's line map with each view's warped line map, the best over
+  shifts of up to :data:`SHIFT_MM` (the registration and the landmarks are off by a few
+  pixels) and the sizes :data:`LIVE_SIZES`; the best view's (a view that sees the palm
+  obliquely does not pull a live hand down), less how much better that view's map fits at
+  another size (:data:`OTHER_SIZES`: a replica of another size).
+
+The constants of the mapping, the line maps and the palm area were chosen on 120 bona fide and
+160 mixed presentations of validation seed 11, the veins, the sizes and the views' combination
+on 400 + 400 of seeds 11 and 23 each (branch ``nirlines``; the NIR frames showing the palm
+print, ``device.synth.bound.NIR_PALM_PRINT``). The thresholds (the least agreement and the
+outline's threshold chosen with it) are signed numbers: ``palm_lines`` of
+``models/binding_nir.json`` (:mod:`device.gate.binding_numbers`), written by ``python -m
+device.eval.binding_eval --write-palm-lines`` on validation presentations.
+
+Pure functions of arrays (numpy + OpenCV); no model, no file, no camera.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+PALM_LANDMARKS = (0, 1, 5, 9, 13, 17)
+"""The landmarks that lie on the palm (MediaPipe order: wrist, thumb base, the four knuckles)."""
+
+LINE_SIGMA_MM = (0.5, 1.5)
+"""The difference of Gaussians that keeps the palm's lines (about 1 mm wide) and drops the
+shading and most of the wide veins (chosen among 0.4/1.2 to 1.2/3.6 mm)."""
+
+CLIP = 0.7
+"""The sensor frame's standardised line map is clipped to +-this: a vein much darker than the
+palm's lines counts no more than a line (chosen among 0.4, 0.5, 0.7, 1, 1.5, 2 and none)."""
+
+VEIN_SIGMA_MM = (2.0, 5.0)
+"""The wider difference of Gaussians in which the NIR frame's veins (wide, blurred, deep) stand
+out and the palm's lines hardly do (among 1.2/3, 1.5/4 and 2/5 mm)."""
+
+VEIN_LEVEL = 0.5
+"""Pixels of the palm area where that vein map, standardised there, is above this are left out
+of the comparison (the veins drown the lines there; among 0, 0.3, 0.5, 0.7, 1, 1.5)."""
+
+INSET_MM = 5.0
+"""The palm area is the palm landmarks' polygon shrunk by this much (chosen among 2-10 mm; the
+finger bases taken in, through landmarks 2, 6, 10, 14 and 18, did worse)."""
+
+SHIFT_MM = 2.0
+"""The largest shift searched (the registration's error and the palm plane's; among 1-4.5 mm:
+with one affine map a view from its landmarks 3 mm was best, with the palm plane 2 mm)."""
+
+LIVE_SIZES = (0.96, 1.0)
+"""Sizes of the views' hand (about its palm centre) at which a live hand's lines are looked
+for: live hands fit best at 0.96-1.0 of the size the palm plane gives."""
+
+OTHER_SIZES = (0.8, 0.84, 0.88, 1.08, 1.12, 1.18, 1.25)
+"""Sizes at which a replica of another size fits the sensor frame's lines better than at
+:data:`LIVE_SIZES` (a print 10-25 % larger or smaller, seen through the views' parallax and the
+palm plane, lands 4-25 % off)."""
+
+SIZE_GAIN = 1.0
+"""Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
+
+
+def palm_plane(points: np.ndarray) -> np.ndarray | None:
+    """(a, b, c) of the least-squares plane ``z = a x + b y + c`` through the finite rows of
+    ``points`` (N, 3), the palm's landmarks in the sensor-pixel world; None with fewer than 3."""
+    P = np.asarray(points, np.float64)
+    P = P[np.all(np.isfinite(P), axis=1)]
+    if len(P) < 3:
+        return None
+    A = np.column_stack([P[:, 0], P[:, 1], np.ones(len(P))])
+    coef, _, rank, _ = np.linalg.lstsq(A, P[:, 2], rcond=None)
+    return coef if rank == 3 else None
+
+
+def plane_to_view(plane_pts: np.ndarray, view_pts: np.ndarray) -> np.ndarray | None:
+    """3x3 homography working-plane point (sensor pixels) -> view pixel, fitted to a view's
+    landmarks ``view_pts`` and their registered plane points ``plane_pts`` (N, 2 each; the
+    registration's own map, so the fit is exact up to its lens distortion); None with fewer
+    than 4 finite pairs."""
+    q = np.asarray(plane_pts, np.float64)
+    v = np.asarray(view_pts, np.float64)
+    ok = np.all(np.isfinite(q), axis=1) & np.all(np.isfinite(v), axis=1)
+    if ok.sum() < 4:
+        return None
+    H, _ = cv2.findHomography(q[ok], v[ok], 0)
+    return H
+
+
+def view_maps(shape: tuple[int, int], plane: np.ndarray, sensor_centre: np.ndarray,
+              camera_centre: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(map_x, map_y) float32 ``shape``: the view pixel each sensor pixel sees on the palm's
+    plane ``z = a x + b y + c`` (:func:`palm_plane`), for :func:`cv2.remap`. The sensor sees a
+    point ``P`` at ``E + (P - E) E_z / (E_z - z)`` (its centre of projection ``E``), so ``P``
+    follows from the pixel and the plane (three fixed-point steps: the palm is near level);
+    the view's ray from its centre ``C`` meets the working plane at ``C + (P - C) C_z / (C_z -
+    z)``, which ``H`` (:func:`plane_to_view`) takes into the view."""
+    a, b, c = (float(x) for x in plane)
+    E = np.asarray(sensor_centre, np.float64)
+    C = np.asarray(camera_centre, np.float64)
+    h, w = shape
+    # computed every STEP pixels (at the centres cv2.resize interpolates from), then resized:
+    # the map is projective, smooth at that scale
+    n, m = -(-h // _STEP), -(-w // _STEP)
+    ys = (_STEP * np.arange(n) + (_STEP - 1) / 2)[:, None] * np.ones((1, m))
+    xs = np.ones((n, 1)) * (_STEP * np.arange(m) + (_STEP - 1) / 2)[None, :]
+    z = a * xs + b * ys + c
+    for _ in range(3):
+        f = (E[2] - z) / E[2]
+        px, py = E[0] + (xs - E[0]) * f, E[1] + (ys - E[1]) * f
+        z = a * px + b * py + c
+    g = C[2] / (C[2] - z)
+    qx, qy = C[0] + (px - C[0]) * g, C[1] + (py - C[1]) * g
+    d = H[2, 0] * qx + H[2, 1] * qy + H[2, 2]
+    mx = (H[0, 0] * qx + H[0, 1] * qy + H[0, 2]) / d
+    my = (H[1, 0] * qx + H[1, 1] * qy + H[1, 2]) / d
+    size = (m * _STEP, n * _STEP)
+    mx = cv2.resize(mx.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    my = cv2.resize(my.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)[:h, :w]
+    return np.ascontiguousarray(mx), np.ascontiguousarray(my)
+
+
+_STEP = 4
+
+
+def palm_mask(sensor_pts: np.ndarray, shape: tuple[int, int], px_per_mm: float
+              ) -> np.ndarray:
+    """bool (H, W): the convex hull of the palm landmarks ``sensor_pts`` (N, 2) in the sensor
+    frame, shrunk by :data:`INSET_MM`."""
+    p = np.asarray(sensor_pts, np.float64)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    m = np.zeros(shape, np.uint8)
+    if len(p) < 3:
+        return m > 0
+    hull = cv2.convexHull(np.round(p * 16).astype(np.int32))
+    cv2.fillConvexPoly(m, hull, 1, cv2.LINE_8, 4)
+    r = int(round(INSET_MM * px_per_mm))
+    if r > 0:
+        m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    return m > 0
+
+
+def line_map(grey: np.ndarray, px_per_mm: float, sigma_mm: tuple = LINE_SIGMA_MM
+             ) -> np.ndarray:
+    """float32: dark thin lines of ``grey`` as positive values (the wide Gaussian minus the
+    narrow one, ``sigma_mm``, by default :data:`LINE_SIGMA_MM`), relative to the local level
+    (so an image's exposure and shading do not count)."""
+    g = np.asarray(grey, np.float32)
+    s1, s2 = (max(0.5, s * px_per_mm) for s in sigma_mm)
+    wide = cv2.GaussianBlur(g, (0, 0), s2)
+    return (wide - cv2.GaussianBlur(g, (0, 0), s1)) / (wide + 1.0)
+
+
+def _standardised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    v = x[mask]
+    out = np.zeros_like(x, np.float32)
+    sd = float(v.std()) if v.size else 0.0
+    if sd > 1e-9:
+        out[mask] = (v - float(v.mean())) / sd
+    return out
+
+
+def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, weights: np.ndarray,
+                   max_shift: int) -> float:
+    """The best normalised correlation (-1..1) of the sensor frame's line map with a view's,
+    both inside ``weights`` (the palm area less the veins, :func:`compared_area`), over integer
+    shifts of up to ``max_shift`` pixels of the view's map; NaN with too small an area."""
+    ys, xs = np.nonzero(weights > 0)
+    if len(ys) < 50:
+        return float("nan")
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    w = np.asarray(weights[y0:y1, x0:x1], np.float32)
+    n = float(w.sum())
+    t = np.asarray(sensor_lines[y0:y1, x0:x1], np.float32)
+    mt = float((t * w).sum()) / n
+    st = float(np.sqrt(((t - mt) ** 2 * w).sum() / n))
+    s = max_shift
+    pad = cv2.copyMakeBorder(np.asarray(view_lines, np.float32), s, s, s, s,
+                             cv2.BORDER_REFLECT)
+    img = pad[y0:y1 + 2 * s, x0:x1 + 2 * s]
+    # the sensor's map (centred, weighted) against the view's at every shift, normalised by
+    # the view's weighted standard deviation there
+    num = cv2.matchTemplate(img, (t - mt) * w, cv2.TM_CCORR)
+    s1 = cv2.matchTemplate(img, w, cv2.TM_CCORR)
+    s2 = cv2.matchTemplate(img * img, w, cv2.TM_CCORR)
+    var = np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)
+    return float((num / (n * st * np.sqrt(var) + 1e-12)).max())
+
+
+def compared_area(grey: np.ndarray, palm: np.ndarray, px_per_mm: float) -> np.ndarray:
+    """float32 weights (0/1): the palm area ``palm`` less the NIR frame's veins (where its
+    :data:`VEIN_SIGMA_MM` map, standardised in the palm area, is above :data:`VEIN_LEVEL`):
+    wide, deep and blurred, they drown the palm's lines and no view shows them."""
+    veins = _standardised(line_map(grey, px_per_mm, VEIN_SIGMA_MM), palm)
+    return (palm & (veins < VEIN_LEVEL)).astype(np.float32)
+
+
+def _view_lines(img: np.ndarray, maps: tuple[np.ndarray, np.ndarray], px_per_mm: float
+                ) -> np.ndarray:
+    """The line map of a view's palm carried into the sensor frame by ``maps``
+    (:func:`view_maps`), the view blurred to the sensor's resolution first."""
+    mx, my = maps
+    r, c = mx.shape[0] // 2, mx.shape[1] // 2
+    scale = float(np.hypot(mx[r, c + 1] - mx[r, c], my[r, c + 1] - my[r, c]))
+    # only the part of the view the sensor frame sees (plus the blur's reach) is used
+    h, w = img.shape[:2]
+    x0 = int(np.clip(np.floor(mx.min()) - 8, 0, w - 1))
+    x1 = int(np.clip(np.ceil(mx.max()) + 9, x0 + 1, w))
+    y0 = int(np.clip(np.floor(my.min()) - 8, 0, h - 1))
+    y1 = int(np.clip(np.ceil(my.max()) + 9, y0 + 1, h))
+    crop = img[y0:y1, x0:x1]
+    vg = (crop if crop.ndim == 2 else cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY)).astype(np.float32)
+    if scale > 1.2:
+        vg = cv2.GaussianBlur(vg, (0, 0), 0.5 * scale)
+    warped = cv2.remap(vg, mx - x0, my - y0, cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return line_map(warped, px_per_mm)
+
+
+def _scaled(x: np.ndarray, centre: np.ndarray, s: float, nearest: bool = False) -> np.ndarray:
+    A = np.array([[s, 0.0, (1 - s) * centre[0]], [0.0, s, (1 - s) * centre[1]]])
+    return cv2.warpAffine(x, A, (x.shape[1], x.shape[0]),
+                          flags=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+
+
+def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np.ndarray,
+                      px_per_mm: float) -> float:
+    """How well the palm lines of the views agree with the sensor frame's (about -1..1; higher
+    is better bound): for each view the best :func:`line_agreement` at the sizes of
+    :data:`LIVE_SIZES`, the best view's (a view that sees the palm obliquely or blurred does not
+    pull a live hand down), less :data:`SIZE_GAIN` times how much better that view's map fits
+    at one of :data:`OTHER_SIZES`. Compared inside :func:`compared_area`. ``frame``: the grey
+    sensor frame; ``views``: view -> its image (a list or dict, BGR or grey); ``maps``: view ->
+    its (map_x, map_y) (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees
+    the landmarks (the palm area). NaN when no view can be compared."""
+    g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    s_pts = np.asarray(sensor_landmarks, np.float64)[list(PALM_LANDMARKS)]
+    palm = palm_mask(s_pts, g.shape, px_per_mm)
+    if palm.sum() < 50:
+        return float("nan")
+    sl = np.clip(_standardised(line_map(g, px_per_mm), palm), -CLIP, CLIP)
+    w = compared_area(g, palm, px_per_mm)
+    shift = max(1, int(round(SHIFT_MM * px_per_mm)))
+    c = s_pts[np.all(np.isfinite(s_pts), axis=1)].mean(axis=0)
+
+    def at(view_lines, size):
+        if size == 1.0:
+            return line_agreement(sl, view_lines, w, shift)
+        ws = _scaled(w, c, size, nearest=True) * (w > 0)
+        return line_agreement(sl, _scaled(view_lines, c, size), ws, shift)
+
+    best, best_map = float("nan"), None
+    for k, mp in maps.items():
+        img = views.get(k) if isinstance(views, dict) else (
+            views[k] if 0 <= k < len(views) else None)
+        if img is None or mp is None:
+            continue
+        vl = _standardised(_view_lines(img, mp, px_per_mm), palm)
+        r = max((x for x in (at(vl, z) for z in LIVE_SIZES) if np.isfinite(x)), default=None)
+        if r is not None and not r <= best:             # the first finite one, then larger
+            best, best_map = r, vl
+    if best_map is None:
+        return float("nan")
+    other = max((x for x in (at(best_map, z) for z in OTHER_SIZES) if np.isfinite(x)),
+                default=-1.0)
+    return best - SIZE_GAIN * max(0.0, other - best)
