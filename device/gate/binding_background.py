@@ -45,9 +45,11 @@ def background_ramp(g: np.ndarray, field: np.ndarray, lo: float, hi: float, leve
         sel = fld & (f < plane + level * (hi - plane))
         if sel.sum() < MIN_PIXELS:
             break
-        coef = np.linalg.lstsq(A[sel], f[sel], rcond=None)[0].astype(np.float32)
-    Y, X = np.mgrid[0:h, 0:w]
-    return (coef[0] + coef[1] * X + coef[2] * Y).astype(np.float32)
+        As = A[sel]
+        coef = np.linalg.solve(As.T @ As, As.T @ f[sel]).astype(np.float32)
+    x = np.arange(w, dtype=np.float32)[None, :]
+    y = np.arange(h, dtype=np.float32)[:, None]
+    return (coef[0] + coef[1] * x + coef[2] * y).astype(np.float32)
 
 
 def ramp_cut(g: np.ndarray, field: np.ndarray, lo: float, hi: float, level: float
