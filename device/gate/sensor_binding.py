@@ -10,12 +10,14 @@ sensor frame's hand is looked at where the views' hand says it must be:
   the working plane by the unit's registration (sensor pixels <-> view pixels for points on the
   plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
   camera centres come from the registration and the views' camera matrices), so the hand's
-  depth and tilt are measured, not searched; then projected into the sensor frame from the
+  depth and tilt are measured, not searched (X-ray: a view that disagrees with both others
+  is left out, :data:`ODD_VIEW_MM`); then projected into the sensor frame from the
   sensor's own centre of projection (NIR camera below, X-ray source above);
 - **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
-  the background level to the hand level, the largest component with its holes filled, and its
-  signed distance to the outline (:func:`signed_distance`);
+  the background level (X-ray: a plane through the background, :data:`BACKGROUND_RAMP`) to
+  the hand level, the largest component with its holes filled, and its signed distance to the
+  outline (:func:`signed_distance`);
 - **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
   (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
