@@ -177,3 +177,55 @@ def probe_groups() -> np.ndarray:
         else:                                          # gapA-B: the first finger's
             out.append(_finger_of(int(n[3:].split("-")[0])))
     return np.array(out + [0])
+
+
+def pair_residual(plane_a: np.ndarray, plane_b: np.ndarray, centre_a: np.ndarray,
+                  centre_b: np.ndarray) -> float:
+    """How far two views disagree about one hand: the points triangulated from both (as
+    :func:`triangulate`, all points at once) seen again by each view (``C + (P - C) C_z /
+    (C_z - z)``), the larger distance to that view's own point, median over the points seen
+    by both (sensor pixels); NaN with none. Two views of one rigid hand agree up to the
+    landmarks' noise."""
+    C = np.stack([centre_a, centre_b]).astype(np.float64)
+    q = np.stack([plane_a, plane_b]).astype(np.float64)            # (2, N, 2)
+    ok = np.all(np.isfinite(q), axis=(0, 2))
+    if not ok.any():
+        return float("nan")
+    q = q[:, ok]
+    d = (q - C[:, None, :2]) / C[:, None, 2:3]                      # (2, N, 2)
+    # normal equations of P_xy + d_v z = q_v over both views: [[2I, s], [s^T, |d|^2]]
+    n = q.shape[1]
+    M = np.zeros((n, 3, 3))
+    M[:, 0, 0] = M[:, 1, 1] = 2.0
+    M[:, :2, 2] = M[:, 2, :2] = d.sum(0)
+    M[:, 2, 2] = (d ** 2).sum(axis=(0, 2))
+    r = np.concatenate([q.sum(0), (d * q).sum(axis=(0, 2))[:, None]], axis=1)
+    P = np.linalg.solve(M, r[..., None])[..., 0]                    # (N, 3)
+    out = np.zeros(n)
+    for v in range(2):
+        f = C[v, 2] / (C[v, 2] - P[:, 2])
+        seen = C[v, :2] + (P[:, :2] - C[v, :2]) * f[:, None]
+        out = np.maximum(out, np.linalg.norm(seen - q[v], axis=1))
+    return float(np.median(out))
+
+
+def without_odd_view(plane_points: dict, centres: dict, max_px: float) -> dict:
+    """``plane_points`` less a view whose landmarks disagree with every other view's by more
+    than ``max_px`` (:func:`pair_residual`) while two other views agree within it: one view's
+    landmark network gone wrong (a hand folded into its palm) does not place the hand for the
+    others. Two views, views that all agree, or no two that agree: unchanged (the binding
+    judges them as they are)."""
+    ks = [k for k in plane_points if k in centres]
+    if len(ks) < 3:
+        return plane_points
+    r = {}
+    for i, a in enumerate(ks):
+        for b in ks[i + 1:]:
+            r[a, b] = r[b, a] = pair_residual(plane_points[a], plane_points[b], centres[a],
+                                              centres[b])
+    agree = {(a, b) for (a, b), x in r.items() if x <= max_px}
+    if not agree:
+        return plane_points
+    odd = [k for k in ks if all(r[k, o] > max_px for o in ks if o != k)
+           and any(a != k and b != k for a, b in agree)]
+    return {k: v for k, v in plane_points.items() if k not in odd}

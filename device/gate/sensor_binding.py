@@ -10,12 +10,14 @@ sensor frame's hand is looked at where the views' hand says it must be:
   the working plane by the unit's registration (sensor pixels <-> view pixels for points on the
   plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
   camera centres come from the registration and the views' camera matrices), so the hand's
-  depth and tilt are measured, not searched; then projected into the sensor frame from the
+  depth and tilt are measured, not searched (X-ray: a view that disagrees with both others
+  is left out, :data:`ODD_VIEW_MM`); then projected into the sensor frame from the
   sensor's own centre of projection (NIR camera below, X-ray source above);
 - **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
-  the background level to the hand level, the largest component with its holes filled, and its
-  signed distance to the outline (:func:`signed_distance`);
+  the background level (X-ray: a plane through the background, :data:`BACKGROUND_RAMP`) to
+  the hand level, the largest component with its holes filled, and its signed distance to the
+  outline (:func:`signed_distance`);
 - **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
   (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
@@ -72,6 +74,19 @@ hand across the lower field kept the row medians up there, and the field, cut to
 above it, held a fingertip: 4 of the 18 placed live hands main's numbers denied on the
 validation seeds 11 + 8117 + 9241; chosen there, docs/results.md "X-ray: the bones")."""
 
+BACKGROUND_RAMP = {"xray": True, "nir": False}
+"""X-ray: the cut is made from a plane fitted to the background
+(:func:`device.gate.binding_background.background_ramp`), not from the field's 5th
+percentile: the heel ramp lifts one side of the background as high as a global cut, and the
+silhouette took it in (docs/results.md, "The X-ray live-hand tail")."""
+
+ODD_VIEW_MM = {"xray": 3.0, "nir": None}
+"""X-ray: a view whose landmarks disagree with both others by more than this (mm on the
+plane; :func:`device.gate.binding_geometry.without_odd_view`) is left out of the hand's
+placement while the other two agree (live pairs of views: at most 2.2 mm, 99.9th percentile,
+on the validation seeds; one view's landmarks folded into the palm: 3.5-20 mm). NIR: None,
+every view kept."""
+
 
 # ------------------------------------------------------------------------------ the two hands
 def open_field(g: np.ndarray, widest: bool = False) -> tuple[slice, slice]:
@@ -124,7 +139,8 @@ def _inset(rows: np.ndarray, cols: np.ndarray, m: int = 2) -> tuple[slice, slice
 
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
-    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor])[0]
+    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor],
+                       BACKGROUND_RAMP[sensor])[0]
 
 
 def _gamma_lut(gamma: float) -> np.ndarray:
@@ -140,11 +156,12 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 
 def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0,
-                widest: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                widest: bool = False, ramp: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
     inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
     from the background to the hand level, the largest component, holes filled. The hand is
-    empty when nothing stands out. ``widest``: :func:`open_field`'s."""
+    empty when nothing stands out. ``widest``: :func:`open_field`'s. ``ramp``: the cut from a
+    plane through the background (:mod:`device.gate.binding_background`)."""
     g = cv2.GaussianBlur(_grey(frame), (0, 0), blur)
     if gamma != 1.0:
         g = cv2.LUT(g, _gamma_lut(gamma))
@@ -158,7 +175,11 @@ def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float
     lo = float(np.percentile(inner, 5))
     hi = float(np.median(inner[inner > t])) if np.any(inner > t) else float(inner.max())
     m = np.zeros(g.shape, np.uint8)
-    m[rs, cs] = inner > lo + level * (hi - lo)
+    if ramp:
+        from device.gate.binding_background import ramp_cut
+        m[ramp_cut(g, field, lo, hi, level)] = 1
+    else:
+        m[rs, cs] = inner > lo + level * (hi - lo)
     return largest_filled(m), field
 
 
@@ -255,12 +276,15 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
     outline."""
     from device.synth.bound import sensor_optics
     px_mm, E = sensor_optics(sensor, frame.shape[:2])
+    if ODD_VIEW_MM.get(sensor):
+        plane_points = G.without_odd_view(plane_points, centres, ODD_VIEW_MM[sensor] * px_mm)
     hs = G.hand_in_sensor(plane_points, centres, E)
     if hs is None:
         return None
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
-    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor], WIDEST_FIELD[sensor])
+    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor], WIDEST_FIELD[sensor],
+                             BACKGROUND_RAMP[sensor])
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
