@@ -54,7 +54,8 @@ class PalmGate:
         r = enrol_user(self.pipeline, self.store, user_id, bursts, replace=replace, label=label,
                        allow_duplicate=allow_duplicate)
         r.pop("rois", None)
-        self.pipeline.load_gallery(self.store)
+        from device.gate.gallery_refresh import refresh      # a patch; a full load on doubt
+        refresh(self.pipeline, self.store, lambda: self.pipeline.load_gallery(self.store))
         return r
 
     def identify(self, burst: Burst) -> Decision:
