@@ -52,7 +52,7 @@ sees the palm's lines): a live hand's frame the print its views show, and every 
 that copies a palm's surface the print it copies (docs/sensor-branch.md, "The NIR world").
 Off: the shipped NIR liveness model was trained on frames without it and refuses about a tenth
 of live hands with it; the continuation rounds in that world (profile ``nirworld``, rounds
-10-11) did not reach the shipped model's rates (docs/training.md). ``binding_eval
+10-12) did not reach the shipped model's rates (docs/training.md). ``binding_eval
 --nir-palm-print`` turns it on to measure the palm-line binding."""
 
 
