@@ -47,11 +47,13 @@ the detector below); NIR: the sensor camera's distance below the plane (a raised
 
 
 NIR_PALM_PRINT = False
-"""Whether a live hand's NIR frame shows the palm print its views show (the physically
-consistent world: an 850 nm camera sees the palm's lines). Off: the NIR liveness and presence
-models were trained on frames without it and reject about a tenth of live hands with it
-(docs/sensor-branch.md, "Binding"); ``binding_eval --nir-palm-print`` turns it on to measure
-the palm-line binding."""
+"""Whether NIR frames show the palm print (the physically consistent world: an 850 nm camera
+sees the palm's lines): a live hand's frame the print its views show, and every attack species
+that copies a palm's surface the print it copies (docs/sensor-branch.md, "The NIR world").
+Off: the shipped NIR liveness model was trained on frames without it and refuses about a tenth
+of live hands with it; the continuation rounds in that world (profile ``nirworld``, rounds
+10-12) did not reach the shipped model's rates (docs/training.md). ``binding_eval
+--nir-palm-print`` turns it on to measure the palm-line binding."""
 
 
 def palm_print_on(sensor: str) -> bool:
