@@ -169,3 +169,20 @@ def test_the_thresholds_in_force():
         with pytest.raises(ModelError):
             in_force(on, *args)
     assert in_force(off, None, 0.3).min_agreement == 0.3
+
+
+def test_a_configured_nan_is_refused_with_a_clear_error():
+    """NaN passes every min/max comparison: the configuration refuses it when loaded, and the
+    thresholds in force refuse it with a ModelError (`palmgate status` names it) even where
+    the signed file has no palm-line numbers (it raised a TypeError there)."""
+    from device.config import ConfigError, load_config
+    from device.gate.binding_numbers import in_force
+    nan = float("nan")
+    for key in ("binding_min_palm_lines", "binding_max_distance", "threshold"):
+        with pytest.raises(ConfigError, match="not a number"):
+            load_config(None, liveness={key: nan})
+    off = parse_numbers(json.loads((SHIPPED / "binding_nir.json").read_text()), "nir", "f")
+    assert off.palm_lines is None
+    for args in ((None, nan), (nan, None)):
+        with pytest.raises(ModelError):
+            in_force(off, *args)
