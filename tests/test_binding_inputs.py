@@ -110,3 +110,23 @@ def test_the_pure_functions_refuse_a_non_finite_frame():
     lm = np.full((21, 2), 30.0)
     lm[list(T.PALM_LANDMARKS)] = [[30, 50], [15, 40], [20, 20], [28, 18], [36, 18], [44, 22]]
     assert np.isnan(T.texture_agreement(bad, {}, {}, lm, 1.0))
+
+
+@pytest.mark.parametrize("bad", ["5 rows", "30 rows", "1-D", "text key", "not numbers"])
+def test_malformed_landmarks_are_left_out(live_xray, bad):
+    """A view's landmarks that are not (21, 2+) numbers under an int view index are left out
+    (an IndexError or TypeError before): with all three malformed the hand cannot be placed;
+    with one, the other two still bind."""
+    views, frame, lms = live_xray
+    wrong = {"5 rows": lambda k, v: (k, v[:5]), "30 rows": lambda k, v: (k, np.vstack([v, v[:9]])),
+             "1-D": lambda k, v: (k, v.ravel()), "text key": lambda k, v: (str(k), v),
+             "not numbers": lambda k, v: (k, [["a", "b"]] * 21)}[bad]
+    stage = _stage("xray")
+    assert _verdict(stage, views, frame, dict(wrong(k, v) for k, v in lms.items())) \
+        == "sensor_mismatch"
+    if len(lms) == 3:
+        first = min(lms)
+        one = dict(lms)
+        del one[first]
+        one.update([wrong(first, lms[first])])
+        assert _verdict(stage, views, frame, one) == "open"

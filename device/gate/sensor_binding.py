@@ -175,6 +175,16 @@ def _usable_view(v) -> bool:
     return isinstance(v, np.ndarray) and v.ndim in (2, 3) and min(v.shape[:2]) > 0
 
 
+def _hand_landmarks(lm) -> np.ndarray | None:
+    """A view's hand landmarks as (21, 2) float64 view pixels; None when they are not 21 rows
+    of two or more numbers."""
+    try:
+        a = np.asarray(lm, np.float64)
+    except (TypeError, ValueError):
+        return None
+    return a[:, :2] if a.ndim == 2 and a.shape[0] == 21 and a.shape[1] >= 2 else None
+
+
 def _grey(frame: np.ndarray) -> np.ndarray:
     """A sensor frame (grey or BGR, any dtype) as grey uint8; a ValueError for a frame
     :func:`frame_problem` refuses."""
@@ -497,14 +507,16 @@ class BindingStage:
         fs = (frame.shape[1], frame.shape[0])
         plane, centres, seen = {}, {}, {}
         for k, lm in (landmarks or {}).items():
-            if not 0 <= k < len(views) or not _usable_view(views[k]):
-                continue
+            lm = _hand_landmarks(lm)
+            if lm is None or not isinstance(k, (int, np.integer)) or not 0 <= k < len(views) \
+                    or not _usable_view(views[k]):
+                continue                       # malformed: as a view without landmarks
             vs = (views[k].shape[1], views[k].shape[0])
             c = self.registration.centre(k, vs, fs)
-            q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
+            q = self.registration.to_sensor(lm, k, vs, fs)
             if c is not None and np.all(np.isfinite(c)):
                 plane[k], centres[k] = q, c
-                seen[k] = np.asarray(lm, np.float64)[:, :2]
+                seen[k] = lm
         m = measure(frame, plane, centres, self.sensor)
         texture = (palm_lines(frame, views, seen, m, self.sensor, plane, centres)
                    if self.min_texture is not None else None)
