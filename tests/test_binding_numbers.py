@@ -186,3 +186,21 @@ def test_a_configured_nan_is_refused_with_a_clear_error():
     for args in ((None, nan), (nan, None)):
         with pytest.raises(ModelError):
             in_force(off, *args)
+
+
+def test_status_names_the_security_checks_the_configuration_turned_off(tmp_path, tiny_models,
+                                                                        capsys):
+    """`[liveness] binding = false` (bring-up only) leaves the gate without the binding, and
+    `enabled = false` without liveness: `palmgate status` says so instead of staying silent."""
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models))
+    main(["status", "--config", str(f)])
+    assert "checks_off" not in json.loads(capsys.readouterr().out)
+    for key, name in (("binding", "[liveness] binding"), ("enabled", "[liveness] enabled")):
+        f = write_toml(tmp_path / f"{key}.toml", gate_config(tmp_path, tiny_models,
+                                                            liveness={key: False}))
+        main(["status", "--config", str(f)])
+        off = json.loads(capsys.readouterr().out)["checks_off"]
+        assert any(name in x for x in off)
