@@ -437,6 +437,8 @@ def _check(section: str, key: str, opt: Opt, value):
         for v in value:
             if not isinstance(v, str):
                 raise ConfigError(f"{name}: every entry must be a string, got {v!r}")
+    if t is float and value != value:          # NaN: passes every min/max comparison
+        raise ConfigError(f"{name}: nan is not a number")
     if opt.choices and value not in opt.choices:
         raise ConfigError(f"{name}: {value!r} is not one of {', '.join(map(str, opt.choices))}")
     if opt.min is not None and value < opt.min:

@@ -169,3 +169,38 @@ def test_the_thresholds_in_force():
         with pytest.raises(ModelError):
             in_force(on, *args)
     assert in_force(off, None, 0.3).min_agreement == 0.3
+
+
+def test_a_configured_nan_is_refused_with_a_clear_error():
+    """NaN passes every min/max comparison: the configuration refuses it when loaded, and the
+    thresholds in force refuse it with a ModelError (`palmgate status` names it) even where
+    the signed file has no palm-line numbers (it raised a TypeError there)."""
+    from device.config import ConfigError, load_config
+    from device.gate.binding_numbers import in_force
+    nan = float("nan")
+    for key in ("binding_min_palm_lines", "binding_max_distance", "threshold"):
+        with pytest.raises(ConfigError, match="not a number"):
+            load_config(None, liveness={key: nan})
+    off = parse_numbers(json.loads((SHIPPED / "binding_nir.json").read_text()), "nir", "f")
+    assert off.palm_lines is None
+    for args in ((None, nan), (nan, None)):
+        with pytest.raises(ModelError):
+            in_force(off, *args)
+
+
+def test_status_names_the_security_checks_the_configuration_turned_off(tmp_path, tiny_models,
+                                                                        capsys):
+    """`[liveness] binding = false` (bring-up only) leaves the gate without the binding, and
+    `enabled = false` without liveness: `palmgate status` says so instead of staying silent."""
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models))
+    main(["status", "--config", str(f)])
+    assert "checks_off" not in json.loads(capsys.readouterr().out)
+    for key, name in (("binding", "[liveness] binding"), ("enabled", "[liveness] enabled")):
+        f = write_toml(tmp_path / f"{key}.toml", gate_config(tmp_path, tiny_models,
+                                                            liveness={key: False}))
+        main(["status", "--config", str(f)])
+        off = json.loads(capsys.readouterr().out)["checks_off"]
+        assert any(name in x for x in off)

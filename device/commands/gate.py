@@ -114,6 +114,11 @@ def cmd_status(a) -> int:
            "manifest_signature": signature, "models": models,
            "source": cfg.source.kind, "relay": {k: cfg.relay[k] for k in
                                                 ("kind", "port", "channel", "pulse_ms")}}
+    if not cfg.liveness.enabled:                 # security checks the configuration turned off
+        rep["checks_off"] = ["[liveness] enabled = false: no liveness check and no sensor "
+                             "binding (tests of the matcher only)"]
+    elif not cfg.liveness.binding:
+        rep["checks_off"] = ["[liveness] binding = false: no sensor binding (bring-up only)"]
     if Path(cfg.paths.store).exists():
         try:
             with open_store(cfg) as st:

@@ -55,6 +55,13 @@ def background_ramp(g: np.ndarray, field: np.ndarray, lo: float, hi: float, leve
 def ramp_cut(g: np.ndarray, field: np.ndarray, lo: float, hi: float, level: float
              ) -> np.ndarray:
     """bool (H, W): inside ``field``, the pixels ``level`` of the way above the background
-    ramp (:func:`background_ramp`) toward the hand level ``hi``."""
+    ramp (:func:`background_ramp`) toward the hand level ``hi``. A ValueError for a frame
+    with a NaN or infinite pixel or a field of another shape (no cut from a broken frame)."""
+    g = np.asarray(g)
+    if g.ndim != 2 or np.shape(field) != g.shape:
+        raise ValueError(f"ramp_cut: frame shape {g.shape} and field shape "
+                         f"{np.shape(field)} differ (a grey frame and its field)")
+    if g.dtype.kind == "f" and not np.isfinite(g).all():
+        raise ValueError("ramp_cut: a pixel of the frame is not finite")
     bg = background_ramp(g, field, lo, hi, level)
     return field & (g.astype(np.float32) > bg + level * (hi - bg))

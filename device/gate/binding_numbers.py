@@ -149,7 +149,9 @@ def stricter_min_agreement(configured: float, signed: float | None, name: str) -
     check; with no signed one, any value turns the check on); a :class:`ModelError` when it
     would loosen it (or is not a number)."""
     t = float(configured)
-    if not (math.isfinite(t) and (signed is None or t >= signed)):
+    if not math.isfinite(t):
+        raise ModelError(f"[liveness] binding_min_palm_lines {t:g} is not a finite number")
+    if signed is not None and not t >= signed:
         raise ModelError(f"[liveness] binding_min_palm_lines {t:g} is below the signed least "
                          f"palm-line agreement {signed:g} of {name}: a configured value can "
                          f"only make the check stricter; a looser one takes a newly signed "

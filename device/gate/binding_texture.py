@@ -256,8 +256,11 @@ def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np
     at one of :data:`OTHER_SIZES`. Compared inside :func:`compared_area`. ``frame``: the grey
     sensor frame; ``views``: view -> its image (a list or dict, BGR or grey); ``maps``: view ->
     its (map_x, map_y) (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees
-    the landmarks (the palm area). NaN when no view can be compared."""
+    the landmarks (the palm area). NaN when no view can be compared, or the frame has a
+    pixel that is NaN or infinite."""
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    if g.dtype.kind == "f" and not np.isfinite(g).all():
+        return float("nan")                   # a broken frame agrees with nothing
     s_pts = np.asarray(sensor_landmarks, np.float64)[list(PALM_LANDMARKS)]
     palm = palm_mask(s_pts, g.shape, px_per_mm)
     if palm.sum() < 50:

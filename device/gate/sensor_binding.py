@@ -149,8 +149,48 @@ def _gamma_lut(gamma: float) -> np.ndarray:
     return np.round(255.0 * (np.arange(256) / 255.0) ** gamma).astype(np.uint8)
 
 
+MIN_FRAME_SIDE = 16
+"""A sensor frame with a side shorter than this (pixels) is not bound (denied)."""
+
+
+def frame_problem(frame) -> str | None:
+    """Why ``frame`` is no sensor frame the binding can look at (None: it is one): not a
+    numeric array, neither grey (H, W) nor BGR(A) (H, W, 3|4), a side under
+    :data:`MIN_FRAME_SIDE`, or a pixel that is NaN or infinite."""
+    if not isinstance(frame, np.ndarray):
+        return f"not an array but {type(frame).__name__}"
+    if frame.dtype == bool or frame.dtype.kind not in "uif":
+        return f"pixel type {frame.dtype}"
+    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (3, 4))):
+        return f"shape {frame.shape}: neither grey (H, W) nor BGR (H, W, 3|4)"
+    if min(frame.shape[:2]) < MIN_FRAME_SIDE:
+        return f"shape {frame.shape}: a side under {MIN_FRAME_SIDE} pixels"
+    if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+        return "a pixel is NaN or infinite"
+    return None
+
+
+def _usable_view(v) -> bool:
+    """A view the binding can take landmarks from: a non-empty 2-D or 3-D array."""
+    return isinstance(v, np.ndarray) and v.ndim in (2, 3) and min(v.shape[:2]) > 0
+
+
+def _hand_landmarks(lm) -> np.ndarray | None:
+    """A view's hand landmarks as (21, 2) float64 view pixels; None when they are not 21 rows
+    of two or more numbers."""
+    try:
+        a = np.asarray(lm, np.float64)
+    except (TypeError, ValueError):
+        return None
+    return a[:, :2] if a.ndim == 2 and a.shape[0] == 21 and a.shape[1] >= 2 else None
+
+
 def _grey(frame: np.ndarray) -> np.ndarray:
-    """A sensor frame (grey or BGR, any dtype) as grey uint8."""
+    """A sensor frame (grey or BGR, any dtype) as grey uint8; a ValueError for a frame
+    :func:`frame_problem` refuses."""
+    bad = frame_problem(frame)
+    if bad:
+        raise ValueError(f"sensor frame: {bad} (the binding needs a finite image)")
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     if g.dtype != np.uint8:
         g = cv2.normalize(g.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX, cv2.CV_8U)
@@ -467,14 +507,16 @@ class BindingStage:
         fs = (frame.shape[1], frame.shape[0])
         plane, centres, seen = {}, {}, {}
         for k, lm in (landmarks or {}).items():
-            if not 0 <= k < len(views) or views[k] is None:
-                continue
+            lm = _hand_landmarks(lm)
+            if lm is None or not isinstance(k, (int, np.integer)) or not 0 <= k < len(views) \
+                    or not _usable_view(views[k]):
+                continue                       # malformed: as a view without landmarks
             vs = (views[k].shape[1], views[k].shape[0])
             c = self.registration.centre(k, vs, fs)
-            q = self.registration.to_sensor(np.asarray(lm, np.float64)[:, :2], k, vs, fs)
+            q = self.registration.to_sensor(lm, k, vs, fs)
             if c is not None and np.all(np.isfinite(c)):
                 plane[k], centres[k] = q, c
-                seen[k] = np.asarray(lm, np.float64)[:, :2]
+                seen[k] = lm
         m = measure(frame, plane, centres, self.sensor)
         texture = (palm_lines(frame, views, seen, m, self.sensor, plane, centres)
                    if self.min_texture is not None else None)
@@ -507,6 +549,12 @@ class BindingStage:
     def __call__(self, burst, out=None) -> Binding:
         if self.numbers is None and self.load() is None:
             raise Deny("liveness_unavailable", "", f"sensor binding: {self.error}")
+        bad = frame_problem(burst.sensor)
+        if bad:                                  # nothing to bind: fail secure
+            if out is not None:
+                out.binding = float("inf")
+            raise Deny("sensor_mismatch", "please present your palm again",
+                       f"sensor frame: {bad}")
         b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
         if out is not None:
             out.binding = b.score
