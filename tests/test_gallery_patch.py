@@ -321,3 +321,34 @@ def test_live_gallery_out_of_slots_raises_with_the_changed_users_out(tmp_path):
         refresh_users(gal, st, {"u1", "u2"}, C)
     assert _owners(gal) == ["u0", "u3"]
     st.close()
+
+
+def test_fleet_gate_reloads_after_a_failed_catch_up(tmp_path, monkeypatch):
+    """device.site.gateproc: a catch-up that fails with anything but GalleryFull (a read
+    error) has taken its users out and dropped them from the pending set; the next decision
+    loads the gallery whole, so they are matched again (not left out until restart)."""
+    from device.site import gateproc as GP
+    rng = np.random.default_rng(8)
+    people = People(rng)
+    st = TemplateStore(tmp_path / "t.db", device_key=os.urandom(32))
+    for i in range(3):
+        st.enrol(f"u{i}", people.templates(f"u{i}", 1))
+    s = SimpleNamespace(store=st, gate="g1")
+    ext = SimpleNamespace(importance=W, dim=D, shifts=None)
+    monkeypatch.setattr(GP, "_GALLERY", {})
+    q = people.query("u1")
+    assert GP._identify(s, ext, q, 0.5)["gallery"] == 3
+    st.update_user("u1", label="night shift")      # applied by the sync thread
+    GP._follow(s, [({"user_id": "u1", "kind": "update"}, "applied", "")])
+    real = st.get_user
+
+    def failing(uid):
+        raise OSError("disk read error")
+    monkeypatch.setattr(st, "get_user", failing)
+    with pytest.raises(OSError):
+        GP._identify(s, ext, q, 0.5)
+    assert "u1" not in GP._GALLERY["gal"].owner_set()        # fail secure meanwhile
+    monkeypatch.setattr(st, "get_user", real)
+    r = GP._identify(s, ext, q, 0.5)
+    assert r["gallery"] == 3 and "u1" in GP._GALLERY["gal"].owner_set()
+    st.close()
