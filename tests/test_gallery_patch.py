@@ -352,3 +352,17 @@ def test_fleet_gate_reloads_after_a_failed_catch_up(tmp_path, monkeypatch):
     r = GP._identify(s, ext, q, 0.5)
     assert r["gallery"] == 3 and "u1" in GP._GALLERY["gal"].owner_set()
     st.close()
+
+
+def test_template_rows_are_never_rewritten_in_place():
+    """The row marks see a template change only as a new record id, a count that moved or a
+    write of its user's row (device/store/row_marks.py): a template row rewritten in place
+    (a re-encryption, a re-keying) would stay in a running gate's gallery. The one in-place
+    write is the insert's own, in the insert's transaction."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "device"
+    hits = [(p.relative_to(root).as_posix(), m) for p in sorted(root.rglob("*.py"))
+            for m in re.findall(r"UPDATE\s+templates\b[^\"]*", p.read_text())]
+    assert hits == [("store/store.py", "UPDATE templates SET nonce=?, sealed=? WHERE "
+                                       "record_id=?")]
