@@ -125,7 +125,8 @@ def _patch_users(pipe, store, users: set) -> None:
 def store_version(store):
     """What moves when any connection commits a change of the galleries' rows: (PRAGMA
     data_version -- another connection's commit --, template rows -- this connection's);
-    None when the store cannot be read (the caller refreshes then: fail secure)."""
+    None when the store cannot be read (``device.api`` refreshes then; the gate decides on
+    the gallery it holds, its audit record first)."""
     try:
         return store.conn.execute("PRAGMA data_version").fetchone()[0], \
             store.count()["templates"]
