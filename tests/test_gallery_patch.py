@@ -366,3 +366,35 @@ def test_template_rows_are_never_rewritten_in_place():
             for m in re.findall(r"UPDATE\s+templates\b[^\"]*", p.read_text())]
     assert hits == [("store/store.py", "UPDATE templates SET nonce=?, sealed=? WHERE "
                                        "record_id=?")]
+
+
+def test_patch_that_compacts_decides_as_a_fresh_full_load(tmp_path):
+    """Enough revocations that the patch compacts the gallery (live rows moved down while
+    the owners and versions maps point at them), then enrolments, a re-enrolment and
+    enabled users into the moved gallery: the same decisions as a fresh full load."""
+    rng = np.random.default_rng(9)
+    people = People(rng)
+    key = os.urandom(32)
+    admin = TemplateStore(tmp_path / "t.db", device_key=key)
+    gate_st = TemplateStore(tmp_path / "t.db", device_key=key)
+    for i in range(120):
+        admin.enrol(f"u{i:03d}", people.templates(f"u{i:03d}", 1))
+    for i in range(10):
+        admin.set_enabled(f"u{i:03d}", False)
+    p = pipe_stub()
+    GR.load_full(p, gate_st)
+    for i in range(10, 90):
+        admin.delete_user(f"u{i:03d}")
+    assert GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st)) == "patched"
+    assert p.gallery.hw == len(p.gallery) == 30 and p.gallery.dead() == 0      # compacted
+    for i in range(5):
+        admin.set_enabled(f"u{i:03d}", True)
+    for i in range(200, 230):
+        admin.enrol(f"u{i:03d}", people.templates(f"u{i:03d}", 2))
+    admin.enrol("u095", people.templates("u095", 3), replace=True)
+    assert GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st)) == "patched"
+    ref = pipe_stub()
+    GR.load_full(ref, gate_st)
+    assert_same(p, ref, people, rng)
+    admin.close()
+    gate_st.close()
