@@ -25,6 +25,7 @@ class PalmGate:
     """The gate's decision path and its template store, without camera or relay."""
 
     def __init__(self, cfg):
+        from device.gate.gallery_refresh import store_version
         from device.gate.gate import open_store
         from device.gate.pipeline import Pipeline
         self.cfg = cfg
@@ -32,6 +33,7 @@ class PalmGate:
         try:
             self.store = open_store(cfg)
             self.pipeline.attach_store(self.store)
+            self._version = store_version(self.store)     # before the read, as the gate
             self.pipeline.load_gallery(self.store)
         except BaseException:
             self.pipeline.close()
@@ -54,17 +56,35 @@ class PalmGate:
         r = enrol_user(self.pipeline, self.store, user_id, bursts, replace=replace, label=label,
                        allow_duplicate=allow_duplicate)
         r.pop("rois", None)
-        from device.gate.gallery_refresh import refresh      # a patch; a full load on doubt
-        refresh(self.pipeline, self.store, lambda: self.pipeline.load_gallery(self.store))
+        self._refresh()
         return r
+
+    def _refresh(self) -> None:
+        """The galleries brought to the store now: a patch of the users whose rows changed,
+        the full load on any doubt (``device.gate.gallery_refresh``)."""
+        from device.gate.gallery_refresh import refresh, store_version
+        v = store_version(self.store)       # before the read: a commit meanwhile is seen next
+        refresh(self.pipeline, self.store, lambda: self.pipeline.load_gallery(self.store))
+        self._version = v
+
+    def _follow_store(self) -> None:
+        """Before a decision, as the gate does: another process's commit (``palmgate users
+        delete``/``disable``, an enrolment) applies to it; a store that cannot be read is
+        refreshed (its error raised, no decision), never decided on from the old gallery."""
+        from device.gate.gallery_refresh import store_version
+        v = store_version(self.store)
+        if v is None or v != self._version:
+            self._refresh()
 
     def identify(self, burst: Burst) -> Decision:
         """1:N: who among the enrolled users is this live palm?  ``decision.opened`` says
         whether the gate would open; ``reason`` why not."""
+        self._follow_store()
         return self.pipeline.decide(burst, None)
 
     def verify(self, user_id: str, burst: Burst) -> Decision:
         """1:1: is this live palm ``user_id``'s?"""
+        self._follow_store()
         return self.pipeline.decide(burst, user_id)
 
     def users(self) -> list[str]:

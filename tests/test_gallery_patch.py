@@ -321,3 +321,80 @@ def test_live_gallery_out_of_slots_raises_with_the_changed_users_out(tmp_path):
         refresh_users(gal, st, {"u1", "u2"}, C)
     assert _owners(gal) == ["u0", "u3"]
     st.close()
+
+
+def test_fleet_gate_reloads_after_a_failed_catch_up(tmp_path, monkeypatch):
+    """device.site.gateproc: a catch-up that fails with anything but GalleryFull (a read
+    error) has taken its users out and dropped them from the pending set; the next decision
+    loads the gallery whole, so they are matched again (not left out until restart)."""
+    from device.site import gateproc as GP
+    rng = np.random.default_rng(8)
+    people = People(rng)
+    st = TemplateStore(tmp_path / "t.db", device_key=os.urandom(32))
+    for i in range(3):
+        st.enrol(f"u{i}", people.templates(f"u{i}", 1))
+    s = SimpleNamespace(store=st, gate="g1")
+    ext = SimpleNamespace(importance=W, dim=D, shifts=None)
+    monkeypatch.setattr(GP, "_GALLERY", {})
+    q = people.query("u1")
+    assert GP._identify(s, ext, q, 0.5)["gallery"] == 3
+    st.update_user("u1", label="night shift")      # applied by the sync thread
+    GP._follow(s, [({"user_id": "u1", "kind": "update"}, "applied", "")])
+    real = st.get_user
+
+    def failing(uid):
+        raise OSError("disk read error")
+    monkeypatch.setattr(st, "get_user", failing)
+    with pytest.raises(OSError):
+        GP._identify(s, ext, q, 0.5)
+    assert "u1" not in GP._GALLERY["gal"].owner_set()        # fail secure meanwhile
+    monkeypatch.setattr(st, "get_user", real)
+    r = GP._identify(s, ext, q, 0.5)
+    assert r["gallery"] == 3 and "u1" in GP._GALLERY["gal"].owner_set()
+    st.close()
+
+
+def test_template_rows_are_never_rewritten_in_place():
+    """The row marks see a template change only as a new record id, a count that moved or a
+    write of its user's row (device/store/row_marks.py): a template row rewritten in place
+    (a re-encryption, a re-keying) would stay in a running gate's gallery. The one in-place
+    write is the insert's own, in the insert's transaction."""
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent / "device"
+    hits = [(p.relative_to(root).as_posix(), m) for p in sorted(root.rglob("*.py"))
+            for m in re.findall(r"UPDATE\s+templates\b[^\"]*", p.read_text())]
+    assert hits == [("store/store.py", "UPDATE templates SET nonce=?, sealed=? WHERE "
+                                       "record_id=?")]
+
+
+def test_patch_that_compacts_decides_as_a_fresh_full_load(tmp_path):
+    """Enough revocations that the patch compacts the gallery (live rows moved down while
+    the owners and versions maps point at them), then enrolments, a re-enrolment and
+    enabled users into the moved gallery: the same decisions as a fresh full load."""
+    rng = np.random.default_rng(9)
+    people = People(rng)
+    key = os.urandom(32)
+    admin = TemplateStore(tmp_path / "t.db", device_key=key)
+    gate_st = TemplateStore(tmp_path / "t.db", device_key=key)
+    for i in range(120):
+        admin.enrol(f"u{i:03d}", people.templates(f"u{i:03d}", 1))
+    for i in range(10):
+        admin.set_enabled(f"u{i:03d}", False)
+    p = pipe_stub()
+    GR.load_full(p, gate_st)
+    for i in range(10, 90):
+        admin.delete_user(f"u{i:03d}")
+    assert GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st)) == "patched"
+    assert p.gallery.hw == len(p.gallery) == 30 and p.gallery.dead() == 0      # compacted
+    for i in range(5):
+        admin.set_enabled(f"u{i:03d}", True)
+    for i in range(200, 230):
+        admin.enrol(f"u{i:03d}", people.templates(f"u{i:03d}", 2))
+    admin.enrol("u095", people.templates("u095", 3), replace=True)
+    assert GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st)) == "patched"
+    ref = pipe_stub()
+    GR.load_full(ref, gate_st)
+    assert_same(p, ref, people, rng)
+    admin.close()
+    gate_st.close()

@@ -122,6 +122,18 @@ def _patch_users(pipe, store, users: set) -> None:
             log.warning("user %s has templates of another palm feature: not matched", uid)
 
 
+def store_version(store):
+    """What moves when any connection commits a change of the galleries' rows: (PRAGMA
+    data_version -- another connection's commit --, template rows -- this connection's);
+    None when the store cannot be read (``device.api`` refreshes then; the gate decides on
+    the gallery it holds, its audit record first)."""
+    try:
+        return store.conn.execute("PRAGMA data_version").fetchone()[0], \
+            store.count()["templates"]
+    except Exception:          # noqa: BLE001
+        return None
+
+
 def refresh(pipe, store, reload) -> str:
     """After a commit by another process: :func:`patch`, else ``reload()`` (the full load).
     Returns what was done ("patched" or "reloaded: <why>")."""

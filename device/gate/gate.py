@@ -168,11 +168,8 @@ class Gate:
             log.error("split delete retry failed: %s", e)
 
     def _store_version(self):
-        try:
-            return self.store.conn.execute("PRAGMA data_version").fetchone()[0], \
-                self.store.count()["templates"]
-        except Exception:          # noqa: BLE001
-            return None
+        from device.gate.gallery_refresh import store_version
+        return store_version(self.store)
 
     def close(self):
         if self.door is not None:

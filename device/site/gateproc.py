@@ -173,6 +173,11 @@ def _identify(s, ext, queries, threshold) -> dict:
             break
         except GalleryFull:                   # no free slot left: loaded again, new headroom
             _GALLERY["key"] = None
+        except Exception:
+            # the pending users are out of the gallery and off the pending set: the next
+            # decision loads it whole, or they would stay out until the gate restarts
+            _GALLERY["key"] = None
+            raise
     gal = _GALLERY["gal"]
     m = fused_search(gal, queries, threshold)
     opened = bool(m is not None and m.accepted)

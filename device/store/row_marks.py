@@ -6,7 +6,9 @@ unsealing anything.
   enrolled, re-enrolled, enabled, disabled, updated, deleted or restored.
 - Template record ids are never reused (AUTOINCREMENT): the owners of rows above the highest
   id seen had templates added.
-- Template rows are deleted only with their user's row written or removed; a count that
+- Template rows are never rewritten in place (a re-encryption or re-keying must write
+  new rows, or its users' rows: tests/test_gallery_patch.py guards it) and are deleted
+  only with their user's row written or removed; a count that
   does not add up (the templates of the unchanged users are not what they were) means a
   change the marks cannot name: :func:`changes` returns None, and the caller reloads all.
 
