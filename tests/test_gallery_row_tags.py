@@ -184,3 +184,31 @@ def test_gate_refuses_after_a_replayed_row(tmp_path, tiny_models):
         assert len(decided) == n and pipe.gallery is None and pipe.inactive is None
         assert not any(on for _, _, on in relay.events)      # never opened
         admin.close()
+
+
+@pytest.mark.parametrize("patched_between", [True, False])
+def test_whole_older_state_put_back_is_never_served(tmp_path, patched_between):
+    """alice's enabled row AND every meta record (content tag, state record: a state
+    consistent with itself) from before the disable, put back while the gate runs: its
+    generation is below what the gate saw, or below the counter outside the store."""
+    people, admin, gate_st = _stores(tmp_path, np.random.default_rng(3))
+    p = pipe_stub(shortlist=16)
+    GR.load_full(p, gate_st)
+    old = _user_row(admin.conn, "alice")
+    meta = admin.conn.execute("SELECT name, value FROM meta").fetchall()
+    admin.set_enabled("alice", False)
+    admin.close()                                       # its counter written
+    if patched_between:
+        assert GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st)) == "patched"
+    raw = _raw(tmp_path / "t.db")
+    raw.execute("BEGIN")
+    raw.execute("DELETE FROM meta")
+    raw.executemany("INSERT INTO meta(name, value) VALUES(?, ?)", meta)
+    raw.execute("UPDATE users SET rev=?, nonce=?, sealed=? WHERE user_id='alice'", old)
+    raw.execute("COMMIT")
+    raw.close()
+    for _ in range(2):
+        with pytest.raises(TamperedError, match="generation"):
+            GR.refresh(p, gate_st, lambda: GR.load_full(p, gate_st))
+        assert p.gallery is None and p.marks is None
+    gate_st.close()

@@ -34,7 +34,7 @@ from device.gate.gallery import add_user_templates, load_gallery
 from device.gate.slot_gallery import GalleryFull, SlotGallery, headroom
 from device.store.holidays import holiday_dates
 from device.store.row_marks import changes, read_marks
-from device.store.row_tags import advance, baseline
+from device.store.row_tags import advance, baseline, floor
 
 log = logging.getLogger("palmgate.gate")
 
@@ -63,8 +63,10 @@ def load_full(pipe, store) -> None:
     pipe.gallery = pipe.inactive = None
     pipe.marks = pipe.row_tags = None
     cfg, w, kw = pipe.protect_config, pipe.extractor.importance, _kw(pipe)
+    seen = getattr(pipe, "generation_seen", None)   # (store path, generation) loaded last
+    low = floor(store, seen[1] if seen and seen[0] == str(store.path) else None)
     with store.snapshot():
-        tags = baseline(store)          # every row against the content tag: TamperedError
+        tags = baseline(store, low)     # every row against the content tag: TamperedError
         marks = read_marks(store.conn)
         users = store.users()
         n = store.count()["templates"]
@@ -79,6 +81,7 @@ def load_full(pipe, store) -> None:
             pipe.inactive, _ = load_gallery(store, cfg, w, select=lambda u: u.user_id in why,
                                             users=users, headroom=headroom(n), **kw)
     pipe.marks, pipe.row_tags = marks, tags
+    pipe.generation_seen = (str(store.path), tags.generation)  # kept when a load fails
 
 
 def patch(pipe, store) -> str | None:
@@ -88,6 +91,7 @@ def patch(pipe, store) -> str | None:
     tags = getattr(pipe, "row_tags", None)
     if pipe.marks is None or tags is None or not isinstance(pipe.gallery, SlotGallery):
         return "no baseline to patch"
+    low = floor(store)                      # before the snapshot
     with store.snapshot():
         found = changes(store.conn, pipe.marks)
         if found is None:
@@ -99,10 +103,11 @@ def patch(pipe, store) -> str | None:
         _drop_users(pipe, users)
         # the changed users' rows as read in this snapshot against the store's content tag
         # (and state MAC): an older row put back raises TamperedError, the users stay out
-        tags = advance(store, tags, users)
+        tags = advance(store, tags, users, low)
         _add_users(pipe, store, users)
         pipe.holidays = holiday_dates(store)
     pipe.marks, pipe.row_tags = new, tags
+    pipe.generation_seen = (str(store.path), tags.generation)
     for g in (pipe.gallery, pipe.inactive):
         if g is not None and g.needs_compaction():
             g.compact()

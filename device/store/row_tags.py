@@ -13,8 +13,11 @@ it was read at, and their XOR. :func:`baseline` reads every row (the full load r
 anyway) and checks the total against the store's; :func:`advance` re-tags only the changed
 users' rows, XORs their old tags out and the new in, and checks again -- in the caller's
 read snapshot, the one the changed rows are read in, so what is checked is what is served.
-Both raise :class:`TamperedError` when the tag, the state MAC, or the generation (never
-below one already seen) does not match.
+Both raise :class:`TamperedError` when the tag or the state MAC does not match, and when
+the generation is below one already seen: below the generation counter outside the store
+(read before the snapshot: it is only advanced after a commit) or the ``floor`` the caller
+saw (a whole older state -- its meta records, state record and rows -- put back while the
+gate runs; at open, ``device.store.rollback`` says it).
 
 A row rewritten outside the store for a user the marks do not name is not read, not served,
 and not seen here: it is seen when that user next changes, or at the next full load.
@@ -57,14 +60,25 @@ def xor_all(values) -> int:
 
 
 # --------------------------------------------------------------------------- on a store
-def _check(store, total: int, seen: int | None) -> int:
+def floor(store, seen: int | None = None) -> int:
+    """The lowest generation the store may have now: ``seen`` (what this reader saw), or
+    the counter outside the store -- read only outside a read snapshot, before it starts
+    (a snapshot already open may rightly be older than the counter)."""
+    low = int(seen or 0)
+    counter = getattr(store, "counter", None)
+    if counter is not None and not store.conn.in_transaction:
+        low = max(low, int(counter.read() or 0))
+    return low
+
+
+def _check(store, total: int, low: int) -> int:
     """The store's generation after checking its state MAC, that the generation is not below
-    ``seen`` and that its content tag is ``total``."""
+    ``low`` and that its content tag is ``total``."""
     where = f"template store {store.path}"
     gen = integrity.read_generation(store.conn, store._k_state, where)
-    if seen is not None and gen < seen:
-        raise TamperedError(f"{where}: generation {gen} is below {seen}, already read: an "
-                            f"older copy of its state was put back")
+    if gen < low:
+        raise TamperedError(f"{where}: its generation {gen} is below {low}, already seen: "
+                            f"an older copy of its state was put back")
     r = store.conn.execute("SELECT value FROM meta WHERE name='content_tag'").fetchone()
     want = int.from_bytes(bytes(r[0]) if r is not None else bytes(32), "big")
     if total != want:
@@ -73,19 +87,21 @@ def _check(store, total: int, seen: int | None) -> int:
     return gen
 
 
-def baseline(store) -> RowTags:
+def baseline(store, low: int = 0) -> RowTags:
     """Every row's tag, checked against the store (call inside the read snapshot the
-    gallery is loaded in). TamperedError on any mismatch."""
+    gallery is loaded in; ``low``: :func:`floor`, read before it). TamperedError on any
+    mismatch."""
     conn = store.conn
     by_user = fold_rows(store._k_tag, conn.execute(_USERS), conn.execute(_TEMPLATES))
     total = xor_all(by_user.values())
-    return RowTags(by_user, total, _check(store, total, None))
+    return RowTags(by_user, total, _check(store, total, low))
 
 
-def advance(store, old: RowTags, users) -> RowTags:
+def advance(store, old: RowTags, users, low: int = 0) -> RowTags:
     """``old`` with the rows of ``users`` (those whose rows changed: present, added or
     removed) tagged again as the store holds them now, checked against the store (call
-    inside the snapshot those users' rows are read in). ``old`` is left as it was."""
+    inside the snapshot those users' rows are read in; ``low``: :func:`floor`, read before
+    it; never below ``old``'s generation). ``old`` is left as it was."""
     conn = store.conn
     key = store._k_tag
     by_user = dict(old.by_user)
@@ -97,4 +113,4 @@ def advance(store, old: RowTags, users) -> RowTags:
         if new:
             by_user[uid] = new
         total ^= new
-    return RowTags(by_user, total, _check(store, total, old.generation))
+    return RowTags(by_user, total, _check(store, total, max(low, old.generation)))
