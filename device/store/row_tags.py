@@ -19,6 +19,11 @@ the generation is below one already seen: below the generation counter outside t
 saw (a whole older state -- its meta records, state record and rows -- put back while the
 gate runs; at open, ``device.store.rollback`` says it).
 
+Cost at 10,000 users, 20,000 templates (``python -m tools.gallery_refresh_bench --users
+10000 --changes 8``, one run each, 2 shared cores): the patch's refresh 8.1 ms CPU median
+against 7.7 ms without this check (per-change spread ~1 ms), the full load 3.17 s against
+2.92 s (every row tagged), peak RSS 285.7 MB against 281.4 MB.
+
 A row rewritten outside the store for a user the marks do not name is not read, not served,
 and not seen here: it is seen when that user next changes, or at the next full load.
 """
