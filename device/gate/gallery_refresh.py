@@ -18,6 +18,13 @@ import: re-reading them one by one would cost as much), when the galleries have 
 left (:class:`~device.gate.slot_gallery.GalleryFull`: the reload drops the old gallery first
 and allocates new headroom, so memory never goes above a fresh load), and when the patch
 raises anything at all.
+
+Both check what they read against the store's content tag (:mod:`device.store.row_tags`):
+the full load tags every row (~the cost of ``store.verify()``), the patch only the changed
+users' rows, XORed into the tags kept from the last load; a genuine older row put back
+from outside the store (no key needed) raises ``TamperedError``: the patch drops the changed
+users and the full load runs, which raises it again with no gallery left -- the gate
+refuses, it never serves the replayed row.
 """
 from __future__ import annotations
 
@@ -27,6 +34,7 @@ from device.gate.gallery import add_user_templates, load_gallery
 from device.gate.slot_gallery import GalleryFull, SlotGallery, headroom
 from device.store.holidays import holiday_dates
 from device.store.row_marks import changes, read_marks
+from device.store.row_tags import advance, baseline, floor
 
 log = logging.getLogger("palmgate.gate")
 
@@ -53,9 +61,12 @@ def load_full(pipe, store) -> None:
     one snapshot of ``store``; the old galleries go first, so the two never sit in memory
     together."""
     pipe.gallery = pipe.inactive = None
-    pipe.marks = None
+    pipe.marks = pipe.row_tags = None
     cfg, w, kw = pipe.protect_config, pipe.extractor.importance, _kw(pipe)
+    seen = getattr(pipe, "generation_seen", None)   # (store path, generation) loaded last
+    low = floor(store, seen[1] if seen and seen[0] == str(store.path) else None)
     with store.snapshot():
+        tags = baseline(store, low)     # every row against the content tag: TamperedError
         marks = read_marks(store.conn)
         users = store.users()
         n = store.count()["templates"]
@@ -69,15 +80,18 @@ def load_full(pipe, store) -> None:
         if why:
             pipe.inactive, _ = load_gallery(store, cfg, w, select=lambda u: u.user_id in why,
                                             users=users, headroom=headroom(n), **kw)
-    pipe.marks = marks
+    pipe.marks, pipe.row_tags = marks, tags
+    pipe.generation_seen = (str(store.path), tags.generation)  # kept when a load fails
 
 
 def patch(pipe, store) -> str | None:
     """Bring the galleries to what ``store`` holds now, user by user. Returns None when
     done, else why the full load must run instead (nothing was changed then, or the
     changed users were taken out of the galleries and the baseline dropped)."""
-    if pipe.marks is None or not isinstance(pipe.gallery, SlotGallery):
+    tags = getattr(pipe, "row_tags", None)
+    if pipe.marks is None or tags is None or not isinstance(pipe.gallery, SlotGallery):
         return "no baseline to patch"
+    low = floor(store)                      # before the snapshot
     with store.snapshot():
         found = changes(store.conn, pipe.marks)
         if found is None:
@@ -85,19 +99,25 @@ def patch(pipe, store) -> str | None:
         users, new = found
         if len(users) > max(PATCH_MIN, PATCH_MAX_SHARE * len(new.users)):
             return f"{len(users)} of {len(new.users)} users changed"
-        pipe.marks = None                   # a failure from here on: the full load
-        if users:
-            _patch_users(pipe, store, users)
+        pipe.marks = pipe.row_tags = None   # a failure from here on: the full load
+        _drop_users(pipe, users)
+        # the changed users' rows as read in this snapshot against the store's content tag
+        # (and state MAC): an older row put back raises TamperedError, the users stay out
+        tags = advance(store, tags, users, low)
+        _add_users(pipe, store, users)
         pipe.holidays = holiday_dates(store)
-    pipe.marks = new
+    pipe.marks, pipe.row_tags = new, tags
+    pipe.generation_seen = (str(store.path), tags.generation)
     for g in (pipe.gallery, pipe.inactive):
         if g is not None and g.needs_compaction():
             g.compact()
     return None
 
 
-def _patch_users(pipe, store, users: set) -> None:
+def _drop_users(pipe, users: set) -> None:
     # fail secure: every changed user's templates out first (slots dead before any read)
+    if not users:
+        return
     pipe.gallery.remove_owners(users)
     if pipe.inactive is not None:
         pipe.inactive.remove_owners(users)
@@ -105,6 +125,9 @@ def _patch_users(pipe, store, users: set) -> None:
         pipe.versions.pop(uid, None)
         pipe.users.pop(uid, None)
         pipe.inactive_reason.pop(uid, None)
+
+
+def _add_users(pipe, store, users: set) -> None:
     cfg = pipe.protect_config
     for uid in sorted(users):
         u = store.get_user(uid)

@@ -137,6 +137,7 @@ class Pipeline:
         self.inactive, self.inactive_reason = None, {}   # disabled users
         self.users, self.holidays = {}, frozenset()      # schedules, site holidays
         self.marks = None                    # the store's row marks the galleries were read at
+        self.row_tags = None                 # and their rows' tags (device.store.row_tags)
         self.clock = time.time                            # the gate's clock (UNIX time)
         from device.gate.split_stage import split_stage
         self.split = split_stage(cfg)          # [split] mode = "split": feature+match on shares
