@@ -231,3 +231,41 @@ def front_end():
     if lmk is None or lmk.get() is None:
         pytest.skip("no hand landmark model")
     return fe
+
+
+# ------------------------------------------------------------------ the binding tests
+class ExemptCalibration:
+    """A unit with no factory registration to apply: the binding uses the synthetic rig's."""
+    state, correction = "exempt", None
+
+
+def binding_stage(sensor, models=None, **liveness):
+    """The gate's binding stage for the synthetic rig (seed 0, 3 views); ``models``: a signed
+    models folder (default the shipped one); ``liveness``: more ``[liveness]`` keys."""
+    from device.config import load_config
+    from device.gate.sensor_binding import BindingStage
+    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
+                      paths={"models": str(models) if models else ""},
+                      liveness=dict({"sensor": sensor}, **liveness))
+    return BindingStage(cfg, ExemptCalibration())
+
+
+def view_landmarks(front_end, views) -> dict:
+    """{view: its (21, 2) landmarks} as the gate hands them to the binding: a view the quality
+    gate refuses, or with no hand found, hands over nothing."""
+    from device.vision.quality import QualityIssue
+    out = {}
+    for k, v in enumerate(views):
+        try:
+            r = front_end(v)
+        except QualityIssue:
+            continue
+        if r.landmarks is not None:
+            out[k] = r.landmarks[:, :2]
+    return out
+
+
+def sensor_u8(frame):
+    """A rendered sensor frame ([0, 1] float) as the capture's uint8."""
+    import numpy as np
+    return np.clip(np.round(frame * 255), 0, 255).astype(np.uint8)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import binding_stage, sensor_u8, view_landmarks
 
 from device.gate import binding_background as BG
 from device.gate import binding_texture as T
@@ -14,37 +15,16 @@ from device.gate import sensor_binding as B
 from device.synth import bound
 
 
-class _Cal:
-    state, correction = "exempt", None
-
-
-def _stage(sensor):
-    from device.config import load_config
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": sensor})
-    return B.BindingStage(cfg, _Cal())
-
-
 @pytest.fixture(scope="module")
 def live_xray(front_end):
     """(views, uint8 sensor frame, landmarks) of one live X-ray presentation that binds."""
     from device.synth.source import SyntheticPeople
-    from device.vision.quality import QualityIssue
     people = SyntheticPeople(seed=0, views=3, sensor="xray")
     rng = np.random.default_rng(5)
     geom, ident = people._person(0)
     shot = bound.render_bound(geom, people.synth.palms(ident, 1, rng)[0], rng, people.rig,
                               "xray")
-    lms = {}
-    for k, v in enumerate(shot.views):
-        try:
-            r = front_end(v)
-        except QualityIssue:
-            continue
-        if r.landmarks is not None:
-            lms[k] = r.landmarks[:, :2]
-    frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
-    return shot.views, frame, lms
+    return shot.views, sensor_u8(shot.sensor), view_landmarks(front_end, shot.views)
 
 
 def _verdict(stage, views, frame, lms):
@@ -74,19 +54,20 @@ def _bad_frames(frame):
 
 
 def test_the_live_presentation_binds(live_xray):
-    assert _verdict(_stage("xray"), *live_xray) == "open"
+    assert _verdict(binding_stage("xray"), *live_xray) == "open"
 
 
 @pytest.mark.parametrize("bad", list(_bad_frames(np.zeros((128, 128), np.uint8))))
 @pytest.mark.parametrize("sensor", ["xray", "nir"])
 def test_a_sensor_frame_that_is_not_a_finite_image_denies(live_xray, bad, sensor):
     views, frame, lms = live_xray
-    assert _verdict(_stage(sensor), views, _bad_frames(frame)[bad], lms) == "sensor_mismatch"
+    bad_frame = _bad_frames(frame)[bad]
+    assert _verdict(binding_stage(sensor), views, bad_frame, lms) == "sensor_mismatch"
 
 
 def test_an_empty_view_is_left_out_and_none_with_landmarks_denies(live_xray):
     views, frame, lms = live_xray
-    stage = _stage("xray")
+    stage = binding_stage("xray")
     v = list(views)
     v[0] = np.zeros((0, 0, 3), np.uint8)                 # one empty view: two left
     assert _verdict(stage, v, frame, lms) == "open"
@@ -121,7 +102,7 @@ def test_malformed_landmarks_are_left_out(live_xray, bad):
     wrong = {"5 rows": lambda k, v: (k, v[:5]), "30 rows": lambda k, v: (k, np.vstack([v, v[:9]])),
              "1-D": lambda k, v: (k, v.ravel()), "text key": lambda k, v: (str(k), v),
              "not numbers": lambda k, v: (k, [["a", "b"]] * 21)}[bad]
-    stage = _stage("xray")
+    stage = binding_stage("xray")
     assert _verdict(stage, views, frame, dict(wrong(k, v) for k, v in lms.items())) \
         == "sensor_mismatch"
     if len(lms) == 3:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from conftest import sensor_u8, view_landmarks
 
 from device.gate import binding_joints as J
 
@@ -125,22 +126,16 @@ def _bone_term(front_end, people, shot):
     from device.config import load_config
     from device.gate import sensor_binding as B
     from device.gate.binding_numbers import shipped_stats
-    from device.vision.quality import QualityIssue
     cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
                       liveness={"sensor": "xray"})
     reg = B.nominal_registration(cfg)
-    frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
+    frame = sensor_u8(shot.sensor)
     fs = (frame.shape[1], frame.shape[0])
     plane, centres = {}, {}
-    for k, v in enumerate(shot.views):
-        try:
-            r = front_end(v)
-        except QualityIssue:
-            continue
-        if r.landmarks is not None:
-            vs = (v.shape[1], v.shape[0])
-            plane[k] = reg.to_sensor(r.landmarks[:, :2], k, vs, fs)
-            centres[k] = reg.centre(k, vs, fs)
+    for k, lm in view_landmarks(front_end, shot.views).items():
+        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
+        plane[k] = reg.to_sensor(lm, k, vs, fs)
+        centres[k] = reg.centre(k, vs, fs)
     m = B.measure(frame, plane, centres, "xray")
     assert m is not None and m.bones is not None
     return J.bone_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])

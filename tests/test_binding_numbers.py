@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import SHIPPED, sign_models
+from conftest import SHIPPED, binding_stage, sign_models
 
 from device.gate.binding_numbers import (load_binding_numbers, numbers_file, parse_numbers,
                                          stricter_max_score)
@@ -15,18 +15,6 @@ from device.models.model import ModelError
 
 pytestmark = pytest.mark.skipif(not (SHIPPED / "binding_nir.json").exists(),
                                 reason="no shipped binding numbers")
-
-
-class _Cal:
-    state, correction = "exempt", None
-
-
-def _stage(models, **liveness):
-    from device.config import load_config
-    from device.gate.sensor_binding import BindingStage
-    cfg = load_config(None, gate={"views": 3}, paths={"models": str(models)},
-                      liveness=dict({"sensor": "nir"}, **liveness))
-    return BindingStage(cfg, _Cal())
 
 
 def _burst():
@@ -68,9 +56,10 @@ def test_malformed_numbers_are_refused():
 def test_a_configured_threshold_may_only_be_stricter(tiny_models):
     signed = load_binding_numbers("nir", tiny_models).max_score
     assert stricter_max_score(signed / 2, signed, "f") == signed / 2
-    assert _stage(tiny_models).max_score == signed
-    assert _stage(tiny_models, binding_max_distance=signed / 2).max_score == signed / 2
-    looser = _stage(tiny_models, binding_max_distance=signed + 1)
+    assert binding_stage("nir", tiny_models).max_score == signed
+    tighter = binding_stage("nir", tiny_models, binding_max_distance=signed / 2)
+    assert tighter.max_score == signed / 2
+    looser = binding_stage("nir", tiny_models, binding_max_distance=signed + 1)
     assert looser.max_score is None and "above the signed" in looser.error
     d = _deny(looser)
     assert d.reason == "liveness_unavailable" and "above the signed" in d.detail
@@ -80,17 +69,17 @@ def test_missing_tampered_or_unsigned_numbers_deny_and_the_stage_recovers(tiny_m
     f = tiny_models / "binding_nir.json"
     text = f.read_text()
     os.unlink(f)                                 # a link to the shipped file: replace it
-    d = _deny(_stage(tiny_models))
+    d = _deny(binding_stage("nir", tiny_models))
     assert d.reason == "liveness_unavailable" and "not found" in d.detail
     doc = json.loads(text)
     doc["max_score"] = 1000.0                    # the threshold loosened, hash not updated
     f.write_text(json.dumps(doc))
-    stage = _stage(tiny_models)
+    stage = binding_stage("nir", tiny_models)
     assert "sha256" in _deny(stage).detail
     f.write_text(text)                           # the signed file is back: the stage recovers
     assert _deny(stage).reason == "sensor_mismatch" and stage.max_score is not None
     (tiny_models / "manifest.sig").unlink()
-    assert "not signed" in _deny(_stage(tiny_models)).detail
+    assert "not signed" in _deny(binding_stage("nir", tiny_models)).detail
 
 
 def test_the_fitting_command_writes_numbers_and_entry(tiny_models, trust_test_key):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import binding_stage, sensor_u8, view_landmarks
 
 from device.gate import binding_texture as T
-from device.gate import sensor_binding as B
 from device.synth import bound
 from device.vision.view_geometry import apply_homography
 
@@ -109,23 +109,9 @@ def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged(monkeypa
 
 
 @pytest.fixture(scope="module")
-def front_end():
-    from device.config import load_config
-    from device.gate.front_end_stage import front_end_from_config
-    fe, _, lmk = front_end_from_config(load_config(None, gate={"views": 3}))
-    if lmk is None or lmk.get() is None:
-        pytest.skip("no hand landmark model")
-    return fe
-
-
-@pytest.fixture(scope="module")
 def people_nir():
     from device.synth.source import SyntheticPeople
     return SyntheticPeople(seed=0, views=3, sensor="nir")
-
-
-class _Cal:
-    state, correction = "exempt", None
 
 
 POINT = {"min_agreement": 0.1772, "max_score": 35.6}
@@ -164,14 +150,6 @@ def no_palm_line_models(tiny_models, trust_test_key):
     return _models_with(tiny_models, trust_test_key, None)
 
 
-def _stage(sensor, models=None, **liveness):
-    from device.config import load_config
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      paths={"models": str(models) if models else ""},
-                      liveness=dict({"sensor": sensor}, **liveness))
-    return B.BindingStage(cfg, _Cal())
-
-
 @pytest.fixture
 def palm_print(monkeypatch):
     """The physically consistent NIR world: live NIR frames show the views' palm print."""
@@ -182,16 +160,9 @@ def _judge(stage, front_end, shot):
     """(denied, palm-line agreement) of one presentation through the binding stage."""
     from device.gate.decision import Decision, Deny
     from device.sources.replay import Burst
-    from device.vision.quality import QualityIssue
     out = Decision()
-    for k, v in enumerate(shot.views):
-        try:
-            r = front_end(v)
-        except QualityIssue:
-            continue
-        if r.landmarks is not None:
-            out.landmarks[k] = r.landmarks[:, :2]
-    frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
+    out.landmarks.update(view_landmarks(front_end, shot.views))
+    frame = sensor_u8(shot.sensor)
     b = stage.score(shot.views, frame, out.landmarks)
     try:
         stage(Burst(shot.views, frame, {}), out)
@@ -207,39 +178,39 @@ def _person(people, i, rng):
 
 
 def test_the_palm_lines_are_checked_where_the_signed_file_carries_them(palm_line_models):
-    on = _stage("nir", palm_line_models)
+    on = binding_stage("nir", palm_line_models)
     assert on.min_texture == POINT["min_agreement"] and on.max_score == POINT["max_score"]
-    assert _stage("xray").min_texture is None
+    assert binding_stage("xray").min_texture is None
 
 
 def test_without_signed_palm_line_numbers_the_check_is_off(no_palm_line_models):
     from device.gate.binding_numbers import load_binding_numbers
-    off = _stage("nir", no_palm_line_models)
+    off = binding_stage("nir", no_palm_line_models)
     assert off.min_texture is None and off.error is None
     assert off.max_score == load_binding_numbers("nir", no_palm_line_models).max_score
     shipped = load_binding_numbers("nir").palm_lines      # on or off, as the release ships it
-    assert _stage("nir").min_texture == (shipped["min_agreement"] if shipped else None)
+    assert binding_stage("nir").min_texture == (shipped["min_agreement"] if shipped else None)
 
 
 def test_the_configuration_may_only_tighten_the_palm_lines(palm_line_models):
     from device.gate.decision import Decision, Deny
     from device.sources.replay import Burst
     m = POINT["min_agreement"]
-    assert _stage("nir", palm_line_models, binding_min_palm_lines=m + 0.1).min_texture \
+    assert binding_stage("nir", palm_line_models, binding_min_palm_lines=m + 0.1).min_texture \
         == m + 0.1
-    looser = _stage("nir", palm_line_models, binding_min_palm_lines=m - 0.1)
+    looser = binding_stage("nir", palm_line_models, binding_min_palm_lines=m - 0.1)
     assert looser.numbers is None and "below the signed" in looser.error
     with pytest.raises(Deny) as e:
         looser(Burst([np.zeros((480, 640, 3), np.uint8)] * 3, np.zeros((128, 128), np.uint8),
                      {}), Decision())
     assert e.value.reason == "liveness_unavailable"
-    assert _stage("nir", palm_line_models, binding_min_palm_lines=m).min_texture == m
-    assert _stage("xray", binding_min_palm_lines=0.2).numbers is None
+    assert binding_stage("nir", palm_line_models, binding_min_palm_lines=m).min_texture == m
+    assert binding_stage("xray", binding_min_palm_lines=0.2).numbers is None
 
 
 def test_a_configured_least_agreement_turns_the_check_on_without_signed_numbers(
         no_palm_line_models):
-    assert _stage("nir", no_palm_line_models, binding_min_palm_lines=0.2).min_texture == 0.2
+    assert binding_stage("nir", no_palm_line_models, binding_min_palm_lines=0.2).min_texture == 0.2
 
 
 def test_tampered_palm_line_numbers_leave_the_stage_unavailable(palm_line_models):
@@ -248,7 +219,7 @@ def test_tampered_palm_line_numbers_leave_the_stage_unavailable(palm_line_models
     doc = json.loads(f.read_text())
     doc["palm_lines"]["min_agreement"] = -1.0            # loosened, hash not updated
     f.write_text(json.dumps(doc))
-    stage = _stage("nir", palm_line_models)
+    stage = binding_stage("nir", palm_line_models)
     assert stage.numbers is None and "sha256" in stage.error
     from device.gate.decision import Decision, Deny
     from device.sources.replay import Burst
@@ -259,7 +230,7 @@ def test_tampered_palm_line_numbers_leave_the_stage_unavailable(palm_line_models
 
 
 def test_a_live_nir_presentation_binds(front_end, people_nir, palm_print, palm_line_models):
-    stage = _stage("nir", palm_line_models)
+    stage = binding_stage("nir", palm_line_models)
     rng = np.random.default_rng(5)
     geom, tex = _person(people_nir, 0, rng)
     shot = bound.render_bound(geom, tex, rng, people_nir.rig, "nir")
@@ -276,7 +247,7 @@ def test_mixed_nir_presentations_are_denied(front_end, people_nir, palm_print, s
     """One fixed mixed NIR presentation of each variant (the rates over hundreds are in
     docs/sensor-branch.md, "Binding"; not every one is denied)."""
     from device.synth.mixed import render_mixed
-    stage = _stage("nir", palm_line_models)
+    stage = binding_stage("nir", palm_line_models)
     rng = np.random.default_rng(MIXED_RNG[variant])
     victim, vt = _person(people_nir, 0, rng)
     other, ot = _person(people_nir, 1, rng)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import ExemptCalibration, binding_stage, sensor_u8, view_landmarks
 
 from device.gate import sensor_binding as B
 from device.synth import bound
@@ -126,32 +127,14 @@ def test_mixed_variants_and_pose():
     assert len(MIXED_SPECIES) == 2
 
 
-class _Cal:
-    state, correction = "exempt", None
-
-
-def _stage(sensor):
-    from device.config import load_config
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": sensor})
-    return B.BindingStage(cfg, _Cal())
-
-
 def _judge(stage, front_end, shot):
     """(denied, score) of one synthetic presentation through the binding stage, with the
     front end's landmarks as the gate hands them over."""
     from device.gate.decision import Decision, Deny
     from device.sources.replay import Burst
-    from device.vision.quality import QualityIssue
     out = Decision()
-    for k, v in enumerate(shot.views):
-        try:
-            r = front_end(v)
-        except QualityIssue:        # a view the quality gate refuses hands over nothing
-            continue
-        if r.landmarks is not None:
-            out.landmarks[k] = r.landmarks[:, :2]
-    frame = np.clip(np.round(shot.sensor * 255), 0, 255).astype(np.uint8)
+    out.landmarks.update(view_landmarks(front_end, shot.views))
+    frame = sensor_u8(shot.sensor)
     try:
         stage(Burst(shot.views, frame, {}), out)
         return False, out.binding
@@ -172,7 +155,7 @@ def _person(people, i, rng):
 
 
 def test_a_live_presentation_binds(front_end, people_xray):
-    stage = _stage("xray")
+    stage = binding_stage("xray")
     rng = np.random.default_rng(5)
     geom, tex = _person(people_xray, 0, rng)
     shot = bound.render_bound(geom, tex, rng, people_xray.rig, "xray")
@@ -188,7 +171,7 @@ def test_mixed_presentations_are_denied(front_end, people_xray, species, variant
     """One fixed mixed presentation of each variant (the rates over hundreds are in
     docs/sensor-branch.md, "Binding"; not every one is denied)."""
     from device.synth.mixed import render_mixed
-    stage = _stage("xray")
+    stage = binding_stage("xray")
     rng = np.random.default_rng(MIXED_RNG[variant])
     victim, vt = _person(people_xray, 0, rng)
     other, ot = _person(people_xray, 1, rng)
@@ -225,11 +208,11 @@ def test_binding_stage_denies_without_landmarks_and_can_be_off():
     views = [np.zeros((480, 640, 3), np.uint8)] * 3
     frame = np.zeros((128, 128), np.uint8)
     frame[30:100, 40:90] = 200
-    stage = _stage("nir")
+    stage = binding_stage("nir")
     out = Decision()
     out.landmarks[0] = np.random.default_rng(0).uniform(100, 300, (21, 2))   # one view only
     with pytest.raises(Deny) as e:
         stage(Burst(views, frame, {}), out)
     assert e.value.reason == "sensor_mismatch" and out.binding == float("inf")
     off = load_config(None, liveness={"binding": False})
-    assert B.binding_stage(off, _Cal()) is None
+    assert B.binding_stage(off, ExemptCalibration()) is None
