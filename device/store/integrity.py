@@ -108,11 +108,22 @@ def write_state(conn: sqlite3.Connection, key: bytes, generation: int) -> None:
                  "value=excluded.value", (STATE, value))
 
 
+USER_ROWS = "SELECT user_id, rev, nonce, sealed FROM users"
+TEMPLATE_ROWS = "SELECT record_id, user_id, version, nonce, sealed FROM templates"
+
+
+def tagged_rows(key: bytes, users, templates):
+    """(user_id, row tag) of each (user_id, rev, nonce, sealed) user row and (record_id,
+    user_id, version, nonce, sealed) template row, as :data:`USER_ROWS` and
+    :data:`TEMPLATE_ROWS` read them."""
+    for uid, rev, nonce, sealed in users:
+        yield uid, row_tag(key, "U", uid, rev, bytes(nonce), bytes(sealed))
+    for rid, uid, ver, nonce, sealed in templates:
+        yield uid, row_tag(key, "T", f"{uid}|{rid}", ver, bytes(nonce), bytes(sealed))
+
+
 def content_tag(conn: sqlite3.Connection, key: bytes) -> tuple[int, int]:
     """(XOR of the row tags of every sealed user and template row, rows)."""
-    tags = [row_tag(key, "U", uid, rev, bytes(nonce), bytes(sealed)) for uid, rev, nonce, sealed
-            in conn.execute("SELECT user_id, rev, nonce, sealed FROM users")]
-    tags += [row_tag(key, "T", f"{uid}|{rid}", ver, bytes(nonce), bytes(sealed))
-             for rid, uid, ver, nonce, sealed in conn.execute(
-                 "SELECT record_id, user_id, version, nonce, sealed FROM templates")]
+    tags = [t for _, t in tagged_rows(key, conn.execute(USER_ROWS),
+                                      conn.execute(TEMPLATE_ROWS))]
     return fold_tags(tags), len(tags)

@@ -33,10 +33,7 @@ from dataclasses import dataclass
 
 from device.store import integrity
 from device.store.errors import TamperedError
-from device.store.sealing import row_tag
-
-_USERS = "SELECT user_id, rev, nonce, sealed FROM users"
-_TEMPLATES = "SELECT record_id, user_id, version, nonce, sealed FROM templates"
+from device.store.integrity import TEMPLATE_ROWS, USER_ROWS, fold_tags, tagged_rows
 
 
 @dataclass
@@ -52,16 +49,9 @@ def fold_rows(key: bytes, users, templates) -> dict:
     rows and (record_id, user_id, version, nonce, sealed) template rows, as
     :func:`device.store.integrity.content_tag` tags them."""
     out: dict = {}
-    for uid, rev, nonce, sealed in users:
-        out[uid] = out.get(uid, 0) ^ row_tag(key, "U", uid, rev, bytes(nonce), bytes(sealed))
-    for rid, uid, ver, nonce, sealed in templates:
-        out[uid] = out.get(uid, 0) ^ row_tag(key, "T", f"{uid}|{rid}", ver, bytes(nonce),
-                                             bytes(sealed))
+    for uid, tag in tagged_rows(key, users, templates):
+        out[uid] = out.get(uid, 0) ^ tag
     return out
-
-
-def xor_all(values) -> int:
-    return integrity.fold_tags(values)
 
 
 # --------------------------------------------------------------------------- on a store
@@ -97,8 +87,8 @@ def baseline(store, low: int = 0) -> RowTags:
     gallery is loaded in; ``low``: :func:`floor`, read before it). TamperedError on any
     mismatch."""
     conn = store.conn
-    by_user = fold_rows(store._k_tag, conn.execute(_USERS), conn.execute(_TEMPLATES))
-    total = xor_all(by_user.values())
+    by_user = fold_rows(store._k_tag, conn.execute(USER_ROWS), conn.execute(TEMPLATE_ROWS))
+    total = fold_tags(by_user.values())
     return RowTags(by_user, total, _check(store, total, low))
 
 
@@ -113,8 +103,8 @@ def advance(store, old: RowTags, users, low: int = 0) -> RowTags:
     total = old.total
     for uid in users:
         total ^= by_user.pop(uid, 0)
-        new = fold_rows(key, conn.execute(_USERS + " WHERE user_id=?", (uid,)),
-                        conn.execute(_TEMPLATES + " WHERE user_id=?", (uid,))).get(uid, 0)
+        new = fold_rows(key, conn.execute(USER_ROWS + " WHERE user_id=?", (uid,)),
+                        conn.execute(TEMPLATE_ROWS + " WHERE user_id=?", (uid,))).get(uid, 0)
         if new:
             by_user[uid] = new
         total ^= new
