@@ -27,6 +27,20 @@ def unit(x):
     return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
 
 
+def random_templates(pipe, rng, n):
+    """``n`` protected templates of random features for ``pipe``'s extractor."""
+    ext = pipe.extractor
+    return [enrol(unit(rng.standard_normal((ext.n_cells, ext.dim))), pipe.protect_config,
+                  ext.importance, rng) for _ in range(n)]
+
+
+def blank_burst():
+    """A presentation for a gate whose ``decide`` is stubbed: three grey views, a grey frame."""
+    from device.sources.replay import Burst
+    return Burst([np.full((48, 64, 3), 128, np.uint8)] * 3, np.full((16, 16), 128, np.uint8),
+                 {"burst": 0})
+
+
 def pipe_stub(storage="int8", shortlist=4):
     """What the gallery code reads of a Pipeline, and what it fills."""
     return SimpleNamespace(
@@ -254,17 +268,14 @@ def test_gate_patches_its_gallery_at_the_next_presentation(tmp_path, tiny_models
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
     from device.relays.factory import MemoryRelay
-    from device.sources.replay import Burst
     cfg = gate_config(tmp_path, tiny_models)
     pipe = Pipeline(cfg)
     pipe.decide = lambda burst, claimed=None: Decision(reason="no_match", views_used=3)
-    ext, rng = pipe.extractor, np.random.default_rng(0)
+    rng = np.random.default_rng(0)
 
     def templates(n):
-        return [enrol(unit(rng.standard_normal((ext.n_cells, ext.dim))), pipe.protect_config,
-                      ext.importance, rng) for _ in range(n)]
-    burst = Burst([np.full((48, 64, 3), 128, np.uint8)] * 3, np.full((16, 16), 128, np.uint8),
-                  {"burst": 0})
+        return random_templates(pipe, rng, n)
+    burst = blank_burst()
     with Gate(cfg, pipeline=pipe, relay=MemoryRelay()) as gate:
         reloads = []
         inner = gate.reload

@@ -147,22 +147,18 @@ def test_gate_refuses_after_a_replayed_row(tmp_path, tiny_models):
     from device.gate.decision import Decision
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
-    from device.protect.core import enrol
     from device.relays.factory import MemoryRelay
-    from device.sources.replay import Burst
-    from test_gallery_patch import unit
+    from test_gallery_patch import blank_burst, random_templates
     cfg = gate_config(tmp_path, tiny_models)
     pipe = Pipeline(cfg)
     decided = []
     pipe.decide = lambda burst, claimed=None: decided.append(1) or Decision(reason="no_match",
                                                                             views_used=3)
-    ext, rng = pipe.extractor, np.random.default_rng(0)
+    rng = np.random.default_rng(0)
 
     def templates(n):
-        return [enrol(unit(rng.standard_normal((ext.n_cells, ext.dim))), pipe.protect_config,
-                      ext.importance, rng) for _ in range(n)]
-    burst = Burst([np.full((48, 64, 3), 128, np.uint8)] * 3, np.full((16, 16), 128, np.uint8),
-                  {"burst": 0})
+        return random_templates(pipe, rng, n)
+    burst = blank_burst()
     relay = MemoryRelay()
     with Gate(cfg, pipeline=pipe, relay=relay) as gate:
         admin = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=False)
