@@ -1,0 +1,101 @@
+"""X-ray binding by the hand's size and the fingers' directions (device/gate/binding_size.py),
+on the drawn hands of test_binding_joints, whose joints and bones are known."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from test_binding_joints import PX_MM, _hand, _stats
+
+from device.gate import binding_joints as J
+from device.gate import binding_size as S
+
+
+def _size_stats(**kw):
+    st = _stats(sigma=3.0)
+    st.update(size_lo=-0.02, size_hi=0.02, size_slack=S.SIZE_SLACK, size_gain=S.SIZE_GAIN,
+              lateral_mu=[[0.0, 0.0]] * 5, lateral_sigma=[[1.0, 1.0]] * 5,
+              lateral_free=S.LATERAL_FREE, lateral_gain=S.LATERAL_GAIN)
+    st.update(kw)
+    return st
+
+
+def test_joint_scores_is_joint_score_row_by_row():
+    rng = np.random.default_rng(3)
+    c = rng.uniform(0, J.CAP, (40, 15))
+    c[rng.random((40, 15)) < 0.3] = np.nan
+    c[0] = np.nan                                      # nothing seen
+    want = np.array([J.joint_score(x) for x in c])
+    assert np.allclose(S.joint_scores(c), want)
+
+
+def test_the_size_search_at_zero_is_the_joint_score():
+    img, lm = _hand()
+    st = _stats(sigma=3.0)
+    curve = S.size_curve(img, lm, PX_MM, st)
+    i0 = S.STRETCH_GRID.index(0.0)
+    assert curve[i0] == pytest.approx(J.joint_score(J.joint_costs(img, lm, PX_MM, st)[0]))
+
+
+@pytest.mark.parametrize("scale", [0.8, 0.88, 1.0, 1.15, 1.25])
+def test_the_sizes_that_fit_are_the_frames_size(scale):
+    """The bones drawn ``scale`` times longer than the landmarks say: the sizes that fit lie
+    around ``scale - 1``, and only a live hand's (1.0) meets the live range."""
+    img, lm = _hand(scale=scale)
+    lo, hi = S.size_interval(S.size_curve(img, lm, PX_MM, _stats(sigma=3.0)))
+    assert lo - 0.03 <= scale - 1.0 <= hi + 0.03
+    assert hi - lo < 0.2
+    ex = S.size_excess((lo, hi), -0.02, 0.02)
+    assert (ex == 0.0) == (scale == 1.0)
+    if scale != 1.0:
+        assert ex > 4.0
+
+
+def test_size_interval_and_excess():
+    g = S.STRETCH_GRID
+    curve = np.full(len(g), 5.0)
+    curve[g.index(0.1)] = 1.0
+    curve[g.index(0.12)] = 1.8
+    assert S.size_interval(curve, 1.0) == (0.1, 0.12)
+    assert S.size_interval(np.full(len(g), np.nan)) == (g[0], g[-1])   # nothing seen: any
+    assert S.size_excess((0.1, 0.12), -0.01, 0.02) == pytest.approx(8.0)
+    assert S.size_excess((-0.2, -0.05), -0.01, 0.02) == pytest.approx(4.0)
+    assert S.size_excess((-0.2, 0.3), -0.01, 0.02) == 0.0
+
+
+def test_a_finger_beside_its_axis_is_off():
+    img, lm = _hand()
+    on = S.lateral_offsets(img, lm, PX_MM)
+    assert np.all(np.isfinite(on)) and np.abs(on).max() < 0.6
+    shifted = cv2.warpAffine(img, np.float32([[1, 0, 3], [0, 1, 0]]), img.shape[::-1],
+                             borderMode=cv2.BORDER_REPLICATE)
+    off = S.lateral_offsets(shifted, lm, PX_MM)
+    assert abs(off[1, 0]) == pytest.approx(3.0 * abs(np.sin(np.deg2rad(-80))), abs=0.6)
+    mu, sig = np.zeros((5, 2)), np.ones((5, 2))
+    assert S.lateral_score(on, mu, sig) < 0.4 < 3.0 < S.lateral_score(off, mu, sig)
+    cut = img.copy()
+    cut[:, :] = np.nan
+    assert np.all(np.isnan(S.lateral_offsets(cut, lm, PX_MM)))
+    assert S.lateral_score(np.full((5, 2), np.nan), mu, sig) == 0.0
+
+
+def test_size_term_adds_nothing_for_a_live_hand_and_much_for_a_scaled_one():
+    img, lm = _hand()
+    assert S.size_term(img, lm, PX_MM, _size_stats()) == 0.0
+    assert S.size_term(img, lm, PX_MM, _stats()) == 0.0           # numbers without the term
+    big, _ = _hand(scale=1.15)
+    assert S.size_term(big, lm, PX_MM, _size_stats()) >= 4 * S.SIZE_GAIN * 2.5
+
+
+def test_fit_size_stats_reads_the_live_hands():
+    img, lm = _hand()
+    js = _stats(sigma=3.0)
+    st = S.fit_size_stats([(img, lm, PX_MM)] * 5, js, q=0.01)
+    live = S.size_interval(S.size_curve(img, lm, PX_MM, js))
+    assert S.size_excess(live, st["size_lo"], st["size_hi"]) == 0.0
+    big, _ = _hand(scale=1.2)
+    other = S.size_interval(S.size_curve(big, lm, PX_MM, js))
+    assert S.size_excess(other, st["size_lo"], st["size_hi"]) > 5.0
+    assert np.allclose(st["lateral_mu"], 0.0, atol=0.6)
+    assert np.min(st["lateral_sigma"]) >= S.MIN_LATERAL_SIGMA
+    assert {"size_slack", "size_gain", "size_q", "lateral_free", "lateral_gain"} <= set(st)
