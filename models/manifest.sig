@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "bd1dbcecb1a8ef1318cdc51ce6f7082a7ece4eb4caa9d786f2edcf796c08853b",
+  "manifest_sha256": "a3bb286a4970cddf9c2c62e48af2241275dcb9aeaf8254c42f5f018f59b426fd",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "N0xcXX4YTamCQj5vfNRjl5Qc2EOZTt88gD5DjhfBi8AqLSTZn7aVIHV3y+NQTtXuUmxBhCjj0L87ST8uuXphDQ=="
+      "signature": "SshpTH2Hee8ag67Slk+OfJ5nTDgi7pcBokaDZbhBhUcO/v9jX5J0hdw3t9jfadefSxcqgD9V4XF3MoMl4DCxCA=="
     }
   ]
 }
