@@ -63,20 +63,33 @@ def test_size_interval_and_excess():
     assert S.size_excess((-0.2, 0.3), -0.01, 0.02) == 0.0
 
 
-def test_a_finger_beside_its_axis_is_off():
+def test_lateral_offsets_find_the_bone_beside_its_axis():
     img, lm = _hand()
     on = S.lateral_offsets(img, lm, PX_MM)
     assert np.all(np.isfinite(on)) and np.abs(on).max() < 0.6
     shifted = cv2.warpAffine(img, np.float32([[1, 0, 3], [0, 1, 0]]), img.shape[::-1],
                              borderMode=cv2.BORDER_REPLICATE)
     off = S.lateral_offsets(shifted, lm, PX_MM)
-    assert abs(off[1, 0]) == pytest.approx(3.0 * abs(np.sin(np.deg2rad(-80))), abs=0.6)
-    mu, sig = np.zeros((5, 2)), np.ones((5, 2))
-    assert S.lateral_score(on, mu, sig) < 0.4 < 3.0 < S.lateral_score(off, mu, sig)
+    n = S.lateral_normals(lm)
+    assert np.allclose(off, 3.0 * n[..., 0], atol=0.6)     # the shift seen across each bone
     cut = img.copy()
     cut[:, :] = np.nan
     assert np.all(np.isnan(S.lateral_offsets(cut, lm, PX_MM)))
-    assert S.lateral_score(np.full((5, 2), np.nan), mu, sig) == 0.0
+
+
+def test_lateral_score_forgives_a_shifted_hand_not_fingers_of_their_own():
+    _, lm = _hand()
+    n = S.lateral_normals(lm)
+    mu, sig = np.zeros((5, 2)), np.ones((5, 2))
+    shift = n @ np.array([2.5, -1.5])                      # the whole hand 3 mm off
+    assert S.lateral_score(shift, mu, sig) > 2.0
+    assert S.lateral_score(shift, mu, sig, n) == pytest.approx(0.0, abs=1e-9)
+    own = shift + np.array([[2.0, 2.5], [-2.0, -2.5], [2.0, 3.0], [-2.0, -2.0], [0.0, 0.0]])
+    assert S.lateral_score(own, mu, sig, n) > 2.0           # each finger its own way
+    assert S.lateral_score(np.full((5, 2), np.nan), mu, sig, n) == 0.0
+    few = np.full((5, 2), np.nan)
+    few[:2, 0] = 2.0                                       # too few bones to take a shift out
+    assert S.lateral_score(few, mu, sig, n) == pytest.approx(4.0)
 
 
 def test_size_term_adds_nothing_for_a_live_hand_and_much_for_a_scaled_one():

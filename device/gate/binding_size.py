@@ -21,7 +21,9 @@ Two measurements of the X-ray frame's bones against the views' hand, carried int
   (thumb: its metacarpal and first phalanx) the bone's centre is found (the centroid of the
   brightness above the profile's 60th percentile, averaged over 6 mm along the axis) and its
   offset (mm) from the axis taken. :func:`lateral_score`: the mean squared offset, each
-  standardised by the live hands' median and spread at that bone.
+  standardised by the live hands' median and spread at that bone, less the common shift of
+  the whole hand (a live hand placed a few mm off moves every bone alike; a replica's own
+  finger pose moves each finger its own way).
 
 :func:`size_term` is what both add to the binding score, from the numbers fitted on bona fide
 presentations (:func:`fit_size_stats`; kept with the bone statistics in ``probe_ranges
@@ -48,9 +50,10 @@ SIZE_GAIN = 4.0
 """Score (mm) per per cent that the sizes that fit lie outside the live range (chosen on
 validation among 2-8)."""
 
-LATERAL_FREE, LATERAL_GAIN = 1.0, 8.0
-"""The fingers' directions add ``LATERAL_GAIN * max(0, lateral_score - LATERAL_FREE)``
-(chosen on validation among free 1-4, gain 2-16)."""
+LATERAL_FREE, LATERAL_GAIN = 0.5, 48.0
+"""The fingers' directions add ``LATERAL_GAIN * max(0, lateral_score - LATERAL_FREE)``, the
+score less the hand's common shift (chosen on validation among free 0.25-1, gain 16-64;
+without the shift removed, free 1-4, gain 2-16, the best was 1 and 8)."""
 
 LATERAL_HALF_MM = 8.0
 """The profile across a bone reaches this far either side of the axis."""
@@ -181,12 +184,38 @@ def lateral_offsets(img: np.ndarray, lm: np.ndarray, px_mm: float) -> np.ndarray
     return out
 
 
-def lateral_score(offsets: np.ndarray, mu, sigma) -> float:
-    """The mean of ``((offset - mu) / sigma)^2`` over the bones seen (:func:`lateral_offsets`,
-    ``mu`` and ``sigma`` the live hands', (5, 2) each); 0 with none seen."""
+def lateral_normals(lm: np.ndarray) -> np.ndarray:
+    """(5, 2, 2) the unit normal of the views' finger axis at each bone of
+    :func:`lateral_offsets` (the direction its offset is measured in)."""
+    lm = np.asarray(lm, np.float64)
+    out = np.zeros((5, 2, 2))
+    for f, chain in enumerate(J.CHAINS):
+        pts = lm[list(chain)]
+        for s, (a, b) in enumerate(LATERAL_BONES):
+            u = _unit(pts[b] - pts[a])
+            out[f, s] = (-u[1], u[0])
+    return out
+
+
+def lateral_score(offsets: np.ndarray, mu, sigma, normals: np.ndarray | None = None) -> float:
+    """The mean of ``z^2``, ``z = (offset - mu) / sigma`` over the bones seen
+    (:func:`lateral_offsets`, ``mu`` and ``sigma`` the live hands', (5, 2) each); 0 with none
+    seen. With ``normals`` (:func:`lateral_normals`) and four bones or more seen, less the
+    common shift of the whole hand that fits the offsets best (least squares, ``z`` against
+    ``normals / sigma``): a hand placed a few mm off moves every bone alike (live hands' largest
+    part of the offsets: the registration and the placement), a replica's own finger pose moves
+    each finger its own way."""
     z = ((np.asarray(offsets, np.float64) - np.asarray(mu, np.float64))
-         / np.asarray(sigma, np.float64)) ** 2
-    return float(np.nanmean(z)) if np.isfinite(z).any() else 0.0
+         / np.asarray(sigma, np.float64)).ravel()
+    ok = np.isfinite(z)
+    if not ok.any():
+        return 0.0
+    z = z[ok]
+    if normals is not None and ok.sum() > 3:
+        A = (np.asarray(normals, np.float64).reshape(-1, 2)[ok]
+             / np.asarray(sigma, np.float64).ravel()[ok, None])
+        z = z - A @ np.linalg.lstsq(A, z, rcond=None)[0]
+    return float(np.mean(z ** 2))
 
 
 def size_term(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict) -> float:
@@ -199,7 +228,7 @@ def size_term(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict) -> flo
     out = float(stats["size_gain"]) * size_excess(iv, float(stats["size_lo"]),
                                                   float(stats["size_hi"]))
     ls = lateral_score(lateral_offsets(img, lm, px_mm), stats["lateral_mu"],
-                       stats["lateral_sigma"])
+                       stats["lateral_sigma"], lateral_normals(lm))
     return out + float(stats["lateral_gain"]) * max(0.0, ls - float(stats["lateral_free"]))
 
 
