@@ -112,3 +112,57 @@ def test_fit_size_stats_reads_the_live_hands():
     assert np.allclose(st["lateral_mu"], 0.0, atol=0.6)
     assert np.min(st["lateral_sigma"]) >= S.MIN_LATERAL_SIGMA
     assert {"size_slack", "size_gain", "size_q", "lateral_free", "lateral_gain"} <= set(st)
+
+
+# ------------------------------------------------------------------ rendered presentations
+@pytest.fixture(scope="module")
+def people():
+    from device.synth.source import SyntheticPeople
+    return SyntheticPeople(seed=0, views=3, sensor="xray")
+
+
+def _size_term(front_end, shot):
+    """The size and finger directions' term of one rendered X-ray presentation with the
+    signed numbers, through the front end's landmarks and the synthetic gate's registration."""
+    from conftest import sensor_u8, view_landmarks
+
+    from device.config import load_config
+    from device.gate import sensor_binding as B
+    from device.gate.binding_numbers import shipped_stats
+    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
+                      liveness={"sensor": "xray"})
+    reg = B.nominal_registration(cfg)
+    frame = sensor_u8(shot.sensor)
+    fs = (frame.shape[1], frame.shape[0])
+    plane, centres = {}, {}
+    for k, lm in view_landmarks(front_end, shot.views).items():
+        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
+        plane[k] = reg.to_sensor(lm, k, vs, fs)
+        centres[k] = reg.centre(k, vs, fs)
+    m = B.measure(frame, plane, centres, "xray")
+    assert m is not None and m.bones is not None
+    return S.size_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
+
+
+def test_a_live_hand_has_the_views_size_and_finger_directions(front_end, people):
+    from device.synth import bound
+    rng = np.random.default_rng(5)
+    geom, ident = people._person(0)
+    tex = people.synth.palms(ident, 1, rng)[0]
+    shot = bound.render_bound(geom, tex, rng, people.rig, "xray")
+    assert _size_term(front_end, shot) == 0.0
+
+
+@pytest.mark.parametrize("species", ["mixed_replica_sensor", "mixed_replica_views"])
+def test_a_replica_of_another_size_has_another_size(front_end, people, species):
+    """One fixed scale replica per side; the rates over hundreds are in docs/results.md."""
+    from device.synth.mixed import render_mixed
+    rng = np.random.default_rng(1)
+    geom, ident = people._person(0)
+    tex = people.synth.palms(ident, 1, rng)[0]
+    g2, id2 = people._person(1)
+    tex2 = people.synth.palms(id2, 1, rng)[0]
+    shot, meta = render_mixed(species, geom, tex, g2, tex2, rng, people.rig, "xray",
+                              variant="scale")
+    assert abs(meta["scale"] - 1.0) >= 0.1
+    assert _size_term(front_end, shot) > 0.0

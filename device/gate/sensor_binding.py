@@ -26,7 +26,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   the worst finger (X-ray: each finger's part capped, ``probe_ranges["finger_cap"]``), plus how
   much better the views' hand fits at another size, and for X-ray
   the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the frame's joint
-  spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``); over the
+  spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``) and the
+  hand's size and fingers' directions (:mod:`device.gate.binding_size`); over the
   sensor's signed threshold (``max_score``; ``[liveness] binding_max_distance`` may only lower
   it) the presentation is denied with ``sensor_mismatch``, and so is one with fewer than two
   views with landmarks. Both numbers come from the signed ``models/binding_<sensor>.json``
