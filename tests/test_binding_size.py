@@ -1,0 +1,168 @@
+"""X-ray binding by the hand's size and the fingers' directions (device/gate/binding_size.py),
+on the drawn hands of test_binding_joints, whose joints and bones are known."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from test_binding_joints import PX_MM, _hand, _stats
+
+from device.gate import binding_joints as J
+from device.gate import binding_size as S
+
+
+def _size_stats(**kw):
+    st = _stats(sigma=3.0)
+    st.update(size_lo=-0.02, size_hi=0.02, size_slack=S.SIZE_SLACK, size_gain=S.SIZE_GAIN,
+              lateral_mu=[[0.0, 0.0]] * 5, lateral_sigma=[[1.0, 1.0]] * 5,
+              lateral_free=S.LATERAL_FREE, lateral_gain=S.LATERAL_GAIN)
+    st.update(kw)
+    return st
+
+
+def test_joint_scores_is_joint_score_row_by_row():
+    rng = np.random.default_rng(3)
+    c = rng.uniform(0, J.CAP, (40, 15))
+    c[rng.random((40, 15)) < 0.3] = np.nan
+    c[0] = np.nan                                      # nothing seen
+    want = np.array([J.joint_score(x) for x in c])
+    assert np.allclose(S.joint_scores(c), want)
+
+
+def test_the_size_search_at_zero_is_the_joint_score():
+    img, lm = _hand()
+    st = _stats(sigma=3.0)
+    curve = S.size_curve(img, lm, PX_MM, st)
+    i0 = S.STRETCH_GRID.index(0.0)
+    assert curve[i0] == pytest.approx(J.joint_score(J.joint_costs(img, lm, PX_MM, st)[0]))
+
+
+@pytest.mark.parametrize("scale", [0.8, 0.88, 1.0, 1.15, 1.25])
+def test_the_sizes_that_fit_are_the_frames_size(scale):
+    """The bones drawn ``scale`` times longer than the landmarks say: the sizes that fit lie
+    around ``scale - 1``, and only a live hand's (1.0) meets the live range."""
+    img, lm = _hand(scale=scale)
+    lo, hi = S.size_interval(S.size_curve(img, lm, PX_MM, _stats(sigma=3.0)))
+    assert lo - 0.03 <= scale - 1.0 <= hi + 0.03
+    assert hi - lo < 0.2
+    ex = S.size_excess((lo, hi), -0.02, 0.02)
+    assert (ex == 0.0) == (scale == 1.0)
+    if scale != 1.0:
+        assert ex > 4.0
+
+
+def test_size_interval_and_excess():
+    g = S.STRETCH_GRID
+    curve = np.full(len(g), 5.0)
+    curve[g.index(0.1)] = 1.0
+    curve[g.index(0.12)] = 1.8
+    assert S.size_interval(curve, 1.0) == (0.1, 0.12)
+    assert S.size_interval(np.full(len(g), np.nan)) == (g[0], g[-1])   # nothing seen: any
+    assert S.size_excess((0.1, 0.12), -0.01, 0.02) == pytest.approx(8.0)
+    assert S.size_excess((-0.2, -0.05), -0.01, 0.02) == pytest.approx(4.0)
+    assert S.size_excess((-0.2, 0.3), -0.01, 0.02) == 0.0
+
+
+def test_lateral_offsets_find_the_bone_beside_its_axis():
+    img, lm = _hand()
+    on = S.lateral_offsets(img, lm, PX_MM)
+    assert np.all(np.isfinite(on)) and np.abs(on).max() < 0.6
+    shifted = cv2.warpAffine(img, np.float32([[1, 0, 3], [0, 1, 0]]), img.shape[::-1],
+                             borderMode=cv2.BORDER_REPLICATE)
+    off = S.lateral_offsets(shifted, lm, PX_MM)
+    n = S.lateral_normals(lm)
+    assert np.allclose(off, 3.0 * n[..., 0], atol=0.6)     # the shift seen across each bone
+    cut = img.copy()
+    cut[:, :] = np.nan
+    assert np.all(np.isnan(S.lateral_offsets(cut, lm, PX_MM)))
+
+
+def test_lateral_score_forgives_a_shifted_hand_not_fingers_of_their_own():
+    _, lm = _hand()
+    n = S.lateral_normals(lm)
+    mu, sig = np.zeros((5, 2)), np.ones((5, 2))
+    shift = n @ np.array([2.5, -1.5])                      # the whole hand 3 mm off
+    assert S.lateral_score(shift, mu, sig) > 2.0
+    assert S.lateral_score(shift, mu, sig, n) == pytest.approx(0.0, abs=1e-9)
+    own = shift + np.array([[2.0, 2.5], [-2.0, -2.5], [2.0, 3.0], [-2.0, -2.0], [0.0, 0.0]])
+    assert S.lateral_score(own, mu, sig, n) > 2.0           # each finger its own way
+    assert S.lateral_score(np.full((5, 2), np.nan), mu, sig, n) == 0.0
+    few = np.full((5, 2), np.nan)
+    few[:2, 0] = 2.0                                       # too few bones to take a shift out
+    assert S.lateral_score(few, mu, sig, n) == pytest.approx(4.0)
+
+
+def test_size_term_adds_nothing_for_a_live_hand_and_much_for_a_scaled_one():
+    img, lm = _hand()
+    assert S.size_term(img, lm, PX_MM, _size_stats()) == 0.0
+    assert S.size_term(img, lm, PX_MM, _stats()) == 0.0           # numbers without the term
+    big, _ = _hand(scale=1.15)
+    assert S.size_term(big, lm, PX_MM, _size_stats()) >= 4 * S.SIZE_GAIN * 2.5
+
+
+def test_fit_size_stats_reads_the_live_hands():
+    img, lm = _hand()
+    js = _stats(sigma=3.0)
+    st = S.fit_size_stats([(img, lm, PX_MM)] * 5, js, q=0.01)
+    live = S.size_interval(S.size_curve(img, lm, PX_MM, js))
+    assert S.size_excess(live, st["size_lo"], st["size_hi"]) == 0.0
+    big, _ = _hand(scale=1.2)
+    other = S.size_interval(S.size_curve(big, lm, PX_MM, js))
+    assert S.size_excess(other, st["size_lo"], st["size_hi"]) > 5.0
+    assert np.allclose(st["lateral_mu"], 0.0, atol=0.6)
+    assert np.min(st["lateral_sigma"]) >= S.MIN_LATERAL_SIGMA
+    assert {"size_slack", "size_gain", "size_q", "lateral_free", "lateral_gain"} <= set(st)
+
+
+# ------------------------------------------------------------------ rendered presentations
+@pytest.fixture(scope="module")
+def people():
+    from device.synth.source import SyntheticPeople
+    return SyntheticPeople(seed=0, views=3, sensor="xray")
+
+
+def _size_term(front_end, shot):
+    """The size and finger directions' term of one rendered X-ray presentation with the
+    signed numbers, through the front end's landmarks and the synthetic gate's registration."""
+    from conftest import sensor_u8, view_landmarks
+
+    from device.config import load_config
+    from device.gate import sensor_binding as B
+    from device.gate.binding_numbers import shipped_stats
+    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
+                      liveness={"sensor": "xray"})
+    reg = B.nominal_registration(cfg)
+    frame = sensor_u8(shot.sensor)
+    fs = (frame.shape[1], frame.shape[0])
+    plane, centres = {}, {}
+    for k, lm in view_landmarks(front_end, shot.views).items():
+        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
+        plane[k] = reg.to_sensor(lm, k, vs, fs)
+        centres[k] = reg.centre(k, vs, fs)
+    m = B.measure(frame, plane, centres, "xray")
+    assert m is not None and m.bones is not None
+    return S.size_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
+
+
+def test_a_live_hand_has_the_views_size_and_finger_directions(front_end, people):
+    from device.synth import bound
+    rng = np.random.default_rng(5)
+    geom, ident = people._person(0)
+    tex = people.synth.palms(ident, 1, rng)[0]
+    shot = bound.render_bound(geom, tex, rng, people.rig, "xray")
+    assert _size_term(front_end, shot) == 0.0
+
+
+@pytest.mark.parametrize("species", ["mixed_replica_sensor", "mixed_replica_views"])
+def test_a_replica_of_another_size_has_another_size(front_end, people, species):
+    """One fixed scale replica per side; the rates over hundreds are in docs/results.md."""
+    from device.synth.mixed import render_mixed
+    rng = np.random.default_rng(1)
+    geom, ident = people._person(0)
+    tex = people.synth.palms(ident, 1, rng)[0]
+    g2, id2 = people._person(1)
+    tex2 = people.synth.palms(id2, 1, rng)[0]
+    shot, meta = render_mixed(species, geom, tex, g2, tex2, rng, people.rig, "xray",
+                              variant="scale")
+    assert abs(meta["scale"] - 1.0) >= 0.1
+    assert _size_term(front_end, shot) > 0.0
