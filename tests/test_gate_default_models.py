@@ -10,12 +10,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "device" / "palmgate.example.toml"
 
+# The loads go to a file of their own, one whole line a write under a lock: on stderr they
+# could interleave with another thread's log line and the check would not find a name.
 TRACE = r"""
-import sys
+import os, sys, threading
 import device.models.model as mm
 _init = mm.Model.__init__
+_lock = threading.Lock()
 def traced(self, name, *a, **k):
-    print("MODEL-LOAD " + name, file=sys.stderr, flush=True)
+    with _lock, open(os.environ["MODEL_LOAD_TRACE"], "a") as f:
+        f.write(name + "\n")
     return _init(self, name, *a, **k)
 mm.Model.__init__ = traced
 from device.cli import main
@@ -29,13 +33,13 @@ def test_run_with_the_example_config_loads_int8_files_and_the_fusion(tmp_path):
     assert cfg.gate.precision == "int8" and cfg.match.feature == "hybrid"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
            "PALMGATE_DEVICE_KEY": str(tmp_path / "device.key"),
-           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MODEL_LOAD_TRACE": str(tmp_path / "model_loads.txt")}
     r = subprocess.run([sys.executable, "-c", TRACE, "run", "--config", str(EXAMPLE),
                         "--limit", "2", "--plain-log"], cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    loads = [ln.split(" ", 1)[1] for ln in r.stderr.splitlines()
-             if ln.startswith("MODEL-LOAD ")]
+    loads = (tmp_path / "model_loads.txt").read_text().split()
     decisions = [json.loads(ln) for ln in r.stdout.splitlines() if ln.startswith("{")]
     assert len(decisions) == 2                       # two presentations went through the loop
     man = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
