@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "29b5c0a2148d96e4a6afad326b6199cdc7b3e4378a117d4877d354e32e3af2e8",
+  "manifest_sha256": "bb91858b8120f15d2d51c1b50ad3c5028c29fe90436008eea67efb250a6ccb0f",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "7/F5LhnOHpSLMNcDw7n45WvSTjFN1WMMoMbaonodGhOuBJHZLzbNm4GoWrfRyVmQIktIEdk444hQMsZUmPKBDA=="
+      "signature": "eevqqeTxT9y7/kfB83yJqxMQUVrrmYy8ElMZkpk7hEuMvZU7oWjACNIS+B7M60FcsMUkQu9DEHinwIKIIkUFAA=="
     }
   ]
 }
