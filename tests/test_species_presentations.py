@@ -3,6 +3,7 @@ the cameras, the species under the sensor; a species laid on the attacker's own 
 where the replica is. The plain presentation sets stay byte-identical."""
 import json
 import subprocess
+from dataclasses import replace
 import sys
 
 import numpy as np
@@ -62,12 +63,17 @@ def test_a_copy_on_a_live_hand_lies_where_the_replica_is(sensor, species, monkey
     monkeypatch.setattr(S, name, spy)
     rig = sample_rig(np.random.default_rng([7, 4]), 2, (480, 640))
     tex = np.full((128, 128), 0.5, np.float32)
-    victim, attacker = identity(7, 0), identity(7, 2)
+    victim, attacker = identity(7, 0), identity(7, 1)     # a right hand, a left hand
     shot, meta = render_species(species, victim, tex, attacker, tex,
                                 np.random.default_rng(7), rig, sensor)
     assert meta == {"species": species, "placement": "on_live_hand"}
-    pa, za = scene_placement(attacker, shot.pose, shot.depth, sensor)
-    assert calls[0] == (attacker, pa, za)
+    same_side = replace(attacker, hand=victim.hand)       # the attacker's other hand
+    assert victim.hand != attacker.hand == "left"
+    pa, za = scene_placement(same_side, shot.pose, shot.depth, sensor)
+    g, p, z = calls[0]
+    assert (g.hand, g.size, g.palm_width, g.vein_seed) == (
+        victim.hand, attacker.size, attacker.palm_width, attacker.vein_seed)
+    assert (p, z) == (pa, za)
     if sensor == "xray":                        # the victim's radiograph on the film
         pv, zv = scene_placement(victim, shot.pose, shot.depth, sensor)
         assert calls[1] == (victim, pv, zv)

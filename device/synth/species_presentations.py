@@ -20,7 +20,8 @@ frame depends on what the species puts under the sensor:
   hand in the pose and place of the attacker's, and the sensor frame shows the attacker's own
   hand there (its bones, veins and, in the NIR world with palm prints, its palm lines) with
   the copy on the film aligned to the replica (:class:`device.synth.attacks_composite.
-  OverLivePlacement`). This is the strongest form of the attack (the replica and the live hand
+  OverLivePlacement`); the attacker uses their hand of the victim's side. This is the
+  strongest form of the attack (the replica and the live hand
   line up exactly); what remains for the binding is the two hands' shapes and, in NIR with
   palm prints, the palm lines.
 
@@ -28,6 +29,7 @@ Labels go in the returned ``meta`` (``species``, ``placement``: ``own`` or ``on_
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import numpy as np
@@ -58,6 +60,9 @@ def render_species(species: str, victim: HandGeometry, victim_tex: np.ndarray,
                               attacker_texture=attacker_tex)
         meta["placement"] = "own"
         return BoundShot(views, frame, pose, depth), meta
+    # the attacker lays the replica on their hand of the victim's side (a person's two hands
+    # are mirror images: the same identity's other hand)
+    attacker = replace(attacker, hand=victim.hand)
     pa, za = scene_placement(attacker, pose, depth, sensor)
     pv, zv = scene_placement(victim, pose, depth, sensor)
     placed = C.OverLivePlacement(attacker, pa, za, pv, zv)
