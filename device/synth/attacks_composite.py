@@ -34,21 +34,43 @@ NIR (850-940 nm, reflected light seen from below):
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from functools import partial
 
 import cv2
 import numpy as np
 
 from device.synth import sensor as S
 from device.synth.attack_parts import nir_source, printer
-from device.synth.hand_geometry import (Bone, HandGeometry, hand_layout, perturb_pose,
-                                       sample_hand_geometry)
+from device.synth.hand_geometry import (Bone, HandGeometry, HandPose, hand_layout,
+                                       perturb_pose, sample_hand_geometry)
 
 XRAY_COMPOSITE_SPECIES: tuple[str, ...] = ("print_over_live", "skeleton_phantom")
 NIR_COMPOSITE_SPECIES: tuple[str, ...] = ("vein_film_over_live", "display_behind_diffuser")
 OVER_LIVE_SPECIES: tuple[str, ...] = ("vein_film_over_live",)
 """NIR species laid over the attacker's own live palm: where the frame shows the palm print,
 it is the attacker's (``attacker_texture``), not the victim's."""
+ON_LIVE_HAND_SPECIES: tuple[str, ...] = ("print_over_live", "vein_film_over_live")
+"""The species whose sensor frame shows the attacker's own live hand under a copy (both
+sensors): in a whole presentation that hand lies in the gate where the cameras see the
+victim's replica laid over it (``placed``, :class:`OverLivePlacement`)."""
+
+
+
+@dataclass(frozen=True)
+class OverLivePlacement:
+    """Where an over-live species lies in the gate, for a whole presentation: the attacker's
+    live hand (``attacker``) in ``attacker_pose`` at ``attacker_zoom``, and the copy on the
+    film (the victim's bones or veins) in ``copy_pose`` at ``copy_zoom`` -- the scene
+    arguments of :func:`device.synth.bound.scene_placement`. The scenes draw everything else
+    as they do for a frame alone."""
+
+    attacker: HandGeometry
+    attacker_pose: HandPose
+    attacker_zoom: float
+    copy_pose: HandPose
+    copy_zoom: float
+
 
 MU_URETHANE = S.MU_SOFT          # tissue-equivalent resin, 1/mm (by design of the phantom)
 MU_ACRYLIC = 0.032               # PMMA at ~30-35 keV, 1/mm (a little denser than soft tissue)
@@ -64,7 +86,8 @@ def _attacker(geom: HandGeometry, rng: np.random.Generator) -> HandGeometry:
 
 
 def print_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
-                          base: tuple[int, int]) -> S.Scene:
+                          base: tuple[int, int],
+                          placed: OverLivePlacement | None = None) -> S.Scene:
     """A transparency with the victim's radiograph printed on it, laid on the attacker's live
     hand.
 
@@ -75,9 +98,20 @@ def print_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
     ``photo`` species), because a denser print would black out the live hand the attacker
     needs under it.  The print is a positive (bones dark on film = more toner where the
     radiograph is bright), re-sampled and screened by the printer, aligned by hand (a few mm
-    and degrees off the live hand)."""
-    live = S.bona_fide_xray_scene(_attacker(geom, rng), rng, base)
-    src = S.render_scene(S.bona_fide_xray_scene, geom, rng, "xray",
+    and degrees off the live hand).
+
+    ``placed``: the attacker's hand and the print where they lie in the gate
+    (:class:`OverLivePlacement`, a whole presentation); None: both drawn, the hand centred
+    (a sensor frame alone)."""
+    if placed is None:
+        live = S.bona_fide_xray_scene(_attacker(geom, rng), rng, base)
+        victim_scene = S.bona_fide_xray_scene
+    else:
+        live = S.bona_fide_xray_scene(placed.attacker, rng, base, pose=placed.attacker_pose,
+                                      zoom=placed.attacker_zoom)
+        victim_scene = partial(S.bona_fide_xray_scene, pose=placed.copy_pose,
+                               zoom=placed.copy_zoom)
+    src = S.render_scene(victim_scene, geom, rng, "xray",
                          (base[0] // 2, base[1] // 2), 2)            # the victim's radiograph
     ink_mu = rng.uniform(0.15, 0.6)
     film_mu = rng.uniform(0.005, 0.03)     # 0.1-0.2 mm polyester: almost transparent
@@ -171,7 +205,8 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
 
 def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
                               base: tuple[int, int],
-                              attacker_texture: np.ndarray | None = None) -> S.Scene:
+                              attacker_texture: np.ndarray | None = None,
+                              placed: OverLivePlacement | None = None) -> S.Scene:
     """The victim's vein pattern printed on a transparency held against the attacker's palm.
 
     Physics (reflectance from below): the illuminator's light crosses the film, is scattered
@@ -182,11 +217,22 @@ def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
     pattern is the victim's vein map extracted from an NIR capture (the attacker prints veins,
     not skin). The palm under the film is the attacker's own live palm, so with
     ``attacker_texture`` (the attacker's palm print) the frame shows the *attacker's* palm
-    lines as any live NIR frame does, not the victim's."""
-    live = S.bona_fide_nir_scene(_attacker(geom, rng), rng, base, palm_texture=attacker_texture)
-    pose = perturb_pose(rng, 0.6)
+    lines as any live NIR frame does, not the victim's.
+
+    ``placed``: the attacker's hand and the film where they lie in the gate
+    (:class:`OverLivePlacement`, a whole presentation); None: both drawn, the hand centred
+    (a sensor frame alone)."""
+    if placed is None:
+        live = S.bona_fide_nir_scene(_attacker(geom, rng), rng, base,
+                                     palm_texture=attacker_texture)
+        pose = perturb_pose(rng, 0.6)
+        zoom = S.sample_zoom(rng, "nir")
+    else:
+        live = S.bona_fide_nir_scene(placed.attacker, rng, base, pose=placed.attacker_pose,
+                                     zoom=placed.attacker_zoom, palm_texture=attacker_texture)
+        pose, zoom = placed.copy_pose, placed.copy_zoom
     layout = hand_layout(geom, pose)
-    grid0 = S.sensor_grid(layout, pose, "nir", base, S.sample_zoom(rng, "nir"))
+    grid0 = S.sensor_grid(layout, pose, "nir", base, zoom)
     veins = S.nir_vein_map(layout, grid0)
     src = np.clip(veins * rng.uniform(0.6, 1.3), 0, 1).astype(np.float32)
     # IR absorption of the toner at full coverage: the attacker prints veins about as dark as

@@ -7,11 +7,17 @@ Layout (the recorded-burst layout, one folder per presentation, in the liveness 
     out/bona_fide/<p:05d>/view_0.png .. view_<K-1>.png, sensor.png, burst.json
     out/attack/mixed_replica_views/<p:05d>/...     (device.synth.mixed)
     out/attack/mixed_replica_sensor/<p:05d>/...
+    out/attack/<species>/<p:05d>/...               (species=True: every attack species of the
+                                                   sensor, device.synth.species_presentations)
     out/manifest.json                              class, person, variant of every presentation
 
 Bona fide: one live hand's views and sensor frame in one pose (:func:`device.synth.bound.
 render_bound`). Mixed: a live hand in one place and a replica in the other
-(:func:`device.synth.mixed.render_mixed`, variant drawn per presentation). The rig is the
+(:func:`device.synth.mixed.render_mixed`, variant drawn per presentation). With
+``species``, every attack species of the sensor too: the victim's replica before the cameras,
+the species under the sensor (:func:`device.synth.species_presentations.render_species`);
+their classes come after the mixed ones, so the bona fide and mixed presentations of a seed
+are the same with or without them. The rig is the
 synthetic gate of ``seed`` (:class:`device.synth.source.SyntheticPeople`), so the binding's
 nominal registration for that seed is exact; ``rig.json`` names it for the evaluation.
 Every presentation has its own generator seeded from ``(seed, kind, class, index)``.
@@ -30,13 +36,17 @@ _KIND_PRES = 21
 
 
 def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_species: int,
-                        seed: int, views: int = 3, people: int = 40, progress=None) -> dict:
+                        seed: int, views: int = 3, people: int = 40, progress=None,
+                        species: bool = False) -> dict:
     """Write ``n_bona_fide`` bona fide presentations and ``per_species`` of each mixed species
-    for ``sensor`` of the synthetic gate of ``seed`` with ``views`` cameras, the persons drawn
-    from ``people``; returns the manifest."""
+    (and, with ``species``, of each attack species of the sensor) for ``sensor`` of the
+    synthetic gate of ``seed`` with ``views`` cameras, the persons drawn from ``people``;
+    returns the manifest."""
+    from device.synth.attacks import SPECIES
     from device.synth.bound import render_bound
     from device.synth.mixed import MIXED_SPECIES, render_mixed
     from device.synth.source import SyntheticPeople
+    from device.synth.species_presentations import render_species
     if sensor not in ("xray", "nir"):
         raise ValueError(f"sensor must be 'xray' or 'nir', not {sensor!r}")
     if people < 2:
@@ -45,6 +55,8 @@ def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_
     out.mkdir(parents=True, exist_ok=True)
     synth = SyntheticPeople(seed=seed, views=views, sensor=sensor)
     classes = [("bona_fide", n_bona_fide)] + [(sp, per_species) for sp in MIXED_SPECIES]
+    if species:
+        classes += [(sp, per_species) for sp in SPECIES[sensor]]
     total = sum(n for _, n in classes)
     files, done = [], 0
     for ci, (cls, n) in enumerate(classes):
@@ -61,8 +73,8 @@ def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_
                 p2 = (p + 1 + int(rng.integers(people - 1))) % people
                 g2, id2 = synth._person(p2)
                 tex2 = synth.synth.palms(id2, 1, rng)[0]
-                shot, m = render_mixed(cls, geom, tex, g2, tex2, rng, synth.rig, sensor,
-                                       synth.size)
+                render = render_mixed if cls in MIXED_SPECIES else render_species
+                shot, m = render(cls, geom, tex, g2, tex2, rng, synth.rig, sensor, synth.size)
                 meta.update(m, other_person=p2)
                 rel = f"attack/{cls}/{i:05d}"
             write_burst(out / rel, Burst(list(shot.views), np.asarray(shot.sensor), meta))

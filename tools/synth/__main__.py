@@ -3,7 +3,8 @@
   palms     palm ROI identities            --out DIR --subjects N --sessions 2 --samples M --seed S
   hands     full hands seen by K views     --out DIR --subjects N --sessions 2 --samples M --views K --seed S
   liveness  bona fide + attack species     --sensor xray|nir --out DIR --bona-fide N --per-species M --seed S
-            (--presentations: bona fide + mixed presentations, views + sensor frame, [--views K])
+            (--presentations: bona fide + mixed presentations, views + sensor frame, [--views K];
+             --attack-species: every attack species of the sensor as presentations too)
   sr-pairs  super-resolution pairs         --sensor xray|nir --out DIR --n N --seed S
   pairs     matched live/attack pairs      --sensor xray|nir --species SP --out DIR --n N --seed S
   sheet     contact sheet of any set       SRC --out FILE.png
@@ -55,9 +56,13 @@ def cmd_liveness(a) -> dict:
     if a.presentations:
         from device.synth.presentation_sets import write_presentations
         m = write_presentations(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed,
-                                views=a.views, progress=_progress("presentations"))
+                                views=a.views, progress=_progress("presentations"),
+                                species=a.attack_species)
         return {"out": a.out, "sensor": a.sensor, "presentations": len(m["files"]),
                 "classes": m["classes"]}
+    if a.attack_species:
+        raise ValueError("--attack-species writes whole presentations: add --presentations "
+                         "(a set of sensor frames has every attack species already)")
     from device.synth.sensor_sets import write_liveness
     write_liveness(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed)
     return {"out": a.out, "sensor": a.sensor}
@@ -126,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
                          "mixed species mixed_replica_views / mixed_replica_sensor, for "
                          "`palmgate evaluate-liveness` with the binding")
     sp.add_argument("--views", type=int, default=3, help="--presentations: cameras K")
+    sp.add_argument("--attack-species", action="store_true",
+                    help="--presentations: also --per-species presentations of every attack "
+                         "species of the sensor (the victim's replica before the cameras, the "
+                         "species under the sensor; a species laid on the attacker's own live "
+                         "hand lies where the replica is), after the mixed ones")
     sp.set_defaults(fn=cmd_liveness)
     sp = sub.add_parser("sr-pairs", help="low/high resolution sensor pairs (x2)")
     common(sp, sessions=False)
