@@ -49,7 +49,9 @@ def test_profiles_load_to_the_config_the_code_used():
     assert CONFIG["print"]["liveness"]["nir"]["test"] == [(8484, 1000, 400)]
     ft10 = CONFIG["nirworld"]["finetune10"]["nir"]
     assert ft10["mine"] == (1016, 2000, 600) and ft10["max_bpcer"] == 0.005
-    assert CONFIG["nirworld"]["liveness"]["nir"]["test"] == [(6565, 1000, 400)]
+    assert CONFIG["nirworld"]["liveness"]["nir"]["test"] == [(7272, 1000, 400)]
+    ft13 = CONFIG["nirworld"]["finetune13"]["nir"]
+    assert ft13["widen"][0] == (12, True) and ft13["max_bpcer"] == 0.005
 
 
 def test_sensor_module_reads_the_same_config():

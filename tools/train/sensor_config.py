@@ -18,7 +18,8 @@ SPLITS = ("train", "val", "test")
 LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012,
                             1013, 1014, 1015, 1016, 1017),
                   "val": (2002, 2003, 2004),
-                  "test": (3003, 3004, 3721, 3958, 8484, 8485, 6464, 6565)}
+                  "test": (3003, 3004, 3721, 3958, 8484, 8485, 6464, 6565,
+                           7272)}
 SR_SEEDS = {"train": 1101, "test": 3103}
 REAL_PAIR_SEED = 4104      # the random crops of the real NIR SR training pairs
 # the attack species of each sensor: the synthesis engine's (device/synth/attacks.py), one list
