@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "f09d4d68d2a21c5abd55becff41f786cd3469e070b3dfeb1ced1f7767272ff33",
+  "manifest_sha256": "61e6ef97c23648c8299f0af2436b28be4b6c6af152d54c8ccf00121743ace858",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "AbUAc2ijBs0CoNTS6IMk4fhEZQO394xIWi57DouBHaoi2I2nGQ0SfdB8Gcl0Bg4IVe5ykD+J7ihl4WBo/ivNDQ=="
+      "signature": "lLPqZWz/N5OnDMbTcKB87IenoxC9H8wRH+cmh6ZdmzNtWMHspvQ3tKCiEJAP78vmigMAJH8NS4RkqFldtueaDA=="
     }
   ]
 }
