@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "29b5c0a2148d96e4a6afad326b6199cdc7b3e4378a117d4877d354e32e3af2e8",
+  "manifest_sha256": "61e6ef97c23648c8299f0af2436b28be4b6c6af152d54c8ccf00121743ace858",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "7/F5LhnOHpSLMNcDw7n45WvSTjFN1WMMoMbaonodGhOuBJHZLzbNm4GoWrfRyVmQIktIEdk444hQMsZUmPKBDA=="
+      "signature": "lLPqZWz/N5OnDMbTcKB87IenoxC9H8wRH+cmh6ZdmzNtWMHspvQ3tKCiEJAP78vmigMAJH8NS4RkqFldtueaDA=="
     }
   ]
 }

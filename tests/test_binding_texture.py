@@ -98,6 +98,7 @@ def test_the_nir_frame_shows_the_views_palm_print_and_xray_is_unchanged(monkeypa
         return bound.render_placed(bound.bona_fide_scene(sensor), geom,
                                    np.random.default_rng(2), sensor, pose, 0.0,
                                    palm_texture=t)
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", False)
     off = frame("nir", tex[0])
     monkeypatch.setattr(bound, "NIR_PALM_PRINT", True)
     a, b, none = frame("nir", tex[0]), frame("nir", tex[1]), frame("nir", None)

@@ -105,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", required=True)
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all)")
+        sp.add_argument("--nir-world", choices=["palm-print", "old"], default="palm-print",
+                        help="NIR frames with the palm print (the default, "
+                             "device.synth.bound.NIR_PALM_PRINT) or the old world without it")
         if sessions:
             sp.add_argument("--subjects", type=int, required=True)
             sp.add_argument("--sessions", type=int, default=2)
@@ -165,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
+    if getattr(a, "nir_world", "palm-print") == "old":
+        import device.synth.bound as bound
+        bound.NIR_PALM_PRINT = False
     try:
         result = a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

@@ -89,7 +89,15 @@ def main(argv=None) -> int:
                    help="Ed25519 private key that re-signs the manifest after each entry "
                         "written (default: $PALMGATE_SIGN_KEY; without one the manifest is left "
                         "unsigned for the release step, docs/model-signing.md)")
+    p.add_argument("--nir-world", choices=["palm-print", "old"], default="palm-print",
+                   help="NIR sets: the world whose frames show the palm print (the default, "
+                        "device.synth.bound.NIR_PALM_PRINT) or the old world without it, "
+                        "where the first NIR models (--profile full, the rounds before "
+                        "nirworld) were trained")
     a = p.parse_args(argv)
+    if a.nir_world == "old":
+        import device.synth.bound as bound
+        bound.NIR_PALM_PRINT = False
     if a.sign_key:                      # read by tools/manifest.py at each entry written
         import os
         from tools.sign_manifest import KEY_ENV
