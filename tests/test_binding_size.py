@@ -1,11 +1,14 @@
 """X-ray binding by the hand's size and the fingers' directions (device/gate/binding_size.py),
-on the drawn hands of test_binding_joints, whose joints and bones are known."""
+on the drawn hands of conftest (drawn_xray_hand), whose joints and bones are known."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
-from test_binding_joints import PX_MM, _hand, _stats
+from conftest import DRAWN_PX_MM as PX_MM
+from conftest import drawn_joint_stats as _stats
+from conftest import drawn_xray_hand as _hand
+from conftest import xray_probes
 
 from device.gate import binding_joints as J
 from device.gate import binding_size as S
@@ -123,24 +126,9 @@ def people():
 
 def _size_term(front_end, shot):
     """The size and finger directions' term of one rendered X-ray presentation with the
-    signed numbers, through the front end's landmarks and the synthetic gate's registration."""
-    from conftest import sensor_u8, view_landmarks
-
-    from device.config import load_config
-    from device.gate import sensor_binding as B
+    signed numbers."""
     from device.gate.binding_numbers import shipped_stats
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": "xray"})
-    reg = B.nominal_registration(cfg)
-    frame = sensor_u8(shot.sensor)
-    fs = (frame.shape[1], frame.shape[0])
-    plane, centres = {}, {}
-    for k, lm in view_landmarks(front_end, shot.views).items():
-        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
-        plane[k] = reg.to_sensor(lm, k, vs, fs)
-        centres[k] = reg.centre(k, vs, fs)
-    m = B.measure(frame, plane, centres, "xray")
-    assert m is not None and m.bones is not None
+    m = xray_probes(front_end, shot)
     return S.size_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
 
 
