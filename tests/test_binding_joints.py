@@ -3,7 +3,6 @@ and the stretch on drawn hands whose joints are known, and the bone term of rend
 and mixed presentations through the gate's front end."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 from conftest import DRAWN_PX_MM, drawn_joint_stats, drawn_xray_hand, xray_probes
