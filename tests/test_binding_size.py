@@ -247,15 +247,21 @@ def test_a_stage_with_malformed_signed_size_numbers_denies_with_the_reason(tiny_
     import os
 
     from conftest import binding_stage, sign_models
-    from test_binding_numbers import _deny
+
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
     f = tiny_models / "binding_xray.json"
     os.unlink(f)                                 # a link to the shipped file: replace it
     f.write_text(json.dumps(_with_joints(_shipped_xray(), size_hi=None)))
     man = json.loads((tiny_models / "manifest.json").read_text())
     man["models"]["binding_xray.json"]["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
     (tiny_models / "manifest.json").write_text(json.dumps(man))
-    d = _deny(binding_stage("xray", sign_models(tiny_models, trust_test_key)))
-    assert d.reason == "liveness_unavailable" and "size_hi" in d.detail
+    stage = binding_stage("xray", sign_models(tiny_models, trust_test_key))
+    assert stage.numbers is None and "size_hi" in stage.error
+    with pytest.raises(Deny) as e:
+        stage(Burst([np.zeros((480, 640, 3), np.uint8)] * 3, np.zeros((128, 128), np.uint8),
+                    {}), Decision())
+    assert e.value.reason == "liveness_unavailable" and "size_hi" in e.value.detail
 
 
 @pytest.mark.parametrize("case", ["same point", "nan landmark", "no field", "tiny frame",
