@@ -269,3 +269,68 @@ def sensor_u8(frame):
     """A rendered sensor frame ([0, 1] float) as the capture's uint8."""
     import numpy as np
     return np.clip(np.round(frame * 255), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ the X-ray bones' tests
+DRAWN_PX_MM = 1.0
+"""The drawn X-ray hand's pixels per mm (:func:`drawn_xray_hand`)."""
+
+
+def drawn_xray_hand(shape=(200, 200), scale=1.0, bones=True):
+    """A drawn X-ray hand: five straight fingers from a palm centre (100, 150), each a row of
+    bright bones with dark joint spaces at known places; (image float32, the 21 landmarks at
+    the joints). ``scale`` draws the bones that many times longer (the landmarks stay);
+    ``bones=False`` draws uniform fingers (no joints)."""
+    import cv2
+    import numpy as np
+
+    from device.gate.binding_joints import CHAINS
+    img = np.full(shape, 20.0, np.float32)
+    c = np.array([100.0, 150.0])
+    lm = np.zeros((21, 2))
+    lm[0] = c + [0, 30]
+    angles = np.deg2rad([-100, -80, -60, -120, -150])      # index, middle, ring, little, thumb
+    joints_r = (30.0, 60.0, 80.0, 95.0)                     # MCP, PIP, DIP, tip from the centre
+    for chain, a in zip(CHAINS, angles):
+        u = np.array([np.cos(a), np.sin(a)])
+        pts = [c + u * r for r in joints_r]
+        for i, p in zip(chain, pts):
+            lm[i] = p
+        p0, p1 = c + u * 5 * scale, c + u * 95 * scale
+        cv2.line(img, tuple(int(round(v)) for v in p0), tuple(int(round(v)) for v in p1), 150.0, 6)
+        if bones:
+            for r in joints_r[:3]:
+                q, n = c + u * r * scale, np.array([-u[1], u[0]]) * 5
+                cv2.line(img, tuple(int(round(v)) for v in q - n),
+                         tuple(int(round(v)) for v in q + n), 100.0, 2)
+    return cv2.GaussianBlur(img, (0, 0), 0.8), lm
+
+
+def drawn_joint_stats(mu=0.0, sigma=2.0, dip=30.0) -> dict:
+    """Bone statistics (:func:`device.gate.binding_joints.fit_bone_stats`'s keys) for the
+    drawn hand: every joint alike."""
+    from device.gate import binding_joints as J
+    return {"mu": [mu] * 15, "sigma": [sigma] * 15, "dip": [dip] * 15, "stretch_lo": -0.05,
+            "stretch_hi": 0.05, "joint_gain": J.JOINT_GAIN, "joint_free": J.JOINT_FREE,
+            "stretch_gain": J.STRETCH_GAIN}
+
+
+def xray_probes(front_end, shot):
+    """The binding's :class:`~device.gate.sensor_binding.HandProbes` of one rendered X-ray
+    presentation, through the front end's landmarks and the synthetic gate's registration
+    (seed 0, 3 views); asserts the hand was placed and the bones are there."""
+    from device.config import load_config
+    from device.gate import sensor_binding as B
+    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
+                      liveness={"sensor": "xray"})
+    reg = B.nominal_registration(cfg)
+    frame = sensor_u8(shot.sensor)
+    fs = (frame.shape[1], frame.shape[0])
+    plane, centres = {}, {}
+    for k, lm in view_landmarks(front_end, shot.views).items():
+        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
+        plane[k] = reg.to_sensor(lm, k, vs, fs)
+        centres[k] = reg.centre(k, vs, fs)
+    m = B.measure(frame, plane, centres, "xray")
+    assert m is not None and m.bones is not None
+    return m

@@ -3,47 +3,14 @@ and the stretch on drawn hands whose joints are known, and the bone term of rend
 and mixed presentations through the gate's front end."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
-from conftest import sensor_u8, view_landmarks
+from conftest import DRAWN_PX_MM, drawn_joint_stats, drawn_xray_hand, xray_probes
 
 from device.gate import binding_joints as J
 
-PX_MM = 1.0
-
-
-def _hand(shape=(200, 200), scale=1.0, bones=True):
-    """A drawn X-ray hand: five straight fingers from a palm centre (100, 150), each a row of
-    bright bones with dark joint spaces at known places; (image float32, the 21 landmarks at
-    the joints, the true joint positions). ``scale`` draws the bones that many times longer
-    (the landmarks stay); ``bones=False`` draws uniform fingers (no joints)."""
-    img = np.full(shape, 20.0, np.float32)
-    c = np.array([100.0, 150.0])
-    lm = np.zeros((21, 2))
-    lm[0] = c + [0, 30]
-    angles = np.deg2rad([-100, -80, -60, -120, -150])      # index, middle, ring, little, thumb
-    joints_r = (30.0, 60.0, 80.0, 95.0)                     # MCP, PIP, DIP, tip from the centre
-    for chain, a in zip(J.CHAINS, angles):
-        u = np.array([np.cos(a), np.sin(a)])
-        pts = [c + u * r for r in joints_r]
-        for i, p in zip(chain, pts):
-            lm[i] = p
-        p0, p1 = c + u * 5 * scale, c + u * 95 * scale
-        cv2.line(img, tuple(int(round(v)) for v in p0), tuple(int(round(v)) for v in p1), 150.0, 6)
-        if bones:
-            for r in joints_r[:3]:
-                q, n = c + u * r * scale, np.array([-u[1], u[0]]) * 5
-                cv2.line(img, tuple(int(round(v)) for v in q - n),
-                         tuple(int(round(v)) for v in q + n), 100.0, 2)
-    return cv2.GaussianBlur(img, (0, 0), 0.8), lm
-
-
-def _stats(mu=0.0, sigma=2.0, dip=30.0):
-    st = {"mu": [mu] * 15, "sigma": [sigma] * 15, "dip": [dip] * 15, "stretch_lo": -0.05,
-          "stretch_hi": 0.05, "joint_gain": J.JOINT_GAIN, "joint_free": J.JOINT_FREE,
-          "stretch_gain": J.STRETCH_GAIN}
-    return st
+PX_MM = DRAWN_PX_MM
+_hand, _stats = drawn_xray_hand, drawn_joint_stats
 
 
 def test_dip_response_finds_a_joint_space_not_an_edge():
@@ -121,23 +88,9 @@ def people():
 
 
 def _bone_term(front_end, people, shot):
-    """The bone term of one rendered X-ray presentation, through the front end's landmarks
-    and the synthetic gate's registration."""
-    from device.config import load_config
-    from device.gate import sensor_binding as B
+    """The bone term of one rendered X-ray presentation with the signed numbers."""
     from device.gate.binding_numbers import shipped_stats
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": "xray"})
-    reg = B.nominal_registration(cfg)
-    frame = sensor_u8(shot.sensor)
-    fs = (frame.shape[1], frame.shape[0])
-    plane, centres = {}, {}
-    for k, lm in view_landmarks(front_end, shot.views).items():
-        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
-        plane[k] = reg.to_sensor(lm, k, vs, fs)
-        centres[k] = reg.centre(k, vs, fs)
-    m = B.measure(frame, plane, centres, "xray")
-    assert m is not None and m.bones is not None
+    m = xray_probes(front_end, shot)
     return J.bone_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
 
 

@@ -1,11 +1,14 @@
 """X-ray binding by the hand's size and the fingers' directions (device/gate/binding_size.py),
-on the drawn hands of test_binding_joints, whose joints and bones are known."""
+on the drawn hands of conftest (drawn_xray_hand), whose joints and bones are known."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
-from test_binding_joints import PX_MM, _hand, _stats
+from conftest import DRAWN_PX_MM as PX_MM
+from conftest import drawn_joint_stats as _stats
+from conftest import drawn_xray_hand as _hand
+from conftest import xray_probes
 
 from device.gate import binding_joints as J
 from device.gate import binding_size as S
@@ -123,24 +126,9 @@ def people():
 
 def _size_term(front_end, shot):
     """The size and finger directions' term of one rendered X-ray presentation with the
-    signed numbers, through the front end's landmarks and the synthetic gate's registration."""
-    from conftest import sensor_u8, view_landmarks
-
-    from device.config import load_config
-    from device.gate import sensor_binding as B
+    signed numbers."""
     from device.gate.binding_numbers import shipped_stats
-    cfg = load_config(None, source={"synthetic_seed": 0}, gate={"views": 3},
-                      liveness={"sensor": "xray"})
-    reg = B.nominal_registration(cfg)
-    frame = sensor_u8(shot.sensor)
-    fs = (frame.shape[1], frame.shape[0])
-    plane, centres = {}, {}
-    for k, lm in view_landmarks(front_end, shot.views).items():
-        vs = (shot.views[k].shape[1], shot.views[k].shape[0])
-        plane[k] = reg.to_sensor(lm, k, vs, fs)
-        centres[k] = reg.centre(k, vs, fs)
-    m = B.measure(frame, plane, centres, "xray")
-    assert m is not None and m.bones is not None
+    m = xray_probes(front_end, shot)
     return S.size_term(m.bones, m.landmarks, m.px_mm, shipped_stats("xray")["joints"])
 
 
@@ -166,3 +154,140 @@ def test_a_replica_of_another_size_has_another_size(front_end, people, species):
                               variant="scale")
     assert abs(meta["scale"] - 1.0) >= 0.1
     assert _size_term(front_end, shot) > 0.0
+
+
+# ------------------------------------------------------------------ the signed numbers
+SIZE_KEYS = ("size_lo", "size_hi", "size_slack", "size_gain", "lateral_mu", "lateral_sigma",
+             "lateral_free", "lateral_gain")
+
+
+def _shipped_xray():
+    import json
+
+    from conftest import SHIPPED
+    return json.loads((SHIPPED / "binding_xray.json").read_text())
+
+
+def _with_joints(doc, **kw):
+    """``doc`` with its ``joints`` numbers changed (a value None: the key left out)."""
+    import copy
+    d = copy.deepcopy(doc)
+    j = d["probe_ranges"]["joints"]
+    for k, v in kw.items():
+        if v is None:
+            j.pop(k, None)
+        else:
+            j[k] = v
+    return d
+
+
+@pytest.mark.parametrize("bad", [
+    {"size_lo": None},                                  # part of the term: never silently off
+    {"lateral_mu": None},
+    {"size_hi": float("nan")},                          # max(0, x - NaN) is 0: the term off
+    {"lateral_free": float("nan")},
+    {"size_slack": float("nan")}, {"size_slack": -1.0},  # no size fits: raised at each one
+    {"size_gain": -4.0}, {"lateral_gain": -48.0},       # a negative term lowers the score
+    {"size_lo": 0.5},                                   # lo above hi
+    {"size_lo": "x"}, {"size_gain": True}, {"size_gain": 10 ** 400},
+    {"lateral_mu": [0.0, 0.0]},                         # broadcast against (5, 2) silently
+    {"lateral_sigma": 1.0}, {"lateral_sigma": [[0.0, 0.0]] * 5},   # z inf: bones dropped
+    {"lateral_mu": [[0.0, 0.0]] * 4}, {"lateral_mu": [[0.0, float("nan")]] * 5},
+    {"mu": [0.0] * 14}, {"sigma": [0.0] * 15}, {"dip": [float("nan")] * 15},
+    {"stretch_gain": -8.0}, {"stretch_hi": None},
+])
+def test_malformed_size_or_bone_numbers_are_refused_with_a_clear_reason(bad):
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    doc = _shipped_xray()
+    parse_numbers(doc, "xray", "f")
+    with pytest.raises(ModelError, match="joints"):
+        parse_numbers(_with_joints(doc, **bad), "xray", "f")
+
+
+@pytest.mark.parametrize("joints", [{}, [], "x", {"mu": [0.0] * 15}])
+def test_a_malformed_joints_block_is_refused(joints):
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    doc = _shipped_xray()
+    doc["probe_ranges"]["joints"] = joints
+    with pytest.raises(ModelError, match="joints"):
+        parse_numbers(doc, "xray", "f")
+
+
+def test_numbers_without_the_term_are_the_documented_older_binding():
+    """A signed file from before the term (bone numbers, no size numbers) is read, and the
+    term adds nothing: the score is the bones' and the outline's, as that file's threshold
+    was chosen for."""
+    from device.gate.binding_numbers import parse_numbers
+    old = _with_joints(_shipped_xray(), **{k: None for k in SIZE_KEYS + ("size_q",)})
+    st = parse_numbers(old, "xray", "f").stats["joints"]
+    big, lm = _hand(scale=1.15)
+    assert S.size_term(big, lm, PX_MM, st) == 0.0
+
+
+def test_size_term_refuses_part_of_its_numbers():
+    """Numbers handed to the score directly (an evaluation's fit): part of the term is an
+    error, never the term switched off."""
+    img, lm = _hand(scale=1.15)
+    for k in SIZE_KEYS:
+        st = _size_stats()
+        del st[k]
+        with pytest.raises(ValueError, match=k):
+            S.size_term(img, lm, PX_MM, st)
+    with pytest.raises(ValueError, match="size_hi"):
+        S.size_term(img, lm, PX_MM, _size_stats(size_hi=float("nan")))
+
+
+def test_a_stage_with_malformed_signed_size_numbers_denies_with_the_reason(tiny_models,
+                                                                          trust_test_key):
+    """Signed, yet part of the term missing: the stage is unavailable and says why."""
+    import hashlib
+    import json
+    import os
+
+    from conftest import binding_stage, sign_models
+
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    f = tiny_models / "binding_xray.json"
+    os.unlink(f)                                 # a link to the shipped file: replace it
+    f.write_text(json.dumps(_with_joints(_shipped_xray(), size_hi=None)))
+    man = json.loads((tiny_models / "manifest.json").read_text())
+    man["models"]["binding_xray.json"]["sha256"] = hashlib.sha256(f.read_bytes()).hexdigest()
+    (tiny_models / "manifest.json").write_text(json.dumps(man))
+    stage = binding_stage("xray", sign_models(tiny_models, trust_test_key))
+    assert stage.numbers is None and "size_hi" in stage.error
+    with pytest.raises(Deny) as e:
+        stage(Burst([np.zeros((480, 640, 3), np.uint8)] * 3, np.zeros((128, 128), np.uint8),
+                    {}), Decision())
+    assert e.value.reason == "liveness_unavailable" and "size_hi" in e.value.detail
+
+
+@pytest.mark.parametrize("case", ["same point", "nan landmark", "no field", "tiny frame",
+                                  "inf bones", "fingers out", "zero-length finger", "black"])
+def test_degenerate_inputs_give_a_finite_term_or_none(case):
+    """Few or no joints, degenerate landmarks, fingers out of the field: the term is a finite
+    number >= 0 (0: judged by the outline and the bones, as the joints it does not see), never
+    NaN, negative or an exception."""
+    img, lm = _hand()
+    if case == "same point":
+        lm = np.tile(lm[0], (21, 1))
+    elif case == "nan landmark":
+        lm = lm.copy()
+        lm[7] = np.nan
+    elif case == "no field":
+        img = np.full_like(img, np.nan)
+    elif case == "tiny frame":
+        img = np.full((3, 3), 20.0, np.float32)
+    elif case == "inf bones":
+        img = np.where(img > 100, np.inf, img).astype(np.float32)
+    elif case == "fingers out":
+        lm = lm + 1000.0
+    elif case == "zero-length finger":
+        lm = lm.copy()
+        lm[[6, 7, 8]] = lm[5]
+    elif case == "black":
+        img = np.zeros_like(img)
+    t = S.size_term(img, lm, PX_MM, _size_stats())
+    assert np.isfinite(t) and t >= 0.0

@@ -238,6 +238,56 @@ bona fide + 400 mixed among joint gain 4/8, free level 4/5/6, stretch gain 4/8
 so that every number of the term is in one place."""
 
 
+BONE_KEYS = ("mu", "sigma", "dip", "stretch_lo", "stretch_hi", "joint_gain", "joint_free",
+             "stretch_gain")
+"""The numbers :func:`bone_term` reads (:func:`fit_bone_stats` writes them)."""
+
+
+def finite_number(x) -> bool:
+    """A real number (not a bool), finite."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return False
+    try:
+        return bool(np.isfinite(float(x)))
+    except OverflowError:                  # an integer beyond float
+        return False
+
+
+def finite_array(x, shape: tuple) -> np.ndarray | None:
+    """``x`` (nested lists of numbers) as a float array of ``shape``, all finite; None
+    otherwise."""
+    flat = np.ravel(np.asarray(x, dtype=object))
+    if np.shape(np.asarray(x, dtype=object)) != shape or not all(finite_number(v) for v in flat):
+        return None
+    return np.asarray(x, np.float64)
+
+
+def bone_numbers_problem(stats) -> str | None:
+    """What is wrong with the bone term's numbers (:data:`BONE_KEYS`), or None: 15 finite
+    ``mu``, 15 positive ``sigma`` and ``dip``, a finite ``stretch_lo`` <= ``stretch_hi``,
+    finite weights, the gains >= 0 (a negative gain would lower the score)."""
+    if not isinstance(stats, dict):
+        return "not an object"
+    missing = [k for k in BONE_KEYS if k not in stats]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for k in ("mu", "sigma", "dip"):
+        a = finite_array(stats[k], (15,))
+        if a is None:
+            return f"'{k}' is not 15 finite numbers"
+        if k != "mu" and not np.all(a > 0):
+            return f"'{k}' is not positive"
+    for k in BONE_KEYS[3:]:
+        if not finite_number(stats[k]):
+            return f"'{k}' is not a finite number"
+    if not stats["stretch_lo"] <= stats["stretch_hi"]:
+        return "'stretch_lo' is above 'stretch_hi'"
+    for k in ("joint_gain", "stretch_gain"):
+        if stats[k] < 0:
+            return f"'{k}' is negative"
+    return None
+
+
 def fit_bone_stats(samples: list, q: float = 0.005) -> dict:
     """The bone term's statistics from bona fide ``samples`` [(img, landmarks, px_mm)]: per
     joint the live offset, spread and dip depth (:func:`fit_joint_stats`), then the live

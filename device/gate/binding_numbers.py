@@ -8,7 +8,8 @@ its sha256, so covered by the release signature like every model file and thresh
   the same value as its ``threshold`` and the two must agree;
 * ``probe_ranges`` -- the live hands' range at each binding probe (``lo``, ``hi``, ``clip``,
   ``q``, ``n``, the seed(s) and the command that fitted them; X-ray also ``finger_cap`` and
-  the bones' ``joints``), what
+  the bones' ``joints``, with the size and finger directions' numbers: all of them or none,
+  :func:`device.gate.binding_size.size_numbers_problem`), what
   :func:`device.gate.sensor_binding.binding_score` takes as ``stats``;
 * ``palm_lines`` (NIR, optional) -- the palm-line check's numbers
   (:mod:`device.gate.binding_texture`): ``min_agreement`` (below it the presentation is
@@ -95,6 +96,13 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
     fc = st.get("finger_cap")
     if fc is not None and not (_number(fc) and fc > 0):
         raise ModelError(f"{name}: 'probe_ranges' 'finger_cap' is not a positive number")
+    jn = st.get("joints")
+    if jn is not None:                     # X-ray: the bones' and the size term's numbers
+        from device.gate.binding_joints import bone_numbers_problem
+        from device.gate.binding_size import size_numbers_problem
+        bad = bone_numbers_problem(jn) or size_numbers_problem(jn)
+        if bad:
+            raise ModelError(f"{name}: 'probe_ranges' 'joints': {bad}")
     pl = doc.get("palm_lines")
     if pl is not None:
         if not isinstance(pl, dict) or not _number(pl.get("min_agreement")) \

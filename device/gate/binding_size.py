@@ -218,10 +218,52 @@ def lateral_score(offsets: np.ndarray, mu, sigma, normals: np.ndarray | None = N
     return float(np.mean(z ** 2))
 
 
+SIZE_KEYS = ("size_lo", "size_hi", "size_slack", "size_gain", "lateral_mu", "lateral_sigma",
+             "lateral_free", "lateral_gain")
+"""The numbers :func:`size_term` reads (:func:`fit_size_stats` writes them, and ``size_q``):
+all or none (a file from before the term)."""
+
+
+def size_numbers_problem(stats) -> str | None:
+    """What is wrong with the term's numbers in ``stats``, or None (all :data:`SIZE_KEYS`
+    well-formed, or none of them: the binding as before the term). Part of them, a NaN or a
+    wrong shape would switch the term off or break it silently (``max(0, x - NaN)`` is 0), a
+    negative gain or slack lower the score or fit no size: each is named here."""
+    if not isinstance(stats, dict):
+        return "not an object"
+    have = [k for k in SIZE_KEYS if k in stats]
+    if not have:
+        return None
+    if len(have) < len(SIZE_KEYS):
+        return (f"the size and finger directions' numbers are incomplete: missing "
+                f"{', '.join(k for k in SIZE_KEYS if k not in stats)}")
+    for k in ("size_lo", "size_hi", "size_slack", "size_gain", "lateral_free",
+              "lateral_gain"):
+        if not J.finite_number(stats[k]):
+            return f"'{k}' is not a finite number"
+    if not stats["size_lo"] <= stats["size_hi"]:
+        return "'size_lo' is above 'size_hi'"
+    for k in ("size_slack", "size_gain", "lateral_free", "lateral_gain"):
+        if stats[k] < 0:
+            return f"'{k}' is negative"
+    mu = J.finite_array(stats["lateral_mu"], (5, 2))
+    sig = J.finite_array(stats["lateral_sigma"], (5, 2))
+    if mu is None:
+        return "'lateral_mu' is not 5 x 2 finite numbers"
+    if sig is None or not np.all(sig > 0):
+        return "'lateral_sigma' is not 5 x 2 positive finite numbers"
+    return None
+
+
 def size_term(img: np.ndarray, lm: np.ndarray, px_mm: float, stats: dict) -> float:
     """What the hand's size and the fingers' directions add to the binding score, from the
     live hands' numbers in ``stats`` (the bone statistics with :func:`fit_size_stats`'s keys;
-    0 where they have none)."""
+    0 where they have none of them, the binding as before the term). A ValueError naming
+    what is wrong when they have part of them or a malformed one
+    (:func:`size_numbers_problem`; the signed file's are checked when it is loaded)."""
+    bad = size_numbers_problem(stats)
+    if bad:
+        raise ValueError(f"binding size numbers: {bad}")
     if "size_lo" not in stats:
         return 0.0
     iv = size_interval(size_curve(img, lm, px_mm, stats), float(stats["size_slack"]))
