@@ -325,3 +325,48 @@ def test_the_stage_denies_a_presentation_whose_palm_lines_are_not_a_number(
             stage(Burst([np.zeros((480, 640, 3), np.uint8)] * 3,
                         np.zeros((128, 128), np.uint8), {}), Decision())
         assert e.value.reason == "sensor_mismatch" and "palm lines" in e.value.detail
+
+
+def test_presentations_whose_lines_cannot_be_compared_are_denied(
+        front_end, people_nir, palm_print, palm_line_models):
+    """With the palm lines in force (the outline at its looser threshold), a presentation
+    whose lines cannot be compared is denied ``sensor_mismatch``, never passed on the outline:
+    a blank, saturated or NaN frame, one view with landmarks, landmarks all NaN, views with
+    nothing to compare, one view with a registration; the live one binds, also with two views
+    and as float or BGRA frames."""
+    import cv2
+
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    stage = binding_stage("nir", palm_line_models)
+    rng = np.random.default_rng(5)
+    geom, tex = _person(people_nir, 0, rng)
+    shot = bound.render_bound(geom, tex, rng, people_nir.rig, "nir")
+    lms = view_landmarks(front_end, shot.views)
+    frame = sensor_u8(shot.sensor)
+    assert len(lms) == 3
+
+    def denied(views, fr, lm):
+        out = Decision()
+        out.landmarks.update(lm)
+        try:
+            stage(Burst(views, fr, {}), out)
+            return None
+        except Deny as e:
+            return e.reason
+    nan = frame.astype(np.float32)
+    nan[3, 3] = np.nan
+    first = dict(list(lms.items())[:1])
+    for views, fr, lm in [
+            (shot.views, np.zeros_like(frame), lms), (shot.views, np.full_like(frame, 255), lms),
+            (shot.views, nan, lms), (shot.views, frame, first),
+            (shot.views, frame, {k: np.full((21, 2), np.nan) for k in lms}),
+            ([np.full_like(v, 128) for v in shot.views], frame, lms)]:
+        assert denied(views, fr, lm) == "sensor_mismatch"
+    for fr, lm in [(frame, lms), (frame, dict(list(lms.items())[:2])),
+                   (frame.astype(np.float32) / 255, lms),
+                   (cv2.cvtColor(frame, cv2.COLOR_GRAY2BGRA), lms)]:
+        assert denied(shot.views, fr, lm) is None
+    centre = stage.registration.centre
+    stage.registration.centre = lambda k, vs, fs: centre(k, vs, fs) if k == 2 else None
+    assert denied(shot.views, frame, lms) == "sensor_mismatch"
