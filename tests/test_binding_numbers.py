@@ -139,6 +139,27 @@ def test_status_shows_the_binding_threshold_in_force(tmp_path, tiny_models, caps
     assert not rep["ok"] and "above the signed" in rep["error"]
 
 
+def test_status_shows_the_palm_line_check_in_force(tmp_path, tiny_models, capsys):
+    """With the signed palm-line numbers `palmgate status` shows the check in force beside
+    the outline threshold chosen with it (the looser 35.6 never appears alone)."""
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    pl = load_binding_numbers("nir", tiny_models).palm_lines
+    if pl is None:
+        pytest.skip("the shipped binding_nir.json carries no palm-line numbers")
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models))
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert rep["ok"] and rep["threshold"] == pl["max_score"]
+    assert rep["min_palm_lines"] == pl["min_agreement"]
+    f = write_toml(tmp_path / "q.toml", gate_config(
+        tmp_path, tiny_models, liveness={"binding_min_palm_lines": pl["min_agreement"] - 0.01}))
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_nir.json"]
+    assert not rep["ok"] and "below the signed" in rep["error"]
+
+
 def test_palm_line_numbers_are_checked_and_only_nir_has_them():
     good = _without_palm_lines(json.loads((SHIPPED / "binding_nir.json").read_text()))
     pl = {"min_agreement": 0.05, "max_score": 30.0}

@@ -262,3 +262,111 @@ MIXED_RNG = {"offset": 7, "rotation": 6, "scale": 1, "other_hand": 7, "species":
 """The draw of each variant's fixed presentation: one the palm lines deny at :data:`POINT`
 (draws 1-8 of each variant: all 8 denied, but for one scale and one species draw; the rates
 are in docs/sensor-branch.md)."""
+
+
+def _random_lines(rng, n=40):
+    import cv2
+    img = np.full((128, 128), 160.0, np.float32)
+    for _ in range(n):
+        p = rng.uniform(0, 128, (2, 2)).astype(np.int32)
+        cv2.line(img, tuple(map(int, p[0])), tuple(map(int, p[1])), 90.0, 1, cv2.LINE_AA)
+    return img.astype(np.uint8)
+
+
+def _palm_at(corners):
+    lm = np.full((21, 2), np.nan)
+    lm[list(T.PALM_LANDMARKS)] = corners
+    return lm
+
+
+@pytest.mark.parametrize("corners", [
+    # the palm mostly off the frame: a strip a few pixels wide left on it
+    [[-100, 100], [-100, 30], [8, 30], [8, 60], [8, 80], [8, 100]],
+    # a palm far smaller than a hand's, on the frame
+    [[40, 70], [40, 40], [70, 40], [70, 55], [70, 70], [55, 70]]])
+def test_a_palm_area_too_small_or_off_the_frame_is_not_compared(corners):
+    """Unrelated lines in a few hundred pixels agree above the signed least agreement by
+    chance (the best of shifts, sizes and views): 58 % of draws with the palm a strip at the
+    frame's edge, 23 % with a 390 mm^2 palm. Such a presentation is not compared (NaN: the
+    stage denies it), never judged on chance."""
+    ys, xs = np.mgrid[0:128, 0:128].astype(np.float32)
+    maps = {k: (xs, ys) for k in range(3)}
+    lm = _palm_at(corners)
+    for s in range(12):
+        rng = np.random.default_rng(s)
+        frame, views = _random_lines(rng), [_random_lines(rng) for _ in range(3)]
+        assert np.isnan(T.texture_agreement(frame, views, maps, lm, 1.0667)), s
+
+
+def test_a_whole_palm_on_the_frame_is_compared():
+    ys, xs = np.mgrid[0:128, 0:128].astype(np.float32)
+    maps = {k: (xs, ys) for k in range(3)}
+    lm = _palm_at([[30, 100], [20, 60], [40, 25], [65, 22], [90, 25], [105, 40]])
+    rng = np.random.default_rng(0)
+    frame = _random_lines(rng)
+    same = T.texture_agreement(frame, [frame] * 3, maps, lm, 1.0667)
+    other = T.texture_agreement(frame, [_random_lines(rng)] * 3, maps, lm, 1.0667)
+    assert same > 0.9 and other < 0.1772
+
+
+def test_the_stage_denies_a_presentation_whose_palm_lines_are_not_a_number(
+        palm_line_models, monkeypatch):
+    """An outline that binds (score 0) does not carry a presentation whose palm lines could
+    not be compared (NaN) or were not computed (None) at the looser outline threshold."""
+    from device.gate import sensor_binding as B
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    stage = binding_stage("nir", palm_line_models)
+    assert stage.max_score == POINT["max_score"]
+    probes = B.HandProbes(np.zeros(3), np.zeros((21, 2)), 3, 0.0, None, 1.0, None, None)
+    for t in (float("nan"), None, float("-inf")):
+        monkeypatch.setattr(stage, "score", lambda *a, t=t: B.Binding(0.0, probes, t))
+        with pytest.raises(Deny) as e:
+            stage(Burst([np.zeros((480, 640, 3), np.uint8)] * 3,
+                        np.zeros((128, 128), np.uint8), {}), Decision())
+        assert e.value.reason == "sensor_mismatch" and "palm lines" in e.value.detail
+
+
+def test_presentations_whose_lines_cannot_be_compared_are_denied(
+        front_end, people_nir, palm_print, palm_line_models):
+    """With the palm lines in force (the outline at its looser threshold), a presentation
+    whose lines cannot be compared is denied ``sensor_mismatch``, never passed on the outline:
+    a blank, saturated or NaN frame, one view with landmarks, landmarks all NaN, views with
+    nothing to compare, one view with a registration; the live one binds, also with two views
+    and as float or BGRA frames."""
+    import cv2
+
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    stage = binding_stage("nir", palm_line_models)
+    rng = np.random.default_rng(5)
+    geom, tex = _person(people_nir, 0, rng)
+    shot = bound.render_bound(geom, tex, rng, people_nir.rig, "nir")
+    lms = view_landmarks(front_end, shot.views)
+    frame = sensor_u8(shot.sensor)
+    assert len(lms) == 3
+
+    def denied(views, fr, lm):
+        out = Decision()
+        out.landmarks.update(lm)
+        try:
+            stage(Burst(views, fr, {}), out)
+            return None
+        except Deny as e:
+            return e.reason
+    nan = frame.astype(np.float32)
+    nan[3, 3] = np.nan
+    first = dict(list(lms.items())[:1])
+    for views, fr, lm in [
+            (shot.views, np.zeros_like(frame), lms), (shot.views, np.full_like(frame, 255), lms),
+            (shot.views, nan, lms), (shot.views, frame, first),
+            (shot.views, frame, {k: np.full((21, 2), np.nan) for k in lms}),
+            ([np.full_like(v, 128) for v in shot.views], frame, lms)]:
+        assert denied(views, fr, lm) == "sensor_mismatch"
+    for fr, lm in [(frame, lms), (frame, dict(list(lms.items())[:2])),
+                   (frame.astype(np.float32) / 255, lms),
+                   (cv2.cvtColor(frame, cv2.COLOR_GRAY2BGRA), lms)]:
+        assert denied(shot.views, fr, lm) is None
+    centre = stage.registration.centre
+    stage.registration.centre = lambda k, vs, fs: centre(k, vs, fs) if k == 2 else None
+    assert denied(shot.views, frame, lms) == "sensor_mismatch"

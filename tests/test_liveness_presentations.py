@@ -51,6 +51,7 @@ def test_presentations_go_through_the_binding(pres_set, tmp_path):
     assert b["bona_fide"] == {"presentations": 3, "bound": 3, "not_bound": 1}
     assert b["attack"]["no_hand"] == {"presentations": 0, "bound": 0, "not_bound": 2}
     assert b["threshold"] > 0 and b["registration"] == "nominal"
+    assert b["min_palm_lines"] is None          # X-ray: no palm-line check
     for sp in ("mixed_replica_views", "mixed_replica_sensor"):
         assert b["attack"][sp]["presentations"] == 3
         assert rep["deny_reasons"]["attack"][sp].get("sensor_mismatch", 0) >= 1, rep

@@ -116,3 +116,32 @@ def test_a_binding_that_needs_the_regions_gets_them(pipes, synthetic_bursts):
     assert on.decide(grey).reason == "quality:no_hand"
     on.side.submit(lambda: None).result(10)             # the sensor thread has finished
     assert len(seen) == 2                               # no binding after a regions deny
+
+
+def test_a_binding_left_without_the_regions_is_a_deny(tmp_path, tiny_models, synthetic_bursts):
+    """The sensor chain waits ``[timeouts] regions`` for the views' regions from the end of its
+    sensor stage; were they not there then (and the presentation not yet decided), the binding
+    was skipped with no deny, and a presentation whose regions came later within their own
+    limit opened with no binding at all (no outline, no palm lines). It is a deny."""
+    import time
+
+    from device.gate.decision import Decision
+    from device.gate.pipeline import _SensorJob
+    from device.gate.stage_clock import StageClock
+    cfg = gate_config(tmp_path, tiny_models, timeouts={"regions": 30})
+    pipe = Pipeline(cfg)
+    ran = []
+
+    class Binding:
+        needs_regions = True
+
+        def __call__(self, burst, out):
+            ran.append(1)
+    try:
+        pipe.binding = Binding()
+        pipe._sensor = lambda burst, out: None          # the sensor frame passes
+        job = _SensorJob(Decision(), threading.Event(), time.perf_counter())
+        pipe._sensor_chain(synthetic_bursts["genuine"][0], StageClock(cfg.timeouts), job)
+        assert not ran and job.deny is not None and job.deny.reason == "timeout:regions"
+    finally:
+        pipe.close()

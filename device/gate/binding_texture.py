@@ -84,6 +84,21 @@ palm plane, lands 4-25 % off)."""
 SIZE_GAIN = 1.0
 """Weight of how much better another size fits (as the outline's, device.gate.sensor_binding)."""
 
+MIN_COMPARED_MM2 = 1000.0
+"""Fewest mm^2 of compared palm area (:func:`compared_area`) for a comparison; below it the
+presentation is not compared (NaN: denied). Unrelated lines agree above the signed least
+agreement by chance in a small area (the best of shifts, sizes and views): 12 % of random
+line patterns at 640 mm^2, none of 40 at 1,080 mm^2; 16 live presentations of seed 0 (the
+palm print on) compared 1,540-2,340 mm^2; on validation seeds 11 + 23 (400 + 400 each) it
+changed no bona fide presentation's agreement and made 8 mixed ones (denied before too) not
+compared (review rev-lines)."""
+
+MIN_PALM_ON_FRAME = 0.9
+"""Least share of the palm area (the landmarks' polygon shrunk by :data:`INSET_MM`) that must
+lie on the sensor frame: a palm held mostly off it leaves a strip whose lines agree by chance
+(and the outline's probes off the frame count nothing). Live palms of seed 0 lay wholly on
+it."""
+
 
 def palm_plane(points: np.ndarray) -> np.ndarray | None:
     """(a, b, c) of the least-squares plane ``z = a x + b y + c`` through the finite rows of
@@ -162,6 +177,17 @@ def palm_mask(sensor_pts: np.ndarray, shape: tuple[int, int], px_per_mm: float
     if r > 0:
         m = cv2.erode(m, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     return m > 0
+
+
+def palm_area_px(sensor_pts: np.ndarray, shape: tuple[int, int], px_per_mm: float) -> float:
+    """The pixels of :func:`palm_mask` were the frame unbounded (the part off the frame
+    counted too); inf when a point is more than a frame's size off it."""
+    p = np.asarray(sensor_pts, np.float64)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    h, w = shape
+    if len(p) and (np.any(p < -np.array([w, h])) or np.any(p > 2 * np.array([w, h]))):
+        return float("inf")
+    return float(palm_mask(p + [w, h], (3 * h, 3 * w), px_per_mm).sum())
 
 
 def line_map(grey: np.ndarray, px_per_mm: float, sigma_mm: tuple = LINE_SIGMA_MM
@@ -256,17 +282,21 @@ def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np
     at one of :data:`OTHER_SIZES`. Compared inside :func:`compared_area`. ``frame``: the grey
     sensor frame; ``views``: view -> its image (a list or dict, BGR or grey); ``maps``: view ->
     its (map_x, map_y) (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees
-    the landmarks (the palm area). NaN when no view can be compared, or the frame has a
-    pixel that is NaN or infinite."""
+    the landmarks (the palm area). NaN when no view can be compared, the frame has a pixel
+    that is NaN or infinite, less than :data:`MIN_PALM_ON_FRAME` of the palm lies on the
+    frame, or the compared area is under :data:`MIN_COMPARED_MM2`."""
     g = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
     if g.dtype.kind == "f" and not np.isfinite(g).all():
         return float("nan")                   # a broken frame agrees with nothing
     s_pts = np.asarray(sensor_landmarks, np.float64)[list(PALM_LANDMARKS)]
     palm = palm_mask(s_pts, g.shape, px_per_mm)
-    if palm.sum() < 50:
-        return float("nan")
+    if palm.sum() < 50 or palm.sum() < MIN_PALM_ON_FRAME * palm_area_px(s_pts, g.shape,
+                                                                        px_per_mm):
+        return float("nan")                   # (much of) the palm off the frame
     sl = np.clip(_standardised(line_map(g, px_per_mm), palm), -CLIP, CLIP)
     w = compared_area(g, palm, px_per_mm)
+    if w.sum() < MIN_COMPARED_MM2 * px_per_mm ** 2:
+        return float("nan")                   # too small an area: lines agree by chance
     shift = max(1, int(round(SHIFT_MM * px_per_mm)))
     c = s_pts[np.all(np.isfinite(s_pts), axis=1)].mean(axis=0)
 

@@ -370,6 +370,10 @@ class Pipeline:
             clock.run("sensor", self._sensor, burst, job.out)
             if self.binding is not None and getattr(self.binding, "needs_regions", False):
                 job.regions.wait(self.cfg.timeouts["regions"] / 1e3)   # the views' regions
+                if not job.regions.is_set() and not job.cancelled.is_set():
+                    # no regions yet and the presentation undecided: never skip the binding
+                    raise Deny("timeout:regions", "please present your palm again",
+                               "the views' regions were not ready for the binding")
             if self.binding is not None and not job.cancelled.is_set() \
                     and (job.regions.is_set() or
                          not getattr(self.binding, "needs_regions", False)):
