@@ -159,6 +159,16 @@ def palm_print_world(monkeypatch):
     return SetPalmPrints(5)
 
 
+def test_a_command_chooses_the_nir_world(monkeypatch):
+    monkeypatch.setattr(bound, "NIR_PALM_PRINT", True)    # restored after the test
+    bound.use_nir_world("old")
+    assert not bound.palm_print_on("nir")
+    bound.use_nir_world("palm-print")
+    assert bound.palm_print_on("nir") and not bound.palm_print_on("xray")
+    with pytest.raises(ValueError, match="unknown NIR world"):
+        bound.use_nir_world("infrared")
+
+
 def test_palm_print_off_ignores_textures(monkeypatch):
     monkeypatch.setattr(bound, "NIR_PALM_PRINT", False)
     g = sample_hand_geometry(np.random.default_rng(0), "left")

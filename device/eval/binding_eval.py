@@ -406,8 +406,8 @@ def main(argv=None) -> int:
         ap.error("--write-palm-lines: only NIR frames show the palm lines")
     t0 = time.time()
     if a.nir_palm_print:
-        from device.synth import bound
-        bound.NIR_PALM_PRINT = True
+        from device.synth.bound import use_nir_world
+        use_nir_world("palm-print")
     inputs: list = []
     rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
                           views=a.views, liveness=a.liveness,

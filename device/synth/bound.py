@@ -56,6 +56,18 @@ world the first NIR models were trained in (sets of that world carry no ``_palmp
 suffix). ``binding_eval --nir-palm-print`` is kept for the commands that name it."""
 
 
+NIR_WORLDS: tuple[str, ...] = ("palm-print", "old")
+"""The NIR worlds a command can render (``--nir-world``): with the palm print, or without it."""
+
+
+def use_nir_world(world: str) -> None:
+    """Render the NIR ``world`` from now on in this process (sets :data:`NIR_PALM_PRINT`)."""
+    global NIR_PALM_PRINT
+    if world not in NIR_WORLDS:
+        raise ValueError(f"unknown NIR world {world!r}; known: {NIR_WORLDS}")
+    NIR_PALM_PRINT = world == "palm-print"
+
+
 def palm_print_on(sensor: str) -> bool:
     """Whether ``sensor``'s frames show the palm print (read at each call, so a test or an
     evaluation may switch :data:`NIR_PALM_PRINT`)."""

@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from device.synth.bound import NIR_WORLDS, use_nir_world
+
 
 def _progress(label: str):
     t0 = time.time()
@@ -105,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--out", required=True)
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0: all)")
-        sp.add_argument("--nir-world", choices=["palm-print", "old"], default="palm-print",
+        sp.add_argument("--nir-world", choices=NIR_WORLDS, default="palm-print",
                         help="NIR frames with the palm print (the default, "
                              "device.synth.bound.NIR_PALM_PRINT) or the old world without it")
         if sessions:
@@ -168,9 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    if getattr(a, "nir_world", "palm-print") == "old":
-        import device.synth.bound as bound
-        bound.NIR_PALM_PRINT = False
+    use_nir_world(getattr(a, "nir_world", "palm-print"))
     try:
         result = a.fn(a)
     except (FileNotFoundError, ValueError, RuntimeError) as e:

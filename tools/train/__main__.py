@@ -32,6 +32,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from device.synth.bound import NIR_WORLDS, use_nir_world
+
 PROFILES = {
     "idnet": {"quick": {"steps": 120}, "full": {"steps": 1000}},
     "generator": {"quick": {"steps": 80}, "full": {"steps": 1500}},
@@ -89,15 +91,13 @@ def main(argv=None) -> int:
                    help="Ed25519 private key that re-signs the manifest after each entry "
                         "written (default: $PALMGATE_SIGN_KEY; without one the manifest is left "
                         "unsigned for the release step, docs/model-signing.md)")
-    p.add_argument("--nir-world", choices=["palm-print", "old"], default="palm-print",
+    p.add_argument("--nir-world", choices=NIR_WORLDS, default="palm-print",
                    help="NIR sets: the world whose frames show the palm print (the default, "
                         "device.synth.bound.NIR_PALM_PRINT) or the old world without it, "
                         "where the first NIR models (--profile full, the rounds before "
                         "nirworld) were trained")
     a = p.parse_args(argv)
-    if a.nir_world == "old":
-        import device.synth.bound as bound
-        bound.NIR_PALM_PRINT = False
+    use_nir_world(a.nir_world)
     if a.sign_key:                      # read by tools/manifest.py at each entry written
         import os
         from tools.sign_manifest import KEY_ENV
