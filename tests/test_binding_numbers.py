@@ -44,7 +44,7 @@ def test_malformed_numbers_are_refused():
     good = json.loads((SHIPPED / "binding_nir.json").read_text())
     assert parse_numbers(dict(good, extra={"w": 1}), "nir", "f").doc["extra"] == {"w": 1}
     for bad in (dict(good, sensor="xray"), dict(good, format=2), dict(good, max_score=-1),
-                dict(good, max_score=float("nan")), dict(good, probe_ranges={"lo": [1.0]}),
+                dict(good, max_score=float("nan")), dict(good, max_score=10 ** 400), dict(good, probe_ranges={"lo": [1.0]}),
                 dict(good, probe_ranges=dict(good["probe_ranges"], lo=["x"] * len(
                     good["probe_ranges"]["lo"])))):
         with pytest.raises(ModelError):

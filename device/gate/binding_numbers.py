@@ -40,6 +40,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from device.gate.binding_joints import bone_numbers_problem
+from device.gate.binding_joints import finite_number as _number
+from device.gate.binding_size import size_numbers_problem
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
 FORMAT = 1
@@ -70,10 +73,6 @@ class BindingNumbers:
     """NIR: ``{"min_agreement", "max_score", ...}`` of the palm-line check, or None (off)."""
 
 
-def _number(x) -> bool:
-    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x)
-
-
 def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> BindingNumbers:
     """The numbers of a parsed file, checked: a :class:`ModelError` naming what is wrong."""
     if not isinstance(doc, dict):
@@ -98,8 +97,6 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
         raise ModelError(f"{name}: 'probe_ranges' 'finger_cap' is not a positive number")
     jn = st.get("joints")
     if jn is not None:                     # X-ray: the bones' and the size term's numbers
-        from device.gate.binding_joints import bone_numbers_problem
-        from device.gate.binding_size import size_numbers_problem
         bad = bone_numbers_problem(jn) or size_numbers_problem(jn)
         if bad:
             raise ModelError(f"{name}: 'probe_ranges' 'joints': {bad}")
