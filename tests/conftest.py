@@ -271,6 +271,23 @@ def sensor_u8(frame):
     return np.clip(np.round(frame * 255), 0, 255).astype(np.uint8)
 
 
+def judge_binding(stage, front_end, shot):
+    """(denied, the gate's Decision, the uint8 frame) of one synthetic presentation through the
+    binding stage, with the front end's landmarks as the gate hands them over; a deny must be
+    ``sensor_mismatch``."""
+    from device.gate.decision import Decision, Deny
+    from device.sources.replay import Burst
+    out = Decision()
+    out.landmarks.update(view_landmarks(front_end, shot.views))
+    frame = sensor_u8(shot.sensor)
+    try:
+        stage(Burst(shot.views, frame, {}), out)
+        return False, out, frame
+    except Deny as e:
+        assert e.reason == "sensor_mismatch"
+        return True, out, frame
+
+
 # ------------------------------------------------------------------ the X-ray bones' tests
 DRAWN_PX_MM = 1.0
 """The drawn X-ray hand's pixels per mm (:func:`drawn_xray_hand`)."""

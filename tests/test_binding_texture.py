@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import binding_stage, sensor_u8, view_landmarks
+from conftest import binding_stage, judge_binding, sensor_u8, view_landmarks
 
 from device.gate import binding_texture as T
 from device.synth import bound
@@ -159,18 +159,8 @@ def palm_print(monkeypatch):
 
 def _judge(stage, front_end, shot):
     """(denied, palm-line agreement) of one presentation through the binding stage."""
-    from device.gate.decision import Decision, Deny
-    from device.sources.replay import Burst
-    out = Decision()
-    out.landmarks.update(view_landmarks(front_end, shot.views))
-    frame = sensor_u8(shot.sensor)
-    b = stage.score(shot.views, frame, out.landmarks)
-    try:
-        stage(Burst(shot.views, frame, {}), out)
-        return False, b.texture
-    except Deny as e:
-        assert e.reason == "sensor_mismatch"
-        return True, b.texture
+    denied, out, frame = judge_binding(stage, front_end, shot)
+    return denied, stage.score(shot.views, frame, out.landmarks).texture
 
 
 def _person(people, i, rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import ExemptCalibration, binding_stage, sensor_u8, view_landmarks
+from conftest import ExemptCalibration, binding_stage, judge_binding
 
 from device.gate import sensor_binding as B
 from device.synth import bound
@@ -130,17 +130,8 @@ def test_mixed_variants_and_pose():
 def _judge(stage, front_end, shot):
     """(denied, score) of one synthetic presentation through the binding stage, with the
     front end's landmarks as the gate hands them over."""
-    from device.gate.decision import Decision, Deny
-    from device.sources.replay import Burst
-    out = Decision()
-    out.landmarks.update(view_landmarks(front_end, shot.views))
-    frame = sensor_u8(shot.sensor)
-    try:
-        stage(Burst(shot.views, frame, {}), out)
-        return False, out.binding
-    except Deny as e:
-        assert e.reason == "sensor_mismatch"
-        return True, out.binding
+    denied, out, _ = judge_binding(stage, front_end, shot)
+    return denied, out.binding
 
 
 @pytest.fixture(scope="module")
