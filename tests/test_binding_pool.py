@@ -76,3 +76,11 @@ def test_the_xray_field_is_not_cut_short_by_a_bright_hand():
     clean[30:80, 40:80] = 200
     assert B.open_field(clean, widest=True) == B.open_field(clean)   # nothing to widen
     assert B.WIDEST_FIELD == {"xray": True, "nir": False}
+
+
+def test_a_forced_variant_renders_every_mixed_presentation_of_it():
+    """``--variant``: both mixed species, each of that variant (the accomplice's hand of the
+    victim's side for ``other_hand``)."""
+    rows = E.evaluate("xray", 5, 0, 2, variant="other_hand")
+    assert [r["variant"] for r in rows] == ["other_hand", "other_hand"]
+    assert {r["species"] for r in rows} == {"mixed_replica_views", "mixed_replica_sensor"}

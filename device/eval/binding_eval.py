@@ -117,12 +117,13 @@ def perturbed(H: list, rng: np.random.Generator, sensor_hw: tuple[int, int]) -> 
 
 
 def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int = 40,
-             views: int = 3, liveness: bool = False, log=None, inputs: list | None = None
-             ) -> list[dict]:
+             views: int = 3, liveness: bool = False, log=None, inputs: list | None = None,
+             variant: str | None = None) -> list[dict]:
     """One row per presentation: kind, species, variant, views used, binding score (None
     when the views gave too few hands), p(live) (with ``liveness``). ``inputs`` (a list)
     gets each scored presentation's binding inputs (sensor frame, the views' landmarks on the
-    plane, the camera centres) for :func:`rescore`."""
+    plane, the camera centres) for :func:`rescore`. ``variant``: every mixed presentation of
+    that variant (:data:`device.synth.mixed.VARIANTS`; drawn per presentation when None)."""
     from device.config import load_config
     from device.gate.front_end_stage import front_end_from_config
     from device.gate.sensor_binding import (HomographyRegistration, binding_score, measure,
@@ -159,7 +160,8 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
             g2, id2 = synth._person(i2)
             tex2 = synth.synth.palms(id2, 1, rng)[0]
             sp = MIXED_SPECIES[j % len(MIXED_SPECIES)]
-            shot, meta = render_mixed(sp, geom, tex, g2, tex2, rng, synth.rig, sensor, view_hw)
+            shot, meta = render_mixed(sp, geom, tex, g2, tex2, rng, synth.rig, sensor, view_hw,
+                                      variant=variant)
             row = {"kind": "attack", "species": sp, "variant": meta["variant"]}
         frame = np.clip(np.round(shot.sensor * 255.0), 0, 255).astype(np.uint8)
         ok, lms = [], {}
@@ -377,6 +379,10 @@ def main(argv=None) -> int:
     ap.add_argument("--mixed", type=int, nargs="+", default=[300],
                     help="mixed presentations: one count for every seed, or one per seed")
     ap.add_argument("--people", type=int, default=40)
+    ap.add_argument("--variant", default=None,
+                    choices=("offset", "rotation", "scale", "other_hand"),
+                    help="every mixed presentation of this variant (both mixed species have "
+                         "these); drawn per presentation when not given")
     ap.add_argument("--views", type=int, default=3)
     ap.add_argument("--liveness", action="store_true", help="also score p(live), fp32")
     ap.add_argument("--threshold", type=float, default=None,
@@ -429,7 +435,7 @@ def main(argv=None) -> int:
         rescore(rows, inputs, a.sensor)
     else:
         rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
-                              views=a.views, liveness=a.liveness,
+                              views=a.views, liveness=a.liveness, variant=a.variant,
                               log=lambda m: print(m, file=sys.stderr, flush=True))
     seeds = " + ".join(str(x) for x in a.seed)
     if a.cache:

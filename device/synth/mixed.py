@@ -16,7 +16,9 @@ How the replica differs from the live hand (``variant``, drawn uniformly unless 
 * ``rotation`` -- the same person's hand, turned 10-30 deg in the plane;
 * ``scale`` -- the same person's hand, 10-25 % larger or smaller (a print at another scale);
 * ``other_hand`` -- another person's hand (the live accomplice and the victim's replica), placed
-  where the live hand is;
+  where the live hand is; the accomplice uses their hand of the victim's side (a person's two
+  hands are mirror images: a hand of the other side would be refused for its mirrored shape,
+  which an attacker does not offer);
 * ``species`` -- (``mixed_replica_sensor`` only) one of the sensor's attack species of the
   enrolled person, placed as an attacker places it (its own pose).
 
@@ -94,6 +96,7 @@ def render_mixed(species: str, victim: HandGeometry, victim_tex: np.ndarray,
         raise ValueError(f"variant {variant!r} is not one of {variants(species)}")
     live = perturb_pose(rng, 0.8)
     meta = {"species": species, "variant": variant}
+    other = replace(other, hand=victim.hand)     # the accomplice's hand of the victim's side
     if species == "mixed_replica_views":
         # live: the accomplice's (other_hand) or the victim's own hand under the sensor
         live_geom = other if variant == "other_hand" else victim
