@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "61e6ef97c23648c8299f0af2436b28be4b6c6af152d54c8ccf00121743ace858",
+  "manifest_sha256": "a7e65bf98951a95c4f9a8702d3aa0d0ffe948e50a534f5c4104c2200c785b720",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "lLPqZWz/N5OnDMbTcKB87IenoxC9H8wRH+cmh6ZdmzNtWMHspvQ3tKCiEJAP78vmigMAJH8NS4RkqFldtueaDA=="
+      "signature": "ii2A2T5g6mtAuu3RIlAkvLJ1Z36/QIh4RJH6SbNKXWzJZqXfBz+jNj0bkzIvdwludrJ0oL9m87ILEcbbA7nJBw=="
     }
   ]
 }

@@ -29,7 +29,15 @@ seeds and written as ``palm_lines`` into the signed file (:mod:`device.eval.palm
         --liveness --nir-palm-print --write-palm-lines --out val_nir_pp.json
 
 ``--cache FILE.npz`` keeps every presentation's binding inputs; :func:`load_inputs` and
-:func:`rescore` score them again without rendering (a few seconds for 800).
+:func:`rescore` score them again without rendering (a few seconds for 800), and ``--cached
+OUT.json FILE.npz`` runs any of the commands above on an earlier run's rows and inputs (the
+same seeds and counts) instead of rendering them again.
+
+The bones' marrow (branch ``xover``, :mod:`device.gate.binding_marrow`): its free level
+fitted with the bones on 5 + 21 + 31, its gain chosen on 11 + 8117 + 9241 and on the whole
+presentations of seed 9317 (``tools.synth liveness --presentations --attack-species``); the
+held-out seed is **7393**, fixed in docs/results.md before any presentation of it was
+rendered.
 
 Seeds of the landmark binding (issue 21, part 2, second round): the probes' bona fide
 statistics are fitted on seed 5, thresholds and every other choice are made on seed 11, and
@@ -242,9 +250,11 @@ def fit_from(rows: list[dict], inputs: list, sensor: str, q: float = 0.005) -> d
     stats = fit_stats(np.array(vals), q=q)
     if bones:                                   # X-ray: the bone term's statistics
         from device.gate.binding_joints import fit_bone_stats
+        from device.gate.binding_marrow import fit_marrow_stats
         from device.gate.binding_size import fit_size_stats
         stats["joints"] = fit_bone_stats(bones)
         stats["joints"].update(fit_size_stats(bones, stats["joints"], q=q))
+        stats["joints"].update(fit_marrow_stats(bones))
     return stats
 
 
@@ -387,6 +397,9 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", default=None,
                     help="also write the binding's inputs of every presentation here (.npz) "
                          "for rescoring without rendering")
+    ap.add_argument("--cached", nargs=2, metavar=("OUT.json", "CACHE.npz"), default=None,
+                    help="score the presentations of an earlier run of the same command (its "
+                         "--out and --cache) instead of rendering them again")
     ap.add_argument("--write-stats", action="store_true",
                     help="fit the live hands' probe ranges on these seeds' bona fide "
                          "presentations and write them to models/binding_<sensor>.json (and "
@@ -415,9 +428,15 @@ def main(argv=None) -> int:
         from device.synth.bound import use_nir_world
         use_nir_world("palm-print")
     inputs: list = []
-    rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
-                          views=a.views, liveness=a.liveness, variant=a.variant,
-                          log=lambda m: print(m, file=sys.stderr, flush=True))
+    if a.cached:                # an earlier run's rows and binding inputs: scored again
+        with open(a.cached[0]) as f:
+            rows = json.load(f)["rows"]
+        inputs = load_inputs(a.cached[1])
+        rescore(rows, inputs, a.sensor)
+    else:
+        rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
+                              views=a.views, liveness=a.liveness, variant=a.variant,
+                              log=lambda m: print(m, file=sys.stderr, flush=True))
     seeds = " + ".join(str(x) for x in a.seed)
     if a.cache:
         save_inputs(a.cache, inputs, a.views)

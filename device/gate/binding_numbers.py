@@ -9,7 +9,8 @@ its sha256, so covered by the release signature like every model file and thresh
 * ``probe_ranges`` -- the live hands' range at each binding probe (``lo``, ``hi``, ``clip``,
   ``q``, ``n``, the seed(s) and the command that fitted them; X-ray also ``finger_cap`` and
   the bones' ``joints``, with the size and finger directions' numbers: all of them or none,
-  :func:`device.gate.binding_size.size_numbers_problem`), what
+  :func:`device.gate.binding_size.size_numbers_problem`; and the marrow's two, both or
+  neither, :func:`device.gate.binding_marrow.marrow_numbers_problem`), what
   :func:`device.gate.sensor_binding.binding_score` takes as ``stats``;
 * ``palm_lines`` (NIR, optional) -- the palm-line check's numbers
   (:mod:`device.gate.binding_texture`): ``min_agreement`` (below it the presentation is
@@ -42,6 +43,7 @@ from pathlib import Path
 
 from device.gate.binding_joints import bone_numbers_problem
 from device.gate.binding_joints import finite_number as _number
+from device.gate.binding_marrow import marrow_numbers_problem
 from device.gate.binding_size import size_numbers_problem
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
@@ -97,7 +99,8 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
         raise ModelError(f"{name}: 'probe_ranges' 'finger_cap' is not a positive number")
     jn = st.get("joints")
     if jn is not None:                     # X-ray: the bones' and the size term's numbers
-        bad = bone_numbers_problem(jn) or size_numbers_problem(jn)
+        bad = (bone_numbers_problem(jn) or size_numbers_problem(jn)
+               or marrow_numbers_problem(jn))
         if bad:
             raise ModelError(f"{name}: 'probe_ranges' 'joints': {bad}")
     pl = doc.get("palm_lines")

@@ -27,7 +27,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   much better the views' hand fits at another size, and for X-ray
   the bones' term (:mod:`device.gate.binding_joints`: the views' joints on the frame's joint
   spaces, the frame's hand not stretched; its numbers are ``probe_ranges["joints"]``) and the
-  hand's size and fingers' directions (:mod:`device.gate.binding_size`); over the
+  hand's size and fingers' directions (:mod:`device.gate.binding_size`) and the bones'
+  marrow (:mod:`device.gate.binding_marrow`: a phantom's dried bones are shells); over the
   sensor's signed threshold (``max_score``; ``[liveness] binding_max_distance`` may only lower
   it) the presentation is denied with ``sensor_mismatch``, and so is one with fewer than two
   views with landmarks. Both numbers come from the signed ``models/binding_<sensor>.json``
@@ -381,8 +382,9 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     summed without its worst finger (:func:`trimmed_excess`), plus :data:`SIZE_GAIN` times how
     much less it is at the best size of :data:`SIZE_SEARCH`; for X-ray (statistics with
     ``joints``) plus the bones' term (:func:`device.gate.binding_joints.bone_term`: the
-    views' joints on the frame's joint spaces, and the frame's hand not stretched) and the
-    size and finger directions' term (:func:`device.gate.binding_size.size_term`). inf when
+    views' joints on the frame's joint spaces, and the frame's hand not stretched), the
+    size and finger directions' term (:func:`device.gate.binding_size.size_term`) and the
+    marrow term (:func:`device.gate.binding_marrow.marrow_term`). inf when
     the hand could not be placed, the frame shows no hand outline at any probe, or there are
     no statistics for the sensor."""
     if m is None or m.sdf is None:
@@ -410,9 +412,11 @@ def binding_score(m: HandProbes | None, sensor: str, stats: dict | None = None) 
     score = at_one + SIZE_GAIN * max(0.0, at_one - best)
     if stats.get("joints") and m.bones is not None:      # X-ray: the bones too
         from device.gate.binding_joints import bone_term
+        from device.gate.binding_marrow import marrow_term
         from device.gate.binding_size import size_term
         score += bone_term(m.bones, m.landmarks, m.px_mm, stats["joints"])
         score += size_term(m.bones, m.landmarks, m.px_mm, stats["joints"])
+        score += marrow_term(m.bones, m.landmarks, m.px_mm, stats["joints"])
     return score
 
 
