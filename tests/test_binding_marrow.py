@@ -159,3 +159,18 @@ def test_malformed_marrow_numbers_are_refused_with_a_clear_reason(bad):
     parse_numbers(_shipped_joints_doc(), "xray", "f")
     with pytest.raises(ModelError, match="marrow"):
         parse_numbers(_shipped_joints_doc(**bad), "xray", "f")
+
+
+def test_a_free_level_no_marrow_score_can_reach_is_refused():
+    """The marrow score is at most 1 (a rim cannot stand above the middle by more than the
+    profile's range): a free level of 1 or more switches the term off without saying so."""
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    o = M.offsets()
+    deepest = np.zeros_like(o)                  # rims at the top, the middle at the bottom
+    deepest[(np.abs(o) >= M.RIM_MM[0]) & (np.abs(o) <= M.RIM_MM[1])] = 1.0
+    assert M.hollowness(deepest, o) <= 1.0
+    for free in (1.0, 5.0):
+        with pytest.raises(ModelError, match="marrow_free"):
+            parse_numbers(_shipped_joints_doc(marrow_free=free), "xray", "f")
+    assert M.marrow_numbers_problem({"marrow_free": 0.999, "marrow_gain": 1.0}) is None
