@@ -174,3 +174,18 @@ def test_a_free_level_no_marrow_score_can_reach_is_refused():
         with pytest.raises(ModelError, match="marrow_free"):
             parse_numbers(_shipped_joints_doc(marrow_free=free), "xray", "f")
     assert M.marrow_numbers_problem({"marrow_free": 0.999, "marrow_gain": 1.0}) is None
+
+
+def test_a_shell_with_a_dense_core_reads_filled():
+    """A known limit (docs/sensor-branch.md, "What it does not stop"): the term reads the
+    canal's density only, so a dense strip down each shell's middle reads as a live bone."""
+    hollow, lm = _hollow_hand()
+    cored = hollow.copy()
+    c = np.array([100.0, 150.0])
+    for chain in J.CHAINS:
+        u = (lm[chain[3]] - c) / np.linalg.norm(lm[chain[3]] - c)
+        a, b = c + u * 5, c + u * 95
+        cv2.line(cored, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b),
+                 200.0, 1)
+    assert M.marrow_score(hollow, lm, PX_MM) > 0.1
+    assert M.marrow_score(cv2.GaussianBlur(cored, (0, 0), 0.5), lm, PX_MM) == 0.0
