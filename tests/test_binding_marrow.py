@@ -189,3 +189,17 @@ def test_a_shell_with_a_dense_core_reads_filled():
                  200.0, 1)
     assert M.marrow_score(hollow, lm, PX_MM) > 0.1
     assert M.marrow_score(cv2.GaussianBlur(cored, (0, 0), 0.5), lm, PX_MM) == 0.0
+
+
+def test_a_file_from_before_the_term_is_read_but_said_so(caplog):
+    """A file without the marrow numbers (a release from before the term, or a models folder
+    rolled back to one) scores as before it -- and the log says the term is off."""
+    import logging
+
+    from device.gate.binding_numbers import parse_numbers
+    with caplog.at_level(logging.WARNING, logger="palmgate.gate"):
+        parse_numbers(_shipped_joints_doc(), "xray", "f")
+    assert "marrow" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="palmgate.gate"):
+        parse_numbers(_shipped_joints_doc(marrow_free=None, marrow_gain=None), "xray", "f")
+    assert "marrow" in caplog.text and "off" in caplog.text
