@@ -159,3 +159,47 @@ def test_malformed_marrow_numbers_are_refused_with_a_clear_reason(bad):
     parse_numbers(_shipped_joints_doc(), "xray", "f")
     with pytest.raises(ModelError, match="marrow"):
         parse_numbers(_shipped_joints_doc(**bad), "xray", "f")
+
+
+def test_a_free_level_no_marrow_score_can_reach_is_refused():
+    """The marrow score is at most 1 (a rim cannot stand above the middle by more than the
+    profile's range): a free level of 1 or more switches the term off without saying so."""
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    o = M.offsets()
+    deepest = np.zeros_like(o)                  # rims at the top, the middle at the bottom
+    deepest[(np.abs(o) >= M.RIM_MM[0]) & (np.abs(o) <= M.RIM_MM[1])] = 1.0
+    assert M.hollowness(deepest, o) <= 1.0
+    for free in (1.0, 5.0):
+        with pytest.raises(ModelError, match="marrow_free"):
+            parse_numbers(_shipped_joints_doc(marrow_free=free), "xray", "f")
+    assert M.marrow_numbers_problem({"marrow_free": 0.999, "marrow_gain": 1.0}) is None
+
+
+def test_a_shell_with_a_dense_core_reads_filled():
+    """A known limit (docs/sensor-branch.md, "What it does not stop"): the term reads the
+    canal's density only, so a dense strip down each shell's middle reads as a live bone."""
+    hollow, lm = _hollow_hand()
+    cored = hollow.copy()
+    c = np.array([100.0, 150.0])
+    for chain in J.CHAINS:
+        u = (lm[chain[3]] - c) / np.linalg.norm(lm[chain[3]] - c)
+        a, b = c + u * 5, c + u * 95
+        cv2.line(cored, tuple(int(round(v)) for v in a), tuple(int(round(v)) for v in b),
+                 200.0, 1)
+    assert M.marrow_score(hollow, lm, PX_MM) > 0.1
+    assert M.marrow_score(cv2.GaussianBlur(cored, (0, 0), 0.5), lm, PX_MM) == 0.0
+
+
+def test_a_file_from_before_the_term_is_read_but_said_so(caplog):
+    """A file without the marrow numbers (a release from before the term, or a models folder
+    rolled back to one) scores as before it -- and the log says the term is off."""
+    import logging
+
+    from device.gate.binding_numbers import parse_numbers
+    with caplog.at_level(logging.WARNING, logger="palmgate.gate"):
+        parse_numbers(_shipped_joints_doc(), "xray", "f")
+    assert "marrow" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="palmgate.gate"):
+        parse_numbers(_shipped_joints_doc(marrow_free=None, marrow_gain=None), "xray", "f")
+    assert "marrow" in caplog.text and "off" in caplog.text

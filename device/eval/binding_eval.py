@@ -30,8 +30,16 @@ seeds and written as ``palm_lines`` into the signed file (:mod:`device.eval.palm
 
 ``--cache FILE.npz`` keeps every presentation's binding inputs; :func:`load_inputs` and
 :func:`rescore` score them again without rendering (a few seconds for 800), and ``--cached
-OUT.json FILE.npz`` runs any of the commands above on an earlier run's rows and inputs (the
-same seeds and counts) instead of rendering them again.
+OUT.json FILE.npz`` runs any of the commands above on an earlier run's rows and inputs instead
+of rendering them again: only when that run's command (its ``summary["command"]``) rendered the
+same presentations (:data:`RENDER_ARGS`), and what it records (its output's ``command`` and the
+signed file's) is that rendering command, then its own, joined by ``&&``: one chain that
+renders the cache and scores it, runnable where the cache is not (:func:`load_cached`)::
+
+    python -m device.eval.binding_eval --sensor xray --seed 5 21 31 --bona-fide 1000 700 700 \
+        --mixed 0 --cache fit.npz --out fit.json
+    python -m device.eval.binding_eval --sensor xray --seed 5 21 31 --bona-fide 1000 700 700 \
+        --mixed 0 --write-stats --range-q 0.01 --cached fit.json fit.npz --out fit_xray.json
 
 The bones' marrow (branch ``xover``, :mod:`device.gate.binding_marrow`): its free level
 fitted with the bones on 5 + 21 + 31, its gain chosen on 11 + 8117 + 9241 and on the whole
@@ -92,6 +100,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 
@@ -369,6 +378,45 @@ def summarise(rows: list[dict], threshold: float, liveness_threshold: float | No
     return out
 
 
+RENDER_ARGS = ("sensor", "seed", "bona_fide", "mixed", "people", "variant", "views", "liveness",
+               "nir_palm_print")
+"""What decides the presentations a run renders: a ``--cached`` run must have them all as the
+run that wrote its cache had."""
+
+
+def _rendered(a) -> tuple:
+    """:data:`RENDER_ARGS` of parsed arguments, the counts one per seed."""
+    def per_seed(n):
+        return list(n) * len(a.seed) if len(n) == 1 else list(n)
+    return tuple(per_seed(getattr(a, k)) if k in ("bona_fide", "mixed") else getattr(a, k)
+                 for k in RENDER_ARGS)
+
+
+def load_cached(ap, a, out_json: str, cache_npz: str) -> tuple[list, list, str]:
+    """(rows, inputs, the command that rendered them) of an earlier run (its ``--out`` and
+    ``--cache``) for the run ``a`` parsed by ``ap``; ``ap.error`` when that run's command is
+    not recorded or rendered other presentations (:data:`RENDER_ARGS`), or an input has no
+    row: numbers fitted on one set must not be recorded as another's."""
+    with open(out_json) as f:
+        doc = json.load(f)
+    rows, earlier = doc["rows"], str(doc.get("summary", {}).get("command") or "")
+    first = earlier.split(" && ")[0]           # a --cached run's record starts with the render
+    head = "python -m device.eval.binding_eval "
+    if not first.startswith(head):
+        ap.error(f"--cached: {out_json} does not say which command rendered it")
+    try:
+        b = ap.parse_args(shlex.split(first[len(head):]))
+    except SystemExit:
+        ap.error(f"--cached: {out_json}'s command cannot be read: {first}")
+    if b.cached or _rendered(b) != _rendered(a):
+        ap.error(f"--cached: {out_json} was rendered by another command ({first}); give this "
+                 f"one its seeds, counts and options")
+    inputs = load_inputs(cache_npz)
+    if any(not 0 <= j < len(rows) for j, *_ in inputs):
+        ap.error(f"--cached: {cache_npz} has inputs of rows {out_json} does not have")
+    return rows, inputs, first
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sensor", choices=("nir", "xray"), default="nir")
@@ -428,10 +476,11 @@ def main(argv=None) -> int:
         from device.synth.bound import use_nir_world
         use_nir_world("palm-print")
     inputs: list = []
+    command = "python -m device.eval.binding_eval " + " ".join(
+        shlex.quote(x) for x in (sys.argv[1:] if argv is None else argv))
     if a.cached:                # an earlier run's rows and binding inputs: scored again
-        with open(a.cached[0]) as f:
-            rows = json.load(f)["rows"]
-        inputs = load_inputs(a.cached[1])
+        rows, inputs, rendered = load_cached(ap, a, *a.cached)
+        command = f"{rendered} && {command}"   # what was run: the render, then this
         rescore(rows, inputs, a.sensor)
     else:
         rows = evaluate_seeds(a.sensor, a.seed, a.bona_fide, a.mixed, inputs, people=a.people,
@@ -440,8 +489,6 @@ def main(argv=None) -> int:
     seeds = " + ".join(str(x) for x in a.seed)
     if a.cache:
         save_inputs(a.cache, inputs, a.views)
-    command = "python -m device.eval.binding_eval " + " ".join(sys.argv[1:] if argv is None
-                                                               else argv)
     lt = None                   # both from the signed manifest, before anything is rewritten
     if a.liveness:
         from device.models.model import DEFAULT_MODELS_DIR
@@ -487,10 +534,7 @@ def main(argv=None) -> int:
         from device.eval.palm_line_point import operating_points
         summary["palm_line_points"] = operating_points(rows)
     summary.update(sensor=a.sensor, seed=a.seed, seconds=round(time.time() - t0, 1),
-                   nir_palm_print=bool(a.nir_palm_print),
-                   command="python -m device.eval.binding_eval " + " ".join(sys.argv[1:]
-                                                                            if argv is None
-                                                                            else argv))
+                   nir_palm_print=bool(a.nir_palm_print), command=command)
     with open(a.out, "w") as f:
         json.dump({"summary": summary, "rows": rows}, f, indent=1)
     print(json.dumps(summary, indent=2))

@@ -152,8 +152,9 @@ MARROW_KEYS = ("marrow_free", "marrow_gain")
 
 def marrow_numbers_problem(stats) -> str | None:
     """What is wrong with the term's numbers in ``stats``, or None (both of
-    :data:`MARROW_KEYS` finite and not negative, or neither: the binding as before the
-    term)."""
+    :data:`MARROW_KEYS` finite and not negative, ``marrow_free`` below 1 -- a
+    :func:`hollowness` is at most 1, so a free level of 1 or more would switch the term off
+    unseen -- or neither: the binding as before the term)."""
     if not isinstance(stats, dict):
         return "not an object"
     have = [k for k in MARROW_KEYS if k in stats]
@@ -167,6 +168,8 @@ def marrow_numbers_problem(stats) -> str | None:
             return f"'{k}' is not a finite number"
         if stats[k] < 0:
             return f"'{k}' is negative"
+    if stats["marrow_free"] >= 1.0:          # no marrow score reaches it: the term silently off
+        return "'marrow_free' is not below 1 (the most a marrow score can be)"
     return None
 
 

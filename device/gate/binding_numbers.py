@@ -37,15 +37,18 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from device.gate.binding_joints import bone_numbers_problem
 from device.gate.binding_joints import finite_number as _number
-from device.gate.binding_marrow import marrow_numbers_problem
-from device.gate.binding_size import size_numbers_problem
+from device.gate.binding_marrow import MARROW_KEYS, marrow_numbers_problem
+from device.gate.binding_size import SIZE_KEYS, size_numbers_problem
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
+
+log = logging.getLogger("palmgate.gate")
 
 FORMAT = 1
 SENSORS = ("xray", "nir")
@@ -103,6 +106,14 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
                or marrow_numbers_problem(jn))
         if bad:
             raise ModelError(f"{name}: 'probe_ranges' 'joints': {bad}")
+    if sensor == "xray":                   # a file from before a term: read, and said so
+        off = (["bones", "size and finger directions", "marrow"] if jn is None else
+               [t for t, keys in (("size and finger directions", SIZE_KEYS),
+                                  ("marrow", MARROW_KEYS)) if not any(k in jn for k in keys)])
+        if off:
+            log.warning("%s: no numbers of the X-ray binding's %s term(s) (a file from before "
+                        "them, or a models folder rolled back): those terms are off",
+                        name, ", ".join(off))
     pl = doc.get("palm_lines")
     if pl is not None:
         if not isinstance(pl, dict) or not _number(pl.get("min_agreement")) \
