@@ -21,9 +21,9 @@ Each presentation also gets the binding's decision with the signed thresholds in
 agreement or not compared), so the shares refused can be set side by side.
 
     python -m device.eval.sensor_identity_eval render --sensor xray --seed 11 \\
-        --bona-fide 160 --attacks 60 --out val_xray.npz
-    python -m device.eval.sensor_identity_eval score --sensor xray --fit val_xray.npz \\
-        --test test_xray.npz --out xray.json
+        --people 40 --bona-fide 300 --attacks 100 --out xray_11.npz
+    python -m device.eval.sensor_identity_eval score --sensor xray --fit xray_11.npz \\
+        --test xray_6029.npz --out xray.json
 """
 from __future__ import annotations
 
