@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from device.synth import sensor as S
-from device.synth.hand_geometry import HandGeometry, hand_layout, perturb_pose
+from device.synth.hand_geometry import HandGeometry, hand_layout
+from device.synth.placement import scene_pose
 
 
 def bubbles(rng: np.random.Generator, base: tuple[int, int], n_mean: float,
@@ -87,7 +88,7 @@ def nir_source(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, in
     visible contrast, drawn aside); without it, the layout's creases alone."""
     if palm_texture is not None:                # drawn aside: the other draws stay the same
         surface_c, wrist_dy = S.nir_surface_draws(rng)
-    pose = perturb_pose(rng, 0.6)
+    pose = scene_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     grid = S.sensor_grid(layout, pose, "nir", base, S.sample_zoom(rng, "nir"))
     mask, shade = S.nir_skin(layout, grid, rng.uniform(8, 16))

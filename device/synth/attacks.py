@@ -50,7 +50,8 @@ from device.synth.attack_parts import bubbles as _bubbles
 from device.synth.attack_parts import nir_source as _nir_source
 from device.synth.attack_parts import printer as _printer
 from device.synth.hand_geometry import (Bone, Ellipse, HandGeometry, HandLayout,
-                                       hand_layout, perturb_pose, sample_hand_geometry)
+                                       hand_layout, sample_hand_geometry)
+from device.synth.placement import scene_pose
 
 # the composite species are appended after the first ones, so a set's per-class generator seeds
 # (class index, item) of the first species -- and the demo's attacks -- stay what they were
@@ -83,7 +84,7 @@ def _scene(paint, layout: HandLayout, pose, sensor: str, zoom: float) -> S.Scene
 
 def _cast(geom: HandGeometry, rng: np.random.Generator, base: tuple[int, int]):
     """Common part of every hand-model species: pose, outline, homogeneous material."""
-    pose = perturb_pose(rng, 0.6)
+    pose = scene_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = S.sample_zoom(rng, "xray")
     mu = S.MU_SOFT * rng.uniform(0.85, 1.45)
@@ -324,7 +325,7 @@ def _silicone_cast_scene(geom: HandGeometry, rng: np.random.Generator, base: tup
     if palm_texture is not None:                # drawn aside: the other draws stay the same
         surface_c, wrist_dy = S.nir_surface_draws(rng)
         relief = float(rng.spawn(1)[0].uniform(*SILICONE_RELIEF))
-    pose = perturb_pose(rng, 0.6)
+    pose = scene_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = S.sample_zoom(rng, "nir")
     crease_c = rng.uniform(0.06, 0.18)

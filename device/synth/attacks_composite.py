@@ -43,7 +43,8 @@ import numpy as np
 from device.synth import sensor as S
 from device.synth.attack_parts import nir_source, printer
 from device.synth.hand_geometry import (Bone, HandGeometry, HandPose, hand_layout,
-                                       perturb_pose, sample_hand_geometry)
+                                       sample_hand_geometry)
+from device.synth.placement import scene_pose
 
 XRAY_COMPOSITE_SPECIES: tuple[str, ...] = ("print_over_live", "skeleton_phantom")
 NIR_COMPOSITE_SPECIES: tuple[str, ...] = ("vein_film_over_live", "display_behind_diffuser")
@@ -149,7 +150,7 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
                                       for j in donor.joint_spaces),
                    carpals=donor.carpals, cortex_fraction=donor.cortex_fraction,
                    sesamoids=donor.sesamoids)
-    pose = perturb_pose(rng, 0.4)
+    pose = scene_pose(rng, 0.4)
     layout, outline = hand_layout(skel, pose), hand_layout(geom, pose)
     zoom = S.sample_zoom(rng, "xray")
     mu_c = S.MU_CORTEX * donor.bone_density * rng.uniform(0.9, 1.05)
@@ -225,7 +226,7 @@ def vein_film_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
     if placed is None:
         live = S.bona_fide_nir_scene(_attacker(geom, rng), rng, base,
                                      palm_texture=attacker_texture)
-        pose = perturb_pose(rng, 0.6)
+        pose = scene_pose(rng, 0.6)
         zoom = S.sample_zoom(rng, "nir")
     else:
         live = S.bona_fide_nir_scene(placed.attacker, rng, base, pose=placed.attacker_pose,

@@ -42,7 +42,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from device.synth.hand_geometry import HandGeometry, HandLayout, HandPose, hand_layout, perturb_pose
+from device.synth.hand_geometry import HandGeometry, HandLayout, HandPose, hand_layout
+from device.synth.placement import scene_pose
 from device.synth.sensor_exposure import (Exposure, auto_gamma, degrade, ramp,  # noqa: F401
                                           sample_exposure, sensor_response)
 from device.synth.sensor_geometry import (CAPTURE_SIZE, FOV_MM,  # noqa: F401
@@ -121,7 +122,7 @@ def bona_fide_xray_scene(geom: HandGeometry, rng: np.random.Generator,
                          zoom: float | None = None) -> Scene:
     """Draw a live hand's radiograph content (log-attenuation painter).  ``pose``/``zoom``
     default to random draws."""
-    pose = pose or perturb_pose(rng, 0.6)
+    pose = pose or scene_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = sample_zoom(rng, "xray") if zoom is None else zoom
     mu_s = MU_SOFT * geom.tissue_density * rng.uniform(0.95, 1.05)
@@ -245,7 +246,7 @@ def bona_fide_nir_scene(geom: HandGeometry, rng: np.random.Generator,
     :data:`NIR_SURFACE_CONTRAST` of their contrast, drawn from a spawned generator); without
     it, the layout's creases alone. Every other draw is the same either way, so the two frames
     differ only in the palm's lines."""
-    pose = pose or perturb_pose(rng, 0.6)
+    pose = pose or scene_pose(rng, 0.6)
     layout = hand_layout(geom, pose)
     zoom = sample_zoom(rng, "nir") if zoom is None else zoom
     vein_c = rng.uniform(0.22, 0.4)

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from device.synth.bound import NIR_WORLDS, use_nir_world
+from device.synth.placement import PLACEMENTS
 
 
 def _progress(label: str):
@@ -55,6 +56,9 @@ def cmd_hands(a) -> dict:
 
 
 def cmd_liveness(a) -> dict:
+    if a.presentations and a.placement != "centred":
+        raise ValueError("--placement is for sensor frames alone: a whole presentation places "
+                         "its hand where the views see it")
     if a.presentations:
         from device.synth.presentation_sets import write_presentations
         m = write_presentations(Path(a.out), a.sensor, a.bona_fide, a.per_species, a.seed,
@@ -62,6 +66,9 @@ def cmd_liveness(a) -> dict:
                                 species=a.attack_species)
         return {"out": a.out, "sensor": a.sensor, "presentations": len(m["files"]),
                 "classes": m["classes"]}
+    if a.placement != "centred":
+        from device.synth.placement import use_placement
+        use_placement(a.placement)
     if a.attack_species:
         raise ValueError("--attack-species writes whole presentations: add --presentations "
                          "(a set of sensor frames has every attack species already)")
@@ -136,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "mixed species mixed_replica_views / mixed_replica_sensor, for "
                          "`palmgate evaluate-liveness` with the binding")
     sp.add_argument("--views", type=int, default=3, help="--presentations: cameras K")
+    sp.add_argument("--placement", choices=tuple(PLACEMENTS), default="centred",
+                    help="sensor frames alone: how widely each hand (live or replica) ranges "
+                         "over the sensor: the frame sets' own poses (centred) or 5/3 as wide, "
+                         "beyond the gate's (wide; device/synth/placement.py)")
     sp.add_argument("--attack-species", action="store_true",
                     help="--presentations: also --per-species presentations of every attack "
                          "species of the sensor (the victim's replica before the cameras, the "

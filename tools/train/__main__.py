@@ -52,13 +52,15 @@ def main(argv=None) -> int:
     p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "sensor-loso",
                                     "liveness", "recognition", "handseg", "fusion",
                                     "presence"])
-    p.add_argument("--profile", choices=["quick", "full", "species", "print", "nirworld"],
+    p.add_argument("--profile", choices=["quick", "full", "species", "print", "nirworld",
+                                              "placed"],
                    default="quick",
                    help="species: sensor --continue-rounds finetune5|finetune6 (the "
                         "composite-species rounds) and sensor-loso as a continuation; "
                         "print: sensor --continue-rounds finetune8 (the NIR printed-photo "
                         "round); nirworld: sensor --continue-rounds finetune10 (NIR frames "
-                        "that show the palm print)")
+                        "that show the palm print); placed: sensor --continue-rounds "
+                        "finetune14 (X-ray hands that lie as widely as at the gate)")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
     if a.models:
         models = Path(a.models)
     else:
-        shipped = ("full", "species", "print", "nirworld")
+        shipped = ("full", "species", "print", "nirworld", "placed")
         models = MODELS_DIR if a.profile in shipped else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)

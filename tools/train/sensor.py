@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from device.models.sensor_branch import SENSORS
+from device.synth.placement import use_placement
 from tools.paths import MODELS_DIR, PROJECT_ROOT
 from tools.train import sensor_quant as Q
 from tools.train.liveness_model import (export_liveness_onnx, load_from_onnx, onnx_mirror,
@@ -266,6 +267,7 @@ def continue_rounds(sensor: str, rounds: list[str], work: Path, models: Path, co
     liveness entries of the manifest (the earlier rounds' data and the without-SR ablation are
     kept).  ``python -m tools.train sensor --continue-rounds KEY ...``."""
     cfg = CONFIG[profile]
+    use_placement(cfg.get("placement", "centred"))    # the sets the profile's rounds name
     missing = [k for k in rounds if not cfg.get(k, {}).get(sensor)]
     if missing:
         raise ValueError(f"profile {profile!r} has no round {missing} for {sensor}")

@@ -35,9 +35,11 @@ def data_root(work: Path) -> Path:
 def world_suffix(sensor: str) -> str:
     """``"_palmprint"`` for the sets of a world whose NIR frames show the palm print
     (``device.synth.bound.NIR_PALM_PRINT``), so they never mix with sets of the world without
-    it written under the same seed; ``""`` otherwise."""
+    it written under the same seed; ``""`` otherwise; then ``"_wide"`` for sets whose hands
+    range as widely as at the gate (``device.synth.placement``)."""
     from device.synth.bound import palm_print_on
-    return "_palmprint" if palm_print_on(sensor) else ""
+    from device.synth.placement import placement_suffix
+    return ("_palmprint" if palm_print_on(sensor) else "") + placement_suffix()
 
 
 def liveness_set_dir(root: Path, sensor: str, split: str, spec) -> Path:
@@ -97,8 +99,10 @@ def pairs_command(sensor: str, spec) -> str:
 
 
 def synth_command(sensor: str, spec) -> str:
+    from device.synth.placement import PLACEMENT
+    placed = "" if PLACEMENT == "centred" else f" --placement {PLACEMENT}"
     return (f"python -m tools.synth liveness --sensor {sensor} --bona-fide {spec[1]} "
-            f"--per-species {spec[2]} --seed {spec[0]}")
+            f"--per-species {spec[2]} --seed {spec[0]}{placed}")
 
 
 def load_split(root: Path, sensor: str, split: str, specs):
