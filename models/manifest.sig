@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "61e6ef97c23648c8299f0af2436b28be4b6c6af152d54c8ccf00121743ace858",
+  "manifest_sha256": "205520a8376b6a343232cd94fce443101317e2a2979df37aefc231c92553fc5a",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "lLPqZWz/N5OnDMbTcKB87IenoxC9H8wRH+cmh6ZdmzNtWMHspvQ3tKCiEJAP78vmigMAJH8NS4RkqFldtueaDA=="
+      "signature": "mIndMXUrsTLXIT/pdxXyeO0AFsfLmzTyV+7grpEMjNtgiAwReSqhSUFwTnjTUua3N8hV0//KjighKmdiHmFbBA=="
     }
   ]
 }
