@@ -25,8 +25,8 @@ turned or scaled.
   are not compared (dense dark veins drowned the lines of the live hands that agreed least).
 - **The score** (:func:`line_agreement`, :func:`texture_agreement`): the normalised
   correlation of the sensor frame's line map with each view's warped line map, the best over
-  shifts of up to :data:`SHIFT_MM`
-  (the registration and the landmarks are off by a few pixels), at every size of
+  shifts of up to :data:`SHIFT_MM` (the registration and the landmarks are off by a few
+  pixels), at every size of
   :data:`SIZES` (:func:`size_curve`); the best view's best at the live sizes
   :data:`LIVE_SIZES` (a view that sees the palm obliquely does not pull a live hand down),
   less how much better every view's map fits at another size (:func:`size_penalty`: a replica
@@ -34,9 +34,9 @@ turned or scaled.
 
 The constants of the mapping, the line maps and the palm area were chosen on 120 bona fide and
 160 mixed presentations of validation seed 11, the veins, the sizes and the views' combination
-on 400 + 400 of seeds 11 and 23 each (branch ``nirlines``; the sizes and their weight on seed
-9317's 1,000 + 400 whole presentations, branch ``nirscale``; the NIR frames showing the palm
-print, ``device.synth.bound.NIR_PALM_PRINT``). The thresholds (the least agreement and the
+on 400 + 400 of seeds 11 and 23 each (branch ``nirlines``; the sizes and their weight there
+and on seed 9317's 1,000 + 400 whole presentations, branch ``nirscale``; the NIR frames
+showing the palm print, ``device.synth.bound.NIR_PALM_PRINT``). The thresholds (the least agreement and the
 outline's threshold chosen with it) are signed numbers: ``palm_lines`` of
 ``models/binding_nir.json`` (:mod:`device.gate.binding_numbers`), written by ``python -m
 device.eval.binding_eval --write-palm-lines`` on validation presentations.
@@ -88,9 +88,10 @@ steps, beside two live sizes) missed the replicas that land 4-8 % off (branch ``
 
 LIVE_SIZES = tuple(z for z in SIZES if 0.95 <= z <= 1.0)
 """The sizes of :data:`SIZES` at which a live hand's lines are looked for (0.961, 0.980, 1.0):
-live hands fit best at 0.96-1.0 of the size the palm plane gives (chosen among 0.96-1.0 and
-0.94-1.02 on seed 9317's validation presentations; the wider window let 8-10 more of its 400
-mixed presentations through at the same bona fide denials)."""
+live hands fit best at 0.96-1.0 of the size the palm plane gives (chosen with
+:data:`SIZE_GAIN` among 0.96-1.0 and 0.94-1.0: with the weight 3 and :data:`NEAR_LIVE`
+0.92-1.03 the wider window denied 757 of the 797 mixed validation presentations of seeds
+11 + 23 against 763, at the same 4 of 800 bona fide)."""
 
 NEAR_LIVE = (0.92, 1.03)
 """Sizes within this range are not counted as another size (:data:`OTHER_SIZES`): live hands'
@@ -307,7 +308,8 @@ def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np
     """How well the palm lines of the views agree with the sensor frame's (about -1..1; higher
     is better bound): each view's :func:`size_curve` over :data:`SIZES`, combined by
     :func:`sized_agreement` (the best view's at :data:`LIVE_SIZES`, less :data:`SIZE_GAIN`
-    times how much better every view fits at another size). Compared inside :func:`compared_area`. ``frame``: the grey
+    times how much better every view fits at another size). Compared inside
+    :func:`compared_area`. ``frame``: the grey
     sensor frame; ``views``: view -> its image (a list or dict, BGR or grey); ``maps``: view ->
     its (map_x, map_y) (:func:`view_maps`); ``sensor_landmarks``: (21, 2) where the sensor sees
     the landmarks (the palm area). NaN when no view can be compared, the frame has a pixel
@@ -363,8 +365,7 @@ def size_penalty(curves: list, sizes=SIZES) -> float:
     view's :func:`size_curve` its best agreement over :data:`LIVE_SIZES` and
     :data:`OTHER_SIZES` less its best over :data:`LIVE_SIZES`, the least of the views' (0 when
     one view fits best at a live size or next to one; a replica of another size fits better
-    elsewhere in every view). NaN without a view whose
-    curve is finite at a live size."""
+    elsewhere in every view). NaN without a view whose curve is finite at a live size."""
     live = _live(sizes)
     counted = live | np.array([z in OTHER_SIZES for z in sizes])
     gaps = [float(np.nanmax(c[counted]) - np.nanmax(c[live])) for c in map(np.asarray, curves)
