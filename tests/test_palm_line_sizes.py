@@ -125,3 +125,13 @@ def test_a_replica_of_another_size_is_denied_and_the_same_live_hand_binds(front_
     live = bound.render_bound(victim, vt, rng, people.rig, "nir")
     denied, out, _ = judge_binding(stage, front_end, live)
     assert not denied and out.binding <= stage.max_score
+
+
+def test_the_sizes_next_to_a_live_hands_are_not_computed_and_change_nothing():
+    keep = np.array([z in T.COMPARED_SIZES for z in T.SIZES])
+    assert set(T.COMPARED_SIZES) == set(T.LIVE_SIZES) | set(T.OTHER_SIZES)
+    rng = np.random.default_rng(4)
+    curves = [rng.uniform(-0.1, 0.6, len(S)) for _ in range(3)]
+    cut = [c[keep] for c in curves]
+    assert T.size_penalty(cut, T.COMPARED_SIZES) == T.size_penalty(curves)
+    assert T.sized_agreement(cut, T.COMPARED_SIZES) == T.sized_agreement(curves)

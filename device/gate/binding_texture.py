@@ -103,6 +103,10 @@ OTHER_SIZES = tuple(z for z in SIZES if not NEAR_LIVE[0] <= z <= NEAR_LIVE[1])
 """The sizes of :data:`SIZES` at which a replica of another size fits the sensor frame's lines
 better than at :data:`LIVE_SIZES` (0.714-0.906 and 1.040-1.400)."""
 
+COMPARED_SIZES = tuple(sorted(set(LIVE_SIZES) | set(OTHER_SIZES)))
+"""The sizes :func:`texture_agreement` compares at: those of :data:`SIZES` next to a live
+hand's (:data:`NEAR_LIVE`, not live) count for nothing, so they are not computed."""
+
 SIZE_GAIN = 3.0
 """Weight of how much better every view's lines fit at another size (:func:`size_penalty`).
 Chosen on the validation presentations (binding_eval seeds 11 + 23, 400 + 400 each, the point
@@ -336,8 +340,8 @@ def texture_agreement(frame: np.ndarray, views, maps: dict, sensor_landmarks: np
         if img is None or mp is None:
             continue
         vl = _standardised(_view_lines(img, mp, px_per_mm), palm)
-        curves.append(size_curve(sl, vl, w, c, shift))
-    return sized_agreement(curves)
+        curves.append(size_curve(sl, vl, w, c, shift, COMPARED_SIZES))
+    return sized_agreement(curves, COMPARED_SIZES)
 
 
 def size_curve(sensor_lines: np.ndarray, view_lines: np.ndarray, weights: np.ndarray,
