@@ -125,6 +125,22 @@ def perturbed(H: list, rng: np.random.Generator, sensor_hw: tuple[int, int]) -> 
     return [Hk @ E for Hk in H]
 
 
+def views_through_front_end(fe, views) -> tuple[list[int], dict]:
+    """(the views the gate's front end ``fe`` accepted, view -> its (21, 2) landmarks for
+    those that gave them); a view refused for its quality is left out."""
+    from device.vision.quality import QualityIssue
+    ok, lms = [], {}
+    for k, v in enumerate(views):
+        try:
+            r = fe(v)
+            ok.append(k)
+            if r.landmarks is not None:
+                lms[k] = r.landmarks[:, :2]
+        except QualityIssue:
+            pass
+    return ok, lms
+
+
 def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int = 40,
              views: int = 3, liveness: bool = False, log=None, inputs: list | None = None,
              variant: str | None = None) -> list[dict]:
@@ -137,7 +153,6 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
     from device.gate.front_end_stage import front_end_from_config
     from device.gate.sensor_binding import (HomographyRegistration, binding_score, measure,
                                             palm_lines)
-    from device.vision.quality import QualityIssue
     from device.synth.bound import (render_bound, sensor_size, synthetic_cameras,
                                     synthetic_registration)
     from device.synth.mixed import MIXED_SPECIES, render_mixed
@@ -173,15 +188,7 @@ def evaluate(sensor: str, seed: int, n_bona_fide: int, n_mixed: int, people: int
                                       variant=variant)
             row = {"kind": "attack", "species": sp, "variant": meta["variant"]}
         frame = np.clip(np.round(shot.sensor * 255.0), 0, 255).astype(np.uint8)
-        ok, lms = [], {}
-        for k, v in enumerate(shot.views):
-            try:
-                r = fe(v)
-                ok.append(k)
-                if r.landmarks is not None:
-                    lms[k] = r.landmarks[:, :2]
-            except QualityIssue:
-                pass
+        ok, lms = views_through_front_end(fe, shot.views)
         row["views_used"] = len(ok)
         row["views_landmarks"] = len(lms)
         vs = (view_hw[1], view_hw[0])

@@ -46,7 +46,7 @@ def render(sensor: str, seed: int, n_bona_fide: int, n_attacks: int, people: int
     ``lm`` (21, 2) the views' landmarks in the sensor frame (NaN: not placed), ``height`` (mm),
     ``bscore`` the binding score (inf: not placed), ``texture`` (NIR palm lines, NaN)."""
     from device.config import load_config
-    from device.eval.binding_eval import perturbed
+    from device.eval.binding_eval import perturbed, views_through_front_end
     from device.gate.front_end_stage import front_end_from_config
     from device.gate.sensor_binding import (HomographyRegistration, binding_score, measure,
                                             palm_lines)
@@ -55,7 +55,6 @@ def render(sensor: str, seed: int, n_bona_fide: int, n_attacks: int, people: int
     from device.synth.mixed import render_mixed
     from device.synth.source import SyntheticPeople
     from device.synth.species_presentations import render_species
-    from device.vision.quality import QualityIssue
     cfg = load_config(None, gate={"views": views}, liveness={"sensor": sensor})
     fe, _, _ = front_end_from_config(cfg)
     synth = SyntheticPeople(seed=seed, views=views, sensor=sensor)
@@ -87,15 +86,7 @@ def render(sensor: str, seed: int, n_bona_fide: int, n_attacks: int, people: int
                 shot, _ = render_species(kind, geom, tex, g2, tex2, rng, synth.rig, sensor,
                                          view_hw)
         frame = np.clip(np.round(shot.sensor * 255.0), 0, 255).astype(np.uint8)
-        ok, lms = [], {}
-        for k, v in enumerate(shot.views):
-            try:
-                r = fe(v)
-                ok.append(k)
-                if r.landmarks is not None:
-                    lms[k] = r.landmarks[:, :2]
-            except QualityIssue:
-                pass
+        ok, lms = views_through_front_end(fe, shot.views)
         vs, fs = (view_hw[1], view_hw[0]), (frame.shape[1], frame.shape[0])
         reg = HomographyRegistration(perturbed(H, rng, sh), vs, (sh[1], sh[0]), Ks)
         lm, h, b, tx = np.full((21, 2), np.nan), np.nan, np.inf, np.nan

@@ -33,11 +33,10 @@ arrays (numpy + OpenCV), no model, no file.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from device.gate import binding_joints as J
-from device.gate.binding_size import LATERAL_BONES, _unit
+from device.gate.binding_size import LATERAL_BONES, bone_window
 
 HALF_MM = 14.0
 """The cross-section reaches this far either side of the views' finger axis."""
@@ -93,19 +92,12 @@ def cross_sections(img: np.ndarray, lm: np.ndarray, px_mm: float) -> np.ndarray:
     if not np.all(np.isfinite(lm)):
         return out
     ts = np.arange(-ALONG_MM, ALONG_MM + 1e-9, STEP_MM) * px_mm
+    grey = np.asarray(img, np.float32)
     for f, chain in enumerate(J.CHAINS):
         pts = lm[list(chain)]
         for s, (a, b) in enumerate(LATERAL_BONES):
-            u = _unit(pts[b] - pts[a])
-            if not u.any():
-                continue
-            n = np.array([-u[1], u[0]])
-            c = (pts[a] + pts[b]) / 2
-            X = (c[0] + u[0] * ts[:, None] + n[0] * offs[None] * px_mm).astype(np.float32)
-            Y = (c[1] + u[1] * ts[:, None] + n[1] * offs[None] * px_mm).astype(np.float32)
-            v = cv2.remap(np.asarray(img, np.float32), X, Y, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=float("nan"))
-            if not np.isnan(v).any():
+            v = bone_window(grey, pts[a], pts[b], ts, offs, px_mm)
+            if v is not None and not np.isnan(v).any():
                 out[f, s] = v.mean(axis=0)
     return out
 

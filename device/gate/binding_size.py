@@ -153,6 +153,22 @@ LATERAL_BONES = ((0, 1), (1, 2))
 phalanges, the thumb its metacarpal and proximal phalanx."""
 
 
+def bone_window(img: np.ndarray, a: np.ndarray, b: np.ndarray, ts: np.ndarray,
+                offs: np.ndarray, px_mm: float) -> np.ndarray | None:
+    """The frame ``img`` sampled across the bone from landmark ``a`` to ``b`` (frame pixels):
+    (len(ts), len(offs)), at ``ts`` pixels along the bone from its middle and ``offs`` mm
+    across it (NaN off the frame); None when ``a`` and ``b`` coincide."""
+    u = _unit(b - a)
+    if not u.any():
+        return None
+    n = np.array([-u[1], u[0]])
+    c = (a + b) / 2
+    X = (c[0] + u[0] * ts[:, None] + n[0] * offs[None] * px_mm).astype(np.float32)
+    Y = (c[1] + u[1] * ts[:, None] + n[1] * offs[None] * px_mm).astype(np.float32)
+    return cv2.remap(img, X, Y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                     borderValue=float("nan"))
+
+
 def lateral_offsets(img: np.ndarray, lm: np.ndarray, px_mm: float) -> np.ndarray:
     """(5, 2) how far (mm, signed, across the axis) the centre of each finger's bone
     (:data:`LATERAL_BONES`, fingers in :data:`~device.gate.binding_joints.CHAINS` order) lies
@@ -166,16 +182,8 @@ def lateral_offsets(img: np.ndarray, lm: np.ndarray, px_mm: float) -> np.ndarray
     for f, chain in enumerate(J.CHAINS):
         pts = lm[list(chain)]
         for s, (a, b) in enumerate(LATERAL_BONES):
-            u = _unit(pts[b] - pts[a])
-            if not u.any():
-                continue
-            n = np.array([-u[1], u[0]])
-            c = (pts[a] + pts[b]) / 2
-            X = (c[0] + u[0] * ts[:, None] + n[0] * offs[None] * px_mm).astype(np.float32)
-            Y = (c[1] + u[1] * ts[:, None] + n[1] * offs[None] * px_mm).astype(np.float32)
-            v = cv2.remap(img, X, Y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=float("nan"))
-            if np.isnan(v).any():
+            v = bone_window(img, pts[a], pts[b], ts, offs, px_mm)
+            if v is None or np.isnan(v).any():
                 continue
             prof = v.mean(axis=0)
             w = np.maximum(0.0, prof - np.quantile(prof, LATERAL_LEVEL))
