@@ -481,6 +481,10 @@ class Pipeline:
                 for f in SENSOR_FIELDS:
                     setattr(out, f, getattr(job.out, f))
                 names += [s for s in SENSOR_CHAIN if s in clock.wall and s not in names]
+                if job.deny is not None and out.reason == job.deny.reason:
+                    # its deny decided: feature and match, run beside it, did not count (in
+                    # sequence they would not have run)
+                    names = [s for s in names if s not in ("feature", "match")]
         clock.into(out, sorted(names, key=STAGES.index))
         out.critical_path = critical_path(out.stages_at_ms, (MAIN_CHAIN, SENSOR_CHAIN))
         out.total_ms = (time.perf_counter() - t_start) * 1e3
