@@ -262,6 +262,22 @@ def finite_array(x, shape: tuple) -> np.ndarray | None:
     return np.asarray(x, np.float64)
 
 
+def key_group(stats, keys, what: str) -> tuple[str | None, bool]:
+    """(what is wrong, whether to check further) of a signed term's numbers ``keys`` in
+    ``stats``, all of them or none (a file from before the term): not an object, or some
+    missing (named, with ``what`` the term's name); none of them: nothing wrong, nothing to
+    check."""
+    if not isinstance(stats, dict):
+        return "not an object", False
+    have = [k for k in keys if k in stats]
+    if not have:
+        return None, False
+    if len(have) < len(keys):
+        return (f"the {what} numbers are incomplete: missing "
+                f"{', '.join(k for k in keys if k not in stats)}"), False
+    return None, True
+
+
 def bone_numbers_problem(stats) -> str | None:
     """What is wrong with the bone term's numbers (:data:`BONE_KEYS`), or None: 15 finite
     ``mu``, 15 positive ``sigma`` and ``dip``, a finite ``stretch_lo`` <= ``stretch_hi``,

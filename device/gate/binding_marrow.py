@@ -147,14 +147,9 @@ def marrow_numbers_problem(stats) -> str | None:
     :data:`MARROW_KEYS` finite and not negative, ``marrow_free`` below 1 -- a
     :func:`hollowness` is at most 1, so a free level of 1 or more would switch the term off
     unseen -- or neither: the binding as before the term)."""
-    if not isinstance(stats, dict):
-        return "not an object"
-    have = [k for k in MARROW_KEYS if k in stats]
-    if not have:
-        return None
-    if len(have) < len(MARROW_KEYS):
-        return (f"the marrow numbers are incomplete: missing "
-                f"{', '.join(k for k in MARROW_KEYS if k not in stats)}")
+    bad, present = J.key_group(stats, MARROW_KEYS, "marrow")
+    if not present:
+        return bad
     for k in MARROW_KEYS:
         if not J.finite_number(stats[k]):
             return f"'{k}' is not a finite number"

@@ -237,14 +237,9 @@ def size_numbers_problem(stats) -> str | None:
     well-formed, or none of them: the binding as before the term). Part of them, a NaN or a
     wrong shape would switch the term off or break it silently (``max(0, x - NaN)`` is 0), a
     negative gain or slack lower the score or fit no size: each is named here."""
-    if not isinstance(stats, dict):
-        return "not an object"
-    have = [k for k in SIZE_KEYS if k in stats]
-    if not have:
-        return None
-    if len(have) < len(SIZE_KEYS):
-        return (f"the size and finger directions' numbers are incomplete: missing "
-                f"{', '.join(k for k in SIZE_KEYS if k not in stats)}")
+    bad, present = J.key_group(stats, SIZE_KEYS, "size and finger directions'")
+    if not present:
+        return bad
     for k in ("size_lo", "size_hi", "size_slack", "size_gain", "lateral_free",
               "lateral_gain"):
         if not J.finite_number(stats[k]):
