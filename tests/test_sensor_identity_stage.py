@@ -95,3 +95,40 @@ def test_xray_has_no_identity_stage_and_enrols_none(tmp_path):
         identity = None
     assert sensor_blobs(P(), []) is None
     assert patch_to_bytes((np.zeros((4, 4)), np.ones((4, 4))))[:4] == b"PGSP"
+
+
+def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkeypatch):
+    """Fail secure: an older models folder without the sensor_identity numbers."""
+    import device.gate.binding_numbers as BN
+    from device.gate.decision import Decision, Deny
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    real = BN.load_binding_numbers
+
+    def without(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        n.doc = {k: v for k, v in n.doc.items() if k != "sensor_identity"}
+        return n
+    monkeypatch.setattr(BN, "load_binding_numbers", without)
+    stage = SensorIdentityStage(gate_config(tmp_path))
+    assert stage.numbers is None and "sensor_identity" in stage.error
+    stage.templates = lambda uid: [(np.zeros((80, 80), np.float32),
+                                    np.ones((80, 80), np.float32))]
+    out = Decision(user_id="alice")
+    with pytest.raises(Deny) as e:
+        stage(np.zeros((10, 10), np.uint8), None, out)
+    assert e.value.reason == "liveness_unavailable"
+    stage.templates = lambda uid: []                 # no templates: the site's policy
+    assert stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="bob")) is None
+
+
+def test_binding_numbers_refuse_identity_numbers_for_xray():
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    doc = {"format": 1, "sensor": "xray", "max_score": 1.0,
+           "probe_ranges": {"lo": [0.0], "hi": [1.0], "clip": 15.0},
+           "sensor_identity": {"min_agreement": 0.3}}
+    with pytest.raises(ModelError, match="no identity feature"):
+        parse_numbers(doc, "xray", "binding_xray.json")
+    doc.update(sensor="nir", sensor_identity={"min_agreement": 2.0})
+    with pytest.raises(ModelError, match="min_agreement"):
+        parse_numbers(doc, "nir", "binding_nir.json")

@@ -198,7 +198,10 @@ class Pipeline:
         if self.sensor is not None and self.sensor.error:
             return self.sensor.error
         b = getattr(self.binding, "error", None)
-        return f"sensor binding: {b}" if b else None
+        if b:
+            return f"sensor binding: {b}"
+        i = getattr(self.identity, "error", None)
+        return f"sensor identity: {i}" if i else None
 
     def attach_store(self, store) -> None:
         """Split mode keeps its pending deletes in the store; the identity stage reads the
