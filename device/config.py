@@ -241,6 +241,17 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                           "where it has none, a value turns the check on. Set "
                                           "for X-ray, refused the same way.", float,
                                       min=-1.0, max=1.0, nullable=True),
+        "sensor_identity": Opt("when_enrolled", "NIR: after identification, the sensor "
+                               "frame's palm lines against the identified person's own sensor "
+                               "templates kept at enrolment (device/gate/sensor_identity.py; "
+                               "signed threshold in models/binding_nir.json): another "
+                               "person's hand under the sensor denies with sensor_identity. "
+                               "when_enrolled: users enrolled without sensor templates (before "
+                               "this check, or in split mode) pass without it, and the audit "
+                               "record says sensor_identity=not_enrolled; required: they are "
+                               "denied (sensor_identity) until re-enrolled; off: not checked. "
+                               "X-ray has no such feature: not checked whatever this says.",
+                               choices=("when_enrolled", "required", "off")),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "
@@ -315,6 +326,8 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                              "feature and match).", int, min=1),
         "feature": Opt(1000, "Cell features of all views.", int, min=1),
         "match": Opt(1000, "1:N or 1:1 search.", int, min=1),
+        "identity": Opt(1000, "NIR: the sensor frame against the identified person's sensor "
+                              "templates (after the match).", int, min=1),
     }),
     "attempts": ("Attempt limiting per user and per terminal (device/store/attempts.py): a "
                  "few free failures, then a delay that doubles with every further failure. A "

@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "45528d264042b297853c44e2365bb7b7b439b6b27be53457fb5963b2db76e36f",
+  "manifest_sha256": "d4e63ebe0f0ebfd547a65575f58e429940c36a555711229d900fbff2f3edc809",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "lKD4iSmWngHgKiUNGJCGrZrY270ieVkpPMuLGsCG4BLCLVtrOs4Xt3T/YnG2jLVBpsOuUQu7hEbJMQsnLRzuBw=="
+      "signature": "FYpod0+4uuRaLEyPIqsxbqpQFRx/68MBKUxGjcryXS8J/Vi7oLZuqoVfSgoREHAirOffERUUY1Tsmwl4DUVcBw=="
     }
   ]
 }

@@ -146,7 +146,8 @@ def gate_config(tmp_path, models=None, **sections):
             "match": {"threshold": DEMO_THRESHOLD},
             # a shared, loaded test machine: stage time limits are tested on their own
             "timeouts": {k: 120_000 for k in ("capture", "quality", "regions", "sensor",
-                                              "binding", "feature", "match")}}
+                                              "binding", "feature", "match",
+                                              "identity")}}
     for s, kv in sections.items():
         base.setdefault(s, {}).update(kv)
     return load_config(None, **base)

@@ -271,8 +271,8 @@ def test_encrypted_backup_and_restore(tmp_path, key, feats):
             s.restore(tmp_path / "b.pgb", passphrase="wrong")
         with pytest.raises(TamperedError):                  # device-key backup of another unit
             s.restore(tmp_path / "d.pgb")
-        assert s.restore(tmp_path / "b.pgb", passphrase="correct horse") == {"users": 2,
-                                                                             "templates": 3}
+        assert s.restore(tmp_path / "b.pgb", passphrase="correct horse") == {
+            "users": 2, "templates": 3, "sensor_templates": 0}
         assert {(u, t.data.tobytes()) for u, _, _, t in s.templates()} == want
         assert s.get_user("alice").label == "A"
     bad = bytearray(raw)

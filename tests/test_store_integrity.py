@@ -273,7 +273,7 @@ def test_old_store_with_its_seal_migrates_once(tmp_path, key, feats):
     db = _store(tmp_path, key, feats)
     seal = _as_v2_with_seal(db, key)
     with TemplateStore(db, device_key=key) as s:
-        assert s.schema_version == SCHEMA_VERSION and s.migrated_to == [3]
+        assert s.schema_version == SCHEMA_VERSION and s.migrated_to == [3, 4]
         assert [u.user_id for u in s.users()] == ["alice", "bob"] and s.audit.verify() == 2
     assert not seal.exists() and (tmp_path / "t.db.generation").exists()
     with TemplateStore(db, device_key=key) as s:

@@ -26,7 +26,8 @@ def cmd_backup(a) -> int:
     with open_store(cfg) as st:
         rep = backup_unit(st, a.out, _passphrase(a))
         st.audit.append("backup", terminal=cfg.gate.terminal, operator=operator(a),
-                        users=rep["users"], templates=rep["templates"])
+                        users=rep["users"], templates=rep["templates"],
+                        sensor_templates=rep.get("sensor_templates"))
     print(json.dumps(rep))
     if rep["kdf"] == "device":
         err("palmgate backup: sealed under this unit's key: only this unit (or one with the "

@@ -37,7 +37,9 @@ def cmd_users(a) -> int:
             u = st.get_user(a.user_id)
             if u is None:
                 raise ValueError(f"no user {a.user_id!r}")
+            from device.store.sensor_templates import count
             print(json.dumps({**_user_dict(u, len(st.templates(a.user_id)), days),
+                              "sensor_templates": count(st, a.user_id),
                               **door_details(st, a.user_id)}, indent=2))
         elif a.action in DOOR_ACTIONS:
             print(json.dumps(door_action(a, cfg, st)))

@@ -23,7 +23,8 @@ triangulated, :func:`device.synth.bound.depth_magnification`):
   magnification; flexion foreshortens by under 4 %. Compared by :func:`bone_distance`: the
   mean absolute difference over the lengths both frames have, the largest
   :data:`TRIM` left out (mm; lower is the same person).
-- **NIR: the palm's line map in palm coordinates** (:func:`palm_patch`). The frame's line map
+- **NIR: the palm's line map in palm coordinates** (:func:`palm_patch`, now the gate's
+  :mod:`device.gate.sensor_identity`, re-exported here). The frame's line map
   (the binding's difference of Gaussians, :func:`device.gate.binding_texture.line_map`) is
   resampled onto a palm-centred grid (:data:`PATCH_MM`, 1 mm a pixel; origin at the palm's
   centre, the wrist-to-middle-knuckle direction up) with the palm area (the palm landmarks'
@@ -38,11 +39,12 @@ scores, operating point) is :mod:`device.eval.sensor_identity_eval`.
 """
 from __future__ import annotations
 
-import cv2
 import numpy as np
 
 from device.gate import binding_joints as J
-from device.gate import binding_texture as T
+# the NIR palm patch is the gate's (the product feature); named here for the measurement
+from device.gate.sensor_identity import (MIN_PATCH_AREA, PATCH_MM, TURNS_DEG,  # noqa: F401
+                                         palm_frame, palm_patch, patch_agreement, patch_maps)
 
 JOINT_WINDOW_MM = 6.0
 """A joint is the deepest dip this far either side of where the landmarks put it (the live
@@ -58,15 +60,6 @@ search got wrong)."""
 MIN_LENGTHS = 4
 """:func:`bone_distance` needs this many lengths seen in both frames (NaN otherwise)."""
 
-PATCH_MM = 80
-"""Side of the palm-centred NIR grid, mm (1 mm a pixel)."""
-
-TURNS_DEG = (-6.0, -3.0, 0.0, 3.0, 6.0)
-"""Turns of the gate's palm patch searched (the views' landmarks set the palm's direction
-within a few degrees)."""
-
-MIN_PATCH_AREA = 600
-"""Fewest mm^2 compared by :func:`patch_agreement` (NaN otherwise)."""
 
 
 # ------------------------------------------------------------------------------ X-ray
@@ -108,90 +101,3 @@ def bone_distance(a: np.ndarray, b: np.ndarray, trim: int = TRIM,
     if len(d) < max(min_lengths, trim + 1):
         return float("nan")
     return float(d[:len(d) - trim].mean())
-
-
-# ------------------------------------------------------------------------------ NIR
-def palm_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(origin (2,), up (2,) unit) of the palm in the frame's pixels: the centre of the wrist
-    and the four knuckles, the wrist-to-middle-knuckle direction; None when not finite."""
-    lm = np.asarray(lm, np.float64)
-    if lm.shape != (21, 2) or not np.all(np.isfinite(lm[[0, 5, 9, 13, 17]])):
-        return None
-    up = lm[9] - lm[0]
-    n = float(np.linalg.norm(up))
-    if n < 1e-6:
-        return None
-    return lm[[0, 5, 9, 13, 17]].mean(axis=0), up / n
-
-
-def patch_maps(lm: np.ndarray, px_mm: float, size: int = PATCH_MM
-               ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(map_x, map_y) float32 (size, size): the frame's pixel at each point of the palm grid
-    (1 mm a pixel, the palm's origin in the middle, up toward the fingers = row 0); None when
-    the palm cannot be placed."""
-    pf = palm_frame(lm)
-    if pf is None or not px_mm > 0:
-        return None
-    o, up = pf
-    right = np.array([-up[1], up[0]])
-    c = (np.arange(size) - (size - 1) / 2.0) * px_mm
-    gx, gy = np.meshgrid(c, c)                     # gy grows downward: away from the fingers
-    X = o[0] + gx * right[0] - gy * up[0]
-    Y = o[1] + gx * right[1] - gy * up[1]
-    return X.astype(np.float32), Y.astype(np.float32)
-
-
-def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool = True,
-               size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
-    """(line map, weights) float32 (size, size) of an NIR frame's palm on the palm grid
-    (:func:`patch_maps`): the binding's line map standardised in the palm area and clipped at
-    :data:`~device.gate.binding_texture.CLIP`, the weights 1 on the palm area (less the veins
-    with ``veins_out``) inside the frame. None when the palm cannot be placed."""
-    maps = patch_maps(lm, px_mm, size)
-    if maps is None:
-        return None
-    g = np.asarray(grey, np.float32)
-    if g.ndim == 3:
-        g = cv2.cvtColor(g, cv2.COLOR_BGR2GRAY)
-    palm = T.palm_mask(np.asarray(lm, np.float64)[list(T.PALM_LANDMARKS)], g.shape, px_mm)
-    if palm.sum() < 50:
-        return None
-    w = T.compared_area(g, palm, px_mm) if veins_out else palm.astype(np.float32)
-    lines = np.clip(T._standardised(T.line_map(g, px_mm), palm), -T.CLIP, T.CLIP)
-    mx, my = maps
-    pl = cv2.remap(lines, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                   borderValue=0.0)
-    pw = cv2.remap(w, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                   borderValue=0.0)
-    return pl, pw
-
-
-def _turned(x: np.ndarray, deg: float, nearest: bool = False) -> np.ndarray:
-    if deg == 0:
-        return x
-    h, w = x.shape
-    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), deg, 1.0)
-    return cv2.warpAffine(x, M, (w, h), flags=cv2.INTER_NEAREST if nearest else
-                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-
-
-def patch_agreement(enrolled: tuple[np.ndarray, np.ndarray], probe: tuple[np.ndarray, np.ndarray],
-                    shift_mm: float = 4.0, turns=TURNS_DEG,
-                    min_area: float = MIN_PATCH_AREA) -> float:
-    """The best normalised correlation (-1..1) of the enrolled palm patch's line map with the
-    probe's, turned by each of ``turns`` and shifted up to ``shift_mm`` (1 mm a pixel), over
-    the area both weigh (the enrolled patch's weights times the probe's, unshifted); NaN when
-    that area is under ``min_area`` mm^2 or either is None."""
-    if enrolled is None or probe is None:
-        return float("nan")
-    el, ew = enrolled
-    best = float("nan")
-    for a in turns:
-        pl, pw = _turned(probe[0], a), _turned(probe[1], a, nearest=True)
-        w = ew * (pw > 0)
-        if w.sum() < min_area:
-            continue
-        r = T.line_agreement(el, pl, w, max(0, int(round(shift_mm))))
-        if np.isfinite(r) and not r <= best:
-            best = r
-    return best

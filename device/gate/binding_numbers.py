@@ -18,6 +18,10 @@ its sha256, so covered by the release signature like every model file and thresh
   top-level one while the palm lines are checked), with the command and rule that chose them.
   Where the signed file carries them the check is on (a real NIR camera sees the palm's
   lines); where it does not, it is off;
+* ``sensor_identity`` (NIR, optional) -- the sensor frame against the identified person's
+  sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
+  comparison's settings, with the command and data that chose them; without it the gate's
+  identity stage cannot compare (:mod:`device.gate.sensor_identity_stage`);
 * any further per-sensor numbers a version of the score needs (a dict: keys this code does not
   know are kept and handed over in :attr:`BindingNumbers.doc`).
 
@@ -46,6 +50,7 @@ from device.gate.binding_joints import bone_numbers_problem
 from device.gate.binding_joints import finite_number as _number
 from device.gate.binding_marrow import MARROW_KEYS, marrow_numbers_problem
 from device.gate.binding_size import SIZE_KEYS, size_numbers_problem
+from device.gate.sensor_identity import IDENTITY_SENSORS, identity_numbers
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
 log = logging.getLogger("palmgate.gate")
@@ -123,6 +128,13 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
         if sensor not in PALM_LINE_SENSORS:
             raise ModelError(f"{name}: palm-line numbers for sensor {sensor!r}, which has "
                              f"no palm-line check")
+    try:
+        si = identity_numbers(doc)
+    except ValueError as e:
+        raise ModelError(f"{name}: {e}") from None
+    if si is not None and sensor not in IDENTITY_SENSORS:
+        raise ModelError(f"{name}: sensor_identity numbers for sensor {sensor!r}, which has no "
+                         f"identity feature")
     if entry is not None:
         et = entry.get("threshold")
         if not _number(et) or float(et) != float(t):

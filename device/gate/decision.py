@@ -21,6 +21,9 @@ class Decision:
     p_live: float | None = None
     live: bool | None = None
     binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
+    sensor_identity: str | None = None     # checked | denied | not_enrolled (None: not run;
+    #                                        device.gate.sensor_identity_stage)
+    sensor_identity_score: float | None = None   # its agreement; never logged
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)
@@ -38,6 +41,9 @@ class Decision:
     landmarks: dict = field(default_factory=dict, repr=False)   # view -> (21, 2) hand
     #                                        landmarks (sensor binding); in memory only
     sensor_sr: np.ndarray | None = None
+    sensor_probes: object = field(default=None, repr=False)   # the binding's HandProbes
+    sensor_patch: object = field(default=None, repr=False)    # enrolment: the sensor palm
+    #                                        patch (device.gate.sensor_identity); in memory only
 
     @property
     def opened(self) -> bool:

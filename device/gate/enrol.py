@@ -1,6 +1,8 @@
 """Enrolment: bursts of one person -> palm regions -> one fused template per burst (the
 burst's views fused into one palm feature, seed 000) -> protected templates (seed 002, a fresh
-key each) -> the sealed store. The plaintext features live only in this
+key each) -> the sealed store; with the NIR identity check on, one sealed sensor template a
+burst too (its sensor frame's palm patch, device.gate.sensor_identity), in the same
+transaction. The plaintext features live only in this
 function's locals. In split mode (``[split] mode = "split"``) the regions go to the two
 nodes as shares instead, and each node keeps its share of every template."""
 from __future__ import annotations
@@ -9,6 +11,7 @@ import numpy as np
 
 from device.gate.decision import Deny
 from device.gate.enrol_checks import PresentationRefused, find_duplicates, screen_presentations
+from device.store import sensor_templates
 
 
 class EnrolError(ValueError):
@@ -47,7 +50,8 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if not bursts:
         raise EnrolError(f"no enrolment presentation for {user_id!r}")
     try:
-        per_burst = screen_presentations(pipeline, bursts)
+        found: list = []
+        per_burst = screen_presentations(pipeline, bursts, found)
     except PresentationRefused as e:
         _refused(store, user_id, e.deny.reason, terminal)
         raise EnrolmentRefused(f"enrolment of {user_id!r} refused: {e}", e.deny.reason) \
@@ -80,13 +84,30 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if site is not None:
         site(user_id, plain, label)
     del plain
-    # the templates and their audit record in one transaction
-    version = store.enrol(user_id, tmpls, replace=replace, label=label,
-                          audit={"views": len(rois),
-                                 "terminal": terminal or pipeline.cfg.gate.terminal,
-                                 **({"operator": operator} if operator else {}), **dup_audit})
+    sensor = sensor_blobs(pipeline, found)
+    # the templates, the sensor templates and their audit record in one transaction
+    with store.transaction():
+        version = store.enrol(user_id, tmpls, replace=replace, label=label,
+                              audit={"views": len(rois),
+                                     "terminal": terminal or pipeline.cfg.gate.terminal,
+                                     **({"operator": operator} if operator else {}),
+                                     **({} if sensor is None else
+                                        {"sensor_templates": len(sensor)}), **dup_audit})
+        if sensor:
+            sensor_templates.insert(store, user_id, version, sensor)
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
+            "sensor_templates": len(sensor or []),
             "views_rejected": rejected, "rois": rois, "duplicate_of": dups}
+
+
+def sensor_blobs(pipeline, found: list) -> list | None:
+    """The sensor templates (bytes) of the screened presentations ``found`` (their
+    Decisions), one a presentation whose palm patch could be made; None when the pipeline has
+    no identity check (X-ray, or ``[liveness] sensor_identity = "off"``)."""
+    from device.gate.sensor_identity import patch_to_bytes
+    if getattr(pipeline, "identity", None) is None:
+        return None
+    return [patch_to_bytes(d.sensor_patch) for d in found if d.sensor_patch is not None]
 
 
 def _refused(store, user_id: str, reason: str, terminal: str) -> None:

@@ -18,13 +18,18 @@ import numpy as np
 from device.gate.decision import Deny
 
 
-def screen_presentations(pipeline, bursts) -> list[list]:
+def screen_presentations(pipeline, bursts, found: list | None = None) -> list[list]:
     """The ROIs of each burst (one list per burst). Raises ``(index, Deny)`` wrapped in
-    :class:`PresentationRefused` for the first burst that fails."""
+    :class:`PresentationRefused` for the first burst that fails. ``found``: gets each burst's
+    Decision (what the stages found: the sensor palm patch, ``sensor_patch``)."""
+    from device.gate.decision import Decision
     out = []
     for i, b in enumerate(bursts):
         try:
-            out.append(pipeline.screen(b))
+            d = Decision()
+            out.append(pipeline.screen(b, d))
+            if found is not None:
+                found.append(d)
         except Deny as d:
             raise PresentationRefused(i, d) from None
     return out

@@ -3,7 +3,9 @@
     quality (raw frames) -> calibration (views undistorted, sensor flat-fielded), then
     main thread:  regions (K views in parallel through the front end: landmarks -> palm
                   regions + quality, segmentation path as fallback) -> feature (cell features
-                  of every usable view, fused) -> match (1:N or 1:1)
+                  of every usable view, fused) -> match (1:N or 1:1) -> identity (NIR: the
+                  sensor frame against the identified person's sensor templates, once the
+                  sensor chain passed; device.gate.sensor_identity_stage)
     sensor thread: sensor (is there a hand? -> SR x2 + liveness) -> binding (the sensor
                   frame's hand bound to the views', device.gate.sensor_binding)
     -> decision
@@ -20,7 +22,7 @@ the sensor chain passed (as before: an attack never reaches them).
 
 Any stage that raises, or runs over its time limit, ends the presentation with a deny and a
 reason (``corrupt_frame``, ``quality:<issue>``, ``no_hand_in_sensor``, ``not_live``,
-``sensor_mismatch``, ``liveness_unavailable``, ``no_match``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
+``sensor_mismatch``, ``liveness_unavailable``, ``no_match``, ``sensor_identity``, ``error:<stage>``, ``timeout:<stage>`` ...); nothing here can open the relay --
 that is :class:`device.gate.gate.Gate`'s job, and it only acts on ``decision == "open"``.
 Python cannot pre-empt a running stage, so a time limit is checked when the stage returns; the
 main thread waits for the sensor chain at most its two limits (else ``timeout:<stage>``) and
@@ -43,20 +45,22 @@ from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
 from device.gate.sensor_binding import binding_stage
+from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 from device.vision.view_usability import usable_rois
 
 log = logging.getLogger("palmgate.gate")
 
-STAGES = ("quality", "calibration", "regions", "sensor", "binding", "feature", "match")
+STAGES = ("quality", "calibration", "regions", "sensor", "binding", "feature", "match",
+          "identity")
 """The stages in decision order: the first of them that denies gives the reason."""
-MAIN_CHAIN = ("quality", "calibration", "regions", "feature", "match")
+MAIN_CHAIN = ("quality", "calibration", "regions", "feature", "match", "identity")
 SENSOR_CHAIN = ("quality", "calibration", "sensor", "binding")
 MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_version")
 """What the feature and match stages write into the Decision (dropped when the sensor chain
 denies)."""
-SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding")
+SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding", "sensor_probes")
 REGION_FIELDS = ("rois", "segmentation", "views_used", "landmarks")
 """What the regions stage found, handed to the sensor chain's Decision once the regions passed:
 a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
@@ -132,6 +136,7 @@ class Pipeline:
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
         self.binding = binding_stage(cfg, self.calibration)
+        self.identity = identity_stage(cfg)    # NIR: the sensor frame against the person's
         self.gallery = gallery
         self.versions = versions or {}
         self.inactive, self.inactive_reason = None, {}   # disabled users
@@ -193,12 +198,18 @@ class Pipeline:
         if self.sensor is not None and self.sensor.error:
             return self.sensor.error
         b = getattr(self.binding, "error", None)
-        return f"sensor binding: {b}" if b else None
+        if b:
+            return f"sensor binding: {b}"
+        i = getattr(self.identity, "error", None)
+        return f"sensor identity: {i}" if i else None
 
     def attach_store(self, store) -> None:
-        """Split mode keeps its pending deletes in the store."""
+        """Split mode keeps its pending deletes in the store; the identity stage reads the
+        identified person's sensor templates from it."""
         if self.split is not None:
             self.split.store = store
+        if self.identity is not None:
+            self.identity.store = store
 
     # ------------------------------------------------------------------ stages
     def _quality(self, burst, out: Decision):
@@ -358,7 +369,9 @@ class Pipeline:
         if self.sensor is not None:
             self._sensor(burst, out)
             if self.binding is not None:     # the same hand in the sensor frame and the views
-                self.binding(burst, out)
+                out.sensor_probes = self.binding(burst, out).probes
+                if self.identity is not None:        # what enrolment keeps of the frame
+                    out.sensor_patch = self.identity.patch(burst.sensor, out.sensor_probes)
         return rois
 
     # ------------------------------------------------------------------ the presentation
@@ -379,7 +392,8 @@ class Pipeline:
                          not getattr(self.binding, "needs_regions", False)):
                 job.binding_t0 = time.perf_counter()
                 job.stage = "binding"
-                clock.run("binding", self.binding, burst, job.out)
+                b = clock.run("binding", self.binding, burst, job.out)
+                job.out.sensor_probes = getattr(b, "probes", None)
         except Deny as d:
             job.deny = d
         except Exception as e:      # noqa: BLE001 - any failure of any stage is a deny
@@ -463,6 +477,8 @@ class Pipeline:
                 setattr(out, f, getattr(mo, f))
             if failed is not None:
                 raise failed
+            if self.identity is not None and job is not None:    # the person now known
+                timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"
         except Deny as d:

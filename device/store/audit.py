@@ -37,7 +37,10 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "template_version", "reason", "failures", "delay_s", "count", "window_s",
            "mode", "terminal", "views", "users", "templates", "config",
            "status", "pending_nodes",      # split-mode deletes: deleted|pending, "0,1"
-           "operator"}                     # who ran an admin command
+           "operator",                     # who ran an admin command
+           "sensor_templates",             # sensor templates written (enrolment, restore)
+           "sensor_identity"}              # the sensor frame against the person's: checked,
+#                                            not_enrolled (skipped by the site's policy), ...
 _GENESIS = b"\0" * 32
 
 

@@ -1,5 +1,7 @@
 """Encrypted backups of the template store: one AES-256-GCM file (``device.store.sealing``)
-under scrypt(passphrase) -- any unit can restore it -- or under the unit's backup key."""
+under scrypt(passphrase) -- any unit can restore it -- or under the unit's backup key. The
+users, their palm templates and their sensor templates (``device.store.sensor_templates``;
+a backup from before them has none, and restores without)."""
 from __future__ import annotations
 
 import base64
@@ -9,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from device.protect.core import ProtectedTemplate
+from device.store import sensor_templates
 from device.store.errors import StoreError
 from device.store.sealing import backup_header, pack_backup, scrypt_key, unpack_backup
 from device.store.user import User
@@ -28,7 +31,10 @@ def backup(store, path, passphrase: bytes | str | None = None) -> dict:
         payload = {"users": [asdict(u) for u in store.users()],
                    "templates": [{"user_id": uid, "version": ver,
                                   "template": base64.b64encode(t.to_bytes()).decode()}
-                                 for uid, _, ver, t in store.templates()]}
+                                 for uid, _, ver, t in store.templates()],
+                   "sensor_templates": [{"user_id": uid, "version": ver, "kind": k,
+                                         "blob": base64.b64encode(b).decode()}
+                                        for uid, ver, k, b in sensor_templates.rows(store)]}
     blob = pack_backup(header, payload, key)
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
@@ -39,7 +45,8 @@ def backup(store, path, passphrase: bytes | str | None = None) -> dict:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    return {"users": len(payload["users"]), "templates": len(payload["templates"])}
+    return {"users": len(payload["users"]), "templates": len(payload["templates"]),
+            "sensor_templates": len(payload["sensor_templates"])}
 
 
 def restore(store, path, passphrase: bytes | str | None = None,
@@ -63,7 +70,12 @@ def restore(store, path, passphrase: bytes | str | None = None,
         for t in payload["templates"]:
             store._insert_template(t["user_id"], t["version"], ProtectedTemplate.from_bytes(
                 base64.b64decode(t["template"])))
-        n = {"users": len(payload["users"]), "templates": len(payload["templates"])}
+        sensor = payload.get("sensor_templates", [])
+        for t in sensor:
+            sensor_templates.insert(store, t["user_id"], t["version"],
+                                    [base64.b64decode(t["blob"])], t["kind"])
+        n = {"users": len(payload["users"]), "templates": len(payload["templates"]),
+             "sensor_templates": len(sensor)}
         store._record("restore", audit, **n)
     store.checkpoint()
     return n

@@ -8,6 +8,8 @@ and the one-time check of a pre-v3 store's ``<db>.seal``.
        the store's rows, content tag and audit chain are verified before the first state
        record vouches for them. The whole-file ``<db>.seal`` of versions 1-2 is retired:
        checked once (``check_legacy_seal``) and removed after this step.
+    4  sensor templates (``device.store.sensor_templates``): their table and tag, the state
+       record rewritten at the same generation
 
 Each step re-reads the version inside its ``BEGIN IMMEDIATE``, so two processes opening an old
 store at once migrate it once.
@@ -23,7 +25,7 @@ from pathlib import Path
 from device.store import integrity
 from device.store.errors import StoreError, TamperedError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 KEY_CHECK = b"palmgate template store key check v1"
 
 
@@ -65,7 +67,12 @@ def _m3(c: sqlite3.Connection, store) -> None:
     integrity.write_state(c, store._k_state, 1)
 
 
-MIGRATIONS = {1: _m1, 2: _m2, 3: _m3}      # version -> step that reaches it
+def _m4(c: sqlite3.Connection, store) -> None:
+    from device.store.sensor_templates import create
+    create(c, store)
+
+
+MIGRATIONS = {1: _m1, 2: _m2, 3: _m3, 4: _m4}      # version -> step that reaches it
 
 
 def migrate(conn: sqlite3.Connection, target: int = SCHEMA_VERSION, store=None) -> int:

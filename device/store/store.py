@@ -14,6 +14,7 @@ File layout (schema version in ``PRAGMA user_version``, upgraded by
                                            sealed protected template (encrypted cells, key,
                                            mask, fill); AD = user id + record id + version
     audit(seq, ...)                        append-only chained log (device.store.audit)
+    sensor_templates(...)                  sealed sensor features (device.store.sensor_templates)
 
 - One writer at a time through SQLite's own locking only: WAL, ``synchronous=FULL``, a busy
   timeout, ``BEGIN IMMEDIATE`` for every change. No descriptor on the database file (or its
@@ -53,7 +54,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from device.protect.core import ProtectedTemplate
-from device.store import integrity
+from device.store import integrity, sensor_templates
 from device.store.errors import (StoreBusy, StoreDiskFull, StoreError, StoreRollback,
                                  TamperedError, WrongKeyError, classify)
 from device.store.migrations import (KEY_CHECK, SCHEMA_VERSION, check_legacy_seal,
@@ -72,7 +73,7 @@ log = logging.getLogger("palmgate.store")
 _OPEN_HERE: dict[str, int] = {}
 _OPEN_LOCK = threading.Lock()
 _RESERVED_META = {integrity.STATE, "store_id", "key_check", "key_check_nonce", "content_tag",
-                  "audit_head", "audit_anchor", "split_pending"}
+                  "audit_head", "audit_anchor", "split_pending", "sensor_tag"}
 
 
 def _held_here(key: str, delta: int = 0) -> int:
@@ -207,7 +208,7 @@ class TemplateStore:
         if acc != want:
             raise TamperedError(f"template store {self.path}: the set of sealed records does "
                                 f"not match its tag (rows added, removed, replayed or changed)")
-        return n
+        return n + sensor_templates.check_tag(self)
 
     def verify(self) -> int:
         """Check the state MAC and the tag over every sealed row; returns the rows."""
@@ -385,6 +386,7 @@ class TemplateStore:
             self._tag_update(self._row_tag("T", f"{user_id}|{rid}", ver, bytes(nonce),
                                            bytes(sealed)))
         self.conn.execute("DELETE FROM templates WHERE user_id=?", (user_id,))
+        sensor_templates.delete(self, user_id)         # the sensor frames' go with them
         return len(rows)
 
     def _remove_user(self, user_id: str) -> int:

@@ -1,0 +1,240 @@
+"""The sensor frame against the identified person's own: the NIR palm patch, the same-modality
+identity feature of the sensor frame, and its comparison (pure functions).
+
+The binding (:mod:`device.gate.sensor_binding`) compares the sensor frame's hand with the views'
+hand, across modalities; another person's live hand under the sensor in the pose of the
+victim's replica before the cameras is what it can let through. Here the sensor frame is
+compared with the sensor frames of the person the views identified, kept at enrolment (a
+protected sensor template, :mod:`device.store.sensor_templates`): the same modality, so the
+hand's own identity counts, not only its shape against the views'.
+
+**The NIR palm patch** (:func:`palm_patch`). The frame's line map (the binding's difference of
+Gaussians, :func:`device.gate.binding_texture.line_map`) is resampled onto a palm-centred grid
+(:data:`PATCH_MM` a side, 1 mm a pixel; origin at the palm's centre, the wrist-to-middle-knuckle
+direction up) with the palm area (the palm landmarks' polygon shrunk by
+:data:`~device.gate.binding_texture.INSET_MM`) less the frame's veins
+(:func:`device.gate.binding_texture.compared_area`). The landmarks are the views' landmarks
+carried into the sensor frame by the binding (:attr:`HandProbes.landmarks`), the scale the
+sensor's pixels per mm at the working plane corrected by the hand's height the views
+triangulated (:func:`hand_px_mm`). Compared by :func:`patch_agreement`: the best normalised
+correlation over shifts up to ``shift_mm`` and turns of :data:`TURNS_DEG` (the landmarks'
+error), over the area both weigh (higher is the same person); a person's score is the best over
+their templates (:func:`best_agreement`).
+
+X-ray has no such feature: the phalanx lengths measured (device/eval/sensor_identity.py) let
+80 % of impostors pass; :data:`IDENTITY_SENSORS` names the sensors that have one.
+
+The threshold and the comparison's settings are signed numbers: ``sensor_identity`` of
+``models/binding_nir.json`` (:func:`identity_numbers`). A template is stored as bytes
+(:func:`patch_to_bytes`: float16 line map and the 0/1 weights as bits), sealed by the store.
+
+Chosen on validation seed 11 (branch ``sensorid``: the veins out, shifts of 4 mm against 2
+and 6, turns of 6 deg); docs/results.md "The sensor frame against the enrolled person's".
+Pure functions of arrays (numpy + OpenCV); no model, no file.
+"""
+from __future__ import annotations
+
+import math
+import struct
+
+import cv2
+import numpy as np
+
+from device.gate import binding_texture as T
+
+IDENTITY_SENSORS = ("nir",)
+"""The sensors whose frame carries a usable identity feature (NIR: the palm's lines)."""
+
+PATCH_MM = 80
+"""Side of the palm-centred NIR grid, mm (1 mm a pixel)."""
+
+TURNS_DEG = (-6.0, -3.0, 0.0, 3.0, 6.0)
+"""Turns of the gate's palm patch searched (the views' landmarks set the palm's direction
+within a few degrees)."""
+
+SHIFT_MM = 4.0
+"""The largest shift searched (chosen on seed 11: 2 mm let 30 % of impostors pass; 4 and 6 mm
+alike)."""
+
+MIN_PATCH_AREA = 600
+"""Fewest mm^2 compared by :func:`patch_agreement` (NaN otherwise)."""
+
+_MAGIC = b"PGSP"
+_FORMAT = 1
+
+
+# ------------------------------------------------------------------------------ the patch
+def palm_frame(lm: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(origin (2,), up (2,) unit) of the palm in the frame's pixels: the centre of the wrist
+    and the four knuckles, the wrist-to-middle-knuckle direction; None when not finite."""
+    lm = np.asarray(lm, np.float64)
+    if lm.shape != (21, 2) or not np.all(np.isfinite(lm[[0, 5, 9, 13, 17]])):
+        return None
+    up = lm[9] - lm[0]
+    n = float(np.linalg.norm(up))
+    if n < 1e-6:
+        return None
+    return lm[[0, 5, 9, 13, 17]].mean(axis=0), up / n
+
+
+def patch_maps(lm: np.ndarray, px_mm: float, size: int = PATCH_MM
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(map_x, map_y) float32 (size, size): the frame's pixel at each point of the palm grid
+    (1 mm a pixel, the palm's origin in the middle, up toward the fingers = row 0); None when
+    the palm cannot be placed."""
+    pf = palm_frame(lm)
+    if pf is None or not px_mm > 0:
+        return None
+    o, up = pf
+    right = np.array([-up[1], up[0]])
+    c = (np.arange(size) - (size - 1) / 2.0) * px_mm
+    gx, gy = np.meshgrid(c, c)                     # gy grows downward: away from the fingers
+    X = o[0] + gx * right[0] - gy * up[0]
+    Y = o[1] + gx * right[1] - gy * up[1]
+    return X.astype(np.float32), Y.astype(np.float32)
+
+
+def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool = True,
+               size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
+    """(line map, weights) float32 (size, size) of an NIR frame's palm on the palm grid
+    (:func:`patch_maps`): the binding's line map standardised in the palm area and clipped at
+    :data:`~device.gate.binding_texture.CLIP`, the weights 1 on the palm area (less the veins
+    with ``veins_out``) inside the frame. None when the palm cannot be placed."""
+    maps = patch_maps(lm, px_mm, size)
+    if maps is None:
+        return None
+    g = np.asarray(grey, np.float32)
+    if g.ndim == 3:
+        g = cv2.cvtColor(g, cv2.COLOR_BGR2GRAY)
+    palm = T.palm_mask(np.asarray(lm, np.float64)[list(T.PALM_LANDMARKS)], g.shape, px_mm)
+    if palm.sum() < 50:
+        return None
+    w = T.compared_area(g, palm, px_mm) if veins_out else palm.astype(np.float32)
+    lines = np.clip(T._standardised(T.line_map(g, px_mm), palm), -T.CLIP, T.CLIP)
+    mx, my = maps
+    pl = cv2.remap(lines, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                   borderValue=0.0)
+    pw = cv2.remap(w, mx, my, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                   borderValue=0.0)
+    return pl, pw
+
+
+def hand_px_mm(px_mm: float, sensor: str, height_mm: float) -> float:
+    """The sensor's pixels per mm of the hand: ``px_mm`` at the working plane times the
+    magnification of a hand ``height_mm`` over it (NaN height: on the plane)."""
+    from device.synth.bound import depth_magnification
+    h = float(height_mm) if height_mm is not None and math.isfinite(height_mm) else 0.0
+    return float(px_mm) * depth_magnification(sensor, h)
+
+
+def probe_patch(frame: np.ndarray, probes, sensor: str, veins_out: bool = True,
+                size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
+    """The palm patch of a sensor frame where the binding placed the views' hand (``probes``:
+    a :class:`~device.gate.sensor_binding.HandProbes`, its landmarks, height and pixels per
+    mm); None when the hand was not placed or the sensor has no identity feature."""
+    if sensor not in IDENTITY_SENSORS or probes is None:
+        return None
+    lm = np.asarray(probes.landmarks, np.float64)
+    if lm.shape != (21, 2) or not np.all(np.isfinite(lm)):
+        return None
+    return palm_patch(frame, lm, hand_px_mm(probes.px_mm, sensor, probes.height_mm),
+                      veins_out, size)
+
+
+# ------------------------------------------------------------------------------ comparison
+def _turned(x: np.ndarray, deg: float, nearest: bool = False) -> np.ndarray:
+    if deg == 0:
+        return x
+    h, w = x.shape
+    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), deg, 1.0)
+    return cv2.warpAffine(x, M, (w, h), flags=cv2.INTER_NEAREST if nearest else
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
+def patch_agreement(enrolled: tuple[np.ndarray, np.ndarray], probe: tuple[np.ndarray, np.ndarray],
+                    shift_mm: float = SHIFT_MM, turns=TURNS_DEG,
+                    min_area: float = MIN_PATCH_AREA) -> float:
+    """The best normalised correlation (-1..1) of the enrolled palm patch's line map with the
+    probe's, turned by each of ``turns`` and shifted up to ``shift_mm`` (1 mm a pixel), over
+    the area both weigh (the enrolled patch's weights times the probe's, unshifted); NaN when
+    that area is under ``min_area`` mm^2 or either is None."""
+    if enrolled is None or probe is None:
+        return float("nan")
+    el, ew = enrolled
+    best = float("nan")
+    for a in turns:
+        pl, pw = _turned(probe[0], a), _turned(probe[1], a, nearest=True)
+        w = ew * (pw > 0)
+        if w.sum() < min_area:
+            continue
+        r = T.line_agreement(el, pl, w, max(0, int(round(shift_mm))))
+        if np.isfinite(r) and not r <= best:
+            best = r
+    return best
+
+
+def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM) -> float:
+    """The best :func:`patch_agreement` of ``probe`` over a person's enrolled patches (NaN
+    when none compares)."""
+    best = float("nan")
+    for e in enrolled:
+        r = patch_agreement(e, probe, shift_mm)
+        if np.isfinite(r) and not r <= best:
+            best = r
+    return best
+
+
+# ------------------------------------------------------------------------------ bytes
+def patch_to_bytes(patch: tuple[np.ndarray, np.ndarray]) -> bytes:
+    """A palm patch as bytes (magic, format, side; the line map float16; the 0/1 weights as
+    bits): what the store seals."""
+    lines, w = patch
+    n = int(lines.shape[0])
+    if lines.shape != (n, n) or w.shape != (n, n):
+        raise ValueError("a palm patch is two square arrays of one size")
+    head = _MAGIC + struct.pack(">BH", _FORMAT, n)
+    return head + np.asarray(lines, ">f2").tobytes() + \
+        np.packbits(np.asarray(w) > 0).tobytes()
+
+
+def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The palm patch :func:`patch_to_bytes` wrote; ValueError on anything else."""
+    blob = bytes(blob)
+    if len(blob) < 7 or blob[:4] != _MAGIC:
+        raise ValueError("not a sensor palm patch")
+    fmt, n = struct.unpack(">BH", blob[4:7])
+    nl, nw = 2 * n * n, (n * n + 7) // 8
+    if fmt != _FORMAT or n < 1 or len(blob) != 7 + nl + nw:
+        raise ValueError(f"sensor palm patch of format {fmt}, side {n}, {len(blob)} bytes: "
+                         f"not readable by this build")
+    lines = np.frombuffer(blob, ">f2", n * n, 7).astype(np.float32).reshape(n, n)
+    if not np.all(np.isfinite(lines)):
+        raise ValueError("sensor palm patch with a non-finite line value")
+    w = np.unpackbits(np.frombuffer(blob, np.uint8, nw, 7 + nl))[:n * n]
+    return lines, w.reshape(n, n).astype(np.float32)
+
+
+# ------------------------------------------------------------------------------ numbers
+def identity_numbers(doc: dict | None) -> dict | None:
+    """The signed ``sensor_identity`` numbers of a binding file's document (None: the file has
+    none, so the sensor has no identity check): ``min_agreement`` (below it, or not compared:
+    denied), ``shift_mm``, ``veins_out`` and ``patch_mm``. ValueError when malformed."""
+    si = (doc or {}).get("sensor_identity")
+    if si is None:
+        return None
+    if not isinstance(si, dict):
+        raise ValueError("'sensor_identity' is not an object")
+    t = si.get("min_agreement")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
+            or not -1.0 < t < 1.0:
+        raise ValueError("'sensor_identity' needs a numeric 'min_agreement' in (-1, 1)")
+    s = si.get("shift_mm", SHIFT_MM)
+    p = si.get("patch_mm", PATCH_MM)
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 <= s <= 10:
+        raise ValueError("'sensor_identity' 'shift_mm' must be a number in 0..10")
+    if isinstance(p, bool) or not isinstance(p, int) or not 20 <= p <= 200:
+        raise ValueError("'sensor_identity' 'patch_mm' must be an integer in 20..200")
+    v = si.get("veins_out", True)
+    if not isinstance(v, bool):
+        raise ValueError("'sensor_identity' 'veins_out' must be true or false")
+    return {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v}

@@ -1,0 +1,120 @@
+"""The gate's sensor identity stage: after the match, the sensor frame's palm patch against the
+identified person's own sensor templates (NIR; :mod:`device.gate.sensor_identity`).
+
+- **When.** After the feature and match (the person is known) and the sensor chain's verdict
+  (a presentation the liveness or the binding denied never gets here), before the person's
+  access times -- in both the overlapped and the sequential pipeline
+  (:meth:`device.gate.pipeline.Pipeline.decide`), so they decide alike.
+- **What.** The palm patch of the (calibrated) sensor frame where the binding placed the views'
+  hand (:func:`~device.gate.sensor_identity.probe_patch`), against the sealed sensor templates
+  of the identified user's current enrolment, unsealed for that one user only
+  (:func:`device.store.sensor_templates.read`); the best agreement over them under the signed
+  ``min_agreement`` (``sensor_identity`` of ``models/binding_nir.json``), or a patch that
+  cannot be compared, denies ``sensor_identity``.
+- **Users without sensor templates** (enrolled before this check, or in split mode, where the
+  terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
+  (default) lets them pass unchecked and says so (``Decision.sensor_identity =
+  "not_enrolled"``, in the audit record); ``"required"`` denies them ``sensor_identity``
+  until they are re-enrolled; ``"off"`` checks nobody.
+- **Fail secure.** Signed numbers missing or malformed (an older models folder): a user with
+  sensor templates is denied ``liveness_unavailable``, one without follows the policy; a
+  sealed template that fails authentication denies (``error:identity``, the store's fault is
+  logged). X-ray has no identity feature (:data:`~device.gate.sensor_identity.IDENTITY_SENSORS`):
+  no stage.
+
+``patch(frame, probes)`` is what enrolment keeps for each presentation
+(:meth:`device.gate.pipeline.Pipeline.screen`, :mod:`device.gate.enrol`).
+"""
+from __future__ import annotations
+
+import logging
+
+from device.gate import sensor_identity as S
+from device.gate.decision import Deny
+
+log = logging.getLogger("palmgate.gate")
+
+REASON = "sensor_identity"
+POLICIES = ("when_enrolled", "required", "off")
+
+
+class SensorIdentityStage:
+    """``stage(frame, probes, out)`` after the match (``out.user_id`` the identified user);
+    ``store`` is attached by the gate (:meth:`Pipeline.attach_store`)."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.sensor = cfg.liveness.sensor
+        self.policy = cfg.liveness.sensor_identity
+        self.store = None
+        self.numbers, self.error = None, None
+        self.load()
+
+    def load(self):
+        """The signed numbers (re-tried after a failure)."""
+        from device.gate.binding_numbers import load_binding_numbers
+        try:
+            n = load_binding_numbers(self.sensor, self.cfg.paths.models or None)
+            self.numbers = S.identity_numbers(n.doc)
+            self.error = None if self.numbers else \
+                f"no signed sensor_identity numbers in binding_{self.sensor}.json"
+        except Exception as e:     # noqa: BLE001 - ModelError, OSError, ValueError
+            self.numbers, self.error = None, f"{type(e).__name__}: {e}"
+        if self.error:
+            log.error("sensor identity check unavailable: %s", self.error)
+        return self.numbers
+
+    def patch(self, frame, probes):
+        """The palm patch of ``frame`` at the binding's ``probes`` (None: not placed, or no
+        numbers to make it with)."""
+        n = self.numbers or (self.load() if self.error else None)
+        if n is None:
+            return None
+        return S.probe_patch(frame, probes, self.sensor, n["veins_out"], n["patch_mm"])
+
+    def templates(self, user_id: str) -> list:
+        """The identified user's sensor templates of their current enrolment (unsealed)."""
+        from device.store import sensor_templates
+        if self.store is None:
+            return []
+        u = self.store.get_user(user_id)
+        if u is None:
+            return []
+        return [S.patch_from_bytes(b) for b in
+                sensor_templates.read(self.store, user_id, u.version)]
+
+    def __call__(self, frame, probes, out) -> float | None:
+        """Raise :class:`Deny` ``sensor_identity`` when the sensor frame is not the identified
+        person's; returns the agreement (None when not compared)."""
+        if not out.user_id:
+            return None
+        tmpls = self.templates(out.user_id)
+        if not tmpls:
+            if self.policy == "required":
+                out.sensor_identity = "not_enrolled"
+                raise Deny(REASON, "please ask to be enrolled again",
+                           f"{out.user_id!r} has no sensor template and the site requires "
+                           f"one")
+            out.sensor_identity = "not_enrolled"
+            return None
+        n = self.numbers or self.load()
+        if n is None:
+            raise Deny("liveness_unavailable", "", f"sensor identity: {self.error}")
+        score = S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"])
+        out.sensor_identity_score = score
+        if not score >= n["min_agreement"]:
+            out.sensor_identity = "denied"
+            raise Deny(REASON, "please present your palm again",
+                       "the sensor frame's palm is not the identified person's")
+        out.sensor_identity = "checked"
+        return score
+
+
+def identity_stage(cfg) -> SensorIdentityStage | None:
+    """The pipeline's stage: None unless the liveness and its binding run (the patch is placed
+    by the binding), the sensor has an identity feature and the site's policy is not off."""
+    lv = cfg.liveness
+    if not (lv.enabled and lv.binding) or lv.sensor not in S.IDENTITY_SENSORS \
+            or lv.sensor_identity == "off":
+        return None
+    return SensorIdentityStage(cfg)

@@ -1,0 +1,134 @@
+"""The gate's sensor identity stage (device/gate/sensor_identity_stage.py) through the real
+pipeline, store and shipped models: enrolment keeps the sensor templates, the genuine opens,
+another person's sensor frame is denied sensor_identity, the site's policy for users enrolled
+without them, X-ray without the check."""
+import numpy as np
+import pytest
+
+from device.gate.enrol import enrol_user
+from device.gate.gate import open_store
+from device.gate.pipeline import Pipeline
+from device.gate.sensor_identity import patch_to_bytes
+from device.sources.replay import Burst
+from device.store import sensor_templates as ST
+from tests.conftest import gate_config
+
+
+def _gate(tmp_path, **liveness):
+    cfg = gate_config(tmp_path, liveness=liveness)
+    pipe = Pipeline(cfg)
+    st = open_store(cfg)
+    pipe.attach_store(st)
+    return pipe, st
+
+
+def _decide(pipe, st, burst):
+    pipe.load_gallery(st)
+    return pipe.decide(burst)
+
+
+def test_enrolment_keeps_them_the_genuine_opens_another_sensor_frame_is_denied(
+        tmp_path, synthetic_bursts):
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        r = enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert r["sensor_templates"] == 2 == ST.count(st, "alice")
+        rec = st.conn.execute("SELECT payload FROM audit WHERE kind='enrol'").fetchone()[0]
+        assert '"sensor_templates":2' in rec
+        d = _decide(pipe, st, b["genuine"][0])
+        assert d.decision == "open" and d.user_id == "alice", d.reason
+        assert d.sensor_identity == "checked" and "identity" in d.stages_ms
+        # the views of alice, the sensor frame of person 1 (the pose differs: the binding
+        # may see it first); the identity stage itself, fed the binding's probes of a frame
+        # of person 1 placed where alice's views are, must refuse it
+        g1 = b["genuine"][1]
+        mixed = Burst(b["genuine"][0].views, g1.sensor, dict(b["genuine"][0].meta))
+        d = _decide(pipe, st, mixed)
+        assert d.decision == "deny" and d.reason in ("sensor_mismatch", "sensor_identity")
+        # alice's sensor templates replaced by person 1's (another hand under the sensor at
+        # enrolment): her genuine presentation now passes the binding and fails the identity
+        other = enrol_user(pipe, st, "bob", b["enrol"][1])
+        assert other["sensor_templates"] == 2
+        with st.transaction():
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, ST.read(st, "bob"))
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason, d.user_id) == ("deny", "sensor_identity", "alice")
+        assert d.sensor_identity == "denied" and d.sensor_identity_score < \
+            pipe.identity.numbers["min_agreement"]
+        # the overlapped and the sequential pipeline decide alike
+        pipe.cfg.gate.overlap = False
+        assert _decide(pipe, st, b["genuine"][0]).reason == "sensor_identity"
+    finally:
+        pipe.close()
+        st.close()
+
+
+@pytest.mark.parametrize("policy", ["when_enrolled", "required", "off"])
+def test_users_enrolled_without_them_follow_the_sites_policy(tmp_path, synthetic_bursts,
+                                                             policy):
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path, sensor_identity=policy)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        with st.transaction():                    # as enrolled before the check
+            ST.delete(st, "alice")
+        d = _decide(pipe, st, b["genuine"][0])
+        want = {"when_enrolled": ("open", "not_enrolled"),
+                "required": ("deny", "not_enrolled"), "off": ("open", None)}[policy]
+        assert (d.decision, d.sensor_identity) == want, d.reason
+        if policy == "required":
+            assert d.reason == "sensor_identity"
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_xray_has_no_identity_stage_and_enrols_none(tmp_path):
+    from device.gate.sensor_identity_stage import identity_stage
+    cfg = gate_config(tmp_path, liveness={"sensor": "xray"})
+    assert identity_stage(cfg) is None
+    from device.gate.enrol import sensor_blobs
+
+    class P:
+        identity = None
+    assert sensor_blobs(P(), []) is None
+    assert patch_to_bytes((np.zeros((4, 4)), np.ones((4, 4))))[:4] == b"PGSP"
+
+
+def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkeypatch):
+    """Fail secure: an older models folder without the sensor_identity numbers."""
+    import device.gate.binding_numbers as BN
+    from device.gate.decision import Decision, Deny
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    real = BN.load_binding_numbers
+
+    def without(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        n.doc = {k: v for k, v in n.doc.items() if k != "sensor_identity"}
+        return n
+    monkeypatch.setattr(BN, "load_binding_numbers", without)
+    stage = SensorIdentityStage(gate_config(tmp_path))
+    assert stage.numbers is None and "sensor_identity" in stage.error
+    stage.templates = lambda uid: [(np.zeros((80, 80), np.float32),
+                                    np.ones((80, 80), np.float32))]
+    out = Decision(user_id="alice")
+    with pytest.raises(Deny) as e:
+        stage(np.zeros((10, 10), np.uint8), None, out)
+    assert e.value.reason == "liveness_unavailable"
+    stage.templates = lambda uid: []                 # no templates: the site's policy
+    assert stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="bob")) is None
+
+
+def test_binding_numbers_refuse_identity_numbers_for_xray():
+    from device.gate.binding_numbers import parse_numbers
+    from device.models.model import ModelError
+    doc = {"format": 1, "sensor": "xray", "max_score": 1.0,
+           "probe_ranges": {"lo": [0.0], "hi": [1.0], "clip": 15.0},
+           "sensor_identity": {"min_agreement": 0.3}}
+    with pytest.raises(ModelError, match="no identity feature"):
+        parse_numbers(doc, "xray", "binding_xray.json")
+    doc.update(sensor="nir", sensor_identity={"min_agreement": 2.0})
+    with pytest.raises(ModelError, match="min_agreement"):
+        parse_numbers(doc, "nir", "binding_nir.json")
