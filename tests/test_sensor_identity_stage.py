@@ -111,13 +111,13 @@ def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkey
     monkeypatch.setattr(BN, "load_binding_numbers", without)
     stage = SensorIdentityStage(gate_config(tmp_path))
     assert stage.numbers is None and "sensor_identity" in stage.error
-    stage.templates = lambda uid: [(np.zeros((80, 80), np.float32),
+    stage.templates = lambda uid, version=None: [(np.zeros((80, 80), np.float32),
                                     np.ones((80, 80), np.float32))]
     out = Decision(user_id="alice")
     with pytest.raises(Deny) as e:
         stage(np.zeros((10, 10), np.uint8), None, out)
     assert e.value.reason == "liveness_unavailable"
-    stage.templates = lambda uid: []                 # no templates: the site's policy
+    stage.templates = lambda uid, version=None: []                 # no templates: the site's policy
     assert stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="bob")) is None
 
 
@@ -132,3 +132,33 @@ def test_binding_numbers_refuse_identity_numbers_for_xray():
     doc.update(sensor="nir", sensor_identity={"min_agreement": 2.0})
     with pytest.raises(ModelError, match="min_agreement"):
         parse_numbers(doc, "nir", "binding_nir.json")
+
+
+@pytest.mark.parametrize("tamper", [
+    "DELETE FROM sensor_templates WHERE user_id='alice'",
+    "UPDATE sensor_templates SET version=version+1 WHERE user_id='alice'",
+    "UPDATE sensor_templates SET kind='other' WHERE user_id='alice'",
+    "DELETE FROM users WHERE user_id='alice'"])
+def test_a_running_gate_denies_a_user_whose_sensor_templates_were_changed_outside(
+        tmp_path, synthetic_bursts, tamper):
+    """Someone who can write the file (no key) while the gate runs must not downgrade a user
+    to not_enrolled (skipped under when_enrolled) by removing or rewriting their sensor rows:
+    the identity stage checks the rows it reads against the sensor tag."""
+    import sqlite3
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.sensor_identity) == ("open", "checked"), d.reason
+        c = sqlite3.connect(st.path)
+        c.execute("PRAGMA foreign_keys=ON")
+        c.execute(tamper)
+        c.commit()
+        c.close()
+        d = pipe.decide(b["genuine"][0])            # the gallery as the running gate has it
+        assert d.decision == "deny" and d.reason == "error:identity", (d.reason,
+                                                                      d.sensor_identity)
+    finally:
+        pipe.close()
+        st.close()
