@@ -162,3 +162,37 @@ def test_a_running_gate_denies_a_user_whose_sensor_templates_were_changed_outsid
     finally:
         pipe.close()
         st.close()
+
+
+def test_enrolment_without_a_sensor_template_is_refused_while_the_check_is_on(
+        tmp_path, synthetic_bursts, monkeypatch):
+    """A fault (no signed identity numbers; no presentation whose palm patch could be made)
+    must not enrol a user silently without sensor templates: they would pass unchecked for
+    good under when_enrolled. The enrolment is refused and audited; nothing is written."""
+    import device.gate.binding_numbers as BN
+    from device.gate.enrol import EnrolmentRefused
+    real = BN.load_binding_numbers
+
+    def without(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        n.doc = {k: v for k, v in n.doc.items() if k != "sensor_identity"}
+        return n
+    b = synthetic_bursts
+    monkeypatch.setattr(BN, "load_binding_numbers", without)
+    pipe, st = _gate(tmp_path)
+    try:
+        with pytest.raises(EnrolmentRefused) as e:
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "liveness_unavailable"
+        assert st.get_user("alice") is None and ST.count(st) == 0
+        monkeypatch.setattr(BN, "load_binding_numbers", real)
+        pipe.identity.load()
+        monkeypatch.setattr(pipe.identity, "patch", lambda frame, probes: None)
+        with pytest.raises(EnrolmentRefused) as e:          # the palm never placed
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "sensor_identity" and st.get_user("alice") is None
+        kinds = [r[0] for r in st.conn.execute("SELECT kind FROM audit")]
+        assert kinds.count("enrol_refused") == 2, kinds
+    finally:
+        pipe.close()
+        st.close()
