@@ -196,3 +196,25 @@ def test_enrolment_without_a_sensor_template_is_refused_while_the_check_is_on(
     finally:
         pipe.close()
         st.close()
+
+
+def test_status_names_the_identity_check_when_the_configuration_turns_it_off(
+        tmp_path, tiny_models, capsys):
+    """`sensor_identity = "off"`, and `binding = false` (no placed hand, so no identity check,
+    whatever the policy says -- `required` included), are named under `checks_off`."""
+    import json
+
+    from conftest import write_toml
+
+    from device.cli import main
+    for liveness in ({"sensor_identity": "off"}, {"binding": False},
+                     {"binding": False, "sensor_identity": "required"}):
+        f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models,
+                                                        liveness=liveness))
+        main(["status", "--config", str(f)])
+        off = json.loads(capsys.readouterr().out).get("checks_off", [])
+        assert any("sensor identity" in x for x in off), (liveness, off)
+    f = write_toml(tmp_path / "x.toml", gate_config(tmp_path, tiny_models, liveness={
+        "sensor": "xray", "sensor_identity": "off"}))
+    main(["status", "--config", str(f)])                    # X-ray has none to turn off
+    assert "checks_off" not in json.loads(capsys.readouterr().out)
