@@ -138,7 +138,8 @@ def test_binding_numbers_refuse_identity_numbers_for_xray():
     "DELETE FROM sensor_templates WHERE user_id='alice'",
     "UPDATE sensor_templates SET version=version+1 WHERE user_id='alice'",
     "UPDATE sensor_templates SET kind='other' WHERE user_id='alice'",
-    "DELETE FROM users WHERE user_id='alice'"])
+    "DELETE FROM users WHERE user_id='alice'",
+    "DROP TABLE sensor_templates"])
 def test_a_running_gate_denies_a_user_whose_sensor_templates_were_changed_outside(
         tmp_path, synthetic_bursts, tamper):
     """Someone who can write the file (no key) while the gate runs must not downgrade a user

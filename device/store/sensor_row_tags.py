@@ -74,10 +74,12 @@ def read_user(store, user_id: str, known: SensorTags | None
     order; the tags kept, brought up to date) -- the rows checked against the tags kept and
     the store's ``sensor_tag`` under its state MAC. TamperedError on any mismatch."""
     c = store.conn
-    if not _present(c):
-        return [], known
     with store.snapshot():
+        # the state MAC first: it covers the schema, so a table dropped outside the store
+        # is caught here, not read as "no rows"
         integrity.read_generation(c, store._k_state, _where(store))
+        if not _present(c):
+            return [], known
         known = _current(store, known)
         rows = c.execute(ROWS + " WHERE user_id=? ORDER BY record_id", (user_id,)).fetchall()
         kept = known.by_user.get(user_id, {})
