@@ -8,9 +8,11 @@ identified person's own sensor templates (NIR; :mod:`device.gate.sensor_identity
 - **What.** The palm patch of the (calibrated) sensor frame where the binding placed the views'
   hand (:func:`~device.gate.sensor_identity.probe_patch`), against the sealed sensor templates
   of the identified user's current enrolment, unsealed for that one user only
-  (:func:`device.store.sensor_templates.read`); the best agreement over them under the signed
-  ``min_agreement`` (``sensor_identity`` of ``models/binding_nir.json``), or a patch that
-  cannot be compared, denies ``sensor_identity``.
+  (:func:`device.store.sensor_row_tags.read_user`: checked against the rows' tags kept since
+  the start, so rows removed or changed outside the store deny ``error:identity``); the best
+  agreement over them under the signed ``min_agreement`` (``sensor_identity`` of
+  ``models/binding_nir.json``), or a patch that cannot be compared, denies
+  ``sensor_identity``.
 - **Users without sensor templates** (enrolled before this check, or in split mode, where the
   terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
   (default) lets them pass unchecked and says so (``Decision.sensor_identity =

@@ -15,7 +15,9 @@ their kept tags -- the same record ids, each with the same tag. Any difference r
 
 Cost: the first call tags every row (~ the open check's cost); afterwards a decision tags the
 user's own rows (a few) and reads the (record id, user id) pairs only when ``sensor_tag``
-moved. Record ids are never reused (AUTOINCREMENT), and rows are never rewritten in place by
+moved. At 10,000 users, 2 sensor templates each (``python -m tools.sensor_row_tags_bench
+--users 10000``, one run, 2 shared cores): the start 469 ms, a decision's read 0.084 ms
+median (0.019 ms unchecked), the first read after another connection's enrolment 11.5 ms. Record ids are never reused (AUTOINCREMENT), and rows are never rewritten in place by
 the store (a row changed in place keeps its id, and its tag no longer matches the kept one).
 """
 from __future__ import annotations
@@ -30,7 +32,9 @@ from device.store.sensor_templates import ROWS, TAG, _present, _tag, ad_sensor
 @dataclass
 class SensorTags:
     total: int                                      # the store's sensor_tag they fold to
-    by_user: dict = field(default_factory=dict)     # user_id -> {record_id: tag}
+    by_user: dict = field(default_factory=dict)     # user_id -> {record_id: tag}; never
+    #                                                 changed in place (a failed check leaves
+    #                                                 the kept tags as they were)
     owner: dict = field(default_factory=dict)       # record_id -> user_id
 
 
@@ -46,22 +50,28 @@ def _current(store, known: SensorTags | None) -> SensorTags:
         return known
     c = store.conn
     ids = dict(c.execute("SELECT record_id, user_id FROM sensor_templates"))
-    by_user: dict = {}
-    owner: dict = {}
-    if known is not None:
-        for uid, tags in known.by_user.items():
-            for rid, t in tags.items():
-                if ids.get(rid) == uid:
-                    by_user.setdefault(uid, {})[rid] = t
-                    owner[rid] = uid
+    if known is None:
+        known = SensorTags(0)
+    owner = dict(known.owner)
+    by_user = dict(known.by_user)                   # inner dicts copied where changed
+    total = known.total
+    for rid, uid in known.owner.items():            # gone (or moved: tagged again below)
+        if ids.get(rid) != uid:
+            del owner[rid]
+            tags = by_user[uid] = dict(by_user[uid])
+            total ^= tags.pop(rid)
+            if not tags:
+                del by_user[uid]
     new = [rid for rid in ids if rid not in owner]
     for i in range(0, len(new), 500):
         part = new[i:i + 500]
         q = ROWS + f" WHERE record_id IN ({','.join('?' * len(part))})"
         for rid, uid, ver, kind, nonce, sealed in c.execute(q, part):
-            by_user.setdefault(uid, {})[rid] = _tag(store, uid, rid, ver, kind, nonce, sealed)
+            t = _tag(store, uid, rid, ver, kind, nonce, sealed)
+            tags = by_user[uid] = dict(by_user.get(uid, {}))
+            tags[rid] = t
             owner[rid] = uid
-    total = integrity.fold_tags(t for tags in by_user.values() for t in tags.values())
+            total ^= t
     if total != want:
         raise TamperedError(f"{_where(store)}: the sealed sensor templates do not match their "
                             f"tag (rows added, removed, replayed or changed outside the store)")
