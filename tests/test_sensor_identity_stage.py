@@ -219,3 +219,69 @@ def test_status_names_the_identity_check_when_the_configuration_turns_it_off(
         "sensor": "xray", "sensor_identity": "off"}))
     main(["status", "--config", str(f)])                    # X-ray has none to turn off
     assert "checks_off" not in json.loads(capsys.readouterr().out)
+
+
+def test_faults_inside_the_identity_stage_deny_and_never_open(tmp_path, synthetic_bursts,
+                                                              monkeypatch):
+    """A sensor template the store seals but this build cannot read (not a patch, a NaN line
+    map, another patch size), a palm the patch cannot cover, an exception and a stage over its
+    time limit: each denies, in the overlapped and the sequential pipeline alike."""
+    import struct
+    import time
+
+    import device.gate.sensor_identity as S
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        good = ST.read(st, "alice")
+        nan = bytearray(good[0])
+        nan[7:9] = struct.pack(">e", float("nan"))
+        small = patch_to_bytes((np.zeros((60, 60), np.float32), np.ones((60, 60), np.float32)))
+
+        def decide_both():
+            out = []
+            for overlap in (True, False):
+                pipe.cfg.gate.overlap = overlap
+                out.append(_decide(pipe, st, b["genuine"][0]))
+            pipe.cfg.gate.overlap = True
+            return out
+
+        for blob in (b"not a patch", bytes(nan), small):
+            with st.transaction():
+                ST.delete(st, "alice")
+                ST.insert(st, "alice", 1, [blob])
+            for d in decide_both():
+                assert (d.decision, d.reason) == ("deny", "error:identity"), d.reason
+        with st.transaction():
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, good)
+        assert all(d.opened for d in decide_both())
+        real_patch = pipe.identity.patch
+
+        def off_frame(frame, probes):           # the palm patch with nothing inside the frame
+            lines, w = real_patch(frame, probes)
+            return lines, np.zeros_like(w)
+        monkeypatch.setattr(pipe.identity, "patch", off_frame)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "sensor_identity"), d.reason
+        monkeypatch.setattr(pipe.identity, "patch", lambda frame, probes: None)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "sensor_identity"), d.reason
+        monkeypatch.setattr(pipe.identity, "patch", real_patch)
+
+        def broken(*a, **k):
+            raise RuntimeError("boom")
+        monkeypatch.setattr(S, "best_agreement", broken)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "error:identity"), d.reason
+        monkeypatch.undo()
+        real = S.best_agreement
+        monkeypatch.setattr(S, "best_agreement",
+                            lambda *a, **k: time.sleep(0.05) or real(*a, **k))
+        monkeypatch.setitem(pipe.cfg.timeouts._values, "identity", 1)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "timeout:identity"), d.reason
+    finally:
+        pipe.close()
+        st.close()
