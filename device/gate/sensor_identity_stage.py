@@ -139,8 +139,9 @@ def identity_stage(cfg) -> SensorIdentityStage | None:
     lv = cfg.liveness
     if not (lv.enabled and lv.binding) or lv.sensor not in S.IDENTITY_SENSORS \
             or lv.sensor_identity == "off":
-        if lv.sensor in S.IDENTITY_SENSORS and lv.sensor_identity != "off":
-            log.warning("[liveness] sensor_identity = %s not applied: the liveness or the "
-                        "binding is off (no sensor identity check)", lv.sensor_identity)
+        if lv.enabled and not lv.binding and lv.sensor in S.IDENTITY_SENSORS \
+                and lv.sensor_identity != "off":
+            log.warning("[liveness] sensor_identity = %s not applied: the binding is off "
+                        "(no sensor identity check)", lv.sensor_identity)
         return None
     return SensorIdentityStage(cfg)
