@@ -332,7 +332,7 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
     "attempts": ("Attempt limiting per user and per terminal (device/store/attempts.py): a "
                  "few free failures, then a delay that doubles with every further failure. A "
                  "user's counter counts the failures claiming them (verify) or coming closest "
-                 "to them (identify) and is reset only by their own success or palmgate "
+                 "to them or identifying them (identify; a sensor_identity deny) and is reset only by their own success or palmgate "
                  "attempts reset; the terminal's counts every failure, is never reset by a "
                  "success and leaks one failure every terminal_decay_s. Kept in the store: a "
                  "restart does not reset them.", {

@@ -186,6 +186,30 @@ def test_gate_insider_locked_out_and_locked_match_is_no_oracle(tmp_path, tiny_mo
         assert line and not any("0.97123" in m or "score" in m for m in line)
 
 
+def test_sensor_identity_denials_count_against_the_identified_user(tmp_path, tiny_models):
+    """The victim's replica before the cameras and other live hands under the sensor, tried
+    again and again: every sensor_identity deny counts against the identified user (and the
+    terminal), so the tries lock, as sensor_mismatch does."""
+    cfg = gate_config(tmp_path, tiny_models, attempts={"max_failures": 3,
+                                                       "terminal_max_failures": 50})
+    pipe = _scripted(Pipeline(cfg), {})
+    inner = pipe.decide
+
+    def decide(burst, claimed=None):
+        if burst.meta["who"] == "other_hand":
+            return Decision(reason="sensor_identity", user_id="alice", score=0.99,
+                            threshold=0.98, views_used=3, sensor_identity="denied")
+        return inner(burst, claimed)
+    pipe.decide = decide
+    with Gate(cfg, pipeline=pipe, relay=MemoryRelay()) as gate:
+        for k in range(3):
+            assert gate.present(_burst(k, "other_hand")).reason == "sensor_identity"
+        assert not gate.limiter.check(user="alice").allowed
+        d = gate.present(_burst(9, "alice"))
+        assert (d.decision, d.reason) == ("deny", "locked_out:user")
+        assert gate.present(_burst(10, "mallory")).opened
+
+
 def test_verify_mode_locks_the_claimed_user_before_matching(tmp_path, tiny_models):
     cfg = gate_config(tmp_path, tiny_models, gate={"mode": "verify"},
                       attempts={"max_failures": 2})

@@ -111,13 +111,13 @@ def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkey
     monkeypatch.setattr(BN, "load_binding_numbers", without)
     stage = SensorIdentityStage(gate_config(tmp_path))
     assert stage.numbers is None and "sensor_identity" in stage.error
-    stage.templates = lambda uid: [(np.zeros((80, 80), np.float32),
+    stage.templates = lambda uid, version=None: [(np.zeros((80, 80), np.float32),
                                     np.ones((80, 80), np.float32))]
     out = Decision(user_id="alice")
     with pytest.raises(Deny) as e:
         stage(np.zeros((10, 10), np.uint8), None, out)
     assert e.value.reason == "liveness_unavailable"
-    stage.templates = lambda uid: []                 # no templates: the site's policy
+    stage.templates = lambda uid, version=None: []                 # no templates: the site's policy
     assert stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="bob")) is None
 
 
@@ -132,3 +132,156 @@ def test_binding_numbers_refuse_identity_numbers_for_xray():
     doc.update(sensor="nir", sensor_identity={"min_agreement": 2.0})
     with pytest.raises(ModelError, match="min_agreement"):
         parse_numbers(doc, "nir", "binding_nir.json")
+
+
+@pytest.mark.parametrize("tamper", [
+    "DELETE FROM sensor_templates WHERE user_id='alice'",
+    "UPDATE sensor_templates SET version=version+1 WHERE user_id='alice'",
+    "UPDATE sensor_templates SET kind='other' WHERE user_id='alice'",
+    "DELETE FROM users WHERE user_id='alice'",
+    "DROP TABLE sensor_templates"])
+def test_a_running_gate_denies_a_user_whose_sensor_templates_were_changed_outside(
+        tmp_path, synthetic_bursts, tamper):
+    """Someone who can write the file (no key) while the gate runs must not downgrade a user
+    to not_enrolled (skipped under when_enrolled) by removing or rewriting their sensor rows:
+    the identity stage checks the rows it reads against the sensor tag."""
+    import sqlite3
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.sensor_identity) == ("open", "checked"), d.reason
+        c = sqlite3.connect(st.path)
+        c.execute("PRAGMA foreign_keys=ON")
+        c.execute(tamper)
+        c.commit()
+        c.close()
+        d = pipe.decide(b["genuine"][0])            # the gallery as the running gate has it
+        assert d.decision == "deny" and d.reason == "error:identity", (d.reason,
+                                                                      d.sensor_identity)
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_enrolment_without_a_sensor_template_is_refused_while_the_check_is_on(
+        tmp_path, synthetic_bursts, monkeypatch):
+    """A fault (no signed identity numbers; no presentation whose palm patch could be made)
+    must not enrol a user silently without sensor templates: they would pass unchecked for
+    good under when_enrolled. The enrolment is refused and audited; nothing is written."""
+    import device.gate.binding_numbers as BN
+    from device.gate.enrol import EnrolmentRefused
+    real = BN.load_binding_numbers
+
+    def without(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        n.doc = {k: v for k, v in n.doc.items() if k != "sensor_identity"}
+        return n
+    b = synthetic_bursts
+    monkeypatch.setattr(BN, "load_binding_numbers", without)
+    pipe, st = _gate(tmp_path)
+    try:
+        with pytest.raises(EnrolmentRefused) as e:
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "liveness_unavailable"
+        assert st.get_user("alice") is None and ST.count(st) == 0
+        monkeypatch.setattr(BN, "load_binding_numbers", real)
+        pipe.identity.load()
+        monkeypatch.setattr(pipe.identity, "patch", lambda frame, probes: None)
+        with pytest.raises(EnrolmentRefused) as e:          # the palm never placed
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "sensor_identity" and st.get_user("alice") is None
+        kinds = [r[0] for r in st.conn.execute("SELECT kind FROM audit")]
+        assert kinds.count("enrol_refused") == 2, kinds
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_status_names_the_identity_check_when_the_configuration_turns_it_off(
+        tmp_path, tiny_models, capsys):
+    """`sensor_identity = "off"`, and `binding = false` (no placed hand, so no identity check,
+    whatever the policy says -- `required` included), are named under `checks_off`."""
+    import json
+
+    from conftest import write_toml
+
+    from device.cli import main
+    for liveness in ({"sensor_identity": "off"}, {"binding": False},
+                     {"binding": False, "sensor_identity": "required"}):
+        f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models,
+                                                        liveness=liveness))
+        main(["status", "--config", str(f)])
+        off = json.loads(capsys.readouterr().out).get("checks_off", [])
+        assert any("sensor identity" in x for x in off), (liveness, off)
+    f = write_toml(tmp_path / "x.toml", gate_config(tmp_path, tiny_models, liveness={
+        "sensor": "xray", "sensor_identity": "off"}))
+    main(["status", "--config", str(f)])                    # X-ray has none to turn off
+    assert "checks_off" not in json.loads(capsys.readouterr().out)
+
+
+def test_faults_inside_the_identity_stage_deny_and_never_open(tmp_path, synthetic_bursts,
+                                                              monkeypatch):
+    """A sensor template the store seals but this build cannot read (not a patch, a NaN line
+    map, another patch size), a palm the patch cannot cover, an exception and a stage over its
+    time limit: each denies, in the overlapped and the sequential pipeline alike."""
+    import struct
+    import time
+
+    import device.gate.sensor_identity as S
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        good = ST.read(st, "alice")
+        nan = bytearray(good[0])
+        nan[7:9] = struct.pack(">e", float("nan"))
+        small = patch_to_bytes((np.zeros((60, 60), np.float32), np.ones((60, 60), np.float32)))
+
+        def decide_both():
+            out = []
+            for overlap in (True, False):
+                pipe.cfg.gate.overlap = overlap
+                out.append(_decide(pipe, st, b["genuine"][0]))
+            pipe.cfg.gate.overlap = True
+            return out
+
+        for blob in (b"not a patch", bytes(nan), small):
+            with st.transaction():
+                ST.delete(st, "alice")
+                ST.insert(st, "alice", 1, [blob])
+            for d in decide_both():
+                assert (d.decision, d.reason) == ("deny", "error:identity"), d.reason
+        with st.transaction():
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, good)
+        assert all(d.opened for d in decide_both())
+        real_patch = pipe.identity.patch
+
+        def off_frame(frame, probes):           # the palm patch with nothing inside the frame
+            lines, w = real_patch(frame, probes)
+            return lines, np.zeros_like(w)
+        monkeypatch.setattr(pipe.identity, "patch", off_frame)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "sensor_identity"), d.reason
+        monkeypatch.setattr(pipe.identity, "patch", lambda frame, probes: None)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "sensor_identity"), d.reason
+        monkeypatch.setattr(pipe.identity, "patch", real_patch)
+
+        def broken(*a, **k):
+            raise RuntimeError("boom")
+        monkeypatch.setattr(S, "best_agreement", broken)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "error:identity"), d.reason
+        monkeypatch.undo()
+        real = S.best_agreement
+        monkeypatch.setattr(S, "best_agreement",
+                            lambda *a, **k: time.sleep(0.05) or real(*a, **k))
+        monkeypatch.setitem(pipe.cfg.timeouts._values, "identity", 1)
+        for d in decide_both():
+            assert (d.decision, d.reason) == ("deny", "timeout:identity"), d.reason
+    finally:
+        pipe.close()
+        st.close()

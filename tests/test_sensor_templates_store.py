@@ -139,3 +139,37 @@ def test_backup_and_restore_carry_them(tmp_path, key):
         assert n == {"users": 2, "templates": 2, "sensor_templates": 2}
         assert ST.read(s, "alice") == [_blob(1), _blob(2)] and ST.read(s, "carol") == []
         assert ST.count(s) == 2
+
+
+def test_a_running_reader_checks_the_rows_it_reads_against_the_kept_tags(tmp_path, key):
+    """device/store/sensor_row_tags.py: store changes are followed (new rows tagged, gone rows
+    dropped); rows removed or rewritten outside the store are refused while it runs."""
+    from device.store.sensor_row_tags import prime, read_user
+    db = tmp_path / "t.db"
+    with TemplateStore(db, device_key=key) as s, TemplateStore(db, device_key=key) as admin:
+        _enrol(s, "alice", [_blob(1), _blob(2)])
+        _enrol(s, "bob", [_blob(3)])
+        known = prime(s)
+        rows, known = read_user(s, "alice", known)
+        assert [b for _, _, b in rows] == [_blob(1), _blob(2)] and rows[0][:2] == (
+            1, ST.KINDS[0])
+        _enrol(admin, "carol", [_blob(4)])                  # another process's enrolment
+        _enrol(admin, "bob", [_blob(5)], replace=True)      # and re-enrolment
+        rows, known = read_user(s, "bob", known)
+        assert [(v, b) for v, _, b in rows] == [(2, _blob(5))]
+        assert read_user(s, "carol", known)[0][0][2] == _blob(4)
+        assert read_user(s, "dave", known)[0] == []
+        raw = sqlite3.connect(db)
+        raw.execute("UPDATE sensor_templates SET sealed=(SELECT sealed FROM sensor_templates "
+                    "WHERE user_id='bob') WHERE user_id='carol'")
+        raw.execute("DELETE FROM sensor_templates WHERE user_id='alice' AND record_id="
+                    "(SELECT MIN(record_id) FROM sensor_templates)")
+        raw.commit()
+        with pytest.raises(TamperedError, match="changed outside"):
+            read_user(s, "carol", known)
+        with pytest.raises(TamperedError, match="1 sensor templates where 2"):
+            read_user(s, "alice", known)
+        assert read_user(s, "bob", known)[0][0][2] == _blob(5)   # untouched: still served
+        with pytest.raises(TamperedError):                 # a full re-read: the tag
+            read_user(s, "bob", None)
+        raw.close()

@@ -119,6 +119,13 @@ def cmd_status(a) -> int:
                              "binding (tests of the matcher only)"]
     elif not cfg.liveness.binding:
         rep["checks_off"] = ["[liveness] binding = false: no sensor binding (bring-up only)"]
+    from device.gate.sensor_identity import IDENTITY_SENSORS
+    if cfg.liveness.sensor in IDENTITY_SENSORS and (
+            cfg.liveness.sensor_identity == "off" or "checks_off" in rep):
+        why = "= off" if cfg.liveness.sensor_identity == "off" else \
+            f"= {cfg.liveness.sensor_identity} not applied (it needs the liveness and binding)"
+        rep.setdefault("checks_off", []).append(
+            f"[liveness] sensor_identity {why}: no sensor identity check")
     if Path(cfg.paths.store).exists():
         try:
             with open_store(cfg) as st:

@@ -77,6 +77,15 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         del per_burst
         return _enrol_split(pipeline, store, user_id, rois, rejected, terminal, replace,
                             dup_audit)
+    sensor = sensor_blobs(pipeline, found)
+    if sensor == []:        # the identity check is on, and no sensor template: fail secure
+        why = getattr(pipeline.identity, "error", None)
+        reason = "liveness_unavailable" if why else "sensor_identity"
+        _refused(store, user_id, reason, terminal)
+        raise EnrolmentRefused(f"enrolment of {user_id!r} refused: "
+                               f"{why or 'no presentation gave a sensor palm patch'} (the "
+                               f"sensor identity check is on: without a sensor template the "
+                               f"user would pass it unchecked)", reason)
     # one template per presentation: its views fused into one palm feature (seed 000)
     plain = np.concatenate([pipeline.templates(rs) for rs in per_burst])
     del per_burst
@@ -84,7 +93,6 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     if site is not None:
         site(user_id, plain, label)
     del plain
-    sensor = sensor_blobs(pipeline, found)
     # the templates, the sensor templates and their audit record in one transaction
     with store.transaction():
         version = store.enrol(user_id, tmpls, replace=replace, label=label,

@@ -296,9 +296,10 @@ class Gate:
         d.total_ms = (time.perf_counter() - t0) * 1e3
         d.total_cpu_ms = (time.process_time() - c0) * 1e3
         if counts_as_attempt(d.reason, d.opened):
-            # the user it was by or aimed at: the claimed id, the one who opened, or (identify,
-            # no match) the closest enrolled user; a success resets only that user's counter
-            who = claimed if claimed is not None else (d.user_id if d.opened else d.candidate)
+            # the user it was by or aimed at: the claimed id, the one who opened or was
+            # identified (a sensor_identity deny), or (identify, no match) the closest
+            # enrolled user; a success resets only that user's counter
+            who = claimed if claimed is not None else (d.user_id or d.candidate)
             try:
                 self.limiter.record(d.opened, score=d.score, threshold=d.threshold, user=who)
             except Exception as e:  # noqa: BLE001

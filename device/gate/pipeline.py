@@ -209,7 +209,7 @@ class Pipeline:
         if self.split is not None:
             self.split.store = store
         if self.identity is not None:
-            self.identity.store = store
+            self.identity.attach(store)
 
     # ------------------------------------------------------------------ stages
     def _quality(self, burst, out: Decision):

@@ -8,9 +8,11 @@ identified person's own sensor templates (NIR; :mod:`device.gate.sensor_identity
 - **What.** The palm patch of the (calibrated) sensor frame where the binding placed the views'
   hand (:func:`~device.gate.sensor_identity.probe_patch`), against the sealed sensor templates
   of the identified user's current enrolment, unsealed for that one user only
-  (:func:`device.store.sensor_templates.read`); the best agreement over them under the signed
-  ``min_agreement`` (``sensor_identity`` of ``models/binding_nir.json``), or a patch that
-  cannot be compared, denies ``sensor_identity``.
+  (:func:`device.store.sensor_row_tags.read_user`: checked against the rows' tags kept since
+  the start, so rows removed or changed outside the store deny ``error:identity``); the best
+  agreement over them under the signed ``min_agreement`` (``sensor_identity`` of
+  ``models/binding_nir.json``), or a patch that cannot be compared, denies
+  ``sensor_identity``.
 - **Users without sensor templates** (enrolled before this check, or in split mode, where the
   terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
   (default) lets them pass unchecked and says so (``Decision.sensor_identity =
@@ -46,7 +48,7 @@ class SensorIdentityStage:
         self.cfg = cfg
         self.sensor = cfg.liveness.sensor
         self.policy = cfg.liveness.sensor_identity
-        self.store = None
+        self.store, self.tags = None, None
         self.numbers, self.error = None, None
         self.load()
 
@@ -72,23 +74,44 @@ class SensorIdentityStage:
             return None
         return S.probe_patch(frame, probes, self.sensor, n["veins_out"], n["patch_mm"])
 
-    def templates(self, user_id: str) -> list:
-        """The identified user's sensor templates of their current enrolment (unsealed)."""
-        from device.store import sensor_templates
+    def attach(self, store) -> None:
+        """The store to read the sensor templates from; their rows' tags kept from now on
+        (:mod:`device.store.sensor_row_tags`: a row removed or changed outside the store
+        while the gate runs denies, it never reads as "not enrolled")."""
+        from device.store.sensor_row_tags import prime
+        self.store, self.tags = store, None
+        try:
+            self.tags = prime(store)
+        except Exception as e:     # noqa: BLE001 - the first decision checks again, and denies
+            log.error("sensor templates not checked at start: %s", e)
+
+    def templates(self, user_id: str, version: int | None = None) -> list:
+        """The identified user's sensor templates (unsealed), checked against the rows' tags
+        kept; every one must be of ``version`` (the gallery's template version of the user,
+        else the user's record): TamperedError otherwise, and for rows of a user the store
+        has no record of."""
+        from device.store.errors import TamperedError
+        from device.store.sensor_row_tags import read_user
+        from device.store.sensor_templates import KINDS
         if self.store is None:
             return []
-        u = self.store.get_user(user_id)
-        if u is None:
+        rows, self.tags = read_user(self.store, user_id, getattr(self, "tags", None))
+        if not rows:
             return []
-        return [S.patch_from_bytes(b) for b in
-                sensor_templates.read(self.store, user_id, u.version)]
+        if version is None:
+            u = self.store.get_user(user_id)
+            version = None if u is None else u.version
+        if version is None or any(v != version for v, _, _ in rows):
+            raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
+                                f"enrolment (version {version})")
+        return [S.patch_from_bytes(b) for _, k, b in rows if k == KINDS[0]]
 
     def __call__(self, frame, probes, out) -> float | None:
         """Raise :class:`Deny` ``sensor_identity`` when the sensor frame is not the identified
         person's; returns the agreement (None when not compared)."""
         if not out.user_id:
             return None
-        tmpls = self.templates(out.user_id)
+        tmpls = self.templates(out.user_id, out.template_version)
         if not tmpls:
             if self.policy == "required":
                 out.sensor_identity = "not_enrolled"
@@ -116,5 +139,9 @@ def identity_stage(cfg) -> SensorIdentityStage | None:
     lv = cfg.liveness
     if not (lv.enabled and lv.binding) or lv.sensor not in S.IDENTITY_SENSORS \
             or lv.sensor_identity == "off":
+        if lv.enabled and not lv.binding and lv.sensor in S.IDENTITY_SENSORS \
+                and lv.sensor_identity != "off":
+            log.warning("[liveness] sensor_identity = %s not applied: the binding is off "
+                        "(no sensor identity check)", lv.sensor_identity)
         return None
     return SensorIdentityStage(cfg)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from device.store import attempt_state as state_io
 
 FAILURE_REASONS = ("no_match", "not_live", "no_hand_in_sensor", "sensor_mismatch",
-                   "unknown_user", "wrong_pin", "unknown_card")
+                   "sensor_identity", "unknown_user", "wrong_pin", "unknown_card")
 MAX_USERS = 10_000            # user counters kept; the oldest unlocked ones go first
 
 
