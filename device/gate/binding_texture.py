@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from device.gate.binding_line_search import least_gap_agreement
 
@@ -265,14 +266,19 @@ def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, weights: np
     mt = float((t * w).sum()) / n
     st = float(np.sqrt(((t - mt) ** 2 * w).sum() / n))
     s = max_shift
-    pad = cv2.copyMakeBorder(np.asarray(view_lines, np.float32), s, s, s, s,
-                             cv2.BORDER_REFLECT)
-    img = pad[y0:y1 + 2 * s, x0:x1 + 2 * s]
-    # the sensor's map (centred, weighted) against the view's at every shift, normalised by
-    # the view's weighted standard deviation there
-    num = cv2.matchTemplate(img, (t - mt) * w, cv2.TM_CCORR)
-    s1 = cv2.matchTemplate(img, w, cv2.TM_CCORR)
-    s2 = cv2.matchTemplate(img * img, w, cv2.TM_CCORR)
+    vl = np.asarray(view_lines, np.float32)
+    if y0 >= s and x0 >= s and y1 + s <= vl.shape[0] and x1 + s <= vl.shape[1]:
+        img = vl[y0 - s:y1 + s, x0 - s:x1 + s]          # no shift reaches past the frame
+    else:
+        pad = cv2.copyMakeBorder(vl, s, s, s, s, cv2.BORDER_REFLECT)
+        img = pad[y0:y1 + 2 * s, x0:x1 + 2 * s]
+    # the view's map at every shift, one row a shift (the box's pixels), against the sensor's
+    # map (centred, weighted) and the weights: the correlation and the view's weighted moments
+    # there in one matrix product (a few times faster than three cv2.matchTemplate, which
+    # goes through the DFT; the same sums to float32 rounding)
+    X = sliding_window_view(img, w.shape).reshape(-1, w.size)
+    num, s1 = (X @ np.stack([((t - mt) * w).ravel(), w.ravel()], 1)).T
+    s2 = (X * X) @ w.ravel()
     var = np.maximum(s2 / n - (s1 / n) ** 2, 1e-12)
     return float((num / (n * st * np.sqrt(var) + 1e-12)).max())
 
