@@ -115,3 +115,36 @@ def test_texture_agreement_equals_every_size_compared():
               for k, v in enumerate(views)]
     want = T.sized_agreement(curves, T.COMPARED_SIZES)
     assert np.isfinite(want) and got == want
+
+
+def _brute_line_agreement(sensor, view, weights, s):
+    """line_agreement by its definition, a shift at a time in float64 (the view's map
+    reflected past the frame's edge, as cv2.BORDER_REFLECT)."""
+    w = weights.astype(np.float64)
+    n = w.sum()
+    t = sensor.astype(np.float64)
+    mt = (t * w).sum() / n
+    st = np.sqrt(((t - mt) ** 2 * w).sum() / n)
+    pad = np.pad(view.astype(np.float64), s, mode="symmetric")
+    h, wd = view.shape
+    best = -np.inf
+    for dy in range(-s, s + 1):
+        for dx in range(-s, s + 1):
+            v = pad[s + dy:s + dy + h, s + dx:s + dx + wd]
+            var = max((v * v * w).sum() / n - ((v * w).sum() / n) ** 2, 1e-12)
+            best = max(best, ((t - mt) * w * v).sum() / (n * st * np.sqrt(var) + 1e-12))
+    return best
+
+
+def test_line_agreement_is_the_correlation_at_every_shift():
+    rng = np.random.default_rng(5)
+    for i in range(12):
+        sensor = rng.normal(size=(48, 40)).astype(np.float32)
+        view = (0.6 * np.roll(sensor, (1, -2), (0, 1))
+                + rng.normal(size=sensor.shape)).astype(np.float32)
+        w = np.zeros(sensor.shape, np.float32)
+        y0, x0 = (0, 0) if i % 3 == 0 else (int(rng.integers(1, 12)), int(rng.integers(1, 10)))
+        w[y0:y0 + 30, x0:x0 + 25] = rng.uniform(size=(30, 25)) < 0.8   # at the edge: reflected
+        s = int(rng.integers(1, 4))
+        got = T.line_agreement(sensor, view, w, s)
+        assert abs(got - _brute_line_agreement(sensor, view, w, s)) < 1e-5, i
