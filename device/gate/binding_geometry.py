@@ -130,17 +130,22 @@ def probe_points(lm: np.ndarray, px_per_mm: float) -> np.ndarray:
     palm's bones, points beyond the fingertips and beyond the palm's sides (outside a live
     hand), and points between neighbouring fingers. NaN where a landmark is NaN."""
     lm = np.asarray(lm, np.float64)
-    out = [lm]
-    mids = [(lm[a] + lm[b]) / 2 for f in FINGERS for a, b in zip(f[:-1], f[1:])]
-    mids += [(lm[a] + lm[b]) / 2 for a, b in PALM_EDGES]
-    out.append(np.array(mids))
-    out.append(np.array([lm[f[-1]] + _unit(lm[f[-1]] - lm[f[-2]]) * r * px_per_mm
-                         for r in TIP_REACH_MM for f in FINGERS]))
-    out.append(np.array([lm[i] + _unit(lm[i] - lm[j]) * r * px_per_mm
-                         for r in SIDE_REACH_MM for i, j in ((5, 9), (17, 13))]))
-    out.append(np.array([(lm[a] + lm[b]) / 2 for a, b in ((7, 11), (11, 15), (15, 19),
-                                                         (6, 10), (10, 14), (14, 18))]))
-    return np.concatenate(out)
+    # the same arithmetic, element by element, as a point at a time (each direction once)
+    mids = (lm[_MID_A] + lm[_MID_B]) / 2
+    tip = lm[[f[-1] for f in FINGERS]]
+    along = np.array([_unit(lm[f[-1]] - lm[f[-2]]) for f in FINGERS])
+    tips = tip[None] + along[None] * np.array(TIP_REACH_MM)[:, None, None] * px_per_mm
+    knuckle = lm[[5, 17]]
+    across = np.array([_unit(lm[i] - lm[j]) for i, j in ((5, 9), (17, 13))])
+    sides = knuckle[None] + across[None] * np.array(SIDE_REACH_MM)[:, None, None] * px_per_mm
+    gaps = (lm[_GAP_A] + lm[_GAP_B]) / 2
+    return np.concatenate([lm, mids, tips.reshape(-1, 2), sides.reshape(-1, 2), gaps])
+
+
+_MIDS = [(a, b) for f in FINGERS for a, b in zip(f[:-1], f[1:])] + list(PALM_EDGES)
+_MID_A, _MID_B = [a for a, _ in _MIDS], [b for _, b in _MIDS]
+_GAPS = ((7, 11), (11, 15), (15, 19), (6, 10), (10, 14), (14, 18))
+_GAP_A, _GAP_B = [a for a, _ in _GAPS], [b for _, b in _GAPS]
 
 
 def hand_in_sensor(plane_points: dict, centres: dict, sensor_centre: np.ndarray
