@@ -28,7 +28,8 @@ def model_perf(paths: list[Path]) -> dict:
     return perf
 
 
-_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh",
+             8: "eighth"}
 MIRROR_WORDS = ("; exported with the mirror average (logits of the image and its left-right "
                 "mirror averaged before the softmax)")
 
