@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "d4e63ebe0f0ebfd547a65575f58e429940c36a555711229d900fbff2f3edc809",
+  "manifest_sha256": "68178ea80e75332c8e2b309b297b464b6f0855353c32e8bf3466122abae95453",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "FYpod0+4uuRaLEyPIqsxbqpQFRx/68MBKUxGjcryXS8J/Vi7oLZuqoVfSgoREHAirOffERUUY1Tsmwl4DUVcBw=="
+      "signature": "9U4YtKaaApsxD3MUsg1FPu1YUkN45OdtnnAfyIGlCxqUitDcBX8gU6wZOeYR8Iw0SCx01QsypW+6Wc+bQxgrCg=="
     }
   ]
 }

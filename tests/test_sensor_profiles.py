@@ -33,7 +33,8 @@ ADDED = {"quick": ("loso",)}
 def _frozen_part(cfg: dict) -> dict:
     return {name: {k: v for k, v in prof.items() if k not in ADDED.get(name, ())}
             for name, prof in cfg.items()
-            if name not in ("species", "print", "nirworld", "placed")}   # finetune5 / 8 / 10 / 14
+            if name not in ("species", "print", "nirworld", "placed", "xaug",
+                            "xaugquick")}   # finetune5 / 8 / 10 / 14 / 15
 
 
 def test_profiles_load_to_the_config_the_code_used():

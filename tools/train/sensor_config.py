@@ -69,4 +69,4 @@ def load_profile(name: str, folder: Path = PROFILES_DIR) -> dict:
 # synthetic liveness sets of each split, real NIR palms per split, SR pairs, step counts, the
 # fine-tune rounds ...: see the profile files
 CONFIG = {name: load_profile(name) for name in ("quick", "full", "species", "print",
-                                                 "nirworld", "placed")}
+                                                 "nirworld", "placed", "xaug", "xaugquick")}

@@ -28,7 +28,8 @@ def model_perf(paths: list[Path]) -> dict:
     return perf
 
 
-_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth"}
+_ORDINALS = {2: "second", 3: "third", 4: "fourth", 5: "fifth", 6: "sixth", 7: "seventh",
+             8: "eighth"}
 MIRROR_WORDS = ("; exported with the mirror average (logits of the image and its left-right "
                 "mirror averaged before the softmax)")
 
@@ -49,7 +50,22 @@ def round_text(k: int, rk: dict, sensor: str) -> str:
             f"{c['lr']:g}) {start}, on {pool} {' and '.join(dict.fromkeys(more))}, every "
             f"image of it scored by that model and its hardest {100 * c['hard_q']:g} % per "
             f"class drawn {1 + c['hard_extra']:g}x as often, the {photo} species "
-            f"{100 * c['photo_share']:g} % of the attack half")
+            f"{100 * c['photo_share']:g} % of the attack half" + _resample_words(c))
+
+
+def _resample_words(c: dict) -> str:
+    """The words of a round's ``resample`` table (tools/train/resample_aug.py), or none."""
+    rs = c.get("resample") or {}
+    if not rs.get("copies"):
+        return ""
+    from tools.train.resample_aug import DEFAULTS
+
+    s = {**DEFAULTS, **rs}
+    return (f", with {rs['copies']} resampled copies of every capture before SR, every class "
+            f"alike, each drawn as often as its original (rotation within +-{s['rot_deg']:g} "
+            f"deg, scale 1 +- {s['scale']:g}, shift within +-{s['shift_px']:g} px, nearest / "
+            f"linear / area / cubic interpolation, {100 * s['blur_p']:g} % blurred, "
+            f"{100 * s['noise_p']:g} % noised; seed {rs.get('seed', 0)})")
 
 
 def liveness_entries(sensor: str, config: dict, metrics: dict, data: str, thr: float,

@@ -69,18 +69,23 @@ def _finetune_weights(cls: np.ndarray, real_mask: np.ndarray, mine_mask: np.ndar
 
 def finetune_liveness(model: LivenessNet, images: np.ndarray, cls: np.ndarray,
                       real_mask: np.ndarray, mine_mask: np.ndarray, mine_scores: np.ndarray,
-                      sensor: str, ft: dict, log=log):
+                      sensor: str, ft: dict, log=log, copies: int = 0):
     """Hard-example fine-tune (from ``model``) on the SR images of the training pool
     (original training sets, the fresh mining set, real captures); returns (model, history,
-    weights report)."""
+    weights report).  ``copies``: ``images`` holds the pool then that many resampled copies of
+    it (copy-major, :func:`tools.train.resample_aug.resampled_copies`); ``cls`` and the masks
+    are the pool's, and each copy is drawn as often as its original (a hard image's copies
+    too)."""
     photo = "printed_photo" if sensor == "nir" else "photo"
     w, hard = _finetune_weights(cls, real_mask, mine_mask, mine_scores, photo,
                                 ft["photo_share"], ft["hard_q"], ft["hard_extra"])
-    y = (cls == "bona_fide").astype(np.int64)
+    y = np.tile((cls == "bona_fide").astype(np.int64), copies + 1)
     info = {"pool": {c: int(np.sum(cls == c)) for c in dict.fromkeys(cls)},
             "real": int(real_mask.sum()), "mined_set": int(mine_mask.sum()),
             "hard": {c: int(np.sum(hard & (cls == c))) for c in dict.fromkeys(cls)},
-            "weight_share": {c: round(float(w[cls == c].sum()), 3) for c in dict.fromkeys(cls)}}
+            "weight_share": {c: round(float(w[cls == c].sum()), 3) for c in dict.fromkeys(cls)},
+            "resampled_copies": copies}
+    w = np.tile(w, copies + 1) / (copies + 1)
     log(f"[{sensor}] fine-tune pool {json.dumps(info)}")
     model, hist = train_liveness(images, y, steps=ft["steps"], seed=ft["seed"], weights=w,
                                  model=model, lr_rate=ft["lr"], log=log,
@@ -118,8 +123,9 @@ def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, trai
         report.update(ckpt["report"])
         return model.eval(), report
     t = time.time()
+    n_copies, all_caps, all_mine = resampled_pool(ft, pool_caps, mine_mask)
     pool, mine_scores = _scored_pool(sensor, model, work / f"liveness_{sensor}_before_{name}.onnx",
-                                     sr_sess, threads, pool_caps, mine_mask, cache)
+                                     sr_sess, threads, all_caps, all_mine, cache)
     log(f"[{sensor}] fine-tune: SR of {len(pool)} pool captures and scores of the mined set "
         f"{time.time() - t:.0f} s")
     if ft.get("fused"):
@@ -127,12 +133,31 @@ def finetune_block(sensor, ft, model, root, work, models, sr_sess, threads, trai
     if ft.get("widen"):
         model = widened(model, ft["widen"], seed=ft["seed"])
     model, hist, info = finetune_liveness(model, pool, pool_cls, real_mask, mine_mask,
-                                          mine_scores, sensor, ft)
+                                          mine_scores, sensor, ft, copies=n_copies)
     report.update({"pool": info, "train_log": hist,
                    "seconds": round(time.time() - t, 1)})
     torch.save({"state_dict": model.state_dict(), "config": model.config, "report": report},
                work / ckpt_name)
     return model.eval(), report
+
+
+def resampled_pool(ft: dict, pool_caps: np.ndarray, mine_mask: np.ndarray):
+    """A round's ``resample`` table (``copies`` and ``seed``, the rest settings of
+    :func:`tools.train.resample_aug.resample_capture`): the pool's captures followed by that
+    many resampled copies of every one, every class alike; only the originals are scored for
+    mining.  Returns (copies, captures, mined mask); without the table (0, the pool, the
+    mask)."""
+    rs = dict(ft.get("resample") or {})
+    copies = int(rs.pop("copies", 0))
+    if not copies:
+        return 0, pool_caps, mine_mask
+    from tools.train.resample_aug import resampled_copies
+
+    t = time.time()
+    extra = resampled_copies(pool_caps, copies, int(rs.pop("seed", 0)), **rs)
+    log(f"  {copies} resampled copies of {len(pool_caps)} pool captures ({time.time() - t:.0f} s)")
+    return (copies, np.concatenate([pool_caps, extra]),
+            np.concatenate([mine_mask, np.zeros(len(extra), bool)]))
 
 
 def round_pool(sensor: str, ft: dict, root, train_caps, train_cls, real_train_caps):
