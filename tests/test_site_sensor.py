@@ -44,6 +44,37 @@ def test_the_record_round_trips_and_its_seal_binds_user_gate_and_enrolment():
     assert SW.split_change(h, body) == (b"palm", b"sens")
 
 
+def test_a_gate_refuses_a_change_whose_sensor_record_is_not_its_users():
+    """The service keeps the sealed records and could attach one user's to another's change:
+    the AD (user, enrolment) refuses it, and the gate records the whole change as not opened
+    (the palm templates are not written without their sensor templates)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from device.protect.defaults import DEFAULT_CONFIG
+    from device.site import messages as M
+    from device.site.client import GateSync
+    from device.site.templates import encode_for_gate
+    a, b, svc = new_private(), new_private(), new_private()
+    gate = GateSync("hq", "g2", "127.0.0.1", 1, ("", "", ""), b, public_of(svc), None,
+                    "/nonexistent", DEFAULT_CONFIG)
+    k = pair_key(a, public_of(b), "seal")
+    x = np.random.default_rng(0).standard_normal((1, 49, 16))
+    palm = seal(k, encode_for_gate(x / np.linalg.norm(x, axis=-1, keepdims=True),
+                                   DEFAULT_CONFIG), M.template_ad("hq", "g1", "g2", "alice", "e1"))
+    h = {"gseq": 1, "kind": "enrol", "user_id": "alice", "version": 3, "from": "g1",
+         "from_pub": public_of(a).hex(), "enrol_id": "e1"}
+    mine = seal(k, SW.encode([b"a" * 10]), SW.sensor_ad("hq", "g1", "g2", "alice", "e1"))
+    tmpls, sens = gate._open_templates(*SW.change_body(h, palm, mine))
+    assert len(tmpls) == 1 and sens == ("nir_palm_patch", [b"a" * 10])
+    assert gate._open_templates(h, palm)[1] is None             # an older change
+    bobs = seal(k, SW.encode([b"b" * 10]), SW.sensor_ad("hq", "g1", "g2", "bob", "e0"))
+    msg = SimpleNamespace(payload=M.pack_tagged(gate.k_tag, *SW.change_body(h, palm, bobs)))
+    opened, body = gate._open_change(msg)
+    assert opened["kind"] == "unopened" and body is None
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
     """Sites g1, g2 with the pipeline's protection; a second store connection per gate for

@@ -1,5 +1,6 @@
-"""The user's sensor templates over the site (NIR palm patches, :mod:`device.store.sensor_templates`):
-their wire record, their sealing and where they sit in the site's messages (pure functions).
+"""The users' sensor templates over the site (the NIR palm patches of
+:mod:`device.store.sensor_templates`): their wire record, their sealing and where they sit in
+the site's messages (pure functions).
 
 What the palm templates get, the sensor templates get too, under their own AD:
 
