@@ -28,20 +28,29 @@ def test_the_record_round_trips_and_its_seal_binds_user_gate_and_enrolment():
             SW.decode(bad)
     with pytest.raises(ValueError):
         SW.encode([])
-    a, b = new_private(), new_private()
-    k = pair_key(a, public_of(b), "seal")
-    sealed = seal(k, rec, SW.sensor_ad("hq", "g1", "g2", "alice", "e1"))
-    assert SW.open_record(pair_key(b, public_of(a), "seal"), sealed, "hq", "g1", "g2",
-                          "alice", "e1")[1] == blobs
+    # sealed once, its key wrapped to each gate and to the recovery key
+    a, b, c, r = new_private(), new_private(), new_private(), new_private()
+    keys = {"g2": pair_key(a, public_of(b), "seal"), "g3": pair_key(a, public_of(c), "seal")}
+    sec = SW.upload_section("hq", "g1", "alice", "e1", blobs, keys, public_of(r))
+    palm, (record, rec_key, wrapped) = SW.split_upload({SW.HEADER_UPLOAD: len(sec)},
+                                                       b"palm" + sec)
+    assert palm == b"palm" and sorted(wrapped) == ["g2", "g3"]
+    assert len(sec) < 2 * len(record)               # one record, not one a gate
+    h, body = SW.change_body({"gseq": 1}, b"palm", wrapped["g2"], record)
+    assert SW.split_change(h, body) == (b"palm", (wrapped["g2"], record))
+    k2 = pair_key(b, public_of(a), "seal")
+    assert SW.open_record(k2, wrapped["g2"], record, "hq", "g1", "g2", "alice", "e1") == \
+        ("nir_palm_patch", blobs)
     for other in (("hq", "g1", "g2", "bob", "e1"), ("hq", "g1", "g3", "alice", "e1"),
-                  ("hq", "g1", "g2", "alice", "e2")):
+                  ("hq", "g1", "g2", "alice", "e2"), ("hq", "g4", "g2", "alice", "e1")):
         with pytest.raises(SealError):
-            SW.open_record(k, sealed, *other)
+            SW.open_record(k2, wrapped["g2"], record, *other)
+    with pytest.raises(SealError):                  # g3's key is g3's
+        SW.open_record(k2, wrapped["g3"], record, "hq", "g1", "g2", "alice", "e1")
     # a change or upload of the older format has no sensor part
     assert SW.split_change({}, b"palm") == (b"palm", None)
-    assert SW.split_upload({}, b"body") == (b"body", None, {})
-    h, body = SW.change_body({"gseq": 1}, b"palm", b"sens")
-    assert SW.split_change(h, body) == (b"palm", b"sens")
+    assert SW.split_upload({}, b"body") == (b"body", None)
+    assert SW.change_body({"gseq": 1}, b"palm", None, None) == ({"gseq": 1}, b"palm")
 
 
 def test_a_gate_refuses_a_change_whose_sensor_record_is_not_its_users():
@@ -65,12 +74,15 @@ def test_a_gate_refuses_a_change_whose_sensor_record_is_not_its_users():
                                    DEFAULT_CONFIG), M.template_ad("hq", "g1", "g2", "alice", "e1"))
     h = {"gseq": 1, "kind": "enrol", "user_id": "alice", "version": 3, "from": "g1",
          "from_pub": public_of(a).hex(), "enrol_id": "e1"}
-    mine = seal(k, SW.encode([b"a" * 10]), SW.sensor_ad("hq", "g1", "g2", "alice", "e1"))
-    tmpls, sens = gate._open_templates(*SW.change_body(h, palm, mine))
+    sec = SW.upload_section("hq", "g1", "alice", "e1", [b"a" * 10], {"g2": k}, public_of(svc))
+    record, _, wrapped = SW.split_upload({SW.HEADER_UPLOAD: len(sec)}, sec)[1]
+    tmpls, sens = gate._open_templates(*SW.change_body(h, palm, wrapped["g2"], record))
     assert len(tmpls) == 1 and sens == ("nir_palm_patch", [b"a" * 10])
     assert gate._open_templates(h, palm)[1] is None             # an older change
-    bobs = seal(k, SW.encode([b"b" * 10]), SW.sensor_ad("hq", "g1", "g2", "bob", "e0"))
-    msg = SimpleNamespace(payload=M.pack_tagged(gate.k_tag, *SW.change_body(h, palm, bobs)))
+    sec = SW.upload_section("hq", "g1", "bob", "e0", [b"b" * 10], {"g2": k}, public_of(svc))
+    record, _, wrapped = SW.split_upload({SW.HEADER_UPLOAD: len(sec)}, sec)[1]
+    msg = SimpleNamespace(payload=M.pack_tagged(gate.k_tag, *SW.change_body(
+        h, palm, wrapped["g2"], record)))
     opened, body = gate._open_change(msg)
     assert opened["kind"] == "unopened" and body is None
 
@@ -238,7 +250,7 @@ def test_a_gate_added_later_is_recovered_with_them(fleet, synthetic_bursts):
     svc.call(S.sync_gates)
     g3 = fleet["start_gate"]("g3")
     items = svc.call(S.recovery_items, "g3")
-    assert all(i["sensor_blob"] for i in items)
+    assert all(i["sensor_key"] for i in items)
     rk = P.recovery_key(site / "recovery" / "recovery.key")
     sealed = recover_items(rk, "hq", "g3", bytes.fromhex(info["gates"]["g3"]["pub"]), items,
                            fleet["pipe"].protect_config, fleet["pipe"].extractor.importance)

@@ -10,10 +10,10 @@ or standalone (``palmgate site-sync``).
   recorded and skipped, so a revocation always wins over an older enrolment however late that
   arrives, and a re-delivery does nothing.
 - Local enrolments: protected again for every gate of the roster under fresh keys, sealed to
-  each, plus the plaintext sealed to the site recovery key, the sensor templates sealed alike
-  (:mod:`device.site.sensor_wire`; a change writes them with the palm templates, one without
-  them leaves the user none); the upload waits in an outbox (its own SQLite file) until the
-  broker has it.
+  each, plus the plaintext sealed to the site recovery key, the sensor templates sealed once
+  and their key to each (:mod:`device.site.sensor_wire`; a change writes them with the palm
+  templates, one without them leaves the user none); the upload waits in an outbox (its own
+  SQLite file) until the broker has it.
 - Audit: the store's chained records go up in order from the last one the broker
   acknowledged; the service tells the gate where its copy of the chain ends.
 - Offline first: nothing here is in the decision path; the gate decides from its own store.
@@ -293,7 +293,7 @@ class GateSync:
         ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
         tmpls = decode_templates(unseal(key, body, ad))
         if sens is not None:
-            sens = SW.open_record(key, sens, self.site, h["from"], self.gate, h["user_id"],
+            sens = SW.open_record(key, *sens, self.site, h["from"], self.gate, h["user_id"],
                                   h["enrol_id"])
         return tmpls, sens
 

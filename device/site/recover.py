@@ -9,10 +9,10 @@ machine of their choosing; the key never reaches the service.
 3. the service stores and sends them as enrolments (sender "recovery").
 
 The user's sensor templates (NIR palm patches, :mod:`device.site.sensor_wire`) go the same
-way: their recovery copy (sealed to the recovery key with the enrolment, where the enrolling
-gate made them) is opened here and sealed to the gate with the palm templates. A user whose
-enrolment carried none (an older gate's upload) is recovered without them (``not_enrolled``
-at the gate, as at every gate).
+way: the service keeps their record, sealed once under a content key, and that key sealed to
+the recovery key (where the enrolling gate made them); here the key is opened and sealed to
+the gate (the record itself is not opened). A user whose enrolment carried none (an older
+gate's upload) is recovered without them (``not_enrolled`` at the gate, as at every gate).
 """
 from __future__ import annotations
 
@@ -39,12 +39,11 @@ def recover_items(recovery_priv: bytes, site: str, gate: str, gate_pub: bytes, i
         item = {"user_id": uid, "enrol_id": eid,
                 "sealed": seal(key, blob, M.template_ad(site, "recovery", gate, uid,
                                                         eid)).hex()}
-        if it.get("sensor_blob"):       # the same record, re-sealed from the recovery key
-            rec = open_sealed(recovery_priv, bytes.fromhex(it["sensor_blob"]),
-                              SW.recovery_sensor_ad(site, uid, eid))
-            SW.decode(rec)
-            item["sensor_sealed"] = seal(key, rec, SW.sensor_ad(site, "recovery", gate, uid,
-                                                                eid)).hex()
+        if it.get("sensor_key"):        # the record's content key, sealed to the gate
+            ck = open_sealed(recovery_priv, bytes.fromhex(it["sensor_key"]),
+                             SW.recovery_key_ad(site, uid, eid))
+            item["sensor_key"] = seal(key, ck, SW.key_ad(site, "recovery", gate, uid,
+                                                         eid)).hex()
         out.append(item)
     return out
 

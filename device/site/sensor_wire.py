@@ -2,32 +2,42 @@
 :mod:`device.store.sensor_templates`): their wire record, their sealing and where they sit in
 the site's messages (pure functions).
 
-What the palm templates get, the sensor templates get too, under their own AD:
-
-- **Upload** (enrolling gate -> service): per destination gate the record sealed under the
-  gate-gate pair key (:func:`device.site.sealing.pair_key`) with :func:`sensor_ad` (site,
-  sender, destination, user, enrol id: a blob moved to another user, gate or enrolment does
-  not open), plus a copy sealed to the site recovery key (:func:`recovery_sensor_ad`). They
-  ride after the palm part of the body as one section whose length the header names
-  (``sensor_bytes``): ``u32 recovery length | recovery blob | sealed map``.
-- **Change** (service -> gate): the sealed record for that gate after the palm ciphertext;
-  the header says how many bytes (``sensor_len``), and the service's tag covers both.
+- **Sealed once, its key wrapped per gate.** The record is the same for every gate (the
+  sensor templates are not re-protected per gate: the comparison searches shifts and turns of
+  a 2-D patch, which the palm templates' rotate-and-drop does not allow), and 13.6 kB a
+  template, so the enrolling gate seals it once under a fresh 32-byte content key
+  (AES-256-GCM, AD :func:`record_ad`: site, user, enrolment) and seals that key to each gate
+  of the roster under their pair key (:func:`device.site.sealing.pair_key`; AD
+  :func:`key_ad`: site, sender, addressee, user, enrolment -- the sender is authenticated, and
+  a key moved to another user, gate or enrolment does not open) and once to the site recovery
+  key (:func:`recovery_key_ad`). An upload to 200 gates grows by one record and 200 wrapped
+  keys (~90 B each), not 200 records: the broker's packet limit (4 MiB) would otherwise end a
+  site's uploads at about a hundred gates.
+- **Upload** (enrolling gate -> service): after the palm part of the body one section whose
+  length the header names (``sensor_bytes``): ``u32 record length | sealed record | u32
+  length | recovery-wrapped key | sealed map of the gates' wrapped keys``.
+- **Change** (service -> gate): ``u32 length | wrapped key | sealed record`` after the palm
+  ciphertext; the header says how many bytes (``sensor_len``), and the service's tag covers
+  both. The gate opens its key, then the record, and seals the templates under its own store
+  key when it writes them.
 - **Older messages** carry no section (no header key): they still apply, the user then has no
   sensor template (``not_enrolled`` at the gate, as before).
 
-The sensor templates are not re-protected per gate (the comparison searches shifts and turns of
-a 2-D patch, which the palm templates' rotate-and-drop does not allow): each gate gets the same
-patches, sealed to it alone, and seals them under its own store key when it writes them.
+Who can read a record: the gates it was wrapped to and the recovery key's holder, as for the
+palm templates. What this gives up against sealing the record per gate: a gate that received
+the key and the service together could swap the record delivered to another gate for that
+user's same enrolment (the service alone cannot: it has no content key).
 
 A record is ``PGS1 | u16 header length | header JSON {kind, n} | n x (u32 length | bytes)``.
 """
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 from device.site.messages import MessageError, pack_sealed_map, unpack_sealed_map
-from device.site.sealing import seal, seal_to, unseal
+from device.site.sealing import KEY, seal, seal_to, unseal
 from device.store.sensor_templates import KINDS, MAX_BYTES
 
 _MAGIC = b"PGS1"
@@ -36,11 +46,15 @@ HEADER_UPLOAD = "sensor_bytes"
 HEADER_CHANGE = "sensor_len"
 
 
-def sensor_ad(site: str, sender: str, dest: str, user_id: str, enrol_id: str) -> bytes:
-    return f"palmgate site sensor template|{site}|{sender}|{dest}|{user_id}|{enrol_id}".encode()
+def record_ad(site: str, user_id: str, enrol_id: str) -> bytes:
+    return f"palmgate site sensor templates|{site}|{user_id}|{enrol_id}".encode()
 
 
-def recovery_sensor_ad(site: str, user_id: str, enrol_id: str) -> bytes:
+def key_ad(site: str, sender: str, dest: str, user_id: str, enrol_id: str) -> bytes:
+    return f"palmgate site sensor key|{site}|{sender}|{dest}|{user_id}|{enrol_id}".encode()
+
+
+def recovery_key_ad(site: str, user_id: str, enrol_id: str) -> bytes:
     return f"palmgate site sensor recovery|{site}|{user_id}|{enrol_id}".encode()
 
 
@@ -85,57 +99,78 @@ def decode(record: bytes) -> tuple[str, list[bytes]]:
     return kind, out
 
 
+def _chunks(data: bytes, n: int, what: str) -> list[bytes]:
+    """``n`` u32-length-prefixed parts of ``data`` and the rest."""
+    out, off = [], 0
+    for _ in range(n):
+        if off + 4 > len(data):
+            raise MessageError(f"{what} is too short")
+        (m,) = struct.unpack_from("<I", data, off)
+        if off + 4 + m > len(data):
+            raise MessageError(f"{what} runs past its end")
+        out.append(bytes(data[off + 4:off + 4 + m]))
+        off += 4 + m
+    return out + [bytes(data[off:])]
+
+
+def _u32(b: bytes) -> bytes:
+    return struct.pack("<I", len(b)) + b
+
+
 # --------------------------------------------------------------------------- upload
 def upload_section(site: str, sender: str, user_id: str, enrol_id: str, blobs,
                    gate_keys: dict, recovery_pub: bytes, kind: str = KINDS[0]) -> bytes:
-    """The upload's sensor section: the record sealed to each gate of ``gate_keys`` (gate id
-    -> the sender's pair key with it) and to the recovery key."""
-    rec = encode(blobs, kind)
-    sealed = {g: seal(k, rec, sensor_ad(site, sender, g, user_id, enrol_id))
-              for g, k in gate_keys.items()}
-    r = seal_to(recovery_pub, rec, recovery_sensor_ad(site, user_id, enrol_id))
-    return struct.pack("<I", len(r)) + r + pack_sealed_map(sealed)
+    """The upload's sensor section: the record sealed once under a fresh content key, that
+    key sealed to each gate of ``gate_keys`` (gate id -> the sender's pair key with it) and
+    to the recovery key."""
+    ck = os.urandom(KEY)
+    record = seal(ck, encode(blobs, kind), record_ad(site, user_id, enrol_id))
+    wrapped = {g: seal(k, ck, key_ad(site, sender, g, user_id, enrol_id))
+               for g, k in gate_keys.items()}
+    rec_key = seal_to(recovery_pub, ck, recovery_key_ad(site, user_id, enrol_id))
+    return _u32(record) + _u32(rec_key) + pack_sealed_map(wrapped)
 
 
-def split_upload(h: dict, body: bytes) -> tuple[bytes, bytes | None, dict]:
-    """(palm body, recovery sensor blob or None, gate id -> sealed sensor record) of an
-    upload; an upload without the section gives (body, None, {})."""
+def split_upload(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
+    """(palm body, (sealed record, recovery-wrapped key, gate id -> wrapped key) or None):
+    an upload without the section gives (body, None)."""
     n = h.get(HEADER_UPLOAD)
     if n is None:
-        return body, None, {}
+        return body, None
     n = int(n)
     if not 0 < n <= len(body):
         raise MessageError(f"upload's sensor section of {n} bytes does not fit its body")
-    palm, sec = body[:-n], body[-n:]
-    if len(sec) < 4:
-        raise MessageError("upload's sensor section is too short")
-    (r,) = struct.unpack_from("<I", sec, 0)
-    if 4 + r > len(sec):
-        raise MessageError("upload's sensor recovery copy runs past its end")
-    return palm, bytes(sec[4:4 + r]), unpack_sealed_map(sec[4 + r:])
+    record, rec_key, rest = _chunks(body[-n:], 2, "upload's sensor section")
+    return body[:-n], (record, rec_key, unpack_sealed_map(rest))
 
 
 # --------------------------------------------------------------------------- change
-def change_body(h: dict, palm: bytes, sensor: bytes | None) -> tuple[dict, bytes]:
-    """The change's header and body with the gate's sealed sensor record after the palm's."""
-    if not sensor:
+def change_body(h: dict, palm: bytes, wrapped: bytes | None,
+                record: bytes | None) -> tuple[dict, bytes]:
+    """The change's header and body: the gate's wrapped key and the sealed record after the
+    palm ciphertext (none of them: the change as before)."""
+    if not wrapped or not record:
         return h, palm
-    return dict(h, **{HEADER_CHANGE: len(sensor)}), palm + bytes(sensor)
+    sec = _u32(wrapped) + record
+    return dict(h, **{HEADER_CHANGE: len(sec)}), palm + sec
 
 
-def split_change(h: dict, body: bytes) -> tuple[bytes, bytes | None]:
-    """(palm ciphertext, sealed sensor record or None) of a change's body."""
+def split_change(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
+    """(palm ciphertext, (wrapped key, sealed record) or None) of a change's body."""
     n = h.get(HEADER_CHANGE)
     if n is None:
         return body, None
     n = int(n)
     if not 0 < n < len(body):
-        raise MessageError(f"change's sensor record of {n} bytes does not fit its body")
-    return body[:-n], body[-n:]
+        raise MessageError(f"change's sensor part of {n} bytes does not fit its body")
+    wrapped, record = _chunks(body[-n:], 1, "change's sensor part")
+    return body[:-n], (wrapped, record)
 
 
-def open_record(key: bytes, sealed: bytes, site: str, sender: str, dest: str, user_id: str,
-                enrol_id: str) -> tuple[str, list[bytes]]:
-    """The (kind, template bytes) a gate receives; SealError / ValueError when the record
-    does not open or is malformed."""
-    return decode(unseal(key, sealed, sensor_ad(site, sender, dest, user_id, enrol_id)))
+def open_record(pair: bytes, wrapped: bytes, record: bytes, site: str, sender: str, dest: str,
+                user_id: str, enrol_id: str) -> tuple[str, list[bytes]]:
+    """The (kind, template bytes) a gate receives: its wrapped key opened under its pair key
+    with ``sender``, then the record; SealError / ValueError when either does not open or
+    the record is malformed."""
+    ck = unseal(pair, wrapped, key_ad(site, sender, dest, user_id, enrol_id))
+    return decode(unseal(ck, record, record_ad(site, user_id, enrol_id)))

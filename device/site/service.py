@@ -276,8 +276,8 @@ class SiteService:
                 h["kind"] = "superseded"
             body = bytes(r[0]) if r else b""
             if r is not None:           # the user's sensor templates ride after the palm's
-                h, body = SW.change_body(h, body, K.for_change(self.db, gate, h["user_id"],
-                                                               h["enrol_id"]))
+                h, body = SW.change_body(h, body, *K.for_change(self.db, gate, h["user_id"],
+                                                                h["enrol_id"]))
         return (M.gate_topic(self.site, gate, "change"),
                 M.pack_tagged(self._tag_key(gate), h, body), False)
 
@@ -296,7 +296,7 @@ class SiteService:
         if self.db.execute("SELECT 1 FROM uploads WHERE enrol_id=?", (eid,)).fetchone():
             return                                                   # a re-delivery
         self.stats["uploads"] += 1
-        body, s_rec, s_sealed = SW.split_upload(h, body)     # (None, {}): older uploads
+        body, sensor = SW.split_upload(h, body)     # None: an older gate's upload
         n = int.from_bytes(body[:4], "big")
         rec, sealed = body[4:4 + n], M.unpack_sealed_map(body[4 + n:])
         row = self.db.execute("SELECT state, revoked_ts, gates, attrs FROM users "
@@ -324,7 +324,7 @@ class SiteService:
         for g, blob in sealed.items():
             self.db.execute("INSERT INTO sealed VALUES(?,?,?,?,?)", (uid, g, eid, gate, blob))
         self.db.execute("INSERT OR REPLACE INTO recovery VALUES(?,?,?)", (uid, eid, rec))
-        K.keep_upload(self.db, uid, eid, gate, s_rec, s_sealed)
+        K.keep_upload(self.db, uid, eid, gate, sensor)
         self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
                         (eid, gate, uid, now, "ok", int(h.get("n", 0)),
                          sum(map(len, sealed.values())) // max(1, len(sealed)), len(rec)))
@@ -522,7 +522,7 @@ def recovery_items(svc: SiteService, gate: str) -> list[dict]:
             (gate, gate)):
         if gj is None or gate in json.loads(gj):
             out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex(),
-                        "sensor_blob": K.recovery_blob(svc.db, uid, eid)})
+                        "sensor_key": K.recovery_key(svc.db, uid, eid)})
     return out
 
 
@@ -541,7 +541,7 @@ def add_recovered(svc: SiteService, gate: str, items, out=None) -> dict:
             continue                          # revoked or re-enrolled since: not sent
         svc.db.execute("INSERT OR REPLACE INTO sealed VALUES(?,?,?,?,?)",
                        (uid, gate, eid, "recovery", bytes.fromhex(it["sealed"])))
-        K.keep_recovered(svc.db, gate, uid, eid, it.get("sensor_sealed"))
+        K.keep_recovered(svc.db, gate, uid, eid, it.get("sensor_key"))
         v = svc._next_version()
         svc.db.execute("UPDATE users SET version=? WHERE user_id=?", (v, uid))
         svc._change(gate, "enrol", uid, v,
