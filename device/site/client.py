@@ -528,8 +528,9 @@ def start_for_gate(cfg, gate) -> GateSync:
 
 def outbox_hook(cfg, protect_config, importance=None):
     """``enrol_user(..., site=hook)`` for a process that is not the sync client (``palmgate
-    enroll``): the upload goes into the sync state's outbox; the running gate's sync client
-    sends it. Needs the roster the sync client has received."""
+    enroll``): the upload (with the enrolment's sensor templates, when ``sensor``) goes into
+    the sync state's outbox; the running gate's sync client sends it. Needs the roster the
+    sync client has received."""
     def hook(user_id, plain, label="", sensor=None):
         s = from_config(cfg, None, protect_config, importance)
         db = sqlite3.connect(str(cfg.site.state), isolation_level=None, timeout=30)
