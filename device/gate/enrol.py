@@ -42,8 +42,9 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     liveness checks (:class:`EnrolmentRefused`), and the palm must match nobody else at the
     identification threshold (:class:`DuplicatePalm`) unless ``allow_duplicate`` (twins'
     hands and the like; audited). Refusals are audited too. ``site``: None, or
-    ``site(user_id, plain, label)`` called with the plaintext templates before they are
-    dropped (a site gate seals them for the other gates: device.site)."""
+    ``site(user_id, plain, label, sensor=...)`` called with the plaintext templates (and the
+    sensor templates' bytes, or None) before they are dropped (a site gate seals them for the
+    other gates: device.site)."""
     from device.protect.core import enrol
     terminal = terminal or pipeline.cfg.gate.terminal
     bursts = list(bursts)
@@ -90,8 +91,8 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
     plain = np.concatenate([pipeline.templates(rs) for rs in per_burst])
     del per_burst
     tmpls = [enrol(x, pipeline.protect_config, pipeline.extractor.importance) for x in plain]
-    if site is not None:
-        site(user_id, plain, label)
+    if site is not None:        # the sensor templates travel with the palm's (device.site)
+        site(user_id, plain, label, sensor=sensor or None)
     del plain
     # the templates, the sensor templates and their audit record in one transaction
     with store.transaction():

@@ -10,8 +10,10 @@ or standalone (``palmgate site-sync``).
   recorded and skipped, so a revocation always wins over an older enrolment however late that
   arrives, and a re-delivery does nothing.
 - Local enrolments: protected again for every gate of the roster under fresh keys, sealed to
-  each, plus the plaintext sealed to the site recovery key; the upload waits in an outbox
-  (its own SQLite file) until the broker has it.
+  each, plus the plaintext sealed to the site recovery key, the sensor templates sealed once
+  and their key to each (:mod:`device.site.sensor_wire`; a change writes them with the palm
+  templates, one without them leaves the user none); the upload waits in an outbox (its own
+  SQLite file) until the broker has it.
 - Audit: the store's chained records go up in order from the last one the broker
   acknowledged; the service tells the gate where its copy of the chain ends.
 - Offline first: nothing here is in the decision path; the gate decides from its own store.
@@ -34,6 +36,7 @@ from concurrent.futures import Future
 import numpy as np
 
 from device.site import messages as M
+from device.site import sensor_wire as SW
 from device.site.access import ATTRS as _SITE_ATTRS
 from device.site.access import HOLIDAYS_ID
 from device.site.sealing import SealError, pair_key, seal, seal_to, unseal
@@ -280,12 +283,19 @@ class GateSync:
         return h, None
 
     def _open_templates(self, h, body):
+        """(protected templates, (kind, sensor template bytes) or None): an older change
+        carries no sensor templates (the user is then ``not_enrolled`` here)."""
         sender = bytes.fromhex(h["from_pub"])
         key = self._pair.get(sender)
         if key is None:
             key = self._pair[sender] = pair_key(self.key, sender, "seal")
+        body, sens = SW.split_change(h, body)
         ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
-        return decode_templates(unseal(key, body, ad))
+        tmpls = decode_templates(unseal(key, body, ad))
+        if sens is not None:
+            sens = SW.open_record(key, *sens, self.site, h["from"], self.gate, h["user_id"],
+                                  h["enrol_id"])
+        return tmpls, sens
 
     def _apply(self, msgs) -> None:
         todo, now = [], time.time()
@@ -338,6 +348,7 @@ class GateSync:
             self.on_applied(results)
 
     def _apply_batch(self, todo, now):
+        from device.store import sensor_templates
         from device.store.holidays import replace_holidays
         from device.store.store import StoreError
         out, versions, revoked = [], {}, 0
@@ -360,11 +371,16 @@ class GateSync:
                     continue
                 u = h.get("user") or {}
                 site_attrs = {k: u[k] for k in _SITE_ATTRS if k in u}
-                if h["kind"] == "enrol":
-                    st.enrol(uid, tmpls, replace=True, label=str(u.get("label", "")),
-                             enabled=bool(u.get("enabled", True)),
-                             valid_from=u.get("valid_from"), valid_until=u.get("valid_until"),
-                             schedule=u.get("schedule"))
+                if h["kind"] == "enrol":     # the sensor templates replaced with the palm's
+                    tmpls, sens = tmpls
+                    v = st.enrol(uid, tmpls, replace=True, label=str(u.get("label", "")),
+                                 enabled=bool(u.get("enabled", True)),
+                                 valid_from=u.get("valid_from"),
+                                 valid_until=u.get("valid_until"), schedule=u.get("schedule"),
+                                 audit=None if sens is None else
+                                 {"sensor_templates": len(sens[1])})
+                    if sens is not None:
+                        sensor_templates.insert(st, uid, v, sens[1], sens[0])
                     if site_attrs:      # the site's access times, as a site update sets them
                         st.update_user(uid, audit={"operator": "site"}, **site_attrs)
                 elif h["kind"] == "revoke":
@@ -388,10 +404,12 @@ class GateSync:
 
     # ------------------------------------------------------------------ enrolment upload
     def make_upload(self, user_id: str, plain: np.ndarray, label: str = "",
-                    enrol_id: str | None = None) -> tuple[str, bytes]:
+                    enrol_id: str | None = None, sensor=None) -> tuple[str, bytes]:
         """The enrolment upload of ``plain`` (n, G, d): per roster gate a protected copy
-        under fresh keys sealed to that gate, and the plaintext sealed to the recovery key.
-        Pure computation (any thread); returns (enrol_id, frame)."""
+        under fresh keys sealed to that gate, and the plaintext sealed to the recovery key;
+        ``sensor`` (the enrolment's sensor templates, bytes each) sealed alike
+        (:mod:`device.site.sensor_wire`). Pure computation (any thread); returns (enrol_id,
+        frame)."""
         M.check_id(user_id, "user id")
         gates = self.roster.get("gates") or {}
         if not gates:
@@ -399,12 +417,13 @@ class GateSync:
         enrol_id = enrol_id or uuid.uuid4().hex
         ids = sorted(gates)
         blobs = encode_for_gates(plain, len(ids), self.config, self.importance)
-        sealed = {}
+        sealed, keys = {}, {}
         for gid, blob in zip(ids, blobs):
             pub = bytes.fromhex(gates[gid])
             key = self._pair.get(pub)
             if key is None:
                 key = self._pair[pub] = pair_key(self.key, pub, "seal")
+            keys[gid] = key
             sealed[gid] = seal(key, blob, M.template_ad(self.site, self.gate, gid, user_id,
                                                         enrol_id))
         rec = seal_to(bytes.fromhex(self.roster["recovery_pub"]), encode_plain(plain),
@@ -412,6 +431,11 @@ class GateSync:
         head = {"enrol_id": enrol_id, "user_id": user_id, "from": self.gate,
                 "ts": time.time(), "n": int(np.asarray(plain).shape[0]), "label": label}
         body = len(rec).to_bytes(4, "big") + rec + M.pack_sealed_map(sealed)
+        if sensor:
+            sec = SW.upload_section(self.site, self.gate, user_id, enrol_id, sensor, keys,
+                                    bytes.fromhex(self.roster["recovery_pub"]))
+            head.update({SW.HEADER_UPLOAD: len(sec), "sensor_n": len(sensor)})
+            body += sec
         return enrol_id, M.pack(head, body)
 
     def queue_upload(self, frame: bytes) -> Future:
@@ -424,16 +448,24 @@ class GateSync:
             return cur.lastrowid
         return self.submit(put, frame)
 
-    def enrol_local(self, user_id: str, plain: np.ndarray, label: str = "") -> Future:
-        """Enrol ``plain`` (n, G, d) in this gate's own store (fresh keys, seed 002) and
-        queue the site upload; the future gives (enrol_id, version)."""
+    def enrol_local(self, user_id: str, plain: np.ndarray, label: str = "",
+                    sensor=None) -> Future:
+        """Enrol ``plain`` (n, G, d) and its ``sensor`` templates (bytes each, or None) in
+        this gate's own store (fresh keys, seed 002; one transaction) and queue the site
+        upload; the future gives (enrol_id, version)."""
         from device.protect.core import enrol
-        enrol_id, frame = self.make_upload(user_id, plain, label)
+        from device.store import sensor_templates
+        enrol_id, frame = self.make_upload(user_id, plain, label, sensor=sensor)
         tmpls = [enrol(x, self.config, self.importance) for x in np.asarray(plain)]
 
         def go(s):
-            v = s.store.enrol(user_id, tmpls, replace=True, label=label,
-                              audit={"templates": len(tmpls), "terminal": s.gate})
+            with s.store.transaction():
+                v = s.store.enrol(user_id, tmpls, replace=True, label=label,
+                                  audit={"templates": len(tmpls), "terminal": s.gate,
+                                         **({"sensor_templates": len(sensor)} if sensor
+                                            else {})})
+                if sensor:
+                    sensor_templates.insert(s.store, user_id, v, list(sensor))
             s.queue_upload(frame)
             if s.on_applied is not None:        # the gallery follows local enrolments too
                 s.on_applied([({"user_id": user_id, "kind": "enrol"}, "applied", "local")])
@@ -496,9 +528,10 @@ def start_for_gate(cfg, gate) -> GateSync:
 
 def outbox_hook(cfg, protect_config, importance=None):
     """``enrol_user(..., site=hook)`` for a process that is not the sync client (``palmgate
-    enroll``): the upload goes into the sync state's outbox; the running gate's sync client
-    sends it. Needs the roster the sync client has received."""
-    def hook(user_id, plain, label=""):
+    enroll``): the upload (with the enrolment's sensor templates, when ``sensor``) goes into
+    the sync state's outbox; the running gate's sync client sends it. Needs the roster the
+    sync client has received."""
+    def hook(user_id, plain, label="", sensor=None):
         s = from_config(cfg, None, protect_config, importance)
         db = sqlite3.connect(str(cfg.site.state), isolation_level=None, timeout=30)
         try:
@@ -508,7 +541,7 @@ def outbox_hook(cfg, protect_config, importance=None):
                 raise RuntimeError("this gate has no site roster yet: start palmgate run "
                                    "(or site-sync) once with the broker reachable")
             s.roster = json.loads(r[0])
-            _, frame = s.make_upload(user_id, plain, label)
+            _, frame = s.make_upload(user_id, plain, label, sensor=sensor)
             db.execute("INSERT INTO outbox(topic, payload, created) VALUES(?,?,?)",
                        (M.up_topic(s.site, s.gate, "enrol"), frame, time.time()))
         finally:

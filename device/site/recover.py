@@ -7,6 +7,12 @@ machine of their choosing; the key never reaches the service.
 2. here each copy is opened, protected for the gate under fresh seed-002 keys and sealed to
    the gate (pair key of the recovery key and the gate's key), and the plaintext is dropped;
 3. the service stores and sends them as enrolments (sender "recovery").
+
+The user's sensor templates (NIR palm patches, :mod:`device.site.sensor_wire`) go the same
+way: the service keeps their record, sealed once under a content key, and that key sealed to
+the recovery key (where the enrolling gate made them); here the key is opened and sealed to
+the gate (the record itself is not opened). A user whose enrolment carried none (an older
+gate's upload) is recovered without them (``not_enrolled`` at the gate, as at every gate).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import json
 import urllib.request
 
 from device.site import messages as M
+from device.site import sensor_wire as SW
 from device.site.sealing import open_sealed, pair_key, public_of, seal
 from device.site.templates import decode_plain, encode_for_gate
 
@@ -29,9 +36,15 @@ def recover_items(recovery_priv: bytes, site: str, gate: str, gate_pub: bytes, i
                                          M.recovery_ad(site, uid, eid)))
         blob = encode_for_gate(plain, config, importance)
         del plain
-        out.append({"user_id": uid, "enrol_id": eid,
-                    "sealed": seal(key, blob, M.template_ad(site, "recovery", gate, uid,
-                                                            eid)).hex()})
+        item = {"user_id": uid, "enrol_id": eid,
+                "sealed": seal(key, blob, M.template_ad(site, "recovery", gate, uid,
+                                                        eid)).hex()}
+        if it.get("sensor_key"):        # the record's content key, sealed to the gate
+            ck = open_sealed(recovery_priv, bytes.fromhex(it["sensor_key"]),
+                             SW.recovery_key_ad(site, uid, eid))
+            item["sensor_key"] = seal(key, ck, SW.key_ad(site, "recovery", gate, uid,
+                                                         eid)).hex()
+        out.append(item)
     return out
 
 

@@ -4,7 +4,8 @@ It holds users (label, validity, which gates they may open, their version), the 
 key, health, how far each has applied its changes), revocations and every gate's audit chain,
 in its own SQLite file (``service/service.db``), and it never sees a feature: an enrolment
 arrives as one ciphertext per destination gate (sealed by the enrolling gate to that gate) and
-one sealed to the site recovery key; the service stores and forwards them.
+one sealed to the site recovery key, and so do the user's sensor templates
+(:mod:`device.site.sensor_keep`); the service stores and forwards them.
 
 - Every change for a gate gets the next number of that gate (``gseq``) and the user's next
   version (one counter for the site), is written in the same transaction as the user, then
@@ -32,6 +33,8 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from device.site import messages as M
+from device.site import sensor_keep as K
+from device.site import sensor_wire as SW
 from device.site.access import send_holidays, site_holidays
 from device.site.access import writes as _writes
 from device.site.outflow import Outflow
@@ -145,7 +148,7 @@ class SiteService:
         self.db = sqlite3.connect(self.db_path, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db.executescript(_SCHEMA + K.SCHEMA)
         self._sync_gates()
         self.flow = Outflow(self.db, lambda t, p: self.client.publish(t, p, qos=1).mid,
                             self._change_msg, self.window)
@@ -272,6 +275,9 @@ class SiteService:
                 h = {k: h[k] for k in ("gseq", "user_id", "version")}
                 h["kind"] = "superseded"
             body = bytes(r[0]) if r else b""
+            if r is not None:           # the user's sensor templates ride after the palm's
+                h, body = SW.change_body(h, body, *K.for_change(self.db, gate, h["user_id"],
+                                                                h["enrol_id"]))
         return (M.gate_topic(self.site, gate, "change"),
                 M.pack_tagged(self._tag_key(gate), h, body), False)
 
@@ -290,6 +296,7 @@ class SiteService:
         if self.db.execute("SELECT 1 FROM uploads WHERE enrol_id=?", (eid,)).fetchone():
             return                                                   # a re-delivery
         self.stats["uploads"] += 1
+        body, sensor = SW.split_upload(h, body)     # None: an older gate's upload
         n = int.from_bytes(body[:4], "big")
         rec, sealed = body[4:4 + n], M.unpack_sealed_map(body[4 + n:])
         row = self.db.execute("SELECT state, revoked_ts, gates, attrs FROM users "
@@ -317,6 +324,7 @@ class SiteService:
         for g, blob in sealed.items():
             self.db.execute("INSERT INTO sealed VALUES(?,?,?,?,?)", (uid, g, eid, gate, blob))
         self.db.execute("INSERT OR REPLACE INTO recovery VALUES(?,?,?)", (uid, eid, rec))
+        K.keep_upload(self.db, uid, eid, gate, sensor)
         self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
                         (eid, gate, uid, now, "ok", int(h.get("n", 0)),
                          sum(map(len, sealed.values())) // max(1, len(sealed)), len(rec)))
@@ -395,6 +403,7 @@ class SiteService:
         self.db.execute("DELETE FROM sealed WHERE gate_id=? AND (user_id, enrol_id) IN "
                         "(SELECT user_id, json_extract(header, '$.enrol_id') FROM changes "
                         "WHERE gate_id=? AND gseq<=? AND kind='enrol')", (gate, gate, contig))
+        K.prune(self.db, gate, contig)
         self.db.execute("DELETE FROM changes WHERE gate_id=? AND gseq<=?", (gate, contig))
         if float(h.get("idle_s", 0.0)) >= 5.0 and int(h.get("audit_acked", 0)) > self.db.execute(
                 "SELECT audit_seq FROM gates WHERE gate_id=?", (gate,)).fetchone()[0]:
@@ -426,6 +435,7 @@ def revoke(svc: SiteService, user_id: str, out=None) -> dict:
                    "WHERE user_id=?", (v, now, now, user_id))
     svc.db.execute("DELETE FROM sealed WHERE user_id=?", (user_id,))
     svc.db.execute("DELETE FROM recovery WHERE user_id=?", (user_id,))
+    K.forget_user(svc.db, user_id)
     gates = [r[0] for r in svc.db.execute("SELECT gate_id FROM gates ORDER BY gate_id")]
     for g in gates:
         svc._change(g, "revoke", user_id, v, {}, out)
@@ -511,7 +521,8 @@ def recovery_items(svc: SiteService, gate: str) -> list[dict]:
             "WHERE d.user_id=u.user_id AND d.gate_id=? AND d.enrol_id=u.enrol_id)",
             (gate, gate)):
         if gj is None or gate in json.loads(gj):
-            out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex()})
+            out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex(),
+                        "sensor_key": K.recovery_key(svc.db, uid, eid)})
     return out
 
 
@@ -530,6 +541,7 @@ def add_recovered(svc: SiteService, gate: str, items, out=None) -> dict:
             continue                          # revoked or re-enrolled since: not sent
         svc.db.execute("INSERT OR REPLACE INTO sealed VALUES(?,?,?,?,?)",
                        (uid, gate, eid, "recovery", bytes.fromhex(it["sealed"])))
+        K.keep_recovered(svc.db, gate, uid, eid, it.get("sensor_key"))
         v = svc._next_version()
         svc.db.execute("UPDATE users SET version=? WHERE user_id=?", (v, uid))
         svc._change(gate, "enrol", uid, v,
