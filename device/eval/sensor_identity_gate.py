@@ -10,17 +10,21 @@ its nominal registration as in ``palmgate demo``):
 - **enrolment**: persons ``0..people-1``, two enrolment presentations each
   (:func:`device.gate.enrol.enrol_user`; a refused enrolment is retried with the next two);
 - **genuine**: ``genuine`` presentations of enrolled persons (each in turn);
-- **mixed**: ``mixed`` each of ``mixed_replica_views`` (the victim's replica before the
-  cameras, a live hand under the sensor) and ``mixed_replica_sensor`` (a live hand before the
-  cameras, a replica under the sensor; :func:`device.synth.mixed.render_mixed`); the victim
-  an enrolled person, the other any other person of ``0..2*people-1``. ``--variant`` (default
-  ``other_hand``: another person's live hand) picks how the replica differs from the live
-  hand; ``sets`` draws it per presentation as the whole-presentation sets do
-  (``tools.synth liveness --presentations``: uniform over the species'
-  :func:`~device.synth.mixed.variants`), and each row keeps the variant drawn.
+- **mixed**: ``mixed`` each of ``mixed_replica_views`` (a replica before the cameras, a
+  live hand under the sensor) and ``mixed_replica_sensor`` (a live hand before the cameras, a
+  replica under the sensor) as :func:`device.synth.mixed.render_mixed` renders them: the
+  views always show the victim's hand (an enrolled person), the sensor frame by ``variant``
+  another person's hand (``other_hand``; the other any person of ``0..2*people-1`` but the
+  victim), the victim's own hand with the replica moved, turned or scaled against the live
+  hand (``offset``, ``rotation``, ``scale``), or an attack species of the victim (``species``, ``mixed_replica_sensor``
+  only). ``--variant`` (default ``other_hand``) picks one; ``sets`` draws it per
+  presentation as the whole-presentation sets do (``tools.synth liveness --presentations``:
+  uniform over the species' :func:`~device.synth.mixed.variants`), and each row keeps the
+  variant drawn (and the attack species).
 
-``--sensor xray`` measures the X-ray gate the same way: it has no identity stage (nothing is
-enrolled for it, every decision ``not_enrolled``), so its "gate" is the binding alone.
+``--sensor xray`` measures the X-ray gate the same way: X-ray has no identity feature, so no
+identity stage (:func:`device.gate.sensor_identity_stage.identity_stage` is None, no sensor
+template is enrolled), and its gate is the binding alone.
 
 Every decision's reason is kept. "Binding alone" is what the gate decides without the identity
 stage: the identity stage is the last check before the access times, so a presentation it
