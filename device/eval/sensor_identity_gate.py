@@ -1,6 +1,6 @@
 """The sensor identity check measured through the gate: enrol synthetic people with the real
 enrolment path (their sensor templates sealed in a real store), then decide genuine and mixed
-``other_hand`` presentations with :meth:`device.gate.pipeline.Pipeline.decide` -- presence,
+presentations with :meth:`device.gate.pipeline.Pipeline.decide` -- presence,
 SR + liveness, the binding, feature, 1:N, then the sensor identity stage
 (:mod:`device.gate.sensor_identity_stage`) -- as the gate does.
 
@@ -10,11 +10,21 @@ its nominal registration as in ``palmgate demo``):
 - **enrolment**: persons ``0..people-1``, two enrolment presentations each
   (:func:`device.gate.enrol.enrol_user`; a refused enrolment is retried with the next two);
 - **genuine**: ``genuine`` presentations of enrolled persons (each in turn);
-- **mixed** ``other_hand``: ``mixed`` each of ``mixed_replica_views`` (the victim's replica
-  before the cameras, another person's live hand under the sensor) and
-  ``mixed_replica_sensor`` (another person's live hand before the cameras, the victim's
-  replica under the sensor; :func:`device.synth.mixed.render_mixed`); the victim an enrolled
-  person, the other any other person of ``0..2*people-1``.
+- **mixed**: ``mixed`` each of ``mixed_replica_views`` (a replica before the cameras, a
+  live hand under the sensor) and ``mixed_replica_sensor`` (a live hand before the cameras, a
+  replica under the sensor) as :func:`device.synth.mixed.render_mixed` renders them: the
+  views always show the victim's hand (an enrolled person), the sensor frame by ``variant``
+  another person's hand (``other_hand``; the other any person of ``0..2*people-1`` but the
+  victim), the victim's own hand with the replica moved, turned or scaled against the live
+  hand (``offset``, ``rotation``, ``scale``), or an attack species of the victim (``species``, ``mixed_replica_sensor``
+  only). ``--variant`` (default ``other_hand``) picks one; ``sets`` draws it per
+  presentation as the whole-presentation sets do (``tools.synth liveness --presentations``:
+  uniform over the species' :func:`~device.synth.mixed.variants`), and each row keeps the
+  variant drawn (and the attack species).
+
+``--sensor xray`` measures the X-ray gate the same way: X-ray has no identity feature, so no
+identity stage (:func:`device.gate.sensor_identity_stage.identity_stage` is None, no sensor
+template is enrolled), and its gate is the binding alone.
 
 Every decision's reason is kept. "Binding alone" is what the gate decides without the identity
 stage: the identity stage is the last check before the access times, so a presentation it
@@ -24,6 +34,8 @@ the genuine agreements' FRR quantile (the threshold's rule, for a re-choice on v
 
     python -m device.eval.sensor_identity_gate --seed 11 --people 40 --genuine 200 \\
         --mixed 100 --out gate_11.json
+    python -m device.eval.sensor_identity_gate --seed 11 --sensor xray --variant sets \\
+        --people 40 --genuine 200 --mixed 100 --out gate_11_xray_sets.json
 """
 from __future__ import annotations
 
@@ -37,29 +49,45 @@ from pathlib import Path
 import numpy as np
 
 MIXED = ("mixed_replica_views", "mixed_replica_sensor")
+SETS = "sets"                  # the variant drawn per presentation, as the sets draw it
 
 
-def _mixed_burst(people, species: str, j: int, enrolled: list):
+def variant_choices() -> tuple[str, ...]:
+    from device.synth.mixed import VARIANTS
+    return (SETS,) + VARIANTS
+
+
+def species_for(variant: str) -> tuple[str, ...]:
+    """The mixed species that have ``variant`` (``species`` only ``mixed_replica_sensor``)."""
+    from device.synth.mixed import variants
+    return tuple(sp for sp in MIXED if variant == SETS or variant in variants(sp))
+
+
+def _mixed_burst(people, species: str, j: int, enrolled: list, variant: str = "other_hand"):
     from device.sources.replay import Burst
-    from device.synth.mixed import render_mixed
+    from device.synth.mixed import VARIANTS, render_mixed
     n = len(enrolled)
-    rng = np.random.default_rng([people.seed, 313, MIXED.index(species), j])
+    # other_hand keeps the stream it was measured with; other choices have their own
+    key = [] if variant == "other_hand" else [1 + variant_choices().index(variant)]
+    rng = np.random.default_rng([people.seed, 313, MIXED.index(species), j] + key)
     victim = enrolled[int(rng.integers(n))]
     other = int(rng.integers(2 * n - 1))
     other = other + 1 if other >= victim else other
     vg, vi = people._person(victim)
     og, oi = people._person(other)
     vt, ot = people.synth.palms(vi, 1, rng)[0], people.synth.palms(oi, 1, rng)[0]
-    shot, _ = render_mixed(species, vg, vt, og, ot, rng, people.rig, people.sensor,
-                           people.size, variant="other_hand")
+    shot, meta = render_mixed(species, vg, vt, og, ot, rng, people.rig, people.sensor,
+                              people.size, variant=None if variant == SETS else variant)
+    assert meta["variant"] in VARIANTS
     frame = np.clip(np.round(shot.sensor * 255.0), 0, 255).astype(np.uint8)
-    return Burst(shot.views, frame, {"burst": f"{species}-{j:03d}"}), victim, other
+    return Burst(shot.views, frame, {"burst": f"{species}-{j:03d}"}), victim, other, meta
 
 
 def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8",
-        policy: str = "when_enrolled", log=None) -> dict:
-    """Rows of every presentation (kind, person the views claim, reason, user_id, sensor
-    identity verdict and agreement, stage ms) and the enrolment's refusals."""
+        policy: str = "when_enrolled", log=None, sensor: str = "nir",
+        variant: str = "other_hand") -> dict:
+    """Rows of every presentation (kind, variant, person the views claim, reason, user_id,
+    sensor identity verdict and agreement, stage ms) and the enrolment's refusals."""
     from device.eval.demo import demo_config
     from device.gate.enrol import EnrolError, enrol_user
     from device.gate.gate import open_store
@@ -67,13 +95,15 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
     root = Path(tempfile.mkdtemp(prefix="sensortpl-gate-"))
-    cfg = demo_config(root, 3, precision, sensor="nir", seed=seed)
+    if variant not in variant_choices():
+        raise ValueError(f"variant {variant!r} is not one of {variant_choices()}")
+    cfg = demo_config(root, 3, precision, sensor=sensor, seed=seed)
     cfg = cfg.replace(gate={"threads": 1, "model_threads": 1},
                       liveness={"sensor_identity": policy})
     pipe = Pipeline(cfg)
     st = open_store(cfg)
     pipe.attach_store(st)
-    synth = SyntheticPeople(seed=seed, views=3, sensor="nir")
+    synth = SyntheticPeople(seed=seed, views=3, sensor=sensor)
     rows, refused, enrolled = [], [], []
     t0 = time.time()
     try:
@@ -89,15 +119,21 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
             log(f"seed {seed}: enrolled {len(enrolled)}/{i + 1} {time.time() - t0:.0f} s")
         pipe.load_gallery(st)
         plan = [("genuine", j) for j in range(genuine)] + \
-            [(sp, j) for j in range(mixed) for sp in MIXED]
+            [(sp, j) for j in range(mixed) for sp in species_for(variant)]
         for n, (kind, j) in enumerate(plan):
+            meta = {"variant": None}
             if kind == "genuine":
                 who, other = enrolled[j % len(enrolled)], -1
                 burst = synth.burst(who, "genuine", j // len(enrolled))
             else:
-                burst, who, other = _mixed_burst(synth, kind, j, enrolled)
+                burst, who, other, meta = _mixed_burst(synth, kind, j, enrolled, variant)
+            c0 = time.process_time()
             d = pipe.decide(burst)
-            rows.append({"kind": kind, "person": who, "other": other, "reason": d.reason,
+            cpu_ms = (time.process_time() - c0) * 1e3   # decide() leaves total_cpu_ms unset
+            rows.append({"kind": kind, "variant": meta["variant"],
+                         **({"attack_species": meta["attack_species"]}
+                            if "attack_species" in meta else {}),
+                         "person": who, "other": other, "reason": d.reason,
                          "decision": d.decision, "user_id": d.user_id,
                          "claimed_person": f"p{who:03d}",
                          "sensor_identity": d.sensor_identity,
@@ -105,13 +141,14 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
                          else float(d.sensor_identity_score),
                          "identity_ms": d.stages_ms.get("identity"),
                          "identity_cpu_ms": d.stages_cpu_ms.get("identity"),
-                         "total_ms": d.total_ms, "total_cpu_ms": d.total_cpu_ms})
+                         "total_ms": d.total_ms, "total_cpu_ms": d.total_cpu_ms or cpu_ms})
             if (n + 1) % 25 == 0:
                 log(f"seed {seed}: {n + 1}/{len(plan)} {time.time() - t0:.0f} s")
     finally:
         pipe.close()
         st.close()
-    return {"rows": rows, "enrol_refused": refused, "enrolled": len(enrolled)}
+    return {"rows": rows, "enrol_refused": refused, "enrolled": len(enrolled),
+            "sensor": sensor, "variant": variant, "species": list(species_for(variant))}
 
 
 def _rate(k: int, n: int) -> dict:
@@ -128,17 +165,12 @@ def summary(res: dict, choose: float | None = None) -> dict:
                        "denied_sensor_identity": _rate(
                            sum(r["reason"] == "sensor_identity" for r in g), len(g)),
                        "reasons": _reasons(g)}}
+    mixed = [r for r in rows if r["kind"] in MIXED]
     for sp in MIXED:
-        m = [r for r in rows if r["kind"] == sp]
-        opened_as_victim = sum(r["decision"] == "open" and r["user_id"] == r["claimed_person"]
-                               for r in m)
-        out[sp] = {"denied": _rate(sum(r["decision"] != "open" for r in m), len(m)),
-                   "denied_without_identity": _rate(
-                       sum(r["decision"] != "open" and r["reason"] != "sensor_identity"
-                           for r in m), len(m)),
-                   "denied_sensor_identity": _rate(
-                       sum(r["reason"] == "sensor_identity" for r in m), len(m)),
-                   "opened_as_victim": opened_as_victim, "reasons": _reasons(m)}
+        m = [r for r in mixed if r["kind"] == sp]
+        if m or sp in res.get("species", MIXED):
+            out[sp] = _mixed_counts(m)
+    out["mixed"] = _mixed_counts(mixed)
     compared = [r for r in rows if r["sensor_identity"] in ("checked", "denied")]
     for k in ("identity_ms", "identity_cpu_ms"):
         v = [r[k] for r in compared if r[k] is not None]
@@ -151,6 +183,31 @@ def summary(res: dict, choose: float | None = None) -> dict:
         out["choose"] = {"frr": choose, "n": int(a.size),
                          "threshold": round(float(np.quantile(a, choose)), 4) if a.size
                          else None}
+    return out
+
+
+def _mixed_counts(m: list, by_variant: bool = True) -> dict:
+    """Mixed presentations ``m`` denied by the gate, without the identity stage (the binding
+    and what comes before it) and by the identity stage; those that opened as the victim;
+    the reasons; the same by variant (and by attack species within ``species``)."""
+    out = {"denied": _rate(sum(r["decision"] != "open" for r in m), len(m)),
+           "denied_without_identity": _rate(
+               sum(r["decision"] != "open" and r["reason"] != "sensor_identity" for r in m),
+               len(m)),
+           "denied_sensor_identity": _rate(sum(r["reason"] == "sensor_identity" for r in m),
+                                           len(m)),
+           "opened_as_victim": sum(r["decision"] == "open" and
+                                   r["user_id"] == r["claimed_person"] for r in m),
+           "reasons": _reasons(m)}
+    if by_variant:
+        names = sorted({r.get("variant") for r in m if r.get("variant")})
+        if len(names) > 1:
+            out["variants"] = {v: _mixed_counts([r for r in m if r.get("variant") == v],
+                                                False) for v in names}
+        species = sorted({r["attack_species"] for r in m if r.get("attack_species")})
+        if species:
+            out["attack_species"] = {a: _mixed_counts(
+                [r for r in m if r.get("attack_species") == a], False) for a in species}
     return out
 
 
@@ -168,12 +225,17 @@ def main(argv=None) -> int:
     ap.add_argument("--genuine", type=int, default=200)
     ap.add_argument("--mixed", type=int, default=100, help="presentations per mixed species")
     ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    ap.add_argument("--sensor", choices=("nir", "xray"), default="nir")
+    ap.add_argument("--variant", choices=variant_choices(), default="other_hand",
+                    help="how the replica differs from the live hand; 'sets': drawn per "
+                    "presentation as the whole-presentation sets draw it")
     ap.add_argument("--choose", type=float, default=None, metavar="FRR",
                     help="also print the genuine agreements' FRR quantile")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     res = run(a.seed, a.people, a.genuine, a.mixed, a.precision,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+              log=lambda m: print(m, file=sys.stderr, flush=True), sensor=a.sensor,
+              variant=a.variant)
     out = {"command": "python -m device.eval.sensor_identity_gate " +
            " ".join(sys.argv[1:] if argv is None else argv),
            "summary": summary(res, a.choose), **res}
