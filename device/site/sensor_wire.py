@@ -23,15 +23,23 @@ the site's messages (pure functions).
 - **Older messages** carry no section (no header key): they still apply, the user then has no
   sensor template (``not_enrolled`` at the gate, as before).
 
+- **Bound to the palm part.** The palm ciphertexts of an enrolment with sensor templates,
+  and its recovery copy, are sealed under AD that ends with the sealed record's SHA-256
+  (:func:`bind`): the upload is not authenticated to the service, so without it the broker
+  could strip the section (the user ``not_enrolled`` at every gate, unchecked under
+  ``sensor_identity = "when_enrolled"``, the palm templates applied), and a gate holding the
+  content key could make another record under it. A change stripped of its sensor part, or
+  carrying another record, does not open; an older upload (no section) is sealed under the
+  plain AD and still applies.
+
 Who can read a record: the gates it was wrapped to and the recovery key's holder, as for the
-palm templates. What this gives up against sealing the record per gate: a gate that received
-the key and the service together could swap the record delivered to another gate for that
-user's same enrolment (the service alone cannot: it has no content key).
+palm templates.
 
 A record is ``PGS1 | u16 header length | header JSON {kind, n} | n x (u32 length | bytes)``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -56,6 +64,26 @@ def key_ad(site: str, sender: str, dest: str, user_id: str, enrol_id: str) -> by
 
 def recovery_key_ad(site: str, user_id: str, enrol_id: str) -> bytes:
     return f"palmgate site sensor recovery|{site}|{user_id}|{enrol_id}".encode()
+
+
+def record_digest(record: bytes) -> str:
+    """Hex SHA-256 of a sealed record (what the palm part's AD names)."""
+    return hashlib.sha256(bytes(record)).hexdigest()
+
+
+def bind(ad: bytes, digest: str | None) -> bytes:
+    """The AD of an enrolment's palm ciphertexts and recovery copy: ``ad`` as before when it
+    has no sensor templates (``digest`` None), else naming its sealed record's digest."""
+    if digest is None:
+        return ad
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError("a sensor record digest is 64 hex digits")
+    return ad + b"|sensor record|" + digest.encode()
+
+
+def section_digest(section: bytes) -> str:
+    """The digest of the sealed record at the head of an upload's sensor section."""
+    return record_digest(_chunks(section, 1, "upload's sensor section")[0])
 
 
 def encode(blobs, kind: str = KINDS[0]) -> bytes:

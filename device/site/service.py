@@ -522,7 +522,7 @@ def recovery_items(svc: SiteService, gate: str) -> list[dict]:
             (gate, gate)):
         if gj is None or gate in json.loads(gj):
             out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex(),
-                        "sensor_key": K.recovery_key(svc.db, uid, eid)})
+                        **K.recovery_key(svc.db, uid, eid)})
     return out
 
 
