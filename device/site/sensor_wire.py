@@ -120,7 +120,8 @@ def decode(record: bytes) -> tuple[str, list[bytes]]:
                 raise ValueError("sensor template record entry runs past its end")
             out.append(bytes(record[off + 4:off + 4 + m]))
             off += 4 + m
-    except (struct.error, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (struct.error, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError,
+            OverflowError, RecursionError):     # "n": Infinity; a header nested without end
         raise ValueError("malformed sensor template record") from None
     if off != len(record):
         raise ValueError("sensor template record has trailing bytes")
@@ -139,6 +140,17 @@ def _chunks(data: bytes, n: int, what: str) -> list[bytes]:
         out.append(bytes(data[off + 4:off + 4 + m]))
         off += 4 + m
     return out + [bytes(data[off:])]
+
+
+def _length(h: dict, key: str, limit: int, what: str) -> int | None:
+    """The byte count ``h[key]`` names (None: no such key), 1 to ``limit``; MessageError for
+    anything else (a float, a string, Infinity, a bool)."""
+    n = h.get(key)
+    if n is None:
+        return None
+    if type(n) is not int or not 0 < n <= limit:
+        raise MessageError(f"{what} of {n!r} bytes does not fit its body")
+    return n
 
 
 def _u32(b: bytes) -> bytes:
@@ -162,12 +174,9 @@ def upload_section(site: str, sender: str, user_id: str, enrol_id: str, blobs,
 def split_upload(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
     """(palm body, (sealed record, recovery-wrapped key, gate id -> wrapped key) or None):
     an upload without the section gives (body, None)."""
-    n = h.get(HEADER_UPLOAD)
+    n = _length(h, HEADER_UPLOAD, len(body), "upload's sensor section")
     if n is None:
         return body, None
-    n = int(n)
-    if not 0 < n <= len(body):
-        raise MessageError(f"upload's sensor section of {n} bytes does not fit its body")
     record, rec_key, rest = _chunks(body[-n:], 2, "upload's sensor section")
     return body[:-n], (record, rec_key, unpack_sealed_map(rest))
 
@@ -185,12 +194,9 @@ def change_body(h: dict, palm: bytes, wrapped: bytes | None,
 
 def split_change(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
     """(palm ciphertext, (wrapped key, sealed record) or None) of a change's body."""
-    n = h.get(HEADER_CHANGE)
+    n = _length(h, HEADER_CHANGE, len(body) - 1, "change's sensor part")
     if n is None:
         return body, None
-    n = int(n)
-    if not 0 < n < len(body):
-        raise MessageError(f"change's sensor part of {n} bytes does not fit its body")
     wrapped, record = _chunks(body[-n:], 1, "change's sensor part")
     return body[:-n], (wrapped, record)
 
