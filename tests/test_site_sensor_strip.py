@@ -7,6 +7,8 @@ copy bind the record's digest (docs/site.md)."""
 from __future__ import annotations
 
 
+import os
+
 import numpy as np
 import pytest
 
@@ -92,3 +94,83 @@ def test_recovery_refuses_a_copy_stripped_of_its_sensor_key():
                      {k: v for k, v in item.items() if k != "sensor_key"}):
         with pytest.raises((SealError, ValueError)):
             recover_items(rk, "hq", "g3", public_of(g3), [stripped], DEFAULT_CONFIG)
+
+
+@pytest.mark.parametrize("head", [b'{"kind":"nir_palm_patch","n":Infinity}',
+                                  b'{"kind":"nir_palm_patch","n":1e400}',
+                                  b"[" * 20000 + b"]" * 20000])
+def test_a_record_whose_header_lies_is_refused_not_raised(head):
+    """A record's header is the enrolling gate's (under its content key): one that is not a
+    number, or nests without end, is a refused change, not an exception out of the gate's
+    sync loop (each re-delivery would raise again)."""
+    import struct
+    from types import SimpleNamespace
+
+    from device.site.sealing import pair_key
+    g1, g2, a, _, plain = _gates()
+    bad = b"PGS1" + struct.pack("<H", len(head)) + head + struct.pack("<I", 3) + b"abc"
+    with pytest.raises(ValueError):
+        SW.decode(bad)
+    ck, k = os.urandom(32), pair_key(a, public_of(g2.key), "seal")
+    record = seal(ck, bad, SW.record_ad("hq", "alice", "e1"))
+    wrapped = seal(k, ck, SW.key_ad("hq", "g1", "g2", "alice", "e1"))
+    from device.site.templates import encode_for_gate
+    palm = seal(k, encode_for_gate(plain, g1.config), SW.bind(
+        M.template_ad("hq", "g1", "g2", "alice", "e1"), SW.record_digest(record)))
+    msg = SimpleNamespace(payload=M.pack_tagged(g2.k_tag, *SW.change_body(
+        _change("e1", a), palm, wrapped, record)))
+    opened, body = g2._open_change(msg)
+    assert opened["kind"] == "unopened" and body is None
+
+
+def test_length_headers_that_are_not_counts_are_refused():
+    from device.site.messages import MessageError
+    for n in (float("inf"), 1.5, "12", True, -4, 0, 10 ** 12, [3]):
+        with pytest.raises(MessageError):
+            SW.split_upload({SW.HEADER_UPLOAD: n}, b"x" * 64)
+        with pytest.raises(MessageError):
+            SW.split_change({SW.HEADER_CHANGE: n}, b"x" * 64)
+
+
+def test_the_service_survives_an_upload_whose_counts_are_infinite(tmp_path):
+    """An upload is the sending gate's (or the broker's) to write: ``"n": Infinity`` or
+    ``"sensor_bytes": Infinity`` (JSON 1e999) is a refused upload, and the service thread
+    goes on (it died on the OverflowError, and the upload came again on its restart)."""
+    import shutil
+    import time
+
+    import paho.mqtt.client as mqtt
+
+    from device.site import provision as P
+    from device.site import service as S
+    from device.site.broker import Broker, free_port
+    from device.site.tls import use_tls
+    if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
+        pytest.skip("mosquitto not installed")
+    P.init_site(tmp_path / "site", "hq", ("g1", "g2"), port=free_port())
+    broker = Broker(tmp_path / "site").start()
+    svc = S.SiteService(tmp_path / "site").start()
+    try:
+        assert svc.connected.wait(20), "the service did not reach the broker"
+        info = P.load_site(tmp_path / "site")
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-infinite")
+        use_tls(c, P.tls_files(tmp_path / "site", "g1"))
+        c.connect("127.0.0.1", info["broker"]["port"])
+        c.loop_start()
+        for i, extra in enumerate(({"n": 1e999}, {"n": 1, SW.HEADER_UPLOAD: 1e999})):
+            head = dict({"enrol_id": f"e-inf{i}", "user_id": "mallory", "from": "g1",
+                         "ts": time.time()}, **extra)
+            frame = M.pack(head, (0).to_bytes(4, "big"))     # JSON: Infinity
+            c.publish(M.up_topic("hq", "g1", "enrol"), frame, qos=1).wait_for_publish(5)
+        c.loop_stop()
+        c.disconnect()
+        end = time.time() + 20
+        while time.time() < end and svc.thread.is_alive():
+            if svc.call(lambda s: s.stats.get("refused", 0), timeout=5) >= 2:
+                break
+            time.sleep(0.05)
+        assert svc.call(lambda s: s.stats.get("refused", 0), timeout=5) == 2, svc.call(
+            lambda s: s.db.execute("SELECT kind, text FROM events").fetchall())
+    finally:
+        svc.stop()
+        broker.stop()

@@ -204,7 +204,8 @@ class SiteService:
                     acks.append(x)
                     try:
                         self._on_upload(x, out)
-                    except (M.MessageError, ValueError, KeyError, TypeError) as e:
+                    except (M.MessageError, ValueError, KeyError, TypeError, OverflowError,
+                            RecursionError) as e:       # "n": Infinity, nesting without end
                         self.stats["refused"] += 1
                         self._event("refused", f"{x.topic}: {e}")
                 elif kind == "puback":
