@@ -157,10 +157,14 @@ def test_the_service_survives_an_upload_whose_counts_are_infinite(tmp_path):
         use_tls(c, P.tls_files(tmp_path / "site", "g1"))
         c.connect("127.0.0.1", info["broker"]["port"])
         c.loop_start()
-        for i, extra in enumerate(({"n": 1e999}, {"n": 1, SW.HEADER_UPLOAD: 1e999})):
+        sec = SW._u32(b"r") + SW._u32(b"k") + M.pack_sealed_map({"g2": b"w"})
+        for i, (extra, tail) in enumerate((({"n": 1e999}, b""),
+                                           ({"n": 1, SW.HEADER_UPLOAD: 1e999}, b""),
+                                           ({"n": 1}, b""),       # taken: the event says so
+                                           ({"n": 1, SW.HEADER_UPLOAD: len(sec)}, sec))):
             head = dict({"enrol_id": f"e-inf{i}", "user_id": "mallory", "from": "g1",
                          "ts": time.time()}, **extra)
-            frame = M.pack(head, (0).to_bytes(4, "big"))     # JSON: Infinity
+            frame = M.pack(head, (0).to_bytes(4, "big") + tail)     # JSON: Infinity
             c.publish(M.up_topic("hq", "g1", "enrol"), frame, qos=1).wait_for_publish(5)
         c.loop_stop()
         c.disconnect()
@@ -169,8 +173,16 @@ def test_the_service_survives_an_upload_whose_counts_are_infinite(tmp_path):
             if svc.call(lambda s: s.stats.get("refused", 0), timeout=5) >= 2:
                 break
             time.sleep(0.05)
-        assert svc.call(lambda s: s.stats.get("refused", 0), timeout=5) == 2, svc.call(
-            lambda s: s.db.execute("SELECT kind, text FROM events").fetchall())
+        ev = svc.call(lambda s: s.db.execute("SELECT kind, text FROM events WHERE kind IN "
+                                             "('refused', 'enrol')").fetchall())
+        assert svc.call(lambda s: s.stats.get("refused", 0), timeout=5) == 2, ev
+        while time.time() < end and len(ev) < 4:
+            time.sleep(0.05)
+            ev = svc.call(lambda s: s.db.execute("SELECT kind, text FROM events WHERE kind "
+                                                 "IN ('refused', 'enrol')").fetchall())
+        enrols = [t for k, t in ev if k == "enrol"]
+        assert len(enrols) == 2 and "sensor templates: none" in enrols[0] and \
+            "sensor templates: keys for 1 gates" in enrols[1], ev
     finally:
         svc.stop()
         broker.stop()

@@ -325,7 +325,7 @@ class SiteService:
         for g, blob in sealed.items():
             self.db.execute("INSERT INTO sealed VALUES(?,?,?,?,?)", (uid, g, eid, gate, blob))
         self.db.execute("INSERT OR REPLACE INTO recovery VALUES(?,?,?)", (uid, eid, rec))
-        K.keep_upload(self.db, uid, eid, gate, sensor)
+        sk = K.keep_upload(self.db, uid, eid, gate, sensor)
         self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
                         (eid, gate, uid, now, "ok", int(h.get("n", 0)),
                          sum(map(len, sealed.values())) // max(1, len(sealed)), len(rec)))
@@ -336,7 +336,8 @@ class SiteService:
         for g in self._user_gates(gates_json):
             if g in sealed:
                 self._change(g, "enrol", uid, v, extra, out)
-        self._event("enrol", f"{uid} enrolled at {gate} (version {v})")
+        self._event("enrol", f"{uid} enrolled at {gate} (version {v}; sensor templates: "
+                             f"{f'keys for {sk} gates' if sensor else 'none'})")
 
     def _on_audit(self, gate, h, out) -> None:
         seq, prev, err = self.db.execute("SELECT audit_seq, audit_hash, audit_error FROM gates "
