@@ -70,15 +70,16 @@ def test_a_gate_refuses_a_change_whose_sensor_record_is_not_its_users():
                     "/nonexistent", DEFAULT_CONFIG)
     k = pair_key(a, public_of(b), "seal")
     x = np.random.default_rng(0).standard_normal((1, 49, 16))
-    palm = seal(k, encode_for_gate(x / np.linalg.norm(x, axis=-1, keepdims=True),
-                                   DEFAULT_CONFIG), M.template_ad("hq", "g1", "g2", "alice", "e1"))
     h = {"gseq": 1, "kind": "enrol", "user_id": "alice", "version": 3, "from": "g1",
          "from_pub": public_of(a).hex(), "enrol_id": "e1"}
     sec = SW.upload_section("hq", "g1", "alice", "e1", [b"a" * 10], {"g2": k}, public_of(svc))
     record, _, wrapped = SW.split_upload({SW.HEADER_UPLOAD: len(sec)}, sec)[1]
+    blob = encode_for_gate(x / np.linalg.norm(x, axis=-1, keepdims=True), DEFAULT_CONFIG)
+    ad = M.template_ad("hq", "g1", "g2", "alice", "e1")
+    palm = seal(k, blob, SW.bind(ad, SW.record_digest(record)))   # names its record
     tmpls, sens = gate._open_templates(*SW.change_body(h, palm, wrapped["g2"], record))
     assert len(tmpls) == 1 and sens == ("nir_palm_patch", [b"a" * 10])
-    assert gate._open_templates(h, palm)[1] is None             # an older change
+    assert gate._open_templates(h, seal(k, blob, ad))[1] is None  # an older change
     sec = SW.upload_section("hq", "g1", "bob", "e0", [b"b" * 10], {"g2": k}, public_of(svc))
     record, _, wrapped = SW.split_upload({SW.HEADER_UPLOAD: len(sec)}, sec)[1]
     msg = SimpleNamespace(payload=M.pack_tagged(gate.k_tag, *SW.change_body(

@@ -290,7 +290,9 @@ class GateSync:
         if key is None:
             key = self._pair[sender] = pair_key(self.key, sender, "seal")
         body, sens = SW.split_change(h, body)
-        ad = M.template_ad(self.site, h["from"], self.gate, h["user_id"], h["enrol_id"])
+        ad = SW.bind(M.template_ad(self.site, h["from"], self.gate, h["user_id"],
+                                   h["enrol_id"]), None if sens is None else
+                     SW.record_digest(sens[1]))
         tmpls = decode_templates(unseal(key, body, ad))
         if sens is not None:
             sens = SW.open_record(key, *sens, self.site, h["from"], self.gate, h["user_id"],
@@ -417,23 +419,26 @@ class GateSync:
         enrol_id = enrol_id or uuid.uuid4().hex
         ids = sorted(gates)
         blobs = encode_for_gates(plain, len(ids), self.config, self.importance)
-        sealed, keys = {}, {}
-        for gid, blob in zip(ids, blobs):
+        keys = {}
+        for gid in ids:
             pub = bytes.fromhex(gates[gid])
             key = self._pair.get(pub)
             if key is None:
                 key = self._pair[pub] = pair_key(self.key, pub, "seal")
             keys[gid] = key
-            sealed[gid] = seal(key, blob, M.template_ad(self.site, self.gate, gid, user_id,
-                                                        enrol_id))
-        rec = seal_to(bytes.fromhex(self.roster["recovery_pub"]), encode_plain(plain),
-                      M.recovery_ad(self.site, user_id, enrol_id))
-        head = {"enrol_id": enrol_id, "user_id": user_id, "from": self.gate,
-                "ts": time.time(), "n": int(np.asarray(plain).shape[0]), "label": label}
-        body = len(rec).to_bytes(4, "big") + rec + M.pack_sealed_map(sealed)
+        sec = dg = None                 # the palm part names the sensor record (sensor_wire)
         if sensor:
             sec = SW.upload_section(self.site, self.gate, user_id, enrol_id, sensor, keys,
                                     bytes.fromhex(self.roster["recovery_pub"]))
+            dg = SW.section_digest(sec)
+        sealed = {gid: seal(keys[gid], blob, SW.bind(M.template_ad(
+            self.site, self.gate, gid, user_id, enrol_id), dg)) for gid, blob in zip(ids, blobs)}
+        rec = seal_to(bytes.fromhex(self.roster["recovery_pub"]), encode_plain(plain),
+                      SW.bind(M.recovery_ad(self.site, user_id, enrol_id), dg))
+        head = {"enrol_id": enrol_id, "user_id": user_id, "from": self.gate,
+                "ts": time.time(), "n": int(np.asarray(plain).shape[0]), "label": label}
+        body = len(rec).to_bytes(4, "big") + rec + M.pack_sealed_map(sealed)
+        if sec is not None:
             head.update({SW.HEADER_UPLOAD: len(sec), "sensor_n": len(sensor)})
             body += sec
         return enrol_id, M.pack(head, body)

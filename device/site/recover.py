@@ -11,7 +11,8 @@ machine of their choosing; the key never reaches the service.
 The user's sensor templates (NIR palm patches, :mod:`device.site.sensor_wire`) go the same
 way: the service keeps their record, sealed once under a content key, and that key sealed to
 the recovery key (where the enrolling gate made them); here the key is opened and sealed to
-the gate (the record itself is not opened). A user whose enrolment carried none (an older
+the gate (the record itself is not opened); the recovery copy's AD names the record's
+digest (:func:`device.site.sensor_wire.bind`), which the service passes along. A user whose enrolment carried none (an older
 gate's upload) is recovered without them (``not_enrolled`` at the gate, as at every gate).
 """
 from __future__ import annotations
@@ -32,13 +33,17 @@ def recover_items(recovery_priv: bytes, site: str, gate: str, gate_pub: bytes, i
     out = []
     for it in items:
         uid, eid = it["user_id"], it["enrol_id"]
+        dg = it.get("sensor_digest")     # its sensor record's, which the copy's AD names
+        if bool(dg) != bool(it.get("sensor_key")):
+            raise ValueError(f"the recovery copy of {uid!r} has a sensor record digest or key "
+                             f"without the other")
         plain = decode_plain(open_sealed(recovery_priv, bytes.fromhex(it["blob"]),
-                                         M.recovery_ad(site, uid, eid)))
+                                         SW.bind(M.recovery_ad(site, uid, eid), dg)))
         blob = encode_for_gate(plain, config, importance)
         del plain
         item = {"user_id": uid, "enrol_id": eid,
-                "sealed": seal(key, blob, M.template_ad(site, "recovery", gate, uid,
-                                                        eid)).hex()}
+                "sealed": seal(key, blob, SW.bind(M.template_ad(site, "recovery", gate, uid,
+                                                                eid), dg)).hex()}
         if it.get("sensor_key"):        # the record's content key, sealed to the gate
             ck = open_sealed(recovery_priv, bytes.fromhex(it["sensor_key"]),
                              SW.recovery_key_ad(site, uid, eid))

@@ -17,6 +17,8 @@ thread's transaction.
 """
 from __future__ import annotations
 
+from device.site import sensor_wire as SW
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sensor_records (user_id TEXT PRIMARY KEY, enrol_id TEXT,
     record BLOB, recovery_key BLOB);
@@ -62,12 +64,15 @@ def prune(db, gate: str, contig: int) -> None:
                "WHERE gate_id=? AND gseq<=? AND kind='enrol')", (gate, gate, contig))
 
 
-def recovery_key(db, user_id: str, enrol_id: str) -> str | None:
-    """Hex of the content key of enrolment ``enrol_id`` sealed to the recovery key (None: the
-    enrolment had no sensor templates)."""
-    r = db.execute("SELECT recovery_key FROM sensor_records WHERE user_id=? AND enrol_id=?",
-                   (user_id, enrol_id)).fetchone()
-    return None if r is None else bytes(r[0]).hex()
+def recovery_key(db, user_id: str, enrol_id: str) -> dict:
+    """``sensor_key``: hex of the content key of enrolment ``enrol_id`` sealed to the
+    recovery key, and ``sensor_digest``: its record's digest, which the recovery copy's AD
+    names (both None: the enrolment had no sensor templates)."""
+    r = db.execute("SELECT recovery_key, record FROM sensor_records WHERE user_id=? AND "
+                   "enrol_id=?", (user_id, enrol_id)).fetchone()
+    if r is None:
+        return {"sensor_key": None, "sensor_digest": None}
+    return {"sensor_key": bytes(r[0]).hex(), "sensor_digest": SW.record_digest(r[1])}
 
 
 def keep_recovered(db, gate: str, user_id: str, enrol_id: str, wrapped_hex: str | None) -> None:

@@ -23,15 +23,23 @@ the site's messages (pure functions).
 - **Older messages** carry no section (no header key): they still apply, the user then has no
   sensor template (``not_enrolled`` at the gate, as before).
 
+- **Bound to the palm part.** The palm ciphertexts of an enrolment with sensor templates,
+  and its recovery copy, are sealed under AD that ends with the sealed record's SHA-256
+  (:func:`bind`): the upload is not authenticated to the service, so without it the broker
+  could strip the section (the user ``not_enrolled`` at every gate, unchecked under
+  ``sensor_identity = "when_enrolled"``, the palm templates applied), and a gate holding the
+  content key could make another record under it. A change stripped of its sensor part, or
+  carrying another record, does not open; an older upload (no section) is sealed under the
+  plain AD and still applies.
+
 Who can read a record: the gates it was wrapped to and the recovery key's holder, as for the
-palm templates. What this gives up against sealing the record per gate: a gate that received
-the key and the service together could swap the record delivered to another gate for that
-user's same enrolment (the service alone cannot: it has no content key).
+palm templates.
 
 A record is ``PGS1 | u16 header length | header JSON {kind, n} | n x (u32 length | bytes)``.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import struct
@@ -56,6 +64,26 @@ def key_ad(site: str, sender: str, dest: str, user_id: str, enrol_id: str) -> by
 
 def recovery_key_ad(site: str, user_id: str, enrol_id: str) -> bytes:
     return f"palmgate site sensor recovery|{site}|{user_id}|{enrol_id}".encode()
+
+
+def record_digest(record: bytes) -> str:
+    """Hex SHA-256 of a sealed record (what the palm part's AD names)."""
+    return hashlib.sha256(bytes(record)).hexdigest()
+
+
+def bind(ad: bytes, digest: str | None) -> bytes:
+    """The AD of an enrolment's palm ciphertexts and recovery copy: ``ad`` as before when it
+    has no sensor templates (``digest`` None), else naming its sealed record's digest."""
+    if digest is None:
+        return ad
+    if not isinstance(digest, str) or len(digest) != 64:
+        raise ValueError("a sensor record digest is 64 hex digits")
+    return ad + b"|sensor record|" + digest.encode()
+
+
+def section_digest(section: bytes) -> str:
+    """The digest of the sealed record at the head of an upload's sensor section."""
+    return record_digest(_chunks(section, 1, "upload's sensor section")[0])
 
 
 def encode(blobs, kind: str = KINDS[0]) -> bytes:
@@ -92,7 +120,8 @@ def decode(record: bytes) -> tuple[str, list[bytes]]:
                 raise ValueError("sensor template record entry runs past its end")
             out.append(bytes(record[off + 4:off + 4 + m]))
             off += 4 + m
-    except (struct.error, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError):
+    except (struct.error, KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError,
+            OverflowError, RecursionError):     # "n": Infinity; a header nested without end
         raise ValueError("malformed sensor template record") from None
     if off != len(record):
         raise ValueError("sensor template record has trailing bytes")
@@ -111,6 +140,17 @@ def _chunks(data: bytes, n: int, what: str) -> list[bytes]:
         out.append(bytes(data[off + 4:off + 4 + m]))
         off += 4 + m
     return out + [bytes(data[off:])]
+
+
+def _length(h: dict, key: str, limit: int, what: str) -> int | None:
+    """The byte count ``h[key]`` names (None: no such key), 1 to ``limit``; MessageError for
+    anything else (a float, a string, Infinity, a bool)."""
+    n = h.get(key)
+    if n is None:
+        return None
+    if type(n) is not int or not 0 < n <= limit:
+        raise MessageError(f"{what} of {n!r} bytes does not fit its body")
+    return n
 
 
 def _u32(b: bytes) -> bytes:
@@ -134,12 +174,9 @@ def upload_section(site: str, sender: str, user_id: str, enrol_id: str, blobs,
 def split_upload(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
     """(palm body, (sealed record, recovery-wrapped key, gate id -> wrapped key) or None):
     an upload without the section gives (body, None)."""
-    n = h.get(HEADER_UPLOAD)
+    n = _length(h, HEADER_UPLOAD, len(body), "upload's sensor section")
     if n is None:
         return body, None
-    n = int(n)
-    if not 0 < n <= len(body):
-        raise MessageError(f"upload's sensor section of {n} bytes does not fit its body")
     record, rec_key, rest = _chunks(body[-n:], 2, "upload's sensor section")
     return body[:-n], (record, rec_key, unpack_sealed_map(rest))
 
@@ -157,12 +194,9 @@ def change_body(h: dict, palm: bytes, wrapped: bytes | None,
 
 def split_change(h: dict, body: bytes) -> tuple[bytes, tuple | None]:
     """(palm ciphertext, (wrapped key, sealed record) or None) of a change's body."""
-    n = h.get(HEADER_CHANGE)
+    n = _length(h, HEADER_CHANGE, len(body) - 1, "change's sensor part")
     if n is None:
         return body, None
-    n = int(n)
-    if not 0 < n < len(body):
-        raise MessageError(f"change's sensor part of {n} bytes does not fit its body")
     wrapped, record = _chunks(body[-n:], 1, "change's sensor part")
     return body[:-n], (wrapped, record)
 

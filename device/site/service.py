@@ -204,7 +204,8 @@ class SiteService:
                     acks.append(x)
                     try:
                         self._on_upload(x, out)
-                    except (M.MessageError, ValueError, KeyError, TypeError) as e:
+                    except (M.MessageError, ValueError, KeyError, TypeError, OverflowError,
+                            RecursionError) as e:       # "n": Infinity, nesting without end
                         self.stats["refused"] += 1
                         self._event("refused", f"{x.topic}: {e}")
                 elif kind == "puback":
@@ -324,7 +325,7 @@ class SiteService:
         for g, blob in sealed.items():
             self.db.execute("INSERT INTO sealed VALUES(?,?,?,?,?)", (uid, g, eid, gate, blob))
         self.db.execute("INSERT OR REPLACE INTO recovery VALUES(?,?,?)", (uid, eid, rec))
-        K.keep_upload(self.db, uid, eid, gate, sensor)
+        sk = K.keep_upload(self.db, uid, eid, gate, sensor)
         self.db.execute("INSERT INTO uploads VALUES(?,?,?,?,?,?,?,?)",
                         (eid, gate, uid, now, "ok", int(h.get("n", 0)),
                          sum(map(len, sealed.values())) // max(1, len(sealed)), len(rec)))
@@ -335,7 +336,8 @@ class SiteService:
         for g in self._user_gates(gates_json):
             if g in sealed:
                 self._change(g, "enrol", uid, v, extra, out)
-        self._event("enrol", f"{uid} enrolled at {gate} (version {v})")
+        self._event("enrol", f"{uid} enrolled at {gate} (version {v}; sensor templates: "
+                             f"{f'keys for {sk} gates' if sensor else 'none'})")
 
     def _on_audit(self, gate, h, out) -> None:
         seq, prev, err = self.db.execute("SELECT audit_seq, audit_hash, audit_error FROM gates "
@@ -522,7 +524,7 @@ def recovery_items(svc: SiteService, gate: str) -> list[dict]:
             (gate, gate)):
         if gj is None or gate in json.loads(gj):
             out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex(),
-                        "sensor_key": K.recovery_key(svc.db, uid, eid)})
+                        **K.recovery_key(svc.db, uid, eid)})
     return out
 
 
