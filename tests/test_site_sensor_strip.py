@@ -92,8 +92,10 @@ def test_recovery_refuses_a_copy_stripped_of_its_sensor_key():
     for stripped in ({k: v for k, v in item.items() if k not in ("sensor_key",
                                                                   "sensor_digest")},
                      {k: v for k, v in item.items() if k != "sensor_key"}):
-        with pytest.raises((SealError, ValueError)):
-            recover_items(rk, "hq", "g3", public_of(g3), [stripped], DEFAULT_CONFIG)
+        skipped = []                # refused: skipped (not recovered), and reported
+        assert recover_items(rk, "hq", "g3", public_of(g3), [stripped, item], DEFAULT_CONFIG,
+                             skipped=skipped)[0]["sensor_key"]
+        assert [x["user_id"] for x in skipped] == ["alice"]
 
 
 @pytest.mark.parametrize("head", [b'{"kind":"nir_palm_patch","n":Infinity}',

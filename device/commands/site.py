@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from device.commands.common import add_config, err, load_cfg
 
@@ -82,6 +83,8 @@ def cmd_recover(a) -> int:
     r = recover(url, a.token or admin_token(a.dir), recovery_key(a.recovery_key), info,
                 a.gate, DEFAULT_CONFIG, CellExtractor().importance)
     print(json.dumps(r))
+    for x in r.get("skipped") or []:     # not enrolled on the gate; still a recovery item
+        print(f"not recovered: {x['user_id']} ({x['error']})", file=sys.stderr)
     return 0
 
 

@@ -58,10 +58,14 @@ def for_change(db, gate: str, user_id: str, enrol_id: str) -> tuple:
 
 
 def prune(db, gate: str, contig: int) -> None:
-    """The keys of the enrolments ``gate`` has applied (changes up to ``contig``)."""
+    """The keys of the enrolments ``gate`` has applied (changes up to ``contig``), unless
+    another enrolment change of the user waits for that gate (a re-send: ``set_gates``)."""
     db.execute("DELETE FROM sensor_keys WHERE gate_id=? AND (user_id, enrol_id) IN "
                "(SELECT user_id, json_extract(header, '$.enrol_id') FROM changes "
-               "WHERE gate_id=? AND gseq<=? AND kind='enrol')", (gate, gate, contig))
+               "WHERE gate_id=? AND gseq<=? AND kind='enrol') AND NOT EXISTS "
+               "(SELECT 1 FROM changes p WHERE p.gate_id=sensor_keys.gate_id AND p.gseq>? AND "
+               "p.user_id=sensor_keys.user_id AND p.kind='enrol')",
+               (gate, gate, contig, contig))    # kept while a re-send of it waits
 
 
 def recovery_key(db, user_id: str, enrol_id: str) -> dict:

@@ -39,6 +39,7 @@ from device.site.access import send_holidays, site_holidays
 from device.site.access import writes as _writes
 from device.site.outflow import Outflow
 from device.site.provision import SERVICE, load_site, service_key, tls_files
+from device.site.recovery_ops import add_recovered, forget_gate, recovery_items  # noqa: F401
 from device.site.sealing import pair_key
 from device.site.tls import stop_link, use_tls
 from device.store.audit import _GENESIS, _canonical    # the gate's own chain format
@@ -203,9 +204,10 @@ class SiteService:
                 if kind == "msg":
                     acks.append(x)
                     try:
-                        self._on_upload(x, out)
+                        self._alone(self._on_upload, x, out=out)
                     except (M.MessageError, ValueError, KeyError, TypeError, OverflowError,
-                            RecursionError) as e:       # "n": Infinity, nesting without end
+                            RecursionError,             # "n": Infinity, nesting without end
+                            sqlite3.IntegrityError) as e:
                         self.stats["refused"] += 1
                         self._event("refused", f"{x.topic}: {e}")
                 elif kind == "puback":
@@ -215,8 +217,8 @@ class SiteService:
                 elif kind == "call":
                     fn, a, fut = x
                     try:
-                        fut.set_result(fn(self, *a, out=out) if getattr(fn, "_writes", False)
-                                       else fn(self, *a))
+                        fut.set_result(self._alone(fn, self, *a, out=out)
+                                       if getattr(fn, "_writes", False) else fn(self, *a))
                     except Exception as e:      # noqa: BLE001 - handed to the caller
                         fut.set_exception(e)
             self.db.execute("COMMIT")
@@ -228,6 +230,21 @@ class SiteService:
             self.stats["published"] += 1
         for m in acks:
             self.client.ack(m.mid, m.qos)
+
+    def _alone(self, fn, *a, out):
+        """``fn(*a, out)`` in its own savepoint of the batch's transaction: if it raises, its
+        writes (version, change log, half a chain) and its outgoing messages are undone."""
+        mark = len(out)
+        self.db.execute("SAVEPOINT one")
+        try:
+            r = fn(*a, out=out)
+        except BaseException:
+            self.db.execute("ROLLBACK TO one")
+            self.db.execute("RELEASE one")
+            del out[mark:]
+            raise
+        self.db.execute("RELEASE one")
+        return r
 
     def _event(self, kind: str, text: str) -> None:
         self.db.execute("INSERT INTO events(ts, kind, text) VALUES(?,?,?)",
@@ -402,9 +419,18 @@ class SiteService:
         self.db.execute("INSERT OR REPLACE INTO delivered SELECT user_id, gate_id, "
                         "json_extract(header, '$.enrol_id') FROM changes WHERE gate_id=? AND "
                         "gseq<=? AND kind='enrol' ORDER BY gseq", (gate, contig))
+        # an enrolment the gate revoked after (the user's gates changed) is not held there
+        self.db.execute("DELETE FROM delivered WHERE gate_id=? AND user_id IN (SELECT "
+                        "r.user_id FROM changes r WHERE r.gate_id=? AND r.gseq<=? AND "
+                        "r.kind='revoke' AND NOT EXISTS (SELECT 1 FROM changes e WHERE "
+                        "e.gate_id=r.gate_id AND e.user_id=r.user_id AND e.kind='enrol' AND "
+                        "e.gseq>r.gseq AND e.gseq<=?))", (gate, gate, contig, contig))
         self.db.execute("DELETE FROM sealed WHERE gate_id=? AND (user_id, enrol_id) IN "
                         "(SELECT user_id, json_extract(header, '$.enrol_id') FROM changes "
-                        "WHERE gate_id=? AND gseq<=? AND kind='enrol')", (gate, gate, contig))
+                        "WHERE gate_id=? AND gseq<=? AND kind='enrol') AND NOT EXISTS "
+                        "(SELECT 1 FROM changes p WHERE p.gate_id=sealed.gate_id AND "
+                        "p.gseq>? AND p.user_id=sealed.user_id AND p.kind='enrol')",
+                        (gate, gate, contig, contig))       # kept while a re-send waits
         K.prune(self.db, gate, contig)
         self.db.execute("DELETE FROM changes WHERE gate_id=? AND gseq<=?", (gate, contig))
         if float(h.get("idle_s", 0.0)) >= 5.0 and int(h.get("audit_acked", 0)) > self.db.execute(
@@ -464,6 +490,7 @@ def set_gates(svc: SiteService, user_id: str, gates, out=None) -> dict:
     v = svc._next_version()
     svc.db.execute("UPDATE users SET gates=?, version=?, updated=? WHERE user_id=?",
                    (gj, v, time.time(), user_id))
+    recover = []
     if row[0] == "active":
         pub = svc.db.execute("SELECT pub FROM gates WHERE gate_id=?", (row[3],)).fetchone()
         extra = {"from": row[3], "from_pub": pub[0] if pub else "", "enrol_id": row[2],
@@ -471,15 +498,20 @@ def set_gates(svc: SiteService, user_id: str, gates, out=None) -> dict:
         for g in sorted(after):
             have = svc.db.execute("SELECT sender FROM sealed WHERE user_id=? AND gate_id=?",
                                   (user_id, g)).fetchone()
-            if have:
-                if have[0] == "recovery":
-                    extra = dict(extra, **{"from": "recovery",
-                                           "from_pub": svc.info["recovery_pub"]})
-                svc._change(g, "enrol", user_id, v, extra, out)
+            if have:                    # (a recovery copy's sender is for this gate only)
+                svc._change(g, "enrol", user_id, v, extra if have[0] != "recovery" else dict(
+                    extra, **{"from": "recovery", "from_pub": svc.info["recovery_pub"]}), out)
+            elif not svc.db.execute(
+                    "SELECT 1 FROM delivered WHERE user_id=? AND gate_id=? AND enrol_id=?",
+                    (user_id, g, row[2])).fetchone():
+                recover.append(g)       # its ciphertext was pruned: ``palmgate site recover``
     for g in sorted(before - after):
         svc._change(g, "revoke", user_id, v, {}, out)
-    svc._event("gates", f"{user_id} may open {sorted(after)} (version {v})")
-    return {"user_id": user_id, "version": v, "gates": sorted(after)}
+        # the gate revokes the user: not delivered there any more (recovery item on regain)
+        svc.db.execute("DELETE FROM delivered WHERE user_id=? AND gate_id=?", (user_id, g))
+    svc._event("gates", f"{user_id} may open {sorted(after)} (version {v})"
+                        + (f"; to recover on {recover}" if recover else ""))
+    return {"user_id": user_id, "version": v, "gates": sorted(after), "recover": recover}
 
 
 def snapshot(svc: SiteService, events: int = 50) -> dict:
@@ -509,60 +541,6 @@ def snapshot(svc: SiteService, events: int = 50) -> dict:
               "DESC LIMIT ?", (events,))]
     return {"site": svc.site, "users": users, "gates": gates, "events": ev, "audit": au,
             "holidays": site_holidays(svc)["holidays"], "stats": dict(svc.stats)}
-
-
-def recovery_items(svc: SiteService, gate: str) -> list[dict]:
-    """Active users allowed on ``gate`` that have neither a template sealed to it waiting nor
-    their current enrolment delivered there: their recovery copies (sealed to the recovery
-    key), for ``recover``. A replaced gate: ``forget_gate`` first."""
-    out = []
-    for uid, eid, blob, gj in svc.db.execute(
-            "SELECT u.user_id, r.enrol_id, r.blob, u.gates FROM users u JOIN recovery r USING "
-            "(user_id) WHERE u.state='active' AND NOT EXISTS (SELECT 1 FROM sealed s WHERE "
-            "s.user_id=u.user_id AND s.gate_id=?) AND NOT EXISTS (SELECT 1 FROM delivered d "
-            "WHERE d.user_id=u.user_id AND d.gate_id=? AND d.enrol_id=u.enrol_id)",
-            (gate, gate)):
-        if gj is None or gate in json.loads(gj):
-            out.append({"user_id": uid, "enrol_id": eid, "blob": bytes(blob).hex(),
-                        **K.recovery_key(svc.db, uid, eid)})
-    return out
-
-
-@_writes
-def add_recovered(svc: SiteService, gate: str, items, out=None) -> dict:
-    """Templates that ``recover`` protected and sealed for ``gate`` (from the recovery key):
-    stored and sent as enrolments."""
-    svc._sync_gates()
-    svc._publish_rosters(out)
-    n = 0
-    for it in items:
-        uid, eid = it["user_id"], it["enrol_id"]
-        row = svc.db.execute("SELECT state, enrol_id, attrs, label FROM users WHERE "
-                             "user_id=?", (uid,)).fetchone()
-        if row is None or row[0] != "active" or row[1] != eid:
-            continue                          # revoked or re-enrolled since: not sent
-        svc.db.execute("INSERT OR REPLACE INTO sealed VALUES(?,?,?,?,?)",
-                       (uid, gate, eid, "recovery", bytes.fromhex(it["sealed"])))
-        K.keep_recovered(svc.db, gate, uid, eid, it.get("sensor_key"))
-        v = svc._next_version()
-        svc.db.execute("UPDATE users SET version=? WHERE user_id=?", (v, uid))
-        svc._change(gate, "enrol", uid, v,
-                    {"from": "recovery", "from_pub": svc.info["recovery_pub"],
-                     "enrol_id": eid, "user": dict(json.loads(row[2] or "{}"),
-                                                   label=row[3] or "")}, out)
-        n += 1
-    svc._event("recover", f"{n} users recovered for gate {gate}")
-    return {"gate": gate, "sent": n}
-
-
-@_writes
-def forget_gate(svc: SiteService, gate: str, out=None) -> dict:
-    """A gate replaced (new unit, empty store): forget what was delivered to it, so that
-    ``recover`` gives it every user again."""
-    n = svc.db.execute("DELETE FROM delivered WHERE gate_id=?", (gate,)).rowcount
-    send_holidays(svc, gate, out)               # its new store has no list yet
-    svc._event("forget", f"gate {gate} replaced: {n} deliveries forgotten")
-    return {"gate": gate, "forgotten": n}
 
 
 @_writes

@@ -12,7 +12,8 @@
     POST /api/holidays     {"holidays": {"YYYY-MM-DD": "label", ...}} replaces the site's
                            list                          -> {"version", "gates"}
     GET  /api/recovery?gate=G                            -> recovery copies for gate G
-    POST /api/recovered    {"gate", "items": [...]}      (from ``palmgate site recover``)
+    POST /api/recovered    {"gate", "items": [...], "skipped": [...]}  (``palmgate site
+                           recover``; skipped: copies that did not open, recorded)
     POST /api/sync-gates   re-read site.json (a gate was added), send the roster
 
 Every request carries the admin token (``service/admin.token``): ``Authorization: Bearer``,
@@ -162,7 +163,7 @@ def serve(svc, host: str, port: int, token: str) -> ThreadingHTTPServer:
                     return self._json(200, svc.call(A.set_holidays, body["holidays"]))
                 if u.path == "/api/recovered":
                     return self._json(200, svc.call(S.add_recovered, body["gate"],
-                                                    body["items"]))
+                                                    body["items"], body.get("skipped")))
                 if u.path == "/api/sync-gates":
                     return self._json(200, svc.call(S.sync_gates))
             except (KeyError, ValueError) as e:
