@@ -32,7 +32,7 @@ from device.gate.sensor_identity import patch_maps
 
 BONE_SIGMA_MM = (0.7, 4.0)
 """The band kept: narrow and wide Gaussians (mm) of the difference (bones 5-10 mm wide; the
-narrow one is held at half a pixel, 0.86 mm at the X-ray's 0.58 px/mm). Chosen on seed 11:
+narrow one is held at half a pixel, 0.75 mm at the X-ray's 0.67 px/mm). Chosen on seed 11:
 (1, 6) let 24 % of impostors pass at offset 0, edge 4, shift 4; (0.7, 4) 18 %; (1.5, 8) and wider
 worse."""
 
