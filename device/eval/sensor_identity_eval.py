@@ -24,6 +24,10 @@ agreement or not compared), so the shares refused can be set side by side.
         --people 40 --bona-fide 300 --attacks 100 --out xray_11.npz
     python -m device.eval.sensor_identity_eval score --sensor xray --fit xray_11.npz \\
         --test xray_6029.npz --out xray.json
+
+X-ray with ``--xray-feature bones``: the bone patch of :mod:`device.eval.xray_identity` (the
+band-passed bones on the palm grid) instead of the phalanx lengths; ``cost_ms`` in the output
+is the median wall and thread-CPU time of one feature and one comparison.
 """
 from __future__ import annotations
 
@@ -123,9 +127,12 @@ def binding_refuses(d: dict, sensor: str) -> np.ndarray:
     return deny
 
 
-def features(d: dict, sensor: str, veins_out: bool = True) -> list:
-    """Each presentation's identity feature (:mod:`device.eval.sensor_identity`); None where
-    the hand was not placed."""
+def features(d: dict, sensor: str, veins_out: bool = True, xray: str = "lengths",
+             **bone_kw) -> list:
+    """Each presentation's identity feature (:mod:`device.eval.sensor_identity`; X-ray with
+    ``xray="bones"`` the bone patch of :mod:`device.eval.xray_identity`, ``bone_kw`` its
+    settings); None where the hand was not placed."""
+    from device.eval import xray_identity as X
     from device.eval import sensor_identity as I
     from device.gate.binding_numbers import load_binding_numbers
     from device.gate.sensor_binding import _grey, sensor_hand, LEVEL, GAMMA, WIDEST_FIELD, \
@@ -143,8 +150,11 @@ def features(d: dict, sensor: str, veins_out: bool = True) -> list:
         px, _ = sensor_optics(sensor, frame.shape[:2])
         px_hand = px * depth_magnification(sensor, float(h) if np.isfinite(h) else 0.0)
         if sensor == "xray":
-            _, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor],
-                                   WIDEST_FIELD[sensor], BACKGROUND_RAMP[sensor])
+            hand, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor],
+                                      WIDEST_FIELD[sensor], BACKGROUND_RAMP[sensor])
+            if xray == "bones":
+                out.append(X.bone_patch(_grey(frame), hand, field, lm, px_hand, **bone_kw))
+                continue
             img = np.where(field, _grey(frame).astype(np.float32), np.float32(np.nan))
             out.append(I.bone_lengths(img, lm, px_hand, mu))
         else:
@@ -153,12 +163,13 @@ def features(d: dict, sensor: str, veins_out: bool = True) -> list:
 
 
 def compare(sensor: str, a, b, shift_mm: float = 4.0) -> float:
-    """Same-person score of two features: X-ray the bones' distance negated, NIR the palm
-    patches' agreement (higher is the same person either way; NaN: not compared)."""
+    """Same-person score of two features: X-ray the bones' distance negated (the bone patch:
+    its agreement), NIR the palm patches' agreement (higher is the same person either way;
+    NaN: not compared)."""
     from device.eval import sensor_identity as I
     if a is None or b is None:
         return float("nan")
-    if sensor == "xray":
+    if sensor == "xray" and not isinstance(a, tuple):
         return -I.bone_distance(a, b)
     return I.patch_agreement(a, b, shift_mm)
 
@@ -219,6 +230,30 @@ def report(s: dict, thr: float) -> dict:
     return out
 
 
+def cost(d: dict, feats: list, sensor: str, veins_out: bool, fkw: dict, kw: dict,
+         n: int = 100) -> dict:
+    """Median wall and thread-CPU ms of one presentation's feature (the hand cut included) and
+    of one comparison, over the first ``n`` placed presentations of ``d``."""
+    idx = [j for j, f in enumerate(feats) if f is not None][:n]
+    if not idx:
+        return {}
+    fw, fc, cw, cc = [], [], [], []
+    for j in idx:
+        one = {k: v[j:j + 1] for k, v in d.items()}
+        w, c = time.perf_counter(), time.thread_time()
+        features(one, sensor, veins_out, **fkw)
+        fw.append(time.perf_counter() - w)
+        fc.append(time.thread_time() - c)
+    for j, k in zip(idx, idx[1:] + idx[:1]):
+        w, c = time.perf_counter(), time.thread_time()
+        compare(sensor, feats[j], feats[k], **kw)
+        cw.append(time.perf_counter() - w)
+        cc.append(time.thread_time() - c)
+    med = lambda x: round(float(np.median(x)) * 1000, 2)  # noqa: E731
+    return {"n": len(idx), "feature_wall": med(fw), "feature_cpu": med(fc),
+            "compare_wall": med(cw), "compare_cpu": med(cc)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -234,7 +269,10 @@ def main(argv=None) -> int:
     s.add_argument("--fit", required=True, help="the validation seed's .npz")
     s.add_argument("--test", default=None, help="the fresh seed's .npz")
     s.add_argument("--frr", type=float, default=0.005)
-    s.add_argument("--shift-mm", type=float, default=4.0, help="NIR: largest shift searched")
+    s.add_argument("--shift-mm", type=float, default=None,
+                   help="largest shift searched (NIR 4 mm; X-ray bones: xray_identity.SHIFT_MM)")
+    s.add_argument("--xray-feature", choices=("lengths", "bones"), default="lengths",
+                   help="X-ray: the phalanx lengths or the bone patch (device/eval/xray_identity)")
     s.add_argument("--veins", action="store_true", help="NIR: compare the veins too")
     s.add_argument("--out", required=True)
     a = ap.parse_args(argv)
@@ -243,17 +281,25 @@ def main(argv=None) -> int:
                    log=lambda m: print(m, file=sys.stderr, flush=True))
         np.savez_compressed(a.out, **d)
         return 0
-    kw = {"shift_mm": a.shift_mm} if a.sensor == "nir" else {}
+    from device.eval import xray_identity as X
+    bones = a.sensor == "xray" and a.xray_feature == "bones"
+    kw = {}
+    if a.sensor == "nir" or bones:
+        kw["shift_mm"] = a.shift_mm if a.shift_mm is not None else \
+            (X.SHIFT_MM if bones else 4.0)
+    fkw = {"xray": a.xray_feature} if a.sensor == "xray" else {}
     res = {"command": "python -m device.eval.sensor_identity_eval " +
            " ".join(sys.argv[1:] if argv is None else argv)}
     fit = dict(np.load(a.fit))
-    sf = scores(fit, features(fit, a.sensor, not a.veins), a.sensor, **kw)
+    ff = features(fit, a.sensor, not a.veins, **fkw)
+    sf = scores(fit, ff, a.sensor, **kw)
     thr = threshold_at(sf["genuine"], a.frr)
     res["fit"] = report(sf, thr)
+    res["cost_ms"] = cost(fit, ff, a.sensor, not a.veins, fkw, kw)
     if a.test:
         te = dict(np.load(a.test))
-        res["test"] = report(scores(te, features(te, a.sensor, not a.veins), a.sensor, **kw),
-                             thr)
+        res["test"] = report(scores(te, features(te, a.sensor, not a.veins, **fkw), a.sensor,
+                                    **kw), thr)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps(res, indent=1))

@@ -1,0 +1,41 @@
+"""The X-ray bone patch (device/eval/xray_identity.py): the bones' image on the palm grid."""
+import numpy as np
+
+from device.eval import xray_identity as X
+from device.gate.sensor_identity import patch_agreement
+
+
+def _hand(xs, widths, size=200):
+    """A drawn X-ray at 1 px a mm: a bright hand (tissue) with bright vertical bones at ``xs``
+    of ``widths``, the landmarks of a palm centred near (100, 110) pointing up."""
+    img = np.full((size, size), 20.0, np.float32)
+    img[20:190, 40:160] = 80.0
+    for x, w in zip(xs, widths):
+        img[30:180, int(x - w / 2):int(x + w / 2)] = 160.0
+    hand = img > 50
+    lm = np.zeros((21, 2))
+    lm[:] = (100, 110)
+    lm[0] = (100, 170)
+    lm[5], lm[9], lm[13], lm[17] = (130, 90), (110, 90), (90, 90), (70, 90)
+    return img, hand, np.ones_like(hand), lm
+
+
+def test_bone_patch_same_bones_shifted_high_other_layout_lower():
+    img, hand, field, lm = _hand((60, 85, 110, 135), (9, 9, 8, 7))
+    a = X.bone_patch(img, hand, field, lm, 1.0, offset_mm=0.0, edge_mm=4.0)
+    # the same frame, the landmarks 3 px off: found by the shifts
+    b = X.bone_patch(img, hand, field, lm + (3.0, -2.0), 1.0, offset_mm=0.0, edge_mm=4.0)
+    img2, hand2, field2, _ = _hand((55, 88, 118, 140), (7, 11, 6, 9))
+    c = X.bone_patch(img2, hand2, field2, lm, 1.0, offset_mm=0.0, edge_mm=4.0)
+    same = patch_agreement(a, b, shift_mm=4.0)
+    diff = patch_agreement(a, c, shift_mm=4.0)
+    assert same > 0.95
+    assert diff < same - 0.1
+    assert a[0].shape == (X.BONE_PATCH_MM, X.BONE_PATCH_MM)
+
+
+def test_bone_patch_none_without_a_placed_palm():
+    img, hand, field, lm = _hand((60, 85, 110, 135), (9, 9, 8, 7))
+    assert X.bone_patch(img, hand, field, np.full((21, 2), np.nan), 1.0) is None
+    assert X.bone_patch(img, hand, field, lm, 0.0) is None
+    assert X.bone_patch(img, np.zeros_like(hand), field, lm, 1.0) is None
