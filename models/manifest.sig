@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "68178ea80e75332c8e2b309b297b464b6f0855353c32e8bf3466122abae95453",
+  "manifest_sha256": "1a9fa5a3462fdd33fa9fbc74b7f13ee84652e29c40ff9b6ab3e09ae62a7de1bf",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "9U4YtKaaApsxD3MUsg1FPu1YUkN45OdtnnAfyIGlCxqUitDcBX8gU6wZOeYR8Iw0SCx01QsypW+6Wc+bQxgrCg=="
+      "signature": "nZOdbxzvQ1L1M+OOjnMK6sXvipNzBU7hcbBV8x0VyZTW2HjWJXwHnpvbbnSfLI6s3Tk2DqT+mtjaCfsRmFIdBA=="
     }
   ]
 }
