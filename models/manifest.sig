@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "1a9fa5a3462fdd33fa9fbc74b7f13ee84652e29c40ff9b6ab3e09ae62a7de1bf",
+  "manifest_sha256": "b82648e0e40d32b39c7dc9de3ffbe95867100a62b25d2febcd323f2966eb368d",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "nZOdbxzvQ1L1M+OOjnMK6sXvipNzBU7hcbBV8x0VyZTW2HjWJXwHnpvbbnSfLI6s3Tk2DqT+mtjaCfsRmFIdBA=="
+      "signature": "SnI/vUi7g+DAY0qn8PjQi4bRlauRF96eYIBH2mBA3QvN4H4Bpj/2KkhwF5P4PwN38cYq1bgVU8ilYZySd6jXAA=="
     }
   ]
 }
