@@ -241,17 +241,22 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                           "where it has none, a value turns the check on. Set "
                                           "for X-ray, refused the same way.", float,
                                       min=-1.0, max=1.0, nullable=True),
-        "sensor_identity": Opt("when_enrolled", "NIR: after identification, the sensor "
-                               "frame's palm lines against the identified person's own sensor "
-                               "templates kept at enrolment (device/gate/sensor_identity.py; "
-                               "signed threshold in models/binding_nir.json): another "
-                               "person's hand under the sensor denies with sensor_identity. "
-                               "when_enrolled: users enrolled without sensor templates (before "
-                               "this check, or in split mode) pass without it, and the audit "
-                               "record says sensor_identity=not_enrolled; required: they are "
-                               "denied (sensor_identity) until re-enrolled; off: not checked. "
-                               "X-ray has no such feature: not checked whatever this says.",
-                               choices=("when_enrolled", "required", "off")),
+        "sensor_identity": Opt("sensor_default", "After identification, the sensor frame's "
+                               "identity feature against the identified person's own sensor "
+                               "templates kept at enrolment (NIR: the palm lines, "
+                               "device/gate/sensor_identity.py; X-ray: the mid-hand bones, "
+                               "device/gate/xray_bone_patch.py; signed threshold in "
+                               "models/binding_<sensor>.json): another person's hand under "
+                               "the sensor denies with sensor_identity. when_enrolled: users "
+                               "enrolled without sensor templates (before this check, or in "
+                               "split mode) pass without it, and the audit record says "
+                               "sensor_identity=not_enrolled; required: they are denied "
+                               "(sensor_identity) until re-enrolled; off: not checked. "
+                               "sensor_default: the sensor's own default "
+                               "(device/gate/sensor_identity_stage.py SENSOR_DEFAULT: NIR "
+                               "when_enrolled, X-ray off; set when_enrolled to check X-ray, "
+                               "then re-enrol its users so they have X-ray templates).",
+                               choices=("sensor_default", "when_enrolled", "required", "off")),
     }),
     "match": ("Protected-template matching (seed 002).", {
         "feature": Opt("hybrid", "Palm feature: hybrid = the classical Gabor cells and the "

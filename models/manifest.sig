@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "68178ea80e75332c8e2b309b297b464b6f0855353c32e8bf3466122abae95453",
+  "manifest_sha256": "b82648e0e40d32b39c7dc9de3ffbe95867100a62b25d2febcd323f2966eb368d",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "9U4YtKaaApsxD3MUsg1FPu1YUkN45OdtnnAfyIGlCxqUitDcBX8gU6wZOeYR8Iw0SCx01QsypW+6Wc+bQxgrCg=="
+      "signature": "SnI/vUi7g+DAY0qn8PjQi4bRlauRF96eYIBH2mBA3QvN4H4Bpj/2KkhwF5P4PwN38cYq1bgVU8ilYZySd6jXAA=="
     }
   ]
 }

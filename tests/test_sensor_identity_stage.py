@@ -1,7 +1,7 @@
 """The gate's sensor identity stage (device/gate/sensor_identity_stage.py) through the real
 pipeline, store and shipped models: enrolment keeps the sensor templates, the genuine opens,
 another person's sensor frame is denied sensor_identity, the site's policy for users enrolled
-without them, X-ray without the check."""
+without them, X-ray's bone patch (its sensor's default off)."""
 import numpy as np
 import pytest
 
@@ -85,16 +85,76 @@ def test_users_enrolled_without_them_follow_the_sites_policy(tmp_path, synthetic
         st.close()
 
 
-def test_xray_has_no_identity_stage_and_enrols_none(tmp_path):
-    from device.gate.sensor_identity_stage import identity_stage
+def test_xray_identity_stage_is_off_by_its_sensors_default(tmp_path):
+    from device.gate.sensor_identity_stage import SENSOR_DEFAULT, identity_stage, policy_of
     cfg = gate_config(tmp_path, liveness={"sensor": "xray"})
-    assert identity_stage(cfg) is None
+    assert cfg.liveness.sensor_identity == "sensor_default"
+    assert policy_of(cfg.liveness) == SENSOR_DEFAULT["xray"]
+    assert policy_of(gate_config(tmp_path).liveness) == "when_enrolled"      # NIR
+    on = identity_stage(gate_config(tmp_path, liveness={"sensor": "xray",
+                                                        "sensor_identity": "when_enrolled"}))
+    assert on is not None and on.kind == "xray_bone_patch" and on.numbers is not None
+    if SENSOR_DEFAULT["xray"] == "off":
+        assert identity_stage(cfg) is None
     from device.gate.enrol import sensor_blobs
 
     class P:
         identity = None
     assert sensor_blobs(P(), []) is None
     assert patch_to_bytes((np.zeros((4, 4)), np.ones((4, 4))))[:4] == b"PGSP"
+
+
+@pytest.fixture(scope="module")
+def xray_bursts():
+    """X-ray: enrolment bursts (2 each) of persons 0, 1, a genuine presentation of each, and a
+    mixed other_hand presentation (person 0's hand before the cameras, another under the
+    sensor) of each mixed species."""
+    from device.eval.sensor_identity_gate import MIXED, _mixed_burst
+    from device.synth.source import SyntheticPeople
+    people = SyntheticPeople(seed=0, views=3, sensor="xray", threads=1)
+    return {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},
+            "genuine": [people.burst(0, "genuine", 0), people.burst(1, "genuine", 0)],
+            "mixed": [_mixed_burst(people, sp, j, [0, 1], "other_hand")
+                      for sp in MIXED for j in range(2)]}
+
+
+def test_xray_the_genuine_opens_another_hand_under_the_sensor_is_denied(tmp_path,
+                                                                       xray_bursts):
+    b = xray_bursts
+    pipe, st = _gate(tmp_path, sensor="xray", sensor_identity="when_enrolled")
+    try:
+        assert pipe.identity is not None and pipe.identity.kind == "xray_bone_patch"
+        r = enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert r["sensor_templates"] == 2 == ST.count(st, "alice")
+        assert ST.read(st, "alice", kind="nir_palm_patch") == []
+        assert len(ST.read(st, "alice", kind="xray_bone_patch")) == 2
+        d = _decide(pipe, st, b["genuine"][0])
+        assert d.decision == "open" and d.user_id == "alice", d.reason
+        assert d.sensor_identity == "checked" and \
+            d.sensor_identity_score >= pipe.identity.numbers["min_agreement"]
+        for burst, victim, other, meta in b["mixed"]:      # other_hand: never opens as alice
+            if victim == 0:
+                d = _decide(pipe, st, burst)
+                assert d.decision == "deny", (meta, d.sensor_identity_score)
+        # alice's X-ray templates are bob's (another hand under the sensor at enrolment):
+        # her presentation passes the binding and is denied by the identity check
+        enrol_user(pipe, st, "bob", b["enrol"][1])
+        with st.transaction():
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, ST.read(st, "bob", kind="xray_bone_patch"),
+                      "xray_bone_patch")
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason, d.user_id) == ("deny", "sensor_identity", "alice")
+        assert d.sensor_identity == "denied"
+        pipe.cfg.gate.overlap = False          # the sequential pipeline decides alike
+        d2 = _decide(pipe, st, b["genuine"][0])
+        assert (d2.reason, d2.sensor_identity_score) == (d.reason, d.sensor_identity_score)
+        pipe.cfg.gate.overlap = True
+        d = _decide(pipe, st, b["genuine"][1])
+        assert d.decision == "open" and d.user_id == "bob", d.reason
+    finally:
+        pipe.close()
+        st.close()
 
 
 def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkeypatch):
@@ -121,13 +181,15 @@ def test_without_signed_numbers_a_user_with_templates_is_denied(tmp_path, monkey
     assert stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="bob")) is None
 
 
-def test_binding_numbers_refuse_identity_numbers_for_xray():
+def test_binding_numbers_check_the_identity_numbers():
     from device.gate.binding_numbers import parse_numbers
     from device.models.model import ModelError
     doc = {"format": 1, "sensor": "xray", "max_score": 1.0,
            "probe_ranges": {"lo": [0.0], "hi": [1.0], "clip": 15.0},
            "sensor_identity": {"min_agreement": 0.3}}
-    with pytest.raises(ModelError, match="no identity feature"):
+    parse_numbers(doc, "xray", "binding_xray.json")          # X-ray has one: the bone patch
+    doc.update(sensor_identity={"min_agreement": 0.3, "shift_mm": 40})
+    with pytest.raises(ModelError, match="shift_mm"):
         parse_numbers(doc, "xray", "binding_xray.json")
     doc.update(sensor="nir", sensor_identity={"min_agreement": 2.0})
     with pytest.raises(ModelError, match="min_agreement"):
@@ -217,7 +279,12 @@ def test_status_names_the_identity_check_when_the_configuration_turns_it_off(
         assert any("sensor identity" in x for x in off), (liveness, off)
     f = write_toml(tmp_path / "x.toml", gate_config(tmp_path, tiny_models, liveness={
         "sensor": "xray", "sensor_identity": "off"}))
-    main(["status", "--config", str(f)])                    # X-ray has none to turn off
+    main(["status", "--config", str(f)])                    # X-ray's turned off: named
+    off = json.loads(capsys.readouterr().out).get("checks_off", [])
+    assert any("sensor identity" in x for x in off), off
+    f = write_toml(tmp_path / "d.toml", gate_config(tmp_path, tiny_models, liveness={
+        "sensor": "xray"}))
+    main(["status", "--config", str(f)])                    # its sensor's default: not named
     assert "checks_off" not in json.loads(capsys.readouterr().out)
 
 

@@ -22,6 +22,7 @@ def test_the_record_round_trips_and_its_seal_binds_user_gate_and_enrolment():
     blobs = [os.urandom(300), os.urandom(17)]
     rec = SW.encode(blobs)
     assert SW.decode(rec) == ("nir_palm_patch", blobs)
+    assert SW.decode(SW.encode(blobs, "xray_bone_patch")) == ("xray_bone_patch", blobs)
     for bad in (rec + b"x", rec[:-1], b"PGS1" + rec[4:6], SW.encode(blobs, "nir_palm_patch")[:8]):
         with pytest.raises(ValueError):
             SW.decode(bad)
@@ -190,7 +191,7 @@ def test_an_enrolment_reaches_the_other_gate_with_its_sensor_templates(fleet,
         site="hq", gate_id="g1", broker_host="127.0.0.1", broker_port=info["broker"]["port"],
         ca_file=ca, cert_file=crt, cert_key_file=key,
         key_file=str(site / "gates" / "g1" / "site.key"), service_pub=info["service_pub"],
-        state=str(fleet["root"] / "g1.sync.db")))
+        state=str(fleet["root"] / "g1.sync.db")), liveness=SimpleNamespace(sensor="nir"))
     outbox = outbox_hook(cfg, fleet["pipe"].protect_config, fleet["pipe"].extractor.importance)
     sent = {}
 

@@ -1,7 +1,8 @@
-"""The X-ray bone patch (device/eval/xray_identity.py): the bones' image on the palm grid."""
+"""The X-ray bone patch (device/gate/xray_bone_patch.py, re-exported by
+device/eval/xray_identity.py): the bones' image on the palm grid."""
 import numpy as np
 
-from device.eval import xray_identity as X
+from device.gate import xray_bone_patch as X
 from device.gate.sensor_identity import patch_agreement
 
 
@@ -39,3 +40,14 @@ def test_bone_patch_none_without_a_placed_palm():
     assert X.bone_patch(img, hand, field, np.full((21, 2), np.nan), 1.0) is None
     assert X.bone_patch(img, hand, field, lm, 0.0) is None
     assert X.bone_patch(img, np.zeros_like(hand), field, lm, 1.0) is None
+
+
+def test_the_evaluation_uses_the_gates_feature_and_a_missing_hand_gives_none():
+    from types import SimpleNamespace
+
+    from device.eval import xray_identity
+    assert xray_identity.bone_patch is X.bone_patch
+    img, hand, field, lm = _hand([80, 100, 120], [8, 8, 8])
+    assert X.probe_bone_patch(img.astype(np.uint8), None) is None
+    p = SimpleNamespace(landmarks=np.full((21, 2), np.nan), px_mm=1.0, height_mm=0.0)
+    assert X.probe_bone_patch(img.astype(np.uint8), p) is None

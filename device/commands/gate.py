@@ -120,10 +120,12 @@ def cmd_status(a) -> int:
     elif not cfg.liveness.binding:
         rep["checks_off"] = ["[liveness] binding = false: no sensor binding (bring-up only)"]
     from device.gate.sensor_identity import IDENTITY_SENSORS
+    from device.gate.sensor_identity_stage import policy_of
+    policy = policy_of(cfg.liveness)      # a sensor's default off (X-ray) is not a turning off
     if cfg.liveness.sensor in IDENTITY_SENSORS and (
-            cfg.liveness.sensor_identity == "off" or "checks_off" in rep):
-        why = "= off" if cfg.liveness.sensor_identity == "off" else \
-            f"= {cfg.liveness.sensor_identity} not applied (it needs the liveness and binding)"
+            cfg.liveness.sensor_identity == "off" or "checks_off" in rep and policy != "off"):
+        why = "= off" if policy == "off" else \
+            f"= {policy} not applied (it needs the liveness and binding)"
         rep.setdefault("checks_off", []).append(
             f"[liveness] sensor_identity {why}: no sensor identity check")
     if Path(cfg.paths.store).exists():

@@ -22,9 +22,10 @@ its nominal registration as in ``palmgate demo``):
   uniform over the species' :func:`~device.synth.mixed.variants`), and each row keeps the
   variant drawn (and the attack species).
 
-``--sensor xray`` measures the X-ray gate the same way: X-ray has no identity feature, so no
-identity stage (:func:`device.gate.sensor_identity_stage.identity_stage` is None, no sensor
-template is enrolled), and its gate is the binding alone.
+``--sensor xray`` measures the X-ray gate the same way, its identity stage the bone patch
+(:mod:`device.gate.xray_bone_patch`, templates of kind ``xray_bone_patch``, the signed numbers of
+``models/binding_xray.json``); the run sets ``[liveness] sensor_identity = "when_enrolled"``
+whatever the sensor's default (X-ray's is off).
 
 Every decision's reason is kept. "Binding alone" is what the gate decides without the identity
 stage: the identity stage is the last check before the access times, so a presentation it

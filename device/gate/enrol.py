@@ -103,7 +103,7 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
                                      **({} if sensor is None else
                                         {"sensor_templates": len(sensor)}), **dup_audit})
         if sensor:
-            sensor_templates.insert(store, user_id, version, sensor)
+            sensor_templates.insert(store, user_id, version, sensor, pipeline.identity.kind)
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
             "sensor_templates": len(sensor or []),
             "views_rejected": rejected, "rois": rois, "duplicate_of": dups}
@@ -112,7 +112,7 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
 def sensor_blobs(pipeline, found: list) -> list | None:
     """The sensor templates (bytes) of the screened presentations ``found`` (their
     Decisions), one a presentation whose palm patch could be made; None when the pipeline has
-    no identity check (X-ray, or ``[liveness] sensor_identity = "off"``)."""
+    no identity check (``[liveness] sensor_identity`` off for its sensor)."""
     from device.gate.sensor_identity import patch_to_bytes
     if getattr(pipeline, "identity", None) is None:
         return None

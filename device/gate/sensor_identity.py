@@ -21,11 +21,13 @@ correlation over shifts up to ``shift_mm`` and turns of :data:`TURNS_DEG` (the l
 error), over the area both weigh (higher is the same person); a person's score is the best over
 their templates (:func:`best_agreement`).
 
-X-ray has no such feature: the phalanx lengths measured (device/eval/sensor_identity.py) let
-80 % of impostors pass; :data:`IDENTITY_SENSORS` names the sensors that have one.
+X-ray's feature is the bones' image on the same palm grid (:mod:`device.gate.xray_bone_patch`,
+compared by the same :func:`patch_agreement`; the phalanx lengths measured in
+device/eval/sensor_identity.py let 80 % of impostors pass); :data:`IDENTITY_SENSORS` names the
+sensors that have one.
 
 The threshold and the comparison's settings are signed numbers: ``sensor_identity`` of
-``models/binding_nir.json`` (:func:`identity_numbers`). A template is stored as bytes
+``models/binding_<sensor>.json`` (:func:`identity_numbers`). A template is stored as bytes
 (:func:`patch_to_bytes`: float16 line map and the 0/1 weights as bits), sealed by the store.
 
 Chosen on validation seed 11 (branch ``sensorid``: the veins out, shifts of 4 mm against 2
@@ -42,8 +44,9 @@ import numpy as np
 
 from device.gate import binding_texture as T
 
-IDENTITY_SENSORS = ("nir",)
-"""The sensors whose frame carries a usable identity feature (NIR: the palm's lines)."""
+IDENTITY_SENSORS = ("nir", "xray")
+"""The sensors whose frame carries a usable identity feature (NIR: the palm's lines; X-ray: the
+mid-hand bones, :mod:`device.gate.xray_bone_patch`)."""
 
 PATCH_MM = 80
 """Side of the palm-centred NIR grid, mm (1 mm a pixel)."""
@@ -131,8 +134,9 @@ def probe_patch(frame: np.ndarray, probes, sensor: str, veins_out: bool = True,
                 size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
     """The palm patch of a sensor frame where the binding placed the views' hand (``probes``:
     a :class:`~device.gate.sensor_binding.HandProbes`, its landmarks, height and pixels per
-    mm); None when the hand was not placed or the sensor has no identity feature."""
-    if sensor not in IDENTITY_SENSORS or probes is None:
+    mm); None when the hand was not placed or the sensor is not NIR (X-ray's feature:
+    :func:`device.gate.xray_bone_patch.probe_bone_patch`)."""
+    if sensor != "nir" or probes is None:
         return None
     lm = np.asarray(probes.landmarks, np.float64)
     if lm.shape != (21, 2) or not np.all(np.isfinite(lm)):

@@ -77,6 +77,9 @@ def _delete_in_tx(st, uid: str) -> int:
 class GateSync:
     """``GateSync(...).start()``; ``enrol_local`` / ``publish_enrolment`` from any thread."""
 
+    sensor_kind = SW.KINDS[0]
+    """The kind of this gate's sensor templates (its sensor's, :func:`from_config`)."""
+
     def __init__(self, site: str, gate_id: str, host: str, port: int, tls_files,
                  key: bytes, service_pub: bytes, open_store, state_path, protect_config,
                  importance=None, hello_s: float = 10.0, batch: int = 500,
@@ -429,7 +432,8 @@ class GateSync:
         sec = dg = None                 # the palm part names the sensor record (sensor_wire)
         if sensor:
             sec = SW.upload_section(self.site, self.gate, user_id, enrol_id, sensor, keys,
-                                    bytes.fromhex(self.roster["recovery_pub"]))
+                                    bytes.fromhex(self.roster["recovery_pub"]),
+                                    self.sensor_kind)
             dg = SW.section_digest(sec)
         sealed = {gid: seal(keys[gid], blob, SW.bind(M.template_ad(
             self.site, self.gate, gid, user_id, enrol_id), dg)) for gid, blob in zip(ids, blobs)}
@@ -470,7 +474,8 @@ class GateSync:
                                          **({"sensor_templates": len(sensor)} if sensor
                                             else {})})
                 if sensor:
-                    sensor_templates.insert(s.store, user_id, v, list(sensor))
+                    sensor_templates.insert(s.store, user_id, v, list(sensor),
+                                            self.sensor_kind)
             s.queue_upload(frame)
             if s.on_applied is not None:        # the gallery follows local enrolments too
                 s.on_applied([({"user_id": user_id, "kind": "enrol"}, "applied", "local")])
@@ -557,8 +562,11 @@ def outbox_hook(cfg, protect_config, importance=None):
 def from_config(cfg, open_store, protect_config, importance=None, **kw) -> GateSync:
     """A GateSync from a gate config's ``[site]`` section."""
     from pathlib import Path
+    from device.store.sensor_templates import SENSOR_KIND
     s = cfg.site
-    return GateSync(s.site, s.gate_id, s.broker_host, s.broker_port,
-                    (s.ca_file, s.cert_file, s.cert_key_file), Path(s.key_file).read_bytes(),
-                    bytes.fromhex(s.service_pub), open_store, s.state, protect_config,
-                    importance, **kw)
+    g = GateSync(s.site, s.gate_id, s.broker_host, s.broker_port,
+                 (s.ca_file, s.cert_file, s.cert_key_file), Path(s.key_file).read_bytes(),
+                 bytes.fromhex(s.service_pub), open_store, s.state, protect_config,
+                 importance, **kw)
+    g.sensor_kind = SENSOR_KIND[cfg.liveness.sensor]    # what its enrolments' templates are
+    return g

@@ -32,8 +32,11 @@ from device.store.errors import StoreError, TamperedError
 from device.store.sealing import row_tag
 
 TAG = "sensor_tag"
-KINDS = ("nir_palm_patch",)
+KINDS = ("nir_palm_patch", "xray_bone_patch")
 """The sensor features a row may hold (:mod:`device.gate.sensor_identity`)."""
+SENSOR_KIND = {"nir": KINDS[0], "xray": KINDS[1]}
+"""The template kind each sensor's identity feature is kept as (NIR: the palm patch,
+device.gate.sensor_identity; X-ray: the bone patch, device.gate.xray_bone_patch)."""
 MAX_BYTES = 1 << 16
 ROWS = "SELECT record_id, user_id, version, kind, nonce, sealed FROM sensor_templates"
 
