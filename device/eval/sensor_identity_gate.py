@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -95,9 +96,9 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
     from device.gate.pipeline import Pipeline
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
-    root = Path(tempfile.mkdtemp(prefix="sensortpl-gate-"))
     if variant not in variant_choices():
         raise ValueError(f"variant {variant!r} is not one of {variant_choices()}")
+    root = Path(tempfile.mkdtemp(prefix="sensortpl-gate-"))
     cfg = demo_config(root, 3, precision, sensor=sensor, seed=seed)
     cfg = cfg.replace(gate={"threads": 1, "model_threads": 1},
                       liveness={"sensor_identity": policy})
@@ -148,6 +149,7 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
     finally:
         pipe.close()
         st.close()
+        shutil.rmtree(root, ignore_errors=True)     # the run's store and keys: nothing kept
     return {"rows": rows, "enrol_refused": refused, "enrolled": len(enrolled),
             "sensor": sensor, "variant": variant, "species": list(species_for(variant))}
 
