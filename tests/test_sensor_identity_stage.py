@@ -352,3 +352,35 @@ def test_faults_inside_the_identity_stage_deny_and_never_open(tmp_path, syntheti
     finally:
         pipe.close()
         st.close()
+
+
+@pytest.mark.parametrize("policy", ["when_enrolled", "required"])
+def test_a_user_whose_templates_are_of_the_other_sensor_is_named_so(tmp_path, synthetic_bursts,
+                                                                    policy, caplog):
+    """A user whose sensor templates are all of the other sensor's kind (the gate's [liveness]
+    sensor changed, a backup of the other sensor's gate restored, a site enrolment made at a
+    gate of the other sensor) cannot be checked here. Under when_enrolled they pass as a user
+    without this sensor's templates, but the decision and its audit record say
+    ``other_sensor`` (the audit record copies it, device/gate/gate.py), not ``not_enrolled``
+    (which reads as "enrolled before the check"), and the gate logs the kind it found; under
+    required they are denied."""
+    import logging
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path, sensor_identity=policy)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        nir = ST.read(st, "alice")
+        with st.transaction():                    # as written by an X-ray gate
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, nir, "xray_bone_patch")
+        with caplog.at_level(logging.INFO, logger="palmgate.gate"):
+            d = _decide(pipe, st, b["genuine"][0])
+        want = {"when_enrolled": ("open", "other_sensor"),
+                "required": ("deny", "other_sensor")}[policy]
+        assert (d.decision, d.sensor_identity) == want, d.reason
+        assert "xray_bone_patch" in caplog.text
+        if policy == "required":
+            assert d.reason == "sensor_identity"
+    finally:
+        pipe.close()
+        st.close()
