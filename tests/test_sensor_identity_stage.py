@@ -390,7 +390,8 @@ def test_status_counts_sensor_templates_by_kind_and_names_users_of_the_other_sen
         tmp_path, tiny_models, capsys):
     """A gate whose [liveness] sensor was changed (or given the other sensor's backup) with
     its identity check on: `palmgate status` says how many users hold only the other sensor's
-    templates (each opens unchecked under when_enrolled), before any of them presents."""
+    templates (each opens unchecked under when_enrolled), and how many hold none (enrolled
+    while the check was off: the X-ray check turned on later), before any of them presents."""
     import json
     import os
 
@@ -403,11 +404,14 @@ def test_status_counts_sensor_templates_by_kind_and_names_users_of_the_other_sen
     f = write_toml(tmp_path / "x.toml", cfg)
     v = np.random.default_rng(0).standard_normal((49, 16))
     with open_store(cfg) as st, st.transaction():
-        for uid, kind in (("alice", "nir_palm_patch"), ("bob", "xray_bone_patch")):
+        for uid, kind in (("alice", "nir_palm_patch"), ("bob", "xray_bone_patch"),
+                          ("carol", None)):     # carol: enrolled while the check was off
             ver = st.enrol(uid, [enrol(v / np.linalg.norm(v, axis=-1, keepdims=True))],
                            audit={"sensor_templates": 2})
-            ST.insert(st, uid, ver, [os.urandom(100), os.urandom(100)], kind)
+            if kind:
+                ST.insert(st, uid, ver, [os.urandom(100), os.urandom(100)], kind)
     main(["status", "--config", str(f)])
     rep = json.loads(capsys.readouterr().out)["store"]
     assert rep["sensor_templates"] == {"nir_palm_patch": 2, "xray_bone_patch": 2}, rep
     assert rep["users_with_other_sensor_templates_only"] == 1, rep
+    assert rep["users_without_sensor_templates"] == 1, rep       # not_enrolled: unchecked

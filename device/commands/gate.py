@@ -155,7 +155,8 @@ def cmd_status(a) -> int:
 
 def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
     """The store's sensor templates by kind; with the identity check on, how many users hold
-    only the other sensor's (they open unchecked under when_enrolled: other_sensor)."""
+    only the other sensor's (they open unchecked under when_enrolled: other_sensor) and how
+    many hold none (not_enrolled)."""
     from device.store import sensor_templates as ST
     kinds = ST.by_kind(st)
     if kinds:
@@ -164,6 +165,7 @@ def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
         other = ST.users_of_other_kinds(st, ST.SENSOR_KIND[cfg.liveness.sensor])
         if other:
             out["users_with_other_sensor_templates_only"] = other
+        out["users_without_sensor_templates"] = ST.users_without(st)
 
 
 # ------------------------------------------------------------------ bench

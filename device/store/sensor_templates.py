@@ -201,3 +201,13 @@ def users_of_other_kinds(store, kind: str) -> int:
     return c.execute("SELECT COUNT(DISTINCT user_id) FROM sensor_templates WHERE user_id NOT "
                      "IN (SELECT user_id FROM sensor_templates WHERE kind=?)",
                      (kind,)).fetchone()[0]
+
+
+def users_without(store) -> int:
+    """How many users hold no sensor template (enrolled before the check, or while it was off,
+    or in split mode: ``not_enrolled`` at the gate)."""
+    c = store.conn
+    if not _present(c):
+        return c.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    return c.execute("SELECT COUNT(*) FROM users WHERE user_id NOT IN (SELECT user_id FROM "
+                     "sensor_templates)").fetchone()[0]
