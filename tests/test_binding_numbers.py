@@ -225,3 +225,22 @@ def test_status_names_the_security_checks_the_configuration_turned_off(tmp_path,
         main(["status", "--config", str(f)])
         off = json.loads(capsys.readouterr().out)["checks_off"]
         assert any(name in x for x in off)
+
+
+def test_identity_numbers_of_another_sensors_feature_are_refused():
+    """The signed sensor_identity numbers name the feature they were chosen for: X-ray's
+    threshold (0.86, the bone patch) on NIR's palm patch, or NIR's (0.29) on the bone patch
+    (far looser), would be a release mix-up the gate must refuse, not decide with."""
+    xray = json.loads((SHIPPED / "binding_xray.json").read_text())
+    assert xray["sensor_identity"]["feature"] == "xray_bone_patch"
+    parse_numbers(xray, "xray", "f")
+    wrong = dict(xray["sensor_identity"], feature="nir_palm_patch")
+    with pytest.raises(ModelError, match="feature"):
+        parse_numbers(dict(xray, sensor_identity=wrong), "xray", "f")
+    nir = json.loads((SHIPPED / "binding_nir.json").read_text())
+    for bad in ("xray_bone_patch", 3, ""):
+        with pytest.raises(ModelError, match="feature"):
+            parse_numbers(dict(nir, sensor_identity=dict(nir["sensor_identity"],
+                                                         feature=bad)), "nir", "f")
+    parse_numbers(dict(nir, sensor_identity=dict(nir["sensor_identity"],
+                                                 feature="nir_palm_patch")), "nir", "f")

@@ -354,3 +354,66 @@ def test_faults_inside_the_identity_stage_deny_and_never_open(tmp_path, syntheti
     finally:
         pipe.close()
         st.close()
+
+
+@pytest.mark.parametrize("policy", ["when_enrolled", "required"])
+def test_a_user_whose_templates_are_of_the_other_sensor_is_named_so(tmp_path, synthetic_bursts,
+                                                                    policy, caplog):
+    """A user whose sensor templates are all of the other sensor's kind (the gate's [liveness]
+    sensor changed, a backup of the other sensor's gate restored, a site enrolment made at a
+    gate of the other sensor) cannot be checked here. Under when_enrolled they pass as a user
+    without this sensor's templates, but the decision and its audit record say
+    ``other_sensor`` (the audit record copies it, device/gate/gate.py), not ``not_enrolled``
+    (which reads as "enrolled before the check"), and the gate logs the kind it found; under
+    required they are denied."""
+    import logging
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path, sensor_identity=policy)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        nir = ST.read(st, "alice")
+        with st.transaction():                    # as written by an X-ray gate
+            ST.delete(st, "alice")
+            ST.insert(st, "alice", 1, nir, "xray_bone_patch")
+        with caplog.at_level(logging.INFO, logger="palmgate.gate"):
+            d = _decide(pipe, st, b["genuine"][0])
+        want = {"when_enrolled": ("open", "other_sensor"),
+                "required": ("deny", "other_sensor")}[policy]
+        assert (d.decision, d.sensor_identity) == want, d.reason
+        assert "xray_bone_patch" in caplog.text
+        if policy == "required":
+            assert d.reason == "sensor_identity"
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_status_counts_sensor_templates_by_kind_and_names_users_of_the_other_sensor(
+        tmp_path, tiny_models, capsys):
+    """A gate whose [liveness] sensor was changed (or given the other sensor's backup) with
+    its identity check on: `palmgate status` says how many users hold only the other sensor's
+    templates (each opens unchecked under when_enrolled), and how many hold none (enrolled
+    while the check was off: the X-ray check turned on later), before any of them presents."""
+    import json
+    import os
+
+    from conftest import write_toml
+
+    from device.cli import main
+    from device.protect.core import enrol
+    cfg = gate_config(tmp_path, tiny_models, liveness={"sensor": "xray",
+                                                       "sensor_identity": "when_enrolled"})
+    f = write_toml(tmp_path / "x.toml", cfg)
+    v = np.random.default_rng(0).standard_normal((49, 16))
+    with open_store(cfg) as st, st.transaction():
+        for uid, kind in (("alice", "nir_palm_patch"), ("bob", "xray_bone_patch"),
+                          ("carol", None)):     # carol: enrolled while the check was off
+            ver = st.enrol(uid, [enrol(v / np.linalg.norm(v, axis=-1, keepdims=True))],
+                           audit={"sensor_templates": 2})
+            if kind:
+                ST.insert(st, uid, ver, [os.urandom(100), os.urandom(100)], kind)
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)["store"]
+    assert rep["sensor_templates"] == {"nir_palm_patch": 2, "xray_bone_patch": 2}, rep
+    assert rep["users_with_other_sensor_templates_only"] == 1, rep
+    assert rep["users_without_sensor_templates"] == 1, rep       # not_enrolled: unchecked

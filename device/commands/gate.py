@@ -132,6 +132,7 @@ def cmd_status(a) -> int:
         try:
             with open_store(cfg) as st:
                 rep["store"] = dict(st.count(), path=cfg.paths.store)
+                _sensor_templates(rep["store"], st, cfg, policy)
                 rep["audit_records"] = st.audit.verify()
                 rep["last_decisions"] = [audit_dict(r) for r in st.audit.records()
                                          if r.kind == "decision"][-a.last:]
@@ -150,6 +151,21 @@ def cmd_status(a) -> int:
     rep["ok"] = ok
     print(json.dumps(rep, indent=2))
     return 0 if ok else 1
+
+
+def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
+    """The store's sensor templates by kind; with the identity check on, how many users hold
+    only the other sensor's (they open unchecked under when_enrolled: other_sensor) and how
+    many hold none (not_enrolled)."""
+    from device.store import sensor_templates as ST
+    kinds = ST.by_kind(st)
+    if kinds:
+        out["sensor_templates"] = {k: n for k, (n, _) in sorted(kinds.items())}
+    if policy != "off" and cfg.liveness.sensor in ST.SENSOR_KIND:
+        other = ST.users_of_other_kinds(st, ST.SENSOR_KIND[cfg.liveness.sensor])
+        if other:
+            out["users_with_other_sensor_templates_only"] = other
+        out["users_without_sensor_templates"] = ST.users_without(st)
 
 
 # ------------------------------------------------------------------ bench

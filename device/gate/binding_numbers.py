@@ -18,9 +18,11 @@ its sha256, so covered by the release signature like every model file and thresh
   top-level one while the palm lines are checked), with the command and rule that chose them.
   Where the signed file carries them the check is on (a real NIR camera sees the palm's
   lines); where it does not, it is off;
-* ``sensor_identity`` (NIR, optional) -- the sensor frame against the identified person's
-  sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
-  comparison's settings, with the command and data that chose them; without it the gate's
+* ``sensor_identity`` (NIR and X-ray, optional) -- the sensor frame against the identified
+  person's sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
+  comparison's settings, with the command and data that chose them (``feature``, where given,
+  must be the sensor's template kind, :data:`device.store.sensor_templates.SENSOR_KIND`: a
+  threshold chosen for the other sensor's feature is refused); without it the gate's
   identity stage cannot compare (:mod:`device.gate.sensor_identity_stage`);
 * any further per-sensor numbers a version of the score needs (a dict: keys this code does not
   know are kept and handed over in :attr:`BindingNumbers.doc`).
@@ -51,6 +53,7 @@ from device.gate.binding_joints import finite_number as _number
 from device.gate.binding_marrow import MARROW_KEYS, marrow_numbers_problem
 from device.gate.binding_size import SIZE_KEYS, size_numbers_problem
 from device.gate.sensor_identity import IDENTITY_SENSORS, identity_numbers
+from device.store.sensor_templates import SENSOR_KIND
 from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_bytes
 
 log = logging.getLogger("palmgate.gate")
@@ -135,6 +138,10 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
     if si is not None and sensor not in IDENTITY_SENSORS:
         raise ModelError(f"{name}: sensor_identity numbers for sensor {sensor!r}, which has no "
                          f"identity feature")
+    feature = (doc.get("sensor_identity") or {}).get("feature") if si is not None else None
+    if feature is not None and feature != SENSOR_KIND.get(sensor):
+        raise ModelError(f"{name}: sensor_identity numbers of feature {feature!r}, not the "
+                         f"{sensor} sensor's {SENSOR_KIND.get(sensor)!r}")
     if entry is not None:
         et = entry.get("threshold")
         if not _number(et) or float(et) != float(t):

@@ -21,8 +21,8 @@ class Decision:
     p_live: float | None = None
     live: bool | None = None
     binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
-    sensor_identity: str | None = None     # checked | denied | not_enrolled (None: not run;
-    #                                        device.gate.sensor_identity_stage)
+    sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor
+    #                                        (None: not run; device.gate.sensor_identity_stage)
     sensor_identity_score: float | None = None   # its agreement; never logged
     views_used: int = 0
     template_version: int | None = None

@@ -219,7 +219,7 @@ class Gate:
             th = 0.5 if th is None else th
             p["liveness_bucket"] = bucket_score(d.p_live, th, width=0.05)
         if d.sensor_identity:
-            p["sensor_identity"] = d.sensor_identity     # checked, denied or not_enrolled
+            p["sensor_identity"] = d.sensor_identity     # checked, denied, not_enrolled, ...
         p.update(extra)
         self.store.audit.append(kind, **p)
 

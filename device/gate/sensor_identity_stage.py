@@ -19,7 +19,10 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
   terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
   (default) lets them pass unchecked and says so (``Decision.sensor_identity =
   "not_enrolled"``, in the audit record); ``"required"`` denies them ``sensor_identity``
-  until they are re-enrolled; ``"off"`` checks nobody.
+  until they are re-enrolled; ``"off"`` checks nobody. A user whose templates are all of the
+  other sensor's kind (the gate's sensor changed, the other sensor's gate's backup restored, a
+  site enrolment made at a gate of the other sensor) is such a user here, named
+  ``other_sensor`` instead of ``not_enrolled`` (and logged).
 - **Fail secure.** Signed numbers missing or malformed (an older models folder): a user with
   sensor templates is denied ``liveness_unavailable``, one without follows the policy; a
   sealed template that fails authentication denies (``error:identity``, the store's fault is
@@ -68,6 +71,8 @@ class SensorIdentityStage:
         self.kind = SENSOR_KIND[self.sensor]
         self.store, self.tags = None, None
         self.numbers, self.error = None, None
+        self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
+        self.warned: set = set()            # users named other_sensor in the log once
         self.load()
 
     def load(self):
@@ -110,9 +115,11 @@ class SensorIdentityStage:
         """The identified user's sensor templates (unsealed), checked against the rows' tags
         kept; every one must be of ``version`` (the gallery's template version of the user,
         else the user's record): TamperedError otherwise, and for rows of a user the store
-        has no record of."""
+        has no record of. The kinds of the user's rows of another sensor (not compared) are
+        kept in :attr:`other_kinds`."""
         from device.store.errors import TamperedError
         from device.store.sensor_row_tags import read_user
+        self.other_kinds = ()
         if self.store is None:
             return []
         rows, self.tags = read_user(self.store, user_id, getattr(self, "tags", None))
@@ -124,6 +131,7 @@ class SensorIdentityStage:
         if version is None or any(v != version for v, _, _ in rows):
             raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
                                 f"enrolment (version {version})")
+        self.other_kinds = tuple(sorted({k for _, k, _ in rows if k != self.kind}))
         return [S.patch_from_bytes(b) for _, k, b in rows if k == self.kind]
 
     def __call__(self, frame, probes, out) -> float | None:
@@ -131,14 +139,24 @@ class SensorIdentityStage:
         person's; returns the agreement (None when not compared)."""
         if not out.user_id:
             return None
+        self.other_kinds = ()
         tmpls = self.templates(out.user_id, out.template_version)
         if not tmpls:
+            other = self.other_kinds
+            out.sensor_identity = "other_sensor" if other else "not_enrolled"
+            if other:       # enrolled with another sensor's check: not comparable here
+                first = out.user_id not in self.warned and len(self.warned) < 10000
+                if first:
+                    self.warned.add(out.user_id)
+                (log.warning if first else log.info)(
+                    "sensor identity: %r has sensor templates of %s only, none of this "
+                    "gate's %s: %s", out.user_id, ", ".join(other), self.kind,
+                    "denied (required)" if self.policy == "required" else
+                    "not checked (when_enrolled); re-enrol them on this sensor")
             if self.policy == "required":
-                out.sensor_identity = "not_enrolled"
                 raise Deny(REASON, "please ask to be enrolled again",
-                           f"{out.user_id!r} has no sensor template and the site requires "
-                           f"one")
-            out.sensor_identity = "not_enrolled"
+                           f"{out.user_id!r} has no sensor template of {self.kind} and the "
+                           f"site requires one")
             return None
         n = self.numbers or self.load()
         if n is None:

@@ -40,7 +40,8 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "operator",                     # who ran an admin command
            "sensor_templates",             # sensor templates written (enrolment, restore)
            "sensor_identity"}              # the sensor frame against the person's: checked,
-#                                            not_enrolled (skipped by the site's policy), ...
+#                                            not_enrolled / other_sensor (skipped by the
+#                                            site's policy), ...
 _GENESIS = b"\0" * 32
 
 

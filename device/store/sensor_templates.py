@@ -181,3 +181,33 @@ def count(store, user_id: str | None = None) -> int:
         return c.execute("SELECT COUNT(*) FROM sensor_templates").fetchone()[0]
     return c.execute("SELECT COUNT(*) FROM sensor_templates WHERE user_id=?",
                      (user_id,)).fetchone()[0]
+
+
+def by_kind(store) -> dict:
+    """{kind: (rows, users)} of the sensor templates (``palmgate status``: a gate whose users
+    hold the other sensor's templates only)."""
+    c = store.conn
+    if not _present(c):
+        return {}
+    return {k: (n, u) for k, n, u in c.execute(
+        "SELECT kind, COUNT(*), COUNT(DISTINCT user_id) FROM sensor_templates GROUP BY kind")}
+
+
+def users_of_other_kinds(store, kind: str) -> int:
+    """How many users hold sensor templates, none of them of ``kind``."""
+    c = store.conn
+    if not _present(c):
+        return 0
+    return c.execute("SELECT COUNT(DISTINCT user_id) FROM sensor_templates WHERE user_id NOT "
+                     "IN (SELECT user_id FROM sensor_templates WHERE kind=?)",
+                     (kind,)).fetchone()[0]
+
+
+def users_without(store) -> int:
+    """How many users hold no sensor template (enrolled before the check, or while it was off,
+    or in split mode: ``not_enrolled`` at the gate)."""
+    c = store.conn
+    if not _present(c):
+        return c.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    return c.execute("SELECT COUNT(*) FROM users WHERE user_id NOT IN (SELECT user_id FROM "
+                     "sensor_templates)").fetchone()[0]
