@@ -254,8 +254,11 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                "(sensor_identity) until re-enrolled; off: not checked. "
                                "sensor_default: the sensor's own default "
                                "(device/gate/sensor_identity_stage.py SENSOR_DEFAULT: NIR "
-                               "when_enrolled, X-ray off; set when_enrolled to check X-ray, "
-                               "then re-enrol its users so they have X-ray templates).",
+                               "when_enrolled, X-ray when_enrolled; users enrolled before "
+                               "pass unchecked until re-enrolled with X-ray templates). X-ray "
+                               "was measured on synthetic radiographs only: real wrists "
+                               "(deviation moves the carpals the feature leans on) may deny "
+                               "more live hands; off turns it off.",
                                choices=("sensor_default", "when_enrolled", "required", "off")),
     }),
     "match": ("Protected-template matching (seed 002).", {

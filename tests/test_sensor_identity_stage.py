@@ -1,7 +1,7 @@
 """The gate's sensor identity stage (device/gate/sensor_identity_stage.py) through the real
 pipeline, store and shipped models: enrolment keeps the sensor templates, the genuine opens,
 another person's sensor frame is denied sensor_identity, the site's policy for users enrolled
-without them, X-ray's bone patch (its sensor's default off)."""
+without them, X-ray's bone patch (its sensor's default when_enrolled)."""
 import numpy as np
 import pytest
 
@@ -85,17 +85,19 @@ def test_users_enrolled_without_them_follow_the_sites_policy(tmp_path, synthetic
         st.close()
 
 
-def test_xray_identity_stage_is_off_by_its_sensors_default(tmp_path):
+def test_xray_identity_stage_is_on_by_its_sensors_default(tmp_path):
+    """X-ray's default is when_enrolled (the rule on validation seed 23, docs/results.md); a
+    site turns it off with sensor_identity = "off"."""
     from device.gate.sensor_identity_stage import SENSOR_DEFAULT, identity_stage, policy_of
     cfg = gate_config(tmp_path, liveness={"sensor": "xray"})
     assert cfg.liveness.sensor_identity == "sensor_default"
-    assert policy_of(cfg.liveness) == SENSOR_DEFAULT["xray"]
+    assert SENSOR_DEFAULT["xray"] == "when_enrolled"
+    assert policy_of(cfg.liveness) == "when_enrolled"
     assert policy_of(gate_config(tmp_path).liveness) == "when_enrolled"      # NIR
-    on = identity_stage(gate_config(tmp_path, liveness={"sensor": "xray",
-                                                        "sensor_identity": "when_enrolled"}))
+    on = identity_stage(cfg)
     assert on is not None and on.kind == "xray_bone_patch" and on.numbers is not None
-    if SENSOR_DEFAULT["xray"] == "off":
-        assert identity_stage(cfg) is None
+    assert identity_stage(gate_config(tmp_path, liveness={"sensor": "xray",
+                                                          "sensor_identity": "off"})) is None
     from device.gate.enrol import sensor_blobs
 
     class P:

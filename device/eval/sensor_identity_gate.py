@@ -25,7 +25,7 @@ its nominal registration as in ``palmgate demo``):
 ``--sensor xray`` measures the X-ray gate the same way, its identity stage the bone patch
 (:mod:`device.gate.xray_bone_patch`, templates of kind ``xray_bone_patch``, the signed numbers of
 ``models/binding_xray.json``); the run sets ``[liveness] sensor_identity = "when_enrolled"``
-whatever the sensor's default (X-ray's is off).
+whatever the sensor's default (X-ray's is when_enrolled too).
 
 Every decision's reason is kept. "Binding alone" is what the gate decides without the identity
 stage: the identity stage is the last check before the access times, so a presentation it
