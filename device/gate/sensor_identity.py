@@ -97,6 +97,12 @@ def patch_maps(lm: np.ndarray, px_mm: float, size: int = PATCH_MM
     return X.astype(np.float32), Y.astype(np.float32)
 
 
+def grey_float(frame: np.ndarray) -> np.ndarray:
+    """A sensor frame (grey or BGR) as grey float32, its levels unchanged."""
+    g = np.asarray(frame, np.float32)
+    return cv2.cvtColor(g, cv2.COLOR_BGR2GRAY) if g.ndim == 3 else g
+
+
 def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool = True,
                size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
     """(line map, weights) float32 (size, size) of an NIR frame's palm on the palm grid
@@ -106,9 +112,7 @@ def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool =
     maps = patch_maps(lm, px_mm, size)
     if maps is None:
         return None
-    g = np.asarray(grey, np.float32)
-    if g.ndim == 3:
-        g = cv2.cvtColor(g, cv2.COLOR_BGR2GRAY)
+    g = grey_float(grey)
     palm = T.palm_mask(np.asarray(lm, np.float64)[list(T.PALM_LANDMARKS)], g.shape, px_mm)
     if palm.sum() < 50:
         return None

@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from device.gate import binding_texture as T
-from device.gate.sensor_identity import hand_px_mm, patch_maps
+from device.gate.sensor_identity import grey_float, hand_px_mm, patch_maps
 
 BONE_SIGMA_MM = (0.7, 4.0)
 """The band kept: narrow and wide Gaussians (mm) of the difference (bones 5-10 mm wide; the
@@ -78,9 +78,7 @@ def bone_patch(grey: np.ndarray, hand: np.ndarray, field: np.ndarray, lm: np.nda
     maps = patch_maps(lm_c, px_mm, size)
     if maps is None:
         return None
-    g = np.asarray(grey, np.float32)
-    if g.ndim == 3:
-        g = cv2.cvtColor(g, cv2.COLOR_BGR2GRAY)
+    g = grey_float(grey)
     inside = (np.asarray(hand, bool) & np.asarray(field, bool)).astype(np.uint8)
     r = int(round(edge_mm * px_mm))
     if r > 0:
