@@ -122,7 +122,7 @@ class SensorIdentityStage:
         self.other_kinds = ()
         if self.store is None:
             return []
-        rows, self.tags = read_user(self.store, user_id, getattr(self, "tags", None))
+        rows, self.tags = read_user(self.store, user_id, self.tags)
         if not rows:
             return []
         if version is None:
@@ -139,7 +139,6 @@ class SensorIdentityStage:
         person's; returns the agreement (None when not compared)."""
         if not out.user_id:
             return None
-        self.other_kinds = ()
         tmpls = self.templates(out.user_id, out.template_version)
         if not tmpls:
             other = self.other_kinds

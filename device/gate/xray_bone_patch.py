@@ -30,7 +30,7 @@ import cv2
 import numpy as np
 
 from device.gate import binding_texture as T
-from device.gate.sensor_identity import grey_float, hand_px_mm, patch_maps
+from device.gate.sensor_identity import grey_float, hand_px_mm, palm_frame, patch_maps
 
 BONE_SIGMA_MM = (0.7, 4.0)
 """The band kept: narrow and wide Gaussians (mm) of the difference (bones 5-10 mm wide; the
@@ -69,12 +69,11 @@ def bone_patch(grey: np.ndarray, hand: np.ndarray, field: np.ndarray, lm: np.nda
     lm = np.asarray(lm, np.float64)
     if lm.shape != (21, 2) or not np.all(np.isfinite(lm)) or not px_mm > 0:
         return None
-    up = lm[9] - lm[0]
-    n = float(np.linalg.norm(up))
-    if n < 1e-6:
+    palm = palm_frame(lm)
+    if palm is None:
         return None
     # the grid's centre moved toward the fingers: every landmark shifted back along "up"
-    lm_c = lm + up / n * (offset_mm * px_mm)
+    lm_c = lm + palm[1] * (offset_mm * px_mm)
     maps = patch_maps(lm_c, px_mm, size)
     if maps is None:
         return None

@@ -285,13 +285,17 @@ class GateSync:
                 return dict(h, kind="unopened", note=str(e)[:200]), None
         return h, None
 
+    def _pair_key(self, pub: bytes) -> bytes:
+        """The sealing key this gate shares with the holder of ``pub`` (derived once)."""
+        key = self._pair.get(pub)
+        if key is None:
+            key = self._pair[pub] = pair_key(self.key, pub, "seal")
+        return key
+
     def _open_templates(self, h, body):
         """(protected templates, (kind, sensor template bytes) or None): an older change
         carries no sensor templates (the user is then ``not_enrolled`` here)."""
-        sender = bytes.fromhex(h["from_pub"])
-        key = self._pair.get(sender)
-        if key is None:
-            key = self._pair[sender] = pair_key(self.key, sender, "seal")
+        key = self._pair_key(bytes.fromhex(h["from_pub"]))
         body, sens = SW.split_change(h, body)
         ad = SW.bind(M.template_ad(self.site, h["from"], self.gate, h["user_id"],
                                    h["enrol_id"]), None if sens is None else
@@ -422,13 +426,7 @@ class GateSync:
         enrol_id = enrol_id or uuid.uuid4().hex
         ids = sorted(gates)
         blobs = encode_for_gates(plain, len(ids), self.config, self.importance)
-        keys = {}
-        for gid in ids:
-            pub = bytes.fromhex(gates[gid])
-            key = self._pair.get(pub)
-            if key is None:
-                key = self._pair[pub] = pair_key(self.key, pub, "seal")
-            keys[gid] = key
+        keys = {gid: self._pair_key(bytes.fromhex(gates[gid])) for gid in ids}
         sec = dg = None                 # the palm part names the sensor record (sensor_wire)
         if sensor:
             sec = SW.upload_section(self.site, self.gate, user_id, enrol_id, sensor, keys,

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from device.store import integrity
 from device.store.errors import TamperedError
-from device.store.sensor_templates import ROWS, TAG, _present, _tag, ad_sensor
+from device.store.sensor_templates import ROWS, TAG, _present, _tag, unseal
 
 
 @dataclass
@@ -101,9 +101,7 @@ def read_user(store, user_id: str, known: SensorTags | None
             if kept.get(rid) != _tag(store, uid, rid, ver, kind, nonce, sealed):
                 raise TamperedError(f"{_where(store)}: sensor template record {rid} was "
                                     f"changed outside the store")
-            out.append((ver, kind, store._open(bytes(nonce), bytes(sealed),
-                                               ad_sensor(uid, rid, ver, kind),
-                                               f"sensor template record {rid}")))
+            out.append((ver, kind, unseal(store, rid, uid, ver, kind, nonce, sealed)))
     return out, known
 
 

@@ -45,6 +45,13 @@ def ad_sensor(user_id: str, record_id: int, version: int, kind: str) -> bytes:
     return f"palmgate/sensor-template|{user_id}|{record_id}|{version}|{kind}".encode()
 
 
+def unseal(store, rid, uid, ver, kind, nonce, sealed) -> bytes:
+    """A row's sensor template (the columns of :data:`ROWS`), unsealed under its AD;
+    TamperedError when it fails authentication."""
+    return store._open(bytes(nonce), bytes(sealed), ad_sensor(uid, rid, ver, kind),
+                       f"sensor template record {rid}")
+
+
 def _tag(store, uid, rid, ver, kind, nonce, sealed) -> int:
     return row_tag(store._k_tag, "S", f"{uid}|{rid}|{kind}", ver, bytes(nonce), bytes(sealed))
 
@@ -157,9 +164,8 @@ def read(store, user_id: str, version: int | None = None, kind: str = KINDS[0]) 
         args.append(int(version))
     out = []
     with store.snapshot():
-        for rid, uid, ver, k, nonce, sealed in c.execute(q + " ORDER BY record_id", args):
-            out.append(store._open(bytes(nonce), bytes(sealed), ad_sensor(uid, rid, ver, k),
-                                   f"sensor template record {rid}"))
+        for row in c.execute(q + " ORDER BY record_id", args):
+            out.append(unseal(store, *row))
     return out
 
 
@@ -168,9 +174,8 @@ def rows(store) -> list:
     c = store.conn
     if not _present(c):
         return []
-    return [(uid, ver, k, store._open(bytes(nonce), bytes(sealed), ad_sensor(uid, rid, ver, k),
-                                      f"sensor template record {rid}"))
-            for rid, uid, ver, k, nonce, sealed in c.execute(ROWS + " ORDER BY record_id")]
+    return [(row[1], row[2], row[3], unseal(store, *row))
+            for row in c.execute(ROWS + " ORDER BY record_id")]
 
 
 def count(store, user_id: str | None = None) -> int:
