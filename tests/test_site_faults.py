@@ -144,6 +144,15 @@ def _db_state(site):
     return site.svc.call(lambda s: {k: s.db.execute(q).fetchall() for k, q in _STATE.items()})
 
 
+def _audit_caught_up(site, g="g1"):
+    """Wait until the service holds every audit record of gate ``g``: the earlier tests'
+    records still on their way would otherwise change ``audit_<g>`` between two snapshots."""
+    gate = site.gates[g]
+    wait(lambda: _q(site, "SELECT audit_seq FROM gates WHERE gate_id=?", g)
+         == [(gate.submit(lambda s: s.store.audit.verify()).result(5),)],
+         what=f"{g}'s audit records at the service")
+
+
 def _gate_client(site, g):
     import paho.mqtt.client as mqtt
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"test-fault-{g}")
@@ -160,6 +169,7 @@ def test_a_refused_enrolment_uses_up_no_version(site):
     g1 = site.gates["g1"]
     _, frame = g1.make_upload("lex", person(73, n=1))
     h, body = M.unpack(frame)
+    _audit_caught_up(site)
     before, refused = _db_state(site), site.svc.stats["refused"]
     g1.queue_upload(M.pack(dict(h, n="many"), body)).result(10)
     wait(lambda: site.svc.stats["refused"] > refused, what="the upload refused")
@@ -174,6 +184,7 @@ def test_a_refused_admin_call_writes_nothing(site):
     """``add_recovered`` with a good item then a malformed one: the caller gets the error and
     nothing of the first item is written or sent."""
     eid = _q(site, "SELECT enrol_id FROM users WHERE user_id='kim'")[0][0]
+    _audit_caught_up(site)
     before = _db_state(site)
     with pytest.raises(ValueError):
         site.svc.call(S.add_recovered, "g2", [
@@ -188,6 +199,7 @@ def test_a_refused_audit_upload_leaves_no_half_chain(site):
     good link is not kept beside a cursor that does not count it (the gate's real record of
     that number would then kill the service thread on a duplicate key)."""
     g1 = site.gates["g1"]
+    _audit_caught_up(site)
     g1.go_offline()                 # its next record is the number forged below
     try:
         seq, prev = _q(site, "SELECT audit_seq, audit_hash FROM gates WHERE gate_id='g1'")[0]
