@@ -57,6 +57,8 @@ def test_overlapped_decisions_equal_the_sequential_ones(pipes, synthetic_bursts)
     assert set(d.stages_at_ms) == set(d.stages_ms) == set(d.stages_cpu_ms)
     assert d.critical_path[0] == "quality" and d.critical_path[-1] in ("match", "binding", "identity")
     assert d.stages_cpu_ms["regions"] > 0      # the region threads' CPU counts to the stage
+    # decide() itself fills the CPU total (only the gate loop did), every thread counted
+    assert d.total_cpu_ms >= d.stages_cpu_ms["regions"] > 0
 
 
 def test_a_sensor_chain_deny_wins_over_the_match_and_drops_it(pipes, synthetic_bursts):

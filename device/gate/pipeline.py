@@ -423,7 +423,7 @@ class Pipeline:
             raise job.deny
 
     def decide(self, burst, claimed: str | None = None) -> Decision:
-        t_start = time.perf_counter()
+        t_start, c_start = time.perf_counter(), time.process_time()
         out = Decision(burst=str(burst.meta.get("burst", "")))
         clock = StageClock(self.cfg.timeouts, t_start)
         stage = "quality"
@@ -504,6 +504,8 @@ class Pipeline:
         clock.into(out, sorted(names, key=STAGES.index))
         out.critical_path = critical_path(out.stages_at_ms, (MAIN_CHAIN, SENSOR_CHAIN))
         out.total_ms = (time.perf_counter() - t_start) * 1e3
+        # the process's CPU time, every thread of it (the sensor chain runs beside the regions)
+        out.total_cpu_ms = (time.process_time() - c_start) * 1e3
         return out
 
 
