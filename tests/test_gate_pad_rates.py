@@ -54,6 +54,9 @@ def test_attack_rates_and_the_worst_species():
     assert g["attack"]["a"]["apcer"] == {"k": 2, "n": 4, "rate": 0.5}      # as anyone
     assert g["attack"]["a"]["apcer_acquired"]["n"] == 3
     assert g["attack"]["a"]["opened_as_own"] == 1                          # the victim
+    assert g["attack"]["b"]["identified_as_own"] == 0
+    g2 = gate_rates([], {"c": [dict(_row("sensor_identity", live=False), user_id="p001")]})
+    assert g2["attack"]["c"]["identified_as_own"] == 1 and g2["apcer_max"] == 0.0
     assert g["apcer_max"] == 0.5 and g["apcer_max_species"] == "a"
     assert g["apcer_max_acquired"] == pytest.approx(2 / 3, abs=1e-6)
     assert g["bpcer_all"] == 0.5 and g["bpcer_acquired"] == 0.0

@@ -72,7 +72,10 @@ def class_rates(rows, live: bool) -> dict:
     opened = [r for r in rows if r["decision"] == "open"]
     own = sum(opened_as_own(r) for r in opened)
     out = {"n": n, "fta": rate(fta, n), "acquired": n - fta,
-           "opened": len(opened), "opened_as_own": own, "opened_as_other": len(opened) - own}
+           "opened": len(opened), "opened_as_own": own, "opened_as_other": len(opened) - own,
+           # 1:N found the person (the victim of an attack), whatever a later check decided
+           "identified_as_own": sum(r["user_id"] is not None and
+                                    r["user_id"] == r["expected_user"] for r in rows)}
     if live:
         err = n - own                    # every FTA is among them: it did not open
         out["bpcer_all"] = rate(err, n)
