@@ -41,6 +41,19 @@ def cmd_evaluate_liveness(a) -> int:
     """ISO/IEC 30107-3 presentation-attack detection test of the sensor stage as the gate runs
     it (presence -> SR -> liveness, seed 001; presentations with views also through the palm
     regions and the binding), with the deny reason of every sample."""
+    if a.enrol:
+        from device.commands.common import err
+        from device.eval.liveness_enrol import evaluate_liveness_enrol
+        if a.config is not None:
+            raise ValueError("evaluate-liveness: --enrol runs the set's own synthetic gate "
+                             "(rig.json); --config is not taken with it")
+        report = evaluate_liveness_enrol(a.dir, a.sensor, a.out, precision=a.precision,
+                                         models_dir=a.models, threads=a.threads or 1,
+                                         per_class=a.per_class, log=err)
+        print(json.dumps(report, indent=2))
+        return 0
+    if a.per_class is not None:
+        raise ValueError("evaluate-liveness: --per-class is taken only with --enrol")
     from device.eval.liveness import evaluate_liveness
     report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
                                models_dir=a.models, threads=a.threads, config=a.config)
@@ -200,6 +213,15 @@ def register(sub) -> None:
                     help="presentations: the gate's configuration whose calibration gives the "
                          "sensor-to-view registration (default: the synthetic gate named by "
                          "DIR/rig.json)")
+    sp.add_argument("--enrol", action="store_true",
+                    help="a synthetic presentation set: enrol its people first (the real "
+                         "enrolment path, a temporary store), then decide every presentation "
+                         "as the gate does (1:N, the identity checks): APCER = the gate "
+                         "opened, BPCER = it did not open as the person (over all and over "
+                         "the acquired), FTA = quality:* denies")
+    sp.add_argument("--per-class", type=int, default=None, metavar="N",
+                    help="--enrol: only the first N presentations of each class (folder "
+                         "order)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)
 

@@ -42,9 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -90,36 +88,17 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
         variant: str = "other_hand") -> dict:
     """Rows of every presentation (kind, variant, person the views claim, reason, user_id,
     sensor identity verdict and agreement, stage ms) and the enrolment's refusals."""
-    from device.eval.demo import demo_config
-    from device.gate.enrol import EnrolError, enrol_user
-    from device.gate.gate import open_store
-    from device.gate.pipeline import Pipeline
+    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
     if variant not in variant_choices():
         raise ValueError(f"variant {variant!r} is not one of {variant_choices()}")
-    root = Path(tempfile.mkdtemp(prefix="sensortpl-gate-"))
-    cfg = demo_config(root, 3, precision, sensor=sensor, seed=seed)
-    cfg = cfg.replace(gate={"threads": 1, "model_threads": 1},
-                      liveness={"sensor_identity": policy})
-    pipe = Pipeline(cfg)
-    st = open_store(cfg)
-    pipe.attach_store(st)
     synth = SyntheticPeople(seed=seed, views=3, sensor=sensor)
-    rows, refused, enrolled = [], [], []
+    rows = []
     t0 = time.time()
-    try:
-        for i in range(people):
-            for k in (0, 2, 4):
-                try:
-                    enrol_user(pipe, st, f"p{i:03d}",
-                               [synth.burst(i, "enrol", k), synth.burst(i, "enrol", k + 1)])
-                    enrolled.append(i)
-                    break
-                except EnrolError as e:
-                    refused.append({"person": i, "try": k // 2, "reason": str(e)[:120]})
-            log(f"seed {seed}: enrolled {len(enrolled)}/{i + 1} {time.time() - t0:.0f} s")
-        pipe.load_gallery(st)
+    with synthetic_gate(seed, 3, precision, sensor, policy=policy,
+                        prefix="sensortpl-gate-") as (pipe, st):
+        enrolled, refused = enrol_people(pipe, st, synth, range(people), log)
         plan = [("genuine", j) for j in range(genuine)] + \
             [(sp, j) for j in range(mixed) for sp in species_for(variant)]
         for n, (kind, j) in enumerate(plan):
@@ -137,7 +116,7 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
                             if "attack_species" in meta else {}),
                          "person": who, "other": other, "reason": d.reason,
                          "decision": d.decision, "user_id": d.user_id,
-                         "claimed_person": f"p{who:03d}",
+                         "claimed_person": user_id(who),
                          "sensor_identity": d.sensor_identity,
                          "agreement": None if d.sensor_identity_score is None
                          else float(d.sensor_identity_score),
@@ -146,10 +125,6 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
                          "total_ms": d.total_ms, "total_cpu_ms": d.total_cpu_ms or cpu_ms})
             if (n + 1) % 25 == 0:
                 log(f"seed {seed}: {n + 1}/{len(plan)} {time.time() - t0:.0f} s")
-    finally:
-        pipe.close()
-        st.close()
-        shutil.rmtree(root, ignore_errors=True)     # the run's store and keys: nothing kept
     return {"rows": rows, "enrol_refused": refused, "enrolled": len(enrolled),
             "sensor": sensor, "variant": variant, "species": list(species_for(variant))}
 

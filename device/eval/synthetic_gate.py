@@ -1,0 +1,81 @@
+"""A synthetic gate with a temporary real store, and its people enrolled through the real
+enrolment path -- what the gate-path measurements share (:mod:`device.eval.sensor_identity_gate`,
+``palmgate evaluate-liveness --enrol``: :mod:`device.eval.liveness_enrol`).
+
+The gate is the demo's configuration (:func:`device.eval.demo.demo_config`: the synthetic gate
+of ``seed``, its nominal registration, the demo's match threshold) with a fresh sealed store and
+device key in a temporary folder that is removed afterwards (nothing kept). Enrolment is
+:func:`device.gate.enrol.enrol_user` -- the gate's screen, the duplicate check against everyone
+enrolled before, protected templates and the sensor templates sealed in the store, each with
+its audit record -- of two enrolment presentations of
+:meth:`device.synth.source.SyntheticPeople.burst` (kind ``enrol``); a refused enrolment is
+retried with the next two.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+ENROL_TRIES = 3
+"""Pairs of enrolment presentations tried per person before the person is left out."""
+
+
+def user_id(person: int) -> str:
+    """The user id a synthetic person is enrolled under."""
+    return f"p{person:03d}"
+
+
+@contextmanager
+def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_threads: int = 1,
+                   policy: str | None = None, models=None, prefix: str = "palmgate-gate-"):
+    """``(pipeline, store)`` of the synthetic gate of ``seed`` with a temporary store; the
+    pipeline reads the store's sensor templates. ``policy``: ``[liveness] sensor_identity``
+    (None: the configuration's default). Region threads 1."""
+    from device.eval.demo import demo_config
+    from device.gate.gate import open_store
+    from device.gate.pipeline import Pipeline
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        cfg = demo_config(root, views, precision, sensor=sensor, seed=seed, models=models)
+        over: dict = {"gate": {"threads": 1, "model_threads": max(1, int(model_threads))}}
+        if policy is not None:
+            over["liveness"] = {"sensor_identity": policy}
+        cfg = cfg.replace(**over)
+        pipe = Pipeline(cfg)
+        try:
+            st = open_store(cfg)
+            try:
+                pipe.attach_store(st)
+                yield pipe, st
+            finally:
+                st.close()
+        finally:
+            pipe.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)     # the run's store and keys: nothing kept
+
+
+def enrol_people(pipe, store, people, persons, log=None, tries: int = ENROL_TRIES
+                 ) -> tuple[list[int], list[dict]]:
+    """Enrol each of ``persons`` (indices of ``people``, a :class:`SyntheticPeople`) as
+    :func:`user_id`; returns (the persons enrolled, the refusals: person, try, reason). The
+    gallery is (re)loaded afterwards."""
+    from device.gate.enrol import EnrolError, enrol_user
+    log = log or (lambda m: None)
+    enrolled, refused = [], []
+    t0 = time.time()
+    for n, i in enumerate(persons):
+        for k in range(0, 2 * tries, 2):
+            try:
+                enrol_user(pipe, store, user_id(i),
+                           [people.burst(i, "enrol", k), people.burst(i, "enrol", k + 1)])
+                enrolled.append(i)
+                break
+            except EnrolError as e:
+                refused.append({"person": i, "try": k // 2, "reason": str(e)[:120]})
+        log(f"seed {people.seed}: enrolled {len(enrolled)}/{n + 1} {time.time() - t0:.0f} s")
+    pipe.load_gallery(store)
+    return enrolled, refused
