@@ -16,8 +16,9 @@ sensor frame's hand is looked at where the views' hand says it must be:
 - **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
   the background level (X-ray: a plane through the background, :data:`BACKGROUND_RAMP`) to
-  the hand level, the largest component with its holes filled, and its signed distance to the
-  outline (:func:`signed_distance`);
+  the hand level, the largest component with its holes filled (X-ray: not those open to the
+  field's edge, :data:`~device.gate.binding_background.RIM_BAND_PX`), and its signed distance
+  to the outline (:func:`signed_distance`);
 - **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
   (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
