@@ -16,8 +16,9 @@ sensor frame's hand is looked at where the views' hand says it must be:
 - **the sensor's hand** (:func:`sensor_hand`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
   the background level (X-ray: a plane through the background, :data:`BACKGROUND_RAMP`) to
-  the hand level, the largest component with its holes filled, and its signed distance to the
-  outline (:func:`signed_distance`);
+  the hand level, the largest component with its holes filled (X-ray: not those open to the
+  field's edge, :data:`~device.gate.binding_background.RIM_BAND_PX`), and its signed distance
+  to the outline (:func:`signed_distance`);
 - **the probes** (:func:`measure`): the signed distance (mm) at points tied to the landmarks
   (the landmarks, the bones' middles, points beyond the fingertips and the palm's sides, points
   between fingers; :func:`device.gate.binding_geometry.probe_points`), and the hand's height;
@@ -55,6 +56,7 @@ import cv2
 import numpy as np
 
 from device.gate import binding_geometry as G
+from device.gate.binding_background import RIM_BAND_PX
 from device.gate.binding_registration import (  # noqa: F401 - HomographyRegistration: callers
     CorrectionRegistration, HomographyRegistration, nominal_registration)
 from device.gate.decision import Deny
@@ -144,7 +146,7 @@ def _inset(rows: np.ndarray, cols: np.ndarray, m: int = 2) -> tuple[slice, slice
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
     return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor],
-                       BACKGROUND_RAMP[sensor])[0]
+                       BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])[0]
 
 
 def _gamma_lut(gamma: float) -> np.ndarray:
@@ -200,12 +202,15 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 
 def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0,
-                widest: bool = False, ramp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                widest: bool = False, ramp: bool = False, rim: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
     inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
     from the background to the hand level, the largest component, holes filled. The hand is
     empty when nothing stands out. ``widest``: :func:`open_field`'s. ``ramp``: the cut from a
-    plane through the background (:mod:`device.gate.binding_background`)."""
+    plane through the background (:mod:`device.gate.binding_background`). ``rim``: holes
+    that reach this band inside the field's edge are not filled
+    (:func:`device.gate.binding_background.largest_inside`)."""
     g = cv2.GaussianBlur(_grey(frame), (0, 0), blur)
     if gamma != 1.0:
         g = cv2.LUT(g, _gamma_lut(gamma))
@@ -224,6 +229,9 @@ def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float
         m[ramp_cut(g, field, lo, hi, level)] = 1
     else:
         m[rs, cs] = inner > lo + level * (hi - lo)
+    if rim:
+        from device.gate.binding_background import largest_inside
+        return largest_inside(m, field, rim), field
     return largest_filled(m), field
 
 
@@ -328,7 +336,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
     sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor], WIDEST_FIELD[sensor],
-                             BACKGROUND_RAMP[sensor])
+                             BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
