@@ -3,8 +3,8 @@
 acquired, APCER = the gate opened, the stage score of the mode without enrolment."""
 import pytest
 
-from device.eval.gate_pad_rates import (DENIED, class_rates, gate_rates, is_fta, pad_reason,
-                                        stage_score)
+from device.eval.gate_pad_rates import (DENIED, class_rates, gate_rates, is_fta,
+                                        pad_check_reason, pad_reason, stage_score)
 
 
 def _row(reason, user=None, own="p001", live=True):
@@ -44,6 +44,22 @@ def test_bona_fide_fta_split():
     assert c["bpcer_all"]["k"] == 4 and c["bpcer_all"]["n"] == 6       # FTA counted
     assert c["bpcer_acquired"] == {"k": 3, "n": 5, "rate": 0.6}         # FTA left out
     assert "apcer" not in c
+    # why: the FTA, one PAD check (not_live), recognition twice (nobody found; somebody else)
+    assert c["not_opened_by"] == {"fta": 1, "pad": 1, "recognition": 2, "other": 0}
+    assert c["bpcer_pad"] == {"k": 1, "n": 5, "rate": 0.2}              # over the acquired
+
+
+def test_pad_checks_are_the_sensor_stage_the_binding_and_the_identity_checks():
+    for r in ("not_live", "sensor_mismatch", "no_hand_in_sensor", "corrupt_frame",
+              "timeout:binding", "error:sensor", "sensor_identity", "error:identity",
+              "timeout:identity"):
+        assert pad_check_reason(r), r
+    for r in ("quality:motion_blur", "no_match", "match", "timeout:feature", "expired", None):
+        assert not pad_check_reason(r), r
+    rows = [_row("sensor_identity", "p001"), _row("timeout:feature"), _row("match", "p001")]
+    c = class_rates(rows, live=True)
+    assert c["not_opened_by"] == {"fta": 0, "pad": 1, "recognition": 0, "other": 1}
+    assert gate_rates(rows, {})["bpcer_pad"] == pytest.approx(1 / 3, abs=1e-6)
 
 
 def test_attack_rates_and_the_worst_species():

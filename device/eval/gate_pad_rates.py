@@ -15,6 +15,12 @@ presentation is of: for an attack, its victim, the person the views show), ``dec
 - **BPCER** (bona fide): share of bona fide presentations that do *not* open as their own
   person (denied for any reason, or opened as somebody else). ``bpcer_all`` is over *all*
   bona fide presentations (every FTA is an error), ``bpcer_acquired`` over those not FTA.
+- **Why a bona fide presentation did not open** (``not_opened_by``): ``fta``; ``pad`` -- a
+  presentation-attack check refused it (the sensor stage, the binding, the identity checks:
+  :func:`pad_check_reason`); ``recognition`` -- 1:N found nobody (``no_match``) or opened it as
+  somebody else; ``other`` -- the rest (timeouts and errors of the feature or match, access
+  times). ``bpcer_pad`` = ``pad`` over the acquired presentations: the error ISO/IEC 30107-3
+  calls the PAD subsystem's BPCER, beside the gate's whole ``bpcer_all``.
 
 The *stage score* keeps the columns of the mode without enrolment: p(live) when the sensor
 chain (presence -> SR -> liveness -> binding) and every stage before it passed, whatever a
@@ -49,6 +55,17 @@ def pad_reason(reason):
     return None
 
 
+IDENTITY_REASONS = frozenset({"sensor_identity", "error:identity", "timeout:identity"})
+"""Deny reasons of the identity checks after the match (device.gate.sensor_identity_stage)."""
+
+
+def pad_check_reason(reason) -> bool:
+    """A presentation-attack check denied: a stage up to the PAD decision other than a view's
+    quality (an FTA), or the identity checks after the match."""
+    r = pad_reason(reason)
+    return (r is not None and not is_fta(r)) or reason in IDENTITY_REASONS
+
+
 def stage_score(p_live, reason) -> float:
     """p(live) when liveness ran and no stage up to the PAD decision denied other than
     liveness, else :data:`DENIED` (the mode without enrolment's stage score)."""
@@ -80,6 +97,18 @@ def class_rates(rows, live: bool) -> dict:
         err = n - own                    # every FTA is among them: it did not open
         out["bpcer_all"] = rate(err, n)
         out["bpcer_acquired"] = rate(err - fta, n - fta)
+        why = {"fta": fta, "pad": 0, "recognition": 0, "other": 0}
+        for r in rows:
+            if opened_as_own(r) or is_fta(r["reason"]):
+                continue
+            if r["decision"] == "open" or r["reason"] == "no_match":
+                why["recognition"] += 1             # opened as somebody else, or nobody found
+            elif pad_check_reason(r["reason"]):
+                why["pad"] += 1
+            else:
+                why["other"] += 1
+        out["not_opened_by"] = why
+        out["bpcer_pad"] = rate(why["pad"], n - fta)
     else:
         out["apcer"] = rate(len(opened), n)
         out["apcer_acquired"] = rate(len(opened), n - fta)
@@ -103,6 +132,7 @@ def gate_rates(bona_rows, attack_rows: dict) -> dict:
     out["apcer_max_acquired"], out["apcer_max_acquired_species"] = worst("apcer_acquired")
     out["bpcer_all"] = out["bona_fide"]["bpcer_all"]["rate"]
     out["bpcer_acquired"] = out["bona_fide"]["bpcer_acquired"]["rate"]
+    out["bpcer_pad"] = out["bona_fide"]["bpcer_pad"]["rate"]
     every = [r for rows in attack_rows.values() for r in rows]
     out["attack_fta"] = rate(sum(is_fta(r["reason"]) for r in every), len(every))
     return out

@@ -177,7 +177,10 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
                            "presentations the gate opened for (as anyone), over all of them; "
                            "apcer_acquired over those not FTA. gate.bona_fide.bpcer_all = "
                            "share of bona fide presentations not opened as their own person, "
-                           "over all; bpcer_acquired over those not FTA. FTA = denied "
+                           "over all; bpcer_acquired over those not FTA; bpcer_pad = those a "
+                           "presentation-attack check refused (sensor stage, binding, identity "
+                           "checks) over those not FTA (not_opened_by: fta / pad / recognition "
+                           "/ other). FTA = denied "
                            "quality:* (views) before any PAD decision. stage = the rates of "
                            "the mode without --enrol: p(live) where every stage up to the "
                            "binding passed; deny_reasons: 'open' where the gate opened"}
