@@ -16,7 +16,7 @@ SPLITS = ("train", "val", "test")
 # the seeds of the synthetic sets of each split: training, validation and held-out test sets
 # never share a seed
 LIVENESS_SEEDS = {"train": (1001, 1002, 1003, 1004, 1005, 1006, 1007, 1010, 1011, 1012,
-                            1013, 1014, 1015, 1016, 1017),
+                            1013, 1014, 1015, 1016, 1017, 1021, 1022),
                   "val": (2002, 2003, 2004),
                   "test": (3003, 3004, 3721, 3958, 8484, 8485, 6464, 6565,
                            7272)}
@@ -69,4 +69,5 @@ def load_profile(name: str, folder: Path = PROFILES_DIR) -> dict:
 # synthetic liveness sets of each split, real NIR palms per split, SR pairs, step counts, the
 # fine-tune rounds ...: see the profile files
 CONFIG = {name: load_profile(name) for name in ("quick", "full", "species", "print",
-                                                 "nirworld", "placed", "xaug", "xaugquick")}
+                                                 "nirworld", "placed", "xaug", "xaugquick",
+                                                 "nirprint")}
