@@ -34,7 +34,7 @@ def _frozen_part(cfg: dict) -> dict:
     return {name: {k: v for k, v in prof.items() if k not in ADDED.get(name, ())}
             for name, prof in cfg.items()
             if name not in ("species", "print", "nirworld", "placed", "xaug",
-                            "xaugquick")}   # finetune5 / 8 / 10 / 14 / 15
+                            "xaugquick", "nirprint")}   # finetune5 / 8 / 10 / 14 / 15
 
 
 def test_profiles_load_to_the_config_the_code_used():
@@ -53,6 +53,10 @@ def test_profiles_load_to_the_config_the_code_used():
     assert CONFIG["nirworld"]["liveness"]["nir"]["test"] == [(7272, 1000, 400)]
     ft13 = CONFIG["nirworld"]["finetune13"]["nir"]
     assert ft13["widen"][0] == (12, True) and ft13["max_bpcer"] == 0.005
+    ft14 = CONFIG["nirprint"]["finetune14"]["nir"]
+    assert ft14["mine"] == (1022, 3000, 1000) and ft14["max_bpcer"] == 0.005
+    assert (1021, 3000, 1000) in ft14["extra"] and "widen" not in ft14   # same model size
+    assert CONFIG["nirprint"]["finetune14q"]["nir"]["steps"] <= 300    # the quick round
 
 
 def test_sensor_module_reads_the_same_config():
