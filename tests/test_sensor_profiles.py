@@ -53,10 +53,10 @@ def test_profiles_load_to_the_config_the_code_used():
     assert CONFIG["nirworld"]["liveness"]["nir"]["test"] == [(7272, 1000, 400)]
     ft13 = CONFIG["nirworld"]["finetune13"]["nir"]
     assert ft13["widen"][0] == (12, True) and ft13["max_bpcer"] == 0.005
-    ft14 = CONFIG["nirprint"]["finetune14"]["nir"]
-    assert ft14["mine"] == (1022, 3000, 1000) and ft14["max_bpcer"] == 0.005
-    assert (1021, 3000, 1000) in ft14["extra"] and "widen" not in ft14   # same model size
-    assert CONFIG["nirprint"]["finetune14q"]["nir"]["steps"] <= 300    # the quick round
+    ft16 = CONFIG["nirprint"]["finetune16"]["nir"]
+    assert ft16["mine"] == (1022, 3000, 1000) and ft16["max_bpcer"] == 0.005
+    assert (1021, 3000, 1000) in ft16["extra"] and "widen" not in ft16   # same model size
+    assert CONFIG["nirprint"]["finetune16q"]["nir"]["steps"] <= 300    # the quick round
 
 
 def test_sensor_module_reads_the_same_config():

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
                                     "liveness", "recognition", "handseg", "fusion",
                                     "presence"])
     p.add_argument("--profile", choices=["quick", "full", "species", "print", "nirworld",
-                                         "placed", "xaug", "xaugquick"],
+                                         "placed", "xaug", "xaugquick", "nirprint"],
                    default="quick",
                    help="species: sensor --continue-rounds finetune5|finetune6 (the "
                         "composite-species rounds) and sensor-loso as a continuation; "
@@ -62,7 +62,9 @@ def main(argv=None) -> int:
                         "that show the palm print); placed: sensor --continue-rounds "
                         "finetune14 (X-ray hands that lie as widely as at the gate); xaug: sensor "
                         "--continue-rounds finetune15 (X-ray, resampled copies of every "
-                        "capture; xaugquick: the same on small sets)")
+                        "capture; xaugquick: the same on small sets); nirprint: sensor "
+                        "--continue-rounds finetune16 (NIR, many more printed photos and live "
+                        "frames of the palm-print world; finetune16q: its quick round)")
     p.add_argument("--steps", type=int, help="override the profile's step count")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
     if a.models:
         models = Path(a.models)
     else:
-        shipped = ("full", "species", "print", "nirworld", "placed", "xaug")
+        shipped = ("full", "species", "print", "nirworld", "placed", "xaug", "nirprint")
         models = MODELS_DIR if a.profile in shipped else work / "models"
     if a.what in ("sensor", "liveness"):
         return _sensor(a, work, models, torch)
