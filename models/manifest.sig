@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "b82648e0e40d32b39c7dc9de3ffbe95867100a62b25d2febcd323f2966eb368d",
+  "manifest_sha256": "13dc642fa271fcb13a24b4010ee45afff63854a2ffea9b2fd70b26a82460ddd7",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "SnI/vUi7g+DAY0qn8PjQi4bRlauRF96eYIBH2mBA3QvN4H4Bpj/2KkhwF5P4PwN38cYq1bgVU8ilYZySd6jXAA=="
+      "signature": "6BZQiwQYRiOKWSgQE25DgwG8AGMiFIZK2MFvmcClP8lH6/gbjteY4lYeEpH5DRIMdFkXWs40KmT75GVbAMyVBw=="
     }
   ]
 }

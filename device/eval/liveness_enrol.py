@@ -91,6 +91,7 @@ def _decide(pipe, folder) -> dict:
     cpu = (time.process_time() - c0) * 1e3      # decide() leaves total_cpu_ms unset
     return {"decision": d.decision, "reason": d.reason, "user_id": d.user_id,
             "p_live": d.p_live, "binding": d.binding, "sensor_identity": d.sensor_identity,
+            "hand_size": d.hand_size,
             "total_ms": round(d.total_ms, 2), "cpu_ms": round(d.total_cpu_ms or cpu, 2)}
 
 

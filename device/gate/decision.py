@@ -24,6 +24,10 @@ class Decision:
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor
     #                                        (None: not run; device.gate.sensor_identity_stage)
     sensor_identity_score: float | None = None   # its agreement; never logged
+    hand_size: str | None = None           # checked | denied | not_enrolled (templates kept
+    #                                        without a size) | None: not run
+    #                                        (device.gate.hand_size)
+    hand_size_ratio: float | None = None   # the views' hand over the enrolled; never logged
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)
@@ -44,6 +48,8 @@ class Decision:
     sensor_probes: object = field(default=None, repr=False)   # the binding's HandProbes
     sensor_patch: object = field(default=None, repr=False)    # enrolment: the sensor palm
     #                                        patch (device.gate.sensor_identity); in memory only
+    sensor_size: object = field(default=None, repr=False)     # enrolment: the views' hand
+    #                                        size (device.gate.hand_size); in memory only
 
     @property
     def opened(self) -> bool:

@@ -111,12 +111,14 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
 
 def sensor_blobs(pipeline, found: list) -> list | None:
     """The sensor templates (bytes) of the screened presentations ``found`` (their
-    Decisions), one a presentation whose palm patch could be made; None when the pipeline has
+    Decisions), one a presentation whose palm patch could be made, each with the views' hand
+    size where it was measured (:mod:`device.gate.hand_size`); None when the pipeline has
     no identity check (``[liveness] sensor_identity`` off for its sensor)."""
     from device.gate.sensor_identity import patch_to_bytes
     if getattr(pipeline, "identity", None) is None:
         return None
-    return [patch_to_bytes(d.sensor_patch) for d in found if d.sensor_patch is not None]
+    return [patch_to_bytes(d.sensor_patch, getattr(d, "sensor_size", None))
+            for d in found if d.sensor_patch is not None]
 
 
 def _refused(store, user_id: str, reason: str, terminal: str) -> None:

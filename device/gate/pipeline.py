@@ -372,6 +372,7 @@ class Pipeline:
                 out.sensor_probes = self.binding(burst, out).probes
                 if self.identity is not None:        # what enrolment keeps of the frame
                     out.sensor_patch = self.identity.patch(burst.sensor, out.sensor_probes)
+                    out.sensor_size = self.identity.size(out.sensor_probes)
         return rois
 
     # ------------------------------------------------------------------ the presentation

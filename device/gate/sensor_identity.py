@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from device.gate import binding_texture as T
+from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
 
 IDENTITY_SENSORS = ("nir", "xray")
 """The sensors whose frame carries a usable identity feature (NIR: the palm's lines; X-ray: the
@@ -64,6 +65,8 @@ MIN_PATCH_AREA = 600
 
 _MAGIC = b"PGSP"
 _FORMAT = 1
+_FORMAT_SIZED = 2
+"""The template bytes' formats: the palm patch; the palm patch and the views' hand size."""
 
 
 # ------------------------------------------------------------------------------ the patch
@@ -193,40 +196,56 @@ def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM) -> float:
 
 
 # ------------------------------------------------------------------------------ bytes
-def patch_to_bytes(patch: tuple[np.ndarray, np.ndarray]) -> bytes:
+def patch_to_bytes(patch: tuple[np.ndarray, np.ndarray], size: np.ndarray | None = None
+                   ) -> bytes:
     """A palm patch as bytes (magic, format, side; the line map float16; the 0/1 weights as
-    bits): what the store seals."""
+    bits): what the store seals. With ``size`` (the views' hand size at that presentation,
+    :func:`device.gate.hand_size.hand_size`) the bytes are of format 2, the size after the
+    weights (:func:`device.gate.hand_size.size_to_bytes`), sealed with the patch."""
     lines, w = patch
     n = int(lines.shape[0])
     if lines.shape != (n, n) or w.shape != (n, n):
         raise ValueError("a palm patch is two square arrays of one size")
-    head = _MAGIC + struct.pack(">BH", _FORMAT, n)
-    return head + np.asarray(lines, ">f2").tobytes() + \
-        np.packbits(np.asarray(w) > 0).tobytes()
+    fmt = _FORMAT if size is None else _FORMAT_SIZED
+    head = _MAGIC + struct.pack(">BH", fmt, n)
+    body = np.asarray(lines, ">f2").tobytes() + np.packbits(np.asarray(w) > 0).tobytes()
+    return head + body + (b"" if size is None else size_to_bytes(size))
 
 
-def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The palm patch :func:`patch_to_bytes` wrote; ValueError on anything else."""
+def template_from_bytes(blob: bytes) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """(palm patch, hand size or None) of the bytes :func:`patch_to_bytes` wrote (format 1:
+    no size, a template enrolled before the size was kept); ValueError on anything else."""
     blob = bytes(blob)
     if len(blob) < 7 or blob[:4] != _MAGIC:
         raise ValueError("not a sensor palm patch")
     fmt, n = struct.unpack(">BH", blob[4:7])
     nl, nw = 2 * n * n, (n * n + 7) // 8
-    if fmt != _FORMAT or n < 1 or len(blob) != 7 + nl + nw:
+    end = 7 + nl + nw
+    if fmt not in (_FORMAT, _FORMAT_SIZED) or n < 1 or len(blob) < end or \
+            (fmt == _FORMAT and len(blob) != end) or (fmt == _FORMAT_SIZED and len(blob) == end):
         raise ValueError(f"sensor palm patch of format {fmt}, side {n}, {len(blob)} bytes: "
                          f"not readable by this build")
     lines = np.frombuffer(blob, ">f2", n * n, 7).astype(np.float32).reshape(n, n)
     if not np.all(np.isfinite(lines)):
         raise ValueError("sensor palm patch with a non-finite line value")
     w = np.unpackbits(np.frombuffer(blob, np.uint8, nw, 7 + nl))[:n * n]
-    return lines, w.reshape(n, n).astype(np.float32)
+    size = size_from_bytes(blob[end:]) if fmt == _FORMAT_SIZED else None
+    return (lines, w.reshape(n, n).astype(np.float32)), size
+
+
+def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The palm patch :func:`patch_to_bytes` wrote (its size, if any, left:
+    :func:`template_from_bytes`); ValueError on anything else."""
+    return template_from_bytes(blob)[0]
 
 
 # ------------------------------------------------------------------------------ numbers
 def identity_numbers(doc: dict | None) -> dict | None:
     """The signed ``sensor_identity`` numbers of a binding file's document (None: the file has
     none, so the sensor has no identity check): ``min_agreement`` (below it, or not compared:
-    denied), ``shift_mm``, ``veins_out`` and ``patch_mm``. ValueError when malformed."""
+    denied), ``shift_mm``, ``veins_out``, ``patch_mm`` and ``hand_size`` (the size check's,
+    :func:`device.gate.hand_size.size_numbers`; None: the file has none). ValueError when
+    malformed."""
     si = (doc or {}).get("sensor_identity")
     if si is None:
         return None
@@ -245,4 +264,5 @@ def identity_numbers(doc: dict | None) -> dict | None:
     v = si.get("veins_out", True)
     if not isinstance(v, bool):
         raise ValueError("'sensor_identity' 'veins_out' must be true or false")
-    return {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v}
+    return {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
+            "hand_size": size_numbers(si)}

@@ -15,6 +15,14 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
   agreement over them under the signed ``min_agreement`` (``sensor_identity`` of
   ``models/binding_<sensor>.json``), or a patch that cannot be compared, denies
   ``sensor_identity``.
+- **The hand's size.** Once the patch agrees, the views' hand size at this presentation
+  (:func:`device.gate.hand_size.hand_size` of the binding's triangulated landmarks) against
+  the sizes kept with the user's templates (:func:`~device.gate.hand_size.size_ratio`): off by
+  more than the signed ``hand_size.max_off`` (either way), or not measurable, denies
+  ``sensor_identity`` (``Decision.hand_size = "denied"``, in the audit record) -- the victim's
+  own live hand under the sensor with a print of it at another scale before the cameras.
+  Templates enrolled before the size was kept (format 1) skip it (``hand_size =
+  "not_enrolled"``); sizes kept and no signed numbers for them deny ``liveness_unavailable``.
 - **Users without sensor templates** (enrolled before this check, or in split mode, where the
   terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
   (default) lets them pass unchecked and says so (``Decision.sensor_identity =
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import logging
 
+from device.gate import hand_size as H
 from device.gate import sensor_identity as S
 from device.gate.decision import Deny
 from device.store.sensor_templates import SENSOR_KIND
@@ -72,6 +81,7 @@ class SensorIdentityStage:
         self.store, self.tags = None, None
         self.numbers, self.error = None, None
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
+        self.sizes: list = []               # the last user's enrolled hand sizes
         self.warned: set = set()            # users named other_sensor in the log once
         self.load()
 
@@ -100,6 +110,33 @@ class SensorIdentityStage:
             return probe_bone_patch(frame, probes, n["patch_mm"])
         return S.probe_patch(frame, probes, self.sensor, n["veins_out"], n["patch_mm"])
 
+    def size(self, probes):
+        """The views' hand size (:func:`device.gate.hand_size.hand_size`) of the binding's
+        ``probes`` (None: not placed)."""
+        if probes is None:
+            return None
+        return H.hand_size(getattr(probes, "points", None), getattr(probes, "px_mm", None))
+
+    def check_size(self, probes, out, n) -> None:
+        """Raise :class:`Deny` ``sensor_identity`` when the views' hand is not the enrolled
+        hand's size (:mod:`device.gate.hand_size`): off by more than the signed ``max_off``,
+        or not measured. Templates kept without a size skip it (``not_enrolled``); sizes
+        enrolled and no signed numbers for them deny ``liveness_unavailable``."""
+        if not self.sizes:
+            out.hand_size = "not_enrolled"
+            return
+        hs = n.get("hand_size")
+        if hs is None:
+            raise Deny("liveness_unavailable", "", "hand size: no signed hand_size numbers "
+                                                   f"in binding_{self.sensor}.json")
+        r = H.size_ratio(self.sizes, self.size(probes), hs["min_distances"])
+        out.hand_size_ratio = r
+        if not H.size_off(r) <= hs["max_off"]:
+            out.hand_size = out.sensor_identity = "denied"
+            raise Deny(REASON, "please present your palm again",
+                       "the views' hand is not the enrolled hand's size")
+        out.hand_size = "checked"
+
     def attach(self, store) -> None:
         """The store to read the sensor templates from; their rows' tags kept from now on
         (:mod:`device.store.sensor_row_tags`: a row removed or changed outside the store
@@ -119,7 +156,7 @@ class SensorIdentityStage:
         kept in :attr:`other_kinds`."""
         from device.store.errors import TamperedError
         from device.store.sensor_row_tags import read_user
-        self.other_kinds = ()
+        self.other_kinds, self.sizes = (), []
         if self.store is None:
             return []
         rows, self.tags = read_user(self.store, user_id, self.tags)
@@ -132,7 +169,9 @@ class SensorIdentityStage:
             raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
                                 f"enrolment (version {version})")
         self.other_kinds = tuple(sorted({k for _, k, _ in rows if k != self.kind}))
-        return [S.patch_from_bytes(b) for _, k, b in rows if k == self.kind]
+        tmpls = [S.template_from_bytes(b) for _, k, b in rows if k == self.kind]
+        self.sizes = [z for _, z in tmpls if z is not None]
+        return [p for p, _ in tmpls]
 
     def __call__(self, frame, probes, out) -> float | None:
         """Raise :class:`Deny` ``sensor_identity`` when the sensor frame is not the identified
@@ -166,6 +205,7 @@ class SensorIdentityStage:
             out.sensor_identity = "denied"
             raise Deny(REASON, "please present your palm again",
                        "the sensor frame's palm is not the identified person's")
+        self.check_size(probes, out, n)
         out.sensor_identity = "checked"
         return score
 

@@ -39,6 +39,7 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "status", "pending_nodes",      # split-mode deletes: deleted|pending, "0,1"
            "operator",                     # who ran an admin command
            "sensor_templates",             # sensor templates written (enrolment, restore)
+           "hand_size",                    # the views' hand against the enrolled size
            "sensor_identity"}              # the sensor frame against the person's: checked,
 #                                            not_enrolled / other_sensor (skipped by the
 #                                            site's policy), ...

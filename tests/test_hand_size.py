@@ -1,0 +1,161 @@
+"""The views' hand against the enrolled hand's size (device/gate/hand_size.py): the pure
+functions, the template bytes that carry the size, and the identity stage through the real
+pipeline, store and shipped (signed) numbers: sized templates check it, templates kept without
+a size skip it, a size not the presented hand's denies, a tampered template denies."""
+import numpy as np
+import pytest
+
+from device.gate import hand_size as H
+from device.gate import sensor_identity as S
+
+
+def _hand(rng, scale=1.0):
+    return rng.normal(0, 40, (21, 3)) * scale
+
+
+def test_size_is_the_pairs_distances_in_mm_and_the_ratio_the_scale():
+    rng = np.random.default_rng(0)
+    P = _hand(rng)
+    s = H.hand_size(P * 3.0, 3.0)                       # 3 px a mm
+    assert s.shape == (len(H.SIZE_PAIRS),) and s.dtype == np.float32
+    assert np.allclose(s[0], np.linalg.norm(P[0] - P[5]), rtol=1e-5)
+    e = [H.hand_size(P, 1.0), H.hand_size(P * 1.01, 1.0)]
+    assert H.size_ratio(e, H.hand_size(P * 1.2, 1.0)) == pytest.approx(1.2 / 1.005, rel=0.01)
+    assert H.size_ratio(e, H.hand_size(P, 1.0)) == pytest.approx(1.0, abs=0.01)
+    assert H.size_off(1.1) == pytest.approx(0.1) and H.size_off(1 / 1.1) == pytest.approx(0.1)
+    assert H.size_off(float("nan")) == float("inf") and H.size_off(0.0) == float("inf")
+
+
+def test_missing_landmarks_and_too_few_distances():
+    rng = np.random.default_rng(1)
+    P = _hand(rng)
+    assert H.hand_size(None, 1.0) is None and H.hand_size(P, 0.0) is None
+    assert H.hand_size(P[:20], 1.0) is None
+    Q = P.copy()
+    Q[[6, 10, 14, 18, 2]] = np.nan                      # a finger joint of each finger
+    s = H.hand_size(Q, 1.0)
+    assert np.isnan(s).sum() == 10
+    e = [H.hand_size(P, 1.0)]
+    assert H.size_ratio(e, s) == pytest.approx(1.0)     # 14 distances left
+    assert np.isnan(H.size_ratio(e, s, min_distances=15))
+    assert np.isnan(H.size_ratio([], s)) and np.isnan(H.size_ratio(e, None))
+    assert np.isnan(H.size_ratio(e, np.full(len(H.SIZE_PAIRS), np.nan)))
+
+
+def test_template_bytes_carry_the_size_sealed_with_the_patch():
+    rng = np.random.default_rng(2)
+    patch = (rng.normal(size=(8, 8)).astype(np.float32),
+             (rng.random((8, 8)) > 0.5).astype(np.float32))
+    size = H.hand_size(_hand(rng), 1.0)
+    old = S.patch_to_bytes(patch)
+    new = S.patch_to_bytes(patch, size)
+    assert old[4] == 1 and new[4] == 2 and new.startswith(old[:4])
+    (l1, w1), z1 = S.template_from_bytes(old)
+    (l2, w2), z2 = S.template_from_bytes(new)
+    assert z1 is None and np.array_equal(z2, size)
+    assert np.array_equal(l1, l2) and np.array_equal(w1, w2)
+    assert np.array_equal(S.patch_from_bytes(new)[1], w1)
+    for bad in (new[:-1], new + b"\0", old + b"\0", new[:len(old)],
+                new[:len(old)] + b"\x05" + new[len(old) + 1:]):
+        with pytest.raises(ValueError):
+            S.template_from_bytes(bad)
+
+
+def test_size_numbers_are_checked():
+    assert H.size_numbers({}) is None
+    assert H.size_numbers({"hand_size": {"max_off": 0.06}}) == \
+        {"max_off": 0.06, "min_distances": H.MIN_DISTANCES}
+    for bad in ({"max_off": 0}, {"max_off": 1.5}, {"max_off": True}, {"max_off": "0.1"},
+                {"max_off": 0.1, "min_distances": 0}, {"max_off": 0.1, "min_distances": 99},
+                [0.1]):
+        with pytest.raises(ValueError):
+            H.size_numbers({"hand_size": bad})
+
+
+def test_shipped_numbers_have_a_tolerance_for_both_sensors():
+    from device.gate.binding_numbers import load_binding_numbers
+    for sensor in ("nir", "xray"):
+        n = S.identity_numbers(load_binding_numbers(sensor).doc)
+        assert 0 < n["hand_size"]["max_off"] < 0.1
+
+
+# ------------------------------------------------------------------ through the real gate
+def _gate(tmp_path, **liveness):
+    from device.gate.gate import open_store
+    from device.gate.pipeline import Pipeline
+    from tests.conftest import gate_config
+    cfg = gate_config(tmp_path, liveness=liveness)
+    pipe = Pipeline(cfg)
+    st = open_store(cfg)
+    pipe.attach_store(st)
+    return pipe, st
+
+
+def _decide(pipe, st, burst):
+    pipe.load_gallery(st)
+    return pipe.decide(burst)
+
+
+def _rewrite(st, user, f):
+    """The user's sensor templates replaced through the store (audited writes), each blob
+    passed through ``f``."""
+    from device.store import sensor_templates as ST
+    blobs = [f(b) for b in ST.read(st, user)]
+    with st.transaction():
+        ST.delete(st, user)
+        ST.insert(st, user, 1, blobs)
+
+
+def test_sized_templates_check_it_old_ones_skip_it_another_size_denies(
+        tmp_path, synthetic_bursts):
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        d = _decide(pipe, st, b["genuine"][0])
+        assert d.decision == "open" and d.user_id == "alice", d.reason
+        assert d.hand_size == "checked" and d.sensor_identity == "checked"
+        assert abs(d.hand_size_ratio - 1) <= \
+            pipe.identity.numbers["hand_size"]["max_off"]
+        ratio = d.hand_size_ratio
+
+        def scaled(k):
+            def f(blob):
+                p, z = S.template_from_bytes(blob)
+                return S.patch_to_bytes(p, z * k)
+            return f
+        _rewrite(st, "alice", scaled(1.2))              # enrolled 20 % larger
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason, d.user_id) == ("deny", "sensor_identity", "alice")
+        assert d.hand_size == "denied" and d.hand_size_ratio == pytest.approx(ratio / 1.2,
+                                                                              rel=1e-3)
+        pipe.cfg.gate.overlap = False                   # the sequential pipeline alike
+        assert _decide(pipe, st, b["genuine"][0]).hand_size == "denied"
+        pipe.cfg.gate.overlap = True
+        _rewrite(st, "alice", lambda blob: S.patch_to_bytes(S.patch_from_bytes(blob)))
+        d = _decide(pipe, st, b["genuine"][0])           # as enrolled before the size
+        assert d.decision == "open" and d.hand_size == "not_enrolled", d.reason
+        assert d.sensor_identity == "checked"
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_a_tampered_template_denies(tmp_path, synthetic_bursts):
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        row = st.conn.execute("SELECT rowid, sealed FROM sensor_templates").fetchone()
+        sealed = bytearray(row[1])
+        sealed[-5] ^= 0x40                              # the size's last distance, raw
+        st.conn.execute("UPDATE sensor_templates SET sealed=? WHERE rowid=?",
+                        (bytes(sealed), row[0]))
+        st.conn.commit()
+        d = _decide(pipe, st, b["genuine"][0])
+        assert d.decision == "deny" and d.reason.startswith("error:"), d.reason
+    finally:
+        pipe.close()
+        st.close()
