@@ -159,3 +159,51 @@ def test_a_tampered_template_denies(tmp_path, synthetic_bursts):
     finally:
         pipe.close()
         st.close()
+
+
+# ------------------------------------------------------------------ enrolment keeps a size
+def test_an_enrolment_presentation_without_a_measured_size_keeps_no_unsized_template(
+        tmp_path, synthetic_bursts):
+    """A sensor template kept without a size would skip the size check at every decision
+    (``not_enrolled``): the presentation's sensor template is dropped instead, and with none
+    left the enrolment is refused, as for a presentation without a palm patch."""
+    from device.gate.enrol import EnrolmentRefused, enrol_user
+    from device.store import sensor_templates as ST
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        real = pipe.identity.size
+        pipe.identity.size = lambda probes: None             # the size not measured
+        with pytest.raises(EnrolmentRefused) as e:
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "sensor_identity"
+        assert st.get_user("alice") is None and ST.count(st) == 0
+        calls = []
+
+        def few(probes):                                   # first: 5 distances only
+            z = real(probes)
+            if not calls:
+                z = z.copy()
+                z[5:] = np.nan
+            calls.append(1)
+            return z
+        pipe.identity.size = few
+        r = enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert r["sensor_templates"] == 1
+        sizes = [S.template_from_bytes(x)[1] for x in ST.read(st, "alice")]
+        assert all(z is not None and np.isfinite(z).sum() >= H.MIN_DISTANCES for z in sizes)
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_hand_size_takes_any_real_scale():
+    """A numpy scalar scale (float32) is a scale, not 'no size' (which enrolment would keep
+    as a template without a size)."""
+    P = _hand(np.random.default_rng(3))
+    ref = H.hand_size(P, 2.0)
+    for px in (np.float32(2.0), np.float64(2.0), 2):
+        z = H.hand_size(P, px)
+        assert z is not None and np.allclose(z, ref, rtol=1e-5)
+    for bad in (0, -1.0, float("nan"), float("inf"), np.float32("nan"), None, "2", True):
+        assert H.hand_size(P, bad) is None
