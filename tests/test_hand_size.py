@@ -242,3 +242,40 @@ def test_status_says_which_users_the_size_check_skips_and_its_tolerance(
     assert rep["store"]["users_without_hand_size"] == 1, rep["store"]     # bob
     assert rep["store"]["users_without_sensor_templates"] == 1, rep["store"]   # carol
     assert rep["models"]["binding_nir.json"]["hand_size_max_off"] == pytest.approx(0.055)
+
+
+def test_the_gate_audits_a_hand_size_denial_and_counts_it_as_a_failed_attempt(
+        tmp_path, synthetic_bursts):
+    """Through the gate (relay, audit, attempt limiter): a hand-size denial is audited with
+    ``hand_size = denied`` and ``reason = sensor_identity``, never pulses the relay and counts
+    against the identified user; the genuine presentation's record says ``checked``."""
+    import json
+
+    from device.gate.enrol import enrol_user
+    from device.gate.gate import Gate
+    from device.gate.pipeline import Pipeline
+    from device.relays.factory import MemoryRelay
+    from tests.conftest import gate_config
+    b = synthetic_bursts
+    cfg = gate_config(tmp_path, liveness={})
+    relay = MemoryRelay()
+    with Gate(cfg, pipeline=Pipeline(cfg), relay=relay) as gate:
+        enrol_user(gate.pipeline, gate.store, "alice", b["enrol"][0])
+        gate.pipeline.load_gallery(gate.store)
+        d = gate.present(b["genuine"][0])
+        assert d.decision == "open" and d.hand_size == "checked", d.reason
+
+        def scaled(blob):
+            p, z = S.template_from_bytes(blob)
+            return S.patch_to_bytes(p, z * 1.2)
+        _rewrite(gate.store, "alice", scaled)
+        gate.pipeline.load_gallery(gate.store)
+        pulses = sum(1 for _, _, on in relay.events if on)
+        d = gate.present(b["genuine"][0])
+        assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity", "denied")
+        assert sum(1 for _, _, on in relay.events if on) == pulses
+        assert gate.limiter.user_failures("alice") == 1
+        recs = [json.loads(p) for (p,) in gate.store.conn.execute(
+            "SELECT payload FROM audit WHERE kind='decision' ORDER BY seq")]
+        assert [(r["decision"], r.get("hand_size")) for r in recs[-2:]] == \
+            [("open", "checked"), ("deny", "denied")], recs[-2:]
