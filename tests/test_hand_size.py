@@ -279,3 +279,61 @@ def test_the_gate_audits_a_hand_size_denial_and_counts_it_as_a_failed_attempt(
             "SELECT payload FROM audit WHERE kind='decision' ORDER BY seq")]
         assert [(r["decision"], r.get("hand_size")) for r in recs[-2:]] == \
             [("open", "checked"), ("deny", "denied")], recs[-2:]
+
+
+def test_a_size_not_measured_or_not_signed_denies_it_never_skips(tmp_path, synthetic_bursts):
+    """A sized user: the presented size not measured (no landmarks, NaN distances) denies
+    ``sensor_identity``; an enrolled size of NaNs denies; no signed hand_size numbers deny
+    ``liveness_unavailable``; malformed ones (NaN, negative tolerance) too. None of them
+    reads as ``not_enrolled``."""
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        real = pipe.identity.size
+        for fake in (lambda p: None, lambda p: np.full(len(H.SIZE_PAIRS), np.nan),
+                     lambda p: np.full(len(H.SIZE_PAIRS), np.inf)):
+            pipe.identity.size = fake
+            d = _decide(pipe, st, b["genuine"][0])
+            assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity",
+                                                           "denied")
+        pipe.identity.size = real
+        numbers = pipe.identity.numbers
+        pipe.identity.numbers = dict(numbers, hand_size=None)
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason) == ("deny", "liveness_unavailable")
+        for bad in ({"max_off": float("nan")}, {"max_off": -0.05}, {}):
+            with pytest.raises(ValueError):
+                S.identity_numbers({"sensor_identity": {"min_agreement": 0.3,
+                                                        "hand_size": bad}})
+        pipe.identity.numbers = numbers
+        _rewrite(st, "alice", lambda blob: S.patch_to_bytes(
+            S.patch_from_bytes(blob), np.full(len(H.SIZE_PAIRS), np.nan, np.float32)))
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity", "denied")
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_a_user_with_sized_and_unsized_templates_is_checked(tmp_path, synthetic_bursts):
+    """One template without a size beside a sized one: the check runs on the sized one (a
+    template without a size does not switch it off for the user)."""
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        seen = []
+
+        def first_unsized(blob):
+            p, z = S.template_from_bytes(blob)
+            seen.append(1)
+            return S.patch_to_bytes(p, None if len(seen) == 1 else z * 1.2)
+        _rewrite(st, "alice", first_unsized)
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.hand_size) == ("deny", "denied"), d.reason
+    finally:
+        pipe.close()
+        st.close()
