@@ -159,3 +159,181 @@ def test_a_tampered_template_denies(tmp_path, synthetic_bursts):
     finally:
         pipe.close()
         st.close()
+
+
+# ------------------------------------------------------------------ enrolment keeps a size
+def test_an_enrolment_presentation_without_a_measured_size_keeps_no_unsized_template(
+        tmp_path, synthetic_bursts):
+    """A sensor template kept without a size would skip the size check at every decision
+    (``not_enrolled``): the presentation's sensor template is dropped instead, and with none
+    left the enrolment is refused, as for a presentation without a palm patch."""
+    from device.gate.enrol import EnrolmentRefused, enrol_user
+    from device.store import sensor_templates as ST
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        real = pipe.identity.size
+        pipe.identity.size = lambda probes: None             # the size not measured
+        with pytest.raises(EnrolmentRefused) as e:
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert e.value.reason == "sensor_identity"
+        assert st.get_user("alice") is None and ST.count(st) == 0
+        calls = []
+
+        def few(probes):                                   # first: 5 distances only
+            z = real(probes)
+            if not calls:
+                z = z.copy()
+                z[5:] = np.nan
+            calls.append(1)
+            return z
+        pipe.identity.size = few
+        r = enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert r["sensor_templates"] == 1
+        sizes = [S.template_from_bytes(x)[1] for x in ST.read(st, "alice")]
+        assert all(z is not None and np.isfinite(z).sum() >= H.MIN_DISTANCES for z in sizes)
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_hand_size_takes_any_real_scale():
+    """A numpy scalar scale (float32) is a scale, not 'no size' (which enrolment would keep
+    as a template without a size)."""
+    P = _hand(np.random.default_rng(3))
+    ref = H.hand_size(P, 2.0)
+    for px in (np.float32(2.0), np.float64(2.0), 2):
+        z = H.hand_size(P, px)
+        assert z is not None and np.allclose(z, ref, rtol=1e-5)
+    for bad in (0, -1.0, float("nan"), float("inf"), np.float32("nan"), None, "2", True):
+        assert H.hand_size(P, bad) is None
+
+
+def test_status_says_which_users_the_size_check_skips_and_its_tolerance(
+        tmp_path, tiny_models, capsys):
+    """`palmgate status`: the signed tolerance in force beside the binding numbers, and how
+    many users hold sensor templates of this gate's kind none of which carries a size (each
+    passes the size check unchecked, ``not_enrolled``: re-enrol them)."""
+    import json
+
+    from conftest import write_toml
+
+    from device.cli import main
+    from device.gate.gate import open_store
+    from device.protect.core import enrol
+    from device.store import sensor_templates as ST
+    from tests.conftest import gate_config
+    cfg = gate_config(tmp_path, tiny_models, liveness={"sensor": "nir",
+                                                       "sensor_identity": "when_enrolled"})
+    f = write_toml(tmp_path / "x.toml", cfg)
+    rng = np.random.default_rng(0)
+    v = rng.standard_normal((49, 16))
+    patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
+    size = H.hand_size(_hand(rng), 1.0)
+    with open_store(cfg) as st, st.transaction():
+        for uid, sized in (("alice", (True, False)), ("bob", (False, False)), ("carol", ())):
+            ver = st.enrol(uid, [enrol(v / np.linalg.norm(v, axis=-1, keepdims=True))],
+                           audit={"sensor_templates": len(sized)})
+            if sized:
+                ST.insert(st, uid, ver, [S.patch_to_bytes(patch, size if z else None)
+                                         for z in sized], "nir_palm_patch")
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["store"]["users_without_hand_size"] == 1, rep["store"]     # bob
+    assert rep["store"]["users_without_sensor_templates"] == 1, rep["store"]   # carol
+    assert rep["models"]["binding_nir.json"]["hand_size_max_off"] == pytest.approx(0.055)
+
+
+def test_the_gate_audits_a_hand_size_denial_and_counts_it_as_a_failed_attempt(
+        tmp_path, synthetic_bursts):
+    """Through the gate (relay, audit, attempt limiter): a hand-size denial is audited with
+    ``hand_size = denied`` and ``reason = sensor_identity``, never pulses the relay and counts
+    against the identified user; the genuine presentation's record says ``checked``."""
+    import json
+
+    from device.gate.enrol import enrol_user
+    from device.gate.gate import Gate
+    from device.gate.pipeline import Pipeline
+    from device.relays.factory import MemoryRelay
+    from tests.conftest import gate_config
+    b = synthetic_bursts
+    cfg = gate_config(tmp_path, liveness={})
+    relay = MemoryRelay()
+    with Gate(cfg, pipeline=Pipeline(cfg), relay=relay) as gate:
+        enrol_user(gate.pipeline, gate.store, "alice", b["enrol"][0])
+        gate.pipeline.load_gallery(gate.store)
+        d = gate.present(b["genuine"][0])
+        assert d.decision == "open" and d.hand_size == "checked", d.reason
+
+        def scaled(blob):
+            p, z = S.template_from_bytes(blob)
+            return S.patch_to_bytes(p, z * 1.2)
+        _rewrite(gate.store, "alice", scaled)
+        gate.pipeline.load_gallery(gate.store)
+        pulses = sum(1 for _, _, on in relay.events if on)
+        d = gate.present(b["genuine"][0])
+        assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity", "denied")
+        assert sum(1 for _, _, on in relay.events if on) == pulses
+        assert gate.limiter.user_failures("alice") == 1
+        recs = [json.loads(p) for (p,) in gate.store.conn.execute(
+            "SELECT payload FROM audit WHERE kind='decision' ORDER BY seq")]
+        assert [(r["decision"], r.get("hand_size")) for r in recs[-2:]] == \
+            [("open", "checked"), ("deny", "denied")], recs[-2:]
+
+
+def test_a_size_not_measured_or_not_signed_denies_it_never_skips(tmp_path, synthetic_bursts):
+    """A sized user: the presented size not measured (no landmarks, NaN distances) denies
+    ``sensor_identity``; an enrolled size of NaNs denies; no signed hand_size numbers deny
+    ``liveness_unavailable``; malformed ones (NaN, negative tolerance) too. None of them
+    reads as ``not_enrolled``."""
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        real = pipe.identity.size
+        for fake in (lambda p: None, lambda p: np.full(len(H.SIZE_PAIRS), np.nan),
+                     lambda p: np.full(len(H.SIZE_PAIRS), np.inf)):
+            pipe.identity.size = fake
+            d = _decide(pipe, st, b["genuine"][0])
+            assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity",
+                                                           "denied")
+        pipe.identity.size = real
+        numbers = pipe.identity.numbers
+        pipe.identity.numbers = dict(numbers, hand_size=None)
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason) == ("deny", "liveness_unavailable")
+        for bad in ({"max_off": float("nan")}, {"max_off": -0.05}, {}):
+            with pytest.raises(ValueError):
+                S.identity_numbers({"sensor_identity": {"min_agreement": 0.3,
+                                                        "hand_size": bad}})
+        pipe.identity.numbers = numbers
+        _rewrite(st, "alice", lambda blob: S.patch_to_bytes(
+            S.patch_from_bytes(blob), np.full(len(H.SIZE_PAIRS), np.nan, np.float32)))
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.reason, d.hand_size) == ("deny", "sensor_identity", "denied")
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_a_user_with_sized_and_unsized_templates_is_checked(tmp_path, synthetic_bursts):
+    """One template without a size beside a sized one: the check runs on the sized one (a
+    template without a size does not switch it off for the user)."""
+    from device.gate.enrol import enrol_user
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        seen = []
+
+        def first_unsized(blob):
+            p, z = S.template_from_bytes(blob)
+            seen.append(1)
+            return S.patch_to_bytes(p, None if len(seen) == 1 else z * 1.2)
+        _rewrite(st, "alice", first_unsized)
+        d = _decide(pipe, st, b["genuine"][0])
+        assert (d.decision, d.hand_size) == ("deny", "denied"), d.reason
+    finally:
+        pipe.close()
+        st.close()

@@ -220,6 +220,7 @@ def test_an_enrolment_reaches_the_other_gate_with_its_sensor_templates(fleet,
     # g2's identity stage checks the site's sensor templates
     d = _decide(fleet, "g2", b["genuine"][0])
     assert (d.decision, d.user_id, d.sensor_identity) == ("open", "alice", "checked"), d.reason
+    assert d.hand_size == "checked"          # the size travelled with the sealed templates
     # bob re-enrolled from g1 with alice's sensor templates (another hand under the sensor
     # at enrolment): g2 replaces his and his own hand is now denied sensor_identity
     old = _service_version(fleet["svc"], "bob")

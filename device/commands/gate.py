@@ -107,6 +107,7 @@ def cmd_status(a) -> int:
                     models[n]["min_palm_lines"] = f.min_agreement
                 if f.from_config:
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
+                ok = _hand_size_numbers(models[n], cfg, models_dir) and ok
         except ModelError as e:
             models[n] = {"ok": False, "error": str(e)}
             ok = False
@@ -166,6 +167,50 @@ def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
         if other:
             out["users_with_other_sensor_templates_only"] = other
         out["users_without_sensor_templates"] = ST.users_without(st)
+        out["users_without_hand_size"] = _users_without_size(
+            st, ST.SENSOR_KIND[cfg.liveness.sensor])
+
+
+def _users_without_size(st, kind: str) -> int:
+    """How many users hold sensor templates of ``kind``, none of which carries the hand's
+    size (enrolled before it was kept: the size check skips them, ``not_enrolled``). Unseals
+    every sensor template; one that does not read counts for neither (it denies)."""
+    from device.gate.sensor_identity import template_from_bytes
+    from device.store import sensor_templates as ST
+    sized: dict = {}
+    for uid, _, k, blob in ST.rows(st):
+        if k != kind:
+            continue
+        try:
+            z = template_from_bytes(blob)[1]
+        except ValueError:
+            continue
+        sized[uid] = sized.get(uid, False) or z is not None
+    return sum(1 for v in sized.values() if not v)
+
+
+def _hand_size_numbers(entry: dict, cfg, models_dir) -> bool:
+    """The signed hand-size tolerance in force (``hand_size_max_off``) in the binding's
+    status entry, or why there is none (the size check then denies every sized user);
+    False when the identity numbers are malformed (the identity check denies everyone
+    with sensor templates)."""
+    from device.gate.binding_numbers import load_binding_numbers
+    from device.gate.sensor_identity import IDENTITY_SENSORS, identity_numbers
+    if cfg.liveness.sensor not in IDENTITY_SENSORS:
+        return True
+    try:
+        si = identity_numbers(load_binding_numbers(cfg.liveness.sensor, models_dir).doc)
+    except ValueError as e:
+        entry.update(ok=False, sensor_identity_error=str(e))
+        return False
+    hs = (si or {}).get("hand_size")
+    if hs is None:
+        entry["hand_size_max_off"] = None
+        entry["hand_size_note"] = ("no signed hand_size numbers: users enrolled with a hand "
+                                   "size are denied liveness_unavailable")
+    else:
+        entry["hand_size_max_off"] = hs["max_off"]
+    return True
 
 
 # ------------------------------------------------------------------ bench

@@ -83,10 +83,10 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         why = getattr(pipeline.identity, "error", None)
         reason = "liveness_unavailable" if why else "sensor_identity"
         _refused(store, user_id, reason, terminal)
-        raise EnrolmentRefused(f"enrolment of {user_id!r} refused: "
-                               f"{why or 'no presentation gave a sensor palm patch'} (the "
-                               f"sensor identity check is on: without a sensor template the "
-                               f"user would pass it unchecked)", reason)
+        why = why or "no presentation gave a sensor palm patch with the hand's size measured"
+        raise EnrolmentRefused(f"enrolment of {user_id!r} refused: {why} (the sensor "
+                               f"identity check is on: without a sensor template the user "
+                               f"would pass it unchecked)", reason)
     # one template per presentation: its views fused into one palm feature (seed 000)
     plain = np.concatenate([pipeline.templates(rs) for rs in per_burst])
     del per_burst
@@ -111,14 +111,21 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
 
 def sensor_blobs(pipeline, found: list) -> list | None:
     """The sensor templates (bytes) of the screened presentations ``found`` (their
-    Decisions), one a presentation whose palm patch could be made, each with the views' hand
-    size where it was measured (:mod:`device.gate.hand_size`); None when the pipeline has
-    no identity check (``[liveness] sensor_identity`` off for its sensor)."""
+    Decisions), one a presentation whose palm patch could be made and whose views' hand size
+    was measured (:func:`device.gate.hand_size.measured`, the signed ``min_distances``),
+    each with that size; None when the pipeline has no identity check (``[liveness]
+    sensor_identity`` off for its sensor). A template kept without a size would skip the
+    size check at every decision (``hand_size = "not_enrolled"``), so a presentation
+    without one keeps no sensor template, as one without a patch."""
+    from device.gate.hand_size import MIN_DISTANCES, measured
     from device.gate.sensor_identity import patch_to_bytes
-    if getattr(pipeline, "identity", None) is None:
+    ident = getattr(pipeline, "identity", None)
+    if ident is None:
         return None
-    return [patch_to_bytes(d.sensor_patch, getattr(d, "sensor_size", None))
-            for d in found if d.sensor_patch is not None]
+    hs = (getattr(ident, "numbers", None) or {}).get("hand_size") or {}
+    least = hs.get("min_distances", MIN_DISTANCES)
+    return [patch_to_bytes(d.sensor_patch, d.sensor_size) for d in found
+            if d.sensor_patch is not None and measured(getattr(d, "sensor_size", None), least)]
 
 
 def _refused(store, user_id: str, reason: str, terminal: str) -> None:

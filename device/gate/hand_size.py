@@ -47,8 +47,11 @@ _B = np.array([b for _, b in SIZE_PAIRS])
 def hand_size(points: np.ndarray, px_mm: float) -> np.ndarray | None:
     """(len(SIZE_PAIRS),) float32 distances (mm) of the hand's landmarks ``points`` (21, 3),
     in the sensor-pixel world of ``px_mm`` pixels a mm (NaN where a landmark is missing);
-    None when there are no points or the scale is not positive."""
-    if points is None or not (isinstance(px_mm, (int, float)) and px_mm > 0):
+    None when there are no points or the scale is not a positive finite number (a numpy
+    scalar is one)."""
+    if points is None or isinstance(px_mm, bool) or \
+            not isinstance(px_mm, (int, float, np.integer, np.floating)) or \
+            not (math.isfinite(px_mm) and px_mm > 0):
         return None
     P = np.asarray(points, np.float64)
     if P.shape != (21, 3):
@@ -79,6 +82,18 @@ def size_ratio(enrolled: list, probe: np.ndarray | None,
     if len(lr) < max(1, min_distances):
         return float("nan")
     return float(np.exp(np.median(lr)))
+
+
+def measured(size: np.ndarray | None, min_distances: int = MIN_DISTANCES) -> bool:
+    """Whether ``size`` has at least ``min_distances`` distances :func:`size_ratio` can
+    compare (finite, positive): what enrolment keeps with a sensor template."""
+    if size is None:
+        return False
+    s = np.asarray(size, np.float64)
+    if s.shape != (len(SIZE_PAIRS),):
+        return False
+    with np.errstate(invalid="ignore"):
+        return int(np.sum(np.isfinite(s) & (s > 0))) >= max(1, min_distances)
 
 
 def size_off(ratio: float) -> float:

@@ -22,7 +22,9 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
   ``sensor_identity`` (``Decision.hand_size = "denied"``, in the audit record) -- the victim's
   own live hand under the sensor with a print of it at another scale before the cameras.
   Templates enrolled before the size was kept (format 1) skip it (``hand_size =
-  "not_enrolled"``); sizes kept and no signed numbers for them deny ``liveness_unavailable``.
+  "not_enrolled"``; ``palmgate status`` counts such users); enrolment keeps no template
+  without a measured size (:func:`device.gate.enrol.sensor_blobs`); sizes kept and no signed
+  numbers for them deny ``liveness_unavailable``.
 - **Users without sensor templates** (enrolled before this check, or in split mode, where the
   terminal's store keeps no template): ``[liveness] sensor_identity = "when_enrolled"``
   (default) lets them pass unchecked and says so (``Decision.sensor_identity =
