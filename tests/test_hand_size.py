@@ -80,20 +80,7 @@ def test_shipped_numbers_have_a_tolerance_for_both_sensors():
 
 
 # ------------------------------------------------------------------ through the real gate
-def _gate(tmp_path, **liveness):
-    from device.gate.gate import open_store
-    from device.gate.pipeline import Pipeline
-    from tests.conftest import gate_config
-    cfg = gate_config(tmp_path, liveness=liveness)
-    pipe = Pipeline(cfg)
-    st = open_store(cfg)
-    pipe.attach_store(st)
-    return pipe, st
-
-
-def _decide(pipe, st, burst):
-    pipe.load_gallery(st)
-    return pipe.decide(burst)
+from tests.test_sensor_identity_stage import _decide, _gate  # noqa: E402 - the same set-up
 
 
 def _rewrite(st, user, f):
