@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "13dc642fa271fcb13a24b4010ee45afff63854a2ffea9b2fd70b26a82460ddd7",
+  "manifest_sha256": "b98eda2f7d550bfbb5b3379c5a059d61fd17392ef09107523c40ea3129bff6ec",
   "signatures": [
     {
       "key_id": "78383ab4fdeada69",
-      "signature": "6BZQiwQYRiOKWSgQE25DgwG8AGMiFIZK2MFvmcClP8lH6/gbjteY4lYeEpH5DRIMdFkXWs40KmT75GVbAMyVBw=="
+      "signature": "xicjWw/9TjKmxuFA4LQjfTbxmhXr2Kym3Op1+t6GDujFjep6L3Tu6Xfkahk709xqfim3ELYMo/fOnYtoglLWBw=="
     }
   ]
 }

@@ -21,6 +21,7 @@ class Decision:
     p_live: float | None = None
     live: bool | None = None
     binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
+    palm_lines: float | None = None        # the binding's palm-line agreement (NIR); never logged
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor
     #                                        (None: not run; device.gate.sensor_identity_stage)
     sensor_identity_score: float | None = None   # its agreement; never logged

@@ -60,7 +60,7 @@ SENSOR_CHAIN = ("quality", "calibration", "sensor", "binding")
 MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_version")
 """What the feature and match stages write into the Decision (dropped when the sensor chain
 denies)."""
-SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding", "sensor_probes")
+SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding", "palm_lines", "sensor_probes")
 REGION_FIELDS = ("rois", "segmentation", "views_used", "landmarks")
 """What the regions stage found, handed to the sensor chain's Decision once the regions passed:
 a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
@@ -479,6 +479,7 @@ class Pipeline:
             if failed is not None:
                 raise failed
             if self.identity is not None and job is not None:    # the person now known
+                out.palm_lines = job.out.palm_lines       # the binding's lines, for the sum
                 timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"

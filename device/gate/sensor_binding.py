@@ -574,6 +574,7 @@ class BindingStage:
         b = self.score(burst.views, burst.sensor, getattr(out, "landmarks", None))
         if out is not None:
             out.binding = b.score
+            out.palm_lines = b.texture
         if b.probes is None:
             raise Deny("sensor_mismatch", "please present your palm again",
                        "fewer than two views gave hand landmarks: the hand cannot be placed "

@@ -243,8 +243,9 @@ def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 def identity_numbers(doc: dict | None) -> dict | None:
     """The signed ``sensor_identity`` numbers of a binding file's document (None: the file has
     none, so the sensor has no identity check): ``min_agreement`` (below it, or not compared:
-    denied), ``shift_mm``, ``veins_out``, ``patch_mm`` and ``hand_size`` (the size check's,
-    :func:`device.gate.hand_size.size_numbers`; None: the file has none). ValueError when
+    denied), ``shift_mm``, ``veins_out``, ``patch_mm``, ``hand_size`` (the size check's,
+    :func:`device.gate.hand_size.size_numbers`; None: the file has none) and, when the file
+    has it, ``min_lines_sum`` (:func:`lines_sum` below it denies). ValueError when
     malformed."""
     si = (doc or {}).get("sensor_identity")
     if si is None:
@@ -264,5 +265,25 @@ def identity_numbers(doc: dict | None) -> dict | None:
     v = si.get("veins_out", True)
     if not isinstance(v, bool):
         raise ValueError("'sensor_identity' 'veins_out' must be true or false")
-    return {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
-            "hand_size": size_numbers(si)}
+    j = si.get("min_lines_sum")
+    if j is not None and (isinstance(j, bool) or not isinstance(j, (int, float))
+                          or not math.isfinite(j) or not -2.0 < j < 2.0):
+        raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
+    out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
+           "hand_size": size_numbers(si)}
+    if j is not None:
+        out["min_lines_sum"] = float(j)
+    return out
+
+
+def lines_sum(agreement: float, palm_lines: float | None) -> float | None:
+    """The palm's lines both ways: the sensor frame's agreement with the person's enrolled
+    sensor patch plus the binding's agreement of its lines with the views' palm
+    (:func:`device.gate.binding_texture.texture_agreement`); None when the binding compared
+    no lines. A live hand's frame shows its own lines to both, independently (correlation
+    0.03 over 994 genuine presentations of validation seed 9317), so both near their limits at
+    once is rare; a victim's vein film over the attacker's palm lifts the first (its veins
+    leak into the line map) while the second sits at its limit."""
+    if palm_lines is None:
+        return None
+    return float(agreement) + float(palm_lines)

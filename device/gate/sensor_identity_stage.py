@@ -139,6 +139,19 @@ class SensorIdentityStage:
                        "the views' hand is not the enrolled hand's size")
         out.hand_size = "checked"
 
+    def check_lines_sum(self, score: float, out, n) -> None:
+        """Raise :class:`Deny` ``sensor_identity`` when the sensor frame's palm lines agree
+        too little with the enrolled patch and the views' palm together
+        (:func:`device.gate.sensor_identity.lines_sum` under the signed ``min_lines_sum``;
+        skipped where the file has no such number or the binding compared no lines)."""
+        t = n.get("min_lines_sum")
+        j = None if t is None else S.lines_sum(score, getattr(out, "palm_lines", None))
+        if j is not None and not j >= t:
+            out.sensor_identity = "denied"
+            raise Deny(REASON, "please present your palm again",
+                       "the sensor frame's palm lines agree too little with the enrolled "
+                       "palm's and the views' together")
+
     def attach(self, store) -> None:
         """The store to read the sensor templates from; their rows' tags kept from now on
         (:mod:`device.store.sensor_row_tags`: a row removed or changed outside the store
@@ -207,6 +220,7 @@ class SensorIdentityStage:
             out.sensor_identity = "denied"
             raise Deny(REASON, "please present your palm again",
                        "the sensor frame's palm is not the identified person's")
+        self.check_lines_sum(score, out, n)
         self.check_size(probes, out, n)
         out.sensor_identity = "checked"
         return score

@@ -1,0 +1,54 @@
+"""The palm lines both ways (the sensor identity agreement plus the binding's palm-line
+agreement) under the signed ``min_lines_sum`` deny ``sensor_identity``."""
+from types import SimpleNamespace
+
+import pytest
+
+from device.gate import sensor_identity as S
+from device.gate.binding_numbers import load_binding_numbers
+from device.gate.decision import Deny
+from device.gate.sensor_identity_stage import SensorIdentityStage
+
+
+def test_identity_numbers_read_and_check_min_lines_sum():
+    n = S.identity_numbers({"sensor_identity": {"min_agreement": 0.29, "min_lines_sum": 0.74}})
+    assert n["min_lines_sum"] == 0.74
+    assert "min_lines_sum" not in S.identity_numbers({"sensor_identity": {"min_agreement": 0.29}})
+    for bad in ("0.7", float("nan"), True, 3.0):
+        with pytest.raises(ValueError):
+            S.identity_numbers({"sensor_identity": {"min_agreement": 0.29, "min_lines_sum": bad}})
+
+
+def test_lines_sum_is_the_sum_and_none_without_lines():
+    assert S.lines_sum(0.5, 0.25) == pytest.approx(0.75)
+    assert S.lines_sum(0.5, None) is None
+
+
+def _stage():
+    return SensorIdentityStage.__new__(SensorIdentityStage)
+
+
+def test_check_lines_sum_denies_below_and_passes_at_or_above():
+    st, n = _stage(), {"min_agreement": 0.29, "min_lines_sum": 0.74}
+    out = SimpleNamespace(palm_lines=0.2, sensor_identity=None)
+    st.check_lines_sum(0.55, out, n)                    # 0.75: passes
+    assert out.sensor_identity is None
+    out = SimpleNamespace(palm_lines=0.18, sensor_identity=None)
+    with pytest.raises(Deny) as e:
+        st.check_lines_sum(0.44, out, n)                # 0.62: a vein film's
+    assert e.value.reason == "sensor_identity" and out.sensor_identity == "denied"
+    nan = SimpleNamespace(palm_lines=float("nan"), sensor_identity=None)
+    with pytest.raises(Deny):                           # not compared: fail secure
+        st.check_lines_sum(0.9, nan, n)
+
+
+def test_check_lines_sum_skipped_without_the_number_or_without_lines():
+    st = _stage()
+    st.check_lines_sum(0.3, SimpleNamespace(palm_lines=0.0), {"min_agreement": 0.29})
+    st.check_lines_sum(0.3, SimpleNamespace(palm_lines=None),
+                       {"min_agreement": 0.29, "min_lines_sum": 0.74})
+
+
+def test_the_signed_nir_file_carries_min_lines_sum():
+    n = S.identity_numbers(load_binding_numbers("nir").doc)
+    assert 0.5 < n["min_lines_sum"] < 1.0
