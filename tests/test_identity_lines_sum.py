@@ -52,3 +52,27 @@ def test_check_lines_sum_skipped_without_the_number_or_without_lines():
 def test_the_signed_nir_file_carries_min_lines_sum():
     n = S.identity_numbers(load_binding_numbers("nir").doc)
     assert 0.5 < n["min_lines_sum"] < 1.0
+
+
+def test_the_gate_hands_the_binding_lines_to_the_sum_in_both_pipelines(tmp_path,
+                                                                       synthetic_bursts):
+    """Through the real pipeline: the genuine opens with the signed sum, carries the binding's
+    palm-line agreement, and is denied sensor_identity once the sum asked for is out of its
+    reach (overlapped and sequential alike)."""
+    from device.gate.enrol import enrol_user
+    from tests.test_sensor_identity_stage import _decide, _gate
+    b = synthetic_bursts
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        d = _decide(pipe, st, b["genuine"][0])
+        assert d.decision == "open" and d.palm_lines is not None
+        pipe.identity.numbers["min_lines_sum"] = d.sensor_identity_score + d.palm_lines + 0.01
+        for overlap in (True, False):
+            pipe.cfg.gate.overlap = overlap
+            d = _decide(pipe, st, b["genuine"][0])
+            assert (d.decision, d.reason) == ("deny", "sensor_identity")
+            assert d.sensor_identity == "denied"
+    finally:
+        pipe.close()
+        st.close()
