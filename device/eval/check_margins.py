@@ -1,0 +1,160 @@
+"""Every X-ray sensor check's value for each presentation, none skipped: which checks an attack
+passes and by how much (docs/results.md, "X-ray skeleton phantoms and prints over a live hand").
+
+``palmgate evaluate-liveness --enrol`` gives the first check that denies; this gives them all,
+each computed whatever the others said, with the set's people enrolled as ``--enrol`` enrols
+them (:mod:`device.eval.synthetic_gate`): presence, p(live) (the shipped liveness, int8), the
+binding score and its terms (outline = the probes' excess, :func:`device.gate.binding_joints.
+bone_term`, :func:`device.gate.binding_size.size_term`, :func:`device.gate.binding_marrow.
+marrow_term`), the bone patch's agreement with the presentation's person's enrolled templates
+(:mod:`device.gate.xray_bone_patch`, the identity stage's comparison) and the hand size's
+distance off the enrolled one (:mod:`device.gate.hand_size`). The 1:N match is not run (the
+claimed person is the presentation's ``person``: for an attack, the victim)::
+
+    python -m device.eval.check_margins SET --classes skeleton_phantom print_over_live \
+        bona_fide --out margins.json
+
+:func:`passes` and :func:`summary` are pure (the thresholds in force are in the output).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "agreement", "size_off")
+CHECKS = ("presence", "live", "binding", "identity", "size")
+
+
+def passes(r: dict, th: dict) -> dict:
+    """Which checks row ``r`` passes on its own under thresholds ``th`` (``thr``: p(live) must
+    be above it; ``max_score``; ``min_agreement``; ``max_off``). A value not measured fails."""
+    def val(k):
+        v = r.get(k)
+        return None if v is None or not np.isfinite(v) else float(v)
+    p, b, a, s = val("p_live"), val("binding"), val("agreement"), val("size_off")
+    return {"presence": r.get("presence") is None,
+            "live": p is not None and p > th["thr"],
+            "binding": b is not None and b <= th["max_score"],
+            "identity": a is not None and a >= th["min_agreement"],
+            "size": s is not None and s <= th["max_off"]}
+
+
+def summary(rows: list, th: dict) -> dict:
+    """Per class: n, how many pass each check, pass all, the one check that stopped those that
+    passed all others, and the quantiles of every term."""
+    out = {}
+    for c in dict.fromkeys(r["class"] for r in rows):
+        rs = [r for r in rows if r["class"] == c]
+        ps = [passes(r, th) for r in rs]
+        last = {}
+        for p in ps:
+            failed = [k for k in CHECKS if not p[k]]
+            if len(failed) == 1:
+                last[failed[0]] = last.get(failed[0], 0) + 1
+        q = {}
+        for t in TERMS:
+            v = np.array([r[t] for r in rs if r.get(t) is not None and np.isfinite(r[t])],
+                         float)
+            if len(v):
+                q[t] = dict(zip(("min", "q01", "q05", "q50", "q95", "q99", "max"),
+                                np.round(np.quantile(v, [0, .01, .05, .5, .95, .99, 1]),
+                                         4).tolist()))
+        out[c] = {"n": len(rs), "pass": {k: sum(p[k] for p in ps) for k in CHECKS},
+                  "pass_all": sum(all(p.values()) for p in ps), "stopped_only_by": last,
+                  "terms": q}
+    return out
+
+
+def measure(data_dir, classes, per_class: int | None = None, precision: str = "int8",
+            log=print) -> dict:
+    """Rows of every check's value for the first ``per_class`` presentations of each class
+    (all when None), and the thresholds in force."""
+    import torch
+    torch.set_num_threads(1)
+    from device.eval.liveness import scan_liveness_dir
+    from device.eval.liveness_enrol import presentation_person, read_set
+    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
+    from device.gate import hand_size as H
+    from device.gate import sensor_identity as S
+    from device.gate.binding_joints import bone_term
+    from device.gate.binding_marrow import marrow_term
+    from device.gate.binding_size import size_term
+    from device.sources.replay import read_burst
+    from device.synth.source import SyntheticPeople
+
+    info = read_set(data_dir)
+    if info["sensor"] not in (None, "xray"):
+        raise ValueError(f"{data_dir}: an X-ray set is needed, not {info['sensor']}")
+    bona, attacks = scan_liveness_dir(data_dir)
+    plan = []
+    for c in classes:
+        fs = bona if c == "bona_fide" else attacks.get(c)
+        if fs is None:
+            raise ValueError(f"{data_dir}: no class {c!r} (has {sorted(attacks)})")
+        plan += [(c, f.parent) for f in (fs if per_class is None else fs[:per_class])]
+    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor="xray")
+    people = info["people"] or max(presentation_person(f) for _, f in plan) + 1
+    rows, t0 = [], time.time()
+    with synthetic_gate(info["seed"], info["views"], precision, "xray", 1,
+                        prefix="palmgate-margins-") as (pipe, st):
+        enrol_people(pipe, st, synth, range(people))
+        ident = pipe.identity
+        n = ident.numbers or ident.load()
+        joints = pipe.binding.numbers.stats["joints"]
+        for i, (c, folder) in enumerate(plan):
+            person = presentation_person(folder)
+            r = {"class": c, "folder": str(folder), "person": person}
+            b = pipe.calibrate(read_burst(folder))
+            lms = {}
+            pipe.regions(b.views, None, None, None, lms)
+            pres = pipe.sensor(b.sensor)
+            r["presence"], r["p_live"] = pres.reason if pres.reason != "not_live" else None, \
+                pres.p_live
+            bd = pipe.binding.score(b.views, b.sensor, lms)
+            m, r["binding"] = bd.probes, float(bd.score)
+            if m is not None and m.bones is not None and m.sdf is not None:
+                r["bone"] = float(bone_term(m.bones, m.landmarks, m.px_mm, joints))
+                r["size"] = float(size_term(m.bones, m.landmarks, m.px_mm, joints))
+                r["marrow"] = float(marrow_term(m.bones, m.landmarks, m.px_mm, joints))
+                r["outline"] = r["binding"] - r["bone"] - r["size"] - r["marrow"]
+            tm = ident.templates(user_id(person))
+            if tm and m is not None:
+                r["agreement"] = float(S.best_agreement(tm, ident.patch(b.sensor, m),
+                                                        n["shift_mm"]))
+                if ident.sizes:
+                    ratio = H.size_ratio(ident.sizes, ident.size(m),
+                                         n["hand_size"]["min_distances"])
+                    r["size_off"] = float(H.size_off(ratio))
+            rows.append(r)
+            if (i + 1) % 100 == 0:
+                log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")
+        th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
+              "min_agreement": float(n["min_agreement"]),
+              "max_off": float(n["hand_size"]["max_off"])}
+    return {"data": str(data_dir), "precision": precision, "thresholds": th, "rows": rows,
+            "summary": summary(rows, th)}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m device.eval.check_margins",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("data", help="an X-ray whole-presentation set (tools.synth liveness "
+                                 "--presentations --attack-species)")
+    ap.add_argument("--classes", nargs="+", required=True,
+                    help="bona_fide and/or attack species folder names")
+    ap.add_argument("--per-class", type=int, default=None)
+    ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    ap.add_argument("--out", required=True)
+    a = ap.parse_args(argv)
+    res = measure(a.data, a.classes, a.per_class, a.precision)
+    with open(a.out, "w") as f:
+        json.dump(res, f)
+    print(json.dumps({"thresholds": res["thresholds"], "summary": res["summary"]}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

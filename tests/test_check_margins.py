@@ -1,0 +1,39 @@
+"""device.eval.check_margins: the pure pass/summary logic (the measurement itself renders and
+enrols, docs/results.md)."""
+import math
+
+from device.eval.check_margins import passes, summary
+
+TH = {"thr": 0.5, "max_score": 30.0, "min_agreement": 0.86, "max_off": 0.055}
+
+
+def row(cls="skeleton_phantom", **kw):
+    r = {"class": cls, "presence": None, "p_live": 0.9, "binding": 10.0, "agreement": 0.9,
+         "size_off": 0.01}
+    r.update(kw)
+    return r
+
+
+def test_passes_each_check_on_its_own():
+    assert all(passes(row(), TH).values())
+    p = passes(row(agreement=0.85), TH)
+    assert not p["identity"] and p["live"] and p["binding"]
+    assert not passes(row(p_live=0.5), TH)["live"]              # strictly above
+    assert passes(row(binding=30.0), TH)["binding"]             # at most
+    assert not passes(row(presence="no_hand_in_sensor"), TH)["presence"]
+
+
+def test_not_measured_fails_secure():
+    p = passes(row(p_live=None, binding=math.inf, agreement=None, size_off=float("nan")), TH)
+    assert not (p["live"] or p["binding"] or p["identity"] or p["size"])
+
+
+def test_summary_counts_the_one_check_that_stopped_it():
+    rows = [row(), row(agreement=0.8), row(agreement=0.8, binding=40.0),
+            row("bona_fide", binding=0.0)]
+    s = summary(rows, TH)
+    assert s["skeleton_phantom"]["n"] == 3
+    assert s["skeleton_phantom"]["pass_all"] == 1
+    assert s["skeleton_phantom"]["stopped_only_by"] == {"identity": 1}
+    assert s["skeleton_phantom"]["pass"]["binding"] == 2
+    assert s["bona_fide"]["terms"]["binding"]["max"] == 0.0
