@@ -75,10 +75,9 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
     import torch
     torch.set_num_threads(1)
     from device.eval.liveness import scan_liveness_dir
-    from device.eval.liveness_enrol import presentation_person, read_set
+    from device.eval.liveness_enrol import first_per_class, presentation_person, read_set
     from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
     from device.gate import hand_size as H
-    from device.gate import sensor_identity as S
     from device.gate.binding_joints import bone_term
     from device.gate.binding_marrow import marrow_term
     from device.gate.binding_size import size_term
@@ -94,7 +93,7 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
         fs = bona if c == "bona_fide" else attacks.get(c)
         if fs is None:
             raise ValueError(f"{data_dir}: no class {c!r} (has {sorted(attacks)})")
-        plan += [(c, f.parent) for f in (fs if per_class is None else fs[:per_class])]
+        plan += [(c, f.parent) for f in first_per_class(fs, per_class)]
     synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor="xray")
     people = info["people"] or max(presentation_person(f) for _, f in plan) + 1
     rows, t0 = [], time.time()
@@ -122,12 +121,9 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
                 r["outline"] = r["binding"] - r["bone"] - r["size"] - r["marrow"]
             tm = ident.templates(user_id(person))
             if tm and m is not None:
-                r["agreement"] = float(S.best_agreement(tm, ident.patch(b.sensor, m),
-                                                        n["shift_mm"]))
+                r["agreement"] = float(ident.agreement(tm, b.sensor, m, n))
                 if ident.sizes:
-                    ratio = H.size_ratio(ident.sizes, ident.size(m),
-                                         n["hand_size"]["min_distances"])
-                    r["size_off"] = float(H.size_off(ratio))
+                    r["size_off"] = float(H.size_off(ident.size_ratio(m, n["hand_size"])))
             rows.append(r)
             if (i + 1) % 100 == 0:
                 log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")

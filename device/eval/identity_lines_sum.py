@@ -51,13 +51,12 @@ def terms(pipe, folder, people_uid) -> dict:
     n = ids.numbers or ids.load()
     t = ids.templates(people_uid(bj["person"]))
     if t:
-        a = float(S.best_agreement(t, ids.patch(burst.sensor, b.probes), n["shift_mm"]))
+        a = float(ids.agreement(t, burst.sensor, b.probes, n))
         r["identity"] = a
         r["lines_sum"] = _num(S.lines_sum(a, b.texture))
         hs = n.get("hand_size")
         if ids.sizes and hs:
-            ratio = H.size_ratio(ids.sizes, ids.size(b.probes), hs["min_distances"])
-            r["size_off"] = None if ratio is None else float(H.size_off(ratio))
+            r["size_off"] = float(H.size_off(ids.size_ratio(b.probes, hs)))
     return r
 
 

@@ -119,6 +119,17 @@ class SensorIdentityStage:
             return None
         return H.hand_size(getattr(probes, "points", None), getattr(probes, "px_mm", None))
 
+    def agreement(self, tmpls: list, frame, probes, n) -> float:
+        """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
+        (:func:`device.gate.sensor_identity.best_agreement`; NaN when none compares)."""
+        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"])
+
+    def size_ratio(self, probes, hs) -> float:
+        """The views' hand at ``probes`` over the sizes kept with the last user's templates
+        (:func:`device.gate.hand_size.size_ratio`, the signed ``hs`` numbers; NaN: not
+        measured)."""
+        return H.size_ratio(self.sizes, self.size(probes), hs["min_distances"])
+
     def check_size(self, probes, out, n) -> None:
         """Raise :class:`Deny` ``sensor_identity`` when the views' hand is not the enrolled
         hand's size (:mod:`device.gate.hand_size`): off by more than the signed ``max_off``,
@@ -131,7 +142,7 @@ class SensorIdentityStage:
         if hs is None:
             raise Deny("liveness_unavailable", "", "hand size: no signed hand_size numbers "
                                                    f"in binding_{self.sensor}.json")
-        r = H.size_ratio(self.sizes, self.size(probes), hs["min_distances"])
+        r = self.size_ratio(probes, hs)
         out.hand_size_ratio = r
         if not H.size_off(r) <= hs["max_off"]:
             out.hand_size = out.sensor_identity = "denied"
@@ -214,7 +225,7 @@ class SensorIdentityStage:
         n = self.numbers or self.load()
         if n is None:
             raise Deny("liveness_unavailable", "", f"sensor identity: {self.error}")
-        score = S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"])
+        score = self.agreement(tmpls, frame, probes, n)
         out.sensor_identity_score = score
         if not score >= n["min_agreement"]:
             out.sensor_identity = "denied"
