@@ -18,6 +18,7 @@ Pure functions of arrays (numpy), no model, no file.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 RAMP_ITERATIONS = 4
@@ -76,17 +77,23 @@ then the fewest attacks past the binding, then the narrowest; docs/results.md, "
 live-hand tail, round 2"). NIR: no collimator, holes filled as before."""
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray | None:
+    """bool: the largest 8-connected component of a 0/1 ``mask`` (None: the mask is empty)."""
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return None
+    return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
 def largest_inside(mask: np.ndarray, field: np.ndarray, band: int) -> np.ndarray:
     """bool: the largest 8-connected component of a 0/1 ``mask`` with the holes filled that
     reach neither the outside of ``field`` nor the ``band`` pixels inside its edge. A strip
     of the collimator's blurred edge over the cut joins the fingers that cross the field's
     edge, and the background between them and the strip was a hole filled into the hand."""
-    import cv2
-    m = (np.asarray(mask) > 0).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return np.zeros(m.shape, bool)
-    comp = lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    comp = largest_component(mask)
+    if comp is None:
+        return np.zeros(np.shape(mask), bool)
     f = np.pad(np.asarray(field, np.uint8), 1)           # the frame's edge is outside too
     inner = cv2.erode(f, np.ones((2 * band + 1, 2 * band + 1), np.uint8))[1:-1, 1:-1] > 0
     _, holes = cv2.connectedComponents((~comp).astype(np.uint8), connectivity=4)

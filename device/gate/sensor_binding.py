@@ -56,7 +56,8 @@ import cv2
 import numpy as np
 
 from device.gate import binding_geometry as G
-from device.gate.binding_background import RIM_BAND_PX
+from device.gate.binding_background import (RIM_BAND_PX, largest_component, largest_inside,
+                                           ramp_cut)
 from device.gate.binding_registration import (  # noqa: F401 - HomographyRegistration: callers
     CorrectionRegistration, HomographyRegistration, nominal_registration)
 from device.gate.decision import Deny
@@ -225,24 +226,20 @@ def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float
     hi = float(np.median(inner[inner > t])) if np.any(inner > t) else float(inner.max())
     m = np.zeros(g.shape, np.uint8)
     if ramp:
-        from device.gate.binding_background import ramp_cut
         m[ramp_cut(g, field, lo, hi, level)] = 1
     else:
         m[rs, cs] = inner > lo + level * (hi - lo)
     if rim:
-        from device.gate.binding_background import largest_inside
         return largest_inside(m, field, rim), field
     return largest_filled(m), field
 
 
 def largest_filled(mask: np.ndarray) -> np.ndarray:
     """bool: the largest 8-connected component of a 0/1 mask with its holes filled."""
-    m = (np.asarray(mask) > 0).astype(np.uint8)
-    n, lab, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return np.zeros(m.shape, bool)
-    big = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    comp = (lab == big).astype(np.uint8)
+    big = largest_component(mask)
+    if big is None:
+        return np.zeros(np.shape(mask), bool)
+    comp = big.astype(np.uint8)
     contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     out = np.zeros_like(comp)
     cv2.drawContours(out, contours, -1, 1, cv2.FILLED)
