@@ -99,15 +99,15 @@ def cmd_status(a) -> int:
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
             if n.startswith("binding_"):         # the binding threshold in force
                 from device.gate.binding_numbers import in_force, load_binding_numbers
-                f = in_force(load_binding_numbers(cfg.liveness.sensor, models_dir),
-                             cfg.liveness.binding_max_distance,
+                bn = load_binding_numbers(cfg.liveness.sensor, models_dir)
+                f = in_force(bn, cfg.liveness.binding_max_distance,
                              cfg.liveness.binding_min_palm_lines)
                 models[n]["threshold"] = f.max_score
                 if f.min_agreement is not None:
                     models[n]["min_palm_lines"] = f.min_agreement
                 if f.from_config:
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
-                ok = _hand_size_numbers(models[n], cfg, models_dir) and ok
+                ok = _hand_size_numbers(models[n], cfg.liveness.sensor, bn.doc) and ok
         except ModelError as e:
             models[n] = {"ok": False, "error": str(e)}
             ok = False
@@ -189,17 +189,16 @@ def _users_without_size(st, kind: str) -> int:
     return sum(1 for v in sized.values() if not v)
 
 
-def _hand_size_numbers(entry: dict, cfg, models_dir) -> bool:
+def _hand_size_numbers(entry: dict, sensor: str, doc: dict) -> bool:
     """The signed hand-size tolerance in force (``hand_size_max_off``) in the binding's
-    status entry, or why there is none (the size check then denies every sized user);
-    False when the identity numbers are malformed (the identity check denies everyone
-    with sensor templates)."""
-    from device.gate.binding_numbers import load_binding_numbers
+    status entry (``doc``: the binding file's signed document), or why there is none (the
+    size check then denies every sized user); False when the identity numbers are malformed
+    (the identity check denies everyone with sensor templates)."""
     from device.gate.sensor_identity import IDENTITY_SENSORS, identity_numbers
-    if cfg.liveness.sensor not in IDENTITY_SENSORS:
+    if sensor not in IDENTITY_SENSORS:
         return True
     try:
-        si = identity_numbers(load_binding_numbers(cfg.liveness.sensor, models_dir).doc)
+        si = identity_numbers(doc)
     except ValueError as e:
         entry.update(ok=False, sensor_identity_error=str(e))
         return False
