@@ -10,4 +10,8 @@ RELEASE_KEYS: dict[str, str] = {
     # PalmGate release key 1, generated 2026-12-05 for the first signed release; private half
     # held by the release owner outside the repository.
     "78383ab4fdeada69": "c22D6sSxqids+NoNoF9rJTfU7IF+Mp26cHKFqP1CGLY=",
+    # PalmGate release key 2, generated 2026-12-06: the private half of key 1 was lost with the
+    # machine that held it (lost, not leaked, so key 1 stays trusted for the manifests it
+    # signed); releases from now on are signed with key 2 (docs/model-signing.md).
+    "2dc30179c712dcb1": "ojNC9g6jc1VZdPehEcPYEsBo59oDieO5fa/xTv6NhKs=",
 }
