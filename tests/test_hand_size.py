@@ -264,8 +264,9 @@ def test_the_gate_audits_a_hand_size_denial_and_counts_it_as_a_failed_attempt(
         assert gate.limiter.user_failures("alice") == 1
         recs = [json.loads(p) for (p,) in gate.store.conn.execute(
             "SELECT payload FROM audit WHERE kind='decision' ORDER BY seq")]
-        assert [(r["decision"], r.get("hand_size")) for r in recs[-2:]] == \
-            [("open", "checked"), ("deny", "denied")], recs[-2:]
+        assert [(r["decision"], r.get("hand_size"), r.get("sensor_identity_by"))
+                for r in recs[-2:]] == [("open", "checked", None),
+                                        ("deny", "denied", "size")], recs[-2:]
 
 
 def test_a_size_not_measured_or_not_signed_denies_it_never_skips(tmp_path, synthetic_bursts):

@@ -37,6 +37,7 @@ def test_check_lines_sum_denies_below_and_passes_at_or_above():
     with pytest.raises(Deny) as e:
         st.check_lines_sum(0.44, out, n)                # 0.62: a vein film's
     assert e.value.reason == "sensor_identity" and out.sensor_identity == "denied"
+    assert out.sensor_identity_by == "lines"            # which of the identity checks
     nan = SimpleNamespace(palm_lines=float("nan"), sensor_identity=None)
     with pytest.raises(Deny):                           # not compared: fail secure
         st.check_lines_sum(0.9, nan, n)
@@ -72,7 +73,7 @@ def test_the_gate_hands_the_binding_lines_to_the_sum_in_both_pipelines(tmp_path,
             pipe.cfg.gate.overlap = overlap
             d = _decide(pipe, st, b["genuine"][0])
             assert (d.decision, d.reason) == ("deny", "sensor_identity")
-            assert d.sensor_identity == "denied"
+            assert (d.sensor_identity, d.sensor_identity_by) == ("denied", "lines")
     finally:
         pipe.close()
         st.close()

@@ -57,6 +57,7 @@ def test_enrolment_keeps_them_the_genuine_opens_another_sensor_frame_is_denied(
         assert (d.decision, d.reason, d.user_id) == ("deny", "sensor_identity", "alice")
         assert d.sensor_identity == "denied" and d.sensor_identity_score < \
             pipe.identity.numbers["min_agreement"]
+        assert d.sensor_identity_by == "patch"
         # the overlapped and the sequential pipeline decide alike
         pipe.cfg.gate.overlap = False
         assert _decide(pipe, st, b["genuine"][0]).reason == "sensor_identity"

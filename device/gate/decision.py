@@ -25,6 +25,8 @@ class Decision:
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor
     #                                        (None: not run; device.gate.sensor_identity_stage)
     sensor_identity_score: float | None = None   # its agreement; never logged
+    sensor_identity_by: str | None = None  # the identity check that denied: patch | lines
+    #                                        (the lines sum) | size (the hand size); audited
     hand_size: str | None = None           # checked | denied | not_enrolled (templates kept
     #                                        without a size) | None: not run
     #                                        (device.gate.hand_size)

@@ -220,6 +220,8 @@ class Gate:
             p["liveness_bucket"] = bucket_score(d.p_live, th, width=0.05)
         if d.sensor_identity:
             p["sensor_identity"] = d.sensor_identity     # checked, denied, not_enrolled, ...
+        if d.sensor_identity_by:
+            p["sensor_identity_by"] = d.sensor_identity_by   # patch, lines or size: which
         if d.hand_size:
             p["hand_size"] = d.hand_size                 # checked, denied, not_enrolled
         p.update(extra)

@@ -146,6 +146,7 @@ class SensorIdentityStage:
         out.hand_size_ratio = r
         if not H.size_off(r) <= hs["max_off"]:
             out.hand_size = out.sensor_identity = "denied"
+            out.sensor_identity_by = "size"
             raise Deny(REASON, "please present your palm again",
                        "the views' hand is not the enrolled hand's size")
         out.hand_size = "checked"
@@ -158,7 +159,7 @@ class SensorIdentityStage:
         t = n.get("min_lines_sum")
         j = None if t is None else S.lines_sum(score, getattr(out, "palm_lines", None))
         if j is not None and not j >= t:
-            out.sensor_identity = "denied"
+            out.sensor_identity, out.sensor_identity_by = "denied", "lines"
             raise Deny(REASON, "please present your palm again",
                        "the sensor frame's palm lines agree too little with the enrolled "
                        "palm's and the views' together")
@@ -228,7 +229,7 @@ class SensorIdentityStage:
         score = self.agreement(tmpls, frame, probes, n)
         out.sensor_identity_score = score
         if not score >= n["min_agreement"]:
-            out.sensor_identity = "denied"
+            out.sensor_identity, out.sensor_identity_by = "denied", "patch"
             raise Deny(REASON, "please present your palm again",
                        "the sensor frame's palm is not the identified person's")
         self.check_lines_sum(score, out, n)
