@@ -52,3 +52,21 @@ def test_a_hole_inside_the_hand_is_still_filled():
     edge[20:30, 10:12] = 0                               # a notch open to the field: kept open
     assert not BB.largest_inside(edge, field, 3)[20:30, 10:12].any()
     assert not BB.largest_inside(np.zeros((8, 8), np.uint8), np.ones((8, 8), bool), 3).any()
+
+
+def test_the_bone_patch_cuts_the_hand_as_the_binding_does(monkeypatch):
+    """The X-ray bone patch (the identity check) weighs the frame inside the binding's
+    silhouette: the same rim band, not the silhouette from before it."""
+    from types import SimpleNamespace
+
+    from device.gate import xray_bone_patch as X
+    g, _ = _collimated_hand()
+    seen = {}
+
+    def capture(grey, hand, field, lm, px_mm, size):
+        seen["hand"] = hand
+        return None
+    monkeypatch.setattr(X, "bone_patch", capture)
+    lm = np.stack([np.linspace(40, 90, 21), np.linspace(30, 100, 21)], 1)
+    X.probe_bone_patch(g, SimpleNamespace(landmarks=lm, px_mm=1.0, height_mm=0.0))
+    assert np.array_equal(seen["hand"], B.sensor_silhouette(g, "xray"))

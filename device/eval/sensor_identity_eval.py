@@ -135,8 +135,7 @@ def features(d: dict, sensor: str, veins_out: bool = True, xray: str = "lengths"
     from device.eval import xray_identity as X
     from device.eval import sensor_identity as I
     from device.gate.binding_numbers import load_binding_numbers
-    from device.gate.sensor_binding import _grey, sensor_hand, LEVEL, GAMMA, WIDEST_FIELD, \
-        BACKGROUND_RAMP
+    from device.gate.sensor_binding import _grey, sensor_hand_and_field
     from device.synth.bound import depth_magnification, sensor_optics
     mu = None
     if sensor == "xray":
@@ -150,8 +149,7 @@ def features(d: dict, sensor: str, veins_out: bool = True, xray: str = "lengths"
         px, _ = sensor_optics(sensor, frame.shape[:2])
         px_hand = px * depth_magnification(sensor, float(h) if np.isfinite(h) else 0.0)
         if sensor == "xray":
-            hand, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor],
-                                      WIDEST_FIELD[sensor], BACKGROUND_RAMP[sensor])
+            hand, field = sensor_hand_and_field(frame, sensor)
             if xray == "bones":
                 out.append(X.bone_patch(_grey(frame), hand, field, lm, px_hand, **bone_kw))
                 continue

@@ -144,10 +144,17 @@ def _inset(rows: np.ndarray, cols: np.ndarray, m: int = 2) -> tuple[slice, slice
             slice(int(cols[0]) + m, int(cols[-1]) + 1 - m))
 
 
+def sensor_hand_and_field(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`sensor_hand` with ``sensor``'s settings: the silhouette and the exposed field
+    the binding uses (and the X-ray bone patch, which must cut the hand the same way)."""
+    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor],
+                       BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])
+
+
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
-    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor],
-                       BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])[0]
+    return sensor_hand_and_field(frame, sensor, blur)[0]
 
 
 def _gamma_lut(gamma: float) -> np.ndarray:
@@ -332,8 +339,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
         return None
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
-    sil, field = sensor_hand(frame, LEVEL[sensor], 1.0, GAMMA[sensor], WIDEST_FIELD[sensor],
-                             BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])
+    sil, field = sensor_hand_and_field(frame, sensor)
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")

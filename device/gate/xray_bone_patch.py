@@ -101,16 +101,15 @@ def probe_bone_patch(frame: np.ndarray, probes, size: int = BONE_PATCH_MM
                      ) -> tuple[np.ndarray, np.ndarray] | None:
     """The bone patch of an X-ray frame where the binding placed the views' hand (``probes``:
     a :class:`~device.gate.sensor_binding.HandProbes`, its landmarks, height and pixels per
-    mm), the hand cut as the binding cuts it (:func:`~device.gate.sensor_binding.sensor_hand`
-    with the X-ray's settings); None when the hand was not placed or too little is inside."""
-    from device.gate.sensor_binding import (BACKGROUND_RAMP, GAMMA, LEVEL, WIDEST_FIELD,
-                                            _grey, sensor_hand)
+    mm), the hand cut as the binding cuts it (:func:`~device.gate.sensor_binding.
+    sensor_hand_and_field`: the X-ray's settings, its rim band included); None when the hand
+    was not placed or too little is inside."""
+    from device.gate.sensor_binding import _grey, sensor_hand_and_field
     if probes is None:
         return None
     lm = np.asarray(probes.landmarks, np.float64)
     if lm.shape != (21, 2) or not np.all(np.isfinite(lm)):
         return None
-    hand, field = sensor_hand(frame, LEVEL["xray"], 1.0, GAMMA["xray"], WIDEST_FIELD["xray"],
-                              BACKGROUND_RAMP["xray"])
+    hand, field = sensor_hand_and_field(frame, "xray")
     return bone_patch(_grey(frame), hand, field, lm,
                       hand_px_mm(probes.px_mm, "xray", probes.height_mm), size)
