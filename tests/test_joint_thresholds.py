@@ -92,3 +92,13 @@ def test_nir_checks_are_chosen_only_where_today_has_them():
     assert r["thresholds"]["min_palm_lines"] == pytest.approx(0.16)
     r = choose(rows, TODAY)
     assert "min_palm_lines" not in r["thresholds"]
+
+
+def test_spread_is_the_bona_fide_tail_toward_the_threshold():
+    # most bona fide bindings score 0 mm (no median absolute deviation): the unit is the
+    # tail's, (median - 1st percentile) / 2.326 on the "passes more" scale
+    rows = [bona(i, binding=0.0 if i % 4 else float(i % 28)) for i in range(200)]
+    rows += [bona(900, binding=33.0), attack(binding=80.0, agreement=0.97)]
+    r = choose(rows, TODAY)
+    assert r["sd"]["binding"] > 0
+    assert r["thresholds"]["max_score"] == pytest.approx(33.0)

@@ -10,8 +10,9 @@ are stopped by more than one check. The rule (:func:`choose`), over the threshol
 (a) the attacks that pass every check are those that pass today -- none added;
 (b) room: an attack the move touches -- it loses a stopper (a check it fails today and passes
     under the new vector), or a check it still fails was moved toward it -- must still fail
-    one check by at least ``margin`` robust standard deviations of that check's bona fide
-    values (1.4826 x the median absolute deviation; p(live) on the logit scale); a value not
+    one check by at least ``margin`` of that check's bona fide spread toward its threshold
+    (:func:`tail_sd`: (median - 1st percentile) / 2.326 of the bona fide values on the
+    "passes more" scale, a normal's sd; p(live) on the logit scale); a value not
     measured, or a denial without a threshold (presence), counts as failed with room. So no
     moved threshold ends near an attack that passes every other check, and no attack is left
     resting on a check it fails by a hair;
@@ -93,11 +94,15 @@ def admitting(c: Check, value: float) -> float:
     return t
 
 
-def robust_sd(g: np.ndarray) -> float:
+def tail_sd(g: np.ndarray) -> float:
+    """The spread of :func:`goodness` values toward the threshold: (median - 1st percentile)
+    / 2.326, a normal's standard deviation (defined where most values sit at the best end --
+    the X-ray binding's bona fide scores, 0 mm for most -- unlike the median absolute
+    deviation)."""
     g = g[np.isfinite(g)]
     if not len(g):
         return float("nan")
-    return float(1.4826 * np.median(np.abs(g - np.median(g))))
+    return float((np.median(g) - np.quantile(g, 0.01)) / 2.326)
 
 
 def _matrix(rows: list, checks) -> np.ndarray:
@@ -114,7 +119,7 @@ def choose(rows: list, today: dict, margin: float = 1.0, max_nodes: int = 2_000_
     bona = np.array([r["class"] == "bona_fide" for r in rows])
     present = np.array([r.get("presence") is None for r in rows])
     G = _matrix(rows, checks)
-    sd = np.array([robust_sd(G[bona, j]) for j in range(len(checks))])
+    sd = np.array([tail_sd(G[bona, j]) for j in range(len(checks))])
     if not np.all(np.isfinite(sd) & (sd > 0)):
         raise ValueError(f"a check without bona fide spread: {dict(zip([c.name for c in checks], sd))}")
     t0 = [float(today[c.key]) for c in checks]
@@ -192,7 +197,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device.eval.joint_thresholds",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("margins", help="python -m device.eval.check_margins ... --out margins.json")
-    ap.add_argument("--margin", type=float, default=1.0, help="room, in bona fide robust sd")
+    ap.add_argument("--margin", type=float, default=1.0, help="room, in tail_sd units")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
     with open(a.margins) as f:
