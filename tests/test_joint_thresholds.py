@@ -84,7 +84,8 @@ def test_attacks_passing_today_stay_and_presence_or_nan_is_room():
 
 def test_nir_checks_are_chosen_only_where_today_has_them():
     nir = dict(TODAY, min_palm_lines=0.17, min_lines_sum=0.74)
-    rows = [dict(r, palm_lines=0.3 + 0.1 * r["agreement"], lines_sum=r["agreement"] + 0.3) for r in BASE]
+    rows = [dict(r, palm_lines=0.3 + 0.1 * r["agreement"], lines_sum=r["agreement"] + 0.3)
+            for r in BASE]
     rows += [dict(bona(900), palm_lines=0.16, lines_sum=1.1),
              dict(attack(), palm_lines=0.1, lines_sum=0.6)]
     r = choose(rows, nir)

@@ -121,7 +121,8 @@ def choose(rows: list, today: dict, margin: float = 1.0, max_nodes: int = 2_000_
     G = _matrix(rows, checks)
     sd = np.array([tail_sd(G[bona, j]) for j in range(len(checks))])
     if not np.all(np.isfinite(sd) & (sd > 0)):
-        raise ValueError(f"a check without bona fide spread: {dict(zip([c.name for c in checks], sd))}")
+        spread = {c.name: float(v) for c, v in zip(checks, sd)}
+        raise ValueError(f"a check without bona fide spread: {spread}")
     t0 = [float(today[c.key]) for c in checks]
 
     def fails(ts):
