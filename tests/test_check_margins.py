@@ -37,3 +37,29 @@ def test_summary_counts_the_one_check_that_stopped_it():
     assert s["skeleton_phantom"]["stopped_only_by"] == {"identity": 1}
     assert s["skeleton_phantom"]["pass"]["binding"] == 2
     assert s["bona_fide"]["terms"]["binding"]["max"] == 0.0
+
+
+NIR = dict(TH, min_palm_lines=0.17, min_lines_sum=0.74)
+
+
+def test_nir_checks_palm_lines_and_lines_sum_where_the_thresholds_have_them():
+    r = row(palm_lines=0.2, lines_sum=1.1)
+    assert set(passes(r, TH)) == {"presence", "live", "binding", "identity", "size"}
+    p = passes(r, NIR)
+    assert set(p) == {"presence", "live", "binding", "palm_lines", "identity", "lines_sum",
+                      "size"} and all(p.values())
+    p = passes(row(palm_lines=0.16, lines_sum=0.7), NIR)
+    assert not p["palm_lines"] and not p["lines_sum"] and p["identity"]
+    assert not passes(row(palm_lines=None, lines_sum=None), NIR)["lines_sum"]
+    s = summary([row(palm_lines=0.2, lines_sum=0.7)], NIR)
+    assert s["skeleton_phantom"]["stopped_only_by"] == {"lines_sum": 1}
+
+
+def test_against_the_gates_own_decisions():
+    from device.eval.check_margins import against_gate
+    rows = [row(decision="open", reason=None), row(agreement=0.8, decision="deny",
+                                                   reason="sensor_identity"),
+            row(decision="deny", reason="not_live"), row(decision="deny", reason="no_match")]
+    g = against_gate(rows, TH)
+    assert g["compared"] == 3 and g["agree"] == 2 and g["pass_all_gate_denied"] == 1
+    assert g["not_compared"] == {"no_match": 1}

@@ -1,5 +1,6 @@
-"""Every X-ray sensor check's value for each presentation, none skipped: which checks an attack
-passes and by how much (docs/results.md, "X-ray skeleton phantoms and prints over a live hand").
+"""Every sensor check's value for each presentation, none skipped: which checks an attack passes
+and by how much (docs/results.md, "X-ray skeleton phantoms and prints over a live hand"; NIR:
+"The sensor stage's PAD thresholds chosen jointly").
 
 ``palmgate evaluate-liveness --enrol`` gives the first check that denies; this gives them all,
 each computed whatever the others said, with the set's people enrolled as ``--enrol`` enrols
@@ -8,8 +9,14 @@ binding score and its terms (outline = the probes' excess, :func:`device.gate.bi
 bone_term`, :func:`device.gate.binding_size.size_term`, :func:`device.gate.binding_marrow.
 marrow_term`), the bone patch's agreement with the presentation's person's enrolled templates
 (:mod:`device.gate.xray_bone_patch`, the identity stage's comparison) and the hand size's
-distance off the enrolled one (:mod:`device.gate.hand_size`). The 1:N match is not run (the
-claimed person is the presentation's ``person``: for an attack, the victim)::
+distance off the enrolled one (:mod:`device.gate.hand_size`). NIR: presence, p(live), the
+binding's outline score and its palm-line agreement (:mod:`device.gate.binding_texture`), the
+palm patch's agreement (:mod:`device.gate.sensor_identity`), the lines both ways
+(:func:`~device.gate.sensor_identity.lines_sum`) and the hand size. The identity stage's own
+methods compute the agreement and the size ratio. The 1:N match is not run (the claimed person
+is the presentation's ``person``: for an attack, the victim); with ``--decide`` each row also
+gets the gate's own decision and reason (:meth:`device.gate.pipeline.Pipeline.decide`, the set's
+people enrolled, 1:N and every check), to compare with "passes all"::
 
     python -m device.eval.check_margins SET --classes skeleton_phantom print_over_live \
         bona_fide --out margins.json
@@ -24,22 +31,57 @@ import time
 
 import numpy as np
 
-TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "agreement", "size_off")
-CHECKS = ("presence", "live", "binding", "identity", "size")
+TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
+         "lines_sum", "size_off")
+CHECKS = ("presence", "live", "binding", "palm_lines", "identity", "lines_sum", "size")
+"""Every check's name; :func:`passes` gives those whose threshold ``th`` has (X-ray: no
+``palm_lines`` nor ``lines_sum``)."""
 
 
 def passes(r: dict, th: dict) -> dict:
     """Which checks row ``r`` passes on its own under thresholds ``th`` (``thr``: p(live) must
-    be above it; ``max_score``; ``min_agreement``; ``max_off``). A value not measured fails."""
+    be above it; ``max_score``; ``min_agreement``; ``max_off``; where ``th`` has them (NIR),
+    ``min_palm_lines`` and ``min_lines_sum``). A value not measured fails."""
     def val(k):
         v = r.get(k)
         return None if v is None or not np.isfinite(v) else float(v)
     p, b, a, s = val("p_live"), val("binding"), val("agreement"), val("size_off")
-    return {"presence": r.get("presence") is None,
-            "live": p is not None and p > th["thr"],
-            "binding": b is not None and b <= th["max_score"],
-            "identity": a is not None and a >= th["min_agreement"],
-            "size": s is not None and s <= th["max_off"]}
+    out = {"presence": r.get("presence") is None,
+           "live": p is not None and p > th["thr"],
+           "binding": b is not None and b <= th["max_score"]}
+    if th.get("min_palm_lines") is not None:
+        t = val("palm_lines")
+        out["palm_lines"] = t is not None and t >= th["min_palm_lines"]
+    out["identity"] = a is not None and a >= th["min_agreement"]
+    if th.get("min_lines_sum") is not None:
+        j = val("lines_sum")
+        out["lines_sum"] = j is not None and j >= th["min_lines_sum"]
+    out["size"] = s is not None and s <= th["max_off"]
+    return out
+
+
+def against_gate(rows: list, th: dict) -> dict:
+    """"Passes all" against the gate's own decision (rows measured with ``decide``): of the
+    rows the gate opened or denied by a PAD check (:func:`device.eval.gate_pad_rates.
+    pad_check_reason`; the others -- no_match, quality, timeouts -- never reached every check),
+    how many agree; and the reasons of the rows it denied otherwise."""
+    from device.eval.gate_pad_rates import pad_check_reason
+    out = {"compared": 0, "agree": 0, "pass_all_gate_denied": 0, "fails_gate_opened": 0,
+           "not_compared": {}}
+    for r in rows:
+        if "decision" not in r:
+            continue
+        opened = r["decision"] == "open"
+        if not opened and not pad_check_reason(r["reason"]):
+            k = r["reason"]
+            out["not_compared"][k] = out["not_compared"].get(k, 0) + 1
+            continue
+        ok = all(passes(r, th).values())
+        out["compared"] += 1
+        out["agree"] += ok == opened
+        out["pass_all_gate_denied"] += ok and not opened
+        out["fails_gate_opened"] += opened and not ok
+    return out
 
 
 def summary(rows: list, th: dict) -> dict:
@@ -49,9 +91,10 @@ def summary(rows: list, th: dict) -> dict:
     for c in dict.fromkeys(r["class"] for r in rows):
         rs = [r for r in rows if r["class"] == c]
         ps = [passes(r, th) for r in rs]
+        checks = [k for k in CHECKS if k in ps[0]]
         last = {}
         for p in ps:
-            failed = [k for k in CHECKS if not p[k]]
+            failed = [k for k in checks if not p[k]]
             if len(failed) == 1:
                 last[failed[0]] = last.get(failed[0], 0) + 1
         q = {}
@@ -62,31 +105,72 @@ def summary(rows: list, th: dict) -> dict:
                 q[t] = dict(zip(("min", "q01", "q05", "q50", "q95", "q99", "max"),
                                 np.round(np.quantile(v, [0, .01, .05, .5, .95, .99, 1]),
                                          4).tolist()))
-        out[c] = {"n": len(rs), "pass": {k: sum(p[k] for p in ps) for k in CHECKS},
+        out[c] = {"n": len(rs), "pass": {k: sum(p[k] for p in ps) for k in checks},
                   "pass_all": sum(all(p.values()) for p in ps), "stopped_only_by": last,
                   "terms": q}
+        if any("decision" in r for r in rs):
+            out[c]["against_gate"] = against_gate(rs, th)
     return out
 
 
+def _terms(pipe, joints, folder, person, decide: bool) -> dict:
+    """One presentation's row: every check's value (whatever the others said) and, with
+    ``decide``, the gate's own decision of it."""
+    from device.eval.synthetic_gate import user_id
+    from device.gate import hand_size as H
+    from device.gate import sensor_identity as S
+    from device.sources.replay import read_burst
+    r = {"folder": str(folder), "person": person}
+    raw = read_burst(folder)
+    b = pipe.calibrate(raw)
+    lms = {}
+    pipe.regions(b.views, None, None, None, lms)
+    pres = pipe.sensor(b.sensor)
+    r["presence"], r["p_live"] = pres.reason if pres.reason != "not_live" else None, \
+        pres.p_live
+    bd = pipe.binding.score(b.views, b.sensor, lms)
+    m, r["binding"] = bd.probes, float(bd.score)
+    if bd.texture is not None:
+        r["palm_lines"] = float(bd.texture)
+    if joints and m is not None and m.bones is not None and m.sdf is not None:
+        from device.gate.binding_joints import bone_term
+        from device.gate.binding_marrow import marrow_term
+        from device.gate.binding_size import size_term
+        r["bone"] = float(bone_term(m.bones, m.landmarks, m.px_mm, joints))
+        r["size"] = float(size_term(m.bones, m.landmarks, m.px_mm, joints))
+        r["marrow"] = float(marrow_term(m.bones, m.landmarks, m.px_mm, joints))
+        r["outline"] = r["binding"] - r["bone"] - r["size"] - r["marrow"]
+    ident = pipe.identity
+    n = ident.numbers or ident.load()
+    tm = ident.templates(user_id(person))
+    if tm and m is not None:
+        r["agreement"] = float(ident.agreement(tm, b.sensor, m, n))
+        j = S.lines_sum(r["agreement"], bd.texture)
+        if j is not None:
+            r["lines_sum"] = float(j)
+        if ident.sizes:
+            r["size_off"] = float(H.size_off(ident.size_ratio(m, n["hand_size"])))
+    if decide:
+        d = pipe.decide(raw)
+        r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
+    return r
+
+
 def measure(data_dir, classes, per_class: int | None = None, precision: str = "int8",
-            log=print) -> dict:
+            decide: bool = False, models_dir=None, log=print) -> dict:
     """Rows of every check's value for the first ``per_class`` presentations of each class
-    (all when None), and the thresholds in force."""
+    (all when None), and the thresholds in force; the sensor is the set's."""
     import torch
     torch.set_num_threads(1)
     from device.eval.liveness import scan_liveness_dir
     from device.eval.liveness_enrol import first_per_class, presentation_person, read_set
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
-    from device.gate import hand_size as H
-    from device.gate.binding_joints import bone_term
-    from device.gate.binding_marrow import marrow_term
-    from device.gate.binding_size import size_term
-    from device.sources.replay import read_burst
+    from device.eval.synthetic_gate import enrol_people, synthetic_gate
     from device.synth.source import SyntheticPeople
 
     info = read_set(data_dir)
-    if info["sensor"] not in (None, "xray"):
-        raise ValueError(f"{data_dir}: an X-ray set is needed, not {info['sensor']}")
+    sensor = info["sensor"] or "xray"
+    if sensor not in ("xray", "nir"):
+        raise ValueError(f"{data_dir}: an X-ray or NIR set is needed, not {sensor}")
     bona, attacks = scan_liveness_dir(data_dir)
     plan = []
     for c in classes:
@@ -94,58 +178,45 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
         if fs is None:
             raise ValueError(f"{data_dir}: no class {c!r} (has {sorted(attacks)})")
         plan += [(c, f.parent) for f in first_per_class(fs, per_class)]
-    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor="xray")
+    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
     people = info["people"] or max(presentation_person(f) for _, f in plan) + 1
     rows, t0 = [], time.time()
-    with synthetic_gate(info["seed"], info["views"], precision, "xray", 1,
+    with synthetic_gate(info["seed"], info["views"], precision, sensor, 1, models=models_dir,
                         prefix="palmgate-margins-") as (pipe, st):
         enrol_people(pipe, st, synth, range(people))
-        ident = pipe.identity
-        n = ident.numbers or ident.load()
-        joints = pipe.binding.numbers.stats["joints"]
+        n = pipe.identity.numbers or pipe.identity.load()
+        joints = pipe.binding.numbers.stats.get("joints") if sensor == "xray" else None
         for i, (c, folder) in enumerate(plan):
-            person = presentation_person(folder)
-            r = {"class": c, "folder": str(folder), "person": person}
-            b = pipe.calibrate(read_burst(folder))
-            lms = {}
-            pipe.regions(b.views, None, None, None, lms)
-            pres = pipe.sensor(b.sensor)
-            r["presence"], r["p_live"] = pres.reason if pres.reason != "not_live" else None, \
-                pres.p_live
-            bd = pipe.binding.score(b.views, b.sensor, lms)
-            m, r["binding"] = bd.probes, float(bd.score)
-            if m is not None and m.bones is not None and m.sdf is not None:
-                r["bone"] = float(bone_term(m.bones, m.landmarks, m.px_mm, joints))
-                r["size"] = float(size_term(m.bones, m.landmarks, m.px_mm, joints))
-                r["marrow"] = float(marrow_term(m.bones, m.landmarks, m.px_mm, joints))
-                r["outline"] = r["binding"] - r["bone"] - r["size"] - r["marrow"]
-            tm = ident.templates(user_id(person))
-            if tm and m is not None:
-                r["agreement"] = float(ident.agreement(tm, b.sensor, m, n))
-                if ident.sizes:
-                    r["size_off"] = float(H.size_off(ident.size_ratio(m, n["hand_size"])))
-            rows.append(r)
+            rows.append({"class": c, **_terms(pipe, joints, folder,
+                                              presentation_person(folder), decide)})
             if (i + 1) % 100 == 0:
                 log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")
         th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
               "min_agreement": float(n["min_agreement"]),
               "max_off": float(n["hand_size"]["max_off"])}
-    return {"data": str(data_dir), "precision": precision, "thresholds": th, "rows": rows,
-            "summary": summary(rows, th)}
+        if pipe.binding.min_texture is not None:
+            th["min_palm_lines"] = float(pipe.binding.min_texture)
+        if n.get("min_lines_sum") is not None:
+            th["min_lines_sum"] = float(n["min_lines_sum"])
+    return {"data": str(data_dir), "sensor": sensor, "precision": precision,
+            "thresholds": th, "rows": rows, "summary": summary(rows, th)}
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device.eval.check_margins",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("data", help="an X-ray whole-presentation set (tools.synth liveness "
-                                 "--presentations --attack-species)")
+    ap.add_argument("data", help="an X-ray or NIR whole-presentation set (tools.synth "
+                                 "liveness --presentations --attack-species)")
     ap.add_argument("--classes", nargs="+", required=True,
                     help="bona_fide and/or attack species folder names")
     ap.add_argument("--per-class", type=int, default=None)
     ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
+    ap.add_argument("--decide", action="store_true",
+                    help="also the gate's own decision of each presentation (enrolled, 1:N)")
+    ap.add_argument("--models", default=None, help="a models folder (default: the shipped)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    res = measure(a.data, a.classes, a.per_class, a.precision)
+    res = measure(a.data, a.classes, a.per_class, a.precision, a.decide, a.models)
     with open(a.out, "w") as f:
         json.dump(res, f)
     print(json.dumps({"thresholds": res["thresholds"], "summary": res["summary"]}, indent=1))
