@@ -19,8 +19,9 @@ finds a hand in 44 of PolyU's 3,000 frames). Here:
   gate's landmarks in the valley frame (origin between the index-middle and ring-little
   valleys, one valley span a unit, y toward the wrist) over the views of synthetic hands
   (:func:`valley_template`, command :data:`TEMPLATE_COMMAND`). Without a thumb valley the
-  classical path cannot tell a left palm from a right one, so the index and little sides may
-  be swapped: the same way in every frame of a palm, so its frames stay comparable;
+  classical path cannot tell a left palm from a right one: the valley frame's handedness is
+  fixed by the palm's side (:data:`CHIRALITY`), so a left palm's landmarks are mirrored, the
+  same way in every frame of that palm;
 - the scale is the sensor's, one number (a contact sensor with a peg: no height to correct):
   :data:`PEGGED_PX_MM`, the median valley span of the validation palms' frames in pixels over
   the synthetic hands' median span in mm (:data:`SCALE_RULE`);
@@ -73,6 +74,14 @@ SCALE_RULE = ("the median valley span (index-middle to ring-little) of the 600 f
               "50 validation palms, 163.6 px, over the median span of 200 "
               "synthetic hands of seed 11, 43.05 mm")
 
+CHIRALITY = ("Without a thumb valley the classical NIR path names the outer valleys by a guess "
+             "that changed between the two sessions of one palm (0145: index-middle at the "
+             "top in session 1, at the bottom in session 2), which mirrored the landmarks "
+             "(the up direction 14 deg apart, past the comparison's turns; 3 of 1,200 "
+             "validation probes not compared). So the valley frame's handedness is fixed by "
+             "the palm's side alone: a left palm's landmarks are a right palm's mirrored, the "
+             "same way in every frame of that palm.")
+
 RESOLUTIONS = ("gate", "capture", "native")
 SPLIT = {"val": (0.2, 0), "test": (0.25, 1)}
 
@@ -109,8 +118,10 @@ def palm_files(data: Path, palm: str) -> dict[str, list[Path]]:
 def landmarks_from_valleys(valleys: np.ndarray, palm_centre: np.ndarray,
                            template: dict = VALLEY_LANDMARKS) -> np.ndarray | None:
     """(21, 2) landmarks (NaN but the template's) placed by the valleys (4, 2: index-middle,
-    middle-ring, ring-little, thumb-index) and ``template``; y toward ``palm_centre``. None
-    when the two outer valleys are not found."""
+    middle-ring, ring-little, thumb-index) and ``template``; y toward ``palm_centre``, x the
+    valley line's direction that makes (x, y) the template's handedness whichever outer
+    valley was named index-middle (:data:`CHIRALITY`). None when the two outer valleys are
+    not found."""
     v = np.asarray(valleys, np.float64)
     vim, vrl = v[0], v[2]
     if not (np.all(np.isfinite(vim)) and np.all(np.isfinite(vrl))):
@@ -123,6 +134,7 @@ def landmarks_from_valleys(valleys: np.ndarray, palm_centre: np.ndarray,
     o = (vim + vrl) / 2
     if float(np.dot(np.asarray(palm_centre, np.float64) - o, y)) < 0:
         y = -y
+    x = np.array([y[1], -y[0]])         # the handedness fixed by the palm's side (CHIRALITY)
     lm = np.full((21, 2), np.nan)
     for k, (tx, ty) in template.items():
         lm[k] = o + span * (tx * x + ty * y)
