@@ -115,8 +115,11 @@ def test_measure_genuine_above_impostor_on_a_drawn_fixture(tmp_path, monkeypatch
     monkeypatch.setattr(R, "frame_geometry", lambda f: ((valleys, (200.0, 140.0), mask), None))
     monkeypatch.setattr(R, "stage_verdicts",
                         lambda files, prec, models_dir=None: {f: None for f in files})
+    sc = {}
     rep = R.measure(data, ["0001", "0002", "0003"], "gate", enrol=2, threshold=0.3,
-                    precisions=("fp32",))
+                    precisions=("fp32",), at=(-1.0,), scores=sc)
+    assert rep["at"]["-1"]["impostor_accepted"]["k"] == 18
+    assert sc["cross"].shape == (9,) and sc["impostor"].shape == (18,)
     assert rep["palms"] == 3 and not rep["patch_failures"]
     assert rep["genuine_cross_session"]["n"] == 9 and rep["genuine_same_session"]["n"] == 3
     assert rep["impostor"]["n"] == 18

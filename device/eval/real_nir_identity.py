@@ -265,10 +265,13 @@ def stage_verdicts(files: list[Path], precision: str, models_dir=None, threads: 
 
 def measure(data, palms: list[str], resolution: str = "gate", enrol: int = 2,
             impostors: int | None = None, threshold: float | None = None,
-            precisions=("fp32", "int8"), models_dir=None, seed: int = 0, log=None) -> dict:
+            precisions=("fp32", "int8"), models_dir=None, seed: int = 0, log=None,
+            at=(), scores: dict | None = None) -> dict:
     """The report (module docstring): agreement spreads, denials at the threshold, impostors
     accepted, and the stage's bona fide rate with the identity check. ``impostors``: each
-    palm's probes against that many other palms (chosen by ``seed``), None: all."""
+    palm's probes against that many other palms (chosen by ``seed``), None: all. ``at``:
+    other thresholds whose genuine denials and impostor acceptances are reported too;
+    ``scores``: gets the agreements (arrays) and the probes' files."""
     data = Path(data)
     n = None
     if threshold is None:
@@ -316,8 +319,16 @@ def measure(data, palms: list[str], resolution: str = "gate", enrol: int = 2,
         "genuine_cross_session_lowest": sorted(
             [(round(float(v), 4), str(f.relative_to(data))) for f, v in cross.items()],
             key=lambda x: (np.isfinite(x[0]), x[0]))[:10],
+        "at": {f"{t:g}": {"genuine_cross_session_denied": rate(int(np.sum(~(cv >= t))), cv.size),
+                          "genuine_same_session_denied": rate(int(np.sum(~(sv >= t))), sv.size),
+                          "impostor_accepted": rate(int(np.sum(imp >= t)), imp.size)}
+               for t in at},
         "stage": {},
     }
+    if scores is not None:
+        scores.update(cross=cv, same=sv, impostor=imp,
+                      cross_files=np.array([str(f.relative_to(data)) for f in cross]),
+                      same_files=np.array([str(f.relative_to(data)) for f in same]))
     probes = sorted(cross)
     enrols = [f for fs in files.values() for f in fs["1"][:enrol]]
     for prec in precisions:
@@ -393,6 +404,9 @@ def main(argv=None) -> int:
                    help="default: the signed sensor_identity.min_agreement")
     r.add_argument("--precision", nargs="+", default=["fp32", "int8"])
     r.add_argument("--models", default=None)
+    r.add_argument("--at", type=float, nargs="*", default=[],
+                   help="other thresholds to report the rates at")
+    r.add_argument("--scores", default=None, help="an .npz for the agreements")
     r.add_argument("--out", required=True)
     t = sub.add_parser("template", help="the valley-frame landmark template")
     t.add_argument("--seed", type=int, default=11)
@@ -404,15 +418,18 @@ def main(argv=None) -> int:
     data = Path(a.data)
     palms = split_palms([p.name for p in data.iterdir() if p.is_dir()])[a.palms]
     t0 = time.time()
+    sc: dict = {}
     rep = measure(data, palms, a.resolution, a.enrol, a.impostors, a.threshold,
                   tuple(a.precision), a.models,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+                  log=lambda m: print(m, file=sys.stderr, flush=True), at=a.at, scores=sc)
+    if a.scores:
+        np.savez(a.scores, **sc)
     rep.update({"palm_set": a.palms, "seconds": round(time.time() - t0, 1),
                 "command": "python -m device.eval.real_nir_identity " + " ".join(
                     argv if argv is not None else sys.argv[1:])})
     Path(a.out).write_text(json.dumps(rep, indent=1))
     keys = ("genuine_cross_session", "genuine_same_session", "impostor",
-            "genuine_cross_session_denied", "impostor_accepted", "stage")
+            "genuine_cross_session_denied", "impostor_accepted", "at", "stage")
     print(json.dumps({k: rep[k] for k in keys}, indent=1))
     return 0
 
