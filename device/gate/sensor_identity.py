@@ -107,16 +107,22 @@ def grey_float(frame: np.ndarray) -> np.ndarray:
 
 
 def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool = True,
-               size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
+               size: int = PATCH_MM, area: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray] | None:
     """(line map, weights) float32 (size, size) of an NIR frame's palm on the palm grid
     (:func:`patch_maps`): the binding's line map standardised in the palm area and clipped at
     :data:`~device.gate.binding_texture.CLIP`, the weights 1 on the palm area (less the veins
-    with ``veins_out``) inside the frame. None when the palm cannot be placed."""
+    with ``veins_out``) inside the frame. ``area`` (bool, the frame's shape): the only pixels
+    the palm area may take (a frame that cuts the hand, as a pegged contact sensor's: the
+    hand's region less a margin, device/eval/real_nir_identity.py); None: the gate's, the
+    whole frame. None when the palm cannot be placed."""
     maps = patch_maps(lm, px_mm, size)
     if maps is None:
         return None
     g = grey_float(grey)
     palm = T.palm_mask(np.asarray(lm, np.float64)[list(T.PALM_LANDMARKS)], g.shape, px_mm)
+    if area is not None:
+        palm = palm & np.asarray(area, bool)
     if palm.sum() < 50:
         return None
     w = T.compared_area(g, palm, px_mm) if veins_out else palm.astype(np.float32)
