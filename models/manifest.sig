@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "b98eda2f7d550bfbb5b3379c5a059d61fd17392ef09107523c40ea3129bff6ec",
+  "manifest_sha256": "cb61a411f14671bf9274f28481b7b2edbba267e97d116bf50a80fadc3f748808",
   "signatures": [
     {
-      "key_id": "78383ab4fdeada69",
-      "signature": "xicjWw/9TjKmxuFA4LQjfTbxmhXr2Kym3Op1+t6GDujFjep6L3Tu6Xfkahk709xqfim3ELYMo/fOnYtoglLWBw=="
+      "key_id": "2dc30179c712dcb1",
+      "signature": "FhBN30nOPujQSEuMEGMYJR2lUcGCburlU0/U8bYrgs2dWd/XY/LXw9i7xV3OldfN1P4qNaCwvc2KnygETAl2BA=="
     }
   ]
 }

@@ -63,3 +63,11 @@ def test_against_the_gates_own_decisions():
     g = against_gate(rows, TH)
     assert g["compared"] == 3 and g["agree"] == 2 and g["pass_all_gate_denied"] == 1
     assert g["not_compared"] == {"no_match": 1}
+
+
+def test_passes_asks_the_unsure_sum_under_unsure_below_as_the_gate():
+    th = dict(NIR, unsure_below=0.5, min_lines_sum_unsure=0.87)
+    assert passes(row(p_live=0.3, palm_lines=0.2, lines_sum=0.80), th)["lines_sum"] is False
+    assert passes(row(p_live=0.3, palm_lines=0.2, lines_sum=0.87), th)["lines_sum"]
+    assert passes(row(p_live=0.5, palm_lines=0.2, lines_sum=0.80), th)["lines_sum"]
+    assert passes(row(p_live=0.3, palm_lines=0.2, lines_sum=0.80), NIR)["lines_sum"]

@@ -31,6 +31,8 @@ import time
 
 import numpy as np
 
+from device.gate.sensor_identity import least_lines_sum
+
 TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
          "lines_sum", "size_off")
 CHECKS = ("presence", "live", "binding", "palm_lines", "identity", "lines_sum", "size")
@@ -41,7 +43,9 @@ CHECKS = ("presence", "live", "binding", "palm_lines", "identity", "lines_sum", 
 def passes(r: dict, th: dict) -> dict:
     """Which checks row ``r`` passes on its own under thresholds ``th`` (``thr``: p(live) must
     be above it; ``max_score``; ``min_agreement``; ``max_off``; where ``th`` has them (NIR),
-    ``min_palm_lines`` and ``min_lines_sum``). A value not measured fails."""
+    ``min_palm_lines`` and ``min_lines_sum``, with ``unsure_below`` / ``min_lines_sum_unsure``
+    as the gate asks them, :func:`device.gate.sensor_identity.least_lines_sum`). A value not
+    measured fails."""
     def val(k):
         v = r.get(k)
         return None if v is None or not np.isfinite(v) else float(v)
@@ -54,8 +58,8 @@ def passes(r: dict, th: dict) -> dict:
         out["palm_lines"] = t is not None and t >= th["min_palm_lines"]
     out["identity"] = a is not None and a >= th["min_agreement"]
     if th.get("min_lines_sum") is not None:
-        j = val("lines_sum")
-        out["lines_sum"] = j is not None and j >= th["min_lines_sum"]
+        j, t = val("lines_sum"), least_lines_sum(th, p)
+        out["lines_sum"] = j is not None and j >= t
     out["size"] = s is not None and s <= th["max_off"]
     return out
 
@@ -196,8 +200,9 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
               "max_off": float(n["hand_size"]["max_off"])}
         if pipe.binding.min_texture is not None:
             th["min_palm_lines"] = float(pipe.binding.min_texture)
-        if n.get("min_lines_sum") is not None:
-            th["min_lines_sum"] = float(n["min_lines_sum"])
+        for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
+            if n.get(k) is not None:
+                th[k] = float(n[k])
     return {"data": str(data_dir), "sensor": sensor, "precision": precision,
             "thresholds": th, "rows": rows, "summary": summary(rows, th)}
 

@@ -480,6 +480,7 @@ class Pipeline:
                 raise failed
             if self.identity is not None and job is not None:    # the person now known
                 out.palm_lines = job.out.palm_lines       # the binding's lines, for the sum
+                out.p_live = job.out.p_live               # how sure liveness was, for it too
                 timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"

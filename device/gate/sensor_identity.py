@@ -251,7 +251,8 @@ def identity_numbers(doc: dict | None) -> dict | None:
     none, so the sensor has no identity check): ``min_agreement`` (below it, or not compared:
     denied), ``shift_mm``, ``veins_out``, ``patch_mm``, ``hand_size`` (the size check's,
     :func:`device.gate.hand_size.size_numbers`; None: the file has none) and, when the file
-    has it, ``min_lines_sum`` (:func:`lines_sum` below it denies). ValueError when
+    has it, ``min_lines_sum`` (:func:`lines_sum` below it denies) and the pair
+    ``unsure_below`` / ``min_lines_sum_unsure`` (:func:`least_lines_sum`). ValueError when
     malformed."""
     si = (doc or {}).get("sensor_identity")
     if si is None:
@@ -279,7 +280,47 @@ def identity_numbers(doc: dict | None) -> dict | None:
            "hand_size": size_numbers(si)}
     if j is not None:
         out["min_lines_sum"] = float(j)
+    out.update(_unsure_numbers(si, j))
     return out
+
+
+def _number(x, lo: float, hi: float) -> bool:
+    """``x`` is a finite number (not a bool) in ``(lo, hi]``."""
+    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) \
+        and lo < x <= hi
+
+
+def _unsure_numbers(si: dict, min_sum) -> dict:
+    """``unsure_below`` (p(live) in (0, 1]) and ``min_lines_sum_unsure`` (in (-2, 2), at least
+    ``min_sum``) of the signed ``sensor_identity`` block, both or neither ({}); ValueError
+    otherwise."""
+    u, k = si.get("unsure_below"), si.get("min_lines_sum_unsure")
+    if u is None and k is None:
+        return {}
+    if u is None or k is None or min_sum is None:
+        raise ValueError("'sensor_identity' needs 'unsure_below' and 'min_lines_sum_unsure' "
+                         "together, and 'min_lines_sum' with them")
+    if not _number(u, 0.0, 1.0):
+        raise ValueError("'sensor_identity' 'unsure_below' must be a p(live) in (0, 1]")
+    if not _number(k, -2.0, 2.0) or k == 2.0 or not k >= min_sum:
+        raise ValueError("'sensor_identity' 'min_lines_sum_unsure' must be a number in (-2, 2) "
+                         "not under 'min_lines_sum'")
+    return {"unsure_below": float(u), "min_lines_sum_unsure": float(k)}
+
+
+def least_lines_sum(n: dict, p_live: float | None) -> float | None:
+    """The least :func:`lines_sum` the signed numbers ``n`` ask of a presentation of
+    ``p_live``: ``min_lines_sum_unsure`` when p(live) is under ``unsure_below`` or not known
+    (None, NaN: the strict one), else ``min_lines_sum``; ``min_lines_sum`` alone where ``n``
+    has no unsure pair; None where it has no ``min_lines_sum``. A live palm the liveness
+    model doubts still shows its own lines well both ways; the copies that get past the
+    model show them worse (blurred, lit or printed)."""
+    t = n.get("min_lines_sum")
+    u = n.get("unsure_below")
+    if t is None or u is None:
+        return t
+    known = p_live is not None and math.isfinite(p_live)
+    return t if known and p_live >= u else n["min_lines_sum_unsure"]
 
 
 def lines_sum(agreement: float, palm_lines: float | None) -> float | None:

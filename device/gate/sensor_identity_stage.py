@@ -154,9 +154,11 @@ class SensorIdentityStage:
     def check_lines_sum(self, score: float, out, n) -> None:
         """Raise :class:`Deny` ``sensor_identity`` when the sensor frame's palm lines agree
         too little with the enrolled patch and the views' palm together
-        (:func:`device.gate.sensor_identity.lines_sum` under the signed ``min_lines_sum``;
-        skipped where the file has no such number or the binding compared no lines)."""
-        t = n.get("min_lines_sum")
+        (:func:`device.gate.sensor_identity.lines_sum` under the signed ``min_lines_sum``, or
+        ``min_lines_sum_unsure`` when ``out.p_live`` is under ``unsure_below`` or not known:
+        :func:`~device.gate.sensor_identity.least_lines_sum`; skipped where the file has no
+        such number or the binding compared no lines)."""
+        t = S.least_lines_sum(n, getattr(out, "p_live", None))
         j = None if t is None else S.lines_sum(score, getattr(out, "palm_lines", None))
         if j is not None and not j >= t:
             out.sensor_identity, out.sensor_identity_by = "denied", "lines"
