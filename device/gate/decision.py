@@ -31,6 +31,9 @@ class Decision:
     #                                        without a size) | None: not run
     #                                        (device.gate.hand_size)
     hand_size_ratio: float | None = None   # the views' hand over the enrolled; never logged
+    binding_size_term: str | None = None   # "released": the binding failed only by its size
+    #                                        term and the identity checks released it; audited
+    #                                        (device.gate.binding_release)
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)

@@ -224,6 +224,8 @@ class Gate:
             p["sensor_identity_by"] = d.sensor_identity_by   # patch, lines or size: which
         if d.hand_size:
             p["hand_size"] = d.hand_size                 # checked, denied, not_enrolled
+        if d.binding_size_term:
+            p["binding_size_term"] = d.binding_size_term   # released (binding_release)
         p.update(extra)
         self.store.audit.append(kind, **p)
 

@@ -44,6 +44,7 @@ from device.models.presence import NO_HAND
 from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
+from device.gate.binding_release import RELEASED, SizeTermDeny, released
 from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
@@ -395,6 +396,11 @@ class Pipeline:
                 job.stage = "binding"
                 b = clock.run("binding", self.binding, burst, job.out)
                 job.out.sensor_probes = getattr(b, "probes", None)
+        except SizeTermDeny as d:
+            if job.hold:        # the identity checks may release it (device.gate.binding_release)
+                job.pending, job.out.sensor_probes = d, d.probes
+            else:
+                job.deny = d
         except Deny as d:
             job.deny = d
         except Exception as e:      # noqa: BLE001 - any failure of any stage is a deny
@@ -441,6 +447,7 @@ class Pipeline:
                 burst = timed("calibration", self.calibrate, burst, ok)
             if self.sensor is not None:
                 job = _SensorJob(Decision(), threading.Event(), time.perf_counter())
+                job.hold = self.identity is not None and self.split is None
                 if self.cfg.gate.overlap:
                     job.future = self.side.submit(self._sensor_chain, burst, clock, job)
             rois = timed("regions", self._regions, burst, ok, out)
@@ -476,15 +483,29 @@ class Pipeline:
                 self._wait_sensor(job)           # a sensor-chain deny comes first
             for f in MATCH_FIELDS:
                 setattr(out, f, getattr(mo, f))
+            pending = None if job is None else job.pending
             if failed is not None:
-                raise failed
+                raise pending or failed        # a held-back binding deny comes first
             if self.identity is not None and job is not None:    # the person now known
                 out.palm_lines = job.out.palm_lines       # the binding's lines, for the sum
                 out.p_live = job.out.p_live               # how sure liveness was, for it too
-                timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
+                try:
+                    timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
+                except Exception as e:     # noqa: BLE001 - a held-back binding deny first
+                    if pending is None:
+                        raise
+                    if not isinstance(e, Deny):
+                        log.exception("stage identity failed: %s", e)
+                    raise pending from None
+            if pending is not None:
+                if not released(pending, out):
+                    raise pending
+                out.binding_size_term = RELEASED
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"
         except Deny as d:
+            if job is not None and d is job.pending:     # as if the binding had denied first
+                _dropped(out)
             out.decision, out.reason, out.prompt = "deny", d.reason, d.prompt
             if d.detail:
                 log.info("deny %s: %s", d.reason, d.detail)
@@ -512,6 +533,19 @@ class Pipeline:
         return out
 
 
+HELD_FIELDS = ("score", "threshold", "user_id", "candidate", "template_version",
+               "sensor_identity", "sensor_identity_score", "sensor_identity_by", "hand_size",
+               "hand_size_ratio")
+"""What the match and the identity stage wrote, dropped when a held-back binding deny
+(:mod:`device.gate.binding_release`) decides: the decision reads as the binding's deny did."""
+
+
+def _dropped(out: Decision) -> None:
+    blank = Decision()
+    for f in HELD_FIELDS:
+        setattr(out, f, getattr(blank, f))
+
+
 def _ran(fn, *a) -> Future:
     """``fn(*a)`` run here, as a finished Future."""
     f = Future()
@@ -533,3 +567,5 @@ class _SensorJob:
     deny: Deny | None = None
     reached: bool = False        # the decision got as far as the sensor chain
     binding_t0: float | None = None
+    hold: bool = False           # a SizeTermDeny of the binding waits for the identity checks
+    pending: Deny | None = None  # that deny, held back (device.gate.binding_release)

@@ -58,6 +58,7 @@ import numpy as np
 from device.gate import binding_geometry as G
 from device.gate.binding_background import (RIM_BAND_PX, largest_component, largest_inside,
                                            ramp_cut)
+from device.gate.binding_release import mismatch
 from device.gate.binding_registration import (  # noqa: F401 - HomographyRegistration: callers
     CorrectionRegistration, HomographyRegistration, nominal_registration)
 from device.gate.decision import Deny
@@ -583,8 +584,7 @@ class BindingStage:
                        "fewer than two views gave hand landmarks: the hand cannot be placed "
                        "over the sensor")
         if not b.score <= self.max_score:
-            raise Deny("sensor_mismatch", "please present your palm again",
-                       "the sensor frame's hand is not the views' hand")
+            raise mismatch(b, self.numbers.stats, self.max_score, self.min_texture)
         t = b.texture
         if self.min_texture is not None and not (t is not None and t >= self.min_texture):
             raise Deny("sensor_mismatch", "please present your palm again",

@@ -40,6 +40,8 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "operator",                     # who ran an admin command
            "sensor_templates",             # sensor templates written (enrolment, restore)
            "hand_size",                    # the views' hand against the enrolled size
+           "binding_size_term",            # released: the binding's size term, once
+           #                                 the identity checks passed
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
            "sensor_identity"}              # the sensor frame against the person's: checked,

@@ -1,0 +1,84 @@
+"""X-ray binding: the size-and-directions term released once the identity checks tie both halves.
+
+The X-ray binding score (:func:`device.gate.sensor_binding.binding_score`) holds a term that
+compares the size of the hand and its fingers' directions in the sensor frame's bones with the
+views' landmarks (:func:`device.gate.binding_size.size_term`). After the match, the identity
+stage (:mod:`device.gate.sensor_identity_stage`) ties each half to the identified person on its
+own: the bone patch ties the sensor frame's bones to the person's enrolled bones, the hand size
+ties the views' hand to the person's enrolled size (and 1:N the views' palm to the person). When
+both pass, the two halves are already tied to one hand, and the term's direct comparison of them
+adds nothing but denials of live hands (validation X-ray 9317: 7 of 1,000 bona fide denied only
+by it, no attack that would open without it; docs/results.md, "The binding's size term once the
+identity checks tie both halves").
+
+So a presentation whose binding score fails the signed ``max_score`` only because of that term
+(the score without it passes) is not denied at the binding: the binding raises
+:class:`SizeTermDeny` (a :class:`~device.gate.decision.Deny` ``sensor_mismatch``, so whoever
+does not hold it back -- enrolment, split mode, a gate without the identity stage -- denies as
+before), and the gate (:meth:`device.gate.pipeline.Pipeline.decide`) holds it back until the
+identity stage has run. It is released (:func:`released`) when, and only when, the identity
+stage checked the bone patch and the hand size of the identified user and both passed
+(``Decision.hand_size == "checked"``); in every other case the presentation is denied with the
+held-back ``sensor_mismatch``, whatever else denied it after the binding (as if the binding had
+denied it first). No threshold changes; NIR's binding has no such term.
+"""
+from __future__ import annotations
+
+from device.gate.decision import Deny
+
+RELEASED = "released"
+"""``Decision.binding_size_term`` (audited) of a presentation opened because the identity
+checks released the term."""
+
+
+class SizeTermDeny(Deny):
+    """The binding's ``sensor_mismatch`` of a presentation that passes without the size term;
+    ``probes``: the binding's :class:`~device.gate.sensor_binding.HandProbes` (the identity
+    stage places its patch with them), ``without``: the score without the term."""
+
+    def __init__(self, reason: str, prompt: str, detail: str, probes=None,
+                 without: float | None = None):
+        super().__init__(reason, prompt, detail)
+        self.probes, self.without = probes, without
+
+
+def size_term_of(m, stats: dict | None) -> float | None:
+    """The size-and-directions term of the binding score of probes ``m`` (X-ray, statistics
+    with ``joints``); None where the score has no such term (NIR, no bones, no numbers)."""
+    if m is None or not stats or not stats.get("joints") or getattr(m, "bones", None) is None:
+        return None
+    from device.gate.binding_size import size_term
+    return float(size_term(m.bones, m.landmarks, m.px_mm, stats["joints"]))
+
+
+def fails_only_by(score: float, term: float | None, max_score: float) -> bool:
+    """Whether a binding ``score`` over ``max_score`` passes without the size ``term``
+    (pure): never for a score that passes, a term not measured or not finite, or a score
+    without it that is not finite."""
+    if term is None or not (term == term) or term in (float("inf"), float("-inf")):
+        return False
+    if score <= max_score:
+        return False
+    rest = score - term
+    return rest == rest and rest <= max_score
+
+
+def mismatch(b, stats: dict | None, max_score: float, min_texture=None) -> Deny:
+    """The binding's ``sensor_mismatch`` of a binding ``b`` whose score is over ``max_score``:
+    a :class:`SizeTermDeny` where the size term alone fails it (and no palm-line check
+    follows, ``min_texture`` None), a plain :class:`Deny` otherwise."""
+    why = "the sensor frame's hand is not the views' hand"
+    prompt = "please present your palm again"
+    term = size_term_of(b.probes, stats) if min_texture is None else None
+    if fails_only_by(b.score, term, max_score):
+        return SizeTermDeny("sensor_mismatch", prompt, why, b.probes, b.score - term)
+    return Deny("sensor_mismatch", prompt, why)
+
+
+def released(pending: Deny | None, out) -> bool:
+    """Whether the held-back ``pending`` :class:`SizeTermDeny` is released by the identity
+    stage's verdict on ``out``: only when it checked the bone patch and the hand size of the
+    identified user and both passed."""
+    return isinstance(pending, SizeTermDeny) and bool(getattr(out, "user_id", None)) \
+        and getattr(out, "sensor_identity", None) == "checked" \
+        and getattr(out, "hand_size", None) == "checked"
