@@ -84,3 +84,18 @@ def test_empty_classes_have_no_rate():
     assert c["bpcer_all"]["rate"] is None and c["bpcer_acquired"]["rate"] is None
     g = gate_rates([], {})
     assert g["apcer_max"] is None and g["bpcer_all"] is None
+
+
+def test_people_who_failed_to_enrol_are_fte_not_bpcer():
+    """ISO/IEC 19795-1: a person whose enrolment was refused is a failure to enrol; their
+    presentations cannot open as them, so the BPCER of the enrolled is reported beside the
+    one over all (which keeps them), with the FTE of the people."""
+    rows = [dict(_row("match", "p001"), person=1), dict(_row("not_live"), person=1),
+            dict(_row("no_match", own="p002"), person=2),
+            dict(_row("no_match", own="p002"), person=2)]
+    g = gate_rates(rows, {}, enrolled={1}, people=2)
+    assert g["bpcer_all"] == 0.75                                       # everyone
+    assert g["bona_fide_enrolled"]["n"] == 2
+    assert g["bpcer_enrolled"] == 0.5 and g["bpcer_pad_enrolled"] == 0.5
+    assert g["fte"] == {"k": 1, "n": 2, "rate": 0.5}
+    assert "bpcer_enrolled" not in gate_rates(rows, {})                 # not given: not said

@@ -35,6 +35,7 @@ def test_enrol_decides_every_presentation_as_the_gate(tiny_set, tmp_path, capsys
     assert rep["mode"] == "enrol" and rep["enrolment"]["people"] == people
     assert rep["enrolment"]["enrolled"] + len({r["person"] for r in
                                                 rep["enrolment"]["refused"]}) >= people
+    assert rep["gate"]["fte"]["n"] == people and "bpcer_enrolled" in rep["gate"]
     assert len(rows) == 4 and rep["n_attack"] == {"mixed_replica_views": 1,
                                                   "mixed_replica_sensor": 1}
     for r in rows:

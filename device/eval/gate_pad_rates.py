@@ -115,11 +115,23 @@ def class_rates(rows, live: bool) -> dict:
     return out
 
 
-def gate_rates(bona_rows, attack_rows: dict) -> dict:
+def gate_rates(bona_rows, attack_rows: dict, enrolled=None, people: int | None = None
+               ) -> dict:
     """The report's gate section: per class rates, APCER_max (over all presentations and over
-    the acquired), BPCER (all and acquired), FTA of all attacks."""
+    the acquired), BPCER (all and acquired), FTA of all attacks. With ``enrolled`` (the
+    people whose enrolment was kept; rows carry ``person``) and ``people``: the failure to
+    enrol of the people (ISO/IEC 19795-1's FTE) and the bona fide rates of the enrolled
+    people's presentations (``bona_fide_enrolled``, ``bpcer_enrolled``, ``bpcer_pad_enrolled``):
+    a person never enrolled cannot be opened for, which is their FTE, not a PAD error."""
     species = {sp: class_rates(rows, False) for sp, rows in attack_rows.items()}
     out = {"bona_fide": class_rates(bona_rows, True), "attack": species}
+    if enrolled is not None:
+        mine = class_rates([r for r in bona_rows if r["person"] in enrolled], True)
+        out["bona_fide_enrolled"] = mine
+        out["bpcer_enrolled"] = mine["bpcer_all"]["rate"]
+        out["bpcer_pad_enrolled"] = mine["bpcer_pad"]["rate"]
+        if people is not None:
+            out["fte"] = rate(people - len(set(enrolled)), people)
 
     def worst(key):
         vals = {sp: v[key]["rate"] for sp, v in species.items() if v[key]["rate"] is not None}

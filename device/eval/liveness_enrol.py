@@ -156,7 +156,7 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
     return {"sensor": sensor, "precision": precision, "data": str(data_dir), "mode": "enrol",
             "subset": None if per_class is None else f"first {per_class} of each class in "
                                                      f"folder order",
-            "gate": gate_rates(bona, attacks),
+            "gate": gate_rates(bona, attacks, enrolled, res["people"]),
             "stage": pad_rates(scores(bona), {c: scores(v) for c, v in attacks.items()},
                                thr) if thr is not None else None,
             "n_bona_fide": len(bona), "n_attack": {c: len(v) for c, v in attacks.items()},
@@ -179,7 +179,9 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
                            "over all; bpcer_acquired over those not FTA; bpcer_pad = those a "
                            "presentation-attack check refused (sensor stage, binding, identity "
                            "checks) over those not FTA (not_opened_by: fta / pad / recognition "
-                           "/ other). FTA = denied "
+                           "/ other). bpcer_enrolled / bpcer_pad_enrolled: the same over the "
+                           "bona fide presentations of the people whose enrolment was kept; "
+                           "fte: the people whose enrolment was refused. FTA = denied "
                            "quality:* (views) before any PAD decision. stage = the rates of "
                            "the mode without --enrol: p(live) where every stage up to the "
                            "binding passed; deny_reasons: 'open' where the gate opened"}
