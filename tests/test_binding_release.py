@@ -178,3 +178,30 @@ def test_the_audit_and_the_attempts_as_for_any_sensor_mismatch(pipes, synthetic_
     assert denied["reason"] == "sensor_mismatch" and "user_id" not in denied
     assert "binding_size_term" not in denied and "hand_size" not in denied
     assert np.isfinite(len(recs))
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+@pytest.mark.parametrize("identity", ["not_enrolled", "size_denied", "no_match"])
+def test_a_held_deny_shows_the_stages_of_a_binding_deny(pipes, synthetic_bursts, overlap,
+                                                        identity):
+    """The journal, the status file and the log read ``stages_ms`` (Decision.summary): a held
+    deny must not show the match and identity stages a binding deny never shows -- an
+    ``identity`` time there says the palm matched an enrolled person."""
+    _, on, off = pipes
+    p = on if overlap else off
+    g = synthetic_bursts["impostor" if identity == "no_match" else "genuine"][0]
+
+    def plain(burst, out):
+        out.binding = 40.0
+        raise Deny("sensor_mismatch", "please present your palm again")
+    p.binding, p.identity = plain, None
+    before = p.decide(g)
+    p.binding = _held
+    p.identity = {"not_enrolled": _Identity("not_enrolled"), "no_match": _Identity("checked"),
+                  "size_denied": _Identity(deny="sensor_identity")}[identity]
+    d = p.decide(g)
+    assert d.reason == before.reason == "sensor_mismatch"
+    assert set(d.stages_ms) == set(before.stages_ms)
+    assert d.critical_path == before.critical_path
+    assert d.summary().keys() == before.summary().keys()
+    assert set(d.summary()["stages_ms"]) == set(before.summary()["stages_ms"])

@@ -434,7 +434,7 @@ class Pipeline:
         out = Decision(burst=str(burst.meta.get("burst", "")))
         clock = StageClock(self.cfg.timeouts, t_start)
         stage = "quality"
-        job = None
+        job, held = None, False
 
         def timed(name, fn, *a):
             nonlocal stage
@@ -506,6 +506,7 @@ class Pipeline:
         except Deny as d:
             if job is not None and d is job.pending:     # as if the binding had denied first
                 _dropped(out)
+                held = True
             out.decision, out.reason, out.prompt = "deny", d.reason, d.prompt
             if d.detail:
                 log.info("deny %s: %s", d.reason, d.detail)
@@ -525,6 +526,8 @@ class Pipeline:
                     # its deny decided: feature and match, run beside it, did not count (in
                     # sequence they would not have run)
                     names = [s for s in names if s not in ("feature", "match")]
+            if held:        # nor the match and the identity behind a held-back binding deny
+                names = [s for s in names if s not in ("feature", "match", "identity")]
         clock.into(out, sorted(names, key=STAGES.index))
         out.critical_path = critical_path(out.stages_at_ms, (MAIN_CHAIN, SENSOR_CHAIN))
         out.total_ms = (time.perf_counter() - t_start) * 1e3
