@@ -6,12 +6,8 @@ import pytest
 
 from device.gate import binding_release as R
 from device.gate.decision import Deny
-from device.gate.enrol import enrol_user
 from device.gate.gate import Gate
-from device.gate.pipeline import Pipeline
 from device.relays.factory import MemoryRelay
-from device.store.store import TemplateStore
-from tests.conftest import gate_config
 
 
 # ----------------------------------------------------------------------------- pure
@@ -83,13 +79,8 @@ class _Identity:
 
 @pytest.fixture
 def pipes(tmp_path, tiny_models, synthetic_bursts):
-    cfg = gate_config(tmp_path, tiny_models)
-    on, off = Pipeline(cfg), Pipeline(cfg.replace(gate={"overlap": False}))
-    st = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=True)
-    for i in (0, 1):
-        enrol_user(on, st, f"person-{i:03d}", synthetic_bursts["enrol"][i])
-    on.load_gallery(st)
-    off.load_gallery(st)
+    from tests.test_pipeline_overlap import overlap_pair
+    cfg, on, off, st = overlap_pair(tmp_path, tiny_models, synthetic_bursts)
     yield cfg, on, off
     on.close()
     off.close()

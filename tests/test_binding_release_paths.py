@@ -3,7 +3,6 @@ an error or a timeout of the feature, match or identity stage, 1:1 (a claimed us
 access-time checks after a release -- the held deny wins, never an open."""
 import pytest
 
-from device.gate.decision import Deny
 from tests.test_binding_release import _held, _Identity, pipes  # noqa: F401 - the fixture
 
 

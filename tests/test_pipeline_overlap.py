@@ -18,8 +18,9 @@ FIELDS = ("decision", "reason", "prompt", "user_id", "candidate", "score", "thre
           "p_live", "live", "binding", "views_used", "template_version")
 
 
-@pytest.fixture
-def pipes(tmp_path, tiny_models, synthetic_bursts):
+def overlap_pair(tmp_path, tiny_models, synthetic_bursts):
+    """(cfg, the overlapped pipeline, the sequential one, the store) with two people
+    enrolled; the caller closes all three."""
     cfg = gate_config(tmp_path, tiny_models)
     on, off = Pipeline(cfg), Pipeline(cfg.replace(gate={"overlap": False}))
     st = TemplateStore(cfg.paths.store, key_path=cfg.paths.device_key, create=True)
@@ -27,6 +28,12 @@ def pipes(tmp_path, tiny_models, synthetic_bursts):
         enrol_user(on, st, f"person-{i:03d}", synthetic_bursts["enrol"][i])
     on.load_gallery(st)
     off.load_gallery(st)
+    return cfg, on, off, st
+
+
+@pytest.fixture
+def pipes(tmp_path, tiny_models, synthetic_bursts):
+    _, on, off, st = overlap_pair(tmp_path, tiny_models, synthetic_bursts)
     yield on, off
     on.close()
     off.close()

@@ -3,16 +3,9 @@ the palm patch's ``area`` (device/gate/sensor_identity.py): a tiny fixture the t
 import numpy as np
 
 from device.gate import sensor_identity as S
+from tests.test_sensor_identity import _lines
 
 
-def _lines(rng, shape=(128, 128)):
-    """An NIR-like frame: a bright palm with thin dark random lines."""
-    import cv2
-    g = np.full(shape, 180, np.uint8)
-    for _ in range(25):
-        p = rng.integers(10, 118, 4)
-        cv2.line(g, (int(p[0]), int(p[1])), (int(p[2]), int(p[3])), 120, 1)
-    return g
 
 
 def _palm_landmarks():
