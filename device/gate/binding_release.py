@@ -24,6 +24,8 @@ denied it first). No threshold changes; NIR's binding has no such term.
 """
 from __future__ import annotations
 
+import math
+
 from device.gate.decision import Deny
 
 RELEASED = "released"
@@ -55,7 +57,7 @@ def fails_only_by(score: float, term: float | None, max_score: float) -> bool:
     """Whether a binding ``score`` over ``max_score`` passes without the size ``term``
     (pure): never for a score that passes, a term not measured or not finite, or a score
     without it that is not finite."""
-    if term is None or not (term == term) or term in (float("inf"), float("-inf")):
+    if term is None or not math.isfinite(term):
         return False
     if score <= max_score:
         return False

@@ -536,9 +536,11 @@ class Pipeline:
         return out
 
 
-HELD_FIELDS = ("score", "threshold", "user_id", "candidate", "template_version",
-               "sensor_identity", "sensor_identity_score", "sensor_identity_by", "hand_size",
-               "hand_size_ratio")
+IDENTITY_FIELDS = ("sensor_identity", "sensor_identity_score", "sensor_identity_by",
+                   "hand_size", "hand_size_ratio")
+"""What the identity stage writes into the Decision."""
+
+HELD_FIELDS = tuple(f for f in MATCH_FIELDS if f != "rois") + IDENTITY_FIELDS
 """What the match and the identity stage wrote, dropped when a held-back binding deny
 (:mod:`device.gate.binding_release`) decides: the decision reads as the binding's deny did."""
 

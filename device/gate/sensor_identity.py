@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from device.gate import binding_texture as T
+from device.gate.binding_joints import finite_number
 from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
 
 IDENTITY_SENSORS = ("nir", "xray")
@@ -260,8 +261,7 @@ def identity_numbers(doc: dict | None) -> dict | None:
     if not isinstance(si, dict):
         raise ValueError("'sensor_identity' is not an object")
     t = si.get("min_agreement")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) \
-            or not -1.0 < t < 1.0:
+    if not (finite_number(t) and -1.0 < t < 1.0):
         raise ValueError("'sensor_identity' needs a numeric 'min_agreement' in (-1, 1)")
     s = si.get("shift_mm", SHIFT_MM)
     p = si.get("patch_mm", PATCH_MM)
@@ -273,8 +273,7 @@ def identity_numbers(doc: dict | None) -> dict | None:
     if not isinstance(v, bool):
         raise ValueError("'sensor_identity' 'veins_out' must be true or false")
     j = si.get("min_lines_sum")
-    if j is not None and (isinstance(j, bool) or not isinstance(j, (int, float))
-                          or not math.isfinite(j) or not -2.0 < j < 2.0):
+    if j is not None and not (finite_number(j) and -2.0 < j < 2.0):
         raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
     out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
            "hand_size": size_numbers(si)}
@@ -282,12 +281,6 @@ def identity_numbers(doc: dict | None) -> dict | None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))
     return out
-
-
-def _number(x, lo: float, hi: float) -> bool:
-    """``x`` is a finite number (not a bool) in ``(lo, hi]``."""
-    return not isinstance(x, bool) and isinstance(x, (int, float)) and math.isfinite(x) \
-        and lo < x <= hi
 
 
 def _unsure_numbers(si: dict, min_sum) -> dict:
@@ -300,9 +293,9 @@ def _unsure_numbers(si: dict, min_sum) -> dict:
     if u is None or k is None or min_sum is None:
         raise ValueError("'sensor_identity' needs 'unsure_below' and 'min_lines_sum_unsure' "
                          "together, and 'min_lines_sum' with them")
-    if not _number(u, 0.0, 1.0):
+    if not (finite_number(u) and 0.0 < u <= 1.0):
         raise ValueError("'sensor_identity' 'unsure_below' must be a p(live) in (0, 1]")
-    if not _number(k, -2.0, 2.0) or k == 2.0 or not k >= min_sum:
+    if not (finite_number(k) and -2.0 < k < 2.0 and k >= min_sum):
         raise ValueError("'sensor_identity' 'min_lines_sum_unsure' must be a number in (-2, 2) "
                          "not under 'min_lines_sum'")
     return {"unsure_below": float(u), "min_lines_sum_unsure": float(k)}
