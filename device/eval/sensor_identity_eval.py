@@ -135,7 +135,7 @@ def features(d: dict, sensor: str, veins_out: bool = True, xray: str = "lengths"
     from device.eval import xray_identity as X
     from device.eval import sensor_identity as I
     from device.gate.binding_numbers import load_binding_numbers
-    from device.gate.sensor_binding import _grey, sensor_hand_and_field
+    from device.gate.binding_silhouette import _grey, sensor_hand_and_field
     from device.synth.bound import depth_magnification, sensor_optics
     mu = None
     if sensor == "xray":

@@ -5,7 +5,7 @@ across the field that the flat-field correction removes only in part, and after 
 window and gamma the background climbs from a few grey levels on one side to 40-80 on the
 other in some frames. A global cut a fifth of the way from the field's 5th percentile to the
 hand level then takes a whole bright side of the field into the hand (the silhouette of
-:func:`device.gate.sensor_binding.sensor_hand`): the largest part of the live-hand tail of the
+:func:`device.gate.binding_silhouette.sensor_hand`): the largest part of the live-hand tail of the
 binding score on the validation seeds (docs/results.md, "The X-ray live-hand tail").
 
 :func:`background_ramp` fits a plane to the background (the field's pixels under the cut the

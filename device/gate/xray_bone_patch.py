@@ -63,7 +63,7 @@ def bone_patch(grey: np.ndarray, hand: np.ndarray, field: np.ndarray, lm: np.nda
     band-passed frame standardised inside the weighed area and clipped at
     :data:`~device.gate.binding_texture.CLIP` x 4; weights 1 inside the hand (shrunk by
     ``edge_mm``) and the exposed field. ``hand``/``field`` bool (H, W) (the binding's
-    :func:`~device.gate.sensor_binding.sensor_hand`), ``lm`` (21, 2) the views' landmarks in
+    :func:`~device.gate.binding_silhouette.sensor_hand`), ``lm`` (21, 2) the views' landmarks in
     the frame, ``px_mm`` pixels per mm of the hand. None when the palm cannot be placed or too
     little of it is inside."""
     lm = np.asarray(lm, np.float64)
@@ -101,10 +101,10 @@ def probe_bone_patch(frame: np.ndarray, probes, size: int = BONE_PATCH_MM
                      ) -> tuple[np.ndarray, np.ndarray] | None:
     """The bone patch of an X-ray frame where the binding placed the views' hand (``probes``:
     a :class:`~device.gate.sensor_binding.HandProbes`, its landmarks, height and pixels per
-    mm), the hand cut as the binding cuts it (:func:`~device.gate.sensor_binding.
+    mm), the hand cut as the binding cuts it (:func:`~device.gate.binding_silhouette.
     sensor_hand_and_field`: the X-ray's settings, its rim band included); None when the hand
     was not placed or too little is inside."""
-    from device.gate.sensor_binding import _grey, sensor_hand_and_field
+    from device.gate.binding_silhouette import _grey, sensor_hand_and_field
     if probes is None:
         return None
     lm = np.asarray(probes.landmarks, np.float64)
