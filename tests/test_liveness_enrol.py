@@ -73,3 +73,25 @@ def test_bad_input_is_refused_clearly(tiny_set, tmp_path, capsys):
     assert _cli(bare, "--sensor", "xray", "--enrol", "--out", tmp_path / "o") == 2
     assert "synthetic_seed" in capsys.readouterr().err
     assert not (tmp_path / "o" / "report.json").exists()
+
+
+def test_set_plan_is_what_the_gate_path_measurements_decide(tiny_set, tmp_path):
+    """One plan of a set's classes and presentation folders for ``--enrol``, check_margins and
+    identity_lines_sum: classes in the asked order, the first N of each, the set's people."""
+    from device.eval.liveness_enrol import set_plan
+    info, plan = set_plan(tiny_set)
+    assert [c for c, _ in plan] == ["bona_fide"] * 2 + ["mixed_replica_sensor",
+                                                        "mixed_replica_views"]
+    assert all((f / "sensor.png").is_file() for _, f in plan) and info["people"] >= 3
+    _, plan = set_plan(tiny_set, ["mixed_replica_views", "bona_fide"], {"bona_fide": 1})
+    assert [c for c, _ in plan] == ["mixed_replica_views", "bona_fide"]
+    with pytest.raises(ValueError, match="no class 'glove'"):
+        set_plan(tiny_set, ["glove"])
+    with pytest.raises(ValueError, match="rendered for the xray sensor, not nir"):
+        set_plan(tiny_set, sensor="nir")
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_set, bare)
+    for f in (bare / "bona_fide").rglob("view_0.png"):
+        f.unlink()
+    with pytest.raises(ValueError, match="not bare sensor frames"):
+        set_plan(bare)

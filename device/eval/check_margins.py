@@ -166,28 +166,16 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
     (all when None), and the thresholds in force; the sensor is the set's."""
     import torch
     torch.set_num_threads(1)
-    from device.eval.liveness import scan_liveness_dir
-    from device.eval.liveness_enrol import first_per_class, presentation_person, read_set
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate
-    from device.synth.source import SyntheticPeople
+    from device.eval.liveness_enrol import presentation_person, set_plan
+    from device.eval.synthetic_gate import enrolled_gate
 
-    info = read_set(data_dir)
+    info, plan = set_plan(data_dir, classes, per_class)
     sensor = info["sensor"] or "xray"
     if sensor not in ("xray", "nir"):
         raise ValueError(f"{data_dir}: an X-ray or NIR set is needed, not {sensor}")
-    bona, attacks = scan_liveness_dir(data_dir)
-    plan = []
-    for c in classes:
-        fs = bona if c == "bona_fide" else attacks.get(c)
-        if fs is None:
-            raise ValueError(f"{data_dir}: no class {c!r} (has {sorted(attacks)})")
-        plan += [(c, f.parent) for f in first_per_class(fs, per_class)]
-    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
-    people = info["people"] or max(presentation_person(f) for _, f in plan) + 1
     rows, t0 = [], time.time()
-    with synthetic_gate(info["seed"], info["views"], precision, sensor, 1, models=models_dir,
-                        prefix="palmgate-margins-") as (pipe, st):
-        enrol_people(pipe, st, synth, range(people))
+    with enrolled_gate(info, sensor, precision, 1, models_dir,
+                       "palmgate-margins-") as (pipe, st, _, _):
         n = pipe.identity.numbers or pipe.identity.load()
         joints = pipe.binding.numbers.stats.get("joints") if sensor == "xray" else None
         for i, (c, folder) in enumerate(plan):

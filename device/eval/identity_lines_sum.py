@@ -62,24 +62,12 @@ def terms(pipe, folder, people_uid) -> dict:
 
 def run(set_dir, out, bona_fide: int | None, species: list[str], precision: str = "int8",
         log=print) -> list[dict]:
-    from device.eval.liveness import scan_liveness_dir
-    from device.eval.liveness_enrol import first_per_class, read_set
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
-    from device.synth.source import SyntheticPeople
-    info = read_set(set_dir)
-    if info["sensor"] not in (None, "nir"):
-        raise ValueError(f"{set_dir}: an NIR set is needed, not {info['sensor']}")
-    bona, attacks = scan_liveness_dir(set_dir)
-    plan = [("bona_fide", f.parent) for f in first_per_class(bona, bona_fide)]
-    for sp in species:
-        if sp not in attacks:
-            raise ValueError(f"{set_dir} has no attack species {sp!r}")
-        plan += [(sp, f.parent) for f in attacks[sp]]
-    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor="nir")
+    from device.eval.liveness_enrol import set_plan
+    from device.eval.synthetic_gate import enrolled_gate, user_id
+    info, plan = set_plan(set_dir, ["bona_fide", *species], {"bona_fide": bona_fide}, "nir")
     rows, t0 = [], time.time()
-    with synthetic_gate(info["seed"], info["views"], precision, "nir", 1,
-                        prefix="palmgate-lines-") as (pipe, st):
-        enrol_people(pipe, st, synth, range(info["people"]))
+    with enrolled_gate(info, "nir", precision, 1, None,
+                       "palmgate-lines-") as (pipe, st, _, _):
         for k, (cls, folder) in enumerate(plan):
             rows.append({"class": cls, **terms(pipe, folder, user_id)})
             if (k + 1) % 100 == 0:

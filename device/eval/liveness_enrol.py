@@ -79,6 +79,40 @@ def first_per_class(files: list, per_class: int | None) -> list:
     return list(files) if per_class is None else list(files)[:per_class]
 
 
+def set_plan(data_dir, classes=None, per_class=None, sensor: str | None = None
+             ) -> tuple[dict, list]:
+    """(:func:`read_set`'s info with ``people`` filled in, the plan: ``(class, presentation
+    folder)`` for the first ``per_class`` presentations of each of ``classes`` in folder
+    order) -- what the gate-path measurements of a set decide. ``classes``: None = bona fide
+    and every attack species of the set; a class the set lacks is a ValueError.
+    ``per_class``: an int or None (all) for every class, or a dict class -> int | None
+    (classes it leaves out: all). Every item must be a whole presentation (views and sensor
+    frame), else a ValueError. ``people`` is the set's own count, else one more than the
+    largest person the plan names. ``sensor``: the set must have been rendered for it (a set
+    that does not say is taken)."""
+    from device.eval.liveness import scan_liveness_dir
+    from device.eval.liveness_presentations import is_presentation
+    info = read_set(data_dir)
+    if sensor is not None and info["sensor"] not in (None, sensor):
+        raise ValueError(f"{data_dir} was rendered for the {info['sensor']} sensor, "
+                         f"not {sensor}")
+    bona, attacks = scan_liveness_dir(data_dir)
+    found = {"bona_fide": bona, **attacks}
+    plan = []
+    for c in (list(found) if classes is None else classes):
+        if c not in found:
+            raise ValueError(f"{data_dir}: no class {c!r} (has {sorted(attacks)})")
+        n = per_class.get(c) if isinstance(per_class, dict) else per_class
+        for f in first_per_class(found[c], n):
+            if not is_presentation(f):
+                raise ValueError(f"{f}: --enrol takes presentations (view_0.png .. + "
+                                 f"sensor.png), not bare sensor frames")
+            plan.append((c, f.parent))
+    if not info["people"] and plan:
+        info = {**info, "people": max(presentation_person(f) for _, f in plan) + 1}
+    return info, plan
+
+
 def _decide(pipe, folder) -> dict:
     from device.sources.base import FrameError
     from device.sources.replay import read_burst
@@ -97,31 +131,14 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
                threads: int = 1, per_class: int | None = None, log=None) -> dict:
     """Enrol the set's people, then decide every presentation. Returns the rows (class, live,
     folder, person, expected user and the decision) and the enrolment."""
-    from device.eval.liveness import scan_liveness_dir
-    from device.eval.liveness_presentations import is_presentation
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
-    from device.synth.source import SyntheticPeople
+    from device.eval.synthetic_gate import enrolled_gate, user_id
     log = log or (lambda m: None)
-    info = read_set(data_dir)
-    if info["sensor"] not in (None, sensor):
-        raise ValueError(f"{data_dir} was rendered for the {info['sensor']} sensor, "
-                         f"not {sensor}")
-    bona, attacks = scan_liveness_dir(data_dir)
-    plan = [("bona_fide", f) for f in first_per_class(bona, per_class)] + \
-        [(sp, f) for sp, fs in attacks.items() for f in first_per_class(fs, per_class)]
-    folders = []
-    for cls, f in plan:
-        if not is_presentation(f):
-            raise ValueError(f"{f}: --enrol takes presentations (view_0.png .. + sensor.png), "
-                             f"not bare sensor frames")
-        folders.append((cls, f.parent, presentation_person(f.parent)))
-    people = info["people"] or max(p for _, _, p in folders) + 1
-    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
+    info, plan = set_plan(data_dir, per_class=per_class, sensor=sensor)
+    folders = [(cls, f, presentation_person(f)) for cls, f in plan]
     rows = []
     t0 = time.time()
-    with synthetic_gate(info["seed"], info["views"], precision, sensor, threads,
-                        models=models_dir, prefix="palmgate-livenrol-") as (pipe, st):
-        enrolled, refused = enrol_people(pipe, st, synth, range(people), log)
+    with enrolled_gate(info, sensor, precision, threads, models_dir,
+                       "palmgate-livenrol-", log) as (pipe, st, enrolled, refused):
         for n, (cls, folder, person) in enumerate(folders):
             rows.append({"class": cls, "live": cls == "bona_fide", "folder": str(folder),
                          "person": person, "expected_user": user_id(person),
@@ -131,7 +148,8 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
         policy = pipe.cfg.liveness.sensor_identity
         match_threshold = pipe.threshold
         threshold = pipe.liveness_threshold
-    return {"rows": rows, "enrolled": enrolled, "enrol_refused": refused, "people": people,
+    return {"rows": rows, "enrolled": enrolled, "enrol_refused": refused,
+            "people": info["people"],
             "seed": info["seed"], "views": info["views"], "liveness_threshold": threshold,
             "match_threshold": match_threshold, "sensor_identity": policy}
 

@@ -58,6 +58,21 @@ def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_thr
         shutil.rmtree(root, ignore_errors=True)     # the run's store and keys: nothing kept
 
 
+@contextmanager
+def enrolled_gate(info: dict, sensor: str, precision: str, model_threads: int = 1,
+                  models=None, prefix: str = "palmgate-gate-", log=None):
+    """``(pipeline, store, enrolled, refused)``: :func:`synthetic_gate` of a set's synthetic
+    gate (``info``: :func:`device.eval.liveness_enrol.read_set`'s, ``people`` filled in, as
+    :func:`~device.eval.liveness_enrol.set_plan` gives it) with persons ``0..people-1``
+    enrolled by :func:`enrol_people`."""
+    from device.synth.source import SyntheticPeople
+    synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
+    with synthetic_gate(info["seed"], info["views"], precision, sensor, model_threads,
+                        models=models, prefix=prefix) as (pipe, st):
+        enrolled, refused = enrol_people(pipe, st, synth, range(info["people"]), log)
+        yield pipe, st, enrolled, refused
+
+
 def enrol_people(pipe, store, people, persons, log=None, tries: int = ENROL_TRIES
                  ) -> tuple[list[int], list[dict]]:
     """Enrol each of ``persons`` (indices of ``people``, a :class:`SyntheticPeople`) as
