@@ -87,7 +87,9 @@ def presentation_frames(synth, sensor: str, classes: list, cls: str, i: int, see
 
 def pick(rows: list, th: dict, bona_fide_sample: int) -> list:
     """Rows of ``rows`` (check_margins, frame 0) to burst: bona fide a check denies, every n-th
-    bona fide that passes all (``bona_fide_sample`` of them), attacks failing <= 1 check."""
+    bona fide that passes all (``bona_fide_sample`` of them), attacks failing <= 1 check (as
+    check_margins decides; on validation 9317 the X-ray size-term release of
+    :func:`gate_passes` picks no further attack)."""
     out, ok = [], []
     for r in rows:
         failed = sum(not v for v in passes(r, th).values())
@@ -99,6 +101,24 @@ def pick(rows: list, th: dict, bona_fide_sample: int) -> list:
     return out + ok[::step][:bona_fide_sample]
 
 
+def gate_passes(r: dict, th: dict) -> dict:
+    """:func:`device.eval.check_margins.passes` with the X-ray gate's release of the binding's
+    size term (:mod:`device.gate.binding_release`): a binding over ``max_score`` that passes
+    without the term (``binding_wo_size``, else ``binding - size``) passes when the bone patch
+    and the hand size pass. Rows without the term (NIR) as ``passes``."""
+    from device.gate.binding_release import fails_only_by
+    p = passes(r, th)
+    b, t = r.get("binding"), r.get("size")
+    if p["binding"] or b is None or not p.get("identity") or not p.get("size"):
+        return p
+    if "binding_wo_size" in r:
+        w = r["binding_wo_size"]
+        p["binding"] = w is not None and np.isfinite(w) and w <= th["max_score"]
+    else:
+        p["binding"] = fails_only_by(float(b), t, th["max_score"])
+    return p
+
+
 def _logit(p) -> np.ndarray:
     p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -106,18 +126,19 @@ def _logit(p) -> np.ndarray:
 
 def burst_summary(rows: list, th: dict) -> dict:
     """Per class (bona fide split by frame 0's outcome): how many of the extra frames pass all
-    checks (a histogram over presentations), and for every value the spread within a
-    presentation (median sd over its frames; p(live) as a logit) against across presentations
-    (sd of the presentations' frame means)."""
+    checks (a histogram over presentations; ``denied_on_redraws``: denied on most of the k
+    re-draws -- the content -- on half, or on few -- the frame), and for every value the spread
+    within a presentation (median sd over its frames; p(live) as a logit) against across
+    presentations (sd of the presentations' frame means)."""
     groups: dict = {}
     for r in rows:
-        f0 = all(passes(r["frames"][0], th).values())
+        f0 = all(gate_passes(r["frames"][0], th).values())
         key = r["class"] if r["class"] != "bona_fide" else \
             ("bona_fide_passed" if f0 else "bona_fide_denied")
         groups.setdefault(key, []).append(r)
     out = {}
     for key, rs in groups.items():
-        extra = [sum(all(passes(f, th).values()) for f in r["frames"][1:]) for r in rs]
+        extra = [sum(all(gate_passes(f, th).values()) for f in r["frames"][1:]) for r in rs]
         k = len(rs[0]["frames"]) - 1
         g = {"n": len(rs), "extra_frames_passing_all": {str(j): extra.count(j)
                                                        for j in range(k + 1)},
@@ -132,16 +153,30 @@ def burst_summary(rows: list, th: dict) -> dict:
                 per = np.array(per)
                 g["spread"][v] = {"within_sd_median": round(float(np.median(per.std(1))), 4),
                                   "across_sd": round(float(per.mean(1).std()), 4)}
+        den = [k - e for e in extra]
+        g["denied_on_redraws"] = {"most": sum(2 * d > k for d in den),
+                                  "half": sum(2 * d == k for d in den),
+                                  "few": sum(2 * d < k for d in den)}
         if key == "bona_fide_denied":
-            g["per_presentation"] = [
-                {"folder": r["folder"][-20:], "denied_by_f0": [c for c, ok in
-                                                               passes(r["frames"][0], th).items()
-                                                               if not ok],
-                 "p_live": [round(float(f["p_live"]), 3) if f.get("p_live") is not None
-                            else None for f in r["frames"]],
-                 "extra_passing": e} for r, e in zip(rs, extra) if True]
+            g["per_presentation"] = [_one(r, th, e) for r, e in zip(rs, extra)]
         out[key] = g
     return out
+
+
+CHECK_VALUE = {"presence": "presence", "live": "p_live", "binding": "binding",
+               "palm_lines": "palm_lines", "identity": "agreement", "lines_sum": "lines_sum",
+               "size": "size_off"}
+
+
+def _one(r: dict, th: dict, extra: int) -> dict:
+    """A denied presentation: the checks frame 0 fails and their value in every frame."""
+    failed = [c for c, ok in gate_passes(r["frames"][0], th).items() if not ok]
+    vals = {}
+    for c in failed:
+        v = [f.get(CHECK_VALUE[c]) for f in r["frames"]]
+        vals[c] = [round(float(x), 3) if isinstance(x, (int, float)) else x for x in v]
+    return {"folder": r["folder"][-20:], "denied_by_f0": failed, "values": vals,
+            "extra_passing": extra}
 
 
 def fused(frames: list, rule: str, n: int = 3) -> dict:
@@ -156,6 +191,9 @@ def fused(frames: list, rule: str, n: int = 3) -> dict:
             x = [f.get(v) for f in fs]
             if all(y is not None and np.isfinite(y) for y in x):
                 r[v] = float(np.median(x))
+        w = [f["binding"] - f["size"] if f.get("size") is not None else None for f in fs]
+        if all(y is not None and np.isfinite(y) for y in w):
+            r["binding_wo_size"] = float(np.median(w))
     elif rule != "single":
         raise ValueError(f"unknown rule {rule!r}")
     return r
@@ -167,7 +205,7 @@ def burst_rules(rows: list, th: dict, rules=("single", "mean_logit_3", "median_3
     for rule in rules:
         res: dict = {}
         for r in rows:
-            ok = all(passes(fused(r["frames"], rule), th).values())
+            ok = all(gate_passes(fused(r["frames"], rule), th).values())
             c = res.setdefault(r["class"], {"n": 0, "pass_all": 0})
             c["n"] += 1
             c["pass_all"] += ok
@@ -233,8 +271,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m device.eval.sensor_bursts",
                                  description=__doc__.split("\n\n")[0])
     ap.add_argument("data", help="a whole-presentation set (tools.synth liveness "
-                                 "--presentations --attack-species)")
-    ap.add_argument("--margins", required=True, help="check_margins' rows of the same set")
+                                 "--presentations --attack-species), or with --summarize "
+                                 "an output of this command")
+    ap.add_argument("--summarize", action="store_true",
+                    help="the summary and rules of an earlier output, measuring nothing")
+    ap.add_argument("--margins", help="check_margins' rows of the same set")
     ap.add_argument("--k", type=int, default=4, help="extra frames a presentation")
     ap.add_argument("--bona-fide-sample", type=int, default=300)
     ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
@@ -243,6 +284,15 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N picked presentations")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.summarize:
+        res = json.loads(Path(a.data).read_text())
+        res["summary"] = burst_summary(res["rows"], res["thresholds"])
+        res["rules"] = burst_rules(res["rows"], res["thresholds"])
+        Path(a.out).write_text(json.dumps(res))
+        print(json.dumps({"summary": res["summary"], "rules": res["rules"]}, indent=1))
+        return 0
+    if not a.margins:
+        ap.error("--margins is needed to measure")
     res = measure(a.data, a.margins, a.k, a.bona_fide_sample, a.precision, a.keep_exposure,
                   a.limit)
     with open(a.out, "w") as f:
