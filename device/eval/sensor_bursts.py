@@ -86,16 +86,16 @@ def presentation_frames(synth, sensor: str, classes: list, cls: str, i: int, see
 
 
 def pick(rows: list, th: dict, bona_fide_sample: int) -> list:
-    """Rows of ``rows`` (check_margins, frame 0) to burst: bona fide a check denies, every n-th
-    bona fide that passes all (``bona_fide_sample`` of them), attacks failing <= 1 check (as
-    check_margins decides; on validation 9317 the X-ray size-term release of
-    :func:`gate_passes` picks no further attack)."""
+    """Rows of ``rows`` (check_margins, frame 0) to burst: bona fide a check denies
+    (:func:`device.eval.check_margins.passes`, the size term not released: a superset of the
+    gate's), every n-th bona fide that passes all (``bona_fide_sample`` of them), attacks
+    failing <= 1 check as the gate decides (:func:`gate_passes`: a superset of check_margins'
+    ``passes``; on validation 9317 the same attacks)."""
     out, ok = [], []
     for r in rows:
-        failed = sum(not v for v in passes(r, th).values())
         if r["class"] == "bona_fide":
-            (out if failed else ok).append(r)
-        elif failed <= 1:
+            (ok if all(passes(r, th).values()) else out).append(r)
+        elif sum(not v for v in gate_passes(r, th).values()) <= 1:
             out.append(r)
     step = max(1, len(ok) // max(bona_fide_sample, 1))
     return out + ok[::step][:bona_fide_sample]
