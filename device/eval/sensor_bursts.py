@@ -128,8 +128,9 @@ def burst_summary(rows: list, th: dict) -> dict:
     """Per class (bona fide split by frame 0's outcome): how many of the extra frames pass all
     checks (a histogram over presentations; ``denied_on_redraws``: denied on most of the k
     re-draws -- the content -- on half, or on few -- the frame), and for every value the spread
-    within a presentation (median sd over its frames; p(live) as a logit) against across
-    presentations (sd of the presentations' frame means)."""
+    within a presentation (the median over presentations of the sd over its frames, and the
+    root mean within-variance; p(live) as a logit, p clipped to [1e-6, 1 - 1e-6]) against
+    across presentations (sd of the presentations' frame means)."""
     groups: dict = {}
     for r in rows:
         f0 = all(gate_passes(r["frames"][0], th).values())
@@ -152,7 +153,9 @@ def burst_summary(rows: list, th: dict) -> dict:
             if len(per) >= 2:
                 per = np.array(per)
                 g["spread"][v] = {"within_sd_median": round(float(np.median(per.std(1))), 4),
-                                  "across_sd": round(float(per.mean(1).std()), 4)}
+                                  "within_sd_rms": round(float(np.sqrt(np.mean(
+                                      per.var(1, ddof=1)))), 4),
+                                  "across_sd": round(float(per.mean(1).std(ddof=1)), 4)}
         den = [k - e for e in extra]
         g["denied_on_redraws"] = {"most": sum(2 * d > k for d in den),
                                   "half": sum(2 * d == k for d in den),
