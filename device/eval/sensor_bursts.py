@@ -15,12 +15,16 @@ identity agreement, lines sum, hand size; the views' landmarks from the stored v
 
 ``--margins`` (check_margins' rows of the same set, frame 0) picks the presentations: every bona
 fide a check denies, a sample of bona fide that pass all (every n-th, in order), every attack
-that fails at most one check. :func:`burst_summary` and :func:`burst_rules` are pure.
+that fails at most one check (:func:`pick`). Every frame is decided as the gate decides
+(:func:`gate_passes`: check_margins' checks and the X-ray release of the binding's size term).
+``--summarize OUT.json`` recomputes the summary of an earlier output. :func:`burst_summary`,
+:func:`burst_rules`, :func:`fused` and :func:`gate_passes` are pure.
 
 Burst rules evaluated (fixed before their result was looked at; shipped thresholds unchanged):
 
 * ``mean_logit_3``: p(live) = sigmoid(mean of the logits of p(live) over frames 0-2); every
-  other check on frame 0;
+  other check on frame 0 (a frame without p(live) -- presence failed -- makes it undefined:
+  denied);
 * ``median_3``: every check's value the median over frames 0-2 (presence: frame 0).
 """
 from __future__ import annotations
