@@ -120,15 +120,27 @@ def summary(rows: list, th: dict) -> dict:
 def _terms(pipe, joints, folder, person, decide: bool) -> dict:
     """One presentation's row: every check's value (whatever the others said) and, with
     ``decide``, the gate's own decision of it."""
+    from device.sources.replay import read_burst
+    raw = read_burst(folder)
+    r = {"folder": str(folder), "person": person, **burst_terms(pipe, joints, raw, person)}
+    if decide:
+        d = pipe.decide(raw)
+        r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
+    return r
+
+
+def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
+    """Every check's value of one burst ``raw`` (views + sensor frame); ``lms``: the views'
+    landmarks when a dict that has them (the regions are not run again), else they are found
+    (and put in it when it is a dict)."""
     from device.eval.synthetic_gate import user_id
     from device.gate import hand_size as H
     from device.gate import sensor_identity as S
-    from device.sources.replay import read_burst
-    r = {"folder": str(folder), "person": person}
-    raw = read_burst(folder)
+    r: dict = {}
     b = pipe.calibrate(raw)
-    lms = {}
-    pipe.regions(b.views, None, None, None, lms)
+    lms = {} if lms is None else lms
+    if not lms:
+        pipe.regions(b.views, None, None, None, lms)
     pres = pipe.sensor(b.sensor)
     r["presence"], r["p_live"] = pres.reason if pres.reason != "not_live" else None, \
         pres.p_live
@@ -154,9 +166,6 @@ def _terms(pipe, joints, folder, person, decide: bool) -> dict:
             r["lines_sum"] = float(j)
         if ident.sizes:
             r["size_off"] = float(H.size_off(ident.size_ratio(m, n["hand_size"])))
-    if decide:
-        d = pipe.decide(raw)
-        r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
     return r
 
 

@@ -43,10 +43,8 @@ def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_
     synthetic gate of ``seed`` with ``views`` cameras, the persons drawn from ``people``;
     returns the manifest."""
     from device.synth.attacks import SPECIES
-    from device.synth.bound import render_bound
-    from device.synth.mixed import MIXED_SPECIES, render_mixed
+    from device.synth.mixed import MIXED_SPECIES
     from device.synth.source import SyntheticPeople
-    from device.synth.species_presentations import render_species
     if sensor not in ("xray", "nir"):
         raise ValueError(f"sensor must be 'xray' or 'nir', not {sensor!r}")
     if people < 2:
@@ -61,22 +59,8 @@ def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_
     files, done = [], 0
     for ci, (cls, n) in enumerate(classes):
         for i in range(n):
-            rng = np.random.default_rng([seed, _KIND_PRES, ci, i])
-            p = int(rng.integers(people))
-            geom, ident = synth._person(p)
-            tex = synth.synth.palms(ident, 1, rng)[0]
-            meta = {"class": cls, "person": p, "sensor": sensor}
-            if cls == "bona_fide":
-                shot = render_bound(geom, tex, rng, synth.rig, sensor, synth.size)
-                rel = f"bona_fide/{i:05d}"
-            else:
-                p2 = (p + 1 + int(rng.integers(people - 1))) % people
-                g2, id2 = synth._person(p2)
-                tex2 = synth.synth.palms(id2, 1, rng)[0]
-                render = render_mixed if cls in MIXED_SPECIES else render_species
-                shot, m = render(cls, geom, tex, g2, tex2, rng, synth.rig, sensor, synth.size)
-                meta.update(m, other_person=p2)
-                rel = f"attack/{cls}/{i:05d}"
+            shot, meta = render_presentation(synth, sensor, cls, ci, i, seed, people)
+            rel = f"bona_fide/{i:05d}" if cls == "bona_fide" else f"attack/{cls}/{i:05d}"
             write_burst(out / rel, Burst(list(shot.views), np.asarray(shot.sensor), meta))
             files.append(dict(meta, folder=rel, live=cls == "bona_fide"))
             done += 1
@@ -87,3 +71,28 @@ def write_presentations(out_dir: str | Path, sensor: str, n_bona_fide: int, per_
     manifest = {**rig, "seed": seed, "classes": [c for c, _ in classes], "files": files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, default=str))
     return manifest
+
+
+def render_presentation(synth, sensor: str, cls: str, ci: int, i: int, seed: int,
+                        people: int = 40):
+    """(shot, meta) of presentation ``i`` of class ``cls`` (the ``ci``-th class of the set) of
+    the synthetic gate ``synth`` (:class:`device.synth.source.SyntheticPeople` of ``seed``):
+    its own generator, seeded from ``(seed, kind, ci, i)``, draws the person, the palm print
+    and the presentation -- what :func:`write_presentations` writes at ``i``."""
+    from device.synth.bound import render_bound
+    from device.synth.mixed import MIXED_SPECIES, render_mixed
+    from device.synth.species_presentations import render_species
+    rng = np.random.default_rng([seed, _KIND_PRES, ci, i])
+    p = int(rng.integers(people))
+    geom, ident = synth._person(p)
+    tex = synth.synth.palms(ident, 1, rng)[0]
+    meta = {"class": cls, "person": p, "sensor": sensor}
+    if cls == "bona_fide":
+        return render_bound(geom, tex, rng, synth.rig, sensor, synth.size), meta
+    p2 = (p + 1 + int(rng.integers(people - 1))) % people
+    g2, id2 = synth._person(p2)
+    tex2 = synth.synth.palms(id2, 1, rng)[0]
+    render = render_mixed if cls in MIXED_SPECIES else render_species
+    shot, m = render(cls, geom, tex, g2, tex2, rng, synth.rig, sensor, synth.size)
+    meta.update(m, other_person=p2)
+    return shot, meta

@@ -294,13 +294,48 @@ def render_scene(scene: SceneFn, geom: HandGeometry, rng: np.random.Generator, s
         raise ValueError(f"sensor must be 'xray' or 'nir', not {sensor!r}")
     base = (size[0] * SR_SCALE, size[1] * SR_SCALE)
     content = scene(geom, rng, base)
-    exp = sample_exposure(rng, sensor)
+    return capture(content, rng, sensor, size, scale)[0]
+
+
+def capture(content: Scene, rng: np.random.Generator, sensor: str, size: tuple[int, int],
+            scale: int = 1, exposure: Exposure | None = None) -> tuple[np.ndarray, Exposure]:
+    """(frame, its exposure): the frame's own draws of a drawn ``content`` -- the exposure
+    (unless ``exposure`` is given), the sensor response and, at ``scale == 1``, the capture's
+    degradation -- from ``rng`` (steps 3-4 of the pipeline)."""
+    exp = sample_exposure(rng, sensor) if exposure is None else exposure
+    base_px = size[0] * SR_SCALE
     s = SR_SCALE if scale == 1 else int(scale)
     shape = (size[0] * s, size[1] * s)
-    img = sensor_response(content.paint(shape), exp, rng, sensor, base[0])
+    img = sensor_response(content.paint(shape), exp, rng, sensor, base_px)
     if scale == 1:
         img = degrade(img, rng, SR_SCALE)
-    return img
+    return img, exp
+
+
+def render_burst(scene: SceneFn, geom: HandGeometry, rng: np.random.Generator, sensor: str,
+                 size: tuple[int, int], k: int, frame_seed, keep_exposure: bool = False
+                 ) -> list[np.ndarray]:
+    """``k + 1`` captures of one content: a burst of the sensor while the palm is held.
+
+    Frame 0 is :func:`render_scene`'s capture and leaves ``rng`` where it leaves it (the content
+    and the first frame's draws come from ``rng``); frames 1..k redraw only the frame -- the
+    exposure (auto-window, gain, quantum noise's dose), the response's noise and the
+    degradation -- from one generator of their own, ``np.random.default_rng(frame_seed)``;
+    with ``keep_exposure`` they keep frame 0's exposure settings and redraw the noise, PSF and
+    read noise only. The content (pose, placement, anatomy, texture fields) is the same."""
+    if sensor not in FOV_MM:
+        raise ValueError(f"sensor must be 'xray' or 'nir', not {sensor!r}")
+    if k < 0:
+        raise ValueError(f"k must be >= 0, not {k}")
+    base = (size[0] * SR_SCALE, size[1] * SR_SCALE)
+    content = scene(geom, rng, base)
+    first, exp = capture(content, rng, sensor, size)
+    frames = [first]
+    fr = np.random.default_rng(frame_seed)
+    for _ in range(k):
+        frames.append(capture(content, fr, sensor, size,
+                              exposure=exp if keep_exposure else None)[0])
+    return frames
 
 
 def render_xray(geom: HandGeometry, rng: np.random.Generator,
