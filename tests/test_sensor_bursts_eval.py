@@ -97,3 +97,14 @@ def test_median_3_releases_on_the_median_score_without_the_term():
     row = B.fused(fr, "median_3")
     assert row["binding"] == 30 and row["binding_wo_size"] == 5
     assert passes(row, TH)["binding"]
+
+
+def test_pick_samples_bona_fide_the_gate_opens_with_the_others():
+    # a bona fide whose binding the gate releases (size term; bone patch and hand size pass)
+    # is one the gate opens: it belongs to the sampled pool, not to the "denied" ones that are
+    # always picked (else the passing sample over-represents released hands)
+    rows = [dict(_f(0.9), **{"class": "bona_fide", "folder": f"p/{i:05d}"}) for i in range(10)]
+    rows += [dict(_f(0.9, b=30.0), size=25.0, **{"class": "bona_fide", "folder": "p/00010"})]
+    got = B.pick(rows, TH, 5)
+    assert len(got) == 5
+    assert "p/00010" not in [r["folder"] for r in got]
