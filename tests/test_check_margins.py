@@ -71,3 +71,36 @@ def test_passes_asks_the_unsure_sum_under_unsure_below_as_the_gate():
     assert passes(row(p_live=0.3, palm_lines=0.2, lines_sum=0.87), th)["lines_sum"]
     assert passes(row(p_live=0.5, palm_lines=0.2, lines_sum=0.80), th)["lines_sum"]
     assert passes(row(p_live=0.3, palm_lines=0.2, lines_sum=0.80), NIR)["lines_sum"]
+
+
+def test_passes_releases_the_xray_size_term_as_the_gate_does():
+    # device/gate/binding_release.py: a binding over max_score only by the size term is
+    # released when the bone patch and the hand size pass (X-ray; NIR rows have no term)
+    r = row(binding=40.0, size=25.0)                    # 40 > 30, 40 - 25 <= 30
+    assert passes(r, TH)["binding"]
+    assert all(passes(r, TH).values())
+    assert not passes(dict(r, agreement=0.8), TH)["binding"]      # bone patch fails
+    assert not passes(dict(r, size_off=0.2), TH)["binding"]       # hand size fails
+    assert not passes(dict(r, size=5.0), TH)["binding"]           # 35 > 30 without it
+    assert not passes(row(binding=40.0), TH)["binding"]           # no term: NIR
+    assert not passes(dict(r, size=float("nan")), TH)["binding"]  # term not measured
+    assert passes(dict(r, binding_wo_size=12.0), TH)["binding"]   # a fused row's own
+    assert not passes(dict(r, binding_wo_size=31.0), TH)["binding"]
+
+
+def test_raw_binding_and_the_release_stay_visible():
+    from device.eval.check_margins import binding_released
+    r = row(binding=40.0, size=25.0)
+    assert binding_released(r, TH)
+    assert not binding_released(row(), TH)                         # passes on its own
+    assert not binding_released(dict(r, agreement=0.8), TH)
+    s = summary([r, row(), row(binding=40.0)], TH)["skeleton_phantom"]
+    assert s["pass"]["binding"] == 2 and s["pass_all"] == 2
+    assert s["binding_raw_pass"] == 1 and s["binding_released"] == 1
+
+
+def test_against_gate_counts_a_released_binding_as_passing():
+    from device.eval.check_margins import against_gate
+    rows = [row(binding=40.0, size=25.0, decision="open", reason=None)]
+    g = against_gate(rows, TH)
+    assert g["compared"] == 1 and g["agree"] == 1 and g["fails_gate_opened"] == 0

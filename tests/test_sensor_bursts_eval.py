@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.eval import sensor_bursts as B
+from device.eval.check_margins import passes
 from device.synth import sensor as S
 from device.synth.attacks import render_attack
 from device.synth.hand_geometry import sample_hand_geometry
@@ -84,15 +85,26 @@ def test_denied_on_redraws_and_values():
 
 def test_gate_passes_releases_the_size_term_as_the_gate_does():
     r = dict(_f(0.9, b=30.0), size=25.0)               # 30 > 10, 30 - 25 <= 10
-    assert B.gate_passes(r, TH)["binding"]
-    assert not B.gate_passes(dict(r, agreement=0.5), TH)["binding"]   # bone patch fails
-    assert not B.gate_passes(dict(r, size_off=0.2), TH)["binding"]    # hand size fails
-    assert not B.gate_passes(dict(r, size=5.0), TH)["binding"]        # 25 > 10
-    assert not B.gate_passes(_f(0.9, b=30.0), TH)["binding"]          # no term: NIR
+    assert passes(r, TH)["binding"]
+    assert not passes(dict(r, agreement=0.5), TH)["binding"]   # bone patch fails
+    assert not passes(dict(r, size_off=0.2), TH)["binding"]    # hand size fails
+    assert not passes(dict(r, size=5.0), TH)["binding"]        # 25 > 10
+    assert not passes(_f(0.9, b=30.0), TH)["binding"]          # no term: NIR
 
 
 def test_median_3_releases_on_the_median_score_without_the_term():
     fr = [dict(_f(0.9, b=b), size=s) for b, s in ((30, 25), (40, 35), (12, 0.0))]
     row = B.fused(fr, "median_3")
     assert row["binding"] == 30 and row["binding_wo_size"] == 5
-    assert B.gate_passes(row, TH)["binding"]
+    assert passes(row, TH)["binding"]
+
+
+def test_pick_samples_bona_fide_the_gate_opens_with_the_others():
+    # a bona fide whose binding the gate releases (size term; bone patch and hand size pass)
+    # is one the gate opens: it belongs to the sampled pool, not to the "denied" ones that are
+    # always picked (else the passing sample over-represents released hands)
+    rows = [dict(_f(0.9), **{"class": "bona_fide", "folder": f"p/{i:05d}"}) for i in range(10)]
+    rows += [dict(_f(0.9, b=30.0), size=25.0, **{"class": "bona_fide", "folder": "p/00010"})]
+    got = B.pick(rows, TH, 5)
+    assert len(got) == 5
+    assert "p/00010" not in [r["folder"] for r in got]

@@ -21,7 +21,10 @@ people enrolled, 1:N and every check), to compare with "passes all"::
     python -m device.eval.check_margins SET --classes skeleton_phantom print_over_live \
         bona_fide --out margins.json
 
-:func:`passes` and :func:`summary` are pure (the thresholds in force are in the output).
+:func:`passes` ("passes all" as the gate decides: the X-ray binding's size term released when
+the bone patch and the hand size pass, :mod:`device.gate.binding_release`), :func:`raw_passes`
+(each check on its own), :func:`binding_released` and :func:`summary` are pure (the thresholds
+in force are in the output).
 """
 from __future__ import annotations
 
@@ -40,12 +43,12 @@ CHECKS = ("presence", "live", "binding", "palm_lines", "identity", "lines_sum", 
 ``palm_lines`` nor ``lines_sum``)."""
 
 
-def passes(r: dict, th: dict) -> dict:
+def raw_passes(r: dict, th: dict) -> dict:
     """Which checks row ``r`` passes on its own under thresholds ``th`` (``thr``: p(live) must
     be above it; ``max_score``; ``min_agreement``; ``max_off``; where ``th`` has them (NIR),
     ``min_palm_lines`` and ``min_lines_sum``, with ``unsure_below`` / ``min_lines_sum_unsure``
     as the gate asks them, :func:`device.gate.sensor_identity.least_lines_sum`). A value not
-    measured fails."""
+    measured fails. The binding is the raw score against ``max_score`` (no release)."""
     def val(k):
         v = r.get(k)
         return None if v is None or not np.isfinite(v) else float(v)
@@ -61,6 +64,35 @@ def passes(r: dict, th: dict) -> dict:
         j, t = val("lines_sum"), least_lines_sum(th, p)
         out["lines_sum"] = j is not None and j >= t
     out["size"] = s is not None and s <= th["max_off"]
+    return out
+
+
+def _released(r: dict, th: dict, raw: dict) -> bool:
+    from device.gate.binding_release import fails_only_by
+    b = r.get("binding")
+    if raw["binding"] or b is None or not raw["identity"] or not raw["size"]:
+        return False
+    if "binding_wo_size" in r:          # a fused row (sensor_bursts): its own score without
+        w = r["binding_wo_size"]
+        return w is not None and bool(np.isfinite(w)) and w <= th["max_score"]
+    return fails_only_by(float(b), r.get("size"), th["max_score"])
+
+
+def binding_released(r: dict, th: dict) -> bool:
+    """Whether the X-ray gate releases row ``r``'s binding (:mod:`device.gate.binding_release`):
+    the raw score fails ``max_score``, the score without the size term (``binding_wo_size``
+    where the row has it, else ``binding - size``) passes, and the bone patch (``identity``)
+    and the hand size (``size``) pass. Rows without the term (NIR) never."""
+    return _released(r, th, raw_passes(r, th))
+
+
+def passes(r: dict, th: dict) -> dict:
+    """Which checks row ``r`` passes as the gate decides them: :func:`raw_passes` with the
+    binding passing where the gate releases its size term (:func:`binding_released`); "passes
+    all" is the gate's rule."""
+    out = raw_passes(r, th)
+    if _released(r, th, out):
+        out["binding"] = True
     return out
 
 
@@ -89,8 +121,10 @@ def against_gate(rows: list, th: dict) -> dict:
 
 
 def summary(rows: list, th: dict) -> dict:
-    """Per class: n, how many pass each check, pass all, the one check that stopped those that
-    passed all others, and the quantiles of every term."""
+    """Per class: n, how many pass each check (as the gate decides them, :func:`passes`), pass
+    all, the one check that stopped those that passed all others, how many pass the raw
+    binding score (``binding_raw_pass``) and how many of them the gate releases
+    (``binding_released``), and the quantiles of every term."""
     out = {}
     for c in dict.fromkeys(r["class"] for r in rows):
         rs = [r for r in rows if r["class"] == c]
@@ -109,9 +143,11 @@ def summary(rows: list, th: dict) -> dict:
                 q[t] = dict(zip(("min", "q01", "q05", "q50", "q95", "q99", "max"),
                                 np.round(np.quantile(v, [0, .01, .05, .5, .95, .99, 1]),
                                          4).tolist()))
+        raw = sum(raw_passes(r, th)["binding"] for r in rs)
         out[c] = {"n": len(rs), "pass": {k: sum(p[k] for p in ps) for k in checks},
                   "pass_all": sum(all(p.values()) for p in ps), "stopped_only_by": last,
-                  "terms": q}
+                  "binding_raw_pass": raw,
+                  "binding_released": sum(binding_released(r, th) for r in rs), "terms": q}
         if any("decision" in r for r in rs):
             out[c]["against_gate"] = against_gate(rs, th)
     return out

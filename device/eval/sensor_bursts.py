@@ -16,9 +16,10 @@ identity agreement, lines sum, hand size; the views' landmarks from the stored v
 ``--margins`` (check_margins' rows of the same set, frame 0) picks the presentations: every bona
 fide a check denies, a sample of bona fide that pass all (every n-th, in order), every attack
 that fails at most one check (:func:`pick`). Every frame is decided as the gate decides
-(:func:`gate_passes`: check_margins' checks and the X-ray release of the binding's size term).
+(:func:`device.eval.check_margins.passes`: its checks and the X-ray release of the binding's
+size term).
 ``--summarize OUT.json`` recomputes the summary of an earlier output. :func:`burst_summary`,
-:func:`burst_rules`, :func:`fused` and :func:`gate_passes` are pure.
+:func:`burst_rules` and :func:`fused` are pure.
 
 Burst rules evaluated (fixed before their result was looked at; shipped thresholds unchanged):
 
@@ -90,37 +91,18 @@ def presentation_frames(synth, sensor: str, classes: list, cls: str, i: int, see
 
 
 def pick(rows: list, th: dict, bona_fide_sample: int) -> list:
-    """Rows of ``rows`` (check_margins, frame 0) to burst: bona fide a check denies
-    (:func:`device.eval.check_margins.passes`, the size term not released: a superset of the
-    gate's), every n-th bona fide that passes all (``bona_fide_sample`` of them), attacks
-    failing <= 1 check as the gate decides (:func:`gate_passes`: a superset of check_margins'
-    ``passes``; on validation 9317 the same attacks)."""
+    """Rows of ``rows`` (check_margins, frame 0) to burst, every check as the gate decides it
+    (:func:`device.eval.check_margins.passes`, the X-ray size term released): bona fide a check
+    denies, every n-th bona fide that passes all (``bona_fide_sample`` of them), attacks
+    failing <= 1 check."""
     out, ok = [], []
     for r in rows:
         if r["class"] == "bona_fide":
             (ok if all(passes(r, th).values()) else out).append(r)
-        elif sum(not v for v in gate_passes(r, th).values()) <= 1:
+        elif sum(not v for v in passes(r, th).values()) <= 1:
             out.append(r)
     step = max(1, len(ok) // max(bona_fide_sample, 1))
     return out + ok[::step][:bona_fide_sample]
-
-
-def gate_passes(r: dict, th: dict) -> dict:
-    """:func:`device.eval.check_margins.passes` with the X-ray gate's release of the binding's
-    size term (:mod:`device.gate.binding_release`): a binding over ``max_score`` that passes
-    without the term (``binding_wo_size``, else ``binding - size``) passes when the bone patch
-    and the hand size pass. Rows without the term (NIR) as ``passes``."""
-    from device.gate.binding_release import fails_only_by
-    p = passes(r, th)
-    b, t = r.get("binding"), r.get("size")
-    if p["binding"] or b is None or not p.get("identity") or not p.get("size"):
-        return p
-    if "binding_wo_size" in r:
-        w = r["binding_wo_size"]
-        p["binding"] = w is not None and np.isfinite(w) and w <= th["max_score"]
-    else:
-        p["binding"] = fails_only_by(float(b), t, th["max_score"])
-    return p
 
 
 def _logit(p) -> np.ndarray:
@@ -137,13 +119,13 @@ def burst_summary(rows: list, th: dict) -> dict:
     across presentations (sd of the presentations' frame means)."""
     groups: dict = {}
     for r in rows:
-        f0 = all(gate_passes(r["frames"][0], th).values())
+        f0 = all(passes(r["frames"][0], th).values())
         key = r["class"] if r["class"] != "bona_fide" else \
             ("bona_fide_passed" if f0 else "bona_fide_denied")
         groups.setdefault(key, []).append(r)
     out = {}
     for key, rs in groups.items():
-        extra = [sum(all(gate_passes(f, th).values()) for f in r["frames"][1:]) for r in rs]
+        extra = [sum(all(passes(f, th).values()) for f in r["frames"][1:]) for r in rs]
         k = len(rs[0]["frames"]) - 1
         g = {"n": len(rs), "extra_frames_passing_all": {str(j): extra.count(j)
                                                        for j in range(k + 1)},
@@ -177,7 +159,7 @@ CHECK_VALUE = {"presence": "presence", "live": "p_live", "binding": "binding",
 
 def _one(r: dict, th: dict, extra: int) -> dict:
     """A denied presentation: the checks frame 0 fails and their value in every frame."""
-    failed = [c for c, ok in gate_passes(r["frames"][0], th).items() if not ok]
+    failed = [c for c, ok in passes(r["frames"][0], th).items() if not ok]
     vals = {}
     for c in failed:
         v = [f.get(CHECK_VALUE[c]) for f in r["frames"]]
@@ -212,7 +194,7 @@ def burst_rules(rows: list, th: dict, rules=("single", "mean_logit_3", "median_3
     for rule in rules:
         res: dict = {}
         for r in rows:
-            ok = all(gate_passes(fused(r["frames"], rule), th).values())
+            ok = all(passes(fused(r["frames"], rule), th).values())
             c = res.setdefault(r["class"], {"n": 0, "pass_all": 0})
             c["n"] += 1
             c["pass_all"] += ok
