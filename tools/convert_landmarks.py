@@ -101,7 +101,14 @@ def mediapipe_landmarks(paths: list[Path], complexity: int) -> list[np.ndarray |
     return out
 
 
-def quantize(src: Path, dst: Path, frames: list[np.ndarray]) -> None:
+CALIBRATION = ("minmax", "percentile", "entropy")
+
+
+def quantize(src: Path, dst: Path, frames: list[np.ndarray], method: str = "minmax",
+             float_convs: int = 0) -> None:
+    """``method``: onnxruntime's activation calibration (MinMax as shipped, Percentile
+    99.999 or Entropy); ``float_convs``: that many of the network's first Conv nodes stay in
+    float besides the heads."""
     import onnx
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod,
                                           QuantFormat, QuantType, quantize_static)
@@ -117,12 +124,15 @@ def quantize(src: Path, dst: Path, frames: list[np.ndarray]) -> None:
     with tempfile.TemporaryDirectory() as td:
         pre = Path(td) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        heads = [n.name for n in onnx.load(str(pre)).graph.node
-                 if n.op_type in ("Gemm", "Sigmoid")]
+        nodes = onnx.load(str(pre)).graph.node
+        heads = [n.name for n in nodes if n.op_type in ("Gemm", "Sigmoid")]
+        heads += [n.name for n in nodes if n.op_type == "Conv"][:float_convs]
+        cal = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}[method]
         quantize_static(str(pre), str(dst), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, nodes_to_exclude=heads,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method=cal)
 
 
 def session_fn(path: Path):
