@@ -52,10 +52,11 @@ def synthetic_views(seed: int, people: int, sensor: str = "xray") -> list[np.nda
 
 
 def view_images(sets, per_set: int) -> list[np.ndarray]:
-    """The views of the first ``per_set`` presentations of each set (every class folder)."""
+    """The views of ``per_set`` presentations of each set, evenly spaced over all of its
+    presentations (every class folder: ``bona_fide/NNNNN``, ``attack/<species>/NNNNN``)."""
     out = []
     for s in sets:
-        folders = sorted(p.parent for p in Path(s).glob("*/*/view_0.png"))
+        folders = sorted(p.parent for p in Path(s).rglob("view_0.png"))
         step = max(1, len(folders) // per_set)
         for f in folders[::step][:per_set]:
             out += [cv2.imread(str(v)) for v in sorted(f.glob("view_*.png"))]
