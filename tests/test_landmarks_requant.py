@@ -20,3 +20,15 @@ def test_view_images_takes_presentations_of_every_class_folder(tmp_path):
     ims = view_images([tmp_path], 4)
     assert len(ims) == 8
     assert sorted({int(im[0, 0, 0]) for im in ims}) == [10, 20, 30, 40]
+
+
+def test_main_refuses_before_any_work_when_there_is_nothing_to_calibrate_or_check(tmp_path):
+    import pytest
+
+    from tools.landmarks_requant import main
+    with pytest.raises(SystemExit) as e:          # no NTUST and no synthetic views
+        main(["--out", str(tmp_path / "o"), "--no-ntust"])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:          # --check on a folder without views
+        main(["--out", str(tmp_path / "o"), "--check", str(tmp_path / "empty")])
+    assert e.value.code == 2
