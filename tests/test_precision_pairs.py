@@ -46,3 +46,14 @@ def test_logit():
     assert logit(None) is None
     assert abs(logit(0.5)) < 1e-12
     assert logit(1.0) > 15 and logit(0.0) < -15
+
+
+def test_an_attribution_that_raised_is_counted_as_such_not_as_unrepeatable_or_carried_by_none():
+    rows = [_row("bona_fide", "open", "deny:sensor_mismatch",
+                 {"error": "RuntimeError: boom"}),
+            _row("photo", "deny:not_live", "deny:sensor_mismatch")]   # never attributed
+    s = summary(rows)
+    assert s["differ"] == 2
+    assert s["attribution_failed"] == 2
+    assert s["not_repeatable"] == 0
+    assert s["reproduced_by_int8_part"] == {}

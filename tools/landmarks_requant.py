@@ -51,15 +51,21 @@ def synthetic_views(seed: int, people: int, sensor: str = "xray") -> list[np.nda
     return [v for i in range(people) for v in sp.burst(i, "genuine", 0).views]
 
 
-def view_images(sets, per_set: int) -> list[np.ndarray]:
-    """The views of the first ``per_set`` presentations of each set (every class folder)."""
+def view_folders(sets, per_set: int) -> list[Path]:
+    """``per_set`` presentations of each set, evenly spaced over all of its presentations
+    (every class folder: ``bona_fide/NNNNN``, ``attack/<species>/NNNNN``)."""
     out = []
     for s in sets:
-        folders = sorted(p.parent for p in Path(s).glob("*/*/view_0.png"))
+        folders = sorted(p.parent for p in Path(s).rglob("view_0.png"))
         step = max(1, len(folders) // per_set)
-        for f in folders[::step][:per_set]:
-            out += [cv2.imread(str(v)) for v in sorted(f.glob("view_*.png"))]
+        out += folders[::step][:per_set]
     return out
+
+
+def view_images(sets, per_set: int) -> list[np.ndarray]:
+    """The views of :func:`view_folders`' presentations."""
+    return [cv2.imread(str(v)) for f in view_folders(sets, per_set)
+            for v in sorted(f.glob("view_*.png"))]
 
 
 def distance_to_fp32(paths: dict, fp32_path: Path, images) -> dict:
@@ -106,6 +112,10 @@ def main(argv=None) -> int:
     ap.add_argument("--check", nargs="*", default=[])
     ap.add_argument("--check-per-set", type=int, default=150)
     a = ap.parse_args(argv)
+    if a.no_ntust and a.synthetic_seed is None:
+        ap.error("--no-ntust needs --synthetic-seed: there is nothing to calibrate on")
+    if a.check and not view_folders(a.check, a.check_per_set):
+        ap.error(f"no presentation views (view_*.png) under {a.check}")
     models, out = Path(a.models), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     fp32 = models / "hand_landmark.onnx"

@@ -176,13 +176,17 @@ def _q(v) -> dict | None:
 
 def summary(rows: list) -> dict:
     """Counts of differing outcomes (per class, per outcome pair), and which single int8 part
-    reproduces the int8 outcome in the fp32 gate; quantiles of the paired values."""
+    reproduces the int8 outcome in the fp32 gate; quantiles of the paired values. A differing
+    pair without an attribution (it raised) counts in ``attribution_failed`` only."""
     diff = [r for r in rows if r["int8"]["outcome"] != r["fp32"]["outcome"]]
-    pairs, carried, unstable = {}, {}, 0
+    pairs, carried, unstable, failed = {}, {}, 0, 0
     for r in diff:
         k = f"{r['class']}: fp32 {r['fp32']['outcome']} -> int8 {r['int8']['outcome']}"
         pairs[k] = pairs.get(k, 0) + 1
         a = r.get("attribution") or {}
+        if "int8_again" not in a:        # the attribution raised (or was never run)
+            failed += 1
+            continue
         if a.get("int8_again") != r["int8"]["outcome"] or \
                 a.get("fp32_again") != r["fp32"]["outcome"]:
             unstable += 1
@@ -196,7 +200,7 @@ def summary(rows: list) -> dict:
     return {"n": len(rows), "differ": len(diff), "differ_bona_fide": sum(
                 r["class"] == "bona_fide" for r in diff),
             "pairs": dict(sorted(pairs.items())), "reproduced_by_int8_part": carried,
-            "not_repeatable": unstable,
+            "not_repeatable": unstable, "attribution_failed": failed,
             "abs_logit_shift": _q(abs_("logit_shift", rows)),
             "abs_logit_shift_liveness_only": _q(abs_("logit_shift_liveness_only", rows)),
             "abs_logit_shift_bona_fide": _q(abs_("logit_shift", bona)),
