@@ -18,7 +18,11 @@ a pure function of the scaled frame and the masks:
   (>= :data:`DEEP_PX` from the outline, bones out), after a plane is taken off: live tissue's
   inhomogeneity against one homogeneous resin (phantom: lower);
 - :func:`wire_peak`: the brightest small spot (a 3x3 top-hat) inside the hand: a steel wire
-  through a joint (phantom: higher).
+  through a joint (phantom: higher);
+- :func:`finger_palm`: the fingers' soft tissue (bones out) over the palm's: a live finger is
+  thinner than the palm slab, the moulded resin (``min(3T, palm)`` blended in) brings the
+  fingers' thickness up toward the palm's (phantom: higher; added after the first three were
+  measured, its side written before its numbers were read).
 
 :func:`refused_at` is the fraction of attacks beyond a threshold that lets at most ``allowed``
 bona fide presentations beyond it. Run::
@@ -46,7 +50,7 @@ BONE_OPEN_PX = 9
 BONE_LEVEL = 0.08
 """A bone pixel stands this far (soft-tissue scale) above the opened frame."""
 
-CUES = {"edge_rise": "high", "palm_residual": "low", "wire_peak": "high"}
+CUES = {"edge_rise": "high", "palm_residual": "low", "wire_peak": "high", "finger_palm": "high"}
 """Each cue and the side a phantom is expected on (written before the numbers were read)."""
 
 
@@ -117,6 +121,25 @@ def wire_peak(s: np.ndarray, hand: np.ndarray) -> float:
     return float(np.percentile(v, 99.9)) if v.size else float("nan")
 
 
+PALM_OPEN_PX = 15
+"""The palm: the hand opened by a disc this wide (px) -- wider than a finger."""
+
+
+def finger_palm(s: np.ndarray, hand: np.ndarray, soft: np.ndarray) -> float:
+    """Median soft tissue of the fingers (the hand less its :data:`PALM_OPEN_PX` opening, one
+    pixel in from the outline) over that of the palm (the opening, eroded by 2 px); NaN under
+    20 pixels either."""
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (PALM_OPEN_PX, PALM_OPEN_PX))
+    h8 = hand.astype(np.uint8)
+    palm = cv2.morphologyEx(h8, cv2.MORPH_OPEN, k) > 0
+    inner = cv2.erode(h8, np.ones((3, 3), np.uint8)) > 0
+    fingers = inner & ~palm & soft
+    core = (cv2.erode(palm.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & soft
+    if fingers.sum() < 20 or core.sum() < 20 or np.median(s[core]) <= 0:
+        return float("nan")
+    return float(np.median(s[fingers]) / np.median(s[core]))
+
+
 def frame_cues(frame: np.ndarray) -> dict:
     """Every cue of one X-ray capture (NaN where the hand cannot be scaled)."""
     hand, field = sensor_hand_and_field(frame, "xray")
@@ -127,7 +150,7 @@ def frame_cues(frame: np.ndarray) -> dict:
     d = inside_distance(hand)
     soft = hand & ~bone_mask(s, hand)
     return {"edge_rise": edge_rise(s, d, soft), "palm_residual": palm_residual(s, d, soft),
-            "wire_peak": wire_peak(s, hand)}
+            "wire_peak": wire_peak(s, hand), "finger_palm": finger_palm(s, hand, soft)}
 
 
 def deny_threshold(bona: np.ndarray, side: str, allowed: int) -> float:
