@@ -11,8 +11,10 @@ sensor_hand_and_field`); the frame is put on a soft-tissue scale by :func:`tissu
 (:func:`bone_mask`: a white top-hat wider than a phalanx, narrower than a finger). Cues, each
 a pure function of the scaled frame and the masks:
 
-- :func:`edge_rise`: the soft tissue (bones out) 1-2 px inside the outline against the
-  plateau 3-6 px in: a live finger's rounded section rises slowly from its edge, the moulded
+- :func:`edge_rise`: the soft tissue (bones out) 2-3 px inside the outline against the
+  plateau 4-7 px in (first 1-2 against 3-6: the silhouette's blurred cut takes in one ring of
+  background where the edge is steep, so a steep edge read 0; drawn frames,
+  tests/test_xray_material.py): a live finger's rounded section rises slowly from its edge, the moulded
   resin's flatter one quickly (phantom: higher);
 - :func:`palm_residual`: the spread (IQR) of the smoothed soft tissue deep inside the hand
   (>= :data:`DEEP_PX` from the outline, bones out), after a plane is taken off: live tissue's
@@ -29,6 +31,8 @@ bona fide presentations beyond it. Run::
 
     python -m device.eval.xray_material /tmp/padjoint/margins_xray_9317_int8.json \
         --out /tmp/xmat/cues_9317.json
+    python -m device.eval.xray_material SET_FOLDER --classes bona_fide skeleton_phantom \
+        --out cues.json             # a set without check_margins: no "passes every check"
 """
 from __future__ import annotations
 
@@ -83,9 +87,9 @@ def bone_mask(s: np.ndarray, hand: np.ndarray) -> np.ndarray:
 
 
 def edge_rise(s: np.ndarray, d: np.ndarray, soft: np.ndarray) -> float:
-    """Median soft tissue at 1-2 px inside the outline over the median at 3-6 px (NaN when
+    """Median soft tissue at 2-3 px inside the outline over the median at 4-7 px (NaN when
     either ring has under 20 pixels)."""
-    a, b = s[soft & (d >= 1) & (d < 2)], s[soft & (d >= 3) & (d < 6)]
+    a, b = s[soft & (d >= 2) & (d < 3)], s[soft & (d >= 4) & (d < 7)]
     if a.size < 20 or b.size < 20 or np.median(b) <= 0:
         return float("nan")
     return float(np.median(a) / np.median(b))
@@ -196,32 +200,50 @@ def summarise(rows: list, others: dict) -> dict:
         for k, rs in groups.items():
             v = np.array([r[cue] for r in rs], float)
             c["classes"][k] = {"n": len(rs), "q": quantiles(v),
+                               "nan": int(np.sum(~np.isfinite(v))),
                                "refused_deny1": refused_at(v, t1, side),
                                "refused_deny5": refused_at(v, t5, side)}
         out[cue] = c
     return out
 
 
+def set_rows(source: str) -> tuple[list, dict | None]:
+    """(rows: class, folder and, from a check_margins file, its row; thresholds or None) of
+    ``source``: a :mod:`device.eval.check_margins` output (.json) or a rendered set's folder
+    (its manifest's presentations, no check's values)."""
+    if source.endswith(".json"):
+        m = json.load(open(source))
+        return m["rows"], m["thresholds"]
+    man = json.load(open(f"{source}/manifest.json"))
+    return [{"class": f["class"], "folder": f"{source}/{f['folder']}"}
+            for f in man["files"]], None
+
+
 def main(argv=None) -> None:
     from device.eval.check_margins import passes
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("margins", help="check_margins output of an X-ray set (its rows and "
-                    "thresholds; the frames are read from each row's folder)")
+    ap.add_argument("source", help="check_margins output of an X-ray set (its rows and "
+                    "thresholds; the frames are read from each row's folder) or a set folder")
+    ap.add_argument("--classes", nargs="*", help="only these classes (default all)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    m = json.load(open(a.margins))
-    th, rows = m["thresholds"], []
-    for r in m["rows"]:
+    src, th = set_rows(a.source)
+    rows = []
+    for r in src:
+        if a.classes and r["class"] not in a.classes:
+            continue
         f = cv2.imread(f"{r['folder']}/sensor.png", cv2.IMREAD_UNCHANGED)
-        p = passes(r, th)
-        rows.append({"class": r["class"], "folder": r["folder"], **frame_cues(f),
-                     "pass_all": all(p.values()),
-                     "pass_but_identity": all(v for k, v in p.items() if k != "identity")})
+        row = {"class": r["class"], "folder": r["folder"], **frame_cues(f)}
+        if th is not None:
+            p = passes(r, th)
+            row.update(pass_all=all(p.values()), pass_but_identity=all(
+                v for k, v in p.items() if k != "identity"))
+        rows.append(row)
     sk = [i for i, r in enumerate(rows) if r["class"] == "skeleton_phantom"]
-    others = {"skeleton_phantom_pass_but_identity":
-              [i for i in sk if rows[i]["pass_but_identity"]],
-              "skeleton_phantom_pass_all": [i for i in sk if rows[i]["pass_all"]]}
-    out = {"margins": a.margins, "summary": summarise(rows, others), "rows": rows}
+    others = {} if th is None else {
+        "skeleton_phantom_pass_but_identity": [i for i in sk if rows[i]["pass_but_identity"]],
+        "skeleton_phantom_pass_all": [i for i in sk if rows[i]["pass_all"]]}
+    out = {"source": a.source, "summary": summarise(rows, others), "rows": rows}
     json.dump(out, open(a.out, "w"), indent=1)
     print(json.dumps(out["summary"], indent=1))
 
