@@ -73,3 +73,16 @@ def test_finger_palm_thicker_fingers_higher():
 def test_no_hand_gives_nan():
     cues = X.frame_cues(np.full((128, 128), 30, np.uint8))
     assert set(cues) == set(X.CUES) and all(np.isnan(v) for v in cues.values())
+
+
+def test_summarise_counts_and_fixed_thresholds():
+    rows = ([{"class": "bona_fide", **{k: float(i) for k in X.CUES}} for i in range(10)]
+            + [{"class": "skeleton_phantom", **{k: v for k in X.CUES}} for v in (8.5, 20.0)])
+    s = X.summarise(rows, {"two": [10, 11]})
+    c = s["edge_rise"]
+    assert c["deny1"] == 8.0 and c["classes"]["bona_fide"]["refused_deny1"] == 1
+    assert c["classes"]["skeleton_phantom"]["refused_deny1"] == 2
+    assert s["palm_residual"]["deny1"] == 1.0           # "low": denies below
+    fixed = {k: {"deny1": 15.0, "deny5": 15.0} for k in X.CUES}
+    f = X.summarise(rows, {}, fixed)["edge_rise"]["classes"]
+    assert f["skeleton_phantom"]["refused_deny1"] == 1 and f["bona_fide"]["refused_deny1"] == 0

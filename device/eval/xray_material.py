@@ -182,16 +182,19 @@ def quantiles(v) -> dict:
                     np.round(q, 4).tolist()))
 
 
-def summarise(rows: list, others: dict) -> dict:
+def summarise(rows: list, others: dict, fixed: dict | None = None) -> dict:
     """Per cue: the bona fide quantiles; the thresholds denying <= 1 and <= 5 of the bona fide
-    (``deny1``, ``deny5``); per class the quantiles and how many each refuses, and for
-    ``others`` (name -> indices of rows, e.g. the phantoms passing every other check) the
-    same counts."""
+    (``deny1``, ``deny5``; with ``fixed`` -- another set's summary -- that set's thresholds
+    instead, to see them carried over); per class the quantiles and how many each refuses
+    (the bona fide row: how many live hands it denies), and for ``others`` (name -> indices of
+    rows, e.g. the phantoms passing every other check) the same counts."""
     out = {}
     bona = [r for r in rows if r["class"] == "bona_fide"]
     for cue, side in CUES.items():
         bv = np.array([r[cue] for r in bona], float)
         t1, t5 = deny_threshold(bv, side, 1), deny_threshold(bv, side, 5)
+        if fixed is not None:
+            t1, t5 = fixed[cue]["deny1"], fixed[cue]["deny5"]
         c = {"side": side, "bona_fide": quantiles(bv), "deny1": t1, "deny5": t5,
              "bona_fide_nan": int(np.sum(~np.isfinite(bv))), "classes": {}}
         groups = {k: [r for r in rows if r["class"] == k]
@@ -225,8 +228,10 @@ def main(argv=None) -> None:
     ap.add_argument("source", help="check_margins output of an X-ray set (its rows and "
                     "thresholds; the frames are read from each row's folder) or a set folder")
     ap.add_argument("--classes", nargs="*", help="only these classes (default all)")
+    ap.add_argument("--thresholds", help="another run's output: count at its thresholds")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    fixed = json.load(open(a.thresholds))["summary"] if a.thresholds else None
     src, th = set_rows(a.source)
     rows = []
     for r in src:
@@ -243,7 +248,8 @@ def main(argv=None) -> None:
     others = {} if th is None else {
         "skeleton_phantom_pass_but_identity": [i for i in sk if rows[i]["pass_but_identity"]],
         "skeleton_phantom_pass_all": [i for i in sk if rows[i]["pass_all"]]}
-    out = {"source": a.source, "summary": summarise(rows, others), "rows": rows}
+    out = {"source": a.source, "thresholds_from": a.thresholds,
+           "summary": summarise(rows, others, fixed), "rows": rows}
     json.dump(out, open(a.out, "w"), indent=1)
     print(json.dumps(out["summary"], indent=1))
 
