@@ -205,6 +205,20 @@ def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
     return r
 
 
+def thresholds_in_force(pipe, n: dict) -> dict:
+    """The thresholds :func:`passes` reads, as the gate ``pipe`` holds them (``n``: its
+    identity stage's signed numbers)."""
+    th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
+          "min_agreement": float(n["min_agreement"]),
+          "max_off": float(n["hand_size"]["max_off"])}
+    if pipe.binding.min_texture is not None:
+        th["min_palm_lines"] = float(pipe.binding.min_texture)
+    for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
+        if n.get(k) is not None:
+            th[k] = float(n[k])
+    return th
+
+
 def measure(data_dir, classes, per_class: int | None = None, precision: str = "int8",
             decide: bool = False, models_dir=None, log=print) -> dict:
     """Rows of every check's value for the first ``per_class`` presentations of each class
@@ -228,14 +242,7 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
                                               presentation_person(folder), decide)})
             if (i + 1) % 100 == 0:
                 log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")
-        th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
-              "min_agreement": float(n["min_agreement"]),
-              "max_off": float(n["hand_size"]["max_off"])}
-        if pipe.binding.min_texture is not None:
-            th["min_palm_lines"] = float(pipe.binding.min_texture)
-        for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
-            if n.get(k) is not None:
-                th[k] = float(n[k])
+        th = thresholds_in_force(pipe, n)
     return {"data": str(data_dir), "sensor": sensor, "precision": precision,
             "thresholds": th, "rows": rows, "summary": summary(rows, th)}
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.eval.check_margins import passes
+from device.eval.check_margins import passes, thresholds_in_force
 
 FRAME_KIND = 7
 """Last element of a burst's frame seed ``[seed, 21, class index, index, FRAME_KIND]``."""
@@ -243,14 +243,7 @@ def measure(data_dir, margins, k: int = 4, bona_fide_sample: int = 300,
                          "frame0_equal": same, "frames": terms})
             if (j + 1) % 25 == 0:
                 log(f"{j + 1}/{len(plan)} {time.time() - t0:.0f} s, frame 0 mismatches {mism}")
-        th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
-              "min_agreement": float(n["min_agreement"]),
-              "max_off": float(n["hand_size"]["max_off"])}
-        if pipe.binding.min_texture is not None:
-            th["min_palm_lines"] = float(pipe.binding.min_texture)
-        for key in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
-            if n.get(key) is not None:
-                th[key] = float(n[key])
+        th = thresholds_in_force(pipe, n)
     return {"data": str(data_dir), "sensor": sensor, "precision": precision, "k": k,
             "keep_exposure": keep_exposure, "thresholds": th, "frame0_mismatches": mism,
             "rows": rows, "summary": burst_summary(rows, th), "rules": burst_rules(rows, th)}
