@@ -55,7 +55,8 @@ CHECKS = (Check("live", "thr", "p_live", "above", 1e-4, logit=True),
 _EPS = 1e-6
 
 
-def _logit(p):
+def logit(p) -> np.ndarray:
+    """log(p / (1 - p)) elementwise, p clipped to [1e-6, 1 - 1e-6]."""
     p = np.clip(np.asarray(p, float), _EPS, 1 - _EPS)
     return np.log(p / (1 - p))
 
@@ -66,13 +67,13 @@ def goodness(c: Check, v) -> np.ndarray:
     v = np.array([np.nan if x is None else float(x) for x in v], float)
     v[~np.isfinite(v)] = np.nan
     if c.logit:
-        v = _logit(v)
+        v = logit(v)
     return -v if c.sense == "atmost" else v
 
 
 def level(c: Check, t: float) -> float:
     """A threshold on the :func:`goodness` scale."""
-    g = float(_logit(t)) if c.logit else float(t)
+    g = float(logit(t)) if c.logit else float(t)
     return -g if c.sense == "atmost" else g
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from device.eval.check_margins import passes, thresholds_in_force
+from device.eval.joint_thresholds import logit
 
 FRAME_KIND = 7
 """Last element of a burst's frame seed ``[seed, 21, class index, index, FRAME_KIND]``."""
@@ -105,11 +106,6 @@ def pick(rows: list, th: dict, bona_fide_sample: int) -> list:
     return out + ok[::step][:bona_fide_sample]
 
 
-def _logit(p) -> np.ndarray:
-    p = np.clip(np.asarray(p, float), 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
 def burst_summary(rows: list, th: dict) -> dict:
     """Per class (bona fide split by frame 0's outcome): how many of the extra frames pass all
     checks (a histogram over presentations; ``denied_on_redraws``: denied on most of the k
@@ -135,7 +131,7 @@ def burst_summary(rows: list, th: dict) -> dict:
             for r in rs:
                 x = [f.get(v) for f in r["frames"]]
                 if all(y is not None and np.isfinite(y) for y in x):
-                    per.append(_logit(x) if v == "p_live" else np.asarray(x, float))
+                    per.append(logit(x) if v == "p_live" else np.asarray(x, float))
             if len(per) >= 2:
                 per = np.array(per)
                 g["spread"][v] = {"within_sd_median": round(float(np.median(per.std(1))), 4),
@@ -173,7 +169,7 @@ def fused(frames: list, rule: str, n: int = 3) -> dict:
     fs = frames[:n]
     r = dict(frames[0])
     if rule == "mean_logit_3":
-        z = float(np.mean(_logit([f["p_live"] for f in fs])))
+        z = float(np.mean(logit([f["p_live"] for f in fs])))
         r["p_live"] = float(1 / (1 + np.exp(-z)))
     elif rule == "median_3":
         for v in VALUES:
@@ -212,7 +208,7 @@ def measure(data_dir, margins, k: int = 4, bona_fide_sample: int = 300,
     torch.set_num_threads(1)
     from device.eval.check_margins import burst_terms
     from device.eval.liveness_enrol import read_set
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate
+    from device.eval.synthetic_gate import enrolled_gate
     from device.sources.replay import Burst, read_burst
     from device.synth.source import SyntheticPeople
 
@@ -221,11 +217,10 @@ def measure(data_dir, margins, k: int = 4, bona_fide_sample: int = 300,
     sensor, seed, people = info["sensor"], info["seed"], info["people"]
     ref = json.loads(open(margins).read())
     plan = pick(ref["rows"], ref["thresholds"], bona_fide_sample)[:limit]
-    synth = SyntheticPeople(seed=seed, views=info["views"], sensor=sensor)
+    synth = SyntheticPeople(seed=seed, views=info["views"], sensor=sensor)   # the renders'
     rows, t0, mism = [], time.time(), 0
-    with synthetic_gate(seed, info["views"], precision, sensor, 1, prefix="palmgate-burst-") \
-            as (pipe, st):
-        enrol_people(pipe, st, synth, range(people))
+    with enrolled_gate(info, sensor, precision, 1, None,
+                       "palmgate-burst-") as (pipe, st, _, _):
         n = pipe.identity.numbers or pipe.identity.load()
         joints = pipe.binding.numbers.stats.get("joints") if sensor == "xray" else None
         for j, r in enumerate(plan):
