@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from device.vision.landmarks import Landmarker, crop_from_landmarks, frame_crop, to_rgb_input
-from tools.convert_landmarks import CALIBRATION, gate_crops, list_images, quantize, session_fn
+from tools.convert_landmarks import (CALIBRATION, crop_cpu_ms, gate_crops, list_images, quantize,
+                                     session_fn)
 from tools.paths import MODELS_DIR, real_dir
 
 
@@ -85,16 +86,9 @@ def distance_to_fp32(paths: dict, fp32_path: Path, images) -> dict:
                 one_only += 1
             elif x is not None:
                 d.append(float(np.mean(np.hypot(*(x.points[:, :2] - r.points[:, :2]).T))))
-        z = to_rgb_input(np.zeros((224, 224, 3), np.uint8))
-        ts = []
-        for k in range(40):
-            c0 = time.process_time()
-            run(z)
-            if k >= 5:
-                ts.append((time.process_time() - c0) * 1e3)
         out[name] = {"views": len(images), "median_px": round(float(np.median(d)), 3),
                      "q90_px": round(float(np.quantile(d, 0.9)), 3), "found_by_one": one_only,
-                     "cpu_ms_per_crop": round(float(np.median(ts)), 2),
+                     "cpu_ms_per_crop": crop_cpu_ms(run, 40),
                      "bytes": Path(p).stat().st_size}
     return out
 
