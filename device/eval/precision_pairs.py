@@ -117,30 +117,18 @@ def measure(data_dir, classes=None, per_class: int | None = None, models_dir=Non
             log=print) -> dict:
     import torch
     torch.set_num_threads(1)
-    from device.eval.liveness import scan_liveness_dir
-    from device.eval.liveness_enrol import first_per_class, presentation_person, read_set
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate
+    from device.eval.liveness_enrol import presentation_person, set_plan
+    from device.eval.synthetic_gate import enrolled_gate
     from device.sources.replay import read_burst
-    from device.synth.source import SyntheticPeople
 
-    info = read_set(data_dir)
+    info, plan = set_plan(data_dir, classes, per_class)
     sensor = info["sensor"] or "xray"
-    bona, attacks = scan_liveness_dir(data_dir)
-    classes = classes or ["bona_fide"] + sorted(attacks)
-    plan = []
-    for c in classes:
-        fs = bona if c == "bona_fide" else attacks[c]
-        plan += [(c, f.parent) for f in first_per_class(fs, per_class)]
-    people = info["people"] or max(presentation_person(f) for _, f in plan) + 1
     rows, enrol, t0 = [], {}, time.time()
     with ExitStack() as es:
         pipes = {}
         for prec in ("int8", "fp32"):
-            pipe, st = es.enter_context(synthetic_gate(
-                info["seed"], info["views"], prec, sensor, 1, models=models_dir,
-                prefix=f"palmgate-pairs-{prec}-"))
-            synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
-            enrolled, refused = enrol_people(pipe, st, synth, range(people))
+            pipe, st, enrolled, refused = es.enter_context(enrolled_gate(
+                info, sensor, prec, 1, models_dir, f"palmgate-pairs-{prec}-"))
             enrol[prec] = {"enrolled": len(enrolled), "refused": refused}
             pipes[prec] = pipe
         pi, pf = pipes["int8"], pipes["fp32"]
