@@ -33,6 +33,7 @@ def test_enrol_decides_every_presentation_as_the_gate(tiny_set, tmp_path, capsys
     man = json.loads((tiny_set / "manifest.json").read_text())
     people = max(max(f["person"], f.get("other_person", -1)) for f in man["files"]) + 1
     assert rep["mode"] == "enrol" and rep["enrolment"]["people"] == people
+    assert rep["enrolment"]["presentations"] == 2        # every recorded run's enrolment
     assert rep["enrolment"]["enrolled"] + len({r["person"] for r in
                                                 rep["enrolment"]["refused"]}) >= people
     assert rep["gate"]["fte"]["n"] == people and "bpcer_enrolled" in rep["gate"]
@@ -57,15 +58,22 @@ def test_enrol_decides_every_presentation_as_the_gate(tiny_set, tmp_path, capsys
 
 def test_per_class_takes_the_first_of_each_class(tiny_set, tmp_path):
     assert _cli(tiny_set, "--sensor", "xray", "--precision", "int8", "--enrol",
-                "--per-class", "1", "--out", tmp_path) == 0
+                "--per-class", "1", "--enrol-presentations", "3", "--out", tmp_path) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["folder"].split("/")[-1] for r in rows] == ["00000"] * 3
-    assert json.loads((tmp_path / "report.json").read_text())["subset"].startswith("first 1")
+    rep = json.loads((tmp_path / "report.json").read_text())
+    assert rep["subset"].startswith("first 1") and rep["enrolment"]["presentations"] == 3
 
 
 def test_bad_input_is_refused_clearly(tiny_set, tmp_path, capsys):
     assert _cli(tiny_set, "--sensor", "xray", "--per-class", "1", "--out", tmp_path) == 2
     assert "--per-class is taken only with --enrol" in capsys.readouterr().err
+    assert _cli(tiny_set, "--sensor", "xray", "--enrol-presentations", "3",
+                "--out", tmp_path) == 2
+    assert "--enrol-presentations takes a number >= 1, with --enrol" in capsys.readouterr().err
+    assert _cli(tiny_set, "--sensor", "xray", "--enrol", "--enrol-presentations", "0",
+                "--out", tmp_path) == 2
+    assert "--enrol-presentations takes a number >= 1" in capsys.readouterr().err
     assert _cli(tiny_set, "--sensor", "nir", "--enrol", "--out", tmp_path) == 2
     assert "rendered for the xray sensor, not nir" in capsys.readouterr().err
     bare = tmp_path / "bare"

@@ -41,15 +41,21 @@ def cmd_evaluate_liveness(a) -> int:
     """ISO/IEC 30107-3 presentation-attack detection test of the sensor stage as the gate runs
     it (presence -> SR -> liveness, seed 001; presentations with views also through the palm
     regions and the binding), with the deny reason of every sample."""
+    if a.enrol_presentations is not None and (not a.enrol or a.enrol_presentations < 1):
+        raise ValueError("evaluate-liveness: --enrol-presentations takes a number >= 1, "
+                         "with --enrol")
     if a.enrol:
         from device.commands.common import err
         from device.eval.liveness_enrol import evaluate_liveness_enrol
+        from device.eval.synthetic_gate import ENROL_PRESENTATIONS
         if a.config is not None:
             raise ValueError("evaluate-liveness: --enrol runs the set's own synthetic gate "
                              "(rig.json); --config is not taken with it")
         report = evaluate_liveness_enrol(a.dir, a.sensor, a.out, precision=a.precision,
                                          models_dir=a.models, threads=a.threads or 1,
-                                         per_class=a.per_class, log=err)
+                                         per_class=a.per_class, log=err,
+                                         enrol_presentations=a.enrol_presentations
+                                         or ENROL_PRESENTATIONS)
         print(json.dumps(report, indent=2))
         return 0
     if a.per_class is not None:
@@ -222,6 +228,9 @@ def register(sub) -> None:
     sp.add_argument("--per-class", type=int, default=None, metavar="N",
                     help="--enrol: only the first N presentations of each class (folder "
                          "order)")
+    sp.add_argument("--enrol-presentations", type=int, default=None, metavar="N",
+                    help="--enrol: enrolment presentations a person (default 2, as every "
+                         "recorded run; the product's enroll --capture takes 3)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)
 

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from device.eval.synthetic_gate import ENROL_PRESENTATIONS
 from device.gate.sensor_identity import least_lines_sum
 
 TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
@@ -220,9 +221,11 @@ def thresholds_in_force(pipe, n: dict) -> dict:
 
 
 def measure(data_dir, classes, per_class: int | None = None, precision: str = "int8",
-            decide: bool = False, models_dir=None, log=print) -> dict:
+            decide: bool = False, models_dir=None, log=print,
+            enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
     """Rows of every check's value for the first ``per_class`` presentations of each class
-    (all when None), and the thresholds in force; the sensor is the set's."""
+    (all when None), and the thresholds in force; the sensor is the set's. The set's people
+    are enrolled from ``enrol_presentations`` presentations each."""
     import torch
     torch.set_num_threads(1)
     from device.eval.liveness_enrol import presentation_person, set_plan
@@ -233,8 +236,8 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
     if sensor not in ("xray", "nir"):
         raise ValueError(f"{data_dir}: an X-ray or NIR set is needed, not {sensor}")
     rows, t0 = [], time.time()
-    with enrolled_gate(info, sensor, precision, 1, models_dir,
-                       "palmgate-margins-") as (pipe, st, _, _):
+    with enrolled_gate(info, sensor, precision, 1, models_dir, "palmgate-margins-",
+                       presentations=enrol_presentations) as (pipe, st, _, _):
         n = pipe.identity.numbers or pipe.identity.load()
         joints = pipe.binding.numbers.stats.get("joints") if sensor == "xray" else None
         for i, (c, folder) in enumerate(plan):
@@ -244,6 +247,7 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
                 log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")
         th = thresholds_in_force(pipe, n)
     return {"data": str(data_dir), "sensor": sensor, "precision": precision,
+            "enrol_presentations": enrol_presentations,
             "thresholds": th, "rows": rows, "summary": summary(rows, th)}
 
 
@@ -259,9 +263,14 @@ def main(argv=None) -> int:
     ap.add_argument("--decide", action="store_true",
                     help="also the gate's own decision of each presentation (enrolled, 1:N)")
     ap.add_argument("--models", default=None, help="a models folder (default: the shipped)")
+    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
+                    help="enrolment presentations a person (default %(default)s)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    res = measure(a.data, a.classes, a.per_class, a.precision, a.decide, a.models)
+    if a.enrol_presentations < 1:
+        ap.error("--enrol-presentations must be at least 1")
+    res = measure(a.data, a.classes, a.per_class, a.precision, a.decide, a.models,
+                  enrol_presentations=a.enrol_presentations)
     with open(a.out, "w") as f:
         json.dump(res, f)
     print(json.dumps({"thresholds": res["thresholds"], "summary": res["summary"]}, indent=1))

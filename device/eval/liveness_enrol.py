@@ -37,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+
 MANIFEST = "manifest.json"
 
 
@@ -128,7 +130,8 @@ def _decide(pipe, folder) -> dict:
 
 
 def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
-               threads: int = 1, per_class: int | None = None, log=None) -> dict:
+               threads: int = 1, per_class: int | None = None, log=None,
+               enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
     """Enrol the set's people, then decide every presentation. Returns the rows (class, live,
     folder, person, expected user and the decision) and the enrolment."""
     from device.eval.synthetic_gate import enrolled_gate, user_id
@@ -137,8 +140,8 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
     folders = [(cls, f, presentation_person(f)) for cls, f in plan]
     rows = []
     t0 = time.time()
-    with enrolled_gate(info, sensor, precision, threads, models_dir,
-                       "palmgate-livenrol-", log) as (pipe, st, enrolled, refused):
+    with enrolled_gate(info, sensor, precision, threads, models_dir, "palmgate-livenrol-", log,
+                       presentations=enrol_presentations) as (pipe, st, enrolled, refused):
         for n, (cls, folder, person) in enumerate(folders):
             rows.append({"class": cls, "live": cls == "bona_fide", "folder": str(folder),
                          "person": person, "expected_user": user_id(person),
@@ -149,7 +152,7 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
         match_threshold = pipe.threshold
         threshold = pipe.liveness_threshold
     return {"rows": rows, "enrolled": enrolled, "enrol_refused": refused,
-            "people": info["people"],
+            "people": info["people"], "enrol_presentations": enrol_presentations,
             "seed": info["seed"], "views": info["views"], "liveness_threshold": threshold,
             "match_threshold": match_threshold, "sensor_identity": policy}
 
@@ -181,6 +184,8 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
             "deny_reasons": {"bona_fide": _outcomes(bona),
                              "attack": {c: _outcomes(v) for c, v in attacks.items()}},
             "enrolment": {"seed": res["seed"], "views": res["views"], "people": res["people"],
+                          "presentations": res.get("enrol_presentations",
+                                                   ENROL_PRESENTATIONS),
                           "enrolled": len(enrolled), "refused": res["enrol_refused"],
                           "bona_fide_of_people_not_enrolled":
                               sum(r["person"] not in enrolled for r in bona)},
@@ -220,10 +225,11 @@ def _median(v) -> float | None:
 
 def evaluate_liveness_enrol(data_dir, sensor: str, out_dir, precision: str = "int8",
                             models_dir=None, threads: int = 1, per_class: int | None = None,
-                            log=None) -> dict:
+                            log=None, enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
     """Write OUT/report.json and OUT/rows.json (every presentation's decision); return the
-    report."""
-    res = decide_set(data_dir, sensor, precision, models_dir, threads, per_class, log)
+    report. Each person is enrolled from ``enrol_presentations`` presentations."""
+    res = decide_set(data_dir, sensor, precision, models_dir, threads, per_class, log,
+                     enrol_presentations)
     rep = report(res, sensor, precision, data_dir, per_class)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

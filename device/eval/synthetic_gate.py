@@ -7,9 +7,9 @@ of ``seed``, its nominal registration, the demo's match threshold) with a fresh 
 device key in a temporary folder that is removed afterwards (nothing kept). Enrolment is
 :func:`device.gate.enrol.enrol_user` -- the gate's screen, the duplicate check against everyone
 enrolled before, protected templates and the sensor templates sealed in the store, each with
-its audit record -- of two enrolment presentations of
-:meth:`device.synth.source.SyntheticPeople.burst` (kind ``enrol``); a refused enrolment is
-retried with the next two.
+its audit record -- of ``presentations`` (default two, :data:`ENROL_PRESENTATIONS`) enrolment
+presentations of :meth:`device.synth.source.SyntheticPeople.burst` (kind ``enrol``); a refused
+enrolment is retried with the next ones (:func:`enrolment_bursts`).
 """
 from __future__ import annotations
 
@@ -20,7 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 ENROL_TRIES = 3
-"""Pairs of enrolment presentations tried per person before the person is left out."""
+"""Enrolments (each of ``presentations`` presentations) tried per person before the person is
+left out."""
+
+ENROL_PRESENTATIONS = 2
+"""Presentations an enrolment takes in these measurements unless told otherwise (every recorded
+run before 2026-12-07 enrolled two; the product's ``palmgate enroll --capture`` takes 3)."""
 
 
 def user_id(person: int) -> str:
@@ -60,37 +65,49 @@ def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_thr
 
 @contextmanager
 def enrolled_gate(info: dict, sensor: str, precision: str, model_threads: int = 1,
-                  models=None, prefix: str = "palmgate-gate-", log=None):
+                  models=None, prefix: str = "palmgate-gate-", log=None,
+                  presentations: int = ENROL_PRESENTATIONS):
     """``(pipeline, store, enrolled, refused)``: :func:`synthetic_gate` of a set's synthetic
     gate (``info``: :func:`device.eval.liveness_enrol.read_set`'s, ``people`` filled in, as
     :func:`~device.eval.liveness_enrol.set_plan` gives it) with persons ``0..people-1``
-    enrolled by :func:`enrol_people`."""
+    enrolled by :func:`enrol_people` from ``presentations`` presentations each."""
     from device.synth.source import SyntheticPeople
     synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
     with synthetic_gate(info["seed"], info["views"], precision, sensor, model_threads,
                         models=models, prefix=prefix) as (pipe, st):
-        enrolled, refused = enrol_people(pipe, st, synth, range(info["people"]), log)
+        enrolled, refused = enrol_people(pipe, st, synth, range(info["people"]), log,
+                                         presentations=presentations)
         yield pipe, st, enrolled, refused
 
 
-def enrol_people(pipe, store, people, persons, log=None, tries: int = ENROL_TRIES
-                 ) -> tuple[list[int], list[dict]]:
+def enrol_people(pipe, store, people, persons, log=None, tries: int = ENROL_TRIES,
+                 presentations: int = ENROL_PRESENTATIONS) -> tuple[list[int], list[dict]]:
     """Enrol each of ``persons`` (indices of ``people``, a :class:`SyntheticPeople`) as
-    :func:`user_id`; returns (the persons enrolled, the refusals: person, try, reason). The
-    gallery is (re)loaded afterwards."""
+    :func:`user_id` from ``presentations`` enrolment presentations (try ``t`` takes
+    :func:`enrolment_bursts`); returns (the persons enrolled, the refusals: person, try,
+    reason). The gallery is (re)loaded afterwards."""
     from device.gate.enrol import EnrolError, enrol_user
     log = log or (lambda m: None)
     enrolled, refused = [], []
     t0 = time.time()
     for n, i in enumerate(persons):
-        for k in range(0, 2 * tries, 2):
+        for t in range(tries):
+            bursts = [people.burst(i, "enrol", n) for n in enrolment_bursts(t, presentations)]
             try:
-                enrol_user(pipe, store, user_id(i),
-                           [people.burst(i, "enrol", k), people.burst(i, "enrol", k + 1)])
+                enrol_user(pipe, store, user_id(i), bursts)
                 enrolled.append(i)
                 break
             except EnrolError as e:
-                refused.append({"person": i, "try": k // 2, "reason": str(e)[:120]})
+                refused.append({"person": i, "try": t, "reason": str(e)[:120]})
         log(f"seed {people.seed}: enrolled {len(enrolled)}/{n + 1} {time.time() - t0:.0f} s")
     pipe.load_gallery(store)
     return enrolled, refused
+
+
+def enrolment_bursts(attempt: int, presentations: int = ENROL_PRESENTATIONS) -> range:
+    """The enrolment presentation numbers (``SyntheticPeople.burst(person, "enrol", n)``) that
+    enrolment try ``attempt`` takes: each try its own ``presentations`` fresh ones, so two
+    presentations give tries (0, 1), (2, 3), ... as every run before the option did."""
+    if presentations < 1:
+        raise ValueError(f"an enrolment takes at least one presentation, not {presentations}")
+    return range(attempt * presentations, (attempt + 1) * presentations)
