@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+
 MIXED = ("mixed_replica_views", "mixed_replica_sensor")
 SETS = "sets"                  # the variant drawn per presentation, as the sets draw it
 
@@ -85,9 +87,10 @@ def _mixed_burst(people, species: str, j: int, enrolled: list, variant: str = "o
 
 def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8",
         policy: str = "when_enrolled", log=None, sensor: str = "nir",
-        variant: str = "other_hand") -> dict:
+        variant: str = "other_hand", enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
     """Rows of every presentation (kind, variant, person the views claim, reason, user_id,
-    sensor identity verdict and agreement, stage ms) and the enrolment's refusals."""
+    sensor identity verdict and agreement, stage ms) and the enrolment's refusals. Each person
+    is enrolled from ``enrol_presentations`` presentations."""
     from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
@@ -98,7 +101,8 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
     t0 = time.time()
     with synthetic_gate(seed, 3, precision, sensor, policy=policy,
                         prefix="sensortpl-gate-") as (pipe, st):
-        enrolled, refused = enrol_people(pipe, st, synth, range(people), log)
+        enrolled, refused = enrol_people(pipe, st, synth, range(people), log,
+                                         presentations=enrol_presentations)
         plan = [("genuine", j) for j in range(genuine)] + \
             [(sp, j) for j in range(mixed) for sp in species_for(variant)]
         for n, (kind, j) in enumerate(plan):
@@ -124,6 +128,7 @@ def run(seed: int, people: int, genuine: int, mixed: int, precision: str = "int8
             if (n + 1) % 25 == 0:
                 log(f"seed {seed}: {n + 1}/{len(plan)} {time.time() - t0:.0f} s")
     return {"rows": rows, "enrol_refused": refused, "enrolled": len(enrolled),
+            "enrol_presentations": enrol_presentations,
             "sensor": sensor, "variant": variant, "species": list(species_for(variant))}
 
 
@@ -207,11 +212,15 @@ def main(argv=None) -> int:
                     "presentation as the whole-presentation sets draw it")
     ap.add_argument("--choose", type=float, default=None, metavar="FRR",
                     help="also print the genuine agreements' FRR quantile")
+    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
+                    help="enrolment presentations a person (default %(default)s)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
+    if a.enrol_presentations < 1:
+        ap.error("--enrol-presentations must be at least 1")
     res = run(a.seed, a.people, a.genuine, a.mixed, a.precision,
               log=lambda m: print(m, file=sys.stderr, flush=True), sensor=a.sensor,
-              variant=a.variant)
+              variant=a.variant, enrol_presentations=a.enrol_presentations)
     out = {"command": "python -m device.eval.sensor_identity_gate " +
            " ".join(sys.argv[1:] if argv is None else argv),
            "summary": summary(res, a.choose), **res}
