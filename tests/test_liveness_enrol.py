@@ -33,7 +33,7 @@ def test_enrol_decides_every_presentation_as_the_gate(tiny_set, tmp_path, capsys
     man = json.loads((tiny_set / "manifest.json").read_text())
     people = max(max(f["person"], f.get("other_person", -1)) for f in man["files"]) + 1
     assert rep["mode"] == "enrol" and rep["enrolment"]["people"] == people
-    assert rep["enrolment"]["presentations"] == 2        # every recorded run's enrolment
+    assert rep["enrolment"]["presentations"] == 3        # as palmgate enroll --capture
     assert rep["enrolment"]["enrolled"] + len({r["person"] for r in
                                                 rep["enrolment"]["refused"]}) >= people
     assert rep["gate"]["fte"]["n"] == people and "bpcer_enrolled" in rep["gate"]
@@ -58,11 +58,11 @@ def test_enrol_decides_every_presentation_as_the_gate(tiny_set, tmp_path, capsys
 
 def test_per_class_takes_the_first_of_each_class(tiny_set, tmp_path):
     assert _cli(tiny_set, "--sensor", "xray", "--precision", "int8", "--enrol",
-                "--per-class", "1", "--enrol-presentations", "3", "--out", tmp_path) == 0
+                "--per-class", "1", "--enrol-presentations", "2", "--out", tmp_path) == 0
     rows = json.loads((tmp_path / "rows.json").read_text())
     assert [r["folder"].split("/")[-1] for r in rows] == ["00000"] * 3
     rep = json.loads((tmp_path / "report.json").read_text())
-    assert rep["subset"].startswith("first 1") and rep["enrolment"]["presentations"] == 3
+    assert rep["subset"].startswith("first 1") and rep["enrolment"]["presentations"] == 2
 
 
 def test_bad_input_is_refused_clearly(tiny_set, tmp_path, capsys):

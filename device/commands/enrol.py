@@ -28,7 +28,9 @@ def cmd_enroll(a) -> int:
         bursts += [people.burst(a.synthetic, "enrol", k) for k in range(presentations)]
     pipe = Pipeline(cfg)
     if a.capture:                           # live: the gate's prompts until N good ones
-        bursts = _capture(a, cfg, pipe, 3 if a.presentations is None else presentations)
+        from device.gate.enrol_capture import PRESENTATIONS
+        bursts = _capture(a, cfg, pipe, PRESENTATIONS if a.presentations is None
+                          else presentations)
     site = None
     if cfg.site.enabled:        # sealed for every gate of the site, sent by the sync client
         from device.site.client import outbox_hook

@@ -47,7 +47,7 @@ def cmd_evaluate_liveness(a) -> int:
     if a.enrol:
         from device.commands.common import err
         from device.eval.liveness_enrol import evaluate_liveness_enrol
-        from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+        from device.gate.enrol_capture import PRESENTATIONS
         if a.config is not None:
             raise ValueError("evaluate-liveness: --enrol runs the set's own synthetic gate "
                              "(rig.json); --config is not taken with it")
@@ -55,7 +55,7 @@ def cmd_evaluate_liveness(a) -> int:
                                          models_dir=a.models, threads=a.threads or 1,
                                          per_class=a.per_class, log=err,
                                          enrol_presentations=a.enrol_presentations
-                                         or ENROL_PRESENTATIONS)
+                                         or PRESENTATIONS)
         print(json.dumps(report, indent=2))
         return 0
     if a.per_class is not None:
@@ -229,8 +229,9 @@ def register(sub) -> None:
                     help="--enrol: only the first N presentations of each class (folder "
                          "order)")
     sp.add_argument("--enrol-presentations", type=int, default=None, metavar="N",
-                    help="--enrol: enrolment presentations a person (default 2, as every "
-                         "recorded run; the product's enroll --capture takes 3)")
+                    help="--enrol: enrolment presentations a person (default 3, as "
+                         "palmgate enroll --capture takes; runs recorded before 2026-12-07 "
+                         "04:00 UTC took 2)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)
 

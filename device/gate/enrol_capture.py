@@ -30,6 +30,11 @@ import time
 from device.gate.decision import Deny
 from device.gate.enrol import EnrolError
 
+PRESENTATIONS = 3
+"""Good presentations an enrolment at the terminal takes (``palmgate enroll --capture``'s
+default): one protected template and one sensor template each; the gate scores a person by the
+best of them. ``palmgate evaluate-liveness --enrol`` enrols its synthetic people from as many."""
+
 START = "hold your palm flat over the gate, fingers spread"
 NEXT = "lift your hand away, then hold it flat over the gate again"
 NOT_LIVE = "present your own bare palm: the sensor did not see a live hand"
