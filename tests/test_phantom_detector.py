@@ -51,3 +51,37 @@ def test_crop_flip_shifts_and_mirrors_without_resampling():
         assert np.all(np.abs(np.diff(c, axis=1)) == 1)
         assert np.all(np.abs(np.diff(c, axis=0)) == 8)
     assert any(c[0, 1] < c[0, 0] for c in out) and any(c[0, 1] > c[0, 0] for c in out)
+
+
+def _drawn_hand(rng, homogeneous: bool) -> np.ndarray:
+    """A bright ellipse 'hand' with a brighter bar 'bone' on a dark field, tissue blobs unless
+    ``homogeneous``, and pixel noise (uint8 128x128)."""
+    yy, xx = np.mgrid[:128, :128]
+    hand = ((xx - 64) / 40.0) ** 2 + ((yy - 64) / 52.0) ** 2 < 1
+    f = np.full((128, 128), 40.0)
+    f[hand] = 150.0
+    f[(np.abs(xx - 64) < 3) & (np.abs(yy - 64) < 35)] += 40
+    if not homogeneous:
+        import cv2
+        blobs = cv2.GaussianBlur(rng.normal(0, 1, (128, 128)), (0, 0), 4)
+        f += hand * 60 * blobs / blobs.std()
+    f += rng.normal(0, 2, f.shape)
+    return np.clip(f, 0, 255).astype(np.uint8)
+
+
+def test_texture_features_see_the_tissue_blobs():
+    from device.eval.phantom_texture import feature_names, texture_features
+    rng = np.random.default_rng(1)
+    a, b = texture_features(_drawn_hand(rng, False)), texture_features(_drawn_hand(rng, True))
+    names = feature_names()
+    assert a.shape == b.shape == (len(names),)
+    k = names.index("dog2.5_deep_std")
+    assert np.isfinite(a[k]) and a[k] > 1.5 * b[k]
+    assert abs(a[-1] - b[-1]) < 0.02 and 0.3 < a[-1] < 0.5      # the hand's share
+
+
+def test_logistic_score_fills_missing_features_with_the_mean():
+    from device.eval.phantom_texture import logistic_score
+    w = {"mean": [1.0, 2.0], "scale": [1.0, 2.0], "w": [1.0, -1.0], "b": 0.0}
+    p = logistic_score(np.array([[1.0, np.nan], [2.0, 2.0], [1.0, 6.0]]), w)
+    assert p[0] == 0.5 and p[1] > 0.5 and p[2] < 0.5
