@@ -129,7 +129,7 @@ def train(x, y, epochs: int, crop: int, lr: float, seed: int, batch: int = 32,
             loss.backward()
             opt.step()
             sched.step()
-            tot += float(loss) * len(idx)
+            tot += float(loss.detach()) * len(idx)
             step += 1
         log(f"epoch {ep + 1}/{epochs} loss {tot / len(x):.4f} {time.time() - t:.0f} s")
     return net
@@ -155,7 +155,7 @@ def main(argv=None) -> None:
     t.add_argument("--sr", help="SR output of --train (else the captures)")
     t.add_argument("--monitor", help="a second rendered set, scored after training")
     t.add_argument("--monitor-sr")
-    t.add_argument("--epochs", type=int, default=6)
+    t.add_argument("--epochs", type=int, default=16)
     t.add_argument("--crop", type=int, default=224)
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
