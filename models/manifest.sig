@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "cb61a411f14671bf9274f28481b7b2edbba267e97d116bf50a80fadc3f748808",
+  "manifest_sha256": "c5c60ca394a4790319c514ba12dd6f0c428126d5f17c3dc95773b22ed80d73b3",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "FhBN30nOPujQSEuMEGMYJR2lUcGCburlU0/U8bYrgs2dWd/XY/LXw9i7xV3OldfN1P4qNaCwvc2KnygETAl2BA=="
+      "signature": "H4dhJjbHP33eDzIzJQZc0rv9rKLny/SDdWRHoXAGiWn7/hplyhQuaqi/UmUjYuuTt0xHstes0S6VnjKhBNI1Dg=="
     }
   ]
 }

@@ -4,7 +4,9 @@ super-resolution (x2) -> liveness model -> p(live) > threshold.
 :meth:`SensorBranch.judge` is the sensor stage exactly as the gate runs it (the gate's
 ``SensorStage`` and ``palmgate evaluate-liveness`` both call it): presence
 (:mod:`device.models.presence`; no hand -> ``no_hand_in_sensor``), then SR and liveness
-(``not_live``). The binding of the sensor frame to the views is the gate's next stage
+(``not_live``), then, for X-ray, the phantom check on the same SR image
+(:mod:`device.models.phantom`; a radiographic hand phantom is ``not_live`` too). The binding of
+the sensor frame to the views is the gate's next stage
 (:class:`device.gate.sensor_binding.BindingStage`, after the views' landmarks are found);
 ``palmgate evaluate-liveness`` runs it too where a sample has views.
 
@@ -27,6 +29,7 @@ import cv2
 import numpy as np
 
 from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.phantom import PHANTOM_DETAIL, is_phantom, phantom_check
 from device.models.presence import NO_HAND, PresenceCheck
 
 SENSORS = ("xray", "nir")
@@ -115,6 +118,7 @@ class Presentation:
     reason: str | None = None
     p_hand: float | None = None
     detail: str = ""
+    p_phantom: float | None = None   # X-ray: where liveness passed and the check ran
 
 
 class SensorBranch:
@@ -140,6 +144,9 @@ class SensorBranch:
                               arena=arena)
         self.liveness_model = Model(lv_name, models_dir, threads, trusted_keys=trusted_keys,
                                     arena=arena)
+        # X-ray: required wherever the signed manifest lists it (device/models/phantom.py)
+        self.phantom = phantom_check(sensor, precision, models_dir, threads,
+                                     trusted_keys=trusted_keys)
         self.signed_threshold = signed_threshold(self.liveness_model.entry, lv_name)
         self.threshold = self.signed_threshold if threshold is None else \
             stricter_threshold(threshold, self.signed_threshold, lv_name)
@@ -171,8 +178,9 @@ class SensorBranch:
         return self.liveness(sr), sr
 
     def judge(self, frames) -> list[Presentation]:
-        """The sensor stage on a sequence of frames: presence -> SR -> liveness.  One
-        :class:`Presentation` per frame; the gate calls it with one frame."""
+        """The sensor stage on a sequence of frames: presence -> SR -> liveness (-> the phantom
+        check where the sensor has one).  One :class:`Presentation` per frame; the gate calls
+        it with one frame."""
         caps = np.stack([to_capture(f) for f in frames]) if len(frames) else \
             np.zeros((0,) + CAPTURE_SIZE, np.float32)
         if self.presence is None:
@@ -195,7 +203,18 @@ class SensorBranch:
                 o.live, o.p_live, o.sr = live, float(p[k]), sr[k]
                 if not live:
                     o.reason, o.detail = NOT_LIVE, "p(live) not above the threshold"
+            self._phantoms([out[i] for i in todo if out[i].live])
         return out
+
+    def _phantoms(self, passed: list[Presentation]) -> None:
+        """The phantom check on the SR images of the presentations liveness passed."""
+        if self.phantom is None or not passed:
+            return
+        p = self.phantom(np.stack([o.sr for o in passed]))
+        for o, pk in zip(passed, p):
+            o.p_phantom = float(pk)
+            if is_phantom(pk, self.phantom.threshold):
+                o.live, o.reason, o.detail = False, NOT_LIVE, PHANTOM_DETAIL
 
     def __call__(self, frame: np.ndarray) -> Presentation:
         return self.judge([frame])[0]

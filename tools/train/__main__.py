@@ -23,6 +23,10 @@ what:
              limits (tools/train/presence.py; quick: a few minutes on one CPU core)
   handseg    the hand segmentation network of the gate's fast palm-region path for colour
              views, fp32 and int8 (tools/train/handseg.py; quick: ~5 min on one CPU core)
+  phantom    the X-ray phantom check (a radiographic hand phantom under the sensor), fp32 and
+             int8 with their signed thresholds chosen on --validation SET (an X-ray
+             tools.synth liveness --presentations --attack-species set; seed 9317 for the
+             shipped files) (tools/train/phantom.py; quick: a few minutes on one CPU core)
 """
 from __future__ import annotations
 
@@ -51,7 +55,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["idnet", "generator", "synth", "sensor", "sensor-loso",
                                     "liveness", "recognition", "handseg", "fusion",
-                                    "presence"])
+                                    "presence", "phantom"])
     p.add_argument("--profile", choices=["quick", "full", "species", "print", "nirworld",
                                          "placed", "xaug", "xaugquick", "nirprint"],
                    default="quick",
@@ -93,6 +97,8 @@ def main(argv=None) -> int:
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
                    help="liveness: models to fine-tune (default: the shipped models/)")
+    p.add_argument("--validation", default=None, metavar="SET",
+                   help="phantom: the X-ray validation set its thresholds are chosen on")
     p.add_argument("--sign-key", default=None, metavar="PATH",
                    help="Ed25519 private key that re-signs the manifest after each entry "
                         "written (default: $PALMGATE_SIGN_KEY; without one the manifest is left "
@@ -146,6 +152,14 @@ def main(argv=None) -> int:
         for s in ([a.sensor] if a.sensor else ["xray", "nir"]):
             rep[s] = run_presence(s, a.profile, work / "presence", models, _command_line(),
                                   a.seed, a.threads or 1, a.steps)
+        print(json.dumps(rep, indent=1, default=float))
+        return 0
+    if a.what == "phantom":
+        if a.profile not in ("quick", "full") or not a.validation:
+            p.error("phantom takes --profile quick|full and --validation SET")
+        from tools.train.phantom import run as run_phantom
+        rep = run_phantom(a.profile, work / "phantom", models, _command_line(), a.validation,
+                          a.seed, a.threads or 1)
         print(json.dumps(rep, indent=1, default=float))
         return 0
     if a.what == "handseg":
