@@ -81,3 +81,24 @@ def test_shipped_check_refuses_phantoms_and_passes_live_hands(precision):
         assert not r.live and r.reason == NOT_LIVE and "phantom" in r.detail
         assert r.p_phantom > sb.phantom.threshold
     assert all(np.isfinite(r.p_phantom) for r in passed + caught)
+
+
+@pytest.mark.skipif(not SHIPPED_PHANTOM, reason="no shipped X-ray phantom file")
+def test_retraining_reads_the_sr_without_the_phantom_file(tmp_path, trust_test_key):
+    """``tools.train phantom --profile full`` exports into the shipped models/ before it scores
+    the validation set: the SR it reads there must not need the (just replaced, not yet
+    re-listed) phantom files -- before, a SensorBranch was built and stopped on their sha256,
+    leaving models/ with files its manifest does not list."""
+    from device.models.sensor_branch import SensorBranch, to_capture
+    from tools.train.phantom import _scores
+    from tools.train.phantom_net import sr_images
+    from tools.train.phantom_data import render_frame, to_u8
+    d = _models_without(tmp_path, trust_test_key,
+                        damage=("phantom_xray.onnx", "phantom_xray_int8.onnx"))
+    frames = [to_u8(render_frame("live_placed", 46101, i)) for i in range(2)]
+    sr = sr_images(frames, "int8", 1, d)
+    ref = SensorBranch("xray", "int8", threads=1, presence=False).super_resolve(
+        np.stack([to_capture(f) for f in frames]))
+    assert sr.dtype == np.float32 and np.array_equal(sr, ref)
+    p = _scores(SHIPPED / "phantom_xray_int8.onnx", "int8", frames, d)
+    assert p.shape == (2,) and np.all(np.isfinite(p))
