@@ -263,6 +263,15 @@ def _bound_counts(kinds) -> dict:
     return out
 
 
+def _phantom_models(branch) -> dict:
+    """The phantom check the stage ran (file, sha256, signed threshold); {} where none."""
+    ph = getattr(branch, "phantom", None)
+    if ph is None:
+        return {}
+    return {"phantom": ph.model.path.name, "phantom_sha256": ph.model.entry["sha256"],
+            "phantom_threshold": ph.threshold}
+
+
 def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                       models_dir=None, threads: int = 0, threshold: float | None = None,
                       config=None) -> dict:
@@ -340,9 +349,12 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                          "presence_threshold": pres.threshold,
                          "sr": branch.sr_model.path.name,
                          "liveness": branch.liveness_model.path.name,
-                         "liveness_sha256": branch.liveness_model.entry["sha256"]},
+                         "liveness_sha256": branch.liveness_model.entry["sha256"],
+                         **_phantom_models(branch)},
               "definitions": "a sensor frame goes through the gate's sensor stage (presence "
-                             "-> SR -> liveness) and is not bound to views; a presentation "
+                             "-> SR -> liveness, then for X-ray the phantom check where the "
+                             "signed manifest lists it: a refused frame is denied, not_live) "
+                             "and is not bound to views; a presentation "
                              "(views + sensor.png) through the gate's pipeline: quality, "
                              "calibration, palm regions, presence -> SR -> liveness, binding "
                              "to the views' landmarks; APCER(species) = share of that "
