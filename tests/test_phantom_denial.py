@@ -78,3 +78,25 @@ def test_check_margins_live_fails_for_a_phantom():
          "size_off": 0.01}
     assert raw_passes(r, th)["live"]
     assert not raw_passes(dict(r, phantom=True), th)["live"]
+
+
+def _audited(d):
+    from device.gate.gate import Gate
+    rec = {}
+    gate = SimpleNamespace(
+        cfg=SimpleNamespace(gate=SimpleNamespace(terminal="t1", mode="identify")),
+        pipeline=SimpleNamespace(liveness_threshold=0.5),
+        store=SimpleNamespace(audit=SimpleNamespace(append=lambda kind, **p: rec.update(p))))
+    Gate._audit(gate, d)
+    return rec
+
+
+def test_audit_says_the_phantom_check_refused_without_its_score():
+    from device.gate.decision import Decision
+    rec = _audited(Decision(reason=NOT_LIVE, p_live=0.99, live=False, p_phantom=0.95))
+    assert rec["liveness"] == "not_live" and rec["phantom"] == "refused"
+    assert 0.95 not in rec.values() and "p_phantom" not in rec
+    rec = _audited(Decision(decision="open", reason="match", p_live=0.99, live=True,
+                            p_phantom=0.1))
+    assert rec["phantom"] == "passed"
+    assert "phantom" not in _audited(Decision(reason=NOT_LIVE, p_live=0.2, live=False))
