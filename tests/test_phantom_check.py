@@ -102,3 +102,25 @@ def test_retraining_reads_the_sr_without_the_phantom_file(tmp_path, trust_test_k
     assert sr.dtype == np.float32 and np.array_equal(sr, ref)
     p = _scores(SHIPPED / "phantom_xray_int8.onnx", "int8", frames, d)
     assert p.shape == (2,) and np.all(np.isfinite(p))
+
+
+@pytest.mark.skipif(not SHIPPED_PHANTOM, reason="no shipped X-ray phantom file")
+def test_status_checks_the_phantom_file(tmp_path, trust_test_key, capsys):
+    """``palmgate status`` names the phantom file the X-ray gate needs: a changed one stops
+    every presentation (liveness_unavailable), so status must not say all is well."""
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    good = _models_without(tmp_path, trust_test_key)
+    cfg = gate_config(tmp_path, good, gate={"precision": "int8"}, liveness={"sensor": "xray"})
+    f = write_toml(tmp_path / "good.toml", cfg)
+    assert main(["status", "--config", str(f)]) == 0
+    m = json.loads(capsys.readouterr().out)["models"]["phantom_xray_int8.onnx"]
+    assert m["ok"] and 0 < m["threshold"] < 1
+    (tmp_path / "models").rename(tmp_path / "old")
+    bad = _models_without(tmp_path, trust_test_key, damage=("phantom_xray_int8.onnx",))
+    cfg = gate_config(tmp_path, bad, gate={"precision": "int8"}, liveness={"sensor": "xray"})
+    f = write_toml(tmp_path / "bad.toml", cfg)
+    assert main(["status", "--config", str(f)]) == 1
+    m = json.loads(capsys.readouterr().out)["models"]["phantom_xray_int8.onnx"]
+    assert not m["ok"] and "sha256" in m["error"]
