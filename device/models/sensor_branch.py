@@ -120,11 +120,6 @@ class Presentation:
     detail: str = ""
     p_phantom: float | None = None   # X-ray: where liveness passed and the check ran
 
-    @property
-    def phantom_denied(self) -> bool:
-        """Liveness passed and the phantom check refused it (reason ``not_live``)."""
-        return phantom_denied(self.p_phantom, self.reason)
-
 
 def phantom_denied(p_phantom, reason) -> bool:
     """A ``not_live`` deny with p(phantom) known: the check ran only where liveness passed, so
