@@ -93,6 +93,12 @@ def test_int8_agrees_with_fp32(xray_set, tmp_path):
     da = np.r_[sa["bona_fide"] > a["threshold"], sa["attack"] > a["threshold"]]
     db = np.r_[sb["bona_fide"] > b["threshold"], sb["attack"] > b["threshold"]]
     assert np.mean(da != db) <= 1 / 32
+    man = json.loads((DEFAULT_MODELS_DIR / "manifest.json").read_text())["models"]
+    for rep, name in ((a, "phantom_xray.onnx"), (b, "phantom_xray_int8.onnx")):
+        if name in man:                 # the report names the phantom check that ran
+            assert rep["models"]["phantom"] == name
+            assert rep["models"]["phantom_threshold"] == man[name]["threshold"]
+            assert rep["models"]["phantom_sha256"] == man[name]["sha256"]
 
 
 def test_bona_fide_only_real_nir(tmp_path):

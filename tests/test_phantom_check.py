@@ -81,3 +81,46 @@ def test_shipped_check_refuses_phantoms_and_passes_live_hands(precision):
         assert not r.live and r.reason == NOT_LIVE and "phantom" in r.detail
         assert r.p_phantom > sb.phantom.threshold
     assert all(np.isfinite(r.p_phantom) for r in passed + caught)
+
+
+@pytest.mark.skipif(not SHIPPED_PHANTOM, reason="no shipped X-ray phantom file")
+def test_retraining_reads_the_sr_without_the_phantom_file(tmp_path, trust_test_key):
+    """``tools.train phantom --profile full`` exports into the shipped models/ before it scores
+    the validation set: the SR it reads there must not need the (just replaced, not yet
+    re-listed) phantom files -- before, a SensorBranch was built and stopped on their sha256,
+    leaving models/ with files its manifest does not list."""
+    from device.models.sensor_branch import SensorBranch, to_capture
+    from tools.train.phantom import _scores
+    from tools.train.phantom_net import sr_images
+    from tools.train.phantom_data import render_frame, to_u8
+    d = _models_without(tmp_path, trust_test_key,
+                        damage=("phantom_xray.onnx", "phantom_xray_int8.onnx"))
+    frames = [to_u8(render_frame("live_placed", 46101, i)) for i in range(2)]
+    sr = sr_images(frames, "int8", 1, d)
+    ref = SensorBranch("xray", "int8", threads=1, presence=False).super_resolve(
+        np.stack([to_capture(f) for f in frames]))
+    assert sr.dtype == np.float32 and np.array_equal(sr, ref)
+    p = _scores(SHIPPED / "phantom_xray_int8.onnx", "int8", frames, d)
+    assert p.shape == (2,) and np.all(np.isfinite(p))
+
+
+@pytest.mark.skipif(not SHIPPED_PHANTOM, reason="no shipped X-ray phantom file")
+def test_status_checks_the_phantom_file(tmp_path, trust_test_key, capsys):
+    """``palmgate status`` names the phantom file the X-ray gate needs: a changed one stops
+    every presentation (liveness_unavailable), so status must not say all is well."""
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    good = _models_without(tmp_path, trust_test_key)
+    cfg = gate_config(tmp_path, good, gate={"precision": "int8"}, liveness={"sensor": "xray"})
+    f = write_toml(tmp_path / "good.toml", cfg)
+    assert main(["status", "--config", str(f)]) == 0
+    m = json.loads(capsys.readouterr().out)["models"]["phantom_xray_int8.onnx"]
+    assert m["ok"] and 0 < m["threshold"] < 1
+    (tmp_path / "models").rename(tmp_path / "old")
+    bad = _models_without(tmp_path, trust_test_key, damage=("phantom_xray_int8.onnx",))
+    cfg = gate_config(tmp_path, bad, gate={"precision": "int8"}, liveness={"sensor": "xray"})
+    f = write_toml(tmp_path / "bad.toml", cfg)
+    assert main(["status", "--config", str(f)]) == 1
+    m = json.loads(capsys.readouterr().out)["models"]["phantom_xray_int8.onnx"]
+    assert not m["ok"] and "sha256" in m["error"]

@@ -56,6 +56,21 @@ def cmd_relay_test(a) -> int:
 
 
 # ------------------------------------------------------------------ status
+def _phantom_listed(sensor: str, precision: str, models_dir) -> list[str]:
+    """The phantom check's file where the sensor has one and the manifest lists it (the sensor
+    stage then needs it, device/models/phantom.py); the signature is status's own check."""
+    import json
+    from pathlib import Path
+
+    from device.models.phantom import phantom_model_name
+    name = phantom_model_name(sensor, precision)
+    try:
+        listed = json.loads((Path(models_dir) / "manifest.json").read_text()).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [name] if name is not None and name in listed else []
+
+
 def cmd_status(a) -> int:
     """Models (the manifest's signature, sha256, the liveness threshold in force), store, audit
     chain, relay configuration."""
@@ -71,6 +86,7 @@ def cmd_status(a) -> int:
         from device.models.presence import presence_model_name
         names.append(presence_model_name(cfg.liveness.sensor, cfg.gate.precision))
         names += list(model_names(cfg.liveness.sensor, cfg.gate.precision))
+        names += _phantom_listed(cfg.liveness.sensor, cfg.gate.precision, models_dir)
         if cfg.liveness.binding:                 # the binding's signed numbers
             from device.gate.binding_numbers import numbers_file
             names.append(numbers_file(cfg.liveness.sensor))
@@ -97,6 +113,9 @@ def cmd_status(a) -> int:
                     models[n]["threshold"] = stricter_threshold(
                         cfg.liveness.threshold, models[n]["threshold"], n)
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
+            if n.startswith("phantom_"):         # p(phantom) above it: not_live
+                from device.models.phantom import phantom_threshold
+                models[n]["threshold"] = phantom_threshold(e, n)
             if n.startswith("binding_"):         # the binding threshold in force
                 from device.gate.binding_numbers import in_force, load_binding_numbers
                 bn = load_binding_numbers(cfg.liveness.sensor, models_dir)

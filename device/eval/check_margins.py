@@ -55,7 +55,7 @@ def raw_passes(r: dict, th: dict) -> dict:
         return None if v is None or not np.isfinite(v) else float(v)
     p, b, a, s = val("p_live"), val("binding"), val("agreement"), val("size_off")
     out = {"presence": r.get("presence") is None,
-           "live": p is not None and p > th["thr"],
+           "live": p is not None and p > th["thr"] and not r.get("phantom", False),
            "binding": b is not None and b <= th["max_score"]}
     if th.get("min_palm_lines") is not None:
         t = val("palm_lines")
@@ -181,6 +181,9 @@ def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
     pres = pipe.sensor(b.sensor)
     r["presence"], r["p_live"] = pres.reason if pres.reason != "not_live" else None, \
         pres.p_live
+    if getattr(pres, "p_phantom", None) is not None:     # X-ray: the phantom check ran
+        r["p_phantom"] = float(pres.p_phantom)
+        r["phantom"] = pres.reason == "not_live"         # it refused (liveness had passed)
     bd = pipe.binding.score(b.views, b.sensor, lms)
     m, r["binding"] = bd.probes, float(bd.score)
     if bd.texture is not None:

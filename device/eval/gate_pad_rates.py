@@ -66,11 +66,15 @@ def pad_check_reason(reason) -> bool:
     return (r is not None and not is_fta(r)) or reason in IDENTITY_REASONS
 
 
-def stage_score(p_live, reason) -> float:
+def stage_score(p_live, reason, p_phantom=None) -> float:
     """p(live) when liveness ran and no stage up to the PAD decision denied other than
-    liveness, else :data:`DENIED` (the mode without enrolment's stage score)."""
+    liveness, else :data:`DENIED` (the mode without enrolment's stage score; the X-ray phantom
+    check's ``not_live`` -- ``p_phantom`` known -- is DENIED too)."""
     r = pad_reason(reason)
-    return DENIED if p_live is None or r not in (None, "not_live") else float(p_live)
+    if p_live is None or r not in (None, "not_live") or \
+            (p_phantom is not None and reason == "not_live"):
+        return DENIED
+    return float(p_live)
 
 
 def rate(k: int, n: int) -> dict:

@@ -228,16 +228,21 @@ def det_png(path, bona, attacks: dict[str, np.ndarray], threshold: float, title:
 # commands
 
 
-def stage_score(p_live, reason) -> float:
-    """p(live) when liveness ran and no other stage denied, else :data:`DENIED`."""
-    return DENIED if p_live is None or reason not in (None, "not_live") else float(p_live)
+def stage_score(p_live, reason, p_phantom=None) -> float:
+    """p(live) when liveness ran and no other stage denied, else :data:`DENIED` (the X-ray
+    phantom check's ``not_live`` too: ``p_phantom`` known, p(live) passed)."""
+    from device.models.sensor_branch import phantom_denied
+    if p_live is None or reason not in (None, "not_live") or phantom_denied(p_phantom, reason):
+        return DENIED
+    return float(p_live)
 
 
 def stage_scores(branch, frames) -> tuple[np.ndarray, list]:
     """(stage scores, deny reasons (None: passed)) of frames through ``branch.judge`` -- the
     gate's sensor stage."""
     res = branch.judge(frames)
-    return (np.array([stage_score(r.p_live, r.reason) for r in res], np.float64),
+    return (np.array([stage_score(r.p_live, r.reason, getattr(r, "p_phantom", None))
+                      for r in res], np.float64),
             [r.reason for r in res])
 
 
@@ -256,6 +261,15 @@ def _bound_counts(kinds) -> dict:
         out["bound"] += k == "bound"
         out["not_bound"] += k != "bound"
     return out
+
+
+def _phantom_models(branch) -> dict:
+    """The phantom check the stage ran (file, sha256, signed threshold); {} where none."""
+    ph = getattr(branch, "phantom", None)
+    if ph is None:
+        return {}
+    return {"phantom": ph.model.path.name, "phantom_sha256": ph.model.entry["sha256"],
+            "phantom_threshold": ph.threshold}
 
 
 def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
@@ -301,7 +315,7 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
         for i, f in enumerate(files):
             if is_pres[f]:
                 j = stages(f)
-                ps[i], why[i] = stage_score(j.p_live, j.reason), j.reason
+                ps[i], why[i] = stage_score(j.p_live, j.reason, j.p_phantom), j.reason
                 kind[i] = "presentation" if j.binding is None else "bound"
                 bs[i] = np.nan if j.binding is None else j.binding
         return ps, why, kind, bs
@@ -335,9 +349,12 @@ def evaluate_liveness(data_dir, sensor: str, out_dir, precision: str = "fp32",
                          "presence_threshold": pres.threshold,
                          "sr": branch.sr_model.path.name,
                          "liveness": branch.liveness_model.path.name,
-                         "liveness_sha256": branch.liveness_model.entry["sha256"]},
+                         "liveness_sha256": branch.liveness_model.entry["sha256"],
+                         **_phantom_models(branch)},
               "definitions": "a sensor frame goes through the gate's sensor stage (presence "
-                             "-> SR -> liveness) and is not bound to views; a presentation "
+                             "-> SR -> liveness, then for X-ray the phantom check where the "
+                             "signed manifest lists it: a refused frame is denied, not_live) "
+                             "and is not bound to views; a presentation "
                              "(views + sensor.png) through the gate's pipeline: quality, "
                              "calibration, palm regions, presence -> SR -> liveness, binding "
                              "to the views' landmarks; APCER(species) = share of that "

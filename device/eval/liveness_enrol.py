@@ -124,8 +124,8 @@ def _decide(pipe, folder) -> dict:
         raise ValueError(f"presentation {folder}: {e}") from None
     d = pipe.decide(burst)
     return {"decision": d.decision, "reason": d.reason, "user_id": d.user_id,
-            "p_live": d.p_live, "binding": d.binding, "sensor_identity": d.sensor_identity,
-            "hand_size": d.hand_size,
+            "p_live": d.p_live, "p_phantom": d.p_phantom, "binding": d.binding,
+            "sensor_identity": d.sensor_identity, "hand_size": d.hand_size,
             "total_ms": round(d.total_ms, 2), "cpu_ms": round(d.total_cpu_ms, 2)}
 
 
@@ -168,7 +168,8 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
     attacks = {c: [r for r in rows if r["class"] == c] for c in classes}
 
     def scores(rs):
-        return np.array([stage_score(r["p_live"], r["reason"]) for r in rs], np.float64)
+        return np.array([stage_score(r["p_live"], r["reason"], r.get("p_phantom"))
+                         for r in rs], np.float64)
 
     thr = res["liveness_threshold"]
     enrolled = set(res["enrolled"])

@@ -79,6 +79,7 @@ class Judged:
     reason: str | None
     p_live: float | None
     binding: float | None
+    p_phantom: float | None = None     # X-ray phantom check, where liveness passed
 
 
 class _NoFeature:
@@ -117,7 +118,7 @@ class PresentationStages:
             reason = None
         except Deny as d:
             reason = d.reason
-        return Judged(reason, out.p_live, out.binding)
+        return Judged(reason, out.p_live, out.binding, out.p_phantom)
 
     def close(self) -> None:
         self.pipe.close()

@@ -20,6 +20,8 @@ class Decision:
     threshold: float | None = None
     p_live: float | None = None
     live: bool | None = None
+    p_phantom: float | None = None         # X-ray phantom check (device.models.phantom), where
+    #                                        liveness passed; never logged
     binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
     palm_lines: float | None = None        # the binding's palm-line agreement (NIR); never logged
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor

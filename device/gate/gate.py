@@ -218,6 +218,9 @@ class Gate:
             th = self.pipeline.liveness_threshold
             th = 0.5 if th is None else th
             p["liveness_bucket"] = bucket_score(d.p_live, th, width=0.05)
+        if d.p_phantom is not None:             # X-ray: the phantom check ran (liveness passed)
+            from device.models.sensor_branch import phantom_denied
+            p["phantom"] = "refused" if phantom_denied(d.p_phantom, d.reason) else "passed"
         if d.sensor_identity:
             p["sensor_identity"] = d.sensor_identity     # checked, denied, not_enrolled, ...
         if d.sensor_identity_by:

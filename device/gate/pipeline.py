@@ -61,7 +61,8 @@ SENSOR_CHAIN = ("quality", "calibration", "sensor", "binding")
 MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_version")
 """What the feature and match stages write into the Decision (dropped when the sensor chain
 denies)."""
-SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "binding", "palm_lines", "sensor_probes")
+SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "p_phantom", "binding", "palm_lines",
+                 "sensor_probes")
 REGION_FIELDS = ("rois", "segmentation", "views_used", "landmarks")
 """What the regions stage found, handed to the sensor chain's Decision once the regions passed:
 a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
@@ -289,12 +290,14 @@ class Pipeline:
         out.sensor_sr = pres.sr
         if pres.p_live is not None:             # liveness ran
             out.p_live, out.live = pres.p_live, pres.live
+            out.p_phantom = getattr(pres, "p_phantom", None)
         if pres.reason == NO_HAND:
             raise Deny(NO_HAND, "place your palm on the sensor", pres.detail)
         if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
-            raise Deny(NOT_LIVE, "", "p(live) not above the threshold")   # no exact value
+            # no exact value; the phantom check's own detail where it refused
+            raise Deny(NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
 
     def view_cells(self, rois):
         """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters

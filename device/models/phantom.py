@@ -51,8 +51,10 @@ def phantom_threshold(entry: dict, name: str) -> float:
 
 
 def is_phantom(p_phantom, threshold: float):
-    """A phantom iff p(phantom) > threshold (strictly)."""
-    return np.asarray(p_phantom) > threshold
+    """A phantom iff p(phantom) > threshold (strictly); a value that is not a number is a
+    phantom too (the check fails secure)."""
+    p = np.asarray(p_phantom, np.float64)
+    return ~(p <= threshold)
 
 
 class PhantomCheck:

@@ -121,6 +121,13 @@ class Presentation:
     p_phantom: float | None = None   # X-ray: where liveness passed and the check ran
 
 
+def phantom_denied(p_phantom, reason) -> bool:
+    """A ``not_live`` deny with p(phantom) known: the check ran only where liveness passed, so
+    the phantom check denied, not p(live) -- evaluations count it denied at any liveness
+    threshold."""
+    return p_phantom is not None and reason == NOT_LIVE
+
+
 class SensorBranch:
     """``SensorBranch('xray')(frame)`` -> :class:`Presentation`.
 
@@ -210,7 +217,10 @@ class SensorBranch:
         """The phantom check on the SR images of the presentations liveness passed."""
         if self.phantom is None or not passed:
             return
-        p = self.phantom(np.stack([o.sr for o in passed]))
+        p = np.asarray(self.phantom(np.stack([o.sr for o in passed]))).reshape(-1)
+        if p.size != len(passed):      # a frame left unchecked must not pass
+            raise ModelError(f"the phantom check gave {p.size} scores for {len(passed)} "
+                             f"images")
         for o, pk in zip(passed, p):
             o.p_phantom = float(pk)
             if is_phantom(pk, self.phantom.threshold):

@@ -58,19 +58,23 @@ def _validation(set_dir: Path, per_class: int | None) -> list[tuple[str, Path]]:
     return out
 
 
-def _scores(model: Path, precision: str, frames: list) -> np.ndarray:
+def _scores(model: Path, precision: str, frames: list, models_dir=None) -> np.ndarray:
+    """p(phantom) of ``model`` on the SR (of ``precision``, from ``models_dir``'s signed SR
+    file: the shipped one by default) of ``frames``."""
     import onnxruntime as ort
 
-    from device.models.sensor_branch import SensorBranch, to_capture
-    sb = SensorBranch("xray", precision, threads=1, presence=False)
+    from device.models.model import DEFAULT_MODELS_DIR, Model
+    from device.models.sensor_branch import model_names
+    from tools.train.phantom_net import sr_images
+    srm = Model(model_names("xray", precision)[0], models_dir or DEFAULT_MODELS_DIR, 1)
     so = ort.SessionOptions()
     so.intra_op_num_threads = so.inter_op_num_threads = 1
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     out = []
     for i in range(0, len(frames), 64):
-        sr = sb.super_resolve(np.stack([to_capture(f) for f in frames[i:i + 64]]))
-        out.append(sess.run(None, {"image": sr[:, None].astype(np.float32)})[0].reshape(-1))
-    return np.concatenate(out).astype(np.float64)
+        sr = sr_images(frames[i:i + 64], precision, model=srm)
+        out.append(sess.run(None, {"image": sr[:, None]})[0].reshape(-1))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
 def threshold_and_counts(scores: np.ndarray, classes: list[str]) -> tuple[float, dict]:

@@ -74,17 +74,28 @@ def crop_flip(batch: np.ndarray, size: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
-def super_resolve(frames: np.ndarray, precision: str, threads: int = 1) -> np.ndarray:
-    """The gate's SR output (float16, N x 256 x 256) of uint8 captures, as the sensor stage
+def sr_images(frames, precision: str, threads: int = 1, models_dir=None,
+              batch: int = 16, model=None) -> np.ndarray:
+    """The gate's SR output (float32, N x 256 x 256) of uint8 captures, as the sensor stage
     computes it (:meth:`device.models.sensor_branch.SensorBranch.super_resolve` of
-    :func:`to_capture`)."""
-    from device.models.sensor_branch import SensorBranch, to_capture
-    sb = SensorBranch("xray", precision, threads=threads, presence=False)
-    out = np.zeros((len(frames), 256, 256), np.float16)
-    for i in range(0, len(frames), 64):
-        caps = np.stack([to_capture(f) for f in frames[i:i + 64]])
-        out[i:i + 64] = sb.super_resolve(caps).astype(np.float16)
+    :func:`to_capture`, in batches of its default 16), through the signed SR file alone: not a
+    whole SensorBranch, which also loads the phantom files this tool replaces. ``model``: the
+    SR :class:`device.models.model.Model` already loaded (else it is loaded here)."""
+    from device.models.model import DEFAULT_MODELS_DIR, Model
+    from device.models.sensor_branch import model_names, to_capture
+    sr = model or Model(model_names("xray", precision)[0], models_dir or DEFAULT_MODELS_DIR,
+                        threads)
+    out = np.zeros((len(frames), 256, 256), np.float32)
+    for i in range(0, len(frames), batch):
+        caps = np.stack([to_capture(f) for f in frames[i:i + batch]])
+        out[i:i + batch] = sr(capture=caps[:, None])["sr"][:, 0]
     return out
+
+
+def super_resolve(frames: np.ndarray, precision: str, threads: int = 1,
+                  models_dir=None) -> np.ndarray:
+    """:func:`sr_images` as float16 (the training frames)."""
+    return sr_images(frames, precision, threads, models_dir).astype(np.float16)
 
 
 def load_inputs(frames_npz: str, sr_npy: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
