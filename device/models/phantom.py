@@ -16,7 +16,7 @@ flatter profile together; a phantom with filled marrow, a capsule-like joint fil
 lifelike profile would pass it. Nobody has imaged a real phantom.
 
 Files ``phantom_xray.onnx`` (fp32) and ``phantom_xray_int8.onnx``: image (N, 1, 256, 256) in
-[0, 1] -> p_phantom (N, 1). The check is required wherever the signed manifest lists the file
+[0, 1] -> p_phantom (N,). The check is required wherever the signed manifest lists the file
 of the gate's precision (a missing, changed or unsigned file is a :class:`ModelError`: the gate
 fails secure); a manifest from before the check lists none and the stage runs without it.
 NIR has no phantom check.
