@@ -85,3 +85,14 @@ def test_logistic_score_fills_missing_features_with_the_mean():
     w = {"mean": [1.0, 2.0], "scale": [1.0, 2.0], "w": [1.0, -1.0], "b": 0.0}
     p = logistic_score(np.array([[1.0, np.nan], [2.0, 2.0], [1.0, 6.0]]), w)
     assert p[0] == 0.5 and p[1] > 0.5 and p[2] < 0.5
+
+
+def test_pass_flags_reads_the_row_or_its_margins_row():
+    from device.eval.phantom_detector import pass_flags
+    th = {"thr": 0.5, "max_score": 30.0, "min_agreement": 0.86, "max_off": 0.055}
+    m = {"class": "skeleton_phantom", "folder": "f", "presence": None, "p_live": 0.9,
+         "binding": 1.0, "agreement": 0.8, "size_off": 0.0, "decision": "deny"}
+    assert pass_flags({"folder": "f"}, {"f": m}, th) == {
+        "pass_all": False, "pass_but_identity": True, "decision": "deny"}
+    assert pass_flags(m, {}, th)["pass_but_identity"]            # a check_margins row itself
+    assert pass_flags({"folder": "g"}, {}, None) == {}            # nothing known

@@ -70,6 +70,20 @@ def useful(summary: dict) -> bool:
     return bool(g and g["beyond_deny1"] >= USEFUL_SHARE * g["n"])
 
 
+def pass_flags(row: dict, flags: dict, thresholds: dict | None) -> dict:
+    """``pass_all`` / ``pass_but_identity`` / ``decision`` of a set's row by check_margins'
+    checks (its row in ``flags`` by folder, or the row itself when it is a check_margins row);
+    empty when neither is known."""
+    from device.eval.check_margins import passes
+    mr = flags.get(row["folder"], row if thresholds is not None and "p_live" in row else None)
+    if mr is None:
+        return {}
+    p = passes(mr, thresholds)
+    return {"pass_all": all(p.values()),
+            "pass_but_identity": all(v for k, v in p.items() if k != "identity"),
+            "decision": mr.get("decision")}
+
+
 class Detector:
     """SR of the gate (``precision``) + the detector's ONNX file, one thread."""
 
@@ -108,7 +122,6 @@ class Detector:
 
 
 def main(argv=None) -> None:
-    from device.eval.check_margins import passes
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("source", help="check_margins output (.json) or a set folder")
     ap.add_argument("--margins", help="with a set folder: a check_margins output of some of "
@@ -128,13 +141,7 @@ def main(argv=None) -> None:
     for r in src:
         if a.classes and r["class"] not in a.classes:
             continue
-        row = {"class": r["class"], "folder": r["folder"]}
-        mr = flags.get(r["folder"], r if th is not None and "p_live" in r else None)
-        if mr is not None:
-            p = passes(mr, th)
-            row.update(pass_all=all(p.values()), pass_but_identity=all(
-                v for k, v in p.items() if k != "identity"), decision=mr.get("decision"))
-        rows.append(row)
+        rows.append({"class": r["class"], "folder": r["folder"], **pass_flags(r, flags, th)})
     fixed = json.load(open(a.thresholds))["summary"] if a.thresholds else {}
     out = {"source": a.source, "model": a.model, "summary": {}, "rows": rows}
     for prec in a.precision:

@@ -98,7 +98,7 @@ def logistic_score(feats: np.ndarray, weights: dict) -> np.ndarray:
 
 
 def main(argv=None) -> None:
-    from device.eval.check_margins import passes
+    from device.eval.phantom_detector import pass_flags
     from device.eval.phantom_detector import summarise, useful
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("source", help="check_margins output (.json) or a set folder")
@@ -115,12 +115,7 @@ def main(argv=None) -> None:
     w = json.load(open(a.weights))
     rows = []
     for r in src:
-        row = {"class": r["class"], "folder": r["folder"]}
-        mr = flags.get(r["folder"], r if th is not None and "p_live" in r else None)
-        if mr is not None:
-            p = passes(mr, th)
-            row.update(pass_all=all(p.values()), pass_but_identity=all(
-                v for k, v in p.items() if k != "identity"), decision=mr.get("decision"))
+        row = {"class": r["class"], "folder": r["folder"], **pass_flags(r, flags, th)}
         f = cv2.imread(f"{r['folder']}/sensor.png", cv2.IMREAD_UNCHANGED)
         row["p_texture"] = float(logistic_score(texture_features(f)[None], w)[0])
         rows.append(row)
