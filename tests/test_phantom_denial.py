@@ -106,6 +106,7 @@ def test_the_real_audit_log_takes_every_field_the_gate_writes():
     """The fake store above takes any field; the store's audit log refuses fields it does not
     know (device/store/audit.py ALLOWED), and a refused record is audit_unavailable: every
     X-ray presentation the phantom check ran on was denied (palmgate bench, 2026-12-07)."""
+    from device.gate.decision import Decision
     from device.store.audit import ALLOWED
     for d in (Decision(reason=NOT_LIVE, p_live=0.99, live=False, p_phantom=0.95),
               Decision(decision="open", reason="match", p_live=0.99, live=True, p_phantom=0.1)):
