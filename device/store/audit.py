@@ -44,6 +44,7 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            #                                 the identity checks passed
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
+           "phantom",                      # X-ray phantom check: refused | passed (no score)
            "sensor_identity"}              # the sensor frame against the person's: checked,
 #                                            not_enrolled / other_sensor (skipped by the
 #                                            site's policy), ...
