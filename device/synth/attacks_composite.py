@@ -48,6 +48,11 @@ from device.synth.placement import scene_pose
 
 XRAY_COMPOSITE_SPECIES: tuple[str, ...] = ("print_over_live", "skeleton_phantom")
 NIR_COMPOSITE_SPECIES: tuple[str, ...] = ("vein_film_over_live", "display_behind_diffuser")
+PHANTOM_CUES: tuple[str, ...] = ("marrow", "joints", "profile")
+"""The skeleton phantom's own physics that a training set may make lifelike (``lifelike`` of
+:func:`skeleton_phantom_scene`): ``marrow`` filled to the donor's live density (wax, oil)
+instead of dried, ``joints`` a capsule-like filler (``MU_JOINT``) instead of plain resin,
+``profile`` the resin following a live hand's thickness profile instead of a flatter one."""
 OVER_LIVE_SPECIES: tuple[str, ...] = ("vein_film_over_live",)
 """NIR species laid over the attacker's own live palm: where the frame shows the palm print,
 it is the attacker's (``attacker_texture``), not the victim's."""
@@ -133,7 +138,8 @@ def print_over_live_scene(geom: HandGeometry, rng: np.random.Generator,
 
 
 def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
-                           base: tuple[int, int]) -> S.Scene:
+                           base: tuple[int, int],
+                           lifelike: frozenset[str] = frozenset()) -> S.Scene:
     """A radiographic hand phantom: a real skeleton of a donor hand in tissue-equivalent resin.
 
     Physics: the bones are real bone (cortex and marrow path lengths with trabecular texture,
@@ -142,7 +148,13 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
     profile, or a rectangular acrylic block of constant thickness around the whole hand -- so
     there is no tissue inhomogeneity and no joint capsule density (the joints are resin).  A
     dried skeleton loses its marrow fat and water (marrow density drawn lower), and an
-    articulated one is often held by thin steel wire through the joints."""
+    articulated one is often held by thin steel wire through the joints.
+
+    ``lifelike``: cues of :data:`PHANTOM_CUES` rendered as a live hand has them (training data
+    only; the species' own frames use none). The random draws are the same whatever it holds."""
+    unknown = set(lifelike) - set(PHANTOM_CUES)
+    if unknown:
+        raise ValueError(f"unknown phantom cues {sorted(unknown)}; known: {PHANTOM_CUES}")
     donor = sample_hand_geometry(rng, geom.hand, veins=False)
     k = geom.size / donor.size
     skel = replace(geom, bone_widths=tuple(tuple(v * k for v in b) for b in donor.bone_widths),
@@ -155,6 +167,8 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
     zoom = S.sample_zoom(rng, "xray")
     mu_c = S.MU_CORTEX * donor.bone_density * rng.uniform(0.9, 1.05)
     mu_m = S.MU_MARROW * rng.uniform(0.4, 0.8)           # dried marrow: fat and water gone
+    if "marrow" in lifelike:
+        mu_m = S.MU_MARROW * donor.bone_density
     trab_amp = rng.uniform(0.12, 0.3)
     trab = S.band_noise(rng, base, max(0.6 * base[0] / S.FOV_MM["xray"], 0.6))
     block = rng.random() < 0.3                          # most phantoms are hand-shaped
@@ -162,6 +176,8 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
     block_frac = rng.uniform(0.6, 0.9, 2)                # block side as a fraction of the frame
     block_c = 0.5 + rng.uniform(-0.06, 0.06, 2)
     flat = rng.uniform(0.3, 0.7)          # how much flatter the moulded profile is than tissue
+    if "profile" in lifelike:
+        flat = 0.0
     wired = rng.random() < 0.5
     wire_mm = rng.uniform(0.3, 0.8)
     mu_wire = rng.uniform(1.5, 3.0)                      # steel
@@ -189,6 +205,8 @@ def skeleton_phantom_scene(geom: HandGeometry, rng: np.random.Generator,
             sc, sm = S.ellipsoid_paths(list(layout.sesamoids), grid, shell=0.35)
             cort, marrow = cort + sc, marrow + sm
         A += (mu_c - mu_s) * cort + (mu_m * (1 + trab_amp * S.fit(trab, shape)) - mu_s) * marrow
+        if "joints" in lifelike:
+            A += S.MU_JOINT * S.joint_tissue(list(layout.joints), grid)
         if wired:
             rods = [Bone(j.name, j.centre - 2.0 * j.direction, j.centre + 2.0 * j.direction, wire_mm,
                          0.0, 0.0) for j in layout.joints]

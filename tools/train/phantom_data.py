@@ -12,6 +12,10 @@ Classes (label 1 = phantom):
   centred: the phantom's kind of placement), so placement alone cannot tell the classes apart;
 * ``phantom`` (1): :func:`device.synth.attacks.render_attack` of ``skeleton_phantom`` (its
   own pose and zoom, as a whole presentation's sensor frame draws it);
+* ``phantom_cues`` (1, a training variant): the same phantom draws as ``phantom`` (frame ``i``
+  of one is frame ``i`` of the other) with the phantom's three renderer cues
+  (:data:`device.synth.attacks_composite.PHANTOM_CUES`) each kept or made lifelike at random
+  (:func:`lifelike_cues`, at least one kept), so a detector cannot rest on one of them;
 * ``live_narrow`` (0, only in the monitoring split): a live hand in the phantom's own pose
   draw (``scene_pose`` at 0.4) -- a check that the detector does not refuse the pose.
 
@@ -29,9 +33,19 @@ from functools import partial
 
 import numpy as np
 
-CLASSES = ("live_placed", "live_scene", "phantom", "live_narrow")
-LABEL = {"live_placed": 0, "live_scene": 0, "phantom": 1, "live_narrow": 0}
+CLASSES = ("live_placed", "live_scene", "phantom", "live_narrow", "phantom_cues")
+LABEL = {"live_placed": 0, "live_scene": 0, "phantom": 1, "live_narrow": 0, "phantom_cues": 1}
 _KIND = 46
+_CUES = 99
+
+
+def lifelike_cues(seed: int, i: int) -> frozenset[str]:
+    """Which of the phantom's cues frame ``i`` renders lifelike: one of the 7 subsets of
+    :data:`~device.synth.attacks_composite.PHANTOM_CUES` that keep at least one cue, uniformly,
+    from its own generator ``(seed, 46, 99, i)`` (the scene's draws are untouched)."""
+    from device.synth.attacks_composite import PHANTOM_CUES
+    k = int(np.random.default_rng([seed, _KIND, _CUES, i]).integers(0, 2 ** len(PHANTOM_CUES) - 1))
+    return frozenset(c for b, c in enumerate(PHANTOM_CUES) if k >> b & 1)
 
 
 def to_u8(frame: np.ndarray) -> np.ndarray:
@@ -47,7 +61,8 @@ def render_frame(cls: str, seed: int, i: int) -> np.ndarray:
     from device.synth.hand_geometry import perturb_pose
     from device.synth.placement import scene_pose
     from device.synth.sensor_sets import identity
-    rng = np.random.default_rng([seed, _KIND, CLASSES.index(cls), i])
+    own = "phantom" if cls == "phantom_cues" else cls      # the same draws as ``phantom``
+    rng = np.random.default_rng([seed, _KIND, CLASSES.index(own), i])
     geom = identity(seed, i)
     if cls == "live_placed":
         pose = perturb_pose(rng, 0.8)
@@ -61,6 +76,10 @@ def render_frame(cls: str, seed: int, i: int) -> np.ndarray:
         return S.render_scene(scene, geom, rng, "xray", tuple(S.CAPTURE_SIZE["xray"]), 1)
     if cls == "phantom":
         return render_attack("skeleton_phantom", geom, rng, "xray")
+    if cls == "phantom_cues":
+        from device.synth.attacks_composite import skeleton_phantom_scene
+        scene = partial(skeleton_phantom_scene, lifelike=lifelike_cues(seed, i))
+        return S.render_scene(scene, geom, rng, "xray", tuple(S.CAPTURE_SIZE["xray"]), 1)
     raise ValueError(f"unknown class {cls!r}; known: {CLASSES}")
 
 
