@@ -70,9 +70,9 @@ def stage_score(p_live, reason, p_phantom=None) -> float:
     """p(live) when liveness ran and no stage up to the PAD decision denied other than
     liveness, else :data:`DENIED` (the mode without enrolment's stage score; the X-ray phantom
     check's ``not_live`` -- ``p_phantom`` known -- is DENIED too)."""
+    from device.models.sensor_branch import phantom_denied
     r = pad_reason(reason)
-    if p_live is None or r not in (None, "not_live") or \
-            (p_phantom is not None and reason == "not_live"):
+    if p_live is None or r not in (None, "not_live") or phantom_denied(p_phantom, reason):
         return DENIED
     return float(p_live)
 
