@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 from conftest import SHIPPED, shipped_sensor_models_listed, sign_models
 
-from device.models.model import ModelError
-from device.models.phantom import (PhantomCheck, is_phantom, phantom_check,
-                                   phantom_model_name, phantom_threshold)
+from device.models.model import ModelError, entry_threshold
+from device.models.phantom import PhantomCheck, is_phantom, phantom_check, phantom_model_name
 
 SHIPPED_PHANTOM = (SHIPPED / "phantom_xray_int8.onnx").exists() and \
     shipped_sensor_models_listed("xray", "int8")
@@ -22,11 +21,11 @@ def test_names_and_threshold():
     assert phantom_model_name("nir", "int8") is None            # NIR has no phantom check
     with pytest.raises(ValueError):
         phantom_model_name("xray", "fp16")
-    assert phantom_threshold({"threshold": 0.6}, "f") == 0.6
+    assert entry_threshold({"threshold": 0.6}, "f") == 0.6
     for bad in ({}, {"threshold": True}, {"threshold": 0.0}, {"threshold": 1.0},
                 {"threshold": "0.5"}):
         with pytest.raises(ModelError):
-            phantom_threshold(bad, "f")
+            entry_threshold(bad, "f")
     assert list(is_phantom([0.5, 0.6, 0.7], 0.6)) == [False, False, True]   # strictly above
     with pytest.raises(ValueError):
         PhantomCheck("nir")

@@ -59,14 +59,12 @@ def cmd_relay_test(a) -> int:
 def _phantom_listed(sensor: str, precision: str, models_dir) -> list[str]:
     """The phantom check's file where the sensor has one and the manifest lists it (the sensor
     stage then needs it, device/models/phantom.py); the signature is status's own check."""
-    import json
-    from pathlib import Path
-
+    from device.models.model import ModelError, read_manifest
     from device.models.phantom import phantom_model_name
     name = phantom_model_name(sensor, precision)
     try:
-        listed = json.loads((Path(models_dir) / "manifest.json").read_text()).get("models", {})
-    except (OSError, ValueError, AttributeError):
+        listed = read_manifest(models_dir)["models"]
+    except (ModelError, KeyError):
         return []
     return [name] if name is not None and name in listed else []
 
@@ -76,7 +74,8 @@ def cmd_status(a) -> int:
     chain, relay configuration."""
     from pathlib import Path
 
-    from device.models.model import DEFAULT_MODELS_DIR, ModelError, verified_file
+    from device.models.model import (DEFAULT_MODELS_DIR, ModelError, entry_threshold,
+                                     verified_file)
     from device.models.sensor_branch import model_names, signed_threshold, stricter_threshold
     from device.ops.health import signature_report
     cfg = load_cfg(a)
@@ -104,18 +103,15 @@ def cmd_status(a) -> int:
         try:
             _, e = verified_file(n, models_dir)
             models[n] = {"ok": True, "sha256": e["sha256"]}
-            if n.startswith("presence_"):        # p(hand) above it: a hand on the sensor
-                from device.models.presence import presence_threshold
-                models[n]["threshold"] = presence_threshold(e, n)
+            if n.startswith(("presence_", "phantom_")):
+                # p(hand) above it: a hand on the sensor; p(phantom) above it: not_live
+                models[n]["threshold"] = entry_threshold(e, n)
             if n.startswith("liveness_"):        # the threshold the gate will decide with
                 models[n]["threshold"] = signed_threshold(e, n)
                 if cfg.liveness.threshold is not None:
                     models[n]["threshold"] = stricter_threshold(
                         cfg.liveness.threshold, models[n]["threshold"], n)
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
-            if n.startswith("phantom_"):         # p(phantom) above it: not_live
-                from device.models.phantom import phantom_threshold
-                models[n]["threshold"] = phantom_threshold(e, n)
             if n.startswith("binding_"):         # the binding threshold in force
                 from device.gate.binding_numbers import in_force, load_binding_numbers
                 bn = load_binding_numbers(cfg.liveness.sensor, models_dir)

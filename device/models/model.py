@@ -63,6 +63,16 @@ def read_manifest(models_dir: Path | str = DEFAULT_MODELS_DIR) -> dict:
     return manifest
 
 
+def entry_threshold(entry: dict, name: str) -> float:
+    """The ``threshold`` of a file's (signature-checked) manifest entry, a probability in
+    (0, 1): the presence check's p(hand) and the X-ray phantom check's p(phantom) are decided
+    against it (a :class:`ModelError` when it is missing or out of range)."""
+    t = entry.get("threshold")
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
+        raise ModelError(f"{name} has no threshold in (0, 1) in the manifest")
+    return float(t)
+
+
 def read_signature(models_dir: Path | str = DEFAULT_MODELS_DIR):
     """The parsed manifest.sig of ``models_dir``; a :class:`ModelError` when missing or bad."""
     d = Path(models_dir)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError, load_manifest
+from device.models.model import DEFAULT_MODELS_DIR, Model, entry_threshold, load_manifest
 
 SENSORS = ("xray",)
 PHANTOM_DETAIL = "a radiographic hand phantom: p(phantom) above the threshold"
@@ -40,14 +40,6 @@ def phantom_model_name(sensor: str, precision: str = "fp32") -> str | None:
     if sensor not in SENSORS:
         return None
     return f"phantom_{sensor}{'_int8' if precision == 'int8' else ''}.onnx"
-
-
-def phantom_threshold(entry: dict, name: str) -> float:
-    """The ``threshold`` of a phantom file's (signature-checked) manifest entry, in (0, 1)."""
-    t = entry.get("threshold")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
-        raise ModelError(f"{name} has no threshold in (0, 1) in the manifest")
-    return float(t)
 
 
 def is_phantom(p_phantom, threshold: float):
@@ -69,7 +61,7 @@ class PhantomCheck:
             raise ValueError(f"no phantom check for the {sensor!r} sensor")
         self.name, self.batch = name, batch
         self.model = Model(name, models_dir, threads, trusted_keys=trusted_keys, arena=arena)
-        self.threshold = phantom_threshold(self.model.entry, name)
+        self.threshold = entry_threshold(self.model.entry, name)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         im = np.asarray(images, np.float32)

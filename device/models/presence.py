@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError, entry_threshold
 from device.models.presence_stats import check_limits, failures, frame_stats
 
 NO_HAND = "no_hand_in_sensor"
@@ -40,14 +40,6 @@ def presence_model_name(sensor: str, precision: str = "fp32") -> str:
     if precision not in ("fp32", "int8"):
         raise ValueError(f"precision must be 'fp32' or 'int8', not {precision!r}")
     return f"presence_{sensor}{'_int8' if precision == 'int8' else ''}.onnx"
-
-
-def presence_threshold(entry: dict, name: str) -> float:
-    """The ``threshold`` of a presence file's (signature-checked) manifest entry, in (0, 1)."""
-    t = entry.get("threshold")
-    if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0.0 < float(t) < 1.0:
-        raise ModelError(f"{name} has no threshold in (0, 1) in the manifest")
-    return float(t)
 
 
 @dataclass
@@ -78,7 +70,7 @@ class PresenceCheck:
         name = presence_model_name(sensor, precision)
         self.sensor, self.precision, self.batch = sensor, precision, batch
         self.model = Model(name, models_dir, threads, trusted_keys=trusted_keys)
-        self.threshold = presence_threshold(self.model.entry, name)
+        self.threshold = entry_threshold(self.model.entry, name)
         try:
             self.limits = check_limits(self.model.entry.get("presence_limits"))
         except ValueError as e:
