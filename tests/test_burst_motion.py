@@ -105,3 +105,23 @@ def test_gate_refuses_a_burst_whose_every_view_is_smeared(tmp_path):
         assert np.isfinite(len(p.regions(burst.views)[1]))
     finally:
         p.close()
+
+
+def test_eval_burst_motion_plan_and_stage_reason():
+    from tools.eval_burst_motion import smear_plan, stage_reason
+
+    class Q:
+        max_clipped, min_texture = 0.25, 0.0
+    a = smear_plan(np.random.default_rng(1), [(4, 10), (10, 20)], ["alike", "independent"], 3)
+    b = smear_plan(np.random.default_rng(1), [(4, 10), (10, 20)], ["alike", "independent"], 3)
+    assert a == b and a["still"] == [(0.0, 0.0)] * 3
+    assert len({x for x in a["4-10/alike"]}) == 1 and 4 <= a["4-10/alike"][0][0] <= 10
+    assert len({ang for _, ang in a["10-20/independent"]}) == 3
+    assert {L for L, _ in a["10-20/independent"]} == {a["10-20/alike"][0][0]}
+    roi = np.random.default_rng(0).integers(0, 200, (128, 128)).astype(np.uint8)
+    ok = SimpleNamespace(roi=roi)
+    assert stage_reason([(ok, None), (ok, None)], Q, 2) is None
+    assert stage_reason([(ok, None), (None, _blurred("b"))], Q, 2) == "quality:motion_blur"
+    e = _blurred("b")
+    e.regions = SimpleNamespace(roi=roi)
+    assert stage_reason(keep_still_views([(ok, None), (None, e)], always), Q, 2) is None

@@ -254,7 +254,9 @@ class Pipeline:
 
     def regions(self, views, idx=None, segmentation: dict | None = None,
                 substages: dict | None = None, landmarks: dict | None = None):
-        """(first-region ROIs of the views that gave regions, the others' quality issues);
+        """(first-region ROIs of the views that gave regions, the others' quality issues) --
+        a view refused only for motion blur gives its regions when another view of the burst
+        passed (:mod:`device.vision.burst_motion`);
         ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
         classical); ``substages`` (a dict) sums the views' front-end step times (ms);
         ``landmarks`` (a dict) gets view index -> its (21, 2) hand landmarks where the regions
