@@ -1,4 +1,5 @@
-"""Measure the motion-blur burst rule (device.vision.burst_motion) on presentation bursts.
+"""Measure a motion-blur burst rule (not shipped: docs/results.md, "Motion blur over the
+burst") on presentation bursts.
 
     python -m tools.eval_burst_motion SET --sensor nir|xray [--limit N] [--bins 4-10,10-20]
                                       [--variants alike,independent] [--still-only]
@@ -13,7 +14,10 @@ per bin a length ``L ~ U(bin)`` px and an angle ``theta ~ U(0, pi)``; variant ``
 view smeared by (L, theta); ``independent``: each view by its own ``theta_k ~ U(0, pi)``, the
 same L. The front end runs once per view; the stage outcome is then read under today's gate
 (the motion_blur views refused) and under the rule with each floor of ``FLOORS`` (the kept
-view's isotropy at least the floor). Writes per presentation and condition the views'
+view's isotropy at least the floor). The rule (:func:`keep_still_views`): the cameras expose
+together, so a moving hand smears every view; a view the front end refused only for
+``motion_blur`` (the front end carries its regions and isotropy on the issue) is kept when
+another view of the burst gave usable regions. Writes per presentation and condition the views'
 outcomes (reason or ok, isotropy where the regions were found, usable) and the stage reason
 (None: the presentation goes on to the feature / sensor stages), and a summary: per condition
 the count refused ``quality:motion_blur`` and refused at all, today and per floor.
@@ -29,10 +33,34 @@ from pathlib import Path
 
 import numpy as np
 
-from device.vision.burst_motion import keep_still_views
 from device.vision.motion_blur import motion_blur_measure
 from device.vision.view_usability import usable_rois, usable_views
 from tools.eval_motion_blur import motion_blur
+
+def blurred_regions(issue):
+    """The regions of a view refused only for ``motion_blur`` (None otherwise)."""
+    if issue is None or getattr(issue, "reason", None) != "motion_blur":
+        return None
+    return getattr(issue, "regions", None)
+
+
+def keep_still_views(results, usable, floor: float = 0.0) -> list:
+    """``results``: one (regions | None, issue | None) per view, as the front end gave them;
+    ``usable(regions)``: whether a view that gave regions is usable. Returns the list with
+    each ``motion_blur`` view whose isotropy is at least ``floor`` turned into (its regions,
+    None) when some other view gave usable regions; unchanged otherwise."""
+    results = list(results)
+    if not any(r is not None and usable(r) for r, _ in results):
+        return results
+    out = []
+    for r, e in results:
+        kept = blurred_regions(e) if r is None else None
+        if kept is not None and float(getattr(e, "isotropy", 0.0)) >= floor:
+            out.append((kept, None))
+        else:
+            out.append((r, e))
+    return out
+
 
 FLOORS = tuple(round(0.01 * k, 2) for k in range(26))
 TODAY = "today"
@@ -87,10 +115,12 @@ def judge(pipe, burst, plan) -> dict:
             continue
         b = pipe.calibrate(b, ok)
         res = [pipe._one_region(b.views[k]) for k in ok]
-        today = [(r, e) for r, e in res]
-        reasons = {TODAY: stage_reason(today, cfg.quality, cfg.gate.min_views)}
+        reasons = {TODAY: stage_reason(res, cfg.quality, cfg.gate.min_views)}
+
+        def usable(reg):
+            return not usable_views([reg.roi], cfg.quality)[1]
         for f in FLOORS:
-            kept = keep_still_views(res, pipe._usable, floor=f)
+            kept = keep_still_views(res, usable, floor=f)
             reasons[f] = stage_reason(kept, cfg.quality, cfg.gate.min_views)
         out[cond] = {"views": [view_record(b.views[k], r, e, cfg.quality)
                                for k, (r, e) in zip(ok, res)], "reason": reasons}

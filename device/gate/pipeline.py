@@ -49,8 +49,7 @@ from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
-from device.vision.burst_motion import keep_still_views
-from device.vision.view_usability import usable_rois, usable_views
+from device.vision.view_usability import usable_rois
 
 log = logging.getLogger("palmgate.gate")
 
@@ -254,16 +253,13 @@ class Pipeline:
 
     def regions(self, views, idx=None, segmentation: dict | None = None,
                 substages: dict | None = None, landmarks: dict | None = None):
-        """(first-region ROIs of the views that gave regions, the others' quality issues) --
-        a view refused only for motion blur gives its regions when another view of the burst
-        passed (:mod:`device.vision.burst_motion`);
+        """(first-region ROIs of the views that gave regions, the others' quality issues);
         ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
         classical); ``substages`` (a dict) sums the views' front-end step times (ms);
         ``landmarks`` (a dict) gets view index -> its (21, 2) hand landmarks where the regions
         came from them (the sensor binding's input)."""
         idx = list(range(len(views))) if idx is None else idx
         res = list(cpu_map(self.pool, self._one_region, [views[k] for k in idx]))
-        res = keep_still_views(res, self._usable)   # a burst smears every view, or none
         if landmarks is not None:
             landmarks.update({k: r.landmarks[:, :2] for k, (r, _) in zip(idx, res)
                               if r is not None and r.landmarks is not None})
@@ -277,9 +273,6 @@ class Pipeline:
                 for k, v in t.items():
                     substages[k] = substages.get(k, 0.0) + v
         return rois, issues
-
-    def _usable(self, reg) -> bool:
-        return not usable_views([reg.roi], self.cfg.quality)[1]
 
     def _regions(self, burst, ok, out):
         rois, issues = self.regions(burst.views, ok, out.segmentation, out.substages_ms,

@@ -96,8 +96,10 @@ def _grey(image: np.ndarray, cache: dict) -> np.ndarray:
 
 
 def _motion_blur(grey: np.ndarray, reg: HandRegions, q) -> None:
-    """The motion-blur check of a view's regions; a refusal carries the regions (the gate's
-    burst rule may keep them, :mod:`device.vision.burst_motion`)."""
+    """The motion-blur check of a view's regions; a refusal carries the regions
+    (``issue.regions``, and ``issue.isotropy`` from the check) so that a measurement of a
+    burst-level rule (``python -m tools.eval_burst_motion``) runs the front end once; the
+    gate does not use them."""
     try:
         motion_blur_check(grey, reg.roi_corners, q)
     except QualityIssue as e:
