@@ -95,6 +95,18 @@ def _grey(image: np.ndarray, cache: dict) -> np.ndarray:
     return cache["grey"]
 
 
+def _motion_blur(grey: np.ndarray, reg: HandRegions, q) -> None:
+    """The motion-blur check of a view's regions; a refusal carries the regions
+    (``issue.regions``, and ``issue.isotropy`` from the check) so that a measurement of a
+    burst-level rule (``python -m tools.eval_burst_motion``) runs the front end once; the
+    gate does not use them."""
+    try:
+        motion_blur_check(grey, reg.roi_corners, q)
+    except QualityIssue as e:
+        e.regions = reg
+        raise
+
+
 def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
                            geometry: LandmarkGeometry = LANDMARK_GEOMETRY,
                            presence: float = 1.0, q: QualitySettings | None = None,
@@ -191,7 +203,7 @@ class FrontEnd:
             if self.check_quality:
                 landmark_check(hand.points, image.shape, self.geometry.side, self.q)
                 region_image_check(reg.roi, self.q)
-                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
+                _motion_blur(_grey(image, mask_cache), reg, self.q)
             return reg, None
         except QualityIssue as e:
             return None, e
@@ -211,7 +223,7 @@ class FrontEnd:
                 if reg.quality < self.q.min_region_quality:
                     raise QualityIssue("low_quality", f"region quality {reg.quality:.2f}")
                 region_image_check(reg.roi, self.q)
-                motion_blur_check(_grey(image, mask_cache), reg.roi_corners, self.q)
+                _motion_blur(_grey(image, mask_cache), reg, self.q)
             return reg, None
         except RegionError as e:
             return None, QualityIssue(e.reason, str(e))

@@ -100,6 +100,8 @@ def motion_blur_check(grey: np.ndarray, corners: np.ndarray, q) -> float:
         return 1.0
     v = motion_blur_measure(grey, corners)
     if v < limit:
-        raise QualityIssue("motion_blur", f"fine detail one-directional (isotropy {v:.2f} < "
-                           f"{limit:g})")
+        e = QualityIssue("motion_blur", f"fine detail one-directional (isotropy {v:.2f} < "
+                         f"{limit:g})")
+        e.isotropy = v
+        raise e
     return v
