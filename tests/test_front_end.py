@@ -199,3 +199,78 @@ def test_evaluate_hand_level_runs_the_gates_front_end(tmp_path):
     assert rep["landmarks"] == "full" and rep["segmenter"] == "net"
     assert rep["views_by_path"].get("landmarks") == 4
     assert rep["fta_reasons"] == {"no_hand": 1} and rep["n_images"] == 5
+
+
+def _image_check_fails_once(monkeypatch, reason="too_bright"):
+    """The palm region's image check (exposure) refuses the first region it sees (the
+    landmark path's) and passes the next (the classical path's); no motion-blur check."""
+    import device.vision.front_end as F
+    seen = []
+
+    def check(roi, q):
+        seen.append(1)
+        if len(seen) == 1:
+            raise QualityIssue(reason, "the landmark path's palm region")
+    monkeypatch.setattr(F, "region_image_check", check)
+    monkeypatch.setattr(F, "motion_blur_check", lambda grey, corners, q: 1.0)
+    return seen
+
+
+def test_landmarks_kept_when_only_the_palm_regions_image_fails(monkeypatch):
+    """The landmark network found and checked the hand, but the palm region it gave failed an
+    image check (exposure, motion blur) and the classical path gave the view's regions: the
+    regions are the classical ones (``landmarks`` None, as before) and carry the landmarks
+    found (``found_landmarks``), which the binding places the hand with
+    (:func:`~device.vision.front_end.hand_landmarks`; 8017's person 27, two of three views
+    lost this way, docs/results.md "The binding's unplaced live hands")."""
+    from device.vision.front_end import hand_landmarks
+    from tests.test_regions import drawn_hand
+    _, lm = _upright()
+    seen = _image_check_fails_once(monkeypatch)
+    reg = FrontEnd(landmarker=StubLandmarker(lm), keep_found_landmarks=True)(drawn_hand()[0])
+    assert len(seen) == 2 and reg.segmentation == "classical" and reg.landmarks is None
+    np.testing.assert_allclose(reg.found_landmarks, lm)
+    np.testing.assert_allclose(hand_landmarks(reg), lm)
+    _image_check_fails_once(monkeypatch)                       # not asked for: as before
+    reg = FrontEnd(landmarker=StubLandmarker(lm))(drawn_hand()[0])
+    assert reg.segmentation == "classical" and reg.found_landmarks is None
+
+
+def test_landmarks_not_kept_when_they_fail_their_own_check(monkeypatch):
+    """Landmarks refused by their own check (a hand too far, not open, cut off) are not kept:
+    only an image check of the palm region lets the classical regions carry them."""
+    from device.vision.front_end import hand_landmarks
+    from tests.test_regions import drawn_hand
+    _, lm = _upright()
+    far = lm.copy()
+    far[:, :2] = (lm[:, :2] - 320) * 0.3 + 320                # too far: landmark_check
+    _image_check_fails_once(monkeypatch, "never")
+    reg = FrontEnd(landmarker=StubLandmarker(far), keep_found_landmarks=True)(drawn_hand()[0])
+    assert reg.segmentation == "classical" and reg.found_landmarks is None
+    assert hand_landmarks(reg) is None
+    monkeypatch.undo()
+    reg = FrontEnd(landmarker=StubLandmarker(lm), keep_found_landmarks=True)(_upright()[0])
+    assert reg.found_landmarks is None and hand_landmarks(reg) is reg.landmarks
+
+
+def test_pipeline_hands_the_found_landmarks_to_the_binding(monkeypatch):
+    """The gate's front end keeps the found landmarks for the X-ray binding only
+    (:data:`device.gate.front_end_stage.FOUND_LANDMARKS`; NIR not measured), and
+    Pipeline.regions puts them in the binding's ``landmarks``."""
+    from types import SimpleNamespace
+
+    from device.config import load_config
+    from device.gate.front_end_stage import gate_front_end
+    from device.gate.pipeline import Pipeline
+    from tests.test_regions import drawn_hand
+    assert gate_front_end(load_config(None, liveness={"sensor": "xray"})).keep_found_landmarks
+    assert not gate_front_end(load_config(None, liveness={"sensor": "nir"})).keep_found_landmarks
+    _, lm = _upright()
+    _image_check_fails_once(monkeypatch)
+    fe = FrontEnd(landmarker=StubLandmarker(lm), keep_found_landmarks=True)
+    me = SimpleNamespace(pool=SimpleNamespace(map=lambda f, xs: [f(x) for x in xs]))
+    me._one_region = lambda img: Pipeline._one_region(SimpleNamespace(front_end=fe), img)
+    got = {}
+    rois, issues = Pipeline.regions(me, [drawn_hand()[0]], landmarks=got)
+    assert len(rois) == 1 and not issues
+    np.testing.assert_allclose(got[0], lm[:, :2])
