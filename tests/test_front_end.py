@@ -244,7 +244,9 @@ def test_landmarks_not_kept_when_they_fail_their_own_check(monkeypatch):
     _, lm = _upright()
     far = lm.copy()
     far[:, :2] = (lm[:, :2] - 320) * 0.3 + 320                # too far: landmark_check
-    _image_check_fails_once(monkeypatch, "never")
+    import device.vision.front_end as F
+    monkeypatch.setattr(F, "region_image_check", lambda roi, q: None)
+    monkeypatch.setattr(F, "motion_blur_check", lambda grey, corners, q: 1.0)
     reg = FrontEnd(landmarker=StubLandmarker(far), keep_found_landmarks=True)(drawn_hand()[0])
     assert reg.segmentation == "classical" and reg.found_landmarks is None
     assert hand_landmarks(reg) is None

@@ -128,14 +128,16 @@ def perturbed(H: list, rng: np.random.Generator, sensor_hw: tuple[int, int]) -> 
 def views_through_front_end(fe, views) -> tuple[list[int], dict]:
     """(the views the gate's front end ``fe`` accepted, view -> its (21, 2) landmarks for
     those that gave them); a view refused for its quality is left out."""
+    from device.vision.front_end import hand_landmarks
     from device.vision.quality import QualityIssue
     ok, lms = [], {}
     for k, v in enumerate(views):
         try:
             r = fe(v)
             ok.append(k)
-            if r.landmarks is not None:
-                lms[k] = r.landmarks[:, :2]
+            lm = hand_landmarks(r)              # as the gate's Pipeline.regions hands them on
+            if lm is not None:
+                lms[k] = lm[:, :2]
         except QualityIssue:
             pass
     return ok, lms

@@ -13,6 +13,14 @@ import time
 
 log = logging.getLogger("palmgate.gate")
 
+FOUND_LANDMARKS = {"xray": True, "nir": False}
+"""Per ``[liveness] sensor``: whether a view keeps the landmarks its landmark network found
+when only their palm region's image check (exposure, sharpness, motion blur) refused them and
+the classical path gave the view's regions (:attr:`device.vision.regions.HandRegions.
+found_landmarks`), so the sensor binding places the hand with every view that saw it. X-ray:
+on (validation 9317, docs/results.md "The binding's unplaced live hands"); NIR: off (not
+measured)."""
+
 
 class _ModelStage:
     """A model loaded on first use (one loader at a time: the region threads ask together); a
@@ -90,7 +98,8 @@ def gate_front_end(cfg, segmenter: SegmenterStage | None = None,
                     landmarker=Getter(landmarker.get) if landmarker is not None else None,
                     segmenter=Getter(segmenter.get) if segmenter is not None else None,
                     check_quality=check_quality,
-                    nir_landmarks_first=cfg.gate.nir_order == "landmarks-first")
+                    nir_landmarks_first=cfg.gate.nir_order == "landmarks-first",
+                    keep_found_landmarks=FOUND_LANDMARKS.get(cfg.liveness.sensor, False))
 
 
 def front_end_from_config(cfg, check_quality: bool = True):

@@ -48,6 +48,7 @@ from device.gate.binding_release import RELEASED, SizeTermDeny, released
 from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
+from device.vision.front_end import hand_landmarks
 from device.vision.quality import CorruptFrame, QualityIssue, frame_check
 from device.vision.view_usability import usable_rois
 
@@ -257,12 +258,13 @@ class Pipeline:
         ``segmentation`` (a dict) counts the acquired views per source (landmarks, net,
         classical); ``substages`` (a dict) sums the views' front-end step times (ms);
         ``landmarks`` (a dict) gets view index -> its (21, 2) hand landmarks where the regions
-        came from them (the sensor binding's input)."""
+        came from them or kept them (X-ray, :func:`device.vision.front_end.hand_landmarks`;
+        the sensor binding's input)."""
         idx = list(range(len(views))) if idx is None else idx
         res = list(cpu_map(self.pool, self._one_region, [views[k] for k in idx]))
         if landmarks is not None:
-            landmarks.update({k: r.landmarks[:, :2] for k, (r, _) in zip(idx, res)
-                              if r is not None and r.landmarks is not None})
+            found = {k: hand_landmarks(r) for k, (r, _) in zip(idx, res) if r is not None}
+            landmarks.update({k: v[:, :2] for k, v in found.items() if v is not None})
         rois = [r.roi for r, _ in res if r is not None]
         issues = [e for _, e in res if e is not None]
         for r, e in res:

@@ -144,6 +144,12 @@ def regions_from_landmarks(image: np.ndarray, lm: np.ndarray, modality: str,
                        landmarks=np.asarray(lm, np.float64))
 
 
+def hand_landmarks(reg: HandRegions) -> np.ndarray | None:
+    """The view's hand landmarks (21, 3): those the regions came from, else those found and
+    kept (:attr:`HandRegions.found_landmarks`), else None."""
+    return reg.landmarks if reg.landmarks is not None else reg.found_landmarks
+
+
 class FrontEnd:
     """One view -> :class:`HandRegions` or a :class:`QualityIssue`.
 
@@ -153,12 +159,16 @@ class FrontEnd:
     the quality checks (the region steps' own failures still count);
     ``nir_landmarks_first``: grey (NIR) views try the landmarks first too -- by default they
     take the classical NIR path first and the landmarks only when it fails (see
-    :data:`NIR_ORDER_NOTE`). Thread-safe."""
+    :data:`NIR_ORDER_NOTE`); ``keep_found_landmarks``: regions from the classical path carry
+    the landmarks the landmark path found when only its palm region's image check refused
+    them (:attr:`HandRegions.found_landmarks`; the sensor binding places the hand with them,
+    :func:`hand_landmarks`). Thread-safe."""
 
     def __init__(self, quality=None, landmarker=None, segmenter=None,
                  geometry: LandmarkGeometry = LANDMARK_GEOMETRY, check_quality: bool = True,
-                 nir_landmarks_first: bool = False):
+                 nir_landmarks_first: bool = False, keep_found_landmarks: bool = False):
         self.nir_landmarks_first = bool(nir_landmarks_first)
+        self.keep_found_landmarks = bool(keep_found_landmarks)
         self.q = quality or QualitySettings()
         self.landmarker = landmarker
         self.segmenter = segmenter
@@ -197,15 +207,18 @@ class FrontEnd:
         hand = lmk.detect(image, self.first_crops(image, modality == "nir", mask_cache))
         if hand is None:
             return None, None
+        checked = None
         try:
             reg = regions_from_landmarks(image, hand.points, modality, self.geometry,
                                          hand.presence, self.q, _grey(image, mask_cache))
             if self.check_quality:
                 landmark_check(hand.points, image.shape, self.geometry.side, self.q)
+                checked = hand.points          # the landmarks pass; their region's image next
                 region_image_check(reg.roi, self.q)
                 _motion_blur(_grey(image, mask_cache), reg, self.q)
             return reg, None
         except QualityIssue as e:
+            e.found_landmarks = checked
             return None, e
 
     # ------------------------------------------------------------------ classical path
@@ -253,6 +266,9 @@ class FrontEnd:
             timings[name + "_cpu"] = (time.thread_time() - c0) * 1e3
             if reg is not None:
                 reg.timings_ms = timings
+                if self.keep_found_landmarks and reg.landmarks is None:
+                    reg.found_landmarks = getattr(issues.get("landmarks"), "found_landmarks",
+                                                  None)
                 return reg
             issues[name] = issue
         # the landmark path's issue when it saw a hand: its prompt is the better one

@@ -75,6 +75,12 @@ class HandRegions:
     (skin colour + GrabCut or the NIR levels), "" for ROI-level input."""
     landmarks: np.ndarray | None = field(default=None, repr=False)
     """(21, 3) image landmarks when the regions came from them, else None."""
+    found_landmarks: np.ndarray | None = field(default=None, repr=False)
+    """(21, 3) image landmarks the landmark network found and their own check passed, when
+    the regions came from another path only because the landmark path's palm region failed an
+    image check (exposure, sharpness, motion blur) and the front end was asked to keep them
+    (:class:`device.vision.front_end.FrontEnd` ``keep_found_landmarks``); else None. The
+    regions are not made from them."""
     timings_ms: dict = field(default_factory=dict, repr=False)
     """Time of the front end's steps for this view: wall (``landmarks``, ``classical``) and
     this thread's CPU (``landmarks_cpu``, ``classical_cpu``)."""
