@@ -222,7 +222,7 @@ def test_landmarks_kept_when_only_the_palm_regions_image_fails(monkeypatch):
     regions are the classical ones (``landmarks`` None, as before) and carry the landmarks
     found (``found_landmarks``), which the binding places the hand with
     (:func:`~device.vision.front_end.hand_landmarks`; 8017's person 27, two of three views
-    lost this way, docs/results.md "The binding's unplaced live hands")."""
+    lost this way, docs/results.md "The X-ray binding's live-hand denials on 8017")."""
     from device.vision.front_end import hand_landmarks
     from tests.test_regions import drawn_hand
     _, lm = _upright()

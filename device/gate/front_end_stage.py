@@ -18,8 +18,9 @@ FOUND_LANDMARKS = {"xray": True, "nir": False}
 when only their palm region's image check (exposure, sharpness, motion blur) refused them and
 the classical path gave the view's regions (:attr:`device.vision.regions.HandRegions.
 found_landmarks`), so the sensor binding places the hand with every view that saw it. X-ray:
-on (validation 9317, docs/results.md "The binding's unplaced live hands"); NIR: off (not
-measured)."""
+on -- a defect fix (a hand the network found was not placed: development seed 8017, 2 of 400
+live hands), neutral on validation 9317 and 23, which hold no such hand (docs/results.md
+"The X-ray binding's live-hand denials on 8017"); NIR: off (not measured)."""
 
 
 class _ModelStage:
