@@ -34,8 +34,9 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                     choices=("identify", "verify")),
         "views": Opt(3, "Visible views K per presentation burst.", int, min=1, max=8),
         "precision": Opt("int8", "Precision of every ONNX model on the gate's path: the "
-                         "hand-landmark network (hand_landmark*), the hand segmentation "
-                         "network (hand_seg*), the sensor models (sr_*, liveness_*), the "
+                         "hand-landmark network (hand_landmark*; see landmark_precision), "
+                         "the hand segmentation network (hand_seg*), the sensor models "
+                         "(sr_*, liveness_*), the "
                          "learned cells and the view fusion (recognition_cells*, "
                          "recognition_fusion*): int8 = the _int8 files (static QDQ; faster "
                          "on ARM cores with dot-product instructions), fp32 = the float "
@@ -48,12 +49,17 @@ SCHEMA: dict[str, tuple[str, dict[str, Opt]]] = {
                                 "views always take the fast intensity segmentation.",
                          choices=("net", "classical")),
         "landmarks": Opt("full", "Hand-landmark network of the palm front end "
-                                 "(models/hand_landmark[_lite][_int8].onnx at [gate] "
-                                 "precision): the palm regions come from its landmarks, the "
-                                 "segmentation path above is the fallback (no hand seen, palm "
-                                 "cut off, fingers out of the frame as on a pegged NIR "
-                                 "sensor). full, lite (about half the cost) or off.",
+                                 "(models/hand_landmark[_lite][_int8].onnx at "
+                                 "landmark_precision): the palm regions come from its "
+                                 "landmarks, the segmentation path above is the fallback (no "
+                                 "hand seen, palm cut off, fingers out of the frame as on a "
+                                 "pegged NIR sensor). full, lite (about half the cost) or off.",
                          choices=("full", "lite", "off")),
+        "landmark_precision": Opt("gate", "Precision of the hand-landmark network alone: "
+                                          "gate = [gate] precision, fp32 or int8 (its int8 "
+                                          "file moves landmarks a median 2.5 px, "
+                                          "docs/results.md).",
+                                  choices=("gate", "fp32", "int8")),
         "nir_order": Opt("classical-first", "Grey (NIR) views: classical-first = the "
                                             "intensity segmentation and finger valleys "
                                             "first (made for pegged NIR sensors whose frame "

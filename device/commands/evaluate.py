@@ -55,11 +55,15 @@ def cmd_evaluate_liveness(a) -> int:
                                          models_dir=a.models, threads=a.threads or 1,
                                          per_class=a.per_class, log=err,
                                          enrol_presentations=a.enrol_presentations
-                                         or PRESENTATIONS)
+                                         or PRESENTATIONS,
+                                         landmark_precision=a.landmark_precision)
         print(json.dumps(report, indent=2))
         return 0
     if a.per_class is not None:
         raise ValueError("evaluate-liveness: --per-class is taken only with --enrol")
+    if a.landmark_precision is not None:
+        raise ValueError("evaluate-liveness: --landmark-precision is taken only with --enrol "
+                         "(without it, [gate] landmark_precision of --config)")
     from device.eval.liveness import evaluate_liveness
     report = evaluate_liveness(a.dir, a.sensor, a.out, precision=a.precision,
                                models_dir=a.models, threads=a.threads, config=a.config)
@@ -232,6 +236,9 @@ def register(sub) -> None:
                     help="--enrol: enrolment presentations a person (default 3, as "
                          "palmgate enroll --capture takes; runs recorded before 2026-12-07 "
                          "04:00 UTC took 2)")
+    sp.add_argument("--landmark-precision", choices=["gate", "fp32", "int8"], default=None,
+                    help="--enrol: the synthetic gate's [gate] landmark_precision (default: "
+                         "the configuration's)")
     sp.add_argument("--out", required=True)
     sp.set_defaults(fn=cmd_evaluate_liveness)
 

@@ -92,8 +92,9 @@ def cmd_status(a) -> int:
     if cfg.gate.segmenter == "net":
         names.append("hand_seg_int8.onnx" if cfg.gate.precision == "int8" else "hand_seg.onnx")
     if cfg.gate.landmarks != "off":
+        from device.gate.front_end_stage import landmark_precision
         from device.vision.landmarks import LANDMARK_FILES
-        names.append(LANDMARK_FILES[(cfg.gate.landmarks, cfg.gate.precision)])
+        names.append(LANDMARK_FILES[(cfg.gate.landmarks, landmark_precision(cfg))])
     if cfg.match.feature in ("hybrid", "learned"):        # the learned cells and the fusion
         from device.recognition.learned import CELL_MODEL, fusion_file
         names += [CELL_MODEL[cfg.gate.precision], fusion_file(cfg.gate.precision, models_dir)]
@@ -235,7 +236,8 @@ def cmd_bench(a) -> int:
     from device.eval.bench import bench
     r = bench(users=a.users, views=a.views, precision=a.precision, split=a.split,
               presentations=a.presentations, seed=a.seed, threads=a.threads,
-              sensor=a.sensor, models=a.models, feature=a.feature, landmarks=a.landmarks)
+              sensor=a.sensor, models=a.models, feature=a.feature, landmarks=a.landmarks,
+              landmark_precision=a.landmark_precision)
     print(json.dumps(r, indent=None if a.json else 2))
     return 0
 
@@ -301,6 +303,8 @@ def register(sub) -> None:
                          "configuration's default)")
     sp.add_argument("--landmarks", choices=["full", "lite", "off"], default="full",
                     help="the front end's hand-landmark network ([gate] landmarks)")
+    sp.add_argument("--landmark-precision", choices=["gate", "fp32", "int8"], default=None,
+                    help="[gate] landmark_precision (default: the configuration's)")
     sp.add_argument("--threads", type=int, default=2)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--models", default=None, help="models folder (default: the shipped one)")

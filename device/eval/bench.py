@@ -75,21 +75,25 @@ def render(out, planted, presentations, views, sensor, seed) -> None:
 def bench(users: int = 10000, views: int = 3, precision: str = "int8", split: bool = False,
           presentations: int = 20, planted: int = 4, seed: int = 0, threads: int = 2,
           sensor: str = "nir", templates_per_user: int = 2, models: str | None = None,
-          feature: str | None = None, landmarks: str = "full", progress=_progress) -> dict:
+          feature: str | None = None, landmarks: str = "full",
+          landmark_precision: str | None = None, progress=_progress) -> dict:
     """The bench in a temporary folder (store, rendered bursts, split provisioning), removed
     on the way out, whatever happens."""
     tmp = tempfile.mkdtemp(prefix="palmgate-bench-")
     try:
         return _bench(tmp, users, views, precision, split, presentations, planted, seed,
-                      threads, sensor, templates_per_user, models, feature, landmarks, progress)
+                      threads, sensor, templates_per_user, models, feature, landmarks,
+                      landmark_precision, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _bench(tmp, users, views, precision, split, presentations, planted, seed, threads, sensor,
-           templates_per_user, models, feature, landmarks, progress) -> dict:
+           templates_per_user, models, feature, landmarks, landmark_precision,
+           progress) -> dict:
     from device.config import load_config
     from device.gate.enrol import enrol_user
+    from device.gate.front_end_stage import landmark_precision as landmark_precision_of
     from device.gate.gallery import GalleryBuilder
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
@@ -109,7 +113,9 @@ def _bench(tmp, users, views, precision, split, presentations, planted, seed, th
     feature = feature or load_config(None).match.feature       # the gate's default
     cfg = load_config(None, gate={"views": views, "precision": precision, "threads": threads,
                                   "cooldown_s": 0.0, "min_views": min(2, views),
-                                  "landmarks": landmarks},
+                                  "landmarks": landmarks,
+                                  **({"landmark_precision": landmark_precision}
+                                     if landmark_precision else {})},
                       paths={"store": f"{tmp}/templates.db", "device_key": f"{tmp}/device.key",
                              "models": str(models or "")},
                       liveness={"sensor": sensor}, attempts={"max_failures": 10 ** 6},
@@ -221,6 +227,7 @@ def _bench(tmp, users, views, precision, split, presentations, planted, seed, th
         "peak_rss_mb": _rss_mb(),
         "precision": precision, "feature": feature, "users": users, "views": views,
         "views_by_segmentation": segs, "landmarks": cfg.gate.landmarks,
+        "landmark_precision": landmark_precision_of(cfg),
         "templates": total, "presentations": len(e2e), "decisions": decisions,
         "correct_opens": int(correct), "sensor": sensor, "threads": threads,
         "gallery_mb": round(sum(pipe.gallery.nbytes().values()) / 2 ** 20, 1),

@@ -131,17 +131,20 @@ def _decide(pipe, folder) -> dict:
 
 def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
                threads: int = 1, per_class: int | None = None, log=None,
-               enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
+               enrol_presentations: int = ENROL_PRESENTATIONS,
+               landmark_precision: str | None = None) -> dict:
     """Enrol the set's people, then decide every presentation. Returns the rows (class, live,
     folder, person, expected user and the decision) and the enrolment."""
     from device.eval.synthetic_gate import enrolled_gate, user_id
+    from device.gate.front_end_stage import landmark_precision as landmark_precision_of
     log = log or (lambda m: None)
     info, plan = set_plan(data_dir, per_class=per_class, sensor=sensor)
     folders = [(cls, f, presentation_person(f)) for cls, f in plan]
     rows = []
     t0 = time.time()
     with enrolled_gate(info, sensor, precision, threads, models_dir, "palmgate-livenrol-", log,
-                       presentations=enrol_presentations) as (pipe, st, enrolled, refused):
+                       presentations=enrol_presentations,
+                       landmark_precision=landmark_precision) as (pipe, st, enrolled, refused):
         for n, (cls, folder, person) in enumerate(folders):
             rows.append({"class": cls, "live": cls == "bona_fide", "folder": str(folder),
                          "person": person, "expected_user": user_id(person),
@@ -151,10 +154,12 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
         policy = pipe.cfg.liveness.sensor_identity
         match_threshold = pipe.threshold
         threshold = pipe.liveness_threshold
+        lmk_precision = landmark_precision_of(pipe.cfg)
     return {"rows": rows, "enrolled": enrolled, "enrol_refused": refused,
             "people": info["people"], "enrol_presentations": enrol_presentations,
             "seed": info["seed"], "views": info["views"], "liveness_threshold": threshold,
-            "match_threshold": match_threshold, "sensor_identity": policy}
+            "match_threshold": match_threshold, "sensor_identity": policy,
+            "landmark_precision": lmk_precision}
 
 
 def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> dict:
@@ -192,7 +197,8 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
                               sum(r["person"] not in enrolled for r in bona)},
             "gate_config": {"match_threshold": res["match_threshold"],
                             "liveness_threshold": thr,
-                            "sensor_identity": res["sensor_identity"]},
+                            "sensor_identity": res["sensor_identity"],
+                            "landmark_precision": res.get("landmark_precision")},
             "ms_per_presentation": {"wall_median": _median(wall), "cpu_median": _median(cpu)},
             "definitions": "every presentation decided by the gate (Pipeline.decide, 1:N) "
                            "after the set's people were enrolled through the real enrolment "
@@ -226,11 +232,12 @@ def _median(v) -> float | None:
 
 def evaluate_liveness_enrol(data_dir, sensor: str, out_dir, precision: str = "int8",
                             models_dir=None, threads: int = 1, per_class: int | None = None,
-                            log=None, enrol_presentations: int = ENROL_PRESENTATIONS) -> dict:
+                            log=None, enrol_presentations: int = ENROL_PRESENTATIONS,
+                            landmark_precision: str | None = None) -> dict:
     """Write OUT/report.json and OUT/rows.json (every presentation's decision); return the
     report. Each person is enrolled from ``enrol_presentations`` presentations."""
     res = decide_set(data_dir, sensor, precision, models_dir, threads, per_class, log,
-                     enrol_presentations)
+                     enrol_presentations, landmark_precision)
     rep = report(res, sensor, precision, data_dir, per_class)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -35,10 +35,12 @@ def user_id(person: int) -> str:
 
 @contextmanager
 def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_threads: int = 1,
-                   policy: str | None = None, models=None, prefix: str = "palmgate-gate-"):
+                   policy: str | None = None, models=None, prefix: str = "palmgate-gate-",
+                   landmark_precision: str | None = None):
     """``(pipeline, store)`` of the synthetic gate of ``seed`` with a temporary store; the
     pipeline reads the store's sensor templates. ``policy``: ``[liveness] sensor_identity``
-    (None: the configuration's default). Region threads 1."""
+    (None: the configuration's default). ``landmark_precision``: ``[gate]
+    landmark_precision`` (None: the configuration's default). Region threads 1."""
     from device.eval.demo import demo_config
     from device.gate.gate import open_store
     from device.gate.pipeline import Pipeline
@@ -46,6 +48,8 @@ def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_thr
     try:
         cfg = demo_config(root, views, precision, sensor=sensor, seed=seed, models=models)
         over: dict = {"gate": {"threads": 1, "model_threads": max(1, int(model_threads))}}
+        if landmark_precision is not None:
+            over["gate"]["landmark_precision"] = landmark_precision
         if policy is not None:
             over["liveness"] = {"sensor_identity": policy}
         cfg = cfg.replace(**over)
@@ -66,15 +70,18 @@ def synthetic_gate(seed: int, views: int, precision: str, sensor: str, model_thr
 @contextmanager
 def enrolled_gate(info: dict, sensor: str, precision: str, model_threads: int = 1,
                   models=None, prefix: str = "palmgate-gate-", log=None,
-                  presentations: int = ENROL_PRESENTATIONS):
+                  presentations: int = ENROL_PRESENTATIONS,
+                  landmark_precision: str | None = None):
     """``(pipeline, store, enrolled, refused)``: :func:`synthetic_gate` of a set's synthetic
     gate (``info``: :func:`device.eval.liveness_enrol.read_set`'s, ``people`` filled in, as
     :func:`~device.eval.liveness_enrol.set_plan` gives it) with persons ``0..people-1``
-    enrolled by :func:`enrol_people` from ``presentations`` presentations each."""
+    enrolled by :func:`enrol_people` from ``presentations`` presentations each;
+    ``landmark_precision`` as :func:`synthetic_gate` takes it."""
     from device.synth.source import SyntheticPeople
     synth = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
     with synthetic_gate(info["seed"], info["views"], precision, sensor, model_threads,
-                        models=models, prefix=prefix) as (pipe, st):
+                        models=models, prefix=prefix,
+                        landmark_precision=landmark_precision) as (pipe, st):
         enrolled, refused = enrol_people(pipe, st, synth, range(info["people"]), log,
                                          presentations=presentations)
         yield pipe, st, enrolled, refused

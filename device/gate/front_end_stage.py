@@ -1,5 +1,5 @@
 """The gate's palm front end as configured (``[gate] landmarks``, ``segmenter``, ``precision``,
-``[quality]``): the two model stages it asks -- the hand-landmark network and the hand
+``landmark_precision``, ``[quality]``): the two model stages it asks -- the hand-landmark network and the hand
 segmentation network -- each loaded lazily, logged and re-tried every minute when its file is
 missing or tampered (the front end falls back meanwhile), and :func:`gate_front_end`, the one
 :class:`device.vision.front_end.FrontEnd` that the gate, ``palmgate evaluate --level hand`` and
@@ -57,6 +57,13 @@ class _ModelStage:
         return self.model
 
 
+def landmark_precision(cfg) -> str:
+    """The hand-landmark network's precision: ``[gate] landmark_precision``, where ``gate``
+    means ``[gate] precision``."""
+    lp = cfg.gate.landmark_precision
+    return cfg.gate.precision if lp == "gate" else lp
+
+
 class SegmenterStage(_ModelStage):
     """The hand segmentation network of the fast palm-region path (models/hand_seg*.onnx at
     the gate's precision). A missing or tampered file is logged and the regions step falls
@@ -76,14 +83,14 @@ class SegmenterStage(_ModelStage):
 
 class LandmarkerStage(_ModelStage):
     """The hand-landmark network (models/hand_landmark[_lite][_int8].onnx: ``[gate]
-    landmarks`` at ``[gate] precision``). Missing or tampered: logged, the front end runs the
+    landmarks`` at :func:`landmark_precision`). Missing or tampered: logged, the front end runs the
     segmentation path alone, the file is tried again every minute."""
 
     what = "hand landmark model"
 
     def _load(self, models_dir):
         from device.vision.landmarks import Landmarker
-        return Landmarker(self.cfg.gate.landmarks, self.cfg.gate.precision, models_dir,
+        return Landmarker(self.cfg.gate.landmarks, landmark_precision(self.cfg), models_dir,
                           threads=1, min_presence=self.cfg.quality.min_presence)
 
     @property
