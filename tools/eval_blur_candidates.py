@@ -20,10 +20,10 @@ import json
 import math
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from device.vision.motion_blur import EDGE, FINE_SIGMA, MIN_PATCH, gradient_isotropy, palm_patch
+from device.vision.motion_blur import (FINE_SIGMA, fine_gradients, gradient_isotropy, palm_patch,
+                                       tensor_isotropy)
 
 BINS = ((4.0, 10.0), (10.0, 20.0))
 
@@ -32,21 +32,14 @@ def capped_isotropy(patch: np.ndarray, quantile: float, sigma: float = FINE_SIGM
     """Smallest over largest eigenvalue of the fine band's structure tensor with each pixel's
     gradient energy capped at its ``quantile`` (weight min(1, E_q / E)); 1.0 where the shipped
     measure does not measure (tiny or flat patch)."""
-    p = np.asarray(patch)
-    if p.ndim != 2 or min(p.shape) < MIN_PATCH:
+    g = fine_gradients(patch, sigma)
+    if g is None:
         return 1.0
-    F = p.astype(np.float32)
-    fine = F - cv2.GaussianBlur(F, (0, 0), sigma)
-    gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)[EDGE:-EDGE, EDGE:-EDGE]
-    gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)[EDGE:-EDGE, EDGE:-EDGE]
+    gx, gy = g
     e = gx * gx + gy * gy
     w = np.minimum(1.0, float(np.quantile(e, quantile)) / np.maximum(e, 1e-12))
-    a, b, c = float((w * gx * gx).mean()), float((w * gy * gy).mean()), float((w * gx * gy).mean())
-    tr = a + b
-    if not tr > 1e-6:
-        return 1.0
-    d = math.sqrt((a - b) ** 2 + 4 * c * c)
-    return max(0.0, (tr - d) / (tr + d))
+    return tensor_isotropy(float((w * gx * gx).mean()), float((w * gy * gy).mean()),
+                           float((w * gx * gy).mean()))
 
 
 def readings(patch: np.ndarray) -> dict:

@@ -67,23 +67,40 @@ def palm_patch(grey: np.ndarray, corners: np.ndarray, max_side: int = MAX_PATCH)
     return patch
 
 
-def gradient_isotropy(patch: np.ndarray, sigma: float = FINE_SIGMA) -> float:
-    """Smallest over largest eigenvalue of the structure tensor of ``patch``'s fine band
-    (0: all fine detail in one direction, as after motion blur; 1: equal in every direction).
-    1.0 for a patch too small or without any fine detail (flat: the exposure checks' case)."""
+def fine_gradients(patch: np.ndarray, sigma: float = FINE_SIGMA):
+    """(gx, gy): the Sobel gradients of ``patch``'s fine band (the grey level minus its
+    Gaussian blur), :data:`EDGE` px cut off each border; None for a patch too small to
+    measure."""
     p = np.asarray(patch)
     if p.ndim != 2 or min(p.shape) < MIN_PATCH:
-        return 1.0
+        return None
     F = p.astype(np.float32)
     fine = F - cv2.GaussianBlur(F, (0, 0), sigma)
     gx = cv2.Sobel(fine, cv2.CV_32F, 1, 0, ksize=3)[EDGE:-EDGE, EDGE:-EDGE]
     gy = cv2.Sobel(fine, cv2.CV_32F, 0, 1, ksize=3)[EDGE:-EDGE, EDGE:-EDGE]
-    a, b, c = float((gx * gx).mean()), float((gy * gy).mean()), float((gx * gy).mean())
+    return gx, gy
+
+
+def tensor_isotropy(a: float, b: float, c: float) -> float:
+    """Smallest over largest eigenvalue of the structure tensor ``[[a, c], [c, b]]``; 1.0
+    where it holds no detail."""
     tr = a + b
     if not tr > 1e-6:
         return 1.0
     d = math.sqrt((a - b) ** 2 + 4 * c * c)
     return max(0.0, (tr - d) / (tr + d))
+
+
+def gradient_isotropy(patch: np.ndarray, sigma: float = FINE_SIGMA) -> float:
+    """Smallest over largest eigenvalue of the structure tensor of ``patch``'s fine band
+    (0: all fine detail in one direction, as after motion blur; 1: equal in every direction).
+    1.0 for a patch too small or without any fine detail (flat: the exposure checks' case)."""
+    g = fine_gradients(patch, sigma)
+    if g is None:
+        return 1.0
+    gx, gy = g
+    return tensor_isotropy(float((gx * gx).mean()), float((gy * gy).mean()),
+                           float((gx * gy).mean()))
 
 
 def motion_blur_measure(grey: np.ndarray, corners: np.ndarray) -> float:
