@@ -14,8 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from device.gate.binding_background import (RIM_BAND_PX, background_ramp, largest_component,
-                                           largest_inside, ramp_cut)
+from device.gate.binding_background import (RIM_BAND_PX, largest_component, largest_inside,
+                                           ramp_cut)
 
 LEVEL = {"xray": 0.2, "nir": 0.3}
 """The hand/background cut, as a fraction of the way from the background level (5th percentile
@@ -97,75 +97,6 @@ def sensor_hand_and_field(frame: np.ndarray, sensor: str = "nir", blur: float = 
                        BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor])
 
 
-SOFT_TISSUE = {"xray": True, "nir": False}
-"""X-ray: the binding's silhouette is cut from the soft tissue's level
-(:func:`soft_tissue_level`) when the frame has a soft-tissue class under the cut toward the
-hand level (:data:`SOFT_SEPARATION`, :data:`SOFT_AREA`): the console's hard bone window, the
-soft tissue a few grey levels over the background, the hand level the bones'. NIR: never."""
-
-SOFT_SEPARATION = 8.0
-"""The soft-tissue class is one when its mean lies this many of the background class's
-standard deviations over the background's (a noisy background split in two lies 2-4 apart)."""
-
-SOFT_AREA = (1.2, 1.6)
-"""... and the hand cut from it is this many times (at least, at most) the area of the hand
-cut toward the hand level (less: no soft tissue was missing; more: the scatter haze). Both
-chosen on development seed 8017's 400 live frames (docs/results.md "The X-ray binding's cut in
-bone-window frames")."""
-
-SOFT_BLUR = 2.0
-"""Gaussian sigma (px) of the frame the soft-tissue class is found in."""
-
-SOFT_SPILL_PX = 3
-"""The soft-tissue class is found among the field's pixels this far (px) or more outside the
-cut toward the hand level: the blurred bones' spill around it is no soft-tissue level."""
-
-
-def otsu_level(x: np.ndarray, bins: int = 128) -> float:
-    """Otsu's threshold of float values ``x`` (a histogram of ``bins`` bins; the upper edge of
-    the bin that best splits them in two)."""
-    x = np.asarray(x, np.float64).ravel()
-    h, e = np.histogram(x, bins)
-    c = (e[:-1] + e[1:]) / 2
-    w = np.cumsum(h).astype(np.float64)
-    m = np.cumsum(h * c)
-    W, M = w[-1], m[-1]
-    w1 = W - w
-    ok = (w > 0) & (w1 > 0)
-    v = np.where(ok, (M * w / W - m) ** 2 / np.maximum(w * w1, 1.0), -1.0)
-    return float(e[int(np.argmax(v)) + 1])
-
-
-def soft_tissue_level(grey: np.ndarray, bg: np.ndarray, field: np.ndarray, cut: np.ndarray
-                      ) -> tuple[float, float, float] | None:
-    """(the background's offset over the plane ``bg``, the soft tissue's level over the
-    background, their separation in the background's standard deviations) among the field's
-    pixels :data:`SOFT_SPILL_PX` or more outside ``cut`` in the grey frame blurred
-    :data:`SOFT_BLUR`, split in two by Otsu's threshold; None with fewer than 10 pixels in
-    either class."""
-    gs = cv2.GaussianBlur(grey, (0, 0), SOFT_BLUR).astype(np.float32)
-    k = 2 * SOFT_SPILL_PX + 1
-    under = field & (cv2.dilate(cut.astype(np.uint8), np.ones((k, k), np.uint8)) == 0)
-    if under.sum() < 20:
-        return None
-    r = (gs - bg)[under]
-    t = otsu_level(r)
-    back, soft = r[r <= t], r[r > t]
-    if len(back) < 10 or len(soft) < 10:
-        return None
-    sep = float((soft.mean() - back.mean()) / max(float(back.std()), 1e-3))
-    return float(np.median(back)), float(np.median(soft) - np.median(back)), sep
-
-
-def binding_hand_and_field(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
-                           ) -> tuple[np.ndarray, np.ndarray]:
-    """The binding's silhouette and exposed field: :func:`sensor_hand_and_field`'s, except an
-    X-ray frame whose soft tissue lies under the cut (:data:`SOFT_TISSUE`), which is cut at the
-    soft tissue's level. The X-ray bone patch keeps :func:`sensor_hand_and_field`."""
-    return sensor_hand(frame, LEVEL[sensor], blur, GAMMA[sensor], WIDEST_FIELD[sensor],
-                       BACKGROUND_RAMP[sensor], RIM_BAND_PX[sensor], SOFT_TISSUE[sensor])
-
-
 def sensor_silhouette(frame: np.ndarray, sensor: str = "nir", blur: float = 1.0
                       ) -> np.ndarray:
     return sensor_hand_and_field(frame, sensor, blur)[0]
@@ -209,19 +140,16 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 
 
 def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float = 1.0,
-                widest: bool = False, ramp: bool = False, rim: int = 0,
-                soft: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                widest: bool = False, ramp: bool = False, rim: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(hand, exposed field), bool (H, W) each, of a sensor frame (grey or BGR, any dtype):
     inside the exposed field, the blurred frame (raised to ``gamma``) cut ``level`` of the way
     from the background to the hand level, the largest component, holes filled. The hand is
     empty when nothing stands out. ``widest``: :func:`open_field`'s. ``ramp``: the cut from a
     plane through the background (:mod:`device.gate.binding_background`). ``rim``: holes
     that reach this band inside the field's edge are not filled
-    (:func:`device.gate.binding_background.largest_inside`). ``soft`` (with ``ramp`` and
-    ``rim``): the hand cut from the soft tissue's level where the frame has a soft-tissue
-    class (:func:`_soft_hand`, :data:`SOFT_TISSUE`)."""
-    grey = _grey(frame)
-    g = cv2.GaussianBlur(grey, (0, 0), blur)
+    (:func:`device.gate.binding_background.largest_inside`)."""
+    g = cv2.GaussianBlur(_grey(frame), (0, 0), blur)
     if gamma != 1.0:
         g = cv2.LUT(g, _gamma_lut(gamma))
     rs, cs = open_field(g, widest)
@@ -239,26 +167,8 @@ def sensor_hand(frame: np.ndarray, level: float, blur: float = 1.0, gamma: float
     else:
         m[rs, cs] = inner > lo + level * (hi - lo)
     if rim:
-        hand = largest_inside(m, field, rim)
-        if soft and ramp and hand.any():
-            return _soft_hand(grey, g, field, m > 0, hand, lo, hi, level, rim), field
-        return hand, field
+        return largest_inside(m, field, rim), field
     return largest_filled(m), field
-
-
-def _soft_hand(grey, g, field, cut, hand, lo, hi, level, rim) -> np.ndarray:
-    """``hand``, or the hand cut ``level`` of the way from the background to the soft
-    tissue's level (:func:`soft_tissue_level`) where the frame has a soft-tissue class
-    (:data:`SOFT_SEPARATION`, :data:`SOFT_AREA`)."""
-    bg = background_ramp(g, field, lo, hi, level)
-    st = soft_tissue_level(grey, bg, field, cut)
-    if st is None or st[2] < SOFT_SEPARATION:
-        return hand
-    back, tissue, _ = st
-    wide = largest_inside(((field & (g.astype(np.float32) > bg + back + level * tissue))
-                           | cut).astype(np.uint8), field, rim)
-    ratio = wide.sum() / hand.sum()
-    return wide if SOFT_AREA[0] <= ratio <= SOFT_AREA[1] else hand
 
 
 def largest_filled(mask: np.ndarray) -> np.ndarray:

@@ -61,7 +61,7 @@ from device.gate.binding_background import (  # noqa: F401 - callers read them h
 from device.gate.binding_release import mismatch
 from device.gate.binding_silhouette import (  # noqa: F401 - callers read them here
     BACKGROUND_RAMP, GAMMA, LEVEL, WIDEST_FIELD, _grey, frame_problem, open_field,
-    binding_hand_and_field, sensor_hand, sensor_hand_and_field, sensor_silhouette, signed_distance)
+    sensor_hand, sensor_hand_and_field, sensor_silhouette, signed_distance)
 from device.gate.binding_registration import (  # noqa: F401 - HomographyRegistration: callers
     CorrectionRegistration, HomographyRegistration, nominal_registration)
 from device.gate.decision import Deny
@@ -157,7 +157,7 @@ def measure(frame: np.ndarray, plane_points: dict, centres: dict, sensor: str
         return None
     lm, P = hs
     pts = G.probe_points(lm, px_mm)
-    sil, field = binding_hand_and_field(frame, sensor)
+    sil, field = sensor_hand_and_field(frame, sensor)
     sd = signed_distance(sil, field)
     vals = np.full(len(pts), np.nan) if sd is None else probe_values(*sd, pts, px_mm)
     h = float(np.nanmedian(P[:, 2])) / px_mm if np.isfinite(P[:, 2]).any() else float("nan")
