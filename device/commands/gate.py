@@ -60,13 +60,14 @@ def _phantom_listed(sensor: str, precision: str, models_dir) -> list[str]:
     """The phantom check's file where the sensor has one and the manifest lists it (the sensor
     stage then needs it, device/models/phantom.py); the signature is status's own check."""
     from device.models.model import ModelError, read_manifest
-    from device.models.phantom import phantom_model_name
-    name = phantom_model_name(sensor, precision)
-    try:
-        listed = read_manifest(models_dir)["models"]
-    except (ModelError, KeyError):
+    from device.models.phantom import listed_phantom, phantom_model_name
+    if phantom_model_name(sensor, precision) is None:
         return []
-    return [name] if name is not None and name in listed else []
+    try:
+        name = listed_phantom(sensor, precision, read_manifest(models_dir))
+    except ModelError:
+        return []
+    return [name] if name is not None else []
 
 
 def cmd_status(a) -> int:

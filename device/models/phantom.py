@@ -42,6 +42,14 @@ def phantom_model_name(sensor: str, precision: str = "fp32") -> str | None:
     return f"phantom_{sensor}{'_int8' if precision == 'int8' else ''}.onnx"
 
 
+def listed_phantom(sensor: str, precision: str, manifest: dict) -> str | None:
+    """The phantom file the sensor stage needs: the sensor's file of this precision where the
+    manifest (a parsed manifest.json) lists it, else None (no check for the sensor, or a
+    manifest from before the check)."""
+    name = phantom_model_name(sensor, precision)
+    return name if name is not None and name in manifest.get("models", {}) else None
+
+
 def is_phantom(p_phantom, threshold: float):
     """A phantom iff p(phantom) > threshold (strictly); a value that is not a number is a
     phantom too (the check fails secure)."""
@@ -76,9 +84,8 @@ def phantom_check(sensor: str, precision: str = "fp32",
     """The sensor stage's phantom check: None where the sensor has none or the signed
     manifest lists no phantom file of this precision; else :class:`PhantomCheck` (whose
     errors -- the file missing or changed, no threshold -- are :class:`ModelError`s)."""
-    name = phantom_model_name(sensor, precision)
-    if name is None:
+    if phantom_model_name(sensor, precision) is None:
         return None
-    if name not in load_manifest(models_dir, trusted_keys).get("models", {}):
+    if listed_phantom(sensor, precision, load_manifest(models_dir, trusted_keys)) is None:
         return None
     return PhantomCheck(sensor, precision, models_dir, threads, trusted_keys=trusted_keys)
