@@ -257,7 +257,7 @@ def test_landmarks_not_kept_when_they_fail_their_own_check(monkeypatch):
 
 def test_pipeline_hands_the_found_landmarks_to_the_binding(monkeypatch):
     """The gate's front end keeps the found landmarks for the X-ray binding only
-    (:data:`device.gate.front_end_stage.FOUND_LANDMARKS`; NIR not measured), and
+    (:data:`device.gate.front_end_stage.FOUND_LANDMARKS`; NIR measured, not shipped), and
     Pipeline.regions puts them in the binding's ``landmarks``."""
     from types import SimpleNamespace
 

@@ -20,7 +20,10 @@ the classical path gave the view's regions (:attr:`device.vision.regions.HandReg
 found_landmarks`), so the sensor binding places the hand with every view that saw it. X-ray:
 on -- a defect fix (a hand the network found was not placed: development seed 8017, 2 of 400
 live hands), neutral on validation 9317 and 23, which hold no such hand (docs/results.md
-"The X-ray binding's live-hand denials on 8017"); NIR: off (not measured)."""
+"The X-ray binding's live-hand denials on 8017"); NIR: off -- the same defect there
+(development 8837 00181, 8019 00077), but on validation 9317 it let one mixed_replica_views
+presentation through the binding that an unplaced hand had denied (branch nbind, docs/
+results.md "NIR live hands the binding did not place")."""
 
 
 class _ModelStage:

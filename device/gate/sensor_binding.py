@@ -10,8 +10,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   the working plane by the unit's registration (sensor pixels <-> view pixels for points on the
   plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
   camera centres come from the registration and the views' camera matrices), so the hand's
-  depth and tilt are measured, not searched (X-ray: a view that disagrees with both others
-  is left out, :data:`ODD_VIEW_MM`); then projected into the sensor frame from the
+  depth and tilt are measured, not searched (a view that disagrees with both others is
+  left out, :data:`ODD_VIEW_MM`); then projected into the sensor frame from the
   sensor's own centre of projection (NIR camera below, X-ray source above);
 - **the sensor's hand** (:mod:`device.gate.binding_silhouette`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
@@ -68,12 +68,15 @@ from device.gate.decision import Deny
 
 log = logging.getLogger("palmgate.gate")
 
-ODD_VIEW_MM = {"xray": 3.0, "nir": None}
-"""X-ray: a view whose landmarks disagree with both others by more than this (mm on the
-plane; :func:`device.gate.binding_geometry.without_odd_view`) is left out of the hand's
-placement while the other two agree (live pairs of views: at most 2.2 mm, 99.9th percentile,
-on the validation seeds; one view's landmarks folded into the palm: 3.5-20 mm). NIR: None,
-every view kept."""
+ODD_VIEW_MM = {"xray": 3.0, "nir": 3.0}
+"""A view whose landmarks disagree with both others by more than this (mm on the plane;
+:func:`device.gate.binding_geometry.without_odd_view`) is left out of the hand's placement
+while the other two agree. X-ray: live pairs of views at most 2.2 mm, 99.9th percentile, on
+the validation seeds; one view's landmarks folded into the palm: 3.5-20 mm. NIR (branch
+nbind): X-ray's number; one view's int8 landmarks folded pulled the palm together so the palm
+lines were not compared (development 8837); on validation 9317 it moved one live hand's palm
+lines by 0.0002 and no binding verdict (docs/results.md "NIR live hands the binding did not
+place")."""
 
 
 # ------------------------------------------------------------------------------ the two hands
