@@ -325,3 +325,14 @@ def test_a_user_with_sized_and_unsized_templates_is_checked(tmp_path, synthetic_
     finally:
         pipe.close()
         st.close()
+
+
+def test_the_size_measurement_enrols_each_person_from_the_presentations_asked():
+    """``hand_size_eval measure --enrol-presentations N``: the first try's N enrolment
+    presentations (as enrol_people takes them) give the enrolled size; 2 by default, so the
+    commands recorded before reproduce."""
+    from device.eval import hand_size_eval as E
+    assert list(E.enrol_numbers()) == [0, 1]
+    assert list(E.enrol_numbers(3)) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        E.enrol_numbers(0)

@@ -2,12 +2,13 @@
 on a rendered presentation set, and choose its signed tolerance.
 
     python -m device.eval.hand_size_eval measure SET --sensor xray|nir --out M.npz \\
-        [--bona-fide N]
+        [--bona-fide N] [--enrol-presentations N]
     python -m device.eval.hand_size_eval fit M.npz [M2.npz ...] [--rate 0.001] [--out J]
 
 ``measure``: the set's people (:class:`device.synth.source.SyntheticPeople` of the set's seed)
-each give their two enrolment presentations, as :func:`device.eval.synthetic_gate.enrol_people`
-renders them (the first try); every bona fide presentation (the first N) and every
+each give their enrolment presentations (``--enrol-presentations``, 2 by default as every run
+before; the product takes 3), as :func:`device.eval.synthetic_gate.enrol_people` renders them
+(the first try); every bona fide presentation (the first N) and every
 ``mixed_replica_views`` one go through the gate's own quality, calibration, regions and binding
 (:meth:`device.gate.sensor_binding.BindingStage.score`, whatever its verdict), and the views'
 hand size of each (:func:`device.gate.hand_size.hand_size`) is kept. ``fit``: the ratio of every
@@ -42,8 +43,17 @@ def _size(pipe, burst):
     return (None, "not_placed") if p is None else (H.hand_size(p.points, p.px_mm), "ok")
 
 
-def measure(data_dir, sensor: str, out, bona_fide: int | None = None, log=print) -> dict:
-    """Write ``out`` (npz: ``enrol`` (people, 2, D), ``pres`` (N, D), ``rows`` JSON)."""
+def enrol_numbers(presentations: int = 2) -> range:
+    """The enrolment presentation numbers (``SyntheticPeople.burst(person, "enrol", n)``) that
+    give a person's enrolled size: the first enrolment try's."""
+    from device.eval.synthetic_gate import enrolment_bursts
+    return enrolment_bursts(0, presentations)
+
+
+def measure(data_dir, sensor: str, out, bona_fide: int | None = None, log=print,
+            enrol_presentations: int = 2) -> dict:
+    """Write ``out`` (npz: ``enrol`` (people, presentations, D), ``pres`` (N, D), ``rows``
+    JSON)."""
     from device.eval.liveness_enrol import read_set
     from device.eval.synthetic_gate import synthetic_gate
     from device.sources.replay import read_burst
@@ -55,12 +65,13 @@ def measure(data_dir, sensor: str, out, bona_fide: int | None = None, log=print)
         [f for f in files if f["class"] == "mixed_replica_views"]
     people = SyntheticPeople(seed=info["seed"], views=info["views"], sensor=sensor)
     D = len(H.SIZE_PAIRS)
-    E = np.full((info["people"], 2, D), np.nan, np.float32)
+    ks = enrol_numbers(enrol_presentations)
+    E = np.full((info["people"], len(ks), D), np.nan, np.float32)
     X = np.full((len(files), D), np.nan, np.float32)
     rows = []
     with synthetic_gate(info["seed"], info["views"], "int8", sensor, 1) as (pipe, _st):
         for i in range(info["people"]):
-            for k in range(2):
+            for k in ks:
                 s, _ = _size(pipe, people.burst(i, "enrol", k))
                 if s is not None:
                     E[i, k] = s
@@ -126,13 +137,16 @@ def main(argv=None) -> int:
     m.add_argument("--sensor", choices=("xray", "nir"), required=True)
     m.add_argument("--out", required=True)
     m.add_argument("--bona-fide", type=int, default=None)
+    m.add_argument("--enrol-presentations", type=int, default=2, metavar="N",
+                   help="enrolment presentations a person (default %(default)s; the product 3)")
     f = sub.add_parser("fit")
     f.add_argument("files", nargs="+")
     f.add_argument("--rate", type=float, default=0.001)
     f.add_argument("--out")
     a = ap.parse_args(argv)
     if a.cmd == "measure":
-        print(json.dumps(measure(a.set, a.sensor, a.out, a.bona_fide)))
+        print(json.dumps(measure(a.set, a.sensor, a.out, a.bona_fide,
+                                 enrol_presentations=a.enrol_presentations)))
         return 0
     res = fit(a.files, a.rate)
     text = json.dumps(res, indent=2)
