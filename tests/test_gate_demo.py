@@ -15,6 +15,8 @@ def test_demo_runs_and_writes_a_contact_sheet(tmp_path, tiny_models, capsys):
     assert Path(r["contact_sheet"]).stat().st_size > 10_000
     assert r["presentations"] == 3 and r["audit_records"] >= 5
     assert r["by_label"]["impostor"]["open"] == 0
+    from device.gate.enrol_capture import PRESENTATIONS
+    assert r["enrol_presentations"] == PRESENTATIONS     # enrolled as the product enrols
     assert "genuine" in cap.err and "ms (quality" in cap.err       # stage timings printed
     if r["relay"] is not None:
         assert r["relay"]["relay_on_now"] is False

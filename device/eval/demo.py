@@ -91,6 +91,7 @@ def run_demo(people: int = 4, per_kind: int = 3, seed: int = 0, out: str | None 
 
 def _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp) -> dict:
     from device.gate.enrol import enrol_user
+    from device.gate.enrol_capture import PRESENTATIONS
     from device.gate.gate import Gate
     from device.gate.pipeline import Pipeline
     from device.eval.sheet import contact_sheet
@@ -110,8 +111,8 @@ def _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp) -
             + (" (LCUS board simulator on a pty)" if gate.relay_sim else ""))
         for i in range(people):
             t0 = time.time()
-            r = enrol_user(pipe, gate.store, f"person-{i:03d}",
-                           [synth.burst(i, "enrol", 0), synth.burst(i, "enrol", 1)])
+            r = enrol_user(pipe, gate.store, f"person-{i:03d}",      # as the product enrols
+                           [synth.burst(i, "enrol", n) for n in range(PRESENTATIONS)])
             log(f"demo: enrolled person-{i:03d} ({r['templates']} protected templates) "
                 f"[{i + 1}/{people}] {time.time() - t0:.1f} s")
             if dp is not None:
@@ -165,6 +166,7 @@ def _run(cfg, root, people, per_kind, seed, views, precision, sensor, log, dp) -
     log(f"demo: contact sheet {sheet}")
     return {"out": str(root), "contact_sheet": sheet, "people": people,
             "presentations": len(results), "correct_decisions": correct,
+            "enrol_presentations": PRESENTATIONS,
             "by_label": summary, "relay": relay_frames, "audit_records": chain,
             "threshold": cfg.match.threshold, "sensor": sensor, "precision": precision,
             "notes": notes, **({"panel": panel_summary} if dp is not None else {})}

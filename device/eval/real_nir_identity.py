@@ -33,7 +33,8 @@ finds a hand in 44 of PolyU's 3,000 frames). Here:
   :data:`~device.gate.binding_texture.INSET_MM`: at the gate the palm's polygon lies inside the
   hand; here the frame's edge and the peg cut the hand.
 
-Enrolment keeps the first ``--enrol`` session-1 frames (the demo enrols 2 presentations); a
+Enrolment keeps the first ``--enrol`` session-1 frames (default 2, as every run recorded before
+2026-12-07; the product and `palmgate demo` enrol 3: ``--enrol 3``); a
 probe's agreement is the best over the palm's templates
 (:func:`device.gate.sensor_identity.best_agreement`), as at the gate. The threshold is the
 signed ``sensor_identity.min_agreement`` of ``models/binding_nir.json`` unless ``--threshold``.
