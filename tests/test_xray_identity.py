@@ -51,3 +51,33 @@ def test_the_evaluation_uses_the_gates_feature_and_a_missing_hand_gives_none():
     assert X.probe_bone_patch(img.astype(np.uint8), None) is None
     p = SimpleNamespace(landmarks=np.full((21, 2), np.nan), px_mm=1.0, height_mm=0.0)
     assert X.probe_bone_patch(img.astype(np.uint8), p) is None
+
+
+def test_a_patch_turned_between_the_searched_turns_is_found_by_the_refinement():
+    # the bone patch's comparison: the turns of TURNS_DEG, then REFINE_DEG around the best one
+    rng = np.random.default_rng(3)
+    import cv2
+    blob = cv2.GaussianBlur(rng.normal(0, 1, (80, 80)).astype(np.float32), (0, 0), 1.2)
+    w = np.ones((80, 80), np.float32)
+    M = cv2.getRotationMatrix2D((39.5, 39.5), 4.0, 1.0)   # 4 deg: between the 3 and 6 searched
+    turned = cv2.warpAffine(blob, M, (80, 80), flags=cv2.INTER_LINEAR)
+    coarse = patch_agreement((blob, w), (turned, w), shift_mm=2.0)
+    fine = patch_agreement((blob, w), (turned, w), shift_mm=2.0, refine=X.REFINE_DEG)
+    assert X.REFINE_DEG == (-1.0, 1.0)
+    assert fine > coarse + 0.02
+    # nothing to refine: the same as before
+    assert patch_agreement((blob, w), (turned, w), shift_mm=2.0, refine=()) == coarse
+
+
+def test_the_gates_xray_identity_stage_refines_the_turn_nir_does_not(monkeypatch):
+    from device.gate import sensor_identity as S
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    seen = []
+    monkeypatch.setattr(S, "best_agreement",
+                        lambda t, p, shift_mm, refine=(): seen.append(refine) or 0.5)
+    for sensor in ("xray", "nir"):
+        st = SensorIdentityStage.__new__(SensorIdentityStage)
+        st.sensor = sensor
+        st.patch = lambda frame, probes: None
+        st.agreement([], None, None, {"shift_mm": 6.0})
+    assert seen == [X.REFINE_DEG, ()]

@@ -171,15 +171,29 @@ def _turned(x: np.ndarray, deg: float, nearest: bool = False) -> np.ndarray:
 
 def patch_agreement(enrolled: tuple[np.ndarray, np.ndarray], probe: tuple[np.ndarray, np.ndarray],
                     shift_mm: float = SHIFT_MM, turns=TURNS_DEG,
-                    min_area: float = MIN_PATCH_AREA) -> float:
+                    min_area: float = MIN_PATCH_AREA, refine=()) -> float:
     """The best normalised correlation (-1..1) of the enrolled palm patch's line map with the
     probe's, turned by each of ``turns`` and shifted up to ``shift_mm`` (1 mm a pixel), over
-    the area both weigh (the enrolled patch's weights times the probe's, unshifted); NaN when
-    that area is under ``min_area`` mm^2 or either is None."""
+    the area both weigh (the enrolled patch's weights times the probe's, unshifted); then,
+    with ``refine`` (degrees), turned by the best of ``turns`` plus each of ``refine`` (the
+    X-ray bone patch's :data:`~device.gate.xray_bone_patch.REFINE_DEG`); NaN when that area is
+    under ``min_area`` mm^2 or either is None."""
     if enrolled is None or probe is None:
         return float("nan")
+    best, at = _best_turn(enrolled, probe, shift_mm, turns, min_area)
+    if refine and at is not None:
+        r, _ = _best_turn(enrolled, probe, shift_mm, [at + d for d in refine], min_area)
+        if np.isfinite(r) and not r <= best:
+            best = r
+    return best
+
+
+def _best_turn(enrolled, probe, shift_mm: float, turns, min_area: float
+               ) -> tuple[float, float | None]:
+    """(best agreement, its turn) of :func:`patch_agreement` over ``turns`` ((NaN, None):
+    none compares)."""
     el, ew = enrolled
-    best = float("nan")
+    best, at = float("nan"), None
     for a in turns:
         pl, pw = _turned(probe[0], a), _turned(probe[1], a, nearest=True)
         w = ew * (pw > 0)
@@ -187,16 +201,16 @@ def patch_agreement(enrolled: tuple[np.ndarray, np.ndarray], probe: tuple[np.nda
             continue
         r = T.line_agreement(el, pl, w, max(0, int(round(shift_mm))))
         if np.isfinite(r) and not r <= best:
-            best = r
-    return best
+            best, at = r, a
+    return best, at
 
 
-def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM) -> float:
+def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM, refine=()) -> float:
     """The best :func:`patch_agreement` of ``probe`` over a person's enrolled patches (NaN
-    when none compares)."""
+    when none compares); ``refine`` as :func:`patch_agreement` takes it."""
     best = float("nan")
     for e in enrolled:
-        r = patch_agreement(e, probe, shift_mm)
+        r = patch_agreement(e, probe, shift_mm, refine=refine)
         if np.isfinite(r) and not r <= best:
             best = r
     return best

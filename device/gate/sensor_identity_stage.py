@@ -121,8 +121,12 @@ class SensorIdentityStage:
 
     def agreement(self, tmpls: list, frame, probes, n) -> float:
         """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
-        (:func:`device.gate.sensor_identity.best_agreement`; NaN when none compares)."""
-        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"])
+        (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
+        :data:`~device.gate.xray_bone_patch.REFINE_DEG`; NaN when none compares)."""
+        refine = ()
+        if self.sensor == "xray":
+            from device.gate.xray_bone_patch import REFINE_DEG as refine
+        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"], refine=refine)
 
     def size_ratio(self, probes, hs) -> float:
         """The views' hand at ``probes`` over the sizes kept with the last user's templates

@@ -54,6 +54,12 @@ SHIFT_MM = 6.0
 """The largest shift the comparison searches, mm (the views' landmarks place the hand within a
 few mm). Chosen on seed 11: 2, 4, 6, 8 mm."""
 
+REFINE_DEG = (-1.0, 1.0)
+"""Turns tried around the best of the comparison's turns (:data:`device.gate.sensor_identity.
+TURNS_DEG`, 3 deg apart), degrees: the bones' image turns with the thumb's spread and the
+fingers' pose, and half a 3-deg step moves the patch's edge by 1 mm (development seed 8831,
+docs/results.md "The X-ray bone patch's person tail (branch xid)")."""
+
 
 def bone_patch(grey: np.ndarray, hand: np.ndarray, field: np.ndarray, lm: np.ndarray,
                px_mm: float, size: int = BONE_PATCH_MM, offset_mm: float = OFFSET_MM,
