@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "c8bc2add54c4618033c13508a3486cbb3c3f5c725e62e96aac259152a1d399a3",
+  "manifest_sha256": "30cb250266ab698965190047a1a6dff39be91410f27bef568e3465f8bc8f527e",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "0maOP3lN8QF9tiESGDyIYWWod8ma0WhY5dqEmpZSOFhQ7fjt7O+WFk6ejQ8IR0SbgCq4VZzPCzFImR0tyrl3Cg=="
+      "signature": "bK26vMpyvBfkoU/dLNGwKE+0jzl9Cy5APm7J1Li+n7HyK4i6QAEDeoB7mfzSMB0G3q1rsCbFoprVs09aAmLvAA=="
     }
   ]
 }
