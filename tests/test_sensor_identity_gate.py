@@ -3,6 +3,7 @@ bytes, the best of a person's templates, the signed numbers."""
 import numpy as np
 import pytest
 
+from device.gate import binding_texture as T
 from device.gate import sensor_identity as S
 from device.gate.sensor_binding import HandProbes
 from tests.test_sensor_identity import _lines, _palm_landmarks
@@ -56,7 +57,8 @@ def test_identity_numbers_checked():
     assert S.identity_numbers({}) is None
     n = S.identity_numbers({"sensor_identity": {"min_agreement": 0.29}})
     assert n == {"min_agreement": 0.29, "shift_mm": S.SHIFT_MM, "patch_mm": S.PATCH_MM,
-                 "veins_out": True, "hand_size": None}
+                 "veins_out": True, "hand_size": None,
+                 "line_sigma_mm": tuple(T.LINE_SIGMA_MM)}       # absent: the binding's scale
     for bad in ({"min_agreement": "0.3"}, {"min_agreement": float("nan")}, {},
                 {"min_agreement": 0.3, "shift_mm": -1}, {"min_agreement": 0.3, "patch_mm": 8},
                 {"min_agreement": 0.3, "veins_out": 1}, [0.3]):

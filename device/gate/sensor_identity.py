@@ -108,15 +108,16 @@ def grey_float(frame: np.ndarray) -> np.ndarray:
 
 
 def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool = True,
-               size: int = PATCH_MM, area: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray] | None:
+               size: int = PATCH_MM, area: np.ndarray | None = None,
+               sigma_mm: tuple = T.LINE_SIGMA_MM) -> tuple[np.ndarray, np.ndarray] | None:
     """(line map, weights) float32 (size, size) of an NIR frame's palm on the palm grid
     (:func:`patch_maps`): the binding's line map standardised in the palm area and clipped at
     :data:`~device.gate.binding_texture.CLIP`, the weights 1 on the palm area (less the veins
     with ``veins_out``) inside the frame. ``area`` (bool, the frame's shape): the only pixels
     the palm area may take (a frame that cuts the hand, as a pegged contact sensor's: the
     hand's region less a margin, device/eval/real_nir_identity.py); None: the gate's, the
-    whole frame. None when the palm cannot be placed."""
+    whole frame. ``sigma_mm``: the line map's scale (the signed ``line_sigma_mm``,
+    :func:`identity_numbers`; by default the binding's). None when the palm cannot be placed."""
     maps = patch_maps(lm, px_mm, size)
     if maps is None:
         return None
@@ -127,7 +128,8 @@ def palm_patch(grey: np.ndarray, lm: np.ndarray, px_mm: float, veins_out: bool =
     if palm.sum() < 50:
         return None
     w = T.compared_area(g, palm, px_mm) if veins_out else palm.astype(np.float32)
-    lines = np.clip(T._standardised(T.line_map(g, px_mm), palm), -T.CLIP, T.CLIP)
+    lines = np.clip(T._standardised(T.line_map(g, px_mm, tuple(sigma_mm)), palm),
+                    -T.CLIP, T.CLIP)
     mx, my = maps
     pl = cv2.remap(lines, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
                    borderValue=0.0)
@@ -145,7 +147,8 @@ def hand_px_mm(px_mm: float, sensor: str, height_mm: float) -> float:
 
 
 def probe_patch(frame: np.ndarray, probes, sensor: str, veins_out: bool = True,
-                size: int = PATCH_MM) -> tuple[np.ndarray, np.ndarray] | None:
+                size: int = PATCH_MM, sigma_mm: tuple = T.LINE_SIGMA_MM
+                ) -> tuple[np.ndarray, np.ndarray] | None:
     """The palm patch of a sensor frame where the binding placed the views' hand (``probes``:
     a :class:`~device.gate.sensor_binding.HandProbes`, its landmarks, height and pixels per
     mm); None when the hand was not placed or the sensor is not NIR (X-ray's feature:
@@ -156,7 +159,7 @@ def probe_patch(frame: np.ndarray, probes, sensor: str, veins_out: bool = True,
     if lm.shape != (21, 2) or not np.all(np.isfinite(lm)):
         return None
     return palm_patch(frame, lm, hand_px_mm(probes.px_mm, sensor, probes.height_mm),
-                      veins_out, size)
+                      veins_out, size, sigma_mm=sigma_mm)
 
 
 # ------------------------------------------------------------------------------ comparison
@@ -264,7 +267,9 @@ def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
 def identity_numbers(doc: dict | None) -> dict | None:
     """The signed ``sensor_identity`` numbers of a binding file's document (None: the file has
     none, so the sensor has no identity check): ``min_agreement`` (below it, or not compared:
-    denied), ``shift_mm``, ``veins_out``, ``patch_mm``, ``hand_size`` (the size check's,
+    denied), ``shift_mm``, ``veins_out``, ``patch_mm``, ``line_sigma_mm`` (the patch's line
+    scale, mm, narrow and wide; absent: the binding's
+    :data:`~device.gate.binding_texture.LINE_SIGMA_MM`), ``hand_size`` (the size check's,
     :func:`device.gate.hand_size.size_numbers`; None: the file has none) and, when the file
     has it, ``min_lines_sum`` (:func:`lines_sum` below it denies) and the pair
     ``unsure_below`` / ``min_lines_sum_unsure`` (:func:`least_lines_sum`). ValueError when
@@ -290,11 +295,24 @@ def identity_numbers(doc: dict | None) -> dict | None:
     if j is not None and not (finite_number(j) and -2.0 < j < 2.0):
         raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
     out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
-           "hand_size": size_numbers(si)}
+           "line_sigma_mm": _line_scale(si), "hand_size": size_numbers(si)}
     if j is not None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))
     return out
+
+
+def _line_scale(si: dict) -> tuple[float, float]:
+    """The signed ``line_sigma_mm`` (two numbers, 0 < narrow < wide <= 10 mm) of the
+    ``sensor_identity`` block; the binding's scale when absent. ValueError otherwise."""
+    v = si.get("line_sigma_mm")
+    if v is None:
+        return tuple(float(x) for x in T.LINE_SIGMA_MM)
+    if not (isinstance(v, list) and len(v) == 2 and all(finite_number(x) for x in v)
+            and 0.0 < v[0] < v[1] <= 10.0):
+        raise ValueError("'sensor_identity' 'line_sigma_mm' must be two numbers, "
+                         "0 < narrow < wide <= 10 (mm)")
+    return float(v[0]), float(v[1])
 
 
 def _unsure_numbers(si: dict, min_sum) -> dict:

@@ -110,7 +110,8 @@ class SensorIdentityStage:
         if self.sensor == "xray":
             from device.gate.xray_bone_patch import probe_bone_patch
             return probe_bone_patch(frame, probes, n["patch_mm"])
-        return S.probe_patch(frame, probes, self.sensor, n["veins_out"], n["patch_mm"])
+        return S.probe_patch(frame, probes, self.sensor, n["veins_out"], n["patch_mm"],
+                             sigma_mm=n["line_sigma_mm"])
 
     def size(self, probes):
         """The views' hand size (:func:`device.gate.hand_size.hand_size`) of the binding's
