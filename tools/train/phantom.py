@@ -56,7 +56,7 @@ def _frames(n: int, seed: int, log, hard: int = 0) -> tuple[np.ndarray, np.ndarr
     if hard:
         items += [(c, HARD_SEED, i) for c, i in hard_plan(HARD_SEED, hard)]
     frames = np.stack([to_u8(render_frame(c, s, i)) for c, s, i in items])
-    log(f"phantom: rendered {len(items)} training frames of seed {seed}"
+    log(f"phantom: rendered {len(items) - 2 * hard} training frames of seed {seed}"
         + (f" and {2 * hard} hard ones of seed {HARD_SEED}" if hard else ""))
     return frames, np.array([LABEL[c] for c, _, _ in items], np.float32)
 
