@@ -24,9 +24,11 @@ what:
   handseg    the hand segmentation network of the gate's fast palm-region path for colour
              views, fp32 and int8 (tools/train/handseg.py; quick: ~5 min on one CPU core)
   phantom    the X-ray phantom check (a radiographic hand phantom under the sensor), fp32 and
-             int8 with their signed thresholds chosen on --validation SET (an X-ray
-             tools.synth liveness --presentations --attack-species set; seed 9317 for the
-             shipped files) (tools/train/phantom.py; quick: a few minutes on one CPU core)
+             int8 with their signed thresholds chosen on --validation SET [--validation SET
+             ...] (X-ray tools.synth liveness --presentations --attack-species sets) and
+             --live-frames NPZ, at most 1 in --allowed-in of their live frames beyond;
+             --hard N adds N hard negatives (tools/train/phantom.py; quick: a few minutes on
+             one CPU core)
 """
 from __future__ import annotations
 
@@ -97,8 +99,17 @@ def main(argv=None) -> int:
                    help="liveness: reviewed presentations (liveness layout) to fine-tune on")
     p.add_argument("--models-from", default=None,
                    help="liveness: models to fine-tune (default: the shipped models/)")
-    p.add_argument("--validation", default=None, metavar="SET",
-                   help="phantom: the X-ray validation set its thresholds are chosen on")
+    p.add_argument("--validation", action="append", default=None, metavar="SET",
+                   help="phantom: an X-ray validation set its thresholds are chosen on "
+                        "(repeatable: the bona fide of every set count)")
+    p.add_argument("--live-frames", action="append", default=[], metavar="NPZ",
+                   help="phantom: rendered live frames (uint8 'frames') counted with the "
+                        "validation sets' bona fide")
+    p.add_argument("--allowed-in", type=int, default=1000, metavar="N",
+                   help="phantom: at most 1 in N validation live frames beyond the threshold")
+    p.add_argument("--hard", type=int, default=0, metavar="N",
+                   help="phantom: N hard negatives (live hands with >= 3 risk traits, a "
+                        "phantom cast on each); 0: the recipe as first shipped")
     p.add_argument("--sign-key", default=None, metavar="PATH",
                    help="Ed25519 private key that re-signs the manifest after each entry "
                         "written (default: $PALMGATE_SIGN_KEY; without one the manifest is left "
@@ -159,7 +170,8 @@ def main(argv=None) -> int:
             p.error("phantom takes --profile quick|full and --validation SET")
         from tools.train.phantom import run as run_phantom
         rep = run_phantom(a.profile, work / "phantom", models, _command_line(), a.validation,
-                          a.seed, a.threads or 1)
+                          a.seed, a.threads or 1, hard=a.hard, live_frames=a.live_frames,
+                          allowed_in=a.allowed_in)
         print(json.dumps(rep, indent=1, default=float))
         return 0
     if a.what == "handseg":

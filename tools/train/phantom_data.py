@@ -17,7 +17,12 @@ Classes (label 1 = phantom):
   (:data:`device.synth.attacks_composite.PHANTOM_CUES`) each kept or made lifelike at random
   (:func:`lifelike_cues`, at least one kept), so a detector cannot rest on one of them;
 * ``live_narrow`` (0, only in the monitoring split): a live hand in the phantom's own pose
-  draw (``scene_pose`` at 0.4) -- a check that the detector does not refuse the pose.
+  draw (``scene_pose`` at 0.4) -- a check that the detector does not refuse the pose;
+* ``hard_placed``, ``hard_scene`` (0) and ``hard_phantom`` (1), a training variant (hard
+  negatives, docs/results.md "The phantom check retrained with the live tail's hands"): frame
+  ``i`` is hand ``identity(seed, i)`` -- meant for the indices :func:`risk_hands` picks, the
+  live hands the check denies most -- drawn as ``live_placed`` / ``live_scene`` / ``phantom``
+  draw theirs, each from its own generator; :func:`hard_plan` lays them out.
 
 Each frame has its own generator seeded from ``(seed, 46, class index, i)`` and its own hand
 (:func:`device.synth.sensor_sets.identity` of ``(seed, i)``); frames are quantised to uint8
@@ -33,10 +38,40 @@ from functools import partial
 
 import numpy as np
 
-CLASSES = ("live_placed", "live_scene", "phantom", "live_narrow", "phantom_cues")
-LABEL = {"live_placed": 0, "live_scene": 0, "phantom": 1, "live_narrow": 0, "phantom_cues": 1}
+CLASSES = ("live_placed", "live_scene", "phantom", "live_narrow", "phantom_cues",
+           "hard_placed", "hard_scene", "hard_phantom")
+LABEL = {"live_placed": 0, "live_scene": 0, "phantom": 1, "live_narrow": 0, "phantom_cues": 1,
+         "hard_placed": 0, "hard_scene": 0, "hard_phantom": 1}
+_AS = {"hard_placed": "live_placed", "hard_scene": "live_scene", "hard_phantom": "phantom"}
+"""The class whose kind of draw a hard class makes (from its own generator)."""
 _KIND = 46
 _CUES = 99
+RISK_LIMITS = {"size": ("<", 0.953), "palm_thickness": ("<", 23.85),
+               "joint_space": ("<", 1.60), "cortex_fraction": (">", 0.305)}
+"""The traits of the live hands the phantom check denies most (docs/results.md, branch
+``phlive``: the quartiles of 52711's live hands; joint space: the mean of the hand's)."""
+RISK_MIN = 3
+
+
+def risk_traits(geom) -> int:
+    """How many of :data:`RISK_LIMITS` a hand (:class:`HandGeometry`) carries."""
+    vals = {"size": float(geom.size), "palm_thickness": float(geom.palm_thickness),
+            "joint_space": float(np.mean(geom.joint_spaces)),
+            "cortex_fraction": float(geom.cortex_fraction)}
+    return sum(int(vals[k] < t if op == "<" else vals[k] > t)
+               for k, (op, t) in RISK_LIMITS.items())
+
+
+def risk_hands(seed: int, n: int, min_traits: int = RISK_MIN) -> list[int]:
+    """The first ``n`` indices ``i`` (ascending) whose hand ``identity(seed, i)`` carries at
+    least ``min_traits`` risk traits."""
+    from device.synth.sensor_sets import identity
+    out, i = [], 0
+    while len(out) < n:
+        if risk_traits(identity(seed, i)) >= min_traits:
+            out.append(i)
+        i += 1
+    return out
 
 
 def lifelike_cues(seed: int, i: int) -> frozenset[str]:
@@ -61,9 +96,12 @@ def render_frame(cls: str, seed: int, i: int) -> np.ndarray:
     from device.synth.hand_geometry import perturb_pose
     from device.synth.placement import scene_pose
     from device.synth.sensor_sets import identity
+    if cls not in CLASSES:
+        raise ValueError(f"unknown class {cls!r}; known: {CLASSES}")
     own = "phantom" if cls == "phantom_cues" else cls      # the same draws as ``phantom``
     rng = np.random.default_rng([seed, _KIND, CLASSES.index(own), i])
     geom = identity(seed, i)
+    cls = _AS.get(cls, cls)
     if cls == "live_placed":
         pose = perturb_pose(rng, 0.8)
         depth = float(rng.uniform(-15, 15))
@@ -80,7 +118,7 @@ def render_frame(cls: str, seed: int, i: int) -> np.ndarray:
         from device.synth.attacks_composite import skeleton_phantom_scene
         scene = partial(skeleton_phantom_scene, lifelike=lifelike_cues(seed, i))
         return S.render_scene(scene, geom, rng, "xray", tuple(S.CAPTURE_SIZE["xray"]), 1)
-    raise ValueError(f"unknown class {cls!r}; known: {CLASSES}")
+    raise AssertionError(cls)
 
 
 def plan(n: int, monitor: bool = False) -> list[tuple[str, int]]:
@@ -92,6 +130,18 @@ def plan(n: int, monitor: bool = False) -> list[tuple[str, int]]:
     out += [("phantom", i) for i in range(n)]
     if monitor:
         out += [("live_narrow", i) for i in range(n // 2)]
+    return out
+
+
+def hard_plan(seed: int, n: int) -> list[tuple[str, int]]:
+    """(class, index) of ``n`` hard negatives of ``seed`` and a phantom cast on each: the
+    first ``n`` :func:`risk_hands`, the first 3/5 of them placed as at the gate, the rest in
+    the scene's own placement."""
+    hands = risk_hands(seed, n)
+    n_placed = (3 * n) // 5
+    out = [("hard_placed", i) for i in hands[:n_placed]]
+    out += [("hard_scene", i) for i in hands[n_placed:]]
+    out += [("hard_phantom", i) for i in hands]
     return out
 
 
