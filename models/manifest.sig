@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "30cb250266ab698965190047a1a6dff39be91410f27bef568e3465f8bc8f527e",
+  "manifest_sha256": "b909a60386a2b1fe0d6a3c62e10a6dcc43c0de978171ed7b198a7171691e8296",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "bK26vMpyvBfkoU/dLNGwKE+0jzl9Cy5APm7J1Li+n7HyK4i6QAEDeoB7mfzSMB0G3q1rsCbFoprVs09aAmLvAA=="
+      "signature": "IZW5I8wc6GEvHBB3o7re/82noEpGAKiaeP79mWFQB6J+XFKL+OQJSn1jI5SucCO5aG1P+UGSEFsCuC1KS2EeDg=="
     }
   ]
 }
