@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "b909a60386a2b1fe0d6a3c62e10a6dcc43c0de978171ed7b198a7171691e8296",
+  "manifest_sha256": "faff87fb76f7e24c2515ac6dda2b46a5c7194feb01d04583adaf52567c13e587",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "IZW5I8wc6GEvHBB3o7re/82noEpGAKiaeP79mWFQB6J+XFKL+OQJSn1jI5SucCO5aG1P+UGSEFsCuC1KS2EeDg=="
+      "signature": "y1J0RFRS+cFjwufmWQf6lwJ1dogl5Dk8rT4H3HE8MeHm/K50rR1y5BgpN9BVI9rulBHOUd553YpeRc1OufMMDA=="
     }
   ]
 }
