@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "30cb250266ab698965190047a1a6dff39be91410f27bef568e3465f8bc8f527e",
+  "manifest_sha256": "faff87fb76f7e24c2515ac6dda2b46a5c7194feb01d04583adaf52567c13e587",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "bK26vMpyvBfkoU/dLNGwKE+0jzl9Cy5APm7J1Li+n7HyK4i6QAEDeoB7mfzSMB0G3q1rsCbFoprVs09aAmLvAA=="
+      "signature": "y1J0RFRS+cFjwufmWQf6lwJ1dogl5Dk8rT4H3HE8MeHm/K50rR1y5BgpN9BVI9rulBHOUd553YpeRc1OufMMDA=="
     }
   ]
 }

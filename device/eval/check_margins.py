@@ -211,7 +211,11 @@ def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
 
 def thresholds_in_force(pipe, n: dict) -> dict:
     """The thresholds :func:`passes` reads, as the gate ``pipe`` holds them (``n``: its
-    identity stage's signed numbers)."""
+    identity stage's signed numbers; where they name a cohort, the normalised agreement's
+    limits, :func:`device.gate.identity_cohort.in_force`: the people enrolled here carry
+    their cohort pair, and the rows' ``agreement`` is the normalised score)."""
+    from device.gate.identity_cohort import in_force
+    n = in_force(n, n.get("cohort") is not None)
     th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
           "min_agreement": float(n["min_agreement"]),
           "max_off": float(n["hand_size"]["max_off"])}

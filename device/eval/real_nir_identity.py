@@ -264,21 +264,43 @@ def stage_verdicts(files: list[Path], precision: str, models_dir=None, threads: 
     return out
 
 
+def _scorer(tmpl: dict, shift: float, cohort: dict | None, models_dir=None):
+    """``score(palm, patch)``: the best agreement with the palm's templates, normalised by
+    their cohort pair where ``cohort`` (the signed numbers) is given and the pair is made."""
+    if cohort is None:
+        return lambda p, x: S.best_agreement(tmpl[p], x, shift)
+    from device.gate import identity_cohort as IC
+    patches = IC.load_cohort(cohort["file"], models_dir)
+    pairs = {p: IC.cohort_stats(t, patches, lambda a, b: S.best_agreement(a, b, shift))
+             for p, t in tmpl.items()}
+
+    def score(p, x):
+        a = S.best_agreement(tmpl[p], x, shift)
+        return a if pairs[p] is None else IC.normalised(a, pairs[p], cohort)
+    return score
+
+
 def measure(data, palms: list[str], resolution: str = "gate", enrol: int = 2,
             impostors: int | None = None, threshold: float | None = None,
             precisions=("fp32", "int8"), models_dir=None, seed: int = 0, log=None,
-            at=(), scores: dict | None = None) -> dict:
+            at=(), scores: dict | None = None, cohort: bool = False) -> dict:
     """The report (module docstring): agreement spreads, denials at the threshold, impostors
     accepted, and the stage's bona fide rate with the identity check. ``impostors``: each
     palm's probes against that many other palms (chosen by ``seed``), None: all. ``at``:
     other thresholds whose genuine denials and impostor acceptances are reported too;
-    ``scores``: gets the agreements (arrays) and the probes' files."""
+    ``scores``: gets the agreements (arrays) and the probes' files. ``cohort``: each palm's
+    agreements normalised by its templates' cohort (mean, sd) over the signed cohort, as the
+    gate judges a user enrolled with the pair (:mod:`device.gate.identity_cohort`; a palm
+    whose pair cannot be made stays raw), and the threshold the cohort's ``min_agreement``."""
     data = Path(data)
     n = None
-    if threshold is None:
+    if threshold is None or cohort:
         from device.gate.binding_numbers import load_binding_numbers
         n = S.identity_numbers(load_binding_numbers("nir", models_dir).doc)
-        threshold = n["min_agreement"]
+        if cohort and n.get("cohort") is None:
+            raise ValueError("--cohort: the signed NIR numbers name no cohort")
+        if threshold is None:
+            threshold = (n["cohort"] if cohort else n)["min_agreement"]
     shift = n["shift_mm"] if n else S.SHIFT_MM
     files = {p: palm_files(data, p) for p in palms}
     files = {p: fs for p, fs in files.items() if len(fs.get("1", [])) > enrol and fs.get("2")}
@@ -288,19 +310,20 @@ def measure(data, palms: list[str], resolution: str = "gate", enrol: int = 2,
     pat = patches_of(every, resolution, log=log)
     tmpl = {p: [pat[f][0] for f in fs["1"][:enrol] if pat[f][0] is not None]
             for p, fs in files.items()}
+    score = _scorer(tmpl, shift, n["cohort"] if cohort else None, models_dir)
     cross, same, imp = {}, {}, []
     rng = np.random.default_rng(seed)
     names = sorted(files)
     for p, fs in files.items():
         for f in fs["2"]:
-            cross[f] = S.best_agreement(tmpl[p], pat[f][0], shift)
+            cross[f] = score(p, pat[f][0])
         for f in fs["1"][enrol:]:
-            same[f] = S.best_agreement(tmpl[p], pat[f][0], shift)
+            same[f] = score(p, pat[f][0])
         others = [q for q in names if q != p]
         if impostors is not None and impostors < len(others):
             others = sorted(rng.choice(others, impostors, replace=False).tolist())
         for f in fs["2"]:
-            imp += [S.best_agreement(tmpl[q], pat[f][0], shift) for q in others]
+            imp += [score(q, pat[f][0]) for q in others]
     imp = np.asarray(imp, np.float64)
     cv, sv = np.asarray(list(cross.values())), np.asarray(list(same.values()))
     report = {
@@ -408,6 +431,9 @@ def main(argv=None) -> int:
     r.add_argument("--at", type=float, nargs="*", default=[],
                    help="other thresholds to report the rates at")
     r.add_argument("--scores", default=None, help="an .npz for the agreements")
+    r.add_argument("--cohort", action="store_true",
+                   help="each palm's agreements normalised by its templates' cohort pair, as "
+                        "the gate judges a user enrolled with it (the signed cohort's limit)")
     r.add_argument("--out", required=True)
     t = sub.add_parser("template", help="the valley-frame landmark template")
     t.add_argument("--seed", type=int, default=11)
@@ -422,7 +448,8 @@ def main(argv=None) -> int:
     sc: dict = {}
     rep = measure(data, palms, a.resolution, a.enrol, a.impostors, a.threshold,
                   tuple(a.precision), a.models,
-                  log=lambda m: print(m, file=sys.stderr, flush=True), at=a.at, scores=sc)
+                  log=lambda m: print(m, file=sys.stderr, flush=True), at=a.at, scores=sc,
+                  cohort=a.cohort)
     if a.scores:
         np.savez(a.scores, **sc)
     rep.update({"palm_set": a.palms, "seconds": round(time.time() - t0, 1),

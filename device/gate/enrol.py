@@ -116,7 +116,10 @@ def sensor_blobs(pipeline, found: list) -> list | None:
     each with that size; None when the pipeline has no identity check (``[liveness]
     sensor_identity`` off for its sensor). A template kept without a size would skip the
     size check at every decision (``hand_size = "not_enrolled"``), so a presentation
-    without one keeps no sensor template, as one without a patch."""
+    without one keeps no sensor template, as one without a patch. Where the signed numbers
+    name a cohort (NIR), every template carries the enrolment's cohort (mean, sd)
+    (:meth:`~device.gate.sensor_identity_stage.SensorIdentityStage.enrol_stats`), by which the
+    gate normalises the user's agreement (:mod:`device.gate.identity_cohort`)."""
     from device.gate.hand_size import MIN_DISTANCES, measured
     from device.gate.sensor_identity import patch_to_bytes
     ident = getattr(pipeline, "identity", None)
@@ -124,8 +127,11 @@ def sensor_blobs(pipeline, found: list) -> list | None:
         return None
     hs = (getattr(ident, "numbers", None) or {}).get("hand_size") or {}
     least = hs.get("min_distances", MIN_DISTANCES)
-    return [patch_to_bytes(d.sensor_patch, d.sensor_size) for d in found
+    kept = [d for d in found
             if d.sensor_patch is not None and measured(getattr(d, "sensor_size", None), least)]
+    stats = getattr(ident, "enrol_stats", None)
+    pair = stats([d.sensor_patch for d in kept]) if stats is not None and kept else None
+    return [patch_to_bytes(d.sensor_patch, d.sensor_size, cohort=pair) for d in kept]
 
 
 def _refused(store, user_id: str, reason: str, terminal: str) -> None:

@@ -44,6 +44,8 @@ import numpy as np
 
 from device.gate import binding_texture as T
 from device.gate.binding_joints import finite_number
+from device.gate.identity_cohort import (STATS_BYTES, cohort_numbers, stats_from_bytes,
+                                         stats_to_bytes)
 from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
 
 IDENTITY_SENSORS = ("nir", "xray")
@@ -67,6 +69,7 @@ MIN_PATCH_AREA = 600
 _MAGIC = b"PGSP"
 _FORMAT = 1
 _FORMAT_SIZED = 2
+_FORMAT_COHORT = 3
 """The template bytes' formats: the palm patch; the palm patch and the views' hand size."""
 
 
@@ -220,41 +223,60 @@ def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM, refine=())
 
 
 # ------------------------------------------------------------------------------ bytes
-def patch_to_bytes(patch: tuple[np.ndarray, np.ndarray], size: np.ndarray | None = None
-                   ) -> bytes:
+def patch_to_bytes(patch: tuple[np.ndarray, np.ndarray], size: np.ndarray | None = None,
+                   cohort=None) -> bytes:
     """A palm patch as bytes (magic, format, side; the line map float16; the 0/1 weights as
     bits): what the store seals. With ``size`` (the views' hand size at that presentation,
     :func:`device.gate.hand_size.hand_size`) the bytes are of format 2, the size after the
-    weights (:func:`device.gate.hand_size.size_to_bytes`), sealed with the patch."""
+    weights (:func:`device.gate.hand_size.size_to_bytes`), sealed with the patch; with
+    ``cohort`` too (the enrolment's (mean, sd) over the signed cohort,
+    :func:`device.gate.identity_cohort.cohort_stats`) of format 3, the pair after the size."""
     lines, w = patch
     n = int(lines.shape[0])
     if lines.shape != (n, n) or w.shape != (n, n):
         raise ValueError("a palm patch is two square arrays of one size")
-    fmt = _FORMAT if size is None else _FORMAT_SIZED
+    if cohort is not None and size is None:
+        raise ValueError("a template's cohort mean and sd go with its hand size")
+    fmt = _FORMAT if size is None else _FORMAT_SIZED if cohort is None else _FORMAT_COHORT
     head = _MAGIC + struct.pack(">BH", fmt, n)
     body = np.asarray(lines, ">f2").tobytes() + np.packbits(np.asarray(w) > 0).tobytes()
-    return head + body + (b"" if size is None else size_to_bytes(size))
+    tail = b"" if size is None else size_to_bytes(size)
+    return head + body + tail + (b"" if cohort is None else stats_to_bytes(cohort))
 
 
-def template_from_bytes(blob: bytes) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
-    """(palm patch, hand size or None) of the bytes :func:`patch_to_bytes` wrote (format 1:
-    no size, a template enrolled before the size was kept); ValueError on anything else."""
+def template_parts(blob: bytes):
+    """(palm patch, hand size or None, cohort (mean, sd) or None) of the bytes
+    :func:`patch_to_bytes` wrote (format 1: neither; 2: no cohort pair, a template enrolled
+    before the cohort was kept: judged on the raw agreement); ValueError on anything else."""
     blob = bytes(blob)
     if len(blob) < 7 or blob[:4] != _MAGIC:
         raise ValueError("not a sensor palm patch")
     fmt, n = struct.unpack(">BH", blob[4:7])
     nl, nw = 2 * n * n, (n * n + 7) // 8
     end = 7 + nl + nw
-    if fmt not in (_FORMAT, _FORMAT_SIZED) or n < 1 or len(blob) < end or \
-            (fmt == _FORMAT and len(blob) != end) or (fmt == _FORMAT_SIZED and len(blob) == end):
+    if fmt not in (_FORMAT, _FORMAT_SIZED, _FORMAT_COHORT) or n < 1 or len(blob) < end or \
+            (fmt == _FORMAT and len(blob) != end) or (fmt != _FORMAT and len(blob) == end) \
+            or (fmt == _FORMAT_COHORT and len(blob) <= end + STATS_BYTES):
         raise ValueError(f"sensor palm patch of format {fmt}, side {n}, {len(blob)} bytes: "
                          f"not readable by this build")
     lines = np.frombuffer(blob, ">f2", n * n, 7).astype(np.float32).reshape(n, n)
     if not np.all(np.isfinite(lines)):
         raise ValueError("sensor palm patch with a non-finite line value")
     w = np.unpackbits(np.frombuffer(blob, np.uint8, nw, 7 + nl))[:n * n]
-    size = size_from_bytes(blob[end:]) if fmt == _FORMAT_SIZED else None
-    return (lines, w.reshape(n, n).astype(np.float32)), size
+    size, stats = None, None
+    if fmt == _FORMAT_SIZED:
+        size = size_from_bytes(blob[end:])
+    elif fmt == _FORMAT_COHORT:
+        size = size_from_bytes(blob[end:-STATS_BYTES])
+        stats = stats_from_bytes(blob[-STATS_BYTES:])
+    return (lines, w.reshape(n, n).astype(np.float32)), size, stats
+
+
+def template_from_bytes(blob: bytes) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray | None]:
+    """(palm patch, hand size or None) of the bytes :func:`patch_to_bytes` wrote (format 1:
+    no size, a template enrolled before the size was kept; the cohort pair of format 3 left:
+    :func:`template_parts`); ValueError on anything else."""
+    return template_parts(blob)[:2]
 
 
 def patch_from_bytes(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +292,9 @@ def identity_numbers(doc: dict | None) -> dict | None:
     denied), ``shift_mm``, ``veins_out``, ``patch_mm``, ``line_sigma_mm`` (the patch's line
     scale, mm, narrow and wide; absent: the binding's
     :data:`~device.gate.binding_texture.LINE_SIGMA_MM`), ``hand_size`` (the size check's,
-    :func:`device.gate.hand_size.size_numbers`; None: the file has none) and, when the file
+    :func:`device.gate.hand_size.size_numbers`; None: the file has none), ``cohort`` (the
+    normalised agreement's, :func:`device.gate.identity_cohort.cohort_numbers`; None: the
+    file has none, every agreement is judged raw) and, when the file
     has it, ``min_lines_sum`` (:func:`lines_sum` below it denies) and the pair
     ``unsure_below`` / ``min_lines_sum_unsure`` (:func:`least_lines_sum`). ValueError when
     malformed."""
@@ -295,7 +319,8 @@ def identity_numbers(doc: dict | None) -> dict | None:
     if j is not None and not (finite_number(j) and -2.0 < j < 2.0):
         raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
     out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
-           "line_sigma_mm": _line_scale(si), "hand_size": size_numbers(si)}
+           "line_sigma_mm": _line_scale(si), "hand_size": size_numbers(si),
+           "cohort": cohort_numbers(si)}
     if j is not None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))

@@ -48,6 +48,7 @@ from __future__ import annotations
 import logging
 
 from device.gate import hand_size as H
+from device.gate import identity_cohort as IC
 from device.gate import sensor_identity as S
 from device.gate.decision import Deny
 from device.store.sensor_templates import SENSOR_KIND
@@ -84,6 +85,9 @@ class SensorIdentityStage:
         self.numbers, self.error = None, None
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
         self.sizes: list = []               # the last user's enrolled hand sizes
+        self.pair = None                    # the last user's cohort (mean, sd), None: raw
+        self.last_raw = None                # the last agreement before normalising
+        self.cohort = None                  # the signed cohort's patches (enrolment; lazy)
         self.warned: set = set()            # users named other_sensor in the log once
         self.load()
 
@@ -123,11 +127,37 @@ class SensorIdentityStage:
     def agreement(self, tmpls: list, frame, probes, n) -> float:
         """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
         (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
-        :data:`~device.gate.xray_bone_patch.REFINE_DEG`; NaN when none compares)."""
+        :data:`~device.gate.xray_bone_patch.REFINE_DEG`; NaN when none compares), normalised
+        by the last user's cohort pair where they have one (:meth:`scored`)."""
         refine = ()
         if self.sensor == "xray":
             from device.gate.xray_bone_patch import REFINE_DEG as refine
-        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"], refine=refine)
+        return self.scored(S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
+                                            refine=refine), n)
+
+    def normalising(self, n) -> bool:
+        """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
+        their templates carry the cohort pair and the signed numbers a cohort."""
+        return getattr(self, "pair", None) is not None and n.get("cohort") is not None
+
+    def scored(self, raw: float, n) -> float:
+        """The score judged for the last user: ``raw`` normalised by their cohort pair where
+        :meth:`normalising`, else ``raw`` itself (kept in :attr:`last_raw`)."""
+        self.last_raw = raw
+        return IC.normalised(raw, self.pair, n["cohort"]) if self.normalising(n) else raw
+
+    def enrol_stats(self, patches: list):
+        """The cohort (mean, sd) of an enrolment's palm patches over the signed cohort
+        (:func:`device.gate.identity_cohort.cohort_stats`, the gate's best agreement); None when
+        the signed numbers name no cohort (the templates are then judged raw)."""
+        n = self.numbers or (self.load() if self.error else None)
+        c = None if n is None else n.get("cohort")
+        if c is None or self.sensor != "nir":
+            return None
+        if self.cohort is None:
+            self.cohort = IC.load_cohort(c["file"], self.cfg.paths.models or None)
+        return IC.cohort_stats(patches, self.cohort,
+                               lambda t, p: S.best_agreement(t, p, n["shift_mm"]))
 
     def size_ratio(self, probes, hs) -> float:
         """The views' hand at ``probes`` over the sizes kept with the last user's templates
@@ -190,7 +220,7 @@ class SensorIdentityStage:
         kept in :attr:`other_kinds`."""
         from device.store.errors import TamperedError
         from device.store.sensor_row_tags import read_user
-        self.other_kinds, self.sizes = (), []
+        self.other_kinds, self.sizes, self.pair = (), [], None
         if self.store is None:
             return []
         rows, self.tags = read_user(self.store, user_id, self.tags)
@@ -203,9 +233,10 @@ class SensorIdentityStage:
             raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
                                 f"enrolment (version {version})")
         self.other_kinds = tuple(sorted({k for _, k, _ in rows if k != self.kind}))
-        tmpls = [S.template_from_bytes(b) for _, k, b in rows if k == self.kind]
-        self.sizes = [z for _, z in tmpls if z is not None]
-        return [p for p, _ in tmpls]
+        tmpls = [S.template_parts(b) for _, k, b in rows if k == self.kind]
+        self.sizes = [z for _, z, _ in tmpls if z is not None]
+        self.pair = IC.user_stats([c for _, _, c in tmpls])
+        return [p for p, _, _ in tmpls]
 
     def __call__(self, frame, probes, out) -> float | None:
         """Raise :class:`Deny` ``sensor_identity`` when the sensor frame is not the identified
@@ -235,6 +266,7 @@ class SensorIdentityStage:
             raise Deny("liveness_unavailable", "", f"sensor identity: {self.error}")
         score = self.agreement(tmpls, frame, probes, n)
         out.sensor_identity_score = score
+        n = IC.in_force(n, self.normalising(n))     # the cohort's limits for a normalised score
         if not score >= n["min_agreement"]:
             out.sensor_identity, out.sensor_identity_by = "denied", "patch"
             raise Deny(REASON, "please present your palm again",
