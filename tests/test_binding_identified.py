@@ -130,8 +130,9 @@ def test_the_gate_opens_it_only_when_both_identity_checks_passed(pipes, syntheti
 
 def test_the_audit_names_it(pipes, synthetic_bursts):
     cfg, on, _ = pipes
-    on.binding, on.identity = _held, _Identity("checked")
+    on.binding = _held
     with Gate(cfg, pipeline=on, relay=MemoryRelay()) as gate:
+        on.identity = _Identity("checked")      # after the gate attached its store
         assert gate.present(synthetic_bursts["genuine"][0]).opened
         recs = [r.payload for r in gate.store.audit.records() if r.kind == "decision"]
     assert recs[-1]["binding_identified"] == "released"
