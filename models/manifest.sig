@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "30cb250266ab698965190047a1a6dff39be91410f27bef568e3465f8bc8f527e",
+  "manifest_sha256": "bfcd81015ed7dc92611bda5d4f40a1941380a7d324c8443e778385c2eac641e9",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "bK26vMpyvBfkoU/dLNGwKE+0jzl9Cy5APm7J1Li+n7HyK4i6QAEDeoB7mfzSMB0G3q1rsCbFoprVs09aAmLvAA=="
+      "signature": "uze+k3ov4k41Q/QWAedILD3aAaCpnsJsMDHkCK5xqk7guc/on2SxyLSME2DkHoeer6U1zA49E12ooMum+r2sDg=="
     }
   ]
 }

@@ -166,6 +166,9 @@ def _terms(pipe, joints, folder, person, decide: bool) -> dict:
     if decide:
         d = pipe.decide(raw)
         r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
+        for k in ("binding_size_term", "binding_identified"):     # released by the identity
+            if getattr(d, k, None):
+                r[k] = getattr(d, k)
     return r
 
 
