@@ -137,3 +137,20 @@ def test_the_audit_names_it(pipes, synthetic_bursts):
         recs = [r.payload for r in gate.store.audit.records() if r.kind == "decision"]
     assert recs[-1]["binding_identified"] == "released"
     assert "binding_size_term" not in recs[-1]
+
+
+def test_status_shows_the_identified_limit_in_force(tmp_path, tiny_models, capsys):
+    from conftest import gate_config, write_toml
+
+    from device.cli import main
+    signed = json.loads((SHIPPED / "binding_xray.json").read_text()).get("max_score_identified")
+    f = write_toml(tmp_path / "p.toml", gate_config(tmp_path, tiny_models,
+                                                    liveness={"sensor": "xray"}))
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_xray.json"]
+    assert rep["ok"] and rep.get("max_score_identified") == signed
+    f = write_toml(tmp_path / "q.toml", gate_config(
+        tmp_path, tiny_models, liveness={"sensor": "xray", "binding_max_distance": 20.0}))
+    main(["status", "--config", str(f)])
+    rep = json.loads(capsys.readouterr().out)["models"]["binding_xray.json"]
+    assert rep["ok"] and "max_score_identified" not in rep
