@@ -122,6 +122,8 @@ def cmd_status(a) -> int:
                 models[n]["threshold"] = f.max_score
                 if f.min_agreement is not None:
                     models[n]["min_palm_lines"] = f.min_agreement
+                if f.max_score_identified is not None:     # once both identity checks pass
+                    models[n]["max_score_identified"] = f.max_score_identified
                 if f.from_config:
                     models[n]["threshold_from"] = "config (stricter than the signed one)"
                 ok = _hand_size_numbers(models[n], cfg.liveness.sensor, bn.doc) and ok

@@ -69,10 +69,12 @@ def raw_passes(r: dict, th: dict) -> dict:
 
 
 def _released(r: dict, th: dict, raw: dict) -> bool:
-    from device.gate.binding_release import fails_only_by
+    from device.gate.binding_release import fails_only_by, within_identified
     b = r.get("binding")
     if raw["binding"] or b is None or not raw["identity"] or not raw["size"]:
         return False
+    if within_identified(float(b), th["max_score"], th.get("max_score_identified")):
+        return True
     if "binding_wo_size" in r:          # a fused row (sensor_bursts): its own score without
         w = r["binding_wo_size"]
         return w is not None and bool(np.isfinite(w)) and w <= th["max_score"]
@@ -82,8 +84,9 @@ def _released(r: dict, th: dict, raw: dict) -> bool:
 def binding_released(r: dict, th: dict) -> bool:
     """Whether the X-ray gate releases row ``r``'s binding (:mod:`device.gate.binding_release`):
     the raw score fails ``max_score``, the score without the size term (``binding_wo_size``
-    where the row has it, else ``binding - size``) passes, and the bone patch (``identity``)
-    and the hand size (``size``) pass. Rows without the term (NIR) never."""
+    where the row has it, else ``binding - size``) passes or the whole score is within
+    ``max_score_identified`` where ``th`` has it, and the bone patch (``identity``) and the
+    hand size (``size``) pass. Rows without the term (NIR) never."""
     return _released(r, th, raw_passes(r, th))
 
 
@@ -163,6 +166,9 @@ def _terms(pipe, joints, folder, person, decide: bool) -> dict:
     if decide:
         d = pipe.decide(raw)
         r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
+        for k in ("binding_size_term", "binding_identified"):     # released by the identity
+            if getattr(d, k, None):
+                r[k] = getattr(d, k)
     return r
 
 
@@ -221,6 +227,8 @@ def thresholds_in_force(pipe, n: dict) -> dict:
           "max_off": float(n["hand_size"]["max_off"])}
     if pipe.binding.min_texture is not None:
         th["min_palm_lines"] = float(pipe.binding.min_texture)
+    if getattr(pipe.binding, "max_identified", None) is not None:
+        th["max_score_identified"] = float(pipe.binding.max_identified)
     for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
         if n.get(k) is not None:
             th[k] = float(n[k])

@@ -18,6 +18,9 @@ its sha256, so covered by the release signature like every model file and thresh
   top-level one while the palm lines are checked), with the command and rule that chose them.
   Where the signed file carries them the check is on (a real NIR camera sees the palm's
   lines); where it does not, it is off;
+* ``max_score_identified`` (optional, X-ray) -- the binding's wider limit for a presentation
+  whose identity checks (the bone patch and the hand size) both pass
+  (:mod:`device.gate.binding_release`); a number at least ``max_score``;
 * ``sensor_identity`` (NIR and X-ray, optional) -- the sensor frame against the identified
   person's sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
   comparison's settings, with the command and data that chose them (``feature``, where given,
@@ -84,6 +87,8 @@ class BindingNumbers:
     entry: dict = field(default_factory=dict)
     palm_lines: dict | None = None
     """NIR: ``{"min_agreement", "max_score", ...}`` of the palm-line check, or None (off)."""
+    max_score_identified: float | None = None
+    """The wider limit once both identity checks pass, or None (none signed)."""
 
 
 def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> BindingNumbers:
@@ -122,6 +127,10 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
             log.warning("%s: no numbers of the X-ray binding's %s term(s) (a file from before "
                         "them, or a models folder rolled back): those terms are off",
                         name, ", ".join(off))
+    mi = doc.get("max_score_identified")
+    if mi is not None and not (_number(mi) and mi >= t):
+        raise ModelError(f"{name}: 'max_score_identified' is not a finite number at least "
+                         f"'max_score' ({t})")
     pl = doc.get("palm_lines")
     if pl is not None:
         if not isinstance(pl, dict) or not _number(pl.get("min_agreement")) \
@@ -147,7 +156,8 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
         if not _number(et) or float(et) != float(t):
             raise ModelError(f"{name}: its max_score {t} differs from the manifest entry's "
                              f"threshold {et!r}")
-    return BindingNumbers(sensor, float(t), st, doc, dict(entry or {}), pl)
+    return BindingNumbers(sensor, float(t), st, doc, dict(entry or {}), pl,
+                          None if mi is None else float(mi))
 
 
 def load_binding_numbers(sensor: str, models_dir: Path | str | None = None,
@@ -206,6 +216,10 @@ class InForce:
     max_score: float
     min_agreement: float | None
     from_config: bool = False
+    max_score_identified: float | None = None
+    """The wider limit once both identity checks pass (:mod:`device.gate.binding_release`);
+    None where none is signed or a configured ``binding_max_distance`` tightens the check (a
+    site that asks a stricter binding gets no wider one)."""
 
 
 def in_force(n: BindingNumbers, max_distance: float | None = None,
@@ -227,4 +241,5 @@ def in_force(n: BindingNumbers, max_distance: float | None = None,
             raise ModelError(f"[liveness] binding_min_palm_lines is set, but the {n.sensor} "
                              f"sensor has no palm-line check")
         mn = stricter_min_agreement(min_palm_lines, signed_min, name)
-    return InForce(mx, mn, max_distance is not None or min_palm_lines is not None)
+    mi = n.max_score_identified if max_distance is None and not pl else None
+    return InForce(mx, mn, max_distance is not None or min_palm_lines is not None, mi)

@@ -21,6 +21,14 @@ stage checked the bone patch and the hand size of the identified user and both p
 (``Decision.hand_size == "checked"``); in every other case the presentation is denied with the
 held-back ``sensor_mismatch``, whatever else denied it after the binding (as if the binding had
 denied it first). No threshold changes; NIR's binding has no such term.
+
+The same holds back a presentation whose whole score is over ``max_score`` but within the signed
+``max_score_identified`` of ``models/binding_xray.json`` (:class:`IdentifiedDeny`, branch
+xrel): a presentation whose sensor bones are the identified person's and whose views' hand is
+that person's size is tied at both ends, so the binding's limit is then the wider one. It is
+released by the same verdict (``Decision.binding_identified = "released"``, audited). Without
+that number (a file from before it, NIR, a configured stricter ``binding_max_distance``)
+nothing is held this way.
 """
 from __future__ import annotations
 
@@ -29,8 +37,8 @@ import math
 from device.gate.decision import Deny
 
 RELEASED = "released"
-"""``Decision.binding_size_term`` (audited) of a presentation opened because the identity
-checks released the term."""
+"""``Decision.binding_size_term`` / ``binding_identified`` (audited) of a presentation opened
+because the identity checks released the term / the wider limit."""
 
 
 class SizeTermDeny(Deny):
@@ -42,6 +50,20 @@ class SizeTermDeny(Deny):
                  without: float | None = None):
         super().__init__(reason, prompt, detail)
         self.probes, self.without = probes, without
+
+
+class IdentifiedDeny(SizeTermDeny):
+    """The binding's ``sensor_mismatch`` of a presentation whose whole score is within the
+    signed ``max_score_identified`` (:func:`within_identified`): held back and released
+    exactly as a :class:`SizeTermDeny`, audited as ``binding_identified``."""
+
+
+def within_identified(score: float, max_score: float, max_identified: float | None) -> bool:
+    """Whether a binding ``score`` over ``max_score`` is within ``max_identified`` (pure):
+    never without that limit, for a score that passes anyway, or one not finite."""
+    if max_identified is None or not (math.isfinite(score) and math.isfinite(max_identified)):
+        return False
+    return max_score < score <= max_identified
 
 
 def size_term_of(m, stats: dict | None) -> float | None:
@@ -65,15 +87,19 @@ def fails_only_by(score: float, term: float | None, max_score: float) -> bool:
     return rest == rest and rest <= max_score
 
 
-def mismatch(b, stats: dict | None, max_score: float, min_texture=None) -> Deny:
+def mismatch(b, stats: dict | None, max_score: float, min_texture=None,
+             max_identified: float | None = None) -> Deny:
     """The binding's ``sensor_mismatch`` of a binding ``b`` whose score is over ``max_score``:
-    a :class:`SizeTermDeny` where the size term alone fails it (and no palm-line check
-    follows, ``min_texture`` None), a plain :class:`Deny` otherwise."""
+    a :class:`SizeTermDeny` where the size term alone fails it, else an
+    :class:`IdentifiedDeny` where the score is within ``max_identified`` (both only where no
+    palm-line check follows, ``min_texture`` None), a plain :class:`Deny` otherwise."""
     why = "the sensor frame's hand is not the views' hand"
     prompt = "please present your palm again"
     term = size_term_of(b.probes, stats) if min_texture is None else None
     if fails_only_by(b.score, term, max_score):
         return SizeTermDeny("sensor_mismatch", prompt, why, b.probes, b.score - term)
+    if min_texture is None and within_identified(b.score, max_score, max_identified):
+        return IdentifiedDeny("sensor_mismatch", prompt, why, b.probes)
     return Deny("sensor_mismatch", prompt, why)
 
 

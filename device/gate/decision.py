@@ -36,6 +36,9 @@ class Decision:
     binding_size_term: str | None = None   # "released": the binding failed only by its size
     #                                        term and the identity checks released it; audited
     #                                        (device.gate.binding_release)
+    binding_identified: str | None = None  # "released": the binding's score was within the
+    #                                        wider limit and the identity checks released it;
+    #                                        audited (device.gate.binding_release)
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)

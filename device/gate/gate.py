@@ -229,6 +229,8 @@ class Gate:
             p["hand_size"] = d.hand_size                 # checked, denied, not_enrolled
         if d.binding_size_term:
             p["binding_size_term"] = d.binding_size_term   # released (binding_release)
+        if d.binding_identified:
+            p["binding_identified"] = d.binding_identified   # released (binding_release)
         p.update(extra)
         self.store.audit.append(kind, **p)
 

@@ -44,7 +44,7 @@ from device.models.presence import NO_HAND
 from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
-from device.gate.binding_release import RELEASED, SizeTermDeny, released
+from device.gate.binding_release import RELEASED, IdentifiedDeny, SizeTermDeny, released
 from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
@@ -505,7 +505,10 @@ class Pipeline:
             if pending is not None:
                 if not released(pending, out):
                     raise pending
-                out.binding_size_term = RELEASED
+                if isinstance(pending, IdentifiedDeny):
+                    out.binding_identified = RELEASED
+                else:
+                    out.binding_size_term = RELEASED
             self._access(out)                  # validity, weekly zones, holidays: now
             out.decision, out.reason = "open", "match"
         except Deny as d:

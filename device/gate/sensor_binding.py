@@ -327,6 +327,7 @@ class BindingStage:
         self.cfg = cfg
         self.sensor = cfg.liveness.sensor
         self.numbers, self.max_score, self.min_texture, self.error = None, None, None, None
+        self.max_identified = None    # the wider limit once both identity checks pass
         self.load()
         state = getattr(calibration, "state", "exempt")
         corr = getattr(calibration, "correction", None)
@@ -374,6 +375,7 @@ class BindingStage:
             n = load_binding_numbers(self.sensor, c.paths.models or None)
             f = in_force(n, c.liveness.binding_max_distance, c.liveness.binding_min_palm_lines)
             self.max_score, self.min_texture = f.max_score, f.min_agreement
+            self.max_identified = f.max_score_identified
             self.numbers, self.error = n, None
             if f.from_config:
                 log.warning("binding thresholds from the configuration: outline %.4g, palm "
@@ -382,6 +384,7 @@ class BindingStage:
                             n.palm_lines and n.palm_lines["min_agreement"])
         except Exception as e:     # noqa: BLE001 - ModelError, OSError, ValueError
             self.numbers, self.max_score, self.min_texture = None, None, None
+            self.max_identified = None
             self.error = f"{type(e).__name__}: {e}"
             log.error("sensor binding unavailable: %s", self.error)
         return self.numbers
@@ -404,7 +407,8 @@ class BindingStage:
                        "fewer than two views gave hand landmarks: the hand cannot be placed "
                        "over the sensor")
         if not b.score <= self.max_score:
-            raise mismatch(b, self.numbers.stats, self.max_score, self.min_texture)
+            raise mismatch(b, self.numbers.stats, self.max_score, self.min_texture,
+                           self.max_identified)
         t = b.texture
         if self.min_texture is not None and not (t is not None and t >= self.min_texture):
             raise Deny("sensor_mismatch", "please present your palm again",

@@ -42,6 +42,8 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "hand_size",                    # the views' hand against the enrolled size
            "binding_size_term",            # released: the binding's size term, once
            #                                 the identity checks passed
+           "binding_identified",           # released: the binding's wider limit, once
+           #                                 the identity checks passed
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
            "phantom",                      # X-ray phantom check: refused | passed (no score)
