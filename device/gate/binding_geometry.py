@@ -242,5 +242,6 @@ def without_odd_view(plane_points: dict, centres: dict, max_px: float) -> dict:
         if len(apart) == 1:                 # one pair apart, each of it agrees with the third
             a, b = apart[0]
             third = next(k for k in ks if k not in (a, b))
-            odd = [a if r[a, third] > r[b, third] else b]
+            if r[a, third] <= max_px and r[b, third] <= max_px:
+                odd = [a if r[a, third] > r[b, third] else b]
     return {k: v for k, v in plane_points.items() if k not in odd}
