@@ -90,6 +90,30 @@ def test_an_odd_view_is_left_out_while_the_other_two_agree():
     assert G.without_odd_view(far, centres, lim) is far
 
 
+def test_of_a_disagreeing_pair_the_view_farther_from_the_third_is_left_out():
+    """Three views where one pair disagrees (> ODD_VIEW_MM) while each of that pair agrees with
+    the third: the one of the pair farther from the third is left out (docs/results.md "The
+    binding's odd view when two views disagree and both agree with the third: the rule")."""
+    plane, centres = _rig_views()
+    px_mm = bound.sensor_optics("xray")[0]
+    lim = B.ODD_VIEW_MM["xray"] * px_mm
+
+    def fold(p, s):
+        c = p.mean(0)
+        return c + s * (p - c)
+
+    v = dict(plane)
+    v[1] = fold(plane[1], 1.18)                     # a little wide
+    v[2] = fold(plane[2], 0.78)                     # a little more folded
+    r = {(a, b): G.pair_residual(v[a], v[b], centres[a], centres[b])
+         for a, b in ((0, 1), (0, 2), (1, 2))}
+    assert r[1, 2] > lim and r[0, 1] <= lim and r[0, 2] <= lim and r[0, 2] > r[0, 1]
+    assert sorted(G.without_odd_view(v, centres, lim)) == [0, 1]
+    w = {0: v[0], 1: v[2], 2: v[1]}                 # the same, the names swapped
+    cw = {0: centres[0], 1: centres[2], 2: centres[1]}
+    assert sorted(G.without_odd_view(w, cw, lim)) == [0, 2]
+
+
 def test_nir_leaves_a_folded_view_out_too():
     """NIR places the hand without a view whose landmarks folded into its palm, as X-ray does:
     the folded view pulled the palm together and the palm lines were not compared (branch

@@ -218,8 +218,12 @@ def without_odd_view(plane_points: dict, centres: dict, max_px: float) -> dict:
     """``plane_points`` less a view whose landmarks disagree with every other view's by more
     than ``max_px`` (:func:`pair_residual`) while two other views agree within it: one view's
     landmark network gone wrong (a hand folded into its palm) does not place the hand for the
-    others. Two views, views that all agree, or no two that agree: unchanged (the binding
-    judges them as they are)."""
+    others. Three views where exactly one pair disagrees while each of that pair agrees with
+    the third (a view folded along the line the parallax absorbs): the one of that pair whose
+    residual to the third is the larger is left out (the lead's rule, docs/results.md "The
+    binding's odd view when two views disagree and both agree with the third"). Two views,
+    views that all agree, or no two that agree: unchanged (the binding judges them as they
+    are)."""
     ks = [k for k in plane_points if k in centres]
     if len(ks) < 3:
         return plane_points
@@ -233,4 +237,11 @@ def without_odd_view(plane_points: dict, centres: dict, max_px: float) -> dict:
         return plane_points
     odd = [k for k in ks if all(r[k, o] > max_px for o in ks if o != k)
            and any(a != k and b != k for a, b in agree)]
+    if not odd and len(ks) == 3:
+        apart = [(a, b) for i, a in enumerate(ks) for b in ks[i + 1:] if r[a, b] > max_px]
+        if len(apart) == 1:                 # one pair apart, each of it agrees with the third
+            a, b = apart[0]
+            third = next(k for k in ks if k not in (a, b))
+            if r[a, third] <= max_px and r[b, third] <= max_px:
+                odd = [a if r[a, third] > r[b, third] else b]
     return {k: v for k, v in plane_points.items() if k not in odd}

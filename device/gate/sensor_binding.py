@@ -11,7 +11,8 @@ sensor frame's hand is looked at where the views' hand says it must be:
   plane, ``palmgate-calibrate registration``), triangulated from the views' parallax (the
   camera centres come from the registration and the views' camera matrices), so the hand's
   depth and tilt are measured, not searched (a view that disagrees with both others is
-  left out, :data:`ODD_VIEW_MM`); then projected into the sensor frame from the
+  left out, :data:`ODD_VIEW_MM`, and of one disagreeing pair whose views both agree with
+  the third, the one farther from it); then projected into the sensor frame from the
   sensor's own centre of projection (NIR camera below, X-ray source above);
 - **the sensor's hand** (:mod:`device.gate.binding_silhouette`): inside the exposed field (a collimator's bright
   rim cut off), the blurred frame (NIR: raised to :data:`GAMMA`) cut ``LEVEL`` of the way from
@@ -76,7 +77,10 @@ the validation seeds; one view's landmarks folded into the palm: 3.5-20 mm. NIR 
 nbind): X-ray's number; one view's int8 landmarks folded pulled the palm together so the palm
 lines were not compared (development 8837); on validation 9317 it moved one live hand's palm
 lines by 0.0002 and no binding verdict (docs/results.md "NIR live hands the binding did not
-place")."""
+place"). Of three views where only one pair disagrees by more than this and each of it
+agrees with the third, the one farther from the third is left out (branch oddview: on
+validation it decided no presentation differently; development 8843 00198 / 00249 and 8839
+fp32 00347 open, docs/results.md "The odd-view rule's verdict")."""
 
 
 # ------------------------------------------------------------------------------ the two hands
