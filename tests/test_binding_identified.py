@@ -13,6 +13,7 @@ from device.gate.decision import Deny
 from device.gate.gate import Gate
 from device.models.model import ModelError
 from device.relays.factory import MemoryRelay
+from tests.test_binding_release import _Identity   # the identity stage's stand-in
 
 
 # ----------------------------------------------------------------------------- pure
@@ -86,18 +87,6 @@ def _held(burst, out):
     out.binding = 50.0
     raise R.IdentifiedDeny("sensor_mismatch", "please present your palm again",
                            "the sensor frame's hand is not the views' hand", probes="P")
-
-
-class _Identity:
-    def __init__(self, hand_size="checked", deny=None):
-        self.hand_size, self.deny = hand_size, deny
-
-    def __call__(self, frame, probes, out):
-        if self.deny:
-            raise Deny(self.deny, "please present your palm again")
-        out.sensor_identity = "checked" if self.hand_size else "not_enrolled"
-        out.hand_size = self.hand_size
-        return 0.9
 
 
 @pytest.fixture
