@@ -28,7 +28,9 @@ xrel): a presentation whose sensor bones are the identified person's and whose v
 that person's size is tied at both ends, so the binding's limit is then the wider one. It is
 released by the same verdict (``Decision.binding_identified = "released"``, audited). Without
 that number (a file from before it, NIR, a configured stricter ``binding_max_distance``)
-nothing is held this way.
+nothing is held this way. No shipped file signs it: measured at 70.0 and not shipped, since on
+development data it opened attacks the binding alone stops (docs/results.md "X-ray live hands
+denied `sensor_mismatch` on 8839, and a wider binding limit once both identity checks pass").
 """
 from __future__ import annotations
 
