@@ -186,26 +186,47 @@ def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
         if other:
             out["users_with_other_sensor_templates_only"] = other
         out["users_without_sensor_templates"] = ST.users_without(st)
-        out["users_without_hand_size"] = _users_without_size(
-            st, ST.SENSOR_KIND[cfg.liveness.sensor])
+        unsized, raw = _users_without_size(st, ST.SENSOR_KIND[cfg.liveness.sensor])
+        out["users_without_hand_size"] = unsized
+        if _names_a_cohort(cfg):
+            out["users_without_cohort_pair"] = raw
 
 
-def _users_without_size(st, kind: str) -> int:
-    """How many users hold sensor templates of ``kind``, none of which carries the hand's
-    size (enrolled before it was kept: the size check skips them, ``not_enrolled``). Unseals
-    every sensor template; one that does not read counts for neither (it denies)."""
-    from device.gate.sensor_identity import template_from_bytes
+def _users_without_size(st, kind: str) -> tuple[int, int]:
+    """(how many users hold sensor templates of ``kind``, none of which carries the hand's
+    size -- enrolled before it was kept: the size check skips them, ``not_enrolled`` --, how
+    many hold templates of ``kind`` without one cohort pair common to all -- judged on the raw
+    agreement, :func:`device.gate.identity_cohort.user_stats`). Unseals every sensor template;
+    one that does not read counts for neither (it denies)."""
+    from device.gate.identity_cohort import user_stats
+    from device.gate.sensor_identity import template_parts
     from device.store import sensor_templates as ST
     sized: dict = {}
+    pairs: dict = {}
     for uid, _, k, blob in ST.rows(st):
         if k != kind:
             continue
         try:
-            z = template_from_bytes(blob)[1]
+            _, z, c = template_parts(blob)
         except ValueError:
             continue
         sized[uid] = sized.get(uid, False) or z is not None
-    return sum(1 for v in sized.values() if not v)
+        pairs.setdefault(uid, []).append(c)
+    return (sum(1 for v in sized.values() if not v),
+            sum(1 for v in pairs.values() if user_stats(v) is None))
+
+
+def _names_a_cohort(cfg) -> bool:
+    """Whether the sensor's signed identity numbers name a cohort (NIR); False where they
+    cannot be read (the models' own report says why)."""
+    from device.gate.binding_numbers import load_binding_numbers
+    from device.gate.sensor_identity import identity_numbers
+    try:
+        n = identity_numbers(load_binding_numbers(cfg.liveness.sensor,
+                                                  cfg.paths.models or None).doc)
+    except Exception:     # noqa: BLE001 - ModelError, OSError, ValueError: reported elsewhere
+        return False
+    return bool(n and n.get("cohort"))
 
 
 def _hand_size_numbers(entry: dict, sensor: str, doc: dict) -> bool:
