@@ -13,6 +13,7 @@ from device.gate.decision import Deny
 from device.gate.gate import Gate
 from device.models.model import ModelError
 from device.relays.factory import MemoryRelay
+from tests import test_binding_release as _release
 from tests.test_binding_release import _Identity   # the identity stage's stand-in
 
 
@@ -89,14 +90,7 @@ def _held(burst, out):
                            "the sensor frame's hand is not the views' hand", probes="P")
 
 
-@pytest.fixture
-def pipes(tmp_path, tiny_models, synthetic_bursts):
-    from tests.test_pipeline_overlap import overlap_pair
-    cfg, on, off, st = overlap_pair(tmp_path, tiny_models, synthetic_bursts)
-    yield cfg, on, off
-    on.close()
-    off.close()
-    st.close()
+pipes = _release.pipes        # the two gates (overlap on / off) the size term's tests use
 
 
 @pytest.mark.parametrize("overlap", [True, False])
