@@ -196,11 +196,9 @@ def test_hand_size_takes_any_real_scale():
         assert H.hand_size(P, bad) is None
 
 
-def test_status_says_which_users_the_size_check_skips_and_its_tolerance(
-        tmp_path, tiny_models, capsys):
-    """`palmgate status`: the signed tolerance in force beside the binding numbers, and how
-    many users hold sensor templates of this gate's kind none of which carries a size (each
-    passes the size check unchecked, ``not_enrolled``: re-enrol them)."""
+def nir_status(tmp_path, tiny_models, capsys, users: dict) -> dict:
+    """`palmgate status` of an NIR gate (identity check ``when_enrolled``) whose store holds
+    ``users``: each user's sensor template bytes (none: no sensor templates)."""
     import json
 
     from conftest import write_toml
@@ -213,19 +211,27 @@ def test_status_says_which_users_the_size_check_skips_and_its_tolerance(
     cfg = gate_config(tmp_path, tiny_models, liveness={"sensor": "nir",
                                                        "sensor_identity": "when_enrolled"})
     f = write_toml(tmp_path / "x.toml", cfg)
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((49, 16))
-    patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
-    size = H.hand_size(_hand(rng), 1.0)
+    v = np.random.default_rng(0).standard_normal((49, 16))
     with open_store(cfg) as st, st.transaction():
-        for uid, sized in (("alice", (True, False)), ("bob", (False, False)), ("carol", ())):
+        for uid, blobs in users.items():
             ver = st.enrol(uid, [enrol(v / np.linalg.norm(v, axis=-1, keepdims=True))],
-                           audit={"sensor_templates": len(sized)})
-            if sized:
-                ST.insert(st, uid, ver, [S.patch_to_bytes(patch, size if z else None)
-                                         for z in sized], "nir_palm_patch")
+                           audit={"sensor_templates": len(blobs)})
+            if blobs:
+                ST.insert(st, uid, ver, blobs, "nir_palm_patch")
     main(["status", "--config", str(f)])
-    rep = json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_status_says_which_users_the_size_check_skips_and_its_tolerance(
+        tmp_path, tiny_models, capsys):
+    """`palmgate status`: the signed tolerance in force beside the binding numbers, and how
+    many users hold sensor templates of this gate's kind none of which carries a size (each
+    passes the size check unchecked, ``not_enrolled``: re-enrol them)."""
+    patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
+    size = H.hand_size(_hand(np.random.default_rng(0)), 1.0)
+    rep = nir_status(tmp_path, tiny_models, capsys, {
+        uid: [S.patch_to_bytes(patch, size if z else None) for z in sized]
+        for uid, sized in (("alice", (True, False)), ("bob", (False, False)), ("carol", ()))})
     assert rep["store"]["users_without_hand_size"] == 1, rep["store"]     # bob
     assert rep["store"]["users_without_sensor_templates"] == 1, rep["store"]   # carol
     assert rep["models"]["binding_nir.json"]["hand_size_max_off"] == pytest.approx(0.055)

@@ -134,31 +134,13 @@ def test_status_counts_the_users_judged_on_the_raw_agreement(tmp_path, tiny_mode
     """`palmgate status`: where the signed NIR numbers name a cohort, how many users hold
     NIR templates without the enrolment's cohort pair (enrolled before it: judged on the raw
     agreement until re-enrolled)."""
-    import json
-
-    from conftest import write_toml
-
-    from device.cli import main
     from device.gate import hand_size as H
-    from device.gate.gate import open_store
-    from device.protect.core import enrol
-    from device.store import sensor_templates as ST
-    from tests.conftest import gate_config
-    cfg = gate_config(tmp_path, tiny_models, liveness={"sensor": "nir",
-                                                       "sensor_identity": "when_enrolled"})
-    f = write_toml(tmp_path / "x.toml", cfg)
-    rng = np.random.default_rng(0)
-    v = rng.standard_normal((49, 16))
+    from tests.test_hand_size import nir_status
     patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
-    size = H.hand_size(rng.normal(0, 40, (21, 3)), 1.0)
-    with open_store(cfg) as st, st.transaction():
+    size = H.hand_size(np.random.default_rng(0).normal(0, 40, (21, 3)), 1.0)
+    rep = nir_status(tmp_path, tiny_models, capsys, {
+        uid: [S.patch_to_bytes(patch, size, cohort=c) for c in pairs]
         for uid, pairs in (("alice", ((0.2, 0.04), (0.2, 0.04))), ("bob", (None, None)),
-                           ("dave", ((0.2, 0.04), None))):
-            ver = st.enrol(uid, [enrol(v / np.linalg.norm(v, axis=-1, keepdims=True))],
-                           audit={"sensor_templates": len(pairs)})
-            ST.insert(st, uid, ver, [S.patch_to_bytes(patch, size, cohort=c) for c in pairs],
-                      "nir_palm_patch")
-    main(["status", "--config", str(f)])
-    rep = json.loads(capsys.readouterr().out)
+                           ("dave", ((0.2, 0.04), None)))})
     assert rep["store"]["users_without_cohort_pair"] == 2, rep["store"]     # bob, dave
     assert rep["store"]["users_without_hand_size"] == 0, rep["store"]
