@@ -186,13 +186,13 @@ def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
         if other:
             out["users_with_other_sensor_templates_only"] = other
         out["users_without_sensor_templates"] = ST.users_without(st)
-        unsized, raw = _users_without_size(st, ST.SENSOR_KIND[cfg.liveness.sensor])
+        unsized, raw = _users_unchecked(st, ST.SENSOR_KIND[cfg.liveness.sensor])
         out["users_without_hand_size"] = unsized
         if _names_a_cohort(cfg):
             out["users_without_cohort_pair"] = raw
 
 
-def _users_without_size(st, kind: str) -> tuple[int, int]:
+def _users_unchecked(st, kind: str) -> tuple[int, int]:
     """(how many users hold sensor templates of ``kind``, none of which carries the hand's
     size -- enrolled before it was kept: the size check skips them, ``not_enrolled`` --, how
     many hold templates of ``kind`` without one cohort pair common to all -- judged on the raw

@@ -70,7 +70,8 @@ _MAGIC = b"PGSP"
 _FORMAT = 1
 _FORMAT_SIZED = 2
 _FORMAT_COHORT = 3
-"""The template bytes' formats: the palm patch; the palm patch and the views' hand size."""
+"""The template bytes' formats: the palm patch; the palm patch and the views' hand size; those
+and the enrolment's cohort (mean, sd) (:mod:`device.gate.identity_cohort`)."""
 
 
 # ------------------------------------------------------------------------------ the patch
