@@ -160,14 +160,15 @@ def run(profile: str, work: Path, models_dir: Path, command: str, validation,
                f"phantom cast on each (hard negatives)" if n_hard else "")
             + f", their int8 SR images; threshold: at most 1 in {allowed_in:,} bona fide / "
             f"live frames beyond it over {', '.join(val)} (SR of the file's precision in front)")
+    frames = {k: [f if isinstance(f, np.ndarray) else cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+                  for _, f in v] for k, v in val.items()}        # read once, scored twice
+    classes = {k: [c for c, _ in v] for k, v in val.items()}
     rep = {}
     for path, prec in ((fp32, "fp32"), (int8, "int8")):
-        scores = {k: _scores(path, prec, [f if isinstance(f, np.ndarray) else
-                                          cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
-                                          for _, f in v]) for k, v in val.items()}
-        t = live_threshold(np.concatenate([scores[k][np.array([c for c, _ in v]) == LIVE]
-                                           for k, v in val.items()]), allowed_in)
-        per_set = {k: counts_beyond(scores[k], [c for c, _ in v], t) for k, v in val.items()}
+        scores = {k: _scores(path, prec, frames[k]) for k in val}
+        t = live_threshold(np.concatenate([scores[k][np.array(classes[k]) == LIVE]
+                                           for k in val]), allowed_in)
+        per_set = {k: counts_beyond(scores[k], classes[k], t) for k in val}
         counts = per_set[str(sets[0])] if len(per_set) == 1 else per_set
         rep[path.name] = {"threshold": t, "validation": counts}
         extra = {"threshold": t, "sensor": "xray", "input": f"output of sr_xray"
