@@ -125,15 +125,28 @@ class SensorIdentityStage:
         return H.hand_size(getattr(probes, "points", None), getattr(probes, "px_mm", None))
 
     def agreement(self, tmpls: list, frame, probes, n) -> float:
+        """:meth:`raw_agreement` normalised by the last user's cohort pair where they have one
+        (:meth:`scored`)."""
+        return self.scored(self.raw_agreement(tmpls, frame, probes, n), n)
+
+    def raw_agreement(self, tmpls: list, frame, probes, n) -> float:
         """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
         (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
-        :data:`~device.gate.xray_bone_patch.REFINE_DEG`; NaN when none compares), normalised
-        by the last user's cohort pair where they have one (:meth:`scored`)."""
-        refine = ()
-        if self.sensor == "xray":
-            from device.gate.xray_bone_patch import REFINE_DEG as refine
-        return self.scored(S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
-                                            refine=refine), n)
+        :meth:`refine`; NaN when none compares)."""
+        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
+                                refine=self.refine(n))
+
+    def refine(self, n) -> tuple:
+        """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
+        (:func:`device.gate.sensor_identity.identity_numbers`), or for a file without it
+        :data:`~device.gate.xray_bone_patch.REFINE_DEG` (older signed files decide as before);
+        none for NIR."""
+        if self.sensor != "xray":
+            return ()
+        r = n.get("refine_deg")
+        if r is None:
+            from device.gate.xray_bone_patch import REFINE_DEG as r
+        return tuple(r)
 
     def normalising(self, n) -> bool:
         """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
