@@ -161,3 +161,20 @@ def test_status_counts_the_users_judged_on_the_raw_agreement(tmp_path, tiny_mode
     assert rep["store"]["users_without_cohort_pair"] == 2, rep["store"]     # bob, dave
     assert rep["store"]["users_without_hand_size"] == 0, rep["store"]
 
+
+def test_status_reads_the_signed_binding_file_once(tmp_path, tiny_models, capsys, monkeypatch):
+    """`palmgate status` parses the binding file once: the binding's report and the cohort's
+    count take the same signed document."""
+    import device.gate.binding_numbers as BN
+    from tests.test_hand_size import nir_status
+    real, loads = BN.load_binding_numbers, []
+
+    def counted(sensor, models_dir=None, trusted_keys=None):
+        loads.append(sensor)
+        return real(sensor, models_dir, trusted_keys)
+    monkeypatch.setattr(BN, "load_binding_numbers", counted)
+    patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
+    rep = nir_status(tmp_path, tiny_models, capsys,
+                     {"bob": [S.patch_to_bytes(patch, np.ones(12, np.float32))]})
+    assert rep["store"]["users_without_cohort_pair"] == 1, rep["store"]
+    assert loads == ["nir"]
