@@ -70,6 +70,8 @@ class _Identity:
 
     def __call__(self, frame, probes, out):
         self.probes.append(probes)
+        out.sensor_identity_score = out.sensor_identity_raw = 0.9    # compared, as the stage
+        out.sensor_identity_bucket = out.sensor_identity_raw_bucket = ">=+5"
         if self.deny:
             raise Deny(self.deny, "please present your palm again")
         out.sensor_identity = "checked" if self.hand_size else "not_enrolled"
@@ -124,7 +126,8 @@ def test_otherwise_it_is_denied_sensor_mismatch_as_before(pipes, synthetic_burst
     d = p.decide(g)
     for f in ("decision", "reason", "prompt", "user_id", "candidate", "score", "threshold",
               "template_version", "binding", "sensor_identity", "hand_size",
-              "sensor_identity_by", "binding_size_term"):
+              "sensor_identity_by", "sensor_identity_raw", "sensor_identity_bucket",
+              "sensor_identity_raw_bucket", "binding_size_term"):
         assert getattr(d, f) == getattr(before, f), f
     assert (d.decision, d.reason, d.user_id, d.binding_size_term) == \
         ("deny", "sensor_mismatch", None, None)

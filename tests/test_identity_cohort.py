@@ -93,38 +93,54 @@ def test_the_shipped_nir_numbers_name_a_signed_cohort():
 
 def test_a_user_with_the_pair_is_judged_normalised_one_without_as_before(
         tmp_path, synthetic_bursts):
+    """... and the decision and its audit record carry both the score judged and the raw
+    agreement (the audit as bands around their limits, never the values)."""
     from device.gate.enrol import enrol_user
-    from device.gate.gate import open_store
+    from device.gate.gate import Gate, open_store
     from device.gate.pipeline import Pipeline
+    from device.relays.factory import MemoryRelay
     from device.store import sensor_templates as ST
+    from device.store.audit import bucket_score
     from tests.conftest import gate_config
     b = synthetic_bursts
     cfg = gate_config(tmp_path, liveness={})
     pipe = Pipeline(cfg)
     st = open_store(cfg)
     pipe.attach_store(st)
+
+    def audited():
+        return [r.payload for r in st.audit.records() if r.kind == "decision"][-1]
     try:
         enrol_user(pipe, st, "alice", b["enrol"][0])
         pairs = [S.template_parts(x)[2] for x in ST.read(st, "alice")]
         assert pairs and IC.user_stats(pairs) is not None       # every template, one pair
         stage = pipe.identity
-        pipe.load_gallery(st)
-        d = pipe.decide(b["genuine"][0])
-        assert d.decision == "open", d.reason
-        assert d.sensor_identity == "checked" and stage.pair == IC.user_stats(pairs)
-        assert d.sensor_identity_score == pytest.approx(
-            IC.normalised(stage.last_raw, IC.user_stats(pairs), stage.numbers["cohort"]))
-        assert d.sensor_identity_score != pytest.approx(stage.last_raw)
-        # enrolled before: the same templates without the pair (format 2) -> the raw agreement
-        with st.transaction():
-            rows = ST.read(st, "alice")
-            ST.delete(st, "alice")
-            ST.insert(st, "alice", 1, [S.patch_to_bytes(*S.template_parts(x)[:2])
-                                       for x in rows])
-        d2 = pipe.decide(b["genuine"][0])
-        assert d2.decision == "open", d2.reason
-        assert stage.pair is None and d2.sensor_identity == "checked"
-        assert d2.sensor_identity_score == pytest.approx(stage.last_raw)
+        n = stage.numbers
+        with Gate(cfg, store=st, pipeline=pipe, relay=MemoryRelay()) as gate:
+            d = gate.present(b["genuine"][0])
+            assert d.decision == "open", d.reason
+            assert d.sensor_identity == "checked" and stage.pair == IC.user_stats(pairs)
+            raw = d.sensor_identity_raw
+            assert d.sensor_identity_score == pytest.approx(
+                IC.normalised(raw, IC.user_stats(pairs), n["cohort"]))
+            assert d.sensor_identity_score != pytest.approx(raw)
+            rec = audited()
+            assert rec["sensor_identity_bucket"] == bucket_score(
+                d.sensor_identity_score, n["cohort"]["min_agreement"])
+            assert rec["sensor_identity_raw_bucket"] == bucket_score(raw, n["min_agreement"])
+            # enrolled before: the same templates without the pair (format 2) -> the raw one
+            with st.transaction():
+                rows = ST.read(st, "alice")
+                ST.delete(st, "alice")
+                ST.insert(st, "alice", 1, [S.patch_to_bytes(*S.template_parts(x)[:2])
+                                           for x in rows])
+            d2 = gate.present(b["genuine"][0])
+            assert d2.decision == "open", d2.reason
+            assert stage.pair is None and d2.sensor_identity == "checked"
+            assert d2.sensor_identity_score == d2.sensor_identity_raw
+            rec = audited()
+            assert rec["sensor_identity_bucket"] == rec["sensor_identity_raw_bucket"] == \
+                bucket_score(d2.sensor_identity_raw, n["min_agreement"])
     finally:
         pipe.close()
         st.close()
@@ -144,3 +160,21 @@ def test_status_counts_the_users_judged_on_the_raw_agreement(tmp_path, tiny_mode
                            ("dave", ((0.2, 0.04), None)))})
     assert rep["store"]["users_without_cohort_pair"] == 2, rep["store"]     # bob, dave
     assert rep["store"]["users_without_hand_size"] == 0, rep["store"]
+
+
+def test_status_reads_the_signed_binding_file_once(tmp_path, tiny_models, capsys, monkeypatch):
+    """`palmgate status` parses the binding file once: the binding's report and the cohort's
+    count take the same signed document."""
+    import device.gate.binding_numbers as BN
+    from tests.test_hand_size import nir_status
+    real, loads = BN.load_binding_numbers, []
+
+    def counted(sensor, models_dir=None, trusted_keys=None):
+        loads.append(sensor)
+        return real(sensor, models_dir, trusted_keys)
+    monkeypatch.setattr(BN, "load_binding_numbers", counted)
+    patch = (np.zeros((8, 8), np.float32), np.ones((8, 8), np.float32))
+    rep = nir_status(tmp_path, tiny_models, capsys,
+                     {"bob": [S.patch_to_bytes(patch, np.ones(12, np.float32))]})
+    assert rep["store"]["users_without_cohort_pair"] == 1, rep["store"]
+    assert loads == ["nir"]

@@ -69,15 +69,44 @@ def test_a_patch_turned_between_the_searched_turns_is_found_by_the_refinement():
     assert patch_agreement((blob, w), (turned, w), shift_mm=2.0, refine=()) == coarse
 
 
-def test_the_gates_xray_identity_stage_refines_the_turn_nir_does_not(monkeypatch):
+def test_the_gates_xray_identity_stage_refines_the_turn_by_the_signed_number_nir_does_not(
+        monkeypatch):
     from device.gate import sensor_identity as S
     from device.gate.sensor_identity_stage import SensorIdentityStage
     seen = []
     monkeypatch.setattr(S, "best_agreement",
                         lambda t, p, shift_mm, refine=(): seen.append(refine) or 0.5)
-    for sensor in ("xray", "nir"):
+    for sensor, n in (("xray", {"refine_deg": (-0.5, 0.5)}),   # signed: the file's
+                      ("xray", {"refine_deg": ()}),            # signed: none
+                      ("xray", {"refine_deg": None}),          # an older file: the code's
+                      ("xray", {}),
+                      ("nir", {"refine_deg": None})):          # NIR compares unrefined
         st = SensorIdentityStage.__new__(SensorIdentityStage)
         st.sensor = sensor
         st.patch = lambda frame, probes: None
-        st.agreement([], None, None, {"shift_mm": 6.0})
-    assert seen == [X.REFINE_DEG, ()]
+        st.agreement([], None, None, dict(n, shift_mm=6.0))
+    assert seen == [(-0.5, 0.5), (), X.REFINE_DEG, X.REFINE_DEG, ()]
+
+
+def test_a_malformed_signed_refine_deg_denies_liveness_unavailable_not_a_crash(tmp_path,
+                                                                               monkeypatch):
+    import pytest
+
+    import device.gate.binding_numbers as BN
+    from device.gate.decision import Decision, Deny
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    from tests.conftest import gate_config
+    real = BN.load_binding_numbers
+
+    def malformed(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        n.doc = dict(n.doc, sensor_identity=dict(n.doc["sensor_identity"], refine_deg="1"))
+        return n
+    monkeypatch.setattr(BN, "load_binding_numbers", malformed)
+    stage = SensorIdentityStage(gate_config(tmp_path, liveness={"sensor": "xray"}))
+    assert stage.numbers is None and "refine_deg" in stage.error
+    stage.templates = lambda uid, version=None: [(np.zeros((80, 80), np.float32),
+                                                  np.ones((80, 80), np.float32))]
+    with pytest.raises(Deny) as e:
+        stage(np.zeros((10, 10), np.uint8), None, Decision(user_id="alice"))
+    assert e.value.reason == "liveness_unavailable" and "refine_deg" in e.value.detail

@@ -101,6 +101,7 @@ def cmd_status(a) -> int:
         names += [CELL_MODEL[cfg.gate.precision], fusion_file(cfg.gate.precision, models_dir)]
     signature = signature_report(models_dir)
     models, ok = {}, signature["ok"]
+    binding_doc = None                  # the signed binding file's document, parsed once
     for n in names:
         try:
             _, e = verified_file(n, models_dir)
@@ -117,6 +118,7 @@ def cmd_status(a) -> int:
             if n.startswith("binding_"):         # the binding threshold in force
                 from device.gate.binding_numbers import in_force, load_binding_numbers
                 bn = load_binding_numbers(cfg.liveness.sensor, models_dir)
+                binding_doc = bn.doc
                 f = in_force(bn, cfg.liveness.binding_max_distance,
                              cfg.liveness.binding_min_palm_lines)
                 models[n]["threshold"] = f.max_score
@@ -152,7 +154,7 @@ def cmd_status(a) -> int:
         try:
             with open_store(cfg) as st:
                 rep["store"] = dict(st.count(), path=cfg.paths.store)
-                _sensor_templates(rep["store"], st, cfg, policy)
+                _sensor_templates(rep["store"], st, cfg, policy, binding_doc)
                 rep["audit_records"] = st.audit.verify()
                 rep["last_decisions"] = [audit_dict(r) for r in st.audit.records()
                                          if r.kind == "decision"][-a.last:]
@@ -173,10 +175,11 @@ def cmd_status(a) -> int:
     return 0 if ok else 1
 
 
-def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
+def _sensor_templates(out: dict, st, cfg, policy: str, binding_doc: dict | None = None) -> None:
     """The store's sensor templates by kind; with the identity check on, how many users hold
     only the other sensor's (they open unchecked under when_enrolled: other_sensor) and how
-    many hold none (not_enrolled)."""
+    many hold none (not_enrolled). ``binding_doc``: the signed binding file's document where
+    the models' report read it (None: read here)."""
     from device.store import sensor_templates as ST
     kinds = ST.by_kind(st)
     if kinds:
@@ -188,7 +191,7 @@ def _sensor_templates(out: dict, st, cfg, policy: str) -> None:
         out["users_without_sensor_templates"] = ST.users_without(st)
         unsized, raw = _users_unchecked(st, ST.SENSOR_KIND[cfg.liveness.sensor])
         out["users_without_hand_size"] = unsized
-        if _names_a_cohort(cfg):
+        if _names_a_cohort(cfg, binding_doc):
             out["users_without_cohort_pair"] = raw
 
 
@@ -216,14 +219,16 @@ def _users_unchecked(st, kind: str) -> tuple[int, int]:
             sum(1 for v in pairs.values() if user_stats(v) is None))
 
 
-def _names_a_cohort(cfg) -> bool:
-    """Whether the sensor's signed identity numbers name a cohort (NIR); False where they
-    cannot be read (the models' own report says why)."""
+def _names_a_cohort(cfg, doc: dict | None = None) -> bool:
+    """Whether the sensor's signed identity numbers (of the binding file's document ``doc``;
+    None: loaded here) name a cohort (NIR); False where they cannot be read (the models' own
+    report says why)."""
     from device.gate.binding_numbers import load_binding_numbers
     from device.gate.sensor_identity import identity_numbers
     try:
-        n = identity_numbers(load_binding_numbers(cfg.liveness.sensor,
-                                                  cfg.paths.models or None).doc)
+        if doc is None:
+            doc = load_binding_numbers(cfg.liveness.sensor, cfg.paths.models or None).doc
+        n = identity_numbers(doc)
     except Exception:     # noqa: BLE001 - ModelError, OSError, ValueError: reported elsewhere
         return False
     return bool(n and n.get("cohort"))

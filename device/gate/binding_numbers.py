@@ -26,7 +26,9 @@ its sha256, so covered by the release signature like every model file and thresh
   person's sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
   comparison's settings, with the command and data that chose them (``feature``, where given,
   must be the sensor's template kind, :data:`device.store.sensor_templates.SENSOR_KIND`: a
-  threshold chosen for the other sensor's feature is refused); without it the gate's
+  threshold chosen for the other sensor's feature is refused; X-ray's ``refine_deg``, the bone
+  patch comparison's turn refinement, absent in older files: the code's
+  :data:`~device.gate.xray_bone_patch.REFINE_DEG`); without it the gate's
   identity stage cannot compare (:mod:`device.gate.sensor_identity_stage`);
 * any further per-sensor numbers a version of the score needs (a dict: keys this code does not
   know are kept and handed over in :attr:`BindingNumbers.doc`).
@@ -148,6 +150,9 @@ def parse_numbers(doc, sensor: str, name: str, entry: dict | None = None) -> Bin
     if si is not None and sensor not in IDENTITY_SENSORS:
         raise ModelError(f"{name}: sensor_identity numbers for sensor {sensor!r}, which has no "
                          f"identity feature")
+    if si is not None and si["refine_deg"] is not None and sensor != "xray":
+        raise ModelError(f"{name}: sensor_identity 'refine_deg' for sensor {sensor!r}: the turn "
+                         f"refinement is the X-ray bone patch's comparison's only")
     feature = (doc.get("sensor_identity") or {}).get("feature") if si is not None else None
     if feature is not None and feature != SENSOR_KIND.get(sensor):
         raise ModelError(f"{name}: sensor_identity numbers of feature {feature!r}, not the "

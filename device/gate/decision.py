@@ -26,7 +26,15 @@ class Decision:
     palm_lines: float | None = None        # the binding's palm-line agreement (NIR); never logged
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor
     #                                        (None: not run; device.gate.sensor_identity_stage)
-    sensor_identity_score: float | None = None   # its agreement; never logged
+    sensor_identity_score: float | None = None   # its agreement (NIR: normalised by the
+    #                                        person's cohort where their templates carry the
+    #                                        pair); never logged
+    sensor_identity_raw: float | None = None     # the agreement before that normalisation
+    #                                        (= the score where none); never logged
+    sensor_identity_bucket: str | None = None    # the score's band around the limit in force
+    #                                        (device.store.audit.bucket_score); audited
+    sensor_identity_raw_bucket: str | None = None   # the raw agreement's band around the
+    #                                        signed raw min_agreement; audited
     sensor_identity_by: str | None = None  # the identity check that denied: patch | lines
     #                                        (the lines sum) | size (the hand size); audited
     hand_size: str | None = None           # checked | denied | not_enrolled (templates kept

@@ -225,6 +225,9 @@ class Gate:
             p["sensor_identity"] = d.sensor_identity     # checked, denied, not_enrolled, ...
         if d.sensor_identity_by:
             p["sensor_identity_by"] = d.sensor_identity_by   # patch, lines or size: which
+        if d.sensor_identity_bucket:                     # the agreement judged and the
+            p["sensor_identity_bucket"] = d.sensor_identity_bucket    # raw one (NIR: before
+            p["sensor_identity_raw_bucket"] = d.sensor_identity_raw_bucket   # the cohort's)
         if d.hand_size:
             p["hand_size"] = d.hand_size                 # checked, denied, not_enrolled
         if d.binding_size_term:

@@ -544,7 +544,8 @@ class Pipeline:
         return out
 
 
-IDENTITY_FIELDS = ("sensor_identity", "sensor_identity_score", "sensor_identity_by",
+IDENTITY_FIELDS = ("sensor_identity", "sensor_identity_score", "sensor_identity_raw",
+                   "sensor_identity_bucket", "sensor_identity_raw_bucket", "sensor_identity_by",
                    "hand_size", "hand_size_ratio")
 """What the identity stage writes into the Decision."""
 

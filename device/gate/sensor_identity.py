@@ -295,7 +295,9 @@ def identity_numbers(doc: dict | None) -> dict | None:
     :data:`~device.gate.binding_texture.LINE_SIGMA_MM`), ``hand_size`` (the size check's,
     :func:`device.gate.hand_size.size_numbers`; None: the file has none), ``cohort`` (the
     normalised agreement's, :func:`device.gate.identity_cohort.cohort_numbers`; None: the
-    file has none, every agreement is judged raw) and, when the file
+    file has none, every agreement is judged raw), ``refine_deg`` (X-ray: the turns tried
+    around the comparison's best turn, :func:`_refine_turns`; None: the file has none, the
+    stage then uses :data:`device.gate.xray_bone_patch.REFINE_DEG`) and, when the file
     has it, ``min_lines_sum`` (:func:`lines_sum` below it denies) and the pair
     ``unsure_below`` / ``min_lines_sum_unsure`` (:func:`least_lines_sum`). ValueError when
     malformed."""
@@ -321,11 +323,29 @@ def identity_numbers(doc: dict | None) -> dict | None:
         raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
     out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
            "line_sigma_mm": _line_scale(si), "hand_size": size_numbers(si),
-           "cohort": cohort_numbers(si)}
+           "cohort": cohort_numbers(si), "refine_deg": _refine_turns(si)}
     if j is not None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))
     return out
+
+
+MAX_REFINE_TURNS = 8
+"""The most turns a signed ``refine_deg`` may list (each one more comparison of the patch)."""
+
+
+def _refine_turns(si: dict) -> tuple[float, ...] | None:
+    """The signed ``refine_deg`` of the ``sensor_identity`` block: a list of at most
+    :data:`MAX_REFINE_TURNS` finite numbers, each within 10 degrees ([]: no refinement); None
+    when absent. ValueError otherwise."""
+    v = si.get("refine_deg")
+    if v is None:
+        return None
+    if not (isinstance(v, list) and len(v) <= MAX_REFINE_TURNS
+            and all(finite_number(x) and -10.0 <= x <= 10.0 for x in v)):
+        raise ValueError(f"'sensor_identity' 'refine_deg' must be a list of at most "
+                         f"{MAX_REFINE_TURNS} numbers, each within 10 (degrees)")
+    return tuple(float(x) for x in v)
 
 
 def _line_scale(si: dict) -> tuple[float, float]:

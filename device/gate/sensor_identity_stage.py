@@ -14,7 +14,9 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
   the start, so rows removed or changed outside the store deny ``error:identity``); the best
   agreement over them under the signed ``min_agreement`` (``sensor_identity`` of
   ``models/binding_<sensor>.json``), or a patch that cannot be compared, denies
-  ``sensor_identity``.
+  ``sensor_identity``. The Decision keeps the score judged and the raw agreement (NIR: before
+  the cohort's normalisation; :mod:`device.gate.identity_cohort`), the audit record each as a
+  band around its limit (``sensor_identity_bucket``, ``sensor_identity_raw_bucket``).
 - **The hand's size.** Once the patch agrees, the views' hand size at this presentation
   (:func:`device.gate.hand_size.hand_size` of the binding's triangulated landmarks) against
   the sizes kept with the user's templates (:func:`~device.gate.hand_size.size_ratio`): off by
@@ -51,6 +53,7 @@ from device.gate import hand_size as H
 from device.gate import identity_cohort as IC
 from device.gate import sensor_identity as S
 from device.gate.decision import Deny
+from device.store.audit import bucket_score
 from device.store.sensor_templates import SENSOR_KIND
 
 log = logging.getLogger("palmgate.gate")
@@ -86,7 +89,6 @@ class SensorIdentityStage:
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
         self.sizes: list = []               # the last user's enrolled hand sizes
         self.pair = None                    # the last user's cohort (mean, sd), None: raw
-        self.last_raw = None                # the last agreement before normalising
         self.cohort = None                  # the signed cohort's patches (enrolment; lazy)
         self.warned: set = set()            # users named other_sensor in the log once
         self.load()
@@ -125,15 +127,28 @@ class SensorIdentityStage:
         return H.hand_size(getattr(probes, "points", None), getattr(probes, "px_mm", None))
 
     def agreement(self, tmpls: list, frame, probes, n) -> float:
+        """:meth:`raw_agreement` normalised by the last user's cohort pair where they have one
+        (:meth:`scored`)."""
+        return self.scored(self.raw_agreement(tmpls, frame, probes, n), n)
+
+    def raw_agreement(self, tmpls: list, frame, probes, n) -> float:
         """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
         (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
-        :data:`~device.gate.xray_bone_patch.REFINE_DEG`; NaN when none compares), normalised
-        by the last user's cohort pair where they have one (:meth:`scored`)."""
-        refine = ()
-        if self.sensor == "xray":
-            from device.gate.xray_bone_patch import REFINE_DEG as refine
-        return self.scored(S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
-                                            refine=refine), n)
+        :meth:`refine`; NaN when none compares)."""
+        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
+                                refine=self.refine(n))
+
+    def refine(self, n) -> tuple:
+        """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
+        (:func:`device.gate.sensor_identity.identity_numbers`), or for a file without it
+        :data:`~device.gate.xray_bone_patch.REFINE_DEG` (older signed files decide as before);
+        none for NIR."""
+        if self.sensor != "xray":
+            return ()
+        r = n.get("refine_deg")
+        if r is None:
+            from device.gate.xray_bone_patch import REFINE_DEG as r
+        return tuple(r)
 
     def normalising(self, n) -> bool:
         """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
@@ -142,8 +157,7 @@ class SensorIdentityStage:
 
     def scored(self, raw: float, n) -> float:
         """The score judged for the last user: ``raw`` normalised by their cohort pair where
-        :meth:`normalising`, else ``raw`` itself (kept in :attr:`last_raw`)."""
-        self.last_raw = raw
+        :meth:`normalising`, else ``raw`` itself."""
         return IC.normalised(raw, self.pair, n["cohort"]) if self.normalising(n) else raw
 
     def enrol_stats(self, patches: list):
@@ -264,9 +278,13 @@ class SensorIdentityStage:
         n = self.numbers or self.load()
         if n is None:
             raise Deny("liveness_unavailable", "", f"sensor identity: {self.error}")
-        score = self.agreement(tmpls, frame, probes, n)
-        out.sensor_identity_score = score
+        raw = self.raw_agreement(tmpls, frame, probes, n)
+        score = self.scored(raw, n)
+        out.sensor_identity_score, out.sensor_identity_raw = score, raw
+        raw_limit = n["min_agreement"]
         n = IC.in_force(n, self.normalising(n))     # the cohort's limits for a normalised score
+        out.sensor_identity_bucket = bucket_score(score, n["min_agreement"])
+        out.sensor_identity_raw_bucket = bucket_score(raw, raw_limit)
         if not score >= n["min_agreement"]:
             out.sensor_identity, out.sensor_identity_by = "denied", "patch"
             raise Deny(REASON, "please present your palm again",

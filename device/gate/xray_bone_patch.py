@@ -58,7 +58,10 @@ REFINE_DEG = (-1.0, 1.0)
 """Turns tried around the best of the comparison's turns (:data:`device.gate.sensor_identity.
 TURNS_DEG`, 3 deg apart), degrees: the bones' image turns with the thumb's spread and the
 fingers' pose, and half a 3-deg step moves the patch's edge by 1 mm (development seed 8831,
-docs/results.md "The X-ray bone patch's person tail (branch xid)")."""
+docs/results.md "The X-ray bone patch's person tail (branch xid)"). The gate takes the signed
+``sensor_identity.refine_deg`` of models/binding_xray.json (the same turns); this is what a
+signed file without it decides with (:meth:`device.gate.sensor_identity_stage.
+SensorIdentityStage.refine`)."""
 
 
 def bone_patch(grey: np.ndarray, hand: np.ndarray, field: np.ndarray, lm: np.ndarray,

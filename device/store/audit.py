@@ -47,6 +47,10 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
            "phantom",                      # X-ray phantom check: refused | passed (no score)
+           "sensor_identity_bucket",       # the identity agreement judged, as a band
+           #                                 around its limit (bucket_score)
+           "sensor_identity_raw_bucket",   # the agreement before the cohort's normalisation
+           #                                 (NIR), as a band around the raw limit
            "sensor_identity"}              # the sensor frame against the person's: checked,
 #                                            not_enrolled / other_sensor (skipped by the
 #                                            site's policy), ...
