@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "b90c9627c254318e7a9f643282c422ecadc5fdd6015016d8d44fefc9b8365053",
+  "manifest_sha256": "917fea6468f146f40e9080b0f463d1d6c633e641cb0c08554513a5d4030fc7a4",
   "signatures": [
     {
       "key_id": "2dc30179c712dcb1",
-      "signature": "KoUuUBeTIqcsi8c27ODTnxPIHBWXEMx60ohu/BIfiYHvmv9dZoYsEQTjPu6jsL3Y8NpCKyE4VARfEue8IZi0Aw=="
+      "signature": "f2U9AuIMDtYhlOLeZ8f/crk6UhStK+TUt3PhBilCDIKKlWnF9rz0VF0jnwZ3p7P2ZditFZM1z03NR3E5Qi/gCQ=="
     }
   ]
 }

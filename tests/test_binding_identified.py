@@ -71,6 +71,17 @@ def test_the_identified_limit_is_a_signed_number_not_below_max_score():
             parse_numbers(dict(base, max_score_identified=bad), "xray", "f")
 
 
+def test_the_shipped_x_ray_file_signs_the_identified_limit():
+    """Branch xrel45: 45.0 mm, 10 mm or more under the nearest attack that passes every other
+    check (development 8839 int8 mixed_replica_views 00025, 56.7), by the rule of
+    docs/results.md ("a smaller max_score_identified")."""
+    from device.gate.binding_numbers import in_force, parse_numbers
+    doc = json.loads((SHIPPED / "binding_xray.json").read_text())
+    assert doc["max_score_identified"] == 45.0 and doc["max_score"] < 45.0
+    assert "xrel45" in doc["max_score_identified_rule"]
+    assert in_force(parse_numbers(doc, "xray", "binding_xray.json")).max_score_identified == 45.0
+
+
 def test_check_margins_releases_as_the_gate_does():
     from device.eval.check_margins import passes
     th = {"thr": 0.5, "max_score": 29.7, "min_agreement": 0.89, "max_off": 0.055}

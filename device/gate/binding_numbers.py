@@ -20,8 +20,8 @@ its sha256, so covered by the release signature like every model file and thresh
   lines); where it does not, it is off;
 * ``max_score_identified`` (optional, X-ray) -- the binding's wider limit for a presentation
   whose identity checks (the bone patch and the hand size) both pass
-  (:mod:`device.gate.binding_release`); a number at least ``max_score``; no shipped file
-  carries it (measured, not shipped);
+  (:mod:`device.gate.binding_release`); a number at least ``max_score``; the shipped X-ray
+  file signs 45.0 (branch xrel45; xrel's 70.0 was measured and not shipped);
 * ``sensor_identity`` (NIR and X-ray, optional) -- the sensor frame against the identified
   person's sensor templates (:mod:`device.gate.sensor_identity`): ``min_agreement`` and the
   comparison's settings, with the command and data that chose them (``feature``, where given,

@@ -28,9 +28,11 @@ xrel): a presentation whose sensor bones are the identified person's and whose v
 that person's size is tied at both ends, so the binding's limit is then the wider one. It is
 released by the same verdict (``Decision.binding_identified = "released"``, audited). Without
 that number (a file from before it, NIR, a configured stricter ``binding_max_distance``)
-nothing is held this way. No shipped file signs it: measured at 70.0 and not shipped, since on
-development data it opened attacks the binding alone stops (docs/results.md "X-ray live hands
-denied `sensor_mismatch` on 8839, and a wider binding limit once both identity checks pass").
+nothing is held this way. The shipped X-ray file signs 45.0 (branch xrel45): at least 10 mm
+under the nearest attack measured that passes every other check (development 8839's
+``mixed_replica_views`` of variant offset, 56.7); xrel's 70.0 was measured and not shipped,
+since on development data it opened attacks the binding alone stops (docs/results.md "X-ray
+live hands just over the binding's limit: a smaller max_score_identified").
 """
 from __future__ import annotations
 
