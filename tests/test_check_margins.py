@@ -104,19 +104,3 @@ def test_against_gate_counts_a_released_binding_as_passing():
     rows = [row(binding=40.0, size=25.0, decision="open", reason=None)]
     g = against_gate(rows, TH)
     assert g["compared"] == 1 and g["agree"] == 1 and g["fails_gate_opened"] == 0
-
-
-def test_passes_holds_the_low_band_as_the_gate():
-    # device/gate/liveness_band.py: p(live) in [low_live_floor, thr) is held, and then
-    # passes only with the band's lines sum
-    th = dict(NIR, thr=0.15, unsure_below=0.5, min_lines_sum_unsure=0.87,
-              low_live_floor=0.10, min_lines_sum_low=1.08)
-    p = passes(row(p_live=0.12, palm_lines=0.5, lines_sum=1.08), th)
-    assert p["live"] and p["lines_sum"]
-    p = passes(row(p_live=0.12, palm_lines=0.5, lines_sum=1.0), th)
-    assert p["live"] and not p["lines_sum"]                    # held, not released
-    assert not passes(row(p_live=0.09, palm_lines=0.5, lines_sum=1.3), th)["live"]
-    assert not passes(row(p_live=0.12, palm_lines=0.5, lines_sum=1.3), dict(NIR, thr=0.15))[
-        "live"]                                                # a file without the band
-    p = passes(row(p_live=0.3, palm_lines=0.5, lines_sum=0.9), th)
-    assert p["live"] and p["lines_sum"]                        # above thr: as before

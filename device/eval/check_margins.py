@@ -35,7 +35,6 @@ import time
 import numpy as np
 
 from device.eval.synthetic_gate import ENROL_PRESENTATIONS
-from device.gate.liveness_band import in_band
 from device.gate.sensor_identity import least_lines_sum
 
 TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
@@ -49,24 +48,21 @@ def raw_passes(r: dict, th: dict) -> dict:
     """Which checks row ``r`` passes on its own under thresholds ``th`` (``thr``: p(live) must
     be above it; ``max_score``; ``min_agreement``; ``max_off``; where ``th`` has them (NIR),
     ``min_palm_lines`` and ``min_lines_sum``, with ``unsure_below`` / ``min_lines_sum_unsure``
-    as the gate asks them, :func:`device.gate.sensor_identity.least_lines_sum`; and
-    ``low_live_floor`` / ``min_lines_sum_low``: a p(live) in that low band passes ``live``,
-    held, and then asks the band's lines sum, :mod:`device.gate.liveness_band`). A value not
+    as the gate asks them, :func:`device.gate.sensor_identity.least_lines_sum`). A value not
     measured fails. The binding is the raw score against ``max_score`` (no release)."""
     def val(k):
         v = r.get(k)
         return None if v is None or not np.isfinite(v) else float(v)
     p, b, a, s = val("p_live"), val("binding"), val("agreement"), val("size_off")
-    live = p is not None and p > th["thr"] and not r.get("phantom", False)
-    held = not live and not r.get("phantom", False) and in_band(p, th["thr"], th)
-    out = {"presence": r.get("presence") is None, "live": live or held,
+    out = {"presence": r.get("presence") is None,
+           "live": p is not None and p > th["thr"] and not r.get("phantom", False),
            "binding": b is not None and b <= th["max_score"]}
     if th.get("min_palm_lines") is not None:
         t = val("palm_lines")
         out["palm_lines"] = t is not None and t >= th["min_palm_lines"]
     out["identity"] = a is not None and a >= th["min_agreement"]
     if th.get("min_lines_sum") is not None:
-        j, t = val("lines_sum"), least_lines_sum(th, p, False if held else None)
+        j, t = val("lines_sum"), least_lines_sum(th, p)
         out["lines_sum"] = j is not None and j >= t
     out["size"] = s is not None and s <= th["max_off"]
     return out
@@ -170,7 +166,7 @@ def _terms(pipe, joints, folder, person, decide: bool) -> dict:
     if decide:
         d = pipe.decide(raw)
         r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
-        for k in ("binding_size_term", "binding_identified", "liveness_band"):   # released
+        for k in ("binding_size_term", "binding_identified"):     # released by the identity
             if getattr(d, k, None):
                 r[k] = getattr(d, k)
     return r
@@ -233,8 +229,7 @@ def thresholds_in_force(pipe, n: dict) -> dict:
         th["min_palm_lines"] = float(pipe.binding.min_texture)
     if getattr(pipe.binding, "max_identified", None) is not None:
         th["max_score_identified"] = float(pipe.binding.max_identified)
-    for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure", "low_live_floor",
-              "min_lines_sum_low"):
+    for k in ("min_lines_sum", "unsure_below", "min_lines_sum_unsure"):
         if n.get(k) is not None:
             th[k] = float(n[k])
     return th

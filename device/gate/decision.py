@@ -39,9 +39,6 @@ class Decision:
     binding_identified: str | None = None  # "released": the binding's score was within the
     #                                        wider limit and the identity checks released it;
     #                                        audited (device.gate.binding_release)
-    liveness_band: str | None = None       # "released": p(live) in the low band under the
-    #                                        threshold and the identity checks passed with the
-    #                                        band's lines sum; audited (device.gate.liveness_band)
     views_used: int = 0
     template_version: int | None = None
     stages_ms: dict = field(default_factory=dict)

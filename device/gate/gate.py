@@ -231,8 +231,6 @@ class Gate:
             p["binding_size_term"] = d.binding_size_term   # released (binding_release)
         if d.binding_identified:
             p["binding_identified"] = d.binding_identified   # released (binding_release)
-        if d.liveness_band:
-            p["liveness_band"] = d.liveness_band             # released (liveness_band)
         p.update(extra)
         self.store.audit.append(kind, **p)
 

@@ -45,7 +45,6 @@ from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
 from device.gate.binding_release import RELEASED, IdentifiedDeny, SizeTermDeny, released
-from device.gate import liveness_band as band
 from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
@@ -299,12 +298,8 @@ class Pipeline:
         if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         if not pres.live:
-            # no exact value; the phantom check's own detail where it refused. In the signed
-            # low band a deny the gate may hold for the palm lines (device.gate.liveness_band)
-            n = None if self.identity is None else self.identity.numbers or self.identity.load()
-            held = band.in_band(pres.p_live, pres.threshold, n) and pres.reason == NOT_LIVE
-            raise (band.LowLiveDeny if held else Deny)(
-                NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
+            # no exact value; the phantom check's own detail where it refused
+            raise Deny(NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
 
     def view_cells(self, rois):
         """(K, S, G, d) cells of each view, the views on the region threads (OpenCV's filters
@@ -392,12 +387,7 @@ class Pipeline:
         denied), into the job's own Decision; a deny or an error ends the chain."""
         try:
             job.stage = "sensor"
-            try:
-                clock.run("sensor", self._sensor, burst, job.out)
-            except band.LowLiveDeny as d:
-                if not job.hold:
-                    raise
-                job.pending = d         # held: the binding runs, the identity checks decide
+            clock.run("sensor", self._sensor, burst, job.out)
             if self.binding is not None and getattr(self.binding, "needs_regions", False):
                 job.regions.wait(self.cfg.timeouts["regions"] / 1e3)   # the views' regions
                 if not job.regions.is_set() and not job.cancelled.is_set():
@@ -412,14 +402,14 @@ class Pipeline:
                 b = clock.run("binding", self.binding, burst, job.out)
                 job.out.sensor_probes = getattr(b, "probes", None)
         except SizeTermDeny as d:
-            if job.hold and job.pending is None:   # the identity checks may release it
-                job.pending, job.out.sensor_probes = d, d.probes    # (binding_release)
+            if job.hold:        # the identity checks may release it (device.gate.binding_release)
+                job.pending, job.out.sensor_probes = d, d.probes
             else:
-                job.deny = job.pending or d
+                job.deny = d
         except Deny as d:
-            job.deny = job.pending or d     # a held not_live denies as it did before
+            job.deny = d
         except Exception as e:      # noqa: BLE001 - any failure of any stage is a deny
-            job.deny = job.pending or Deny(f"error:{job.stage}", "please present your palm again")
+            job.deny = Deny(f"error:{job.stage}", "please present your palm again")
             log.exception("stage %s failed: %s", job.stage, e)
 
     def _wait_sensor(self, job: "_SensorJob") -> None:
@@ -504,7 +494,6 @@ class Pipeline:
             if self.identity is not None and job is not None:    # the person now known
                 out.palm_lines = job.out.palm_lines       # the binding's lines, for the sum
                 out.p_live = job.out.p_live               # how sure liveness was, for it too
-                out.live = job.out.live                   # False: held in the low band
                 try:
                     timed("identity", self.identity, burst.sensor, job.out.sensor_probes, out)
                 except Exception as e:     # noqa: BLE001 - a held-back binding deny first
@@ -514,11 +503,9 @@ class Pipeline:
                         log.exception("stage identity failed: %s", e)
                     raise pending from None
             if pending is not None:
-                if not (released(pending, out) or band.released(pending, out)):
+                if not released(pending, out):
                     raise pending
-                if isinstance(pending, band.LowLiveDeny):
-                    out.liveness_band = band.RELEASED
-                elif isinstance(pending, IdentifiedDeny):
+                if isinstance(pending, IdentifiedDeny):
                     out.binding_identified = RELEASED
                 else:
                     out.binding_size_term = RELEASED
@@ -593,6 +580,5 @@ class _SensorJob:
     deny: Deny | None = None
     reached: bool = False        # the decision got as far as the sensor chain
     binding_t0: float | None = None
-    hold: bool = False           # a SizeTermDeny of the binding or a LowLiveDeny of the sensor
-    #                              stage waits for the identity checks
-    pending: Deny | None = None  # that deny, held back (binding_release, liveness_band)
+    hold: bool = False           # a SizeTermDeny of the binding waits for the identity checks
+    pending: Deny | None = None  # that deny, held back (device.gate.binding_release)

@@ -47,7 +47,6 @@ from device.gate.binding_joints import finite_number
 from device.gate.identity_cohort import (STATS_BYTES, cohort_numbers, stats_from_bytes,
                                          stats_to_bytes)
 from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
-from device.gate.liveness_band import band_numbers
 
 IDENTITY_SENSORS = ("nir", "xray")
 """The sensors whose frame carries a usable identity feature (NIR: the palm's lines; X-ray: the
@@ -326,7 +325,6 @@ def identity_numbers(doc: dict | None) -> dict | None:
     if j is not None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))
-    out.update(band_numbers(si, out.get("min_lines_sum_unsure", out.get("min_lines_sum"))))
     return out
 
 
@@ -361,20 +359,15 @@ def _unsure_numbers(si: dict, min_sum) -> dict:
     return {"unsure_below": float(u), "min_lines_sum_unsure": float(k)}
 
 
-def least_lines_sum(n: dict, p_live: float | None, live: bool | None = None
-                    ) -> float | None:
+def least_lines_sum(n: dict, p_live: float | None) -> float | None:
     """The least :func:`lines_sum` the signed numbers ``n`` ask of a presentation of
     ``p_live``: ``min_lines_sum_unsure`` when p(live) is under ``unsure_below`` or not known
     (None, NaN: the strict one), else ``min_lines_sum``; ``min_lines_sum`` alone where ``n``
     has no unsure pair; None where it has no ``min_lines_sum``. A live palm the liveness
     model doubts still shows its own lines well both ways; the copies that get past the
-    model show them worse (blurred, lit or printed). ``live`` False (liveness said not live:
-    a presentation held in the low band, :mod:`device.gate.liveness_band`): the band's
-    ``min_lines_sum_low`` where ``n`` has it, else the strictest sum it has."""
+    model show them worse (blurred, lit or printed)."""
     t = n.get("min_lines_sum")
     u = n.get("unsure_below")
-    if live is False and t is not None:
-        return n.get("min_lines_sum_low", n.get("min_lines_sum_unsure", t))
     if t is None or u is None:
         return t
     known = p_live is not None and math.isfinite(p_live)

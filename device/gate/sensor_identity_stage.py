@@ -193,7 +193,7 @@ class SensorIdentityStage:
         ``min_lines_sum_unsure`` when ``out.p_live`` is under ``unsure_below`` or not known:
         :func:`~device.gate.sensor_identity.least_lines_sum`; skipped where the file has no
         such number or the binding compared no lines)."""
-        t = S.least_lines_sum(n, getattr(out, "p_live", None), getattr(out, "live", None))
+        t = S.least_lines_sum(n, getattr(out, "p_live", None))
         j = None if t is None else S.lines_sum(score, getattr(out, "palm_lines", None))
         if j is not None and not j >= t:
             out.sensor_identity, out.sensor_identity_by = "denied", "lines"

@@ -44,8 +44,6 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            #                                 the identity checks passed
            "binding_identified",           # released: the binding's wider limit, once
            #                                 the identity checks passed
-           "liveness_band",                # released: p(live) in the low band, once the
-           #                                 identity checks passed with its lines sum
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
            "phantom",                      # X-ray phantom check: refused | passed (no score)
