@@ -14,4 +14,8 @@ RELEASE_KEYS: dict[str, str] = {
     # machine that held it (lost, not leaked, so key 1 stays trusted for the manifests it
     # signed); releases from now on are signed with key 2 (docs/model-signing.md).
     "2dc30179c712dcb1": "ojNC9g6jc1VZdPehEcPYEsBo59oDieO5fa/xTv6NhKs=",
+    # PalmGate release key 3, generated 2026-12-07: key 2's private half was lost the same way
+    # (a development machine reset between sessions; lost, not leaked, so key 2 stays trusted
+    # for the manifests it signed); releases from now on are signed with key 3.
+    "e6068c1534075051": "vuSV7iEbZrPg4+LL7nHk9ThTOn3LOGA2FhFqjmUvIYw=",
 }
