@@ -153,7 +153,7 @@ class SensorIdentityStage:
     def normalising(self, n) -> bool:
         """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
         their templates carry the cohort pair and the signed numbers a cohort."""
-        return getattr(self, "pair", None) is not None and n.get("cohort") is not None
+        return self.pair is not None and n.get("cohort") is not None
 
     def scored(self, raw: float, n) -> float:
         """The score judged for the last user: ``raw`` normalised by their cohort pair where
