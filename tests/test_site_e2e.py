@@ -274,7 +274,9 @@ def test_a_forged_audit_record_is_refused(site):
     use_tls(c, P.tls_files(site.dir, "g1"))
     c.connect("127.0.0.1", info["broker"]["port"])
     c.loop_start()
-    rec = [n + 1, time.time(), "decision", '{"decision":"open"}', "00" * 32, "11" * 32]
+    # prev: no record's hash, nor the chain's start (zeros: a record 1 with them would read
+    # "altered", not "does not chain", when this test runs on a fresh g1 alone)
+    rec = [n + 1, time.time(), "decision", '{"decision":"open"}', "ab" * 32, "11" * 32]
     sent = c.publish(M.up_topic("hq", "g1", "audit"), M.pack({"from": "g1", "records": [rec]}),
                      qos=1)
     sent.wait_for_publish(DEADLINE)
