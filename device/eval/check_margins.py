@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+from device.eval.synthetic_gate import (ENROL_PRESENTATIONS, add_enrol_presentations,
+                                        check_enrol_presentations)
 from device.gate.sensor_identity import least_lines_sum
 
 TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
@@ -298,12 +299,10 @@ def main(argv=None) -> int:
     ap.add_argument("--decide", action="store_true",
                     help="also the gate's own decision of each presentation (enrolled, 1:N)")
     ap.add_argument("--models", default=None, help="a models folder (default: the shipped)")
-    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
-                    help="enrolment presentations a person (default %(default)s)")
+    add_enrol_presentations(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    if a.enrol_presentations < 1:
-        ap.error("--enrol-presentations must be at least 1")
+    check_enrol_presentations(ap, a)
     res = measure(a.data, a.classes, a.per_class, a.precision, a.decide, a.models,
                   enrol_presentations=a.enrol_presentations)
     with open(a.out, "w") as f:
