@@ -195,7 +195,11 @@ def test_gate_keypad_pin_claims_and_pin_plus_palm(tmp_path, tiny_models, synthet
             d = gate.present(synthetic_bursts["genuine"][0])            # palm-only user
             assert d.opened and d.user_id == "person-000"
             assert sum(1 for _, _, on in relay.events if on) == 2
-            assert gate.door.reader.errors == []
+            # a frame the loaded CPU held up mid-way reaches the reader in pieces, which it
+            # throws away (length/parity errors) while the keypad sends the frame again whole
+            errs = gate.door.reader.errors
+            assert not errs or keypad.resends, errs
+            assert all("not a known format" in e or "parity" in e for e in errs), errs
         with open_store(cfg) as st:
             recs = [r.payload for r in st.audit.records()]
         assert [r["reason"] for r in recs if r.get("decision") == "deny"][:2] == \
