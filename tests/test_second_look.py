@@ -201,7 +201,6 @@ def test_missing_or_failed_recapture_denies(tmp_path):
 
 
 def test_phantom_refusal_in_band_takes_a_look(tmp_path):
-    from device.gate.pipeline import Pipeline  # noqa: F401 - the stage under test
     b = _recorded(tmp_path, _frame(0.9), [_frame(0.9), _frame(0.9)])
     br = _Branch(phantom=0.65)                # logit 0.62 vs threshold 0.41: in a band of 1
     br_judge = br.judge
@@ -222,7 +221,6 @@ def test_phantom_refusal_in_band_takes_a_look(tmp_path):
 
 
 def test_calibration_flattens_the_recaptures():
-    from dataclasses import replace  # noqa: F401
     from device.gate.calibration_stage import CalibrationStage
     from device.sources.replay import Burst
     st = CalibrationStage.__new__(CalibrationStage)

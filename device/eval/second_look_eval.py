@@ -12,8 +12,9 @@ candidate; evaluation only). Then:
   that denied it (``d_live`` / ``d_phantom``; None where that score did not deny);
 * every bona fide is decided by the gate in full; an attack only where frame 0 lies within
   ``--band`` (only those can decide otherwise; the others are counted from frame 0);
-* a presentation the look was taken for is decided again with the look off (``without``:
-  today's decision), so each row holds both decisions;
+* a presentation the look opened the sensor stage for is decided again with the look off
+  (``without``: today's decision; a look that denied raised the same deny as without it), so
+  each row holds both decisions;
 * ``--identical N``: the first N presentations of each class are decided with the look and
   without it, whatever their frame 0: the decisions must be equal where no look was taken.
 
@@ -66,6 +67,7 @@ def measure(data_dir, sensor: str, precision: str, band: float, identical: int =
     from device.eval.liveness_enrol import eval_second_look, presentation_person, set_plan
     from device.eval.second_look_frames import SetRecapture, check_mismatches
     from device.eval.synthetic_gate import enrolled_gate, user_id
+    from device.gate.second_look import OPENED
     from device.sources.replay import read_burst
     info, plan = set_plan(data_dir, classes=classes, per_class=per_class, sensor=sensor)
     rec = SetRecapture(data_dir, info, sensor)
@@ -87,14 +89,14 @@ def measure(data_dir, sensor: str, precision: str, band: float, identical: int =
             if cls == "bona_fide" or row["in_band"] or check_ident:
                 row["with"] = _decide(pipe, burst)
                 check_mismatches(rec)
-                if row["with"]["second_look"] is not None or check_ident:
+                if row["with"]["second_look"] == OPENED or check_ident:
                     pipe.second_look.enabled = False
                     try:
                         row["without"] = _decide(pipe, burst)
                     finally:
                         pipe.second_look.enabled = True
-                else:
-                    row["without"] = dict(row["with"])
+                else:       # no look, or one that denied: the same deny as without it
+                    row["without"] = dict(row["with"], second_look=None)
                 row["identical_checked"] = check_ident
             rows.append(row)
             if (n + 1) % 100 == 0:
