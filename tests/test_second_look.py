@@ -231,3 +231,31 @@ def test_calibration_flattens_the_recaptures():
     c = st.apply(b)
     assert int(c.sensor[0, 0]) == 204 // 2
     assert [int(f[0, 0]) for f in c.more_sensor(2)] == [102, 102]
+
+
+def test_set_recapture_renders_lazily_and_checks_frame0(tmp_path):
+    """A synthetic set's re-captures (device/eval/second_look_frames.py): rendered only when
+    asked, frame 0 of the re-render equal to the stored sensor.png (else refused)."""
+    import cv2
+
+    from device.eval.liveness_enrol import read_set
+    from device.eval.second_look_frames import Frame0Mismatch, SetRecapture, check_mismatches
+    from device.sources.replay import read_burst
+    from device.synth.presentation_sets import write_presentations
+    write_presentations(tmp_path, "xray", 1, 1, seed=4243, people=3)
+    info = read_set(tmp_path)
+    rec = SetRecapture(tmp_path, info, "xray")
+    folder = tmp_path / "bona_fide" / "00000"
+    b = read_burst(folder)
+    more = rec("bona_fide", folder, b.sensor)
+    assert rec.calls == 0                              # lazily: nothing rendered yet
+    frames = more(2)
+    assert rec.calls == 1 and len(frames) == 2
+    assert all(f.dtype == np.uint8 and f.shape == b.sensor.shape for f in frames)
+    assert not any(np.array_equal(f, b.sensor) for f in frames)    # re-drawn frames
+    check_mismatches(rec)
+    wrong = rec("bona_fide", folder, cv2.flip(b.sensor, 1))
+    with pytest.raises(Frame0Mismatch):
+        wrong(2)
+    with pytest.raises(ValueError):
+        check_mismatches(rec)

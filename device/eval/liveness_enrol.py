@@ -228,6 +228,8 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
             "n_bona_fide": len(bona), "n_attack": {c: len(v) for c, v in attacks.items()},
             "deny_reasons": {"bona_fide": _outcomes(bona),
                              "attack": {c: _outcomes(v) for c, v in attacks.items()}},
+            "second_look": {"bona_fide": _looks(bona),
+                            "attack": {c: _looks(v) for c, v in attacks.items()}},
             "enrolment": {"seed": res["seed"], "views": res["views"], "people": res["people"],
                           "presentations": res.get("enrol_presentations",
                                                    ENROL_PRESENTATIONS),
@@ -263,6 +265,15 @@ def _outcomes(rows) -> dict:
         k = "open" if r["decision"] == "open" else r["reason"]
         out[k] = out.get(k, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _looks(rows) -> dict:
+    """How many of ``rows`` took the second look (device.gate.second_look), by its end."""
+    out: dict = {}
+    for r in rows:
+        if r.get("second_look"):
+            out[r["second_look"]] = out.get(r["second_look"], 0) + 1
+    return {"taken": sum(out.values()), "n": len(rows), **out}
 
 
 def _median(v) -> float | None:
