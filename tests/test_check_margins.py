@@ -104,3 +104,47 @@ def test_against_gate_counts_a_released_binding_as_passing():
     rows = [row(binding=40.0, size=25.0, decision="open", reason=None)]
     g = against_gate(rows, TH)
     assert g["compared"] == 1 and g["agree"] == 1 and g["fails_gate_opened"] == 0
+
+
+def test_a_person_without_the_cohort_pair_is_a_clear_error_not_a_wrong_scale():
+    """Where the signed NIR numbers name a cohort the thresholds in force are the normalised
+    score's; a person whose templates lack the pair (an older build's enrolment) is judged raw
+    by the gate, so the measurement names them instead of judging a raw score by the
+    cohort's limit. X-ray (no cohort) and a person with the pair go on."""
+    import pytest
+
+    from device.eval.check_margins import judged_as_thresholds
+    cohort = {"min_agreement": 0.29, "cohort": {"min_agreement": 0.287}}
+    judged_as_thresholds(cohort, True, 3)
+    judged_as_thresholds({"min_agreement": 0.86}, False, 3)
+    with pytest.raises(ValueError, match="person 3: .*without the NIR cohort pair"):
+        judged_as_thresholds(cohort, False, 3)
+
+
+def test_burst_terms_refuses_a_person_enrolled_without_the_pair():
+    from types import SimpleNamespace as NS
+
+    import pytest
+
+    from device.eval.check_margins import burst_terms
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    n = {"min_agreement": 0.29, "shift_mm": 6.0, "hand_size": {"max_off": 0.05},
+         "cohort": {"ref_mean": 0.18, "ref_sd": 0.04, "min_agreement": 0.287}}
+    st = SensorIdentityStage.__new__(SensorIdentityStage)
+    st.numbers, st.sizes = n, []
+
+    def templates(uid, pair):
+        st.pair = pair
+        return ["patch"]
+    st.agreement = lambda tm, frame, probes, n: 0.5
+    pipe = NS(calibrate=lambda raw: NS(views=[], sensor="frame"),
+              sensor=lambda f: NS(reason=None, p_live=0.9),
+              binding=NS(score=lambda v, f, lms: NS(probes=NS(), score=1.0, texture=None)),
+              identity=st)
+    st.templates = lambda uid: templates(uid, (0.16, 0.02))
+    assert burst_terms(pipe, None, NS(), 3, {"found": True})["agreement"] == 0.5
+    st.templates = lambda uid: templates(uid, None)              # an older build's templates
+    with pytest.raises(ValueError, match="person 3"):
+        burst_terms(pipe, None, NS(), 3, {"found": True})
+    st.numbers = dict(n, cohort=None)                            # no signed cohort: raw, fine
+    assert burst_terms(pipe, None, NS(), 3, {"found": True})["agreement"] == 0.5

@@ -21,6 +21,17 @@ def test_max_products_is_the_exact_integer_product(monkeypatch):
     assert ci.max_products(index[:0], q).shape == (0,)
 
 
+def test_worst_case_products_are_exact_on_every_cpu():
+    """The largest codes on both sides: a pair of products must fit VPMADDUBSW's int16 (x86
+    without VNNI), so the product equals the exact integer one there too."""
+    q, _ = ci.query_codes(np.array([[1.0] * 64, [-1.0] * 64]))
+    assert np.abs(q).max() == ci.QUERY_MAX and 2 * 255 * ci.QUERY_MAX <= 32767
+    for side in (255, 1):
+        index = np.full((5, 64), side, np.uint8)
+        want = ((index.astype(np.int64) - ci.ZERO) @ q.astype(np.int64)).max(1)
+        assert np.array_equal(ci.max_products(index, q), want)
+
+
 def test_codes_round_trip():
     x = np.linspace(-1, 1, 11, dtype=np.float32)
     assert np.abs((ci.index_codes(x).astype(np.float32) - ci.ZERO) / 127 - x).max() <= 0.5 / 127

@@ -25,6 +25,42 @@ def test_normalised_maps_the_persons_cohort_onto_the_reference_scale():
     assert np.isnan(IC.normalised(float("nan"), (0.16, 0.02), C))
 
 
+def test_judged_normalises_only_with_the_persons_pair_and_a_signed_cohort():
+    assert IC.judged(0.30, (0.16, 0.02), C) == IC.normalised(0.30, (0.16, 0.02), C)
+    assert IC.judged(0.30, None, C) == 0.30                 # enrolled before: raw
+    assert IC.judged(0.30, (0.16, 0.02), None) == 0.30      # no signed cohort: raw
+    assert np.isnan(IC.judged(float("nan"), None, C))
+
+
+def test_the_real_nir_measurement_judges_as_the_gates_stage(monkeypatch):
+    """device.eval.real_nir_identity's scorer and the stage's scored() are the one rule: a
+    palm whose pair is made normalised, one whose pair is not raw, no cohort raw."""
+    from device.eval import real_nir_identity as R
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    pairs = {"a": (0.16, 0.02), "b": None}
+    monkeypatch.setattr(IC, "load_cohort", lambda name, models_dir=None: ["cohort"])
+    monkeypatch.setattr(S, "cohort_pair", lambda t, cohort, shift: pairs[t[0]])
+    monkeypatch.setattr(S, "best_agreement", lambda t, x, shift, refine=(): 0.30)
+    tmpl = {"a": ["a"], "b": ["b"]}
+    st = SensorIdentityStage.__new__(SensorIdentityStage)
+    for c in (C, None):
+        score = R._scorer(tmpl, 6.0, c)
+        for p in ("a", "b"):
+            st.pair = pairs[p]
+            assert score(p, "probe") == st.scored(0.30, {"cohort": c})
+    assert R._scorer(tmpl, 6.0, C)("a", "probe") == pytest.approx(0.18 + 0.04 * 7.0)
+    assert R._scorer(tmpl, 6.0, C)("b", "probe") == 0.30
+
+
+def test_cohort_pair_is_cohort_stats_of_the_gates_best_agreement():
+    tm = [_patch(0)]
+    coh = [_patch(k) for k in range(1, 61)]
+    pair = S.cohort_pair(tm, coh, 6.0)
+    assert pair is not None
+    assert pair == IC.cohort_stats(tm, coh, lambda t, p: S.best_agreement(t, p, 6.0))
+    assert S.cohort_pair(tm, coh[:10], 6.0) is None and S.cohort_pair([], coh) is None
+
+
 def test_in_force_takes_the_cohorts_limits_only_for_a_normalised_score():
     n = {"min_agreement": 0.2899, "min_lines_sum": 0.75, "cohort": C}
     assert IC.in_force(n, False) is n

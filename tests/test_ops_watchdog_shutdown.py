@@ -164,6 +164,31 @@ def test_relay_that_cannot_switch_off_is_reported():
     assert stop.relay_off is False and any("unplugged" in e for e in stop.errors)
 
 
+def test_each_relay_step_keeps_its_error_and_logs_it(caplog):
+    """The signal's immediate off (its thread) and the close at the end each record a failure
+    under their own name and log it critical, as before they shared one helper."""
+    class Stuck:
+        def all_off(self):
+            raise RelayError("unplugged")
+
+        def close(self):
+            raise OSError("port gone")
+    stop = GracefulShutdown(relay=Stuck())
+    with caplog.at_level("CRITICAL", logger="device.ops.shutdown"):
+        stop._switch_off()
+        assert stop.relay_off is False
+        stop.finish()
+    assert stop.relay_off is False
+    assert stop.errors == ["relay off: RelayError: unplugged", "relay close: OSError: port gone"]
+    assert [r.getMessage() for r in caplog.records if r.levelname == "CRITICAL"] == [
+        "shutdown: relay did not take the off command: unplugged",
+        "shutdown: relay could not be switched off: port gone"]
+    ok = GracefulShutdown(relay=RecordingRelay(), close_relay=False)
+    ok._switch_off()
+    ok.finish()
+    assert ok.relay_off is True and ok.errors == []
+
+
 
 
 @needs_socat

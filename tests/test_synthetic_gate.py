@@ -56,3 +56,22 @@ def test_check_margins_refuses_fewer_than_one_enrolment_presentation(capsys):
     with pytest.raises(SystemExit):
         main(["set", "--classes", "bona_fide", "--out", "x.json", "--enrol-presentations", "0"])
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_both_enrolling_measurements_share_the_enrol_presentations_option(capsys):
+    """check_margins and sensor_identity_gate: one option (default ENROL_PRESENTATIONS), one
+    refusal of fewer than one, before anything is rendered or enrolled."""
+    import argparse
+
+    from device.eval import sensor_identity_gate
+    from device.eval.synthetic_gate import (ENROL_PRESENTATIONS, add_enrol_presentations,
+                                            check_enrol_presentations)
+    ap = argparse.ArgumentParser()
+    add_enrol_presentations(ap)
+    a = ap.parse_args([])
+    assert a.enrol_presentations == ENROL_PRESENTATIONS
+    check_enrol_presentations(ap, a)
+    with pytest.raises(SystemExit):
+        sensor_identity_gate.main(["--seed", "1", "--out", "x.json",
+                                   "--enrol-presentations", "0"])
+    assert "at least 1" in capsys.readouterr().err

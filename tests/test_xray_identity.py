@@ -82,7 +82,7 @@ def test_the_gates_xray_identity_stage_refines_the_turn_by_the_signed_number_nir
                       ("xray", {}),
                       ("nir", {"refine_deg": None})):          # NIR compares unrefined
         st = SensorIdentityStage.__new__(SensorIdentityStage)
-        st.sensor = sensor
+        st.sensor, st.pair = sensor, None       # no cohort pair: the raw agreement
         st.patch = lambda frame, probes: None
         st.agreement([], None, None, dict(n, shift_mm=6.0))
     assert seen == [(-0.5, 0.5), (), X.REFINE_DEG, X.REFINE_DEG, ()]

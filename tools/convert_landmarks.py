@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from device.sources.layout import IMAGE_EXTENSIONS
+from device.models.ort_session import session_options
 from device.vision.landmarks import (Crop, Landmarker, crop_from_landmarks, frame_crop,
                                      to_rgb_input)
 from tools.paths import MODELS_DIR, real_dir
@@ -137,9 +138,7 @@ def quantize(src: Path, dst: Path, frames: list[np.ndarray], method: str = "minm
 
 def session_fn(path: Path):
     import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
+    so = session_options(1)
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     return lambda x: s.run(["landmarks", "presence", "handedness"], {"image": x})
 

@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+from device.eval.synthetic_gate import (ENROL_PRESENTATIONS, add_enrol_presentations,
+                                        check_enrol_presentations)
 from device.gate.sensor_identity import least_lines_sum
 
 TERMS = ("p_live", "binding", "outline", "bone", "size", "marrow", "palm_lines", "agreement",
@@ -205,6 +206,8 @@ def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
     ident = pipe.identity
     n = ident.numbers or ident.load()
     tm = ident.templates(user_id(person))
+    if tm:
+        judged_as_thresholds(n, ident.normalising(n), person)
     if tm and m is not None:
         r["agreement"] = float(ident.agreement(tm, b.sensor, m, n))
         j = S.lines_sum(r["agreement"], bd.texture)
@@ -215,11 +218,29 @@ def burst_terms(pipe, joints, raw, person, lms: dict | None = None) -> dict:
     return r
 
 
+def judged_as_thresholds(n: dict, normalised: bool, person) -> None:
+    """ValueError unless ``person``'s agreement is on the scale of :func:`thresholds_in_force`:
+    where the signed numbers ``n`` name a cohort those are the normalised score's limits, so
+    every person with sensor templates must carry their cohort pair (``normalised``: the
+    stage's :meth:`~device.gate.sensor_identity_stage.SensorIdentityStage.normalising`). The
+    gate judges a person without it (templates of an older build, or a pair enrolment could
+    not make) on the raw agreement against the raw limits
+    (:func:`device.gate.identity_cohort.in_force`); one set of thresholds cannot judge both,
+    so the measurement stops and names the person rather than mix the scales."""
+    if n.get("cohort") is not None and not normalised:
+        raise ValueError(
+            f"person {person}: sensor templates without the NIR cohort pair (an older "
+            "build's enrolment, or a pair that could not be made): the gate judges them on "
+            "the raw agreement and its raw limits, the thresholds here are the cohort's; "
+            "re-enrol the set's people with this build")
+
+
 def thresholds_in_force(pipe, n: dict) -> dict:
     """The thresholds :func:`passes` reads, as the gate ``pipe`` holds them (``n``: its
     identity stage's signed numbers; where they name a cohort, the normalised agreement's
     limits, :func:`device.gate.identity_cohort.in_force`: the people enrolled here carry
-    their cohort pair, and the rows' ``agreement`` is the normalised score)."""
+    their cohort pair -- :func:`burst_terms` refuses one who does not,
+    :func:`judged_as_thresholds` -- and the rows' ``agreement`` is the normalised score)."""
     from device.gate.identity_cohort import in_force
     n = in_force(n, n.get("cohort") is not None)
     th = {"thr": float(pipe.liveness_threshold), "max_score": float(pipe.binding.max_score),
@@ -278,12 +299,10 @@ def main(argv=None) -> int:
     ap.add_argument("--decide", action="store_true",
                     help="also the gate's own decision of each presentation (enrolled, 1:N)")
     ap.add_argument("--models", default=None, help="a models folder (default: the shipped)")
-    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
-                    help="enrolment presentations a person (default %(default)s)")
+    add_enrol_presentations(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    if a.enrol_presentations < 1:
-        ap.error("--enrol-presentations must be at least 1")
+    check_enrol_presentations(ap, a)
     res = measure(a.data, a.classes, a.per_class, a.precision, a.decide, a.models,
                   enrol_presentations=a.enrol_presentations)
     with open(a.out, "w") as f:

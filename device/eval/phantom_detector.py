@@ -90,10 +90,11 @@ class Detector:
     def __init__(self, model: str, precision: str = "int8", threads: int = 1):
         import onnxruntime as ort
 
+        from device.models.ort_session import session_options
         from device.models.sensor_branch import SensorBranch
         self.branch = SensorBranch("xray", precision, threads=threads, presence=False)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = so.inter_op_num_threads = threads
+        so = session_options(threads)
+        so.inter_op_num_threads = threads
         self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
         self.size = self.session.get_inputs()[0].shape[-1]

@@ -266,18 +266,15 @@ def stage_verdicts(files: list[Path], precision: str, models_dir=None, threads: 
 
 def _scorer(tmpl: dict, shift: float, cohort: dict | None, models_dir=None):
     """``score(palm, patch)``: the best agreement with the palm's templates, normalised by
-    their cohort pair where ``cohort`` (the signed numbers) is given and the pair is made."""
-    if cohort is None:
-        return lambda p, x: S.best_agreement(tmpl[p], x, shift)
+    their cohort pair where ``cohort`` (the signed numbers) is given and the pair is made --
+    the gate's rule (:func:`device.gate.identity_cohort.judged`), the pair made as enrolment
+    makes it (:func:`device.gate.sensor_identity.cohort_pair`)."""
     from device.gate import identity_cohort as IC
-    patches = IC.load_cohort(cohort["file"], models_dir)
-    pairs = {p: IC.cohort_stats(t, patches, lambda a, b: S.best_agreement(a, b, shift))
-             for p, t in tmpl.items()}
-
-    def score(p, x):
-        a = S.best_agreement(tmpl[p], x, shift)
-        return a if pairs[p] is None else IC.normalised(a, pairs[p], cohort)
-    return score
+    pairs = {}
+    if cohort is not None:
+        patches = IC.load_cohort(cohort["file"], models_dir)
+        pairs = {p: S.cohort_pair(t, patches, shift) for p, t in tmpl.items()}
+    return lambda p, x: IC.judged(S.best_agreement(tmpl[p], x, shift), pairs.get(p), cohort)
 
 
 def measure(data, palms: list[str], resolution: str = "gate", enrol: int = 2,

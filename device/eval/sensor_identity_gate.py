@@ -48,7 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.eval.synthetic_gate import ENROL_PRESENTATIONS
+from device.eval.synthetic_gate import (ENROL_PRESENTATIONS, add_enrol_presentations,
+                                        check_enrol_presentations)
 
 MIXED = ("mixed_replica_views", "mixed_replica_sensor")
 SETS = "sets"                  # the variant drawn per presentation, as the sets draw it
@@ -212,12 +213,10 @@ def main(argv=None) -> int:
                     "presentation as the whole-presentation sets draw it")
     ap.add_argument("--choose", type=float, default=None, metavar="FRR",
                     help="also print the genuine agreements' FRR quantile")
-    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
-                    help="enrolment presentations a person (default %(default)s)")
+    add_enrol_presentations(ap)
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    if a.enrol_presentations < 1:
-        ap.error("--enrol-presentations must be at least 1")
+    check_enrol_presentations(ap, a)
     res = run(a.seed, a.people, a.genuine, a.mixed, a.precision,
               log=lambda m: print(m, file=sys.stderr, flush=True), sensor=a.sensor,
               variant=a.variant, enrol_presentations=a.enrol_presentations)

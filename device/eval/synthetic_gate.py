@@ -28,6 +28,20 @@ ENROL_PRESENTATIONS = 2
 run before 2026-12-07 enrolled two; the product's ``palmgate enroll --capture`` takes 3)."""
 
 
+def add_enrol_presentations(ap) -> None:
+    """The ``--enrol-presentations N`` option of a measurement that enrols its set's people
+    here (:data:`ENROL_PRESENTATIONS` by default); :func:`check_enrol_presentations` after
+    parsing."""
+    ap.add_argument("--enrol-presentations", type=int, default=ENROL_PRESENTATIONS, metavar="N",
+                    help="enrolment presentations a person (default %(default)s)")
+
+
+def check_enrol_presentations(ap, a) -> None:
+    """``ap.error`` (exit 2) unless the parsed ``a.enrol_presentations`` is at least 1."""
+    if a.enrol_presentations < 1:
+        ap.error("--enrol-presentations must be at least 1")
+
+
 def user_id(person: int) -> str:
     """The user id a synthetic person is enrolled under."""
     return f"p{person:03d}"

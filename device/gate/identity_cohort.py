@@ -106,6 +106,16 @@ def normalised(agreement: float, stats, c: dict) -> float:
     return float(c["ref_mean"] + c["ref_sd"] * (float(agreement) - m) / s)
 
 
+def judged(agreement: float, stats, c: dict | None) -> float:
+    """The score judged for a person: ``agreement`` :func:`normalised` by their ``stats``
+    (mean, sd) under the signed cohort numbers ``c`` where both are given, else
+    ``agreement`` itself (templates without the pair, or a signed file without a cohort: the
+    raw agreement, as before). The gate's identity stage
+    (:meth:`device.gate.sensor_identity_stage.SensorIdentityStage.scored`) and the real-NIR
+    measurement (:mod:`device.eval.real_nir_identity`) both judge by it."""
+    return agreement if stats is None or c is None else normalised(agreement, stats, c)
+
+
 def in_force(n: dict, normalised_score: bool) -> dict:
     """The signed numbers ``n`` with the cohort's ``min_agreement`` and ``min_lines_sum`` in
     place of the raw ones when the score is normalised (``n`` itself otherwise)."""

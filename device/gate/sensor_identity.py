@@ -44,8 +44,8 @@ import numpy as np
 
 from device.gate import binding_texture as T
 from device.gate.binding_joints import finite_number
-from device.gate.identity_cohort import (STATS_BYTES, cohort_numbers, stats_from_bytes,
-                                         stats_to_bytes)
+from device.gate.identity_cohort import (STATS_BYTES, cohort_numbers, cohort_stats,
+                                         stats_from_bytes, stats_to_bytes)
 from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
 
 IDENTITY_SENSORS = ("nir", "xray")
@@ -221,6 +221,13 @@ def best_agreement(enrolled: list, probe, shift_mm: float = SHIFT_MM, refine=())
         if np.isfinite(r) and not r <= best:
             best = r
     return best
+
+
+def cohort_pair(patches: list, cohort: list, shift_mm: float = SHIFT_MM):
+    """A person's cohort (mean, sd): :func:`device.gate.identity_cohort.cohort_stats` of
+    their palm ``patches`` over the signed ``cohort`` patches, each compared by the gate's
+    :func:`best_agreement` (unrefined: NIR); None when it cannot be made."""
+    return cohort_stats(patches, cohort, lambda t, p: best_agreement(t, p, shift_mm))
 
 
 # ------------------------------------------------------------------------------ bytes

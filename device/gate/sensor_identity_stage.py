@@ -153,12 +153,12 @@ class SensorIdentityStage:
     def normalising(self, n) -> bool:
         """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
         their templates carry the cohort pair and the signed numbers a cohort."""
-        return getattr(self, "pair", None) is not None and n.get("cohort") is not None
+        return self.pair is not None and n.get("cohort") is not None
 
     def scored(self, raw: float, n) -> float:
         """The score judged for the last user: ``raw`` normalised by their cohort pair where
-        :meth:`normalising`, else ``raw`` itself."""
-        return IC.normalised(raw, self.pair, n["cohort"]) if self.normalising(n) else raw
+        :meth:`normalising`, else ``raw`` itself (:func:`device.gate.identity_cohort.judged`)."""
+        return IC.judged(raw, self.pair, n.get("cohort"))
 
     def enrol_stats(self, patches: list):
         """The cohort (mean, sd) of an enrolment's palm patches over the signed cohort
@@ -170,8 +170,7 @@ class SensorIdentityStage:
             return None
         if self.cohort is None:
             self.cohort = IC.load_cohort(c["file"], self.cfg.paths.models or None)
-        return IC.cohort_stats(patches, self.cohort,
-                               lambda t, p: S.best_agreement(t, p, n["shift_mm"]))
+        return S.cohort_pair(patches, self.cohort, n["shift_mm"])
 
     def size_ratio(self, probes, hs) -> float:
         """The views' hand at ``probes`` over the sizes kept with the last user's templates

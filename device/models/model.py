@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.models.ort_session import session_options
 from device.models.signing import SignatureError, verify as verify_signature
 from device.models.trust import key_map, trusted_keys as default_keys
 
@@ -180,15 +181,12 @@ class Model:
         else:                   # tools and tests on files of their own: nothing checked
             source = str(self.path)
             self.entry = read_manifest(Path(models_dir)).get("models", {}).get(name, {})
-        opts = ort.SessionOptions()
         # ``arena=False``: no memory arena. The arena keeps its high-water mark resident for
         # good; for the hand segmentation network run from two region threads at once that was
         # ~40 MB of the gate's peak (measured), while the sensor models ran twice as slowly
         # without it (7 -> 15 ms a presentation in `palmgate bench`), so it stays on for them.
-        opts.enable_cpu_mem_arena = bool(arena)
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
+        # exact int8 products on every CPU (device/models/ort_session.py)
+        opts = session_options(threads, arena)
         self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.outputs = [o.name for o in self.session.get_outputs()]

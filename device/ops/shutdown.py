@@ -108,13 +108,19 @@ class GracefulShutdown:
         t.start()
 
     def _switch_off(self) -> None:
+        self._relay_step(lambda: relay_all_off(self.relay), "relay off",
+                         "relay did not take the off command")
+
+    def _relay_step(self, step, what: str, failed: str) -> None:
+        """Run ``step`` (switching the relay off): :attr:`relay_off` True, or False with the
+        error kept (``what: Type: message``) and logged critical (``shutdown: failed: ...``)."""
         try:
-            relay_all_off(self.relay)
+            step()
             self.relay_off = True
         except Exception as e:
             self.relay_off = False
-            self.errors.append(f"relay off: {type(e).__name__}: {e}")
-            log.critical("shutdown: relay did not take the off command: %s", e)
+            self.errors.append(f"{what}: {type(e).__name__}: {e}")
+            log.critical("shutdown: %s: %s", failed, e)
 
     def finish(self) -> None:
         """Stop the watchdog, switch the relay off and close it, tell systemd. Idempotent."""
@@ -129,16 +135,12 @@ class GracefulShutdown:
         if self._off_thread is not None:
             self._off_thread.join(5.0)
         if self.relay is not None:
-            try:
+            def close():
                 if self.close_relay and hasattr(self.relay, "close"):
                     self.relay.close()          # the drivers switch every channel off here
                 else:
                     relay_all_off(self.relay)
-                self.relay_off = True
-            except Exception as e:
-                self.relay_off = False
-                self.errors.append(f"relay close: {type(e).__name__}: {e}")
-                log.critical("shutdown: relay could not be switched off: %s", e)
+            self._relay_step(close, "relay close", "relay could not be switched off")
         if self.notifier is not None:
             self.notifier.stopping(f"stopped ({self.reason or 'normal exit'})")
         log.info("shutdown complete (%s), relay off: %s", self.reason or "normal exit",

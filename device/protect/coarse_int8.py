@@ -37,11 +37,20 @@ def index_codes(x: np.ndarray) -> np.ndarray:
             ).astype(np.uint8)
 
 
+QUERY_MAX = 63
+"""The query's largest code. x86 CPUs without VNNI run a u8 x s8 product with VPMADDUBSW, which
+adds each pair of products into a saturating int16: with the index's codes up to 255, a query
+code of 127 can clip (2 x 255 x 127 > 32767) and the product is no longer exact (measured on an
+AMD EPYC with AVX2); 2 x 255 x 63 = 32130 fits, so the product is exact on every CPU. The
+query is a runtime input, so onnxruntime's exact-int8 option (device/models/ort_session.py),
+which rewrites constant weights only, does not reach it."""
+
+
 def query_codes(q: np.ndarray) -> tuple[np.ndarray, float]:
-    """(D, S) int8 codes of the S weighted query windows (S, D), one scale for all; returns
-    (codes, scale) with q ~= codes * scale."""
+    """(D, S) int8 codes in [-QUERY_MAX, QUERY_MAX] of the S weighted query windows (S, D),
+    one scale for all; returns (codes, scale) with q ~= codes * scale."""
     q = np.asarray(q, np.float32)
-    scale = float(np.abs(q).max()) / 127.0 or 1.0
+    scale = float(np.abs(q).max()) / QUERY_MAX or 1.0
     return np.ascontiguousarray(np.rint(q / scale).astype(np.int8).T), scale
 
 
@@ -103,10 +112,9 @@ def _session():
             if _Session.session is None and _Session.failed is None:
                 try:
                     import onnxruntime as ort
-                    so = ort.SessionOptions()
-                    so.intra_op_num_threads = 1
-                    so.inter_op_num_threads = 1
-                    so.enable_cpu_mem_arena = False      # no arena kept between searches
+
+                    from device.models.ort_session import session_options
+                    so = session_options(1, arena=False)   # no arena kept between searches
                     _Session.session = ort.InferenceSession(
                         coarse_graph(), so, providers=["CPUExecutionProvider"])
                 except Exception as e:   # noqa: BLE001 - numpy does the same product

@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.models.ort_session import session_options
+
 # the input geometry is the runtime's: longest side NET_SIDE, padded to a multiple of NET_PAD,
 # logits at 1/NET_STRIDE of the input
 from device.vision.segmentation import NET_STRIDE as OUT_STRIDE
@@ -316,7 +318,7 @@ def run(profile: str, work: Path, models_dir: Path, command: str, seed: int = 0,
     res = {}
     feed = {"image": Xv[:1].transpose(0, 3, 1, 2).astype(np.float32)}
     for p in (fp32, int8):
-        s = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        s = ort.InferenceSession(str(p), session_options(), providers=["CPUExecutionProvider"])
         L = np.concatenate([s.run(None, {"image": x.transpose(2, 0, 1)[None].astype(
             np.float32)})[0][:, 0] for x in Xv])
         res[p.name] = {"val_iou": round(float(np.mean([iou(l, y) for l, y in zip(L, Yv)])), 4),

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.models.ort_session import session_options
+
 PROFILES = {"quick": {"n": 300, "epochs": 2, "per_class": 200},
             "full": {"n": 4000, "epochs": 16, "per_class": None}}
 TRAIN_SEED = 46013
@@ -91,8 +93,7 @@ def _scores(model: Path, precision: str, frames: list, models_dir=None) -> np.nd
     from device.models.sensor_branch import model_names
     from tools.train.phantom_net import sr_images
     srm = Model(model_names("xray", precision)[0], models_dir or DEFAULT_MODELS_DIR, 1)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
+    so = session_options(1)
     sess = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
     out = []
     for i in range(0, len(frames), 64):

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.models.ort_session import session_options
+
 _INT8_MOVE_OPS = {"DepthToSpace", "SpaceToDepth", "MaxPool", "Reshape", "Transpose", "Flatten",
                   "Squeeze", "Unsqueeze", "Concat", "Slice", "Resize", "GlobalMaxPool",
                   "Identity"}
@@ -143,9 +145,7 @@ def latency_ms(path, feed: dict[str, np.ndarray], threads: int = 1, runs: int = 
     """Median and p95 wall time (ms) of one ``session.run`` on onnxruntime's CPU provider."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
+    so = session_options(threads)
     s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     for _ in range(warmup):
         s.run(None, feed)
@@ -162,7 +162,5 @@ def latency_ms(path, feed: dict[str, np.ndarray], threads: int = 1, runs: int = 
 def session(path, threads: int = 1):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
+    so = session_options(threads)
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
