@@ -259,3 +259,21 @@ def test_set_recapture_renders_lazily_and_checks_frame0(tmp_path):
         wrong(2)
     with pytest.raises(ValueError):
         check_mismatches(rec)
+
+
+def test_shipped_bands_are_signed_and_loaded():
+    """The shipped manifest's second_look_band fields are in range, and the loaded branch and
+    phantom check carry them (the gate's bands come from the signed entries only)."""
+    import json
+
+    from conftest import SHIPPED, shipped_sensor_models_listed
+    from device.models.sensor_branch import SensorBranch
+    man = json.loads((SHIPPED / "manifest.json").read_text())["models"]
+    for name, e in man.items():
+        if name.startswith(("liveness_", "phantom_")):
+            assert 0.0 <= entry_band(e, name) <= 3.0
+    if not shipped_sensor_models_listed("xray"):
+        pytest.skip("no shipped X-ray sensor models")
+    br = SensorBranch("xray", "int8", SHIPPED, threads=1)
+    assert br.second_look_band == entry_band(man["liveness_xray_int8.onnx"], "x")
+    assert br.phantom.second_look_band == entry_band(man["phantom_xray_int8.onnx"], "x")
