@@ -23,6 +23,7 @@ from device.config_types import ConfigError, Opt  # noqa: F401 (names of this mo
 from device.config_types import pin_id as _pin_id
 from device.config_gpio import GPIO_SECTION
 from device.config_network import NETWORK_SECTIONS
+from device.config_second_look import SECOND_LOOK_OPTS
 
 
 # section -> (section doc, {key: Opt}). Empty string = "not set" where nullable.
@@ -376,6 +377,7 @@ SCHEMA["audit"] = ("Audit log retention: records older than retention_days are w
                        nullable=True),
 })
 SCHEMA.update(NETWORK_SECTIONS)     # [split], [site]
+SCHEMA["liveness"][1].update(SECOND_LOOK_OPTS)     # [liveness] second_look, ..._max_band
 
 
 def _door_sections() -> dict:

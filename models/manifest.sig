@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "917fea6468f146f40e9080b0f463d1d6c633e641cb0c08554513a5d4030fc7a4",
+  "manifest_sha256": "9054e45bafea98491597f1d9f2854b7545d24509d41291da4e9c54b5efecad3f",
   "signatures": [
     {
-      "key_id": "2dc30179c712dcb1",
-      "signature": "f2U9AuIMDtYhlOLeZ8f/crk6UhStK+TUt3PhBilCDIKKlWnF9rz0VF0jnwZ3p7P2ZditFZM1z03NR3E5Qi/gCQ=="
+      "key_id": "e6068c1534075051",
+      "signature": "KkEu8YgkrbMieGP6B/ErgxOsQTTyriHfMAr7ho3tqnTeVO6kQjtzi54R/mj7ceIJ1tf5DpXmJYkDZLVJFyX3BA=="
     }
   ]
 }

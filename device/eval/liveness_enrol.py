@@ -115,16 +115,24 @@ def set_plan(data_dir, classes=None, per_class=None, sensor: str | None = None
     return info, plan
 
 
-def _decide(pipe, folder) -> dict:
+def _decide(pipe, folder, recapture=None, cls: str | None = None) -> dict:
+    """The gate's decision of one presentation folder; ``recapture``
+    (:class:`device.eval.second_look_frames.SetRecapture`) gives a folder without recorded
+    further sensor frames the lazily re-rendered ones (the second look's re-captures)."""
+    from device.eval.second_look_frames import check_mismatches
     from device.sources.base import FrameError
     from device.sources.replay import read_burst
     try:
         burst = read_burst(folder)
     except FrameError as e:
         raise ValueError(f"presentation {folder}: {e}") from None
+    if recapture is not None and burst.more_sensor is None and burst.sensor is not None:
+        burst.more_sensor = recapture(cls, folder, burst.sensor)
     d = pipe.decide(burst)
+    check_mismatches(recapture)
     return {"decision": d.decision, "reason": d.reason, "user_id": d.user_id,
-            "p_live": d.p_live, "p_phantom": d.p_phantom, "binding": d.binding,
+            "p_live": d.p_live, "p_phantom": d.p_phantom, "second_look": d.second_look,
+            "binding": d.binding,
             "sensor_identity": d.sensor_identity, "hand_size": d.hand_size,
             "total_ms": round(d.total_ms, 2), "cpu_ms": round(d.total_cpu_ms, 2)}
 
@@ -132,9 +140,14 @@ def _decide(pipe, folder) -> dict:
 def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
                threads: int = 1, per_class: int | None = None, log=None,
                enrol_presentations: int = ENROL_PRESENTATIONS,
-               landmark_precision: str | None = None) -> dict:
+               landmark_precision: str | None = None, recapture: bool = True,
+               second_look_band: float | None = None) -> dict:
     """Enrol the set's people, then decide every presentation. Returns the rows (class, live,
-    folder, person, expected user and the decision) and the enrolment."""
+    folder, person, expected user and the decision) and the enrolment. ``recapture``: the
+    second look's re-captures rendered lazily (:mod:`device.eval.second_look_frames`; the
+    sensor stage's time limit is then widened by :data:`RENDER_MS`, the renderer's time, not
+    the gate's). ``second_look_band``: evaluation only -- the band (logit) of every score
+    measured instead of the signed one (choosing the signed number; never the gate's)."""
     from device.eval.synthetic_gate import enrolled_gate, user_id
     from device.gate.front_end_stage import landmark_precision as landmark_precision_of
     log = log or (lambda m: None)
@@ -142,13 +155,18 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
     folders = [(cls, f, presentation_person(f)) for cls, f in plan]
     rows = []
     t0 = time.time()
+    rec = None
+    if recapture:
+        from device.eval.second_look_frames import SetRecapture
+        rec = SetRecapture(data_dir, info, sensor)
     with enrolled_gate(info, sensor, precision, threads, models_dir, "palmgate-livenrol-", log,
                        presentations=enrol_presentations,
                        landmark_precision=landmark_precision) as (pipe, st, enrolled, refused):
+        eval_second_look(pipe, rec is not None, second_look_band)
         for n, (cls, folder, person) in enumerate(folders):
             rows.append({"class": cls, "live": cls == "bona_fide", "folder": str(folder),
                          "person": person, "expected_user": user_id(person),
-                         **_decide(pipe, folder)})
+                         **_decide(pipe, folder, rec, cls)})
             if (n + 1) % 50 == 0:
                 log(f"decided {n + 1}/{len(folders)} {time.time() - t0:.0f} s")
         policy = pipe.cfg.liveness.sensor_identity
@@ -160,6 +178,27 @@ def decide_set(data_dir, sensor: str, precision: str = "int8", models_dir=None,
             "seed": info["seed"], "views": info["views"], "liveness_threshold": threshold,
             "match_threshold": match_threshold, "sensor_identity": policy,
             "landmark_precision": lmk_precision}
+
+
+RENDER_MS = 30000
+"""The sensor stage's time limit is widened by this in an evaluation that renders the second
+look's re-captures (rendering a presentation is the evaluation's time, not the gate's)."""
+
+
+def eval_second_look(pipe, rendering: bool, band: float | None = None) -> None:
+    """The evaluation's second look on an enrolled synthetic gate: the sensor limit widened by
+    :data:`RENDER_MS` where re-captures are rendered; ``band`` (evaluation only) in place of
+    the signed bands of the loaded models."""
+    if rendering:
+        t = int(pipe.cfg.timeouts["sensor"])
+        pipe.cfg = pipe.cfg.replace(timeouts={"sensor": t + RENDER_MS})
+    if band is not None:
+        br = pipe.sensor.branch if pipe.sensor is not None else None
+        if br is None:
+            raise ValueError("no sensor branch loaded: the second look's band cannot be set")
+        br.second_look_band = float(band)
+        if br.phantom is not None:
+            br.phantom.second_look_band = float(band)
 
 
 def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> dict:
@@ -189,6 +228,8 @@ def report(res: dict, sensor: str, precision: str, data_dir, per_class=None) -> 
             "n_bona_fide": len(bona), "n_attack": {c: len(v) for c, v in attacks.items()},
             "deny_reasons": {"bona_fide": _outcomes(bona),
                              "attack": {c: _outcomes(v) for c, v in attacks.items()}},
+            "second_look": {"bona_fide": _looks(bona),
+                            "attack": {c: _looks(v) for c, v in attacks.items()}},
             "enrolment": {"seed": res["seed"], "views": res["views"], "people": res["people"],
                           "presentations": res.get("enrol_presentations",
                                                    ENROL_PRESENTATIONS),
@@ -224,6 +265,15 @@ def _outcomes(rows) -> dict:
         k = "open" if r["decision"] == "open" else r["reason"]
         out[k] = out.get(k, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _looks(rows) -> dict:
+    """How many of ``rows`` took the second look (device.gate.second_look), by its end."""
+    out: dict = {}
+    for r in rows:
+        if r.get("second_look"):
+            out[r["second_look"]] = out.get(r["second_look"], 0) + 1
+    return {"taken": sum(out.values()), "n": len(rows), **out}
 
 
 def _median(v) -> float | None:

@@ -153,10 +153,13 @@ class CalibrationStage:
         for k in idx:
             if views[k] is not None:
                 views[k] = corr.correct(k, views[k])
-        sensor = burst.sensor
+        sensor, more = burst.sensor, getattr(burst, "more_sensor", None)
         if sensor is not None and "flatfield" in corr.cal.results:
             sensor = corr.flatten(sensor)
-        return replace(burst, views=views, sensor=sensor)
+            if more is not None:          # the second look's re-captures flat-fielded too
+                more = _flattened(more, corr)
+        extra = {"more_sensor": more} if more is not None else {}
+        return replace(burst, views=views, sensor=sensor, **extra)
 
     def status(self) -> dict:
         """For the health report: state, file, unit, and what is wrong when uncalibrated."""
@@ -172,6 +175,11 @@ class CalibrationStage:
                        problems=[f"calibration: running uncalibrated ({self.error.reason}): "
                                  f"{self.error}"])
         return out
+
+
+def _flattened(more, corr):
+    """``more_sensor`` with the unit's flat field applied to every frame it delivers."""
+    return lambda k: [corr.flatten(f) for f in more(k)]
 
 
 def _has_camera(results: dict, name: str) -> bool:

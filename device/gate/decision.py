@@ -22,6 +22,9 @@ class Decision:
     live: bool | None = None
     p_phantom: float | None = None         # X-ray phantom check (device.models.phantom), where
     #                                        liveness passed; never logged
+    second_look: str | None = None         # opened | denied | failed: frame 0 was unsure and
+    #                                        the sensor was re-captured (None: no second look;
+    #                                        device.gate.second_look); audited
     binding: float | None = None           # sensor binding distance (device.gate.sensor_binding)
     palm_lines: float | None = None        # the binding's palm-line agreement (NIR); never logged
     sensor_identity: str | None = None     # checked | denied | not_enrolled | other_sensor

@@ -221,6 +221,8 @@ class Gate:
         if d.p_phantom is not None:             # X-ray: the phantom check ran (liveness passed)
             from device.models.sensor_branch import phantom_denied
             p["phantom"] = "refused" if phantom_denied(d.p_phantom, d.reason) else "passed"
+        if d.second_look:
+            p["second_look"] = d.second_look     # opened, denied, failed (second_look.py)
         if d.sensor_identity:
             p["sensor_identity"] = d.sensor_identity     # checked, denied, not_enrolled, ...
         if d.sensor_identity_by:

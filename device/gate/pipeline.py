@@ -45,6 +45,7 @@ from device.models.sensor_branch import NOT_LIVE
 from device.gate.front_end_stage import (LandmarkerStage, SegmenterStage,  # noqa: F401
                                          gate_front_end)
 from device.gate.binding_release import RELEASED, IdentifiedDeny, SizeTermDeny, released
+from device.gate.second_look import SecondLook
 from device.gate.sensor_binding import binding_stage
 from device.gate.sensor_identity_stage import identity_stage
 from device.gate.stage_clock import StageClock, cpu_map, critical_path
@@ -63,7 +64,7 @@ MATCH_FIELDS = ("rois", "score", "threshold", "user_id", "candidate", "template_
 """What the feature and match stages write into the Decision (dropped when the sensor chain
 denies)."""
 SENSOR_FIELDS = ("sensor_sr", "p_live", "live", "p_phantom", "binding", "palm_lines",
-                 "sensor_probes")
+                 "sensor_probes", "second_look")
 REGION_FIELDS = ("rois", "segmentation", "views_used", "landmarks")
 """What the regions stage found, handed to the sensor chain's Decision once the regions passed:
 a binding stage with ``needs_regions = True`` waits for them (and is skipped when the regions
@@ -135,6 +136,7 @@ class Pipeline:
         self.threshold = cfg.match.threshold if cfg.match.threshold is not None else \
             feature_threshold(cfg.match.feature, cfg.match.far)
         self.sensor = SensorStage(cfg) if cfg.liveness.enabled else None
+        self.second_look = SecondLook(cfg)     # frame 0 unsure: the sensor re-captured
         self.segmenter = SegmenterStage(cfg) if cfg.gate.segmenter == "net" else None
         self.landmarker = LandmarkerStage(cfg) if cfg.gate.landmarks != "off" else None
         self.front_end = gate_front_end(cfg, self.segmenter, self.landmarker)
@@ -297,7 +299,8 @@ class Pipeline:
             raise Deny(NO_HAND, "place your palm on the sensor", pres.detail)
         if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
-        if not pres.live:
+        look = getattr(self, "second_look", None)     # frame 0 unsure: the sensor re-captured
+        if not pres.live and not (look and look(self.sensor.branch, burst, pres, out)):
             # no exact value; the phantom check's own detail where it refused
             raise Deny(NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
 

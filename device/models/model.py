@@ -74,6 +74,25 @@ def entry_threshold(entry: dict, name: str) -> float:
     return float(t)
 
 
+SECOND_LOOK_MAX_BAND = 3.0
+"""The widest second-look band (logit) a signed entry may carry (device.gate.second_look)."""
+
+
+def entry_band(entry: dict, name: str) -> float:
+    """The ``second_look_band`` (logit from the ``threshold``) of a file's signature-checked
+    manifest entry: how far on the deny side frame 0's score may lie for the gate to take a
+    second look (device.gate.second_look); 0.0 when absent, a :class:`ModelError` when not a
+    number in [0, SECOND_LOOK_MAX_BAND]."""
+    b = entry.get("second_look_band")
+    if b is None:
+        return 0.0
+    if isinstance(b, bool) or not isinstance(b, (int, float)) \
+            or not 0.0 <= float(b) <= SECOND_LOOK_MAX_BAND:
+        raise ModelError(f"second_look_band {b!r} of {name} is not a number in "
+                         f"[0, {SECOND_LOOK_MAX_BAND}]")
+    return float(b)
+
+
 def read_signature(models_dir: Path | str = DEFAULT_MODELS_DIR):
     """The parsed manifest.sig of ``models_dir``; a :class:`ModelError` when missing or bad."""
     d = Path(models_dir)

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, Model, entry_threshold, load_manifest
+from device.models.model import (DEFAULT_MODELS_DIR, Model, entry_band, entry_threshold,
+                                 load_manifest)
 
 SENSORS = ("xray",)
 PHANTOM_DETAIL = "a radiographic hand phantom: p(phantom) above the threshold"
@@ -70,6 +71,7 @@ class PhantomCheck:
         self.name, self.batch = name, batch
         self.model = Model(name, models_dir, threads, trusted_keys=trusted_keys, arena=arena)
         self.threshold = entry_threshold(self.model.entry, name)
+        self.second_look_band = entry_band(self.model.entry, name)   # device.gate.second_look
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         im = np.asarray(images, np.float32)

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError
+from device.models.model import DEFAULT_MODELS_DIR, Model, ModelError, entry_band
 from device.models.phantom import PHANTOM_DETAIL, is_phantom, phantom_check
 from device.models.presence import NO_HAND, PresenceCheck
 
@@ -155,6 +155,8 @@ class SensorBranch:
         self.phantom = phantom_check(sensor, precision, models_dir, threads,
                                      trusted_keys=trusted_keys)
         self.signed_threshold = signed_threshold(self.liveness_model.entry, lv_name)
+        # the second look's signed band around p(live)'s threshold (device.gate.second_look)
+        self.second_look_band = entry_band(self.liveness_model.entry, lv_name)
         self.threshold = self.signed_threshold if threshold is None else \
             stricter_threshold(threshold, self.signed_threshold, lv_name)
         self.batch = batch

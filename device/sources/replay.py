@@ -5,7 +5,9 @@ source is done, ``FrameError`` when a camera fails), ``stop()``.
 
 - :class:`ReplaySource` -- recorded bursts on disk, one folder per burst::
 
-      DIR/<burst>/view_0.png .. view_<K-1>.png, sensor.png, burst.json (optional metadata)
+      DIR/<burst>/view_0.png .. view_<K-1>.png, sensor.png, burst.json (optional metadata),
+                  sensor_1.png, sensor_2.png ... (optional: further sensor frames, what the
+                  gate's second look re-captures; device/gate/second_look.py)
 
   It is also a plain :class:`device.sources.base.FrameSource` (``capture()`` yields the frames of
   the bursts one after another with ``role``/``view``/``burst`` in the metadata).
@@ -20,7 +22,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -35,6 +37,9 @@ class Burst:
     views: list                      # K images (BGR or grey uint8); an entry may be None
     sensor: np.ndarray | None        # transmission-sensor frame (grey)
     meta: dict = field(default_factory=dict)   # e.g. burst id, label, claimed user id
+    more_sensor: Callable[[int], list] | None = field(default=None, repr=False)
+    # ``more_sensor(k)`` -> k further sensor frames of the same presentation (a re-capture;
+    # None: the source cannot): the gate's second look (device/gate/second_look.py)
 
 
 @runtime_checkable
@@ -46,8 +51,9 @@ class BurstSource(Protocol):
     def stop(self) -> None: ...
 
 
-def write_burst(folder, burst: Burst) -> Path:
-    """Record a burst in the replay layout (PNG, lossless)."""
+def write_burst(folder, burst: Burst, sensor_frames: list | None = None) -> Path:
+    """Record a burst in the replay layout (PNG, lossless); ``sensor_frames``: further sensor
+    frames of the presentation, written as sensor_1.png, sensor_2.png ..."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
     for k, v in enumerate(burst.views):
@@ -59,6 +65,11 @@ def write_burst(folder, burst: Burst) -> Path:
             s = np.clip(np.round(s * 255.0), 0, 255).astype(np.uint8)
         if not cv2.imwrite(str(d / "sensor.png"), s):
             raise OSError(f"could not write {d / 'sensor.png'}")
+    for k, s in enumerate(sensor_frames or [], 1):
+        if s.dtype != np.uint8:
+            s = np.clip(np.round(s * 255.0), 0, 255).astype(np.uint8)
+        if not cv2.imwrite(str(d / f"sensor_{k}.png"), s):
+            raise OSError(f"could not write {d / f'sensor_{k}.png'}")
     (d / "burst.json").write_text(json.dumps(burst.meta, indent=1, default=str))
     return d
 
@@ -91,7 +102,16 @@ def read_burst(folder, views: int | None = None) -> Burst:
         except json.JSONDecodeError as e:
             raise CorruptFrameError(f"corrupt burst metadata {d / 'burst.json'}: {e}") from None
     meta = dict(meta, burst=d.name, path=str(d))
-    return Burst(imgs, sensor, meta)
+    more = recorded_sensor(d) if (d / "sensor_1.png").exists() else None
+    return Burst(imgs, sensor, meta, more)
+
+
+def recorded_sensor(d: Path) -> Callable[[int], list]:
+    """``more(k)`` of a recorded burst: its sensor_1.png .. sensor_<k>.png, read when asked (a
+    missing or undecodable frame raises, and the second look denies)."""
+    def more(k: int) -> list:
+        return [_read(d / f"sensor_{j}.png", cv2.IMREAD_GRAYSCALE) for j in range(1, k + 1)]
+    return more
 
 
 class ReplaySource:
@@ -182,7 +202,12 @@ class CameraBurstSource:
         if self._sensor_worker is not None:
             sensor, _ = self._sensor_worker.call(self.timeout_s)
         self._n += 1
-        return Burst(imgs, sensor, {"burst": f"live-{self._n:06d}", "timestamp": time.time()})
+        return Burst(imgs, sensor, {"burst": f"live-{self._n:06d}", "timestamp": time.time()},
+                     self._recapture if self._sensor_worker is not None else None)
+
+    def _recapture(self, k: int) -> list:
+        """k more sensor frames, each capture bounded like the burst's (the second look)."""
+        return [self._sensor_worker.call(self.timeout_s)[0] for _ in range(k)]
 
     def stuck(self) -> dict:
         """Cameras whose last driver call has not returned: {name: seconds}."""

@@ -47,6 +47,8 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "sensor_identity_by",           # the identity check that denied: patch, lines,
            #                                 size
            "phantom",                      # X-ray phantom check: refused | passed (no score)
+           "second_look",                  # frame 0 unsure, sensor re-captured: opened |
+           #                                 denied | failed (no score)
            "sensor_identity_bucket",       # the identity agreement judged, as a band
            #                                 around its limit (bucket_score)
            "sensor_identity_raw_bucket",   # the agreement before the cohort's normalisation
