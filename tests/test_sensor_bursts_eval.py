@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from device.eval import burst_frames as F
 from device.eval import sensor_bursts as B
 from device.eval.check_margins import passes
 from device.synth import sensor as S
@@ -21,7 +22,7 @@ def test_hook_returns_frame0_and_passes_nested_renders_through():
     geom = sample_hand_geometry(np.random.default_rng(3))
     plain = render_attack("photo", geom, np.random.default_rng(2), "xray", SIZE)
     rng = np.random.default_rng(2)
-    with B.sensor_bursts(2, [1, 7]) as got:
+    with F.sensor_bursts(2, [1, 7]) as got:
         f = render_attack("photo", geom, rng, "xray", SIZE)   # a radiograph inside: content
     assert S.render_scene is not None and S.render_scene.__name__ == "render_scene"
     assert len(got) == 1 and len(got[0]) == 3
@@ -30,7 +31,7 @@ def test_hook_returns_frame0_and_passes_nested_renders_through():
 
 def test_to_u8_as_write_burst():
     x = np.array([[0.0, 0.5, 1.0, 1.2]], np.float32)
-    assert B.to_u8(x).tolist() == [[0, 128, 255, 255]]
+    assert F.to_u8(x).tolist() == [[0, 128, 255, 255]]
 
 
 def test_pick():

@@ -5,7 +5,7 @@ gate's second look (:mod:`device.gate.second_look`) asks the burst for more sens
 (``Burst.more_sensor``). A folder with ``sensor_1.png ..`` delivers those
 (:func:`device.sources.replay.read_burst`); a folder without them gets :func:`recapture`: the
 presentation is re-rendered from its own generator exactly as :mod:`device.eval.sensor_bursts`
-does (:func:`~device.eval.sensor_bursts.presentation_frames`: frame 0 the stored capture, frames
+does (:func:`~device.eval.burst_frames.presentation_frames`: frame 0 the stored capture, frames
 1..k a re-draw of the frame -- exposure, noise, PSF -- of the same content), only when the gate
 asks, so existing sets need no re-render. Frame 0 of the re-render must equal the stored
 ``sensor.png``: where it does not, :class:`Frame0Mismatch` is raised (the gate denies the look:
@@ -44,7 +44,7 @@ class SetRecapture:
         i = int(folder.name)
 
         def more(k: int) -> list:
-            from device.eval.sensor_bursts import presentation_frames
+            from device.eval.burst_frames import presentation_frames
             self.calls += 1
             frames = presentation_frames(self.synth, self.sensor, self.classes, cls, i,
                                          self.seed, self.people, k)
