@@ -277,3 +277,30 @@ def test_shipped_bands_are_signed_and_loaded():
     br = SensorBranch("xray", "int8", SHIPPED, threads=1)
     assert br.second_look_band == entry_band(man["liveness_xray_int8.onnx"], "x")
     assert br.phantom.second_look_band == entry_band(man["phantom_xray_int8.onnx"], "x")
+
+
+def test_frame0_phantom_outside_its_band_takes_no_look(tmp_path):
+    # X-ray: p(live) of frame 0 unsure, so the stage never ran its phantom check; frame 0's
+    # p(phantom) lies far above its threshold (outside the phantom band): a look must not let
+    # two clean re-captures average it away -- no re-capture (no dose), denied as before
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)])
+    br = _Branch(phantom=0.0, phantom_band=1.0)
+    scores = {0: 0.9999}                          # frame 0 a clear phantom, re-captures clean
+
+    def phantom(im):                              # frame 0 first where it is in the batch
+        v = np.full(len(im), 0.01)
+        if len(im) in (1, 3):
+            v[0] = scores[0]
+        return v
+    phantom.threshold, phantom.second_look_band = 0.6, 1.0
+    br.phantom = phantom
+    asked = []
+    more = b.more_sensor
+    b.more_sensor = lambda k: asked.append(k) or more(k)
+    out, deny = _stage(br, b)
+    assert deny is not None and deny.reason == NOT_LIVE
+    assert out.second_look is None and not asked and not out.live
+    # within the phantom band it is a look as before (the fused scores decide)
+    scores[0] = sigmoid(logit(0.6) + 0.5)
+    out, deny = _stage(br, b)
+    assert deny is None and out.second_look == OPENED and asked == [2]
