@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -143,6 +144,23 @@ class SecondLook:
         more = getattr(burst, "more_sensor", None)
         if more is None or not self.wanted(branch, pres):
             return False
+        ph = getattr(branch, "phantom", None)
+        if ph is not None and pres.p_phantom is None:
+            # p(live) denied, so the stage never ran the phantom check on frame 0: frame 0's
+            # p(phantom) must not deny outside its own band either (else two clean re-captures
+            # could average a clear phantom away); checked before any re-capture (no dose)
+            try:
+                p0 = phantom_scores(ph, [pres])[0]
+                if not math.isfinite(p0):
+                    raise ModelError(f"frame 0's p(phantom) is {p0}")
+            except Exception as e:     # noqa: BLE001 - a failed phantom check denies
+                log.warning("second look failed: %s: %s", type(e).__name__, e)
+                out.second_look = FAILED
+                return False
+            if p0 > ph.threshold and not unsure(p0, ph.threshold, self.bands(branch)[1],
+                                                above_denies=True):
+                return False            # outside the phantom band: denied as before
+            pres = replace(pres, p_phantom=p0)
         try:
             frames = list(more(EXTRA_FRAMES))
             if len(frames) != EXTRA_FRAMES or any(not isinstance(f, np.ndarray) or f.size == 0
@@ -153,7 +171,6 @@ class SecondLook:
                 out.second_look = FAILED
                 return False
             every = [pres] + list(res)
-            ph = getattr(branch, "phantom", None)
             pph = None
             if ph is not None:
                 pph = phantom_scores(ph, every)
