@@ -304,3 +304,47 @@ def test_frame0_phantom_outside_its_band_takes_no_look(tmp_path):
     scores[0] = sigmoid(logit(0.6) + 0.5)
     out, deny = _stage(br, b)
     assert deny is None and out.second_look == OPENED and asked == [2]
+
+
+def _chain(branch, burst, cancel_during_frame0=False, t0_ago=0.0):
+    """Pipeline._sensor_chain on a stand-in pipeline: the sensor thread's own path."""
+    import threading
+    import time
+
+    from device.gate.pipeline import Pipeline, _SensorJob
+    from device.gate.stage_clock import StageClock
+    cfg = SimpleNamespace(liveness=SimpleNamespace(second_look=True, second_look_max_band=None),
+                          timeouts={"sensor": 1000, "binding": 1000, "regions": 1000})
+    me = SimpleNamespace(cfg=cfg, binding=None, second_look=SecondLook(cfg),
+                         sensor=_Callable(branch))
+    me._sensor = lambda *a, **k: Pipeline._sensor(me, *a, **k)
+    job = _SensorJob(Decision(), threading.Event(), time.perf_counter() - t0_ago)
+    if cancel_during_frame0:          # the main thread gave up while frame 0 was judged
+        judge = branch.judge
+
+        def slow(frames):
+            job.cancelled.set()
+            return judge(frames)
+        branch.judge = slow
+    Pipeline._sensor_chain(me, burst, StageClock(cfg.timeouts), job)
+    return job
+
+
+def test_no_recapture_once_the_decision_gave_up_on_the_sensor_stage(tmp_path):
+    # the main thread denied timeout:sensor (job cancelled), or the sensor stage's limit from
+    # the chain's submission has passed: the look must not re-capture (an X-ray dose after
+    # the decision) nor hold the sensor thread; it ends failed, denied
+    for kw in ({"cancel_during_frame0": True}, {"t0_ago": 5.0}):
+        b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)],
+                      f"c{len(kw)}{list(kw)[0]}")
+        asked = []
+        more = b.more_sensor
+        b.more_sensor = lambda k: asked.append(k) or more(k)
+        job = _chain(_Branch(), b, **kw)
+        assert not asked, kw
+        assert job.deny is not None and job.deny.reason == NOT_LIVE
+        assert job.out.second_look == FAILED and not job.out.live
+    # in time: the look as before
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)], "intime")
+    job = _chain(_Branch(), b)
+    assert job.deny is None and job.out.second_look == OPENED
