@@ -136,11 +136,12 @@ class SecondLook:
             return unsure(pres.p_phantom, ph.threshold, ph_b, above_denies=True)
         return False
 
-    def __call__(self, branch, burst, pres, out) -> bool:
+    def __call__(self, branch, burst, pres, out, stop=None) -> bool:
         """True when a second look was taken and the fused score is live (``out`` gets the
         fused p(live) / p(phantom)); False otherwise. ``out.second_look`` says how a look
         taken ended; a burst without more frames, or frame 0 outside the bands, leaves the
-        decision as it was."""
+        decision as it was. ``stop()`` true (the decision gave up on the sensor stage, or its
+        time limit passed): no re-capture, the look ends failed (denied)."""
         more = getattr(burst, "more_sensor", None)
         if more is None or not self.wanted(branch, pres):
             return False
@@ -162,7 +163,9 @@ class SecondLook:
                 return False            # outside the phantom band: denied as before
             pres = replace(pres, p_phantom=p0)
         try:
+            _in_time(stop)
             frames = list(more(EXTRA_FRAMES))
+            _in_time(stop)
             if len(frames) != EXTRA_FRAMES or any(not isinstance(f, np.ndarray) or f.size == 0
                                                   or f.dtype != np.uint8 for f in frames):
                 raise ValueError(f"{len(frames)} re-captured frames, {EXTRA_FRAMES} asked")
@@ -185,6 +188,13 @@ class SecondLook:
             out.p_live, out.live = pl, True
             out.p_phantom = pp
         return live
+
+
+def _in_time(stop) -> None:
+    """Raise when ``stop()`` says the decision no longer waits for the sensor stage: a
+    re-capture then would be a dose (X-ray) and a held sensor thread for nothing."""
+    if stop is not None and stop():
+        raise TimeoutError("the sensor stage's time is up: no re-capture")
 
 
 def phantom_scores(check, presentations) -> list:
