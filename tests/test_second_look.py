@@ -348,3 +348,27 @@ def test_no_recapture_once_the_decision_gave_up_on_the_sensor_stage(tmp_path):
     b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)], "intime")
     job = _chain(_Branch(), b)
     assert job.deny is None and job.out.second_look == OPENED
+
+
+@pytest.mark.parametrize("sensor,liveness,narrow", [
+    ("xray", {}, None), ("nir", {}, None),
+    ("xray", {"second_look_max_band": 1.5}, 1.5), ("nir", {"second_look": False}, 0.0)])
+def test_status_shows_the_second_look_bands_in_force(tmp_path, capsys, sensor, liveness,
+                                                     narrow):
+    # `palmgate status` shows the signed thresholds of the liveness and phantom files: the
+    # signed bands around them (narrowed by the configuration) are security numbers too
+    import json
+
+    from device.cli import main
+    from device.models.model import DEFAULT_MODELS_DIR
+    from tests.conftest import gate_config, write_toml
+    cfg = gate_config(tmp_path, DEFAULT_MODELS_DIR, gate={"precision": "int8"},
+                      liveness=dict(liveness, sensor=sensor))
+    main(["status", "--config", str(write_toml(tmp_path / "p.toml", cfg))])
+    models = json.loads(capsys.readouterr().out)["models"]
+    files = [n for n in models if n.startswith(("liveness_", "phantom_"))]
+    assert len(files) == (2 if sensor == "xray" else 1)
+    for n in files:
+        signed = models[n]["second_look_band_signed"]
+        assert signed == 3.0
+        assert models[n]["second_look_band"] == (signed if narrow is None else narrow)
