@@ -372,3 +372,19 @@ def test_status_shows_the_second_look_bands_in_force(tmp_path, capsys, sensor, l
         signed = models[n]["second_look_band_signed"]
         assert signed == 3.0
         assert models[n]["second_look_band"] == (signed if narrow is None else narrow)
+
+
+def test_recaptures_of_another_shape_or_results_missing_deny(tmp_path):
+    # a re-capture must be a frame like frame 0 (its shape): a frame of another size or
+    # channels is not the same sensor's re-capture and would be silently resized; and the
+    # branch must judge every re-captured frame (never fuse fewer than three)
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)),
+                  [np.full((8, 8), 230, np.uint8), np.full((8, 8), 230, np.uint8)])
+    out, deny = _stage(_Branch(), b)
+    assert deny is not None and deny.reason == NOT_LIVE and out.second_look == FAILED
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)], "short")
+    br = _Branch()
+    judge = br.judge
+    br.judge = lambda frames: judge(frames)[:1]          # one result for two frames
+    out, deny = _stage(br, b)
+    assert deny is not None and deny.reason == NOT_LIVE and out.second_look == FAILED
