@@ -166,14 +166,19 @@ class SecondLook:
             _in_time(stop)
             frames = list(more(EXTRA_FRAMES))
             _in_time(stop)
-            if len(frames) != EXTRA_FRAMES or any(not isinstance(f, np.ndarray) or f.size == 0
-                                                  or f.dtype != np.uint8 for f in frames):
-                raise ValueError(f"{len(frames)} re-captured frames, {EXTRA_FRAMES} asked")
-            res = branch.judge(frames)
+            shape = np.shape(getattr(burst, "sensor", None))      # frame 0's, as re-captured
+            if len(frames) != EXTRA_FRAMES or any(
+                    not isinstance(f, np.ndarray) or f.size == 0 or f.dtype != np.uint8
+                    or f.shape != shape for f in frames):
+                raise ValueError(f"{len(frames)} re-captured frames, {EXTRA_FRAMES} asked, "
+                                 f"uint8 of frame 0's shape {shape}")
+            res = list(branch.judge(frames))
+            if len(res) != EXTRA_FRAMES:
+                raise ModelError(f"the sensor stage judged {len(res)} of {EXTRA_FRAMES} frames")
             if any(r.p_live is None or r.sr is None for r in res):    # no hand: denied
                 out.second_look = FAILED
                 return False
-            every = [pres] + list(res)
+            every = [pres] + res
             pph = None
             if ph is not None:
                 pph = phantom_scores(ph, every)
