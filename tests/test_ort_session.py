@@ -30,3 +30,26 @@ def test_shipped_int8_file_agrees_with_its_reference_on_any_cpu():
     got = m(**{m.inputs[0]: x})[m.outputs[0]]
     want = ref.run(None, {ref.get_inputs()[0].name: x})[0]
     assert np.array_equal(got, want)
+
+
+def test_int8_report_reads_the_graph_the_gate_runs(monkeypatch):
+    """tools.train.sensor_quant.optimized_graph ("the graph onnxruntime actually runs") asks
+    for the exact int8 option too: on x86 CPUs without VNNI the option rewrites the int8
+    weights (S8 -> U8), so without it the report describes a graph the gate does not run."""
+    import onnxruntime as ort
+    import pytest
+
+    from tools.train import sensor_quant
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake(path, so, providers=None):
+        seen.append(so)
+        raise Stop
+    monkeypatch.setattr(ort, "InferenceSession", fake)
+    with pytest.raises(Stop):
+        sensor_quant.optimized_graph("x.onnx", threads=1)
+    assert seen and seen[0].get_session_config_entry(EXACT_INT8[0]) == "1"
+    assert seen[0].optimized_model_filepath.endswith("optimized.onnx")

@@ -148,7 +148,7 @@ def test_a_binding_left_without_the_regions_is_a_deny(tmp_path, tiny_models, syn
             ran.append(1)
     try:
         pipe.binding = Binding()
-        pipe._sensor = lambda burst, out: None          # the sensor frame passes
+        pipe._sensor = lambda burst, out, stop=None: None   # the sensor frame passes
         job = _SensorJob(Decision(), threading.Event(), time.perf_counter())
         pipe._sensor_chain(synthetic_bursts["genuine"][0], StageClock(cfg.timeouts), job)
         assert not ran and job.deny is not None and job.deny.reason == "timeout:regions"

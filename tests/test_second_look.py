@@ -277,3 +277,114 @@ def test_shipped_bands_are_signed_and_loaded():
     br = SensorBranch("xray", "int8", SHIPPED, threads=1)
     assert br.second_look_band == entry_band(man["liveness_xray_int8.onnx"], "x")
     assert br.phantom.second_look_band == entry_band(man["phantom_xray_int8.onnx"], "x")
+
+
+def test_frame0_phantom_outside_its_band_takes_no_look(tmp_path):
+    # X-ray: p(live) of frame 0 unsure, so the stage never ran its phantom check; frame 0's
+    # p(phantom) lies far above its threshold (outside the phantom band): a look must not let
+    # two clean re-captures average it away -- no re-capture (no dose), denied as before
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)])
+    br = _Branch(phantom=0.0, phantom_band=1.0)
+    scores = {0: 0.9999}                          # frame 0 a clear phantom, re-captures clean
+
+    def phantom(im):                              # frame 0 first where it is in the batch
+        v = np.full(len(im), 0.01)
+        if len(im) in (1, 3):
+            v[0] = scores[0]
+        return v
+    phantom.threshold, phantom.second_look_band = 0.6, 1.0
+    br.phantom = phantom
+    asked = []
+    more = b.more_sensor
+    b.more_sensor = lambda k: asked.append(k) or more(k)
+    out, deny = _stage(br, b)
+    assert deny is not None and deny.reason == NOT_LIVE
+    assert out.second_look is None and not asked and not out.live
+    # within the phantom band it is a look as before (the fused scores decide)
+    scores[0] = sigmoid(logit(0.6) + 0.5)
+    out, deny = _stage(br, b)
+    assert deny is None and out.second_look == OPENED and asked == [2]
+
+
+def _chain(branch, burst, cancel_during_frame0=False, t0_ago=0.0):
+    """Pipeline._sensor_chain on a stand-in pipeline: the sensor thread's own path."""
+    import threading
+    import time
+
+    from device.gate.pipeline import Pipeline, _SensorJob
+    from device.gate.stage_clock import StageClock
+    cfg = SimpleNamespace(liveness=SimpleNamespace(second_look=True, second_look_max_band=None),
+                          timeouts={"sensor": 1000, "binding": 1000, "regions": 1000})
+    me = SimpleNamespace(cfg=cfg, binding=None, second_look=SecondLook(cfg),
+                         sensor=_Callable(branch))
+    me._sensor = lambda *a, **k: Pipeline._sensor(me, *a, **k)
+    job = _SensorJob(Decision(), threading.Event(), time.perf_counter() - t0_ago)
+    if cancel_during_frame0:          # the main thread gave up while frame 0 was judged
+        judge = branch.judge
+
+        def slow(frames):
+            job.cancelled.set()
+            return judge(frames)
+        branch.judge = slow
+    Pipeline._sensor_chain(me, burst, StageClock(cfg.timeouts), job)
+    return job
+
+
+def test_no_recapture_once_the_decision_gave_up_on_the_sensor_stage(tmp_path):
+    # the main thread denied timeout:sensor (job cancelled), or the sensor stage's limit from
+    # the chain's submission has passed: the look must not re-capture (an X-ray dose after
+    # the decision) nor hold the sensor thread; it ends failed, denied
+    for kw in ({"cancel_during_frame0": True}, {"t0_ago": 5.0}):
+        b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)],
+                      f"c{len(kw)}{list(kw)[0]}")
+        asked = []
+        more = b.more_sensor
+        b.more_sensor = lambda k: asked.append(k) or more(k)
+        job = _chain(_Branch(), b, **kw)
+        assert not asked, kw
+        assert job.deny is not None and job.deny.reason == NOT_LIVE
+        assert job.out.second_look == FAILED and not job.out.live
+    # in time: the look as before
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)], "intime")
+    job = _chain(_Branch(), b)
+    assert job.deny is None and job.out.second_look == OPENED
+
+
+@pytest.mark.parametrize("sensor,liveness,narrow", [
+    ("xray", {}, None), ("nir", {}, None),
+    ("xray", {"second_look_max_band": 1.5}, 1.5), ("nir", {"second_look": False}, 0.0)])
+def test_status_shows_the_second_look_bands_in_force(tmp_path, capsys, sensor, liveness,
+                                                     narrow):
+    # `palmgate status` shows the signed thresholds of the liveness and phantom files: the
+    # signed bands around them (narrowed by the configuration) are security numbers too
+    import json
+
+    from device.cli import main
+    from device.models.model import DEFAULT_MODELS_DIR
+    from tests.conftest import gate_config, write_toml
+    cfg = gate_config(tmp_path, DEFAULT_MODELS_DIR, gate={"precision": "int8"},
+                      liveness=dict(liveness, sensor=sensor))
+    main(["status", "--config", str(write_toml(tmp_path / "p.toml", cfg))])
+    models = json.loads(capsys.readouterr().out)["models"]
+    files = [n for n in models if n.startswith(("liveness_", "phantom_"))]
+    assert len(files) == (2 if sensor == "xray" else 1)
+    for n in files:
+        signed = models[n]["second_look_band_signed"]
+        assert signed == 3.0
+        assert models[n]["second_look_band"] == (signed if narrow is None else narrow)
+
+
+def test_recaptures_of_another_shape_or_results_missing_deny(tmp_path):
+    # a re-capture must be a frame like frame 0 (its shape): a frame of another size or
+    # channels is not the same sensor's re-capture and would be silently resized; and the
+    # branch must judge every re-captured frame (never fuse fewer than three)
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)),
+                  [np.full((8, 8), 230, np.uint8), np.full((8, 8), 230, np.uint8)])
+    out, deny = _stage(_Branch(), b)
+    assert deny is not None and deny.reason == NOT_LIVE and out.second_look == FAILED
+    b = _recorded(tmp_path, _frame(sigmoid(-0.3)), [_frame(0.9), _frame(0.9)], "short")
+    br = _Branch()
+    judge = br.judge
+    br.judge = lambda frames: judge(frames)[:1]          # one result for two frames
+    out, deny = _stage(br, b)
+    assert deny is not None and deny.reason == NOT_LIVE and out.second_look == FAILED

@@ -70,6 +70,19 @@ def _phantom_listed(sensor: str, precision: str, models_dir) -> list[str]:
     return [name] if name is not None else []
 
 
+def _second_look_bands(entry: dict, name: str, liveness) -> dict:
+    """The signed second-look band of a liveness / phantom file and the band in force
+    (narrowed or switched off by ``[liveness]``; device/gate/second_look.py)."""
+    from device.gate.second_look import band_in_force
+    from device.models.model import entry_band
+    signed = entry_band(entry, name)
+    rep = {"second_look_band_signed": signed, "second_look_band": band_in_force(
+        signed, bool(liveness.second_look), liveness.second_look_max_band)}
+    if rep["second_look_band"] != signed:
+        rep["second_look_band_from"] = "config (narrower than the signed one, or off)"
+    return rep
+
+
 def cmd_status(a) -> int:
     """Models (the manifest's signature, sha256, the liveness threshold in force), store, audit
     chain, relay configuration."""
@@ -109,6 +122,8 @@ def cmd_status(a) -> int:
             if n.startswith(("presence_", "phantom_")):
                 # p(hand) above it: a hand on the sensor; p(phantom) above it: not_live
                 models[n]["threshold"] = entry_threshold(e, n)
+            if n.startswith(("liveness_", "phantom_")):   # the second look's bands
+                models[n].update(_second_look_bands(e, n, cfg.liveness))
             if n.startswith("liveness_"):        # the threshold the gate will decide with
                 models[n]["threshold"] = signed_threshold(e, n)
                 if cfg.liveness.threshold is not None:

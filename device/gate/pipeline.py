@@ -288,8 +288,9 @@ class Pipeline:
             raise Deny(f"quality:{e.reason}", e.prompt, str(e))
         return rois
 
-    def _sensor(self, burst, out):
-        """Presence, SR and liveness of the sensor frame (the binding is its own stage)."""
+    def _sensor(self, burst, out, stop=None):
+        """Presence, SR and liveness of the sensor frame (the binding is its own stage);
+        ``stop()``: the decision no longer waits (no second look's re-capture then)."""
         pres = self.sensor(burst.sensor)
         out.sensor_sr = pres.sr
         if pres.p_live is not None:             # liveness ran
@@ -300,7 +301,7 @@ class Pipeline:
         if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
         look = getattr(self, "second_look", None)     # frame 0 unsure: the sensor re-captured
-        if not pres.live and not (look and look(self.sensor.branch, burst, pres, out)):
+        if not pres.live and not (look and look(self.sensor.branch, burst, pres, out, stop)):
             # no exact value; the phantom check's own detail where it refused
             raise Deny(NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
 
@@ -390,7 +391,9 @@ class Pipeline:
         denied), into the job's own Decision; a deny or an error ends the chain."""
         try:
             job.stage = "sensor"
-            clock.run("sensor", self._sensor, burst, job.out)
+            lim = self.cfg.timeouts["sensor"] / 1e3     # _wait_sensor's limit for the stage
+            clock.run("sensor", self._sensor, burst, job.out, lambda: job.cancelled.is_set()
+                      or time.perf_counter() > job.t0 + lim)
             if self.binding is not None and getattr(self.binding, "needs_regions", False):
                 job.regions.wait(self.cfg.timeouts["regions"] / 1e3)   # the views' regions
                 if not job.regions.is_set() and not job.cancelled.is_set():

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -135,25 +136,49 @@ class SecondLook:
             return unsure(pres.p_phantom, ph.threshold, ph_b, above_denies=True)
         return False
 
-    def __call__(self, branch, burst, pres, out) -> bool:
+    def __call__(self, branch, burst, pres, out, stop=None) -> bool:
         """True when a second look was taken and the fused score is live (``out`` gets the
         fused p(live) / p(phantom)); False otherwise. ``out.second_look`` says how a look
         taken ended; a burst without more frames, or frame 0 outside the bands, leaves the
-        decision as it was."""
+        decision as it was. ``stop()`` true (the decision gave up on the sensor stage, or its
+        time limit passed): no re-capture, the look ends failed (denied)."""
         more = getattr(burst, "more_sensor", None)
         if more is None or not self.wanted(branch, pres):
             return False
+        ph = getattr(branch, "phantom", None)
+        if ph is not None and pres.p_phantom is None:
+            # p(live) denied, so the stage never ran the phantom check on frame 0: frame 0's
+            # p(phantom) must not deny outside its own band either (else two clean re-captures
+            # could average a clear phantom away); checked before any re-capture (no dose)
+            try:
+                p0 = phantom_scores(ph, [pres])[0]
+                if not math.isfinite(p0):
+                    raise ModelError(f"frame 0's p(phantom) is {p0}")
+            except Exception as e:     # noqa: BLE001 - a failed phantom check denies
+                log.warning("second look failed: %s: %s", type(e).__name__, e)
+                out.second_look = FAILED
+                return False
+            if p0 > ph.threshold and not unsure(p0, ph.threshold, self.bands(branch)[1],
+                                                above_denies=True):
+                return False            # outside the phantom band: denied as before
+            pres = replace(pres, p_phantom=p0)
         try:
+            _in_time(stop)
             frames = list(more(EXTRA_FRAMES))
-            if len(frames) != EXTRA_FRAMES or any(not isinstance(f, np.ndarray) or f.size == 0
-                                                  or f.dtype != np.uint8 for f in frames):
-                raise ValueError(f"{len(frames)} re-captured frames, {EXTRA_FRAMES} asked")
-            res = branch.judge(frames)
+            _in_time(stop)
+            shape = np.shape(getattr(burst, "sensor", None))      # frame 0's, as re-captured
+            if len(frames) != EXTRA_FRAMES or any(
+                    not isinstance(f, np.ndarray) or f.size == 0 or f.dtype != np.uint8
+                    or f.shape != shape for f in frames):
+                raise ValueError(f"{len(frames)} re-captured frames, {EXTRA_FRAMES} asked, "
+                                 f"uint8 of frame 0's shape {shape}")
+            res = list(branch.judge(frames))
+            if len(res) != EXTRA_FRAMES:
+                raise ModelError(f"the sensor stage judged {len(res)} of {EXTRA_FRAMES} frames")
             if any(r.p_live is None or r.sr is None for r in res):    # no hand: denied
                 out.second_look = FAILED
                 return False
-            every = [pres] + list(res)
-            ph = getattr(branch, "phantom", None)
+            every = [pres] + res
             pph = None
             if ph is not None:
                 pph = phantom_scores(ph, every)
@@ -168,6 +193,13 @@ class SecondLook:
             out.p_live, out.live = pl, True
             out.p_phantom = pp
         return live
+
+
+def _in_time(stop) -> None:
+    """Raise when ``stop()`` says the decision no longer waits for the sensor stage: a
+    re-capture then would be a dose (X-ray) and a held sensor thread for nothing."""
+    if stop is not None and stop():
+        raise TimeoutError("the sensor stage's time is up: no re-capture")
 
 
 def phantom_scores(check, presentations) -> list:

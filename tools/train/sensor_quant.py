@@ -102,8 +102,7 @@ def optimized_graph(path, threads: int = 1):
 
     with tempfile.TemporaryDirectory() as td:
         opt = Path(td) / "optimized.onnx"
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
+        so = session_options(threads)      # the gate's options: exact int8 rewrites too
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         so.optimized_model_filepath = str(opt)
         ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
