@@ -48,12 +48,21 @@ def test_phantom_check_fails_secure_on_nan_and_short_output():
         _branch([0.1])._phantoms(_passed(2))          # one frame would go unchecked
 
 
+class _PhantomDeniedStage:
+    """The pipeline's sensor stage stand-in: every frame denied by the phantom check."""
+    branch = None
+
+    def __call__(self, frame):
+        return _phantom_denied()
+
+
 def test_gate_keeps_the_phantom_detail_and_score():
     from device.gate.decision import Decision, Deny
     from device.gate.pipeline import Pipeline
     out = Decision()
     with pytest.raises(Deny) as e:
-        Pipeline._sensor(SimpleNamespace(sensor=lambda f: _phantom_denied()),
+        Pipeline._sensor(SimpleNamespace(sensor=_PhantomDeniedStage(),
+                                         second_look=lambda *a: False),   # no look taken
                          SimpleNamespace(sensor=None), out)
     assert e.value.reason == NOT_LIVE and e.value.detail == PHANTOM_DETAIL
     assert out.p_phantom == 0.95 and out.live is False

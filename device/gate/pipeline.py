@@ -300,8 +300,8 @@ class Pipeline:
             raise Deny(NO_HAND, "place your palm on the sensor", pres.detail)
         if pres.reason is not None and pres.reason != NOT_LIVE:    # another check's reason
             raise Deny(pres.reason, "please present your palm again", pres.detail)
-        look = getattr(self, "second_look", None)     # frame 0 unsure: the sensor re-captured
-        if not pres.live and not (look and look(self.sensor.branch, burst, pres, out, stop)):
+        # frame 0 unsure: the sensor re-captured (device.gate.second_look)
+        if not pres.live and not self.second_look(self.sensor.branch, burst, pres, out, stop):
             # no exact value; the phantom check's own detail where it refused
             raise Deny(NOT_LIVE, "", pres.detail or "p(live) not above the threshold")
 

@@ -110,9 +110,8 @@ class SecondLook:
     :class:`device.models.sensor_branch.SensorBranch` narrowed by ``[liveness]``."""
 
     def __init__(self, cfg):
-        lv = cfg.liveness
-        self.enabled = bool(getattr(lv, "second_look", True))
-        self.max_band = getattr(lv, "second_look_max_band", None)
+        self.enabled = bool(cfg.liveness.second_look)
+        self.max_band = cfg.liveness.second_look_max_band
 
     def bands(self, branch) -> tuple[float, float]:
         """(p(live) band, p(phantom) band) in force for ``branch`` (0.0: none)."""
