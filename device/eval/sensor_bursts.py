@@ -40,6 +40,7 @@ import numpy as np
 from device.eval.burst_frames import presentation_frames
 from device.eval.check_margins import passes, thresholds_in_force
 from device.eval.joint_thresholds import logit
+from device.gate.second_look import fused_p
 
 VALUES = ("p_live", "binding", "agreement", "palm_lines", "lines_sum", "size_off")
 
@@ -121,9 +122,8 @@ def fused(frames: list, rule: str, n: int = 3) -> dict:
     """One row of check values from the first ``n`` frames under ``rule``."""
     fs = frames[:n]
     r = dict(frames[0])
-    if rule == "mean_logit_3":
-        z = float(np.mean(logit([f["p_live"] for f in fs])))
-        r["p_live"] = float(1 / (1 + np.exp(-z)))
+    if rule == "mean_logit_3":              # the gate's second look fuses by the same rule
+        r["p_live"] = fused_p([f["p_live"] for f in fs])
     elif rule == "median_3":
         for v in VALUES:
             x = [f.get(v) for f in fs]
