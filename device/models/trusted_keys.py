@@ -18,4 +18,8 @@ RELEASE_KEYS: dict[str, str] = {
     # (a development machine reset between sessions; lost, not leaked, so key 2 stays trusted
     # for the manifests it signed); releases from now on are signed with key 3.
     "e6068c1534075051": "vuSV7iEbZrPg4+LL7nHk9ThTOn3LOGA2FhFqjmUvIYw=",
+    # PalmGate release key 4, generated 2026-12-07 (a later session): key 3's private half was
+    # lost with its machine like keys 1 and 2 (lost, not leaked: key 3 stays trusted for what it
+    # signed); releases from now on are signed with key 4.
+    "33ce59795f0619eb": "yoec3OMCWw8ue4dUEm4JoS5CCLS6cwpPaCPAgrB1wcU=",
 }
