@@ -148,3 +148,48 @@ def test_burst_terms_refuses_a_person_enrolled_without_the_pair():
         burst_terms(pipe, None, NS(), 3, {"found": True})
     st.numbers = dict(n, cohort=None)                            # no signed cohort: raw, fine
     assert burst_terms(pipe, None, NS(), 3, {"found": True})["agreement"] == 0.5
+
+
+def test_against_gate_leaves_out_rows_decided_by_the_second_look():
+    """"Passes all" judges frame 0; where the gate took its second look (frame 0 denied
+    not_live inside a band, re-captures fused) the gate decided on three frames, so such a row
+    is not compared with frame 0's checks: it is counted by how the look ended."""
+    from device.eval.check_margins import against_gate
+    rows = [row(p_live=0.3, decision="open", reason=None, second_look="opened"),
+            row(p_live=0.3, decision="deny", reason="not_live", second_look="denied"),
+            row(decision="open", reason=None, second_look=None)]
+    g = against_gate(rows, TH)
+    assert g["compared"] == 1 and g["agree"] == 1
+    assert g["not_compared"] == {"second_look:opened": 1, "second_look:denied": 1}
+
+
+def test_decide_gives_the_gate_its_re_captures(monkeypatch, tmp_path):
+    """check_margins --decide decides as the gate: the presentation's burst gets the second
+    look's re-captures (a recorded sensor_N.png or the set's lazy re-render) and the row says
+    how a look ended."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    import device.eval.check_margins as CM
+    import device.sources.replay as R
+    frame = np.zeros((4, 4), np.uint8)
+    burst = NS(sensor=frame, more_sensor=None, views=[])
+    monkeypatch.setattr(R, "read_burst", lambda folder: burst)
+    monkeypatch.setattr(CM, "burst_terms", lambda pipe, joints, raw, person: {})
+    seen = {}
+
+    def decide(raw):
+        seen["more"] = raw.more_sensor
+        return NS(decision="open", reason=None, user_id="u", second_look="opened")
+    asked = []
+
+    def rec(cls, folder, frame0):
+        asked.append((cls, str(folder), frame0 is frame))
+        return "more"
+    r = CM._terms(NS(decide=decide), None, tmp_path / "00001", 1, True, rec, "bona_fide")
+    assert seen["more"] == "more" and asked == [("bona_fide", str(tmp_path / "00001"), True)]
+    assert r["second_look"] == "opened" and r["decision"] == "open"
+    burst.more_sensor = "recorded"                  # a folder with sensor_1.png .. keeps them
+    CM._terms(NS(decide=decide), None, tmp_path / "00002", 1, True, rec, "bona_fide")
+    assert seen["more"] == "recorded" and len(asked) == 1

@@ -16,7 +16,9 @@ palm patch's agreement (:mod:`device.gate.sensor_identity`), the lines both ways
 methods compute the agreement and the size ratio. The 1:N match is not run (the claimed person
 is the presentation's ``person``: for an attack, the victim); with ``--decide`` each row also
 gets the gate's own decision and reason (:meth:`device.gate.pipeline.Pipeline.decide`, the set's
-people enrolled, 1:N and every check), to compare with "passes all"::
+people enrolled, 1:N and every check, the second look's re-captures rendered as
+``evaluate-liveness --enrol`` renders them), to compare with "passes all" (frame 0's checks;
+rows the second look decided are left out of that comparison)::
 
     python -m device.eval.check_margins SET --classes skeleton_phantom print_over_live \
         bona_fide --out margins.json
@@ -105,12 +107,18 @@ def against_gate(rows: list, th: dict) -> dict:
     """"Passes all" against the gate's own decision (rows measured with ``decide``): of the
     rows the gate opened or denied by a PAD check (:func:`device.eval.gate_pad_rates.
     pad_check_reason`; the others -- no_match, quality, timeouts -- never reached every check),
-    how many agree; and the reasons of the rows it denied otherwise."""
+    how many agree; and the reasons of the rows it denied otherwise. Rows the gate decided
+    with its second look (three sensor frames, not frame 0 alone) are not compared:
+    ``not_compared["second_look:opened|denied|failed"]``."""
     from device.eval.gate_pad_rates import pad_check_reason
     out = {"compared": 0, "agree": 0, "pass_all_gate_denied": 0, "fails_gate_opened": 0,
            "not_compared": {}}
     for r in rows:
         if "decision" not in r:
+            continue
+        if r.get("second_look"):          # decided on three frames, "passes all" on frame 0
+            k = f"second_look:{r['second_look']}"
+            out["not_compared"][k] = out["not_compared"].get(k, 0) + 1
             continue
         opened = r["decision"] == "open"
         if not opened and not pad_check_reason(r["reason"]):
@@ -158,15 +166,21 @@ def summary(rows: list, th: dict) -> dict:
     return out
 
 
-def _terms(pipe, joints, folder, person, decide: bool) -> dict:
+def _terms(pipe, joints, folder, person, decide: bool, recapture=None,
+           cls: str | None = None) -> dict:
     """One presentation's row: every check's value (whatever the others said) and, with
-    ``decide``, the gate's own decision of it."""
+    ``decide``, the gate's own decision of it -- with its second look: ``recapture``
+    (:class:`device.eval.second_look_frames.SetRecapture`) gives a folder without recorded
+    re-captures the set's lazily re-rendered ones, as ``evaluate-liveness --enrol`` does."""
     from device.sources.replay import read_burst
     raw = read_burst(folder)
     r = {"folder": str(folder), "person": person, **burst_terms(pipe, joints, raw, person)}
     if decide:
+        if recapture is not None and raw.more_sensor is None and raw.sensor is not None:
+            raw.more_sensor = recapture(cls, folder, raw.sensor)
         d = pipe.decide(raw)
         r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
+        r["second_look"] = d.second_look
         for k in ("binding_size_term", "binding_identified"):     # released by the identity
             if getattr(d, k, None):
                 r[k] = getattr(d, k)
@@ -272,13 +286,22 @@ def measure(data_dir, classes, per_class: int | None = None, precision: str = "i
     if sensor not in ("xray", "nir"):
         raise ValueError(f"{data_dir}: an X-ray or NIR set is needed, not {sensor}")
     rows, t0 = [], time.time()
+    rec = None
+    if decide:
+        from device.eval.liveness_enrol import eval_second_look
+        from device.eval.second_look_frames import SetRecapture, check_mismatches
+        rec = SetRecapture(data_dir, info, sensor)
     with enrolled_gate(info, sensor, precision, 1, models_dir, "palmgate-margins-",
                        presentations=enrol_presentations) as (pipe, st, _, _):
+        if rec is not None:
+            eval_second_look(pipe, True)
         n = pipe.identity.numbers or pipe.identity.load()
         joints = pipe.binding.numbers.stats.get("joints") if sensor == "xray" else None
         for i, (c, folder) in enumerate(plan):
             rows.append({"class": c, **_terms(pipe, joints, folder,
-                                              presentation_person(folder), decide)})
+                                              presentation_person(folder), decide, rec, c)})
+            if rec is not None:
+                check_mismatches(rec)
             if (i + 1) % 100 == 0:
                 log(f"{i + 1}/{len(plan)} {time.time() - t0:.0f} s")
         th = thresholds_in_force(pipe, n)
