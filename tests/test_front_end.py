@@ -256,9 +256,9 @@ def test_landmarks_not_kept_when_they_fail_their_own_check(monkeypatch):
 
 
 def test_pipeline_hands_the_found_landmarks_to_the_binding(monkeypatch):
-    """The gate's front end keeps the found landmarks for the X-ray binding only
-    (:data:`device.gate.front_end_stage.FOUND_LANDMARKS`; NIR measured, not shipped), and
-    Pipeline.regions puts them in the binding's ``landmarks``."""
+    """The gate's front end keeps the found landmarks for the binding of both sensors
+    (:data:`device.gate.front_end_stage.FOUND_LANDMARKS`: X-ray since xbind, NIR since nmm17),
+    and Pipeline.regions puts them in the binding's ``landmarks``."""
     from types import SimpleNamespace
 
     from device.config import load_config
@@ -266,7 +266,7 @@ def test_pipeline_hands_the_found_landmarks_to_the_binding(monkeypatch):
     from device.gate.pipeline import Pipeline
     from tests.test_regions import drawn_hand
     assert gate_front_end(load_config(None, liveness={"sensor": "xray"})).keep_found_landmarks
-    assert not gate_front_end(load_config(None, liveness={"sensor": "nir"})).keep_found_landmarks
+    assert gate_front_end(load_config(None, liveness={"sensor": "nir"})).keep_found_landmarks
     _, lm = _upright()
     _image_check_fails_once(monkeypatch)
     fe = FrontEnd(landmarker=StubLandmarker(lm), keep_found_landmarks=True)

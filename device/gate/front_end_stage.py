@@ -13,17 +13,20 @@ import time
 
 log = logging.getLogger("palmgate.gate")
 
-FOUND_LANDMARKS = {"xray": True, "nir": False}
+FOUND_LANDMARKS = {"xray": True, "nir": True}
 """Per ``[liveness] sensor``: whether a view keeps the landmarks its landmark network found
 when only their palm region's image check (exposure, sharpness, motion blur) refused them and
 the classical path gave the view's regions (:attr:`device.vision.regions.HandRegions.
 found_landmarks`), so the sensor binding places the hand with every view that saw it. X-ray:
 on -- a defect fix (a hand the network found was not placed: development seed 8017, 2 of 400
 live hands), neutral on validation 9317 and 23, which hold no such hand (docs/results.md
-"The X-ray binding's live-hand denials on 8017"); NIR: off -- the same defect there
-(development 8837 00181, 8019 00077), but on validation 9317 it let one mixed_replica_views
-presentation through the binding that an unplaced hand had denied (branch nbind, docs/
-results.md "NIR live hands the binding did not place")."""
+"The X-ray binding's live-hand denials on 8017"). NIR: on since branch nmm17 -- the same
+defect (development 8837 00181, 8019 00077, 9173 00514 / 00776); off before because on
+validation 9317 it let one mixed_replica_views presentation through the binding (branch
+nbind), which the hand-size check now denies: by nmm17's rule, on validation 9317 (int8 and
+fp32, every class, the gate's decisions) no attack opened and no bona fide denied that were not
+before, and on development 9173 2 live hands opened for 1 (int8) / 0 (fp32) denied
+(docs/results.md "NIR 9173's live hands denied ...")."""
 
 
 class _ModelStage:
