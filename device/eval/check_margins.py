@@ -176,8 +176,8 @@ def _terms(pipe, joints, folder, person, decide: bool, recapture=None,
     raw = read_burst(folder)
     r = {"folder": str(folder), "person": person, **burst_terms(pipe, joints, raw, person)}
     if decide:
-        if recapture is not None and raw.more_sensor is None and raw.sensor is not None:
-            raw.more_sensor = recapture(cls, folder, raw.sensor)
+        from device.eval.second_look_frames import give_recaptures
+        give_recaptures(recapture, raw, cls, folder)
         d = pipe.decide(raw)
         r["decision"], r["reason"], r["user_id"] = d.decision, d.reason, d.user_id
         r["second_look"] = d.second_look

@@ -119,15 +119,14 @@ def _decide(pipe, folder, recapture=None, cls: str | None = None) -> dict:
     """The gate's decision of one presentation folder; ``recapture``
     (:class:`device.eval.second_look_frames.SetRecapture`) gives a folder without recorded
     further sensor frames the lazily re-rendered ones (the second look's re-captures)."""
-    from device.eval.second_look_frames import check_mismatches
+    from device.eval.second_look_frames import check_mismatches, give_recaptures
     from device.sources.base import FrameError
     from device.sources.replay import read_burst
     try:
         burst = read_burst(folder)
     except FrameError as e:
         raise ValueError(f"presentation {folder}: {e}") from None
-    if recapture is not None and burst.more_sensor is None and burst.sensor is not None:
-        burst.more_sensor = recapture(cls, folder, burst.sensor)
+    give_recaptures(recapture, burst, cls, folder)
     d = pipe.decide(burst)
     check_mismatches(recapture)
     return {"decision": d.decision, "reason": d.reason, "user_id": d.user_id,

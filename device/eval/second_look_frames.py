@@ -56,6 +56,14 @@ class SetRecapture:
         return more
 
 
+def give_recaptures(recapture, burst, cls: str, folder) -> None:
+    """Give ``burst`` (read from presentation ``folder`` of class ``cls``) the second look's
+    lazily re-rendered re-captures (``recapture``: a :class:`SetRecapture`), unless it has
+    recorded ones (``sensor_N.png``) or no sensor frame; ``recapture`` None: nothing."""
+    if recapture is not None and burst.more_sensor is None and burst.sensor is not None:
+        burst.more_sensor = recapture(cls, folder, burst.sensor)
+
+
 def check_mismatches(rec: SetRecapture | None) -> None:
     """Refuse the evaluation (ValueError) where a re-render's frame 0 differed from the set."""
     if rec is not None and rec.mismatches:
