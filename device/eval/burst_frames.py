@@ -43,7 +43,8 @@ def sensor_bursts(k: int, frame_seed, keep_exposure: bool = False):
 
 def to_u8(frame: np.ndarray) -> np.ndarray:
     """A float frame as ``write_burst`` stores it (PNG, 8 bits)."""
-    return np.clip(np.round(frame * 255.0), 0, 255).astype(np.uint8)
+    from device.sources.replay import sensor_u8
+    return sensor_u8(frame)
 
 
 def presentation_frames(synth, sensor: str, classes: list, cls: str, i: int, seed: int,

@@ -51,6 +51,14 @@ class BurstSource(Protocol):
     def stop(self) -> None: ...
 
 
+def sensor_u8(frame: np.ndarray) -> np.ndarray:
+    """A sensor frame as the replay layout stores it: uint8 as it is, a float frame in [0, 1]
+    scaled to 0..255 and rounded."""
+    if frame.dtype == np.uint8:
+        return frame
+    return np.clip(np.round(frame * 255.0), 0, 255).astype(np.uint8)
+
+
 def write_burst(folder, burst: Burst, sensor_frames: list | None = None) -> Path:
     """Record a burst in the replay layout (PNG, lossless); ``sensor_frames``: further sensor
     frames of the presentation, written as sensor_1.png, sensor_2.png ..."""
@@ -59,17 +67,11 @@ def write_burst(folder, burst: Burst, sensor_frames: list | None = None) -> Path
     for k, v in enumerate(burst.views):
         if v is not None and not cv2.imwrite(str(d / f"view_{k}.png"), v):
             raise OSError(f"could not write {d / f'view_{k}.png'}")
-    if burst.sensor is not None:
-        s = burst.sensor
-        if s.dtype != np.uint8:
-            s = np.clip(np.round(s * 255.0), 0, 255).astype(np.uint8)
-        if not cv2.imwrite(str(d / "sensor.png"), s):
-            raise OSError(f"could not write {d / 'sensor.png'}")
-    for k, s in enumerate(sensor_frames or [], 1):
-        if s.dtype != np.uint8:
-            s = np.clip(np.round(s * 255.0), 0, 255).astype(np.uint8)
-        if not cv2.imwrite(str(d / f"sensor_{k}.png"), s):
-            raise OSError(f"could not write {d / f'sensor_{k}.png'}")
+    frames = [("sensor.png", burst.sensor)] if burst.sensor is not None else []
+    frames += [(f"sensor_{k}.png", s) for k, s in enumerate(sensor_frames or [], 1)]
+    for name, s in frames:
+        if not cv2.imwrite(str(d / name), sensor_u8(s)):
+            raise OSError(f"could not write {d / name}")
     (d / "burst.json").write_text(json.dumps(burst.meta, indent=1, default=str))
     return d
 
