@@ -65,7 +65,7 @@ def measure(data_dir, sensor: str, precision: str, band: float, identical: int =
     import torch
     torch.set_num_threads(1)
     from device.eval.liveness_enrol import eval_second_look, presentation_person, set_plan
-    from device.eval.second_look_frames import SetRecapture, check_mismatches
+    from device.eval.second_look_frames import SetRecapture, check_mismatches, give_recaptures
     from device.eval.synthetic_gate import enrolled_gate, user_id
     from device.gate.second_look import OPENED
     from device.sources.replay import read_burst
@@ -81,7 +81,7 @@ def measure(data_dir, sensor: str, precision: str, band: float, identical: int =
         for n, (cls, f) in enumerate(plan):
             seen[cls] = seen.get(cls, 0) + 1
             burst = read_burst(f)
-            burst.more_sensor = rec(cls, f, burst.sensor)
+            give_recaptures(rec, burst, cls, f)
             person = presentation_person(f)
             row = {"class": cls, "live": cls == "bona_fide", "folder": str(f),
                    "person": person, "expected_user": user_id(person), **frame0(pipe, burst)}
