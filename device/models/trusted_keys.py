@@ -22,4 +22,8 @@ RELEASE_KEYS: dict[str, str] = {
     # lost with its machine like keys 1 and 2 (lost, not leaked: key 3 stays trusted for what it
     # signed); releases from now on are signed with key 4.
     "33ce59795f0619eb": "yoec3OMCWw8ue4dUEm4JoS5CCLS6cwpPaCPAgrB1wcU=",
+    # PalmGate release key 5, generated 2026-12-07 (the eighth session): key 4's private half
+    # was lost with its machine like keys 1-3 (lost, not leaked: key 4 stays trusted for what
+    # it signed); releases from now on are signed with key 5.
+    "2962b34f85d5644c": "jzTcC4mhoP8bdLkXib5uoaNDT56XvLfpwnmz+JVah7s=",
 }
