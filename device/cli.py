@@ -8,10 +8,10 @@ import sys
 
 from device import __version__
 from device.commands import (attempts, audit, backup, demo, enrol, evaluate, gate, holidays,
-                             init, record, site, split, store, users)
+                             init, lookalikes, record, site, split, store, users)
 
-GROUPS = (demo, evaluate, gate, enrol, users, holidays, attempts, audit, store, split, site,
-          init, backup, record)
+GROUPS = (demo, evaluate, gate, enrol, users, lookalikes, holidays, attempts, audit, store,
+          split, site, init, backup, record)
 
 
 def build_parser() -> argparse.ArgumentParser:

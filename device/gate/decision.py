@@ -39,7 +39,11 @@ class Decision:
     sensor_identity_raw_bucket: str | None = None   # the raw agreement's band around the
     #                                        signed raw min_agreement; audited
     sensor_identity_by: str | None = None  # the identity check that denied: patch | lines
-    #                                        (the lines sum) | size (the hand size); audited
+    #                                        (the lines sum) | size (the hand size) |
+    #                                        lookalike (a listed look-alike agreed more); audited
+    lookalikes: str | None = None          # checked | denied | not_listed (enrolled before the
+    #                                        lists; device.gate.lookalikes) | None: not run;
+    #                                        audited
     hand_size: str | None = None           # checked | denied | not_enrolled (templates kept
     #                                        without a size) | None: not run
     #                                        (device.gate.hand_size)

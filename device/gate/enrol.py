@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from device.gate.decision import Deny
+from device.gate import lookalike_lists as LL
 from device.gate.enrol_checks import PresentationRefused, find_duplicates, screen_presentations
 from device.store import sensor_templates
 
@@ -87,6 +88,8 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         raise EnrolmentRefused(f"enrolment of {user_id!r} refused: {why} (the sensor "
                                f"identity check is on: without a sensor template the user "
                                f"would pass it unchecked)", reason)
+    # the look-alike lists' comparisons, before the transaction (device.gate.lookalike_lists)
+    looks = LL.plan(pipeline.identity, store, user_id, sensor) if sensor else None
     # one template per presentation: its views fused into one palm feature (seed 000)
     plain = np.concatenate([pipeline.templates(rs) for rs in per_burst])
     del per_burst
@@ -95,6 +98,7 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
         site(user_id, plain, label, sensor=sensor or None)
     del plain
     # the templates, the sensor templates and their audit record in one transaction
+    lists = 0
     with store.transaction():
         version = store.enrol(user_id, tmpls, replace=replace, label=label,
                               audit={"views": len(rois),
@@ -104,8 +108,9 @@ def enrol_user(pipeline, store, user_id: str, bursts, replace: bool = False,
                                         {"sensor_templates": len(sensor)}), **dup_audit})
         if sensor:
             sensor_templates.insert(store, user_id, version, sensor, pipeline.identity.kind)
+            lists = LL.write(looks, store, user_id, version)
     return {"user_id": user_id, "templates": len(tmpls), "version": version,
-            "sensor_templates": len(sensor or []),
+            "sensor_templates": len(sensor or []), "lookalike_lists": lists,
             "views_rejected": rejected, "rois": rois, "duplicate_of": dups}
 
 

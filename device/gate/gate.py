@@ -232,6 +232,8 @@ class Gate:
             p["sensor_identity_raw_bucket"] = d.sensor_identity_raw_bucket   # the cohort's)
         if d.hand_size:
             p["hand_size"] = d.hand_size                 # checked, denied, not_enrolled
+        if d.lookalikes:
+            p["lookalikes"] = d.lookalikes               # checked, denied, not_listed
         if d.binding_size_term:
             p["binding_size_term"] = d.binding_size_term   # released (binding_release)
         if d.binding_identified:

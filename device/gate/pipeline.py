@@ -552,7 +552,7 @@ class Pipeline:
 
 IDENTITY_FIELDS = ("sensor_identity", "sensor_identity_score", "sensor_identity_raw",
                    "sensor_identity_bucket", "sensor_identity_raw_bucket", "sensor_identity_by",
-                   "hand_size", "hand_size_ratio")
+                   "hand_size", "hand_size_ratio", "lookalikes")
 """What the identity stage writes into the Decision."""
 
 HELD_FIELDS = tuple(f for f in MATCH_FIELDS if f != "rois") + IDENTITY_FIELDS

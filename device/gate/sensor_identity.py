@@ -47,6 +47,7 @@ from device.gate.binding_joints import finite_number
 from device.gate.identity_cohort import (STATS_BYTES, cohort_numbers, cohort_stats,
                                          stats_from_bytes, stats_to_bytes)
 from device.gate.hand_size import size_from_bytes, size_numbers, size_to_bytes
+from device.gate.lookalikes import lookalike_numbers
 
 IDENTITY_SENSORS = ("nir", "xray")
 """The sensors whose frame carries a usable identity feature (NIR: the palm's lines; X-ray: the
@@ -304,7 +305,9 @@ def identity_numbers(doc: dict | None) -> dict | None:
     normalised agreement's, :func:`device.gate.identity_cohort.cohort_numbers`; None: the
     file has none, every agreement is judged raw), ``refine_deg`` (X-ray: the turns tried
     around the comparison's best turn, :func:`_refine_turns`; None: the file has none, the
-    stage then uses :data:`device.gate.xray_bone_patch.REFINE_DEG`) and, when the file
+    stage then uses :data:`device.gate.xray_bone_patch.REFINE_DEG`), ``lookalikes`` (the
+    look-alikes' check, :func:`device.gate.lookalikes.lookalike_numbers`; None: the file has
+    none, no check) and, when the file
     has it, ``min_lines_sum`` (:func:`lines_sum` below it denies) and the pair
     ``unsure_below`` / ``min_lines_sum_unsure`` (:func:`least_lines_sum`). ValueError when
     malformed."""
@@ -330,7 +333,8 @@ def identity_numbers(doc: dict | None) -> dict | None:
         raise ValueError("'sensor_identity' 'min_lines_sum' must be a number in (-2, 2)")
     out = {"min_agreement": float(t), "shift_mm": float(s), "patch_mm": p, "veins_out": v,
            "line_sigma_mm": _line_scale(si), "hand_size": size_numbers(si),
-           "cohort": cohort_numbers(si), "refine_deg": _refine_turns(si)}
+           "cohort": cohort_numbers(si), "refine_deg": _refine_turns(si),
+           "lookalikes": lookalike_numbers(si)}
     if j is not None:
         out["min_lines_sum"] = float(j)
     out.update(_unsure_numbers(si, j))

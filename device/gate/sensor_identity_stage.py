@@ -42,6 +42,12 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
 - **Per sensor default.** ``[liveness] sensor_identity = "sensor_default"`` (the default) is
   :data:`SENSOR_DEFAULT` of the sensor (:func:`policy_of`).
 
+- **Look-alikes.** Once the patch, lines and size passed, the frame is compared also with the
+  claimed person's listed look-alikes (:mod:`device.gate.lookalikes`, signed
+  ``sensor_identity.lookalikes``; absent: no check): one that agrees more denies
+  ``sensor_identity`` (``Decision.sensor_identity_by = "lookalike"``); a person enrolled
+  before the lists were kept is ``Decision.lookalikes = "not_listed"``.
+
 ``patch(frame, probes)`` is what enrolment keeps for each presentation
 (:meth:`device.gate.pipeline.Pipeline.screen`, :mod:`device.gate.enrol`).
 """
@@ -51,10 +57,11 @@ import logging
 
 from device.gate import hand_size as H
 from device.gate import identity_cohort as IC
+from device.gate import lookalikes as LA
 from device.gate import sensor_identity as S
 from device.gate.decision import Deny
 from device.store.audit import bucket_score
-from device.store.sensor_templates import SENSOR_KIND
+from device.store.sensor_templates import FEATURE_KINDS, LIST_KIND, SENSOR_KIND
 
 log = logging.getLogger("palmgate.gate")
 
@@ -88,6 +95,7 @@ class SensorIdentityStage:
         self.numbers, self.error = None, None
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
         self.sizes: list = []               # the last user's enrolled hand sizes
+        self.listed = None                  # the last user's look-alike list (None: none)
         self.pair = None                    # the last user's cohort (mean, sd), None: raw
         self.cohort = None                  # the signed cohort's patches (enrolment; lazy)
         self.warned: set = set()            # users named other_sensor in the log once
@@ -233,7 +241,7 @@ class SensorIdentityStage:
         kept in :attr:`other_kinds`."""
         from device.store.errors import TamperedError
         from device.store.sensor_row_tags import read_user
-        self.other_kinds, self.sizes, self.pair = (), [], None
+        self.other_kinds, self.sizes, self.pair, self.listed = (), [], None, None
         if self.store is None:
             return []
         rows, self.tags = read_user(self.store, user_id, self.tags)
@@ -245,7 +253,10 @@ class SensorIdentityStage:
         if version is None or any(v != version for v, _, _ in rows):
             raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
                                 f"enrolment (version {version})")
-        self.other_kinds = tuple(sorted({k for _, k, _ in rows if k != self.kind}))
+        self.other_kinds = tuple(sorted({k for _, k, _ in rows
+                                         if k != self.kind and k in FEATURE_KINDS}))
+        lists = [b for _, k, b in rows if k == LIST_KIND[self.kind]]
+        self.listed = LA.list_from_bytes(lists[-1]) if lists else None
         tmpls = [S.template_parts(b) for _, k, b in rows if k == self.kind]
         self.sizes = [z for _, z, _ in tmpls if z is not None]
         self.pair = IC.user_stats([c for _, _, c in tmpls])
@@ -290,8 +301,50 @@ class SensorIdentityStage:
                        "the sensor frame's palm is not the identified person's")
         self.check_lines_sum(score, out, n)
         self.check_size(probes, out, n)
+        self.check_lookalikes(frame, probes, out, n, raw)
         out.sensor_identity = "checked"
         return score
+
+    def check_lookalikes(self, frame, probes, out, n, raw: float) -> None:
+        """Raise :class:`Deny` ``sensor_identity`` when one of the claimed person's listed
+        look-alikes agrees with the frame more than they do (:mod:`device.gate.lookalikes`:
+        the signed ``lookalikes`` numbers; absent: no check). A person enrolled before the
+        lists were kept is not checked (``Decision.lookalikes = "not_listed"``, audited;
+        ``palmgate users lookalikes --build`` makes their lists)."""
+        la = n.get("lookalikes")
+        if la is None:
+            return
+        if self.listed is None:
+            out.lookalikes = "not_listed"
+            return
+        names = LA.to_compare(self.listed, la, out.user_id)
+        others = {}
+        probe = self.patch(frame, probes) if names else None
+        for v in names:
+            tmpls = self.person(v)
+            if tmpls:
+                others[v] = S.best_agreement(tmpls, probe, n["shift_mm"], refine=self.refine(n))
+        out.lookalikes = "checked"
+        if LA.out_agreed(raw, others, la["lead"]) is not None:
+            out.lookalikes = out.sensor_identity = "denied"
+            out.sensor_identity_by = "lookalike"
+            raise Deny(REASON, "please present your palm again",
+                       "the sensor frame agrees more with another enrolled person's")
+
+    def person(self, user_id: str) -> list:
+        """A listed look-alike's templates of this gate's kind (unsealed, checked against the
+        rows' tags kept; [] when they are no longer enrolled)."""
+        from device.store.errors import TamperedError
+        from device.store.sensor_row_tags import read_user
+        rows, self.tags = read_user(self.store, user_id, self.tags)
+        rows = [(v, b) for v, k, b in rows if k == self.kind]
+        if not rows:
+            return []
+        u = self.store.get_user(user_id)
+        if u is None or any(v != u.version for v, _ in rows):
+            raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
+                                f"enrolment")
+        return [S.template_parts(b)[0] for _, b in rows]
 
 
 def identity_stage(cfg) -> SensorIdentityStage | None:

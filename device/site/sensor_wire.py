@@ -46,7 +46,7 @@ import struct
 
 from device.site.messages import MessageError, pack_sealed_map, unpack_sealed_map
 from device.site.sealing import KEY, seal, seal_to, unseal
-from device.store.sensor_templates import KINDS, MAX_BYTES
+from device.store.sensor_templates import FEATURE_KINDS as KINDS, MAX_BYTES
 
 _MAGIC = b"PGS1"
 MAX_TEMPLATES = 64

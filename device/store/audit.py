@@ -45,7 +45,9 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            "binding_identified",           # released: the binding's wider limit, once
            #                                 the identity checks passed
            "sensor_identity_by",           # the identity check that denied: patch, lines,
-           #                                 size
+           #                                 size, lookalike
+           "lookalikes",                   # the look-alikes' check: checked | denied |
+           #                                 not_listed (device.gate.lookalikes)
            "phantom",                      # X-ray phantom check: refused | passed (no score)
            "second_look",                  # frame 0 unsure, sensor re-captured: opened |
            #                                 denied | failed (no score)

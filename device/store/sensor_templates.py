@@ -32,11 +32,18 @@ from device.store.errors import StoreError, TamperedError
 from device.store.sealing import row_tag
 
 TAG = "sensor_tag"
-KINDS = ("nir_palm_patch", "xray_bone_patch")
-"""The sensor features a row may hold (:mod:`device.gate.sensor_identity`)."""
+FEATURE_KINDS = ("nir_palm_patch", "xray_bone_patch")
+"""The sensor features a row may hold (:mod:`device.gate.sensor_identity`); the only kinds a
+site carries between gates (:mod:`device.site.sensor_wire`)."""
+KINDS = FEATURE_KINDS + ("nir_palm_lookalikes", "xray_bone_lookalikes")
+"""What a row may hold: a sensor feature, or a person's look-alike list of one feature's kind
+(:mod:`device.gate.lookalikes`; each gate makes its own)."""
 SENSOR_KIND = {"nir": KINDS[0], "xray": KINDS[1]}
 """The template kind each sensor's identity feature is kept as (NIR: the palm patch,
 device.gate.sensor_identity; X-ray: the bone patch, device.gate.xray_bone_patch)."""
+LIST_KIND = {KINDS[0]: KINDS[2], KINDS[1]: KINDS[3]}
+"""The kind of the look-alike list kept beside each feature kind (one row a person, of the
+person's template version: :mod:`device.store.lookalike_rows`)."""
 MAX_BYTES = 1 << 16
 ROWS = "SELECT record_id, user_id, version, kind, nonce, sealed FROM sensor_templates"
 

@@ -1,0 +1,238 @@
+"""The look-alikes' check (device/gate/lookalikes.py, lookalike_lists.py,
+device/store/lookalike_rows.py): the pure functions, the lists made at enrolment both ways in
+its transaction, kept like the sensor templates (a list removed outside the store denies), the
+stage's decision, and the build for people enrolled before the lists."""
+import math
+import sqlite3
+
+import numpy as np
+import pytest
+
+from device.gate import lookalikes as LA
+from device.gate.decision import Decision, Deny
+from device.gate.enrol import enrol_user
+from device.gate.gate import open_store
+from device.gate.pipeline import Pipeline
+from device.store import lookalike_rows as LR
+from device.store import sensor_templates as ST
+from tests.conftest import gate_config
+
+NUMBERS = {"min_pair_agreement": 0.8, "lead": 0.0, "most": 4}
+
+
+# ------------------------------------------------------------------ pure functions
+def test_numbers_parse_and_refuse_what_is_malformed():
+    assert LA.lookalike_numbers({}) is None
+    assert LA.lookalike_numbers({"lookalikes": dict(NUMBERS)}) == NUMBERS
+    for bad in ({"min_pair_agreement": 0.7, "lead": 0.0, "most": 4},     # under the floor
+                {"min_pair_agreement": 0.8, "lead": -0.1, "most": 4},
+                {"min_pair_agreement": 0.8, "lead": 0.0, "most": 0},
+                {"min_pair_agreement": 0.8, "lead": 0.0, "most": True},
+                {"min_pair_agreement": float("nan"), "lead": 0.0, "most": 4}, [1]):
+        with pytest.raises(ValueError, match="lookalikes"):
+            LA.lookalike_numbers({"lookalikes": bad})
+
+
+def test_pair_agreement_is_the_best_of_both_ways_and_nan_when_nothing_compares():
+    table = {("a1", ("b1", "b2")): 0.7, ("a2", ("b1", "b2")): float("nan"),
+             ("b1", ("a1", "a2")): 0.9, ("b2", ("a1", "a2")): 0.2}
+    agree = lambda tmpls, probe: table[(probe, tuple(tmpls))]     # noqa: E731
+    assert LA.pair_agreement(["a1", "a2"], ["b1", "b2"], agree) == 0.9
+    assert LA.pair_agreement(["b1", "b2"], ["a1", "a2"], agree) == 0.9
+    assert math.isnan(LA.pair_agreement(["a2"], ["b1", "b2"],
+                                        lambda t, p: float("nan")))
+
+
+def test_merged_replaces_drops_under_the_floor_and_keeps_the_closest(monkeypatch):
+    e = LA.merged({}, "bob", 0.9)
+    assert e == {"bob": 0.9}
+    assert LA.merged(e, "bob", 0.5) == {} == LA.merged(e, "bob", float("nan"))
+    assert LA.merged(e, "bob", None) == {}
+    assert LA.merged(e, "carol", 0.81234) == {"bob": 0.9, "carol": 0.8123}
+    monkeypatch.setattr(LA, "MOST_KEPT", 2)
+    assert LA.merged({"a": 0.8, "b": 0.95}, "c", 0.85) == {"b": 0.95, "c": 0.85}
+
+
+def test_lists_round_trip_and_anything_else_is_refused():
+    e = {"bob": 0.91, "carol": 0.8}
+    assert LA.list_from_bytes(LA.list_to_bytes(e)) == e
+    assert LA.list_from_bytes(LA.list_to_bytes({})) == {}
+    for bad in (b"", b"\xff", b"[]", b'{"format":"x","lookalikes":{}}',
+                b'{"format":"palmgate/lookalikes/1","lookalikes":{"a":"x"}}'):
+        with pytest.raises(ValueError):
+            LA.list_from_bytes(bad)
+
+
+def test_a_decision_compares_the_closest_over_the_limit_and_a_lead_decides():
+    e = {"a": 0.79, "b": 0.95, "c": 0.85, "d": 0.85, "e": 0.9, "me": 0.99}
+    assert LA.to_compare(e, NUMBERS, "me") == ["b", "e", "c", "d"]
+    assert LA.to_compare(e, {**NUMBERS, "most": 2}, "me") == ["b", "e"]
+    assert LA.out_agreed(0.9, {"b": 0.91, "e": 0.95, "c": float("nan")}, 0.0) == "e"
+    assert LA.out_agreed(0.9, {"b": 0.9}, 0.0) is None           # a tie is the claimed one's
+    assert LA.out_agreed(0.9, {"b": 0.92}, 0.05) is None
+    assert LA.out_agreed(0.9, {}, 0.0) is None
+
+
+def test_the_stage_denies_when_a_listed_lookalike_agrees_more():
+    """The stage's check on patches made here: the frame's patch is the look-alike's own
+    template (agreement 1), the claimed person's raw agreement 0.9: denied by the look-alike;
+    a look-alike whose template is unrelated: checked."""
+    from device.gate.sensor_identity_stage import SensorIdentityStage
+    rng = np.random.default_rng(0)
+    frame = (rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
+    other = (rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
+    stage = SensorIdentityStage.__new__(SensorIdentityStage)
+    stage.sensor, stage.patch = "xray", lambda f, p: frame
+    n = {"shift_mm": 2.0, "refine_deg": [], "lookalikes": dict(NUMBERS)}
+    for them, want in ((frame, "denied"), (other, "checked")):
+        stage.listed = {"bob": 0.9, "carol": 0.7}       # carol: under the limit, not compared
+        asked = []
+        stage.person = lambda v: asked.append(v) or [them]
+        out = Decision(user_id="alice")
+        if want == "denied":
+            with pytest.raises(Deny) as e:
+                stage.check_lookalikes(None, None, out, n, 0.9)
+            assert e.value.reason == "sensor_identity"
+            assert (out.sensor_identity_by, out.lookalikes) == ("lookalike", "denied")
+        else:
+            stage.check_lookalikes(None, None, out, n, 0.9)
+            assert out.lookalikes == "checked" and out.sensor_identity_by is None
+        assert asked == ["bob"]
+    stage.listed = None                                 # enrolled before the lists
+    out = Decision(user_id="alice")
+    stage.check_lookalikes(None, None, out, n, 0.9)
+    assert out.lookalikes == "not_listed"
+    out = Decision(user_id="alice")                     # no signed numbers: no check
+    stage.check_lookalikes(None, None, out, {**n, "lookalikes": None}, 0.9)
+    assert out.lookalikes is None
+
+
+# ------------------------------------------------------------------ through the product
+@pytest.fixture(scope="module")
+def xray_people():
+    """X-ray: enrolment bursts (2) of persons 0, 1 and a genuine presentation of person 0."""
+    from device.synth.source import SyntheticPeople
+    people = SyntheticPeople(seed=0, views=3, sensor="xray", threads=1)
+    return {"enrol": {i: [people.burst(i, "enrol", k) for k in range(2)] for i in (0, 1)},
+            "genuine": people.burst(0, "genuine", 0)}
+
+
+def _with_lookalikes(monkeypatch, numbers=NUMBERS):
+    import device.gate.binding_numbers as BN
+    real = BN.load_binding_numbers
+
+    def signed(sensor, models_dir=None, trusted_keys=None):
+        n = real(sensor, models_dir, trusted_keys)
+        si = dict(n.doc["sensor_identity"])
+        if numbers is None:
+            si.pop("lookalikes", None)
+        else:
+            si["lookalikes"] = dict(numbers)
+        n.doc = {**n.doc, "sensor_identity": si}
+        return n
+    monkeypatch.setattr(BN, "load_binding_numbers", signed)
+
+
+def _gate(tmp_path):
+    cfg = gate_config(tmp_path, liveness={"sensor": "xray", "sensor_identity": "when_enrolled"})
+    pipe = Pipeline(cfg)
+    st = open_store(cfg)
+    pipe.attach_store(st)
+    return pipe, st
+
+
+def _lists(st):
+    feats, lists = LR.gallery(st, "xray_bone_patch")
+    return {u: LA.list_from_bytes(b) for u, b in lists.items()}
+
+
+def test_enrolment_makes_the_lists_both_ways_and_a_list_removed_outside_denies(
+        tmp_path, xray_people, monkeypatch):
+    _with_lookalikes(monkeypatch)
+    b = xray_people
+    pipe, st = _gate(tmp_path)
+    try:
+        assert pipe.identity.numbers["lookalikes"] == NUMBERS
+        r = enrol_user(pipe, st, "alice", b["enrol"][0])
+        assert r["lookalike_lists"] == 1 and _lists(st) == {"alice": {}}
+        enrol_user(pipe, st, "bob", b["enrol"][1])
+        lists = _lists(st)
+        assert set(lists) == {"alice", "bob"}
+        s = lists["bob"].get("alice")
+        assert lists["alice"].get("bob") == s       # one entry both ways (or none, under
+        #                                             the floor: two different people)
+        # a twin: person 0's bones again under another id (allowed as a duplicate): each is on
+        # the other's list, and alice's own list gets carol's entry in carol's enrolment
+        r = enrol_user(pipe, st, "carol", b["enrol"][0][:1], allow_duplicate=True)
+        lists = _lists(st)
+        assert lists["carol"]["alice"] == lists["alice"]["carol"] > 0.95
+        assert r["lookalike_lists"] == 2 + (1 if "carol" in lists["bob"] else 0)
+        recs = [p for k, p in st.conn.execute("SELECT kind, payload FROM audit")
+                if k == "lookalike_lists_written"]
+        assert len(recs) == 3 and '"user_id":"carol"' in recs[-1]
+        pipe.load_gallery(st)
+        d = pipe.decide(b["genuine"])
+        assert d.user_id in ("alice", "carol") and d.lookalikes in ("checked", "denied"), \
+            d.reason
+        # a re-enrolment replaces the person's list and updates the others'
+        enrol_user(pipe, st, "carol", b["enrol"][1][:1], replace=True, allow_duplicate=True)
+        lists = _lists(st)
+        assert lists["alice"].get("carol") == lists["carol"].get("alice")
+        assert (lists["alice"].get("carol") or 0) < 0.95
+        assert ST.count(st) == 2 + 2 + 1 + 3            # templates and one list each
+        # alice's list removed outside the store while the gate runs: denied, never
+        # read as "no look-alikes"
+        pipe.load_gallery(st)
+        d = pipe.decide(b["genuine"])
+        assert d.user_id == "alice" and d.decision == "open", (d.reason, d.lookalikes)
+        c = sqlite3.connect(st.path)
+        c.execute("DELETE FROM sensor_templates WHERE user_id='alice' AND "
+                  "kind='xray_bone_lookalikes'")
+        c.commit()
+        c.close()
+        d = pipe.decide(b["genuine"])
+        assert (d.decision, d.reason) == ("deny", "error:identity")
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_people_enrolled_before_the_lists_are_not_listed_until_built(
+        tmp_path, xray_people, monkeypatch):
+    from device.commands.lookalikes import report
+    from device.gate.lookalike_lists import build_missing
+    b = xray_people
+    _with_lookalikes(monkeypatch, None)
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        enrol_user(pipe, st, "carol", b["enrol"][0][1:], allow_duplicate=True)
+        enrol_user(pipe, st, "bob", b["enrol"][1])
+        assert _lists(st) == {}
+    finally:
+        pipe.close()
+        st.close()
+    _with_lookalikes(monkeypatch)
+    pipe, st = _gate(tmp_path)
+    try:
+        pipe.load_gallery(st)
+        d = pipe.decide(b["genuine"])
+        assert d.lookalikes == "not_listed" and d.sensor_identity == "checked", d.reason
+        rep = report(st, "xray_bone_patch", NUMBERS)
+        assert (rep["people"], rep["people_with_a_list"], rep["people_without_a_list"]) == \
+            (3, 0, 3)
+        out = build_missing(pipe.identity, st, {"operator": "test"})
+        assert out == {"people_without_a_list": 3, "lists_written": 3, "people": 3}
+        lists = _lists(st)
+        assert lists["alice"]["carol"] == lists["carol"]["alice"] > 0.95
+        assert lists["alice"].get("bob") == lists["bob"].get("alice")
+        rep = report(st, "xray_bone_patch", NUMBERS)
+        assert rep["people_without_a_list"] == 0 and rep["lookalikes_compared_max"] >= 1
+        assert build_missing(pipe.identity, st)["lists_written"] == 0
+        rec = st.conn.execute("SELECT payload FROM audit WHERE kind='lookalike_lists_built' "
+                              "ORDER BY seq").fetchall()
+        assert len(rec) == 2 and '"operator":"test"' in rec[0][0]
+        st.verify()
+    finally:
+        pipe.close()
+        st.close()
