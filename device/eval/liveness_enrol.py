@@ -133,6 +133,8 @@ def _decide(pipe, folder, recapture=None, cls: str | None = None) -> dict:
             "p_live": d.p_live, "p_phantom": d.p_phantom, "second_look": d.second_look,
             "binding": d.binding,
             "sensor_identity": d.sensor_identity, "hand_size": d.hand_size,
+            "sensor_identity_by": d.sensor_identity_by, "lookalikes": d.lookalikes,
+            "identity_cpu_ms": d.stages_cpu_ms.get("identity"),
             "total_ms": round(d.total_ms, 2), "cpu_ms": round(d.total_cpu_ms, 2)}
 
 
