@@ -199,6 +199,7 @@ def test_enrolment_makes_the_lists_both_ways_and_a_list_removed_outside_denies(
 
 def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         tmp_path, xray_people, monkeypatch):
+    from device.commands.gate import _sensor_templates
     from device.commands.lookalikes import report
     from device.gate.lookalike_lists import build_missing
     b = xray_people
@@ -221,6 +222,9 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         rep = report(st, "xray_bone_patch", NUMBERS)
         assert (rep["people"], rep["people_with_a_list"], rep["people_without_a_list"]) == \
             (3, 0, 3)
+        status: dict = {}                       # palmgate status names them
+        _sensor_templates(status, st, pipe.cfg, "when_enrolled")
+        assert status["users_without_lookalike_list"] == 3
         out = build_missing(pipe.identity, st, {"operator": "test"})
         assert out == {"people_without_a_list": 3, "lists_written": 3, "people": 3}
         lists = _lists(st)
@@ -229,6 +233,10 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         rep = report(st, "xray_bone_patch", NUMBERS)
         assert rep["people_without_a_list"] == 0 and rep["lookalikes_compared_max"] >= 1
         assert build_missing(pipe.identity, st)["lists_written"] == 0
+        status = {}
+        _sensor_templates(status, st, pipe.cfg, "when_enrolled")
+        assert status["users_without_lookalike_list"] == 0
+        assert status["sensor_templates"] == {"xray_bone_lookalikes": 3, "xray_bone_patch": 5}
         rec = st.conn.execute("SELECT payload FROM audit WHERE kind='lookalike_lists_built' "
                               "ORDER BY seq").fetchall()
         assert len(rec) == 2 and '"operator":"test"' in rec[0][0]

@@ -206,8 +206,13 @@ def _sensor_templates(out: dict, st, cfg, policy: str, binding_doc: dict | None 
         out["users_without_sensor_templates"] = ST.users_without(st)
         unsized, raw = _users_unchecked(st, ST.SENSOR_KIND[cfg.liveness.sensor])
         out["users_without_hand_size"] = unsized
-        if _names_a_cohort(cfg, binding_doc):
+        n = _identity_numbers(cfg, binding_doc)
+        if n.get("cohort"):
             out["users_without_cohort_pair"] = raw
+        if n.get("lookalikes"):         # enrolled before the lists: palmgate lookalikes --build
+            from device.store.lookalike_rows import users_without_list
+            out["users_without_lookalike_list"] = users_without_list(
+                st, ST.SENSOR_KIND[cfg.liveness.sensor])
 
 
 def _users_unchecked(st, kind: str) -> tuple[int, int]:
@@ -234,19 +239,18 @@ def _users_unchecked(st, kind: str) -> tuple[int, int]:
             sum(1 for v in pairs.values() if user_stats(v) is None))
 
 
-def _names_a_cohort(cfg, doc: dict | None = None) -> bool:
-    """Whether the sensor's signed identity numbers (of the binding file's document ``doc``;
-    None: loaded here) name a cohort (NIR); False where they cannot be read (the models' own
-    report says why)."""
+def _identity_numbers(cfg, doc: dict | None = None) -> dict:
+    """The sensor's signed identity numbers (of the binding file's document ``doc``; None:
+    loaded here): ``cohort`` named (NIR), ``lookalikes``; {} where they cannot be read (the
+    models' own report says why)."""
     from device.gate.binding_numbers import load_binding_numbers
     from device.gate.sensor_identity import identity_numbers
     try:
         if doc is None:
             doc = load_binding_numbers(cfg.liveness.sensor, cfg.paths.models or None).doc
-        n = identity_numbers(doc)
+        return identity_numbers(doc) or {}
     except Exception:     # noqa: BLE001 - ModelError, OSError, ValueError: reported elsewhere
-        return False
-    return bool(n and n.get("cohort"))
+        return {}
 
 
 def _hand_size_numbers(entry: dict, sensor: str, doc: dict) -> bool:
