@@ -244,3 +244,23 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
     finally:
         pipe.close()
         st.close()
+
+
+def test_the_command_reports_and_builds_only_with_signed_numbers(tmp_path, capsys, monkeypatch):
+    import json
+    from device.cli import main
+    unit = tmp_path / "unit"
+    assert main(["init", "--dir", str(unit), "--set", 'liveness.sensor="xray"']) == 0
+    c = ["--config", str(unit / "palmgate.toml")]
+    capsys.readouterr()
+    _with_lookalikes(monkeypatch, None)                 # as shipped today: no check
+    assert main(["lookalikes", *c]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["kind"] == "xray_bone_patch" and rep["check"].startswith("off")
+    assert main(["lookalikes", "--build", *c]) == 2
+    assert "lookalikes" in capsys.readouterr().err
+    _with_lookalikes(monkeypatch)
+    assert main(["lookalikes", "--build", "--operator", "tester", *c]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["built"] == {"people_without_a_list": 0, "lists_written": 0, "people": 0}
+    assert rep["check"] == NUMBERS
