@@ -264,3 +264,13 @@ def test_the_command_reports_and_builds_only_with_signed_numbers(tmp_path, capsy
     rep = json.loads(capsys.readouterr().out)
     assert rep["built"] == {"people_without_a_list": 0, "lists_written": 0, "people": 0}
     assert rep["check"] == NUMBERS
+
+
+def test_a_held_back_binding_deny_keeps_which_identity_check_denied_for_evaluations():
+    from device.gate.pipeline import _dropped
+    out = Decision(user_id="alice", sensor_identity="denied", sensor_identity_by="lookalike",
+                   lookalikes="denied")
+    _dropped(out)          # the binding's held-back sensor_mismatch decides
+    assert (out.user_id, out.sensor_identity, out.sensor_identity_by, out.lookalikes) == \
+        (None, None, None, None)
+    assert out.identity_by_held == "lookalike"

@@ -134,6 +134,7 @@ def _decide(pipe, folder, recapture=None, cls: str | None = None) -> dict:
             "binding": d.binding,
             "sensor_identity": d.sensor_identity, "hand_size": d.hand_size,
             "sensor_identity_by": d.sensor_identity_by, "lookalikes": d.lookalikes,
+            "identity_by_held": d.identity_by_held,
             "identity_cpu_ms": d.stages_cpu_ms.get("identity"),
             "total_ms": round(d.total_ms, 2), "cpu_ms": round(d.total_cpu_ms, 2)}
 

@@ -13,9 +13,11 @@ with the attacker and the victim chosen, not drawn). For one seed:
 - **genuine**: ``genuine`` presentations of the people on those pairs (each in turn), the
   genuine cost of the check where it compares most.
 
-A row denied ``sensor_identity`` by the look-alikes' check (``sensor_identity_by =
-"lookalike"``) passed every other check of the gate (the identity stage is the last before
-the access times): without the check it would have opened. So one run gives both.
+A row denied by the look-alikes' check (``sensor_identity_by = "lookalike"``, or
+``identity_by_held`` where a held-back binding deny then decided,
+:mod:`device.gate.binding_release`, which the identity checks would have released) passed every
+other check of the gate (the identity stage is the last before the access times): without the
+check it would have opened. So one run gives both.
 
     python -m device.eval.lookalike_attacks --sensor xray --seed 11 --people 200 \\
         --pairs 5 --per-pair 10 --genuine 50 --models DIR --out la_11.json
@@ -60,7 +62,8 @@ def attack_burst(people, victim: int, attacker: int, key: list):
 def _row(d, kind, victim, other, s) -> dict:
     return {"kind": kind, "victim": victim, "attacker": other, "pair_agreement": s,
             "decision": d.decision, "reason": d.reason, "user_id": d.user_id,
-            "sensor_identity": d.sensor_identity, "by": d.sensor_identity_by,
+            "sensor_identity": d.sensor_identity,
+            "by": d.sensor_identity_by or d.identity_by_held,   # held: the binding's deny decided
             "lookalikes": d.lookalikes,
             "agreement": None if d.sensor_identity_raw is None else
             round(float(d.sensor_identity_raw), 4),

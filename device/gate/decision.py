@@ -41,6 +41,11 @@ class Decision:
     sensor_identity_by: str | None = None  # the identity check that denied: patch | lines
     #                                        (the lines sum) | size (the hand size) |
     #                                        lookalike (a listed look-alike agreed more); audited
+    identity_by_held: str | None = None    # the identity check that denied (as
+    #                                        sensor_identity_by) when a held-back binding deny
+    #                                        then decided (device.gate.binding_release) and
+    #                                        the identity fields were dropped; evaluations only,
+    #                                        never logged
     lookalikes: str | None = None          # checked | denied | not_listed (enrolled before the
     #                                        lists; device.gate.lookalikes) | None: not run;
     #                                        audited

@@ -561,9 +561,10 @@ HELD_FIELDS = tuple(f for f in MATCH_FIELDS if f != "rois") + IDENTITY_FIELDS
 
 
 def _dropped(out: Decision) -> None:
-    blank = Decision()
+    blank, by = Decision(), out.sensor_identity_by
     for f in HELD_FIELDS:
         setattr(out, f, getattr(blank, f))
+    out.identity_by_held = by
 
 
 def _ran(fn, *a) -> Future:
