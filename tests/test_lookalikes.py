@@ -82,7 +82,7 @@ def test_the_stage_denies_when_a_listed_lookalike_agrees_more():
     frame = (rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
     other = (rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
     stage = SensorIdentityStage.__new__(SensorIdentityStage)
-    stage.sensor, stage.patch = "xray", lambda f, p: frame
+    stage.sensor, stage.probe = "xray", frame
     n = {"shift_mm": 2.0, "refine_deg": [], "lookalikes": dict(NUMBERS)}
     for them, want in ((frame, "denied"), (other, "checked")):
         stage.listed = {"bob": 0.9, "carol": 0.7}       # carol: under the limit, not compared

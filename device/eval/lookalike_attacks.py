@@ -11,7 +11,9 @@ with the attacker and the victim chosen, not drawn). For one seed:
 - **attacks**: the ``pairs`` closest pairs on the lists (pair agreement ``S``), ``per_pair``
   presentations each, half each way round (each person the victim once);
 - **genuine**: ``genuine`` presentations of the people on those pairs (each in turn), the
-  genuine cost of the check where it compares most.
+  genuine cost of the check where it compares most; each decided twice, with the check and
+  without it (the signed ``lookalikes`` set aside), for the check's added identity-stage CPU
+  (paired medians).
 
 A row denied by the look-alikes' check (``sensor_identity_by = "lookalike"``, or
 ``identity_by_held`` where a held-back binding deny then decided,
@@ -73,6 +75,8 @@ def _row(d, kind, victim, other, s) -> dict:
 def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
         precision: str = "int8", sensor: str = "xray", models=None, log=None) -> dict:
     from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
+    from device.gate import lookalikes as LA
+    from device.store import lookalike_rows as LR
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
     synth = SyntheticPeople(seed=seed, views=3, sensor=sensor)
@@ -96,10 +100,23 @@ def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
                              "claimed_person": user_id(victim)})
             log(f"pair {p + 1}/{len(top)}: S {s:.4f}")
         near = sorted({person[x] for u, v, _ in top for x in (u, v)})
+        lists = {u: LA.list_from_bytes(b)
+                 for u, b in LR.gallery(st, pipe.identity.kind)[1].items()}
+        numbers = pipe.identity.numbers
         for j in range(genuine if near else 0):
             who = near[j % len(near)]
-            d = pipe.decide(synth.burst(who, "genuine", j // len(near)))
-            rows.append({**_row(d, "genuine", who, -1, None), "claimed_person": user_id(who)})
+            burst = synth.burst(who, "genuine", j // len(near))
+            d = pipe.decide(burst)
+            saved, numbers["lookalikes"] = numbers["lookalikes"], None    # paired: unchecked
+            try:
+                d0 = pipe.decide(burst)
+            finally:
+                numbers["lookalikes"] = saved
+            rows.append({**_row(d, "genuine", who, -1, None), "claimed_person": user_id(who),
+                         "compared": len(LA.to_compare(lists.get(d.user_id, {}), saved,
+                                                       d.user_id)) if d.user_id else 0,
+                         "unchecked_decision": d0.decision,
+                         "unchecked_identity_cpu_ms": d0.stages_cpu_ms.get("identity")})
     return {"rows": rows, "pairs": [list(t) for t in top], "enrolled": len(enrolled),
             "enrol_refused": refused, "enrol_s": round(t_enrol, 1)}
 
@@ -111,8 +128,12 @@ def summary(res: dict) -> dict:
     as_victim = [r for r in a if r["user_id"] == r["claimed_person"]]
     opened = sum(r["decision"] == "open" for r in as_victim)
     stopped = sum(r["by"] == "lookalike" for r in as_victim)
-    cpu = [r["identity_cpu_ms"] for r in rows if r["lookalikes"] in ("checked", "denied")
-           and r["identity_cpu_ms"] is not None]
+    paired = [(r["identity_cpu_ms"] - r["unchecked_identity_cpu_ms"], r["compared"]) for r in g
+              if r["lookalikes"] == "checked" and r["identity_cpu_ms"] is not None
+              and r["unchecked_identity_cpu_ms"] is not None]
+    cost = {k: round(float(np.median([x for x, c in paired if sel(c)])), 2)
+            for k, sel in (("all", lambda c: True), ("with_lookalikes", lambda c: c > 0))
+            if any(sel(c) for _, c in paired)}
     return {"enrolled": res["enrolled"], "enrol_refused": len(res["enrol_refused"]),
             "enrol_s": res["enrol_s"], "pairs": res["pairs"],
             "attacks": len(a), "opened": opened, "stopped_by_lookalikes": stopped,
@@ -121,7 +142,9 @@ def summary(res: dict) -> dict:
             "genuine": len(g), "genuine_opened": sum(r["decision"] == "open" for r in g),
             "genuine_denied_by_lookalikes": sum(r["by"] == "lookalike" for r in g),
             "genuine_reasons": _count(r["reason"] for r in g),
-            "identity_cpu_ms_median": round(float(np.median(cpu)), 2) if cpu else None}
+            "genuine_unchecked_opened": sum(r["unchecked_decision"] == "open" for r in g),
+            "lookalikes_compared_per_genuine": _count(r["compared"] for r in g),
+            "added_identity_cpu_ms_median_paired": cost}
 
 
 def _count(xs) -> dict:

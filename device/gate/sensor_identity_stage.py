@@ -96,6 +96,7 @@ class SensorIdentityStage:
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
         self.sizes: list = []               # the last user's enrolled hand sizes
         self.listed = None                  # the last user's look-alike list (None: none)
+        self.probe = None                   # the last frame's patch compared
         self.pair = None                    # the last user's cohort (mean, sd), None: raw
         self.cohort = None                  # the signed cohort's patches (enrolment; lazy)
         self.warned: set = set()            # users named other_sensor in the log once
@@ -143,8 +144,8 @@ class SensorIdentityStage:
         """The best agreement of ``frame``'s patch at ``probes`` with the templates ``tmpls``
         (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
         :meth:`refine`; NaN when none compares)."""
-        return S.best_agreement(tmpls, self.patch(frame, probes), n["shift_mm"],
-                                refine=self.refine(n))
+        self.probe = self.patch(frame, probes)      # kept for the look-alikes' check
+        return S.best_agreement(tmpls, self.probe, n["shift_mm"], refine=self.refine(n))
 
     def refine(self, n) -> tuple:
         """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
@@ -317,13 +318,12 @@ class SensorIdentityStage:
         if self.listed is None:
             out.lookalikes = "not_listed"
             return
-        names = LA.to_compare(self.listed, la, out.user_id)
         others = {}
-        probe = self.patch(frame, probes) if names else None
-        for v in names:
+        for v in LA.to_compare(self.listed, la, out.user_id):
             tmpls = self.person(v)
-            if tmpls:
-                others[v] = S.best_agreement(tmpls, probe, n["shift_mm"], refine=self.refine(n))
+            if tmpls:       # the frame's patch as the claimed person's comparison made it
+                others[v] = S.best_agreement(tmpls, self.probe, n["shift_mm"],
+                                             refine=self.refine(n))
         out.lookalikes = "checked"
         if LA.out_agreed(raw, others, la["lead"]) is not None:
             out.lookalikes = out.sensor_identity = "denied"
