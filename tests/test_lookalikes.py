@@ -200,8 +200,7 @@ def test_enrolment_makes_the_lists_both_ways_and_a_list_removed_outside_denies(
 def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         tmp_path, xray_people, monkeypatch):
     from device.commands.gate import _sensor_templates
-    from device.commands.lookalikes import report
-    from device.gate.lookalike_lists import build_missing
+    from device.gate.lookalike_lists import build_missing, report
     b = xray_people
     _with_lookalikes(monkeypatch, None)
     pipe, st = _gate(tmp_path)

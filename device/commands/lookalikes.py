@@ -9,23 +9,6 @@ import json
 from device.commands.common import add_config, add_operator, admin_audit, load_cfg, open_store
 
 
-def report(st, kind: str, numbers: dict | None) -> dict:
-    """People with templates of ``kind``, with a list, and the look-alikes a decision would
-    compare (at the signed ``min_pair_agreement`` and ``most``)."""
-    from device.gate import lookalikes as LA
-    from device.store import lookalike_rows as LR
-    feats, lists = LR.gallery(st, kind)
-    out = {"kind": kind, "people": len(feats), "people_with_a_list": len(lists),
-           "people_without_a_list": LR.users_without_list(st, kind),
-           "check": "off (no signed lookalikes numbers)" if numbers is None else numbers}
-    if numbers is not None and lists:
-        n = [len(LA.to_compare(LA.list_from_bytes(b), numbers, u)) for u, b in lists.items()]
-        out.update(lookalikes_compared_mean=round(sum(n) / len(n), 3),
-                   lookalikes_compared_max=max(n),
-                   people_with_lookalikes=sum(1 for k in n if k))
-    return out
-
-
 def cmd_lookalikes(a) -> int:
     from device.gate import lookalike_lists as LL
     from device.gate.sensor_identity_stage import SensorIdentityStage
@@ -37,7 +20,7 @@ def cmd_lookalikes(a) -> int:
         out = {}
         if a.build:
             out["built"] = LL.build_missing(stage, st, admin_audit(cfg, a))
-        out.update(report(st, stage.kind, stage.numbers.get("lookalikes")))
+        out.update(LL.report(st, stage.kind, stage.numbers.get("lookalikes")))
     print(json.dumps(out))
     return 0
 

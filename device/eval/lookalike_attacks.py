@@ -75,6 +75,7 @@ def _row(d, kind, victim, other, s) -> dict:
 def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
         precision: str = "int8", sensor: str = "xray", models=None, log=None) -> dict:
     from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
+    from device.gate import lookalike_lists as LL
     from device.gate import lookalikes as LA
     from device.store import lookalike_rows as LR
     from device.synth.source import SyntheticPeople
@@ -91,6 +92,7 @@ def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
         enrolled, refused = enrol_people(pipe, st, synth, range(people), log, presentations=3)
         t_enrol = time.time() - t0
         person = {user_id(i): i for i in enrolled}
+        lists_report = LL.report(st, pipe.identity.kind, pipe.identity.numbers["lookalikes"])
         top = closest_pairs(st, pipe.identity.kind, pairs)
         for p, (u, v, s) in enumerate(top):
             for j in range(per_pair):
@@ -118,6 +120,7 @@ def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
                          "unchecked_decision": d0.decision,
                          "unchecked_identity_cpu_ms": d0.stages_cpu_ms.get("identity")})
     return {"rows": rows, "pairs": [list(t) for t in top], "enrolled": len(enrolled),
+            "lists": lists_report,
             "enrol_refused": refused, "enrol_s": round(t_enrol, 1)}
 
 
@@ -135,7 +138,7 @@ def summary(res: dict) -> dict:
             for k, sel in (("all", lambda c: True), ("with_lookalikes", lambda c: c > 0))
             if any(sel(c) for _, c in paired)}
     return {"enrolled": res["enrolled"], "enrol_refused": len(res["enrol_refused"]),
-            "enrol_s": res["enrol_s"], "pairs": res["pairs"],
+            "enrol_s": res["enrol_s"], "pairs": res["pairs"], "lists": res.get("lists"),
             "attacks": len(a), "opened": opened, "stopped_by_lookalikes": stopped,
             "opened_without_the_check": opened + stopped,
             "attack_reasons": _count(r["reason"] for r in a),

@@ -128,3 +128,22 @@ def build_missing(identity, store, audit: dict | None = None) -> dict:
         store._record("lookalike_lists_built", audit, users=len(todo), count=written)
     return {"people_without_a_list": len(todo), "lists_written": written,
             "people": len(feats)}
+
+
+def report(st, kind: str, numbers: dict | None) -> dict:
+    """People with templates of ``kind``, with a list, and the look-alikes a decision would
+    compare (at the signed ``min_pair_agreement`` and ``most``)."""
+    feats, lists = LR.gallery(st, kind)
+    out = {"kind": kind, "people": len(feats), "people_with_a_list": len(lists),
+           "people_without_a_list": LR.users_without_list(st, kind),
+           "check": "off (no signed lookalikes numbers)" if numbers is None else numbers}
+    if numbers is not None and lists:
+        every = {**numbers, "most": LA.MOST_KEPT}
+        n = [len(LA.to_compare(LA.list_from_bytes(b), numbers, u)) for u, b in lists.items()]
+        m = [len(LA.to_compare(LA.list_from_bytes(b), every, u)) for u, b in lists.items()]
+        out.update(lookalikes_compared_mean=round(sum(n) / len(n), 3),
+                   lookalikes_compared_max=max(n),
+                   people_with_lookalikes=sum(1 for k in n if k),
+                   lookalikes_over_the_limit_max=max(m),        # before the cap at ``most``
+                   people_over_most=sum(1 for k in m if k > numbers["most"]))
+    return out
