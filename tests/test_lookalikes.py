@@ -273,3 +273,21 @@ def test_a_held_back_binding_deny_keeps_which_identity_check_denied_for_evaluati
     assert (out.user_id, out.sensor_identity, out.sensor_identity_by, out.lookalikes) == \
         (None, None, None, None)
     assert out.identity_by_held == "lookalike"
+
+
+def test_the_attack_summary_counts_the_checks_denials_under_a_held_back_binding_too():
+    from device.eval.lookalike_attacks import summary
+    def row(kind, decision, user, by, cpu=None, un=None, compared=0):
+        return {"kind": kind, "decision": decision, "user_id": user, "claimed_person": "p1",
+                "by": by, "reason": "match" if decision == "open" else "sensor_identity",
+                "lookalikes": "checked", "identity_cpu_ms": cpu,
+                "unchecked_identity_cpu_ms": un, "unchecked_decision": decision,
+                "compared": compared}
+    rows = [row("attack", "open", "p1", None), row("attack", "deny", "p1", "lookalike"),
+            row("attack", "deny", None, "lookalike"),          # held back: user id dropped
+            row("attack", "deny", None, "patch"),
+            row("genuine", "open", "p1", None, 12.0, 7.0, 1),
+            row("genuine", "open", "p1", None, 6.0, 6.0, 0)]
+    s = summary({"rows": rows, "pairs": [], "enrolled": 2, "enrol_refused": [], "enrol_s": 1})
+    assert (s["opened"], s["stopped_by_lookalikes"], s["opened_without_the_check"]) == (1, 2, 3)
+    assert s["added_identity_cpu_ms_median_paired"] == {"all": 2.5, "with_lookalikes": 5.0}

@@ -11,7 +11,8 @@ with the attacker and the victim chosen, not drawn). For one seed:
 - **attacks**: the ``pairs`` closest pairs on the lists (pair agreement ``S``), ``per_pair``
   presentations each, half each way round (each person the victim once);
 - **genuine**: ``genuine`` presentations of the people on those pairs (each in turn), the
-  genuine cost of the check where it compares most; each decided twice, with the check and
+  genuine cost of the check where it compares most (``--genuine-of all``: of every enrolled
+  person in turn); each decided twice, with the check and
   without it (the signed ``lookalikes`` set aside), for the check's added identity-stage CPU
   (paired medians).
 
@@ -73,7 +74,8 @@ def _row(d, kind, victim, other, s) -> dict:
 
 
 def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
-        precision: str = "int8", sensor: str = "xray", models=None, log=None) -> dict:
+        precision: str = "int8", sensor: str = "xray", models=None, log=None,
+        genuine_of: str = "pairs") -> dict:
     from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
     from device.gate import lookalike_lists as LL
     from device.gate import lookalikes as LA
@@ -101,7 +103,8 @@ def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
                 rows.append({**_row(d, "attack", victim, other, s),
                              "claimed_person": user_id(victim)})
             log(f"pair {p + 1}/{len(top)}: S {s:.4f}")
-        near = sorted({person[x] for u, v, _ in top for x in (u, v)})
+        near = sorted({person[x] for u, v, _ in top for x in (u, v)}) \
+            if genuine_of == "pairs" else list(enrolled)
         lists = {u: LA.list_from_bytes(b)
                  for u, b in LR.gallery(st, pipe.identity.kind)[1].items()}
         numbers = pipe.identity.numbers
@@ -128,9 +131,8 @@ def summary(res: dict) -> dict:
     rows = res["rows"]
     a = [r for r in rows if r["kind"] == "attack"]
     g = [r for r in rows if r["kind"] == "genuine"]
-    as_victim = [r for r in a if r["user_id"] == r["claimed_person"]]
-    opened = sum(r["decision"] == "open" for r in as_victim)
-    stopped = sum(r["by"] == "lookalike" for r in as_victim)
+    opened = sum(r["decision"] == "open" and r["user_id"] == r["claimed_person"] for r in a)
+    stopped = sum(r["by"] == "lookalike" for r in a)     # the held-back ones too
     paired = [(r["identity_cpu_ms"] - r["unchecked_identity_cpu_ms"], r["compared"]) for r in g
               if r["lookalikes"] == "checked" and r["identity_cpu_ms"] is not None
               and r["unchecked_identity_cpu_ms"] is not None]
@@ -164,13 +166,17 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=5)
     ap.add_argument("--per-pair", type=int, default=10)
     ap.add_argument("--genuine", type=int, default=50)
+    ap.add_argument("--genuine-of", choices=("pairs", "all"), default="pairs",
+                    help="whose genuine presentations: the pairs' people (the check's cost "
+                         "where it compares most), or every enrolled person in turn")
     ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     ap.add_argument("--sensor", choices=("nir", "xray"), default="xray")
     ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     res = run(a.seed, a.people, a.pairs, a.per_pair, a.genuine, a.precision, a.sensor,
-              a.models, log=lambda m: print(m, file=sys.stderr, flush=True))
+              a.models, log=lambda m: print(m, file=sys.stderr, flush=True),
+              genuine_of=a.genuine_of)
     out = {"command": "python -m device.eval.lookalike_attacks " +
            " ".join(sys.argv[1:] if argv is None else argv), "summary": summary(res), **res}
     Path(a.out).write_text(json.dumps(out, indent=1))
