@@ -1,11 +1,11 @@
 {
   "algorithm": "ed25519",
   "format": "palmgate-manifest-signature/1",
-  "manifest_sha256": "9054e45bafea98491597f1d9f2854b7545d24509d41291da4e9c54b5efecad3f",
+  "manifest_sha256": "e9dc9ab4fbe19161bd227845760b0adf12d19341d8fa8c225da517b35e888264",
   "signatures": [
     {
-      "key_id": "e6068c1534075051",
-      "signature": "KkEu8YgkrbMieGP6B/ErgxOsQTTyriHfMAr7ho3tqnTeVO6kQjtzi54R/mj7ceIJ1tf5DpXmJYkDZLVJFyX3BA=="
+      "key_id": "2962b34f85d5644c",
+      "signature": "74bXjJMP4UvDBMx2LHotBON7Xiynl1fepYOxz0CxXt+RRznRdBt9uKjOduBHxGoGoKotIUdlvWlEGdN10k4dAg=="
     }
   ]
 }
