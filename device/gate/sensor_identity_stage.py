@@ -311,7 +311,7 @@ class SensorIdentityStage:
         look-alikes agrees with the frame more than they do (:mod:`device.gate.lookalikes`:
         the signed ``lookalikes`` numbers; absent: no check). A person enrolled before the
         lists were kept is not checked (``Decision.lookalikes = "not_listed"``, audited;
-        ``palmgate users lookalikes --build`` makes their lists)."""
+        ``palmgate lookalikes --build`` makes their lists)."""
         la = n.get("lookalikes")
         if la is None:
             return
