@@ -58,6 +58,7 @@ def test_identity_numbers_checked():
     n = S.identity_numbers({"sensor_identity": {"min_agreement": 0.29}})
     assert n == {"min_agreement": 0.29, "shift_mm": S.SHIFT_MM, "patch_mm": S.PATCH_MM,
                  "veins_out": True, "hand_size": None, "cohort": None, "refine_deg": None,
+                 "lookalikes": None,                             # absent: no such check
                  "line_sigma_mm": tuple(T.LINE_SIGMA_MM)}       # absent: the binding's scale
     for bad in ({"min_agreement": "0.3"}, {"min_agreement": float("nan")}, {},
                 {"min_agreement": 0.3, "shift_mm": -1}, {"min_agreement": 0.3, "patch_mm": 8},

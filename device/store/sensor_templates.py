@@ -186,13 +186,17 @@ def rows(store) -> list:
 
 
 def count(store, user_id: str | None = None) -> int:
+    """How many sensor templates (feature rows; the look-alike lists not counted) the store
+    holds, or ``user_id`` holds."""
     c = store.conn
     if not _present(c):
         return 0
+    kinds = ",".join("?" * len(FEATURE_KINDS))
     if user_id is None:
-        return c.execute("SELECT COUNT(*) FROM sensor_templates").fetchone()[0]
-    return c.execute("SELECT COUNT(*) FROM sensor_templates WHERE user_id=?",
-                     (user_id,)).fetchone()[0]
+        return c.execute(f"SELECT COUNT(*) FROM sensor_templates WHERE kind IN ({kinds})",
+                         FEATURE_KINDS).fetchone()[0]
+    return c.execute(f"SELECT COUNT(*) FROM sensor_templates WHERE user_id=? AND kind IN "
+                     f"({kinds})", (user_id, *FEATURE_KINDS)).fetchone()[0]
 
 
 def by_kind(store) -> dict:
