@@ -200,7 +200,7 @@ def test_enrolment_makes_the_lists_both_ways_and_a_list_removed_outside_denies(
 
 
 def test_people_enrolled_before_the_lists_are_not_listed_until_built(
-        tmp_path, xray_people, monkeypatch):
+        tmp_path, xray_people, monkeypatch, caplog):
     from device.commands.gate import _sensor_templates
     from device.gate.lookalike_lists import build_missing, report
     b = xray_people
@@ -215,7 +215,9 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         pipe.close()
         st.close()
     _with_lookalikes(monkeypatch)
-    pipe, st = _gate(tmp_path)
+    with caplog.at_level("WARNING", logger="palmgate.gate"):
+        pipe, st = _gate(tmp_path)
+    assert "3 people have no look-alike list" in caplog.text      # said at the gate's start
     try:
         pipe.load_gallery(st)
         d = pipe.decide(b["genuine"])
@@ -234,6 +236,7 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         rep = report(st, "xray_bone_patch", NUMBERS)
         assert rep["people_without_a_list"] == 0 and rep["lookalikes_compared_max"] >= 1
         assert build_missing(pipe.identity, st)["lists_written"] == 0
+        assert pipe.identity.warn_unlisted() == 0
         status = {}
         _sensor_templates(status, st, pipe.cfg, "when_enrolled")
         assert status["users_without_lookalike_list"] == 0

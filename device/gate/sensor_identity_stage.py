@@ -233,6 +233,24 @@ class SensorIdentityStage:
             self.tags = prime(store)
         except Exception as e:     # noqa: BLE001 - the first decision checks again, and denies
             log.error("sensor templates not checked at start: %s", e)
+        self.warn_unlisted()
+
+    def warn_unlisted(self) -> int:
+        """Log, where the signed numbers have the look-alikes' check, how many people have no
+        look-alike list (enrolled before the lists, or received from another gate: unchecked
+        against look-alikes until ``palmgate lookalikes --build``); returns how many."""
+        if not (self.numbers and self.numbers.get("lookalikes")) or self.store is None:
+            return 0
+        from device.store.lookalike_rows import users_without_list
+        try:
+            n = users_without_list(self.store, self.kind)
+        except Exception as e:     # noqa: BLE001 - a report only; the decisions check the rows
+            log.error("look-alike lists not counted at start: %s", e)
+            return 0
+        if n:
+            log.warning("%d people have no look-alike list: not checked against look-alikes "
+                        "until 'palmgate lookalikes --build'", n)
+        return n
 
     def templates(self, user_id: str, version: int | None = None) -> list:
         """The identified user's sensor templates (unsealed), checked against the rows' tags
