@@ -49,10 +49,7 @@ def write_list(store, user_id: str, version: int, kind: str, blob: bytes) -> int
     if not c.in_transaction:
         raise StoreError("a look-alike list is written inside a store transaction")
     lk = ST.LIST_KIND[kind]
-    for row in c.execute(ST.ROWS + " WHERE user_id=? AND kind=?", (user_id, lk)).fetchall():
-        rid, uid, ver, k, nonce, sealed = row
-        ST._tag_update(store, ST._tag(store, uid, rid, ver, k, nonce, sealed))
-    c.execute("DELETE FROM sensor_templates WHERE user_id=? AND kind=?", (user_id, lk))
+    ST.delete(store, user_id, lk)
     return ST.insert(store, user_id, version, [blob], lk)[0]
 
 

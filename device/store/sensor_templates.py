@@ -145,16 +145,19 @@ def add(store, user_id: str, blobs: list, kind: str = KINDS[0],
     return rids
 
 
-def delete(store, user_id: str) -> int:
-    """Inside a store transaction: every sensor row of ``user_id`` (tags XORed out);
-    returns how many."""
+def delete(store, user_id: str, kind: str | None = None) -> int:
+    """Inside a store transaction: every sensor row of ``user_id`` -- of ``kind`` only, when
+    given -- (tags XORed out); returns how many."""
     c = store.conn
     if not _present(c):
         return 0
-    rows = c.execute(ROWS + " WHERE user_id=?", (user_id,)).fetchall()
-    for rid, uid, ver, kind, nonce, sealed in rows:
-        _tag_update(store, _tag(store, uid, rid, ver, kind, nonce, sealed))
-    c.execute("DELETE FROM sensor_templates WHERE user_id=?", (user_id,))
+    where, args = " WHERE user_id=?", [user_id]
+    if kind is not None:
+        where, args = where + " AND kind=?", args + [kind]
+    rows = c.execute(ROWS + where, args).fetchall()
+    for rid, uid, ver, k, nonce, sealed in rows:
+        _tag_update(store, _tag(store, uid, rid, ver, k, nonce, sealed))
+    c.execute("DELETE FROM sensor_templates" + where, args)
     return len(rows)
 
 
