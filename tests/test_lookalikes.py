@@ -91,19 +91,19 @@ def test_the_stage_denies_when_a_listed_lookalike_agrees_more():
         out = Decision(user_id="alice")
         if want == "denied":
             with pytest.raises(Deny) as e:
-                stage.check_lookalikes(None, None, out, n, 0.9)
+                stage.check_lookalikes(out, n, 0.9)
             assert e.value.reason == "sensor_identity"
             assert (out.sensor_identity_by, out.lookalikes) == ("lookalike", "denied")
         else:
-            stage.check_lookalikes(None, None, out, n, 0.9)
+            stage.check_lookalikes(out, n, 0.9)
             assert out.lookalikes == "checked" and out.sensor_identity_by is None
         assert asked == ["bob"]
     stage.listed = None                                 # enrolled before the lists
     out = Decision(user_id="alice")
-    stage.check_lookalikes(None, None, out, n, 0.9)
+    stage.check_lookalikes(out, n, 0.9)
     assert out.lookalikes == "not_listed"
     out = Decision(user_id="alice")                     # no signed numbers: no check
-    stage.check_lookalikes(None, None, out, {**n, "lookalikes": None}, 0.9)
+    stage.check_lookalikes(out, {**n, "lookalikes": None}, 0.9)
     assert out.lookalikes is None
 
 

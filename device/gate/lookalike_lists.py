@@ -1,5 +1,5 @@
 """Making the look-alike lists (:mod:`device.gate.lookalikes`): at each enrolment, both ways,
-and for a store whose people were enrolled before the lists were kept (``palmgate users
+and for a store whose people were enrolled before the lists were kept (``palmgate
 lookalikes --build``).
 
 - **At enrolment** (:func:`plan`, then :func:`write` in the enrolment's transaction). The new
@@ -35,13 +35,12 @@ class Plan:
 
 def comparer(identity):
     """``agree(templates, probe)``: the identity stage's comparison with its signed numbers
-    (shift, X-ray's refined turns); None when the stage has no signed ``lookalikes``."""
-    from device.gate.sensor_identity import best_agreement
+    (:meth:`~device.gate.sensor_identity_stage.SensorIdentityStage.compare`); None when the
+    stage has no signed ``lookalikes``."""
     n = getattr(identity, "numbers", None)
     if not n or n.get("lookalikes") is None:
         return None
-    shift, refine = n["shift_mm"], identity.refine(n)
-    return lambda tmpls, probe: best_agreement(tmpls, probe, shift, refine=refine)
+    return lambda tmpls, probe: identity.compare(tmpls, probe, n)
 
 
 def _patches(blobs) -> list:

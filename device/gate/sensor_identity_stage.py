@@ -145,7 +145,13 @@ class SensorIdentityStage:
         (:func:`device.gate.sensor_identity.best_agreement`, X-ray's turn refined by
         :meth:`refine`; NaN when none compares)."""
         self.probe = self.patch(frame, probes)      # kept for the look-alikes' check
-        return S.best_agreement(tmpls, self.probe, n["shift_mm"], refine=self.refine(n))
+        return self.compare(tmpls, self.probe, n)
+
+    def compare(self, tmpls: list, probe, n) -> float:
+        """The best agreement of the patch ``probe`` with ``tmpls`` as the gate compares them
+        (the signed shift, X-ray's turn refined by :meth:`refine`; NaN when none compares):
+        the claimed person's, a look-alike's, and the look-alike lists' pair agreement."""
+        return S.best_agreement(tmpls, probe, n["shift_mm"], refine=self.refine(n))
 
     def refine(self, n) -> tuple:
         """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
@@ -258,11 +264,28 @@ class SensorIdentityStage:
         else the user's record): TamperedError otherwise, and for rows of a user the store
         has no record of. The kinds of the user's rows of another sensor (not compared) are
         kept in :attr:`other_kinds`."""
-        from device.store.errors import TamperedError
-        from device.store.sensor_row_tags import read_user
         self.other_kinds, self.sizes, self.pair, self.listed = (), [], None, None
         if self.store is None:
             return []
+        rows = self.rows(user_id, version)
+        if not rows:
+            return []
+        self.other_kinds = tuple(sorted({k for _, k, _ in rows
+                                         if k != self.kind and k in FEATURE_KINDS}))
+        lists = [b for _, k, b in rows if k == LIST_KIND[self.kind]]
+        self.listed = LA.list_from_bytes(lists[-1]) if lists else None
+        tmpls = [S.template_parts(b) for _, k, b in rows if k == self.kind]
+        self.sizes = [z for _, z, _ in tmpls if z is not None]
+        self.pair = IC.user_stats([c for _, _, c in tmpls])
+        return [p for p, _, _ in tmpls]
+
+    def rows(self, user_id: str, version: int | None = None) -> list:
+        """(version, kind, bytes) of every sensor row of ``user_id``, unsealed, checked
+        against the rows' tags kept; every one must be of ``version`` (else the user's
+        record's): TamperedError otherwise, and for rows of a user the store has no record
+        of; [] when the user has none."""
+        from device.store.errors import TamperedError
+        from device.store.sensor_row_tags import read_user
         rows, self.tags = read_user(self.store, user_id, self.tags)
         if not rows:
             return []
@@ -272,14 +295,7 @@ class SensorIdentityStage:
         if version is None or any(v != version for v, _, _ in rows):
             raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
                                 f"enrolment (version {version})")
-        self.other_kinds = tuple(sorted({k for _, k, _ in rows
-                                         if k != self.kind and k in FEATURE_KINDS}))
-        lists = [b for _, k, b in rows if k == LIST_KIND[self.kind]]
-        self.listed = LA.list_from_bytes(lists[-1]) if lists else None
-        tmpls = [S.template_parts(b) for _, k, b in rows if k == self.kind]
-        self.sizes = [z for _, z, _ in tmpls if z is not None]
-        self.pair = IC.user_stats([c for _, _, c in tmpls])
-        return [p for p, _, _ in tmpls]
+        return rows
 
     def __call__(self, frame, probes, out) -> float | None:
         """Raise :class:`Deny` ``sensor_identity`` when the sensor frame is not the identified
@@ -320,13 +336,14 @@ class SensorIdentityStage:
                        "the sensor frame's palm is not the identified person's")
         self.check_lines_sum(score, out, n)
         self.check_size(probes, out, n)
-        self.check_lookalikes(frame, probes, out, n, raw)
+        self.check_lookalikes(out, n, raw)
         out.sensor_identity = "checked"
         return score
 
-    def check_lookalikes(self, frame, probes, out, n, raw: float) -> None:
+    def check_lookalikes(self, out, n, raw: float) -> None:
         """Raise :class:`Deny` ``sensor_identity`` when one of the claimed person's listed
-        look-alikes agrees with the frame more than they do (:mod:`device.gate.lookalikes`:
+        look-alikes agrees with the frame's patch (:attr:`probe`, as the claimed person's
+        comparison made it; ``raw`` their agreement) more than they do (:mod:`device.gate.lookalikes`:
         the signed ``lookalikes`` numbers; absent: no check). A person enrolled before the
         lists were kept is not checked (``Decision.lookalikes = "not_listed"``, audited;
         ``palmgate lookalikes --build`` makes their lists)."""
@@ -339,9 +356,8 @@ class SensorIdentityStage:
         others = {}
         for v in LA.to_compare(self.listed, la, out.user_id):
             tmpls = self.person(v)
-            if tmpls:       # the frame's patch as the claimed person's comparison made it
-                others[v] = S.best_agreement(tmpls, self.probe, n["shift_mm"],
-                                             refine=self.refine(n))
+            if tmpls:
+                others[v] = self.compare(tmpls, self.probe, n)
         out.lookalikes = "checked"
         if LA.out_agreed(raw, others, la["lead"]) is not None:
             out.lookalikes = out.sensor_identity = "denied"
@@ -350,19 +366,9 @@ class SensorIdentityStage:
                        "the sensor frame agrees more with another enrolled person's")
 
     def person(self, user_id: str) -> list:
-        """A listed look-alike's templates of this gate's kind (unsealed, checked against the
-        rows' tags kept; [] when they are no longer enrolled)."""
-        from device.store.errors import TamperedError
-        from device.store.sensor_row_tags import read_user
-        rows, self.tags = read_user(self.store, user_id, self.tags)
-        rows = [(v, b) for v, k, b in rows if k == self.kind]
-        if not rows:
-            return []
-        u = self.store.get_user(user_id)
-        if u is None or any(v != u.version for v, _ in rows):
-            raise TamperedError(f"the sensor templates of {user_id!r} are not of its "
-                                f"enrolment")
-        return [S.template_parts(b)[0] for _, b in rows]
+        """A listed look-alike's templates of this gate's kind (unsealed and checked as
+        :meth:`rows` checks them; [] when they are no longer enrolled)."""
+        return [S.template_parts(b)[0] for _, k, b in self.rows(user_id) if k == self.kind]
 
 
 def identity_stage(cfg) -> SensorIdentityStage | None:
