@@ -31,6 +31,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -153,10 +154,8 @@ def summary(res: dict) -> dict:
 
 
 def _count(xs) -> dict:
-    c: dict = {}
-    for x in xs:
-        c[x] = c.get(x, 0) + 1
-    return dict(sorted(c.items(), key=lambda kv: -kv[1]))
+    """Counts, the most common first."""
+    return dict(Counter(xs).most_common())
 
 
 def main(argv=None) -> int:

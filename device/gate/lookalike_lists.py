@@ -107,9 +107,8 @@ def build_missing(identity, store, audit: dict | None = None) -> dict:
         feats, lists = LR.gallery(store, identity.kind)
         todo = sorted(u for u in feats if u not in lists)
         pats = {u: _patches(b) for u, (_, b) in feats.items()}
-        new = {u: LA.list_from_bytes(b) for u, b in lists.items()}
-        for u in todo:
-            new[u] = {}
+        old = {u: LA.list_from_bytes(b) for u, b in lists.items()}
+        new = {**old, **{u: {} for u in todo}}
         done: set = set()
         for u in todo:
             for v in feats:
@@ -121,7 +120,7 @@ def build_missing(identity, store, audit: dict | None = None) -> dict:
             done.add(u)
         written = 0
         for u in sorted(new):
-            if u in todo or new[u] != LA.list_from_bytes(lists[u]):
+            if new[u] != old.get(u):
                 LR.write_list(store, u, feats[u][0], identity.kind, LA.list_to_bytes(new[u]))
                 written += 1
         store._record("lookalike_lists_built", audit, users=len(todo), count=written)
@@ -138,8 +137,9 @@ def report(st, kind: str, numbers: dict | None) -> dict:
            "check": "off (no signed lookalikes numbers)" if numbers is None else numbers}
     if numbers is not None and lists:
         every = {**numbers, "most": LA.MOST_KEPT}
-        n = [len(LA.to_compare(LA.list_from_bytes(b), numbers, u)) for u, b in lists.items()]
-        m = [len(LA.to_compare(LA.list_from_bytes(b), every, u)) for u, b in lists.items()]
+        parsed = {u: LA.list_from_bytes(b) for u, b in lists.items()}
+        n = [len(LA.to_compare(e, numbers, u)) for u, e in parsed.items()]
+        m = [len(LA.to_compare(e, every, u)) for u, e in parsed.items()]
         out.update(lookalikes_compared_mean=round(sum(n) / len(n), 3),
                    lookalikes_compared_max=max(n),
                    people_with_lookalikes=sum(1 for k in n if k),
