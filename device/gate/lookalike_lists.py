@@ -131,7 +131,7 @@ def build_missing(identity, store, audit: dict | None = None) -> dict:
 def report(st, kind: str, numbers: dict | None) -> dict:
     """People with templates of ``kind``, with a list, and the look-alikes a decision would
     compare (at the signed ``min_pair_agreement`` and ``most``)."""
-    feats, lists = LR.gallery(st, kind)
+    feats, lists = LR.gallery(st, kind, templates=False)
     out = {"kind": kind, "people": len(feats), "people_with_a_list": len(lists),
            "people_without_a_list": LR.users_without_list(st, kind),
            "check": "off (no signed lookalikes numbers)" if numbers is None else numbers}

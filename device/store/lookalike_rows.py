@@ -15,11 +15,12 @@ from device.store import sensor_templates as ST
 from device.store.errors import StoreError
 
 
-def gallery(store, kind: str) -> tuple[dict, dict]:
+def gallery(store, kind: str, templates: bool = True) -> tuple[dict, dict]:
     """``({user_id: (version, [template bytes])}, {user_id: list bytes})`` of every person's
     rows of feature ``kind`` and of its list kind, unsealed, of each person's current
     version only, in one read snapshot. Unseals every person's templates: enrolment's and
-    the build command's, never a decision's."""
+    the build command's, never a decision's (``templates=False``: the lists only, each
+    person's template list left empty -- a report's)."""
     c = store.conn
     if not ST._present(c):
         return {}, {}
@@ -34,11 +35,12 @@ def gallery(store, kind: str) -> tuple[dict, dict]:
             rid, uid, ver, k = row[:4]
             if current.get(uid) != ver:
                 continue
-            blob = ST.unseal(store, *row)
             if k == kind:
-                feats.setdefault(uid, (ver, []))[1].append(blob)
+                got = feats.setdefault(uid, (ver, []))[1]
+                if templates:
+                    got.append(ST.unseal(store, *row))
             else:
-                lists[uid] = blob
+                lists[uid] = ST.unseal(store, *row)
     return feats, lists
 
 
