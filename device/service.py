@@ -94,6 +94,8 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
         from device.ops.audit_retention import DailyRetention
         retention = DailyRetention(cfg, gate.store)     # [audit] retention_days
         retention.tick()
+        from device.gate.lookalike_upkeep import upkeep_for_gate
+        lists = upkeep_for_gate(gate)       # look-alike lists of people received or older
 
         def follow_relay():                  # the relay reopened after a fault
             if watchdog is not None and gate.relay is not None:
@@ -109,6 +111,8 @@ def run_gate(cfg, limit: int | None = None, max_faults: int | None = None,
             report()
             follow_relay()
             retention.tick()                 # once a day, between presentations
+            if lists is not None:
+                lists.tick()                 # ~0.1 s at most, between presentations
             if watchdog is not None:
                 watchdog.pet()
             else:

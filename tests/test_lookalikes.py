@@ -202,7 +202,8 @@ def test_enrolment_makes_the_lists_both_ways_and_a_list_removed_outside_denies(
 def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         tmp_path, xray_people, monkeypatch, caplog):
     from device.commands.gate import _sensor_templates
-    from device.gate.lookalike_lists import build_missing, report
+    from device.gate.lookalike_lists import report
+    from device.gate.lookalike_upkeep import ListUpkeep
     b = xray_people
     _with_lookalikes(monkeypatch, None)
     pipe, st = _gate(tmp_path)
@@ -228,14 +229,17 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         status: dict = {}                       # palmgate status names them
         _sensor_templates(status, st, pipe.cfg, "when_enrolled")
         assert status["users_without_lookalike_list"] == 3
-        out = build_missing(pipe.identity, st, {"operator": "test"})
-        assert out == {"people_without_a_list": 3, "lists_written": 3, "people": 3}
+        out = ListUpkeep(pipe.identity, st, {"operator": "test"}).run()
+        # each pair compared once: alice's turn gives bob's and carol's entries of her
+        assert out == {"people_without_a_list": 3, "lists_made": 3, "lists_written": 3,
+                       "pairs_compared": 3, "people": 3}
         lists = _lists(st)
         assert lists["alice"]["carol"] == lists["carol"]["alice"] > 0.95
         assert lists["alice"].get("bob") == lists["bob"].get("alice")
+        assert lists["bob"].get("carol") == lists["carol"].get("bob")
         rep = report(st, "xray_bone_patch", NUMBERS)
         assert rep["people_without_a_list"] == 0 and rep["lookalikes_compared_max"] >= 1
-        assert build_missing(pipe.identity, st)["lists_written"] == 0
+        assert ListUpkeep(pipe.identity, st).run()["lists_made"] == 0
         assert pipe.identity.warn_unlisted() == 0
         status = {}
         _sensor_templates(status, st, pipe.cfg, "when_enrolled")
@@ -243,11 +247,96 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         assert status["sensor_templates"] == {"xray_bone_lookalikes": 3, "xray_bone_patch": 5}
         rec = st.conn.execute("SELECT payload FROM audit WHERE kind='lookalike_lists_built' "
                               "ORDER BY seq").fetchall()
-        assert len(rec) == 2 and '"operator":"test"' in rec[0][0]
+        assert len(rec) == 3 and all('"operator":"test"' in r[0] for r in rec)
+        assert [u for u in ("alice", "bob", "carol") if f'"user_id":"{u}"' in rec[1][0]] == \
+            ["bob"]
+        d = pipe.decide(b["genuine"])
+        assert d.lookalikes in ("checked", "denied"), d.reason
         st.verify()
     finally:
         pipe.close()
         st.close()
+
+
+class _Ticks:
+    """A clock that moves one second at each reading."""
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        self.t += 1.0
+        return self.t
+
+
+def _receive(st, uid, blobs, replace=False):
+    """A person as the site sync client applies a received enrolment
+    (device.site.client.GateSync._apply_batch): the palm and sensor templates in one
+    transaction, no look-alike list (the client has no identity stage)."""
+    from device.protect.core import enrol as protect
+    from device.protect.defaults import DEFAULT_CONFIG
+    x = np.random.default_rng(len(uid)).standard_normal((1, 49, 16))
+    with st.transaction():
+        v = st.enrol(uid, [protect(x[0] / np.linalg.norm(x[0], axis=-1, keepdims=True),
+                                   DEFAULT_CONFIG)], replace=replace)
+        ST.insert(st, uid, v, blobs, "xray_bone_patch")
+    return v
+
+
+def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
+        tmp_path, xray_people, monkeypatch):
+    """People received from another gate (no list) get theirs from the running gate's upkeep,
+    a slice at a time, and go on everyone's list; a decision between slices is not_listed;
+    someone re-enrolled meanwhile is compared at their new templates."""
+    from device.gate.lookalike_upkeep import ListUpkeep, upkeep_for_gate
+    _with_lookalikes(monkeypatch)
+    b = xray_people
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        enrol_user(pipe, st, "bob", b["enrol"][1])
+        rows = {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
+        _receive(st, "carol", rows["alice"][:1])            # alice's twin, from gate g1
+        _receive(st, "dan", rows["bob"][1:])                # bob's twin, from gate g1
+        assert set(_lists(st)) == {"alice", "bob"}
+        up = ListUpkeep(pipe.identity, st, {"operator": "test"}, clock=_Ticks())
+        assert up.step(1.5) is True                 # carol taken, one comparison done
+        assert up.cur[0] == "carol" and len(up.cur[3]) == 2
+        assert set(_lists(st)) == {"alice", "bob"}  # nothing written before the end
+        # dan is re-enrolled (another site change) while carol is half made: carol's write
+        # compares his new templates, not the ones of the round's start
+        _receive(st, "dan", rows["alice"][1:], replace=True)
+        while up.step(1.5):
+            pass
+        # dan changed since the round began: his turn came in the next round, at once
+        lists = _lists(st)
+        assert set(lists) == {"alice", "bob", "carol", "dan"}
+        assert lists["carol"]["alice"] > 0.95 and lists["alice"]["carol"] > 0.95
+        assert lists["carol"].get("dan", 0) > 0.95        # his new bones are alice's
+        assert lists["dan"]["alice"] == lists["alice"]["dan"] > 0.95
+        assert lists["dan"]["carol"] == lists["carol"]["dan"]
+        assert "dan" not in lists["bob"] or lists["bob"]["dan"] < 0.95
+        assert up.stats["lists_made"] == 2 and up.pending() is False
+        assert up.step(100.0) is False                    # nothing more to do
+        st.verify()
+        # the gate's own: only with the check (a gate object needs only these two)
+        from types import SimpleNamespace
+        gate = SimpleNamespace(pipeline=pipe, store=st, cfg=pipe.cfg)
+        assert upkeep_for_gate(gate).active
+        _with_lookalikes(monkeypatch, None)
+        pipe.identity.load()
+        assert upkeep_for_gate(gate) is None
+    finally:
+        pipe.close()
+        st.close()
+
+
+def test_a_failed_slice_is_logged_and_never_stops_the_gate(monkeypatch, caplog):
+    from device.gate import lookalike_upkeep as U
+    up = U.ListUpkeep(type("I", (), {"numbers": {"lookalikes": NUMBERS}, "kind":
+                                     "xray_bone_patch"})(), store=None, clock=_Ticks())
+    with caplog.at_level("ERROR", logger="palmgate.gate"):
+        assert up.tick() is False
+    assert "look-alike lists" in caplog.text and up.next_look > up.clock() + 50
 
 
 def test_the_command_reports_and_builds_only_with_signed_numbers(tmp_path, capsys, monkeypatch):
@@ -266,7 +355,8 @@ def test_the_command_reports_and_builds_only_with_signed_numbers(tmp_path, capsy
     _with_lookalikes(monkeypatch)
     assert main(["lookalikes", "--build", "--operator", "tester", *c]) == 0
     rep = json.loads(capsys.readouterr().out)
-    assert rep["built"] == {"people_without_a_list": 0, "lists_written": 0, "people": 0}
+    assert rep["built"] == {"people_without_a_list": 0, "lists_made": 0, "lists_written": 0,
+                            "pairs_compared": 0, "people": 0}
     assert rep["check"] == NUMBERS
 
 

@@ -42,7 +42,7 @@ def closest_pairs(store, kind: str, k: int) -> list[tuple[str, str, float]]:
     from device.gate import lookalikes as LA
     from device.store import lookalike_rows as LR
     pairs = {}
-    for u, b in LR.gallery(store, kind, templates=False)[1].items():
+    for u, b in LR.gallery(store, kind)[1].items():
         for v, s in LA.list_from_bytes(b).items():
             pairs[tuple(sorted((u, v)))] = s
     return [(u, v, s) for (u, v), s in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0]))
@@ -107,7 +107,7 @@ def run(seed: int, people: int, pairs: int, per_pair: int, genuine: int,
         near = sorted({person[x] for u, v, _ in top for x in (u, v)}) \
             if genuine_of == "pairs" else list(enrolled)
         lists = {u: LA.list_from_bytes(b)
-                 for u, b in LR.gallery(st, pipe.identity.kind, templates=False)[1].items()}
+                 for u, b in LR.gallery(st, pipe.identity.kind)[1].items()}
         numbers = pipe.identity.numbers
         for j in range(genuine if near else 0):
             who = near[j % len(near)]

@@ -1,21 +1,22 @@
-"""Making the look-alike lists (:mod:`device.gate.lookalikes`): at each enrolment, both ways,
-and for a store whose people were enrolled before the lists were kept (``palmgate
-lookalikes --build``).
+"""Making the look-alike lists (:mod:`device.gate.lookalikes`): at each enrolment, both ways;
+for everyone else who holds sensor templates and no list, between presentations
+(:mod:`device.gate.lookalike_upkeep`).
 
 - **At enrolment** (:func:`plan`, then :func:`write` in the enrolment's transaction). The new
   person's sensor templates are compared with every enrolled person's of the same kind
   (:func:`~device.gate.lookalikes.pair_agreement`, the gate's comparison both ways round):
   their own list is those at ``S >=`` :data:`~device.gate.lookalikes.LIST_FLOOR`, and every
   enrolled person who keeps a list gets the new person's entry (or loses a stale one, at a
-  re-enrolment). The comparisons run before the transaction (a read snapshot: decisions
-  and their audit records are not held up); in the transaction the people enrolled or
-  re-enrolled since are compared too, so no list misses anyone.
+  re-enrolment). The comparisons run before the transaction (one person's templates read at
+  a time; decisions and their audit records are not held up); in the transaction the people
+  enrolled or re-enrolled since are compared too (by their rows' stamp,
+  :func:`device.store.lookalike_rows.gallery`), so no list misses anyone.
 - **Cost.** One pair comparison per enrolled person of the kind (18 of the gate's patch
   comparisons: ~25 ms on a 2-core x86 at one thread; docs/results.md), i.e. seconds at a
   few hundred people and minutes at 10,000.
-- **Privacy.** It unseals every enrolled person's sensor templates on the device, as the
-  duplicate-palm check compares the new palm with every enrolled palm; a decision unseals the
-  claimed person's and their listed look-alikes' only.
+- **Privacy.** It unseals every enrolled person's sensor templates on the device (one at a
+  time), as the duplicate-palm check compares the new palm with every enrolled palm; a
+  decision unseals the claimed person's and their listed look-alikes' only.
 """
 from __future__ import annotations
 
@@ -28,9 +29,9 @@ from device.store import lookalike_rows as LR
 @dataclass
 class Plan:
     kind: str
-    mine: list                          # the new person's template patches
+    mine: list                          # the person's template patches
     agree: object                       # agree(templates, probe) -> agreement
-    seen: dict = field(default_factory=dict)      # user_id -> (version compared, S)
+    seen: dict = field(default_factory=dict)      # user_id -> (stamp compared, S)
 
 
 def comparer(identity):
@@ -43,16 +44,26 @@ def comparer(identity):
     return lambda tmpls, probe: identity.compare(tmpls, probe, n)
 
 
-def _patches(blobs) -> list:
+def patches(blobs) -> list:
     from device.gate.sensor_identity import template_parts
     return [template_parts(b)[0] for b in blobs]
 
 
-def _compare(p: Plan, user_id: str, feats: dict) -> None:
-    """``p.seen`` brought to ``feats``: everyone not yet compared at their version now is."""
-    for uid, (ver, blobs) in feats.items():
-        if uid != user_id and p.seen.get(uid, (None,))[0] != ver:
-            p.seen[uid] = (ver, LA.pair_agreement(p.mine, _patches(blobs), p.agree))
+def compare_one(p: Plan, store, uid: str) -> tuple | None:
+    """``p`` compared with ``uid``'s templates as the store holds them now (read and unsealed
+    one person at a time): ``p.seen[uid] = (their stamp, S)``; returns the stamp (None: they
+    hold none now)."""
+    stamp, blobs = LR.templates(store, uid, p.kind)
+    if blobs:
+        p.seen[uid] = (stamp, LA.pair_agreement(p.mine, patches(blobs), p.agree))
+    return stamp
+
+
+def compare_missing(p: Plan, store, user_id: str, stamps: dict) -> None:
+    """``p.seen`` brought to ``stamps``: everyone not yet compared at their stamp now is."""
+    for uid, stamp in stamps.items():
+        if uid != user_id and p.seen.get(uid, (None,))[0] != stamp:
+            compare_one(p, store, uid)
 
 
 def plan(identity, store, user_id: str, blobs: list) -> Plan | None:
@@ -62,77 +73,46 @@ def plan(identity, store, user_id: str, blobs: list) -> Plan | None:
     agree = comparer(identity)
     if agree is None or not blobs:
         return None
-    p = Plan(identity.kind, _patches(blobs), agree)
-    _compare(p, user_id, LR.gallery(store, identity.kind)[0])
+    p = Plan(identity.kind, patches(blobs), agree)
+    compare_missing(p, store, user_id, LR.gallery(store, identity.kind)[0])
     return p
 
 
-def write(p: Plan | None, store, user_id: str, version: int) -> int:
-    """Inside the enrolment's transaction: people enrolled or re-enrolled since :func:`plan`
-    compared too, then the new person's list and every list that changes (read now, so an
-    entry written by another enrolment meanwhile stays) written. Returns how many lists were
-    written (0: no plan)."""
+def write(p: Plan | None, store, user_id: str, version: int, record: str =
+          "lookalike_lists_written", audit: dict | None = None, now=None) -> int:
+    """Inside a store transaction: people enrolled or re-enrolled since the comparisons
+    compared too, then ``user_id``'s list and every list that changes (read now, so an entry
+    written by another enrolment meanwhile stays) written, with the audit record ``record``.
+    ``now``: the store's :func:`~device.store.lookalike_rows.gallery` already read in this
+    transaction. Returns how many lists were written (0: no plan)."""
     if p is None:
         return 0
-    feats, lists = LR.gallery(store, p.kind)
-    _compare(p, user_id, feats)
+    stamps, lists = now or LR.gallery(store, p.kind)
+    compare_missing(p, store, user_id, stamps)
     mine: dict = {}
     written = 0
-    for uid in sorted(feats):
+    for uid in sorted(stamps):
         if uid == user_id:
             continue
-        ver, s = p.seen[uid]
+        _, s = p.seen[uid]
         mine = LA.merged(mine, uid, s)
         if uid in lists:
             old = LA.list_from_bytes(lists[uid])
             new = LA.merged(old, user_id, s)
             if new != old:
-                LR.write_list(store, uid, ver, p.kind, LA.list_to_bytes(new))
+                LR.write_list(store, uid, stamps[uid][0], p.kind, LA.list_to_bytes(new))
                 written += 1
     LR.write_list(store, user_id, version, p.kind, LA.list_to_bytes(mine))
-    store._record("lookalike_lists_written", None, user_id=user_id, template_version=version,
+    store._record(record, audit, user_id=user_id, template_version=version,
                   count=written + 1, users=len(mine))
     return written + 1
-
-
-def build_missing(identity, store, audit: dict | None = None) -> dict:
-    """Lists for every person of the stage's kind who has none (enrolled before the lists
-    were kept), every other list brought up to date with them, in one transaction with the
-    audit record ``lookalike_lists_built``. Compares each such person with every other once
-    (N^2 / 2 at worst: hours at 10,000 people). ValueError without signed ``lookalikes``."""
-    agree = comparer(identity)
-    if agree is None:
-        raise ValueError("no signed 'lookalikes' numbers in this gate's binding file")
-    with store.transaction():
-        feats, lists = LR.gallery(store, identity.kind)
-        todo = sorted(u for u in feats if u not in lists)
-        pats = {u: _patches(b) for u, (_, b) in feats.items()}
-        old = {u: LA.list_from_bytes(b) for u, b in lists.items()}
-        new = {**old, **{u: {} for u in todo}}
-        done: set = set()
-        for u in todo:
-            for v in feats:
-                if v == u or v in done:
-                    continue
-                s = LA.pair_agreement(pats[u], pats[v], agree)
-                new[u] = LA.merged(new[u], v, s)
-                new[v] = LA.merged(new[v], u, s)
-            done.add(u)
-        written = 0
-        for u in sorted(new):
-            if new[u] != old.get(u):
-                LR.write_list(store, u, feats[u][0], identity.kind, LA.list_to_bytes(new[u]))
-                written += 1
-        store._record("lookalike_lists_built", audit, users=len(todo), count=written)
-    return {"people_without_a_list": len(todo), "lists_written": written,
-            "people": len(feats)}
 
 
 def report(st, kind: str, numbers: dict | None) -> dict:
     """People with templates of ``kind``, with a list, and the look-alikes a decision would
     compare (at the signed ``min_pair_agreement`` and ``most``)."""
-    feats, lists = LR.gallery(st, kind, templates=False)
-    out = {"kind": kind, "people": len(feats), "people_with_a_list": len(lists),
+    stamps, lists = LR.gallery(st, kind)
+    out = {"kind": kind, "people": len(stamps), "people_with_a_list": len(lists),
            "people_without_a_list": LR.users_without_list(st, kind),
            "check": "off (no signed lookalikes numbers)" if numbers is None else numbers}
     if numbers is not None and lists:

@@ -45,8 +45,10 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
 - **Look-alikes.** Once the patch, lines and size passed, the frame is compared also with the
   claimed person's listed look-alikes (:mod:`device.gate.lookalikes`, signed
   ``sensor_identity.lookalikes``; absent: no check): one that agrees more denies
-  ``sensor_identity`` (``Decision.sensor_identity_by = "lookalike"``); a person enrolled
-  before the lists were kept is ``Decision.lookalikes = "not_listed"``.
+  ``sensor_identity`` (``Decision.sensor_identity_by = "lookalike"``); a person without a
+  list yet (enrolled before the lists were kept, or received from another gate: the gate
+  makes theirs between presentations, :mod:`device.gate.lookalike_upkeep`) is
+  ``Decision.lookalikes = "not_listed"``.
 
 ``patch(frame, probes)`` is what enrolment keeps for each presentation
 (:meth:`device.gate.pipeline.Pipeline.screen`, :mod:`device.gate.enrol`).
@@ -244,7 +246,8 @@ class SensorIdentityStage:
     def warn_unlisted(self) -> int:
         """Log, where the signed numbers have the look-alikes' check, how many people have no
         look-alike list (enrolled before the lists, or received from another gate: unchecked
-        against look-alikes until ``palmgate lookalikes --build``); returns how many."""
+        against look-alikes until :mod:`device.gate.lookalike_upkeep` makes theirs between
+        presentations, or ``palmgate lookalikes --build``); returns how many."""
         if not (self.numbers and self.numbers.get("lookalikes")) or self.store is None:
             return 0
         from device.store.lookalike_rows import users_without_list
@@ -255,7 +258,8 @@ class SensorIdentityStage:
             return 0
         if n:
             log.warning("%d people have no look-alike list: not checked against look-alikes "
-                        "until 'palmgate lookalikes --build'", n)
+                        "until the gate has made theirs between presentations (or "
+                        "'palmgate lookalikes --build')", n)
         return n
 
     def templates(self, user_id: str, version: int | None = None) -> list:

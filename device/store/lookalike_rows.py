@@ -15,33 +15,53 @@ from device.store import sensor_templates as ST
 from device.store.errors import StoreError
 
 
-def gallery(store, kind: str, templates: bool = True) -> tuple[dict, dict]:
-    """``({user_id: (version, [template bytes])}, {user_id: list bytes})`` of every person's
-    rows of feature ``kind`` and of its list kind, unsealed, of each person's current
-    version only, in one read snapshot. Unseals every person's templates: enrolment's and
-    the build command's, never a decision's (``templates=False``: the lists only, each
-    person's template list left empty -- a report's)."""
+CURRENT = "SELECT user_id, MAX(version) FROM templates GROUP BY user_id"
+"""Each person's current version: their palm templates' (replaced at each re-enrolment)."""
+
+
+def gallery(store, kind: str) -> tuple[dict, dict]:
+    """``({user_id: stamp}, {user_id: list bytes})``: every person holding rows of feature
+    ``kind`` at their current version, each with the **stamp** of those rows (``(version,
+    first record id)``: record ids are never reused, so a person deleted and enrolled again
+    at the same version has another stamp), and the lists (of the list kind, current version,
+    unsealed), in one read snapshot. No template is unsealed (:func:`templates` reads one
+    person's)."""
     c = store.conn
     if not ST._present(c):
         return {}, {}
     lk = ST.LIST_KIND[kind]
-    feats: dict = {}
+    stamps: dict = {}
     lists: dict = {}
     with store.snapshot():
-        # a person's current version: their palm templates' (replaced at each re-enrolment)
-        current = dict(c.execute("SELECT user_id, MAX(version) FROM templates "
-                                 "GROUP BY user_id"))
+        current = dict(c.execute(CURRENT))
         for row in c.execute(ST.ROWS + " WHERE kind IN (?, ?) ORDER BY record_id", (kind, lk)):
             rid, uid, ver, k = row[:4]
             if current.get(uid) != ver:
                 continue
             if k == kind:
-                got = feats.setdefault(uid, (ver, []))[1]
-                if templates:
-                    got.append(ST.unseal(store, *row))
+                stamps.setdefault(uid, (ver, rid))
             else:
                 lists[uid] = ST.unseal(store, *row)
-    return feats, lists
+    return stamps, lists
+
+
+def templates(store, user_id: str, kind: str) -> tuple[tuple | None, list]:
+    """``(stamp, [template bytes])`` of ``user_id``'s rows of feature ``kind`` at their current
+    version, unsealed, in one read snapshot (``(None, [])``: none). Enrolment's and the
+    lists' upkeep's reads (one person at a time), never a decision's."""
+    c = store.conn
+    if not ST._present(c):
+        return None, []
+    with store.snapshot():
+        r = c.execute("SELECT MAX(version) FROM templates WHERE user_id=?",
+                      (user_id,)).fetchone()
+        if r is None or r[0] is None:
+            return None, []
+        rows = c.execute(ST.ROWS + " WHERE user_id=? AND kind=? AND version=? ORDER BY "
+                         "record_id", (user_id, kind, r[0])).fetchall()
+        if not rows:
+            return None, []
+        return (r[0], rows[0][0]), [ST.unseal(store, *row) for row in rows]
 
 
 def write_list(store, user_id: str, version: int, kind: str, blob: bytes) -> int:
