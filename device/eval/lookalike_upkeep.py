@@ -74,7 +74,7 @@ def catch_up(pipe, st) -> dict:
 
 def run(seed: int, people: int, received: list, precision: str = "int8", models=None,
         log=None) -> dict:
-    from device.eval.synthetic_gate import enrol_people, synthetic_gate, user_id
+    from device.eval.synthetic_gate import enrol_people, synthetic_gate
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
     synth = SyntheticPeople(seed=seed, views=3, sensor="xray")
