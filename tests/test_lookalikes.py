@@ -330,6 +330,46 @@ def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
         st.close()
 
 
+def test_palmgate_run_makes_the_missing_lists_between_presentations(
+        tmp_path, xray_people, monkeypatch, capsys):
+    """``palmgate run`` (device/service.py): people without a list get theirs from the
+    running gate after its presentations, audited as the gate's."""
+    from conftest import write_toml
+
+    from device.cli import main
+    from device.sources.replay import write_burst
+    b = xray_people
+    for n in range(3):
+        write_burst(tmp_path / "replay" / f"{n:02d}", b["genuine"])
+    _with_lookalikes(monkeypatch, None)                 # enrolled while the check was off
+    cfg = gate_config(tmp_path, liveness={"sensor": "xray",
+                                          "sensor_identity": "when_enrolled"},
+                      source={"kind": "replay", "replay_dir": str(tmp_path / "replay")})
+    pipe = Pipeline(cfg)
+    try:
+        with open_store(cfg) as st:
+            enrol_user(pipe, st, "alice", b["enrol"][0])
+            enrol_user(pipe, st, "bob", b["enrol"][1])
+            assert _lists(st) == {}
+    finally:
+        pipe.close()
+    _with_lookalikes(monkeypatch)
+    f = write_toml(tmp_path / "p.toml", cfg)
+    assert main(["run", "--config", str(f), "--plain-log"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3
+    with open_store(cfg) as st:
+        marks = [p.split('"lookalikes":"')[1].split('"')[0]
+                 for (p,) in st.conn.execute("SELECT payload FROM audit ORDER BY seq")
+                 if '"lookalikes":"' in p]
+        assert marks[0] == "not_listed" and marks[-1] in ("checked", "denied"), marks
+        lists = _lists(st)
+        assert set(lists) == {"alice", "bob"}
+        assert lists["alice"].get("bob") == lists["bob"].get("alice")
+        rec = [p for k, p in st.conn.execute("SELECT kind, payload FROM audit")
+               if k == "lookalike_lists_built"]
+        assert len(rec) == 2 and all("palmgate run (look-alike lists)" in p for p in rec)
+
+
 def test_a_failed_slice_is_logged_and_never_stops_the_gate(monkeypatch, caplog):
     from device.gate import lookalike_upkeep as U
     up = U.ListUpkeep(type("I", (), {"numbers": {"lookalikes": NUMBERS}, "kind":
