@@ -295,6 +295,12 @@ def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
         enrol_user(pipe, st, "alice", b["enrol"][0])
         enrol_user(pipe, st, "bob", b["enrol"][1])
         rows = {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
+        # a site change of the same bones keeps the person's list; of others, not
+        assert LA.list_from_bytes(LR.unchanged_list(st, "alice", ("xray_bone_patch",
+                                                                  rows["alice"]))) == \
+            _lists(st)["alice"]
+        assert LR.unchanged_list(st, "alice", ("xray_bone_patch", rows["bob"])) is None
+        assert LR.unchanged_list(st, "alice", ("xray_bone_patch", rows["alice"][:1])) is None
         _receive(st, "carol", rows["alice"][:1])            # alice's twin, from gate g1
         _receive(st, "dan", rows["bob"][1:])                # bob's twin, from gate g1
         assert set(_lists(st)) == {"alice", "bob"}

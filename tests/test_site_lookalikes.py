@@ -1,9 +1,8 @@
 """The X-ray look-alike lists at a site's gates (device/gate/lookalike_upkeep.py): on a real
 Mosquitto with the real pipeline and sealed stores, people enrolled at gate g1 reach g2 with
-their sensor templates and no list (the sync client has no identity stage; the enrolling gate
-loses its own lists too when the service's version of the enrolment replaces its own); each
-gate's upkeep makes them, both gates end with the same lists, and g2's decisions check the
-look-alikes. Skipped only where mosquitto or paho-mqtt cannot be had."""
+their sensor templates and no list (the sync client has no identity stage); g2's upkeep makes
+them, the same lists as g1's enrolments made (which g1 keeps when the service's version of
+each enrolment, the same bones, replaces its own), and g2's decisions check the look-alikes. Skipped only where mosquitto or paho-mqtt cannot be had."""
 from __future__ import annotations
 
 import os
@@ -100,14 +99,18 @@ def test_received_people_get_their_lists_at_every_gate(tmp_path):
         try:
             assert _lists(at["g2"]) == {}                   # received: no list at g2
             assert ST.count(at["g2"]) == 5
-            # g1's own lists went with its templates when the site's versions replaced them
-            assert _lists(at["g1"]) == {}
-            for g in ("g1", "g2"):
-                out = ListUpkeep(pipe.identity, at[g], {"operator": "test"}).run()
-                assert out["people"] == 3 and out["people_without_a_list"] >= 1
-            made = _lists(at["g2"])
-            assert made == _lists(at["g1"]) and set(made) == {"alice", "bob", "carol"}
+            # g1 kept the lists its enrolments made when the site's versions of them (the
+            # same bones) replaced its own, and says so in the change's audit record
+            made = _lists(at["g1"])
+            assert set(made) == {"alice", "bob", "carol"}
             assert made["alice"]["carol"] == made["carol"]["alice"] > 0.95
+            kept = at["g1"].conn.execute("SELECT COUNT(*) FROM audit WHERE payload LIKE "
+                                         "'%\"lookalike_list\":\"kept\"%'").fetchone()[0]
+            assert kept == 3
+            for g, todo in (("g1", 0), ("g2", 3)):
+                out = ListUpkeep(pipe.identity, at[g], {"operator": "test"}).run()
+                assert (out["people"], out["people_without_a_list"]) == (3, todo)
+            assert _lists(at["g2"]) == made
             g2 = Pipeline(gate_config(tmp_path / "cfg2", liveness=xray))
             try:
                 g2.attach_store(at["g2"])

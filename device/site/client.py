@@ -359,6 +359,7 @@ class GateSync:
     def _apply_batch(self, todo, now):
         from device.store import sensor_templates
         from device.store.holidays import replace_holidays
+        from device.store.lookalike_rows import unchanged_list, write_list
         from device.store.store import StoreError
         out, versions, revoked = [], {}, 0
         with store_batch(self.store) as st:
@@ -382,14 +383,18 @@ class GateSync:
                 site_attrs = {k: u[k] for k in _SITE_ATTRS if k in u}
                 if h["kind"] == "enrol":     # the sensor templates replaced with the palm's
                     tmpls, sens = tmpls
+                    keep = sens and unchanged_list(st, uid, sens)   # the same bones: kept
                     v = st.enrol(uid, tmpls, replace=True, label=str(u.get("label", "")),
                                  enabled=bool(u.get("enabled", True)),
                                  valid_from=u.get("valid_from"),
                                  valid_until=u.get("valid_until"), schedule=u.get("schedule"),
                                  audit=None if sens is None else
-                                 {"sensor_templates": len(sens[1])})
+                                 {"sensor_templates": len(sens[1]),
+                                  **({"lookalike_list": "kept"} if keep else {})})
                     if sens is not None:
                         sensor_templates.insert(st, uid, v, sens[1], sens[0])
+                        if keep:
+                            write_list(st, uid, v, sens[0], keep)
                     if site_attrs:      # the site's access times, as a site update sets them
                         st.update_user(uid, audit={"operator": "site"}, **site_attrs)
                 elif h["kind"] == "revoke":

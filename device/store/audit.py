@@ -48,6 +48,8 @@ ALLOWED = {"decision", "user_id", "score_bucket", "liveness", "liveness_bucket",
            #                                 size, lookalike
            "lookalikes",                   # the look-alikes' check: checked | denied |
            #                                 not_listed (device.gate.lookalikes)
+           "lookalike_list",               # kept: a site change of the same bones kept
+           #                                 the person's list (device.site.client)
            "phantom",                      # X-ray phantom check: refused | passed (no score)
            "second_look",                  # frame 0 unsure, sensor re-captured: opened |
            #                                 denied | failed (no score)

@@ -64,6 +64,20 @@ def templates(store, user_id: str, kind: str) -> tuple[tuple | None, list]:
         return (r[0], rows[0][0]), [ST.unseal(store, *row) for row in rows]
 
 
+def unchanged_list(store, user_id: str, sensor) -> bytes | None:
+    """Before a site change replaces ``user_id``'s enrolment with ``sensor`` (``(kind,
+    [template bytes])``): their list, when the templates of that kind they hold now are
+    exactly these (the gate's own enrolment coming back from the site, or a change sent
+    again), so it stays true under the new version; None otherwise (the gate's upkeep makes
+    a new one, :mod:`device.gate.lookalike_upkeep`)."""
+    kind, blobs = sensor
+    stamp, now = templates(store, user_id, kind)
+    if not now or now != [bytes(b) for b in blobs]:
+        return None
+    got = ST.read(store, user_id, stamp[0], ST.LIST_KIND[kind])
+    return got[-1] if got else None
+
+
 def write_list(store, user_id: str, version: int, kind: str, blob: bytes) -> int:
     """Inside a store transaction: ``user_id``'s list of feature ``kind`` replaced by
     ``blob`` (their earlier list rows deleted, tags XORed out); returns the new record id."""
