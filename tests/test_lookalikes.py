@@ -83,6 +83,7 @@ def test_the_stage_denies_when_a_listed_lookalike_agrees_more():
     other = (rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
     stage = SensorIdentityStage.__new__(SensorIdentityStage)
     stage.sensor, stage.probe = "xray", frame
+    stage.newcomers = lambda la: []                     # everyone has a list
     n = {"shift_mm": 2.0, "refine_deg": [], "lookalikes": dict(NUMBERS)}
     for them, want in ((frame, "denied"), (other, "checked")):
         stage.listed = {"bob": 0.9, "carol": 0.7}       # carol: under the limit, not compared
@@ -98,6 +99,19 @@ def test_the_stage_denies_when_a_listed_lookalike_agrees_more():
             stage.check_lookalikes(out, n, 0.9)
             assert out.lookalikes == "checked" and out.sensor_identity_by is None
         assert asked == ["bob"]
+    # dan, received from another gate, has no list yet and is on no one's: compared too
+    stage.listed = {"bob": 0.9}
+    stage.newcomers = lambda la: ["dan", "alice", "bob"]
+    asked = []
+    stage.person = lambda v: asked.append(v) or [frame if v == "dan" else other]
+    out = Decision(user_id="alice")
+    with pytest.raises(Deny):
+        stage.check_lookalikes(out, n, 0.9)
+    assert asked == ["bob", "dan"] and out.sensor_identity_by == "lookalike"
+    # the pure choice: all of them while at most `most`, none when more (an upgrade)
+    assert LA.newcomers(["d", "e"], NUMBERS, "a", ["e"]) == ["d"]
+    assert LA.newcomers(list("bcdef"), NUMBERS, "a", []) == []
+    assert LA.newcomers(None, NUMBERS, "a", []) == []
     stage.listed = None                                 # enrolled before the lists
     out = Decision(user_id="alice")
     stage.check_lookalikes(out, n, 0.9)
@@ -304,6 +318,14 @@ def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
         _receive(st, "carol", rows["alice"][:1])            # alice's twin, from gate g1
         _receive(st, "dan", rows["bob"][1:])                # bob's twin, from gate g1
         assert set(_lists(st)) == {"alice", "bob"}
+        # until they are listed, a decision compares the frame with them too (on no list)
+        pipe.load_gallery(st)
+        asked, real = [], pipe.identity.person
+        monkeypatch.setattr(pipe.identity, "person", lambda v: asked.append(v) or real(v))
+        d = pipe.decide(b["genuine"])
+        assert d.user_id == "alice" and d.lookalikes == "checked", d.reason
+        assert sorted(asked) == ["carol", "dan"]
+        monkeypatch.setattr(pipe.identity, "person", real)
         up = ListUpkeep(pipe.identity, st, {"operator": "test"}, clock=_Ticks())
         assert up.step(1.5) is True                 # carol taken, one comparison done
         assert up.cur[0] == "carol" and len(up.cur[3]) == 2

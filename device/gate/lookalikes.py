@@ -124,6 +124,18 @@ def to_compare(entries: dict, numbers: dict, claimed: str) -> list[str]:
     return [u for s, u in sorted(ok, key=lambda x: (-x[0], x[1]))[:numbers["most"]]]
 
 
+def newcomers(waiting: list | None, numbers: dict, claimed: str, compared: list) -> list[str]:
+    """The people without a list yet (``waiting``, newest first: received from another gate
+    and not yet listed by the gate's upkeep, :mod:`device.gate.lookalike_upkeep`) a decision
+    compares too, since no list says whether they look like the claimed person: all of them
+    when they are at most ``most`` (a site's usual trickle), none when more (``waiting``
+    None: an upgrade or a gate recovered with its users, said at the gate's start and in
+    ``palmgate status``); never the claimed person or one compared already."""
+    if not waiting or len(waiting) > numbers["most"]:
+        return []
+    return [u for u in waiting if u != claimed and u not in compared]
+
+
 def out_agreed(own: float, others: dict, lead: float) -> str | None:
     """The look-alike whose agreement with the frame beats the claimed person's ``own`` by more
     than ``lead`` (the largest such), else None; a look-alike that compares no area (NaN) is

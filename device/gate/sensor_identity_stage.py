@@ -48,7 +48,9 @@ each sensor's templates are of its own kind, :data:`device.store.sensor_template
   ``sensor_identity`` (``Decision.sensor_identity_by = "lookalike"``); a person without a
   list yet (enrolled before the lists were kept, or received from another gate: the gate
   makes theirs between presentations, :mod:`device.gate.lookalike_upkeep`) is
-  ``Decision.lookalikes = "not_listed"``.
+  ``Decision.lookalikes = "not_listed"``. Until their lists are made, people without one
+  are compared too, at every decision, when they are at most the signed ``most``
+  (:func:`device.gate.lookalikes.newcomers`): no one's list can name them yet.
 
 ``patch(frame, probes)`` is what enrolment keeps for each presentation
 (:meth:`device.gate.pipeline.Pipeline.screen`, :mod:`device.gate.enrol`).
@@ -98,6 +100,8 @@ class SensorIdentityStage:
         self.other_kinds: tuple = ()        # the last user's rows of another sensor's kind
         self.sizes: list = []               # the last user's enrolled hand sizes
         self.listed = None                  # the last user's look-alike list (None: none)
+        self.waiting = (None, [])           # (sensor tag, people without a list) read at
+        #                                     that tag (device.store.lookalike_rows.waiting)
         self.probe = None                   # the last frame's patch compared
         self.pair = None                    # the last user's cohort (mean, sd), None: raw
         self.cohort = None                  # the signed cohort's patches (enrolment; lazy)
@@ -357,8 +361,9 @@ class SensorIdentityStage:
         if self.listed is None:
             out.lookalikes = "not_listed"
             return
+        near = LA.to_compare(self.listed, la, out.user_id)
         others = {}
-        for v in LA.to_compare(self.listed, la, out.user_id):
+        for v in near + LA.newcomers(self.newcomers(la), la, out.user_id, near):
             tmpls = self.person(v)
             if tmpls:
                 others[v] = self.compare(tmpls, self.probe, n)
@@ -368,6 +373,15 @@ class SensorIdentityStage:
             out.sensor_identity_by = "lookalike"
             raise Deny(REASON, "please present your palm again",
                        "the sensor frame agrees more with another enrolled person's")
+
+    def newcomers(self, la) -> list | None:
+        """The people without a list (:func:`device.store.lookalike_rows.waiting`), read again
+        only when the store's sensor rows changed (their tag kept by :meth:`rows`)."""
+        tag = getattr(self.tags, "total", None)
+        if tag is None or self.waiting[0] != tag:
+            from device.store.lookalike_rows import waiting
+            self.waiting = (tag, waiting(self.store, self.kind, la["most"]))
+        return self.waiting[1]
 
     def person(self, user_id: str) -> list:
         """A listed look-alike's templates of this gate's kind (unsealed and checked as
