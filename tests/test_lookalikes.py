@@ -358,6 +358,44 @@ def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
         st.close()
 
 
+def test_a_list_transaction_compares_few_people_more_wait_for_the_next_slices(
+        tmp_path, xray_people, monkeypatch):
+    """Someone received between the upkeep's last look and its transaction: compared in the
+    transaction when few (device.gate.lookalike_upkeep.RESIDUAL_MOST), else left for the next
+    slices, the transaction writing nothing."""
+    from device.gate import lookalike_lists as LL
+    from device.gate import lookalike_upkeep as U
+    _with_lookalikes(monkeypatch)
+    b = xray_people
+    pipe, st = _gate(tmp_path)
+    try:
+        enrol_user(pipe, st, "alice", b["enrol"][0])
+        enrol_user(pipe, st, "bob", b["enrol"][1])
+        rows = {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
+        _receive(st, "carol", rows["alice"][:1])
+        up = U.ListUpkeep(pipe.identity, st, clock=_Ticks())
+        assert up.step(1.5) and up.cur[0] == "carol"
+        _receive(st, "dan", rows["alice"][1:])              # after carol's round began
+        real = LL.missing
+        monkeypatch.setattr(LL, "missing", lambda *a: [])    # the last look misses him
+        monkeypatch.setattr(U, "RESIDUAL_MOST", 0)
+        written = st.conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        assert up.step(3.5) is True and up.cur[0] == "carol" and up.cur[3] == ["dan"]
+        assert st.conn.execute("SELECT COUNT(*) FROM audit").fetchone()[0] == written
+        assert "carol" not in _lists(st)
+        while up.step(100.0):
+            pass
+        assert _lists(st)["carol"]["dan"] > 0.95                # compared before the write
+        monkeypatch.setattr(LL, "missing", real)
+        up.next_look = 0.0
+        while up.step(100.0):
+            pass
+        assert set(_lists(st)) == {"alice", "bob", "carol", "dan"}
+    finally:
+        pipe.close()
+        st.close()
+
+
 def test_palmgate_run_makes_the_missing_lists_between_presentations(
         tmp_path, xray_people, monkeypatch, capsys):
     """``palmgate run`` (device/service.py): people without a list get theirs from the

@@ -66,15 +66,28 @@ def compare_missing(p: Plan, store, user_id: str, stamps: dict) -> None:
             compare_one(p, store, uid)
 
 
-def plan(identity, store, user_id: str, blobs: list) -> Plan | None:
+def missing(p: Plan, store, user_id: str) -> list:
+    """Who the store holds now (outside any transaction) that ``p`` has not compared at their
+    stamp: enrolled, received or re-enrolled since."""
+    stamps = LR.gallery(store, p.kind, lists=False)[0]
+    return [u for u, s in stamps.items() if u != user_id and p.seen.get(u, (None,))[0] != s]
+
+
+def plan(identity, store, user_id: str, blobs: list, passes: int = 3) -> Plan | None:
     """The comparisons of the new person's templates with every enrolled person's (now,
-    outside any transaction); None when there is no check (no signed ``lookalikes``) or no
-    template."""
+    outside any transaction; again for whoever came meanwhile, up to ``passes`` times, so
+    that the transaction compares next to no one); None when there is no check (no signed
+    ``lookalikes``) or no template."""
     agree = comparer(identity)
     if agree is None or not blobs:
         return None
     p = Plan(identity.kind, patches(blobs), agree)
-    compare_missing(p, store, user_id, LR.gallery(store, identity.kind)[0])
+    for _ in range(passes):
+        todo = missing(p, store, user_id)
+        if not todo:
+            break
+        for u in todo:
+            compare_one(p, store, u)
     return p
 
 

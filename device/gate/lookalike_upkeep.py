@@ -49,6 +49,10 @@ capture)."""
 POLL_S = 5.0
 """How often, with nothing to do, the store is looked at for people without a list."""
 
+RESIDUAL_MOST = 8
+"""The most people a list's transaction compares (those who came between the last look and
+it); more wait for the next slices, so no transaction holds the store for long."""
+
 RETRY_S = 60.0
 """The wait after a failed slice (logged; the gate goes on deciding)."""
 
@@ -104,8 +108,7 @@ class ListUpkeep:
         while True:
             if self.cur is None and not self._take():
                 return False
-            if self._compare(end):
-                self._write()
+            if self._compare(end) and self._write():
                 self.cur = None
             if self.clock() + self.pair_s >= end:
                 return self.pending()
@@ -151,24 +154,36 @@ class ListUpkeep:
         return True
 
     def _compare(self, end: float) -> bool:
-        """The half-made person compared with more people; True when with everyone."""
-        _, _, p, left = self.cur
-        while left:
-            t = self.clock()
-            if self._moved and t + self.pair_s > end:
-                break               # the next one would end past the slice
-            LL.compare_one(p, self.store, left.pop())
-            self.pair_s = self.clock() - t
-            self._moved = True
-            self.stats["pairs_compared"] += 1
-        return not left
+        """The half-made person compared with more people; True when with everyone the store
+        holds now (whoever came meanwhile joins the ones left)."""
+        u, _, p, left = self.cur
+        while True:
+            while left:
+                t = self.clock()
+                if self._moved and t + self.pair_s > end:
+                    return False    # the next one would end past the slice
+                LL.compare_one(p, self.store, left.pop())
+                self.pair_s = self.clock() - t
+                self._moved = True
+                self.stats["pairs_compared"] += 1
+            left.extend(LL.missing(p, self.store, u))
+            if not left:
+                return True
 
-    def _write(self) -> None:
-        u, stamp, p, _ = self.cur
+    def _write(self) -> bool:
+        """The person's list and every list that changes, in one short transaction; False
+        (nothing written, the person still half made) when more than :data:`RESIDUAL_MOST`
+        came since the last look: they are compared in the next slices, not in it."""
+        u, stamp, p, left = self.cur
         with self.store.transaction():
             now = LR.gallery(self.store, self.kind)
             if now[0].get(u) != stamp or u in now[1]:
-                return              # changed, or listed by someone else meanwhile
+                return True         # changed, or listed by someone else meanwhile
+            late = [v for v, s in now[0].items()
+                    if v != u and p.seen.get(v, (None,))[0] != s]
+            if len(late) > RESIDUAL_MOST:
+                left.extend(late)
+                return False
             n = LL.write(p, self.store, u, stamp[0], "lookalike_lists_built", self.audit, now)
         self.stats["lists_made"] += 1
         self.stats["lists_written"] += n
@@ -178,6 +193,7 @@ class ListUpkeep:
         for v, (_, s) in p.seen.items():
             if v in self.round and s >= LIST_FLOOR:
                 self.near[frozenset((u, v))] = s
+        return True
 
 
 def upkeep_for_gate(gate) -> ListUpkeep | None:

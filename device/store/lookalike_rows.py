@@ -19,30 +19,31 @@ CURRENT = "SELECT user_id, MAX(version) FROM templates GROUP BY user_id"
 """Each person's current version: their palm templates' (replaced at each re-enrolment)."""
 
 
-def gallery(store, kind: str) -> tuple[dict, dict]:
+def gallery(store, kind: str, lists: bool = True) -> tuple[dict, dict]:
     """``({user_id: stamp}, {user_id: list bytes})``: every person holding rows of feature
     ``kind`` at their current version, each with the **stamp** of those rows (``(version,
     first record id)``: record ids are never reused, so a person deleted and enrolled again
     at the same version has another stamp), and the lists (of the list kind, current version,
-    unsealed), in one read snapshot. No template is unsealed (:func:`templates` reads one
-    person's)."""
+    unsealed; ``lists=False``: none read), in one read snapshot. No template is unsealed
+    (:func:`templates` reads one person's)."""
     c = store.conn
     if not ST._present(c):
         return {}, {}
     lk = ST.LIST_KIND[kind]
     stamps: dict = {}
-    lists: dict = {}
+    out: dict = {}
+    kinds = (kind, lk) if lists else (kind, kind)
     with store.snapshot():
         current = dict(c.execute(CURRENT))
-        for row in c.execute(ST.ROWS + " WHERE kind IN (?, ?) ORDER BY record_id", (kind, lk)):
+        for row in c.execute(ST.ROWS + " WHERE kind IN (?, ?) ORDER BY record_id", kinds):
             rid, uid, ver, k = row[:4]
             if current.get(uid) != ver:
                 continue
             if k == kind:
                 stamps.setdefault(uid, (ver, rid))
             else:
-                lists[uid] = ST.unseal(store, *row)
-    return stamps, lists
+                out[uid] = ST.unseal(store, *row)
+    return stamps, out
 
 
 def templates(store, user_id: str, kind: str) -> tuple[tuple | None, list]:
