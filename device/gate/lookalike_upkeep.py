@@ -3,19 +3,21 @@
 Enrolment at this gate makes the lists both ways (:mod:`device.gate.lookalike_lists`). Anyone
 else who holds sensor templates of the gate's kind and no list -- received from another gate
 of the site (the sync client applies a change without an identity stage,
-:mod:`device.site.client`; a site re-enrolment drops the old list with the old templates),
-enrolled before the lists were kept, or enrolled while the check was off -- gets theirs here,
-and is put on everyone else's:
+:mod:`device.site.client`; a change of other bones drops the old list with the old
+templates), enrolled before the lists were kept, or enrolled while the check was off -- gets
+theirs here, and is put on everyone else's:
 
 - **Where.** ``palmgate run`` calls :meth:`ListUpkeep.tick` after every presentation, idle
   ones too (:mod:`device.service`), on the gate's own store connection in the gate's own
   thread: never during a decision, and for about :data:`SLICE_S` a call (no comparison is
-  started that would end past it, by the last one's time; at least one a call). ``palmgate lookalikes --build`` runs it to the end
-  (:meth:`ListUpkeep.run`), on its own connection, beside a running gate.
+  started that would end past it, by the last one's time; at least one a call).
+  ``palmgate lookalikes --build`` runs it to the end (:meth:`ListUpkeep.run`), on its own
+  connection, beside a running gate.
 - **How.** One person at a time: their comparisons with everyone of the kind
   (:func:`~device.gate.lookalike_lists.compare_one`, one person's templates read and unsealed
-  at a time) outside any transaction, over as many slices as they take; then one short
-  transaction compares whoever was enrolled or changed since and writes their list and every
+  at a time) outside any transaction, over as many slices as they take, until a last look
+  finds no one new; then one short transaction compares whoever came since (at most
+  :data:`RESIDUAL_MOST`, else they wait for the next slices) and writes their list and every
   list that changes, with the audit record ``lookalike_lists_built``
   (:func:`~device.gate.lookalike_lists.write`).
 - **A round** is the people without a list when it starts, in id order. Each pair of them is
@@ -23,12 +25,14 @@ and is put on everyone else's:
   keeps only the pairs at :data:`~device.gate.lookalikes.LIST_FLOOR` or more), unless either
   changed since. Someone who changed meanwhile waits for the next round; new work is looked
   for at most every :data:`POLL_S` when there was none.
-- **Meanwhile** a person without a list decides ``lookalikes = not_listed`` (unchecked) and is
-  on no one's list: ``palmgate status`` counts them (``users_without_lookalike_list``), the
-  gate logs their number at its start.
-- **Cost.** ~25 ms a pair on a 2-core x86 at one thread: a received person takes N of them at
-  N people (25 s at 1,000), spread over idle slices; a whole gallery without lists (an
-  upgrade) N^2/2.
+- **Meanwhile** a person without a list decides ``lookalikes = not_listed`` (unchecked) and
+  is on no one's list: while such people are at most the signed ``most``, every decision
+  compares the frame with them too (:func:`device.gate.lookalikes.newcomers`); ``palmgate
+  status`` counts them (``users_without_lookalike_list``), the gate logs their number at its
+  start.
+- **Cost.** One pair comparison (~25-55 ms on a 2-core x86 at one thread) per enrolled person
+  for each person without a list, spread over idle slices: a received person at 1,000
+  people about a minute of them; a whole gallery without lists (an upgrade) N^2/2.
 """
 from __future__ import annotations
 
