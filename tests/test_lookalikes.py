@@ -272,6 +272,15 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         st.close()
 
 
+def _alice_and_bob(tmp_path, b):
+    """A gate with persons 0 and 1 enrolled as alice and bob (their lists made): (pipeline,
+    store, their sensor templates' bytes)."""
+    pipe, st = _gate(tmp_path)
+    enrol_user(pipe, st, "alice", b["enrol"][0])
+    enrol_user(pipe, st, "bob", b["enrol"][1])
+    return pipe, st, {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
+
+
 class _Ticks:
     """A clock that moves one second at each reading."""
     def __init__(self):
@@ -304,11 +313,8 @@ def test_the_gate_makes_received_peoples_lists_between_presentations_in_slices(
     from device.gate.lookalike_upkeep import ListUpkeep, upkeep_for_gate
     _with_lookalikes(monkeypatch)
     b = xray_people
-    pipe, st = _gate(tmp_path)
+    pipe, st, rows = _alice_and_bob(tmp_path, b)
     try:
-        enrol_user(pipe, st, "alice", b["enrol"][0])
-        enrol_user(pipe, st, "bob", b["enrol"][1])
-        rows = {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
         # a site change of the same bones keeps the person's list; of others, not
         assert LA.list_from_bytes(LR.unchanged_list(st, "alice", ("xray_bone_patch",
                                                                   rows["alice"]))) == \
@@ -367,11 +373,8 @@ def test_a_list_transaction_compares_few_people_more_wait_for_the_next_slices(
     from device.gate import lookalike_upkeep as U
     _with_lookalikes(monkeypatch)
     b = xray_people
-    pipe, st = _gate(tmp_path)
+    pipe, st, rows = _alice_and_bob(tmp_path, b)
     try:
-        enrol_user(pipe, st, "alice", b["enrol"][0])
-        enrol_user(pipe, st, "bob", b["enrol"][1])
-        rows = {u: LR.templates(st, u, "xray_bone_patch")[1] for u in ("alice", "bob")}
         _receive(st, "carol", rows["alice"][:1])
         up = U.ListUpkeep(pipe.identity, st, clock=_Ticks())
         assert up.step(1.5) and up.cur[0] == "carol"
