@@ -73,7 +73,7 @@ def catch_up(pipe, st) -> dict:
 
 
 def run(seed: int, people: int, received: list, precision: str = "int8", models=None,
-        log=None) -> dict:
+        log=None, keep: str | None = None) -> dict:
     from device.eval.synthetic_gate import enrol_people, synthetic_gate
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
@@ -90,6 +90,13 @@ def run(seed: int, people: int, received: list, precision: str = "int8", models=
                    enrol_s=round(time.time() - t0, 1))
         ref = lists_now(st, kind)
         ids = sorted(ref)
+        if keep:        # the enrolled templates and the lists, for measurements of the lists
+            from device.store import lookalike_rows as LR
+            dump = {u: [bytes(b) for b in LR.templates(st, u, kind)[1]] for u in ids}
+            with open(keep, "w") as f:
+                json.dump({"seed": seed, "precision": precision, "lists": ref,
+                           "templates": {u: [b.hex() for b in bs] for u, bs in dump.items()}},
+                          f)
         for k in received:
             make_received(st, kind, ids[len(ids) - k:])
             r = catch_up(pipe, st)
@@ -110,12 +117,14 @@ def main(argv=None) -> int:
     ap.add_argument("--received", type=int, nargs="+", default=[20])
     ap.add_argument("--precision", choices=("int8", "fp32"), default="int8")
     ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
+    ap.add_argument("--keep", default=None, help="also write the enrolled sensor templates "
+                    "(plaintext hex: synthetic people only) and the lists to this JSON file")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if any(not 0 < k <= a.people for k in a.received):
         ap.error("--received takes counts from 1 to --people")
     res = run(a.seed, a.people, a.received, a.precision, a.models,
-              log=lambda m: print(m, file=sys.stderr, flush=True))
+              log=lambda m: print(m, file=sys.stderr, flush=True), keep=a.keep)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps({k: v for k, v in res.items()}, indent=1))
