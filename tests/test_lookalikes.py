@@ -246,7 +246,7 @@ def test_people_enrolled_before_the_lists_are_not_listed_until_built(
         out = ListUpkeep(pipe.identity, st, {"operator": "test"}).run()
         # each pair compared once: alice's turn gives bob's and carol's entries of her
         assert out == {"people_without_a_list": 3, "lists_made": 3, "lists_written": 3,
-                       "pairs_compared": 3, "people": 3}
+                       "pairs_compared": 3, "pairs_stopped_by_prefilter": 0, "people": 3}
         lists = _lists(st)
         assert lists["alice"]["carol"] == lists["carol"]["alice"] > 0.95
         assert lists["alice"].get("bob") == lists["bob"].get("alice")
@@ -399,6 +399,50 @@ def test_a_list_transaction_compares_few_people_more_wait_for_the_next_slices(
         st.close()
 
 
+def test_the_prefilter_grids_and_its_numbers():
+    from device.gate import bone_prefilter as BP
+    rng = np.random.default_rng(1)
+    a = [(rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))
+         for _ in range(2)]
+    b = [(rng.standard_normal((80, 80)).astype(np.float32), np.ones((80, 80), np.float32))]
+    da, db = BP.describe(a), BP.describe(b)
+    assert da["grid16"][0].shape == (2, 16, 16) and da["grid32s"][0].shape == (2, 32, 32)
+    assert BP.similarity(da["grid16"], BP.describe(a[1:])["grid16"], 0) == pytest.approx(1.0)
+    shifted = [(np.roll(a[0][0], 5, axis=1), a[0][1])]     # 2 cells of 2.5 mm
+    assert BP.similarity(da["grid32s"], BP.describe(shifted)["grid32s"], 2) > 0.9
+    assert abs(BP.similarity(da["grid16"], db["grid16"], 0)) < 0.5
+    empty = [(a[0][0], np.zeros((80, 80), np.float32))]     # nothing weighed: passed on
+    assert math.isnan(BP.similarity(da["grid16"], BP.describe(empty)["grid16"], 0))
+    pre = {"grid16": 0.9, "grid32s": 0.9}
+    assert BP.passes(da, BP.describe(a[:1]), pre) and not BP.passes(da, db, pre)
+    assert BP.passes(da, db, None) and BP.passes(da, BP.describe(empty), pre)
+    assert LA.lookalike_numbers({"lookalikes": {**NUMBERS, "prefilter": pre}})["prefilter"] \
+        == pre
+    assert "prefilter" not in LA.lookalike_numbers({"lookalikes": NUMBERS})
+    for bad in ({"grid16": 0.5}, {"grid16": 2.0, "grid32s": 0.1}, [0.1, 0.2]):
+        with pytest.raises(ValueError):
+            LA.lookalike_numbers({"lookalikes": {**NUMBERS, "prefilter": bad}})
+
+
+def test_with_a_signed_prefilter_only_the_pairs_it_passes_are_compared_in_full(
+        tmp_path, xray_people, monkeypatch):
+    from device.gate.lookalike_upkeep import ListUpkeep
+    _with_lookalikes(monkeypatch, {**NUMBERS, "prefilter": {"grid16": 0.99, "grid32s": 0.99}})
+    b = xray_people
+    pipe, st, rows = _alice_and_bob(tmp_path, b)
+    try:
+        assert _lists(st) == {"alice": {}, "bob": {}}       # bob's look at alice: stopped
+        _receive(st, "carol", rows["alice"][1:])            # alice's twin
+        out = ListUpkeep(pipe.identity, st).run()
+        assert (out["pairs_compared"], out["pairs_stopped_by_prefilter"]) == (2, 1)
+        lists = _lists(st)
+        assert lists["carol"]["alice"] == lists["alice"]["carol"] > 0.95
+        assert lists["bob"] == {} and "bob" not in lists["carol"]
+    finally:
+        pipe.close()
+        st.close()
+
+
 def test_palmgate_run_makes_the_missing_lists_between_presentations(
         tmp_path, xray_people, monkeypatch, capsys):
     """``palmgate run`` (device/service.py): people without a list get theirs from the
@@ -465,7 +509,7 @@ def test_the_command_reports_and_builds_only_with_signed_numbers(tmp_path, capsy
     assert main(["lookalikes", "--build", "--operator", "tester", *c]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["built"] == {"people_without_a_list": 0, "lists_made": 0, "lists_written": 0,
-                            "pairs_compared": 0, "people": 0}
+                            "pairs_compared": 0, "pairs_stopped_by_prefilter": 0, "people": 0}
     assert rep["check"] == NUMBERS
 
 

@@ -14,14 +14,19 @@ for everyone else who holds sensor templates and no list, between presentations
 - **Cost.** One pair comparison per enrolled person of the kind (18 of the gate's patch
   comparisons: ~25 ms on a 2-core x86 at one thread; docs/results.md), i.e. seconds at a
   few hundred people and minutes at 10,000.
+- **Prefilter.** Where ``sensor_identity.lookalikes.prefilter`` is signed, a pair is compared
+  in full only if the coarse grids of :mod:`device.gate.bone_prefilter` say it could be a
+  look-alike pair; the others are not listed (as under the floor).
 - **Privacy.** It unseals every enrolled person's sensor templates on the device (one at a
   time), as the duplicate-palm check compares the new palm with every enrolled palm; a
   decision unseals the claimed person's and their listed look-alikes' only.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from device.gate import bone_prefilter as BP
 from device.gate import lookalikes as LA
 from device.store import lookalike_rows as LR
 
@@ -32,6 +37,21 @@ class Plan:
     mine: list                          # the person's template patches
     agree: object                       # agree(templates, probe) -> agreement
     seen: dict = field(default_factory=dict)      # user_id -> (stamp compared, S)
+    pre: dict | None = None             # the signed prefilter (None: every pair in full)
+    desc: dict | None = None            # the person's grids (device.gate.bone_prefilter)
+    stopped: int = 0                    # pairs the prefilter stopped (S NaN: not listed)
+
+
+def new_plan(identity, blobs: list) -> Plan | None:
+    """A person's plan: their patches, the stage's comparison and, where signed, the
+    prefilter with their grids; None without signed ``lookalikes`` or without templates."""
+    agree = comparer(identity)
+    if agree is None or not blobs:
+        return None
+    mine = patches(blobs)
+    pre = identity.numbers["lookalikes"].get("prefilter")
+    return Plan(identity.kind, mine, agree, pre=pre,
+                desc=None if pre is None else BP.describe(mine))
 
 
 def comparer(identity):
@@ -55,7 +75,12 @@ def compare_one(p: Plan, store, uid: str) -> tuple | None:
     hold none now)."""
     stamp, blobs = LR.templates(store, uid, p.kind)
     if blobs:
-        p.seen[uid] = (stamp, LA.pair_agreement(p.mine, patches(blobs), p.agree))
+        theirs = patches(blobs)
+        if p.pre is not None and not BP.passes(p.desc, BP.describe(theirs), p.pre):
+            p.seen[uid] = (stamp, math.nan)         # no look-alike by the cheap first look
+            p.stopped += 1
+        else:
+            p.seen[uid] = (stamp, LA.pair_agreement(p.mine, theirs, p.agree))
     return stamp
 
 
@@ -78,10 +103,9 @@ def plan(identity, store, user_id: str, blobs: list, passes: int = 3) -> Plan | 
     outside any transaction; again for whoever came meanwhile, up to ``passes`` times, so
     that the transaction compares next to no one); None when there is no check (no signed
     ``lookalikes``) or no template."""
-    agree = comparer(identity)
-    if agree is None or not blobs:
+    p = new_plan(identity, blobs)
+    if p is None:
         return None
-    p = Plan(identity.kind, patches(blobs), agree)
     for _ in range(passes):
         todo = missing(p, store, user_id)
         if not todo:

@@ -66,6 +66,7 @@ class ListUpkeep:
 
     def __init__(self, identity, store, audit: dict | None = None, clock=time.monotonic):
         self.agree = LL.comparer(identity)
+        self.identity = identity
         self.kind = getattr(identity, "kind", None)
         self.store, self.audit, self.clock = store, audit, clock
         self.round: dict = {}       # user_id -> stamp, of everyone at the round's start
@@ -79,7 +80,7 @@ class ListUpkeep:
         self.pair_s = 0.0           # the last comparison's time (a slice ends before the
         self._moved = False         # next would pass it; at least one a slice)
         self.stats = {"people_without_a_list": 0, "lists_made": 0, "lists_written": 0,
-                      "pairs_compared": 0}
+                      "pairs_compared": 0, "pairs_stopped_by_prefilter": 0}
 
     @property
     def active(self) -> bool:
@@ -136,7 +137,7 @@ class ListUpkeep:
             stamp, blobs = LR.templates(self.store, u, self.kind)
             if not blobs or stamp != self.round[u]:
                 continue                    # changed since the round began: the next one
-            p = LL.Plan(self.kind, LL.patches(blobs), self.agree)
+            p = LL.new_plan(self.identity, blobs)
             for v, sv in self.done.items():    # compared with u in v's turn
                 if u not in self.odd[v]:
                     p.seen[v] = (sv, self.near.get(frozenset((u, v)), math.nan))
@@ -191,6 +192,7 @@ class ListUpkeep:
             n = LL.write(p, self.store, u, stamp[0], "lookalike_lists_built", self.audit, now)
         self.stats["lists_made"] += 1
         self.stats["lists_written"] += n
+        self.stats["pairs_stopped_by_prefilter"] += p.stopped
         self.done[u] = stamp
         self.odd[u] = {v for v, sv in self.round.items()
                        if v != u and p.seen.get(v, (None,))[0] != sv}

@@ -34,6 +34,7 @@ import json
 import math
 
 from device.gate.binding_joints import finite_number
+from device.gate.bone_prefilter import prefilter_numbers
 
 LIST_FLOOR = 0.75
 """The lowest pair agreement a list keeps: a signed ``min_pair_agreement`` may not be under it
@@ -50,7 +51,8 @@ _MAGIC = "palmgate/lookalikes/1"
 
 def lookalike_numbers(si: dict) -> dict | None:
     """The signed ``lookalikes`` block of a ``sensor_identity`` block: ``min_pair_agreement``
-    (in [:data:`LIST_FLOOR`, 1)), ``lead`` (in [0, 0.2]) and ``most`` (1..:data:`MAX_MOST`);
+    (in [:data:`LIST_FLOOR`, 1)), ``lead`` (in [0, 0.2]) and ``most`` (1..:data:`MAX_MOST`),
+    and ``prefilter`` where signed (:func:`device.gate.bone_prefilter.prefilter_numbers`);
     None when absent (no check). ValueError when malformed."""
     v = si.get("lookalikes")
     if v is None:
@@ -65,7 +67,11 @@ def lookalike_numbers(si: dict) -> dict | None:
         raise ValueError("'lookalikes' 'lead' must be a number in [0, 0.2]")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_MOST:
         raise ValueError(f"'lookalikes' 'most' must be an integer in 1..{MAX_MOST}")
-    return {"min_pair_agreement": float(s), "lead": float(d), "most": k}
+    out = {"min_pair_agreement": float(s), "lead": float(d), "most": k}
+    pre = prefilter_numbers(v)
+    if pre is not None:         # the lists' cheap first look (device.gate.bone_prefilter)
+        out["prefilter"] = pre
+    return out
 
 
 def pair_agreement(mine: list, theirs: list, agree) -> float:
