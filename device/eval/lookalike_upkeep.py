@@ -11,7 +11,9 @@ runs it, :meth:`~device.gate.lookalike_upkeep.ListUpkeep.tick` slices of
 list. Prints and writes: whether every list equals the reference, the slices' wall times
 (median, 95th percentile, largest: the wait a slice can add before the next capture), the
 catch-up's wall and CPU seconds and the pairs compared. ``K = people`` is a store whose
-people were all enrolled before the lists were kept.
+people were all enrolled before the lists were kept. ``--from-keep`` starts from a gallery a
+``--keep`` run wrote (its sensor templates and the lists its enrolments made; a random palm
+template each) instead of enrolling again.
 
     python -m device.eval.lookalike_upkeep --seed 9403 --people 120 --received 20 120 \\
         --out upkeep.json
@@ -72,8 +74,29 @@ def catch_up(pipe, st) -> dict:
             "cpu_s": round(cpu, 1), **up.stats}
 
 
+def load_keep(pipe, st, path: str) -> dict:
+    """A gallery written by ``--keep`` put into the store ``st`` as enrolment left it: each
+    person with one palm template (a random one: the lists do not look at them), their
+    sensor templates and the list enrolment made; returns the lists."""
+    from device.gate import lookalikes as LA
+    from device.protect.core import enrol as protect
+    from device.store import lookalike_rows as LR
+    from device.store import sensor_templates as ST
+    d = json.load(open(path))
+    kind = pipe.identity.kind
+    rng = np.random.default_rng(0)
+    with st.transaction():
+        for u in sorted(d["templates"]):
+            x = rng.standard_normal((49, 16))
+            v = st.enrol(u, [protect(x / np.linalg.norm(x, axis=-1, keepdims=True),
+                                     pipe.protect_config)])
+            ST.insert(st, u, v, [bytes.fromhex(h) for h in d["templates"][u]], kind)
+            LR.write_list(st, u, v, kind, LA.list_to_bytes(d["lists"][u]))
+    return {u: {k: float(s) for k, s in e.items()} for u, e in d["lists"].items()}
+
+
 def run(seed: int, people: int, received: list, precision: str = "int8", models=None,
-        log=None, keep: str | None = None) -> dict:
+        log=None, keep: str | None = None, from_keep: str | None = None) -> dict:
     from device.eval.synthetic_gate import enrol_people, synthetic_gate
     from device.synth.source import SyntheticPeople
     log = log or (lambda m: None)
@@ -85,9 +108,14 @@ def run(seed: int, people: int, received: list, precision: str = "int8", models=
             raise SystemExit("the models' signed sensor_identity has no 'lookalikes'")
         kind = pipe.identity.kind
         t0 = time.time()
-        enrolled, refused = enrol_people(pipe, st, synth, range(people), log, presentations=3)
-        out.update(enrolled=len(enrolled), enrol_refused=len(refused),
-                   enrol_s=round(time.time() - t0, 1))
+        if from_keep:
+            load_keep(pipe, st, from_keep)
+            out.update(from_keep=from_keep, people=len(lists_now(st, kind)))
+        else:
+            enrolled, refused = enrol_people(pipe, st, synth, range(people), log,
+                                             presentations=3)
+            out.update(enrolled=len(enrolled), enrol_refused=len(refused),
+                       enrol_s=round(time.time() - t0, 1))
         ref = lists_now(st, kind)
         ids = sorted(ref)
         if keep:        # the enrolled templates and the lists, for measurements of the lists
@@ -119,12 +147,15 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default=None, help="models folder (default: the shipped one)")
     ap.add_argument("--keep", default=None, help="also write the enrolled sensor templates "
                     "(plaintext hex: synthetic people only) and the lists to this JSON file")
+    ap.add_argument("--from-keep", default=None, help="start from a gallery written by --keep "
+                    "(its lists the reference) instead of enrolling")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
-    if any(not 0 < k <= a.people for k in a.received):
+    if any(not 0 < k <= a.people for k in a.received) and not a.from_keep:
         ap.error("--received takes counts from 1 to --people")
     res = run(a.seed, a.people, a.received, a.precision, a.models,
-              log=lambda m: print(m, file=sys.stderr, flush=True), keep=a.keep)
+              log=lambda m: print(m, file=sys.stderr, flush=True), keep=a.keep,
+              from_keep=a.from_keep)
     with open(a.out, "w") as f:
         json.dump(res, f, indent=1)
     print(json.dumps({k: v for k, v in res.items()}, indent=1))
