@@ -123,11 +123,15 @@ def main(argv=None) -> int:
     ap.add_argument("--choose", required=True, help="the gallery the thresholds are chosen on")
     ap.add_argument("--check", nargs="*", default=[], help="galleries they are checked on")
     ap.add_argument("--margin", type=float, default=0.05)
+    ap.add_argument("--choose-at", type=float, default=0.75,
+                    help="the thresholds keep the listed pairs from this S (default: the "
+                         "lists' floor)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     ms = {p: measure(p) for p in [a.choose, *a.check]}
-    numbers = choose(ms[a.choose], a.margin)
-    res = {"chosen_on": a.choose, "margin": a.margin, "numbers": numbers,
+    numbers = choose(ms[a.choose], a.margin, a.choose_at)
+    res = {"chosen_on": a.choose, "margin": a.margin, "chosen_at": a.choose_at,
+           "numbers": numbers,
            "galleries": {p: {"people": m["people"], "pairs": m["pairs"], "ms": m["ms"],
                              **check(m, numbers)} for p, m in ms.items()}}
     with open(a.out, "w") as f:
