@@ -13,9 +13,10 @@ cascade.
   templates and every shift of up to ``shift`` cells, of the normalised correlation over the
   cells kept in both (NaN where fewer than :data:`MIN_CELLS` are: such a pair is passed on).
 - **The cascade** (:func:`passes`): a pair is compared in full when its 16-cell similarity
-  (no shift) reaches the signed ``grid16`` and its 32-cell one (shifts of up to 2 cells, 5 mm)
-  the signed ``grid32s`` (``sensor_identity.lookalikes.prefilter`` of
-  ``models/binding_xray.json``; absent: every pair is compared in full).
+  (no shift) reaches the signed ``grid16``, its 32-cell one (shifts of up to 2 cells, 5 mm)
+  the signed ``grid32s``, and the 32-cell one with either person's templates also turned
+  -3 and +3 deg (xpre's D32st) the signed ``grid32st`` (``sensor_identity.lookalikes.
+  prefilter`` of ``models/binding_xray.json``; absent: every pair is compared in full).
 
 Pure functions of arrays (numpy + OpenCV); no model, no file.
 """
@@ -31,8 +32,9 @@ from device.gate.binding_joints import finite_number
 MIN_CELLS = 20
 """The fewest cells kept in both templates for a similarity (fewer: NaN, passed on)."""
 
-STAGES = (("grid16", 16, 0), ("grid32s", 32, 2))
-"""The cascade: (signed name, cells a side, largest shift in cells)."""
+STAGES = (("grid16", 16, 0, ()), ("grid32s", 32, 2, ()), ("grid32st", 32, 2, (-3.0, 3.0)))
+"""The cascade: (signed name, cells a side, largest shift in cells, the turns (degrees) of the
+other person's templates also tried, both ways round)."""
 
 
 def prefilter_numbers(la: dict) -> dict | None:
@@ -41,11 +43,12 @@ def prefilter_numbers(la: dict) -> dict | None:
     v = la.get("prefilter")
     if v is None:
         return None
+    names = [s[0] for s in STAGES]
     if not isinstance(v, dict) or not all(finite_number(v.get(k)) and -1.0 <= v[k] <= 1.0
-                                          for k, _, _ in STAGES):
-        raise ValueError("'lookalikes' 'prefilter' must give 'grid16' and 'grid32s', each a "
-                         "number in [-1, 1]")
-    return {k: float(v[k]) for k, _, _ in STAGES}
+                                          for k in names):
+        raise ValueError(f"'lookalikes' 'prefilter' must give {', '.join(names)}, each a "
+                         f"number in [-1, 1]")
+    return {k: float(v[k]) for k in names}
 
 
 def grid(patch, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -92,8 +95,29 @@ def similarity(a, b, shift: int) -> float:
 
 
 def describe(patches: list) -> dict:
-    """One person's grids of every stage (:data:`STAGES`): what :func:`passes` compares."""
-    return {name: grids(patches, n) for name, n, _ in STAGES}
+    """One person's grids of every stage (:data:`STAGES`): what :func:`passes` compares; a
+    stage with turns keeps ``(unturned grids, grids of every turn and the unturned)``."""
+    from device.gate.sensor_identity import _turned
+    out = {}
+    for name, n, _, turns in STAGES:
+        g = grids(patches, n)
+        if turns:
+            t = [(_turned(p[0], d), _turned(p[1], d, nearest=True)) for d in turns
+                 for p in patches]
+            gt = grids(t, n)
+            g = (g, (np.concatenate([g[0], gt[0]]), np.concatenate([g[1], gt[1]])))
+        out[name] = g
+    return out
+
+
+def stage_similarity(a: dict, b: dict, stage) -> float:
+    """Two people's similarity at one stage of :data:`STAGES` (with turns: the best of each
+    one's unturned grids against the other's turned ones, both ways round)."""
+    name, _, shift, turns = stage
+    if not turns:
+        return similarity(a[name], b[name], shift)
+    (a0, at), (b0, bt) = a[name], b[name]
+    return max(similarity(a0, bt, shift), similarity(b0, at, shift))
 
 
 def passes(a: dict, b: dict, numbers: dict | None) -> bool:
@@ -101,8 +125,7 @@ def passes(a: dict, b: dict, numbers: dict | None) -> bool:
     prefilter, or every stage's similarity at or over its number (a NaN passes)."""
     if numbers is None:
         return True
-    for name, _, shift in STAGES:
-        s = similarity(a[name], b[name], shift)
-        if s < numbers[name]:
+    for stage in STAGES:
+        if stage_similarity(a, b, stage) < numbers[stage[0]]:
             return False
     return True
