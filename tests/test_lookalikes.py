@@ -410,16 +410,21 @@ def test_the_prefilter_grids_and_its_numbers():
     assert BP.similarity(da["grid16"], BP.describe(a[1:])["grid16"], 0) == pytest.approx(1.0)
     shifted = [(np.roll(a[0][0], 5, axis=1), a[0][1])]     # 2 cells of 2.5 mm
     assert BP.similarity(da["grid32s"], BP.describe(shifted)["grid32s"], 2) > 0.9
+    from device.gate.sensor_identity import _turned
+    dt = BP.describe([(_turned(a[0][0], 3.0), _turned(a[0][1], 3.0, nearest=True))])
+    s2, s3 = (BP.stage_similarity(da, dt, st) for st in BP.STAGES[1:])
+    assert s3 > 0.99 and s3 > s2                     # the turned stage finds a turned copy
     assert abs(BP.similarity(da["grid16"], db["grid16"], 0)) < 0.5
     empty = [(a[0][0], np.zeros((80, 80), np.float32))]     # nothing weighed: passed on
     assert math.isnan(BP.similarity(da["grid16"], BP.describe(empty)["grid16"], 0))
-    pre = {"grid16": 0.9, "grid32s": 0.9}
+    pre = {"grid16": 0.9, "grid32s": 0.9, "grid32st": 0.9, "for_min_pair_agreement": 0.8}
     assert BP.passes(da, BP.describe(a[:1]), pre) and not BP.passes(da, db, pre)
     assert BP.passes(da, db, None) and BP.passes(da, BP.describe(empty), pre)
     assert LA.lookalike_numbers({"lookalikes": {**NUMBERS, "prefilter": pre}})["prefilter"] \
         == pre
     assert "prefilter" not in LA.lookalike_numbers({"lookalikes": NUMBERS})
-    for bad in ({"grid16": 0.5}, {"grid16": 2.0, "grid32s": 0.1}, [0.1, 0.2]):
+    for bad in ({"grid16": 0.5}, {**pre, "grid16": 2.0}, [0.1, 0.2],
+                {**pre, "for_min_pair_agreement": 0.85}, {**pre, "for_min_pair_agreement": None}):
         with pytest.raises(ValueError):
             LA.lookalike_numbers({"lookalikes": {**NUMBERS, "prefilter": bad}})
 
@@ -427,7 +432,8 @@ def test_the_prefilter_grids_and_its_numbers():
 def test_with_a_signed_prefilter_only_the_pairs_it_passes_are_compared_in_full(
         tmp_path, xray_people, monkeypatch):
     from device.gate.lookalike_upkeep import ListUpkeep
-    _with_lookalikes(monkeypatch, {**NUMBERS, "prefilter": {"grid16": 0.99, "grid32s": 0.99}})
+    _with_lookalikes(monkeypatch, {**NUMBERS, "prefilter": {
+        "grid16": 0.99, "grid32s": 0.99, "grid32st": 0.99, "for_min_pair_agreement": 0.8}})
     b = xray_people
     pipe, st, rows = _alice_and_bob(tmp_path, b)
     try:

@@ -38,8 +38,11 @@ other person's templates also tried, both ways round)."""
 
 
 def prefilter_numbers(la: dict) -> dict | None:
-    """The signed ``prefilter`` of a ``lookalikes`` block: ``grid16`` and ``grid32s``, each a
-    number in [-1, 1]; None when absent (no prefilter). ValueError when malformed."""
+    """The signed ``prefilter`` of a ``lookalikes`` block: a number in [-1, 1] for each stage
+    of :data:`STAGES`, and ``for_min_pair_agreement``, the pair agreement from which it was
+    chosen to keep every pair (the block's ``min_pair_agreement`` may not be lower: the
+    lists would miss pairs a decision compares); None when absent (no prefilter).
+    ValueError when malformed."""
     v = la.get("prefilter")
     if v is None:
         return None
@@ -48,7 +51,12 @@ def prefilter_numbers(la: dict) -> dict | None:
                                           for k in names):
         raise ValueError(f"'lookalikes' 'prefilter' must give {', '.join(names)}, each a "
                          f"number in [-1, 1]")
-    return {k: float(v[k]) for k in names}
+    f = v.get("for_min_pair_agreement")
+    if not finite_number(f) or not finite_number(la.get("min_pair_agreement")) or \
+            la["min_pair_agreement"] < f:
+        raise ValueError("'lookalikes' 'prefilter' must give 'for_min_pair_agreement', at "
+                         "most the block's 'min_pair_agreement' (it keeps the pairs from it)")
+    return {**{k: float(v[k]) for k in names}, "for_min_pair_agreement": float(f)}
 
 
 def grid(patch, n: int) -> tuple[np.ndarray, np.ndarray]:
