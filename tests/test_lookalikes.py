@@ -410,8 +410,8 @@ def test_the_prefilter_grids_and_its_numbers():
     assert BP.similarity(da["grid16"], BP.describe(a[1:])["grid16"], 0) == pytest.approx(1.0)
     shifted = [(np.roll(a[0][0], 5, axis=1), a[0][1])]     # 2 cells of 2.5 mm
     assert BP.similarity(da["grid32s"], BP.describe(shifted)["grid32s"], 2) > 0.9
-    from device.gate.sensor_identity import _turned
-    dt = BP.describe([(_turned(a[0][0], 3.0), _turned(a[0][1], 3.0, nearest=True))])
+    from device.gate.binding_texture import turned
+    dt = BP.describe([(turned(a[0][0], 3.0), turned(a[0][1], 3.0, nearest=True))])
     s2, s3 = (BP.stage_similarity(da, dt, st) for st in BP.STAGES[1:])
     assert s3 > 0.99 and s3 > s2                     # the turned stage finds a turned copy
     assert abs(BP.similarity(da["grid16"], db["grid16"], 0)) < 0.5

@@ -250,6 +250,18 @@ def _standardised(x: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def turned(x: np.ndarray, deg: float, nearest: bool = False) -> np.ndarray:
+    """``x`` turned by ``deg`` degrees about its centre (same size, 0 outside; nearest
+    neighbour for weights): the turns the patch comparisons search
+    (:mod:`device.gate.sensor_identity`, :mod:`device.gate.bone_prefilter`)."""
+    if deg == 0:
+        return x
+    h, w = x.shape
+    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), deg, 1.0)
+    return cv2.warpAffine(x, M, (w, h), flags=cv2.INTER_NEAREST if nearest else
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+
+
 def line_agreement(sensor_lines: np.ndarray, view_lines: np.ndarray, weights: np.ndarray,
                    max_shift: int) -> float:
     """The best normalised correlation (-1..1) of the sensor frame's line map with a view's,

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from device.gate.binding_joints import finite_number
+from device.gate.binding_texture import turned
 
 MIN_CELLS = 20
 """The fewest cells kept in both templates for a similarity (fewer: NaN, passed on)."""
@@ -105,12 +106,11 @@ def similarity(a, b, shift: int) -> float:
 def describe(patches: list) -> dict:
     """One person's grids of every stage (:data:`STAGES`): what :func:`passes` compares; a
     stage with turns keeps ``(unturned grids, grids of every turn and the unturned)``."""
-    from device.gate.sensor_identity import _turned
     out = {}
     for name, n, _, turns in STAGES:
         g = grids(patches, n)
         if turns:
-            t = [(_turned(p[0], d), _turned(p[1], d, nearest=True)) for d in turns
+            t = [(turned(p[0], d), turned(p[1], d, nearest=True)) for d in turns
                  for p in patches]
             gt = grids(t, n)
             g = (g, (np.concatenate([g[0], gt[0]]), np.concatenate([g[1], gt[1]])))

@@ -168,13 +168,7 @@ def probe_patch(frame: np.ndarray, probes, sensor: str, veins_out: bool = True,
 
 
 # ------------------------------------------------------------------------------ comparison
-def _turned(x: np.ndarray, deg: float, nearest: bool = False) -> np.ndarray:
-    if deg == 0:
-        return x
-    h, w = x.shape
-    M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), deg, 1.0)
-    return cv2.warpAffine(x, M, (w, h), flags=cv2.INTER_NEAREST if nearest else
-                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+_turned = T.turned      # a patch's map turned about its centre (the comparison's turns)
 
 
 def patch_agreement(enrolled: tuple[np.ndarray, np.ndarray], probe: tuple[np.ndarray, np.ndarray],
