@@ -34,9 +34,9 @@ def comparer():
     ``compare``)."""
     from device.gate import sensor_identity as S
     from device.gate.binding_numbers import load_binding_numbers
-    from device.gate.xray_bone_patch import REFINE_DEG
+    from device.gate.sensor_identity_stage import refine_turns
     n = S.identity_numbers(load_binding_numbers("xray").doc)
-    refine = tuple(n.get("refine_deg") or REFINE_DEG)
+    refine = refine_turns("xray", n)
     return lambda t, p: S.best_agreement(t, p, n["shift_mm"], refine=refine)
 
 

@@ -80,6 +80,19 @@ only: real radiographs (wrist deviation moves the carpals) may deny more; a site
 with ``sensor_identity = "off"``."""
 
 
+def refine_turns(sensor: str, n: dict) -> tuple:
+    """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
+    (:func:`device.gate.sensor_identity.identity_numbers`), or for a file without it
+    :data:`~device.gate.xray_bone_patch.REFINE_DEG` (older signed files decide as before);
+    none for NIR."""
+    if sensor != "xray":
+        return ()
+    r = n.get("refine_deg")
+    if r is None:
+        from device.gate.xray_bone_patch import REFINE_DEG as r
+    return tuple(r)
+
+
 def policy_of(liveness) -> str:
     """The site's sensor identity policy for its sensor (``sensor_default`` resolved)."""
     p = liveness.sensor_identity
@@ -160,16 +173,8 @@ class SensorIdentityStage:
         return S.best_agreement(tmpls, probe, n["shift_mm"], refine=self.refine(n))
 
     def refine(self, n) -> tuple:
-        """The turns tried around the comparison's best turn: X-ray's signed ``refine_deg``
-        (:func:`device.gate.sensor_identity.identity_numbers`), or for a file without it
-        :data:`~device.gate.xray_bone_patch.REFINE_DEG` (older signed files decide as before);
-        none for NIR."""
-        if self.sensor != "xray":
-            return ()
-        r = n.get("refine_deg")
-        if r is None:
-            from device.gate.xray_bone_patch import REFINE_DEG as r
-        return tuple(r)
+        """:func:`refine_turns` of this stage's sensor."""
+        return refine_turns(self.sensor, n)
 
     def normalising(self, n) -> bool:
         """Whether the last user's agreement is normalised (:mod:`device.gate.identity_cohort`):
