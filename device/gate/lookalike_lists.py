@@ -84,18 +84,22 @@ def compare_one(p: Plan, store, uid: str) -> tuple | None:
     return stamp
 
 
+def unseen(p: Plan, stamps: dict, user_id: str) -> list:
+    """Who of ``stamps`` (user id -> stamp) ``p`` has not compared at that stamp (never the
+    plan's own ``user_id``)."""
+    return [u for u, s in stamps.items() if u != user_id and p.seen.get(u, (None,))[0] != s]
+
+
 def compare_missing(p: Plan, store, user_id: str, stamps: dict) -> None:
     """``p.seen`` brought to ``stamps``: everyone not yet compared at their stamp now is."""
-    for uid, stamp in stamps.items():
-        if uid != user_id and p.seen.get(uid, (None,))[0] != stamp:
-            compare_one(p, store, uid)
+    for uid in unseen(p, stamps, user_id):
+        compare_one(p, store, uid)
 
 
 def missing(p: Plan, store, user_id: str) -> list:
     """Who the store holds now (outside any transaction) that ``p`` has not compared at their
     stamp: enrolled, received or re-enrolled since."""
-    stamps = LR.gallery(store, p.kind, lists=False)[0]
-    return [u for u, s in stamps.items() if u != user_id and p.seen.get(u, (None,))[0] != s]
+    return unseen(p, LR.gallery(store, p.kind, lists=False)[0], user_id)
 
 
 def plan(identity, store, user_id: str, blobs: list, passes: int = 3) -> Plan | None:

@@ -124,7 +124,8 @@ class ListUpkeep:
             raise ValueError("no signed 'lookalikes' numbers in this gate's binding file")
         while self.step(math.inf):
             pass
-        return dict(self.stats, people=len(LR.gallery(self.store, self.kind)[0]))
+        return dict(self.stats,
+                    people=len(LR.gallery(self.store, self.kind, lists=False)[0]))
 
     # ------------------------------------------------------------------ the steps
     def _take(self) -> bool:
@@ -184,8 +185,7 @@ class ListUpkeep:
             now = LR.gallery(self.store, self.kind)
             if now[0].get(u) != stamp or u in now[1]:
                 return True         # changed, or listed by someone else meanwhile
-            late = [v for v, s in now[0].items()
-                    if v != u and p.seen.get(v, (None,))[0] != s]
+            late = LL.unseen(p, now[0], u)
             if len(late) > RESIDUAL_MOST:
                 left.extend(late)
                 return False
@@ -194,8 +194,7 @@ class ListUpkeep:
         self.stats["lists_written"] += n
         self.stats["pairs_stopped_by_prefilter"] += p.stopped
         self.done[u] = stamp
-        self.odd[u] = {v for v, sv in self.round.items()
-                       if v != u and p.seen.get(v, (None,))[0] != sv}
+        self.odd[u] = set(LL.unseen(p, self.round, u))
         for v, (_, s) in p.seen.items():
             if v in self.round and s >= LIST_FLOOR:
                 self.near[frozenset((u, v))] = s
