@@ -90,14 +90,18 @@ def write_list(store, user_id: str, version: int, kind: str, blob: bytes) -> int
     return ST.insert(store, user_id, version, [blob], lk)[0]
 
 
+UNLISTED = (" WHERE kind=? AND user_id NOT IN (SELECT user_id FROM sensor_templates WHERE "
+            "kind=?)")
+"""The rows (of the feature kind, then its list kind) of the people without a list."""
+
+
 def waiting(store, kind: str, most: int) -> list | None:
     """The people holding templates of feature ``kind`` and no list (newest first, by their
     rows' record ids) when they are at most ``most``; None when more."""
     c = store.conn
     if not ST._present(c):
         return []
-    rows = c.execute("SELECT user_id FROM sensor_templates WHERE kind=? AND user_id NOT IN "
-                     "(SELECT user_id FROM sensor_templates WHERE kind=?) GROUP BY user_id "
+    rows = c.execute("SELECT user_id FROM sensor_templates" + UNLISTED + " GROUP BY user_id "
                      "ORDER BY MIN(record_id) DESC LIMIT ?",
                      (kind, ST.LIST_KIND[kind], int(most) + 1)).fetchall()
     return None if len(rows) > most else [r[0] for r in rows]
@@ -109,6 +113,5 @@ def users_without_list(store, kind: str) -> int:
     c = store.conn
     if not ST._present(c):
         return 0
-    return c.execute("SELECT COUNT(DISTINCT user_id) FROM sensor_templates WHERE kind=? AND "
-                     "user_id NOT IN (SELECT user_id FROM sensor_templates WHERE kind=?)",
+    return c.execute("SELECT COUNT(DISTINCT user_id) FROM sensor_templates" + UNLISTED,
                      (kind, ST.LIST_KIND[kind])).fetchone()[0]
